@@ -1,0 +1,250 @@
+//! Header-name normalisation and identity-header hygiene.
+//!
+//! CGI, WSGI and PHP turn both `X-Auth-User` and `X-Auth_User` into
+//! `HTTP_X_AUTH_USER`, so a proxy that strips only one spelling can be
+//! bypassed (oauth2-proxy CVE-2025-64484). Every comparison here is on the
+//! normalised name: ASCII-lowercased, with `_` read as `-`.
+
+use std::collections::HashSet;
+
+use http::{HeaderMap, HeaderName};
+
+/// ASCII-lowercases `name` and reads `_` as `-`.
+pub fn normalize_name(name: &str) -> String {
+    name.bytes().map(|b| normalize_byte(b) as char).collect()
+}
+
+#[inline]
+fn normalize_byte(b: u8) -> u8 {
+    if b == b'_' { b'-' } else { b.to_ascii_lowercase() }
+}
+
+/// Whether two header names are the same once normalised.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a
+            .bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| normalize_byte(x) == normalize_byte(y))
+}
+
+/// Exact identity header names known to any dialect, profile or peer, normalised.
+const BUILTIN_NAMES: &[&str] = &[
+    // oauth2-proxy (upstream headers)
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    // geOrchestra gateway output and pre-authentication marker
+    "sec-username",
+    "sec-userid",
+    "sec-email",
+    "sec-firstname",
+    "sec-lastname",
+    "sec-org",
+    "sec-orgid",
+    "sec-orgname",
+    "sec-roles",
+    "sec-proxy",
+    "sec-tel",
+    "sec-address",
+    "sec-title",
+    "sec-notes",
+    "sec-lastupdated",
+    "sec-org-lastupdated",
+    "sec-json-user",
+    "sec-json-organization",
+    "sec-external-authentication",
+    "sec-georchestra-preauthenticated",
+    // Apache and misc.
+    "x-remote-user",
+    "x-user",
+    "x-email",
+    "cf-access-jwt-assertion",
+    "cf-access-authenticated-user-email",
+    "x-goog-iap-jwt-assertion",
+];
+
+/// Identity header name prefixes, normalised: every header starting with one
+/// of these is an identity header.
+const BUILTIN_PREFIXES: &[&str] = &[
+    "remote-",          // Authelia, and the `remote` profile
+    "x-authentik-",     // authentik
+    "x-auth-request-",  // oauth2-proxy with --set-xauthrequest
+    "x-webauth-",       // Grafana, Gitea
+    "preauth-",         // geOrchestra pre-authentication
+    "tailscale-",       // Tailscale Serve
+    "oidc-claim-",      // Apache mod_auth_openidc
+    "oidc-access-token",
+    "x-pomerium-",      // Pomerium
+    "x-vestibule-",     // our own assertion and future headers
+    "x-goog-authenticated-",
+];
+
+/// The set of header names that carry identity and so must never reach an
+/// app unless vestibule put them there.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    exact: HashSet<String>,
+    prefixes: Vec<String>,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl IdentityHeaders {
+    /// Every spelling any built-in dialect or profile knows.
+    pub fn builtin() -> Self {
+        Self {
+            exact: BUILTIN_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+            prefixes: BUILTIN_PREFIXES.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Adds operator-configured names (custom dialects and profiles).
+    pub fn with_names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.exact
+            .extend(names.into_iter().map(|n| normalize_name(n.as_ref())));
+        self
+    }
+
+    /// Whether `name` (any case, `_` or `-`) is an identity header.
+    pub fn contains(&self, name: &str) -> bool {
+        let mut buf = [0u8; 64];
+        let owned;
+        let norm: &str = if name.len() <= buf.len() {
+            for (dst, src) in buf.iter_mut().zip(name.bytes()) {
+                *dst = normalize_byte(src);
+            }
+            // Only ASCII bytes were changed, so the buffer stays valid UTF-8.
+            match std::str::from_utf8(&buf[..name.len()]) {
+                Ok(s) => s,
+                Err(_) => return false,
+            }
+        } else {
+            owned = normalize_name(name);
+            &owned
+        };
+        self.exact.contains(norm) || self.prefixes.iter().any(|p| norm.starts_with(p.as_str()))
+    }
+
+    /// Removes every identity header from `headers`, returning the distinct
+    /// names that were present (as received, so logs show the spelling used).
+    pub fn strip(&self, headers: &mut HeaderMap) -> Vec<HeaderName> {
+        let found: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| self.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in &found {
+            headers.remove(name);
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normalisation_folds_case_and_underscore() {
+        assert_eq!(normalize_name("Remote_User"), "remote-user");
+        assert_eq!(normalize_name("REMOTE-USER"), "remote-user");
+        assert!(same_name("X-authentik_UID", "x-authentik-uid"));
+        assert!(!same_name("remote-user", "remote-users"));
+    }
+
+    #[test]
+    fn every_spelling_of_every_preset_is_an_identity_header() {
+        let set = IdentityHeaders::builtin();
+        for name in [
+            "Remote-User",
+            "remote_user",
+            "REMOTE-GROUPS",
+            "Remote_Email",
+            "X-authentik-uid",
+            "x_authentik_username",
+            "X-Forwarded-User",
+            "x_forwarded_preferred_username",
+            "X-Auth-Request-Email",
+            "X-WEBAUTH-USER",
+            "sec-username",
+            "SEC_ROLES",
+            "sec-georchestra-preauthenticated",
+            "preauth-username",
+            "PREAUTH_PROVIDER_ID",
+            "Tailscale-User-Login",
+            "OIDC_CLAIM_sub",
+            "X-Pomerium-Jwt-Assertion",
+            "x-vestibule-assertion",
+        ] {
+            assert!(set.contains(name), "{name} not recognised");
+        }
+    }
+
+    #[test]
+    fn ordinary_headers_are_not_identity_headers() {
+        let set = IdentityHeaders::builtin();
+        for name in [
+            "host",
+            "authorization",
+            "cookie",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "sec-websocket-key",
+            "sec-fetch-mode",
+            "sec-ch-ua",
+            "user-agent",
+        ] {
+            assert!(!set.contains(name), "{name} treated as identity");
+        }
+    }
+
+    #[test]
+    fn configured_names_are_added_normalised() {
+        let set = IdentityHeaders::builtin().with_names(["X-My_App-User"]);
+        assert!(set.contains("x-my-app-user"));
+        assert!(set.contains("X_MY_APP_USER"));
+    }
+
+    #[test]
+    fn very_long_names_are_still_checked() {
+        let long = format!("remote-{}", "a".repeat(200));
+        assert!(IdentityHeaders::builtin().contains(&long));
+    }
+
+    #[test]
+    fn strip_removes_all_spellings_and_reports_them() {
+        let mut h = HeaderMap::new();
+        h.append("remote-user", HeaderValue::from_static("admin"));
+        h.append("remote_user", HeaderValue::from_static("admin"));
+        h.append("remote-user", HeaderValue::from_static("again"));
+        h.append("accept", HeaderValue::from_static("*/*"));
+        let removed = IdentityHeaders::builtin().strip(&mut h);
+        assert_eq!(removed.len(), 2);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    proptest! {
+        #[test]
+        fn contains_agrees_with_normalised_form(name in "[A-Za-z0-9_-]{1,80}") {
+            let set = IdentityHeaders::builtin();
+            prop_assert_eq!(set.contains(&name), set.contains(&normalize_name(&name)));
+            prop_assert_eq!(set.contains(&name), set.contains(&name.to_ascii_uppercase()));
+            prop_assert_eq!(set.contains(&name), set.contains(&name.replace('-', "_")));
+        }
+    }
+}

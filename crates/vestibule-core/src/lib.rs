@@ -1,0 +1,49 @@
+//! # vestibule-core
+//!
+//! Every trust decision vestibule makes, as pure functions over plain data.
+//! Nothing here opens a socket, reads a file or looks at a clock: callers
+//! pass in the peer address, the headers and the current time. That keeps
+//! the security logic small enough to read in one sitting, and lets every
+//! parser of untrusted input be property-tested and fuzzed (`fuzz/`).
+//!
+//! ## Invariants
+//!
+//! - **Trust comes from the TCP peer only.** [`net::Peer`] is the socket's
+//!   address (IPv4-mapped IPv6 normalised) or a Unix socket the operator
+//!   declared trusted. No header, `X-Forwarded-For` included, ever makes a
+//!   peer trusted ([`forwarded`] only says who the client *probably* is, for
+//!   logs and rate limits).
+//! - **Header names are compared normalised**: ASCII-lowercased, `_` read as
+//!   `-` ([`headers::normalize_name`]). `Remote_User`, `REMOTE-USER` and
+//!   `remote-user` are one header.
+//! - **Ambiguity is an error.** A trusted peer that sends an identity header
+//!   twice, or under two spellings, gets [`dialect::IdentityError::Ambiguous`]
+//!   (HTTP 400), never "first one wins".
+//! - **Identity values are decoded once and validated**: valid UTF-8, no
+//!   control characters, bounded length ([`decode`]). Nothing is truncated.
+//! - **Every spelling of every identity header any dialect or profile knows
+//!   is stripped** before a request leaves vestibule ([`headers::IdentityHeaders`]).
+//! - **Route matching is done on every reasonable reading of the path**
+//!   ([`path`]); if two readings pick different routes the request is refused.
+//!
+//! ## Non-goals
+//!
+//! - I/O of any kind, async, logging, configuration files.
+//! - Choosing defaults for operators: the binary's config layer does that and
+//!   documents each one.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod decode;
+pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod net;
+pub mod path;
+pub mod dialect;
+pub mod headers;
+pub mod identity;
+pub mod policy;
+pub mod profile;
+pub mod route;

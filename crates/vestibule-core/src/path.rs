@@ -1,0 +1,395 @@
+//! Request paths for route matching, read every way an upstream might.
+//!
+//! A gateway decides "`/public` is open, everything else needs a login" on a
+//! path that the upstream application server may read differently: it may
+//! decode `%2F` into a separator, strip `;jsessionid=...` path parameters
+//! before resolving `..` (Tomcat, Jetty), or merge `//` (nginx
+//! `merge_slashes`). Each mismatch has been an authentication bypass in
+//! oauth2-proxy (GHSA-7rh7-c77v-6434, GHSA-pxq7-h93f-9jrg,
+//! GHSA-7x63-xv5r-3p2x).
+//!
+//! So instead of guessing one reading, [`path_interpretations`] returns all
+//! of them, and the caller refuses the request if two readings land on
+//! different routes. Inputs that no reasonable server agrees on (backslashes,
+//! control characters, broken escapes, non-UTF-8) are refused outright.
+
+use std::fmt;
+
+/// Paths longer than this many bytes are refused. Servers commonly cap the
+/// whole request line at 8 KiB; no route needs more.
+pub const MAX_PATH_LEN: usize = 8 * 1024;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path does not start with `/` (only origin-form paths are routed).
+    NotAbsolute,
+    /// A `%` is not followed by two hexadecimal digits (RFC 3986 §2.1).
+    BadPercentEncoding,
+    /// The percent-decoded path is not valid UTF-8.
+    NotUtf8,
+    /// The path contains a control character, raw or percent-encoded.
+    ControlCharacter,
+    /// The path contains a backslash, raw or percent-encoded: some servers
+    /// read it as a separator, others as a plain character.
+    Backslash,
+    /// The path is longer than [`MAX_PATH_LEN`] bytes.
+    TooLong,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAbsolute => f.write_str("the request path does not start with `/`"),
+            Self::BadPercentEncoding => f.write_str(
+                "the request path has a `%` that is not followed by two hexadecimal digits",
+            ),
+            Self::NotUtf8 => f.write_str("the request path does not decode to valid UTF-8"),
+            Self::ControlCharacter => {
+                f.write_str("the request path contains a control character")
+            }
+            Self::Backslash => f.write_str("the request path contains a backslash"),
+            Self::TooLong => write!(f, "the request path is longer than {MAX_PATH_LEN} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// The path part of an origin-form request target: everything before the
+/// first `?` (query, RFC 3986 §3.4) or `#` (fragment, §3.5; never sent by a
+/// conforming client, but cut all the same so it cannot smuggle a path).
+pub fn target_path(target: &str) -> &str {
+    target.split(['?', '#']).next().unwrap_or(target)
+}
+
+/// Every reasonable reading of `raw_path` (a path, without query).
+///
+/// The readings are the product of three choices, each made by some widely
+/// deployed server:
+///
+/// - `%2F` decoded into `/`, or kept as the three characters `%2F`
+///   (uppercased);
+/// - `;` path parameters stripped from each segment (`/a;x=1/b` is `/a/b`
+///   for Tomcat and Jetty), or kept;
+/// - runs of `/` merged into one (nginx `merge_slashes`), or kept.
+///
+/// Every other escape is decoded, then dot segments (`.`, `..`, encoded or
+/// not) are removed as in RFC 3986 §5.2.4. The distinct results are
+/// returned; the first is the plain reading (`%2F` kept, parameters kept,
+/// slashes kept).
+pub fn path_interpretations(raw_path: &str) -> Result<Vec<String>, PathError> {
+    if raw_path.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    if !raw_path.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let units = tokenize(raw_path.as_bytes())?;
+    // Validate the fully decoded form once. Every reading differs from it
+    // only by ASCII (a `/` written as `%2F`, a `;...` run removed, a `/`
+    // removed), so each is UTF-8 and control-free if this one is.
+    let full: Vec<u8> = units.iter().map(|u| u.decoded()).collect();
+    let full = std::str::from_utf8(&full).map_err(|_| PathError::NotUtf8)?;
+    if full.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
+    }
+
+    let mut readings: Vec<String> = Vec::with_capacity(8);
+    for decode_slash in [false, true] {
+        for strip_params in [false, true] {
+            for merge_slashes in [false, true] {
+                let mut path = render(&units, decode_slash, strip_params);
+                if merge_slashes {
+                    path.dedup_by(|a, b| *a == b'/' && *b == b'/');
+                }
+                let path = remove_dot_segments(&path);
+                let path = String::from_utf8(path).map_err(|_| PathError::NotUtf8)?;
+                if !readings.contains(&path) {
+                    readings.push(path);
+                }
+            }
+        }
+    }
+    Ok(readings)
+}
+
+/// A piece of the raw path, after percent-decoding.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// A literal `/`: always a separator.
+    Slash,
+    /// `%2F` (any case): a separator or a character, depending on the server.
+    EncodedSlash,
+    /// A literal `;`: starts path parameters for Tomcat and Jetty. (An
+    /// encoded `%3B` is data for them, so it is a [`Unit::Byte`].)
+    Semicolon,
+    /// Any other byte, decoded.
+    Byte(u8),
+}
+
+impl Unit {
+    fn decoded(self) -> u8 {
+        match self {
+            Self::Slash | Self::EncodedSlash => b'/',
+            Self::Semicolon => b';',
+            Self::Byte(b) => b,
+        }
+    }
+}
+
+/// Percent-decodes `raw` (RFC 3986 §2.1) into units, refusing broken
+/// escapes, backslashes and ASCII control characters, raw or encoded.
+fn tokenize(raw: &[u8]) -> Result<Vec<Unit>, PathError> {
+    let mut units = Vec::with_capacity(raw.len());
+    let mut bytes = raw.iter();
+    while let Some(&b) = bytes.next() {
+        let unit = match b {
+            b'/' => Unit::Slash,
+            b';' => Unit::Semicolon,
+            b'%' => {
+                let hi = bytes.next().and_then(|&h| hex_value(h));
+                let lo = bytes.next().and_then(|&l| hex_value(l));
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(PathError::BadPercentEncoding);
+                };
+                match hi << 4 | lo {
+                    b'/' => Unit::EncodedSlash,
+                    decoded => Unit::Byte(decoded),
+                }
+            }
+            _ => Unit::Byte(b),
+        };
+        if let Unit::Byte(b) = unit {
+            if b == b'\\' {
+                return Err(PathError::Backslash);
+            }
+            if b.is_ascii_control() {
+                return Err(PathError::ControlCharacter);
+            }
+        }
+        units.push(unit);
+    }
+    Ok(units)
+}
+
+/// Writes one reading of the units.
+fn render(units: &[Unit], decode_slash: bool, strip_params: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(units.len() + 8);
+    let mut in_params = false;
+    for &unit in units {
+        match unit {
+            Unit::Slash => {
+                // A literal `/` always ends the parameters of a segment.
+                in_params = false;
+                out.push(b'/');
+            }
+            // Servers that strip parameters do it before decoding, so an
+            // encoded slash inside them is dropped with them.
+            _ if in_params => {}
+            Unit::Semicolon if strip_params => in_params = true,
+            Unit::EncodedSlash if !decode_slash => out.extend_from_slice(b"%2F"),
+            other => out.push(other.decoded()),
+        }
+    }
+    out
+}
+
+/// RFC 3986 §5.2.4, on a path that starts with `/`: `.` segments vanish,
+/// `..` removes the segment before it (or nothing at the root), and a path
+/// ending in a dot segment keeps a trailing `/`.
+fn remove_dot_segments(path: &[u8]) -> Vec<u8> {
+    let rest = path.strip_prefix(b"/").unwrap_or(path);
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut ends_in_dot = false;
+    for segment in rest.split(|&b| b == b'/') {
+        ends_in_dot = true;
+        match segment {
+            b"." => {}
+            b".." => {
+                out.pop();
+            }
+            _ => {
+                ends_in_dot = false;
+                out.push(segment);
+            }
+        }
+    }
+    if ends_in_dot {
+        out.push(b"");
+    }
+    let mut result = Vec::with_capacity(path.len());
+    for segment in out {
+        result.push(b'/');
+        result.extend_from_slice(segment);
+    }
+    if result.is_empty() {
+        result.push(b'/');
+    }
+    result
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn readings(p: &str) -> Vec<String> {
+        path_interpretations(p).unwrap()
+    }
+
+    #[test]
+    fn target_path_cuts_query_and_fragment() {
+        assert_eq!(target_path("/public?../admin"), "/public");
+        assert_eq!(target_path("/admin#/public"), "/admin");
+        assert_eq!(target_path("/a/b"), "/a/b");
+        assert_eq!(target_path("?x"), "");
+    }
+
+    #[test]
+    fn dot_segments_are_resolved() {
+        assert_eq!(readings("/public/../admin"), ["/admin"]);
+        assert_eq!(readings("/public/./admin"), ["/public/admin"]);
+        assert_eq!(readings("/../../admin"), ["/admin"]);
+        assert_eq!(readings("/a/b/.."), ["/a/"]);
+        assert_eq!(readings("/a/b/."), ["/a/b/"]);
+        assert_eq!(readings("/.."), ["/"]);
+        assert_eq!(readings("/"), ["/"]);
+        // Not dot segments.
+        assert_eq!(readings("/a/.../b/..c/.d"), ["/a/.../b/..c/.d"]);
+    }
+
+    #[test]
+    fn encoded_dot_segments_are_resolved() {
+        assert_eq!(readings("/public/%2e%2e/admin"), ["/admin"]);
+        assert_eq!(readings("/public/.%2E/admin"), ["/admin"]);
+        assert_eq!(readings("/public/%2e/admin"), ["/public/admin"]);
+    }
+
+    #[test]
+    fn encoded_slash_is_read_both_ways() {
+        // Kept: one segment under /admin...; decoded: /public.
+        assert_eq!(readings("/admin%2F..%2Fpublic"), ["/admin%2F..%2Fpublic", "/public"]);
+        assert_eq!(readings("/admin%2f..%2fpublic"), ["/admin%2F..%2Fpublic", "/public"]);
+        assert_eq!(readings("/a%2Fb"), ["/a%2Fb", "/a/b"]);
+    }
+
+    #[test]
+    fn path_parameters_are_read_both_ways() {
+        // The Tomcat `..;` trick: a proxy sees /public/..;/admin under
+        // /public, Tomcat strips `;` and serves /admin.
+        assert_eq!(readings("/public/..;/admin"), ["/public/..;/admin", "/admin"]);
+        // Both readings resolve `..` against `admin;` or `admin` alike.
+        assert_eq!(readings("/admin;/../public"), ["/public"]);
+        assert_eq!(readings("/admin;x=1/../public"), ["/public"]);
+        assert_eq!(readings("/a;x=1/b"), ["/a;x=1/b", "/a/b"]);
+        // An encoded slash inside parameters goes with them when stripped.
+        assert_eq!(
+            readings("/public;x%2F../admin"),
+            ["/public;x%2F../admin", "/public/admin", "/admin"]
+        );
+        // An encoded `;` is data, never a parameter.
+        assert_eq!(readings("/a%3Bx/b"), ["/a;x/b"]);
+    }
+
+    #[test]
+    fn slashes_are_read_merged_and_not() {
+        assert_eq!(readings("/public//../admin"), ["/public/admin", "/admin"]);
+        assert_eq!(readings("//admin"), ["//admin", "/admin"]);
+        assert_eq!(readings("/a%2F/b"), ["/a%2F/b", "/a//b", "/a/b"]);
+    }
+
+    #[test]
+    fn refused_paths() {
+        let err = |p: &str| path_interpretations(p).unwrap_err();
+        assert_eq!(err("admin"), PathError::NotAbsolute);
+        assert_eq!(err(""), PathError::NotAbsolute);
+        assert_eq!(err("*"), PathError::NotAbsolute);
+        assert_eq!(err("http://x/admin"), PathError::NotAbsolute);
+        assert_eq!(err("/a%5Cb"), PathError::Backslash);
+        assert_eq!(err("/a%5cb"), PathError::Backslash);
+        assert_eq!(err("/a\\b"), PathError::Backslash);
+        assert_eq!(err("/a%00b"), PathError::ControlCharacter);
+        assert_eq!(err("/a%0d%0ab"), PathError::ControlCharacter);
+        assert_eq!(err("/a%7Fb"), PathError::ControlCharacter);
+        assert_eq!(err("/a\tb"), PathError::ControlCharacter);
+        assert_eq!(err("/a\u{85}b"), PathError::ControlCharacter);
+        assert_eq!(err("/a%C2%85b"), PathError::ControlCharacter);
+        assert_eq!(err("/a%zzb"), PathError::BadPercentEncoding);
+        assert_eq!(err("/a%2"), PathError::BadPercentEncoding);
+        assert_eq!(err("/a%"), PathError::BadPercentEncoding);
+        assert_eq!(err("/a%ff"), PathError::NotUtf8);
+        assert_eq!(err("/a%C3"), PathError::NotUtf8);
+        // Refused even where a stripped parameter would hide it.
+        assert_eq!(err("/a;%ff/b"), PathError::NotUtf8);
+        assert_eq!(err(&format!("/{}", "a".repeat(MAX_PATH_LEN))), PathError::TooLong);
+        assert!(path_interpretations(&format!("/{}", "a".repeat(MAX_PATH_LEN - 1))).is_ok());
+    }
+
+    #[test]
+    fn unicode_is_decoded() {
+        assert_eq!(readings("/caf%C3%A9"), ["/café"]);
+        assert_eq!(readings("/café"), ["/café"]);
+        assert_eq!(readings("/a%20b"), ["/a b"]);
+    }
+
+    #[test]
+    fn errors_read_as_sentences() {
+        assert_eq!(
+            PathError::Backslash.to_string(),
+            "the request path contains a backslash"
+        );
+    }
+
+    fn is_dot_free(reading: &str) -> bool {
+        reading.split('/').all(|s| s != "." && s != "..")
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_readings_are_clean(s in "\\PC{0,64}") {
+            if let Ok(rs) = path_interpretations(&s) {
+                prop_assert!(!rs.is_empty() && rs.len() <= 8);
+                for r in &rs {
+                    prop_assert!(r.starts_with('/'));
+                    prop_assert!(is_dot_free(r), "{r:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn path_like_input_readings_are_clean(s in "/[/.;%2eEfF5cCa0-9]{0,40}") {
+            if let Ok(rs) = path_interpretations(&s) {
+                prop_assert!(!rs.is_empty() && rs.len() <= 8);
+                for r in &rs {
+                    prop_assert!(r.starts_with('/'));
+                    prop_assert!(is_dot_free(r), "{r:?}");
+                    prop_assert!(!r.contains('\\'));
+                }
+            }
+        }
+
+        #[test]
+        fn plain_paths_read_as_themselves(
+            segs in prop::collection::vec("[A-Za-z0-9._~-]{1,8}", 0..6),
+            trailing: bool,
+        ) {
+            prop_assume!(segs.iter().all(|s| s != "." && s != ".."));
+            let mut p = format!("/{}", segs.join("/"));
+            if trailing && !segs.is_empty() {
+                p.push('/');
+            }
+            prop_assert_eq!(path_interpretations(&p), Ok(vec![p.clone()]));
+        }
+    }
+}
