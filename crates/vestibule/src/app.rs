@@ -1,0 +1,146 @@
+//! Assembling a gateway: `Settings → AppState → Router`, then binding the
+//! listeners and serving until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::listen::{self, Bound};
+use crate::state::AppState;
+
+/// Where vestibule's own endpoints live on the main listeners.
+pub const OWN_PREFIX: &str = "/.vestibule";
+
+/// The main router: vestibule's own endpoints, and everything else through
+/// the pipeline to the apps.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/.vestibule/healthz", get(healthz))
+        .fallback(crate::forward::proxy)
+        .with_state(state)
+}
+
+/// The admin router: `/metrics` and `/healthz`.
+pub fn admin_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    crate::responses::plain(StatusCode::OK, "ok")
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// A gateway that is serving.
+pub struct Running {
+    /// The shared state (for tests and the demo).
+    pub state: Arc<AppState>,
+    /// Plain-HTTP addresses, as bound (port 0 resolved).
+    pub http_addrs: Vec<SocketAddr>,
+    /// TLS addresses, as bound.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// Admin address, as bound.
+    pub admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, drains open connections, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds every listener in `settings` and starts serving.
+pub async fn spawn(settings: Settings) -> Result<Running, String> {
+    let tls = match &settings.tls {
+        Some(t) => Some((listen::tls_acceptor(&t.cert, &t.key)?, t.listen.clone())),
+        None => None,
+    };
+    let header_read_timeout = settings.header_read_timeout;
+    let admin_listen = settings.admin_listen;
+    let state = Arc::new(AppState::new(settings));
+    let (shutdown, rx) = watch::channel(false);
+    let router = app(state.clone());
+
+    let mut bound = Vec::new();
+    let mut http_addrs = Vec::new();
+    let mut tls_addrs = Vec::new();
+    for addr in &state.settings.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        http_addrs.push(l.local_addr().map_err(|e| e.to_string())?);
+        bound.push(Bound::Tcp(l, None));
+    }
+    if let Some((acceptor, addrs)) = tls {
+        for addr in addrs {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            tls_addrs.push(l.local_addr().map_err(|e| e.to_string())?);
+            bound.push(Bound::Tcp(l, Some(acceptor.clone())));
+        }
+    }
+    for u in &state.settings.unix {
+        // A socket file left by a previous run would make bind fail.
+        if u.path.exists() {
+            std::fs::remove_file(&u.path)
+                .map_err(|e| format!("cannot replace {}: {e}", u.path.display()))?;
+        }
+        let l = UnixListener::bind(&u.path)
+            .map_err(|e| format!("cannot listen on {}: {e}", u.path.display()))?;
+        bound.push(Bound::Unix(l, u.trusted, u.path.clone()));
+    }
+
+    let mut tasks = Vec::new();
+    for b in bound {
+        tracing::info!(listener = %b.describe(), "listening");
+        tasks.push(tokio::spawn(listen::serve(b, router.clone(), header_read_timeout, rx.clone())));
+    }
+    let mut admin_addr = None;
+    if let Some(addr) = admin_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (admin): {e}"))?;
+        admin_addr = Some(l.local_addr().map_err(|e| e.to_string())?);
+        tracing::info!(listener = %format!("http://{}", l.local_addr().map_err(|e| e.to_string())?), "admin listening");
+        tasks.push(tokio::spawn(listen::serve(
+            Bound::Tcp(l, None),
+            admin_app(state.clone()),
+            header_read_timeout,
+            rx.clone(),
+        )));
+    }
+    Ok(Running {
+        state,
+        http_addrs,
+        tls_addrs,
+        admin_addr,
+        shutdown,
+        tasks,
+    })
+}

@@ -1,0 +1,69 @@
+//! Step 3: who the request is from.
+//!
+//! Only a trusted peer's identity headers are read. An untrusted peer's are
+//! ignored (and stripped later, like everyone's), counted, and logged at a
+//! rate-limited warning: they are either a misconfigured front or an attack.
+
+use http::HeaderMap;
+use vestibule_core::dialect::IdentityError;
+use vestibule_core::identity::Identity;
+
+use crate::client_identity::ClientContext;
+use crate::metrics::AuthLabels;
+use crate::state::AppState;
+
+/// Authenticates a request from its headers.
+pub fn authenticate(
+    state: &AppState,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, IdentityError> {
+    let Some(source) = &state.settings.header_source else {
+        return Ok(None);
+    };
+    if !ctx.trusted_for_identity {
+        note_spoof_attempt(state, ctx, headers);
+        count(state, "anonymous");
+        return Ok(None);
+    }
+    let result = source.dialect.extract(headers, &source.limits);
+    count(
+        state,
+        match &result {
+            Ok(Some(_)) => "authenticated",
+            Ok(None) => "anonymous",
+            Err(_) => "rejected",
+        },
+    );
+    result
+}
+
+fn count(state: &AppState, result: &'static str) {
+    state
+        .metrics
+        .auth_decisions
+        .get_or_create(&AuthLabels {
+            source: "headers",
+            result,
+        })
+        .inc();
+}
+
+fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap) {
+    let ids = &state.settings.identity_headers;
+    let mut names = headers.keys().filter(|n| ids.contains(n.as_str())).peekable();
+    if names.peek().is_none() {
+        return;
+    }
+    let names: Vec<&str> = names.map(|n| n.as_str()).collect();
+    state.metrics.spoofed_headers_stripped.inc_by(names.len() as u64);
+    if let Some(suppressed) = state.spoof_log.check() {
+        tracing::warn!(
+            peer = ?ctx.peer,
+            client_ip = ?ctx.client_ip,
+            headers = ?names,
+            suppressed_since_last = suppressed,
+            "identity headers from an untrusted peer were ignored and stripped"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! The command line: `serve`, `check`, `demo`, `whoami`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Diagnostic, Severity};
+
+/// vestibule: an identity gateway between your SSO front and your apps.
+#[derive(Debug, Parser)]
+#[command(name = "vestibule", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway. Refuses to start while the configuration has errors.
+    Serve {
+        /// Configuration file.
+        #[arg(long, short, env = "VESTIBULE_CONFIG", default_value = "vestibule.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration: exit 0 clean, 1 warnings (with --strict), 2 errors.
+    Check {
+        /// Configuration file.
+        #[arg(long, short, env = "VESTIBULE_CONFIG", default_value = "vestibule.toml")]
+        config: PathBuf,
+        /// Treat warnings as failures (exit 1).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Start a demo SSO front, vestibule and a whoami app on loopback.
+    Demo {
+        /// Where the demo front listens (loopback only).
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        /// Print the demo's vestibule configuration and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Run only the whoami app (an upstream for tests and benchmarks).
+    Whoami {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+    },
+}
+
+fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}
+
+/// The exit code of `check` for a set of diagnostics.
+pub fn check_exit_code(diags: &[Diagnostic], strict: bool) -> u8 {
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        2
+    } else if strict && !diags.is_empty() {
+        1
+    } else {
+        0
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Check { config, strict } => {
+            let file = match config::load(&config) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let (_, diags) = config::validate(&file);
+            print_diagnostics(&diags);
+            let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+            let warnings = diags.len() - errors;
+            eprintln!(
+                "{}: {errors} error(s), {warnings} warning(s)",
+                config.display()
+            );
+            ExitCode::from(check_exit_code(&diags, strict))
+        }
+        Command::Serve { config } => {
+            let file = match config::load(&config) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let (settings, diags) = config::validate(&file);
+            let Some(settings) = settings else {
+                print_diagnostics(&diags);
+                eprintln!("vestibule will not start while the configuration has errors (see `vestibule check`).");
+                return ExitCode::from(2);
+            };
+            init_logging(settings.log_json, &settings.log_level);
+            for d in &diags {
+                tracing::warn!(key = %d.key, fix = %d.fix, "{}", d.message);
+            }
+            let running = match crate::app::spawn(settings).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            // Machine-readable lines on stdout, for scripts and tests.
+            for a in &running.http_addrs {
+                println!("vestibule: listening on http://{a}");
+            }
+            for a in &running.tls_addrs {
+                println!("vestibule: listening on https://{a}");
+            }
+            if let Some(a) = running.admin_addr {
+                println!("vestibule: admin on http://{a}");
+            }
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            running.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        Command::Demo { listen, print_config } => {
+            if print_config {
+                print!("{}", crate::demo::DEMO_CONFIG);
+                return ExitCode::SUCCESS;
+            }
+            init_logging(false, "warn,vestibule=info");
+            match crate::demo::run(crate::demo::DemoOptions { listen }, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Whoami { listen } => {
+            init_logging(false, "warn");
+            let l = match tokio::net::TcpListener::bind(listen).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {listen}: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match l.local_addr() {
+                Ok(a) => println!("whoami: listening on http://{a}"),
+                Err(e) => eprintln!("whoami: {e}"),
+            }
+            tokio::select! {
+                r = crate::whoami::serve(l) => if let Err(e) = r { eprintln!("error: {e}"); return ExitCode::from(1); },
+                _ = shutdown_signal() => {}
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Step 2 of a request: who is on the other end of the socket, do we trust
+//! them to speak for someone else, and who is the client behind them.
+//!
+//! Every decision is delegated to `vestibule_core`; this module only feeds it
+//! the connection facts and the request headers.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use vestibule_core::forwarded::{parse_forwarded, parse_x_forwarded_for, resolve_client_ip};
+use vestibule_core::net::Peer;
+
+use crate::config::{ForwardedHeaderKind, Settings};
+
+/// What the listener knows about a connection; inserted into every request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The socket peer.
+    pub peer: Peer,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    /// What a request without connection facts is treated as: an untrusted
+    /// peer with no address. Fails closed.
+    pub const UNKNOWN: Self = Self {
+        peer: Peer::Unix { trusted: false },
+        tls: false,
+    };
+}
+
+/// The trust facts for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientContext {
+    /// The socket peer.
+    pub peer: Peer,
+    /// Whether the peer may send identity headers.
+    pub trusted_for_identity: bool,
+    /// Whether the peer's `X-Forwarded-*` headers are believed.
+    pub trusted_for_forwarding: bool,
+    /// The client's address, for logs and rate limits only.
+    pub client_ip: Option<IpAddr>,
+    /// Whether the connection to vestibule is TLS.
+    pub tls: bool,
+}
+
+/// Resolves the trust facts of a request.
+pub fn resolve(settings: &Settings, conn: ConnInfo, headers: &HeaderMap) -> ClientContext {
+    let trusted_for_identity = settings
+        .header_source
+        .as_ref()
+        .is_some_and(|s| conn.peer.is_trusted(&s.trusted));
+    let trusted_for_forwarding = conn.peer.is_trusted(&settings.client_ip_hops);
+    let client_ip = if trusted_for_forwarding {
+        let hops = match settings.client_ip_header {
+            ForwardedHeaderKind::XForwardedFor => parse_x_forwarded_for(
+                headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .map(|v| v.as_bytes()),
+            ),
+            ForwardedHeaderKind::Forwarded => {
+                parse_forwarded(headers.get_all("forwarded").iter().map(|v| v.as_bytes()))
+            }
+        };
+        resolve_client_ip(conn.peer, &settings.client_ip_hops, &hops)
+    } else {
+        conn.peer.ip()
+    };
+    ClientContext {
+        peer: conn.peer,
+        trusted_for_identity,
+        trusted_for_forwarding,
+        client_ip,
+        tls: conn.tls,
+    }
+}

@@ -1,0 +1,399 @@
+//! Configuration: the TOML file, the `VESTIBULE_…` environment overlay, and
+//! validation into [`Settings`], the checked form the server runs on.
+//!
+//! Every field has a documented default (the `DEFAULT_*` constants and the
+//! `Default` impls below, mirrored in README.md). Validation never stops at
+//! the first problem: it collects every [`Diagnostic`] so `vestibule check`
+//! can show them all, each with the offending key and a fix.
+
+mod duration;
+mod env;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use duration::HumanDuration;
+pub use env::{ENV_PREFIX, apply_env_overlay};
+pub use validate::{
+    Diagnostic, ForwardedHeaderKind, HeaderSource, RouteSettings, Settings, Severity, TlsSettings,
+    validate,
+};
+
+/// Default plain-HTTP listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin (metrics) listener: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default time a client has to send its request headers (slowloris guard).
+pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
+/// Default upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
+/// Default time an upstream has to start its response.
+pub const DEFAULT_RESPONSE_TIMEOUT: &str = "60s";
+/// Default idle time before a pooled upstream connection is closed.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: &str = "90s";
+/// Default bound on one identity value, in bytes.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;
+/// Default bound on a groups value, in bytes.
+pub const DEFAULT_MAX_GROUPS_BYTES: usize = 8192;
+
+/// The configuration file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// `[source]`: where identities come from.
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// `[client_ip]`: how the client address is found for logs.
+    #[serde(default)]
+    pub client_ip: ClientIpConfig,
+    /// `[upstream]`: timeouts towards apps.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// `[auth]`: behaviour for unauthenticated requests.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `[[route]]`: the apps.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Plain-HTTP listeners. Default `["127.0.0.1:8080"]`. Port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Unix socket listeners. Default none.
+    #[serde(default)]
+    pub unix: Vec<UnixListenerConfig>,
+    /// TLS listener. Default none.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Admin listener for `/metrics`. Default `"127.0.0.1:9090"`; `""` turns it off.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: String,
+    /// Time a client has to send its request headers. Default `"10s"`.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            unix: Vec::new(),
+            tls: None,
+            admin_listen: default_admin_listen(),
+            header_read_timeout: default_header_read_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> Vec<String> {
+    vec![DEFAULT_LISTEN.to_owned()]
+}
+fn default_admin_listen() -> String {
+    DEFAULT_ADMIN_LISTEN.to_owned()
+}
+fn default_header_read_timeout() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_HEADER_READ_TIMEOUT).unwrap_or_default()
+}
+
+/// `[[server.unix]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixListenerConfig {
+    /// Socket path (required). A stale socket file is replaced.
+    pub path: PathBuf,
+    /// Whether peers on this socket are trusted like `trusted_proxies`.
+    /// Default `false`. Only the front proxy should be able to connect.
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// TLS listeners (required, e.g. `["0.0.0.0:8443"]`).
+    pub listen: Vec<String>,
+    /// PEM certificate chain (required).
+    pub cert: PathBuf,
+    /// PEM private key (required).
+    pub key: PathBuf,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `"text"` (default) or `"json"`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter. Default `"info"`. `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+fn default_log_format() -> String {
+    "text".to_owned()
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// `[source]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `[source.headers]`: trusted headers from an SSO front. Default off.
+    pub headers: Option<HeaderSourceConfig>,
+}
+
+/// `[source.headers]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSourceConfig {
+    /// Whether the source is on. Default `true` once the section exists.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `authelia`, `authentik`, `oauth2-proxy`, `georchestra`, `tailscale` or
+    /// `custom` (required).
+    pub dialect: String,
+    /// Peers allowed to send identity headers: IPs or CIDRs (required, no
+    /// default). A bare IP means that one host.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Allows `0.0.0.0/0` or `::/0` in `trusted_proxies`. Default `false`.
+    /// With it, **anyone who can reach vestibule can be anyone**.
+    #[serde(default)]
+    pub dangerously_trust_any_peer: bool,
+    /// Bound on one identity value, in bytes. Default 1024.
+    #[serde(default = "default_max_value")]
+    pub max_value_bytes: usize,
+    /// Bound on the groups value, in bytes. Default 8192.
+    #[serde(default = "default_max_groups")]
+    pub max_groups_bytes: usize,
+    /// `[source.headers.custom]`: required when `dialect = "custom"`.
+    pub custom: Option<CustomDialectConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_value() -> usize {
+    DEFAULT_MAX_VALUE_BYTES
+}
+fn default_max_groups() -> usize {
+    DEFAULT_MAX_GROUPS_BYTES
+}
+
+/// `[source.headers.custom]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomDialectConfig {
+    /// Header with the stable subject (required).
+    pub subject: String,
+    /// Header with the username. Default: the subject header.
+    pub username: Option<String>,
+    /// Header with the email. Default none.
+    pub email: Option<String>,
+    /// Header with the display name. Default none.
+    pub display_name: Option<String>,
+    /// Header with the groups. Default none.
+    pub groups: Option<String>,
+    /// Groups separator: `","` (default), `";"`, `"|"` or `" "`.
+    #[serde(default = "default_sep")]
+    pub groups_separator: String,
+    /// Header with the organisation. Default none.
+    pub org: Option<String>,
+    /// Decode `{base64}`-prefixed values. Default `false`.
+    #[serde(default)]
+    pub decode_base64_prefix: bool,
+    /// Decode RFC 2047 encoded-words. Default `false`.
+    #[serde(default)]
+    pub decode_rfc2047: bool,
+}
+
+fn default_sep() -> String {
+    ",".to_owned()
+}
+
+/// `[client_ip]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIpConfig {
+    /// Proxies whose `X-Forwarded-For`/`Forwarded` entries are believed when
+    /// finding the client address (for logs and rate limits, never for
+    /// trust). Default: `source.headers.trusted_proxies`.
+    pub trusted_hops: Option<Vec<String>>,
+    /// `"x-forwarded-for"` (default) or `"forwarded"` (RFC 7239).
+    pub header: Option<String>,
+}
+
+/// `[upstream]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Connect timeout. Default `"5s"`.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Time to the first byte of the response headers. Default `"60s"`.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: HumanDuration,
+    /// Idle pooled connections are closed after this. Default `"90s"`.
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout: HumanDuration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: default_connect_timeout(),
+            response_timeout: default_response_timeout(),
+            pool_idle_timeout: default_pool_idle_timeout(),
+        }
+    }
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_CONNECT_TIMEOUT).unwrap_or_default()
+}
+fn default_response_timeout() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_RESPONSE_TIMEOUT).unwrap_or_default()
+}
+fn default_pool_idle_timeout() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_POOL_IDLE_TIMEOUT).unwrap_or_default()
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Where browsers (`Accept: text/html`) without an identity are sent on
+    /// `auth = "required"` routes. `{url}` is replaced by the percent-encoded
+    /// original URL. Default none: a plain 401.
+    pub login_url: Option<String>,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in logs and metrics. Default `route-N` (N from 0).
+    pub name: Option<String>,
+    /// Host (`app.example.com` or `*.example.com`). Default: any host.
+    pub host: Option<String>,
+    /// Path prefix, segment-wise. Default `"/"`.
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    /// Upstream base URL, `http://host:port` (required).
+    pub upstream: String,
+    /// `"required"` (default), `"optional"` or `"public"`.
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    /// Usernames or subjects allowed. Default: everyone authenticated.
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    /// Groups allowed. Default: everyone authenticated.
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+    /// Header profile: `remote` (default), `x-forwarded`, `grafana`,
+    /// `georchestra` or `custom`.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// `grafana` profile: also send `X-WEBAUTH-EMAIL`. Default `false`.
+    #[serde(default)]
+    pub grafana_email: bool,
+    /// `grafana` profile: also send `X-WEBAUTH-NAME`. Default `false`.
+    #[serde(default)]
+    pub grafana_name: bool,
+    /// `[route.custom_profile]`: required when `profile = "custom"`.
+    pub custom_profile: Option<CustomProfileConfig>,
+    /// Overrides `auth.login_url` for this route. Default: `auth.login_url`.
+    pub login_url: Option<String>,
+    /// Send the client's `Host` to the upstream (else the upstream's own).
+    /// Default `true`.
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+}
+
+fn default_prefix() -> String {
+    "/".to_owned()
+}
+fn default_auth() -> String {
+    "required".to_owned()
+}
+fn default_profile() -> String {
+    "remote".to_owned()
+}
+
+/// `[route.custom_profile]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomProfileConfig {
+    /// Header name to field: `subject`, `username`, `email`, `name`,
+    /// `given_name`, `family_name`, `groups`, `org` (required, non-empty).
+    pub headers: BTreeMap<String, String>,
+    /// Separator for groups. Default `","`.
+    #[serde(default = "default_sep")]
+    pub groups_separator: String,
+    /// `"utf8"` (default), `"rfc2047"` or `"base64"` (`{base64}` prefix).
+    #[serde(default = "default_encoding")]
+    pub encoding: String,
+}
+
+fn default_encoding() -> String {
+    "utf8".to_owned()
+}
+
+/// Why the configuration could not even be read.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read.
+    Io(PathBuf, std::io::Error),
+    /// TOML syntax, an unknown key or a wrong type.
+    Parse(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            Self::Parse(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Parses TOML text with the environment overlay applied.
+pub fn parse_with_env<I>(text: &str, env: I) -> Result<FileConfig, LoadError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut value: toml::Table = toml::from_str(text).map_err(|e| LoadError::Parse(e.to_string()))?;
+    apply_env_overlay(&mut value, env).map_err(LoadError::Parse)?;
+    FileConfig::deserialize(toml::Value::Table(value)).map_err(|e| LoadError::Parse(e.to_string()))
+}
+
+/// Reads `path` and applies the process environment.
+pub fn load(path: &std::path::Path) -> Result<FileConfig, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Io(path.to_owned(), e))?;
+    parse_with_env(&text, std::env::vars())
+}

@@ -1,0 +1,689 @@
+//! Turns a [`FileConfig`] into [`Settings`], collecting every problem.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use vestibule_core::decode::Decoding;
+use vestibule_core::dialect::{CustomDialect, Dialect, Preset, ValueLimits};
+use vestibule_core::headers::IdentityHeaders;
+use vestibule_core::net::{TrustedNetworks, is_docker_bridge_range, parse_trusted_network};
+use vestibule_core::policy::{AuthMode, RoutePolicy};
+use vestibule_core::profile::{CustomProfile, HeaderProfile, OutEncoding, OutField, ProfileKind};
+use vestibule_core::route::RouteTable;
+
+use super::{FileConfig, HeaderSourceConfig, RouteConfig, UnixListenerConfig};
+
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Works, but probably not as meant.
+    Warning,
+    /// Refused: `serve` will not start.
+    Error,
+}
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The offending key, e.g. `source.headers.trusted_proxies[1]`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{sev}: {}: {}\n  fix: {}", self.key, self.message, self.fix)
+    }
+}
+
+/// The trusted-header source, checked.
+#[derive(Debug, Clone)]
+pub struct HeaderSource {
+    /// The dialect.
+    pub dialect: Dialect,
+    /// Peers allowed to send identity headers.
+    pub trusted: TrustedNetworks,
+    /// Bounds on values.
+    pub limits: ValueLimits,
+}
+
+/// TLS listener settings.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// One route, checked.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// Upstream scheme and authority.
+    pub upstream_authority: http::uri::Authority,
+    /// Upstream base path (no trailing `/`; empty for none).
+    pub upstream_base_path: String,
+    /// Access rule.
+    pub policy: RoutePolicy,
+    /// Header profile.
+    pub profile: HeaderProfile,
+    /// Login redirect template for browsers.
+    pub login_url: Option<String>,
+    /// Send the client's `Host` upstream.
+    pub preserve_host: bool,
+}
+
+/// Which forwarding header gives the client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedHeaderKind {
+    /// `X-Forwarded-For`.
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+}
+
+/// The checked configuration the server runs on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Plain listeners.
+    pub listen: Vec<SocketAddr>,
+    /// Unix socket listeners.
+    pub unix: Vec<UnixListenerConfig>,
+    /// TLS listeners.
+    pub tls: Option<TlsSettings>,
+    /// Admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Slowloris guard.
+    pub header_read_timeout: Duration,
+    /// Log format is JSON.
+    pub log_json: bool,
+    /// Log filter.
+    pub log_level: String,
+    /// Trusted-header source.
+    pub header_source: Option<HeaderSource>,
+    /// Hops believed when finding the client address.
+    pub client_ip_hops: TrustedNetworks,
+    /// Which header gives the client address.
+    pub client_ip_header: ForwardedHeaderKind,
+    /// Every identity header spelling, stripped before forwarding.
+    pub identity_headers: IdentityHeaders,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream time to response headers.
+    pub response_timeout: Duration,
+    /// Upstream pool idle timeout.
+    pub pool_idle_timeout: Duration,
+    /// Routes, in file order.
+    pub routes: Vec<RouteSettings>,
+    /// Matcher over `routes`.
+    pub route_table: RouteTable,
+}
+
+struct Collector {
+    diags: Vec<Diagnostic>,
+}
+
+impl Collector {
+    fn error(&mut self, key: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+        self.push(Severity::Error, key, message, fix);
+    }
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+        self.push(Severity::Warning, key, message, fix);
+    }
+    fn push(
+        &mut self,
+        severity: Severity,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic {
+            severity,
+            key: key.into(),
+            message: message.into(),
+            fix: fix.into(),
+        });
+    }
+}
+
+fn parse_addr(c: &mut Collector, key: &str, s: &str) -> Option<SocketAddr> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.error(
+                key,
+                format!("`{s}` is not an address with a port"),
+                "write it as \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            );
+            None
+        }
+    }
+}
+
+/// Validates `file`. Returns the settings when there is no error, and every
+/// diagnostic (errors and warnings) either way.
+pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
+    let mut c = Collector { diags: Vec::new() };
+
+    let listen: Vec<SocketAddr> = file
+        .server
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| parse_addr(&mut c, &format!("server.listen[{i}]"), s))
+        .collect();
+    if file.server.listen.is_empty() && file.server.unix.is_empty() && file.server.tls.is_none() {
+        c.error(
+            "server.listen",
+            "no listener is configured",
+            "add an address such as \"127.0.0.1:8080\"",
+        );
+    }
+    let tls = file.server.tls.as_ref().map(|t| {
+        for (key, path) in [("server.tls.cert", &t.cert), ("server.tls.key", &t.key)] {
+            if !path.is_file() {
+                c.error(
+                    key,
+                    format!("{} does not exist or is not a file", path.display()),
+                    "point it at a PEM file readable by vestibule",
+                );
+            }
+        }
+        if t.listen.is_empty() {
+            c.error(
+                "server.tls.listen",
+                "TLS is configured without a listener",
+                "add an address such as \"0.0.0.0:8443\"",
+            );
+        }
+        TlsSettings {
+            listen: t
+                .listen
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| parse_addr(&mut c, &format!("server.tls.listen[{i}]"), s))
+                .collect(),
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+        }
+    });
+    for (i, u) in file.server.unix.iter().enumerate() {
+        if u.path.as_os_str().is_empty() {
+            c.error(
+                format!("server.unix[{i}].path"),
+                "empty socket path",
+                "set a path such as \"/run/vestibule/http.sock\"",
+            );
+        }
+    }
+    let admin_listen = if file.server.admin_listen.is_empty() {
+        None
+    } else {
+        let a = parse_addr(&mut c, "server.admin_listen", &file.server.admin_listen);
+        if let Some(a) = a
+            && !a.ip().is_loopback()
+        {
+            c.warn(
+                "server.admin_listen",
+                format!("metrics are served on {a}, which is not loopback"),
+                "keep the admin listener on 127.0.0.1 unless a firewall guards it",
+            );
+        }
+        a
+    };
+    let log_json = match file.log.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            c.error(
+                "log.format",
+                format!("unknown log format `{other}`"),
+                "use \"text\" or \"json\"",
+            );
+            false
+        }
+    };
+
+    let header_source = file
+        .source
+        .headers
+        .as_ref()
+        .filter(|h| h.enabled)
+        .and_then(|h| header_source(&mut c, h));
+
+    // Client address: believe the same proxies as the header source unless told otherwise.
+    let client_ip_hops = match &file.client_ip.trusted_hops {
+        Some(list) => trusted_list(&mut c, "client_ip.trusted_hops", list),
+        None => header_source
+            .as_ref()
+            .map(|h| h.trusted.clone())
+            .unwrap_or_default(),
+    };
+    if !client_ip_hops.any_address_entries().is_empty() {
+        c.warn(
+            "client_ip.trusted_hops",
+            "every peer's X-Forwarded-For is believed, so clients can pick the address that is logged and rate-limited",
+            "list only your proxies' addresses",
+        );
+    }
+    let client_ip_header = match file.client_ip.header.as_deref() {
+        None | Some("x-forwarded-for") => ForwardedHeaderKind::XForwardedFor,
+        Some("forwarded") => ForwardedHeaderKind::Forwarded,
+        Some(other) => {
+            c.error(
+                "client_ip.header",
+                format!("unknown header `{other}`"),
+                "use \"x-forwarded-for\" or \"forwarded\"",
+            );
+            ForwardedHeaderKind::XForwardedFor
+        }
+    };
+
+    if let Some(url) = &file.auth.login_url {
+        check_login_url(&mut c, "auth.login_url", url);
+    }
+
+    let mut identity_headers = IdentityHeaders::builtin();
+    if let Some(h) = &header_source {
+        identity_headers = identity_headers.with_names(h.dialect.header_names());
+    }
+
+    if file.routes.is_empty() {
+        c.warn(
+            "route",
+            "no [[route]] is configured: every request will get 404",
+            "add a [[route]] with an upstream",
+        );
+    }
+    let mut routes = Vec::new();
+    for (i, r) in file.routes.iter().enumerate() {
+        if let Some(rs) = route(&mut c, i, r, file, header_source.is_some()) {
+            identity_headers = identity_headers.with_names(rs.profile.header_names().map(|n| n.as_str()));
+            routes.push(rs);
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    for r in &routes {
+        if !names.insert(r.name.clone()) {
+            c.error(
+                "route.name",
+                format!("two routes are named `{}`", r.name),
+                "give each route its own name",
+            );
+        }
+    }
+    let route_table = match RouteTable::new(
+        file.routes
+            .iter()
+            .map(|r| (r.host.as_deref(), r.path_prefix.as_str())),
+    ) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            c.error(
+                "route",
+                e.to_string(),
+                "fix the host or path_prefix, or merge the two routes",
+            );
+            None
+        }
+    };
+
+    let has_error = c.diags.iter().any(|d| d.severity == Severity::Error);
+    let settings = match route_table {
+        Some(route_table) if !has_error && routes.len() == file.routes.len() => Some(Settings {
+            listen,
+            unix: file.server.unix.clone(),
+            tls,
+            admin_listen,
+            header_read_timeout: file.server.header_read_timeout.0,
+            log_json,
+            log_level: file.log.level.clone(),
+            header_source,
+            client_ip_hops,
+            client_ip_header,
+            identity_headers,
+            connect_timeout: file.upstream.connect_timeout.0,
+            response_timeout: file.upstream.response_timeout.0,
+            pool_idle_timeout: file.upstream.pool_idle_timeout.0,
+            routes,
+            route_table,
+        }),
+        _ => None,
+    };
+    (settings, c.diags)
+}
+
+fn trusted_list(c: &mut Collector, key: &str, list: &[String]) -> TrustedNetworks {
+    let mut nets = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        match parse_trusted_network(entry) {
+            Ok(n) => nets.push(n),
+            Err(e) => c.error(
+                format!("{key}[{i}]"),
+                e.to_string(),
+                "write an IP (\"10.0.0.5\") or a network (\"10.0.0.0/24\")",
+            ),
+        }
+    }
+    TrustedNetworks::from_networks(nets)
+}
+
+fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSource> {
+    let key = "source.headers";
+    let dialect = match (h.dialect.as_str(), &h.custom) {
+        ("custom", None) => {
+            c.error(
+                format!("{key}.custom"),
+                "dialect = \"custom\" needs a [source.headers.custom] table",
+                "add [source.headers.custom] with at least `subject = \"X-User-Id\"`",
+            );
+            None
+        }
+        ("custom", Some(cd)) => {
+            let sep = match cd.groups_separator.chars().collect::<Vec<_>>()[..] {
+                [ch] => ch,
+                _ => '\0',
+            };
+            match Dialect::custom(&CustomDialect {
+                subject: cd.subject.clone(),
+                username: cd.username.clone(),
+                email: cd.email.clone(),
+                display_name: cd.display_name.clone(),
+                groups: cd.groups.clone(),
+                groups_separator: sep,
+                org: cd.org.clone(),
+                decoding: Decoding {
+                    base64_prefix: cd.decode_base64_prefix,
+                    rfc2047: cd.decode_rfc2047,
+                },
+            }) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    c.error(
+                        format!("{key}.custom"),
+                        e.to_string(),
+                        "use header names made of letters, digits and `-`, and one of , ; | or space as separator",
+                    );
+                    None
+                }
+            }
+        }
+        (name, custom) => {
+            if custom.is_some() {
+                c.warn(
+                    format!("{key}.custom"),
+                    format!("[source.headers.custom] is ignored with dialect `{name}`"),
+                    "remove it, or set dialect = \"custom\"",
+                );
+            }
+            match Preset::from_name(name) {
+                Some(p) => Some(Dialect::preset(p)),
+                None => {
+                    c.error(
+                        format!("{key}.dialect"),
+                        format!("unknown dialect `{name}`"),
+                        "use authelia, authentik, oauth2-proxy, georchestra, tailscale or custom",
+                    );
+                    None
+                }
+            }
+        }
+    };
+
+    let trusted = trusted_list(c, &format!("{key}.trusted_proxies"), &h.trusted_proxies);
+    if h.trusted_proxies.is_empty() {
+        c.error(
+            format!("{key}.trusted_proxies"),
+            "identity headers are enabled but no proxy is trusted to send them",
+            "set trusted_proxies to your SSO front's address, e.g. [\"10.0.0.5\"] (a bare IP trusts that one host)",
+        );
+    }
+    let any = trusted.any_address_entries();
+    if !any.is_empty() {
+        let list = any.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        if h.dangerously_trust_any_peer {
+            c.warn(
+                format!("{key}.dangerously_trust_any_peer"),
+                format!("{list} is trusted: ANY client that reaches vestibule can claim to be ANY user"),
+                "only keep this if a firewall makes the SSO front the sole peer that can connect",
+            );
+        } else {
+            c.error(
+                format!("{key}.trusted_proxies"),
+                format!("{list} trusts every address: any client could send `Remote-User: admin`"),
+                "list your SSO front's address instead; if you really must, set dangerously_trust_any_peer = true",
+            );
+        }
+    }
+    for (i, net) in trusted.networks().iter().enumerate() {
+        if net.prefix_len() != 0 && is_docker_bridge_range(net) {
+            c.warn(
+                format!("{key}.trusted_proxies[{i}]"),
+                format!("{net} looks like a Docker bridge network: every container on it could impersonate users"),
+                "give the proxy container a static IP and trust only that address",
+            );
+        }
+    }
+    for (k, v) in [
+        ("max_value_bytes", h.max_value_bytes),
+        ("max_groups_bytes", h.max_groups_bytes),
+    ] {
+        if v == 0 || v > 65_536 {
+            c.error(
+                format!("{key}.{k}"),
+                format!("{v} is outside 1..=65536"),
+                "use a bound such as 1024 (values) or 8192 (groups)",
+            );
+        }
+    }
+    Some(HeaderSource {
+        dialect: dialect?,
+        trusted,
+        limits: ValueLimits {
+            max_value_len: h.max_value_bytes,
+            max_groups_len: h.max_groups_bytes,
+            ..ValueLimits::default()
+        },
+    })
+}
+
+fn check_login_url(c: &mut Collector, key: &str, url: &str) {
+    match url.replace("{url}", "x").parse::<Uri>() {
+        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => {}
+        _ => c.error(
+            key,
+            format!("`{url}` is not an absolute http(s) URL"),
+            "write it like \"https://auth.example.com/?rd={url}\"",
+        ),
+    }
+}
+
+fn route(
+    c: &mut Collector,
+    i: usize,
+    r: &RouteConfig,
+    file: &FileConfig,
+    has_source: bool,
+) -> Option<RouteSettings> {
+    let name = r.name.clone().unwrap_or_else(|| format!("route-{i}"));
+    let key = format!("route[{i}]");
+    let mut ok = true;
+
+    let upstream = r.upstream.parse::<Uri>().ok();
+    let (authority, base) = match &upstream {
+        Some(u) if u.scheme_str() == Some("http") && u.authority().is_some() && u.query().is_none() => {
+            let base = u.path().trim_end_matches('/').to_owned();
+            (u.authority().cloned(), base)
+        }
+        Some(u) if u.scheme_str() == Some("https") => {
+            c.error(
+                format!("{key}.upstream"),
+                "https upstreams are not supported yet",
+                "reach the app over http on a private network or loopback, or put a TLS-terminating sidecar in front of it",
+            );
+            (None, String::new())
+        }
+        _ => {
+            c.error(
+                format!("{key}.upstream"),
+                format!("`{}` is not an http URL", r.upstream),
+                "write it like \"http://127.0.0.1:3000\"",
+            );
+            (None, String::new())
+        }
+    };
+    let auth = match r.auth.as_str() {
+        "required" => AuthMode::Required,
+        "optional" => AuthMode::Optional,
+        "public" => AuthMode::Public,
+        other => {
+            ok = false;
+            c.error(
+                format!("{key}.auth"),
+                format!("unknown auth mode `{other}`"),
+                "use \"required\", \"optional\" or \"public\"",
+            );
+            AuthMode::Required
+        }
+    };
+    if auth == AuthMode::Public && !(r.allow_users.is_empty() && r.allow_groups.is_empty()) {
+        c.warn(
+            format!("{key}.allow_users"),
+            "allow_users and allow_groups are ignored on a public route",
+            "remove them, or set auth = \"required\"",
+        );
+    }
+    if auth != AuthMode::Public && !has_source {
+        c.warn(
+            format!("{key}.auth"),
+            "no identity source is configured, so nobody can ever be authenticated on this route",
+            "configure [source.headers], or set auth = \"public\"",
+        );
+    }
+    if (r.grafana_email || r.grafana_name) && r.profile != "grafana" {
+        c.warn(
+            format!("{key}.grafana_email"),
+            "grafana_email and grafana_name only apply to profile = \"grafana\"",
+            "remove them, or set profile = \"grafana\"",
+        );
+    }
+    let kind = match (r.profile.as_str(), &r.custom_profile) {
+        ("remote", _) => Some(ProfileKind::Remote),
+        ("x-forwarded", _) => Some(ProfileKind::XForwarded),
+        ("grafana", _) => Some(ProfileKind::Grafana {
+            email: r.grafana_email,
+            name: r.grafana_name,
+        }),
+        ("georchestra", _) => Some(ProfileKind::Georchestra),
+        ("custom", None) => {
+            c.error(
+                format!("{key}.custom_profile"),
+                "profile = \"custom\" needs a [route.custom_profile] table",
+                "add [route.custom_profile] with headers = { \"X-App-User\" = \"username\" }",
+            );
+            None
+        }
+        ("custom", Some(cp)) => custom_profile(c, &key, cp),
+        (other, _) => {
+            c.error(
+                format!("{key}.profile"),
+                format!("unknown profile `{other}`"),
+                "use remote, x-forwarded, grafana, georchestra or custom",
+            );
+            None
+        }
+    };
+    let profile = kind.and_then(|k| match HeaderProfile::new(&k) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            c.error(
+                format!("{key}.custom_profile"),
+                e.to_string(),
+                "use valid header names and at least one header",
+            );
+            None
+        }
+    });
+    if let Some(url) = &r.login_url {
+        check_login_url(c, &format!("{key}.login_url"), url);
+    }
+    if !ok {
+        return None;
+    }
+    Some(RouteSettings {
+        name,
+        upstream_authority: authority?,
+        upstream_base_path: base,
+        policy: RoutePolicy {
+            auth,
+            allow_users: r.allow_users.clone(),
+            allow_groups: r.allow_groups.clone(),
+        },
+        profile: profile?,
+        login_url: r.login_url.clone().or_else(|| file.auth.login_url.clone()),
+        preserve_host: r.preserve_host,
+    })
+}
+
+fn custom_profile(
+    c: &mut Collector,
+    key: &str,
+    cp: &super::CustomProfileConfig,
+) -> Option<ProfileKind> {
+    let mut headers = Vec::new();
+    for (name, field) in &cp.headers {
+        let f = match field.as_str() {
+            "subject" => OutField::Subject,
+            "username" => OutField::Username,
+            "email" => OutField::Email,
+            "name" => OutField::DisplayName,
+            "given_name" => OutField::GivenName,
+            "family_name" => OutField::FamilyName,
+            "groups" => OutField::Groups,
+            "org" => OutField::Org,
+            other => {
+                c.error(
+                    format!("{key}.custom_profile.headers.{name}"),
+                    format!("unknown field `{other}`"),
+                    "use subject, username, email, name, given_name, family_name, groups or org",
+                );
+                return None;
+            }
+        };
+        headers.push((name.clone(), f));
+    }
+    let encoding = match cp.encoding.as_str() {
+        "utf8" => OutEncoding::Utf8,
+        "rfc2047" => OutEncoding::Rfc2047,
+        "base64" => OutEncoding::Base64Prefix,
+        other => {
+            c.error(
+                format!("{key}.custom_profile.encoding"),
+                format!("unknown encoding `{other}`"),
+                "use utf8, rfc2047 or base64",
+            );
+            return None;
+        }
+    };
+    Some(ProfileKind::Custom(CustomProfile {
+        headers,
+        groups_separator: cp.groups_separator.clone(),
+        encoding,
+    }))
+}

@@ -1,0 +1,384 @@
+//! `vestibule demo`: a working gateway in one command, on loopback only.
+//!
+//! Three servers start:
+//! - a **demo SSO front**: a login page where you pick a user, then a proxy
+//!   that strips client-sent identity headers and sets Authelia-style
+//!   `Remote-*` ones, as Authelia behind Caddy would. It connects to
+//!   vestibule from its own loopback address, `127.0.0.3`;
+//! - **vestibule**, trusting identity headers from `127.0.0.3` only;
+//! - **whoami**, showing what it received.
+//!
+//! Nothing here is meant for production: the front has no passwords.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Form, Query, Request, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, Uri, header};
+use rand::RngCore;
+use serde::Deserialize;
+use vestibule_core::headers::IdentityHeaders;
+
+use crate::config;
+use crate::state::{UpstreamClient, upstream_client};
+
+/// The address the demo front connects from; vestibule trusts only it.
+pub const FRONT_SOURCE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+/// The demo's vestibule configuration. `{whoami}` and `{front}` are filled
+/// in at start-up.
+pub const DEMO_CONFIG: &str = r#"# vestibule demo configuration (loopback only).
+[server]
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
+
+[source.headers]
+dialect = "authelia"
+# Only the demo front's address may send identity headers.
+trusted_proxies = ["127.0.0.3"]
+
+[auth]
+login_url = "{front}/.demo/login?rd={url}"
+
+[[route]]
+name = "public"
+path_prefix = "/public"
+upstream = "{whoami}"
+auth = "public"
+
+[[route]]
+name = "admins"
+path_prefix = "/admins"
+upstream = "{whoami}"
+allow_groups = ["admins"]
+
+[[route]]
+name = "grafana"
+path_prefix = "/grafana"
+upstream = "{whoami}"
+profile = "grafana"
+grafana_email = true
+grafana_name = true
+
+[[route]]
+name = "georchestra"
+path_prefix = "/georchestra"
+upstream = "{whoami}"
+profile = "georchestra"
+
+[[route]]
+name = "whoami"
+path_prefix = "/"
+upstream = "{whoami}"
+"#;
+
+/// A signed-in demo user.
+#[derive(Debug, Clone)]
+struct DemoUser {
+    username: String,
+    name: String,
+    email: String,
+    groups: String,
+}
+
+struct Front {
+    origin: String,
+    vestibule: SocketAddr,
+    client: UpstreamClient,
+    sessions: Mutex<HashMap<String, DemoUser>>,
+}
+
+/// Options of `vestibule demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where the demo front listens (loopback only).
+    pub listen: SocketAddr,
+}
+
+/// The demo configuration with its addresses filled in.
+pub fn demo_config_text(whoami: SocketAddr, front: &str) -> String {
+    DEMO_CONFIG
+        .replace("{whoami}", &format!("http://{whoami}"))
+        .replace("{front}", front)
+}
+
+/// Starts the demo and serves until `shutdown` resolves.
+pub async fn run(
+    opts: DemoOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    if !opts.listen.ip().is_loopback() {
+        return Err(format!(
+            "the demo only listens on loopback addresses (127.0.0.1, ::1), not {}: it has no passwords",
+            opts.listen.ip()
+        ));
+    }
+    let front_listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e} (choose another with --listen)", opts.listen))?;
+    let front_addr = front_listener.local_addr().map_err(|e| e.to_string())?;
+    let origin = format!("http://{front_addr}");
+
+    let whoami_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let whoami_addr = whoami_listener.local_addr().map_err(|e| e.to_string())?;
+    let whoami = tokio::spawn(crate::whoami::serve(whoami_listener));
+
+    let text = demo_config_text(whoami_addr, &origin);
+    let file = config::parse_with_env(&text, std::iter::empty()).map_err(|e| e.to_string())?;
+    let (settings, diags) = config::validate(&file);
+    let settings = settings.ok_or_else(|| {
+        diags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let running = crate::app::spawn(settings).await?;
+    let vestibule_addr = *running.http_addrs.first().ok_or("vestibule has no listener")?;
+
+    let front = Arc::new(Front {
+        origin: origin.clone(),
+        vestibule: vestibule_addr,
+        client: upstream_client(Duration::from_secs(5), Duration::from_secs(90), Some(IpAddr::V4(FRONT_SOURCE_IP))),
+        sessions: Mutex::new(HashMap::new()),
+    });
+    let app = Router::new()
+        .route("/.demo/login", get(login_page).post(login))
+        .route("/.demo/logout", get(logout))
+        .fallback(proxy)
+        .with_state(front);
+
+    print_banner(&origin, vestibule_addr, whoami_addr, running.admin_addr);
+    let served = axum::serve(front_listener, app).with_graceful_shutdown(shutdown).await;
+    running.shutdown().await;
+    whoami.abort();
+    served.map_err(|e| e.to_string())
+}
+
+fn print_banner(front: &str, vestibule: SocketAddr, whoami: SocketAddr, admin: Option<SocketAddr>) {
+    let admin = admin.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
+    println!(
+        r#"
+  vestibule DEMO — not for production; everything listens on loopback only.
+
+  Open {front}/ in a browser and sign in as alice (admins) or bob (users).
+
+  Running:
+    demo SSO front  {front}
+                    sets Remote-User/-Groups/-Email/-Name like Authelia behind Caddy,
+                    and connects to vestibule from 127.0.0.3
+    vestibule       http://{vestibule}
+                    trusts identity headers only from 127.0.0.3
+    whoami app      http://{whoami}
+                    shows exactly what it received
+    metrics         {admin}
+
+  Try:
+    {front}/             whoami as you (Remote-* headers)
+    {front}/admins       group admins only: alice passes, bob gets 403
+    {front}/public       public route: no identity is forwarded
+    {front}/grafana      Grafana's X-WEBAUTH-* headers
+    {front}/georchestra  geOrchestra's sec-* headers
+    {front}/.demo/logout sign out, then reload: vestibule sends you to the login page
+
+  Spoofing, straight at vestibule (you are 127.0.0.1, not the trusted 127.0.0.3):
+    curl -i -H 'Remote-User: admin' http://{vestibule}/
+      → 401: the header is ignored and stripped
+    curl -i -H 'Remote-User: admin' -H 'Accept: text/html' http://{vestibule}/public
+      → the app receives no Remote-User at all
+
+  Press Ctrl-C to stop.
+"#
+    );
+}
+
+#[derive(Template)]
+#[template(path = "demo_login.html")]
+struct LoginPage {
+    rd: String,
+    current: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    rd: Option<String>,
+}
+
+const COOKIE: &str = "demo_sso";
+
+fn session_id(req_headers: &http::HeaderMap) -> Option<String> {
+    req_headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn current_user(front: &Front, headers: &http::HeaderMap) -> Option<DemoUser> {
+    let id = session_id(headers)?;
+    front.sessions.lock().ok()?.get(&id).cloned()
+}
+
+async fn login_page(State(front): State<Arc<Front>>, Query(q): Query<LoginQuery>, req: Request) -> Response {
+    let page = LoginPage {
+        rd: q.rd.unwrap_or_default(),
+        current: current_user(&front, req.headers()).map(|u| u.username),
+    };
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    preset: Option<String>,
+    username: Option<String>,
+    name: Option<String>,
+    groups: Option<String>,
+    rd: Option<String>,
+}
+
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_owned()
+}
+
+async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Response {
+    let user = match f.preset.as_deref() {
+        Some("alice") => DemoUser {
+            username: "alice".into(),
+            name: "Alice Liddell".into(),
+            email: "alice@example.com".into(),
+            groups: "admins,users".into(),
+        },
+        Some("bob") => DemoUser {
+            username: "bob".into(),
+            name: "Bob Ørsted".into(),
+            email: "bob@example.com".into(),
+            groups: "users".into(),
+        },
+        _ => {
+            let username = clean(f.username.as_deref().unwrap_or(""));
+            if username.is_empty() {
+                return (StatusCode::BAD_REQUEST, "Pick a user or type a username.\n").into_response();
+            }
+            DemoUser {
+                email: format!("{username}@example.com"),
+                name: clean(f.name.as_deref().unwrap_or("")),
+                groups: clean(f.groups.as_deref().unwrap_or("")),
+                username,
+            }
+        }
+    };
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    if let Ok(mut s) = front.sessions.lock() {
+        s.insert(id.clone(), user);
+    }
+    // Only go back to this front's own pages: no open redirect, even in a demo.
+    let rd = f
+        .rd
+        .filter(|rd| rd.starts_with(&format!("{}/", front.origin)))
+        .unwrap_or_else(|| format!("{}/", front.origin));
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&rd) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax")) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+async fn logout(State(front): State<Arc<Front>>, req: Request) -> Response {
+    if let Some(id) = session_id(req.headers())
+        && let Ok(mut s) = front.sessions.lock()
+    {
+        s.remove(&id);
+    }
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/.demo/login"));
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("demo_sso=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
+    );
+    resp
+}
+
+/// Forwards to vestibule the way Authelia behind Caddy would: client copies
+/// of identity headers removed, the session's identity set.
+async fn proxy(State(front): State<Arc<Front>>, req: Request) -> Response {
+    let user = current_user(&front, req.headers());
+    let (mut parts, body) = req.into_parts();
+    IdentityHeaders::builtin().strip(&mut parts.headers);
+    crate::forward::remove_hop_by_hop(&mut parts.headers);
+    let host = parts.headers.get(header::HOST).cloned();
+    if let Some(u) = &user {
+        for (name, value) in [
+            ("remote-user", &u.username),
+            ("remote-name", &u.name),
+            ("remote-email", &u.email),
+            ("remote-groups", &u.groups),
+        ] {
+            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+                parts.headers.insert(name, v);
+            }
+        }
+    }
+    parts.headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(h) = host {
+        parts.headers.insert("x-forwarded-host", h);
+    }
+    parts.headers.insert("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    parts.uri = match Uri::builder()
+        .scheme("http")
+        .authority(front.vestibule.to_string())
+        .path_and_query(pq)
+        .build()
+    {
+        Ok(u) => u,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    parts.version = http::Version::HTTP_11;
+    match front.client.request(http::Request::from_parts(parts, body)).await {
+        Ok(resp) => {
+            let (mut p, b) = resp.into_parts();
+            crate::forward::remove_hop_by_hop(&mut p.headers);
+            Response::from_parts(p, Body::new(b))
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("demo front: vestibule is unreachable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_is_clean() {
+        let text = demo_config_text("127.0.0.1:1".parse().unwrap(), "http://127.0.0.1:9000");
+        let file = config::parse_with_env(&text, std::iter::empty()).unwrap();
+        let (settings, diags) = config::validate(&file);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(settings.is_some());
+    }
+}

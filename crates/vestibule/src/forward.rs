@@ -1,0 +1,353 @@
+//! Step 5: forward an allowed request to its app, as an in-path reverse proxy.
+//!
+//! - Every identity header, under every spelling, is removed; then the
+//!   route's profile is injected. The app sees only what vestibule vouches for.
+//! - Hop-by-hop headers are removed (RFC 9110 §7.6.1), including any named
+//!   in `Connection`.
+//! - `X-Forwarded-For/-Proto/-Host` and `X-Real-IP` are rebuilt: a trusted
+//!   hop's values are extended, an untrusted client's are replaced.
+//! - Bodies stream both ways; nothing is buffered.
+//! - `Upgrade` (WebSocket) is passed through and the two upgraded
+//!   connections are spliced together.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+
+use crate::client_identity::{ClientContext, ConnInfo};
+use crate::metrics::RouteLabel;
+use crate::pipeline::{Pass, RequestView, decide, ip_for_log};
+use crate::responses;
+use crate::state::AppState;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`
+/// and `Keep-Alive`). `Proxy-Authorization` is meant for the proxy, so it
+/// stops here too.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// The fallback handler: every request that is not one of vestibule's own
+/// endpoints goes through the pipeline and, if allowed, upstream.
+pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let conn = req
+        .extensions()
+        .get::<ConnInfo>()
+        .copied()
+        .unwrap_or(ConnInfo::UNKNOWN);
+    let host = request_host(&req).map(str::to_owned);
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let view = RequestView {
+        host: host.as_deref(),
+        path: req.uri().path(),
+        path_and_query: &path_and_query,
+        headers: req.headers(),
+    };
+    match decide(&state, conn, view) {
+        Ok(pass) => {
+            let route_name = state.settings.routes[pass.route].name.clone();
+            let user = pass.identity.as_ref().map(|i| i.username.clone());
+            let client_ip = pass.ctx.client_ip;
+            let method = req.method().clone();
+            let path = req.uri().path().to_owned();
+            let resp = forward(&state, pass, req).await;
+            tracing::info!(
+                target: "vestibule::access",
+                route = %route_name,
+                method = %method,
+                path = %path,
+                status = resp.status().as_u16(),
+                user = user.as_deref().unwrap_or("-"),
+                client_ip = %ip_for_log(client_ip),
+                ms = started.elapsed().as_millis() as u64,
+            );
+            resp
+        }
+        Err((refusal, ctx)) => {
+            let route_name = refusal
+                .route()
+                .map_or("none", |r| state.settings.routes[r].name.as_str());
+            state.metrics.request(route_name, refusal.outcome());
+            tracing::info!(
+                target: "vestibule::access",
+                route = %route_name,
+                method = %req.method(),
+                path = %req.uri().path(),
+                status = refusal.status().as_u16(),
+                refused = %crate::pipeline::refusal_detail(&refusal),
+                client_ip = %ip_for_log(ctx.client_ip),
+                ms = started.elapsed().as_millis() as u64,
+            );
+            crate::pipeline::refusal_response(&state, &refusal, &ctx, &view_for_response(&req, host.as_deref()))
+        }
+    }
+}
+
+fn view_for_response<'a>(req: &'a Request, host: Option<&'a str>) -> RequestView<'a> {
+    RequestView {
+        host,
+        path: req.uri().path(),
+        path_and_query: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+        headers: req.headers(),
+    }
+}
+
+/// `Host`, or the `:authority` of an HTTP/2 request.
+fn request_host(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// Whether the request asks to switch protocols, and to what.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_has_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if connection_has_upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Removes hop-by-hop headers, including those `Connection` names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Rebuilds `X-Forwarded-*`, `X-Real-IP` and `Forwarded` for the upstream.
+fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientContext, original_host: Option<&str>) {
+    let peer_ip = ctx.peer.ip();
+    let xff_name = HeaderName::from_static("x-forwarded-for");
+    let existing: Vec<String> = if ctx.trusted_for_forwarding {
+        headers
+            .get_all(&xff_name)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_owned))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    headers.remove(&xff_name);
+    let mut chain = existing.join(", ");
+    if let Some(ip) = peer_ip {
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&ip.to_string());
+    }
+    if let Ok(v) = HeaderValue::from_str(&chain)
+        && !chain.is_empty()
+    {
+        headers.insert(xff_name, v);
+    }
+
+    if !ctx.trusted_for_forwarding {
+        headers.remove("x-forwarded-proto");
+        headers.remove("x-forwarded-host");
+        headers.remove("x-forwarded-port");
+        headers.remove("x-forwarded-prefix");
+        headers.remove(header::FORWARDED);
+        headers.remove("x-real-ip");
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if ctx.tls { "https" } else { "http" }),
+        );
+    }
+    if !headers.contains_key("x-forwarded-host")
+        && let Some(h) = original_host.and_then(|h| HeaderValue::from_str(h).ok())
+    {
+        headers.insert("x-forwarded-host", h);
+    }
+    headers.remove("x-real-ip");
+    if let Some(ip) = ctx.client_ip.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
+        headers.insert("x-real-ip", ip);
+    }
+}
+
+async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
+    let route = &state.settings.routes[pass.route];
+    let (mut parts, body) = req.into_parts();
+    let original_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    let upgrade = upgrade_protocol(&parts.headers);
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+
+    let headers = &mut parts.headers;
+    remove_hop_by_hop(headers);
+    state.settings.identity_headers.strip(headers);
+    set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());
+    for (name, value) in route.profile.render(pass.identity.as_ref()) {
+        if !value.is_empty() {
+            headers.insert(name, value);
+        }
+    }
+    if let Some(proto) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+    let host_value = if route.preserve_host {
+        original_host.as_deref()
+    } else {
+        Some(route.upstream_authority.as_str())
+    };
+    match host_value.and_then(|h| HeaderValue::from_str(h).ok()) {
+        Some(h) => {
+            headers.insert(header::HOST, h);
+        }
+        None => {
+            headers.remove(header::HOST);
+        }
+    }
+
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = match Uri::builder()
+        .scheme("http")
+        .authority(route.upstream_authority.clone())
+        .path_and_query(format!("{}{pq}", route.upstream_base_path))
+        .build()
+    {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(route = %route.name, error = %e, "could not build the upstream URI");
+            state.metrics.request(&route.name, "bad_request");
+            return responses::plain(StatusCode::BAD_REQUEST, "The request URI cannot be forwarded.");
+        }
+    };
+    parts.uri = uri;
+    // Upstreams are spoken to in HTTP/1.1 whatever the client used.
+    parts.version = Version::HTTP_11;
+    let upstream_req = http::Request::from_parts(parts, body);
+
+    let sent = Instant::now();
+    let result = tokio::time::timeout(
+        state.settings.response_timeout,
+        state.client.request(upstream_req),
+    )
+    .await;
+    state
+        .metrics
+        .upstream_duration
+        .get_or_create(&RouteLabel {
+            route: route.name.clone(),
+        })
+        .observe(sent.elapsed().as_secs_f64());
+    let mut resp = match result {
+        Err(_) => {
+            tracing::warn!(route = %route.name, timeout = ?state.settings.response_timeout, "upstream did not answer in time");
+            state.metrics.request(&route.name, "upstream_timeout");
+            return responses::plain(StatusCode::GATEWAY_TIMEOUT, "The app did not answer in time.");
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(route = %route.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            state.metrics.request(&route.name, "upstream_error");
+            return responses::plain(StatusCode::BAD_GATEWAY, "The app could not be reached.");
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    state.metrics.request(&route.name, "forwarded");
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return responses::plain(StatusCode::BAD_GATEWAY, "The app switched protocols unasked.");
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        let route_name = route.name.clone();
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, upstream)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                        tracing::debug!(route = %route_name, error = %e, "upgraded connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(route = %route_name, error = %e, "upgrade failed"),
+            }
+        });
+        let (mut parts, _) = resp.into_parts();
+        let proto = parts.headers.get(header::UPGRADE).cloned();
+        remove_hop_by_hop(&mut parts.headers);
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(p) = proto {
+            parts.headers.insert(header::UPGRADE, p);
+        }
+        return Response::from_parts(parts, Body::empty());
+    }
+
+    let (mut parts, body) = resp.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Body::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn upgrade_needs_both_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(upgrade_protocol(&h).is_none());
+        h.insert("connection", HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
+    }
+}

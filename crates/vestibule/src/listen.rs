@@ -1,0 +1,218 @@
+//! Step 1 of a request: accept the connection and record who the peer is.
+//!
+//! The peer address recorded here ([`ConnInfo`]) is the only input to every
+//! trust decision later on. It comes from the socket, normalised
+//! (IPv4-mapped IPv6 → IPv4), or from the operator's word for a Unix socket.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use vestibule_core::net::Peer;
+
+use crate::client_identity::ConnInfo;
+
+/// Time a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time open connections get to finish after shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (line plus headers) accepted over HTTP/1.1.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// A bound listener, before it serves.
+pub enum Bound {
+    /// TCP, optionally with TLS.
+    Tcp(TcpListener, Option<TlsAcceptor>),
+    /// A Unix socket and whether its peers are trusted.
+    Unix(UnixListener, bool, PathBuf),
+}
+
+impl Bound {
+    /// A URL for the log and for tests.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tcp(l, tls) => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                match l.local_addr() {
+                    Ok(a) => format!("{scheme}://{a}"),
+                    Err(_) => format!("{scheme}://?"),
+                }
+            }
+            Self::Unix(_, trusted, path) => format!(
+                "unix:{}{}",
+                path.display(),
+                if *trusted { " (trusted)" } else { "" }
+            ),
+        }
+    }
+
+    /// The TCP address, if any.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(l, _) => l.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
+    }
+}
+
+/// Loads a rustls acceptor (aws-lc-rs, TLS 1.2 and 1.3, ALPN h2 and http/1.1).
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read the private key from {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("bad certificate or key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    b
+}
+
+/// Serves `bound` until `shutdown` turns true, then drains open connections.
+pub async fn serve(
+    bound: Bound,
+    router: Router,
+    header_read_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = http_builder(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = accept(&bound) => match accepted {
+                Ok(Accepted::Tcp(stream, addr)) => {
+                    let peer = Peer::tcp(addr.ip());
+                    match &bound {
+                        Bound::Tcp(_, Some(tls)) => {
+                            let tls = tls.clone();
+                            let router = router.clone();
+                            let builder = builder.clone();
+                            let watcher = graceful.watcher();
+                            tokio::spawn(async move {
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                                    Ok(Ok(stream)) => {
+                                        let conn = ConnInfo { peer, tls: true };
+                                        let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(router, conn)).into_owned();
+                                        if let Err(e) = watcher.watch(c).await {
+                                            tracing::debug!(error = %e, "connection ended with an error");
+                                        }
+                                    }
+                                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                                }
+                            });
+                        }
+                        _ => spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer, tls: false }),
+                    }
+                }
+                Ok(Accepted::Unix(stream, trusted)) => {
+                    spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer: Peer::Unix { trusted }, tls: false });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    if let Bound::Unix(_, _, path) = &bound {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(bound);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still open after the drain timeout");
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream, bool),
+}
+
+async fn accept(bound: &Bound) -> std::io::Result<Accepted> {
+    match bound {
+        Bound::Tcp(l, _) => {
+            let (s, a) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok(Accepted::Tcp(s, a))
+        }
+        Bound::Unix(l, trusted, _) => {
+            let (s, _) = l.accept().await?;
+            Ok(Accepted::Unix(s, *trusted))
+        }
+    }
+}
+
+/// The router, with the connection's facts put into every request.
+#[derive(Clone)]
+struct Tagged {
+    router: Router,
+    conn: ConnInfo,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for Tagged {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.conn);
+        // Router is always ready; cloning it clones an Arc.
+        tower::Service::call(&mut self.router.clone(), req)
+    }
+}
+
+fn service(router: Router, conn: ConnInfo) -> Tagged {
+    Tagged { router, conn }
+}
+
+fn spawn_conn<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    io: I,
+    router: Router,
+    conn: ConnInfo,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let c = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service(router, conn))
+        .into_owned();
+    let fut = graceful.watch(c);
+    tokio::spawn(async move {
+        if let Err(e) = fut.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}

@@ -1,0 +1,108 @@
+//! Prometheus metrics, served as text on the admin listener.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of `vestibule_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route name, or `none`.
+    pub route: String,
+    /// `forwarded`, `unauthenticated`, `forbidden`, `bad_request`, `no_route`,
+    /// `upstream_error`, `upstream_timeout`.
+    pub outcome: &'static str,
+}
+
+/// Labels of `vestibule_auth_decisions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// Identity source (`headers`, `none`).
+    pub source: &'static str,
+    /// `authenticated`, `anonymous`, `rejected`.
+    pub result: &'static str,
+}
+
+/// Labels of `vestibule_upstream_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// Route name.
+    pub route: String,
+}
+
+/// Every metric vestibule exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Authentication decisions by source and result.
+    pub auth_decisions: Family<AuthLabels, Counter>,
+    /// Identity headers sent by untrusted peers and stripped.
+    pub spoofed_headers_stripped: Counter,
+    /// Time from sending a request upstream to its response headers.
+    pub upstream_duration: Family<RouteLabel, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vestibule");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let auth_decisions = Family::<AuthLabels, Counter>::default();
+        let spoofed_headers_stripped = Counter::default();
+        let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        registry.register("requests", "Requests by route and outcome", requests.clone());
+        registry.register(
+            "auth_decisions",
+            "Authentication decisions by source and result",
+            auth_decisions.clone(),
+        );
+        registry.register(
+            "spoofed_identity_headers_stripped",
+            "Identity headers sent by untrusted peers and stripped",
+            spoofed_headers_stripped.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time until the upstream's response headers",
+            upstream_duration.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            auth_decisions,
+            spoofed_headers_stripped,
+            upstream_duration,
+        }
+    }
+
+    /// Counts one request.
+    pub fn request(&self, route: &str, outcome: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

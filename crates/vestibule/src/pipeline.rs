@@ -1,0 +1,214 @@
+//! The one decision pipeline: client identity, then authentication, then
+//! authorization. In-path proxying calls it with the request itself;
+//! forward-auth calls it with the original request described by the front.
+//! There is no second code path for the decision.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, StatusCode};
+use vestibule_core::identity::Identity;
+use vestibule_core::policy::Decision;
+
+use crate::authenticate::authenticate;
+use crate::authorize::{authorize, find_route};
+use crate::client_identity::{self, ClientContext, ConnInfo};
+use crate::state::AppState;
+
+/// The request being decided, as the app would see it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// `Host` (or `:authority`).
+    pub host: Option<&'a str>,
+    /// Raw path, without the query.
+    pub path: &'a str,
+    /// Path and query, for redirects back.
+    pub path_and_query: &'a str,
+    /// The headers carrying identity.
+    pub headers: &'a HeaderMap,
+}
+
+/// A request that may pass.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    /// Index into `settings.routes`.
+    pub route: usize,
+    /// The identity to inject (`None` for anonymous or public).
+    pub identity: Option<Identity>,
+    /// Trust facts.
+    pub ctx: ClientContext,
+}
+
+/// A request that may not pass, with what to tell the client and the log.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// Malformed or ambiguous input: 400.
+    BadRequest {
+        /// Shown to the client.
+        public: String,
+        /// Logged.
+        detail: String,
+    },
+    /// No route matches: 404.
+    NoRoute,
+    /// Identity needed: 401, or 302 to the login URL for browsers.
+    Unauthenticated {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// Identity not allowed: 403.
+    Forbidden {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Who was refused.
+        username: String,
+    },
+}
+
+impl Refusal {
+    /// The HTTP status this refusal is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The metric outcome label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "bad_request",
+            Self::NoRoute => "no_route",
+            Self::Unauthenticated { .. } => "unauthenticated",
+            Self::Forbidden { .. } => "forbidden",
+        }
+    }
+
+    /// The route, when one was matched.
+    pub fn route(&self) -> Option<usize> {
+        match self {
+            Self::Unauthenticated { route } | Self::Forbidden { route, .. } => Some(*route),
+            _ => None,
+        }
+    }
+}
+
+/// Decides whether a request may pass, and as whom.
+pub fn decide(state: &AppState, conn: ConnInfo, req: RequestView<'_>) -> Result<Pass, (Refusal, ClientContext)> {
+    let ctx = client_identity::resolve(&state.settings, conn, req.headers);
+    let refuse = |r: Refusal| (r, ctx);
+
+    let route = match find_route(state, req.host, req.path) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(refuse(Refusal::NoRoute)),
+        Err(e) => {
+            return Err(refuse(Refusal::BadRequest {
+                public: "The request path is malformed or ambiguous.".into(),
+                detail: e.to_string(),
+            }));
+        }
+    };
+
+    let identity = match authenticate(state, &ctx, req.headers) {
+        Ok(id) => id,
+        Err(e) => {
+            return Err(refuse(Refusal::BadRequest {
+                public: format!("The identity sent by the SSO proxy was refused: {e}."),
+                detail: e.to_string(),
+            }));
+        }
+    };
+
+    match authorize(state, route, identity.as_ref()) {
+        Decision::Allow { forward_identity } => Ok(Pass {
+            route,
+            identity: if forward_identity { identity } else { None },
+            ctx,
+        }),
+        Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
+        Decision::Forbidden => Err(refuse(Refusal::Forbidden {
+            route,
+            username: identity.map(|i| i.username).unwrap_or_default(),
+        })),
+    }
+}
+
+/// The client address to log, as text.
+pub fn ip_for_log(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+}
+
+/// What the log says about a refusal (never sent to the client).
+pub fn refusal_detail(r: &Refusal) -> String {
+    match r {
+        Refusal::BadRequest { detail, .. } => detail.clone(),
+        Refusal::NoRoute => "no route matches".into(),
+        Refusal::Unauthenticated { .. } => "no identity".into(),
+        Refusal::Forbidden { username, .. } => format!("{username} is not allowed by the route policy"),
+    }
+}
+
+/// Characters kept as-is when a URL is put inside a query parameter: only
+/// RFC 3986 §2.3 unreserved characters.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URL the client asked for, as best vestibule can tell.
+pub fn original_url(ctx: &ClientContext, req: &RequestView<'_>) -> String {
+    let forwarded = |name: &str| {
+        ctx.trusted_for_forwarding
+            .then(|| req.headers.get(name).and_then(|v| v.to_str().ok()))
+            .flatten()
+            .map(|v| v.split(',').next().unwrap_or("").trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let scheme = forwarded("x-forwarded-proto")
+        .filter(|s| s == "http" || s == "https")
+        .unwrap_or_else(|| if ctx.tls { "https" } else { "http" }.to_owned());
+    let host = forwarded("x-forwarded-host")
+        .or_else(|| req.host.map(str::to_owned))
+        .unwrap_or_default();
+    format!("{scheme}://{host}{}", req.path_and_query)
+}
+
+/// Whether the client is a browser asking for a page.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// The login redirect for a route, if one is configured.
+pub fn login_location(state: &AppState, route: usize, ctx: &ClientContext, req: &RequestView<'_>) -> Option<String> {
+    let template = state.settings.routes[route].login_url.as_ref()?;
+    let url = original_url(ctx, req);
+    let encoded = percent_encoding::utf8_percent_encode(&url, QUERY_VALUE).to_string();
+    Some(template.replace("{url}", &encoded))
+}
+
+/// The response for a refusal.
+pub fn refusal_response(
+    state: &AppState,
+    refusal: &Refusal,
+    ctx: &ClientContext,
+    req: &RequestView<'_>,
+) -> axum::response::Response {
+    use crate::responses::{plain, redirect};
+    match refusal {
+        Refusal::BadRequest { public, .. } => plain(StatusCode::BAD_REQUEST, public),
+        Refusal::NoRoute => plain(StatusCode::NOT_FOUND, "No app is configured at this address."),
+        Refusal::Unauthenticated { route } => {
+            match login_location(state, *route, ctx, req).filter(|_| wants_html(req.headers)) {
+                Some(loc) => redirect(&loc),
+                None => plain(StatusCode::UNAUTHORIZED, "Sign in through your SSO portal to use this app."),
+            }
+        }
+        Refusal::Forbidden { .. } => plain(StatusCode::FORBIDDEN, "Your account is not allowed to use this app."),
+    }
+}

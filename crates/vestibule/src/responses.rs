@@ -1,0 +1,35 @@
+//! Responses vestibule itself writes (refusals and errors).
+//!
+//! The body is a short, user-facing sentence; the detail that helps an
+//! operator goes to the log, never to the client (vaultwarden's split).
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+
+/// A plain-text response with the headers every vestibule answer carries.
+pub fn plain(status: StatusCode, message: &str) -> Response {
+    let mut resp = Response::new(Body::from(format!("{message}\n")));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    // Refusals depend on who asked: never cache them.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+/// 302 to `location`.
+pub fn redirect(location: &str) -> Response {
+    let mut resp = plain(StatusCode::FOUND, "Sign in to continue.");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
