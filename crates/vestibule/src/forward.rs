@@ -87,6 +87,16 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
                 .route()
                 .map_or("none", |r| state.settings.routes[r].name.as_str());
             state.metrics.request(route_name, refusal.outcome());
+            if let crate::pipeline::Refusal::BadRequest { detail, .. } = &refusal {
+                // A trusted front sending bad identity, or a path crafted to
+                // confuse routing: worth an operator's attention.
+                tracing::warn!(
+                    peer = ?ctx.peer,
+                    client_ip = %ip_for_log(ctx.client_ip),
+                    path = %req.uri().path(),
+                    "request refused: {detail}"
+                );
+            }
             tracing::info!(
                 target: "vestibule::access",
                 route = %route_name,

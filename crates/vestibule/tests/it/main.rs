@@ -1,0 +1,10 @@
+//! The one integration-test binary: every test boots the real `vestibule`
+//! executable (or the library on a real socket) on loopback, with a real
+//! upstream. One binary keeps link time down.
+
+#![allow(unreachable_pub, dead_code)]
+
+mod check_cli;
+mod identity;
+mod proxy;
+mod support;
