@@ -395,7 +395,9 @@ mod tests {
     #[test]
     fn xff_unknown_and_garbage() {
         assert_eq!(
-            xff(&["unknown, UNKNOWN, , _hidden, evil.example, 1.2.3.4:, 1.2.3.4:123456, 01.2.3.4, [1.2.3.4], [::1, fe80::1%eth0"]),
+            xff(&[
+                "unknown, UNKNOWN, , _hidden, evil.example, 1.2.3.4:, 1.2.3.4:123456, 01.2.3.4, [1.2.3.4], [::1, fe80::1%eth0"
+            ]),
             vec![
                 Hop::Unknown,
                 Hop::Unknown,
@@ -412,7 +414,10 @@ mod tests {
         );
         assert_eq!(xff(&[""]), vec![Hop::Invalid]);
         assert_eq!(xff(&[]), vec![]);
-        assert_eq!(parse_x_forwarded_for([&b"\xff\xfe"[..]]), vec![Hop::Invalid]);
+        assert_eq!(
+            parse_x_forwarded_for([&b"\xff\xfe"[..]]),
+            vec![Hop::Invalid]
+        );
     }
 
     #[test]
@@ -431,20 +436,24 @@ mod tests {
 
     #[test]
     fn multiple_lines_are_one_list() {
-        assert_eq!(xff(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]), xff(&["1.1.1.1, 2.2.2.2, 3.3.3.3"]));
+        assert_eq!(
+            xff(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]),
+            xff(&["1.1.1.1, 2.2.2.2, 3.3.3.3"])
+        );
         assert_eq!(
             fwd(&["for=1.1.1.1", "for=\"[2001:db8::1]\", for=unknown"]),
-            vec![Hop::Ip(ip("1.1.1.1")), Hop::Ip(ip("2001:db8::1")), Hop::Unknown]
+            vec![
+                Hop::Ip(ip("1.1.1.1")),
+                Hop::Ip(ip("2001:db8::1")),
+                Hop::Unknown
+            ]
         );
     }
 
     #[test]
     fn forwarded_rfc7239_examples() {
         // RFC 7239 §4 and §7.1 examples.
-        assert_eq!(
-            fwd(&["for=\"_gazonk\""]),
-            vec![Hop::Obfuscated]
-        );
+        assert_eq!(fwd(&["for=\"_gazonk\""]), vec![Hop::Obfuscated]);
         assert_eq!(
             fwd(&["For=\"[2001:db8:cafe::17]:4711\""]),
             vec![Hop::Ip(ip("2001:db8:cafe::17"))]
@@ -459,7 +468,11 @@ mod tests {
         );
         assert_eq!(
             fwd(&["for=192.0.2.43,for=\"[2001:db8:cafe::17]\",for=unknown"]),
-            vec![Hop::Ip(ip("192.0.2.43")), Hop::Ip(ip("2001:db8:cafe::17")), Hop::Unknown]
+            vec![
+                Hop::Ip(ip("192.0.2.43")),
+                Hop::Ip(ip("2001:db8:cafe::17")),
+                Hop::Unknown
+            ]
         );
     }
 
@@ -539,24 +552,39 @@ mod tests {
         // 10.0.0.2 and 10.0.0.1 appended what they saw.
         let hops = xff(&["6.6.6.6, 10.0.0.5, 203.0.113.9, 10.0.0.2"]);
         let peer = Peer::tcp(ip("10.0.0.1"));
-        assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("203.0.113.9")));
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &hops),
+            Some(ip("203.0.113.9"))
+        );
         // Same through RFC 7239.
         let hops = fwd(&["for=6.6.6.6, for=10.0.0.5, for=203.0.113.9, for=10.0.0.2"]);
-        assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("203.0.113.9")));
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &hops),
+            Some(ip("203.0.113.9"))
+        );
         // A spoofed list alone: the right-most untrusted entry wins.
         let hops = xff(&["6.6.6.6, 10.0.0.5"]);
-        assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("6.6.6.6")));
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &hops),
+            Some(ip("6.6.6.6"))
+        );
     }
 
     #[test]
     fn untrusted_peer_ignores_headers() {
         let hops = xff(&["1.2.3.4"]);
         let peer = Peer::tcp(ip("198.51.100.1"));
-        assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("198.51.100.1")));
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &hops),
+            Some(ip("198.51.100.1"))
+        );
         let unix = Peer::Unix { trusted: false };
         assert_eq!(resolve_client_ip(unix, &proxies(), &hops), None);
         let unix = Peer::Unix { trusted: true };
-        assert_eq!(resolve_client_ip(unix, &proxies(), &hops), Some(ip("1.2.3.4")));
+        assert_eq!(
+            resolve_client_ip(unix, &proxies(), &hops),
+            Some(ip("1.2.3.4"))
+        );
     }
 
     #[test]
@@ -564,14 +592,26 @@ mod tests {
         let peer = Peer::tcp(ip("10.0.0.1"));
         for header in ["1.2.3.4, unknown, 10.0.0.3", "1.2.3.4, garbage, 10.0.0.3"] {
             let hops = xff(&[header]);
-            assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("10.0.0.3")));
+            assert_eq!(
+                resolve_client_ip(peer, &proxies(), &hops),
+                Some(ip("10.0.0.3"))
+            );
         }
         let hops = fwd(&["for=1.2.3.4, for=_proxy"]);
-        assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("10.0.0.1")));
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &hops),
+            Some(ip("10.0.0.1"))
+        );
         // All trusted: the left-most trusted hop is the best we know.
         let hops = xff(&["10.0.0.7, 10.0.0.3"]);
-        assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("10.0.0.7")));
-        assert_eq!(resolve_client_ip(peer, &proxies(), &[]), Some(ip("10.0.0.1")));
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &hops),
+            Some(ip("10.0.0.7"))
+        );
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &[]),
+            Some(ip("10.0.0.1"))
+        );
     }
 
     #[test]
@@ -585,7 +625,10 @@ mod tests {
         assert!(hops[1..].iter().all(|h| *h == Hop::Ip(ip("10.0.0.9"))));
         // The walk stops at the cut rather than going past it.
         let peer = Peer::tcp(ip("10.0.0.1"));
-        assert_eq!(resolve_client_ip(peer, &proxies(), &hops), Some(ip("10.0.0.9")));
+        assert_eq!(
+            resolve_client_ip(peer, &proxies(), &hops),
+            Some(ip("10.0.0.9"))
+        );
         // Exactly 64 is not cut.
         let header = vec!["1.1.1.1"; MAX_HOPS].join(",");
         assert!(xff(&[&header]).iter().all(|h| *h == Hop::Ip(ip("1.1.1.1"))));

@@ -16,14 +16,17 @@ pub fn normalize_name(name: &str) -> String {
 
 #[inline]
 fn normalize_byte(b: u8) -> u8 {
-    if b == b'_' { b'-' } else { b.to_ascii_lowercase() }
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
 }
 
 /// Whether two header names are the same once normalised.
 pub fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .all(|(x, y)| normalize_byte(x) == normalize_byte(y))
 }
@@ -69,16 +72,16 @@ const BUILTIN_NAMES: &[&str] = &[
 /// Identity header name prefixes, normalised: every header starting with one
 /// of these is an identity header.
 const BUILTIN_PREFIXES: &[&str] = &[
-    "remote-",          // Authelia, and the `remote` profile
-    "x-authentik-",     // authentik
-    "x-auth-request-",  // oauth2-proxy with --set-xauthrequest
-    "x-webauth-",       // Grafana, Gitea
-    "preauth-",         // geOrchestra pre-authentication
-    "tailscale-",       // Tailscale Serve
-    "oidc-claim-",      // Apache mod_auth_openidc
+    "remote-",         // Authelia, and the `remote` profile
+    "x-authentik-",    // authentik
+    "x-auth-request-", // oauth2-proxy with --set-xauthrequest
+    "x-webauth-",      // Grafana, Gitea
+    "preauth-",        // geOrchestra pre-authentication
+    "tailscale-",      // Tailscale Serve
+    "oidc-claim-",     // Apache mod_auth_openidc
     "oidc-access-token",
-    "x-pomerium-",      // Pomerium
-    "x-vestibule-",     // our own assertion and future headers
+    "x-pomerium-",  // Pomerium
+    "x-vestibule-", // our own assertion and future headers
     "x-goog-authenticated-",
 ];
 

@@ -36,14 +36,14 @@
 #![warn(missing_docs)]
 
 pub mod decode;
+pub mod dialect;
 pub mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod net;
-pub mod path;
-pub mod dialect;
 pub mod headers;
 pub mod identity;
+pub mod net;
+pub mod path;
 pub mod policy;
 pub mod profile;
 pub mod route;

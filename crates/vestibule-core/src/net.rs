@@ -43,7 +43,10 @@ impl fmt::Display for CidrError {
             Self::Malformed(s) => write!(f, "`{s}` is not an IP address or CIDR network"),
             Self::BadPrefix(s) => write!(f, "`{s}` has a prefix length too long for its family"),
             Self::HostBitsSet(s) => {
-                write!(f, "`{s}` has host bits set below its prefix; write the network address")
+                write!(
+                    f,
+                    "`{s}` has host bits set below its prefix; write the network address"
+                )
             }
         }
     }
@@ -270,8 +273,16 @@ mod tests {
     #[test]
     fn malformed_entries_are_refused() {
         for bad in [
-            "", "abc", "10.0.0.1/", "10.0.0.1/33", "::1/129", "10.0.0.0/8/8", "10.0.0/8", "10.0.0.1/ 8",
-            "10.0.0.1/+8", "10.0.0.1/0008",
+            "",
+            "abc",
+            "10.0.0.1/",
+            "10.0.0.1/33",
+            "::1/129",
+            "10.0.0.0/8/8",
+            "10.0.0/8",
+            "10.0.0.1/ 8",
+            "10.0.0.1/+8",
+            "10.0.0.1/0008",
         ] {
             assert!(TrustedNetworks::parse(&[bad]).is_err(), "{bad:?} accepted");
         }

@@ -46,9 +46,7 @@ impl fmt::Display for PathError {
                 "the request path has a `%` that is not followed by two hexadecimal digits",
             ),
             Self::NotUtf8 => f.write_str("the request path does not decode to valid UTF-8"),
-            Self::ControlCharacter => {
-                f.write_str("the request path contains a control character")
-            }
+            Self::ControlCharacter => f.write_str("the request path contains a control character"),
             Self::Backslash => f.write_str("the request path contains a backslash"),
             Self::TooLong => write!(f, "the request path is longer than {MAX_PATH_LEN} bytes"),
         }
@@ -279,8 +277,14 @@ mod tests {
     #[test]
     fn encoded_slash_is_read_both_ways() {
         // Kept: one segment under /admin...; decoded: /public.
-        assert_eq!(readings("/admin%2F..%2Fpublic"), ["/admin%2F..%2Fpublic", "/public"]);
-        assert_eq!(readings("/admin%2f..%2fpublic"), ["/admin%2F..%2Fpublic", "/public"]);
+        assert_eq!(
+            readings("/admin%2F..%2Fpublic"),
+            ["/admin%2F..%2Fpublic", "/public"]
+        );
+        assert_eq!(
+            readings("/admin%2f..%2fpublic"),
+            ["/admin%2F..%2Fpublic", "/public"]
+        );
         assert_eq!(readings("/a%2Fb"), ["/a%2Fb", "/a/b"]);
     }
 
@@ -288,7 +292,10 @@ mod tests {
     fn path_parameters_are_read_both_ways() {
         // The Tomcat `..;` trick: a proxy sees /public/..;/admin under
         // /public, Tomcat strips `;` and serves /admin.
-        assert_eq!(readings("/public/..;/admin"), ["/public/..;/admin", "/admin"]);
+        assert_eq!(
+            readings("/public/..;/admin"),
+            ["/public/..;/admin", "/admin"]
+        );
         // Both readings resolve `..` against `admin;` or `admin` alike.
         assert_eq!(readings("/admin;/../public"), ["/public"]);
         assert_eq!(readings("/admin;x=1/../public"), ["/public"]);
@@ -332,7 +339,10 @@ mod tests {
         assert_eq!(err("/a%C3"), PathError::NotUtf8);
         // Refused even where a stripped parameter would hide it.
         assert_eq!(err("/a;%ff/b"), PathError::NotUtf8);
-        assert_eq!(err(&format!("/{}", "a".repeat(MAX_PATH_LEN))), PathError::TooLong);
+        assert_eq!(
+            err(&format!("/{}", "a".repeat(MAX_PATH_LEN))),
+            PathError::TooLong
+        );
         assert!(path_interpretations(&format!("/{}", "a".repeat(MAX_PATH_LEN - 1))).is_ok());
     }
 

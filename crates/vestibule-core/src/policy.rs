@@ -108,10 +108,19 @@ mod tests {
                 forward_identity: true
             }
         );
-        assert!(matches!(p.evaluate(Some(&id("carol", &[]))), Decision::Allow { .. }));
-        assert_eq!(p.evaluate(Some(&id("bob", &["users"]))), Decision::Forbidden);
+        assert!(matches!(
+            p.evaluate(Some(&id("carol", &[]))),
+            Decision::Allow { .. }
+        ));
+        assert_eq!(
+            p.evaluate(Some(&id("bob", &["users"]))),
+            Decision::Forbidden
+        );
         // Case matters: "Admins" is not "admins".
-        assert_eq!(p.evaluate(Some(&id("bob", &["Admins"]))), Decision::Forbidden);
+        assert_eq!(
+            p.evaluate(Some(&id("bob", &["Admins"]))),
+            Decision::Forbidden
+        );
         // Subjects count as users.
         assert!(matches!(
             RoutePolicy {

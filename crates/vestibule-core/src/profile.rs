@@ -109,6 +109,15 @@ impl fmt::Display for ProfileError {
 
 impl std::error::Error for ProfileError {}
 
+/// A built-in profile's header table, constant headers, groups separator
+/// and encoding.
+type BuiltinProfile<'a> = (
+    Vec<(&'a str, OutField)>,
+    &'a [(&'a str, &'a str)],
+    &'a str,
+    OutEncoding,
+);
+
 /// A compiled profile.
 #[derive(Debug, Clone)]
 pub struct HeaderProfile {
@@ -122,74 +131,73 @@ impl HeaderProfile {
     /// Compiles a profile.
     pub fn new(kind: &ProfileKind) -> Result<Self, ProfileError> {
         use OutField::*;
-        let (pairs, constants, sep, enc): (Vec<(&str, OutField)>, &[(&str, &str)], &str, _) =
-            match kind {
-                ProfileKind::Remote => (
-                    vec![
-                        ("remote-user", Username),
-                        ("remote-email", Email),
-                        ("remote-name", DisplayName),
-                        ("remote-groups", Groups),
-                    ],
-                    &[],
-                    ",",
-                    OutEncoding::Utf8,
-                ),
-                ProfileKind::XForwarded => (
-                    vec![
-                        ("x-forwarded-user", Username),
-                        ("x-forwarded-email", Email),
-                        ("x-forwarded-groups", Groups),
-                        ("x-forwarded-preferred-username", Username),
-                    ],
-                    &[],
-                    ",",
-                    OutEncoding::Utf8,
-                ),
-                ProfileKind::Grafana { email, name } => {
-                    let mut v = vec![("x-webauth-user", Username)];
-                    if *email {
-                        v.push(("x-webauth-email", Email));
-                    }
-                    if *name {
-                        v.push(("x-webauth-name", DisplayName));
-                    }
-                    (v, &[], ",", OutEncoding::Utf8)
+        let (pairs, constants, sep, enc): BuiltinProfile<'_> = match kind {
+            ProfileKind::Remote => (
+                vec![
+                    ("remote-user", Username),
+                    ("remote-email", Email),
+                    ("remote-name", DisplayName),
+                    ("remote-groups", Groups),
+                ],
+                &[],
+                ",",
+                OutEncoding::Utf8,
+            ),
+            ProfileKind::XForwarded => (
+                vec![
+                    ("x-forwarded-user", Username),
+                    ("x-forwarded-email", Email),
+                    ("x-forwarded-groups", Groups),
+                    ("x-forwarded-preferred-username", Username),
+                ],
+                &[],
+                ",",
+                OutEncoding::Utf8,
+            ),
+            ProfileKind::Grafana { email, name } => {
+                let mut v = vec![("x-webauth-user", Username)];
+                if *email {
+                    v.push(("x-webauth-email", Email));
                 }
-                ProfileKind::Georchestra => (
-                    vec![
-                        ("sec-username", Username),
-                        ("sec-email", Email),
-                        ("sec-firstname", GivenName),
-                        ("sec-lastname", FamilyName),
-                        ("sec-org", Org),
-                        ("sec-roles", Groups),
-                    ],
-                    &[("sec-proxy", "true")],
-                    ";",
-                    OutEncoding::Base64Prefix,
-                ),
-                ProfileKind::Custom(c) => {
-                    if c.headers.is_empty() {
-                        return Err(ProfileError::Empty);
-                    }
-                    let headers = c
-                        .headers
-                        .iter()
-                        .map(|(n, f)| {
-                            HeaderName::from_bytes(n.as_bytes())
-                                .map(|h| (h, *f))
-                                .map_err(|_| ProfileError::BadHeaderName(n.clone()))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    return Ok(Self {
-                        headers,
-                        constants: Vec::new(),
-                        groups_separator: c.groups_separator.clone(),
-                        encoding: c.encoding,
-                    });
+                if *name {
+                    v.push(("x-webauth-name", DisplayName));
                 }
-            };
+                (v, &[], ",", OutEncoding::Utf8)
+            }
+            ProfileKind::Georchestra => (
+                vec![
+                    ("sec-username", Username),
+                    ("sec-email", Email),
+                    ("sec-firstname", GivenName),
+                    ("sec-lastname", FamilyName),
+                    ("sec-org", Org),
+                    ("sec-roles", Groups),
+                ],
+                &[("sec-proxy", "true")],
+                ";",
+                OutEncoding::Base64Prefix,
+            ),
+            ProfileKind::Custom(c) => {
+                if c.headers.is_empty() {
+                    return Err(ProfileError::Empty);
+                }
+                let headers = c
+                    .headers
+                    .iter()
+                    .map(|(n, f)| {
+                        HeaderName::from_bytes(n.as_bytes())
+                            .map(|h| (h, *f))
+                            .map_err(|_| ProfileError::BadHeaderName(n.clone()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                return Ok(Self {
+                    headers,
+                    constants: Vec::new(),
+                    groups_separator: c.groups_separator.clone(),
+                    encoding: c.encoding,
+                });
+            }
+        };
         Ok(Self {
             headers: pairs
                 .into_iter()
@@ -217,7 +225,9 @@ impl HeaderProfile {
     pub fn render(&self, identity: Option<&Identity>) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::with_capacity(self.headers.len() + self.constants.len());
         for (name, field) in &self.headers {
-            let value = identity.map(|id| self.field_value(id, *field)).unwrap_or_default();
+            let value = identity
+                .map(|id| self.field_value(id, *field))
+                .unwrap_or_default();
             let encoded = self.encoding.apply(&value);
             // Values were validated on the way in (no control characters),
             // and encodings only produce visible ASCII, so this cannot fail;

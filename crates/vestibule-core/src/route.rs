@@ -163,7 +163,8 @@ impl RouteTable {
             if entries.iter().any(|e| e.host == host && e.prefix == prefix) {
                 return Err(RouteError::Duplicate(format!(
                     "host {} path {prefix}",
-                    host.as_ref().map_or("(any)".to_owned(), |h| format!("{h:?}"))
+                    host.as_ref()
+                        .map_or("(any)".to_owned(), |h| format!("{h:?}"))
                 )));
             }
             entries.push(Entry { host, prefix });
@@ -238,7 +239,10 @@ mod tests {
         .unwrap();
         assert_eq!(t.find(Some("other.org"), "/x").unwrap(), Some(0));
         assert_eq!(t.find(Some("other.org"), "/api/v1").unwrap(), Some(1));
-        assert_eq!(t.find(Some("grafana.example.com:443"), "/api").unwrap(), Some(2));
+        assert_eq!(
+            t.find(Some("grafana.example.com:443"), "/api").unwrap(),
+            Some(2)
+        );
         assert_eq!(t.find(Some("photos.example.com"), "/").unwrap(), Some(3));
         // The wildcard does not cover the apex.
         assert_eq!(t.find(Some("example.com"), "/").unwrap(), Some(0));
@@ -274,9 +278,18 @@ mod tests {
     #[test]
     fn readings_that_disagree_are_refused() {
         let t = RouteTable::new([(None, "/"), (None, "/public")]).unwrap();
-        assert_eq!(t.find(None, "/admin%2F..%2Fpublic"), Err(MatchError::AmbiguousPath));
+        assert_eq!(
+            t.find(None, "/admin%2F..%2Fpublic"),
+            Err(MatchError::AmbiguousPath)
+        );
         // Tomcat reads `..;` as `..`.
-        assert_eq!(t.find(None, "/public/..;/admin"), Err(MatchError::AmbiguousPath));
-        assert_eq!(t.find(None, "/public//../admin"), Err(MatchError::AmbiguousPath));
+        assert_eq!(
+            t.find(None, "/public/..;/admin"),
+            Err(MatchError::AmbiguousPath)
+        );
+        assert_eq!(
+            t.find(None, "/public//../admin"),
+            Err(MatchError::AmbiguousPath)
+        );
     }
 }

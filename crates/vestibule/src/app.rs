@@ -119,7 +119,12 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     let mut tasks = Vec::new();
     for b in bound {
         tracing::info!(listener = %b.describe(), "listening");
-        tasks.push(tokio::spawn(listen::serve(b, router.clone(), header_read_timeout, rx.clone())));
+        tasks.push(tokio::spawn(listen::serve(
+            b,
+            router.clone(),
+            header_read_timeout,
+            rx.clone(),
+        )));
     }
     let mut admin_addr = None;
     if let Some(addr) = admin_listen {

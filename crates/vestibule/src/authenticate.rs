@@ -51,12 +51,18 @@ fn count(state: &AppState, result: &'static str) {
 
 fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap) {
     let ids = &state.settings.identity_headers;
-    let mut names = headers.keys().filter(|n| ids.contains(n.as_str())).peekable();
+    let mut names = headers
+        .keys()
+        .filter(|n| ids.contains(n.as_str()))
+        .peekable();
     if names.peek().is_none() {
         return;
     }
     let names: Vec<&str> = names.map(|n| n.as_str()).collect();
-    state.metrics.spoofed_headers_stripped.inc_by(names.len() as u64);
+    state
+        .metrics
+        .spoofed_headers_stripped
+        .inc_by(names.len() as u64);
     if let Some(suppressed) = state.spoof_log.check() {
         tracing::warn!(
             peer = ?ctx.peer,

@@ -23,13 +23,23 @@ pub enum Command {
     /// Run the gateway. Refuses to start while the configuration has errors.
     Serve {
         /// Configuration file.
-        #[arg(long, short, env = "VESTIBULE_CONFIG", default_value = "vestibule.toml")]
+        #[arg(
+            long,
+            short,
+            env = "VESTIBULE_CONFIG",
+            default_value = "vestibule.toml"
+        )]
         config: PathBuf,
     },
     /// Check a configuration: exit 0 clean, 1 warnings (with --strict), 2 errors.
     Check {
         /// Configuration file.
-        #[arg(long, short, env = "VESTIBULE_CONFIG", default_value = "vestibule.toml")]
+        #[arg(
+            long,
+            short,
+            env = "VESTIBULE_CONFIG",
+            default_value = "vestibule.toml"
+        )]
         config: PathBuf,
         /// Treat warnings as failures (exit 1).
         #[arg(long)]
@@ -56,7 +66,9 @@ fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -112,7 +124,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             let (_, diags) = config::validate(&file);
             print_diagnostics(&diags);
-            let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
             let warnings = diags.len() - errors;
             eprintln!(
                 "{}: {errors} error(s), {warnings} warning(s)",
@@ -131,7 +146,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             let (settings, diags) = config::validate(&file);
             let Some(settings) = settings else {
                 print_diagnostics(&diags);
-                eprintln!("vestibule will not start while the configuration has errors (see `vestibule check`).");
+                eprintln!(
+                    "vestibule will not start while the configuration has errors (see `vestibule check`)."
+                );
                 return ExitCode::from(2);
             };
             init_logging(settings.log_json, &settings.log_level);
@@ -160,7 +177,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             running.shutdown().await;
             ExitCode::SUCCESS
         }
-        Command::Demo { listen, print_config } => {
+        Command::Demo {
+            listen,
+            print_config,
+        } => {
             if print_config {
                 print!("{}", crate::demo::DEMO_CONFIG);
                 return ExitCode::SUCCESS;

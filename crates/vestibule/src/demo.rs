@@ -122,7 +122,12 @@ pub async fn run(
     }
     let front_listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e} (choose another with --listen)", opts.listen))?;
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}: {e} (choose another with --listen)",
+                opts.listen
+            )
+        })?;
     let front_addr = front_listener.local_addr().map_err(|e| e.to_string())?;
     let origin = format!("http://{front_addr}");
 
@@ -143,12 +148,19 @@ pub async fn run(
             .join("\n")
     })?;
     let running = crate::app::spawn(settings).await?;
-    let vestibule_addr = *running.http_addrs.first().ok_or("vestibule has no listener")?;
+    let vestibule_addr = *running
+        .http_addrs
+        .first()
+        .ok_or("vestibule has no listener")?;
 
     let front = Arc::new(Front {
         origin: origin.clone(),
         vestibule: vestibule_addr,
-        client: upstream_client(Duration::from_secs(5), Duration::from_secs(90), Some(IpAddr::V4(FRONT_SOURCE_IP))),
+        client: upstream_client(
+            Duration::from_secs(5),
+            Duration::from_secs(90),
+            Some(IpAddr::V4(FRONT_SOURCE_IP)),
+        ),
         sessions: Mutex::new(HashMap::new()),
     });
     let app = Router::new()
@@ -158,7 +170,9 @@ pub async fn run(
         .with_state(front);
 
     print_banner(&origin, vestibule_addr, whoami_addr, running.admin_addr);
-    let served = axum::serve(front_listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(front_listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     running.shutdown().await;
     whoami.abort();
     served.map_err(|e| e.to_string())
@@ -231,7 +245,11 @@ fn current_user(front: &Front, headers: &http::HeaderMap) -> Option<DemoUser> {
     front.sessions.lock().ok()?.get(&id).cloned()
 }
 
-async fn login_page(State(front): State<Arc<Front>>, Query(q): Query<LoginQuery>, req: Request) -> Response {
+async fn login_page(
+    State(front): State<Arc<Front>>,
+    Query(q): Query<LoginQuery>,
+    req: Request,
+) -> Response {
     let page = LoginPage {
         rd: q.rd.unwrap_or_default(),
         current: current_user(&front, req.headers()).map(|u| u.username),
@@ -252,7 +270,11 @@ struct LoginForm {
 }
 
 fn clean(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_owned()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Response {
@@ -272,7 +294,8 @@ async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Res
         _ => {
             let username = clean(f.username.as_deref().unwrap_or(""));
             if username.is_empty() {
-                return (StatusCode::BAD_REQUEST, "Pick a user or type a username.\n").into_response();
+                return (StatusCode::BAD_REQUEST, "Pick a user or type a username.\n")
+                    .into_response();
             }
             DemoUser {
                 email: format!("{username}@example.com"),
@@ -289,15 +312,15 @@ async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Res
         s.insert(id.clone(), user);
     }
     // Only go back to this front's own pages: no open redirect, even in a demo.
-    let rd = f
-        .rd
-        .filter(|rd| rd.starts_with(&format!("{}/", front.origin)))
-        .unwrap_or_else(|| format!("{}/", front.origin));
+    let rd =
+        f.rd.filter(|rd| rd.starts_with(&format!("{}/", front.origin)))
+            .unwrap_or_else(|| format!("{}/", front.origin));
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&rd) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax"))
+    {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
@@ -339,12 +362,20 @@ async fn proxy(State(front): State<Arc<Front>>, req: Request) -> Response {
             }
         }
     }
-    parts.headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
     if let Some(h) = host {
         parts.headers.insert("x-forwarded-host", h);
     }
-    parts.headers.insert("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    parts
+        .headers
+        .insert("x-forwarded-for", HeaderValue::from_static("127.0.0.1"));
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     parts.uri = match Uri::builder()
         .scheme("http")
         .authority(front.vestibule.to_string())
@@ -355,7 +386,11 @@ async fn proxy(State(front): State<Arc<Front>>, req: Request) -> Response {
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     };
     parts.version = http::Version::HTTP_11;
-    match front.client.request(http::Request::from_parts(parts, body)).await {
+    match front
+        .client
+        .request(http::Request::from_parts(parts, body))
+        .await
+    {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
             crate::forward::remove_hop_by_hop(&mut p.headers);

@@ -107,7 +107,12 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
                 client_ip = %ip_for_log(ctx.client_ip),
                 ms = started.elapsed().as_millis() as u64,
             );
-            crate::pipeline::refusal_response(&state, &refusal, &ctx, &view_for_response(&req, host.as_deref()))
+            crate::pipeline::refusal_response(
+                &state,
+                &refusal,
+                &ctx,
+                &view_for_response(&req, host.as_deref()),
+            )
         }
     }
 }
@@ -162,7 +167,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Rebuilds `X-Forwarded-*`, `X-Real-IP` and `Forwarded` for the upstream.
-fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientContext, original_host: Option<&str>) {
+fn set_forwarding_headers(
+    headers: &mut HeaderMap,
+    ctx: &ClientContext,
+    original_host: Option<&str>,
+) {
     let peer_ip = ctx.peer.ip();
     let xff_name = HeaderName::from_static("x-forwarded-for");
     let existing: Vec<String> = if ctx.trusted_for_forwarding {
@@ -208,7 +217,10 @@ fn set_forwarding_headers(headers: &mut HeaderMap, ctx: &ClientContext, original
         headers.insert("x-forwarded-host", h);
     }
     headers.remove("x-real-ip");
-    if let Some(ip) = ctx.client_ip.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
+    if let Some(ip) = ctx
+        .client_ip
+        .and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok())
+    {
         headers.insert("x-real-ip", ip);
     }
 }
@@ -265,7 +277,10 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         Err(e) => {
             tracing::warn!(route = %route.name, error = %e, "could not build the upstream URI");
             state.metrics.request(&route.name, "bad_request");
-            return responses::plain(StatusCode::BAD_REQUEST, "The request URI cannot be forwarded.");
+            return responses::plain(
+                StatusCode::BAD_REQUEST,
+                "The request URI cannot be forwarded.",
+            );
         }
     };
     parts.uri = uri;
@@ -290,7 +305,10 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         Err(_) => {
             tracing::warn!(route = %route.name, timeout = ?state.settings.response_timeout, "upstream did not answer in time");
             state.metrics.request(&route.name, "upstream_timeout");
-            return responses::plain(StatusCode::GATEWAY_TIMEOUT, "The app did not answer in time.");
+            return responses::plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The app did not answer in time.",
+            );
         }
         Ok(Err(e)) => {
             tracing::warn!(route = %route.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
@@ -303,7 +321,10 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return responses::plain(StatusCode::BAD_GATEWAY, "The app switched protocols unasked.");
+            return responses::plain(
+                StatusCode::BAD_GATEWAY,
+                "The app switched protocols unasked.",
+            );
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let route_name = route.name.clone();
@@ -312,7 +333,8 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
                     let mut upstream = TokioIo::new(upstream);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                    {
                         tracing::debug!(route = %route_name, error = %e, "upgraded connection ended");
                     }
                 }
@@ -322,7 +344,9 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         let (mut parts, _) = resp.into_parts();
         let proto = parts.headers.get(header::UPGRADE).cloned();
         remove_hop_by_hop(&mut parts.headers);
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(p) = proto {
             parts.headers.insert(header::UPGRADE, p);
         }
@@ -357,7 +381,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         assert!(upgrade_protocol(&h).is_none());
-        h.insert("connection", HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
     }
 }

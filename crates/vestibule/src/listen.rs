@@ -150,7 +150,10 @@ pub async fn serve(
         let _ = std::fs::remove_file(path);
     }
     drop(bound);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections were still open after the drain timeout");
     }
 }

@@ -60,10 +60,15 @@ impl Metrics {
         let spoofed_headers_stripped = Counter::default();
         let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
             ])
         });
-        registry.register("requests", "Requests by route and outcome", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by route and outcome",
+            requests.clone(),
+        );
         registry.register(
             "auth_decisions",
             "Authentication decisions by source and result",

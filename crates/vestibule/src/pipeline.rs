@@ -95,7 +95,11 @@ impl Refusal {
 }
 
 /// Decides whether a request may pass, and as whom.
-pub fn decide(state: &AppState, conn: ConnInfo, req: RequestView<'_>) -> Result<Pass, (Refusal, ClientContext)> {
+pub fn decide(
+    state: &AppState,
+    conn: ConnInfo,
+    req: RequestView<'_>,
+) -> Result<Pass, (Refusal, ClientContext)> {
     let ctx = client_identity::resolve(&state.settings, conn, req.headers);
     let refuse = |r: Refusal| (r, ctx);
 
@@ -145,7 +149,9 @@ pub fn refusal_detail(r: &Refusal) -> String {
         Refusal::BadRequest { detail, .. } => detail.clone(),
         Refusal::NoRoute => "no route matches".into(),
         Refusal::Unauthenticated { .. } => "no identity".into(),
-        Refusal::Forbidden { username, .. } => format!("{username} is not allowed by the route policy"),
+        Refusal::Forbidden { username, .. } => {
+            format!("{username} is not allowed by the route policy")
+        }
     }
 }
 
@@ -185,7 +191,12 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
 }
 
 /// The login redirect for a route, if one is configured.
-pub fn login_location(state: &AppState, route: usize, ctx: &ClientContext, req: &RequestView<'_>) -> Option<String> {
+pub fn login_location(
+    state: &AppState,
+    route: usize,
+    ctx: &ClientContext,
+    req: &RequestView<'_>,
+) -> Option<String> {
     let template = state.settings.routes[route].login_url.as_ref()?;
     let url = original_url(ctx, req);
     let encoded = percent_encoding::utf8_percent_encode(&url, QUERY_VALUE).to_string();
@@ -202,13 +213,22 @@ pub fn refusal_response(
     use crate::responses::{plain, redirect};
     match refusal {
         Refusal::BadRequest { public, .. } => plain(StatusCode::BAD_REQUEST, public),
-        Refusal::NoRoute => plain(StatusCode::NOT_FOUND, "No app is configured at this address."),
+        Refusal::NoRoute => plain(
+            StatusCode::NOT_FOUND,
+            "No app is configured at this address.",
+        ),
         Refusal::Unauthenticated { route } => {
             match login_location(state, *route, ctx, req).filter(|_| wants_html(req.headers)) {
                 Some(loc) => redirect(&loc),
-                None => plain(StatusCode::UNAUTHORIZED, "Sign in through your SSO portal to use this app."),
+                None => plain(
+                    StatusCode::UNAUTHORIZED,
+                    "Sign in through your SSO portal to use this app.",
+                ),
             }
         }
-        Refusal::Forbidden { .. } => plain(StatusCode::FORBIDDEN, "Your account is not allowed to use this app."),
+        Refusal::Forbidden { .. } => plain(
+            StatusCode::FORBIDDEN,
+            "Your account is not allowed to use this app.",
+        ),
     }
 }

@@ -29,11 +29,7 @@ pub struct AppState {
 impl AppState {
     /// Builds the state (and the upstream pool) from settings.
     pub fn new(settings: Settings) -> Self {
-        let client = upstream_client(
-            settings.connect_timeout,
-            settings.pool_idle_timeout,
-            None,
-        );
+        let client = upstream_client(settings.connect_timeout, settings.pool_idle_timeout, None);
         Self {
             settings,
             client,

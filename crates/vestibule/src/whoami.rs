@@ -40,7 +40,10 @@ async fn bytes(Path(n): Path<u64>) -> Response {
                 return None;
             }
             let take = left.min(CHUNK as u64);
-            Some((Ok::<_, std::io::Error>(chunk.slice(..take as usize)), left - take))
+            Some((
+                Ok::<_, std::io::Error>(chunk.slice(..take as usize)),
+                left - take,
+            ))
         }
     });
     let mut resp = Body::from_stream(stream).into_response();
@@ -89,9 +92,18 @@ fn seen(method: &str, uri: &str, headers: &HeaderMap) -> Seen {
     let ids = IdentityHeaders::builtin();
     let pairs: Vec<(String, String)> = headers
         .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let identity = pairs.iter().filter(|(n, _)| ids.contains(n)).cloned().collect();
+    let identity = pairs
+        .iter()
+        .filter(|(n, _)| ids.contains(n))
+        .cloned()
+        .collect();
     Seen {
         method: method.to_owned(),
         uri: uri.to_owned(),

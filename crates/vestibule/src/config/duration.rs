@@ -58,15 +58,35 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!(HumanDuration::parse("500ms").unwrap().0, Duration::from_millis(500));
-        assert_eq!(HumanDuration::parse("10s").unwrap().0, Duration::from_secs(10));
-        assert_eq!(HumanDuration::parse("5m").unwrap().0, Duration::from_secs(300));
-        assert_eq!(HumanDuration::parse("30d").unwrap().0, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            HumanDuration::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            HumanDuration::parse("10s").unwrap().0,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            HumanDuration::parse("5m").unwrap().0,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            HumanDuration::parse("30d").unwrap().0,
+            Duration::from_secs(30 * 86_400)
+        );
     }
 
     #[test]
     fn refuses_nonsense() {
-        for bad in ["", "10", "s", "1.5s", "-1s", "10 years", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "-1s",
+            "10 years",
+            "99999999999999999999d",
+        ] {
             assert!(HumanDuration::parse(bad).is_err(), "{bad}");
         }
     }

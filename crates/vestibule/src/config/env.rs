@@ -36,7 +36,9 @@ where
             .map(str::to_ascii_lowercase)
             .collect();
         if path.iter().any(String::is_empty) {
-            return Err(format!("{key}: empty path segment (use `__` between levels)"));
+            return Err(format!(
+                "{key}: empty path segment (use `__` between levels)"
+            ));
         }
         set_path(table, &path, &raw).map_err(|e| format!("{key}: {e}"))?;
     }
@@ -48,7 +50,9 @@ fn parse_value(raw: &str, existing: Option<&toml::Value>) -> toml::Value {
         return toml::Value::String(raw.to_owned());
     }
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
         Err(_) => toml::Value::String(raw.to_owned()),
     }
 }
@@ -120,7 +124,10 @@ mod tests {
             "[server]\nlisten = [\"127.0.0.1:1\"]\n",
             &[
                 ("VESTIBULE_SERVER__LISTEN", "[\"0.0.0.0:8080\"]"),
-                ("VESTIBULE_SOURCE__HEADERS__DANGEROUSLY_TRUST_ANY_PEER", "true"),
+                (
+                    "VESTIBULE_SOURCE__HEADERS__DANGEROUSLY_TRUST_ANY_PEER",
+                    "true",
+                ),
                 ("VESTIBULE_SOURCE__HEADERS__DIALECT", "authelia"),
                 ("UNRELATED", "x"),
             ],

@@ -387,7 +387,8 @@ pub fn parse_with_env<I>(text: &str, env: I) -> Result<FileConfig, LoadError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
-    let mut value: toml::Table = toml::from_str(text).map_err(|e| LoadError::Parse(e.to_string()))?;
+    let mut value: toml::Table =
+        toml::from_str(text).map_err(|e| LoadError::Parse(e.to_string()))?;
     apply_env_overlay(&mut value, env).map_err(LoadError::Parse)?;
     FileConfig::deserialize(toml::Value::Table(value)).map_err(|e| LoadError::Parse(e.to_string()))
 }

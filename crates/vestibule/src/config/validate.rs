@@ -44,7 +44,11 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{sev}: {}: {}\n  fix: {}", self.key, self.message, self.fix)
+        write!(
+            f,
+            "{sev}: {}: {}\n  fix: {}",
+            self.key, self.message, self.fix
+        )
     }
 }
 
@@ -140,7 +144,12 @@ struct Collector {
 }
 
 impl Collector {
-    fn error(&mut self, key: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
+    fn error(
+        &mut self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
         self.push(Severity::Error, key, message, fix);
     }
     fn warn(&mut self, key: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) {
@@ -314,7 +323,8 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     let mut routes = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
         if let Some(rs) = route(&mut c, i, r, file, header_source.is_some()) {
-            identity_headers = identity_headers.with_names(rs.profile.header_names().map(|n| n.as_str()));
+            identity_headers =
+                identity_headers.with_names(rs.profile.header_names().map(|n| n.as_str()));
             routes.push(rs);
         }
     }
@@ -456,11 +466,17 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
     }
     let any = trusted.any_address_entries();
     if !any.is_empty() {
-        let list = any.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let list = any
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         if h.dangerously_trust_any_peer {
             c.warn(
                 format!("{key}.dangerously_trust_any_peer"),
-                format!("{list} is trusted: ANY client that reaches vestibule can claim to be ANY user"),
+                format!(
+                    "{list} is trusted: ANY client that reaches vestibule can claim to be ANY user"
+                ),
                 "only keep this if a firewall makes the SSO front the sole peer that can connect",
             );
         } else {
@@ -527,7 +543,9 @@ fn route(
 
     let upstream = r.upstream.parse::<Uri>().ok();
     let (authority, base) = match &upstream {
-        Some(u) if u.scheme_str() == Some("http") && u.authority().is_some() && u.query().is_none() => {
+        Some(u)
+            if u.scheme_str() == Some("http") && u.authority().is_some() && u.query().is_none() =>
+        {
             let base = u.path().trim_end_matches('/').to_owned();
             (u.authority().cloned(), base)
         }
@@ -686,4 +704,334 @@ fn custom_profile(
         groups_separator: cp.groups_separator.clone(),
         encoding,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_with_env;
+
+    const BASE: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["10.0.0.5"]
+
+[[route]]
+upstream = "http://127.0.0.1:3000"
+name = "app"
+"#;
+
+    const SRC: &str = "dialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]";
+
+    fn diags(text: &str) -> Vec<Diagnostic> {
+        let file =
+            parse_with_env(text, std::iter::empty()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        validate(&file).1
+    }
+
+    fn has(text: &str, severity: Severity, key: &str) {
+        let d = diags(text);
+        assert!(
+            d.iter()
+                .any(|d| d.severity == severity && d.key.starts_with(key) && !d.fix.is_empty()),
+            "expected {severity:?} at {key}, got {d:#?}\n{text}"
+        );
+    }
+
+    #[test]
+    fn base_is_clean_and_yields_settings() {
+        let file = parse_with_env(BASE, std::iter::empty()).unwrap();
+        let (s, d) = validate(&file);
+        assert!(d.is_empty(), "{d:#?}");
+        let s = s.unwrap();
+        assert_eq!(s.routes.len(), 1);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        // Client IP hops default to the trusted proxies.
+        assert!(s.client_ip_hops.contains("10.0.0.5".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_error() {
+        use Severity::Error;
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "listen = [\"127.0.0.1:8080\"]",
+                "listen = [\"localhost\"]",
+                "server.listen[0]",
+            ),
+            (
+                "listen = [\"127.0.0.1:8080\"]",
+                "listen = []",
+                "server.listen",
+            ),
+            (
+                "[server]",
+                "[server]\nadmin_listen = \"nope\"",
+                "server.admin_listen",
+            ),
+            (
+                "[server]",
+                "[server]\nunix = [{ path = \"\" }]",
+                "server.unix[0].path",
+            ),
+            (
+                "[server]",
+                "[server.tls]\nlisten = []\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[server]",
+                "server.tls.cert",
+            ),
+            (
+                "[server]",
+                "[server.tls]\nlisten = []\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[server]",
+                "server.tls.key",
+            ),
+            (
+                "[server]",
+                "[server.tls]\nlisten = []\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[server]",
+                "server.tls.listen",
+            ),
+            (
+                "[server]",
+                "[log]\nformat = \"xml\"\n[server]",
+                "log.format",
+            ),
+            (
+                "dialect = \"authelia\"",
+                "dialect = \"keycloak\"",
+                "source.headers.dialect",
+            ),
+            (
+                "dialect = \"authelia\"",
+                "dialect = \"custom\"",
+                "source.headers.custom",
+            ),
+            (
+                SRC,
+                "dialect = \"custom\"\ntrusted_proxies = [\"10.0.0.5\"]\n[source.headers.custom]\nsubject = \"bad header\"",
+                "source.headers.custom",
+            ),
+            (
+                SRC,
+                "dialect = \"custom\"\ntrusted_proxies = [\"10.0.0.5\"]\n[source.headers.custom]\nsubject = \"X-Id\"\ngroups_separator = \"::\"",
+                "source.headers.custom",
+            ),
+            (
+                "[\"10.0.0.5\"]",
+                "[\"10.0.0.5/33\"]",
+                "source.headers.trusted_proxies[0]",
+            ),
+            (
+                "[\"10.0.0.5\"]",
+                "[\"10.0.0.5/8\"]",
+                "source.headers.trusted_proxies[0]",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.5\"]",
+                "",
+                "source.headers.trusted_proxies",
+            ),
+            (
+                "[\"10.0.0.5\"]",
+                "[\"0.0.0.0/0\"]",
+                "source.headers.trusted_proxies",
+            ),
+            (
+                "[\"10.0.0.5\"]",
+                "[\"::/0\"]",
+                "source.headers.trusted_proxies",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.5\"]",
+                "trusted_proxies = [\"10.0.0.5\"]\nmax_value_bytes = 0",
+                "source.headers.max_value_bytes",
+            ),
+            (
+                "trusted_proxies = [\"10.0.0.5\"]",
+                "trusted_proxies = [\"10.0.0.5\"]\nmax_groups_bytes = 100000",
+                "source.headers.max_groups_bytes",
+            ),
+            (
+                "[server]",
+                "[client_ip]\ntrusted_hops = [\"x\"]\n[server]",
+                "client_ip.trusted_hops[0]",
+            ),
+            (
+                "[server]",
+                "[client_ip]\nheader = \"x-real-ip\"\n[server]",
+                "client_ip.header",
+            ),
+            (
+                "[server]",
+                "[auth]\nlogin_url = \"/login\"\n[server]",
+                "auth.login_url",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nlogin_url = \"ftp://x/\"",
+                "route[0].login_url",
+            ),
+            (
+                "http://127.0.0.1:3000",
+                "https://127.0.0.1:3000",
+                "route[0].upstream",
+            ),
+            (
+                "http://127.0.0.1:3000",
+                "127.0.0.1:3000",
+                "route[0].upstream",
+            ),
+            (
+                "http://127.0.0.1:3000",
+                "http://127.0.0.1:3000/?q=1",
+                "route[0].upstream",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nauth = \"maybe\"",
+                "route[0].auth",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nprofile = \"nginx\"",
+                "route[0].profile",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nprofile = \"custom\"",
+                "route[0].custom_profile",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = {}",
+                "route[0].custom_profile",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = { \"bad name\" = \"username\" }",
+                "route[0].custom_profile",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = { \"X-A\" = \"password\" }",
+                "route[0].custom_profile.headers.X-A",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = { \"X-A\" = \"email\" }\nencoding = \"latin1\"",
+                "route[0].custom_profile.encoding",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nhost = \"bad host\"",
+                "route",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\npath_prefix = \"api\"",
+                "route",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\n[[route]]\nname = \"app\"\npath_prefix = \"/x\"\nupstream = \"http://127.0.0.1:1\"",
+                "route.name",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\n[[route]]\nname = \"b\"\nupstream = \"http://127.0.0.1:1\"",
+                "route",
+            ),
+        ];
+        for (from, to, key) in cases {
+            assert!(BASE.contains(from), "{from}");
+            let text = BASE.replacen(from, to, 1);
+            has(&text, Error, key);
+            let file = parse_with_env(&text, std::iter::empty()).unwrap();
+            assert!(
+                validate(&file).0.is_none(),
+                "settings despite an error at {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_warning() {
+        use Severity::Warning;
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[server]",
+                "[server]\nadmin_listen = \"0.0.0.0:9090\"",
+                "server.admin_listen",
+            ),
+            (
+                "[server]",
+                "[client_ip]\ntrusted_hops = [\"0.0.0.0/0\"]\n[server]",
+                "client_ip.trusted_hops",
+            ),
+            (
+                SRC,
+                "dialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]\n[source.headers.custom]\nsubject = \"X\"",
+                "source.headers.custom",
+            ),
+            (
+                "[\"10.0.0.5\"]",
+                "[\"0.0.0.0/0\"]\ndangerously_trust_any_peer = true",
+                "source.headers.dangerously_trust_any_peer",
+            ),
+            (
+                "[\"10.0.0.5\"]",
+                "[\"172.17.0.0/16\"]",
+                "source.headers.trusted_proxies[0]",
+            ),
+            (
+                "[\"10.0.0.5\"]",
+                "[\"192.168.0.0/20\"]",
+                "source.headers.trusted_proxies[0]",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nauth = \"public\"\nallow_groups = [\"a\"]",
+                "route[0].allow_users",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\ngrafana_email = true",
+                "route[0].grafana_email",
+            ),
+        ];
+        for (from, to, key) in cases {
+            assert!(BASE.contains(from), "{from}");
+            let text = BASE.replacen(from, to, 1);
+            has(&text, Warning, key);
+            let file = parse_with_env(&text, std::iter::empty()).unwrap();
+            let (settings, d) = validate(&file);
+            assert!(
+                settings.is_some(),
+                "a warning alone must not stop the server: {d:#?}"
+            );
+        }
+        // No routes, and routes with no identity source.
+        let no_routes = BASE.split("[[route]]").next().unwrap();
+        has(no_routes, Warning, "route");
+        let no_source = BASE.replace(
+            "[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]",
+            "",
+        );
+        has(&no_source, Warning, "route[0].auth");
+    }
+
+    #[test]
+    fn dangerous_override_is_accepted_only_when_named() {
+        let text = BASE.replace(
+            "[\"10.0.0.5\"]",
+            "[\"0.0.0.0/0\"]\ndangerously_trust_any_peer = true",
+        );
+        let file = parse_with_env(&text, std::iter::empty()).unwrap();
+        let (s, d) = validate(&file);
+        assert!(s.is_some());
+        assert!(d.iter().all(|d| d.severity == Severity::Warning));
+        assert!(d[0].message.contains("ANY"));
+    }
 }

@@ -2,50 +2,92 @@
 
 use crate::support::*;
 
+/// (dialect, extra config, headers sent, expected Remote-User, expected Remote-Groups)
+type PresetCase = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
+
 /// For each preset: a trusted front's headers become the route's profile.
 #[tokio::test]
 async fn identity_reaches_upstream_for_each_preset() {
     let up = start_whoami().await;
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, &str, &str)> = vec![
+    let cases: Vec<PresetCase> = vec![
         (
             "authelia",
             "",
-            vec![("Remote-User", "alice"), ("Remote-Groups", "admins,users"), ("Remote-Email", "alice@example.com"), ("Remote-Name", "Alice")],
+            vec![
+                ("Remote-User", "alice"),
+                ("Remote-Groups", "admins,users"),
+                ("Remote-Email", "alice@example.com"),
+                ("Remote-Name", "Alice"),
+            ],
             "alice",
             "admins,users",
         ),
         (
             "authentik",
             "",
-            vec![("X-authentik-uid", "u-42"), ("X-authentik-username", "bob"), ("X-authentik-groups", "media|users"), ("X-authentik-email", "bob@example.com"), ("X-authentik-name", "Bob")],
+            vec![
+                ("X-authentik-uid", "u-42"),
+                ("X-authentik-username", "bob"),
+                ("X-authentik-groups", "media|users"),
+                ("X-authentik-email", "bob@example.com"),
+                ("X-authentik-name", "Bob"),
+            ],
             "bob",
             "media,users",
         ),
         (
             "oauth2-proxy",
             "",
-            vec![("X-Forwarded-User", "sub-7"), ("X-Forwarded-Preferred-Username", "carol"), ("X-Forwarded-Groups", "ops"), ("X-Forwarded-Email", "carol@example.com")],
+            vec![
+                ("X-Forwarded-User", "sub-7"),
+                ("X-Forwarded-Preferred-Username", "carol"),
+                ("X-Forwarded-Groups", "ops"),
+                ("X-Forwarded-Email", "carol@example.com"),
+            ],
             "carol",
             "ops",
         ),
         (
             "oauth2-proxy",
             "",
-            vec![("X-Auth-Request-User", "sub-8"), ("X-Auth-Request-Preferred-Username", "dan"), ("X-Auth-Request-Groups", "a,b")],
+            vec![
+                ("X-Auth-Request-User", "sub-8"),
+                ("X-Auth-Request-Preferred-Username", "dan"),
+                ("X-Auth-Request-Groups", "a,b"),
+            ],
             "dan",
             "a,b",
         ),
         (
             "georchestra",
             "",
-            vec![("sec-georchestra-preauthenticated", "true"), ("preauth-username", "pmauduit"), ("preauth-email", "p@example.org"), ("preauth-firstname", "{base64}R3LDqWdvaXJl"), ("preauth-lastname", "Mauduit"), ("preauth-org", "geo"), ("preauth-roles", "ROLE_USER;ROLE_ADMIN"), ("preauth-provider", "idp"), ("preauth-provider-id", "x-1")],
+            vec![
+                ("sec-georchestra-preauthenticated", "true"),
+                ("preauth-username", "pmauduit"),
+                ("preauth-email", "p@example.org"),
+                ("preauth-firstname", "{base64}R3LDqWdvaXJl"),
+                ("preauth-lastname", "Mauduit"),
+                ("preauth-org", "geo"),
+                ("preauth-roles", "ROLE_USER;ROLE_ADMIN"),
+                ("preauth-provider", "idp"),
+                ("preauth-provider-id", "x-1"),
+            ],
             "pmauduit",
             "ROLE_USER,ROLE_ADMIN",
         ),
         (
             "tailscale",
             "",
-            vec![("Tailscale-User-Login", "erin@example.com"), ("Tailscale-User-Name", "=?utf-8?q?Erin?=")],
+            vec![
+                ("Tailscale-User-Login", "erin@example.com"),
+                ("Tailscale-User-Name", "=?utf-8?q?Erin?="),
+            ],
             "erin@example.com",
             "",
         ),
@@ -58,7 +100,9 @@ async fn identity_reaches_upstream_for_each_preset() {
         ),
     ];
     for (dialect, extra, headers, user, groups) in cases {
-        let src = format!("[source.headers]\ndialect = \"{dialect}\"\ntrusted_proxies = [\"127.0.0.1\"]\n{extra}");
+        let src = format!(
+            "[source.headers]\ndialect = \"{dialect}\"\ntrusted_proxies = [\"127.0.0.1\"]\n{extra}"
+        );
         let gw = Gateway::start(&config(&src, &route("app", "/", up, ""))).await;
         let r = Raw::get(gw.addr, TRUSTED, "/x", &headers).await;
         assert_eq!(r.status, 200, "{dialect}: {}", r.text());
@@ -92,7 +136,12 @@ async fn each_profile_is_rendered() {
     ]
     .concat();
     let gw = Gateway::start(&config(&authelia(), &routes)).await;
-    let h = [("Remote-User", "alice"), ("Remote-Groups", "admins,users"), ("Remote-Email", "alice@example.com"), ("Remote-Name", "Ålice Ørsted")];
+    let h = [
+        ("Remote-User", "alice"),
+        ("Remote-Groups", "admins,users"),
+        ("Remote-Email", "alice@example.com"),
+        ("Remote-Name", "Ålice Ørsted"),
+    ];
     let get = |p: &'static str| {
         let addr = gw.addr;
         async move { Raw::get(addr, TRUSTED, p, &h).await.seen_headers() }
@@ -111,7 +160,11 @@ async fn each_profile_is_rendered() {
     assert_eq!(s["sec-username"], ["alice"]);
     assert_eq!(s["sec-roles"], ["admins;users"]);
     assert_eq!(s["sec-proxy"], ["true"]);
-    assert!(s["sec-firstname"][0].starts_with("{base64}"), "{:?}", s["sec-firstname"]);
+    assert!(
+        s["sec-firstname"][0].starts_with("{base64}"),
+        "{:?}",
+        s["sec-firstname"]
+    );
     let s = get("/custom").await;
     assert_eq!(s["x-app-sub"], ["alice"]);
     assert_eq!(s["x-app-roles"], ["admins users"]);
@@ -140,7 +193,12 @@ async fn untrusted_peer_cannot_inject_identity_through_any_spelling() {
     let up = start_whoami().await;
     let routes = [
         route("open", "/open", up, "auth = \"optional\""),
-        route("geo", "/geo", up, "auth = \"optional\"\nprofile = \"georchestra\""),
+        route(
+            "geo",
+            "/geo",
+            up,
+            "auth = \"optional\"\nprofile = \"georchestra\"",
+        ),
         route("app", "/", up, ""),
     ]
     .concat();
@@ -159,14 +217,26 @@ async fn untrusted_peer_cannot_inject_identity_through_any_spelling() {
         let r = Raw::get(gw.addr, UNTRUSTED, path, SPOOFS).await;
         assert_eq!(r.status, 200);
         let j = r.json();
-        let identity: Vec<_> = j["identity"].as_array().unwrap().iter().filter(|p| p[0] != "sec-proxy").collect();
+        let identity: Vec<_> = j["identity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p[0] != "sec-proxy")
+            .collect();
         assert!(identity.is_empty(), "{path}: {identity:?}");
     }
     let m = gw.metrics().await;
-    let line = m.lines().find(|l| l.starts_with("vestibule_spoofed_identity_headers_stripped_total")).unwrap();
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("vestibule_spoofed_identity_headers_stripped_total"))
+        .unwrap();
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= (SPOOFS.len() * 3) as f64, "{line}");
-    assert!(gw.stderr().contains("untrusted peer"), "no warning logged: {}", gw.stderr());
+    assert!(
+        gw.stderr().contains("untrusted peer"),
+        "no warning logged: {}",
+        gw.stderr()
+    );
 }
 
 #[tokio::test]
@@ -174,8 +244,22 @@ async fn trusted_peer_cannot_smuggle_other_dialects_headers() {
     // The front speaks Authelia; a client's X-WEBAUTH-USER that the front
     // forgot to strip must not reach a Grafana-profile app.
     let up = start_whoami().await;
-    let gw = Gateway::start(&config(&authelia(), &route("g", "/", up, "profile = \"grafana\""))).await;
-    let r = Raw::get(gw.addr, TRUSTED, "/", &[("Remote-User", "bob"), ("X_WEBAUTH_USER", "admin"), ("x-webauth-user", "admin")]).await;
+    let gw = Gateway::start(&config(
+        &authelia(),
+        &route("g", "/", up, "profile = \"grafana\""),
+    ))
+    .await;
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[
+            ("Remote-User", "bob"),
+            ("X_WEBAUTH_USER", "admin"),
+            ("x-webauth-user", "admin"),
+        ],
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.seen_headers()["x-webauth-user"], ["bob"]);
 }
@@ -188,7 +272,11 @@ async fn ambiguous_identity_from_a_trusted_peer_is_400() {
         vec![("Remote-User", "alice"), ("Remote-User", "admin")],
         vec![("Remote-User", "alice"), ("Remote_User", "admin")],
         vec![("remote-user", "alice"), ("REMOTE_USER", "alice")],
-        vec![("Remote-User", "alice"), ("Remote-Groups", "users"), ("Remote_Groups", "admins")],
+        vec![
+            ("Remote-User", "alice"),
+            ("Remote-Groups", "users"),
+            ("Remote_Groups", "admins"),
+        ],
     ] {
         let r = Raw::get(gw.addr, TRUSTED, "/", &headers).await;
         assert_eq!(r.status, 400, "{headers:?}");
@@ -201,12 +289,23 @@ async fn bad_identity_values_are_400_and_logged_by_header() {
     let up = start_whoami().await;
     let gw = Gateway::start(&config(&authelia(), &route("app", "/", up, ""))).await;
     let long = "a".repeat(2000);
-    for (name, value) in [("Remote-User", long.as_str()), ("Remote-Name", "bad\u{1}name"), ("Remote-Groups", "a|b,c")] {
-        let r = Raw::get(gw.addr, TRUSTED, "/", &[("Remote-User", "alice"), (name, value)]).await;
+    for (name, value) in [
+        ("Remote-User", long.as_str()),
+        ("Remote-Name", "bad\u{1}name"),
+        ("Remote-Groups", "a|b,c"),
+    ] {
+        let r = Raw::get(
+            gw.addr,
+            TRUSTED,
+            "/",
+            &[("Remote-User", "alice"), (name, value)],
+        )
+        .await;
         assert_eq!(r.status, 400, "{name}");
     }
     // Invalid UTF-8 bytes, raw.
-    let mut req = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nRemote-User: \xff\xfe\r\n\r\n".to_vec();
+    let mut req =
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nRemote-User: \xff\xfe\r\n\r\n".to_vec();
     let r = Raw::send(gw.addr, TRUSTED, &req).await;
     assert_eq!(r.status, 400);
     // CR inside a value is not even valid HTTP: hyper refuses it.
@@ -224,16 +323,32 @@ async fn policy_and_auth_modes() {
         route("admins", "/admins", up, "allow_groups = [\"admins\"]"),
         route("carol", "/carol", up, "allow_users = [\"carol\"]"),
         route("public", "/public", up, "auth = \"public\""),
-        route("app", "/", up, "login_url = \"https://sso.example.com/login?rd={url}\""),
+        route(
+            "app",
+            "/",
+            up,
+            "login_url = \"https://sso.example.com/login?rd={url}\"",
+        ),
     ]
     .concat();
     let gw = Gateway::start(&config(&authelia(), &routes)).await;
     let alice = [("Remote-User", "alice"), ("Remote-Groups", "admins")];
     let bob = [("Remote-User", "bob"), ("Remote-Groups", "users")];
-    assert_eq!(Raw::get(gw.addr, TRUSTED, "/admins/x", &alice).await.status, 200);
-    assert_eq!(Raw::get(gw.addr, TRUSTED, "/admins/x", &bob).await.status, 403);
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &alice).await.status,
+        200
+    );
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &bob).await.status,
+        403
+    );
     assert_eq!(Raw::get(gw.addr, TRUSTED, "/carol", &bob).await.status, 403);
-    assert_eq!(Raw::get(gw.addr, TRUSTED, "/carol", &[("Remote-User", "carol")]).await.status, 200);
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/carol", &[("Remote-User", "carol")])
+            .await
+            .status,
+        200
+    );
     // Public: identity emptied even for a trusted, signed-in user.
     let r = Raw::get(gw.addr, TRUSTED, "/public", &alice).await;
     assert_eq!(r.status, 200);
@@ -241,7 +356,13 @@ async fn policy_and_auth_modes() {
     // Required, anonymous: 401 for APIs, a login redirect for browsers.
     let r = Raw::get(gw.addr, TRUSTED, "/deep/page?q=1", &[]).await;
     assert_eq!(r.status, 401);
-    let r = Raw::get(gw.addr, TRUSTED, "/deep/page?q=1", &[("Accept", "text/html,*/*")]).await;
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/deep/page?q=1",
+        &[("Accept", "text/html,*/*")],
+    )
+    .await;
     assert_eq!(r.status, 302);
     assert_eq!(
         r.header("location"),
@@ -253,7 +374,11 @@ async fn policy_and_auth_modes() {
 #[tokio::test]
 async fn paths_cannot_reach_a_protected_route_as_public() {
     let up = start_whoami().await;
-    let routes = [route("public", "/public", up, "auth = \"public\""), route("app", "/", up, "")].concat();
+    let routes = [
+        route("public", "/public", up, "auth = \"public\""),
+        route("app", "/", up, ""),
+    ]
+    .concat();
     let gw = Gateway::start(&config(&authelia(), &routes)).await;
     for (path, want) in [
         ("/public/x", 200),

@@ -44,8 +44,16 @@ async fn upstream_down_gives_502_and_slow_upstream_504() {
             held.push(s);
         }
     });
-    let routes = [route("down", "/down", down, "auth = \"public\""), route("slow", "/slow", silent_addr, "auth = \"public\"")].concat();
-    let cfg = config(&authelia(), &routes).replacen("[log]", "[upstream]\nresponse_timeout = \"1s\"\n\n[log]", 1);
+    let routes = [
+        route("down", "/down", down, "auth = \"public\""),
+        route("slow", "/slow", silent_addr, "auth = \"public\""),
+    ]
+    .concat();
+    let cfg = config(&authelia(), &routes).replacen(
+        "[log]",
+        "[upstream]\nresponse_timeout = \"1s\"\n\n[log]",
+        1,
+    );
     let gw = Gateway::start(&cfg).await;
     let r = Raw::get(gw.addr, TRUSTED, "/down", &[]).await;
     assert_eq!(r.status, 502);
@@ -74,19 +82,34 @@ async fn forwarded_headers_are_rebuilt() {
     assert_eq!(s["x-real-ip"], ["6.6.6.6"]);
     assert_eq!(s["x-forwarded-proto"], ["https"]);
     // Untrusted peer: everything it claimed is replaced.
-    let s = Raw::get(gw.addr, UNTRUSTED, "/", &spoof).await.seen_headers();
+    let s = Raw::get(gw.addr, UNTRUSTED, "/", &spoof)
+        .await
+        .seen_headers();
     assert_eq!(s["x-forwarded-for"], ["127.0.0.2"]);
     assert_eq!(s["x-real-ip"], ["127.0.0.2"]);
     assert_eq!(s["x-forwarded-proto"], ["http"]);
     assert_eq!(s["x-forwarded-host"], ["app.test"]);
     // Hop-by-hop headers stop at vestibule.
-    let s = Raw::get(gw.addr, TRUSTED, "/", &[("Keep-Alive", "timeout=5"), ("X-Drop", "1"), ("Connection", "close, X-Drop"), ("Proxy-Authorization", "Basic eDp5")]).await.seen_headers();
+    let s = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[
+            ("Keep-Alive", "timeout=5"),
+            ("X-Drop", "1"),
+            ("Connection", "close, X-Drop"),
+            ("Proxy-Authorization", "Basic eDp5"),
+        ],
+    )
+    .await
+    .seen_headers();
     for h in ["keep-alive", "x-drop", "proxy-authorization"] {
         assert!(!s.contains_key(h), "{h} forwarded");
     }
 }
 
 #[tokio::test]
+#[allow(clippy::result_large_err)] // the callback's type is tungstenite's
 async fn websocket_passes_through_with_identity() {
     let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ws_addr = ws.local_addr().unwrap();
@@ -111,26 +134,45 @@ async fn websocket_passes_through_with_identity() {
     });
     let gw = Gateway::start(&config(&authelia(), &route("ws", "/", ws_addr, ""))).await;
     let stream = Raw::connect(gw.addr, TRUSTED).await;
-    let mut req = format!("ws://{}/socket", gw.addr).into_client_request().unwrap();
-    req.headers_mut().insert("Remote-User", "alice".parse().unwrap());
-    req.headers_mut().insert("remote_user_spoof", "x".parse().unwrap());
+    let mut req = format!("ws://{}/socket", gw.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Remote-User", "alice".parse().unwrap());
+    req.headers_mut()
+        .insert("remote_user_spoof", "x".parse().unwrap());
     let (mut client, resp) = tokio_tungstenite::client_async(req, stream).await.unwrap();
     assert_eq!(resp.status(), 101);
     assert_eq!(seen_rx.recv().await.unwrap().as_deref(), Some("alice"));
     for i in 0..3 {
-        client.send(Message::text(format!("hello {i}"))).await.unwrap();
-        let m = tokio::time::timeout(Duration::from_secs(5), client.next()).await.unwrap().unwrap().unwrap();
+        client
+            .send(Message::text(format!("hello {i}")))
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(m.into_text().unwrap().as_str(), format!("hello {i}"));
     }
-    client.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    client
+        .send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
     let m = client.next().await.unwrap().unwrap();
     assert_eq!(m.into_data().as_ref(), &[0u8, 1, 2, 255]);
 
     // Without identity the upgrade never reaches the app.
     let stream = Raw::connect(gw.addr, UNTRUSTED).await;
-    let mut req = format!("ws://{}/socket", gw.addr).into_client_request().unwrap();
-    req.headers_mut().insert("Remote-User", "alice".parse().unwrap());
-    let err = tokio_tungstenite::client_async(req, stream).await.unwrap_err();
+    let mut req = format!("ws://{}/socket", gw.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("Remote-User", "alice".parse().unwrap());
+    let err = tokio_tungstenite::client_async(req, stream)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
 }
 
@@ -186,7 +228,11 @@ async fn large_bodies_stream_without_buffering() {
             if let Some(p) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                 head_done = true;
                 total += (head.len() - p - 4) as u64;
-                assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+                assert!(
+                    head.starts_with(b"HTTP/1.1 200"),
+                    "{}",
+                    String::from_utf8_lossy(&head)
+                );
             }
         }
     }
@@ -194,7 +240,10 @@ async fn large_bodies_stream_without_buffering() {
 
     let after = vm_hwm_kib(gw.pid());
     eprintln!("gateway peak RSS: {before} KiB before, {after} KiB after 2 x 100 MiB");
-    assert!(after < before + 40 * 1024, "peak RSS grew from {before} KiB to {after} KiB");
+    assert!(
+        after < before + 40 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
 }
 
 #[tokio::test]
@@ -202,10 +251,13 @@ async fn http2_clients_are_served() {
     let up = start_whoami().await;
     let gw = Gateway::start(&config(&authelia(), &route("app", "/", up, ""))).await;
     let stream = Raw::connect(gw.addr, TRUSTED).await;
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let req = http::Request::builder()
-        .uri(format!("http://app.test/h2?x=1"))
+        .uri("http://app.test/h2?x=1")
         .header("remote-user", "alice")
         .body(Empty::<bytes::Bytes>::new())
         .unwrap();
@@ -214,8 +266,16 @@ async fn http2_clients_are_served() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let headers = j["headers"].as_array().unwrap();
-    assert!(headers.iter().any(|p| p[0] == "remote-user" && p[1] == "alice"), "{j}");
-    assert!(headers.iter().any(|p| p[0] == "host" && p[1] == "app.test"), "{j}");
+    assert!(
+        headers
+            .iter()
+            .any(|p| p[0] == "remote-user" && p[1] == "alice"),
+        "{j}"
+    );
+    assert!(
+        headers.iter().any(|p| p[0] == "host" && p[1] == "app.test"),
+        "{j}"
+    );
     assert_eq!(j["uri"], "/h2?x=1");
 }
 
@@ -231,34 +291,60 @@ async fn tls_listener_speaks_http1_and_h2() {
         dir.path().join("cert.pem").display(),
         dir.path().join("key.pem").display()
     );
-    let cfg = config(&authelia(), &route("app", "/", up, "")).replacen("[log]", &format!("{tls}\n[log]"), 1);
+    let cfg = config(&authelia(), &route("app", "/", up, "")).replacen(
+        "[log]",
+        &format!("{tls}\n[log]"),
+        1,
+    );
     let gw = Gateway::start_in(dir, &cfg, &[]).await;
     let tls_addr = gw.tls.expect("no TLS listener");
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     for alpn in [&b"http/1.1"[..], b"h2"] {
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
         cfg.alpn_protocols = vec![alpn.to_vec()];
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
         let tcp = Raw::connect(tls_addr, TRUSTED).await;
-        let mut stream = connector.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+        let mut stream = connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
         if alpn == b"h2" {
             assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-            let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
-            let req = http::Request::builder().uri("https://localhost/").header("remote-user", "alice").body(Empty::<bytes::Bytes>::new()).unwrap();
+            let req = http::Request::builder()
+                .uri("https://localhost/")
+                .header("remote-user", "alice")
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
             let resp = sender.send_request(req).await.unwrap();
             assert_eq!(resp.status(), 200);
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            assert!(j["headers"].as_array().unwrap().iter().any(|p| p[0] == "x-forwarded-proto" && p[1] == "https"), "{j}");
+            assert!(
+                j["headers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p[0] == "x-forwarded-proto" && p[1] == "https"),
+                "{j}"
+            );
         } else {
-            stream.write_all(&request("GET", "/", &[("Remote-User", "alice")])).await.unwrap();
+            stream
+                .write_all(&request("GET", "/", &[("Remote-User", "alice")]))
+                .await
+                .unwrap();
             let mut buf = Vec::new();
             stream.read_to_end(&mut buf).await.ok();
             let r = Raw::parse(&buf);
@@ -280,23 +366,37 @@ async fn unix_socket_trust_is_declared_per_listener() {
         trusted.display(),
         open.display()
     );
-    let cfg = config(&authelia(), &route("app", "/", up, "auth = \"optional\"")).replacen("[log]", &format!("{unix}\n[log]"), 1);
+    let cfg = config(&authelia(), &route("app", "/", up, "auth = \"optional\"")).replacen(
+        "[log]",
+        &format!("{unix}\n[log]"),
+        1,
+    );
     let _gw = Gateway::start_in(dir, &cfg, &[]).await;
     for (path, expect_user) in [(&trusted, true), (&open, false)] {
         let mut s = tokio::net::UnixStream::connect(path).await.unwrap();
-        s.write_all(&request("GET", "/", &[("Remote-User", "alice")])).await.unwrap();
+        s.write_all(&request("GET", "/", &[("Remote-User", "alice")]))
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
         let r = Raw::parse(&buf);
         assert_eq!(r.status, 200);
-        assert_eq!(r.seen_headers().contains_key("remote-user"), expect_user, "{}", path.display());
+        assert_eq!(
+            r.seen_headers().contains_key("remote-user"),
+            expect_user,
+            "{}",
+            path.display()
+        );
     }
 }
 
 #[tokio::test]
 async fn ipv4_mapped_peers_are_normalised() {
     let up = start_whoami().await;
-    let cfg = config(&authelia(), &route("app", "/", up, "")).replace("listen = [\"127.0.0.1:0\"]", "listen = [\"[::ffff:127.0.0.1]:0\"]");
+    let cfg = config(&authelia(), &route("app", "/", up, "")).replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"[::ffff:127.0.0.1]:0\"]",
+    );
     let gw = Gateway::start(&cfg).await;
     assert!(gw.addr.is_ipv6(), "{}", gw.addr);
     let v4 = std::net::SocketAddr::new("127.0.0.1".parse().unwrap(), gw.addr.port());

@@ -1,0 +1,328 @@
+//! Fuzz targets, shared by `fuzz/` (cargo-fuzz, nightly) and
+//! `tests/fuzz_corpus.rs` (replays the corpora on stable).
+//!
+//! Each function takes arbitrary bytes, drives one parser and asserts the
+//! properties its documentation promises. A panic here is a bug: either in
+//! the parser or in the promise.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::decode::{
+    BASE64_PREFIX, Decoding, MAX_ENCODED_WORD_LEN, ValueError, encode_base64_prefixed,
+    encode_rfc2047,
+};
+use crate::forwarded::{
+    Hop, MAX_HEADER_BYTES, MAX_HOPS, parse_forwarded, parse_x_forwarded_for, resolve_client_ip,
+};
+use crate::net::{Peer, TrustedNetworks, canonical_ip, parse_trusted_network};
+use crate::path::{MAX_PATH_LEN, PathError, target_path};
+
+/// The trusted networks the forwarding targets run with.
+fn proxies() -> TrustedNetworks {
+    TrustedNetworks::parse(&["10.0.0.0/8", "192.168.0.0/16", "::1", "fd00::/8"]).unwrap_or_default()
+}
+
+/// Picks a peer from a selector byte: trusted and untrusted, v4 and v6, TCP
+/// and Unix.
+fn peer_from(selector: u8) -> Peer {
+    match selector % 6 {
+        0 => Peer::tcp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+        1 => Peer::tcp(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        2 => Peer::tcp(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7))),
+        3 => Peer::tcp(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))),
+        4 => Peer::Unix { trusted: true },
+        _ => Peer::Unix { trusted: false },
+    }
+}
+
+/// Splits fuzz input into a peer selector and header lines (on `\n`).
+fn peer_and_lines(data: &[u8]) -> (Peer, Vec<&[u8]>) {
+    match data.split_first() {
+        Some((&selector, rest)) => (peer_from(selector), rest.split(|&b| b == b'\n').collect()),
+        None => (peer_from(0), Vec::new()),
+    }
+}
+
+/// Properties every list of hops and its resolution must have.
+fn check_hops(peer: Peer, hops: &[Hop], lines: &[&[u8]]) {
+    assert!(hops.len() <= MAX_HOPS, "{} hops kept", hops.len());
+    let total: usize = lines.iter().map(|l| l.len()).sum();
+    if total > MAX_HEADER_BYTES {
+        assert_eq!(hops, [Hop::Invalid]);
+    }
+    for hop in hops {
+        if let Hop::Ip(ip) = *hop {
+            assert_eq!(ip, canonical_ip(ip), "hop address not canonical");
+        }
+    }
+    let trusted = proxies();
+    let got = resolve_client_ip(peer, &trusted, hops);
+    assert!(
+        got == peer.ip() || got.is_some_and(|g| hops.contains(&Hop::Ip(g))),
+        "{got:?} is neither the peer nor a hop"
+    );
+    if !peer.is_trusted(&trusted) {
+        assert_eq!(got, peer.ip(), "untrusted peer's headers were used");
+    }
+    // Only a trusted address may be walked past: every hop to the right of
+    // the result's position is trusted.
+    if let Some(g) = got
+        && got != peer.ip()
+        && let Some(pos) = hops.iter().rposition(|h| *h == Hop::Ip(g))
+    {
+        for hop in hops.get(pos + 1..).unwrap_or(&[]) {
+            assert!(
+                matches!(*hop, Hop::Ip(a) if trusted.contains(a)),
+                "walked past {hop:?}"
+            );
+        }
+    }
+}
+
+/// `X-Forwarded-For`: first byte picks the peer, the rest is lines split on
+/// `\n`.
+pub fn forwarded_xff(data: &[u8]) {
+    let (peer, lines) = peer_and_lines(data);
+    let hops = parse_x_forwarded_for(lines.iter().copied());
+    check_hops(peer, &hops, &lines);
+    // Several lines are one comma-separated list (RFC 9110 §5.3). (No line
+    // at all is no list, unlike one empty line.)
+    let joined = lines.join(&b","[..]);
+    if !lines.is_empty() && joined.len() <= MAX_HEADER_BYTES {
+        assert_eq!(
+            parse_x_forwarded_for([joined.as_slice()]),
+            hops,
+            "lines differ from joined"
+        );
+    }
+}
+
+/// RFC 7239 `Forwarded`: first byte picks the peer, the rest is lines split
+/// on `\n`.
+pub fn forwarded_rfc7239(data: &[u8]) {
+    let (peer, lines) = peer_and_lines(data);
+    let hops = parse_forwarded(lines.iter().copied());
+    check_hops(peer, &hops, &lines);
+    // Every element gives exactly one hop, whatever it contains.
+    if hops.len() < MAX_HOPS && hops != [Hop::Invalid] {
+        let lines_with_extra: Vec<&[u8]> =
+            lines.iter().copied().chain([&b"for=unknown"[..]]).collect();
+        let more = parse_forwarded(lines_with_extra.iter().copied());
+        if lines_with_extra.iter().map(|l| l.len()).sum::<usize>() <= MAX_HEADER_BYTES {
+            assert_eq!(more.len(), hops.len() + 1);
+            assert_eq!(more.last(), Some(&Hop::Unknown));
+        }
+    }
+}
+
+/// [`decode_value`](crate::decode::decode_value): bits 0 and 1 of the first
+/// byte are the flags, the other six pick `max_len`; the rest is the raw
+/// value.
+pub fn decode_value(data: &[u8]) {
+    let Some((&flags, raw)) = data.split_first() else {
+        return;
+    };
+    let decoding = Decoding {
+        base64_prefix: flags & 1 != 0,
+        rfc2047: flags & 2 != 0,
+    };
+    let max_len = match flags >> 2 {
+        0 => 4096,
+        n => usize::from(n) * 4,
+    };
+    let trimmed = trim_ows(raw);
+    match crate::decode::decode_value(raw, decoding, max_len) {
+        Ok(v) => {
+            assert!(
+                !v.chars().any(char::is_control),
+                "control character in {v:?}"
+            );
+            assert!(v.len() <= max_len, "{} bytes > {max_len}", v.len());
+            assert!(
+                trimmed.len() <= max_len,
+                "raw value over the bound accepted"
+            );
+            if decoding == Decoding::default() {
+                assert_eq!(v.as_bytes(), trimmed, "literal value changed");
+            }
+        }
+        Err(ValueError::TooLong { max }) => assert_eq!(max, max_len),
+        Err(_) => assert!(
+            trimmed.len() <= max_len,
+            "over-long value not reported as such"
+        ),
+    }
+}
+
+/// Encoders: whatever they produce is printable ASCII that decodes back to
+/// the input, unless the input has a control character (then decoding
+/// refuses it).
+pub fn encode_roundtrip(data: &[u8]) {
+    let value = String::from_utf8_lossy(data);
+    let has_control = value.chars().any(char::is_control);
+    let q = Decoding {
+        base64_prefix: false,
+        rfc2047: true,
+    };
+    let b64 = Decoding {
+        base64_prefix: true,
+        rfc2047: false,
+    };
+    let bound = value.len().saturating_mul(4).saturating_add(64);
+
+    let enc = encode_rfc2047(&value);
+    assert!(enc.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{enc:?}");
+    if enc != value {
+        for word in enc.split(' ') {
+            assert!(
+                word.len() <= MAX_ENCODED_WORD_LEN,
+                "encoded-word too long: {word}"
+            );
+        }
+    }
+    let got = crate::decode::decode_value(enc.as_bytes(), q, bound);
+    if has_control {
+        assert_eq!(got, Err(ValueError::ControlCharacter));
+    } else {
+        assert_eq!(got.as_deref(), Ok(&*value), "RFC 2047 round trip");
+    }
+
+    let enc = encode_base64_prefixed(&value);
+    assert!(enc.bytes().all(|b| (0x20..=0x7e).contains(&b)), "{enc:?}");
+    assert!(enc == value || enc.starts_with(BASE64_PREFIX));
+    let got = crate::decode::decode_value(enc.as_bytes(), b64, bound);
+    if has_control {
+        assert_eq!(got, Err(ValueError::ControlCharacter));
+    } else {
+        assert_eq!(got.as_deref(), Ok(&*value), "base64 round trip");
+    }
+}
+
+/// [`path_interpretations`](crate::path::path_interpretations) and
+/// [`target_path`] on arbitrary text.
+pub fn path_interpretations(data: &[u8]) {
+    let Ok(target) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = target_path(target);
+    assert!(target.starts_with(path) && !path.contains(['?', '#']));
+    check_path(target);
+    if path != target {
+        check_path(path);
+    }
+}
+
+fn check_path(path: &str) {
+    match crate::path::path_interpretations(path) {
+        Ok(readings) => {
+            assert!(path.starts_with('/') && path.len() <= MAX_PATH_LEN);
+            assert!(!readings.is_empty() && readings.len() <= 8);
+            for (i, r) in readings.iter().enumerate() {
+                assert!(r.starts_with('/'), "{r:?} is not absolute");
+                assert!(
+                    r.split('/').all(|s| s != "." && s != ".."),
+                    "{r:?} has a dot segment"
+                );
+                assert!(
+                    !r.contains('\\') && !r.chars().any(char::is_control),
+                    "{r:?}"
+                );
+                assert!(
+                    !readings.get(..i).unwrap_or(&[]).contains(r),
+                    "duplicate {r:?}"
+                );
+                // Without escapes left, a reading reads plainly as itself.
+                if !r.contains('%') && r.len() <= MAX_PATH_LEN {
+                    let again = crate::path::path_interpretations(r);
+                    assert_eq!(again.as_ref().map(|a| a.first()), Ok(Some(r)), "{r:?}");
+                }
+            }
+        }
+        Err(PathError::NotAbsolute) => assert!(!path.starts_with('/')),
+        Err(PathError::TooLong) => assert!(path.len() > MAX_PATH_LEN),
+        Err(_) => {}
+    }
+}
+
+/// [`parse_trusted_network`] and [`TrustedNetworks`]: accepted entries
+/// contain their own network address, print back to themselves, and match
+/// IPv4-mapped and plain spellings alike.
+pub fn trusted_network(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    // A comma-separated list parses entry by entry.
+    let entries: Vec<&str> = text.split(',').collect();
+    if let Ok(list) = TrustedNetworks::parse(&entries) {
+        assert_eq!(list.networks().len(), entries.len());
+        for (entry, net) in entries.iter().zip(list.networks()) {
+            assert_eq!(parse_trusted_network(entry).as_ref(), Ok(net));
+        }
+    }
+    let Ok(net) = parse_trusted_network(&text) else {
+        return;
+    };
+    assert!(net.contains(&net.network()));
+    assert_eq!(
+        parse_trusted_network(&net.to_string()),
+        Ok(net),
+        "{net} does not re-parse"
+    );
+    if let ipnet::IpNet::V6(v6) = net {
+        assert!(
+            v6.network().to_ipv4_mapped().is_none() || v6.prefix_len() < 96,
+            "{net} left mapped"
+        );
+    }
+    let set = TrustedNetworks::from_networks(vec![net]);
+    let probe = match net.network() {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => Ipv4Addr::new(10, 0, 0, 1),
+    };
+    assert_eq!(
+        set.contains(IpAddr::V4(probe)),
+        set.contains(IpAddr::V6(probe.to_ipv6_mapped())),
+        "mapped and plain spellings disagree for {net}"
+    );
+    let peer = Peer::tcp(net.network());
+    assert!(
+        peer.is_trusted(&set),
+        "{net}'s own network address is not trusted"
+    );
+}
+
+/// OWS trimming, as `decode_value` does it.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_line_is_not_one_empty_line() {
+        // First fuzzing crash (a harness bug, not a parser bug): empty input
+        // means no header line, which is no hop, while one empty line is one
+        // invalid hop. The join check must not compare the two.
+        assert_eq!(parse_x_forwarded_for([]), []);
+        assert_eq!(parse_x_forwarded_for([&b""[..]]), [Hop::Invalid]);
+        forwarded_xff(b"");
+    }
+
+    #[test]
+    fn targets_accept_trivial_inputs() {
+        for data in [&b""[..], b"\x00", b"\x00/", b"\xff\xff\xff"] {
+            forwarded_xff(data);
+            forwarded_rfc7239(data);
+            decode_value(data);
+            encode_roundtrip(data);
+            path_interpretations(data);
+            trusted_network(data);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Replays the checked-in fuzz corpora (`fuzz/corpus/<target>/`) through the
+//! same `vestibule_core::fuzzing` functions the cargo-fuzz targets call, so
+//! CI exercises every saved input on stable Rust, without nightly or
+//! libFuzzer.
+
+use std::fs;
+use std::path::PathBuf;
+
+use vestibule_core::fuzzing;
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join("corpus")
+        .join(target);
+    let mut entries: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    entries.sort();
+    assert!(!entries.is_empty(), "{} is empty", dir.display());
+    for path in entries {
+        let data =
+            fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{target} failed on {}", path.display());
+    }
+}
+
+#[test]
+fn forwarded_xff() {
+    replay("forwarded_xff", fuzzing::forwarded_xff);
+}
+
+#[test]
+fn forwarded_rfc7239() {
+    replay("forwarded_rfc7239", fuzzing::forwarded_rfc7239);
+}
+
+#[test]
+fn decode_value() {
+    replay("decode_value", fuzzing::decode_value);
+}
+
+#[test]
+fn encode_roundtrip() {
+    replay("encode_roundtrip", fuzzing::encode_roundtrip);
+}
+
+#[test]
+fn path_interpretations() {
+    replay("path_interpretations", fuzzing::path_interpretations);
+}
+
+#[test]
+fn trusted_network() {
+    replay("trusted_network", fuzzing::trusted_network);
+}
