@@ -23,8 +23,10 @@ pub const OWN_PREFIX: &str = "/.vestibule";
 /// The main router: vestibule's own endpoints, and everything else through
 /// the pipeline to the apps.
 pub fn app(state: Arc<AppState>) -> Router {
+    let verify_path = state.settings.verify_path.clone();
     Router::new()
         .route("/.vestibule/healthz", get(healthz))
+        .route(&verify_path, get(crate::verify::verify))
         .fallback(crate::forward::proxy)
         .with_state(state)
 }

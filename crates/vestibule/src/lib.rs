@@ -12,7 +12,8 @@
 //! 5. [`forward`]: strip every identity spelling, inject the app's profile,
 //!    stream to the upstream.
 //!
-//! [`pipeline`] runs steps 2–4 and is the only place a request is decided.
+//! [`pipeline`] runs steps 2–4 and is the only place a request is decided;
+//! [`forward`] (in-path) and [`verify`] (forward-auth) both call it.
 //!
 //! ## Invariants
 //!
@@ -41,4 +42,5 @@ pub mod pipeline;
 pub mod ratelimited_log;
 pub mod responses;
 pub mod state;
+pub mod verify;
 pub mod whoami;

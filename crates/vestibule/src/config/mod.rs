@@ -61,6 +61,9 @@ pub struct FileConfig {
     /// `[auth]`: behaviour for unauthenticated requests.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[forward_auth]`: the verify endpoint for nginx, Caddy, Traefik, HAProxy.
+    #[serde(default)]
+    pub forward_auth: ForwardAuthConfig,
     /// `[[route]]`: the apps.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -291,6 +294,31 @@ pub struct AuthConfig {
     /// `auth = "required"` routes. `{url}` is replaced by the percent-encoded
     /// original URL. Default none: a plain 401.
     pub login_url: Option<String>,
+}
+
+/// Default path of the forward-auth endpoint.
+pub const DEFAULT_VERIFY_PATH: &str = "/.vestibule/verify";
+
+/// `[forward_auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// Path of the verify endpoint on the main listeners. Default
+    /// `"/.vestibule/verify"`. It answers only peers in `client_ip.trusted_hops`.
+    #[serde(default = "default_verify_path")]
+    pub path: String,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        Self {
+            path: default_verify_path(),
+        }
+    }
+}
+
+fn default_verify_path() -> String {
+    DEFAULT_VERIFY_PATH.to_owned()
 }
 
 /// `[[route]]`.

@@ -133,6 +133,8 @@ pub struct Settings {
     pub response_timeout: Duration,
     /// Upstream pool idle timeout.
     pub pool_idle_timeout: Duration,
+    /// Path of the forward-auth endpoint.
+    pub verify_path: String,
     /// Routes, in file order.
     pub routes: Vec<RouteSettings>,
     /// Matcher over `routes`.
@@ -307,6 +309,23 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     if let Some(url) = &file.auth.login_url {
         check_login_url(&mut c, "auth.login_url", url);
     }
+    let verify_path = &file.forward_auth.path;
+    if !verify_path.starts_with('/')
+        || verify_path.contains(['?', '#', '{', '}', '*'])
+        || verify_path == "/"
+    {
+        c.error(
+            "forward_auth.path",
+            format!("`{verify_path}` is not a plain absolute path"),
+            "use the default \"/.vestibule/verify\" or another path under /.vestibule/",
+        );
+    } else if !verify_path.starts_with("/.vestibule/") {
+        c.warn(
+            "forward_auth.path",
+            format!("`{verify_path}` is outside /.vestibule/, so it hides that path of every app"),
+            "move it under /.vestibule/",
+        );
+    }
 
     let mut identity_headers = IdentityHeaders::builtin();
     if let Some(h) = &header_source {
@@ -371,6 +390,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             connect_timeout: file.upstream.connect_timeout.0,
             response_timeout: file.upstream.response_timeout.0,
             pool_idle_timeout: file.upstream.pool_idle_timeout.0,
+            verify_path: verify_path.clone(),
             routes,
             route_table,
         }),

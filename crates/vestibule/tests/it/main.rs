@@ -7,4 +7,6 @@
 mod check_cli;
 mod identity;
 mod proxy;
+mod readme;
 mod support;
+mod verify;

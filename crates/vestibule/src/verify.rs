@@ -1,0 +1,241 @@
+//! Forward-auth: `GET|HEAD /.vestibule/verify`, for nginx `auth_request`,
+//! Caddy `forward_auth`, Traefik `ForwardAuth` and HAProxy.
+//!
+//! The proxy describes the original request; vestibule runs the **same
+//! pipeline** as for in-path requests on that description and answers:
+//!
+//! - **200** with every header of the route's profile, empty when there is
+//!   no identity, so that Caddy `copy_headers` and nginx `auth_request_set`
+//!   never leave a client's value in place (Caddy #6610, GHSA-7r4p-vjf4-gxv4);
+//! - **401** without identity, with the login URL in `X-Vestibule-Login-Url`
+//!   for nginx's `error_page 401`; or, with `?redirect=1` (Caddy, Traefik),
+//!   a **302** to the login URL for browsers;
+//! - **403** when the route's policy refuses the identity, or the caller is
+//!   not a trusted proxy.
+//!
+//! The original request's details (`X-Original-*`, `X-Forwarded-*`) are
+//! read only from trusted proxies, and the route is matched on the original
+//! host and path, never on this endpoint's own path (oauth2-proxy
+//! GHSA-7x63-xv5r-3p2x). The path is cut at `?` and `#` and every reading of
+//! it must agree on the route (GHSA-7rh7-c77v-6434, GHSA-pxq7-h93f-9jrg).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use vestibule_core::path::target_path;
+
+use crate::client_identity::ConnInfo;
+use crate::pipeline::{Refusal, RequestView, decide, ip_for_log, login_location, wants_html};
+use crate::responses::{plain, redirect};
+use crate::state::AppState;
+
+/// Header carrying the login URL on a 401, for nginx `error_page`.
+pub const LOGIN_URL_HEADER: &str = "x-vestibule-login-url";
+
+/// Query of the verify endpoint.
+#[derive(Debug, Deserialize)]
+pub struct VerifyQuery {
+    /// `1` or `true`: answer browsers with a 302 to the login URL instead of
+    /// a 401 (Caddy and Traefik pass 3xx through; nginx does not).
+    #[serde(default)]
+    redirect: Option<String>,
+}
+
+/// Exactly one value of `name`, or an error naming it.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(format!("`{name}` was sent more than once"));
+    }
+    match first {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| format!("`{name}` is not visible ASCII")),
+    }
+}
+
+/// The original request, as the proxy described it.
+struct Original {
+    host: Option<String>,
+    uri: String,
+}
+
+fn original(headers: &HeaderMap) -> Result<Original, String> {
+    let uri = match (
+        single(headers, "x-original-uri")?,
+        single(headers, "x-forwarded-uri")?,
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err("`X-Original-URI` and `X-Forwarded-Uri` disagree".into());
+        }
+        (Some(u), _) | (None, Some(u)) => u.to_owned(),
+        (None, None) => {
+            return Err("the proxy sent neither `X-Original-URI` nor `X-Forwarded-Uri`".into());
+        }
+    };
+    let host = match single(headers, "x-forwarded-host")? {
+        Some(h) => Some(h.to_owned()),
+        None => single(headers, "host")?.map(str::to_owned),
+    };
+    Ok(Original { host, uri })
+}
+
+/// The verify handler.
+pub async fn verify(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<VerifyQuery>,
+    req: Request,
+) -> Response {
+    let conn = req
+        .extensions()
+        .get::<ConnInfo>()
+        .copied()
+        .unwrap_or(ConnInfo::UNKNOWN);
+    let headers = req.headers();
+    // Only a trusted proxy may describe someone else's request.
+    if !conn.peer.is_trusted(&state.settings.client_ip_hops) {
+        state.metrics.request("verify", "forbidden");
+        tracing::warn!(peer = ?conn.peer, "forward-auth request from a peer that is not a trusted proxy");
+        return plain(
+            StatusCode::FORBIDDEN,
+            "Forward-auth requests are answered only for trusted proxies.",
+        );
+    }
+    let orig = match original(headers) {
+        Ok(o) => o,
+        Err(detail) => {
+            state.metrics.request("verify", "bad_request");
+            tracing::warn!(peer = ?conn.peer, "forward-auth request refused: {detail}");
+            return plain(
+                StatusCode::BAD_REQUEST,
+                &format!("Bad forward-auth request: {detail}."),
+            );
+        }
+    };
+    let view = RequestView {
+        host: orig.host.as_deref(),
+        path: target_path(&orig.uri),
+        path_and_query: &orig.uri,
+        headers,
+    };
+    match decide(&state, conn, view) {
+        Ok(pass) => {
+            let route = &state.settings.routes[pass.route];
+            state.metrics.request(&route.name, "verified");
+            tracing::info!(
+                target: "vestibule::access",
+                route = %route.name,
+                verify = true,
+                path = %view.path,
+                status = 200,
+                user = pass.identity.as_ref().map_or("-", |i| i.username.as_str()),
+                client_ip = %ip_for_log(pass.ctx.client_ip),
+            );
+            let mut resp = plain(StatusCode::OK, "ok");
+            let h = resp.headers_mut();
+            for (name, value) in route.profile.render(pass.identity.as_ref()) {
+                h.insert(name, value);
+            }
+            resp
+        }
+        Err((refusal, ctx)) => {
+            let route_name = refusal
+                .route()
+                .map_or("none", |r| state.settings.routes[r].name.as_str());
+            state.metrics.request(route_name, refusal.outcome());
+            tracing::info!(
+                target: "vestibule::access",
+                route = %route_name,
+                verify = true,
+                path = %view.path,
+                status = refusal.status().as_u16(),
+                refused = %crate::pipeline::refusal_detail(&refusal),
+                client_ip = %ip_for_log(ctx.client_ip),
+            );
+            match &refusal {
+                Refusal::Unauthenticated { route } => {
+                    let login = login_location(&state, *route, &ctx, &view);
+                    let want_redirect = matches!(q.redirect.as_deref(), Some("1" | "true"));
+                    match login {
+                        Some(loc) if want_redirect && wants_html(headers) => redirect(&loc),
+                        Some(loc) => {
+                            let mut resp = plain(
+                                StatusCode::UNAUTHORIZED,
+                                "Sign in through your SSO portal to use this app.",
+                            );
+                            if let Ok(v) = HeaderValue::from_str(&loc) {
+                                resp.headers_mut().insert(LOGIN_URL_HEADER, v);
+                            }
+                            resp
+                        }
+                        None => plain(
+                            StatusCode::UNAUTHORIZED,
+                            "Sign in through your SSO portal to use this app.",
+                        ),
+                    }
+                }
+                // An unknown app is refused, not "not found": nginx would
+                // turn a 404 into a 500, and a gate must fail closed.
+                Refusal::NoRoute => plain(
+                    StatusCode::FORBIDDEN,
+                    "No app is configured at this address.",
+                ),
+                _ => {
+                    let mut resp = crate::pipeline::refusal_response(&state, &refusal, &ctx, &view);
+                    resp.headers_mut().remove(header::LOCATION);
+                    resp
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn original_request_from_either_convention() {
+        let o = original(&h(&[("x-original-uri", "/a?b"), ("host", "app")])).unwrap();
+        assert_eq!((o.uri.as_str(), o.host.as_deref()), ("/a?b", Some("app")));
+        let o = original(&h(&[
+            ("x-forwarded-uri", "/c"),
+            ("x-forwarded-host", "x"),
+            ("host", "v"),
+        ]))
+        .unwrap();
+        assert_eq!((o.uri.as_str(), o.host.as_deref()), ("/c", Some("x")));
+    }
+
+    #[test]
+    fn missing_duplicate_or_conflicting_originals_are_refused() {
+        assert!(original(&h(&[("host", "a")])).is_err());
+        assert!(original(&h(&[("x-original-uri", "/a"), ("x-original-uri", "/b")])).is_err());
+        assert!(original(&h(&[("x-original-uri", "/a"), ("x-forwarded-uri", "/b")])).is_err());
+        assert!(
+            original(&h(&[
+                ("x-forwarded-uri", "/a"),
+                ("x-forwarded-host", "a"),
+                ("x-forwarded-host", "b")
+            ]))
+            .is_err()
+        );
+    }
+}
