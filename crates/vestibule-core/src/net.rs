@@ -150,17 +150,28 @@ impl TrustedNetworks {
         self.nets.is_empty()
     }
 
-    /// The entries that trust every address of a family (`0.0.0.0/0`,
-    /// `::/0`, or any prefix that short). Such a set lets any client
-    /// impersonate any user, so configuration refuses it by default.
+    /// The entries so wide that they trust (nearly) every address: an IPv4
+    /// prefix shorter than /8 or an IPv6 prefix shorter than /16, which
+    /// includes `0.0.0.0/0`, `::/0`, and splits like `0.0.0.0/1` +
+    /// `128.0.0.0/1`. Such a set lets any client impersonate any user, so
+    /// configuration refuses it unless the operator overrides it by name.
     pub fn any_address_entries(&self) -> Vec<IpNet> {
         self.nets
             .iter()
             .copied()
-            .filter(|n| n.prefix_len() == 0)
+            .filter(|n| match n {
+                IpNet::V4(v4) => v4.prefix_len() < MIN_IPV4_PREFIX,
+                IpNet::V6(v6) => v6.prefix_len() < MIN_IPV6_PREFIX,
+            })
             .collect()
     }
 }
+
+/// Shortest IPv4 prefix accepted without the dangerous override (a /8 is
+/// the widest private range, 10.0.0.0/8).
+pub const MIN_IPV4_PREFIX: u8 = 8;
+/// Shortest IPv6 prefix accepted without the dangerous override.
+pub const MIN_IPV6_PREFIX: u8 = 16;
 
 /// Ranges Docker hands to bridge networks by default. Trusting one trusts
 /// every container on that bridge, not only the proxy.
@@ -306,6 +317,11 @@ mod tests {
     #[test]
     fn any_address_entries_are_reported() {
         let t = TrustedNetworks::parse(&["10.0.0.0/8", "0.0.0.0/0", "::/0"]).unwrap();
+        assert_eq!(t.any_address_entries().len(), 2);
+        // Two halves trust everyone just as well.
+        let t = TrustedNetworks::parse(&["0.0.0.0/1", "128.0.0.0/1"]).unwrap();
+        assert_eq!(t.any_address_entries().len(), 2);
+        let t = TrustedNetworks::parse(&["fd00::/8", "2000::/3"]).unwrap();
         assert_eq!(t.any_address_entries().len(), 2);
         let t = TrustedNetworks::parse(&["10.0.0.0/8"]).unwrap();
         assert!(t.any_address_entries().is_empty());

@@ -108,8 +108,16 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         }
     }
     for u in &state.settings.unix {
-        // A socket file left by a previous run would make bind fail.
-        if u.path.exists() {
+        // A socket left by a previous run would make bind fail; anything
+        // else at that path is the operator's file and is left alone.
+        if let Ok(meta) = std::fs::symlink_metadata(&u.path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    u.path.display()
+                ));
+            }
             std::fs::remove_file(&u.path)
                 .map_err(|e| format!("cannot replace {}: {e}", u.path.display()))?;
         }

@@ -19,7 +19,7 @@ pub struct RequestLabels {
 /// Labels of `vestibule_auth_decisions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
-    /// Identity source (`headers`, `none`).
+    /// Identity source (`headers`).
     pub source: &'static str,
     /// `authenticated`, `anonymous`, `rejected`.
     pub result: &'static str,

@@ -258,6 +258,36 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         }
         a
     };
+    if tracing_subscriber::EnvFilter::try_new(&file.log.level).is_err() {
+        c.error(
+            "log.level",
+            format!("`{}` is not a log filter", file.log.level),
+            "use a level such as \"info\" or a filter such as \"warn,vestibule=info\"",
+        );
+    }
+    for (key, d) in [
+        (
+            "server.header_read_timeout",
+            file.server.header_read_timeout.0,
+        ),
+        ("upstream.connect_timeout", file.upstream.connect_timeout.0),
+        (
+            "upstream.response_timeout",
+            file.upstream.response_timeout.0,
+        ),
+        (
+            "upstream.pool_idle_timeout",
+            file.upstream.pool_idle_timeout.0,
+        ),
+    ] {
+        if d.is_zero() {
+            c.error(
+                key,
+                "a zero timeout would refuse every request",
+                "use a duration such as \"10s\"",
+            );
+        }
+    }
     let log_json = match file.log.format.as_str() {
         "text" => false,
         "json" => true,
@@ -348,10 +378,10 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         }
     }
     let mut names = std::collections::HashSet::new();
-    for r in &routes {
+    for (i, r) in routes.iter().enumerate() {
         if !names.insert(r.name.clone()) {
             c.error(
-                "route.name",
+                format!("route[{i}].name"),
                 format!("two routes are named `{}`", r.name),
                 "give each route its own name",
             );
@@ -428,7 +458,14 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
         ("custom", Some(cd)) => {
             let sep = match cd.groups_separator.chars().collect::<Vec<_>>()[..] {
                 [ch] => ch,
-                _ => '\0',
+                _ => {
+                    c.error(
+                        format!("{key}.custom.groups_separator"),
+                        format!("`{}` is not a single character", cd.groups_separator),
+                        "use one of \",\", \";\", \"|\" or \" \"",
+                    );
+                    ','
+                }
             };
             match Dialect::custom(&CustomDialect {
                 subject: cd.subject.clone(),
@@ -502,7 +539,7 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
         } else {
             c.error(
                 format!("{key}.trusted_proxies"),
-                format!("{list} trusts every address: any client could send `Remote-User: admin`"),
+                format!("{list} trusts (nearly) every address: any client could send `Remote-User: admin`"),
                 "list your SSO front's address instead; if you really must, set dangerously_trust_any_peer = true",
             );
         }
@@ -561,6 +598,22 @@ fn route(
     let key = format!("route[{i}]");
     let mut ok = true;
 
+    if let Some(h) = &r.host
+        && let Err(e) = vestibule_core::route::HostPattern::parse(h)
+    {
+        c.error(
+            format!("{key}.host"),
+            e.to_string(),
+            "write a hostname such as \"app.example.com\" or \"*.example.com\"",
+        );
+    }
+    if let Err(e) = RouteTable::new([(None, r.path_prefix.as_str())]) {
+        c.error(
+            format!("{key}.path_prefix"),
+            e.to_string(),
+            "write a plain path such as \"/api\"",
+        );
+    }
     let upstream = r.upstream.parse::<Uri>().ok();
     let (authority, base) = match &upstream {
         Some(u)
@@ -705,6 +758,14 @@ fn custom_profile(
             }
         };
         headers.push((name.clone(), f));
+    }
+    if cp.groups_separator.is_empty() || cp.groups_separator.chars().any(char::is_control) {
+        c.error(
+            format!("{key}.custom_profile.groups_separator"),
+            "the separator is empty or has control characters, so group names would run together",
+            "use \",\" or another visible separator",
+        );
+        return None;
     }
     let encoding = match cp.encoding.as_str() {
         "utf8" => OutEncoding::Utf8,
@@ -946,17 +1007,17 @@ name = "app"
             (
                 "name = \"app\"",
                 "name = \"app\"\nhost = \"bad host\"",
-                "route",
+                "route[0].host",
             ),
             (
                 "name = \"app\"",
                 "name = \"app\"\npath_prefix = \"api\"",
-                "route",
+                "route[0].path_prefix",
             ),
             (
                 "name = \"app\"",
                 "name = \"app\"\n[[route]]\nname = \"app\"\npath_prefix = \"/x\"\nupstream = \"http://127.0.0.1:1\"",
-                "route.name",
+                "route[1].name",
             ),
             (
                 "name = \"app\"",

@@ -1,0 +1,341 @@
+//! README.md stays honest:
+//!
+//! - every ```toml block passes `check` without errors (blocks marked with
+//!   `<!-- fragment -->` on the line before the fence must still parse:
+//!   no unknown keys, right types);
+//! - the configuration reference names every field of the configuration
+//!   structs in `src/config/mod.rs`, in that struct's own section when the
+//!   README has one;
+//! - the reference shows the defaults the code uses.
+
+use std::collections::BTreeMap;
+
+use vestibule::config::{self, Severity};
+
+const README_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+const CONFIG_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/mod.rs");
+
+const REFERENCE_HEADING: &str = "## Configuration reference";
+const FRAGMENT_MARKER: &str = "<!-- fragment -->";
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// One fenced ```toml block.
+struct TomlBlock {
+    /// 1-based line of the opening fence.
+    line: usize,
+    text: String,
+    fragment: bool,
+}
+
+/// Every ```toml block, in order. Fences of other languages are skipped
+/// whole, so a ```toml line inside them is not mistaken for a block.
+fn toml_blocks(readme: &str) -> Vec<TomlBlock> {
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(lang) = lines[i].trim().strip_prefix("```") else {
+            i += 1;
+            continue;
+        };
+        let is_toml = lang.trim() == "toml";
+        let fragment = i > 0 && lines[i - 1].trim() == FRAGMENT_MARKER;
+        let start = i;
+        let mut body = Vec::new();
+        i += 1;
+        while i < lines.len() && lines[i].trim() != "```" {
+            body.push(lines[i]);
+            i += 1;
+        }
+        assert!(
+            i < lines.len(),
+            "README.md:{}: unclosed code fence",
+            start + 1
+        );
+        i += 1;
+        if is_toml {
+            blocks.push(TomlBlock {
+                line: start + 1,
+                text: body.join("\n") + "\n",
+                fragment,
+            });
+        }
+    }
+    blocks
+}
+
+/// A struct of `config/mod.rs`: the section its doc comment names (such as
+/// `[server]`), and its fields as written in TOML (serde renames applied).
+#[derive(Debug)]
+struct ConfigStruct {
+    name: String,
+    section: Option<String>,
+    fields: Vec<String>,
+}
+
+/// Reads the `pub <name>:` fields of every `pub struct … {` in `src`.
+fn config_structs(src: &str) -> Vec<ConfigStruct> {
+    let mut out = Vec::new();
+    let mut doc_section: Option<String> = None;
+    let mut current: Option<ConfigStruct> = None;
+    let mut rename: Option<String> = None;
+    for raw in src.lines() {
+        let line = raw.trim();
+        if let Some(s) = current.as_mut() {
+            if line == "}" {
+                out.extend(current.take());
+                continue;
+            }
+            if line.starts_with("#[serde(") {
+                if let Some(r) = line.split("rename = \"").nth(1) {
+                    rename = r.split('"').next().map(str::to_owned);
+                }
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("pub ") {
+                let ident: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !ident.is_empty() && rest[ident.len()..].starts_with(':') {
+                    s.fields.push(rename.take().unwrap_or(ident));
+                }
+            }
+            continue;
+        }
+        if let Some(doc) = line.strip_prefix("///") {
+            // The struct's section, e.g. "/// `[server]`." or "/// `[[route]]`: …".
+            if doc_section.is_none()
+                && let Some(rest) = doc.trim().strip_prefix("`[")
+                && let Some(end) = rest.find("]`")
+            {
+                doc_section = Some(format!("[{}]", &rest[..end]));
+            }
+            continue;
+        }
+        if line.starts_with("#[") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("pub struct ")
+            && line.ends_with('{')
+        {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            current = Some(ConfigStruct {
+                name,
+                section: doc_section.take(),
+                fields: Vec::new(),
+            });
+            rename = None;
+            continue;
+        }
+        doc_section = None;
+    }
+    out
+}
+
+/// The text from `## Configuration reference` to the next `## ` heading.
+fn reference(readme: &str) -> &str {
+    let start = readme
+        .find(&format!("\n{REFERENCE_HEADING}\n"))
+        .unwrap_or_else(|| panic!("README.md has no `{REFERENCE_HEADING}` section"));
+    let body = &readme[start + 1..];
+    let end = body[REFERENCE_HEADING.len()..]
+        .find("\n## ")
+        .map_or(body.len(), |e| e + REFERENCE_HEADING.len());
+    &body[..end]
+}
+
+/// The reference's `### ` subsections whose heading is a backticked table
+/// name, keyed by that name: "### `[server]`" → "[server]".
+fn subsections(reference: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    let mut key: Option<String> = None;
+    let mut body = String::new();
+    for line in reference.lines() {
+        if let Some(h) = line.strip_prefix("### ") {
+            if let Some(k) = key.take() {
+                map.insert(k, std::mem::take(&mut body));
+            }
+            body.clear();
+            key = h
+                .trim()
+                .strip_prefix('`')
+                .and_then(|h| h.strip_suffix('`'))
+                .map(str::to_owned);
+            continue;
+        }
+        body.push_str(line);
+        body.push('\n');
+    }
+    if let Some(k) = key {
+        map.insert(k, body);
+    }
+    map
+}
+
+/// Whether `text` names `field` in backticks: `` `field` ``, or a table
+/// header whose last component is `field` (`` `[client_ip]` ``,
+/// `` `[[route]]` ``, `` `[server.tls]` ``).
+fn names_field(text: &str, field: &str) -> bool {
+    if text.contains(&format!("`{field}`")) {
+        return true;
+    }
+    text.split('`').skip(1).step_by(2).any(|span| {
+        let inner = span.trim_start_matches('[').trim_end_matches(']');
+        span.starts_with('[') && inner.rsplit('.').next() == Some(field)
+    })
+}
+
+#[test]
+fn readme_toml_blocks_pass_check() {
+    let readme = read(README_PATH);
+    let blocks = toml_blocks(&readme);
+    assert!(
+        blocks.iter().any(|b| !b.fragment),
+        "README.md has no complete ```toml configuration"
+    );
+    for b in &blocks {
+        let file = config::parse_with_env(&b.text, std::iter::empty()).unwrap_or_else(|e| {
+            panic!("README.md:{}: the ```toml block does not load: {e}", b.line)
+        });
+        if b.fragment {
+            continue;
+        }
+        let (_, diags) = config::validate(&file);
+        let errors: Vec<String> = diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "README.md:{}: the ```toml block fails `vestibule check` \
+             (mark partial examples with {FRAGMENT_MARKER} on the line before the fence):\n{}",
+            b.line,
+            errors.join("\n")
+        );
+    }
+}
+
+#[test]
+fn readme_reference_names_every_config_field() {
+    let readme = read(README_PATH);
+    let reference = reference(&readme);
+    let sections = subsections(reference);
+    let structs = config_structs(&read(CONFIG_PATH));
+
+    // Guard against the parser silently finding nothing.
+    let all: Vec<&str> = structs
+        .iter()
+        .flat_map(|s| s.fields.iter().map(String::as_str))
+        .collect();
+    for expected in [
+        "listen",
+        "trusted_proxies",
+        "route",
+        "preserve_host",
+        "encoding",
+    ] {
+        assert!(
+            all.contains(&expected),
+            "the field parser did not find `{expected}` in {CONFIG_PATH}: {structs:?}"
+        );
+    }
+    assert!(
+        !all.contains(&"routes"),
+        "serde rename `routes` → `route` was not applied"
+    );
+
+    let mut missing = Vec::new();
+    for s in &structs {
+        // A struct whose section has its own `### ` heading must be documented
+        // there; the others anywhere in the reference.
+        let (where_, text) = match s
+            .section
+            .as_ref()
+            .and_then(|k| sections.get(k).map(|t| (k, t)))
+        {
+            Some((k, t)) => (format!("### `{k}`"), t.as_str()),
+            None => (REFERENCE_HEADING.to_owned(), reference),
+        };
+        for f in &s.fields {
+            if !names_field(text, f) {
+                missing.push(format!("`{f}` ({}) under {where_}", s.name));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration reference does not document:\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+#[test]
+fn readme_reference_shows_code_defaults() {
+    let readme = read(README_PATH);
+    let reference = reference(&readme);
+    let src = read(CONFIG_PATH);
+    let mut defaults = Vec::new();
+    for line in src.lines().map(str::trim) {
+        // `pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";` and
+        // `pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;`
+        if line.starts_with("pub const DEFAULT_")
+            && let Some((_, value)) = line.split_once(" = ")
+        {
+            defaults.push(value.trim_end_matches(';').to_owned());
+        }
+        // `"text".to_owned()` inside a `fn default_…`.
+        if let Some(lit) = line.strip_suffix(".to_owned()")
+            && lit.starts_with('"')
+            && lit.ends_with('"')
+        {
+            defaults.push(lit.to_owned());
+        }
+    }
+    assert!(
+        defaults.len() >= 10,
+        "too few defaults found in {CONFIG_PATH}: {defaults:?}"
+    );
+    let missing: Vec<&String> = defaults
+        .iter()
+        .filter(|d| {
+            !reference.contains(&format!("`{d}`")) && !reference.contains(&format!("`[{d}]`"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration reference does not show these defaults (in backticks): {missing:?}"
+    );
+}
+
+#[test]
+fn block_and_field_parsers_work() {
+    let md =
+        "a\n```sh\n```toml\n```\n<!-- fragment -->\n```toml\nx = 1\n```\n```toml\ny = 2\n```\n";
+    let b = toml_blocks(md);
+    assert_eq!(b.len(), 2);
+    assert!(b[0].fragment && !b[1].fragment);
+    assert_eq!((b[0].line, b[0].text.as_str()), (6, "x = 1\n"));
+
+    let src = "/// `[a]`.\n#[derive(Debug)]\npub struct A {\n    /// x\n    #[serde(default, rename = \"item\")]\n    pub items: Vec<u8>,\n    pub b: u8,\n}\npub const DEFAULT_X: &str = \"y\";\n/// No section.\npub struct B {\n    pub c: u8,\n}\n";
+    let s = config_structs(src);
+    assert_eq!(s.len(), 2);
+    assert_eq!(s[0].section.as_deref(), Some("[a]"));
+    assert_eq!(s[0].fields, ["item", "b"]);
+    assert_eq!(
+        (s[1].section.as_deref(), s[1].fields.as_slice()),
+        (None, &["c".to_owned()][..])
+    );
+
+    assert!(names_field("see `[[route]]`", "route"));
+    assert!(names_field("`[server.tls]`", "tls"));
+    assert!(!names_field("`server.tls`", "tls"));
+    assert!(!names_field("`path_prefix`", "path"));
+}
