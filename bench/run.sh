@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# vestibule end-to-end benchmarks: every scenario side by side with nginx and
+# Caddy, in one run on one machine, reported as ratios. See BENCHMARKS.md.
+#
+#   bench/run.sh            full run: 10 s per measurement, 3 rounds (~6 min)
+#   bench/run.sh --smoke    1 s per measurement, 1 round: checks every scenario
+#                           answers 2xx and the table is produced; asserts no speed
+#
+# Loopback only. Every server is started here and stopped by PID on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=full
+DURATION=10
+ROUNDS=3
+if [ "${1:-}" = "--smoke" ]; then MODE=smoke; DURATION=1; ROUNDS=1; fi
+CONNECTIONS=64
+THREADS=2
+OUT_DIR=bench/results
+mkdir -p "$OUT_DIR"
+TABLE="$OUT_DIR/$MODE.md"
+
+for tool in wrk nginx caddy; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install wrk nginx caddy)" >&2; exit 1; }
+done
+
+# Pinning: with 2 cores, servers share core 0 and wrk gets core 1, so wrk
+# never steals the servers' CPU. Recorded in the output.
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null; then
+  SERVER_CPUS=0; WRK_CPUS=1
+  if [ "$NCPU" -ge 4 ]; then SERVER_CPUS=0-$((NCPU/2-1)); WRK_CPUS=$((NCPU/2))-$((NCPU-1)); fi
+  PIN_SERVER=(taskset -c "$SERVER_CPUS"); PIN_WRK=(taskset -c "$WRK_CPUS")
+  PINNING="servers on CPU $SERVER_CPUS, wrk on CPU $WRK_CPUS"
+else
+  PIN_SERVER=(); PIN_WRK=(); PINNING="none"
+fi
+
+echo "bench: building release"
+cargo build --release --locked -p vestibule --bin vestibule >/dev/null 2>&1 || cargo build --release -p vestibule --bin vestibule
+BIN=$PWD/target/release/vestibule
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  kill "$(cat "$WORK/nginx/nginx.pid" 2>/dev/null)" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Fixed loopback ports (outside the ephemeral range).
+P_UP=19100      # upstream (whoami /_bench)
+P_VEST=19101    # vestibule in-path and verify
+P_NGX_PROXY=19110; P_NGX_AUTHV=19111; P_NGX_AUTHS=19112
+P_CADDY_PROXY=19120; P_CADDY_AUTHV=19121
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "bench: nothing listens on $1" >&2; exit 1
+}
+
+"${PIN_SERVER[@]}" "$BIN" whoami --listen 127.0.0.1:$P_UP >"$WORK/whoami.log" 2>&1 &
+PIDS+=($!)
+wait_port $P_UP
+
+cat >"$WORK/vestibule.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$P_VEST"]
+admin_listen = ""
+[log]
+level = "warn"
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["127.0.0.1"]
+[[route]]
+name = "bench"
+upstream = "http://127.0.0.1:$P_UP"
+EOF
+T0=$(date +%s%N)
+"${PIN_SERVER[@]}" "$BIN" serve --config "$WORK/vestibule.toml" >"$WORK/vestibule.out" 2>"$WORK/vestibule.err" &
+VEST_PID=$!
+PIDS+=($VEST_PID)
+wait_port $P_VEST
+STARTUP_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+sleep 0.5
+RSS_IDLE_KB=$(awk '/VmRSS/ {print $2}' "/proc/$VEST_PID/status")
+
+mkdir -p "$WORK/nginx/logs"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream app { server 127.0.0.1:$P_UP; keepalive 128; }
+  upstream vest { server 127.0.0.1:$P_VEST; keepalive 128; }
+  server {
+    listen 127.0.0.1:$P_NGX_PROXY;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+  server {
+    listen 127.0.0.1:$P_NGX_AUTHV;
+    location = /_verify {
+      internal;
+      proxy_pass http://vest/.vestibule/verify;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_set_header X-Forwarded-Host \$host;
+    }
+    location / {
+      auth_request /_verify;
+      auth_request_set \$user \$upstream_http_remote_user;
+      proxy_set_header Remote-User \$user;
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+  }
+  server {
+    listen 127.0.0.1:$P_NGX_AUTHS;
+    location = /_static { internal; return 200; }
+    location / {
+      auth_request /_static;
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+"${PIN_SERVER[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
+PIDS+=($!)
+
+cat >"$WORK/Caddyfile" <<EOF
+{
+  admin off
+  auto_https off
+}
+http://127.0.0.1:$P_CADDY_PROXY {
+  reverse_proxy 127.0.0.1:$P_UP
+}
+http://127.0.0.1:$P_CADDY_AUTHV {
+  forward_auth 127.0.0.1:$P_VEST {
+    uri /.vestibule/verify
+    copy_headers Remote-User Remote-Groups Remote-Email Remote-Name
+  }
+  reverse_proxy 127.0.0.1:$P_UP
+}
+EOF
+GOMAXPROCS=1 "${PIN_SERVER[@]}" caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+PIDS+=($!)
+for p in $P_NGX_PROXY $P_NGX_AUTHV $P_NGX_AUTHS $P_CADDY_PROXY $P_CADDY_AUTHV; do wait_port "$p"; done
+
+ID=(-H "Remote-User: alice" -H "Remote-Groups: users" -H "Remote-Email: alice@example.com" -H "Remote-Name: Alice")
+
+# name | description | url | extra wrk args (identity headers)
+SCENARIOS=(
+  "1|direct to the upstream|http://127.0.0.1:$P_UP/_bench|"
+  "2|nginx proxy_pass|http://127.0.0.1:$P_NGX_PROXY/_bench|"
+  "3|Caddy reverse_proxy|http://127.0.0.1:$P_CADDY_PROXY/_bench|"
+  "4|vestibule in-path, trusted headers (authelia), remote profile|http://127.0.0.1:$P_VEST/_bench|id"
+  "9|nginx auth_request → vestibule verify → upstream|http://127.0.0.1:$P_NGX_AUTHV/_bench|id"
+  "10|nginx auth_request → static 200 → upstream|http://127.0.0.1:$P_NGX_AUTHS/_bench|"
+  "11|Caddy forward_auth → vestibule verify → upstream|http://127.0.0.1:$P_CADDY_AUTHV/_bench|id"
+  "12|vestibule verify endpoint, directly|http://127.0.0.1:$P_VEST/.vestibule/verify|verify"
+)
+PENDING=(
+  "5|in-path with a session cookie|pending: sessions (accounts issue)"
+  "6|in-path with a Bearer device credential|pending: device credentials"
+  "7|in-path with an opaque OAuth access token|pending: OAuth server"
+  "8|in-path with a signed assertion added|pending: signed assertions"
+)
+
+# Latency values from wrk come as 123.45us / 1.23ms / 1.02s: normalise to ms.
+to_ms() { awk -v v="$1" 'BEGIN { n=v; sub(/[a-z]+$/, "", n); u=v; sub(/^[0-9.]+/, "", u);
+  if (u=="us") n/=1000; else if (u=="s") n*=1000; printf "%.3f", n }'; }
+
+run_one() { # id url kind -> "rps p50 p99 non2xx"
+  local url=$2 kind=$3 args=()
+  case "$kind" in
+    id) args=("${ID[@]}") ;;
+    verify) args=("${ID[@]}" -H "X-Original-URI: /_bench" -H "X-Forwarded-Host: bench") ;;
+  esac
+  local out
+  out=$("${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}" "$url" 2>&1)
+  local rps p50 p99 bad total
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${bad:-0} ${total:-0}"
+}
+
+declare -A RPS P50 P99
+FAILED=0
+echo "bench: $MODE run, ${DURATION}s x $ROUNDS round(s), $CONNECTIONS connections, $THREADS wrk threads"
+for round in $(seq 1 "$ROUNDS"); do
+  # Alternate: every scenario once per round, so drift hits all alike.
+  for s in "${SCENARIOS[@]}"; do
+    IFS='|' read -r id desc url kind <<<"$s"
+    read -r rps p50 p99 bad total <<<"$(run_one "$id" "$url" "$kind")"
+    if [ -z "$rps" ] || [ "$bad" != "0" ] || [ "${total:-0}" = "0" ]; then
+      echo "bench: scenario $id ($desc) answered non-2xx ($bad of $total) or nothing" >&2
+      FAILED=1
+    fi
+    RPS[$id]+="$rps "; P50[$id]+="$p50 "; P99[$id]+="$p99 "
+    printf '  round %d  %-3s %10s req/s  p50 %7s ms  p99 %7s ms  %s\n' "$round" "$id" "$rps" "$p50" "$p99" "$desc"
+  done
+done
+
+stats() { # values... -> "median min max"
+  tr ' ' '\n' <<<"$*" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {
+    m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.0f %.0f %.0f", m, a[1], a[NR] }'
+}
+stats3() { tr ' ' '\n' <<<"$*" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {
+    m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.3f", m }'; }
+
+read -r direct _ _ <<<"$(stats ${RPS[1]})"
+read -r nginx _ _ <<<"$(stats ${RPS[2]})"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+{
+  echo "### vestibule benchmark ($MODE)"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); commit: $COMMIT"
+  echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r)"
+  echo "- wrk: $THREADS threads, $CONNECTIONS connections, ${DURATION}s per measurement, $ROUNDS round(s), scenarios alternated; pinning: $PINNING"
+  echo "- upstream: \`vestibule whoami\` \`/_bench\` (the same for every scenario); nginx $(nginx -v 2>&1 | sed 's/.*\///'), Caddy $(caddy version | awk '{print $1}')"
+  echo "- vestibule: release build, log level warn; idle RSS ${RSS_IDLE_KB} KiB; start-up to listening ${STARTUP_MS} ms"
+  echo
+  echo "| # | scenario | req/s median (min–max) | p50 ms | p99 ms | × nginx (2) | × direct (1) |"
+  echo "|---|---|---|---|---|---|---|"
+  for s in "${SCENARIOS[@]}"; do
+    IFS='|' read -r id desc url kind <<<"$s"
+    read -r med min max <<<"$(stats ${RPS[$id]})"
+    p50=$(stats3 ${P50[$id]}); p99=$(stats3 ${P99[$id]})
+    rn=$(awk -v a="$med" -v b="$nginx" 'BEGIN { printf "%.2f", (b>0)? a/b : 0 }')
+    rd=$(awk -v a="$med" -v b="$direct" 'BEGIN { printf "%.2f", (b>0)? a/b : 0 }')
+    echo "| $id | $desc | $med ($min–$max) | $p50 | $p99 | $rn | $rd |"
+  done
+  for s in "${PENDING[@]}"; do
+    IFS='|' read -r id desc why <<<"$s"
+    echo "| $id | $desc | — | — | — | — | $why |"
+  done
+} >"$TABLE"
+echo
+cat "$TABLE"
+if [ "$FAILED" -ne 0 ]; then echo "bench: some scenarios failed" >&2; exit 1; fi
+echo "bench: table written to $TABLE"

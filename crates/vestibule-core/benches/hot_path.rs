@@ -1,0 +1,110 @@
+//! Micro-benchmarks of the per-request trust decisions (see BENCHMARKS.md).
+//!
+//! Run with `cargo bench -p vestibule-core`. They measure; they assert no speed.
+
+use std::hint::black_box;
+use std::net::IpAddr;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use vestibule_core::dialect::{Dialect, Preset, ValueLimits};
+use vestibule_core::forwarded::{parse_forwarded, parse_x_forwarded_for, resolve_client_ip};
+use vestibule_core::headers::IdentityHeaders;
+use vestibule_core::net::{Peer, TrustedNetworks};
+use vestibule_core::profile::{HeaderProfile, ProfileKind};
+use vestibule_core::route::RouteTable;
+
+/// A browser request as an Authelia-fronted proxy forwards it.
+fn browser_request() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("host", "photos.example.com"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        ("accept-language", "en-GB,en;q=0.5"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("cookie", "authelia_session=abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-mode", "navigate"),
+        ("x-forwarded-for", "203.0.113.7, 10.0.0.5"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "photos.example.com"),
+        ("remote-user", "alice"),
+        ("remote-groups", "admins,users,media"),
+        ("remote-email", "alice@example.com"),
+        ("remote-name", "Alice Liddell"),
+    ] {
+        h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    h
+}
+
+fn trust_and_identity(c: &mut Criterion) {
+    let trusted = TrustedNetworks::parse(&["10.0.0.5", "fd00::5"]).unwrap();
+    let peer = Peer::tcp("::ffff:10.0.0.5".parse::<IpAddr>().unwrap());
+    let dialect = Dialect::preset(Preset::Authelia);
+    let limits = ValueLimits::default();
+    let ids = IdentityHeaders::builtin().with_names(dialect.header_names());
+    let profile = HeaderProfile::new(&ProfileKind::Remote).unwrap();
+    let headers = browser_request();
+
+    c.bench_function("trust check + dialect mapping + profile (authelia → remote)", |b| {
+        b.iter(|| {
+            let trusted = black_box(peer).is_trusted(&trusted);
+            assert!(trusted);
+            let id = dialect.extract(black_box(&headers), &limits).unwrap();
+            let mut out = black_box(&headers).clone();
+            ids.strip(&mut out);
+            let rendered = profile.render(id.as_ref());
+            black_box((out, rendered))
+        })
+    });
+
+    c.bench_function("header hygiene: identity-header check of 15 headers", |b| {
+        b.iter(|| {
+            black_box(&headers)
+                .keys()
+                .filter(|n| ids.contains(n.as_str()))
+                .count()
+        })
+    });
+}
+
+fn forwarded(c: &mut Criterion) {
+    let trusted = TrustedNetworks::parse(&["10.0.0.0/8", "127.0.0.1"]).unwrap();
+    let peer = Peer::tcp("127.0.0.1".parse().unwrap());
+    let xff: &[&[u8]] = &[b"203.0.113.7, 198.51.100.2", b"10.0.0.5, 10.1.2.3"];
+    let fwd: &[&[u8]] = &[b"for=203.0.113.7;proto=https, for=\"[2001:db8::1]:4711\", for=10.0.0.5;by=10.0.0.1"];
+    c.bench_function("X-Forwarded-For parse + resolve (4 hops)", |b| {
+        b.iter(|| {
+            let hops = parse_x_forwarded_for(black_box(xff).iter().copied());
+            resolve_client_ip(peer, &trusted, &hops)
+        })
+    });
+    c.bench_function("Forwarded (RFC 7239) parse + resolve (3 elements)", |b| {
+        b.iter(|| {
+            let hops = parse_forwarded(black_box(fwd).iter().copied());
+            resolve_client_ip(peer, &trusted, &hops)
+        })
+    });
+}
+
+fn routes(c: &mut Criterion) {
+    let table = RouteTable::new([
+        (Some("grafana.example.com"), "/"),
+        (Some("photos.example.com"), "/"),
+        (Some("photos.example.com"), "/api"),
+        (Some("photos.example.com"), "/share"),
+        (Some("*.example.com"), "/"),
+        (None, "/public"),
+        (None, "/admin"),
+        (None, "/"),
+    ])
+    .unwrap();
+    c.bench_function("route match (8 routes, every path reading)", |b| {
+        b.iter(|| table.find(black_box(Some("photos.example.com")), black_box("/api/assets/42/thumbnail")))
+    });
+}
+
+criterion_group!(benches, trust_and_identity, forwarded, routes);
+criterion_main!(benches);
