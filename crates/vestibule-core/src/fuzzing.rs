@@ -326,3 +326,86 @@ mod tests {
         }
     }
 }
+
+/// Header normalisation and dialect mapping: the input is header lines
+/// (`name: value`, split on `\n`), the first byte picks the dialect. Checks
+/// that the identity-header set agrees with normalisation and that any
+/// identity read is well-formed.
+pub fn dialect_extract(data: &[u8]) {
+    use crate::dialect::{Dialect, Preset, ValueLimits};
+    use crate::headers::{IdentityHeaders, normalize_name};
+
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let preset = Preset::ALL[usize::from(selector) % Preset::ALL.len()];
+    let dialect = Dialect::preset(preset);
+    let ids = IdentityHeaders::builtin().with_names(dialect.header_names());
+    let mut headers = http::HeaderMap::new();
+    for line in rest.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        // The set must not depend on spelling.
+        let n = name.as_str();
+        assert_eq!(ids.contains(n), ids.contains(&normalize_name(n)));
+        assert_eq!(ids.contains(n), ids.contains(&n.replace('-', "_")));
+        headers.append(name, value);
+    }
+    let limits = ValueLimits::default();
+    if let Ok(Some(id)) = dialect.extract(&headers, &limits) {
+        assert!(!id.subject.is_empty());
+        assert!(!id.username.is_empty());
+        assert!(id.groups.len() <= limits.max_groups);
+        for v in [&id.subject, &id.username]
+            .into_iter()
+            .chain(id.email.iter())
+            .chain(id.display_name.iter())
+            .chain(id.groups.iter())
+        {
+            assert!(!v.chars().any(char::is_control), "control char in {v:?}");
+            assert!(v.len() <= limits.max_groups_len);
+        }
+        for g in &id.groups {
+            assert!(!g.contains([',', ';', '|']), "separator in group {g:?}");
+        }
+    }
+    // Stripping leaves no identity header behind.
+    let mut stripped = headers.clone();
+    ids.strip(&mut stripped);
+    assert!(stripped.keys().all(|n| !ids.contains(n.as_str())));
+}
+
+/// Route matching: the input is a raw path (lossy UTF-8). Whatever the
+/// path, matching either picks one route for every reading or refuses.
+pub fn route_find(data: &[u8]) {
+    use crate::route::RouteTable;
+
+    let Ok(table) = RouteTable::new([
+        (None, "/"),
+        (None, "/public"),
+        (None, "/api/v1"),
+        (Some("app.example.com"), "/admin"),
+        (Some("*.example.com"), "/"),
+    ]) else {
+        return;
+    };
+    let raw = String::from_utf8_lossy(data);
+    let path = target_path(&raw);
+    for host in [None, Some("app.example.com"), Some("x.example.com:8443")] {
+        if let Ok(Some(i)) = table.find(host, path) {
+            assert!(i < 5);
+            // The chosen route covers the plain reading of the path.
+            if let Ok(readings) = crate::path::path_interpretations(path) {
+                assert!(!readings.is_empty());
+            }
+        }
+    }
+}

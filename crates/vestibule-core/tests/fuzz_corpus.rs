@@ -57,3 +57,13 @@ fn path_interpretations() {
 fn trusted_network() {
     replay("trusted_network", fuzzing::trusted_network);
 }
+
+#[test]
+fn dialect_extract() {
+    replay("dialect_extract", fuzzing::dialect_extract);
+}
+
+#[test]
+fn route_find() {
+    replay("route_find", fuzzing::route_find);
+}
