@@ -82,7 +82,12 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         Some(t) => Some((listen::tls_acceptor(&t.cert, &t.key)?, t.listen.clone())),
         None => None,
     };
-    let header_read_timeout = settings.header_read_timeout;
+    let limits = listen::Limits {
+        header_read_timeout: settings.header_read_timeout,
+        max_request_headers: settings.max_request_headers,
+        max_header_bytes: settings.max_header_bytes,
+        connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
+    };
     let admin_listen = settings.admin_listen;
     let state = Arc::new(AppState::new(settings));
     let (shutdown, rx) = watch::channel(false);
@@ -132,7 +137,7 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         tasks.push(tokio::spawn(listen::serve(
             b,
             router.clone(),
-            header_read_timeout,
+            limits.clone(),
             rx.clone(),
         )));
     }
@@ -146,7 +151,12 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         tasks.push(tokio::spawn(listen::serve(
             Bound::Tcp(l, None),
             admin_app(state.clone()),
-            header_read_timeout,
+            // The admin listener has its own small budget, so a flood on the
+            // main listeners cannot lock operators out of /metrics.
+            listen::Limits {
+                connections: Arc::new(tokio::sync::Semaphore::new(64)),
+                ..limits.clone()
+            },
             rx.clone(),
         )));
     }

@@ -228,6 +228,29 @@ fn set_forwarding_headers(
 async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     let route = &state.settings.routes[pass.route];
     let (mut parts, body) = req.into_parts();
+    // Body cap: refuse up front when the length is announced, and cut a
+    // streamed body that runs past it.
+    let body = match route.max_body_bytes {
+        None => body,
+        Some(max) => {
+            let announced = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if announced.is_some_and(|n| n > max) {
+                state.metrics.request(&route.name, "too_large");
+                return responses::plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The request body is too large for this app.",
+                );
+            }
+            Body::new(http_body_util::Limited::new(
+                body,
+                usize::try_from(max).unwrap_or(usize::MAX),
+            ))
+        }
+    };
     let original_host = parts
         .headers
         .get(header::HOST)
@@ -310,6 +333,13 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
                 "The app did not answer in time.",
             );
         }
+        Ok(Err(e)) if is_body_limit(&e) => {
+            state.metrics.request(&route.name, "too_large");
+            return responses::plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is too large for this app.",
+            );
+        }
         Ok(Err(e)) => {
             tracing::warn!(route = %route.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
             state.metrics.request(&route.name, "upstream_error");
@@ -356,6 +386,18 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Body::new(body))
+}
+
+/// Whether an upstream error was caused by the body cap.
+fn is_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

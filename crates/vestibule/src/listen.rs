@@ -26,8 +26,21 @@ use crate::client_identity::ConnInfo;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time open connections get to finish after shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head (line plus headers) accepted over HTTP/1.1.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most concurrent HTTP/2 streams per connection.
+const MAX_H2_STREAMS: u32 = 256;
+
+/// Per-listener protocol limits, from `[server]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time to receive a request head (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Header lines per request.
+    pub max_request_headers: usize,
+    /// Bytes per request head.
+    pub max_header_bytes: usize,
+    /// Connections served at once over all listeners sharing it.
+    pub connections: Arc<tokio::sync::Semaphore>,
+}
 
 /// A bound listener, before it serves.
 pub enum Bound {
@@ -85,15 +98,17 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_request_headers)
+        .max_buf_size(limits.max_header_bytes);
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     b
 }
 
@@ -101,12 +116,21 @@ fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
 pub async fn serve(
     bound: Bound,
     router: Router,
-    header_read_timeout: Duration,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = http_builder(header_read_timeout);
+    let builder = http_builder(&limits);
     let graceful = GracefulShutdown::new();
     loop {
+        // Take a connection slot before accepting: at the cap, clients wait
+        // in the kernel's backlog instead of costing memory here.
+        let permit = tokio::select! {
+            _ = shutdown.changed() => break,
+            p = limits.connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = accept(&bound) => match accepted {
@@ -119,6 +143,7 @@ pub async fn serve(
                             let builder = builder.clone();
                             let watcher = graceful.watcher();
                             tokio::spawn(async move {
+                                let _permit = permit;
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
                                     Ok(Ok(stream)) => {
                                         let conn = ConnInfo { peer, tls: true };
@@ -132,11 +157,11 @@ pub async fn serve(
                                 }
                             });
                         }
-                        _ => spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer, tls: false }),
+                        _ => spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer, tls: false }, permit),
                     }
                 }
                 Ok(Accepted::Unix(stream, trusted)) => {
-                    spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer: Peer::Unix { trusted }, tls: false });
+                    spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer: Peer::Unix { trusted }, tls: false }, permit);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -206,6 +231,7 @@ fn spawn_conn<I>(
     io: I,
     router: Router,
     conn: ConnInfo,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -214,6 +240,7 @@ fn spawn_conn<I>(
         .into_owned();
     let fut = graceful.watch(c);
     tokio::spawn(async move {
+        let _permit = permit;
         if let Err(e) = fut.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }

@@ -11,8 +11,8 @@ use prometheus_client::registry::Registry;
 pub struct RequestLabels {
     /// Route name, or `none`.
     pub route: String,
-    /// `forwarded`, `unauthenticated`, `forbidden`, `bad_request`, `no_route`,
-    /// `upstream_error`, `upstream_timeout`.
+    /// `forwarded`, `verified`, `unauthenticated`, `forbidden`, `bad_request`,
+    /// `no_route`, `too_large`, `upstream_error`, `upstream_timeout`.
     pub outcome: &'static str,
 }
 

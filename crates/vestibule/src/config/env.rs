@@ -19,6 +19,20 @@ pub const ENV_PREFIX: &str = "VESTIBULE_";
 /// Variables with the prefix that are not config keys.
 const NOT_KEYS: &[&str] = &["VESTIBULE_CONFIG"];
 
+/// Top-level sections of the file. A variable naming anything else is an
+/// error that names the variable (a stray `VESTIBULE_FOO` in a service's
+/// environment should say so, not "unknown field `foo`").
+const SECTIONS: &[&str] = &[
+    "server",
+    "log",
+    "source",
+    "client_ip",
+    "upstream",
+    "auth",
+    "forward_auth",
+    "route",
+];
+
 /// Applies every `VESTIBULE_…` variable in `env` to `table`.
 pub fn apply_env_overlay<I>(table: &mut toml::Table, env: I) -> Result<(), String>
 where
@@ -38,6 +52,13 @@ where
         if path.iter().any(String::is_empty) {
             return Err(format!(
                 "{key}: empty path segment (use `__` between levels)"
+            ));
+        }
+        if !SECTIONS.contains(&path[0].as_str()) {
+            return Err(format!(
+                "environment variable {key} is not a configuration key: `{}` is not a section ({}); unset it or rename it",
+                path[0],
+                SECTIONS.join(", ")
             ));
         }
         set_path(table, &path, &raw).map_err(|e| format!("{key}: {e}"))?;
@@ -163,6 +184,11 @@ mod tests {
     fn bad_paths_are_errors() {
         assert!(overlay("", &[("VESTIBULE_ROUTE__5__UPSTREAM", "x")]).is_err());
         assert!(overlay("", &[("VESTIBULE_A____B", "x")]).is_err());
-        assert!(overlay("a = 1", &[("VESTIBULE_A__B", "x")]).is_err());
+        assert!(overlay("[log]\nlevel = \"x\"", &[("VESTIBULE_LOG__LEVEL__B", "x")]).is_err());
+        let e = overlay("", &[("VESTIBULE_BIN", "/x")]).unwrap_err();
+        assert!(
+            e.contains("VESTIBULE_BIN is not a configuration key"),
+            "{e}"
+        );
     }
 }

@@ -88,6 +88,17 @@ pub struct ServerConfig {
     /// Time a client has to send its request headers. Default `"10s"`.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: HumanDuration,
+    /// Most connections served at once, over all listeners; further clients
+    /// wait in the kernel's accept queue. Default 10000.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most header lines in one request (431 beyond). Default 100.
+    #[serde(default = "default_max_request_headers")]
+    pub max_request_headers: usize,
+    /// Largest request head (request line plus headers), in bytes (431
+    /// beyond). Default 65536.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -98,8 +109,28 @@ impl Default for ServerConfig {
             tls: None,
             admin_listen: default_admin_listen(),
             header_read_timeout: default_header_read_timeout(),
+            max_connections: default_max_connections(),
+            max_request_headers: default_max_request_headers(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
+}
+
+/// Default `server.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `server.max_request_headers`.
+pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
+/// Default `server.max_header_bytes`.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 65_536;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+fn default_max_request_headers() -> usize {
+    DEFAULT_MAX_REQUEST_HEADERS
+}
+fn default_max_header_bytes() -> usize {
+    DEFAULT_MAX_HEADER_BYTES
 }
 
 fn default_listen() -> Vec<String> {
@@ -361,6 +392,9 @@ pub struct RouteConfig {
     /// Default `true`.
     #[serde(default = "yes")]
     pub preserve_host: bool,
+    /// Largest request body, in bytes; larger ones get 413. Default: no
+    /// limit (photo and video uploads can be large).
+    pub max_body_bytes: Option<u64>,
 }
 
 fn default_prefix() -> String {

@@ -91,6 +91,8 @@ pub struct RouteSettings {
     pub login_url: Option<String>,
     /// Send the client's `Host` upstream.
     pub preserve_host: bool,
+    /// Request body cap.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Which forwarding header gives the client address.
@@ -115,6 +117,12 @@ pub struct Settings {
     pub admin_listen: Option<SocketAddr>,
     /// Slowloris guard.
     pub header_read_timeout: Duration,
+    /// Connection cap over all listeners.
+    pub max_connections: usize,
+    /// Header line cap per request.
+    pub max_request_headers: usize,
+    /// Request head size cap.
+    pub max_header_bytes: usize,
     /// Log format is JSON.
     pub log_json: bool,
     /// Log filter.
@@ -288,6 +296,34 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             );
         }
     }
+    for (key, v, lo, hi) in [
+        (
+            "server.max_connections",
+            file.server.max_connections,
+            1,
+            1_000_000,
+        ),
+        (
+            "server.max_request_headers",
+            file.server.max_request_headers,
+            8,
+            1000,
+        ),
+        (
+            "server.max_header_bytes",
+            file.server.max_header_bytes,
+            8192,
+            1 << 20,
+        ),
+    ] {
+        if !(lo..=hi).contains(&v) {
+            c.error(
+                key,
+                format!("{v} is outside {lo}..={hi}"),
+                "keep the default unless a client needs more",
+            );
+        }
+    }
     let log_json = match file.log.format.as_str() {
         "text" => false,
         "json" => true,
@@ -411,6 +447,9 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             tls,
             admin_listen,
             header_read_timeout: file.server.header_read_timeout.0,
+            max_connections: file.server.max_connections,
+            max_request_headers: file.server.max_request_headers,
+            max_header_bytes: file.server.max_header_bytes,
             log_json,
             log_level: file.log.level.clone(),
             header_source,
@@ -729,6 +768,7 @@ fn route(
         profile: profile?,
         login_url: r.login_url.clone().or_else(|| file.auth.login_url.clone()),
         preserve_host: r.preserve_host,
+        max_body_bytes: r.max_body_bytes,
     })
 }
 
@@ -1114,5 +1154,31 @@ name = "app"
         assert!(s.is_some());
         assert!(d.iter().all(|d| d.severity == Severity::Warning));
         assert!(d[0].message.contains("ANY"));
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::config::parse_with_env;
+
+    #[test]
+    fn server_limits_are_bounded() {
+        for (line, key) in [
+            ("max_connections = 0", "server.max_connections"),
+            ("max_request_headers = 2", "server.max_request_headers"),
+            ("max_header_bytes = 100", "server.max_header_bytes"),
+        ] {
+            let text = format!(
+                "[server]\n{line}\n[[route]]\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n"
+            );
+            let (s, d) = validate(&parse_with_env(&text, std::iter::empty()).unwrap());
+            assert!(s.is_none());
+            assert!(
+                d.iter()
+                    .any(|d| d.key == key && d.severity == Severity::Error),
+                "{d:#?}"
+            );
+        }
     }
 }

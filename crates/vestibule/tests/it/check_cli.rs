@@ -43,7 +43,10 @@ fn warnings_exit_1_only_with_strict() {
     let cfg = CLEAN.replace("10.0.0.5", "172.17.0.0/16");
     let (code, out) = run(&["check"], &cfg, &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("warning: source.headers.trusted_proxies[0]"), "{out}");
+    assert!(
+        out.contains("warning: source.headers.trusted_proxies[0]"),
+        "{out}"
+    );
     assert!(out.contains("fix:"), "{out}");
     let (code, _) = run(&["check", "--strict"], &cfg, &[]);
     assert_eq!(code, 1);
@@ -54,7 +57,10 @@ fn errors_exit_2_with_key_and_fix() {
     let cfg = CLEAN.replace("[\"10.0.0.5\"]", "[\"0.0.0.0/0\"]");
     let (code, out) = run(&["check"], &cfg, &[]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("error: source.headers.trusted_proxies"), "{out}");
+    assert!(
+        out.contains("error: source.headers.trusted_proxies"),
+        "{out}"
+    );
     assert!(out.contains("dangerously_trust_any_peer"), "{out}");
 }
 
@@ -82,10 +88,17 @@ fn environment_overrides_the_file() {
     let (code, out) = run(
         &["check"],
         &cfg,
-        &[("VESTIBULE_SOURCE__HEADERS__TRUSTED_PROXIES", "[\"10.0.0.7\"]")],
+        &[(
+            "VESTIBULE_SOURCE__HEADERS__TRUSTED_PROXIES",
+            "[\"10.0.0.7\"]",
+        )],
     );
     assert_eq!(code, 0, "{out}");
-    let (code, out) = run(&["check"], CLEAN, &[("VESTIBULE_ROUTE__0__AUTH", "sometimes")]);
+    let (code, out) = run(
+        &["check"],
+        CLEAN,
+        &[("VESTIBULE_ROUTE__0__AUTH", "sometimes")],
+    );
     assert_eq!(code, 2);
     assert!(out.contains("route[0].auth"), "{out}");
 }

@@ -6,6 +6,7 @@
 
 mod check_cli;
 mod identity;
+mod limits;
 mod proxy;
 mod readme;
 mod support;

@@ -76,10 +76,18 @@ impl Gateway {
         while addr.is_none() || (admin.is_none() && !config.contains("admin_listen = \"\"")) {
             let line = tokio::time::timeout_at(deadline, lines.next_line())
                 .await
-                .unwrap_or_else(|_| panic!("gateway did not start: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "gateway did not start: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    )
+                })
                 .unwrap();
             let Some(line) = line else {
-                panic!("gateway exited: {}", std::fs::read_to_string(&stderr_path).unwrap_or_default());
+                panic!(
+                    "gateway exited: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
             };
             if let Some(a) = line.strip_prefix("vestibule: listening on http://") {
                 addr.get_or_insert(a.parse().unwrap());
@@ -136,8 +144,13 @@ impl Raw {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): status {} body {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): status {} body {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     /// Header pairs whoami reported, lowercased names.
@@ -154,7 +167,12 @@ impl Raw {
     /// Connects from `from` (a loopback address) to `addr`.
     pub async fn connect(addr: SocketAddr, from: &str) -> TcpStream {
         let from: IpAddr = from.parse().unwrap();
-        let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.unwrap();
+        let sock = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .unwrap();
         sock.bind(SocketAddr::new(from, 0)).unwrap();
         sock.connect(addr).await.unwrap()
     }
@@ -193,16 +211,34 @@ impl Raw {
         let chunked = headers
             .iter()
             .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-        let body = if chunked { dechunk(raw_body) } else { raw_body.to_vec() };
-        Raw { status, headers, body }
+        let body = if chunked {
+            dechunk(raw_body)
+        } else {
+            raw_body.to_vec()
+        };
+        Raw {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..eol])
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -233,5 +269,7 @@ pub fn authelia() -> String {
 }
 
 pub fn route(name: &str, prefix: &str, upstream: SocketAddr, extra: &str) -> String {
-    format!("[[route]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"http://{upstream}\"\n{extra}\n")
+    format!(
+        "[[route]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"http://{upstream}\"\n{extra}\n"
+    )
 }

@@ -1,0 +1,320 @@
+// geOrchestra's pre-authentication contract, as produced by the Apache
+// mod_auth_mellon configuration of docs/integrations/georchestra-mellon.md.
+// No SAML IdP can run here, so the test plays Apache: it sends vestibule the
+// headers that configuration produces and checks what the app receives. The
+// vestibule configuration is the page's ```toml block, byte for byte.
+//
+// Run: E2E_VESTIBULE_BIN=/abs/path/to/vestibule node --test georchestra.test.mjs
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const DOC = path.join(HERE, '..', '..', 'docs', 'integrations', 'georchestra-mellon.md');
+
+const VESTIBULE_PORT = 18792;
+const WHOAMI_PORT = 18793;
+const VESTIBULE = `http://127.0.0.1:${VESTIBULE_PORT}`;
+
+// The SAML user, as the IdP would describe them.
+const USER = {
+  username: 'zoe.oster@example.org',
+  email: 'zoe.oster@example.org',
+  firstname: 'Zoë',
+  lastname: 'Øster',
+  org: 'Région Sud',
+  roles: ['ROLE_USER', 'ROLE_GN_EDITOR'],
+};
+
+/** Apache's `{base64}%{base64:…}`: the prefix and padded standard base64 of UTF-8. */
+const b64 = (s) => `{base64}${Buffer.from(s, 'utf8').toString('base64')}`;
+
+/** What the doc's Apache config sends for USER (see its RequestHeader set lines). */
+function preauthHeaders() {
+  return [
+    ['sec-georchestra-preauthenticated', 'true'],
+    ['preauth-username', USER.username],
+    ['preauth-email', USER.email],
+    ['preauth-firstname', b64(USER.firstname)],
+    ['preauth-lastname', b64(USER.lastname)],
+    ['preauth-org', b64(USER.org)],
+    ['preauth-roles', USER.roles.join(';')],
+    ['preauth-provider', 'renater'],
+    ['preauth-provider-id', USER.username],
+  ];
+}
+
+// ---------------------------------------------------------------- helpers
+
+function vestibuleBin() {
+  const bin = process.env.E2E_VESTIBULE_BIN;
+  if (!bin) {
+    throw new Error('E2E_VESTIBULE_BIN is not set: build with `cargo build -p vestibule --bin vestibule` '
+      + 'and set E2E_VESTIBULE_BIN to the absolute path of target/debug/vestibule');
+  }
+  if (!fs.existsSync(bin)) {
+    throw new Error(`E2E_VESTIBULE_BIN=${bin} does not exist: build it with \`cargo build -p vestibule --bin vestibule\``);
+  }
+  return bin;
+}
+
+/**
+ * The environment for vestibule: without `VESTIBULE_*` variables, which
+ * vestibule reads as configuration keys (`E2E_VESTIBULE_BIN` would be the
+ * unknown key `bin`, and `serve` would refuse to start).
+ */
+function vestibuleEnv() {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_')));
+  env.RUST_LOG ??= 'info';
+  return env;
+}
+
+/** The body of the first ```lang fenced block of a Markdown file, exactly. */
+function fencedBlock(file, lang) {
+  const text = fs.readFileSync(file, 'utf8');
+  const re = new RegExp('^```' + lang + '\\n([\\s\\S]*?)^```$', 'm');
+  const m = re.exec(text);
+  if (!m) throw new Error(`${file}: no \`\`\`${lang} block`);
+  return m[1];
+}
+
+const children = [];
+
+function start(name, cmd, args, opts = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  const rec = { name, child, out: '', exited: null };
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (d) => { rec.out += d; });
+  child.stderr.on('data', (d) => { rec.out += d; });
+  child.on('exit', (code, signal) => { rec.exited = { code, signal }; });
+  child.on('error', (e) => { rec.out += `\nspawn error: ${e.message}`; rec.exited = { error: e }; });
+  children.push(rec);
+  return rec;
+}
+
+const sleep = (ms) => new Promise((r) => { setTimeout(r, ms).unref(); });
+
+async function waitForOutput(rec, text, ms = 15000) {
+  const end = Date.now() + ms;
+  while (!rec.out.includes(text)) {
+    if (rec.exited) throw new Error(`${rec.name} exited (${JSON.stringify(rec.exited)}):\n${rec.out}`);
+    if (Date.now() > end) throw new Error(`${rec.name}: no "${text}" after ${ms} ms:\n${rec.out}`);
+    await sleep(50);
+  }
+}
+
+/** Fails unless nothing listens on `port` yet (a leftover would answer instead). */
+async function assertPortFree(port) {
+  const open = await new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+  if (open) throw new Error(`127.0.0.1:${port} is already in use: stop whatever listens there (a leftover test run?)`);
+}
+
+/** One request with node:http; `headers` is a list of [name, value] pairs sent as given. */
+function request(url, { headers = [], localAddress } = {}) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const flat = ['Host', u.host, 'Accept', 'application/json'];
+    // node:http writes header values as latin1: pass UTF-8 bytes through it.
+    for (const [n, v] of headers) flat.push(n, Buffer.from(v, 'utf8').toString('latin1'));
+    const req = http.request({
+      host: u.hostname,
+      port: u.port,
+      path: u.pathname + u.search,
+      headers: flat,
+      localAddress,
+      agent: false,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.setTimeout(10000, () => req.destroy(new Error(`timeout: GET ${url}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** whoami's JSON: every header line as received, by lowercased name. */
+function seen(res) {
+  assert.equal(res.status, 200, `expected 200, got ${res.status}: ${res.body.slice(0, 500)}`);
+  const body = JSON.parse(res.body);
+  const m = new Map();
+  for (const [n, v] of body.headers) {
+    const k = n.toLowerCase();
+    if (!m.has(k)) m.set(k, []);
+    m.get(k).push(v);
+  }
+  return {
+    body,
+    headers: m,
+    /** The single value of `name` (fails if sent more than once). */
+    one(name) {
+      const v = m.get(name);
+      if (v === undefined) return undefined;
+      assert.equal(v.length, 1, `${name} sent ${v.length} times: ${JSON.stringify(v)}`);
+      return v[0];
+    },
+  };
+}
+
+/** No identity reached the app: every sec-* value vestibule sets is empty, no preauth-* at all. */
+function assertAnonymous(s, why) {
+  for (const h of ['sec-username', 'sec-email', 'sec-firstname', 'sec-lastname', 'sec-org', 'sec-roles']) {
+    assert.equal(s.one(h) ?? '', '', `${why}: ${h} must be empty, got ${JSON.stringify(s.headers.get(h))}`);
+  }
+  for (const name of s.headers.keys()) {
+    assert.ok(!/^(preauth[-_]|sec[-_]georchestra)/.test(name), `${why}: ${name} reached the app`);
+  }
+  for (const [n, v] of s.body.identity) {
+    if (n === 'sec-proxy') continue;
+    assert.equal(v, '', `${why}: identity header ${n}=${v} reached the app`);
+  }
+}
+
+// ---------------------------------------------------------------- set-up
+
+let dir;
+let failed = false;
+
+before(async () => {
+  try {
+    await setUp();
+  } catch (e) {
+    failed = true;
+    throw e;
+  }
+});
+
+async function setUp() {
+  const bin = vestibuleBin();
+  for (const port of [VESTIBULE_PORT, WHOAMI_PORT]) await assertPortFree(port);
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vestibule-e2e-georchestra-'));
+  fs.writeFileSync(path.join(dir, 'vestibule.toml'), fencedBlock(DOC, 'toml'));
+  const whoami = start('whoami', bin, ['whoami', '--listen', `127.0.0.1:${WHOAMI_PORT}`], { env: vestibuleEnv() });
+  const vestibule = start('vestibule', bin, ['serve', '--config', path.join(dir, 'vestibule.toml')], { env: vestibuleEnv() });
+  await waitForOutput(whoami, `whoami: listening on http://127.0.0.1:${WHOAMI_PORT}`);
+  await waitForOutput(vestibule, `vestibule: listening on http://127.0.0.1:${VESTIBULE_PORT}`);
+}
+
+after(async () => {
+  for (const rec of children) if (!rec.exited) rec.child.kill('SIGTERM');
+  const end = Date.now() + 5000;
+  while (children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
+  for (const rec of children) if (!rec.exited) rec.child.kill('SIGKILL');
+  if (failed) for (const rec of children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const t = (name, fn) => test(name, async (ctx) => {
+  try { await fn(ctx); } catch (e) { failed = true; throw e; }
+});
+
+// ---------------------------------------------------------------- tests
+
+t('the doc\'s configuration uses the georchestra dialect and profile and passes `check --strict`', () => {
+  const toml = fencedBlock(DOC, 'toml');
+  assert.match(toml, /^dialect = "georchestra"$/m);
+  assert.match(toml, /^profile = "georchestra"$/m);
+  assert.match(toml, /^trusted_proxies = \["127\.0\.0\.1"\]$/m);
+  const r = spawnSync(vestibuleBin(), ['check', '--strict', '--config', path.join(dir, 'vestibule.toml')], {
+    env: vestibuleEnv(), encoding: 'utf8', timeout: 10000,
+  });
+  assert.equal(r.status, 0, `vestibule check --strict: exit ${r.status}\n${r.stderr}`);
+});
+
+t('from the trusted front, preauth-* becomes geOrchestra sec-* headers', async () => {
+  const s = seen(await request(`${VESTIBULE}/geonetwork/srv/eng/catalog.search`, {
+    headers: preauthHeaders(),
+    localAddress: '127.0.0.1',
+  }));
+  assert.equal(s.body.uri, '/geonetwork/srv/eng/catalog.search');
+  assert.equal(s.one('sec-username'), USER.username);
+  assert.equal(s.one('sec-email'), USER.email);
+  // Non-ASCII values go out as {base64} + padded standard base64 of UTF-8.
+  assert.equal(s.one('sec-firstname'), '{base64}Wm/Dqw==');
+  assert.equal(s.one('sec-firstname'), b64(USER.firstname));
+  assert.equal(s.one('sec-lastname'), b64(USER.lastname));
+  assert.equal(s.one('sec-org'), b64(USER.org));
+  assert.equal(s.one('sec-roles'), USER.roles.join(';'));
+  assert.equal(s.one('sec-proxy'), 'true');
+  // The input contract itself is not passed on.
+  for (const name of s.headers.keys()) {
+    assert.ok(!/^(preauth[-_]|sec[-_]georchestra)/.test(name), `${name} reached the app`);
+  }
+});
+
+t('ASCII values are sent plain, and unpadded {base64} input is accepted', async () => {
+  const headers = preauthHeaders().map(([n, v]) => {
+    if (n === 'preauth-firstname') return [n, '{base64}UGllcnJl']; // "Pierre", no padding needed
+    if (n === 'preauth-lastname') return [n, '{base64}Wm/Dqw']; // Zoë, without the == padding
+    if (n === 'preauth-org') return [n, 'geOrchestra'];
+    return [n, v];
+  });
+  const s = seen(await request(`${VESTIBULE}/`, { headers, localAddress: '127.0.0.1' }));
+  assert.equal(s.one('sec-firstname'), 'Pierre');
+  assert.equal(s.one('sec-lastname'), '{base64}Wm/Dqw==');
+  assert.equal(s.one('sec-org'), 'geOrchestra');
+});
+
+t('client-sent sec-* headers never reach the app, even through the trusted front', async () => {
+  const s = seen(await request(`${VESTIBULE}/console/`, {
+    headers: [
+      ...preauthHeaders(),
+      ['sec-username', 'admin'],
+      ['sec_roles', 'ROLE_SUPERUSER'],
+      ['Sec-Org', 'evil'],
+      ['sec-json-user', 'eyJ1c2VybmFtZSI6ImFkbWluIn0='],
+    ],
+    localAddress: '127.0.0.1',
+  }));
+  assert.equal(s.one('sec-username'), USER.username);
+  assert.equal(s.one('sec-roles'), USER.roles.join(';'));
+  assert.equal(s.one('sec-org'), b64(USER.org));
+  assert.ok(!s.headers.has('sec_roles'), 'sec_roles reached the app');
+  assert.ok(!s.headers.has('sec-json-user'), 'sec-json-user reached the app');
+});
+
+t('the same headers from an untrusted address yield no identity', async () => {
+  const s = seen(await request(`${VESTIBULE}/geonetwork/`, {
+    headers: [...preauthHeaders(), ['sec-username', 'admin'], ['preauth_username', 'admin']],
+    localAddress: '127.0.0.2',
+  }));
+  assertAnonymous(s, 'from 127.0.0.2');
+  assert.equal(s.one('sec-proxy'), 'true');
+});
+
+t('preauth-* without the `true` marker yields no identity', async () => {
+  const without = preauthHeaders().filter(([n]) => n !== 'sec-georchestra-preauthenticated');
+  assertAnonymous(seen(await request(`${VESTIBULE}/`, { headers: without, localAddress: '127.0.0.1' })), 'no marker');
+
+  const wrong = [['sec-georchestra-preauthenticated', 'false'], ...without];
+  assertAnonymous(seen(await request(`${VESTIBULE}/`, { headers: wrong, localAddress: '127.0.0.1' })), 'marker false');
+
+  const encoded = [['sec-georchestra-preauthenticated', b64('true')], ...without];
+  assertAnonymous(seen(await request(`${VESTIBULE}/`, { headers: encoded, localAddress: '127.0.0.1' })), 'marker {base64}');
+});
+
+t('the trusted front sending a header twice or under two spellings is refused', async () => {
+  const twice = await request(`${VESTIBULE}/`, {
+    headers: [...preauthHeaders(), ['preauth_username', 'admin']],
+    localAddress: '127.0.0.1',
+  });
+  assert.equal(twice.status, 400, `two spellings: ${twice.status} ${twice.body.slice(0, 300)}`);
+  const comma = await request(`${VESTIBULE}/`, {
+    headers: preauthHeaders().map(([n, v]) => (n === 'preauth-roles' ? [n, 'ROLE_USER;ROLE_A,ROLE_B'] : [n, v])),
+    localAddress: '127.0.0.1',
+  });
+  assert.equal(comma.status, 400, `role with a comma: ${comma.status} ${comma.body.slice(0, 300)}`);
+});
