@@ -19,11 +19,20 @@ fn browser_request() -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in [
         ("host", "photos.example.com"),
-        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
-        ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        (
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
         ("accept-language", "en-GB,en;q=0.5"),
         ("accept-encoding", "gzip, deflate, br"),
-        ("cookie", "authelia_session=abcdefghijklmnopqrstuvwxyz0123456789"),
+        (
+            "cookie",
+            "authelia_session=abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
         ("sec-fetch-dest", "document"),
         ("sec-fetch-mode", "navigate"),
         ("x-forwarded-for", "203.0.113.7, 10.0.0.5"),
@@ -48,17 +57,20 @@ fn trust_and_identity(c: &mut Criterion) {
     let profile = HeaderProfile::new(&ProfileKind::Remote).unwrap();
     let headers = browser_request();
 
-    c.bench_function("trust check + dialect mapping + profile (authelia → remote)", |b| {
-        b.iter(|| {
-            let trusted = black_box(peer).is_trusted(&trusted);
-            assert!(trusted);
-            let id = dialect.extract(black_box(&headers), &limits).unwrap();
-            let mut out = black_box(&headers).clone();
-            ids.strip(&mut out);
-            let rendered = profile.render(id.as_ref());
-            black_box((out, rendered))
-        })
-    });
+    c.bench_function(
+        "trust check + dialect mapping + profile (authelia → remote)",
+        |b| {
+            b.iter(|| {
+                let trusted = black_box(peer).is_trusted(&trusted);
+                assert!(trusted);
+                let id = dialect.extract(black_box(&headers), &limits).unwrap();
+                let mut out = black_box(&headers).clone();
+                ids.strip(&mut out);
+                let rendered = profile.render(id.as_ref());
+                black_box((out, rendered))
+            })
+        },
+    );
 
     c.bench_function("header hygiene: identity-header check of 15 headers", |b| {
         b.iter(|| {
@@ -74,7 +86,8 @@ fn forwarded(c: &mut Criterion) {
     let trusted = TrustedNetworks::parse(&["10.0.0.0/8", "127.0.0.1"]).unwrap();
     let peer = Peer::tcp("127.0.0.1".parse().unwrap());
     let xff: &[&[u8]] = &[b"203.0.113.7, 198.51.100.2", b"10.0.0.5, 10.1.2.3"];
-    let fwd: &[&[u8]] = &[b"for=203.0.113.7;proto=https, for=\"[2001:db8::1]:4711\", for=10.0.0.5;by=10.0.0.1"];
+    let fwd: &[&[u8]] =
+        &[b"for=203.0.113.7;proto=https, for=\"[2001:db8::1]:4711\", for=10.0.0.5;by=10.0.0.1"];
     c.bench_function("X-Forwarded-For parse + resolve (4 hops)", |b| {
         b.iter(|| {
             let hops = parse_x_forwarded_for(black_box(xff).iter().copied());
@@ -102,7 +115,12 @@ fn routes(c: &mut Criterion) {
     ])
     .unwrap();
     c.bench_function("route match (8 routes, every path reading)", |b| {
-        b.iter(|| table.find(black_box(Some("photos.example.com")), black_box("/api/assets/42/thumbnail")))
+        b.iter(|| {
+            table.find(
+                black_box(Some("photos.example.com")),
+                black_box("/api/assets/42/thumbnail"),
+            )
+        })
     });
 }
 

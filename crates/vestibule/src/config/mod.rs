@@ -117,11 +117,11 @@ impl Default for ServerConfig {
 }
 
 /// Default `server.max_connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10000;
 /// Default `server.max_request_headers`.
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 /// Default `server.max_header_bytes`.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 65_536;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 65536;
 
 fn default_max_connections() -> usize {
     DEFAULT_MAX_CONNECTIONS

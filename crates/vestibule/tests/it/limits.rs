@@ -189,7 +189,7 @@ async fn request_smuggling_is_refused_or_normalised() {
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\nabcd{smuggled}"
         ),
         // An obs-folded header (RFC 9112 §5.2: reject).
-        format!("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n Remote-User: admin\r\n\r\n"),
+        "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n Remote-User: admin\r\n\r\n".to_owned(),
     ] {
         let r = Raw::send(gw.addr, UNTRUSTED, req.as_bytes()).await;
         // Either refused outright, or framed by Transfer-Encoding only (RFC

@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, dead_code)]
 
 mod check_cli;
+mod frontends;
 mod identity;
 mod limits;
 mod proxy;
