@@ -4,6 +4,7 @@
 
 #![allow(unreachable_pub, dead_code)]
 
+mod advisories;
 mod check_cli;
 mod frontends;
 mod identity;
