@@ -6,6 +6,7 @@
 //! normalised name: ASCII-lowercased, with `_` read as `-`.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use http::{HeaderMap, HeaderName};
 
@@ -85,11 +86,37 @@ const BUILTIN_PREFIXES: &[&str] = &[
     "x-goog-authenticated-",
 ];
 
+/// FNV-1a: a fast hash for a small, fixed set of short keys. Only lookups of
+/// request header names hit this set; nothing a client sends is inserted, so
+/// hash flooding does not apply.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type NameSet = HashSet<String, BuildHasherDefault<Fnv>>;
+
 /// The set of header names that carry identity and so must never reach an
 /// app unless vestibule put them there.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
-    exact: HashSet<String>,
+    exact: NameSet,
     prefixes: Vec<String>,
 }
 

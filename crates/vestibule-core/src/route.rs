@@ -195,6 +195,11 @@ impl RouteTable {
     /// `None`), `raw_path` the request path without the query.
     pub fn find(&self, host: Option<&str>, raw_path: &str) -> Result<Option<usize>, MatchError> {
         let host = host.map(normalize_host).unwrap_or_default();
+        if is_plain_path(raw_path) {
+            // Nothing to decode, no parameters, no empty or dot segments:
+            // the path has exactly one reading, itself.
+            return Ok(self.find_one(&host, raw_path));
+        }
         let readings = path_interpretations(raw_path).map_err(MatchError::BadPath)?;
         let mut chosen: Option<Option<usize>> = None;
         for reading in &readings {
@@ -207,6 +212,46 @@ impl RouteTable {
         }
         Ok(chosen.flatten())
     }
+}
+
+/// Whether `path` has exactly one reading: it starts with `/`, has only
+/// unreserved characters and sub-delimiters other than `;`, no `%`, no `\\`,
+/// no empty segment (`//`) and no `.` or `..` segment.
+fn is_plain_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let ok_byte = |c: u8| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'/' | b'-'
+                    | b'_'
+                    | b'~'
+                    | b'.'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            )
+    };
+    if !b.iter().all(|&c| ok_byte(c)) {
+        return false;
+    }
+    path[1..].split('/').enumerate().all(|(i, seg)| {
+        // A trailing slash gives one empty last segment, which is fine.
+        let last = i == path[1..].split('/').count() - 1;
+        !(seg == "." || seg == ".." || (seg.is_empty() && !last))
+    })
 }
 
 #[cfg(test)]
@@ -273,6 +318,28 @@ mod tests {
         assert_eq!(t.find(None, "/public/../admin").unwrap(), Some(0));
         assert_eq!(t.find(None, "/public/%2e%2e/admin").unwrap(), Some(0));
         assert_eq!(t.find(None, "/public/x").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn plain_paths_take_the_fast_path_and_agree_with_the_slow_one() {
+        for p in ["/", "/a", "/a/b/", "/api/v1/items-42_x~y.json", "/a:b@c"] {
+            assert!(is_plain_path(p), "{p}");
+            assert_eq!(path_interpretations(p).unwrap(), vec![p.to_owned()], "{p}");
+        }
+        for p in [
+            "", "a", "//", "/a//b", "/./a", "/a/..", "/a/../b", "/a%2Fb", "/a;b", "/a\\b", "/é",
+        ] {
+            assert!(!is_plain_path(p), "{p}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_path_is_exact(path in "/[a-z./;%2F-]{0,12}") {
+            if is_plain_path(&path) {
+                proptest::prop_assert_eq!(path_interpretations(&path).unwrap(), vec![path.clone()]);
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,6 @@ use vestibule_core::dialect::IdentityError;
 use vestibule_core::identity::Identity;
 
 use crate::client_identity::ClientContext;
-use crate::metrics::AuthLabels;
 use crate::state::AppState;
 
 /// Authenticates a request from its headers.
@@ -21,32 +20,19 @@ pub fn authenticate(
     let Some(source) = &state.settings.header_source else {
         return Ok(None);
     };
+    let counters = &state.header_auth;
     if !ctx.trusted_for_identity {
         note_spoof_attempt(state, ctx, headers);
-        count(state, "anonymous");
+        counters.anonymous.inc();
         return Ok(None);
     }
     let result = source.dialect.extract(headers, &source.limits);
-    count(
-        state,
-        match &result {
-            Ok(Some(_)) => "authenticated",
-            Ok(None) => "anonymous",
-            Err(_) => "rejected",
-        },
-    );
+    match &result {
+        Ok(Some(_)) => counters.authenticated.inc(),
+        Ok(None) => counters.anonymous.inc(),
+        Err(_) => counters.rejected.inc(),
+    };
     result
-}
-
-fn count(state: &AppState, result: &'static str) {
-    state
-        .metrics
-        .auth_decisions
-        .get_or_create(&AuthLabels {
-            source: "headers",
-            result,
-        })
-        .inc();
 }
 
 fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap) {

@@ -21,7 +21,6 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
 use crate::client_identity::{ClientContext, ConnInfo};
-use crate::metrics::RouteLabel;
 use crate::pipeline::{Pass, RequestView, decide, ip_for_log};
 use crate::responses;
 use crate::state::AppState;
@@ -64,22 +63,30 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
     };
     match decide(&state, conn, view) {
         Ok(pass) => {
-            let route_name = state.settings.routes[pass.route].name.clone();
-            let user = pass.identity.as_ref().map(|i| i.username.clone());
-            let client_ip = pass.ctx.client_ip;
-            let method = req.method().clone();
-            let path = req.uri().path().to_owned();
+            // Build the access-log fields only when the line will be written.
+            let log =
+                tracing::enabled!(target: "vestibule::access", tracing::Level::INFO).then(|| {
+                    (
+                        pass.route,
+                        pass.identity.as_ref().map(|i| i.username.clone()),
+                        pass.ctx.client_ip,
+                        req.method().clone(),
+                        req.uri().path().to_owned(),
+                    )
+                });
             let resp = forward(&state, pass, req).await;
-            tracing::info!(
-                target: "vestibule::access",
-                route = %route_name,
-                method = %method,
-                path = %path,
-                status = resp.status().as_u16(),
-                user = user.as_deref().unwrap_or("-"),
-                client_ip = %ip_for_log(client_ip),
-                ms = started.elapsed().as_millis() as u64,
-            );
+            if let Some((route, user, client_ip, method, path)) = log {
+                tracing::info!(
+                    target: "vestibule::access",
+                    route = %state.settings.routes[route].name,
+                    method = %method,
+                    path = %path,
+                    status = resp.status().as_u16(),
+                    user = user.as_deref().unwrap_or("-"),
+                    client_ip = %ip_for_log(client_ip),
+                    ms = started.elapsed().as_millis() as u64,
+                );
+            }
             resp
         }
         Err((refusal, ctx)) => {
@@ -317,13 +324,8 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         state.client.request(upstream_req),
     )
     .await;
-    state
-        .metrics
-        .upstream_duration
-        .get_or_create(&RouteLabel {
-            route: route.name.clone(),
-        })
-        .observe(sent.elapsed().as_secs_f64());
+    let hot = &state.route_metrics[pass.route];
+    hot.upstream.observe(sent.elapsed().as_secs_f64());
     let mut resp = match result {
         Err(_) => {
             tracing::warn!(route = %route.name, timeout = ?state.settings.response_timeout, "upstream did not answer in time");
@@ -347,7 +349,7 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         }
         Ok(Ok(resp)) => resp,
     };
-    state.metrics.request(&route.name, "forwarded");
+    hot.forwarded.inc();
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {

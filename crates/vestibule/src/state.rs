@@ -7,8 +7,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::config::Settings;
-use crate::metrics::Metrics;
+use crate::metrics::{AuthLabels, Metrics, RequestLabels, RouteLabel};
 use crate::ratelimited_log::RateLimitedLog;
 
 /// The pooled upstream client.
@@ -24,17 +27,82 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Gate for the "untrusted peer sent identity headers" warning.
     pub spoof_log: RateLimitedLog,
+    /// Per-route metric handles, by route index, created once so the hot
+    /// path increments an atomic instead of hashing labels.
+    pub route_metrics: Vec<RouteMetrics>,
+    /// Handles of `vestibule_auth_decisions_total{source="headers"}`.
+    pub header_auth: AuthCounters,
+}
+
+/// The hot metrics of one route.
+pub struct RouteMetrics {
+    /// `outcome="forwarded"`.
+    pub forwarded: Counter,
+    /// `outcome="verified"`.
+    pub verified: Counter,
+    /// `vestibule_upstream_duration_seconds{route}`.
+    pub upstream: Histogram,
+}
+
+/// Authentication decision counters of one source.
+pub struct AuthCounters {
+    /// `result="authenticated"`.
+    pub authenticated: Counter,
+    /// `result="anonymous"`.
+    pub anonymous: Counter,
+    /// `result="rejected"`.
+    pub rejected: Counter,
 }
 
 impl AppState {
     /// Builds the state (and the upstream pool) from settings.
     pub fn new(settings: Settings) -> Self {
         let client = upstream_client(settings.connect_timeout, settings.pool_idle_timeout, None);
+        let metrics = Metrics::new();
+        let request = |route: &str, outcome: &'static str| {
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        let route_metrics = settings
+            .routes
+            .iter()
+            .map(|r| RouteMetrics {
+                forwarded: request(&r.name, "forwarded"),
+                verified: request(&r.name, "verified"),
+                upstream: metrics
+                    .upstream_duration
+                    .get_or_create(&RouteLabel {
+                        route: r.name.clone(),
+                    })
+                    .clone(),
+            })
+            .collect();
+        let auth = |result: &'static str| {
+            metrics
+                .auth_decisions
+                .get_or_create(&AuthLabels {
+                    source: "headers",
+                    result,
+                })
+                .clone()
+        };
+        let header_auth = AuthCounters {
+            authenticated: auth("authenticated"),
+            anonymous: auth("anonymous"),
+            rejected: auth("rejected"),
+        };
         Self {
             settings,
             client,
-            metrics: Metrics::new(),
+            metrics,
             spoof_log: RateLimitedLog::new(Duration::from_secs(10)),
+            route_metrics,
+            header_auth,
         }
     }
 }

@@ -127,7 +127,7 @@ pub async fn verify(
     match decide(&state, conn, view) {
         Ok(pass) => {
             let route = &state.settings.routes[pass.route];
-            state.metrics.request(&route.name, "verified");
+            state.route_metrics[pass.route].verified.inc();
             tracing::info!(
                 target: "vestibule::access",
                 route = %route.name,
