@@ -529,6 +529,7 @@ impl Dialect {
             groups,
             org: take(&mut decoded, Field::Org),
             provider: take(&mut decoded, Field::Provider),
+            roles: Vec::new(),
         }))
     }
 }

@@ -27,6 +27,8 @@ pub struct Identity {
     pub org: Option<String>,
     /// Upstream identity provider name (geOrchestra `preauth-provider`).
     pub provider: Option<String>,
+    /// Roles granted by the operator's group-to-role mapping.
+    pub roles: Vec<String>,
 }
 
 impl Identity {

@@ -24,6 +24,8 @@ pub struct RoutePolicy {
     pub allow_users: Vec<String>,
     /// Groups allowed.
     pub allow_groups: Vec<String>,
+    /// Roles allowed.
+    pub allow_roles: Vec<String>,
 }
 
 /// The outcome of [`RoutePolicy::evaluate`].
@@ -43,13 +45,20 @@ pub enum Decision {
 impl RoutePolicy {
     /// Whether `id` passes the allow lists (exact, case-sensitive matches).
     pub fn allows(&self, id: &Identity) -> bool {
-        if self.allow_users.is_empty() && self.allow_groups.is_empty() {
+        if self.allow_users.is_empty()
+            && self.allow_groups.is_empty()
+            && self.allow_roles.is_empty()
+        {
             return true;
         }
         self.allow_users
             .iter()
             .any(|u| *u == id.username || *u == id.subject)
             || self.allow_groups.iter().any(|g| id.in_group(g))
+            || self
+                .allow_roles
+                .iter()
+                .any(|r| id.roles.iter().any(|x| x == r))
     }
 
     /// Decides a request.
@@ -68,6 +77,59 @@ impl RoutePolicy {
             (_, Some(_)) => Decision::Forbidden,
         }
     }
+}
+
+/// What happens the first time an identity is seen (no account yet).
+///
+/// An account is never found by email or username: a new (source, subject)
+/// is a new person until an admin links it (the Cloudflare "Sign in with
+/// Apple" takeover started with an email match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioning {
+    /// Only identities that already have an account may pass.
+    ExistingOnly,
+    /// Create an active account.
+    Auto,
+    /// Create an active account if the identity is in one of these groups.
+    AutoIfGroup(Vec<String>),
+    /// Create a pending account; nobody passes until an admin approves.
+    Approval,
+}
+
+/// The outcome of [`Provisioning::first_sighting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstSighting {
+    /// Create the account, active.
+    CreateActive,
+    /// Create the account, pending approval.
+    CreatePending,
+    /// Create nothing and refuse the request.
+    Refuse,
+}
+
+impl Provisioning {
+    /// Decides what to do with an identity that has no account.
+    pub fn first_sighting(&self, id: &Identity) -> FirstSighting {
+        match self {
+            Self::ExistingOnly => FirstSighting::Refuse,
+            Self::Auto => FirstSighting::CreateActive,
+            Self::AutoIfGroup(groups) if groups.iter().any(|g| id.in_group(g)) => {
+                FirstSighting::CreateActive
+            }
+            Self::AutoIfGroup(_) => FirstSighting::Refuse,
+            Self::Approval => FirstSighting::CreatePending,
+        }
+    }
+}
+
+/// The roles `groups` grant under `mapping` (role → groups that grant it),
+/// in the mapping's order, each once.
+pub fn roles_for(groups: &[String], mapping: &[(String, Vec<String>)]) -> Vec<String> {
+    mapping
+        .iter()
+        .filter(|(_, granting)| granting.iter().any(|g| groups.contains(g)))
+        .map(|(role, _)| role.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -101,6 +163,7 @@ mod tests {
             auth: AuthMode::Required,
             allow_users: vec!["carol".into()],
             allow_groups: vec!["admins".into()],
+            allow_roles: vec![],
         };
         assert_eq!(
             p.evaluate(Some(&id("alice", &["admins"]))),
@@ -138,6 +201,7 @@ mod tests {
             auth: AuthMode::Optional,
             allow_users: vec![],
             allow_groups: vec!["admins".into()],
+            allow_roles: vec![],
         };
         assert_eq!(
             p.evaluate(None),
@@ -146,6 +210,59 @@ mod tests {
             }
         );
         assert_eq!(p.evaluate(Some(&id("bob", &[]))), Decision::Forbidden);
+    }
+
+    #[test]
+    fn roles_from_the_group_mapping_count() {
+        let p = RoutePolicy {
+            allow_roles: vec!["admin".into()],
+            ..Default::default()
+        };
+        let mut i = id("dora", &["ops"]);
+        assert_eq!(p.evaluate(Some(&i)), Decision::Forbidden);
+        i.roles = vec!["admin".into()];
+        assert!(matches!(p.evaluate(Some(&i)), Decision::Allow { .. }));
+    }
+
+    #[test]
+    fn provisioning() {
+        let ops = id("e", &["ops"]);
+        assert_eq!(
+            Provisioning::ExistingOnly.first_sighting(&ops),
+            FirstSighting::Refuse
+        );
+        assert_eq!(
+            Provisioning::Auto.first_sighting(&ops),
+            FirstSighting::CreateActive
+        );
+        assert_eq!(
+            Provisioning::AutoIfGroup(vec!["ops".into()]).first_sighting(&ops),
+            FirstSighting::CreateActive
+        );
+        assert_eq!(
+            Provisioning::AutoIfGroup(vec!["admins".into()]).first_sighting(&ops),
+            FirstSighting::Refuse
+        );
+        assert_eq!(
+            Provisioning::Approval.first_sighting(&ops),
+            FirstSighting::CreatePending
+        );
+    }
+
+    #[test]
+    fn role_mapping() {
+        let mapping = vec![
+            (
+                "admin".to_owned(),
+                vec!["admins".to_owned(), "root".to_owned()],
+            ),
+            ("viewer".to_owned(), vec!["users".to_owned()]),
+        ];
+        assert_eq!(
+            roles_for(&["root".into(), "users".into()], &mapping),
+            ["admin", "viewer"]
+        );
+        assert!(roles_for(&["guests".into()], &mapping).is_empty());
     }
 
     #[test]

@@ -76,6 +76,19 @@ impl Running {
     }
 }
 
+/// Opens (and migrates) the account store, creating the SQLite directory.
+pub async fn open_store(
+    a: &crate::config::AccountSettings,
+) -> Result<Arc<dyn vestibule_store::Store>, String> {
+    if let Some(dir) = &a.sqlite_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    }
+    vestibule_store::open(&a.store)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
+
 /// Binds every listener in `settings` and starts serving.
 pub async fn spawn(settings: Settings) -> Result<Running, String> {
     let tls = match &settings.tls {
@@ -89,7 +102,15 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         connections: Arc::new(tokio::sync::Semaphore::new(settings.max_connections)),
     };
     let admin_listen = settings.admin_listen;
-    let state = Arc::new(AppState::new(settings));
+    let store = match &settings.accounts {
+        Some(a) => Some(open_store(a).await?),
+        None => None,
+    };
+    let state = Arc::new(AppState::new(settings, store));
+    let mut tasks = Vec::new();
+    if let Some(accounts) = &state.accounts {
+        tasks.push(accounts.follow_changes());
+    }
     let (shutdown, rx) = watch::channel(false);
     let router = app(state.clone());
 
@@ -131,7 +152,6 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         bound.push(Bound::Unix(l, u.trusted, u.path.clone()));
     }
 
-    let mut tasks = Vec::new();
     for b in bound {
         tracing::info!(listener = %b.describe(), "listening");
         tasks.push(tokio::spawn(listen::serve(

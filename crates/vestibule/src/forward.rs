@@ -61,7 +61,7 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
         path_and_query: &path_and_query,
         headers: req.headers(),
     };
-    match decide(&state, conn, view) {
+    match decide(&state, conn, view).await {
         Ok(pass) => {
             // Build the access-log fields only when the line will be written.
             let log =

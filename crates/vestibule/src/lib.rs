@@ -7,7 +7,8 @@
 //!
 //! 1. [`listen`]: accept the connection, record the socket peer.
 //! 2. [`client_identity`]: is the peer trusted; who is the client behind it.
-//! 3. [`authenticate`]: read the identity a trusted front sent.
+//! 3. [`authenticate`]: read the identity a trusted front sent; then
+//!    [`accounts`]: find (or provision) its account and check its status.
 //! 4. [`authorize`]: match the route, apply its policy.
 //! 5. [`forward`]: strip every identity spelling, inject the app's profile,
 //!    stream to the upstream.
@@ -28,6 +29,7 @@
 //!   authenticated the person.
 //! - Load balancing and caching: one route, one upstream.
 
+pub mod accounts;
 pub mod app;
 pub mod authenticate;
 pub mod authorize;

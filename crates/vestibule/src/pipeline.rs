@@ -9,6 +9,7 @@ use http::{HeaderMap, StatusCode};
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::Decision;
 
+use crate::accounts::Resolution;
 use crate::authenticate::authenticate;
 use crate::authorize::{authorize, find_route};
 use crate::client_identity::{self, ClientContext, ConnInfo};
@@ -62,6 +63,28 @@ pub enum Refusal {
         /// Who was refused.
         username: String,
     },
+    /// The account exists but waits for approval: 403 and an explanation.
+    AccountPending {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// The account is disabled: 403.
+    AccountDisabled {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// No account, and provisioning creates none: 403.
+    NoAccount {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// The database is needed and unreachable: 503 (fail closed).
+    Unavailable {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Logged.
+        detail: String,
+    },
 }
 
 impl Refusal {
@@ -71,7 +94,11 @@ impl Refusal {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. }
+            | Self::AccountPending { .. }
+            | Self::AccountDisabled { .. }
+            | Self::NoAccount { .. } => StatusCode::FORBIDDEN,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -82,20 +109,29 @@ impl Refusal {
             Self::NoRoute => "no_route",
             Self::Unauthenticated { .. } => "unauthenticated",
             Self::Forbidden { .. } => "forbidden",
+            Self::AccountPending { .. } => "account_pending",
+            Self::AccountDisabled { .. } => "account_disabled",
+            Self::NoAccount { .. } => "no_account",
+            Self::Unavailable { .. } => "unavailable",
         }
     }
 
     /// The route, when one was matched.
     pub fn route(&self) -> Option<usize> {
         match self {
-            Self::Unauthenticated { route } | Self::Forbidden { route, .. } => Some(*route),
+            Self::Unauthenticated { route }
+            | Self::Forbidden { route, .. }
+            | Self::AccountPending { route }
+            | Self::AccountDisabled { route }
+            | Self::NoAccount { route }
+            | Self::Unavailable { route, .. } => Some(*route),
             _ => None,
         }
     }
 }
 
 /// Decides whether a request may pass, and as whom.
-pub fn decide(
+pub async fn decide(
     state: &AppState,
     conn: ConnInfo,
     req: RequestView<'_>,
@@ -122,6 +158,35 @@ pub fn decide(
                 detail: e.to_string(),
             }));
         }
+    };
+
+    // Public routes forward nobody, so they need no account either.
+    let public =
+        state.settings.routes[route].policy.auth == vestibule_core::policy::AuthMode::Public;
+    let identity = match (identity, &state.accounts, &state.settings.header_source) {
+        (Some(id), Some(accounts), Some(source)) if !public => {
+            match accounts
+                .resolve(
+                    id,
+                    &source.provisioning,
+                    source.key_by_username,
+                    ctx.client_ip.map(|ip| ip.to_string()),
+                )
+                .await
+            {
+                Ok(Resolution::Active(id)) => Some(*id),
+                Ok(Resolution::Pending) => return Err(refuse(Refusal::AccountPending { route })),
+                Ok(Resolution::Disabled) => return Err(refuse(Refusal::AccountDisabled { route })),
+                Ok(Resolution::NoAccount) => return Err(refuse(Refusal::NoAccount { route })),
+                Err(e) => {
+                    return Err(refuse(Refusal::Unavailable {
+                        route,
+                        detail: e.to_string(),
+                    }));
+                }
+            }
+        }
+        (id, _, _) => id,
     };
 
     match authorize(state, route, identity.as_ref()) {
@@ -152,6 +217,10 @@ pub fn refusal_detail(r: &Refusal) -> String {
         Refusal::Forbidden { username, .. } => {
             format!("{username} is not allowed by the route policy")
         }
+        Refusal::AccountPending { .. } => "account pending approval".into(),
+        Refusal::AccountDisabled { .. } => "account disabled".into(),
+        Refusal::NoAccount { .. } => "no account, and provisioning creates none".into(),
+        Refusal::Unavailable { detail, .. } => format!("database unavailable: {detail}"),
     }
 }
 
@@ -230,5 +299,37 @@ pub fn refusal_response(
             StatusCode::FORBIDDEN,
             "Your account is not allowed to use this app.",
         ),
+        Refusal::AccountPending { .. } => crate::responses::page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Waiting for approval",
+            "Your account has been created and is waiting for an administrator's approval.",
+            "You will be able to use this app once it is approved. There is nothing else to do now.",
+        ),
+        Refusal::AccountDisabled { .. } => crate::responses::page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Account disabled",
+            "Your account is disabled.",
+            "If you think this is a mistake, contact an administrator.",
+        ),
+        Refusal::NoAccount { .. } => crate::responses::page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "No account",
+            "You signed in, but there is no account for you here.",
+            "Ask an administrator to create or link one.",
+        ),
+        Refusal::Unavailable { .. } => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "vestibule cannot reach its database right now; try again in a moment.",
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+            r
+        }
     }
 }

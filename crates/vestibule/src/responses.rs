@@ -33,3 +33,40 @@ pub fn redirect(location: &str) -> Response {
     }
     resp
 }
+
+#[derive(askama::Template)]
+#[template(path = "status.html")]
+struct StatusPage<'a> {
+    title: &'a str,
+    message: &'a str,
+    hint: &'a str,
+}
+
+/// A refusal a person should understand: an HTML page for browsers, the
+/// same sentence as text for everything else.
+pub fn page(status: StatusCode, html: bool, title: &str, message: &str, hint: &str) -> Response {
+    use askama::Template;
+    if html
+        && let Ok(body) = (StatusPage {
+            title,
+            message,
+            hint,
+        })
+        .render()
+    {
+        let mut resp = plain(status, "");
+        *resp.body_mut() = Body::from(body);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        resp.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+        );
+        return resp;
+    }
+    plain(status, message)
+}

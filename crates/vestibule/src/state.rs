@@ -32,6 +32,8 @@ pub struct AppState {
     pub route_metrics: Vec<RouteMetrics>,
     /// Handles of `vestibule_auth_decisions_total{source="headers"}`.
     pub header_auth: AuthCounters,
+    /// Accounts, when `[accounts]` is configured.
+    pub accounts: Option<std::sync::Arc<crate::accounts::Accounts>>,
 }
 
 /// The hot metrics of one route.
@@ -55,8 +57,12 @@ pub struct AuthCounters {
 }
 
 impl AppState {
-    /// Builds the state (and the upstream pool) from settings.
-    pub fn new(settings: Settings) -> Self {
+    /// Builds the state (and the upstream pool) from settings and, with
+    /// accounts, an open store.
+    pub fn new(
+        settings: Settings,
+        store: Option<std::sync::Arc<dyn vestibule_store::Store>>,
+    ) -> Self {
         let client = upstream_client(settings.connect_timeout, settings.pool_idle_timeout, None);
         let metrics = Metrics::new();
         let request = |route: &str, outcome: &'static str| {
@@ -96,6 +102,13 @@ impl AppState {
             anonymous: auth("anonymous"),
             rejected: auth("rejected"),
         };
+        let accounts =
+            match (store, &settings.accounts) {
+                (Some(store), Some(a)) => Some(std::sync::Arc::new(
+                    crate::accounts::Accounts::new(store, a.cache_ttl, a.roles.clone()),
+                )),
+                _ => None,
+            };
         Self {
             settings,
             client,
@@ -103,6 +116,7 @@ impl AppState {
             spoof_log: RateLimitedLog::new(Duration::from_secs(10)),
             route_metrics,
             header_auth,
+            accounts,
         }
     }
 }

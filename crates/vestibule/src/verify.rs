@@ -124,7 +124,7 @@ pub async fn verify(
         path_and_query: &orig.uri,
         headers,
     };
-    match decide(&state, conn, view) {
+    match decide(&state, conn, view).await {
         Ok(pass) => {
             let route = &state.settings.routes[pass.route];
             state.route_metrics[pass.route].verified.inc();

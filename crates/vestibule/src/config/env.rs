@@ -30,6 +30,9 @@ const SECTIONS: &[&str] = &[
     "upstream",
     "auth",
     "forward_auth",
+    "database",
+    "accounts",
+    "sessions",
     "route",
 ];
 

@@ -18,8 +18,8 @@ use serde::Deserialize;
 pub use duration::HumanDuration;
 pub use env::{ENV_PREFIX, apply_env_overlay};
 pub use validate::{
-    Diagnostic, ForwardedHeaderKind, HeaderSource, RouteSettings, Settings, Severity, TlsSettings,
-    validate,
+    AccountSettings, Diagnostic, ForwardedHeaderKind, HeaderSource, RouteSettings, SessionSettings,
+    Settings, Severity, TlsSettings, validate,
 };
 
 /// Default plain-HTTP listener.
@@ -64,6 +64,14 @@ pub struct FileConfig {
     /// `[forward_auth]`: the verify endpoint for nginx, Caddy, Traefik, HAProxy.
     #[serde(default)]
     pub forward_auth: ForwardAuthConfig,
+    /// `[database]`: where accounts, sessions and the audit log live.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// `[accounts]`: keep accounts. Default off; the section turns it on.
+    pub accounts: Option<AccountsConfig>,
+    /// `[sessions]`: browser sessions for vestibule's own pages.
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     /// `[[route]]`: the apps.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -228,6 +236,117 @@ pub struct HeaderSourceConfig {
     pub max_groups_bytes: usize,
     /// `[source.headers.custom]`: required when `dialect = "custom"`.
     pub custom: Option<CustomDialectConfig>,
+    /// With `[accounts]`: what happens the first time an identity is seen.
+    /// `"existing-only"`, `"auto"`, `"auto-if-group"` or `"approval"`
+    /// (default: a pending account an admin must approve).
+    #[serde(default = "default_provisioning")]
+    pub provisioning: String,
+    /// Groups that may be auto-provisioned with `provisioning = "auto-if-group"`.
+    #[serde(default)]
+    pub provision_groups: Vec<String>,
+    /// What keys an account: `"subject"` (default: the dialect's stable id)
+    /// or `"username"` (only if the IdP never reuses or renames usernames).
+    #[serde(default = "default_account_key")]
+    pub account_key: String,
+}
+
+fn default_provisioning() -> String {
+    "approval".to_owned()
+}
+fn default_account_key() -> String {
+    "subject".to_owned()
+}
+
+/// Default directory for the embedded SQLite database.
+pub const DEFAULT_DATA_DIR: &str = "vestibule-data";
+/// Default pool size.
+pub const DEFAULT_DB_MAX_CONNECTIONS: u32 = 8;
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user:password@host/db` to share one store between
+    /// instances. Default: embedded SQLite at `<data_dir>/vestibule.db`.
+    pub url: Option<String>,
+    /// Directory of the SQLite file (created if missing). Default `"vestibule-data"`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Connection pool size. Default 8.
+    #[serde(default = "default_db_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            data_dir: default_data_dir(),
+            max_connections: default_db_max_connections(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+fn default_db_max_connections() -> u32 {
+    DEFAULT_DB_MAX_CONNECTIONS
+}
+
+/// Default `accounts.cache_ttl`.
+pub const DEFAULT_ACCOUNT_CACHE_TTL: &str = "30s";
+
+/// `[accounts]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// Role name to the groups that grant it, e.g. `admin = ["admins"]`.
+    /// Routes can then `allow_roles = ["admin"]`. Default none.
+    #[serde(default)]
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// Longest time a cached account may be used without the database
+    /// confirming it. Changes are pushed to every instance within a second;
+    /// this bounds how long a decision outlives a database outage. Default `"30s"`.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: HumanDuration,
+}
+
+fn default_cache_ttl() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_ACCOUNT_CACHE_TTL).unwrap_or_default()
+}
+
+/// Default session idle timeout.
+pub const DEFAULT_SESSION_IDLE: &str = "30m";
+/// Default session absolute timeout.
+pub const DEFAULT_SESSION_ABSOLUTE: &str = "12h";
+
+/// `[sessions]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// A session unused for this long ends. Default `"30m"`.
+    #[serde(default = "default_session_idle")]
+    pub idle_timeout: HumanDuration,
+    /// A session ends this long after it began, used or not. Default `"12h"`.
+    #[serde(default = "default_session_absolute")]
+    pub absolute_timeout: HumanDuration,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: default_session_idle(),
+            absolute_timeout: default_session_absolute(),
+        }
+    }
+}
+
+fn default_session_idle() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_SESSION_IDLE).unwrap_or_default()
+}
+fn default_session_absolute() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_SESSION_ABSOLUTE).unwrap_or_default()
 }
 
 fn yes() -> bool {
@@ -374,6 +493,9 @@ pub struct RouteConfig {
     /// Groups allowed. Default: everyone authenticated.
     #[serde(default)]
     pub allow_groups: Vec<String>,
+    /// Roles allowed (from `[accounts.roles]`). Default: everyone authenticated.
+    #[serde(default)]
+    pub allow_roles: Vec<String>,
     /// Header profile: `remote` (default), `x-forwarded`, `grafana`,
     /// `georchestra` or `custom`.
     #[serde(default = "default_profile")]

@@ -10,7 +10,7 @@ use vestibule_core::decode::Decoding;
 use vestibule_core::dialect::{CustomDialect, Dialect, Preset, ValueLimits};
 use vestibule_core::headers::IdentityHeaders;
 use vestibule_core::net::{TrustedNetworks, is_docker_bridge_range, parse_trusted_network};
-use vestibule_core::policy::{AuthMode, RoutePolicy};
+use vestibule_core::policy::{AuthMode, Provisioning, RoutePolicy};
 use vestibule_core::profile::{CustomProfile, HeaderProfile, OutEncoding, OutField, ProfileKind};
 use vestibule_core::route::RouteTable;
 
@@ -61,6 +61,32 @@ pub struct HeaderSource {
     pub trusted: TrustedNetworks,
     /// Bounds on values.
     pub limits: ValueLimits,
+    /// First-sighting policy (with accounts).
+    pub provisioning: Provisioning,
+    /// Key accounts on the username instead of the dialect's subject.
+    pub key_by_username: bool,
+}
+
+/// Accounts, checked.
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
+    /// Role → groups that grant it.
+    pub roles: Vec<(String, Vec<String>)>,
+    /// Longest use of a cached account.
+    pub cache_ttl: Duration,
+    /// The store.
+    pub store: vestibule_store::StoreConfig,
+    /// Directory to create before opening an embedded SQLite store.
+    pub sqlite_dir: Option<PathBuf>,
+}
+
+/// Session timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// Idle timeout.
+    pub idle: Duration,
+    /// Absolute timeout.
+    pub absolute: Duration,
 }
 
 /// TLS listener settings.
@@ -143,6 +169,10 @@ pub struct Settings {
     pub pool_idle_timeout: Duration,
     /// Path of the forward-auth endpoint.
     pub verify_path: String,
+    /// Accounts (and the store), when `[accounts]` is present.
+    pub accounts: Option<AccountSettings>,
+    /// Browser sessions.
+    pub sessions: SessionSettings,
     /// Routes, in file order.
     pub routes: Vec<RouteSettings>,
     /// Matcher over `routes`.
@@ -398,6 +428,39 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         identity_headers = identity_headers.with_names(h.dialect.header_names());
     }
 
+    let accounts = file
+        .accounts
+        .as_ref()
+        .and_then(|a| accounts(&mut c, file, a));
+    let sessions = SessionSettings {
+        idle: file.sessions.idle_timeout.0,
+        absolute: file.sessions.absolute_timeout.0,
+    };
+    if sessions.idle.is_zero() || sessions.absolute.is_zero() || sessions.idle > sessions.absolute {
+        c.error(
+            "sessions.idle_timeout",
+            "session timeouts must be above zero, and idle no longer than absolute",
+            "use e.g. idle_timeout = \"30m\", absolute_timeout = \"12h\"",
+        );
+    }
+    let known_roles: Vec<&str> = file
+        .accounts
+        .iter()
+        .flat_map(|a| a.roles.keys())
+        .map(String::as_str)
+        .collect();
+    for (i, r) in file.routes.iter().enumerate() {
+        for role in &r.allow_roles {
+            if !known_roles.contains(&role.as_str()) {
+                c.error(
+                    format!("route[{i}].allow_roles"),
+                    format!("role `{role}` is not defined in [accounts.roles]"),
+                    "define it, e.g. [accounts.roles] admin = [\"admins\"]",
+                );
+            }
+        }
+    }
+
     if file.routes.is_empty() {
         c.warn(
             "route",
@@ -460,12 +523,83 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             response_timeout: file.upstream.response_timeout.0,
             pool_idle_timeout: file.upstream.pool_idle_timeout.0,
             verify_path: verify_path.clone(),
+            accounts,
+            sessions,
             routes,
             route_table,
         }),
         _ => None,
     };
     (settings, c.diags)
+}
+
+fn accounts(
+    c: &mut Collector,
+    file: &FileConfig,
+    a: &super::AccountsConfig,
+) -> Option<AccountSettings> {
+    if a.cache_ttl.0.is_zero() {
+        c.error(
+            "accounts.cache_ttl",
+            "a zero cache would query the database on every request",
+            "use e.g. \"30s\"",
+        );
+    }
+    if file.source.headers.as_ref().is_none_or(|h| !h.enabled) {
+        c.warn(
+            "accounts",
+            "accounts are on but no identity source is configured, so no account is ever used",
+            "configure [source.headers], or remove [accounts]",
+        );
+    }
+    let db = &file.database;
+    let (url, sqlite_dir) = match &db.url {
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            (u.clone(), None)
+        }
+        Some(u) if u.starts_with("sqlite://") => (u.clone(), None),
+        Some(_) => {
+            c.error(
+                "database.url",
+                "only postgres:// and sqlite:// URLs are supported",
+                "write postgres://user:password@host/db, or remove it to use the embedded SQLite file",
+            );
+            return None;
+        }
+        None => {
+            let dir = if db.data_dir.is_absolute() {
+                db.data_dir.clone()
+            } else {
+                std::env::current_dir()
+                    .unwrap_or_default()
+                    .join(&db.data_dir)
+            };
+            (
+                format!("sqlite://{}", dir.join("vestibule.db").display()),
+                Some(dir),
+            )
+        }
+    };
+    if db.max_connections == 0 || db.max_connections > 1000 {
+        c.error(
+            "database.max_connections",
+            format!("{} is outside 1..=1000", db.max_connections),
+            "keep the default, 8",
+        );
+    }
+    Some(AccountSettings {
+        roles: a
+            .roles
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        cache_ttl: a.cache_ttl.0,
+        store: vestibule_store::StoreConfig {
+            url,
+            max_connections: db.max_connections,
+        },
+        sqlite_dir,
+    })
 }
 
 fn trusted_list(c: &mut Collector, key: &str, list: &[String]) -> TrustedNetworks {
@@ -604,6 +738,41 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
             );
         }
     }
+    let provisioning = match h.provisioning.as_str() {
+        "existing-only" => Provisioning::ExistingOnly,
+        "auto" => Provisioning::Auto,
+        "approval" => Provisioning::Approval,
+        "auto-if-group" => {
+            if h.provision_groups.is_empty() {
+                c.error(
+                    format!("{key}.provision_groups"),
+                    "provisioning = \"auto-if-group\" without any group would create nobody",
+                    "list the groups, e.g. provision_groups = [\"family\"]",
+                );
+            }
+            Provisioning::AutoIfGroup(h.provision_groups.clone())
+        }
+        other => {
+            c.error(
+                format!("{key}.provisioning"),
+                format!("unknown provisioning policy `{other}`"),
+                "use existing-only, auto, auto-if-group or approval",
+            );
+            Provisioning::Approval
+        }
+    };
+    let key_by_username = match h.account_key.as_str() {
+        "subject" => false,
+        "username" => true,
+        other => {
+            c.error(
+                format!("{key}.account_key"),
+                format!("unknown account key `{other}`"),
+                "use \"subject\" (recommended) or \"username\"",
+            );
+            false
+        }
+    };
     Some(HeaderSource {
         dialect: dialect?,
         trusted,
@@ -612,6 +781,8 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
             max_groups_len: h.max_groups_bytes,
             ..ValueLimits::default()
         },
+        provisioning,
+        key_by_username,
     })
 }
 
@@ -764,6 +935,7 @@ fn route(
             auth,
             allow_users: r.allow_users.clone(),
             allow_groups: r.allow_groups.clone(),
+            allow_roles: r.allow_roles.clone(),
         },
         profile: profile?,
         login_url: r.login_url.clone().or_else(|| file.auth.login_url.clone()),

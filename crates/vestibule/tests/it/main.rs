@@ -4,6 +4,7 @@
 
 #![allow(unreachable_pub, dead_code)]
 
+mod accounts;
 mod advisories;
 mod check_cli;
 mod frontends;

@@ -1,0 +1,318 @@
+//! # vestibule-store
+//!
+//! Accounts, sessions and the audit log, on SQLite or PostgreSQL, behind
+//! one dyn-compatible [`Store`] trait. [`open`] connects, brings the schema
+//! up to date and starts the change feed; everything else is a method of
+//! the returned `Arc<dyn Store>`.
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver: static
+//! strings with `$1` placeholders, and only the types `Any` knows (64-bit
+//! integers, text, blobs). Timestamps are unix milliseconds in an `i64`,
+//! passed in by the caller (`now`); group lists are a JSON array in a text
+//! column. Each backend has its own migrations folder
+//! (`migrations/sqlite/`, `migrations/postgres/`), embedded in the binary
+//! and applied by [`open`] and [`migrate`].
+//!
+//! ## Invariants
+//!
+//! - **An acknowledged write is durable.** A method returns `Ok` only after
+//!   its transaction committed. SQLite runs in WAL mode with
+//!   `synchronous = FULL` on every connection; PostgreSQL sessions run with
+//!   `synchronous_commit = on`.
+//! - **Accounts are keyed by (source, subject)** ([`IdentityKey`]): the
+//!   identity source's name and the subject it vouches for. Nothing here
+//!   ever matches an account by email or username: two identities with the
+//!   same email are two accounts until an admin links them
+//!   ([`Store::link_identity`]). [`Store::accounts_by_username`] exists for
+//!   the admin CLI and must never be used at login.
+//! - **Secrets are never stored.** Session ids and CSRF tokens are stored as
+//!   their SHA-256 digests (`[u8; 32]`), computed by the caller; this crate
+//!   never sees the secret itself.
+//! - **Every revocation is published.** A call that disables, deletes or
+//!   relinks an account, or revokes a session, publishes a [`Change`] in the
+//!   same transaction, to this process and to every other process using the
+//!   same database ([`Store::subscribe`]). A cache that drops what a
+//!   `Change` names, and everything on [`Change::Resync`], never serves a
+//!   revoked session for longer than the feed's delay (immediate in this
+//!   process; at most about 250 ms from another process on SQLite; the
+//!   notification delay on PostgreSQL).
+//! - **A row that does not decode is an error**
+//!   ([`StoreError::Corrupt`]), never a default value.
+//!
+//! ## Non-goals
+//!
+//! - Hashing, token generation, expiry policy or clocks: callers pass
+//!   digests and `now`. [`Store::session`] returns a session as stored,
+//!   expired or not ([`Session::is_live`] helps).
+//! - Caching: the change feed exists so the caller's cache can be dropped
+//!   precisely; the store itself caches nothing.
+//! - Other databases (MySQL), or a choice of schema: the schema belongs to
+//!   this crate and changes only through its migrations.
+//! - Locating accounts by anything but (source, subject) at login.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod feed;
+mod migrations;
+mod model;
+mod sql;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use model::{
+    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, IdentityKey, NewAccount,
+    Session,
+};
+
+/// A boxed, `Send` future: what every [`Store`] method returns, so that
+/// `dyn Store` works. The same type as `futures::future::BoxFuture`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// One SQLite file, possibly shared by several processes on one host.
+    Sqlite,
+    /// A PostgreSQL database, possibly shared by several hosts.
+    Postgres,
+}
+
+impl Backend {
+    /// Which backend a store URL names, from its scheme: `sqlite:`, or
+    /// `postgres:` / `postgresql:`.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err(StoreError::InvalidConfig(
+                "the database URL must start with `sqlite:` or `postgres://`".into(),
+            )),
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the store lives and how many connections it may hold.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// `sqlite:///absolute/path/vestibule.db` (the file is created if
+    /// missing; its directory must exist) or
+    /// `postgres://user:password@host:port/database`. In-memory SQLite is
+    /// refused: it would break the durability invariant.
+    pub url: String,
+    /// Pool size (0 is read as 1). A request waits at most
+    /// [`ACQUIRE_TIMEOUT`] for a connection, then fails with
+    /// [`StoreError::Unavailable`].
+    pub max_connections: u32,
+}
+
+impl StoreConfig {
+    /// A config for `url` with [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The URL may carry a password: only its scheme is shown.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.url.split_once(':').map(|(s, _)| s).unwrap_or("?");
+        f.debug_struct("StoreConfig")
+            .field("url", &format_args!("{scheme}:…"))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// Pool size used by [`StoreConfig::new`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// How long a call waits for a pooled connection (or for a new connection
+/// to be made) before it fails with [`StoreError::Unavailable`].
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Capacity of the in-process change channel. A subscriber that falls
+/// further behind gets `RecvError::Lagged` and must treat it like
+/// [`Change::Resync`].
+pub const CHANGE_CHANNEL_CAPACITY: usize = 1024;
+
+/// Connects, applies pending migrations and starts the change feed.
+///
+/// Must be called inside a tokio runtime: the change feed runs as a task
+/// on it (SQLite: a 250 ms poll of the `changes` table; PostgreSQL: a
+/// `LISTEN vestibule_changes` connection that reconnects by itself). The
+/// task stops when the last `Arc` of the store is dropped.
+pub async fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sql::SqlStore::open(cfg).await?))
+}
+
+/// Connects and applies pending migrations, then disconnects. [`open`]
+/// does this too; this is for a `migrate` command that should not start
+/// anything else.
+pub async fn migrate(cfg: &StoreConfig) -> Result<(), StoreError> {
+    let (pool, backend) = sql::connect(cfg).await?;
+    let result = migrations::run(&pool, backend).await;
+    pool.close().await;
+    result
+}
+
+/// Persistence for accounts, sessions and the audit log.
+///
+/// Dyn-compatible: every method returns a [`BoxFuture`]. Methods that take
+/// an id of a row that does not exist return [`StoreError::NotFound`],
+/// except the `revoke_*`, `set_status` and `delete_account` calls, which
+/// say what they did with a `bool` or a count.
+pub trait Store: Send + Sync {
+    /// Which database this store runs on.
+    fn backend(&self) -> Backend;
+
+    // ---- accounts ------------------------------------------------------
+
+    /// The account an identity is linked to. This is the login lookup.
+    fn account_by_identity<'a>(
+        &'a self,
+        key: &'a IdentityKey,
+    ) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
+
+    /// One account by id.
+    fn account(&self, id: i64) -> BoxFuture<'_, Result<Option<Account>, StoreError>>;
+
+    /// Accounts in id order, optionally only those with `status`, at most
+    /// `limit` of them.
+    fn accounts(
+        &self,
+        status: Option<AccountStatus>,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>>;
+
+    /// Accounts whose username is exactly `username`, in id order. For the
+    /// admin CLI only: usernames are not unique and never used at login.
+    fn accounts_by_username<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Account>, StoreError>>;
+
+    /// Creates an account and links `new.key` to it, in one transaction.
+    /// [`StoreError::Conflict`] if the identity is already linked (to any
+    /// account); nothing is written then.
+    fn create_account(&self, new: NewAccount) -> BoxFuture<'_, Result<Account, StoreError>>;
+
+    /// Replaces the attributes the identity source sent, and sets
+    /// `last_seen_at = now`. When an attribute actually changed it also
+    /// sets `updated_at = now` and publishes [`Change::Account`] (groups
+    /// decide access).
+    fn update_attributes<'a>(
+        &'a self,
+        id: i64,
+        attrs: &'a Attributes,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Sets `last_seen_at = now`.
+    fn touch_seen(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Sets the status (and `updated_at = now`); `false` if there is no
+    /// such account. Publishes [`Change::Account`].
+    fn set_status(
+        &self,
+        id: i64,
+        status: AccountStatus,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Deletes the account with its identities and sessions; `false` if
+    /// there was no such account. Publishes [`Change::Account`], which
+    /// covers the account's sessions.
+    fn delete_account(&self, id: i64) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Links another identity to an account. [`StoreError::Conflict`] if
+    /// that identity is linked to any account already (this one included),
+    /// [`StoreError::NotFound`] if the account does not exist. Publishes
+    /// [`Change::Account`].
+    fn link_identity<'a>(
+        &'a self,
+        account_id: i64,
+        key: &'a IdentityKey,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The identities linked to an account, ordered by (source, subject).
+    fn identities(&self, account_id: i64) -> BoxFuture<'_, Result<Vec<IdentityKey>, StoreError>>;
+
+    // ---- sessions ------------------------------------------------------
+
+    /// Stores a new session. [`StoreError::Conflict`] if `id_hash` exists,
+    /// [`StoreError::NotFound`] if the account does not.
+    fn create_session<'a>(&'a self, s: &'a Session) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// A session by the digest of its id, as stored: expired sessions are
+    /// returned too (see [`Session::is_live`]).
+    fn session<'a>(
+        &'a self,
+        id_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<Session>, StoreError>>;
+
+    /// Sets a session's `last_seen_at = now`.
+    fn touch_session<'a>(
+        &'a self,
+        id_hash: &'a [u8; 32],
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Deletes a session; `false` if there was none. Publishes
+    /// [`Change::Session`].
+    fn revoke_session<'a>(
+        &'a self,
+        id_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Deletes every session of an account and returns how many there
+    /// were. Publishes [`Change::AllSessionsOf`] when there was one or more.
+    fn revoke_sessions_of(&self, account_id: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Sessions of one account, or of everyone, oldest first.
+    fn sessions_of(
+        &self,
+        account_id: Option<i64>,
+    ) -> BoxFuture<'_, Result<Vec<Session>, StoreError>>;
+
+    /// Deletes sessions with `expires_at <= now` and returns how many. No
+    /// change is published: an expired session is refused by its expiry.
+    fn purge_expired_sessions(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    // ---- audit ---------------------------------------------------------
+
+    /// Appends one audit entry.
+    fn append_audit<'a>(&'a self, e: &'a AuditEntry) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Audit entries matching the filter, newest first (ties: last
+    /// appended first), at most `f.limit`.
+    fn audit<'a>(
+        &'a self,
+        f: &'a AuditFilter,
+    ) -> BoxFuture<'a, Result<Vec<AuditEntry>, StoreError>>;
+
+    // ---- change feed ---------------------------------------------------
+
+    /// Changes from now on, from this process and from every other process
+    /// using the same database. `RecvError::Lagged` means changes were
+    /// lost: treat it like [`Change::Resync`].
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
+}

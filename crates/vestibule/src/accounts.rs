@@ -1,0 +1,337 @@
+//! Step 3b: from an authenticated identity to the account it belongs to.
+//!
+//! - Accounts are keyed by (source, stable subject), never by email or
+//!   username (unless the operator keys a source by username on purpose).
+//! - A first sighting follows the source's provisioning policy (decided in
+//!   `vestibule_core::policy::Provisioning`).
+//! - The hot path answers from memory: a known identity costs no database
+//!   round trip until its cache entry is `accounts.cache_ttl` old. Changes
+//!   (disable, delete, approve) arrive through the store's change feed and
+//!   drop the entry at once, on every instance.
+//! - Attribute refreshes and "last seen" are written behind the request, at
+//!   most once a minute per account when nothing changed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use vestibule_core::identity::Identity;
+use vestibule_core::policy::{FirstSighting, Provisioning, roles_for};
+use vestibule_store::{
+    Account, AccountStatus, Attributes, AuditEntry, Change, IdentityKey, NewAccount, Store,
+    StoreError,
+};
+
+/// How often "last seen" is written for an account whose attributes did not change.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The account side of a decision.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    /// An active account: the identity, with roles, may proceed to policy.
+    Active(Box<Identity>),
+    /// The account waits for an admin's approval.
+    Pending,
+    /// The account is disabled.
+    Disabled,
+    /// No account, and the policy creates none.
+    NoAccount,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    account: Account,
+    fetched: Instant,
+    last_write: Instant,
+}
+
+#[derive(Default)]
+struct Cache {
+    by_key: HashMap<IdentityKey, Cached>,
+    key_of: HashMap<i64, IdentityKey>,
+}
+
+impl Cache {
+    fn insert(&mut self, key: IdentityKey, c: Cached) {
+        self.key_of.insert(c.account.id, key.clone());
+        self.by_key.insert(key, c);
+    }
+    fn forget(&mut self, id: i64) {
+        if let Some(k) = self.key_of.remove(&id) {
+            self.by_key.remove(&k);
+        }
+    }
+    fn clear(&mut self) {
+        self.by_key.clear();
+        self.key_of.clear();
+    }
+}
+
+/// Accounts, backed by a store, fronted by a cache.
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    cache: RwLock<Cache>,
+    ttl: Duration,
+    roles: Vec<(String, Vec<String>)>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn attributes_of(id: &Identity) -> Attributes {
+    Attributes {
+        username: id.username.clone(),
+        email: id.email.clone(),
+        display_name: Some(id.name_for_display()),
+        groups: id.groups.clone(),
+        org: id.org.clone(),
+    }
+}
+
+fn differs(a: &Account, attrs: &Attributes) -> bool {
+    a.username != attrs.username
+        || a.email != attrs.email
+        || a.display_name != attrs.display_name
+        || a.groups != attrs.groups
+        || a.org != attrs.org
+}
+
+impl Accounts {
+    /// Wraps `store`; call [`Accounts::follow_changes`] once to keep the
+    /// cache honest.
+    pub fn new(store: Arc<dyn Store>, ttl: Duration, roles: Vec<(String, Vec<String>)>) -> Self {
+        Self {
+            store,
+            cache: RwLock::new(Cache::default()),
+            ttl,
+            roles,
+        }
+    }
+
+    /// The store, for the admin endpoints and sessions.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Spawns the task that drops cache entries as the store reports changes.
+    pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let mut rx = self.store.subscribe();
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let change = rx.recv().await;
+                let Some(me) = me.upgrade() else { return };
+                let Ok(mut cache) = me.cache.write() else {
+                    return;
+                };
+                match change {
+                    Ok(Change::Account(id)) => cache.forget(id),
+                    Ok(Change::Resync)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Notifications may have been missed: trust nothing cached.
+                        cache.clear();
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+
+    /// The key an identity's account is filed under.
+    pub fn key_for(id: &Identity, key_by_username: bool) -> IdentityKey {
+        IdentityKey {
+            source: id.source.clone(),
+            subject: if key_by_username {
+                id.username.clone()
+            } else {
+                id.subject.clone()
+            },
+        }
+    }
+
+    fn cached(&self, key: &IdentityKey) -> Option<Cached> {
+        let cache = self.cache.read().ok()?;
+        cache
+            .by_key
+            .get(key)
+            .filter(|c| c.fetched.elapsed() < self.ttl)
+            .cloned()
+    }
+
+    /// Resolves an authenticated identity to its account's verdict.
+    /// `client_ip` goes to the audit log. Fails only when the store is
+    /// needed and unreachable (the caller answers 503).
+    pub async fn resolve(
+        &self,
+        mut id: Identity,
+        provisioning: &Provisioning,
+        key_by_username: bool,
+        client_ip: Option<String>,
+    ) -> Result<Resolution, StoreError> {
+        let key = Self::key_for(&id, key_by_username);
+        let entry = match self.cached(&key) {
+            Some(c) => c,
+            None => match self.store.account_by_identity(&key).await? {
+                Some(account) => self.remember(key.clone(), account, false),
+                None => match provisioning.first_sighting(&id) {
+                    FirstSighting::Refuse => {
+                        self.audit(
+                            "first-sighting",
+                            &key,
+                            client_ip,
+                            "refused",
+                            "no account and provisioning creates none",
+                        )
+                        .await;
+                        return Ok(Resolution::NoAccount);
+                    }
+                    decision => {
+                        let status = if decision == FirstSighting::CreateActive {
+                            AccountStatus::Active
+                        } else {
+                            AccountStatus::Pending
+                        };
+                        let attrs = attributes_of(&id);
+                        let created = self
+                            .store
+                            .create_account(NewAccount {
+                                key: key.clone(),
+                                username: attrs.username,
+                                email: attrs.email,
+                                display_name: attrs.display_name,
+                                groups: attrs.groups,
+                                org: attrs.org,
+                                status,
+                                now: now_ms(),
+                            })
+                            .await;
+                        let account = match created {
+                            Ok(a) => a,
+                            // Another instance created it first: use theirs.
+                            Err(StoreError::Conflict(_)) => self
+                                .store
+                                .account_by_identity(&key)
+                                .await?
+                                .ok_or(StoreError::NotFound)?,
+                            Err(e) => return Err(e),
+                        };
+                        self.audit(
+                            "provision",
+                            &key,
+                            client_ip.clone(),
+                            status.as_str(),
+                            "new identity seen",
+                        )
+                        .await;
+                        self.remember(key.clone(), account, true)
+                    }
+                },
+            },
+        };
+        match entry.account.status {
+            AccountStatus::Pending => return Ok(Resolution::Pending),
+            AccountStatus::Disabled => return Ok(Resolution::Disabled),
+            AccountStatus::Active => {}
+        }
+        self.refresh_behind(&key, &entry, &id);
+        id.roles = roles_for(&id.groups, &self.roles);
+        Ok(Resolution::Active(Box::new(id)))
+    }
+
+    fn remember(&self, key: IdentityKey, account: Account, just_written: bool) -> Cached {
+        let now = Instant::now();
+        let c = Cached {
+            account,
+            fetched: now,
+            // A fresh fetch has not been touched by us yet: allow one write.
+            last_write: if just_written {
+                now
+            } else {
+                now.checked_sub(TOUCH_INTERVAL).unwrap_or(now)
+            },
+        };
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(key, c.clone());
+        }
+        c
+    }
+
+    /// Writes changed attributes, or "last seen" once a minute, without
+    /// making the request wait.
+    fn refresh_behind(&self, key: &IdentityKey, entry: &Cached, id: &Identity) {
+        let attrs = attributes_of(id);
+        let changed = differs(&entry.account, &attrs);
+        if !changed && entry.last_write.elapsed() < TOUCH_INTERVAL {
+            return;
+        }
+        // Claim the write in the cache first, so concurrent requests don't
+        // all write.
+        {
+            let Ok(mut cache) = self.cache.write() else {
+                return;
+            };
+            let Some(c) = cache.by_key.get_mut(key) else {
+                return;
+            };
+            if !changed && c.last_write.elapsed() < TOUCH_INTERVAL {
+                return;
+            }
+            c.last_write = Instant::now();
+            if changed {
+                c.account.username = attrs.username.clone();
+                c.account.email = attrs.email.clone();
+                c.account.display_name = attrs.display_name.clone();
+                c.account.groups = attrs.groups.clone();
+                c.account.org = attrs.org.clone();
+            }
+        }
+        let store = self.store.clone();
+        let account_id = entry.account.id;
+        tokio::spawn(async move {
+            let now = now_ms();
+            let r = if changed {
+                store.update_attributes(account_id, &attrs, now).await
+            } else {
+                store.touch_seen(account_id, now).await
+            };
+            if let Err(e) = r {
+                tracing::warn!(account = account_id, error = %e, "could not record the account's latest sighting");
+            }
+        });
+    }
+
+    async fn audit(
+        &self,
+        action: &str,
+        key: &IdentityKey,
+        client_ip: Option<String>,
+        outcome: &str,
+        detail: &str,
+    ) {
+        let e = AuditEntry {
+            at: now_ms(),
+            actor: "vestibule".into(),
+            action: action.into(),
+            subject: format!("{}:{}", key.source, key.subject),
+            client_ip,
+            outcome: outcome.into(),
+            detail: detail.into(),
+        };
+        if let Err(err) = self.store.append_audit(&e).await {
+            tracing::warn!(error = %err, action, "could not write the audit log");
+        }
+    }
+
+    /// Drops every cached account (tests and admin actions in-process).
+    pub fn forget_all(&self) {
+        if let Ok(mut c) = self.cache.write() {
+            c.clear();
+        }
+    }
+}
