@@ -383,6 +383,36 @@ pub fn route_find(data: &[u8]) {
     }
 }
 
+/// Cookie and token parsing: the input is `Cookie` header lines. A cookie
+/// found is one that appears exactly once; a token accepted has the exact
+/// shape of a generated one.
+pub fn cookie_and_token(data: &[u8]) {
+    use crate::secret::{find_cookie, is_session_token, session_token};
+
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    if let Some(v) = find_cookie(lines.iter().copied(), "vestibule") {
+        let occurrences: usize = lines
+            .iter()
+            .filter_map(|l| std::str::from_utf8(l).ok())
+            .flat_map(|l| l.split(';'))
+            .filter(|p| p.trim_matches([' ', '\t']).split_once('=').is_some_and(|(k, _)| k == "vestibule"))
+            .count();
+        assert_eq!(occurrences, 1);
+        if is_session_token(v) {
+            assert_eq!(v.len(), 47);
+        }
+    }
+    let text = String::from_utf8_lossy(data);
+    if is_session_token(&text) {
+        assert!(text.starts_with("vss_"));
+    }
+    if data.len() >= 32 {
+        let mut b = [0u8; 32];
+        b.copy_from_slice(&data[..32]);
+        assert!(is_session_token(session_token(b).expose()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,3 +47,4 @@ pub mod path;
 pub mod policy;
 pub mod profile;
 pub mod route;
+pub mod secret;

@@ -67,3 +67,8 @@ fn dialect_extract() {
 fn route_find() {
     replay("route_find", fuzzing::route_find);
 }
+
+#[test]
+fn cookie_and_token() {
+    replay("cookie_and_token", fuzzing::cookie_and_token);
+}

@@ -29,7 +29,12 @@ pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub enum Resolution {
     /// An active account: the identity, with roles, may proceed to policy.
-    Active(Box<Identity>),
+    Active {
+        /// The identity as the source sent it, with the account's roles.
+        identity: Box<Identity>,
+        /// The account's id.
+        account_id: i64,
+    },
     /// The account waits for an admin's approval.
     Pending,
     /// The account is disabled.
@@ -241,7 +246,10 @@ impl Accounts {
         }
         self.refresh_behind(&key, &entry, &id);
         id.roles = roles_for(&id.groups, &self.roles);
-        Ok(Resolution::Active(Box::new(id)))
+        Ok(Resolution::Active {
+            identity: Box::new(id),
+            account_id: entry.account.id,
+        })
     }
 
     fn remember(&self, key: IdentityKey, account: Account, just_written: bool) -> Cached {

@@ -27,6 +27,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/.vestibule/healthz", get(healthz))
         .route(&verify_path, get(crate::verify::verify))
+        .merge(crate::web::router())
         .fallback(crate::forward::proxy)
         .with_state(state)
 }

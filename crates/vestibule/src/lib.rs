@@ -45,4 +45,5 @@ pub mod ratelimited_log;
 pub mod responses;
 pub mod state;
 pub mod verify;
+pub mod web;
 pub mod whoami;

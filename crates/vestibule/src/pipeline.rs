@@ -174,7 +174,7 @@ pub async fn decide(
                 )
                 .await
             {
-                Ok(Resolution::Active(id)) => Some(*id),
+                Ok(Resolution::Active { identity, .. }) => Some(*identity),
                 Ok(Resolution::Pending) => return Err(refuse(Refusal::AccountPending { route })),
                 Ok(Resolution::Disabled) => return Err(refuse(Refusal::AccountDisabled { route })),
                 Ok(Resolution::NoAccount) => return Err(refuse(Refusal::NoAccount { route })),

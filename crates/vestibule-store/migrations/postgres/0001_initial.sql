@@ -2,7 +2,7 @@
 -- Timestamps are unix milliseconds (BIGINT). Hashes are 32-byte SHA-256
 -- digests (BYTEA). `groups_json` is a JSON array of strings, kept as TEXT
 -- because sqlx's Any driver has no JSON type. Every integer is BIGINT:
--- Any decodes i64 only from 64-bit columns.
+-- ids and unix-ms timestamps need 64 bits, and i64 binds are sent as INT8.
 
 -- Identity columns are never reused, so a stale cache entry or audit line
 -- can never point at a different person.

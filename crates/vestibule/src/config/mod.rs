@@ -310,6 +310,10 @@ pub struct AccountsConfig {
     /// this bounds how long a decision outlives a database outage. Default `"30s"`.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl: HumanDuration,
+    /// Groups whose members may approve, disable and enable accounts on
+    /// `/.vestibule/admin`. Default none (use the `vestibule users` CLI).
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
 }
 
 fn default_cache_ttl() -> HumanDuration {

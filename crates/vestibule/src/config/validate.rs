@@ -78,6 +78,8 @@ pub struct AccountSettings {
     pub store: vestibule_store::StoreConfig,
     /// Directory to create before opening an embedded SQLite store.
     pub sqlite_dir: Option<PathBuf>,
+    /// Groups allowed on the admin page.
+    pub admin_groups: Vec<String>,
 }
 
 /// Session timeouts.
@@ -599,6 +601,7 @@ fn accounts(
             max_connections: db.max_connections,
         },
         sqlite_dir,
+        admin_groups: a.admin_groups.clone(),
     })
 }
 

@@ -1,0 +1,58 @@
+//! The session cookie, made in one place.
+//!
+//! - Over HTTPS (a TLS listener, or `X-Forwarded-Proto: https` from a
+//!   trusted proxy) the name is `__Host-vestibule`: browsers then insist on
+//!   `Secure`, `Path=/` and no `Domain`, so no sibling subdomain can set or
+//!   read it (RFC 6265bis §4.1.3.2).
+//! - Over plain HTTP (loopback demos, tests) it is `vestibule`, and
+//!   `vestibule check` warns when no TLS is configured.
+//! - Always `HttpOnly` (no script reads it) and `SameSite=Lax` (not sent on
+//!   cross-site POSTs, which backs up the CSRF token).
+
+use http::HeaderValue;
+
+/// Cookie name over HTTPS.
+pub const SECURE_NAME: &str = "__Host-vestibule";
+/// Cookie name over plain HTTP.
+pub const PLAIN_NAME: &str = "vestibule";
+
+/// The cookie name for a request.
+pub fn name(https: bool) -> &'static str {
+    if https { SECURE_NAME } else { PLAIN_NAME }
+}
+
+/// `Set-Cookie` for a new session, living at most `max_age_secs`.
+pub fn set(https: bool, token: &str, max_age_secs: u64) -> Option<HeaderValue> {
+    let secure = if https { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}",
+        name(https)
+    ))
+    .ok()
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear(https: bool) -> HeaderValue {
+    if https {
+        HeaderValue::from_static("__Host-vestibule=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")
+    } else {
+        HeaderValue::from_static("vestibule=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        let c = set(true, "vss_x", 60).unwrap();
+        let c = c.to_str().unwrap();
+        assert!(c.starts_with("__Host-vestibule=vss_x; Path=/; HttpOnly; SameSite=Lax"));
+        assert!(c.ends_with("; Secure"));
+        assert!(!c.contains("Domain"));
+        let c = set(false, "vss_x", 60).unwrap();
+        assert!(c.to_str().unwrap().starts_with("vestibule=vss_x;"));
+        assert!(!c.to_str().unwrap().contains("Secure"));
+    }
+}

@@ -1,0 +1,244 @@
+//! Browser sessions for vestibule's own pages.
+//!
+//! A session is made from the trusted-header identity and stays bound to it:
+//!
+//! - the session id is 256 random bits; only its SHA-256 is stored;
+//! - it ends after `sessions.idle_timeout` unused or `absolute_timeout` in all;
+//! - a request whose headers name a different subject ends it and starts a
+//!   new one; a request without the header ends it (single logout follows
+//!   the IdP: once the front stops vouching, the session is over);
+//! - a change of the holder's roles (a privilege change) gets a new id: the
+//!   stored CSRF hash is derived from the session id *and* the roles, so a
+//!   changed role set no longer matches it.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+use http::{HeaderMap, StatusCode, header};
+use rand::RngCore;
+use vestibule_core::identity::Identity;
+use vestibule_core::secret::{
+    Secret, csrf_token, find_cookie, hash_token, is_session_token, secrets_equal, session_token,
+};
+use vestibule_store::{AuditEntry, Session};
+
+use super::cookies;
+use crate::accounts::{Accounts, Resolution, now_ms};
+use crate::client_identity::{self, ClientContext, ConnInfo};
+use crate::pipeline::wants_html;
+use crate::responses::page;
+use crate::state::AppState;
+
+/// How often "last used" is written for a session.
+const SESSION_TOUCH_MS: i64 = 60_000;
+
+/// A signed-in page request.
+pub struct PageSession {
+    /// Who, with roles.
+    pub identity: Identity,
+    /// Their account.
+    pub account_id: i64,
+    /// SHA-256 of the session id, to mark "this session" in lists.
+    pub id_hash: [u8; 32],
+    /// The CSRF token to embed in forms.
+    pub csrf: String,
+    /// `Set-Cookie` to send, when a session was (re)started.
+    pub set_cookie: Option<http::HeaderValue>,
+    /// Trust facts.
+    pub ctx: ClientContext,
+}
+
+fn csrf_for(token: &Secret, identity: &Identity) -> String {
+    // Bind the token to the privileges it was issued under (see module docs).
+    let mut roles = identity.roles.clone();
+    roles.sort();
+    csrf_token(token, &roles.join(","))
+}
+
+fn https(ctx: &ClientContext, headers: &HeaderMap) -> bool {
+    ctx.tls
+        || (ctx.trusted_for_forwarding
+            && headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
+}
+
+fn refuse(headers: &HeaderMap, status: StatusCode, title: &str, message: &str, hint: &str) -> Response {
+    page(status, wants_html(headers), title, message, hint)
+}
+
+async fn audit(accounts: &Accounts, action: &str, subject: String, ctx: &ClientContext, outcome: &str, detail: &str) {
+    let e = AuditEntry {
+        at: now_ms(),
+        actor: subject.clone(),
+        action: action.into(),
+        subject,
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        outcome: outcome.into(),
+        detail: detail.into(),
+    };
+    if let Err(err) = accounts.store().append_audit(&e).await {
+        tracing::warn!(error = %err, "could not write the audit log");
+    }
+}
+
+/// Authenticates a page request and finds, starts or ends its session.
+pub async fn page_session(
+    state: &Arc<AppState>,
+    conn: ConnInfo,
+    headers: &HeaderMap,
+) -> Result<PageSession, Response> {
+    let Some(accounts) = state.accounts.clone() else {
+        return Err(refuse(
+            headers,
+            StatusCode::NOT_FOUND,
+            "Not available",
+            "Accounts are not enabled on this gateway.",
+            "",
+        ));
+    };
+    let ctx = client_identity::resolve(&state.settings, conn, headers);
+    let https = https(&ctx, headers);
+    let store = accounts.store().clone();
+    let presented = find_cookie(
+        headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
+        cookies::name(https),
+    )
+    .filter(|t| is_session_token(t))
+    .map(str::to_owned);
+    let existing = match &presented {
+        Some(t) => store.session(&hash_token(t)).await.map_err(|e| unavailable(headers, &e))?,
+        None => None,
+    };
+
+    let identity = crate::authenticate::authenticate(state, &ctx, headers).map_err(|e| {
+        refuse(headers, StatusCode::BAD_REQUEST, "Bad request", &format!("The identity sent by the SSO proxy was refused: {e}."), "")
+    })?;
+    let Some(identity) = identity else {
+        // The front no longer vouches for anyone: end the session.
+        if let Some(s) = &existing {
+            let _ = store.revoke_session(&s.id_hash).await;
+            audit(&accounts, "session-end", format!("{}:{}", s.source, s.subject), &ctx, "ok", "identity header gone").await;
+        }
+        let mut resp = refuse(
+            headers,
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "Sign in through your SSO portal to use this page.",
+            "",
+        );
+        resp.headers_mut().append(header::SET_COOKIE, cookies::clear(https));
+        return Err(resp);
+    };
+    let Some(source) = &state.settings.header_source else {
+        return Err(refuse(headers, StatusCode::UNAUTHORIZED, "Sign in", "No identity source is configured.", ""));
+    };
+    let (identity, account_id) = match accounts
+        .resolve(identity, &source.provisioning, source.key_by_username, ctx.client_ip.map(|i| i.to_string()))
+        .await
+        .map_err(|e| unavailable(headers, &e))?
+    {
+        Resolution::Active { identity, account_id } => (*identity, account_id),
+        Resolution::Pending => {
+            return Err(refuse(
+                headers,
+                StatusCode::FORBIDDEN,
+                "Waiting for approval",
+                "Your account has been created and is waiting for an administrator's approval.",
+                "There is nothing else to do now.",
+            ));
+        }
+        Resolution::Disabled => {
+            return Err(refuse(headers, StatusCode::FORBIDDEN, "Account disabled", "Your account is disabled.", ""));
+        }
+        Resolution::NoAccount => {
+            return Err(refuse(headers, StatusCode::FORBIDDEN, "No account", "There is no account for you here.", ""));
+        }
+    };
+    let key = Accounts::key_for(&identity, source.key_by_username);
+    let now = now_ms();
+    let idle = i64::try_from(state.settings.sessions.idle.as_millis()).unwrap_or(i64::MAX);
+    let absolute = i64::try_from(state.settings.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
+
+    if let (Some(token), Some(s)) = (&presented, &existing) {
+        let secret = Secret::from_exposed(token.clone());
+        let csrf = csrf_for(&secret, &identity);
+        let same_person = s.source == key.source && s.subject == key.subject && s.account_id == account_id;
+        let fresh = now < s.expires_at && now - s.last_seen_at < idle;
+        let same_privileges = secrets_equal_bytes(&hash_token(&csrf), &s.csrf_hash);
+        if same_person && fresh && same_privileges {
+            if now - s.last_seen_at > SESSION_TOUCH_MS {
+                let _ = store.touch_session(&s.id_hash, now).await;
+            }
+            return Ok(PageSession {
+                identity,
+                account_id,
+                id_hash: s.id_hash,
+                csrf,
+                set_cookie: None,
+                ctx,
+            });
+        }
+        // Someone else, expired, or new privileges: end it, then start over.
+        let _ = store.revoke_session(&s.id_hash).await;
+        let why = if !same_person {
+            "identity changed"
+        } else if !fresh {
+            "expired"
+        } else {
+            "privileges changed"
+        };
+        audit(&accounts, "session-end", format!("{}:{}", s.source, s.subject), &ctx, "ok", why).await;
+    }
+
+    let mut random = [0u8; 32];
+    rand::rng().fill_bytes(&mut random);
+    let token = session_token(random);
+    let csrf = csrf_for(&token, &identity);
+    let id_hash = hash_token(token.expose());
+    store
+        .create_session(&Session {
+            id_hash,
+            account_id,
+            source: key.source.clone(),
+            subject: key.subject.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now.saturating_add(absolute),
+            csrf_hash: hash_token(&csrf),
+        })
+        .await
+        .map_err(|e| unavailable(headers, &e))?;
+    audit(&accounts, "session-start", format!("{}:{}", key.source, key.subject), &ctx, "ok", "").await;
+    Ok(PageSession {
+        identity,
+        account_id,
+        id_hash,
+        csrf,
+        set_cookie: cookies::set(https, token.expose(), state.settings.sessions.absolute.as_secs()),
+        ctx,
+    })
+}
+
+fn secrets_equal_bytes(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
+}
+
+/// Checks a form's CSRF token against the session's.
+pub fn check_csrf(session: &PageSession, presented: &str) -> bool {
+    secrets_equal(presented, &session.csrf)
+}
+
+fn unavailable(headers: &HeaderMap, e: &vestibule_store::StoreError) -> Response {
+    tracing::warn!(error = %e, "database unavailable for a page request");
+    let mut r = refuse(
+        headers,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again shortly",
+        "vestibule cannot reach its database right now.",
+        "",
+    );
+    r.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    r
+}
