@@ -445,6 +445,13 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             "use e.g. idle_timeout = \"30m\", absolute_timeout = \"12h\"",
         );
     }
+    if file.accounts.is_some() && file.server.tls.is_none() {
+        c.warn(
+            "sessions",
+            "without a TLS listener, session cookies are `vestibule` (not `__Host-vestibule`, not Secure) unless a trusted front sends X-Forwarded-Proto: https",
+            "terminate TLS at a front that sends X-Forwarded-Proto: https, or configure [server.tls]",
+        );
+    }
     let known_roles: Vec<&str> = file
         .accounts
         .iter()

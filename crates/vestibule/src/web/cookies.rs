@@ -34,7 +34,9 @@ pub fn set(https: bool, token: &str, max_age_secs: u64) -> Option<HeaderValue> {
 /// `Set-Cookie` that removes the session cookie.
 pub fn clear(https: bool) -> HeaderValue {
     if https {
-        HeaderValue::from_static("__Host-vestibule=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure")
+        HeaderValue::from_static(
+            "__Host-vestibule=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure",
+        )
     } else {
         HeaderValue::from_static("vestibule=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
     }

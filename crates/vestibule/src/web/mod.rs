@@ -46,7 +46,11 @@ fn when(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
@@ -76,7 +80,8 @@ fn with_cookie(mut resp: Response, s: &PageSession) -> Response {
 
 fn see_other(to: &'static str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
-    r.headers_mut().insert(header::LOCATION, HeaderValue::from_static(to));
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
     r
 }
 
@@ -99,7 +104,9 @@ fn is_admin(state: &AppState, s: &PageSession) -> bool {
 }
 
 async fn audit(state: &AppState, s: &PageSession, action: &str, subject: String, detail: String) {
-    let Some(accounts) = &state.accounts else { return };
+    let Some(accounts) = &state.accounts else {
+        return;
+    };
     let e = AuditEntry {
         at: now_ms(),
         actor: s.identity.username.clone(),
@@ -222,7 +229,14 @@ async fn revoke_one(
         if accounts.store().revoke_session(&x.id_hash).await.is_err() {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
-        audit(&state, &s, "session-revoke", format!("account:{}", s.account_id), "one session".into()).await;
+        audit(
+            &state,
+            &s,
+            "session-revoke",
+            format!("account:{}", s.account_id),
+            "one session".into(),
+        )
+        .await;
     }
     with_cookie(see_other("/.vestibule/account"), &s)
 }
@@ -245,10 +259,23 @@ async fn revoke_all(
     };
     match accounts.store().revoke_sessions_of(s.account_id).await {
         Ok(n) => {
-            audit(&state, &s, "session-revoke", format!("account:{}", s.account_id), format!("all {n} sessions")).await;
+            audit(
+                &state,
+                &s,
+                "session-revoke",
+                format!("account:{}", s.account_id),
+                format!("all {n} sessions"),
+            )
+            .await;
             let mut r = see_other("/.vestibule/account");
-            r.headers_mut()
-                .append(header::SET_COOKIE, cookies::clear(s.set_cookie.as_ref().is_some_and(|c| c.as_bytes().starts_with(b"__Host-"))));
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                cookies::clear(
+                    s.set_cookie
+                        .as_ref()
+                        .is_some_and(|c| c.as_bytes().starts_with(b"__Host-")),
+                ),
+            );
             r
         }
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
@@ -309,7 +336,10 @@ async fn admin(
     };
     // Pending first: they are what an admin came for.
     list.sort_by_key(|a| (a.status != AccountStatus::Pending, a.username.clone()));
-    let pending_count = list.iter().filter(|a| a.status == AccountStatus::Pending).count();
+    let pending_count = list
+        .iter()
+        .filter(|a| a.status == AccountStatus::Pending)
+        .count();
     let page = AdminPage {
         accounts: list
             .into_iter()
@@ -360,18 +390,41 @@ async fn admin_action(
     let status = match f.action.as_str() {
         "approve" | "enable" => AccountStatus::Active,
         "disable" => AccountStatus::Disabled,
-        _ => return page(StatusCode::BAD_REQUEST, wants_html(&headers), "Bad request", "Unknown action.", ""),
+        _ => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                wants_html(&headers),
+                "Bad request",
+                "Unknown action.",
+                "",
+            );
+        }
     };
     let store = accounts.store();
     match store.set_status(f.id, status, now_ms()).await {
         Ok(true) => {}
-        Ok(false) => return page(StatusCode::NOT_FOUND, wants_html(&headers), "Not found", "No such account.", ""),
+        Ok(false) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                wants_html(&headers),
+                "Not found",
+                "No such account.",
+                "",
+            );
+        }
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
     if status == AccountStatus::Disabled && store.revoke_sessions_of(f.id).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    audit(&state, &s, &f.action, format!("account:{}", f.id), String::new()).await;
+    audit(
+        &state,
+        &s,
+        &f.action,
+        format!("account:{}", f.id),
+        String::new(),
+    )
+    .await;
     // The write is on disk; only now answer.
     with_cookie(see_other("/.vestibule/admin"), &s)
 }
@@ -383,6 +436,8 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(when(0), "1970-01-01 00:00 UTC");
-        assert_eq!(when(1_795_000_000_000), "2026-11-18 08:26 UTC");
+        // Reference values from Python's datetime.utcfromtimestamp.
+        assert_eq!(when(1_795_000_000_000), "2026-11-18 11:06 UTC");
+        assert_eq!(when(951_782_400_000), "2000-02-29 00:00 UTC");
     }
 }

@@ -63,11 +63,24 @@ fn https(ctx: &ClientContext, headers: &HeaderMap) -> bool {
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
 }
 
-fn refuse(headers: &HeaderMap, status: StatusCode, title: &str, message: &str, hint: &str) -> Response {
+fn refuse(
+    headers: &HeaderMap,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    hint: &str,
+) -> Response {
     page(status, wants_html(headers), title, message, hint)
 }
 
-async fn audit(accounts: &Accounts, action: &str, subject: String, ctx: &ClientContext, outcome: &str, detail: &str) {
+async fn audit(
+    accounts: &Accounts,
+    action: &str,
+    subject: String,
+    ctx: &ClientContext,
+    outcome: &str,
+    detail: &str,
+) {
     let e = AuditEntry {
         at: now_ms(),
         actor: subject.clone(),
@@ -107,18 +120,35 @@ pub async fn page_session(
     .filter(|t| is_session_token(t))
     .map(str::to_owned);
     let existing = match &presented {
-        Some(t) => store.session(&hash_token(t)).await.map_err(|e| unavailable(headers, &e))?,
+        Some(t) => store
+            .session(&hash_token(t))
+            .await
+            .map_err(|e| unavailable(headers, &e))?,
         None => None,
     };
 
     let identity = crate::authenticate::authenticate(state, &ctx, headers).map_err(|e| {
-        refuse(headers, StatusCode::BAD_REQUEST, "Bad request", &format!("The identity sent by the SSO proxy was refused: {e}."), "")
+        refuse(
+            headers,
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            &format!("The identity sent by the SSO proxy was refused: {e}."),
+            "",
+        )
     })?;
     let Some(identity) = identity else {
         // The front no longer vouches for anyone: end the session.
         if let Some(s) = &existing {
             let _ = store.revoke_session(&s.id_hash).await;
-            audit(&accounts, "session-end", format!("{}:{}", s.source, s.subject), &ctx, "ok", "identity header gone").await;
+            audit(
+                &accounts,
+                "session-end",
+                format!("{}:{}", s.source, s.subject),
+                &ctx,
+                "ok",
+                "identity header gone",
+            )
+            .await;
         }
         let mut resp = refuse(
             headers,
@@ -127,18 +157,33 @@ pub async fn page_session(
             "Sign in through your SSO portal to use this page.",
             "",
         );
-        resp.headers_mut().append(header::SET_COOKIE, cookies::clear(https));
+        resp.headers_mut()
+            .append(header::SET_COOKIE, cookies::clear(https));
         return Err(resp);
     };
     let Some(source) = &state.settings.header_source else {
-        return Err(refuse(headers, StatusCode::UNAUTHORIZED, "Sign in", "No identity source is configured.", ""));
+        return Err(refuse(
+            headers,
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "No identity source is configured.",
+            "",
+        ));
     };
     let (identity, account_id) = match accounts
-        .resolve(identity, &source.provisioning, source.key_by_username, ctx.client_ip.map(|i| i.to_string()))
+        .resolve(
+            identity,
+            &source.provisioning,
+            source.key_by_username,
+            ctx.client_ip.map(|i| i.to_string()),
+        )
         .await
         .map_err(|e| unavailable(headers, &e))?
     {
-        Resolution::Active { identity, account_id } => (*identity, account_id),
+        Resolution::Active {
+            identity,
+            account_id,
+        } => (*identity, account_id),
         Resolution::Pending => {
             return Err(refuse(
                 headers,
@@ -149,10 +194,22 @@ pub async fn page_session(
             ));
         }
         Resolution::Disabled => {
-            return Err(refuse(headers, StatusCode::FORBIDDEN, "Account disabled", "Your account is disabled.", ""));
+            return Err(refuse(
+                headers,
+                StatusCode::FORBIDDEN,
+                "Account disabled",
+                "Your account is disabled.",
+                "",
+            ));
         }
         Resolution::NoAccount => {
-            return Err(refuse(headers, StatusCode::FORBIDDEN, "No account", "There is no account for you here.", ""));
+            return Err(refuse(
+                headers,
+                StatusCode::FORBIDDEN,
+                "No account",
+                "There is no account for you here.",
+                "",
+            ));
         }
     };
     let key = Accounts::key_for(&identity, source.key_by_username);
@@ -163,7 +220,8 @@ pub async fn page_session(
     if let (Some(token), Some(s)) = (&presented, &existing) {
         let secret = Secret::from_exposed(token.clone());
         let csrf = csrf_for(&secret, &identity);
-        let same_person = s.source == key.source && s.subject == key.subject && s.account_id == account_id;
+        let same_person =
+            s.source == key.source && s.subject == key.subject && s.account_id == account_id;
         let fresh = now < s.expires_at && now - s.last_seen_at < idle;
         let same_privileges = secrets_equal_bytes(&hash_token(&csrf), &s.csrf_hash);
         if same_person && fresh && same_privileges {
@@ -188,7 +246,15 @@ pub async fn page_session(
         } else {
             "privileges changed"
         };
-        audit(&accounts, "session-end", format!("{}:{}", s.source, s.subject), &ctx, "ok", why).await;
+        audit(
+            &accounts,
+            "session-end",
+            format!("{}:{}", s.source, s.subject),
+            &ctx,
+            "ok",
+            why,
+        )
+        .await;
     }
 
     let mut random = [0u8; 32];
@@ -209,13 +275,25 @@ pub async fn page_session(
         })
         .await
         .map_err(|e| unavailable(headers, &e))?;
-    audit(&accounts, "session-start", format!("{}:{}", key.source, key.subject), &ctx, "ok", "").await;
+    audit(
+        &accounts,
+        "session-start",
+        format!("{}:{}", key.source, key.subject),
+        &ctx,
+        "ok",
+        "",
+    )
+    .await;
     Ok(PageSession {
         identity,
         account_id,
         id_hash,
         csrf,
-        set_cookie: cookies::set(https, token.expose(), state.settings.sessions.absolute.as_secs()),
+        set_cookie: cookies::set(
+            https,
+            token.expose(),
+            state.settings.sessions.absolute.as_secs(),
+        ),
         ctx,
     })
 }
@@ -239,6 +317,7 @@ fn unavailable(headers: &HeaderMap, e: &vestibule_store::StoreError) -> Response
         "vestibule cannot reach its database right now.",
         "",
     );
-    r.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
     r
 }

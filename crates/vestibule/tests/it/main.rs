@@ -10,6 +10,7 @@ mod check_cli;
 mod frontends;
 mod identity;
 mod limits;
+mod pages;
 mod proxy;
 mod readme;
 mod support;
