@@ -43,6 +43,17 @@ admin_listen = "127.0.0.1:0"
 dialect = "authelia"
 # Only the demo front's address may send identity headers.
 trusted_proxies = ["127.0.0.3"]
+# New people wait for an admin (alice) to approve them.
+provisioning = "approval"
+
+[database]
+# Embedded SQLite, kept between demo runs.
+data_dir = "{data}"
+
+[accounts]
+admin_groups = ["admins"]
+[accounts.roles]
+admin = ["admins"]
 
 [auth]
 login_url = "{front}/.demo/login?rd={url}"
@@ -102,11 +113,44 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
 }
 
+/// Where the demo keeps its database, relative to the working directory.
+pub const DEMO_DATA_DIR: &str = "vestibule-demo-data";
+
 /// The demo configuration with its addresses filled in.
-pub fn demo_config_text(whoami: SocketAddr, front: &str) -> String {
+pub fn demo_config_text(whoami: SocketAddr, front: &str, data_dir: &std::path::Path) -> String {
     DEMO_CONFIG
         .replace("{whoami}", &format!("http://{whoami}"))
         .replace("{front}", front)
+        .replace("{data}", &data_dir.display().to_string().replace('\\', "/"))
+}
+
+/// The demo's people: alice and bob may come in, carol waits for approval.
+async fn seed_accounts(store: &std::sync::Arc<dyn vestibule_store::Store>) -> Result<(), String> {
+    use vestibule_store::{AccountStatus, IdentityKey, NewAccount};
+    for (user, name, groups, status) in [
+        ("alice", "Alice Liddell", vec!["admins", "users"], AccountStatus::Active),
+        ("bob", "Bob Ørsted", vec!["users"], AccountStatus::Active),
+        ("carol", "Carol Danvers", vec!["guests"], AccountStatus::Pending),
+    ] {
+        let key = IdentityKey::new("authelia", user);
+        if store.account_by_identity(&key).await.map_err(|e| e.to_string())?.is_some() {
+            continue;
+        }
+        store
+            .create_account(NewAccount {
+                key,
+                username: user.into(),
+                email: Some(format!("{user}@example.com")),
+                display_name: Some(name.into()),
+                groups: groups.into_iter().map(String::from).collect(),
+                org: None,
+                status,
+                now: crate::accounts::now_ms(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Starts the demo and serves until `shutdown` resolves.
@@ -137,7 +181,10 @@ pub async fn run(
     let whoami_addr = whoami_listener.local_addr().map_err(|e| e.to_string())?;
     let whoami = tokio::spawn(crate::whoami::serve(whoami_listener));
 
-    let text = demo_config_text(whoami_addr, &origin);
+    let data_dir = std::env::current_dir()
+        .map_err(|e| e.to_string())?
+        .join(DEMO_DATA_DIR);
+    let text = demo_config_text(whoami_addr, &origin, &data_dir);
     let file = config::parse_with_env(&text, std::iter::empty()).map_err(|e| e.to_string())?;
     let (settings, diags) = config::validate(&file);
     let settings = settings.ok_or_else(|| {
@@ -148,6 +195,9 @@ pub async fn run(
             .join("\n")
     })?;
     let running = crate::app::spawn(settings).await?;
+    if let Some(accounts) = &running.state.accounts {
+        seed_accounts(accounts.store()).await?;
+    }
     let vestibule_addr = *running
         .http_addrs
         .first()
@@ -169,7 +219,7 @@ pub async fn run(
         .fallback(proxy)
         .with_state(front);
 
-    print_banner(&origin, vestibule_addr, whoami_addr, running.admin_addr);
+    print_banner(&origin, vestibule_addr, whoami_addr, running.admin_addr, &data_dir);
     let served = axum::serve(front_listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
@@ -178,7 +228,14 @@ pub async fn run(
     served.map_err(|e| e.to_string())
 }
 
-fn print_banner(front: &str, vestibule: SocketAddr, whoami: SocketAddr, admin: Option<SocketAddr>) {
+fn print_banner(
+    front: &str,
+    vestibule: SocketAddr,
+    whoami: SocketAddr,
+    admin: Option<SocketAddr>,
+    data_dir: &std::path::Path,
+) {
+    let data_dir = data_dir.display();
     let admin = admin.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
     println!(
         r#"
@@ -203,6 +260,13 @@ fn print_banner(front: &str, vestibule: SocketAddr, whoami: SocketAddr, admin: O
     {front}/grafana      Grafana's X-WEBAUTH-* headers
     {front}/georchestra  geOrchestra's sec-* headers
     {front}/.demo/logout sign out, then reload: vestibule sends you to the login page
+    {front}/.vestibule/account  your account and sessions, as vestibule keeps them
+
+  Accounts (kept in {data_dir}/vestibule.db):
+    sign in as carol: her account waits for approval, the app is never reached
+    sign in as alice and open {front}/.vestibule/admin: approve carol
+    sign in as carol again: she is in. Anyone you type in waits for approval too.
+    (or from a terminal: vestibule users approve carol --config <a config with this database>)
 
   Spoofing, straight at vestibule (you are 127.0.0.1, not the trusted 127.0.0.3):
     curl -i -H 'Remote-User: admin' http://{vestibule}/
@@ -290,6 +354,12 @@ async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Res
             name: "Bob Ørsted".into(),
             email: "bob@example.com".into(),
             groups: "users".into(),
+        },
+        Some("carol") => DemoUser {
+            username: "carol".into(),
+            name: "Carol Danvers".into(),
+            email: "carol@example.com".into(),
+            groups: "guests".into(),
         },
         _ => {
             let username = clean(f.username.as_deref().unwrap_or(""));
@@ -410,10 +480,17 @@ mod tests {
 
     #[test]
     fn demo_config_is_clean() {
-        let text = demo_config_text("127.0.0.1:1".parse().unwrap(), "http://127.0.0.1:9000");
+        let text = demo_config_text(
+            "127.0.0.1:1".parse().unwrap(),
+            "http://127.0.0.1:9000",
+            std::path::Path::new("/tmp/demo-data"),
+        );
         let file = config::parse_with_env(&text, std::iter::empty()).unwrap();
         let (settings, diags) = config::validate(&file);
-        assert!(diags.is_empty(), "{diags:?}");
+        // Plain HTTP on loopback: the only thing to say is that cookies are
+        // not `__Host-`/Secure, which a demo on 127.0.0.1 accepts.
+        let keys: Vec<&str> = diags.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["sessions"], "{diags:?}");
         assert!(settings.is_some());
     }
 }
