@@ -57,5 +57,24 @@ fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap
             suppressed_since_last = suppressed,
             "identity headers from an untrusted peer were ignored and stripped"
         );
+        // The audit log gets the same rate-limited line, written behind the
+        // request.
+        if let Some(accounts) = &state.accounts {
+            let store = accounts.store().clone();
+            let entry = vestibule_store::AuditEntry {
+                at: crate::accounts::now_ms(),
+                actor: format!("{:?}", ctx.peer),
+                action: "spoof-attempt".into(),
+                subject: names.join(","),
+                client_ip: ctx.client_ip.map(|i| i.to_string()),
+                outcome: "stripped".into(),
+                detail: format!("{suppressed} more since the last entry"),
+            };
+            tokio::spawn(async move {
+                if let Err(e) = store.append_audit(&entry).await {
+                    tracing::warn!(error = %e, "could not write the audit log");
+                }
+            });
+        }
     }
 }

@@ -128,12 +128,27 @@ pub fn demo_config_text(whoami: SocketAddr, front: &str, data_dir: &std::path::P
 async fn seed_accounts(store: &std::sync::Arc<dyn vestibule_store::Store>) -> Result<(), String> {
     use vestibule_store::{AccountStatus, IdentityKey, NewAccount};
     for (user, name, groups, status) in [
-        ("alice", "Alice Liddell", vec!["admins", "users"], AccountStatus::Active),
+        (
+            "alice",
+            "Alice Liddell",
+            vec!["admins", "users"],
+            AccountStatus::Active,
+        ),
         ("bob", "Bob Ørsted", vec!["users"], AccountStatus::Active),
-        ("carol", "Carol Danvers", vec!["guests"], AccountStatus::Pending),
+        (
+            "carol",
+            "Carol Danvers",
+            vec!["guests"],
+            AccountStatus::Pending,
+        ),
     ] {
         let key = IdentityKey::new("authelia", user);
-        if store.account_by_identity(&key).await.map_err(|e| e.to_string())?.is_some() {
+        if store
+            .account_by_identity(&key)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
             continue;
         }
         store
@@ -219,7 +234,13 @@ pub async fn run(
         .fallback(proxy)
         .with_state(front);
 
-    print_banner(&origin, vestibule_addr, whoami_addr, running.admin_addr, &data_dir);
+    print_banner(
+        &origin,
+        vestibule_addr,
+        whoami_addr,
+        running.admin_addr,
+        &data_dir,
+    );
     let served = axum::serve(front_listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
