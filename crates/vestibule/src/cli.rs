@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `demo`, `whoami`.
+//! The command line: `serve`, `check`, `demo`, `whoami`, and the admin
+//! commands `users`, `sessions`, `audit`, `migrate` (in [`crate::admin_cli`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::admin_cli;
 use crate::config::{self, Diagnostic, Severity};
 
 /// vestibule: an identity gateway between your SSO front and your apps.
@@ -59,6 +61,38 @@ pub enum Command {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
+    },
+    /// Manage accounts in the configured database (works while gateways run).
+    ///
+    /// ACCOUNT is an id, SOURCE:SUBJECT, or a username that matches exactly
+    /// one account (never an email). Exit 0 done, 1 not found, ambiguous or
+    /// conflict, 2 configuration or database error.
+    Users {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin_cli::UsersCommand,
+    },
+    /// List or revoke sessions of vestibule's own pages.
+    Sessions {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin_cli::SessionsCommand,
+    },
+    /// Read the audit log, newest first (--follow: chronological, until Ctrl-C).
+    Audit {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        #[command(flatten)]
+        args: admin_cli::AuditArgs,
+    },
+    /// Bring the database schema up to date, then exit.
+    Migrate {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
     },
 }
 
@@ -213,5 +247,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Users { db, command } => admin_cli::users(&db.config, command).await,
+        Command::Sessions { db, command } => admin_cli::sessions(&db.config, command).await,
+        Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
+        Command::Migrate { db } => admin_cli::migrate(&db.config).await,
     }
 }

@@ -30,6 +30,7 @@
 //! - Load balancing and caching: one route, one upstream.
 
 pub mod accounts;
+pub mod admin_cli;
 pub mod app;
 pub mod authenticate;
 pub mod authorize;

@@ -5,11 +5,14 @@
 #![allow(unreachable_pub, dead_code)]
 
 mod accounts;
+mod admin_cli;
 mod advisories;
 mod check_cli;
+mod durability;
 mod frontends;
 mod identity;
 mod limits;
+mod postgres;
 mod pages;
 mod proxy;
 mod readme;
