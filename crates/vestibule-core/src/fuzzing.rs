@@ -395,7 +395,11 @@ pub fn cookie_and_token(data: &[u8]) {
             .iter()
             .filter_map(|l| std::str::from_utf8(l).ok())
             .flat_map(|l| l.split(';'))
-            .filter(|p| p.trim_matches([' ', '\t']).split_once('=').is_some_and(|(k, _)| k == "vestibule"))
+            .filter(|p| {
+                p.trim_matches([' ', '\t'])
+                    .split_once('=')
+                    .is_some_and(|(k, _)| k == "vestibule")
+            })
             .count();
         assert_eq!(occurrences, 1);
         if is_session_token(v) {
@@ -411,6 +415,132 @@ pub fn cookie_and_token(data: &[u8]) {
         b.copy_from_slice(&data[..32]);
         assert!(is_session_token(session_token(b).expose()));
     }
+}
+
+/// Device credential carriers: bits 0–4 of the first byte enable Basic,
+/// Bearer, `Proxy-Authorization`, the custom header `x-device-token` and
+/// the query parameter `token`; the rest is lines split on `\n`, each
+/// `name: value`, except that a line starting with `?` is the query string.
+/// Checks that a credential found is well-formed and comes from an enabled
+/// carrier, that the outcome does not depend on carriers that hold nothing,
+/// and that stripping the carrier leaves nothing to find. The whole input
+/// is also read as a typed pairing code.
+pub fn credential_carriers(data: &[u8]) {
+    use crate::credential::{
+        Carrier, Carriers, find_credential, is_device_token, normalize_pairing_code,
+        remove_query_param, strip_credential_headers,
+    };
+
+    if let Some(code) = normalize_pairing_code(&String::from_utf8_lossy(data)) {
+        assert_eq!(code.len(), 11);
+        assert_eq!(normalize_pairing_code(&code).as_ref(), Some(&code));
+    }
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let all = Carriers {
+        basic: true,
+        bearer: true,
+        proxy_authorization: true,
+        header: Some(http::HeaderName::from_static("x-device-token")),
+        query: Some("token".to_owned()),
+    };
+    let carriers = Carriers {
+        basic: selector & 1 != 0,
+        bearer: selector & 2 != 0,
+        proxy_authorization: selector & 4 != 0,
+        header: all.header.clone().filter(|_| selector & 8 != 0),
+        query: all.query.clone().filter(|_| selector & 16 != 0),
+    };
+    let mut headers = http::HeaderMap::new();
+    let mut query = None;
+    for line in rest.split(|&b| b == b'\n') {
+        if let Some(q) = line.strip_prefix(b"?") {
+            query = Some(String::from_utf8_lossy(q).into_owned());
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    let query = query.as_deref();
+
+    let found = find_credential(&headers, query, &carriers);
+    // With every carrier enabled, nothing found means nothing found with
+    // fewer.
+    if find_credential(&headers, query, &all) == Ok(None) {
+        assert_eq!(found, Ok(None), "a subset of carriers found more");
+    }
+    if !carriers.any() {
+        assert_eq!(found, Ok(None), "found with every carrier off");
+    }
+    let Ok(Some(presented)) = found else {
+        return;
+    };
+    assert!(is_device_token(presented.token.expose()));
+    let enabled = match presented.carrier {
+        Carrier::Basic => carriers.basic,
+        Carrier::Bearer => carriers.bearer,
+        Carrier::ProxyAuthorization => carriers.proxy_authorization,
+        Carrier::Header => carriers.header.is_some(),
+        Carrier::Query => carriers.query.is_some(),
+    };
+    assert!(enabled, "{:?} is not enabled", presented.carrier);
+    if let Some(user) = &presented.basic_user {
+        assert!(matches!(
+            presented.carrier,
+            Carrier::Basic | Carrier::ProxyAuthorization
+        ));
+        assert!(!user.contains(':') && !user.chars().any(char::is_control));
+    } else {
+        assert_ne!(presented.carrier, Carrier::Basic);
+    }
+    // The other carriers held nothing: the one that did suffices.
+    let alone = Carriers {
+        basic: presented.carrier == Carrier::Basic,
+        bearer: presented.carrier == Carrier::Bearer,
+        proxy_authorization: presented.carrier == Carrier::ProxyAuthorization,
+        header: carriers
+            .header
+            .clone()
+            .filter(|_| presented.carrier == Carrier::Header),
+        query: carriers
+            .query
+            .clone()
+            .filter(|_| presented.carrier == Carrier::Query),
+    };
+    assert_eq!(
+        find_credential(&headers, query, &alone),
+        Ok(Some(presented.clone()))
+    );
+    // Stripped, the request holds nothing more for these carriers, and
+    // headers other than the carrier's are untouched.
+    let mut stripped = headers.clone();
+    strip_credential_headers(&mut stripped, presented.carrier, &carriers);
+    let removed: Vec<_> = headers
+        .keys()
+        .filter(|k| !stripped.contains_key(*k))
+        .collect();
+    assert!(removed.len() <= 1, "{removed:?}");
+    let target = query.map(|q| remove_query_param(&format!("/p?{q}"), "token"));
+    let stripped_query = match presented.carrier {
+        Carrier::Query => target
+            .as_deref()
+            .map(|t| t.split_once('?').map_or("", |(_, q)| q)),
+        _ => query,
+    };
+    assert_eq!(
+        find_credential(&stripped, stripped_query, &carriers),
+        Ok(None)
+    );
 }
 
 #[cfg(test)]
@@ -436,6 +566,7 @@ mod tests {
             encode_roundtrip(data);
             path_interpretations(data);
             trusted_network(data);
+            credential_carriers(data);
         }
     }
 }

@@ -25,6 +25,9 @@
 //!   is stripped** before a request leaves vestibule ([`headers::IdentityHeaders`]).
 //! - **Route matching is done on every reasonable reading of the path**
 //!   ([`path`]); if two readings pick different routes the request is refused.
+//! - **Device credentials (`vst_…`) are ours only by their prefix or by
+//!   configuration** ([`credential`]): the application's own `Authorization`
+//!   passes untouched, while ours must be well-formed, unique and stripped.
 //!
 //! ## Non-goals
 //!
@@ -35,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod credential;
 pub mod decode;
 pub mod dialect;
 pub mod forwarded;

@@ -43,17 +43,27 @@ impl fmt::Debug for Secret {
 
 /// A new session token from 32 random bytes.
 pub fn session_token(random: [u8; 32]) -> Secret {
-    Secret(format!("{SESSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(random)))
+    prefixed_token(SESSION_PREFIX, random)
 }
 
 /// Whether `s` has the shape of a session token (prefix, 43 base64url
 /// characters that decode to 32 bytes). Anything else is never looked up.
 pub fn is_session_token(s: &str) -> bool {
-    s.strip_prefix(SESSION_PREFIX).is_some_and(|rest| {
-        rest.len() == ENCODED_LEN
-            && URL_SAFE_NO_PAD
-                .decode(rest)
-                .is_ok_and(|b| b.len() == 32)
+    is_prefixed_token(s, SESSION_PREFIX)
+}
+
+/// `prefix` followed by 32 random bytes in base64url without padding: the
+/// shape of every token vestibule issues (sessions, device credentials).
+pub(crate) fn prefixed_token(prefix: &str, random: [u8; 32]) -> Secret {
+    Secret(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random)))
+}
+
+/// Whether `s` is exactly what [`prefixed_token`] writes for `prefix`: 43
+/// base64url characters after it that decode to 32 bytes. The decoder
+/// refuses non-zero trailing bits, so each 32 bytes have one spelling.
+pub(crate) fn is_prefixed_token(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == ENCODED_LEN && URL_SAFE_NO_PAD.decode(rest).is_ok_and(|b| b.len() == 32)
     })
 }
 
@@ -87,7 +97,10 @@ pub fn secrets_equal(a: &str, b: &str) -> bool {
 /// The value of cookie `name` in `Cookie` header values, if it appears
 /// exactly once. A cookie sent twice (cookie tossing from a sibling
 /// domain, RFC 6265 §8.6) is treated as absent.
-pub fn find_cookie<'a>(header_values: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<&'a str> {
+pub fn find_cookie<'a>(
+    header_values: impl IntoIterator<Item = &'a [u8]>,
+    name: &str,
+) -> Option<&'a str> {
     let mut found = None;
     for value in header_values {
         let Ok(text) = std::str::from_utf8(value) else {
@@ -126,7 +139,13 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_not_tokens() {
-        for bad in ["", "vss_", "vss_short", "xyz_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "vss_!AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        for bad in [
+            "",
+            "vss_",
+            "vss_short",
+            "xyz_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "vss_!AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert!(!is_session_token(bad), "{bad}");
         }
     }
@@ -134,10 +153,7 @@ mod tests {
     #[test]
     fn hash_is_sha256() {
         // SHA-256("abc"), FIPS 180-2 appendix B.1.
-        assert_eq!(
-            hash_token("abc")[..4],
-            [0xba, 0x78, 0x16, 0xbf]
-        );
+        assert_eq!(hash_token("abc")[..4], [0xba, 0x78, 0x16, 0xbf]);
     }
 
     #[test]
@@ -145,7 +161,11 @@ mod tests {
         let a = session_token([1; 32]);
         let b = session_token([2; 32]);
         assert_ne!(csrf_token(&a, ""), csrf_token(&b, ""));
-        assert_ne!(csrf_token(&a, "admin"), csrf_token(&a, ""), "bound to privileges");
+        assert_ne!(
+            csrf_token(&a, "admin"),
+            csrf_token(&a, ""),
+            "bound to privileges"
+        );
         assert!(secrets_equal(&csrf_token(&a, ""), &csrf_token(&a, "")));
         assert!(!secrets_equal(&csrf_token(&a, ""), &csrf_token(&b, "")));
         assert!(!secrets_equal("a", "ab"));
@@ -156,9 +176,16 @@ mod tests {
         let h: &[&[u8]] = &[b"a=1; vestibule=tok; b=2"];
         assert_eq!(find_cookie(h.iter().copied(), "vestibule"), Some("tok"));
         let h: &[&[u8]] = &[b"vestibule=one", b"x=1; vestibule=two"];
-        assert_eq!(find_cookie(h.iter().copied(), "vestibule"), None, "tossed cookie");
+        assert_eq!(
+            find_cookie(h.iter().copied(), "vestibule"),
+            None,
+            "tossed cookie"
+        );
         let h: &[&[u8]] = &[b"__Host-vestibule=\"q\""];
-        assert_eq!(find_cookie(h.iter().copied(), "__Host-vestibule"), Some("q"));
+        assert_eq!(
+            find_cookie(h.iter().copied(), "__Host-vestibule"),
+            Some("q")
+        );
         assert_eq!(find_cookie(h.iter().copied(), "vestibule"), None);
     }
 

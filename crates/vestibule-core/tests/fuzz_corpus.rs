@@ -72,3 +72,8 @@ fn route_find() {
 fn cookie_and_token() {
     replay("cookie_and_token", fuzzing::cookie_and_token);
 }
+
+#[test]
+fn credential_carriers() {
+    replay("credential_carriers", fuzzing::credential_carriers);
+}

@@ -1,0 +1,1289 @@
+//! Device credentials: what non-browser clients (mobile apps, Subsonic and
+//! WebDAV clients, `curl`) send instead of a session cookie, and the pairing
+//! codes a person types to enrol a device.
+//!
+//! - A device credential is a token like a session token ([`crate::secret`]):
+//!   256 random bits the caller passes in, written `vst_` + 43 base64url
+//!   characters. The prefix lets secret scanners spot a leaked one and lets
+//!   this module tell ours from the application's own credentials.
+//! - Each route says where a client may put it ([`Carriers`]): `Authorization`
+//!   as Basic (the password) or Bearer, `Proxy-Authorization`, a custom
+//!   header, or a query parameter (opt-in: URLs end up in logs and
+//!   `Referer`, RFC 6750 §5.3).
+//! - **We do not steal the application's own authentication.** An
+//!   `Authorization: Bearer eyJ…` or a Basic password without the `vst_`
+//!   prefix is not ours: [`find_credential`] ignores it and the caller
+//!   forwards it untouched.
+//! - **What is ours fails closed.** A carrier holding something with our
+//!   prefix (or a custom header or query parameter, which are ours by
+//!   configuration) must hold a well-formed credential, or the request is
+//!   refused with [`CarrierError::Malformed`] (HTTP 401).
+//! - **Ambiguity is an error** ([`CarrierError::Ambiguous`], HTTP 400): two
+//!   carriers, or one header on two lines, each possibly holding a
+//!   credential. vestibule would authenticate one while the application
+//!   might read the other.
+//! - The carrier that held the credential is stripped before the request is
+//!   forwarded ([`strip_credential_headers`], [`remove_query_param`]), so
+//!   the application never sees it.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
+use http::{HeaderMap, HeaderName};
+
+use crate::secret::{Secret, is_prefixed_token, prefixed_token};
+
+/// Prefix of device credentials.
+pub const DEVICE_PREFIX: &str = "vst_";
+
+/// A new device credential from 32 random bytes: `vst_` + 43 base64url (no
+/// padding) characters.
+pub fn device_token(random: [u8; 32]) -> Secret {
+    prefixed_token(DEVICE_PREFIX, random)
+}
+
+/// Shape check: the prefix, then 43 base64url characters that decode to
+/// exactly 32 bytes (in their one canonical spelling). Anything else is
+/// never looked up.
+pub fn is_device_token(s: &str) -> bool {
+    is_prefixed_token(s, DEVICE_PREFIX)
+}
+
+/// Where a client may put its credential; configured per route. Everything
+/// off (the default) means the route takes no device credentials.
+///
+/// The custom header must not be `Authorization`, `Proxy-Authorization` or
+/// `Cookie`, and the query parameter name must not be empty: the
+/// configuration layer refuses those (here they would make every request
+/// ambiguous, or read the application's credentials as ours).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carriers {
+    /// `Authorization: Basic base64(user:vst_…)`: the only thing many
+    /// Subsonic, WebDAV and CalDAV clients can send.
+    pub basic: bool,
+    /// `Authorization: Bearer vst_…` (RFC 6750 §2.1).
+    pub bearer: bool,
+    /// `Proxy-Authorization: Bearer vst_…` or `Basic base64(user:vst_…)`,
+    /// for clients whose `Authorization` belongs to the application.
+    pub proxy_authorization: bool,
+    /// A custom header whose whole value is `vst_…`.
+    pub header: Option<HeaderName>,
+    /// A query parameter name (opt-in, for media URLs a player fetches
+    /// without headers), compared exactly: `%74oken` is not `token`.
+    pub query: Option<String>,
+}
+
+impl Carriers {
+    /// Whether any carrier is enabled.
+    pub fn any(&self) -> bool {
+        self.basic
+            || self.bearer
+            || self.proxy_authorization
+            || self.header.is_some()
+            || self.query.is_some()
+    }
+}
+
+/// One place a credential can be carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Carrier {
+    /// `Authorization: Basic`, the credential as the password.
+    Basic,
+    /// `Authorization: Bearer`.
+    Bearer,
+    /// `Proxy-Authorization`, Basic or Bearer.
+    ProxyAuthorization,
+    /// The configured custom header.
+    Header,
+    /// The configured query parameter.
+    Query,
+}
+
+impl Carrier {
+    /// The name used in configuration, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::Bearer => "bearer",
+            Self::ProxyAuthorization => "proxy-authorization",
+            Self::Header => "header",
+            Self::Query => "query",
+        }
+    }
+}
+
+/// A credential found in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// Where it was found.
+    pub carrier: Carrier,
+    /// The `vst_…` value (well-formed: [`is_device_token`] holds).
+    pub token: Secret,
+    /// The user-id when sent as Basic (in `Authorization` or
+    /// `Proxy-Authorization`): UTF-8 without `:` or control characters,
+    /// possibly empty. Clients make one up; it is for logs and for checking
+    /// against the device's owner, never for identity on its own.
+    pub basic_user: Option<String>,
+}
+
+/// Why the credential carriers of a request were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarrierError {
+    /// More than one credential (two carriers, repeated header lines,
+    /// repeated query parameter): HTTP 400.
+    Ambiguous,
+    /// A carrier that is ours held something that is not a well-formed
+    /// credential: HTTP 401.
+    Malformed {
+        /// The carrier.
+        carrier: Carrier,
+        /// What was wrong, for logs (never the value itself).
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for CarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ambiguous => f.write_str(
+                "the request carries more than one device credential \
+                 (two carriers, a repeated header or a repeated query parameter)",
+            ),
+            Self::Malformed { carrier, reason } => write!(
+                f,
+                "the {} carrier holds a malformed device credential: {reason}",
+                carrier.as_str()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CarrierError {}
+
+const NOT_A_TOKEN: &str = "not a well-formed vst_ token";
+const NOT_UTF8: &str = "not valid UTF-8";
+const USER_NOT_UTF8: &str = "the Basic user-id is not valid UTF-8";
+const USER_CONTROL: &str = "the Basic user-id contains a control character";
+
+/// Finds the one device credential in a request, looking only at the
+/// carriers enabled. `query` is the raw query string (without `?`), if any.
+///
+/// Every enabled carrier is read before deciding, so the answer does not
+/// depend on an order: more than one carrier holding something of ours is
+/// [`CarrierError::Ambiguous`] even if one of them is malformed.
+pub fn find_credential(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    carriers: &Carriers,
+) -> Result<Option<Presented>, CarrierError> {
+    let outcomes = [
+        if carriers.basic || carriers.bearer {
+            from_auth_header(headers, &AUTHORIZATION, |scheme| match scheme {
+                Scheme::Basic => carriers.basic.then_some(Carrier::Basic),
+                Scheme::Bearer => carriers.bearer.then_some(Carrier::Bearer),
+            })
+        } else {
+            Ok(None)
+        },
+        if carriers.proxy_authorization {
+            from_auth_header(headers, &PROXY_AUTHORIZATION, |_| {
+                Some(Carrier::ProxyAuthorization)
+            })
+        } else {
+            Ok(None)
+        },
+        match &carriers.header {
+            Some(name) => from_custom_header(headers, name),
+            None => Ok(None),
+        },
+        match (&carriers.query, query) {
+            (Some(name), Some(query)) => from_query(query, name),
+            _ => Ok(None),
+        },
+    ];
+    let mut found = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(None) => {}
+            Err(CarrierError::Ambiguous) => return Err(CarrierError::Ambiguous),
+            ours => {
+                if found.replace(ours).is_some() {
+                    return Err(CarrierError::Ambiguous);
+                }
+            }
+        }
+    }
+    found.unwrap_or(Ok(None))
+}
+
+/// Removes the carrier that held a credential from the request before it is
+/// forwarded: the `Authorization`, `Proxy-Authorization` or custom header,
+/// all lines of it. (A credential is only found when its header has one
+/// line.) [`Carrier::Query`] is not a header: use [`remove_query_param`].
+pub fn strip_credential_headers(headers: &mut HeaderMap, carrier: Carrier, carriers: &Carriers) {
+    match carrier {
+        Carrier::Basic | Carrier::Bearer => {
+            headers.remove(AUTHORIZATION);
+        }
+        Carrier::ProxyAuthorization => {
+            headers.remove(PROXY_AUTHORIZATION);
+        }
+        Carrier::Header => {
+            if let Some(name) = &carriers.header {
+                headers.remove(name);
+            }
+        }
+        Carrier::Query => {}
+    }
+}
+
+/// The path-and-query with every occurrence of query parameter `name`
+/// removed (with or without `=`; other parameters kept byte for byte, in
+/// order; the `?` dropped if nothing is left). Returns the input unchanged
+/// when the parameter is absent. Names are compared exactly, as
+/// [`find_credential`] compares them.
+pub fn remove_query_param(path_and_query: &str, name: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_owned();
+    };
+    if !query.split('&').any(|pair| param_name(pair) == name) {
+        return path_and_query.to_owned();
+    }
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| param_name(pair) != name)
+        .collect();
+    let kept = kept.join("&");
+    if kept.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{kept}")
+    }
+}
+
+/// The name part of one `name=value` query pair (all of it without `=`).
+fn param_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name)
+}
+
+/// The authentication schemes that can carry a device credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Basic,
+    Bearer,
+}
+
+/// Reads `Authorization` or `Proxy-Authorization` (`name`); `carrier_of`
+/// says which schemes are enabled and as what carrier.
+///
+/// Neither header is a list (RFC 9110 §11.6.2, §11.7.2), so one on two
+/// lines is malformed; it is only ours to refuse when a line holds
+/// something of ours, otherwise it is the application's business.
+fn from_auth_header(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    carrier_of: impl Fn(Scheme) -> Option<Carrier>,
+) -> Result<Option<Presented>, CarrierError> {
+    let mut lines = 0usize;
+    let mut ours = None;
+    for value in headers.get_all(name) {
+        lines += 1;
+        if let Some((scheme, read)) = read_credentials(value.as_bytes())
+            && let Some(carrier) = carrier_of(scheme)
+        {
+            ours = Some((carrier, read));
+        }
+    }
+    let Some((carrier, read)) = ours else {
+        return Ok(None);
+    };
+    if lines > 1 {
+        return Err(CarrierError::Ambiguous);
+    }
+    match read {
+        Ok((basic_user, token)) => Ok(Some(Presented {
+            carrier,
+            token,
+            basic_user,
+        })),
+        Err(reason) => Err(CarrierError::Malformed { carrier, reason }),
+    }
+}
+
+/// What one line of credentials (RFC 9110 §11.4) holds, if it is ours:
+/// the scheme, then the Basic user-id and the token, or why it is malformed.
+/// `None` when it is not ours, whatever it is.
+type ReadCredentials = Option<(Scheme, Result<(Option<String>, Secret), &'static str>)>;
+
+/// `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`, with the
+/// scheme compared case-insensitively (RFC 9110 §11.1). Leniencies (OWS
+/// around the value, HTAB as well as SP after the scheme) only make more
+/// values ours, which is the safe direction: ours are checked and stripped,
+/// while anything else reaches the application.
+fn read_credentials(value: &[u8]) -> ReadCredentials {
+    let value = trim_ows(value);
+    let split = value.iter().position(|&b| b == b' ' || b == b'\t')?;
+    let (scheme, rest) = value.split_at(split);
+    let rest = trim_ows(rest);
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        // RFC 6750 §2.1: the token is the whole rest; ours by its prefix.
+        if !rest.starts_with(DEVICE_PREFIX.as_bytes()) {
+            return None;
+        }
+        let read = std::str::from_utf8(rest)
+            .map_err(|_| NOT_UTF8)
+            .and_then(token_from);
+        Some((Scheme::Bearer, read.map(|token| (None, token))))
+    } else if scheme.eq_ignore_ascii_case(b"basic") {
+        read_basic(rest).map(|read| (Scheme::Basic, read))
+    } else {
+        None
+    }
+}
+
+/// Base64 as RFC 7617 §2 clients write it: the standard alphabet (RFC 4648
+/// §4); padding and the unused trailing bits are not checked, since a
+/// client that gets them wrong still sent us a credential.
+const BASIC_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// The token68 of a Basic credential (RFC 7617 §2): `base64(user-id ":"
+/// password)`, split at the first `:` since the user-id cannot contain one.
+/// Ours only when the password has our prefix.
+fn read_basic(token68: &[u8]) -> Option<Result<(Option<String>, Secret), &'static str>> {
+    let decoded = BASIC_BASE64.decode(token68).ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let (user, password) = decoded.split_at(colon);
+    let password = password.get(1..).unwrap_or_default();
+    if !password.starts_with(DEVICE_PREFIX.as_bytes()) {
+        return None;
+    }
+    Some(basic_user_and_token(user, password))
+}
+
+/// The user-id and password of a Basic credential that is ours.
+fn basic_user_and_token(
+    user: &[u8],
+    password: &[u8],
+) -> Result<(Option<String>, Secret), &'static str> {
+    let user = std::str::from_utf8(user).map_err(|_| USER_NOT_UTF8)?;
+    // RFC 7617 §2: no control characters in the user-id or password; the
+    // user-id ends up in logs.
+    if user.chars().any(char::is_control) {
+        return Err(USER_CONTROL);
+    }
+    let password = std::str::from_utf8(password).map_err(|_| NOT_UTF8)?;
+    Ok((Some(user.to_owned()), token_from(password)?))
+}
+
+/// A custom header is ours by configuration: present means it must hold a
+/// credential, and only one.
+fn from_custom_header(
+    headers: &HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<Presented>, CarrierError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(CarrierError::Ambiguous);
+    }
+    let read = std::str::from_utf8(trim_ows(value.as_bytes()))
+        .map_err(|_| NOT_UTF8)
+        .and_then(token_from);
+    match read {
+        Ok(token) => Ok(Some(Presented {
+            carrier: Carrier::Header,
+            token,
+            basic_user: None,
+        })),
+        Err(reason) => Err(CarrierError::Malformed {
+            carrier: Carrier::Header,
+            reason,
+        }),
+    }
+}
+
+/// The query parameter is ours by configuration. Pairs are split on `&`
+/// (RFC 3986 §3.4 leaves the syntax to the application; `&` is what every
+/// client writes); a bare `name` without `=` counts, with an empty value.
+fn from_query(query: &str, name: &str) -> Result<Option<Presented>, CarrierError> {
+    let mut found = None;
+    for pair in query.split('&') {
+        if param_name(pair) != name {
+            continue;
+        }
+        if found.is_some() {
+            return Err(CarrierError::Ambiguous);
+        }
+        found = Some(pair.split_once('=').map_or("", |(_, value)| value));
+    }
+    let Some(raw) = found else {
+        return Ok(None);
+    };
+    let decoded = percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>();
+    let read = String::from_utf8(decoded)
+        .map_err(|_| NOT_UTF8)
+        .and_then(|value| token_from(&value));
+    match read {
+        Ok(token) => Ok(Some(Presented {
+            carrier: Carrier::Query,
+            token,
+            basic_user: None,
+        })),
+        Err(reason) => Err(CarrierError::Malformed {
+            carrier: Carrier::Query,
+            reason,
+        }),
+    }
+}
+
+/// The value as a credential, if it is a well-formed one.
+fn token_from(value: &str) -> Result<Secret, &'static str> {
+    if is_device_token(value) {
+        Ok(Secret::from_exposed(value.to_owned()))
+    } else {
+        Err(NOT_A_TOKEN)
+    }
+}
+
+/// Trims OWS (SP / HTAB, RFC 9110 §5.6.3) from both ends.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Crockford's base32 alphabet (<https://www.crockford.com/base32.html>):
+/// digits and capitals without I, L, O (read as 1, 1, 0) and U.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Symbols in a pairing code: 10 × 5 = 50 bits.
+const PAIRING_SYMBOLS: usize = 10;
+
+/// A pairing code: short enough for a person to type from another screen
+/// (or scan), and only good for 5 minutes and one use (the caller enforces
+/// both, and rate-limits attempts), so 50 bits leave an online guesser no
+/// chance. 10 symbols of Crockford base32 from the first 50 bits of
+/// `random`, shown as `XXXXX-XXXXX`.
+pub fn pairing_code(random: [u8; 8]) -> Secret {
+    let bits = u64::from_be_bytes(random) >> (64 - 5 * PAIRING_SYMBOLS);
+    let mut code = String::with_capacity(PAIRING_SYMBOLS + 1);
+    for i in 0..PAIRING_SYMBOLS {
+        if i == PAIRING_SYMBOLS / 2 {
+            code.push('-');
+        }
+        // Masked to 5 bits: always an index into the 32 symbols.
+        let index = ((bits >> (5 * (PAIRING_SYMBOLS - 1 - i))) & 0x1f) as usize;
+        code.push(char::from(CROCKFORD[index]));
+    }
+    Secret::from_exposed(code)
+}
+
+/// Normalises what a person typed: ASCII case-insensitive, spaces (any ASCII
+/// whitespace) and `-` ignored, Crockford confusables mapped (O→0, I/L→1),
+/// U refused; `None` unless exactly 10 valid symbols. The result is the
+/// canonical `XXXXX-XXXXX` form, which is what gets hashed and stored.
+pub fn normalize_pairing_code(input: &str) -> Option<String> {
+    let mut symbols = Vec::with_capacity(PAIRING_SYMBOLS);
+    for b in input.bytes() {
+        let symbol = match b.to_ascii_uppercase() {
+            b'-' => continue,
+            s if s.is_ascii_whitespace() => continue,
+            b'O' => b'0',
+            b'I' | b'L' => b'1',
+            s if CROCKFORD.contains(&s) => s,
+            _ => return None,
+        };
+        if symbols.len() == PAIRING_SYMBOLS {
+            return None;
+        }
+        symbols.push(symbol);
+    }
+    if symbols.len() != PAIRING_SYMBOLS {
+        return None;
+    }
+    let (first, second) = symbols.split_at(PAIRING_SYMBOLS / 2);
+    let mut code = String::with_capacity(PAIRING_SYMBOLS + 1);
+    code.extend(first.iter().copied().map(char::from));
+    code.push('-');
+    code.extend(second.iter().copied().map(char::from));
+    Some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    const CUSTOM: &str = "x-device-token";
+
+    /// Header lines, `(name, value)`.
+    type Lines<'a> = Vec<(&'a str, &'a [u8])>;
+    type OwnedLines<'a> = Vec<(&'a str, Vec<u8>)>;
+
+    fn all_carriers() -> Carriers {
+        Carriers {
+            basic: true,
+            bearer: true,
+            proxy_authorization: true,
+            header: Some(HeaderName::from_static(CUSTOM)),
+            query: Some("token".to_owned()),
+        }
+    }
+
+    fn only(carrier: Carrier) -> Carriers {
+        let all = all_carriers();
+        Carriers {
+            basic: carrier == Carrier::Basic,
+            bearer: carrier == Carrier::Bearer,
+            proxy_authorization: carrier == Carrier::ProxyAuthorization,
+            header: (carrier == Carrier::Header).then_some(all.header).flatten(),
+            query: (carrier == Carrier::Query).then_some(all.query).flatten(),
+        }
+    }
+
+    fn token(n: u8) -> String {
+        device_token([n; 32]).expose().to_owned()
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
+    }
+
+    fn headers(lines: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in lines {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn find(
+        lines: &[(&str, &[u8])],
+        query: Option<&str>,
+    ) -> Result<Option<Presented>, CarrierError> {
+        find_credential(&headers(lines), query, &all_carriers())
+    }
+
+    fn malformed(carrier: Carrier) -> impl Fn(&Result<Option<Presented>, CarrierError>) -> bool {
+        move |r| matches!(r, Err(CarrierError::Malformed { carrier: c, .. }) if *c == carrier)
+    }
+
+    /// Every way to carry `token` (with user `user` for Basic).
+    fn carried(token: &str, user: &str) -> Vec<(Carrier, HeaderMap, Option<String>)> {
+        vec![
+            (
+                Carrier::Basic,
+                headers(&[("authorization", basic(user, token).as_bytes())]),
+                None,
+            ),
+            (
+                Carrier::Bearer,
+                headers(&[("authorization", format!("Bearer {token}").as_bytes())]),
+                None,
+            ),
+            (
+                Carrier::ProxyAuthorization,
+                headers(&[("proxy-authorization", format!("Bearer {token}").as_bytes())]),
+                None,
+            ),
+            (
+                Carrier::ProxyAuthorization,
+                headers(&[("proxy-authorization", basic(user, token).as_bytes())]),
+                None,
+            ),
+            (
+                Carrier::Header,
+                headers(&[(CUSTOM, token.as_bytes())]),
+                None,
+            ),
+            (
+                Carrier::Query,
+                HeaderMap::new(),
+                Some(format!("a=1&token={token}&b")),
+            ),
+        ]
+    }
+
+    #[test]
+    fn device_tokens_have_their_own_prefix_and_256_bits() {
+        let t = device_token([7u8; 32]);
+        assert!(t.expose().starts_with("vst_"));
+        assert_eq!(t.expose().len(), 4 + 43);
+        assert!(is_device_token(t.expose()));
+        assert!(!crate::secret::is_session_token(t.expose()));
+        let session = crate::secret::session_token([7u8; 32]);
+        assert!(
+            !is_device_token(session.expose()),
+            "a session is not a device"
+        );
+        assert_eq!(format!("{t:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn malformed_device_tokens_are_not_tokens() {
+        let a43 = "A".repeat(43);
+        for bad in [
+            String::new(),
+            "vst_".to_owned(),
+            "vst_short".to_owned(),
+            format!("vss_{a43}"),
+            format!("VST_{a43}"),
+            format!("vst_{a43}A"),
+            format!("vst_!{}", &a43[1..]),
+            format!("vst_{}=", &a43[1..]),
+            // Non-zero trailing bits: a second spelling of the same bytes.
+            format!("vst_{}B", &a43[1..]),
+            format!(" vst_{a43}"),
+        ] {
+            assert!(!is_device_token(&bad), "{bad}");
+        }
+        assert!(is_device_token(&format!("vst_{a43}")));
+    }
+
+    #[test]
+    fn each_carrier_finds_the_token() {
+        let t = token(1);
+        for (carrier, h, query) in carried(&t, "alice") {
+            let got = find_credential(&h, query.as_deref(), &all_carriers())
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.carrier, carrier);
+            assert_eq!(got.token.expose(), t);
+            let via_basic = h.values().any(|v| v.as_bytes().starts_with(b"Basic"));
+            assert_eq!(got.basic_user.as_deref(), via_basic.then_some("alice"));
+            // Found the same way with only that carrier enabled...
+            assert_eq!(
+                find_credential(&h, query.as_deref(), &only(carrier)),
+                Ok(Some(got))
+            );
+            // ...and not at all without it.
+            let mut others = all_carriers();
+            match carrier {
+                Carrier::Basic => others.basic = false,
+                Carrier::Bearer => others.bearer = false,
+                Carrier::ProxyAuthorization => others.proxy_authorization = false,
+                Carrier::Header => others.header = None,
+                Carrier::Query => others.query = None,
+            }
+            assert_eq!(
+                find_credential(&h, query.as_deref(), &others),
+                Ok(None),
+                "{carrier:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn basic_details() {
+        let t = token(2);
+        // Padding optional, UTF-8 user-id, empty user-id, ':' in a password
+        // is not a token.
+        let unpadded = format!("Basic {}", STANDARD_NO_PAD.encode(format!("zoë:{t}")));
+        let got = find(&[("authorization", unpadded.as_bytes())], None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.basic_user.as_deref(), Some("zoë"));
+        assert_eq!(got.token.expose(), t);
+        let got = find(&[("authorization", basic("", &t).as_bytes())], None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.basic_user.as_deref(), Some(""));
+        let r = find(
+            &[("authorization", basic("a", &format!("{t}:x")).as_bytes())],
+            None,
+        );
+        assert!(malformed(Carrier::Basic)(&r), "{r:?}");
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive() {
+        let t = token(3);
+        let b64 = STANDARD.encode(format!("u:{t}"));
+        for v in [
+            format!("bearer {t}"),
+            format!("BEARER {t}"),
+            format!("BeArEr   {t}"),
+            format!("Bearer\t{t}"),
+            format!("  Bearer {t}  "),
+            format!("basic {b64}"),
+            format!("BASIC  {b64}"),
+            format!("bAsIc {b64}"),
+        ] {
+            let got = find(&[("authorization", v.as_bytes())], None);
+            assert_eq!(got.unwrap().unwrap().token.expose(), t, "{v}");
+            let got = find(&[("proxy-authorization", v.as_bytes())], None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.carrier, Carrier::ProxyAuthorization, "{v}");
+        }
+    }
+
+    #[test]
+    fn the_applications_own_credentials_are_not_ours() {
+        let jwt = b"Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+        let app_basic = basic("alice", "hunter2");
+        let vss = format!("Bearer {}", crate::secret::session_token([1; 32]).expose());
+        for v in [
+            &jwt[..],
+            app_basic.as_bytes(),
+            vss.as_bytes(),
+            b"Digest username=\"vst_x\", realm=\"r\"",
+            b"Negotiate vst_AAAA",
+            b"Bearer",
+            b"Bearer ",
+            b"Basic",
+            b"Basic !!!not-base64!!!",
+            b"Basic dnN0X25vY29sb24=", // "vst_nocolon": no password
+            b"Bearervst_AAAA",
+            b"Bearer VST_AAAA",
+            b"Basic \xff\xfe",
+            b"",
+        ] {
+            for name in ["authorization", "proxy-authorization"] {
+                assert_eq!(
+                    find(&[(name, v)], None),
+                    Ok(None),
+                    "{}",
+                    String::from_utf8_lossy(v)
+                );
+            }
+        }
+        // Two lines, neither ours: the application's problem, not ours.
+        assert_eq!(
+            find(
+                &[
+                    ("authorization", jwt),
+                    ("authorization", app_basic.as_bytes())
+                ],
+                None
+            ),
+            Ok(None)
+        );
+        // Without the carrier enabled, even a vst_ value is left alone.
+        let h = headers(&[("authorization", format!("Bearer {}", token(1)).as_bytes())]);
+        let basic_only = Carriers {
+            basic: true,
+            ..Carriers::default()
+        };
+        assert_eq!(find_credential(&h, None, &basic_only), Ok(None));
+        assert_eq!(
+            find_credential(&h, Some("token=x"), &Carriers::default()),
+            Ok(None)
+        );
+        // The query is only read when a parameter name is configured.
+        let no_query = Carriers {
+            query: None,
+            ..all_carriers()
+        };
+        assert_eq!(
+            find_credential(
+                &HeaderMap::new(),
+                Some(&format!("token={}", token(1))),
+                &no_query
+            ),
+            Ok(None)
+        );
+        // Other parameters, and names that only look alike, are not ours.
+        for q in [
+            "tokens=1",
+            "xtoken=vst_",
+            "%74oken=garbage",
+            "a=1&b=token",
+            "",
+        ] {
+            assert_eq!(find(&[], Some(q)), Ok(None), "{q}");
+        }
+    }
+
+    #[test]
+    fn ambiguity_is_an_error() {
+        let (t, u) = (token(1), token(2));
+        let bearer = format!("Bearer {t}");
+        let cases: Vec<(Lines<'_>, Option<String>)> = vec![
+            // One header on two lines, one of them ours.
+            (
+                vec![
+                    ("authorization", bearer.as_bytes()),
+                    ("authorization", b"Bearer eyJ.x.y"),
+                ],
+                None,
+            ),
+            (
+                vec![
+                    ("authorization", b"Basic YTpi"),
+                    ("authorization", bearer.as_bytes()),
+                ],
+                None,
+            ),
+            (
+                vec![
+                    ("proxy-authorization", bearer.as_bytes()),
+                    ("proxy-authorization", bearer.as_bytes()),
+                ],
+                None,
+            ),
+            // Two carriers, even with the same token.
+            (
+                vec![("authorization", bearer.as_bytes()), (CUSTOM, t.as_bytes())],
+                None,
+            ),
+            (
+                vec![
+                    ("authorization", bearer.as_bytes()),
+                    ("proxy-authorization", bearer.as_bytes()),
+                ],
+                None,
+            ),
+            (
+                vec![("authorization", bearer.as_bytes())],
+                Some(format!("token={t}")),
+            ),
+            (vec![(CUSTOM, u.as_bytes())], Some(format!("token={t}"))),
+            // The custom header or the query parameter repeated, whatever it holds.
+            (vec![(CUSTOM, t.as_bytes()), (CUSTOM, t.as_bytes())], None),
+            (vec![(CUSTOM, b"x"), (CUSTOM, b"")], None),
+            (vec![], Some(format!("token={t}&token={t}"))),
+            (vec![], Some(format!("token={t}&a=1&token"))),
+            // Ambiguity wins over a malformed carrier, whatever the order.
+            (
+                vec![("authorization", b"Bearer vst_bad")],
+                Some(format!("token={t}")),
+            ),
+            (
+                vec![("authorization", bearer.as_bytes())],
+                Some("token=bad".to_owned()),
+            ),
+        ];
+        for (lines, query) in cases {
+            assert_eq!(
+                find(&lines, query.as_deref()),
+                Err(CarrierError::Ambiguous),
+                "{lines:?} {query:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_credentials_are_refused() {
+        let t = token(4);
+        let cases: Vec<(Carrier, OwnedLines<'_>, Option<&str>)> = vec![
+            (
+                Carrier::Bearer,
+                vec![("authorization", b"Bearer vst_short".to_vec())],
+                None,
+            ),
+            (
+                Carrier::Bearer,
+                vec![("authorization", format!("Bearer {t} extra").into_bytes())],
+                None,
+            ),
+            (
+                Carrier::Bearer,
+                vec![("authorization", format!("Bearer {t}=").into_bytes())],
+                None,
+            ),
+            (
+                Carrier::Bearer,
+                vec![(
+                    "authorization",
+                    [b"Bearer vst_\xff".as_slice(), &[b'A'; 42]].concat(),
+                )],
+                None,
+            ),
+            (
+                Carrier::Basic,
+                vec![("authorization", basic("u", "vst_nope").into_bytes())],
+                None,
+            ),
+            (
+                Carrier::Basic,
+                vec![(
+                    "authorization",
+                    format!(
+                        "Basic {}",
+                        STANDARD.encode([b"\xffu:".as_slice(), t.as_bytes()].concat())
+                    )
+                    .into_bytes(),
+                )],
+                None,
+            ),
+            (
+                Carrier::Basic,
+                vec![(
+                    "authorization",
+                    format!(
+                        "Basic {}",
+                        STANDARD.encode([b"u:".as_slice(), t.as_bytes(), b"\xff"].concat())
+                    )
+                    .into_bytes(),
+                )],
+                None,
+            ),
+            (
+                Carrier::Basic,
+                vec![("authorization", basic("a\u{7f}b", &t).into_bytes())],
+                None,
+            ),
+            (
+                Carrier::Basic,
+                vec![("authorization", basic("a\nb", &t).into_bytes())],
+                None,
+            ),
+            (
+                Carrier::ProxyAuthorization,
+                vec![("proxy-authorization", b"bearer vst_".to_vec())],
+                None,
+            ),
+            (
+                Carrier::ProxyAuthorization,
+                vec![("proxy-authorization", basic("u", "vst_").into_bytes())],
+                None,
+            ),
+            (Carrier::Header, vec![(CUSTOM, b"".to_vec())], None),
+            (
+                Carrier::Header,
+                vec![(CUSTOM, format!("Bearer {t}").into_bytes())],
+                None,
+            ),
+            (
+                Carrier::Header,
+                vec![(CUSTOM, [t.as_bytes(), b"\xff"].concat())],
+                None,
+            ),
+            (Carrier::Query, vec![], Some("token=")),
+            (Carrier::Query, vec![], Some("token")),
+            (Carrier::Query, vec![], Some("a=1&token=vst_short")),
+            (Carrier::Query, vec![], Some("token=vst_%FF")),
+            (Carrier::Query, vec![], Some("token=vst_%")),
+        ];
+        for (carrier, lines, query) in cases {
+            let lines: Lines<'_> = lines.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+            let r = find(&lines, query);
+            assert!(
+                malformed(carrier)(&r),
+                "{carrier:?} {lines:?} {query:?}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ows_and_percent_encoding_are_read_through() {
+        let t = token(5);
+        let padded = format!(" \t{t}\t ");
+        let got = find(&[(CUSTOM, padded.as_bytes())], None).unwrap().unwrap();
+        assert_eq!(got.token.expose(), t);
+        let encoded = format!("token=vst%5F{}", &t[4..]);
+        let got = find(&[], Some(&encoded)).unwrap().unwrap();
+        assert_eq!(
+            (got.carrier, got.token.expose()),
+            (Carrier::Query, t.as_str())
+        );
+    }
+
+    #[test]
+    fn errors_say_what_and_where_but_not_the_value() {
+        let r = find(&[("authorization", b"Bearer vst_secretish")], None).unwrap_err();
+        let text = r.to_string();
+        assert!(
+            text.contains("bearer") && text.contains("malformed"),
+            "{text}"
+        );
+        assert!(!text.contains("secretish"));
+        assert!(
+            CarrierError::Ambiguous
+                .to_string()
+                .contains("more than one")
+        );
+        let names: Vec<&str> = [
+            Carrier::Basic,
+            Carrier::Bearer,
+            Carrier::ProxyAuthorization,
+            Carrier::Header,
+            Carrier::Query,
+        ]
+        .map(Carrier::as_str)
+        .to_vec();
+        assert_eq!(
+            names,
+            ["basic", "bearer", "proxy-authorization", "header", "query"]
+        );
+    }
+
+    #[test]
+    fn carriers_any() {
+        assert!(!Carriers::default().any());
+        assert!(all_carriers().any());
+        for c in [
+            Carrier::Basic,
+            Carrier::Bearer,
+            Carrier::ProxyAuthorization,
+            Carrier::Header,
+            Carrier::Query,
+        ] {
+            assert!(only(c).any(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn stripping_removes_only_the_carrier() {
+        let t = token(6);
+        let mut h = headers(&[
+            ("authorization", format!("Bearer {t}").as_bytes()),
+            ("authorization", b"second line"),
+            ("proxy-authorization", b"Basic YTpi"),
+            (CUSTOM, b"x"),
+            ("accept", b"*/*"),
+        ]);
+        let carriers = all_carriers();
+        strip_credential_headers(&mut h, Carrier::Query, &carriers);
+        assert_eq!(h.len(), 5);
+        strip_credential_headers(&mut h, Carrier::Bearer, &carriers);
+        assert!(h.get("authorization").is_none(), "every line");
+        assert_eq!(h.len(), 3);
+        strip_credential_headers(&mut h, Carrier::ProxyAuthorization, &carriers);
+        assert!(h.get("proxy-authorization").is_none());
+        strip_credential_headers(&mut h, Carrier::Header, &carriers);
+        assert!(h.get(CUSTOM).is_none());
+        assert_eq!(h.len(), 1);
+        assert!(h.get("accept").is_some());
+        // Basic is in Authorization too.
+        let mut h = headers(&[("authorization", basic("u", &t).as_bytes())]);
+        strip_credential_headers(&mut h, Carrier::Basic, &carriers);
+        assert!(h.is_empty());
+        // No custom header configured: nothing to strip.
+        let mut h = headers(&[(CUSTOM, b"x")]);
+        strip_credential_headers(&mut h, Carrier::Header, &Carriers::default());
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn query_removal_keeps_the_other_parameters() {
+        for (input, want) in [
+            ("/p?a=1&token=vst_x&b=%20+&c", "/p?a=1&b=%20+&c"),
+            ("/p?token=1&a=1&token=2&token", "/p?a=1"),
+            ("/p?token=vst_x", "/p"),
+            ("/p?token", "/p"),
+            ("/p?&token=x&", "/p?&"),
+            ("/p?a=1&&token=x", "/p?a=1&"),
+            ("/p?a==token=x&token==x", "/p?a==token=x"),
+            // Absent: unchanged, byte for byte.
+            ("/p", "/p"),
+            ("/p?", "/p?"),
+            ("/p?&&", "/p?&&"),
+            (
+                "/p?tokens=1&xtoken=2&%74oken=3&Token=4",
+                "/p?tokens=1&xtoken=2&%74oken=3&Token=4",
+            ),
+            ("/p?a=token", "/p?a=token"),
+            ("", ""),
+            ("?token=1", ""),
+        ] {
+            assert_eq!(remove_query_param(input, "token"), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn pairing_codes() {
+        assert_eq!(pairing_code([0; 8]).expose(), "00000-00000");
+        assert_eq!(pairing_code([0xff; 8]).expose(), "ZZZZZ-ZZZZZ");
+        // Bit order: the first 50 bits, most significant first.
+        let bits: u64 = (0..10u64).map(|i| i << (5 * (9 - i))).sum();
+        assert_eq!(
+            pairing_code((bits << 14).to_be_bytes()).expose(),
+            "01234-56789"
+        );
+        let top: u64 = (0..10u64).map(|i| (31 - i) << (5 * (9 - i))).sum();
+        assert_eq!(
+            pairing_code((top << 14).to_be_bytes()).expose(),
+            "ZYXWV-TSRQP"
+        );
+        // The last 14 bits are not used.
+        assert_eq!(
+            pairing_code([0, 0, 0, 0, 0, 0, 0x3f, 0xff]).expose(),
+            "00000-00000"
+        );
+        assert_eq!(format!("{:?}", pairing_code([1; 8])), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn pairing_code_normalisation() {
+        for (typed, want) in [
+            ("ABCDE-FGHJK", Some("ABCDE-FGHJK")),
+            ("abcde-fghjk", Some("ABCDE-FGHJK")),
+            ("abcdefghjk", Some("ABCDE-FGHJK")),
+            (" ab cd e - fg-hj k ", Some("ABCDE-FGHJK")),
+            ("ab-cd-ef-gh-jk", Some("ABCDE-FGHJK")),
+            ("O0oIiLl1-23", Some("00011-11123")),
+            ("01234\t56789\n", Some("01234-56789")),
+            ("ZYXWV-TSRQP", Some("ZYXWV-TSRQP")),
+            // Wrong length.
+            ("", None),
+            ("-----", None),
+            ("ABCDE-FGHJ", None),
+            ("ABCDE-FGHJKM", None),
+            // U is not a symbol, nor is anything outside the alphabet.
+            ("ABCDE-FGHJU", None),
+            ("abcde-fghju", None),
+            ("ABCDE_FGHJK", None),
+            ("ABCDE-FGHJ*", None),
+            ("ABCDE-FGHJ\u{ff2b}", None), // fullwidth K
+            ("ABCDE-FGHJ\u{212a}", None), // Kelvin sign
+        ] {
+            assert_eq!(normalize_pairing_code(typed).as_deref(), want, "{typed:?}");
+        }
+    }
+
+    /// A Basic user-id a client could send: no ':' and no control character.
+    fn user_id() -> impl Strategy<Value = String> {
+        "[^:\\p{Cc}]{0,24}"
+    }
+
+    proptest! {
+        #[test]
+        fn every_device_token_is_found_in_every_carrier(bytes: [u8; 32], user in user_id()) {
+            let t = device_token(bytes);
+            prop_assert!(is_device_token(t.expose()));
+            // One spelling per 32 bytes.
+            let decoded = URL_SAFE_NO_PAD.decode(&t.expose()[4..]).unwrap();
+            prop_assert_eq!(decoded.as_slice(), bytes.as_slice());
+            for (carrier, h, query) in carried(t.expose(), &user) {
+                let got = find_credential(&h, query.as_deref(), &all_carriers());
+                let got = got.unwrap().unwrap();
+                prop_assert_eq!(got.carrier, carrier);
+                prop_assert_eq!(&got.token, &t);
+                if let Some(u) = &got.basic_user {
+                    prop_assert_eq!(u, &user);
+                }
+                // Stripped, nothing is left to find.
+                let mut h = h.clone();
+                strip_credential_headers(&mut h, carrier, &all_carriers());
+                let query = query.map(|q| remove_query_param(&format!("/?{q}"), "token"));
+                let query = query.as_deref().and_then(|q| q.split_once('?')).map(|(_, q)| q);
+                prop_assert_eq!(find_credential(&h, query, &all_carriers()), Ok(None));
+            }
+        }
+
+        #[test]
+        fn accepted_tokens_are_canonical(rest in "[A-Za-z0-9_-]{43}") {
+            let s = format!("vst_{rest}");
+            if is_device_token(&s) {
+                let bytes: [u8; 32] = URL_SAFE_NO_PAD.decode(&rest).unwrap().try_into().unwrap();
+                prop_assert_eq!(device_token(bytes).expose().to_owned(), s);
+            }
+        }
+
+        #[test]
+        fn find_credential_never_panics(
+            lines in proptest::collection::vec((0usize..5, proptest::collection::vec(any::<u8>(), 0..80)), 0..5),
+            query in proptest::option::of(any::<String>()),
+        ) {
+            let names = ["authorization", "proxy-authorization", CUSTOM, "cookie", "accept"];
+            let mut h = HeaderMap::new();
+            for (name, value) in &lines {
+                let value = [b"Bearer vst_".as_slice(), b"Basic ", b""][value.len() % 3]
+                    .iter()
+                    .chain(value)
+                    .copied()
+                    .collect::<Vec<u8>>();
+                if let Ok(v) = HeaderValue::from_bytes(&value) {
+                    h.append(HeaderName::from_static(names[*name]), v);
+                }
+            }
+            if let Ok(Some(p)) = find_credential(&h, query.as_deref(), &all_carriers()) {
+                prop_assert!(is_device_token(p.token.expose()));
+            }
+        }
+
+        #[test]
+        fn other_bearer_tokens_and_passwords_are_never_ours(
+            value in "[ -~]{0,60}",
+            user in user_id(),
+        ) {
+            prop_assume!(!value.trim_start().starts_with("vst_"));
+            let bearer = format!("Bearer {value}");
+            let basic = basic(&user, &value);
+            for v in [bearer, basic] {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    let h: HeaderMap = [(AUTHORIZATION, v.clone()), (PROXY_AUTHORIZATION, v)].into_iter().collect();
+                    prop_assert_eq!(find_credential(&h, None, &all_carriers()), Ok(None));
+                }
+            }
+        }
+
+        #[test]
+        fn query_removal_removes_every_occurrence_and_nothing_else(
+            path in "/[a-z/]{0,8}",
+            pairs in proptest::collection::vec("(token|tokens|a|%74oken|)(=[a-z%&=]{0,6})?", 0..6),
+            name in "(token|a|)",
+        ) {
+            let query = pairs.join("&");
+            let input = format!("{path}?{query}");
+            let out = remove_query_param(&input, &name);
+            let kept_query = out.split_once('?').map_or("", |(_, q)| q);
+            prop_assert!(kept_query.is_empty() || kept_query.split('&').all(|p| param_name(p) != name));
+            let with_value = format!("{name}=");
+            prop_assert!(kept_query.split('&').all(|p| !p.starts_with(&with_value)));
+            let original: Vec<&str> = query.split('&').collect();
+            if original.iter().all(|p| param_name(p) != name) {
+                prop_assert_eq!(&out, &input);
+            } else {
+                let want: Vec<&str> = original.into_iter().filter(|p| param_name(p) != name).collect();
+                let got: Vec<&str> = if kept_query.is_empty() { Vec::new() } else { kept_query.split('&').collect() };
+                let want_joined = want.join("&");
+                let want: Vec<&str> = if want_joined.is_empty() { Vec::new() } else { want };
+                prop_assert_eq!(got, want);
+                prop_assert!(out.starts_with(&path));
+            }
+        }
+
+        #[test]
+        fn query_removal_never_panics(input in any::<String>(), name in any::<String>()) {
+            let out = remove_query_param(&input, &name);
+            if let Some((_, q)) = out.split_once('?') {
+                prop_assert!(q.split('&').all(|p| param_name(p) != name));
+            }
+        }
+
+        #[test]
+        fn pairing_codes_round_trip(bytes: [u8; 8]) {
+            let code = pairing_code(bytes);
+            prop_assert_eq!(normalize_pairing_code(code.expose()), Some(code.expose().to_owned()));
+            let typed = code.expose().to_lowercase().replace('-', " ").replace('0', "o").replace('1', "l");
+            prop_assert_eq!(normalize_pairing_code(&typed), Some(code.expose().to_owned()));
+        }
+
+        #[test]
+        fn pairing_normalisation_is_idempotent(typed in "[0-9A-Za-z \\-]{0,16}") {
+            if let Some(code) = normalize_pairing_code(&typed) {
+                prop_assert_eq!(code.len(), 11);
+                prop_assert_eq!(normalize_pairing_code(&code), Some(code.clone()));
+            }
+        }
+
+        #[test]
+        fn pairing_normalisation_never_panics(typed in any::<String>()) {
+            if let Some(code) = normalize_pairing_code(&typed) {
+                prop_assert_eq!(normalize_pairing_code(&code), Some(code));
+            }
+        }
+    }
+}
