@@ -210,4 +210,22 @@ mod tests {
             Some(Change::Resync)
         );
     }
+
+    #[test]
+    fn device_changes_cross_processes() {
+        let (kind, key) = Change::Device(12).encode();
+        // PostgreSQL: a notification from another instance.
+        let p = pg_payload("abc", kind, &key);
+        assert_eq!(p, "abc device 12");
+        assert_eq!(from_pg_payload(&p, "other"), Some(Change::Device(12)));
+        assert_eq!(from_pg_payload(&p, "abc"), None);
+        // SQLite: a `changes` row.
+        assert_eq!(decode_or_resync(kind, &key), Change::Device(12));
+        // A key that does not parse: resync, never a wrong device.
+        assert_eq!(
+            from_pg_payload("o device twelve", "x"),
+            Some(Change::Resync)
+        );
+        assert_eq!(decode_or_resync("device", ""), Change::Resync);
+    }
 }

@@ -1,15 +1,15 @@
 //! # vestibule-store
 //!
-//! Accounts, sessions and the audit log, on SQLite or PostgreSQL, behind
-//! one dyn-compatible [`Store`] trait. [`open`] connects, brings the schema
+//! Accounts, sessions, device credentials, device pairings and the audit
+//! log, on SQLite or PostgreSQL, behind one dyn-compatible [`Store`] trait. [`open`] connects, brings the schema
 //! up to date and starts the change feed; everything else is a method of
 //! the returned `Arc<dyn Store>`.
 //!
 //! Both backends run the same SQL through sqlx's `Any` driver: static
 //! strings with `$1` placeholders, and only the types `Any` knows (64-bit
 //! integers, text, blobs). Timestamps are unix milliseconds in an `i64`,
-//! passed in by the caller (`now`); group lists are a JSON array in a text
-//! column. Each backend has its own migrations folder
+//! passed in by the caller (`now`); group and route lists are a JSON array
+//! in a text column. Each backend has its own migrations folder
 //! (`migrations/sqlite/`, `migrations/postgres/`), embedded in the binary
 //! and applied by [`open`] and [`migrate`].
 //!
@@ -25,25 +25,40 @@
 //!   same email are two accounts until an admin links them
 //!   ([`Store::link_identity`]). [`Store::accounts_by_username`] exists for
 //!   the admin CLI and must never be used at login.
-//! - **Secrets are never stored.** Session ids and CSRF tokens are stored as
-//!   their SHA-256 digests (`[u8; 32]`), computed by the caller; this crate
-//!   never sees the secret itself.
+//! - **Secrets are never stored.** Session ids, CSRF tokens, device
+//!   secrets, pairing codes and pairing claim secrets are stored as their
+//!   SHA-256 digests (`[u8; 32]`), computed by the caller; this crate never
+//!   sees the secret itself. A device is looked up by the digest of its
+//!   secret ([`Store::device_by_secret`]), and no record this crate returns
+//!   carries a device's digest.
 //! - **Every revocation is published.** A call that disables, deletes or
-//!   relinks an account, or revokes a session, publishes a [`Change`] in the
-//!   same transaction, to this process and to every other process using the
-//!   same database ([`Store::subscribe`]). A cache that drops what a
-//!   `Change` names, and everything on [`Change::Resync`], never serves a
-//!   revoked session for longer than the feed's delay (immediate in this
-//!   process; at most about 250 ms from another process on SQLite; the
-//!   notification delay on PostgreSQL).
+//!   relinks an account, or revokes a session or a device, publishes a
+//!   [`Change`] in the same transaction, to this process and to every other
+//!   process using the same database ([`Store::subscribe`]). A cache that
+//!   drops what a `Change` names, and everything on [`Change::Resync`],
+//!   never serves a revoked session or device for longer than the feed's
+//!   delay (immediate in this process; at most about 250 ms from another
+//!   process on SQLite; the notification delay on PostgreSQL). Deleting an
+//!   account deletes its devices and pairings with it (foreign keys with
+//!   `ON DELETE CASCADE`, enforced on every SQLite connection), and its
+//!   [`Change::Account`] covers them: a device cache must be able to drop
+//!   every device of an account.
+//! - **A pairing code is used at most once.** Every pairing step
+//!   ([`Store::claim_pairing`], [`Store::decide_pairing`],
+//!   [`Store::redeem_pairing`]) is one conditional `UPDATE` on the
+//!   pairing's state (and expiry), so of two devices racing for one code
+//!   exactly one wins, and a confirmed pairing issues exactly one device.
 //! - **A row that does not decode is an error**
 //!   ([`StoreError::Corrupt`]), never a default value.
 //!
 //! ## Non-goals
 //!
 //! - Hashing, token generation, expiry policy or clocks: callers pass
-//!   digests and `now`. [`Store::session`] returns a session as stored,
-//!   expired or not ([`Session::is_live`] helps).
+//!   digests and `now`. [`Store::session`] and [`Store::device_by_secret`]
+//!   return a session or device as stored, expired or not
+//!   ([`Session::is_live`], [`Device::is_live`] help).
+//! - Authorisation: a device's `routes` and `kind` are stored and returned,
+//!   never interpreted.
 //! - Caching: the change feed exists so the caller's cache can be dropped
 //!   precisely; the store itself caches nothing.
 //! - Other databases (MySQL), or a choice of schema: the schema belongs to
@@ -67,8 +82,8 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use model::{
-    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, IdentityKey, NewAccount,
-    Session,
+    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device, IdentityKey,
+    NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session,
 };
 
 /// A boxed, `Send` future: what every [`Store`] method returns, so that
@@ -174,12 +189,14 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<(), StoreError> {
     result
 }
 
-/// Persistence for accounts, sessions and the audit log.
+/// Persistence for accounts, sessions, devices, pairings and the audit log.
 ///
 /// Dyn-compatible: every method returns a [`BoxFuture`]. Methods that take
 /// an id of a row that does not exist return [`StoreError::NotFound`],
-/// except the `revoke_*`, `set_status` and `delete_account` calls, which
-/// say what they did with a `bool` or a count.
+/// except the `revoke_*`, `set_status`, `delete_account` and pairing
+/// calls, which say what they did with a `bool`, a count, an `Option` or a
+/// [`PairingPoll`]. Every write runs in one transaction and is durable
+/// once the call returns `Ok`.
 pub trait Store: Send + Sync {
     /// Which database this store runs on.
     fn backend(&self) -> Backend;
@@ -238,9 +255,10 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
-    /// Deletes the account with its identities and sessions; `false` if
-    /// there was no such account. Publishes [`Change::Account`], which
-    /// covers the account's sessions.
+    /// Deletes the account with its identities, sessions, devices and
+    /// pairings (`ON DELETE CASCADE`); `false` if there was no such
+    /// account. Publishes [`Change::Account`], which covers the account's
+    /// sessions and devices: no [`Change::Device`] is published for them.
     fn delete_account(&self, id: i64) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// Links another identity to an account. [`StoreError::Conflict`] if
@@ -296,6 +314,131 @@ pub trait Store: Send + Sync {
     /// Deletes sessions with `expires_at <= now` and returns how many. No
     /// change is published: an expired session is refused by its expiry.
     fn purge_expired_sessions(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    // ---- devices -------------------------------------------------------
+
+    /// Stores a new device credential. [`StoreError::Conflict`] if a device
+    /// with `d.secret_hash` exists, [`StoreError::NotFound`] if the account
+    /// does not. No change is published.
+    fn create_device<'a>(&'a self, d: &'a NewDevice) -> BoxFuture<'a, Result<Device, StoreError>>;
+
+    /// Stores many devices in one transaction (multi-row `INSERT`s), for
+    /// benchmarks and imports, and returns how many. All or nothing:
+    /// [`StoreError::Conflict`] if any secret digest exists (or repeats),
+    /// [`StoreError::NotFound`] if any account does not. No change is
+    /// published.
+    fn create_devices_bulk<'a>(
+        &'a self,
+        devices: &'a [NewDevice],
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// A device by the digest of its secret: the authentication lookup. As
+    /// stored: expired devices are returned too (see [`Device::is_live`]).
+    fn device_by_secret<'a>(
+        &'a self,
+        secret_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<Device>, StoreError>>;
+
+    /// One device by id, expired or not.
+    fn device(&self, id: i64) -> BoxFuture<'_, Result<Option<Device>, StoreError>>;
+
+    /// Devices of one account, or of everyone (`None`), in id order.
+    fn devices_of(&self, account_id: Option<i64>)
+    -> BoxFuture<'_, Result<Vec<Device>, StoreError>>;
+
+    /// Deletes a device; with `Some(owner)` only if it belongs to that
+    /// account (a signed-in user revoking their own device). `false` if
+    /// nothing was deleted (no such device, or another account's).
+    /// Publishes [`Change::Device`] when it deleted one. A pairing that
+    /// issued the device keeps its row, with `device_id` set to `None`.
+    fn revoke_device(&self, id: i64, owner: Option<i64>)
+    -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Records a request by the device: `last_used_at = now` and
+    /// `last_used_ip = ip` (`None` when the client address is unknown). No
+    /// change is published. [`StoreError::NotFound`] if there is no such
+    /// device (e.g. it was just revoked).
+    fn touch_device<'a>(
+        &'a self,
+        id: i64,
+        now: i64,
+        ip: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    // ---- pairing -------------------------------------------------------
+
+    /// Opens a pairing for `account_id`: a device that presents the code
+    /// whose digest is `code_hash` before `expires_at` may ask to become a
+    /// device of that account with `routes`. [`StoreError::Conflict`] if
+    /// `code_hash` exists (in any state, until purged),
+    /// [`StoreError::NotFound`] if the account does not.
+    fn create_pairing<'a>(
+        &'a self,
+        account_id: i64,
+        code_hash: &'a [u8; 32],
+        routes: &'a [String],
+        now: i64,
+        expires_at: i64,
+    ) -> BoxFuture<'a, Result<Pairing, StoreError>>;
+
+    /// One pairing by id, in whatever state, expired or not.
+    fn pairing(&self, id: i64) -> BoxFuture<'_, Result<Option<Pairing>, StoreError>>;
+
+    /// A device redeems a code: only an `open`, unexpired (`now <
+    /// expires_at`) pairing moves to `claimed`, recording the digest of the
+    /// device's claim secret, its name and `claimed_at = now`. Atomically:
+    /// a conditional `UPDATE`, so two devices racing for one code cannot
+    /// both win. `None` for unknown, expired or already-used codes (single
+    /// use). [`StoreError::Conflict`] if `claim_hash` is already the claim
+    /// of another pairing (the code stays open then).
+    fn claim_pairing<'a>(
+        &'a self,
+        code_hash: &'a [u8; 32],
+        claim_hash: &'a [u8; 32],
+        device_name: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Option<Pairing>, StoreError>>;
+
+    /// The signed-in owner confirms (`confirm`) or refuses a `claimed`,
+    /// unexpired pairing of their account. `false` otherwise: no such
+    /// pairing, wrong owner, wrong state (already decided), or expired.
+    /// No change is published.
+    fn decide_pairing(
+        &self,
+        id: i64,
+        account_id: i64,
+        confirm: bool,
+        now: i64,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// The device polls with the digest of its claim secret.
+    ///
+    /// - Confirmed and unexpired: creates the device from `device` (its
+    ///   `account_id`, `routes` and `name` are taken from the pairing,
+    ///   overriding what `device` says), marks the pairing `issued` with
+    ///   its `device_id`, and returns [`PairingPoll::Issued`], in one
+    ///   transaction; exactly once: the next poll gets `Expired`.
+    ///   [`StoreError::Conflict`] if `device.secret_hash` exists; nothing
+    ///   is written then and the pairing stays confirmed.
+    /// - Claimed and unexpired: [`PairingPoll::Pending`].
+    /// - Refused and unexpired: [`PairingPoll::Refused`].
+    /// - Unknown claim, expired (`expires_at <= now`, whatever the state),
+    ///   or already issued: [`PairingPoll::Expired`].
+    ///
+    /// No change is published (a new device revokes nothing).
+    fn redeem_pairing<'a>(
+        &'a self,
+        claim_hash: &'a [u8; 32],
+        device: &'a NewDevice,
+        now: i64,
+    ) -> BoxFuture<'a, Result<PairingPoll, StoreError>>;
+
+    /// Deletes pairings with `expires_at <= now` that were not issued
+    /// (issued ones stay, as the record of which pairing made which
+    /// device), and devices with `expires_at <= now`, in one transaction;
+    /// returns how many rows were deleted in all. No change is published:
+    /// an expired device is refused by its expiry ([`Device::is_live`]).
+    fn purge_expired(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     // ---- audit ---------------------------------------------------------
 

@@ -16,12 +16,20 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use crate::{Backend, StoreError};
 
 /// `(version, description, sqlite, postgres)`, in version order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-    include_str!("../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "devices",
+        include_str!("../migrations/sqlite/0002_devices.sql"),
+        include_str!("../migrations/postgres/0002_devices.sql"),
+    ),
+];
 
 /// The migrator for one backend.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
@@ -68,5 +76,49 @@ mod tests {
         }
         assert_eq!(migrator(Backend::Sqlite).iter().count(), MIGRATIONS.len());
         assert_eq!(migrator(Backend::Postgres).iter().count(), MIGRATIONS.len());
+    }
+
+    /// A database made by schema 1 (with data) moves to schema 2, and the
+    /// new tables cascade from the old ones.
+    #[tokio::test]
+    async fn schema_1_upgrades_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let (pool, backend) = crate::sql::connect(&crate::StoreConfig::new(url))
+            .await
+            .unwrap();
+        migrator(backend).run_to(1, &pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO accounts (username, status, created_at, updated_at, last_seen_at) \
+             VALUES ('alice', 'active', 1, 1, 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert!(
+            sqlx::query("SELECT id FROM devices")
+                .fetch_all(&pool)
+                .await
+                .is_err()
+        );
+
+        run(&pool, backend).await.unwrap();
+        run(&pool, backend).await.unwrap();
+        sqlx::query(
+            "INSERT INTO devices (account_id, name, kind, routes_json, secret_hash, created_at) \
+             SELECT id, 'phone', 'bearer', '[]', zeroblob(32), 2 FROM accounts",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("DELETE FROM accounts")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }

@@ -164,6 +164,173 @@ impl Session {
     }
 }
 
+/// A credential held by one device (an API client, a phone…), owned by an
+/// account. Only the SHA-256 digest of its secret is stored, and it is
+/// deliberately not part of this record: look devices up by it with
+/// [`crate::Store::device_by_secret`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Stable id, never reused.
+    pub id: i64,
+    /// The owning account.
+    pub account_id: i64,
+    /// A name for people, e.g. `alice's phone`.
+    pub name: String,
+    /// How the device presents its secret; free text chosen by the caller
+    /// (`basic`, `bearer`, `header`, `paired`…).
+    pub kind: String,
+    /// The routes this device may use, by name.
+    pub routes: Vec<String>,
+    /// The user name a Basic client must send with its secret.
+    pub basic_user: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; `None`: never expires. Valid while `now < expires_at`.
+    pub expires_at: Option<i64>,
+    /// Unix ms of the last request seen ([`crate::Store::touch_device`]).
+    pub last_used_at: Option<i64>,
+    /// The client address of the last request seen.
+    pub last_used_ip: Option<String>,
+}
+
+impl Device {
+    /// Whether the device has not expired: `expires_at` is `None` or
+    /// `now < expires_at`.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// A device to create. `Debug` does not show `secret_hash`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    /// The owning account.
+    pub account_id: i64,
+    /// A name for people.
+    pub name: String,
+    /// How the device presents its secret (free text).
+    pub kind: String,
+    /// The routes this device may use, by name.
+    pub routes: Vec<String>,
+    /// SHA-256 of the secret the device holds, computed by the caller.
+    pub secret_hash: [u8; 32],
+    /// The user name a Basic client must send with its secret.
+    pub basic_user: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; `None`: never expires.
+    pub expires_at: Option<i64>,
+}
+
+/// A digest is not the secret, but it is what a lookup is keyed on: it
+/// stays out of logs.
+impl fmt::Debug for NewDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewDevice")
+            .field("account_id", &self.account_id)
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("routes", &self.routes)
+            .field("secret_hash", &format_args!("<redacted>"))
+            .field("basic_user", &self.basic_user)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Where a pairing is in its life: `Open` → `Claimed` (a device redeemed
+/// the code) → `Confirmed` or `Refused` (by the owner) → `Issued` (the
+/// device received its credential, once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PairingState {
+    /// Created; the code has not been redeemed yet.
+    Open,
+    /// A device redeemed the code and waits for the owner's decision.
+    Claimed,
+    /// The owner accepted the device; its next poll gets the credential.
+    Confirmed,
+    /// The owner refused the device.
+    Refused,
+    /// The device received its credential.
+    Issued,
+}
+
+impl PairingState {
+    /// The stored text: `open`, `claimed`, `confirmed`, `refused` or
+    /// `issued`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Claimed => "claimed",
+            Self::Confirmed => "confirmed",
+            Self::Refused => "refused",
+            Self::Issued => "issued",
+        }
+    }
+}
+
+impl fmt::Display for PairingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses the stored text; the error is the offending text.
+impl FromStr for PairingState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(Self::Open),
+            "claimed" => Ok(Self::Claimed),
+            "confirmed" => Ok(Self::Confirmed),
+            "refused" => Ok(Self::Refused),
+            "issued" => Ok(Self::Issued),
+            other => Err(other.to_owned()),
+        }
+    }
+}
+
+/// A pairing: a single-use code with which a device asks to become a
+/// credential of an account. Only digests of the code and of the device's
+/// claim secret are stored, and neither is part of this record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pairing {
+    /// Stable id, never reused.
+    pub id: i64,
+    /// The account the device will belong to.
+    pub account_id: i64,
+    /// The routes the device will get.
+    pub routes: Vec<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; every step must happen while `now < expires_at`.
+    pub expires_at: i64,
+    /// Where the pairing is.
+    pub state: PairingState,
+    /// The name the device gave when it claimed the code.
+    pub device_name: Option<String>,
+    /// Unix ms of the claim.
+    pub claimed_at: Option<i64>,
+    /// The device issued, once `Issued` (`None` again if it was revoked).
+    pub device_id: Option<i64>,
+}
+
+/// What a device polling with its claim secret learns
+/// ([`crate::Store::redeem_pairing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PairingPoll {
+    /// The owner has not decided yet: poll again.
+    Pending,
+    /// The owner refused the device.
+    Refused,
+    /// Unknown claim, expired, or already issued: stop polling.
+    Expired,
+    /// The owner confirmed: this is the new device, returned exactly once.
+    Issued(Device),
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -201,12 +368,14 @@ pub struct AuditFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Change {
     /// Anything cached about this account (attributes, status, identities,
-    /// its sessions) is stale.
+    /// its sessions, its devices and pairings) is stale.
     Account(i64),
     /// This session (by id digest) was revoked.
     Session([u8; 32]),
     /// Every session of this account was revoked.
     AllSessionsOf(i64),
+    /// This device (by id) was revoked.
+    Device(i64),
     /// Changes may have been missed (the PostgreSQL listener reconnected):
     /// drop the whole cache.
     Resync,
@@ -219,6 +388,7 @@ impl Change {
             Self::Account(id) => ("account", id.to_string()),
             Self::Session(hash) => ("session", hex(hash)),
             Self::AllSessionsOf(id) => ("sessions_of", id.to_string()),
+            Self::Device(id) => ("device", id.to_string()),
             Self::Resync => ("resync", String::new()),
         }
     }
@@ -232,6 +402,7 @@ impl Change {
             "account" => key.parse().map(Self::Account).map_err(|_| bad()),
             "session" => unhex32(key).map(Self::Session).ok_or_else(bad),
             "sessions_of" => key.parse().map(Self::AllSessionsOf).map_err(|_| bad()),
+            "device" => key.parse().map(Self::Device).map_err(|_| bad()),
             _ => Ok(Self::Resync),
         }
     }
@@ -286,10 +457,27 @@ pub(crate) fn decode_groups(account: i64, json: &str) -> Result<Vec<String>, Sto
     })
 }
 
-/// Groups as stored.
+/// Groups (or routes) as stored: a JSON array of strings.
 pub(crate) fn encode_groups(groups: &[String]) -> String {
     // Serialising a slice of strings cannot fail.
     serde_json::to_string(groups).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Stored routes of a device or pairing (`what`, e.g. `device 4`): a JSON
+/// array of strings.
+pub(crate) fn decode_routes(what: &str, json: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{what} has routes that are not a JSON array of strings ({e})"
+        ))
+    })
+}
+
+/// A stored pairing state.
+pub(crate) fn decode_pairing_state(pairing: i64, text: &str) -> Result<PairingState, StoreError> {
+    text.parse().map_err(|bad: String| {
+        StoreError::Corrupt(format!("pairing {pairing} has an unknown state {bad:?}"))
+    })
 }
 
 #[cfg(test)]
@@ -311,6 +499,77 @@ mod tests {
                 "account 7 has an unknown status \"Active\"".into()
             ))
         );
+    }
+
+    #[test]
+    fn pairing_state_round_trips_and_rejects_unknown() {
+        for s in [
+            PairingState::Open,
+            PairingState::Claimed,
+            PairingState::Confirmed,
+            PairingState::Refused,
+            PairingState::Issued,
+        ] {
+            assert_eq!(decode_pairing_state(1, s.as_str()), Ok(s));
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert_eq!(
+            decode_pairing_state(3, "Open"),
+            Err(StoreError::Corrupt(
+                "pairing 3 has an unknown state \"Open\"".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn routes_must_be_a_json_array_of_strings() {
+        let routes = vec!["api".to_owned(), "files, \"quoted\"".to_owned()];
+        assert_eq!(
+            decode_routes("device 1", &encode_groups(&routes)),
+            Ok(routes)
+        );
+        let err = decode_routes("device 4", "api,files").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.starts_with("device 4 has routes")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn device_liveness_and_redacted_debug() {
+        let device = Device {
+            id: 1,
+            account_id: 2,
+            name: "phone".into(),
+            kind: "bearer".into(),
+            routes: vec![],
+            basic_user: None,
+            created_at: 0,
+            expires_at: Some(100),
+            last_used_at: None,
+            last_used_ip: None,
+        };
+        assert!(device.is_live(99));
+        assert!(!device.is_live(100));
+        let forever = Device {
+            expires_at: None,
+            ..device
+        };
+        assert!(forever.is_live(i64::MAX));
+
+        let new = NewDevice {
+            account_id: 2,
+            name: "phone".into(),
+            kind: "bearer".into(),
+            routes: vec!["api".into()],
+            secret_hash: [0xab; 32],
+            basic_user: None,
+            created_at: 0,
+            expires_at: None,
+        };
+        let shown = format!("{new:?}");
+        assert!(shown.contains("secret_hash: <redacted>"), "{shown}");
+        assert!(!shown.contains("171"), "{shown}");
     }
 
     #[test]
@@ -348,6 +607,7 @@ mod tests {
             Change::Account(42),
             Change::Session([0xab; 32]),
             Change::AllSessionsOf(-1),
+            Change::Device(9_007_199_254_740_993),
             Change::Resync,
         ] {
             let (kind, key) = c.encode();
@@ -358,6 +618,13 @@ mod tests {
             Change::decode("account", "x"),
             Err(StoreError::Corrupt(_))
         ));
+        assert_eq!(Change::Device(5).encode(), ("device", "5".to_owned()));
+        for bad in ["", "x", "5.0", "99999999999999999999"] {
+            assert!(matches!(
+                Change::decode("device", bad),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
         assert!(matches!(
             Change::decode("session", &"g".repeat(64)),
             Err(StoreError::Corrupt(_))

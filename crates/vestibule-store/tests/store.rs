@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use vestibule_store::{
-    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend, Change, IdentityKey,
-    NewAccount, Session, Store, StoreConfig, StoreError, testkit,
+    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend, Change, Device,
+    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, Store,
+    StoreConfig, StoreError, testkit,
 };
 
 /// Cases taking a fresh store.
@@ -71,10 +72,20 @@ on_both_backends!(
     case_purge_expired_sessions,
     case_audit_filter_order_and_limit,
     case_change_feed_in_process,
+    case_devices,
+    case_device_revocation_is_published,
+    case_delete_account_cascades_devices_and_pairings,
+    case_pairing_flow,
+    case_pairing_refused,
+    case_pairing_expiry_and_purge,
+    case_pairing_redeem_conflict_keeps_it_confirmed,
+    case_pairing_races,
+    case_devices_bulk,
 );
 
 on_both_backends_by_url!(
     case_change_feed_across_instances,
+    case_device_revocation_across_instances,
     case_migrate_is_idempotent,
 );
 
@@ -112,6 +123,39 @@ fn session(id: u8, account_id: i64, expires_at: i64) -> Session {
         expires_at,
         csrf_hash: [id.wrapping_add(100); 32],
     }
+}
+
+fn new_device(account_id: i64, secret: u8) -> NewDevice {
+    NewDevice {
+        account_id,
+        name: format!("device {secret} Ø"),
+        kind: "bearer".into(),
+        routes: vec!["api".into(), "files, \"quoted\"".into()],
+        secret_hash: [secret; 32],
+        basic_user: None,
+        created_at: 100 + i64::from(secret),
+        expires_at: None,
+    }
+}
+
+/// What `create_device` should return for `d` with id `id`.
+fn device_as_created(id: i64, d: &NewDevice) -> Device {
+    Device {
+        id,
+        account_id: d.account_id,
+        name: d.name.clone(),
+        kind: d.kind.clone(),
+        routes: d.routes.clone(),
+        basic_user: d.basic_user.clone(),
+        created_at: d.created_at,
+        expires_at: d.expires_at,
+        last_used_at: None,
+        last_used_ip: None,
+    }
+}
+
+fn routes(names: &[&str]) -> Vec<String> {
+    names.iter().map(|&n| n.to_owned()).collect()
 }
 
 async fn next_change(rx: &mut broadcast::Receiver<Change>) -> Change {
@@ -824,6 +868,29 @@ async fn case_change_feed_across_instances(url: String) {
     assert_eq!(next_change(&mut on_cli).await, Change::Account(b.id));
 }
 
+/// A device revoked by the admin CLI is dropped by the server.
+async fn case_device_revocation_across_instances(url: String) {
+    let server = open(&url).await;
+    let cli = open(&url).await;
+    let a = cli
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let d = cli.create_device(&new_device(a.id, 1)).await.unwrap();
+    let mut on_server = server.subscribe();
+    let mut on_cli = cli.subscribe();
+
+    assert!(cli.revoke_device(d.id, None).await.unwrap());
+    assert_eq!(next_change(&mut on_server).await, Change::Device(d.id));
+    assert_eq!(next_change(&mut on_cli).await, Change::Device(d.id));
+    assert_eq!(server.device_by_secret(&[1; 32]).await.unwrap(), None);
+
+    // Nothing revoked, nothing published.
+    assert!(!cli.revoke_device(d.id, None).await.unwrap());
+    no_change(&mut on_server, Duration::from_millis(600)).await;
+    no_change(&mut on_cli, Duration::from_millis(10)).await;
+}
+
 async fn case_migrate_is_idempotent(url: String) {
     let cfg = StoreConfig::new(url.as_str());
     vestibule_store::migrate(&cfg).await.unwrap();
@@ -843,6 +910,910 @@ async fn case_migrate_is_idempotent(url: String) {
     // Reopening keeps the data and applies nothing twice.
     let store = open(&url).await;
     assert_eq!(store.accounts(None, 10).await.unwrap().len(), 1);
+}
+
+async fn case_devices(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let b = store
+        .create_account(new_account("headers", "bob", 1))
+        .await
+        .unwrap();
+    let n1 = NewDevice {
+        kind: "basic".into(),
+        basic_user: Some("alice-phone".into()),
+        expires_at: Some(5000),
+        ..new_device(a.id, 1)
+    };
+    let n2 = NewDevice {
+        routes: vec![],
+        ..new_device(a.id, 2)
+    };
+    let n3 = new_device(b.id, 3);
+    let d1 = store.create_device(&n1).await.unwrap();
+    let d2 = store.create_device(&n2).await.unwrap();
+    let d3 = store.create_device(&n3).await.unwrap();
+    assert_eq!(d1, device_as_created(d1.id, &n1));
+    assert_eq!(d2, device_as_created(d2.id, &n2));
+    assert!(d1.id < d2.id && d2.id < d3.id);
+
+    // Lookups return what was stored, expired or not.
+    assert_eq!(
+        store.device_by_secret(&[1; 32]).await.unwrap(),
+        Some(d1.clone())
+    );
+    assert_eq!(
+        store.device_by_secret(&[2; 32]).await.unwrap(),
+        Some(d2.clone())
+    );
+    assert_eq!(store.device_by_secret(&[9; 32]).await.unwrap(), None);
+    assert_eq!(store.device(d3.id).await.unwrap(), Some(d3.clone()));
+    assert_eq!(store.device(d3.id + 1000).await.unwrap(), None);
+    assert!(d1.is_live(4999));
+    assert!(!d1.is_live(5000));
+    assert!(d2.is_live(i64::MAX));
+    store.purge_expired(4999).await.unwrap();
+    assert_eq!(
+        store.device_by_secret(&[1; 32]).await.unwrap(),
+        Some(d1.clone())
+    );
+
+    // Listing, in id order.
+    assert_eq!(
+        store.devices_of(Some(a.id)).await.unwrap(),
+        vec![d1.clone(), d2.clone()]
+    );
+    assert_eq!(
+        store.devices_of(Some(b.id)).await.unwrap(),
+        vec![d3.clone()]
+    );
+    assert_eq!(
+        store.devices_of(None).await.unwrap(),
+        vec![d1.clone(), d2.clone(), d3.clone()]
+    );
+    assert!(
+        store
+            .devices_of(Some(b.id + 1000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A secret digest is unique across every account; nothing is written.
+    for dup in [new_device(a.id, 1), new_device(b.id, 1)] {
+        assert_eq!(
+            store.create_device(&dup).await,
+            Err(StoreError::Conflict(
+                "a device with this secret already exists".into()
+            ))
+        );
+    }
+    assert_eq!(
+        store.create_device(&new_device(b.id + 1000, 7)).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.devices_of(None).await.unwrap().len(), 3);
+
+    // Touch: last use, with or without an address.
+    store
+        .touch_device(d2.id, 700, Some("2001:db8::7"))
+        .await
+        .unwrap();
+    let touched = Device {
+        last_used_at: Some(700),
+        last_used_ip: Some("2001:db8::7".into()),
+        ..d2.clone()
+    };
+    assert_eq!(store.device(d2.id).await.unwrap(), Some(touched.clone()));
+    store.touch_device(d2.id, 800, None).await.unwrap();
+    assert_eq!(
+        store.device_by_secret(&[2; 32]).await.unwrap(),
+        Some(Device {
+            last_used_at: Some(800),
+            last_used_ip: None,
+            ..d2.clone()
+        })
+    );
+    assert_eq!(
+        store.touch_device(d3.id + 1000, 1, None).await,
+        Err(StoreError::NotFound)
+    );
+
+    // Revoke: the owner check.
+    assert!(!store.revoke_device(d3.id, Some(a.id)).await.unwrap());
+    assert_eq!(store.device(d3.id).await.unwrap(), Some(d3.clone()));
+    assert!(store.revoke_device(d3.id, Some(b.id)).await.unwrap());
+    assert!(!store.revoke_device(d3.id, Some(b.id)).await.unwrap());
+    assert_eq!(store.device_by_secret(&[3; 32]).await.unwrap(), None);
+    // Without an owner (admin): any device.
+    assert!(store.revoke_device(d1.id, None).await.unwrap());
+    assert!(!store.revoke_device(d1.id, None).await.unwrap());
+    assert_eq!(store.devices_of(None).await.unwrap().len(), 1);
+
+    // Ids are never reused; a revoked secret may be registered again.
+    let again = store.create_device(&new_device(b.id, 3)).await.unwrap();
+    assert!(again.id > d3.id);
+}
+
+async fn case_device_revocation_is_published(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let b = store
+        .create_account(new_account("headers", "bob", 1))
+        .await
+        .unwrap();
+    let mut rx = store.subscribe();
+    let d1 = store.create_device(&new_device(a.id, 1)).await.unwrap();
+    let d2 = store.create_device(&new_device(a.id, 2)).await.unwrap();
+
+    assert!(store.revoke_device(d1.id, Some(a.id)).await.unwrap());
+    assert_eq!(next_change(&mut rx).await, Change::Device(d1.id));
+    assert!(store.revoke_device(d2.id, None).await.unwrap());
+    assert_eq!(next_change(&mut rx).await, Change::Device(d2.id));
+
+    // Creating, touching, bulk inserts, failed revocations (another
+    // owner's, already gone), pairing steps and purges publish nothing.
+    let d3 = store.create_device(&new_device(b.id, 3)).await.unwrap();
+    store
+        .touch_device(d3.id, 5, Some("192.0.2.1"))
+        .await
+        .unwrap();
+    assert!(!store.revoke_device(d3.id, Some(a.id)).await.unwrap());
+    assert!(!store.revoke_device(d1.id, None).await.unwrap());
+    store
+        .create_devices_bulk(&[new_device(b.id, 4), new_device(b.id, 5)])
+        .await
+        .unwrap();
+    let p = store
+        .create_pairing(a.id, &[1; 32], &routes(&["api"]), 1, 1000)
+        .await
+        .unwrap();
+    store
+        .claim_pairing(&[1; 32], &[2; 32], "phone", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.decide_pairing(p.id, a.id, true, 3).await.unwrap());
+    assert!(matches!(
+        store
+            .redeem_pairing(&[2; 32], &new_device(0, 6), 4)
+            .await
+            .unwrap(),
+        PairingPoll::Issued(_)
+    ));
+    store.purge_expired(2000).await.unwrap();
+    no_change(&mut rx, Duration::from_millis(600)).await;
+}
+
+async fn case_delete_account_cascades_devices_and_pairings(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let b = store
+        .create_account(new_account("headers", "bob", 1))
+        .await
+        .unwrap();
+    let d1 = store.create_device(&new_device(a.id, 1)).await.unwrap();
+    let d3 = store.create_device(&new_device(b.id, 3)).await.unwrap();
+    // Alice: an open pairing and an issued one.
+    let open = store
+        .create_pairing(a.id, &[10; 32], &routes(&["api"]), 1, 1000)
+        .await
+        .unwrap();
+    let issued = store
+        .create_pairing(a.id, &[11; 32], &routes(&["api"]), 1, 1000)
+        .await
+        .unwrap();
+    store
+        .claim_pairing(&[11; 32], &[12; 32], "tablet", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .decide_pairing(issued.id, a.id, true, 3)
+            .await
+            .unwrap()
+    );
+    let PairingPoll::Issued(d2) = store
+        .redeem_pairing(&[12; 32], &new_device(a.id, 2), 4)
+        .await
+        .unwrap()
+    else {
+        panic!("not issued")
+    };
+    // Bob: one open pairing.
+    let bobs = store
+        .create_pairing(b.id, &[20; 32], &routes(&[]), 1, 1000)
+        .await
+        .unwrap();
+
+    let mut rx = store.subscribe();
+    assert!(store.delete_account(a.id).await.unwrap());
+    // One change for the account covers its devices.
+    assert_eq!(next_change(&mut rx).await, Change::Account(a.id));
+    for id in [d1.id, d2.id] {
+        assert_eq!(store.device(id).await.unwrap(), None);
+    }
+    assert_eq!(store.device_by_secret(&[1; 32]).await.unwrap(), None);
+    assert_eq!(store.device_by_secret(&[2; 32]).await.unwrap(), None);
+    assert!(store.devices_of(Some(a.id)).await.unwrap().is_empty());
+    assert_eq!(store.pairing(open.id).await.unwrap(), None);
+    assert_eq!(store.pairing(issued.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .claim_pairing(&[10; 32], &[13; 32], "late", 5)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .redeem_pairing(&[12; 32], &new_device(a.id, 2), 5)
+            .await
+            .unwrap(),
+        PairingPoll::Expired
+    );
+    // Bob is untouched.
+    assert_eq!(store.devices_of(None).await.unwrap(), vec![d3]);
+    assert_eq!(store.pairing(bobs.id).await.unwrap(), Some(bobs));
+    no_change(&mut rx, Duration::from_millis(600)).await;
+}
+
+async fn case_pairing_flow(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let b = store
+        .create_account(new_account("headers", "bob", 1))
+        .await
+        .unwrap();
+    let code = [1; 32];
+    let claim = [2; 32];
+    let r = routes(&["api", "files"]);
+    let created = store
+        .create_pairing(a.id, &code, &r, 10, 1000)
+        .await
+        .unwrap();
+    let open = Pairing {
+        id: created.id,
+        account_id: a.id,
+        routes: r.clone(),
+        created_at: 10,
+        expires_at: 1000,
+        state: PairingState::Open,
+        device_name: None,
+        claimed_at: None,
+        device_id: None,
+    };
+    assert_eq!(created, open);
+    assert_eq!(store.pairing(open.id).await.unwrap(), Some(open.clone()));
+    assert_eq!(store.pairing(open.id + 1000).await.unwrap(), None);
+
+    // A code is unique.
+    assert_eq!(
+        store.create_pairing(b.id, &code, &r, 10, 1000).await,
+        Err(StoreError::Conflict(
+            "a pairing with this code already exists".into()
+        ))
+    );
+    assert_eq!(
+        store
+            .create_pairing(b.id + 1000, &[9; 32], &r, 10, 1000)
+            .await,
+        Err(StoreError::NotFound)
+    );
+
+    // Nothing to decide or redeem while open.
+    assert!(!store.decide_pairing(open.id, a.id, true, 20).await.unwrap());
+    assert_eq!(
+        store
+            .redeem_pairing(&claim, &new_device(b.id, 5), 20)
+            .await
+            .unwrap(),
+        PairingPoll::Expired
+    );
+
+    // Claim once.
+    let claimed = store
+        .claim_pairing(&code, &claim, "alice's phone", 30)
+        .await
+        .unwrap();
+    let claimed_want = Pairing {
+        state: PairingState::Claimed,
+        device_name: Some("alice's phone".into()),
+        claimed_at: Some(30),
+        ..open.clone()
+    };
+    assert_eq!(claimed, Some(claimed_want.clone()));
+    assert_eq!(
+        store
+            .claim_pairing(&code, &[3; 32], "mallory", 31)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_pairing(&code, &claim, "alice's phone", 31)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_pairing(&[8; 32], &[4; 32], "unknown code", 31)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.pairing(open.id).await.unwrap(),
+        Some(claimed_want.clone())
+    );
+
+    // Claimed: the device waits.
+    assert_eq!(
+        store
+            .redeem_pairing(&claim, &new_device(b.id, 5), 40)
+            .await
+            .unwrap(),
+        PairingPoll::Pending
+    );
+    assert_eq!(
+        store
+            .redeem_pairing(&[7; 32], &new_device(b.id, 5), 40)
+            .await
+            .unwrap(),
+        PairingPoll::Expired
+    );
+
+    // Only the owner decides.
+    assert!(!store.decide_pairing(open.id, b.id, true, 50).await.unwrap());
+    assert!(
+        !store
+            .decide_pairing(open.id + 1000, a.id, true, 50)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.pairing(open.id).await.unwrap().map(|p| p.state),
+        Some(PairingState::Claimed)
+    );
+    assert!(store.decide_pairing(open.id, a.id, true, 50).await.unwrap());
+    // Decided once.
+    assert!(
+        !store
+            .decide_pairing(open.id, a.id, false, 51)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.pairing(open.id).await.unwrap().map(|p| p.state),
+        Some(PairingState::Confirmed)
+    );
+
+    // Issued exactly once. Account, routes and name come from the
+    // pairing, whatever the device asked for.
+    let asked = NewDevice {
+        name: "ignored".into(),
+        kind: "paired".into(),
+        routes: routes(&["admin"]),
+        expires_at: Some(99_999),
+        created_at: 60,
+        ..new_device(b.id, 5)
+    };
+    let PairingPoll::Issued(device) = store.redeem_pairing(&claim, &asked, 60).await.unwrap()
+    else {
+        panic!("not issued")
+    };
+    assert_eq!(
+        device,
+        Device {
+            id: device.id,
+            account_id: a.id,
+            name: "alice's phone".into(),
+            kind: "paired".into(),
+            routes: r.clone(),
+            basic_user: None,
+            created_at: 60,
+            expires_at: Some(99_999),
+            last_used_at: None,
+            last_used_ip: None,
+        }
+    );
+    assert_eq!(
+        store.device_by_secret(&[5; 32]).await.unwrap(),
+        Some(device.clone())
+    );
+    assert_eq!(
+        store.devices_of(Some(a.id)).await.unwrap(),
+        vec![device.clone()]
+    );
+    assert!(store.devices_of(Some(b.id)).await.unwrap().is_empty());
+    let issued = Pairing {
+        state: PairingState::Issued,
+        device_id: Some(device.id),
+        ..claimed_want.clone()
+    };
+    assert_eq!(store.pairing(open.id).await.unwrap(), Some(issued.clone()));
+    for secret in [5, 6] {
+        assert_eq!(
+            store
+                .redeem_pairing(&claim, &new_device(b.id, secret), 61)
+                .await
+                .unwrap(),
+            PairingPoll::Expired
+        );
+    }
+    assert_eq!(store.devices_of(None).await.unwrap().len(), 1);
+    // Still single use.
+    assert_eq!(
+        store
+            .claim_pairing(&code, &[3; 32], "again", 62)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .decide_pairing(open.id, a.id, false, 62)
+            .await
+            .unwrap()
+    );
+
+    // Revoking the device leaves the pairing's record, without its device.
+    assert!(store.revoke_device(device.id, Some(a.id)).await.unwrap());
+    assert_eq!(
+        store.pairing(open.id).await.unwrap(),
+        Some(Pairing {
+            device_id: None,
+            ..issued
+        })
+    );
+    assert_eq!(
+        store
+            .redeem_pairing(&claim, &new_device(b.id, 6), 63)
+            .await
+            .unwrap(),
+        PairingPoll::Expired
+    );
+}
+
+async fn case_pairing_refused(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let p = store
+        .create_pairing(a.id, &[1; 32], &routes(&["api"]), 1, 1000)
+        .await
+        .unwrap();
+    store
+        .claim_pairing(&[1; 32], &[2; 32], "mallory's phone", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.decide_pairing(p.id, a.id, false, 3).await.unwrap());
+    assert!(!store.decide_pairing(p.id, a.id, true, 4).await.unwrap());
+    assert_eq!(
+        store.pairing(p.id).await.unwrap().map(|p| p.state),
+        Some(PairingState::Refused)
+    );
+    for now in [5, 6] {
+        assert_eq!(
+            store
+                .redeem_pairing(&[2; 32], &new_device(a.id, 3), now)
+                .await
+                .unwrap(),
+            PairingPoll::Refused
+        );
+    }
+    assert!(store.devices_of(None).await.unwrap().is_empty());
+    // Past its expiry a refused pairing is just expired, then purged.
+    assert_eq!(
+        store
+            .redeem_pairing(&[2; 32], &new_device(a.id, 3), 1000)
+            .await
+            .unwrap(),
+        PairingPoll::Expired
+    );
+    assert_eq!(store.purge_expired(1000).await.unwrap(), 1);
+    assert_eq!(store.pairing(p.id).await.unwrap(), None);
+}
+
+async fn case_pairing_expiry_and_purge(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let r = routes(&["api"]);
+    // Expired before it was claimed: `expires_at <= now` is expired.
+    let p1 = store
+        .create_pairing(a.id, &[1; 32], &r, 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_pairing(&[1; 32], &[11; 32], "late", 100)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.pairing(p1.id).await.unwrap().map(|p| p.state),
+        Some(PairingState::Open)
+    );
+
+    // Claimed in time, decided too late.
+    let p2 = store
+        .create_pairing(a.id, &[2; 32], &r, 1, 200)
+        .await
+        .unwrap();
+    store
+        .claim_pairing(&[2; 32], &[12; 32], "slow owner", 199)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_pairing(&[12; 32], &new_device(a.id, 50), 199)
+            .await
+            .unwrap(),
+        PairingPoll::Pending
+    );
+    assert!(!store.decide_pairing(p2.id, a.id, true, 200).await.unwrap());
+    assert_eq!(
+        store
+            .redeem_pairing(&[12; 32], &new_device(a.id, 50), 200)
+            .await
+            .unwrap(),
+        PairingPoll::Expired
+    );
+
+    // Confirmed in time, polled too late: no device.
+    let p3 = store
+        .create_pairing(a.id, &[3; 32], &r, 1, 300)
+        .await
+        .unwrap();
+    store
+        .claim_pairing(&[3; 32], &[13; 32], "slow device", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.decide_pairing(p3.id, a.id, true, 299).await.unwrap());
+    assert_eq!(
+        store
+            .redeem_pairing(&[13; 32], &new_device(a.id, 51), 300)
+            .await
+            .unwrap(),
+        PairingPoll::Expired
+    );
+    assert!(store.devices_of(None).await.unwrap().is_empty());
+
+    // Issued in time: kept by the purge, as the record of its device.
+    let p4 = store
+        .create_pairing(a.id, &[4; 32], &r, 1, 400)
+        .await
+        .unwrap();
+    store
+        .claim_pairing(&[4; 32], &[14; 32], "quick", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.decide_pairing(p4.id, a.id, true, 3).await.unwrap());
+    let issued = NewDevice {
+        expires_at: Some(10_000),
+        ..new_device(a.id, 52)
+    };
+    assert!(matches!(
+        store.redeem_pairing(&[14; 32], &issued, 4).await.unwrap(),
+        PairingPoll::Issued(_)
+    ));
+    // Unexpired, and expiring devices.
+    let p5 = store
+        .create_pairing(a.id, &[5; 32], &r, 1, 5000)
+        .await
+        .unwrap();
+    let soon = store
+        .create_device(&NewDevice {
+            expires_at: Some(450),
+            ..new_device(a.id, 53)
+        })
+        .await
+        .unwrap();
+    let forever = store.create_device(&new_device(a.id, 54)).await.unwrap();
+
+    assert_eq!(store.purge_expired(99).await.unwrap(), 0);
+    // p1, p2, p3: expired and not issued. p4 was issued; p5 is still open.
+    assert_eq!(store.purge_expired(449).await.unwrap(), 3);
+    for gone in [p1.id, p2.id, p3.id] {
+        assert_eq!(store.pairing(gone).await.unwrap(), None);
+    }
+    assert_eq!(
+        store.pairing(p4.id).await.unwrap().map(|p| p.state),
+        Some(PairingState::Issued)
+    );
+    assert_eq!(
+        store.pairing(p5.id).await.unwrap().map(|p| p.state),
+        Some(PairingState::Open)
+    );
+    // Devices expire with `expires_at <= now`; `None` never does.
+    assert_eq!(store.purge_expired(450).await.unwrap(), 1);
+    assert_eq!(store.device(soon.id).await.unwrap(), None);
+    assert_eq!(store.purge_expired(10_000).await.unwrap(), 2);
+    let left: Vec<i64> = store
+        .devices_of(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(left, vec![forever.id]);
+    // The issued pairing stays, now without its (expired) device.
+    let p4 = store.pairing(p4.id).await.unwrap().unwrap();
+    assert_eq!((p4.state, p4.device_id), (PairingState::Issued, None));
+    assert_eq!(store.pairing(p5.id).await.unwrap(), None);
+    assert_eq!(store.purge_expired(10_000).await.unwrap(), 0);
+}
+
+async fn case_pairing_redeem_conflict_keeps_it_confirmed(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let taken = store.create_device(&new_device(a.id, 1)).await.unwrap();
+    let p = store
+        .create_pairing(a.id, &[10; 32], &routes(&["api"]), 1, 1000)
+        .await
+        .unwrap();
+    store
+        .claim_pairing(&[10; 32], &[11; 32], "phone", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.decide_pairing(p.id, a.id, true, 3).await.unwrap());
+    // The device's secret exists already: nothing is written.
+    assert_eq!(
+        store
+            .redeem_pairing(&[11; 32], &new_device(a.id, 1), 4)
+            .await,
+        Err(StoreError::Conflict(
+            "a device with this secret already exists".into()
+        ))
+    );
+    let still = store.pairing(p.id).await.unwrap().unwrap();
+    assert_eq!(
+        (still.state, still.device_id),
+        (PairingState::Confirmed, None)
+    );
+    assert_eq!(store.devices_of(None).await.unwrap(), vec![taken]);
+    // A retry with a fresh secret gets its device.
+    let PairingPoll::Issued(d) = store
+        .redeem_pairing(&[11; 32], &new_device(a.id, 2), 5)
+        .await
+        .unwrap()
+    else {
+        panic!("not issued")
+    };
+    assert_eq!(
+        store.pairing(p.id).await.unwrap().and_then(|p| p.device_id),
+        Some(d.id)
+    );
+
+    // A claim secret already used by another pairing: a conflict, and the
+    // code stays open.
+    let q = store
+        .create_pairing(a.id, &[20; 32], &routes(&["api"]), 1, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_pairing(&[20; 32], &[11; 32], "copycat", 6)
+            .await,
+        Err(StoreError::Conflict(
+            "a pairing with this claim secret already exists".into()
+        ))
+    );
+    assert_eq!(store.pairing(q.id).await.unwrap(), Some(q));
+}
+
+async fn case_pairing_races(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let p = store
+        .create_pairing(a.id, &[1; 32], &routes(&["api"]), 1, 1_000_000)
+        .await
+        .unwrap();
+
+    // Eight devices redeem the same code at once: exactly one wins.
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let claims: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = store.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let won = store
+                    .claim_pairing(&[1; 32], &[100 + i; 32], &format!("device {i}"), 2)
+                    .await
+                    .unwrap();
+                won.map(|p| (i, p))
+            })
+        })
+        .collect();
+    let mut winners = vec![];
+    for t in claims {
+        if let Some(w) = t.await.unwrap() {
+            winners.push(w);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let (i, won) = winners.pop().unwrap();
+    assert_eq!(won.device_name, Some(format!("device {i}")));
+    assert_eq!(store.pairing(p.id).await.unwrap(), Some(won));
+    // The losers' claims lead nowhere.
+    for loser in (0..8u8).filter(|&l| l != i) {
+        assert_eq!(
+            store
+                .redeem_pairing(&[100 + loser; 32], &new_device(a.id, 50), 3)
+                .await
+                .unwrap(),
+            PairingPoll::Expired
+        );
+    }
+
+    // Four polls of the confirmed pairing at once: one device, issued once.
+    assert!(store.decide_pairing(p.id, a.id, true, 3).await.unwrap());
+    let start = Arc::new(tokio::sync::Barrier::new(4));
+    let polls: Vec<_> = (0..4u8)
+        .map(|n| {
+            let store = store.clone();
+            let start = start.clone();
+            let winner_claim = [100 + i; 32];
+            tokio::spawn(async move {
+                start.wait().await;
+                store
+                    .redeem_pairing(&winner_claim, &new_device(a.id, 60 + n), 4)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut issued = vec![];
+    for t in polls {
+        match t.await.unwrap() {
+            PairingPoll::Issued(d) => issued.push(d),
+            PairingPoll::Expired => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(issued.len(), 1, "{issued:?}");
+    assert_eq!(store.devices_of(None).await.unwrap(), issued);
+}
+
+async fn case_devices_bulk(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let b = store
+        .create_account(new_account("headers", "bob", 1))
+        .await
+        .unwrap();
+    let secret = |i: u32| {
+        let mut s = [0x5a; 32];
+        s[..4].copy_from_slice(&i.to_be_bytes());
+        s
+    };
+    // 2000 rows: whole statements only (the 501 rows further down end with
+    // a short one).
+    let devices: Vec<NewDevice> = (0..2000u32)
+        .map(|i| NewDevice {
+            account_id: if i % 2 == 0 { a.id } else { b.id },
+            name: format!("bench {i}"),
+            kind: if i % 3 == 0 { "basic" } else { "bearer" }.into(),
+            routes: vec![format!("route-{}", i % 7)],
+            secret_hash: secret(i),
+            basic_user: (i % 3 == 0).then(|| format!("user{i}")),
+            created_at: i64::from(i),
+            expires_at: (i % 5 == 0).then_some(1_000_000 + i64::from(i)),
+        })
+        .collect();
+    assert_eq!(store.create_devices_bulk(&devices).await.unwrap(), 2000);
+    assert_eq!(store.create_devices_bulk(&[]).await.unwrap(), 0);
+
+    for i in [0u32, 1, 499, 500, 1001, 1998, 1999] {
+        let d = &devices[i as usize];
+        let got = store.device_by_secret(&secret(i)).await.unwrap().unwrap();
+        assert_eq!(got, device_as_created(got.id, d), "row {i}");
+    }
+    let all = store.devices_of(None).await.unwrap();
+    assert_eq!(all.len(), 2000);
+    // Inserted in order: ids follow the slice.
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(all[0].name, "bench 0");
+    assert_eq!(all[1999].name, "bench 1999");
+    assert_eq!(store.devices_of(Some(a.id)).await.unwrap().len(), 1000);
+
+    // All or nothing: a duplicate in the last (short) statement, or a
+    // missing account in the first, leaves no row behind.
+    let mut more: Vec<NewDevice> = (2000..2501u32)
+        .map(|i| NewDevice {
+            secret_hash: secret(i),
+            ..devices[0].clone()
+        })
+        .collect();
+    more[500].secret_hash = secret(7);
+    assert_eq!(
+        store.create_devices_bulk(&more).await,
+        Err(StoreError::Conflict(
+            "a device with this secret already exists".into()
+        ))
+    );
+    more[500].secret_hash = secret(2500);
+    more[3].account_id = b.id + 1000;
+    assert_eq!(
+        store.create_devices_bulk(&more).await,
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.devices_of(None).await.unwrap().len(), 2000);
+    assert_eq!(store.device_by_secret(&secret(2000)).await.unwrap(), None);
+    more[3].account_id = a.id;
+    assert_eq!(store.create_devices_bulk(&more).await.unwrap(), 501);
+    assert_eq!(store.devices_of(None).await.unwrap().len(), 2501);
+}
+
+/// 100 000 devices in one call (what a benchmark seeds), then lookups.
+/// Ignored by default (seconds, not milliseconds):
+/// `cargo test -p vestibule-store --features testkit -- --ignored bulk_100k`.
+async fn bulk_100k(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1))
+        .await
+        .unwrap();
+    let secret = |i: u32| {
+        let mut s = [0xc3; 32];
+        s[..4].copy_from_slice(&i.to_be_bytes());
+        s
+    };
+    let devices: Vec<NewDevice> = (0..100_000u32)
+        .map(|i| NewDevice {
+            name: format!("bench {i}"),
+            secret_hash: secret(i),
+            ..new_device(a.id, 0)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    assert_eq!(store.create_devices_bulk(&devices).await.unwrap(), 100_000);
+    let took = started.elapsed();
+    eprintln!("{:?}: 100 000 devices in {took:?}", store.backend());
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    for i in [0, 49_999, 99_999] {
+        let got = store.device_by_secret(&secret(i)).await.unwrap().unwrap();
+        assert_eq!(got.name, format!("bench {i}"));
+    }
+}
+
+#[tokio::test]
+#[ignore = "slow: 100 000 rows"]
+async fn sqlite_bulk_100k() {
+    let dir = tempfile::tempdir().unwrap();
+    bulk_100k(open(&testkit::sqlite_url(dir.path())).await).await;
+}
+
+#[tokio::test]
+#[ignore = "slow: 100 000 rows"]
+async fn postgres_bulk_100k() {
+    bulk_100k(open(&testkit::postgres_url()).await).await;
 }
 
 // ---- backend-specific --------------------------------------------------
