@@ -35,7 +35,10 @@ fn cache_hit(c: &mut Criterion) {
             vec![("admin".into(), vec!["admins".into()])],
         ));
         // First sighting: provisions the account and fills the cache.
-        let r = a.resolve(alice(), &Provisioning::Auto, false, None).await.unwrap();
+        let r = a
+            .resolve(alice(), &Provisioning::Auto, false, None)
+            .await
+            .unwrap();
         assert!(matches!(r, Resolution::Active { .. }));
         a
     });
@@ -49,7 +52,9 @@ fn cache_hit(c: &mut Criterion) {
                 .resolve(black_box(alice()), &Provisioning::Auto, false, None)
                 .await
                 .unwrap();
-            let Resolution::Active { identity, .. } = r else { panic!("not active") };
+            let Resolution::Active { identity, .. } = r else {
+                panic!("not active")
+            };
             black_box(policy.evaluate(Some(&identity)))
         })
     });

@@ -78,6 +78,33 @@ pub struct Accounts {
     cache: RwLock<Cache>,
     ttl: Duration,
     roles: Vec<(String, Vec<String>)>,
+    /// When this process last saw each account through the SSO front (unix
+    /// ms), so that device credentials revive the moment their owner signs
+    /// in, without waiting for the once-a-minute "last seen" write.
+    sightings: RwLock<HashMap<i64, i64>>,
+}
+
+/// Spawns a task that hands every change `store` publishes to `apply`, for
+/// as long as `owner` lives. A lagging receiver (changes were lost) is
+/// handed [`Change::Resync`].
+pub fn follow_store_changes<T: Send + Sync + 'static>(
+    store: &Arc<dyn Store>,
+    owner: std::sync::Weak<T>,
+    apply: fn(&T, Change),
+) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = store.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let change = match rx.recv().await {
+                Ok(c) => c,
+                Err(RecvError::Lagged(_)) => Change::Resync,
+                Err(RecvError::Closed) => return,
+            };
+            let Some(owner) = owner.upgrade() else { return };
+            apply(&owner, change);
+        }
+    })
 }
 
 /// Milliseconds since the Unix epoch.
@@ -115,6 +142,27 @@ impl Accounts {
             cache: RwLock::new(Cache::default()),
             ttl,
             roles,
+            sightings: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// When this process last saw `account_id` through the SSO front.
+    pub fn last_sighting(&self, account_id: i64) -> Option<i64> {
+        self.sightings.read().ok()?.get(&account_id).copied()
+    }
+
+    fn note_sighting(&self, account_id: i64) {
+        let now = now_ms();
+        // A shared lock on the hot path; the exclusive one at most once a
+        // second per account.
+        let fresh = self
+            .sightings
+            .read()
+            .ok()
+            .and_then(|m| m.get(&account_id).copied())
+            .is_some_and(|t| now - t < 1000);
+        if !fresh && let Ok(mut m) = self.sightings.write() {
+            m.insert(account_id, now);
         }
     }
 
@@ -125,25 +173,15 @@ impl Accounts {
 
     /// Spawns the task that drops cache entries as the store reports changes.
     pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let mut rx = self.store.subscribe();
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let change = rx.recv().await;
-                let Some(me) = me.upgrade() else { return };
-                let Ok(mut cache) = me.cache.write() else {
-                    return;
-                };
-                match change {
-                    Ok(Change::Account(id)) => cache.forget(id),
-                    Ok(Change::Resync)
-                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        // Notifications may have been missed: trust nothing cached.
-                        cache.clear();
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
+        follow_store_changes(&self.store, Arc::downgrade(self), |me, change| {
+            let Ok(mut cache) = me.cache.write() else {
+                return;
+            };
+            match change {
+                Change::Account(id) => cache.forget(id),
+                // Notifications may have been missed: trust nothing cached.
+                Change::Resync => cache.clear(),
+                _ => {}
             }
         })
     }
@@ -245,6 +283,7 @@ impl Accounts {
             AccountStatus::Active => {}
         }
         self.refresh_behind(&key, &entry, &id);
+        self.note_sighting(entry.account.id);
         id.roles = roles_for(&id.groups, &self.roles);
         Ok(Resolution::Active {
             identity: Box::new(id),

@@ -1,5 +1,5 @@
-//! The admin commands: `vestibule users`, `sessions`, `audit` and
-//! `migrate`.
+//! The admin commands: `vestibule users`, `sessions`, `devices`, `audit`
+//! and `migrate`.
 //!
 //! They open the database the gateway's configuration names and work on it
 //! while gateways run. Every change goes through the store, which publishes
@@ -138,6 +138,30 @@ pub enum SessionsCommand {
         /// Id, SOURCE:SUBJECT, or a username that matches one account.
         #[arg(long)]
         user: String,
+    },
+}
+
+/// `vestibule devices …`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List device credentials, in id order.
+    List {
+        /// Only this account's devices.
+        #[arg(long)]
+        user: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one device credential (by its id), or every device of an
+    /// account (`--user`). Running gateways refuse it within a second.
+    Revoke {
+        /// The device id (see `devices list`).
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<i64>,
+        /// Id, SOURCE:SUBJECT, or a username that matches one account.
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -396,7 +420,6 @@ fn when(ms: i64) -> String {
         rem % 60
     )
 }
-
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -744,13 +767,13 @@ async fn sessions_list(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<(), 
         "STATE",
     ]);
     for s in &list {
-        if !names.contains_key(&s.account_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(s.account_id) {
             let name = ctx
                 .store
                 .account(s.account_id)
                 .await?
                 .map_or_else(|| "-".to_owned(), |a| clean(&a.username));
-            names.insert(s.account_id, name);
+            slot.insert(name);
         }
         t.row(vec![
             hex(&s.id_hash[..6]),
@@ -772,6 +795,136 @@ async fn sessions_revoke(ctx: &Ctx, spec: &str) -> Result<(), Fail> {
     let n = ctx.store.revoke_sessions_of(a.id).await?;
     println!("revoked {n} session(s) of {}", describe(&a));
     ctx.audit("session-revoke", a.id, "ok", &format!("all {n} session(s)"))
+        .await;
+    Ok(())
+}
+
+// ---- devices ------------------------------------------------------------
+
+/// Runs `vestibule devices …`.
+pub async fn devices(config: &Path, cmd: DevicesCommand) -> ExitCode {
+    let ctx = match open(config).await {
+        Ok(c) => c,
+        Err(f) => return f.exit(),
+    };
+    finish(match cmd {
+        DevicesCommand::List { user, json } => devices_list(&ctx, user.as_deref(), json).await,
+        DevicesCommand::Revoke { id: Some(id), .. } => device_revoke(&ctx, id).await,
+        DevicesCommand::Revoke { user, .. } => {
+            devices_revoke_all(&ctx, user.as_deref().unwrap_or("")).await
+        }
+    })
+}
+
+fn device_json(d: &vestibule_store::Device, username: &str) -> Value {
+    json!({
+        "id": d.id,
+        "account_id": d.account_id,
+        "username": username,
+        "name": d.name,
+        "kind": d.kind,
+        "routes": d.routes,
+        "created_at": d.created_at,
+        "expires_at": d.expires_at,
+        "last_used_at": d.last_used_at,
+        "last_used_ip": d.last_used_ip,
+    })
+}
+
+async fn devices_list(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<(), Fail> {
+    let account = match user {
+        Some(spec) => Some(find(&*ctx.store, spec).await?),
+        None => None,
+    };
+    let list = ctx.store.devices_of(account.as_ref().map(|a| a.id)).await?;
+    let mut names = std::collections::HashMap::new();
+    for d in &list {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(d.account_id) {
+            let name = ctx
+                .store
+                .account(d.account_id)
+                .await?
+                .map_or_else(|| "-".to_owned(), |a| a.username);
+            slot.insert(name);
+        }
+    }
+    if json {
+        print_json(
+            &list
+                .iter()
+                .map(|d| device_json(d, &names[&d.account_id]))
+                .collect(),
+        );
+        return Ok(());
+    }
+    if list.is_empty() {
+        match &account {
+            Some(a) => println!("{} has no devices", describe(a)),
+            None => println!("no devices"),
+        }
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut t = Table::new(&[
+        "DEVICE",
+        "ACCOUNT",
+        "USERNAME",
+        "NAME",
+        "KIND",
+        "ROUTES",
+        "CREATED (UTC)",
+        "LAST USED (UTC)",
+        "EXPIRES (UTC)",
+        "STATE",
+    ]);
+    for d in &list {
+        t.row(vec![
+            d.id.to_string(),
+            d.account_id.to_string(),
+            clean(&names[&d.account_id]),
+            clean(&d.name),
+            clean(&d.kind),
+            clean(&d.routes.join(",")),
+            when(d.created_at),
+            match (d.last_used_at, &d.last_used_ip) {
+                (Some(t), Some(ip)) => format!("{} from {}", when(t), clean(ip)),
+                (Some(t), None) => when(t),
+                _ => "never".to_owned(),
+            },
+            d.expires_at.map_or_else(|| "never".to_owned(), when),
+            if d.is_live(now) { "live" } else { "expired" }.to_owned(),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+async fn device_revoke(ctx: &Ctx, id: i64) -> Result<(), Fail> {
+    let Some(d) = ctx.store.device(id).await? else {
+        return Err(Fail::Store(StoreError::NotFound));
+    };
+    if ctx.store.revoke_device(id, None).await? {
+        println!(
+            "revoked device {id} ({}) of account {}",
+            clean(&d.name),
+            d.account_id
+        );
+        ctx.audit("device-revoke", d.account_id, "ok", &format!("device:{id}"))
+            .await;
+    }
+    Ok(())
+}
+
+async fn devices_revoke_all(ctx: &Ctx, spec: &str) -> Result<(), Fail> {
+    let a = find(&*ctx.store, spec).await?;
+    let mut n = 0;
+    for d in ctx.store.devices_of(Some(a.id)).await? {
+        if ctx.store.revoke_device(d.id, None).await? {
+            n += 1;
+        }
+    }
+    println!("revoked {n} device(s) of {}", describe(&a));
+    ctx.audit("device-revoke", a.id, "ok", &format!("all {n} device(s)"))
         .await;
     Ok(())
 }

@@ -65,6 +65,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Tasks that run until aborted (cache followers).
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -73,6 +75,11 @@ impl Running {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        // The cache followers never end by themselves (they wait for the
+        // next change); nothing needs them once the listeners are drained.
+        for t in self.background {
+            t.abort();
         }
     }
 }
@@ -109,8 +116,12 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     };
     let state = Arc::new(AppState::new(settings, store));
     let mut tasks = Vec::new();
+    let mut background = Vec::new();
     if let Some(accounts) = &state.accounts {
-        tasks.push(accounts.follow_changes());
+        background.push(accounts.follow_changes());
+    }
+    if let Some(devices) = &state.devices {
+        background.push(devices.follow_changes());
     }
     let (shutdown, rx) = watch::channel(false);
     let router = app(state.clone());
@@ -188,5 +199,6 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         admin_addr,
         shutdown,
         tasks,
+        background,
     })
 }

@@ -37,9 +37,17 @@ pub fn authenticate(
 
 fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap) {
     let ids = &state.settings.identity_headers;
+    // A device credential header is expected from anyone, trusted or not.
+    let is_credential = |n: &http::HeaderName| {
+        state
+            .settings
+            .routes
+            .iter()
+            .any(|r| r.carriers.header.as_ref() == Some(n))
+    };
     let mut names = headers
         .keys()
-        .filter(|n| ids.contains(n.as_str()))
+        .filter(|n| ids.contains(n.as_str()) && !is_credential(n))
         .peekable();
     if names.peek().is_none() {
         return;

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `check`, `demo`, `whoami`, and the admin
-//! commands `users`, `sessions`, `audit`, `migrate` (in [`crate::admin_cli`]).
+//! commands `users`, `sessions`, `devices`, `audit`, `migrate` (in
+//! [`crate::admin_cli`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +82,14 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: admin_cli::SessionsCommand,
+    },
+    /// List or revoke device credentials.
+    Devices {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin_cli::DevicesCommand,
     },
     /// Read the audit log, newest first (--follow: chronological, until Ctrl-C).
     Audit {
@@ -249,6 +258,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Users { db, command } => admin_cli::users(&db.config, command).await,
         Command::Sessions { db, command } => admin_cli::sessions(&db.config, command).await,
+        Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
         Command::Migrate { db } => admin_cli::migrate(&db.config).await,
     }

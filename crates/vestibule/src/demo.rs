@@ -88,6 +88,9 @@ profile = "georchestra"
 name = "whoami"
 path_prefix = "/"
 upstream = "{whoami}"
+# Devices (curl, apps) may come in with their own credential:
+# create one on /.vestibule/devices.
+credentials = ["basic", "bearer", "header"]
 "#;
 
 /// A signed-in demo user.
@@ -283,6 +286,12 @@ fn print_banner(
     {front}/.demo/logout sign out, then reload: vestibule sends you to the login page
     {front}/.vestibule/account  your account and sessions, as vestibule keeps them
 
+  Devices (apps that cannot sign in: phones, WebDAV, scripts):
+    sign in, open {front}/.vestibule/devices and add a device for "whoami"
+    curl -H 'Authorization: Bearer vst_…' {front}/        → whoami, as you
+    curl -u 'alice:vst_…' {front}/                         → the same, as an app password
+    revoke it on the page: the same curl gets 401 at once
+
   Accounts (kept in {data_dir}/vestibule.db):
     sign in as carol: her account waits for approval, the app is never reached
     sign in as alice and open {front}/.vestibule/admin: approve carol
@@ -438,7 +447,19 @@ async fn logout(State(front): State<Arc<Front>>, req: Request) -> Response {
 async fn proxy(State(front): State<Arc<Front>>, req: Request) -> Response {
     let user = current_user(&front, req.headers());
     let (mut parts, body) = req.into_parts();
+    // Like a real front, strip identity headers but pass a device's own
+    // credential header on (it is in vestibule's `x-vestibule-` namespace,
+    // which the built-in list strips wholesale).
+    let device_credential = parts
+        .headers
+        .get_all("x-vestibule-token")
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>();
     IdentityHeaders::builtin().strip(&mut parts.headers);
+    for v in device_credential {
+        parts.headers.append("x-vestibule-token", v);
+    }
     crate::forward::remove_hop_by_hop(&mut parts.headers);
     let host = parts.headers.get(header::HOST).cloned();
     if let Some(u) = &user {

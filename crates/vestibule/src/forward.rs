@@ -20,6 +20,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
+use vestibule_core::credential::{Carrier, remove_query_param, strip_credential_headers};
+
 use crate::client_identity::{ClientContext, ConnInfo};
 use crate::pipeline::{Pass, RequestView, decide, ip_for_log};
 use crate::responses;
@@ -272,6 +274,14 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
     state.settings.identity_headers.strip(headers);
+    // A device credential is vestibule's secret, never the app's.
+    if let Some(carrier) = pass.credential {
+        strip_credential_headers(headers, carrier, &route.carriers);
+    }
+    if let Some(h) = &route.carriers.header {
+        // This route's credential header is ours, whatever it holds.
+        headers.remove(h);
+    }
     set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());
     for (name, value) in route.profile.render(pass.identity.as_ref()) {
         if !value.is_empty() {
@@ -297,6 +307,10 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     }
 
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let pq = match (&pass.credential, &route.carriers.query) {
+        (Some(Carrier::Query), Some(name)) => std::borrow::Cow::Owned(remove_query_param(pq, name)),
+        _ => std::borrow::Cow::Borrowed(pq),
+    };
     let uri = match Uri::builder()
         .scheme("http")
         .authority(route.upstream_authority.clone())

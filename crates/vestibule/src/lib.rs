@@ -9,6 +9,7 @@
 //! 2. [`client_identity`]: is the peer trusted; who is the client behind it.
 //! 3. [`authenticate`]: read the identity a trusted front sent; then
 //!    [`accounts`]: find (or provision) its account and check its status.
+//!    Without one, [`devices`]: a per-device credential acts as its owner.
 //! 4. [`authorize`]: match the route, apply its policy.
 //! 5. [`forward`]: strip every identity spelling, inject the app's profile,
 //!    stream to the upstream.
@@ -38,6 +39,7 @@ pub mod cli;
 pub mod client_identity;
 pub mod config;
 pub mod demo;
+pub mod devices;
 pub mod forward;
 pub mod listen;
 pub mod metrics;

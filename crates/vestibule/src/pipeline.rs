@@ -9,10 +9,13 @@ use http::{HeaderMap, StatusCode};
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::Decision;
 
+use vestibule_core::credential::{Carrier, CarrierError, Presented, find_credential};
+
 use crate::accounts::Resolution;
 use crate::authenticate::authenticate;
 use crate::authorize::{authorize, find_route};
 use crate::client_identity::{self, ClientContext, ConnInfo};
+use crate::devices::Verdict;
 use crate::state::AppState;
 
 /// The request being decided, as the app would see it.
@@ -37,6 +40,11 @@ pub struct Pass {
     pub identity: Option<Identity>,
     /// Trust facts.
     pub ctx: ClientContext,
+    /// Where the request carried a device credential, which must not reach
+    /// the app.
+    pub credential: Option<Carrier>,
+    /// The device whose credential identified the request.
+    pub device: Option<i64>,
 }
 
 /// A request that may not pass, with what to tell the client and the log.
@@ -78,6 +86,33 @@ pub enum Refusal {
         /// Index into `settings.routes`.
         route: usize,
     },
+    /// A device credential that is unknown, revoked, expired or malformed:
+    /// 401 with a challenge.
+    BadCredential {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Shown to the client.
+        public: &'static str,
+        /// Logged.
+        detail: String,
+    },
+    /// A valid device credential that does not cover this route: 403.
+    CredentialNotForRoute {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// The credential's owner has not been seen through SSO recently: 403.
+    SsoStale {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// Too many failed credential attempts: 429.
+    TooManyFailures {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Seconds until the next attempt may succeed.
+        retry_after: u64,
+    },
     /// The database is needed and unreachable: 503 (fail closed).
     Unavailable {
         /// Index into `settings.routes`.
@@ -93,11 +128,14 @@ impl Refusal {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. } | Self::BadCredential { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. }
             | Self::AccountPending { .. }
             | Self::AccountDisabled { .. }
-            | Self::NoAccount { .. } => StatusCode::FORBIDDEN,
+            | Self::NoAccount { .. }
+            | Self::CredentialNotForRoute { .. }
+            | Self::SsoStale { .. } => StatusCode::FORBIDDEN,
+            Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -112,6 +150,10 @@ impl Refusal {
             Self::AccountPending { .. } => "account_pending",
             Self::AccountDisabled { .. } => "account_disabled",
             Self::NoAccount { .. } => "no_account",
+            Self::BadCredential { .. } => "bad_credential",
+            Self::CredentialNotForRoute { .. } => "credential_not_for_route",
+            Self::SsoStale { .. } => "sso_stale",
+            Self::TooManyFailures { .. } => "rate_limited",
             Self::Unavailable { .. } => "unavailable",
         }
     }
@@ -124,6 +166,10 @@ impl Refusal {
             | Self::AccountPending { route }
             | Self::AccountDisabled { route }
             | Self::NoAccount { route }
+            | Self::BadCredential { route, .. }
+            | Self::CredentialNotForRoute { route }
+            | Self::SsoStale { route }
+            | Self::TooManyFailures { route, .. }
             | Self::Unavailable { route, .. } => Some(*route),
             _ => None,
         }
@@ -189,17 +235,132 @@ pub async fn decide(
         (id, _, _) => id,
     };
 
+    // A device credential, on routes that accept one. The SSO front's
+    // identity wins when both are present; the credential is stripped
+    // either way, so the secret never reaches the app.
+    let (identity, credential, device) = if public {
+        (identity, None, None)
+    } else {
+        match presented_credential(state, route, &req) {
+            Ok(None) => (identity, None, None),
+            // A malformed value in a carrier that is ours is still ours to
+            // strip when the front's identity carries the request.
+            Err((carrier, _)) if identity.is_some() && carrier.is_some() => {
+                (identity, carrier, None)
+            }
+            Err((_, r)) => return Err(refuse(r)),
+            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), None),
+            Ok(Some(p)) => match verify_credential(state, route, &ctx, &p).await {
+                Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
+                Err(r) => return Err(refuse(r)),
+            },
+        }
+    };
+
     match authorize(state, route, identity.as_ref()) {
         Decision::Allow { forward_identity } => Ok(Pass {
             route,
             identity: if forward_identity { identity } else { None },
             ctx,
+            credential,
+            device,
         }),
         Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
         Decision::Forbidden => Err(refuse(Refusal::Forbidden {
             route,
             username: identity.map(|i| i.username).unwrap_or_default(),
         })),
+    }
+}
+
+/// The device credential a request carries, on routes that accept one.
+/// An error names the carrier when it is known (a malformed value).
+fn presented_credential(
+    state: &AppState,
+    route: usize,
+    req: &RequestView<'_>,
+) -> Result<Option<Presented>, (Option<Carrier>, Refusal)> {
+    let rs = &state.settings.routes[route];
+    if !rs.carriers.any() {
+        return Ok(None);
+    }
+    let query = req
+        .path_and_query
+        .split_once('?')
+        .map(|(_, q)| q.split_once('#').map_or(q, |(q, _)| q));
+    match find_credential(req.headers, query, &rs.carriers) {
+        Ok(p) => Ok(p),
+        Err(CarrierError::Ambiguous) => Err((
+            None,
+            Refusal::BadRequest {
+                public: "The request carries more than one device credential.".into(),
+                detail: "ambiguous device credential".into(),
+            },
+        )),
+        Err(e @ CarrierError::Malformed { carrier, .. }) => Err((
+            Some(carrier),
+            Refusal::BadCredential {
+                route,
+                public: "The device credential is malformed.",
+                detail: e.to_string(),
+            },
+        )),
+    }
+}
+
+/// The owner a device credential stands for, and the device's id.
+async fn verify_credential(
+    state: &AppState,
+    route: usize,
+    ctx: &ClientContext,
+    presented: &Presented,
+) -> Result<(Identity, i64), Refusal> {
+    let rs = &state.settings.routes[route];
+    let Some(devices) = &state.devices else {
+        return Err(Refusal::BadCredential {
+            route,
+            public: "Device credentials are not enabled on this gateway.",
+            detail: "device credential sent, but accounts are off".into(),
+        });
+    };
+    let verdict = devices
+        .verify(presented, &rs.name, rs.max_sso_age, ctx.client_ip)
+        .await
+        .map_err(|e| Refusal::Unavailable {
+            route,
+            detail: e.to_string(),
+        })?;
+    let carrier = presented.carrier;
+    let bad = |public: &'static str, detail: &str| Refusal::BadCredential {
+        route,
+        public,
+        detail: format!("{detail} (sent as {})", carrier.as_str()),
+    };
+    match verdict {
+        Verdict::Allowed {
+            identity,
+            device_id,
+        } => Ok((*identity, device_id)),
+        Verdict::Unknown => Err(bad(
+            "This device credential is not recognised: it was revoked, or mistyped.",
+            "unknown device credential",
+        )),
+        Verdict::Expired => Err(bad(
+            "This device credential has expired. Create a new one on your devices page.",
+            "expired device credential",
+        )),
+        Verdict::WrongUser => Err(bad(
+            "The user name does not match this app password.",
+            "Basic user name does not match the credential's owner",
+        )),
+        Verdict::WrongRoute => Err(Refusal::CredentialNotForRoute { route }),
+        Verdict::Pending => Err(Refusal::AccountPending { route }),
+        Verdict::Disabled => Err(Refusal::AccountDisabled { route }),
+        Verdict::SsoStale => Err(Refusal::SsoStale { route }),
+        Verdict::RateLimited { retry_after } => Err(Refusal::TooManyFailures {
+            route,
+            retry_after: retry_after.as_secs_f64().ceil() as u64,
+        }),
     }
 }
 
@@ -220,6 +381,14 @@ pub fn refusal_detail(r: &Refusal) -> String {
         Refusal::AccountPending { .. } => "account pending approval".into(),
         Refusal::AccountDisabled { .. } => "account disabled".into(),
         Refusal::NoAccount { .. } => "no account, and provisioning creates none".into(),
+        Refusal::BadCredential { detail, .. } => detail.clone(),
+        Refusal::CredentialNotForRoute { .. } => {
+            "device credential not valid for this route".into()
+        }
+        Refusal::SsoStale { .. } => "device owner not seen through SSO within max_sso_age".into(),
+        Refusal::TooManyFailures { retry_after, .. } => {
+            format!("too many failed credential attempts; retry after {retry_after} s")
+        }
         Refusal::Unavailable { detail, .. } => format!("database unavailable: {detail}"),
     }
 }
@@ -272,6 +441,31 @@ pub fn login_location(
     Some(template.replace("{url}", &encoded))
 }
 
+/// Adds the `WWW-Authenticate` challenge a 401 must carry (RFC 9110
+/// §11.6.1) on routes that take device credentials. WebDAV and Subsonic
+/// clients send Basic credentials only after a Basic challenge.
+fn with_challenge(
+    state: &AppState,
+    route: usize,
+    mut resp: axum::response::Response,
+) -> axum::response::Response {
+    let c = &state.settings.routes[route].carriers;
+    let h = resp.headers_mut();
+    if c.basic {
+        h.append(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Basic realm=\"vestibule\", charset=\"UTF-8\""),
+        );
+    }
+    if c.bearer {
+        h.append(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"vestibule\""),
+        );
+    }
+    resp
+}
+
 /// The response for a refusal.
 pub fn refusal_response(
     state: &AppState,
@@ -289,11 +483,40 @@ pub fn refusal_response(
         Refusal::Unauthenticated { route } => {
             match login_location(state, *route, ctx, req).filter(|_| wants_html(req.headers)) {
                 Some(loc) => redirect(&loc),
-                None => plain(
-                    StatusCode::UNAUTHORIZED,
-                    "Sign in through your SSO portal to use this app.",
+                None => with_challenge(
+                    state,
+                    *route,
+                    plain(
+                        StatusCode::UNAUTHORIZED,
+                        "Sign in through your SSO portal to use this app.",
+                    ),
                 ),
             }
+        }
+        Refusal::BadCredential { route, public, .. } => {
+            with_challenge(state, *route, plain(StatusCode::UNAUTHORIZED, public))
+        }
+        Refusal::CredentialNotForRoute { .. } => plain(
+            StatusCode::FORBIDDEN,
+            "This device credential is not allowed on this app. Create one that includes it.",
+        ),
+        Refusal::SsoStale { .. } => crate::responses::page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Sign in again",
+            "This device has not been confirmed by a browser sign-in for too long.",
+            "Sign in once in a browser through your SSO portal; this device will work again right away.",
+        ),
+        Refusal::TooManyFailures { retry_after, .. } => {
+            let mut r = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts. Wait a moment, then check the credential.",
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(*retry_after),
+            );
+            r
         }
         Refusal::Forbidden { .. } => plain(
             StatusCode::FORBIDDEN,

@@ -34,6 +34,8 @@ pub struct AppState {
     pub header_auth: AuthCounters,
     /// Accounts, when `[accounts]` is configured.
     pub accounts: Option<std::sync::Arc<crate::accounts::Accounts>>,
+    /// Device credentials (with accounts).
+    pub devices: Option<std::sync::Arc<crate::devices::Devices>>,
 }
 
 /// The hot metrics of one route.
@@ -102,13 +104,24 @@ impl AppState {
             anonymous: auth("anonymous"),
             rejected: auth("rejected"),
         };
-        let accounts =
-            match (store, &settings.accounts) {
-                (Some(store), Some(a)) => Some(std::sync::Arc::new(
-                    crate::accounts::Accounts::new(store, a.cache_ttl, a.roles.clone()),
-                )),
-                _ => None,
-            };
+        let (accounts, devices) = match (store, &settings.accounts) {
+            (Some(store), Some(a)) => {
+                let accounts = std::sync::Arc::new(crate::accounts::Accounts::new(
+                    store.clone(),
+                    a.cache_ttl,
+                    a.roles.clone(),
+                ));
+                let devices = std::sync::Arc::new(crate::devices::Devices::new(
+                    store,
+                    accounts.clone(),
+                    a.cache_ttl,
+                    a.roles.clone(),
+                    settings.devices.failures_per_minute,
+                ));
+                (Some(accounts), Some(devices))
+            }
+            _ => (None, None),
+        };
         Self {
             settings,
             client,
@@ -117,6 +130,7 @@ impl AppState {
             route_metrics,
             header_auth,
             accounts,
+            devices,
         }
     }
 }

@@ -33,6 +33,7 @@ const SECTIONS: &[&str] = &[
     "database",
     "accounts",
     "sessions",
+    "devices",
     "route",
 ];
 

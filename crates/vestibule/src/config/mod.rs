@@ -72,6 +72,9 @@ pub struct FileConfig {
     /// `[sessions]`: browser sessions for vestibule's own pages.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// `[devices]`: per-device credentials and pairing (with accounts).
+    #[serde(default)]
+    pub devices: DevicesConfig,
     /// `[[route]]`: the apps.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -353,6 +356,56 @@ fn default_session_absolute() -> HumanDuration {
     HumanDuration::parse(DEFAULT_SESSION_ABSOLUTE).unwrap_or_default()
 }
 
+/// Default `devices.pairing_ttl`.
+pub const DEFAULT_PAIRING_TTL: &str = "5m";
+/// Default `devices.failures_per_minute`.
+pub const DEFAULT_CREDENTIAL_FAILURES_PER_MINUTE: u32 = 10;
+/// Default `route.credential_header`.
+pub const DEFAULT_CREDENTIAL_HEADER: &str = "X-Vestibule-Token";
+/// Default `route.credential_query`.
+pub const DEFAULT_CREDENTIAL_QUERY: &str = "vestibule_token";
+
+/// `[devices]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// A device credential stops working when its owner has not been seen
+    /// through the SSO front for this long; one browser sign-in revives it.
+    /// Routes can override it. Default none (off).
+    pub max_sso_age: Option<HumanDuration>,
+    /// How long a pairing code may be redeemed and confirmed. Default `"5m"`.
+    #[serde(default = "default_pairing_ttl")]
+    pub pairing_ttl: HumanDuration,
+    /// Failed credential attempts allowed per client address, and per
+    /// Basic user name, each minute; more get 429 with `Retry-After`.
+    /// Default 10.
+    #[serde(default = "default_failures_per_minute")]
+    pub failures_per_minute: u32,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            max_sso_age: None,
+            pairing_ttl: default_pairing_ttl(),
+            failures_per_minute: default_failures_per_minute(),
+        }
+    }
+}
+
+fn default_pairing_ttl() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_PAIRING_TTL).unwrap_or_default()
+}
+fn default_failures_per_minute() -> u32 {
+    DEFAULT_CREDENTIAL_FAILURES_PER_MINUTE
+}
+fn default_credential_header() -> String {
+    DEFAULT_CREDENTIAL_HEADER.to_owned()
+}
+fn default_credential_query() -> String {
+    DEFAULT_CREDENTIAL_QUERY.to_owned()
+}
+
 fn yes() -> bool {
     true
 }
@@ -521,6 +574,19 @@ pub struct RouteConfig {
     /// Largest request body, in bytes; larger ones get 413. Default: no
     /// limit (photo and video uploads can be large).
     pub max_body_bytes: Option<u64>,
+    /// Where device credentials are accepted on this route: any of
+    /// `"basic"`, `"bearer"`, `"proxy-authorization"`, `"header"`,
+    /// `"query"`. Default none: only the SSO front's identity.
+    #[serde(default)]
+    pub credentials: Vec<String>,
+    /// The header read by the `"header"` carrier. Default `"X-Vestibule-Token"`.
+    #[serde(default = "default_credential_header")]
+    pub credential_header: String,
+    /// The query parameter read by the `"query"` carrier. Default `"vestibule_token"`.
+    #[serde(default = "default_credential_query")]
+    pub credential_query: String,
+    /// Overrides `devices.max_sso_age` for this route. Default: `devices.max_sso_age`.
+    pub max_sso_age: Option<HumanDuration>,
 }
 
 fn default_prefix() -> String {

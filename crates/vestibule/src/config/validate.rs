@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
+use vestibule_core::credential::Carriers;
 use vestibule_core::decode::Decoding;
 use vestibule_core::dialect::{CustomDialect, Dialect, Preset, ValueLimits};
 use vestibule_core::headers::IdentityHeaders;
@@ -82,6 +83,15 @@ pub struct AccountSettings {
     pub admin_groups: Vec<String>,
 }
 
+/// Device credentials and pairing, checked.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSettings {
+    /// How long a pairing code lives.
+    pub pairing_ttl: Duration,
+    /// Failures per minute per client address and per Basic user name.
+    pub failures_per_minute: u32,
+}
+
 /// Session timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
@@ -121,6 +131,10 @@ pub struct RouteSettings {
     pub preserve_host: bool,
     /// Request body cap.
     pub max_body_bytes: Option<u64>,
+    /// Where device credentials are accepted (none by default).
+    pub carriers: Carriers,
+    /// Owner must have been seen through SSO within this (route, else global).
+    pub max_sso_age: Option<Duration>,
 }
 
 /// Which forwarding header gives the client address.
@@ -175,6 +189,8 @@ pub struct Settings {
     pub accounts: Option<AccountSettings>,
     /// Browser sessions.
     pub sessions: SessionSettings,
+    /// Device credentials.
+    pub devices: DeviceSettings,
     /// Routes, in file order.
     pub routes: Vec<RouteSettings>,
     /// Matcher over `routes`.
@@ -452,6 +468,31 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             "terminate TLS at a front that sends X-Forwarded-Proto: https, or configure [server.tls]",
         );
     }
+    let devices = DeviceSettings {
+        pairing_ttl: file.devices.pairing_ttl.0,
+        failures_per_minute: file.devices.failures_per_minute,
+    };
+    if devices.pairing_ttl.is_zero() || devices.pairing_ttl > Duration::from_secs(3600) {
+        c.error(
+            "devices.pairing_ttl",
+            "a pairing code must live more than zero and at most an hour",
+            "keep the default, \"5m\"",
+        );
+    }
+    if devices.failures_per_minute == 0 {
+        c.error(
+            "devices.failures_per_minute",
+            "0 would refuse every device credential",
+            "keep the default, 10",
+        );
+    }
+    if file.devices.max_sso_age.is_some_and(|a| a.0.is_zero()) {
+        c.error(
+            "devices.max_sso_age",
+            "a zero age would refuse every device credential",
+            "use e.g. \"30d\", or remove it to turn the check off",
+        );
+    }
     let known_roles: Vec<&str> = file
         .accounts
         .iter()
@@ -534,6 +575,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             verify_path: verify_path.clone(),
             accounts,
             sessions,
+            devices,
             routes,
             route_table,
         }),
@@ -934,6 +976,14 @@ fn route(
     if let Some(url) = &r.login_url {
         check_login_url(c, &format!("{key}.login_url"), url);
     }
+    let carriers = carriers(c, &key, r, file, auth);
+    if r.max_sso_age.is_some_and(|a| a.0.is_zero()) {
+        c.error(
+            format!("{key}.max_sso_age"),
+            "a zero age would refuse every device credential",
+            "use e.g. \"30d\", or remove it to use devices.max_sso_age",
+        );
+    }
     if !ok {
         return None;
     }
@@ -951,7 +1001,116 @@ fn route(
         login_url: r.login_url.clone().or_else(|| file.auth.login_url.clone()),
         preserve_host: r.preserve_host,
         max_body_bytes: r.max_body_bytes,
+        carriers: carriers?,
+        max_sso_age: r.max_sso_age.or(file.devices.max_sso_age).map(|d| d.0),
     })
+}
+
+/// Headers a device credential must never be read from: they carry
+/// identity, cookies or routing, and one header must mean one thing.
+const RESERVED_CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-uri",
+    "x-original-uri",
+    "forwarded",
+];
+
+fn carriers(
+    c: &mut Collector,
+    key: &str,
+    r: &RouteConfig,
+    file: &FileConfig,
+    auth: AuthMode,
+) -> Option<Carriers> {
+    let mut carriers = Carriers::default();
+    if r.credentials.is_empty() {
+        return Some(carriers);
+    }
+    let ckey = format!("{key}.credentials");
+    if file.accounts.is_none() {
+        c.error(
+            &ckey,
+            "device credentials belong to accounts, and [accounts] is not configured",
+            "add an [accounts] section, or remove credentials",
+        );
+    }
+    if auth == AuthMode::Public {
+        c.warn(
+            &ckey,
+            "credentials are ignored on a public route: nobody is identified there",
+            "remove them, or set auth = \"required\"",
+        );
+    }
+    let mut ok = true;
+    for name in &r.credentials {
+        match name.as_str() {
+            "basic" => carriers.basic = true,
+            "bearer" => carriers.bearer = true,
+            "proxy-authorization" => carriers.proxy_authorization = true,
+            "header" => {
+                let normalized = vestibule_core::headers::normalize_name(&r.credential_header);
+                match http::HeaderName::from_bytes(normalized.as_bytes()) {
+                    // Our own `x-vestibule-` names are fine (they are stripped
+                    // like identity headers anyway); another dialect's are not.
+                    Ok(h)
+                        if !RESERVED_CREDENTIAL_HEADERS.contains(&h.as_str())
+                            && (h.as_str().starts_with("x-vestibule-")
+                                || !IdentityHeaders::builtin().contains(h.as_str())) =>
+                    {
+                        carriers.header = Some(h);
+                    }
+                    _ => {
+                        ok = false;
+                        c.error(
+                            format!("{key}.credential_header"),
+                            format!(
+                                "`{}` cannot carry a device credential (not a header name, or one with another meaning)",
+                                r.credential_header
+                            ),
+                            "keep the default, \"X-Vestibule-Token\"",
+                        );
+                    }
+                }
+            }
+            "query" => {
+                if r.credential_query.is_empty()
+                    || !r
+                        .credential_query
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    ok = false;
+                    c.error(
+                        format!("{key}.credential_query"),
+                        format!("`{}` is not a plain parameter name", r.credential_query),
+                        "keep the default, \"vestibule_token\"",
+                    );
+                } else {
+                    carriers.query = Some(r.credential_query.clone());
+                    c.warn(
+                        &ckey,
+                        "a credential in the URL ends up in access logs and browser history",
+                        "use it only for media URLs that clients cannot send headers with, and prefer short-lived devices",
+                    );
+                }
+            }
+            other => {
+                ok = false;
+                c.error(
+                    &ckey,
+                    format!("unknown credential carrier `{other}`"),
+                    "use \"basic\", \"bearer\", \"proxy-authorization\", \"header\" or \"query\"",
+                );
+            }
+        }
+    }
+    ok.then_some(carriers)
 }
 
 fn custom_profile(
@@ -1233,6 +1392,51 @@ name = "app"
             ),
             (
                 "name = \"app\"",
+                "name = \"app\"\ncredentials = [\"bearer\"]",
+                "route[0].credentials",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\ncredentials = [\"cookie\"]",
+                "route[0].credentials",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\ncredentials = [\"header\"]\ncredential_header = \"Authorization\"",
+                "route[0].credential_header",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\ncredentials = [\"header\"]\ncredential_header = \"X-authentik-uid\"",
+                "route[0].credential_header",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\ncredentials = [\"query\"]\ncredential_query = \"a b\"",
+                "route[0].credential_query",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nmax_sso_age = \"0s\"",
+                "route[0].max_sso_age",
+            ),
+            (
+                "[server]",
+                "[devices]\npairing_ttl = \"2h\"\n[server]",
+                "devices.pairing_ttl",
+            ),
+            (
+                "[server]",
+                "[devices]\nfailures_per_minute = 0\n[server]",
+                "devices.failures_per_minute",
+            ),
+            (
+                "[server]",
+                "[devices]\nmax_sso_age = \"0s\"\n[server]",
+                "devices.max_sso_age",
+            ),
+            (
+                "name = \"app\"",
                 "name = \"app\"\npath_prefix = \"api\"",
                 "route[0].path_prefix",
             ),
@@ -1267,6 +1471,16 @@ name = "app"
                 "[server]",
                 "[server]\nadmin_listen = \"0.0.0.0:9090\"",
                 "server.admin_listen",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\ncredentials = [\"query\"]\n[accounts]",
+                "route[0].credentials",
+            ),
+            (
+                "name = \"app\"",
+                "name = \"app\"\nauth = \"public\"\ncredentials = [\"bearer\"]\n[accounts]",
+                "route[0].credentials",
             ),
             (
                 "[server]",

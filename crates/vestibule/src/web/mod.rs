@@ -1,9 +1,12 @@
 //! vestibule's own pages under `/.vestibule/`: the account page (identity
-//! and sessions) and the admin page (approve, disable, enable accounts).
+//! and sessions), the devices pages (device credentials and pairing, in
+//! [`devices`]) and the admin page (approve, disable, enable accounts;
+//! revoke anyone's devices).
 //! Server-rendered, no JavaScript, every state change a CSRF-checked POST
 //! answered with 303 after the write is on disk.
 
 pub mod cookies;
+mod devices;
 pub mod security_headers;
 pub mod session;
 
@@ -33,6 +36,20 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/.vestibule/account/sessions/revoke-all", post(revoke_all))
         .route("/.vestibule/admin", get(admin))
         .route("/.vestibule/admin/accounts", post(admin_action))
+        .route(
+            "/.vestibule/admin/devices/revoke",
+            post(devices::admin_revoke),
+        )
+        .route("/.vestibule/devices", get(devices::devices))
+        .route("/.vestibule/devices/new", post(devices::create))
+        .route("/.vestibule/devices/revoke", post(devices::revoke))
+        .route("/.vestibule/devices/pair", post(devices::pair_start))
+        .route(
+            "/.vestibule/devices/pair/{id}",
+            get(devices::pair_status).post(devices::pair_decide),
+        )
+        .route("/.vestibule/pair", post(devices::pair_claim))
+        .route("/.vestibule/pair/poll", post(devices::pair_poll))
         .layer(axum::middleware::from_fn(security_headers::layer))
 }
 
@@ -297,6 +314,7 @@ struct AccountRow {
 struct AdminPage {
     accounts: Vec<AccountRow>,
     pending_count: usize,
+    devices: Vec<devices::DeviceRow>,
     csrf: String,
 }
 
@@ -358,6 +376,7 @@ async fn admin(
             })
             .collect(),
         pending_count,
+        devices: devices::all_devices(&state).await.unwrap_or_default(),
         csrf: s.csrf.clone(),
     };
     with_cookie(render(page), &s)

@@ -52,22 +52,6 @@ fn key(uid: &str) -> IdentityKey {
     IdentityKey::new("authentik", uid)
 }
 
-/// Polls until `f` gives `want`, returning how long that took.
-async fn until(want: u16, mut f: impl AsyncFnMut() -> u16) -> Duration {
-    let started = Instant::now();
-    loop {
-        let got = f().await;
-        if got == want {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still {got} after 5 s (want {want})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn approval_flow_and_instant_disable() {
     let s = setup("approval", "", "").await;
@@ -103,7 +87,7 @@ async fn approval_flow_and_instant_disable() {
             .await
             .unwrap()
     );
-    let took = until(200, async || {
+    let took = until_status(200, async || {
         Raw::get(s.gw.addr, TRUSTED, "/", &carol).await.status
     })
     .await;
@@ -117,7 +101,7 @@ async fn approval_flow_and_instant_disable() {
             .await
             .unwrap()
     );
-    let took = until(403, async || {
+    let took = until_status(403, async || {
         Raw::get(s.gw.addr, TRUSTED, "/", &carol).await.status
     })
     .await;
@@ -127,7 +111,7 @@ async fn approval_flow_and_instant_disable() {
     assert!(r.text().contains("disabled"), "{}", r.text());
     // Deleted: with approval provisioning she is a new, pending person again.
     assert!(s.store.delete_account(account.id).await.unwrap());
-    let took = until(403, async || {
+    let took = until_status(403, async || {
         let r = Raw::get(s.gw.addr, TRUSTED, "/", &carol).await;
         if r.text().contains("waiting") { 403 } else { 0 }
     })

@@ -293,7 +293,9 @@ async fn database_outage_fails_closed_and_recovers_by_itself() {
     // before the first request. Either way, nothing passed after cache_ttl
     // (checked above), and the first refusal is a clear 503.
     assert!(
-        cached_seen.iter().all(|s| s.status == 200 || s.status == 503),
+        cached_seen
+            .iter()
+            .all(|s| s.status == 200 || s.status == 503),
         "{cached_seen:?}"
     );
 }

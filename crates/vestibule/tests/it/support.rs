@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -272,4 +272,20 @@ pub fn route(name: &str, prefix: &str, upstream: SocketAddr, extra: &str) -> Str
     format!(
         "[[route]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"http://{upstream}\"\n{extra}\n"
     )
+}
+
+/// Polls (for at most 5 s) until `f` gives the status `want`, returning how long that took.
+pub async fn until_status(want: u16, mut f: impl AsyncFnMut() -> u16) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = f().await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still {got} after 5 s (want {want})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

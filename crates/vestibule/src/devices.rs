@@ -1,0 +1,485 @@
+//! Step 3c: device credentials, for clients that cannot pass the SSO
+//! front's login page (mobile apps, Subsonic and WebDAV clients, CLIs).
+//!
+//! - A credential is 256 random bits (`vst_…`); only its SHA-256 is
+//!   stored, and it is looked up by that digest, so verification needs no
+//!   slow hash and no comparison of the secret itself.
+//! - A valid credential acts as its owner: the owner's account (status,
+//!   groups, roles) decides, exactly as for a browser user.
+//! - The hot path answers from memory: a known credential costs one SHA-256
+//!   and a map lookup. Revoking a device, or disabling or deleting its
+//!   owner, reaches every instance through the store's change feed and
+//!   drops the cache entry at once; `accounts.cache_ttl` bounds the rest.
+//! - "Last used" is written behind the request, at most once a minute per
+//!   credential.
+//! - Failures (unknown, expired, wrong Basic user) are rate-limited per
+//!   client address and per Basic user name; past the limit, every attempt
+//!   from that address or name gets 429 until the limit allows one again.
+//! - SSO freshness: with `max_sso_age`, a credential whose owner has not
+//!   been seen through the SSO front for that long is refused until the
+//!   owner signs in once in a browser.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use vestibule_core::credential::Presented;
+use vestibule_core::identity::Identity;
+use vestibule_core::policy::roles_for;
+use vestibule_core::secret::hash_token;
+use vestibule_store::{Account, AccountStatus, Change, Device, IdentityKey, Store, StoreError};
+
+use crate::accounts::now_ms;
+
+/// How often "last used" is written for a credential.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What a presented credential is worth on a route.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Valid: act as the owner.
+    Allowed {
+        /// The owner, with roles.
+        identity: Box<Identity>,
+        /// The device.
+        device_id: i64,
+    },
+    /// No such credential (never issued, mistyped or revoked).
+    Unknown,
+    /// Past its expiry.
+    Expired,
+    /// Sent as Basic with a user name that is not the owner's.
+    WrongUser,
+    /// Valid, but not for this route.
+    WrongRoute,
+    /// The owner's account waits for approval.
+    Pending,
+    /// The owner's account is disabled.
+    Disabled,
+    /// The owner has not been seen through SSO within `max_sso_age`.
+    SsoStale,
+    /// Too many failures from this address or for this user name.
+    RateLimited {
+        /// When to try again.
+        retry_after: Duration,
+    },
+}
+
+impl Verdict {
+    /// Whether this outcome counts towards the failure rate limit.
+    fn is_failure(&self) -> bool {
+        matches!(self, Self::Unknown | Self::Expired | Self::WrongUser)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    device: Device,
+    owner: Account,
+    key: IdentityKey,
+    fetched: Instant,
+    last_touch: Instant,
+}
+
+#[derive(Default)]
+struct Cache {
+    by_hash: HashMap<[u8; 32], Cached>,
+    hash_of: HashMap<i64, [u8; 32]>,
+}
+
+impl Cache {
+    fn insert(&mut self, hash: [u8; 32], c: Cached) {
+        self.hash_of.insert(c.device.id, hash);
+        self.by_hash.insert(hash, c);
+    }
+    fn forget_device(&mut self, id: i64) {
+        if let Some(h) = self.hash_of.remove(&id) {
+            self.by_hash.remove(&h);
+        }
+    }
+    fn forget_owner(&mut self, account_id: i64) {
+        // Rare (an account change), so a scan is fine.
+        let Self { by_hash, hash_of } = self;
+        by_hash.retain(|_, c| {
+            let keep = c.owner.id != account_id;
+            if !keep {
+                hash_of.remove(&c.device.id);
+            }
+            keep
+        });
+    }
+    fn clear(&mut self) {
+        self.by_hash.clear();
+        self.hash_of.clear();
+    }
+}
+
+/// Who a failure is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum FailureKey {
+    Ip(IpAddr),
+    User(String),
+}
+
+/// Failed attempts per client address and per Basic user name (GCRA, via
+/// governor). A key that runs out is blocked until governor would allow
+/// its next attempt, so that a valid credential sent from a blocked
+/// address learns nothing either.
+pub struct FailureLimiter {
+    limiter: DefaultKeyedRateLimiter<FailureKey>,
+    blocked: Mutex<HashMap<FailureKey, Instant>>,
+}
+
+impl FailureLimiter {
+    /// `per_minute` failures per key per minute (bursts of that size).
+    pub fn new(per_minute: u32) -> Self {
+        let n = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(n)),
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn keys(ip: Option<IpAddr>, user: Option<&str>) -> Vec<FailureKey> {
+        let mut keys = Vec::with_capacity(2);
+        if let Some(ip) = ip {
+            keys.push(FailureKey::Ip(ip));
+        }
+        if let Some(u) = user {
+            keys.push(FailureKey::User(u.to_owned()));
+        }
+        keys
+    }
+
+    /// How long the caller must wait, if any of its keys is blocked.
+    pub fn blocked_for(&self, ip: Option<IpAddr>, user: Option<&str>) -> Option<Duration> {
+        let Ok(mut blocked) = self.blocked.lock() else {
+            return None;
+        };
+        if blocked.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut wait = None;
+        for k in Self::keys(ip, user) {
+            match blocked.get(&k) {
+                Some(until) if *until > now => {
+                    wait = Some(wait.map_or(*until - now, |w: Duration| w.max(*until - now)));
+                }
+                Some(_) => {
+                    blocked.remove(&k);
+                }
+                None => {}
+            }
+        }
+        wait
+    }
+
+    /// Counts one failure; returns the wait if it used up a key's budget.
+    pub fn record_failure(&self, ip: Option<IpAddr>, user: Option<&str>) -> Option<Duration> {
+        let mut wait: Option<Duration> = None;
+        for k in Self::keys(ip, user) {
+            if let Err(not_until) = self.limiter.check_key(&k) {
+                let w = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                // Never less than a second: Retry-After counts in seconds.
+                let w = w.max(Duration::from_secs(1));
+                if let Ok(mut blocked) = self.blocked.lock() {
+                    if blocked.len() > 100_000 {
+                        let now = Instant::now();
+                        blocked.retain(|_, until| *until > now);
+                    }
+                    blocked.insert(k, Instant::now() + w);
+                }
+                wait = Some(wait.map_or(w, |x| x.max(w)));
+            }
+        }
+        if self.limiter.len() > 100_000 {
+            self.limiter.retain_recent();
+        }
+        wait
+    }
+}
+
+/// Device credentials, backed by a store, fronted by a cache.
+pub struct Devices {
+    store: Arc<dyn Store>,
+    accounts: Arc<crate::accounts::Accounts>,
+    cache: RwLock<Cache>,
+    ttl: Duration,
+    roles: Vec<(String, Vec<String>)>,
+    /// Failure limits, shared with the pairing endpoint.
+    pub failures: FailureLimiter,
+}
+
+impl Devices {
+    /// Wraps `store`; call [`Devices::follow_changes`] once.
+    pub fn new(
+        store: Arc<dyn Store>,
+        accounts: Arc<crate::accounts::Accounts>,
+        ttl: Duration,
+        roles: Vec<(String, Vec<String>)>,
+        failures_per_minute: u32,
+    ) -> Self {
+        Self {
+            store,
+            accounts,
+            cache: RwLock::new(Cache::default()),
+            ttl,
+            roles,
+            failures: FailureLimiter::new(failures_per_minute),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Spawns the task that drops cache entries as the store reports
+    /// changes (revoked devices, changed or deleted owners).
+    pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        crate::accounts::follow_store_changes(&self.store, Arc::downgrade(self), |me, change| {
+            let Ok(mut cache) = me.cache.write() else {
+                return;
+            };
+            match change {
+                Change::Device(id) => cache.forget_device(id),
+                Change::Account(id) => cache.forget_owner(id),
+                Change::Resync => cache.clear(),
+                _ => {}
+            }
+        })
+    }
+
+    /// Drops every cached credential.
+    pub fn forget_all(&self) {
+        if let Ok(mut c) = self.cache.write() {
+            c.clear();
+        }
+    }
+
+    fn cached(&self, hash: &[u8; 32]) -> Option<Cached> {
+        let cache = self.cache.read().ok()?;
+        cache
+            .by_hash
+            .get(hash)
+            .filter(|c| c.fetched.elapsed() < self.ttl)
+            .cloned()
+    }
+
+    async fn fetch(&self, hash: [u8; 32]) -> Result<Option<Cached>, StoreError> {
+        let Some(device) = self.store.device_by_secret(&hash).await? else {
+            return Ok(None);
+        };
+        let Some(owner) = self.store.account(device.account_id).await? else {
+            return Ok(None);
+        };
+        let key = self
+            .store
+            .identities(owner.id)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| IdentityKey {
+                source: "device".into(),
+                subject: owner.id.to_string(),
+            });
+        let now = Instant::now();
+        let c = Cached {
+            device,
+            owner,
+            key,
+            fetched: now,
+            last_touch: now.checked_sub(TOUCH_INTERVAL).unwrap_or(now),
+        };
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(hash, c.clone());
+        }
+        Ok(Some(c))
+    }
+
+    /// Decides what `presented` is worth on route `route_name`. Fails only
+    /// when the store is needed and unreachable (the caller answers 503).
+    pub async fn verify(
+        &self,
+        presented: &Presented,
+        route_name: &str,
+        max_sso_age: Option<Duration>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        let user = presented.basic_user.as_deref();
+        if let Some(retry_after) = self.failures.blocked_for(client_ip, user) {
+            return Ok(Verdict::RateLimited { retry_after });
+        }
+        let verdict = self
+            .verify_unlimited(presented, route_name, max_sso_age, client_ip)
+            .await?;
+        if verdict.is_failure()
+            && let Some(retry_after) = self.failures.record_failure(client_ip, user)
+        {
+            self.audit_failure(presented, client_ip, "rate-limited")
+                .await;
+            return Ok(Verdict::RateLimited { retry_after });
+        }
+        if verdict.is_failure() {
+            self.audit_failure(presented, client_ip, "refused").await;
+        }
+        Ok(verdict)
+    }
+
+    async fn verify_unlimited(
+        &self,
+        presented: &Presented,
+        route_name: &str,
+        max_sso_age: Option<Duration>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Verdict, StoreError> {
+        let hash = hash_token(presented.token.expose());
+        let mut entry = match self.cached(&hash) {
+            Some(c) => c,
+            None => match self.fetch(hash).await? {
+                Some(c) => c,
+                None => return Ok(Verdict::Unknown),
+            },
+        };
+        let now = now_ms();
+        if !entry.device.is_live(now) {
+            return Ok(Verdict::Expired);
+        }
+        if let Some(user) = &presented.basic_user {
+            let expected = entry
+                .device
+                .basic_user
+                .as_deref()
+                .unwrap_or(&entry.owner.username);
+            if user != expected {
+                return Ok(Verdict::WrongUser);
+            }
+        }
+        if !entry.device.routes.iter().any(|r| r == route_name) {
+            return Ok(Verdict::WrongRoute);
+        }
+        match entry.owner.status {
+            AccountStatus::Pending => return Ok(Verdict::Pending),
+            AccountStatus::Disabled => return Ok(Verdict::Disabled),
+            AccountStatus::Active => {}
+        }
+        if let Some(age) = max_sso_age {
+            let max_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            let seen = |owner: &Account| {
+                owner
+                    .last_seen_at
+                    .max(self.accounts.last_sighting(owner.id).unwrap_or(0))
+            };
+            if now.saturating_sub(seen(&entry.owner)) > max_ms {
+                // The owner may have signed in through another instance
+                // since this entry was cached ("seeing them again revives
+                // it"): ask the store once before refusing.
+                match self.fetch(hash).await? {
+                    Some(fresh) if now.saturating_sub(seen(&fresh.owner)) <= max_ms => {
+                        entry = fresh;
+                    }
+                    _ => return Ok(Verdict::SsoStale),
+                }
+            }
+        }
+        self.touch_behind(&hash, &entry, client_ip);
+        let owner = &entry.owner;
+        let identity = Identity {
+            source: entry.key.source.clone(),
+            subject: entry.key.subject.clone(),
+            username: owner.username.clone(),
+            email: owner.email.clone(),
+            display_name: owner.display_name.clone(),
+            groups: owner.groups.clone(),
+            org: owner.org.clone(),
+            roles: roles_for(&owner.groups, &self.roles),
+            ..Identity::default()
+        };
+        Ok(Verdict::Allowed {
+            identity: Box::new(identity),
+            device_id: entry.device.id,
+        })
+    }
+
+    /// Writes "last used" without making the request wait, at most once
+    /// per [`TOUCH_INTERVAL`] per credential.
+    fn touch_behind(&self, hash: &[u8; 32], entry: &Cached, client_ip: Option<IpAddr>) {
+        if entry.last_touch.elapsed() < TOUCH_INTERVAL {
+            return;
+        }
+        {
+            let Ok(mut cache) = self.cache.write() else {
+                return;
+            };
+            let Some(c) = cache.by_hash.get_mut(hash) else {
+                return;
+            };
+            // Claim the write, so concurrent requests don't all write.
+            if c.last_touch.elapsed() < TOUCH_INTERVAL {
+                return;
+            }
+            c.last_touch = Instant::now();
+        }
+        let store = self.store.clone();
+        let id = entry.device.id;
+        tokio::spawn(async move {
+            let ip = client_ip.map(|i| i.to_string());
+            if let Err(e) = store.touch_device(id, now_ms(), ip.as_deref()).await {
+                tracing::warn!(device = id, error = %e, "could not record the device's last use");
+            }
+        });
+    }
+
+    async fn audit_failure(&self, presented: &Presented, client_ip: Option<IpAddr>, outcome: &str) {
+        // The secret never reaches the log: only how it was sent, and the
+        // Basic user name the client claimed.
+        let e = vestibule_store::AuditEntry {
+            at: now_ms(),
+            actor: presented
+                .basic_user
+                .clone()
+                .unwrap_or_else(|| "device".into()),
+            action: "credential-failure".into(),
+            subject: format!("carrier:{}", presented.carrier.as_str()),
+            client_ip: client_ip.map(|i| i.to_string()),
+            outcome: outcome.into(),
+            detail: String::new(),
+        };
+        if let Err(err) = self.store.append_audit(&e).await {
+            tracing::warn!(error = %err, "could not write the audit log");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_block_after_the_budget_and_only_that_key() {
+        let l = FailureLimiter::new(3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.record_failure(Some(a), None).is_none());
+        }
+        let wait = l
+            .record_failure(Some(a), None)
+            .expect("fourth failure blocks");
+        assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(20));
+        assert!(l.blocked_for(Some(a), None).is_some());
+        assert!(l.blocked_for(Some(b), None).is_none());
+        // A user name is its own key: another address using it is blocked too.
+        for _ in 0..4 {
+            l.record_failure(Some(b), Some("carol"));
+        }
+        assert!(l.blocked_for(None, Some("carol")).is_some());
+        assert!(l.blocked_for(None, Some("dave")).is_none());
+    }
+}
