@@ -53,22 +53,27 @@ struct Cached {
 #[derive(Default)]
 struct Cache {
     by_key: HashMap<IdentityKey, Cached>,
-    key_of: HashMap<i64, IdentityKey>,
+    /// Every cached key of an account: linked identities share one account,
+    /// and a change to it must drop them all.
+    keys_of: HashMap<i64, Vec<IdentityKey>>,
 }
 
 impl Cache {
     fn insert(&mut self, key: IdentityKey, c: Cached) {
-        self.key_of.insert(c.account.id, key.clone());
+        let keys = self.keys_of.entry(c.account.id).or_default();
+        if !keys.contains(&key) {
+            keys.push(key.clone());
+        }
         self.by_key.insert(key, c);
     }
     fn forget(&mut self, id: i64) {
-        if let Some(k) = self.key_of.remove(&id) {
+        for k in self.keys_of.remove(&id).unwrap_or_default() {
             self.by_key.remove(&k);
         }
     }
     fn clear(&mut self) {
         self.by_key.clear();
-        self.key_of.clear();
+        self.keys_of.clear();
     }
 }
 

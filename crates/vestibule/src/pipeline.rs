@@ -436,9 +436,15 @@ pub fn login_location(
     req: &RequestView<'_>,
 ) -> Option<String> {
     let template = state.settings.routes[route].login_url.as_ref()?;
+    Some(fill_login_url(template, ctx, req))
+}
+
+/// A login URL template with `{url}` replaced by the percent-encoded
+/// original URL.
+pub fn fill_login_url(template: &str, ctx: &ClientContext, req: &RequestView<'_>) -> String {
     let url = original_url(ctx, req);
     let encoded = percent_encoding::utf8_percent_encode(&url, QUERY_VALUE).to_string();
-    Some(template.replace("{url}", &encoded))
+    template.replace("{url}", &encoded)
 }
 
 /// Adds the `WWW-Authenticate` challenge a 401 must carry (RFC 9110

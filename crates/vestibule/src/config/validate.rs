@@ -185,6 +185,9 @@ pub struct Settings {
     pub pool_idle_timeout: Duration,
     /// Path of the forward-auth endpoint.
     pub verify_path: String,
+    /// `auth.login_url`: where browsers without an identity are sent from
+    /// vestibule's own pages.
+    pub login_url: Option<String>,
     /// Accounts (and the store), when `[accounts]` is present.
     pub accounts: Option<AccountSettings>,
     /// Browser sessions.
@@ -573,6 +576,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             response_timeout: file.upstream.response_timeout.0,
             pool_idle_timeout: file.upstream.pool_idle_timeout.0,
             verify_path: verify_path.clone(),
+            login_url: file.auth.login_url.clone(),
             accounts,
             sessions,
             devices,

@@ -134,8 +134,9 @@ async fn device_session(
     state: &Arc<AppState>,
     ext: Option<Extension<ConnInfo>>,
     headers: &HeaderMap,
+    uri: &http::Uri,
 ) -> Result<(PageSession, Arc<crate::devices::Devices>), Response> {
-    let s = page_session(state, conn(ext), headers).await?;
+    let s = page_session(state, conn(ext), headers, uri).await?;
     match &state.devices {
         Some(d) => Ok((s, d.clone())),
         None => Err(StatusCode::NOT_FOUND.into_response()),
@@ -147,9 +148,10 @@ async fn device_form(
     state: &Arc<AppState>,
     ext: Option<Extension<ConnInfo>>,
     headers: &HeaderMap,
+    uri: &http::Uri,
     csrf: &str,
 ) -> Result<(PageSession, Arc<crate::devices::Devices>), Response> {
-    let (s, d) = device_session(state, ext, headers).await?;
+    let (s, d) = device_session(state, ext, headers, uri).await?;
     if !check_csrf(&s, csrf) {
         return Err(csrf_refused(headers));
     }
@@ -171,8 +173,9 @@ pub(super) async fn devices(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
 ) -> Response {
-    let (s, devices) = match device_session(&state, ext, &headers).await {
+    let (s, devices) = match device_session(&state, ext, &headers, &uri).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -385,11 +388,12 @@ pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     body: axum::body::Bytes,
 ) -> Response {
     let fields = form_fields(&body);
     let csrf = field(&fields, "csrf").unwrap_or("");
-    let (s, devices) = match device_form(&state, ext, &headers, csrf).await {
+    let (s, devices) = match device_form(&state, ext, &headers, &uri, csrf).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -460,9 +464,10 @@ pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     Form(f): Form<DeviceForm>,
 ) -> Response {
-    let (s, devices) = match device_form(&state, ext, &headers, &f.csrf).await {
+    let (s, devices) = match device_form(&state, ext, &headers, &uri, &f.csrf).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -500,9 +505,10 @@ pub(super) async fn admin_revoke(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     Form(f): Form<DeviceForm>,
 ) -> Response {
-    let s = match admin_session(&state, ext, &headers).await {
+    let s = match admin_session(&state, ext, &headers, &uri).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -577,11 +583,12 @@ pub(super) async fn pair_start(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     body: axum::body::Bytes,
 ) -> Response {
     let fields = form_fields(&body);
     let csrf = field(&fields, "csrf").unwrap_or("");
-    let (s, devices) = match device_form(&state, ext, &headers, csrf).await {
+    let (s, devices) = match device_form(&state, ext, &headers, &uri, csrf).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -655,9 +662,10 @@ pub(super) async fn pair_status(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     Path(id): Path<i64>,
 ) -> Response {
-    let (s, devices) = match device_session(&state, ext, &headers).await {
+    let (s, devices) = match device_session(&state, ext, &headers, &uri).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -700,10 +708,11 @@ pub(super) async fn pair_decide(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     Path(id): Path<i64>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    let (s, devices) = match device_form(&state, ext, &headers, &f.csrf).await {
+    let (s, devices) = match device_form(&state, ext, &headers, &uri, &f.csrf).await {
         Ok(x) => x,
         Err(r) => return r,
     };

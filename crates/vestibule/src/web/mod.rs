@@ -165,8 +165,9 @@ async fn account(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
 ) -> Response {
-    let s = match page_session(&state, conn(ext), &headers).await {
+    let s = match page_session(&state, conn(ext), &headers, &uri).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -224,9 +225,10 @@ async fn revoke_one(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let s = match page_session(&state, conn(ext), &headers).await {
+    let s = match page_session(&state, conn(ext), &headers, &uri).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -262,9 +264,10 @@ async fn revoke_all(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let s = match page_session(&state, conn(ext), &headers).await {
+    let s = match page_session(&state, conn(ext), &headers, &uri).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -322,8 +325,9 @@ async fn admin_session(
     state: &Arc<AppState>,
     ext: Option<Extension<ConnInfo>>,
     headers: &HeaderMap,
+    uri: &http::Uri,
 ) -> Result<PageSession, Response> {
-    let s = page_session(state, conn(ext), headers).await?;
+    let s = page_session(state, conn(ext), headers, uri).await?;
     if !is_admin(state, &s) {
         return Err(page(
             StatusCode::FORBIDDEN,
@@ -340,8 +344,9 @@ async fn admin(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
 ) -> Response {
-    let s = match admin_session(&state, ext, &headers).await {
+    let s = match admin_session(&state, ext, &headers, &uri).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -394,9 +399,10 @@ async fn admin_action(
     State(state): State<Arc<AppState>>,
     ext: Option<Extension<ConnInfo>>,
     headers: HeaderMap,
+    uri: http::Uri,
     Form(f): Form<AdminForm>,
 ) -> Response {
-    let s = match admin_session(&state, ext, &headers).await {
+    let s = match admin_session(&state, ext, &headers, &uri).await {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -100,6 +100,7 @@ pub async fn page_session(
     state: &Arc<AppState>,
     conn: ConnInfo,
     headers: &HeaderMap,
+    uri: &http::Uri,
 ) -> Result<PageSession, Response> {
     let Some(accounts) = state.accounts.clone() else {
         return Err(refuse(
@@ -150,13 +151,31 @@ pub async fn page_session(
             )
             .await;
         }
-        let mut resp = refuse(
-            headers,
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            "Sign in through your SSO portal to use this page.",
-            "",
-        );
+        // A browser goes to the SSO portal, as it would for an app.
+        let login = state
+            .settings
+            .login_url
+            .as_deref()
+            .filter(|_| wants_html(headers))
+            .map(|template| {
+                let view = crate::pipeline::RequestView {
+                    host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+                    path: uri.path(),
+                    path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+                    headers,
+                };
+                crate::pipeline::fill_login_url(template, &ctx, &view)
+            });
+        let mut resp = match login {
+            Some(location) => crate::responses::redirect(&location),
+            None => refuse(
+                headers,
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                "Sign in through your SSO portal to use this page.",
+                "",
+            ),
+        };
         resp.headers_mut()
             .append(header::SET_COOKIE, cookies::clear(https));
         return Err(resp);
