@@ -76,10 +76,20 @@ level = "warn"
 [source.headers]
 dialect = "authelia"
 trusted_proxies = ["127.0.0.1"]
+[database]
+data_dir = "$WORK/data"
+[accounts]
+cache_ttl = "60s"
 [[route]]
 name = "bench"
 upstream = "http://127.0.0.1:$P_UP"
+credentials = ["bearer"]
 EOF
+# One account (the authelia user "bench-0") and one device credential for
+# scenario 6; the scale section below seeds far more in a store of its own.
+"$BIN" bench-seed --config "$WORK/vestibule.toml" --accounts 1 --devices 1 \
+  --route bench --tokens-out "$WORK/token.txt" >/dev/null
+TOKEN=$(head -n1 "$WORK/token.txt")
 T0=$(date +%s%N)
 "${PIN_SERVER[@]}" "$BIN" serve --config "$WORK/vestibule.toml" >"$WORK/vestibule.out" 2>"$WORK/vestibule.err" &
 VEST_PID=$!
@@ -153,7 +163,8 @@ GOMAXPROCS=1 "${PIN_SERVER[@]}" caddy run --config "$WORK/Caddyfile" --adapter c
 PIDS+=($!)
 for p in $P_NGX_PROXY $P_NGX_AUTHV $P_NGX_AUTHS $P_CADDY_PROXY $P_CADDY_AUTHV; do wait_port "$p"; done
 
-ID=(-H "Remote-User: alice" -H "Remote-Groups: users" -H "Remote-Email: alice@example.com" -H "Remote-Name: Alice")
+ID=(-H "Remote-User: bench-0" -H "Remote-Groups: users" -H "Remote-Email: bench-0@example.com" -H "Remote-Name: Bench User 0")
+BEARER=(-H "Authorization: Bearer $TOKEN")
 
 # name | description | url | extra wrk args (identity headers)
 SCENARIOS=(
@@ -161,14 +172,14 @@ SCENARIOS=(
   "2|nginx proxy_pass|http://127.0.0.1:$P_NGX_PROXY/_bench|"
   "3|Caddy reverse_proxy|http://127.0.0.1:$P_CADDY_PROXY/_bench|"
   "4|vestibule in-path, trusted headers (authelia), remote profile|http://127.0.0.1:$P_VEST/_bench|id"
+  "6|vestibule in-path, Bearer device credential|http://127.0.0.1:$P_VEST/_bench|bearer"
   "9|nginx auth_request → vestibule verify → upstream|http://127.0.0.1:$P_NGX_AUTHV/_bench|id"
   "10|nginx auth_request → static 200 → upstream|http://127.0.0.1:$P_NGX_AUTHS/_bench|"
   "11|Caddy forward_auth → vestibule verify → upstream|http://127.0.0.1:$P_CADDY_AUTHV/_bench|id"
   "12|vestibule verify endpoint, directly|http://127.0.0.1:$P_VEST/.vestibule/verify|verify"
 )
 PENDING=(
-  "5|in-path with a session cookie|pending: sessions (accounts issue)"
-  "6|in-path with a Bearer device credential|pending: device credentials"
+  "5|in-path with a session cookie|pending: sessions authenticate only vestibule's own pages; app routes take the front's headers (an OIDC login would change that)"
   "7|in-path with an opaque OAuth access token|pending: OAuth server"
   "8|in-path with a signed assertion added|pending: signed assertions"
 )
@@ -181,6 +192,7 @@ run_one() { # id url kind -> "rps p50 p99 non2xx"
   local url=$2 kind=$3 args=()
   case "$kind" in
     id) args=("${ID[@]}") ;;
+    bearer) args=("${BEARER[@]}") ;;
     verify) args=("${ID[@]}" -H "X-Original-URI: /_bench" -H "X-Forwarded-Host: bench") ;;
   esac
   local out
@@ -209,6 +221,69 @@ for round in $(seq 1 "$ROUNDS"); do
     RPS[$id]+="$rps "; P50[$id]+="$p50 "; P99[$id]+="$p99 "
     printf '  round %d  %-3s %10s req/s  p50 %7s ms  p99 %7s ms  %s\n' "$round" "$id" "$rps" "$p50" "$p99" "$desc"
   done
+done
+
+# ---- memory and scale: many device credentials in the store -------------
+# A store of its own per size: N credentials over min(N, 100k) accounts.
+# Start-up time and idle RSS first; then every credential is used once
+# (the cache warm-up, each one a cache miss); then a measurement that keeps
+# cycling through all of them (cache hits), and the RSS after it.
+if [ "$MODE" = full ]; then SCALE_SIZES=(100000 1000000); else SCALE_SIZES=(1000 4000); fi
+P_SCALE=19102
+SCALE_ROWS=()
+for N in "${SCALE_SIZES[@]}"; do
+  SD="$WORK/scale-$N"; mkdir -p "$SD"
+  cat >"$SD/vestibule.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$P_SCALE"]
+admin_listen = ""
+[log]
+level = "warn"
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["127.0.0.1"]
+[database]
+data_dir = "$SD/data"
+[accounts]
+cache_ttl = "1h"
+[[route]]
+name = "bench"
+upstream = "http://127.0.0.1:$P_UP"
+credentials = ["bearer"]
+EOF
+  ACCTS=$(( N < 100000 ? N : 100000 ))
+  S0=$(date +%s%N)
+  "$BIN" bench-seed --config "$SD/vestibule.toml" --accounts "$ACCTS" --devices "$N" \
+    --route bench --tokens-out "$SD/tokens.txt" >/dev/null
+  SEED_S=$(awk -v ns=$(( $(date +%s%N) - S0 )) 'BEGIN { printf "%.1f", ns / 1e9 }')
+  T0=$(date +%s%N)
+  "${PIN_SERVER[@]}" "$BIN" serve --config "$SD/vestibule.toml" >"$SD/out" 2>"$SD/err" &
+  SPID=$!; PIDS+=($SPID)
+  wait_port $P_SCALE
+  UP_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+  sleep 0.5
+  RSS0=$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")
+  W0=$(date +%s%N)
+  warm=$(TOKENS="$SD/tokens.txt" WRK_THREADS=$THREADS ONCE=1 "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d300s \
+    -s bench/tokens.lua "http://127.0.0.1:$P_SCALE/_bench" 2>&1)
+  WARM_S=$(awk -v ns=$(( $(date +%s%N) - W0 )) 'BEGIN { printf "%.1f", ns / 1e9 }')
+  WARM_N=$(awk '/requests in/ {print $1}' <<<"$warm")
+  WARM_BAD=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$warm")
+  out=$(TOKENS="$SD/tokens.txt" WRK_THREADS=$THREADS "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+    --latency -s bench/tokens.lua "http://127.0.0.1:$P_SCALE/_bench" 2>&1)
+  RPS=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  P99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  BAD=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+  RSS1=$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")
+  kill "$SPID"; wait "$SPID" 2>/dev/null || true
+  if [ -n "${WARM_BAD:-}" ] || [ -n "${BAD:-}" ] || [ -z "$RPS" ]; then
+    echo "bench: scale $N answered non-2xx (warm-up ${WARM_BAD:-0}, measurement ${BAD:-0})" >&2
+    FAILED=1
+  fi
+  printf '  scale %8d credentials: seed %ss, start-up %d ms, RSS idle %d KiB, warm-up %s requests in %ss, then %s req/s, p99 %s ms, RSS %d KiB\n' \
+    "$N" "$SEED_S" "$UP_MS" "$RSS0" "$WARM_N" "$WARM_S" "$RPS" "$P99" "$RSS1"
+  SCALE_ROWS+=("| $N | $ACCTS | $SEED_S | $UP_MS | $(( RSS0 / 1024 )) | $WARM_N in ${WARM_S} s | $(( RSS1 / 1024 )) | ${RPS%.*} | $P99 |")
+  rm -rf "$SD"
 done
 
 stats() { # values... -> "median min max"
@@ -244,6 +319,12 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     IFS='|' read -r id desc why <<<"$s"
     echo "| $id | $desc | — | — | — | — | $why |"
   done
+  echo
+  echo "Memory and scale: device credentials in the store (SQLite), every one used once (cache warm-up: each a cache miss), then requests cycling through all of them for ${DURATION}s."
+  echo
+  echo "| credentials | accounts | seed s | start-up ms | RSS idle MiB | warm-up requests | RSS warm MiB | req/s | p99 ms |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for r in "${SCALE_ROWS[@]}"; do echo "$r"; done
 } >"$TABLE"
 echo
 cat "$TABLE"

@@ -315,6 +315,15 @@ pub trait Store: Send + Sync {
     /// change is published: an expired session is refused by its expiry.
     fn purge_expired_sessions(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
+    /// Creates many accounts, each with its identity, in one transaction,
+    /// for benchmarks and imports; returns how many. All or nothing:
+    /// [`StoreError::Conflict`] if any identity is linked already (or
+    /// repeats). No change is published.
+    fn create_accounts_bulk<'a>(
+        &'a self,
+        accounts: &'a [NewAccount],
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
     // ---- devices -------------------------------------------------------
 
     /// Stores a new device credential. [`StoreError::Conflict`] if a device

@@ -557,6 +557,48 @@ impl Store for SqlStore {
         })
     }
 
+    fn create_accounts_bulk<'a>(
+        &'a self,
+        accounts: &'a [NewAccount],
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            if accounts.is_empty() {
+                return Ok(0);
+            }
+            // One transaction, one commit: the per-row statements are
+            // prepared once and cost microseconds; the fsync is paid once.
+            let mut tx = self.begin().await?;
+            for new in accounts {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO accounts \
+                     (username, email, display_name, groups_json, org, status, \
+                      created_at, updated_at, last_seen_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) RETURNING id",
+                )
+                .bind(&new.username)
+                .bind(new.email.as_deref())
+                .bind(new.display_name.as_deref())
+                .bind(encode_groups(&new.groups))
+                .bind(new.org.as_deref())
+                .bind(new.status.as_str())
+                .bind(new.now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO identities (source, subject, account_id) VALUES ($1, $2, $3)",
+                )
+                .bind(&new.key.source)
+                .bind(&new.key.subject)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, &linked_conflict(&new.key)))?;
+            }
+            tx.commit().await?;
+            Ok(accounts.len() as u64)
+        })
+    }
+
     fn update_attributes<'a>(
         &'a self,
         id: i64,

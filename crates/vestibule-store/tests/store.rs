@@ -81,6 +81,7 @@ on_both_backends!(
     case_pairing_redeem_conflict_keeps_it_confirmed,
     case_pairing_races,
     case_devices_bulk,
+    case_accounts_bulk,
 );
 
 on_both_backends_by_url!(
@@ -1987,4 +1988,35 @@ async fn open_admin(url: &str) -> sqlx::PgPool {
         .connect(url)
         .await
         .unwrap()
+}
+
+async fn case_accounts_bulk(store: Arc<dyn Store>) {
+    let many: Vec<NewAccount> = (0..1500)
+        .map(|i| new_account("headers", &format!("user-{i}"), 1))
+        .collect();
+    assert_eq!(store.create_accounts_bulk(&many).await.unwrap(), 1500);
+    assert_eq!(store.create_accounts_bulk(&[]).await.unwrap(), 0);
+    let a = store
+        .account_by_identity(&IdentityKey::new("headers", "user-1499"))
+        .await
+        .unwrap()
+        .expect("the last one is linked");
+    assert_eq!(a.username, "user-1499");
+    // All or nothing: one identity already linked, none of the batch lands.
+    let again = vec![
+        new_account("headers", "fresh-1", 1),
+        new_account("headers", "user-7", 1),
+    ];
+    assert!(matches!(
+        store.create_accounts_bulk(&again).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .account_by_identity(&IdentityKey::new("headers", "fresh-1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.accounts(None, 10_000).await.unwrap().len(), 1500);
 }

@@ -1,5 +1,6 @@
-//! The account lookup on the hot path: a known identity on a cache hit
-//! (no database round trip), against a real SQLite store. See BENCHMARKS.md.
+//! The lookups on the hot path, on a cache hit (no database round trip),
+//! against a real SQLite store: a known identity's account, and a device
+//! credential (SHA-256 of the secret, then the cache). See BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -60,5 +61,79 @@ fn cache_hit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, cache_hit);
+fn device_cache_hit(c: &mut Criterion) {
+    use vestibule::devices::{Devices, Verdict};
+    use vestibule_core::credential::{Carrier, Presented, device_token};
+    use vestibule_core::secret::hash_token;
+    use vestibule_store::{AccountStatus, IdentityKey, NewAccount, NewDevice};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let token = device_token([7u8; 32]);
+    let devices = rt.block_on(async {
+        let store = vestibule_store::open(&StoreConfig::new(url)).await.unwrap();
+        let owner = store
+            .create_account(NewAccount {
+                key: IdentityKey::new("authelia", "alice"),
+                username: "alice".into(),
+                email: Some("alice@example.com".into()),
+                display_name: Some("Alice Liddell".into()),
+                groups: vec!["admins".into(), "users".into()],
+                org: None,
+                status: AccountStatus::Active,
+                now: vestibule::accounts::now_ms(),
+            })
+            .await
+            .unwrap();
+        store
+            .create_device(&NewDevice {
+                account_id: owner.id,
+                name: "phone".into(),
+                kind: "token".into(),
+                routes: vec!["photos".into()],
+                secret_hash: hash_token(token.expose()),
+                basic_user: Some("alice".into()),
+                created_at: 0,
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        let roles = vec![("admin".to_owned(), vec!["admins".to_owned()])];
+        let accounts = Arc::new(Accounts::new(
+            store.clone(),
+            Duration::from_secs(3600),
+            roles.clone(),
+        ));
+        Arc::new(Devices::new(
+            store,
+            accounts,
+            Duration::from_secs(3600),
+            roles,
+            10,
+        ))
+    });
+    let presented = Presented {
+        carrier: Carrier::Bearer,
+        token,
+        basic_user: None,
+    };
+    let verify = || async {
+        devices
+            .verify(black_box(&presented), "photos", None, None)
+            .await
+            .unwrap()
+    };
+    // The first use fills the cache.
+    assert!(matches!(rt.block_on(verify()), Verdict::Allowed { .. }));
+    c.bench_function("device credential lookup on a cache hit", |b| {
+        b.to_async(&rt).iter(|| async {
+            let v = verify().await;
+            assert!(matches!(v, Verdict::Allowed { .. }));
+            black_box(v)
+        })
+    });
+}
+
+criterion_group!(benches, cache_hit, device_cache_hit);
 criterion_main!(benches);

@@ -98,6 +98,9 @@ pub enum Command {
         #[command(flatten)]
         args: admin_cli::AuditArgs,
     },
+    /// Synthetic accounts and credentials for bench/run.sh (never on a real database).
+    #[command(hide = true)]
+    BenchSeed(crate::bench_seed::SeedArgs),
     /// Bring the database schema up to date, then exit.
     Migrate {
         #[command(flatten)]
@@ -261,5 +264,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
         Command::Migrate { db } => admin_cli::migrate(&db.config).await,
+        Command::BenchSeed(args) => crate::bench_seed::run(args).await,
     }
 }

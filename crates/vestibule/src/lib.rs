@@ -35,6 +35,7 @@ pub mod admin_cli;
 pub mod app;
 pub mod authenticate;
 pub mod authorize;
+pub mod bench_seed;
 pub mod cli;
 pub mod client_identity;
 pub mod config;

@@ -6,7 +6,9 @@
 //!
 //! - **200** with every header of the route's profile, empty when there is
 //!   no identity, so that Caddy `copy_headers` and nginx `auth_request_set`
-//!   never leave a client's value in place (Caddy #6610, GHSA-7r4p-vjf4-gxv4);
+//!   never leave a client's value in place (Caddy #6610, GHSA-7r4p-vjf4-gxv4),
+//!   and `X-Vestibule-Authorization`: the `Authorization` to forward, empty
+//!   when it held a device credential;
 //! - **401** without identity, with the login URL in `X-Vestibule-Login-Url`
 //!   for nginx's `error_page 401`; or, with `?redirect=1` (Caddy, Traefik),
 //!   a **302** to the login URL for browsers;
@@ -34,6 +36,25 @@ use crate::state::AppState;
 
 /// Header carrying the login URL on a 401, for nginx `error_page`.
 pub const LOGIN_URL_HEADER: &str = "x-vestibule-login-url";
+
+/// Header carrying the `Authorization` the proxy should send the app: the
+/// client's own, or empty when it held a device credential vestibule
+/// consumed (the proxy, not vestibule, forwards the request, so only it can
+/// keep the secret from the app).
+pub const AUTHORIZATION_HEADER: &str = "x-vestibule-authorization";
+
+/// The value for [`AUTHORIZATION_HEADER`]. Always sent, empty when nothing
+/// should be forwarded, so that nginx `proxy_set_header Authorization` with
+/// it drops a consumed credential and keeps an app's own token.
+fn authorization_to_forward(headers: &HeaderMap, pass: &crate::pipeline::Pass) -> HeaderValue {
+    use vestibule_core::credential::Carrier;
+    let consumed = matches!(pass.credential, Some(Carrier::Basic | Carrier::Bearer));
+    let mut lines = headers.get_all(header::AUTHORIZATION).iter();
+    match (lines.next(), lines.next()) {
+        (Some(v), None) if !consumed => v.clone(),
+        _ => HeaderValue::from_static(""),
+    }
+}
 
 /// Query of the verify endpoint.
 #[derive(Debug, Deserialize)]
@@ -142,6 +163,10 @@ pub async fn verify(
             for (name, value) in route.profile.render(pass.identity.as_ref()) {
                 h.insert(name, value);
             }
+            h.insert(
+                AUTHORIZATION_HEADER,
+                authorization_to_forward(headers, &pass),
+            );
             resp
         }
         Err((refusal, ctx)) => {

@@ -272,6 +272,23 @@ async fn forward_auth_answers_for_credentials_too() {
     let r = verify(format!("Bearer {token}"), "/api/photos").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("remote-user"), Some("alice"));
+    // The proxy is told to forward no Authorization: it held our secret.
+    assert_eq!(r.header("x-vestibule-authorization"), Some(""));
+    // An app's own token is not ours: it is echoed for the proxy to forward.
+    let mut h = sso("a-1", "alice");
+    h.extend([
+        ("X-Original-URI".to_owned(), "/api/photos".to_owned()),
+        (
+            "Authorization".to_owned(),
+            "Bearer app-own-token".to_owned(),
+        ),
+    ]);
+    let r = Raw::get(s.gw.addr, TRUSTED, "/.vestibule/verify", &refs(&h)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-vestibule-authorization"),
+        Some("Bearer app-own-token")
+    );
     let r = verify("Bearer vst_unknown".into(), "/api/photos").await;
     assert_eq!(r.status, 401);
     let r = verify(format!("Bearer {token}"), "/music/x").await;

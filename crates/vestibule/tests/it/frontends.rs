@@ -534,6 +534,21 @@ async fn exercise(s: &Stack) {
     seen.assert_identity("remote-email", "bob@example.com");
     seen.assert_identity("remote-name", "Bob");
     seen.assert_no_sso_headers();
+    // The app's own credentials are not vestibule's: they reach the app
+    // unchanged (nginx forwards what vestibule's X-Vestibule-Authorization
+    // says, which is the client's own value here).
+    let seen = s
+        .app_sees(
+            "authenticated GET /app with the app's own token",
+            "/app",
+            &with(&BOB, &[("Authorization", "Bearer app-own-token")]),
+        )
+        .await;
+    assert_eq!(
+        seen.all("authorization"),
+        ["Bearer app-own-token"],
+        "{name}: the app's own Authorization must pass"
+    );
     // Another method: the verify call itself must stay a GET.
     let mut post = String::from(
         "POST /app/form HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\
