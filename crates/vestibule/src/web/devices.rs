@@ -305,6 +305,14 @@ fn qr_svg(value: &str) -> String {
     }
 }
 
+/// Characters escaped in the user part of `user:password@host` (RFC 3986
+/// §3.2.1: only unreserved characters are kept).
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// One way of sending the credential, ready to copy.
 struct Snippet {
     label: String,
@@ -322,7 +330,13 @@ struct CreatedPage {
     qr: String,
 }
 
-fn snippets(state: &AppState, routes: &[String], user: &str, secret: &Secret) -> Vec<Snippet> {
+fn snippets(
+    state: &AppState,
+    routes: &[String],
+    user: &str,
+    secret: &Secret,
+    origin: &str,
+) -> Vec<Snippet> {
     let mut out = Vec::new();
     let token = secret.expose();
     let carriers: Vec<_> = state
@@ -348,6 +362,16 @@ fn snippets(state: &AppState, routes: &[String], user: &str, secret: &Secret) ->
             label: "Authorization header (Basic)".into(),
             value: format!("Authorization: Basic {basic}"),
         });
+        // Clients with one "server" field (immich's `user:pass@host`).
+        if let Some((scheme, rest)) = origin.split_once("://") {
+            let user_enc = percent_encoding::utf8_percent_encode(user, USERINFO).to_string();
+            out.push(Snippet {
+                label:
+                    "Server address with the app password (clients that take user:password@host)"
+                        .into(),
+                value: format!("{scheme}://{user_enc}:{token}@{rest}"),
+            });
+        }
     }
     if any(&|c| c.bearer) {
         out.push(Snippet {
@@ -442,7 +466,13 @@ pub(super) async fn create(
     )
     .await;
     let page = CreatedPage {
-        snippets: snippets(&state, &routes, &s.identity.username, &secret),
+        snippets: snippets(
+            &state,
+            &routes,
+            &s.identity.username,
+            &secret,
+            &origin(&s, &headers),
+        ),
         qr: qr_svg(secret.expose()),
         name,
         routes: routes.join(", "),
@@ -642,19 +672,22 @@ pub(super) async fn pair_start(
     with_cookie(render(page), &s)
 }
 
-/// Where a device redeems the code, with the code in it (what the QR code
-/// holds): the gateway's own origin as the browser reached it.
-fn pair_url(s: &PageSession, headers: &HeaderMap, code: &str) -> String {
+/// The gateway's own origin and root (`https://host/`), as the browser
+/// reached it.
+fn origin(s: &PageSession, headers: &HeaderMap) -> String {
     let view = crate::pipeline::RequestView {
         host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
-        path: "/.vestibule/pair",
-        path_and_query: "/.vestibule/pair",
+        path: "/",
+        path_and_query: "/",
         headers,
     };
-    format!(
-        "{}?code={code}",
-        crate::pipeline::original_url(&s.ctx, &view)
-    )
+    crate::pipeline::original_url(&s.ctx, &view)
+}
+
+/// Where a device redeems the code, with the code in it (what the QR code
+/// holds).
+fn pair_url(s: &PageSession, headers: &HeaderMap, code: &str) -> String {
+    format!("{}.vestibule/pair?code={code}", origin(s, headers))
 }
 
 /// `GET /.vestibule/devices/pair/{id}`: how a pairing stands; confirm here.

@@ -249,50 +249,86 @@ async fn every_carrier_acts_as_the_owner_and_never_reaches_the_app() {
 }
 
 #[tokio::test]
-async fn forward_auth_answers_for_credentials_too() {
+async fn forward_auth_answers_for_every_carrier() {
     let s = setup("").await;
     let alice = sign_in(&s, "a-1", "alice").await;
-    let (_, token) = device(&s, alice, "alice", &["api"], None).await;
-    let verify = |auth: String, uri: &'static str| {
+    let (_, token) = device(&s, alice, "alice", &["api", "music", "media"], None).await;
+    // What nginx sends: the original URI, and the client's headers.
+    let verify = |uri: String, extra: Vec<(String, String)>| {
         let addr = s.gw.addr;
         async move {
-            Raw::get(
-                addr,
-                TRUSTED,
-                "/.vestibule/verify",
-                &[
-                    ("X-Original-URI", uri),
-                    ("X-Original-Method", "GET"),
-                    ("Authorization", auth.as_str()),
-                ],
-            )
-            .await
+            let mut h = vec![
+                ("X-Original-URI".to_owned(), uri),
+                ("X-Original-Method".to_owned(), "GET".to_owned()),
+            ];
+            h.extend(extra);
+            Raw::get(addr, TRUSTED, "/.vestibule/verify", &refs(&h)).await
         }
     };
-    let r = verify(format!("Bearer {token}"), "/api/photos").await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("remote-user"), Some("alice"));
+    let one = |n: &str, v: String| vec![(n.to_owned(), v)];
+    let ok = |r: &Raw, what: &str| {
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        assert_eq!(r.header("remote-user"), Some("alice"), "{what}");
+    };
+
+    let r = verify(
+        "/api/photos".into(),
+        one("Authorization", format!("Bearer {token}")),
+    )
+    .await;
+    ok(&r, "Bearer");
     // The proxy is told to forward no Authorization: it held our secret.
     assert_eq!(r.header("x-vestibule-authorization"), Some(""));
+    let r = verify(
+        "/music/x".into(),
+        one("Authorization", basic("alice", &token)),
+    )
+    .await;
+    ok(&r, "Basic");
+    assert_eq!(r.header("x-vestibule-authorization"), Some(""));
+    let r = verify(
+        "/api/x".into(),
+        one("Proxy-Authorization", format!("Bearer {token}")),
+    )
+    .await;
+    ok(&r, "Proxy-Authorization");
+    let r = verify("/api/x".into(), one("X-Vestibule-Token", token.clone())).await;
+    ok(&r, "custom header");
+    // The query parameter, read from the original URI, where it is on.
+    let r = verify(format!("/media/a.mp3?vestibule_token={token}"), vec![]).await;
+    ok(&r, "query");
+    let r = verify(format!("/api/x?vestibule_token={token}"), vec![]).await;
+    assert_eq!(r.status, 401, "query is off on api");
+
     // An app's own token is not ours: it is echoed for the proxy to forward.
     let mut h = sso("a-1", "alice");
-    h.extend([
-        ("X-Original-URI".to_owned(), "/api/photos".to_owned()),
-        (
-            "Authorization".to_owned(),
-            "Bearer app-own-token".to_owned(),
-        ),
-    ]);
-    let r = Raw::get(s.gw.addr, TRUSTED, "/.vestibule/verify", &refs(&h)).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    h.push((
+        "Authorization".to_owned(),
+        "Bearer app-own-token".to_owned(),
+    ));
+    let r = verify("/api/photos".into(), h).await;
+    ok(&r, "SSO identity with the app's own token");
     assert_eq!(
         r.header("x-vestibule-authorization"),
         Some("Bearer app-own-token")
     );
-    let r = verify("Bearer vst_unknown".into(), "/api/photos").await;
+
+    // Refusals answer the proxy the same way as in-path.
+    let r = verify(
+        "/api/x".into(),
+        one("Authorization", "Bearer vst_unknown".into()),
+    )
+    .await;
     assert_eq!(r.status, 401);
-    let r = verify(format!("Bearer {token}"), "/music/x").await;
+    let r = verify(
+        "/music/x".into(),
+        one("Authorization", format!("Bearer {token}")),
+    )
+    .await;
     assert_eq!(r.status, 401, "music takes Basic only");
+    let (_, media_only) = device(&s, alice, "alice", &["media"], None).await;
+    let r = verify("/api/x".into(), one("X-Vestibule-Token", media_only)).await;
+    assert_eq!(r.status, 403, "a credential for another app");
 }
 
 #[tokio::test]
@@ -566,6 +602,7 @@ async fn devices_page_creates_shows_once_and_revokes() {
     assert!(html.contains("<svg"), "a QR code");
     assert!(html.contains(&format!("Authorization: Bearer {secret}")));
     assert!(html.contains(&format!("x-vestibule-token: {secret}")));
+    assert!(html.contains(&format!("http://alice:{secret}@app.test/")));
     // Stored hashed, never in clear.
     let listed = s.store.devices_of(None).await.unwrap();
     assert_eq!(listed.len(), 1);
