@@ -1,6 +1,7 @@
-//! `vestibule bench-seed` (hidden): synthetic accounts and device
-//! credentials for `bench/run.sh`, so that memory, latency and start-up can
-//! be measured with 100k or 1M credentials in the store.
+//! `vestibule bench-seed` and `bench-warm` (hidden): synthetic accounts and
+//! device credentials for `bench/run.sh`, so that memory, latency and
+//! start-up can be measured with 100k or 1M credentials in the store, and a
+//! warm-up that uses each credential once.
 //!
 //! It writes the credentials it made to a file, one per line, for the load
 //! generator. Never point it at a real database: it refuses one that has
@@ -145,4 +146,85 @@ async fn seed(args: &SeedArgs) -> Result<(), String> {
         args.tokens_out.display()
     );
     Ok(())
+}
+
+/// Arguments of `vestibule bench-warm`.
+#[derive(Debug, Clone, Args)]
+pub struct WarmArgs {
+    /// The credentials, one per line (what `bench-seed` wrote).
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// The URL to send each one to, as `Authorization: Bearer`.
+    #[arg(long)]
+    pub url: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Use only the first this many credentials.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Runs `vestibule bench-warm`: every credential once (wrk cannot stop after
+/// a number of requests), then prints `requests non_2xx seconds`.
+pub async fn warm(args: WarmArgs) -> ExitCode {
+    use futures_util::StreamExt;
+    let text = match std::fs::read_to_string(&args.tokens) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.tokens.display());
+            return ExitCode::from(2);
+        }
+    };
+    let uri: http::Uri = match args.url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.url);
+            return ExitCode::from(2);
+        }
+    };
+    let client = crate::state::upstream_client(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(90),
+        None,
+    );
+    let started = std::time::Instant::now();
+    let lines = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .take(args.limit.unwrap_or(usize::MAX));
+    let statuses: Vec<u16> = futures_util::stream::iter(lines)
+        .map(|token| {
+            let req = http::Request::get(uri.clone())
+                .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(axum::body::Body::empty());
+            let client = client.clone();
+            async move {
+                let Ok(req) = req else { return 0 };
+                match client.request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        // Drain the body so the connection goes back to the pool.
+                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                        status
+                    }
+                    Err(_) => 0,
+                }
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    let bad = statuses.iter().filter(|s| !(200..300).contains(*s)).count();
+    println!(
+        "{} {} {:.1}",
+        statuses.len(),
+        bad,
+        started.elapsed().as_secs_f64()
+    );
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

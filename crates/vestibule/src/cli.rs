@@ -101,6 +101,9 @@ pub enum Command {
     /// Synthetic accounts and credentials for bench/run.sh (never on a real database).
     #[command(hide = true)]
     BenchSeed(crate::bench_seed::SeedArgs),
+    /// Sends every credential of a file once, for bench/run.sh's cache warm-up.
+    #[command(hide = true)]
+    BenchWarm(crate::bench_seed::WarmArgs),
     /// Bring the database schema up to date, then exit.
     Migrate {
         #[command(flatten)]
@@ -265,5 +268,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
         Command::Migrate { db } => admin_cli::migrate(&db.config).await,
         Command::BenchSeed(args) => crate::bench_seed::run(args).await,
+        Command::BenchWarm(args) => crate::bench_seed::warm(args).await,
     }
 }

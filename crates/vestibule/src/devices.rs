@@ -30,7 +30,7 @@ use vestibule_core::credential::Presented;
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::roles_for;
 use vestibule_core::secret::hash_token;
-use vestibule_store::{Account, AccountStatus, Change, Device, IdentityKey, Store, StoreError};
+use vestibule_store::{Account, AccountStatus, Change, IdentityKey, Store, StoreError};
 
 use crate::accounts::now_ms;
 
@@ -75,25 +75,56 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Cached {
-    device: Device,
-    owner: Account,
+/// A credential's owner, shared by every cached device of the account.
+#[derive(Debug)]
+struct Owner {
+    account: Account,
     key: IdentityKey,
     fetched: Instant,
+}
+
+/// What the hot path needs of a device, and no more (no name, kind or
+/// timestamps): with a million credentials cached, every byte counts
+/// a million times.
+#[derive(Debug, Clone)]
+struct Cached {
+    id: i64,
+    owner: Arc<Owner>,
+    expires_at: Option<i64>,
+    /// Interned: devices mostly share a few route lists.
+    routes: Arc<[Box<str>]>,
+    /// The Basic user name, when it is not the owner's username.
+    basic_user: Option<Arc<str>>,
+    fetched: Instant,
     last_touch: Instant,
+}
+
+impl Cached {
+    fn is_live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| now < t)
+    }
 }
 
 #[derive(Default)]
 struct Cache {
     by_hash: HashMap<[u8; 32], Cached>,
     hash_of: HashMap<i64, [u8; 32]>,
+    owners: HashMap<i64, Arc<Owner>>,
+    route_sets: HashMap<Vec<String>, Arc<[Box<str>]>>,
 }
 
 impl Cache {
     fn insert(&mut self, hash: [u8; 32], c: Cached) {
-        self.hash_of.insert(c.device.id, hash);
+        self.hash_of.insert(c.id, hash);
         self.by_hash.insert(hash, c);
+    }
+    fn routes(&mut self, routes: Vec<String>) -> Arc<[Box<str>]> {
+        if let Some(r) = self.route_sets.get(&routes) {
+            return r.clone();
+        }
+        let interned: Arc<[Box<str>]> = routes.iter().map(|r| r.as_str().into()).collect();
+        self.route_sets.insert(routes, interned.clone());
+        interned
     }
     fn forget_device(&mut self, id: i64) {
         if let Some(h) = self.hash_of.remove(&id) {
@@ -101,19 +132,21 @@ impl Cache {
         }
     }
     fn forget_owner(&mut self, account_id: i64) {
+        self.owners.remove(&account_id);
         // Rare (an account change), so a scan is fine.
-        let Self { by_hash, hash_of } = self;
+        let Self {
+            by_hash, hash_of, ..
+        } = self;
         by_hash.retain(|_, c| {
-            let keep = c.owner.id != account_id;
+            let keep = c.owner.account.id != account_id;
             if !keep {
-                hash_of.remove(&c.device.id);
+                hash_of.remove(&c.id);
             }
             keep
         });
     }
     fn clear(&mut self) {
-        self.by_hash.clear();
-        self.hash_of.clear();
+        *self = Self::default();
     }
 }
 
@@ -272,34 +305,69 @@ impl Devices {
             .cloned()
     }
 
-    async fn fetch(&self, hash: [u8; 32]) -> Result<Option<Cached>, StoreError> {
-        let Some(device) = self.store.device_by_secret(&hash).await? else {
-            return Ok(None);
-        };
-        let Some(owner) = self.store.account(device.account_id).await? else {
+    /// The owner, from the cache while fresh (an account seen through one
+    /// device needs no query for the next), else from the store.
+    async fn owner(&self, account_id: i64) -> Result<Option<Arc<Owner>>, StoreError> {
+        let cached = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|c| c.owners.get(&account_id).cloned())
+            .filter(|o| o.fetched.elapsed() < self.ttl);
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let Some(account) = self.store.account(account_id).await? else {
             return Ok(None);
         };
         let key = self
             .store
-            .identities(owner.id)
+            .identities(account.id)
             .await?
             .into_iter()
             .next()
             .unwrap_or_else(|| IdentityKey {
                 source: "device".into(),
-                subject: owner.id.to_string(),
+                subject: account.id.to_string(),
             });
-        let now = Instant::now();
-        let c = Cached {
-            device,
-            owner,
+        let owner = Arc::new(Owner {
+            account,
             key,
+            fetched: Instant::now(),
+        });
+        if let Ok(mut cache) = self.cache.write() {
+            cache.owners.insert(account_id, owner.clone());
+        }
+        Ok(Some(owner))
+    }
+
+    async fn fetch(&self, hash: [u8; 32], fresh_owner: bool) -> Result<Option<Cached>, StoreError> {
+        let Some(device) = self.store.device_by_secret(&hash).await? else {
+            return Ok(None);
+        };
+        if fresh_owner && let Ok(mut cache) = self.cache.write() {
+            cache.owners.remove(&device.account_id);
+        }
+        let Some(owner) = self.owner(device.account_id).await? else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let Ok(mut cache) = self.cache.write() else {
+            return Ok(None);
+        };
+        let c = Cached {
+            id: device.id,
+            expires_at: device.expires_at,
+            routes: cache.routes(device.routes),
+            basic_user: device
+                .basic_user
+                .filter(|u| *u != owner.account.username)
+                .map(Arc::from),
+            owner,
             fetched: now,
             last_touch: now.checked_sub(TOUCH_INTERVAL).unwrap_or(now),
         };
-        if let Ok(mut cache) = self.cache.write() {
-            cache.insert(hash, c.clone());
-        }
+        cache.insert(hash, c.clone());
         Ok(Some(c))
     }
 
@@ -342,45 +410,45 @@ impl Devices {
         let hash = hash_token(presented.token.expose());
         let mut entry = match self.cached(&hash) {
             Some(c) => c,
-            None => match self.fetch(hash).await? {
+            None => match self.fetch(hash, false).await? {
                 Some(c) => c,
                 None => return Ok(Verdict::Unknown),
             },
         };
         let now = now_ms();
-        if !entry.device.is_live(now) {
+        if !entry.is_live(now) {
             return Ok(Verdict::Expired);
         }
         if let Some(user) = &presented.basic_user {
             let expected = entry
-                .device
                 .basic_user
                 .as_deref()
-                .unwrap_or(&entry.owner.username);
+                .unwrap_or(&entry.owner.account.username);
             if user != expected {
                 return Ok(Verdict::WrongUser);
             }
         }
-        if !entry.device.routes.iter().any(|r| r == route_name) {
+        if !entry.routes.iter().any(|r| &**r == route_name) {
             return Ok(Verdict::WrongRoute);
         }
-        match entry.owner.status {
+        match entry.owner.account.status {
             AccountStatus::Pending => return Ok(Verdict::Pending),
             AccountStatus::Disabled => return Ok(Verdict::Disabled),
             AccountStatus::Active => {}
         }
         if let Some(age) = max_sso_age {
             let max_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-            let seen = |owner: &Account| {
+            let seen = |owner: &Owner| {
                 owner
+                    .account
                     .last_seen_at
-                    .max(self.accounts.last_sighting(owner.id).unwrap_or(0))
+                    .max(self.accounts.last_sighting(owner.account.id).unwrap_or(0))
             };
             if now.saturating_sub(seen(&entry.owner)) > max_ms {
                 // The owner may have signed in through another instance
                 // since this entry was cached ("seeing them again revives
                 // it"): ask the store once before refusing.
-                match self.fetch(hash).await? {
+                match self.fetch(hash, true).await? {
                     Some(fresh) if now.saturating_sub(seen(&fresh.owner)) <= max_ms => {
                         entry = fresh;
                     }
@@ -389,10 +457,10 @@ impl Devices {
             }
         }
         self.touch_behind(&hash, &entry, client_ip);
-        let owner = &entry.owner;
+        let owner = &entry.owner.account;
         let identity = Identity {
-            source: entry.key.source.clone(),
-            subject: entry.key.subject.clone(),
+            source: entry.owner.key.source.clone(),
+            subject: entry.owner.key.subject.clone(),
             username: owner.username.clone(),
             email: owner.email.clone(),
             display_name: owner.display_name.clone(),
@@ -403,7 +471,7 @@ impl Devices {
         };
         Ok(Verdict::Allowed {
             identity: Box::new(identity),
-            device_id: entry.device.id,
+            device_id: entry.id,
         })
     }
 
@@ -427,7 +495,7 @@ impl Devices {
             c.last_touch = Instant::now();
         }
         let store = self.store.clone();
-        let id = entry.device.id;
+        let id = entry.id;
         tokio::spawn(async move {
             let ip = client_ip.map(|i| i.to_string());
             if let Err(e) = store.touch_device(id, now_ms(), ip.as_deref()).await {
