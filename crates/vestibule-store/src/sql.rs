@@ -390,6 +390,37 @@ fn pairing_from_row(row: &AnyRow) -> Result<Pairing, StoreError> {
     })
 }
 
+/// Inserts an account and links its identity, in the caller's transaction;
+/// returns the new id. [`StoreError::Conflict`] if the identity is linked.
+async fn insert_account(
+    tx: &mut Transaction<'static, Any>,
+    new: &NewAccount,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO accounts \
+         (username, email, display_name, groups_json, org, status, \
+          created_at, updated_at, last_seen_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) RETURNING id",
+    )
+    .bind(&new.username)
+    .bind(new.email.as_deref())
+    .bind(new.display_name.as_deref())
+    .bind(encode_groups(&new.groups))
+    .bind(new.org.as_deref())
+    .bind(new.status.as_str())
+    .bind(new.now)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO identities (source, subject, account_id) VALUES ($1, $2, $3)")
+        .bind(&new.key.source)
+        .bind(&new.key.subject)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, &linked_conflict(&new.key)))?;
+    Ok(id)
+}
+
 /// Inserts one device (in the caller's transaction or not) and returns it.
 async fn insert_device<'c, E>(conn: E, d: &NewDevice) -> Result<Device, StoreError>
 where
@@ -519,28 +550,7 @@ impl Store for SqlStore {
     fn create_account(&self, new: NewAccount) -> BoxFuture<'_, Result<Account, StoreError>> {
         Box::pin(async move {
             let mut tx = self.begin().await?;
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO accounts \
-                 (username, email, display_name, groups_json, org, status, \
-                  created_at, updated_at, last_seen_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) RETURNING id",
-            )
-            .bind(&new.username)
-            .bind(new.email.as_deref())
-            .bind(new.display_name.as_deref())
-            .bind(encode_groups(&new.groups))
-            .bind(new.org.as_deref())
-            .bind(new.status.as_str())
-            .bind(new.now)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO identities (source, subject, account_id) VALUES ($1, $2, $3)")
-                .bind(&new.key.source)
-                .bind(&new.key.subject)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::from_sqlx(e, &linked_conflict(&new.key)))?;
+            let id = insert_account(&mut tx, &new).await?;
             tx.commit().await?;
             Ok(Account {
                 id,
@@ -569,30 +579,7 @@ impl Store for SqlStore {
             // prepared once and cost microseconds; the fsync is paid once.
             let mut tx = self.begin().await?;
             for new in accounts {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO accounts \
-                     (username, email, display_name, groups_json, org, status, \
-                      created_at, updated_at, last_seen_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7) RETURNING id",
-                )
-                .bind(&new.username)
-                .bind(new.email.as_deref())
-                .bind(new.display_name.as_deref())
-                .bind(encode_groups(&new.groups))
-                .bind(new.org.as_deref())
-                .bind(new.status.as_str())
-                .bind(new.now)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO identities (source, subject, account_id) VALUES ($1, $2, $3)",
-                )
-                .bind(&new.key.source)
-                .bind(&new.key.subject)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::from_sqlx(e, &linked_conflict(&new.key)))?;
+                insert_account(&mut tx, new).await?;
             }
             tx.commit().await?;
             Ok(accounts.len() as u64)
