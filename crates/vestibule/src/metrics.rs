@@ -19,9 +19,10 @@ pub struct RequestLabels {
 /// Labels of `vestibule_auth_decisions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
-    /// Identity source (`headers`).
+    /// Identity source (`headers`, or `device` for device credentials).
     pub source: &'static str,
-    /// `authenticated`, `anonymous`, `rejected`.
+    /// `authenticated`, `anonymous`, `rejected`; for devices also
+    /// `refused` (valid, but not for this app or owner) and `rate_limited`.
     pub result: &'static str,
 }
 
@@ -99,6 +100,17 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),
                 outcome,
+            })
+            .inc();
+    }
+
+    /// Counts one device-credential decision (not on the hot path's
+    /// pre-made handles: a label lookup is cheap next to a credential check).
+    pub fn device_decision(&self, result: &'static str) {
+        self.auth_decisions
+            .get_or_create(&AuthLabels {
+                source: "device",
+                result,
             })
             .inc();
     }

@@ -330,6 +330,12 @@ async fn verify_credential(
             route,
             detail: e.to_string(),
         })?;
+    state.metrics.device_decision(match &verdict {
+        Verdict::Allowed { .. } => "authenticated",
+        Verdict::Unknown | Verdict::Expired | Verdict::WrongUser => "rejected",
+        Verdict::RateLimited { .. } => "rate_limited",
+        _ => "refused",
+    });
     let carrier = presented.carrier;
     let bad = |public: &'static str, detail: &str| Refusal::BadCredential {
         route,

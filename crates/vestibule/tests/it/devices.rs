@@ -502,6 +502,16 @@ async fn failures_are_rate_limited_per_address_and_per_user() {
     .await;
     assert_eq!(r.status, 429, "alice's name is blocked from every address");
 
+    // Counted for operators.
+    let m = s.gw.metrics().await;
+    assert!(
+        m.contains(r#"vestibule_auth_decisions_total{source="device",result="rate_limited"}"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"vestibule_auth_decisions_total{source="device",result="authenticated"}"#)
+    );
+
     // Failures are audited; the secret is not.
     let audit = s
         .store
