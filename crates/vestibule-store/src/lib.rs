@@ -395,8 +395,8 @@ pub trait Store: Send + Sync {
 
     /// A device redeems a code: only an `open`, unexpired (`now <
     /// expires_at`) pairing moves to `claimed`, recording the digest of the
-    /// device's claim secret, its name and `claimed_at = now`. Atomically:
-    /// a conditional `UPDATE`, so two devices racing for one code cannot
+    /// device's claim secret, its name, its address and `claimed_at = now`.
+    /// Atomically: a conditional `UPDATE`, so two devices racing for one code cannot
     /// both win. `None` for unknown, expired or already-used codes (single
     /// use). [`StoreError::Conflict`] if `claim_hash` is already the claim
     /// of another pairing (the code stays open then).
@@ -405,6 +405,7 @@ pub trait Store: Send + Sync {
         code_hash: &'a [u8; 32],
         claim_hash: &'a [u8; 32],
         device_name: &'a str,
+        claimed_ip: Option<&'a str>,
         now: i64,
     ) -> BoxFuture<'a, Result<Option<Pairing>, StoreError>>;
 

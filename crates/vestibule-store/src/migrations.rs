@@ -29,6 +29,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_devices.sql"),
         include_str!("../migrations/postgres/0002_devices.sql"),
     ),
+    (
+        3,
+        "pairing claimant address",
+        include_str!("../migrations/sqlite/0003_pairing_claimant.sql"),
+        include_str!("../migrations/postgres/0003_pairing_claimant.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

@@ -313,6 +313,8 @@ pub struct Pairing {
     pub device_name: Option<String>,
     /// Unix ms of the claim.
     pub claimed_at: Option<i64>,
+    /// The client address the claim came from, as the gateway saw it.
+    pub claimed_ip: Option<String>,
     /// The device issued, once `Issued` (`None` again if it was revoked).
     pub device_id: Option<i64>,
 }

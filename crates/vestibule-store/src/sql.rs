@@ -55,7 +55,7 @@ macro_rules! device_columns {
 macro_rules! pairing_columns {
     () => {
         "id, account_id, routes_json, created_at, expires_at, state, device_name, claimed_at, \
-         device_id"
+         claimed_ip, device_id"
     };
 }
 
@@ -386,6 +386,7 @@ fn pairing_from_row(row: &AnyRow) -> Result<Pairing, StoreError> {
         state: decode_pairing_state(id, &state)?,
         device_name: get(row, "device_name")?,
         claimed_at: get(row, "claimed_at")?,
+        claimed_ip: get(row, "claimed_ip")?,
         device_id: get(row, "device_id")?,
     })
 }
@@ -991,6 +992,7 @@ impl Store for SqlStore {
                 state: PairingState::Open,
                 device_name: None,
                 claimed_at: None,
+                claimed_ip: None,
                 device_id: None,
             })
         })
@@ -1015,6 +1017,7 @@ impl Store for SqlStore {
         code_hash: &'a [u8; 32],
         claim_hash: &'a [u8; 32],
         device_name: &'a str,
+        claimed_ip: Option<&'a str>,
         now: i64,
     ) -> BoxFuture<'a, Result<Option<Pairing>, StoreError>> {
         Box::pin(async move {
@@ -1024,7 +1027,7 @@ impl Store for SqlStore {
             // writers one at a time).
             let row = sqlx::query(concat!(
                 "UPDATE pairings SET state = 'claimed', claim_hash = $2, device_name = $3, \
-                 claimed_at = $4 \
+                 claimed_at = $4, claimed_ip = $5 \
                  WHERE code_hash = $1 AND state = 'open' AND expires_at > $4 \
                  RETURNING ",
                 pairing_columns!()
@@ -1033,6 +1036,7 @@ impl Store for SqlStore {
             .bind(&claim_hash[..])
             .bind(device_name)
             .bind(now)
+            .bind(claimed_ip)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| {

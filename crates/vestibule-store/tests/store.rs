@@ -1074,7 +1074,7 @@ async fn case_device_revocation_is_published(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .claim_pairing(&[1; 32], &[2; 32], "phone", 2)
+        .claim_pairing(&[1; 32], &[2; 32], "phone", Some("192.0.2.7"), 2)
         .await
         .unwrap()
         .unwrap();
@@ -1111,7 +1111,7 @@ async fn case_delete_account_cascades_devices_and_pairings(store: Arc<dyn Store>
         .await
         .unwrap();
     store
-        .claim_pairing(&[11; 32], &[12; 32], "tablet", 2)
+        .claim_pairing(&[11; 32], &[12; 32], "tablet", Some("192.0.2.7"), 2)
         .await
         .unwrap()
         .unwrap();
@@ -1148,7 +1148,7 @@ async fn case_delete_account_cascades_devices_and_pairings(store: Arc<dyn Store>
     assert_eq!(store.pairing(issued.id).await.unwrap(), None);
     assert_eq!(
         store
-            .claim_pairing(&[10; 32], &[13; 32], "late", 5)
+            .claim_pairing(&[10; 32], &[13; 32], "late", Some("192.0.2.7"), 5)
             .await
             .unwrap(),
         None
@@ -1191,6 +1191,7 @@ async fn case_pairing_flow(store: Arc<dyn Store>) {
         state: PairingState::Open,
         device_name: None,
         claimed_at: None,
+        claimed_ip: None,
         device_id: None,
     };
     assert_eq!(created, open);
@@ -1223,33 +1224,34 @@ async fn case_pairing_flow(store: Arc<dyn Store>) {
 
     // Claim once.
     let claimed = store
-        .claim_pairing(&code, &claim, "alice's phone", 30)
+        .claim_pairing(&code, &claim, "alice's phone", Some("192.0.2.7"), 30)
         .await
         .unwrap();
     let claimed_want = Pairing {
         state: PairingState::Claimed,
         device_name: Some("alice's phone".into()),
         claimed_at: Some(30),
+        claimed_ip: Some("192.0.2.7".into()),
         ..open.clone()
     };
     assert_eq!(claimed, Some(claimed_want.clone()));
     assert_eq!(
         store
-            .claim_pairing(&code, &[3; 32], "mallory", 31)
+            .claim_pairing(&code, &[3; 32], "mallory", Some("192.0.2.7"), 31)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .claim_pairing(&code, &claim, "alice's phone", 31)
+            .claim_pairing(&code, &claim, "alice's phone", Some("192.0.2.7"), 31)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .claim_pairing(&[8; 32], &[4; 32], "unknown code", 31)
+            .claim_pairing(&[8; 32], &[4; 32], "unknown code", Some("192.0.2.7"), 31)
             .await
             .unwrap(),
         None
@@ -1357,7 +1359,7 @@ async fn case_pairing_flow(store: Arc<dyn Store>) {
     // Still single use.
     assert_eq!(
         store
-            .claim_pairing(&code, &[3; 32], "again", 62)
+            .claim_pairing(&code, &[3; 32], "again", Some("192.0.2.7"), 62)
             .await
             .unwrap(),
         None
@@ -1397,7 +1399,7 @@ async fn case_pairing_refused(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .claim_pairing(&[1; 32], &[2; 32], "mallory's phone", 2)
+        .claim_pairing(&[1; 32], &[2; 32], "mallory's phone", Some("192.0.2.7"), 2)
         .await
         .unwrap()
         .unwrap();
@@ -1442,7 +1444,7 @@ async fn case_pairing_expiry_and_purge(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(
         store
-            .claim_pairing(&[1; 32], &[11; 32], "late", 100)
+            .claim_pairing(&[1; 32], &[11; 32], "late", Some("192.0.2.7"), 100)
             .await
             .unwrap(),
         None
@@ -1458,7 +1460,7 @@ async fn case_pairing_expiry_and_purge(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .claim_pairing(&[2; 32], &[12; 32], "slow owner", 199)
+        .claim_pairing(&[2; 32], &[12; 32], "slow owner", Some("192.0.2.7"), 199)
         .await
         .unwrap()
         .unwrap();
@@ -1484,7 +1486,7 @@ async fn case_pairing_expiry_and_purge(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .claim_pairing(&[3; 32], &[13; 32], "slow device", 2)
+        .claim_pairing(&[3; 32], &[13; 32], "slow device", Some("192.0.2.7"), 2)
         .await
         .unwrap()
         .unwrap();
@@ -1504,7 +1506,7 @@ async fn case_pairing_expiry_and_purge(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .claim_pairing(&[4; 32], &[14; 32], "quick", 2)
+        .claim_pairing(&[4; 32], &[14; 32], "quick", Some("192.0.2.7"), 2)
         .await
         .unwrap()
         .unwrap();
@@ -1575,7 +1577,7 @@ async fn case_pairing_redeem_conflict_keeps_it_confirmed(store: Arc<dyn Store>) 
         .await
         .unwrap();
     store
-        .claim_pairing(&[10; 32], &[11; 32], "phone", 2)
+        .claim_pairing(&[10; 32], &[11; 32], "phone", Some("192.0.2.7"), 2)
         .await
         .unwrap()
         .unwrap();
@@ -1616,7 +1618,7 @@ async fn case_pairing_redeem_conflict_keeps_it_confirmed(store: Arc<dyn Store>) 
         .unwrap();
     assert_eq!(
         store
-            .claim_pairing(&[20; 32], &[11; 32], "copycat", 6)
+            .claim_pairing(&[20; 32], &[11; 32], "copycat", Some("192.0.2.7"), 6)
             .await,
         Err(StoreError::Conflict(
             "a pairing with this claim secret already exists".into()
@@ -1644,7 +1646,13 @@ async fn case_pairing_races(store: Arc<dyn Store>) {
             tokio::spawn(async move {
                 start.wait().await;
                 let won = store
-                    .claim_pairing(&[1; 32], &[100 + i; 32], &format!("device {i}"), 2)
+                    .claim_pairing(
+                        &[1; 32],
+                        &[100 + i; 32],
+                        &format!("device {i}"),
+                        Some("192.0.2.7"),
+                        2,
+                    )
                     .await
                     .unwrap();
                 won.map(|p| (i, p))

@@ -592,6 +592,8 @@ struct PairingPage {
     pair_url: String,
     state: &'static str,
     device_name: String,
+    /// Where and when the device redeemed the code.
+    claimed: String,
     routes: String,
     expires: String,
     csrf: String,
@@ -665,6 +667,7 @@ pub(super) async fn pair_start(
         pair_url,
         state: "open",
         device_name: String::new(),
+        claimed: String::new(),
         routes: routes.join(", "),
         expires: when(pairing.expires_at),
         csrf: s.csrf.clone(),
@@ -722,6 +725,11 @@ pub(super) async fn pair_status(
         pair_url: String::new(),
         state: pairing_state(&p, now_ms()),
         device_name: p.device_name.clone().unwrap_or_default(),
+        claimed: match (&p.claimed_ip, p.claimed_at) {
+            (Some(ip), Some(at)) => format!("from {ip}, {}", when(at)),
+            (None, Some(at)) => when(at),
+            _ => String::new(),
+        },
         routes: p.routes.join(", "),
         expires: when(p.expires_at),
         csrf: s.csrf.clone(),
@@ -905,7 +913,13 @@ pub(super) async fn pair_claim(
     let now = now_ms();
     match devices
         .store()
-        .claim_pairing(&hash_token(&code), &hash_token(claim.expose()), &name, now)
+        .claim_pairing(
+            &hash_token(&code),
+            &hash_token(claim.expose()),
+            &name,
+            ctx.client_ip.map(|ip| ip.to_string()).as_deref(),
+            now,
+        )
         .await
     {
         Ok(Some(p)) => {

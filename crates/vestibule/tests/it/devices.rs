@@ -758,6 +758,8 @@ async fn pairing_needs_the_code_once_and_a_confirmation() {
     .await;
     assert_eq!(r.status, 200);
     assert!(r.text().contains("Pixel 8"), "{}", r.text());
+    // With where it came from: the devices test client is 127.0.0.1.
+    assert!(r.text().contains("from 127.0.0.1, "), "{}", r.text());
     let path = format!("/.vestibule/devices/pair/{id}");
     let r = post(&s.gw, &path, &refs(&h), FORM, "decision=confirm&csrf=nope").await;
     assert_eq!(r.status, 403);
