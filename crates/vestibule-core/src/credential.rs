@@ -523,8 +523,238 @@ pub fn normalize_pairing_code(input: &str) -> Option<String> {
     Some(code)
 }
 
+// ---- decisions about a credential that was found ------------------------
+
+/// What the store and the cache know about a presented credential's device
+/// and owner: plain data, so that the decision below is a pure function.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceFacts<'a> {
+    /// Unix ms; `None` never expires.
+    pub expires_at: Option<i64>,
+    /// The user name a Basic client must send (the device's, else its
+    /// owner's username).
+    pub basic_user: &'a str,
+    /// The routes the device may reach, by name.
+    pub routes: &'a [Box<str>],
+    /// The owner's account standing.
+    pub owner: OwnerStanding,
+    /// Unix ms of the owner's latest sighting through the SSO front.
+    pub owner_last_seen: i64,
+}
+
+/// An account's standing, as far as its credentials are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerStanding {
+    /// May sign in.
+    Active,
+    /// Waits for an admin's approval.
+    Pending,
+    /// Disabled.
+    Disabled,
+}
+
+/// What a known credential is worth on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceJudgement {
+    /// Act as the owner.
+    Allowed,
+    /// Past its expiry.
+    Expired,
+    /// Sent as Basic with a user name that is not the expected one.
+    WrongUser,
+    /// Not valid for this route.
+    WrongRoute,
+    /// The owner waits for approval.
+    Pending,
+    /// The owner is disabled.
+    Disabled,
+    /// The owner has not been seen through SSO within `max_sso_age_ms`.
+    SsoStale,
+}
+
+/// Decides what a known credential is worth. Checked in this order, so
+/// that the answer says the most useful thing first: expiry, the Basic user
+/// name, the route, the owner's standing, then SSO freshness.
+pub fn judge_device(
+    facts: &DeviceFacts<'_>,
+    presented_user: Option<&str>,
+    route: &str,
+    max_sso_age_ms: Option<i64>,
+    now: i64,
+) -> DeviceJudgement {
+    if facts.expires_at.is_some_and(|t| now >= t) {
+        return DeviceJudgement::Expired;
+    }
+    // The user name is not secret: a plain comparison is fine.
+    if presented_user.is_some_and(|u| u != facts.basic_user) {
+        return DeviceJudgement::WrongUser;
+    }
+    if !facts.routes.iter().any(|r| &**r == route) {
+        return DeviceJudgement::WrongRoute;
+    }
+    match facts.owner {
+        OwnerStanding::Pending => return DeviceJudgement::Pending,
+        OwnerStanding::Disabled => return DeviceJudgement::Disabled,
+        OwnerStanding::Active => {}
+    }
+    if max_sso_age_ms.is_some_and(|max| now.saturating_sub(facts.owner_last_seen) > max) {
+        return DeviceJudgement::SsoStale;
+    }
+    DeviceJudgement::Allowed
+}
+
+/// Headers a device credential must never be read from: they carry
+/// identity, cookies or routing, and one header must mean one thing.
+const RESERVED_CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-uri",
+    "x-original-uri",
+    "forwarded",
+];
+
+/// The header a route's `header` carrier may read, normalised; `None` when
+/// `name` is not a header name or already means something else (see
+/// [`Carriers::header`]). vestibule's own `x-vestibule-` names are fine:
+/// they are stripped like identity headers anyway; another dialect's
+/// identity header is not.
+pub fn credential_header_name(name: &str) -> Option<HeaderName> {
+    let normalized = crate::headers::normalize_name(name);
+    let h = HeaderName::from_bytes(normalized.as_bytes()).ok()?;
+    let allowed = !RESERVED_CREDENTIAL_HEADERS.contains(&h.as_str())
+        && (h.as_str().starts_with("x-vestibule-")
+            || !crate::headers::IdentityHeaders::builtin().contains(h.as_str()));
+    allowed.then_some(h)
+}
+
+/// Whether `name` may be a route's credential query parameter: a plain,
+/// non-empty name (ASCII letters, digits, `_`, `-`).
+pub fn is_credential_query_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The `Authorization` value a forward-auth proxy should send the app: the
+/// client's own (exactly one line), or empty when the request's credential
+/// was carried there and consumed. Empty also for repeated lines, which are
+/// ambiguous.
+pub fn authorization_to_forward(
+    headers: &HeaderMap,
+    consumed: Option<Carrier>,
+) -> http::HeaderValue {
+    let consumed = matches!(consumed, Some(Carrier::Basic | Carrier::Bearer));
+    let mut lines = headers.get_all(AUTHORIZATION).iter();
+    match (lines.next(), lines.next()) {
+        (Some(v), None) if !consumed => v.clone(),
+        _ => http::HeaderValue::from_static(""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn judgement_order_and_each_refusal() {
+        let routes: Vec<Box<str>> = vec!["api".into()];
+        let ok = DeviceFacts {
+            expires_at: Some(1_000),
+            basic_user: "alice",
+            routes: &routes,
+            owner: OwnerStanding::Active,
+            owner_last_seen: 500,
+        };
+        let j = |f: &DeviceFacts<'_>, user: Option<&str>, route: &str, age: Option<i64>| {
+            judge_device(f, user, route, age, 900)
+        };
+        assert_eq!(j(&ok, None, "api", None), DeviceJudgement::Allowed);
+        assert_eq!(
+            j(&ok, Some("alice"), "api", Some(400)),
+            DeviceJudgement::Allowed
+        );
+        assert_eq!(
+            judge_device(&ok, None, "api", None, 1_000),
+            DeviceJudgement::Expired
+        );
+        assert_eq!(j(&ok, Some("bob"), "api", None), DeviceJudgement::WrongUser);
+        assert_eq!(j(&ok, None, "music", None), DeviceJudgement::WrongRoute);
+        assert_eq!(j(&ok, None, "api", Some(399)), DeviceJudgement::SsoStale);
+        let pending = DeviceFacts {
+            owner: OwnerStanding::Pending,
+            ..ok
+        };
+        assert_eq!(j(&pending, None, "api", None), DeviceJudgement::Pending);
+        let disabled = DeviceFacts {
+            owner: OwnerStanding::Disabled,
+            ..ok
+        };
+        // Standing is judged before freshness.
+        assert_eq!(
+            j(&disabled, None, "api", Some(1)),
+            DeviceJudgement::Disabled
+        );
+        // Expiry first of all.
+        let both = DeviceFacts {
+            expires_at: Some(1),
+            ..disabled
+        };
+        assert_eq!(
+            j(&both, Some("bob"), "music", None),
+            DeviceJudgement::Expired
+        );
+    }
+
+    #[test]
+    fn credential_header_names_that_mean_something_else_are_refused() {
+        assert_eq!(
+            credential_header_name("X-Vestibule-Token")
+                .unwrap()
+                .as_str(),
+            "x-vestibule-token"
+        );
+        assert_eq!(
+            credential_header_name("X_App_Key").unwrap().as_str(),
+            "x-app-key"
+        );
+        for bad in [
+            "Authorization",
+            "proxy_authorization",
+            "Cookie",
+            "X-authentik-uid",
+            "Remote-User",
+            "bad header",
+            "",
+        ] {
+            assert!(credential_header_name(bad).is_none(), "{bad}");
+        }
+        assert!(is_credential_query_name("vestibule_token"));
+        assert!(!is_credential_query_name("a b") && !is_credential_query_name(""));
+    }
+
+    #[test]
+    fn authorization_is_forwarded_unless_consumed_or_ambiguous() {
+        let mut h = HeaderMap::new();
+        assert_eq!(authorization_to_forward(&h, None), "");
+        h.insert(AUTHORIZATION, http::HeaderValue::from_static("Bearer app"));
+        assert_eq!(authorization_to_forward(&h, None), "Bearer app");
+        assert_eq!(
+            authorization_to_forward(&h, Some(Carrier::Header)),
+            "Bearer app"
+        );
+        assert_eq!(authorization_to_forward(&h, Some(Carrier::Bearer)), "");
+        assert_eq!(authorization_to_forward(&h, Some(Carrier::Basic)), "");
+        h.append(
+            AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer other"),
+        );
+        assert_eq!(authorization_to_forward(&h, None), "");
+    }
+
     use super::*;
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     use http::HeaderValue;

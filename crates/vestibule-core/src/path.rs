@@ -62,6 +62,13 @@ pub fn target_path(target: &str) -> &str {
     target.split(['?', '#']).next().unwrap_or(target)
 }
 
+/// The query of an origin-form request target: after the first `?`, up to
+/// a `#` (RFC 3986 §3.4); `None` without a `?`.
+pub fn target_query(target: &str) -> Option<&str> {
+    let (_, rest) = target.split_once('?')?;
+    Some(rest.split_once('#').map_or(rest, |(q, _)| q))
+}
+
 /// Every reasonable reading of `raw_path` (a path, without query).
 ///
 /// The readings are the product of three choices, each made by some widely
@@ -240,6 +247,14 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_query_is_cut_at_the_fragment() {
+        assert_eq!(target_query("/a?x=1#f"), Some("x=1"));
+        assert_eq!(target_query("/a?"), Some(""));
+        assert_eq!(target_query("/a#f?x"), Some("x"));
+        assert_eq!(target_query("/a"), None);
+    }
     use proptest::prelude::*;
 
     fn readings(p: &str) -> Vec<String> {

@@ -18,6 +18,9 @@
 //! - SSO freshness: with `max_sso_age`, a credential whose owner has not
 //!   been seen through the SSO front for that long is refused until the
 //!   owner signs in once in a browser.
+//!
+//! This module finds, caches and counts; what a credential is worth is
+//! decided by `vestibule_core::credential::judge_device`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,7 +29,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use vestibule_core::credential::Presented;
+use vestibule_core::credential::{
+    DeviceFacts, DeviceJudgement, OwnerStanding, Presented, judge_device,
+};
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::roles_for;
 use vestibule_core::secret::hash_token;
@@ -97,12 +102,6 @@ struct Cached {
     basic_user: Option<Arc<str>>,
     fetched: Instant,
     last_touch: Instant,
-}
-
-impl Cached {
-    fn is_live(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|t| now < t)
-    }
 }
 
 #[derive(Default)]
@@ -416,45 +415,26 @@ impl Devices {
             },
         };
         let now = now_ms();
-        if !entry.is_live(now) {
-            return Ok(Verdict::Expired);
-        }
-        if let Some(user) = &presented.basic_user {
-            let expected = entry
-                .basic_user
-                .as_deref()
-                .unwrap_or(&entry.owner.account.username);
-            if user != expected {
-                return Ok(Verdict::WrongUser);
+        let max_ms = max_sso_age.map(|a| i64::try_from(a.as_millis()).unwrap_or(i64::MAX));
+        let user = presented.basic_user.as_deref();
+        let mut judgement = self.judge(&entry, user, route_name, max_ms, now);
+        if judgement == DeviceJudgement::SsoStale {
+            // The owner may have signed in through another instance since
+            // this entry was cached ("seeing them again revives it"): ask
+            // the store once before refusing.
+            if let Some(fresh) = self.fetch(hash, true).await? {
+                judgement = self.judge(&fresh, user, route_name, max_ms, now);
+                entry = fresh;
             }
         }
-        if !entry.routes.iter().any(|r| &**r == route_name) {
-            return Ok(Verdict::WrongRoute);
-        }
-        match entry.owner.account.status {
-            AccountStatus::Pending => return Ok(Verdict::Pending),
-            AccountStatus::Disabled => return Ok(Verdict::Disabled),
-            AccountStatus::Active => {}
-        }
-        if let Some(age) = max_sso_age {
-            let max_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-            let seen = |owner: &Owner| {
-                owner
-                    .account
-                    .last_seen_at
-                    .max(self.accounts.last_sighting(owner.account.id).unwrap_or(0))
-            };
-            if now.saturating_sub(seen(&entry.owner)) > max_ms {
-                // The owner may have signed in through another instance
-                // since this entry was cached ("seeing them again revives
-                // it"): ask the store once before refusing.
-                match self.fetch(hash, true).await? {
-                    Some(fresh) if now.saturating_sub(seen(&fresh.owner)) <= max_ms => {
-                        entry = fresh;
-                    }
-                    _ => return Ok(Verdict::SsoStale),
-                }
-            }
+        match judgement {
+            DeviceJudgement::Allowed => {}
+            DeviceJudgement::Expired => return Ok(Verdict::Expired),
+            DeviceJudgement::WrongUser => return Ok(Verdict::WrongUser),
+            DeviceJudgement::WrongRoute => return Ok(Verdict::WrongRoute),
+            DeviceJudgement::Pending => return Ok(Verdict::Pending),
+            DeviceJudgement::Disabled => return Ok(Verdict::Disabled),
+            DeviceJudgement::SsoStale => return Ok(Verdict::SsoStale),
         }
         self.touch_behind(&hash, &entry, client_ip);
         let owner = &entry.owner.account;
@@ -473,6 +453,37 @@ impl Devices {
             identity: Box::new(identity),
             device_id: entry.id,
         })
+    }
+
+    /// The cached facts, judged by `vestibule_core`.
+    fn judge(
+        &self,
+        entry: &Cached,
+        presented_user: Option<&str>,
+        route: &str,
+        max_sso_age_ms: Option<i64>,
+        now: i64,
+    ) -> DeviceJudgement {
+        let owner = &entry.owner.account;
+        let facts = DeviceFacts {
+            expires_at: entry.expires_at,
+            basic_user: entry.basic_user.as_deref().unwrap_or(&owner.username),
+            routes: &entry.routes,
+            owner: match owner.status {
+                AccountStatus::Active => OwnerStanding::Active,
+                AccountStatus::Pending => OwnerStanding::Pending,
+                AccountStatus::Disabled => OwnerStanding::Disabled,
+            },
+            // Only read (and only worth a lock) when freshness is asked for.
+            owner_last_seen: if max_sso_age_ms.is_some() {
+                owner
+                    .last_seen_at
+                    .max(self.accounts.last_sighting(owner.id).unwrap_or(0))
+            } else {
+                0
+            },
+        };
+        judge_device(&facts, presented_user, route, max_sso_age_ms, now)
     }
 
     /// Writes "last used" without making the request wait, at most once

@@ -284,10 +284,7 @@ fn presented_credential(
     if !rs.carriers.any() {
         return Ok(None);
     }
-    let query = req
-        .path_and_query
-        .split_once('?')
-        .map(|(_, q)| q.split_once('#').map_or(q, |(q, _)| q));
+    let query = vestibule_core::path::target_query(req.path_and_query);
     match find_credential(req.headers, query, &rs.carriers) {
         Ok(p) => Ok(p),
         Err(CarrierError::Ambiguous) => Err((

@@ -43,19 +43,6 @@ pub const LOGIN_URL_HEADER: &str = "x-vestibule-login-url";
 /// keep the secret from the app).
 pub const AUTHORIZATION_HEADER: &str = "x-vestibule-authorization";
 
-/// The value for [`AUTHORIZATION_HEADER`]. Always sent, empty when nothing
-/// should be forwarded, so that nginx `proxy_set_header Authorization` with
-/// it drops a consumed credential and keeps an app's own token.
-fn authorization_to_forward(headers: &HeaderMap, pass: &crate::pipeline::Pass) -> HeaderValue {
-    use vestibule_core::credential::Carrier;
-    let consumed = matches!(pass.credential, Some(Carrier::Basic | Carrier::Bearer));
-    let mut lines = headers.get_all(header::AUTHORIZATION).iter();
-    match (lines.next(), lines.next()) {
-        (Some(v), None) if !consumed => v.clone(),
-        _ => HeaderValue::from_static(""),
-    }
-}
-
 /// Query of the verify endpoint.
 #[derive(Debug, Deserialize)]
 pub struct VerifyQuery {
@@ -165,7 +152,10 @@ pub async fn verify(
             }
             h.insert(
                 AUTHORIZATION_HEADER,
-                authorization_to_forward(headers, &pass),
+                // Always sent, empty when nothing should be forwarded, so that
+                // nginx `proxy_set_header Authorization` drops a consumed
+                // credential and keeps an app's own token.
+                vestibule_core::credential::authorization_to_forward(headers, pass.credential),
             );
             resp
         }

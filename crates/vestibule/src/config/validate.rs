@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
-use vestibule_core::credential::Carriers;
+use vestibule_core::credential::{Carriers, credential_header_name, is_credential_query_name};
 use vestibule_core::decode::Decoding;
 use vestibule_core::dialect::{CustomDialect, Dialect, Preset, ValueLimits};
 use vestibule_core::headers::IdentityHeaders;
@@ -1010,21 +1010,6 @@ fn route(
     })
 }
 
-/// Headers a device credential must never be read from: they carry
-/// identity, cookies or routing, and one header must mean one thing.
-const RESERVED_CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "host",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-uri",
-    "x-original-uri",
-    "forwarded",
-];
-
 fn carriers(
     c: &mut Collector,
     key: &str,
@@ -1057,38 +1042,22 @@ fn carriers(
             "basic" => carriers.basic = true,
             "bearer" => carriers.bearer = true,
             "proxy-authorization" => carriers.proxy_authorization = true,
-            "header" => {
-                let normalized = vestibule_core::headers::normalize_name(&r.credential_header);
-                match http::HeaderName::from_bytes(normalized.as_bytes()) {
-                    // Our own `x-vestibule-` names are fine (they are stripped
-                    // like identity headers anyway); another dialect's are not.
-                    Ok(h)
-                        if !RESERVED_CREDENTIAL_HEADERS.contains(&h.as_str())
-                            && (h.as_str().starts_with("x-vestibule-")
-                                || !IdentityHeaders::builtin().contains(h.as_str())) =>
-                    {
-                        carriers.header = Some(h);
-                    }
-                    _ => {
-                        ok = false;
-                        c.error(
-                            format!("{key}.credential_header"),
-                            format!(
-                                "`{}` cannot carry a device credential (not a header name, or one with another meaning)",
-                                r.credential_header
-                            ),
-                            "keep the default, \"X-Vestibule-Token\"",
-                        );
-                    }
+            "header" => match credential_header_name(&r.credential_header) {
+                Some(h) => carriers.header = Some(h),
+                None => {
+                    ok = false;
+                    c.error(
+                        format!("{key}.credential_header"),
+                        format!(
+                            "`{}` cannot carry a device credential (not a header name, or one with another meaning)",
+                            r.credential_header
+                        ),
+                        "keep the default, \"X-Vestibule-Token\"",
+                    );
                 }
-            }
+            },
             "query" => {
-                if r.credential_query.is_empty()
-                    || !r
-                        .credential_query
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
+                if !is_credential_query_name(&r.credential_query) {
                     ok = false;
                     c.error(
                         format!("{key}.credential_query"),
