@@ -49,8 +49,6 @@ pub enum Verdict {
     Allowed {
         /// The owner, with roles.
         identity: Box<Identity>,
-        /// The device.
-        device_id: i64,
     },
     /// No such credential (never issued, mistyped or revoked).
     Unknown,
@@ -451,7 +449,6 @@ impl Devices {
         };
         Ok(Verdict::Allowed {
             identity: Box::new(identity),
-            device_id: entry.id,
         })
     }
 

@@ -43,8 +43,6 @@ pub struct Pass {
     /// Where the request carried a device credential, which must not reach
     /// the app.
     pub credential: Option<Carrier>,
-    /// The device whose credential identified the request.
-    pub device: Option<i64>,
 }
 
 /// A request that may not pass, with what to tell the client and the log.
@@ -238,20 +236,18 @@ pub async fn decide(
     // A device credential, on routes that accept one. The SSO front's
     // identity wins when both are present; the credential is stripped
     // either way, so the secret never reaches the app.
-    let (identity, credential, device) = if public {
-        (identity, None, None)
+    let (identity, credential) = if public {
+        (identity, None)
     } else {
         match presented_credential(state, route, &req) {
-            Ok(None) => (identity, None, None),
+            Ok(None) => (identity, None),
             // A malformed value in a carrier that is ours is still ours to
             // strip when the front's identity carries the request.
-            Err((carrier, _)) if identity.is_some() && carrier.is_some() => {
-                (identity, carrier, None)
-            }
+            Err((carrier, _)) if identity.is_some() && carrier.is_some() => (identity, carrier),
             Err((_, r)) => return Err(refuse(r)),
-            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), None),
+            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier)),
             Ok(Some(p)) => match verify_credential(state, route, &ctx, &p).await {
-                Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
+                Ok(id) => (Some(id), Some(p.carrier)),
                 Err(r) => return Err(refuse(r)),
             },
         }
@@ -263,7 +259,6 @@ pub async fn decide(
             identity: if forward_identity { identity } else { None },
             ctx,
             credential,
-            device,
         }),
         Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
         Decision::Forbidden => Err(refuse(Refusal::Forbidden {
@@ -305,13 +300,13 @@ fn presented_credential(
     }
 }
 
-/// The owner a device credential stands for, and the device's id.
+/// The owner a device credential stands for.
 async fn verify_credential(
     state: &AppState,
     route: usize,
     ctx: &ClientContext,
     presented: &Presented,
-) -> Result<(Identity, i64), Refusal> {
+) -> Result<Identity, Refusal> {
     let rs = &state.settings.routes[route];
     let Some(devices) = &state.devices else {
         return Err(Refusal::BadCredential {
@@ -340,10 +335,7 @@ async fn verify_credential(
         detail: format!("{detail} (sent as {})", carrier.as_str()),
     };
     match verdict {
-        Verdict::Allowed {
-            identity,
-            device_id,
-        } => Ok((*identity, device_id)),
+        Verdict::Allowed { identity } => Ok(*identity),
         Verdict::Unknown => Err(bad(
             "This device credential is not recognised: it was revoked, or mistyped.",
             "unknown device credential",
