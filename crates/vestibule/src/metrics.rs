@@ -104,17 +104,6 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one device-credential decision (not on the hot path's
-    /// pre-made handles: a label lookup is cheap next to a credential check).
-    pub fn device_decision(&self, result: &'static str) {
-        self.auth_decisions
-            .get_or_create(&AuthLabels {
-                source: "device",
-                result,
-            })
-            .inc();
-    }
-
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -322,12 +322,13 @@ async fn verify_credential(
             route,
             detail: e.to_string(),
         })?;
-    state.metrics.device_decision(match &verdict {
-        Verdict::Allowed { .. } => "authenticated",
-        Verdict::Unknown | Verdict::Expired | Verdict::WrongUser => "rejected",
-        Verdict::RateLimited { .. } => "rate_limited",
-        _ => "refused",
-    });
+    let counters = &state.device_auth;
+    match &verdict {
+        Verdict::Allowed { .. } => counters.authenticated.inc(),
+        Verdict::Unknown | Verdict::Expired | Verdict::WrongUser => counters.rejected.inc(),
+        Verdict::RateLimited { .. } => counters.rate_limited.inc(),
+        _ => counters.refused.inc(),
+    };
     let carrier = presented.carrier;
     let bad = |public: &'static str, detail: &str| Refusal::BadCredential {
         route,

@@ -32,6 +32,8 @@ pub struct AppState {
     pub route_metrics: Vec<RouteMetrics>,
     /// Handles of `vestibule_auth_decisions_total{source="headers"}`.
     pub header_auth: AuthCounters,
+    /// Handles of `vestibule_auth_decisions_total{source="device"}`.
+    pub device_auth: DeviceAuthCounters,
     /// Accounts, when `[accounts]` is configured.
     pub accounts: Option<std::sync::Arc<crate::accounts::Accounts>>,
     /// Device credentials (with accounts).
@@ -56,6 +58,19 @@ pub struct AuthCounters {
     pub anonymous: Counter,
     /// `result="rejected"`.
     pub rejected: Counter,
+}
+
+/// Decision counters of device credentials.
+pub struct DeviceAuthCounters {
+    /// `result="authenticated"`.
+    pub authenticated: Counter,
+    /// `result="rejected"`: unknown, expired, or the wrong Basic user.
+    pub rejected: Counter,
+    /// `result="refused"`: valid, but another app, a pending or disabled
+    /// owner, or stale SSO.
+    pub refused: Counter,
+    /// `result="rate_limited"`.
+    pub rate_limited: Counter,
 }
 
 impl AppState {
@@ -90,19 +105,22 @@ impl AppState {
                     .clone(),
             })
             .collect();
-        let auth = |result: &'static str| {
+        let auth = |source: &'static str, result: &'static str| {
             metrics
                 .auth_decisions
-                .get_or_create(&AuthLabels {
-                    source: "headers",
-                    result,
-                })
+                .get_or_create(&AuthLabels { source, result })
                 .clone()
         };
         let header_auth = AuthCounters {
-            authenticated: auth("authenticated"),
-            anonymous: auth("anonymous"),
-            rejected: auth("rejected"),
+            authenticated: auth("headers", "authenticated"),
+            anonymous: auth("headers", "anonymous"),
+            rejected: auth("headers", "rejected"),
+        };
+        let device_auth = DeviceAuthCounters {
+            authenticated: auth("device", "authenticated"),
+            rejected: auth("device", "rejected"),
+            refused: auth("device", "refused"),
+            rate_limited: auth("device", "rate_limited"),
         };
         let (accounts, devices) = match (store, &settings.accounts) {
             (Some(store), Some(a)) => {
@@ -129,6 +147,7 @@ impl AppState {
             spoof_log: RateLimitedLog::new(Duration::from_secs(10)),
             route_metrics,
             header_auth,
+            device_auth,
             accounts,
             devices,
         }
