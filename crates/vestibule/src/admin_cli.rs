@@ -722,6 +722,26 @@ async fn link(ctx: &Ctx, spec: &str, identity: &str) -> Result<(), Fail> {
 
 // ---- sessions -----------------------------------------------------------
 
+/// The username of each account id (`-` for one that is gone), each
+/// looked up once.
+async fn usernames(
+    ctx: &Ctx,
+    ids: impl Iterator<Item = i64>,
+) -> Result<std::collections::HashMap<i64, String>, Fail> {
+    let mut names = std::collections::HashMap::new();
+    for id in ids {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(id) {
+            let name = ctx
+                .store
+                .account(id)
+                .await?
+                .map_or_else(|| "-".to_owned(), |a| a.username);
+            slot.insert(name);
+        }
+    }
+    Ok(names)
+}
+
 /// Runs `vestibule sessions …`.
 pub async fn sessions(config: &Path, cmd: SessionsCommand) -> ExitCode {
     let ctx = match open(config).await {
@@ -755,7 +775,7 @@ async fn sessions_list(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<(), 
         }
         return Ok(());
     }
-    let mut names = std::collections::HashMap::new();
+    let names = usernames(ctx, list.iter().map(|s| s.account_id)).await?;
     let mut t = Table::new(&[
         "SESSION",
         "ACCOUNT",
@@ -767,18 +787,10 @@ async fn sessions_list(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<(), 
         "STATE",
     ]);
     for s in &list {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(s.account_id) {
-            let name = ctx
-                .store
-                .account(s.account_id)
-                .await?
-                .map_or_else(|| "-".to_owned(), |a| clean(&a.username));
-            slot.insert(name);
-        }
         t.row(vec![
             hex(&s.id_hash[..6]),
             s.account_id.to_string(),
-            names[&s.account_id].clone(),
+            clean(&names[&s.account_id]),
             clean(&format!("{}:{}", s.source, s.subject)),
             when(s.created_at),
             when(s.last_seen_at),
@@ -837,17 +849,7 @@ async fn devices_list(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<(), F
         None => None,
     };
     let list = ctx.store.devices_of(account.as_ref().map(|a| a.id)).await?;
-    let mut names = std::collections::HashMap::new();
-    for d in &list {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(d.account_id) {
-            let name = ctx
-                .store
-                .account(d.account_id)
-                .await?
-                .map_or_else(|| "-".to_owned(), |a| a.username);
-            slot.insert(name);
-        }
-    }
+    let names = usernames(ctx, list.iter().map(|d| d.account_id)).await?;
     if json {
         print_json(
             &list
