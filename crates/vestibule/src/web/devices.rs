@@ -564,18 +564,24 @@ pub(super) async fn admin_revoke(
     with_cookie(see_other("/.vestibule/admin"), &s)
 }
 
-/// Every device, for the admin page.
-pub(super) async fn all_devices(state: &AppState) -> Option<Vec<DeviceRow>> {
-    let devices = state.devices.as_ref()?;
-    let store = devices.store();
+/// Every device, for the admin page. `owners` maps account ids to
+/// usernames the caller already has; others are looked up once each.
+pub(super) async fn all_devices(
+    state: &AppState,
+    mut owners: std::collections::HashMap<i64, String>,
+) -> Option<Vec<DeviceRow>> {
+    let store = state.devices.as_ref()?.store();
     let list = store.devices_of(None).await.ok()?;
     let mut out = Vec::with_capacity(list.len());
     for d in &list {
-        let owner = match store.account(d.account_id).await {
-            Ok(Some(a)) => a.username,
-            _ => format!("account {}", d.account_id),
-        };
-        out.push(device_row(d, owner));
+        if let std::collections::hash_map::Entry::Vacant(slot) = owners.entry(d.account_id) {
+            let name = match store.account(d.account_id).await {
+                Ok(Some(a)) => a.username,
+                _ => format!("account {}", d.account_id),
+            };
+            slot.insert(name);
+        }
+        out.push(device_row(d, owners[&d.account_id].clone()));
     }
     Some(out)
 }

@@ -363,6 +363,12 @@ async fn admin(
         .iter()
         .filter(|a| a.status == AccountStatus::Pending)
         .count();
+    // The devices table names owners from the accounts already read.
+    let owners: std::collections::HashMap<i64, String> =
+        list.iter().map(|a| (a.id, a.username.clone())).collect();
+    let devices = devices::all_devices(&state, owners)
+        .await
+        .unwrap_or_default();
     let page = AdminPage {
         accounts: list
             .into_iter()
@@ -381,7 +387,7 @@ async fn admin(
             })
             .collect(),
         pending_count,
-        devices: devices::all_devices(&state).await.unwrap_or_default(),
+        devices,
         csrf: s.csrf.clone(),
     };
     with_cookie(render(page), &s)
