@@ -543,6 +543,378 @@ pub fn credential_carriers(data: &[u8]) {
     );
 }
 
+/// Return addresses ([`crate::redirect`]): the first byte picks the origin
+/// of the request being answered, the rest (lossy UTF-8) is the address.
+/// An accepted address must lead, both as given and as rebuilt, to the
+/// origin the result names, as read by `browser_origin`, a model of the
+/// WHATWG URL parser's leniencies written independently of the module.
+pub fn redirect_target(data: &[u8]) {
+    use crate::redirect::{MAX_RETURN_LEN, Origin, RedirectError, RedirectPolicy};
+
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let parse = |s: &str| Origin::parse(s).expect("fixed origin");
+    let policy = RedirectPolicy::new([
+        parse("https://auth.good.example"),
+        parse("https://good.example"),
+        parse("http://good.example:8080"),
+        parse("https://[2001:db8::1]:8443"),
+        parse("https://192.0.2.1"),
+    ]);
+    let heres = [
+        parse("https://auth.good.example"),
+        parse("http://app.example:8443"),
+        parse("https://[::1]"),
+    ];
+    let here = &heres[usize::from(selector) % heres.len()];
+    let raw = String::from_utf8_lossy(rest);
+
+    // Origins, parsed from the same input, print back to themselves and
+    // mean to a browser what they mean to us.
+    for origin in [Origin::parse(&raw), Origin::of_url(&raw)]
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(Origin::parse(&origin.to_string()).as_ref(), Ok(&origin));
+        assert_eq!(
+            browser_origin(&raw, here),
+            browser_origin(&format!("{origin}/"), here),
+            "{raw:?} read as {origin}"
+        );
+    }
+
+    let result = policy.check(&raw, here);
+    if raw.is_empty() {
+        assert_eq!(result, Err(RedirectError::Empty));
+    } else if raw.len() > MAX_RETURN_LEN {
+        assert_eq!(result, Err(RedirectError::TooLong));
+    }
+    let Ok(out) = result else {
+        return;
+    };
+    assert!(
+        raw.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'\\'),
+        "{raw:?} accepted"
+    );
+    // The result is an allowed origin (or, for a path, ours), a `/`, and
+    // the rest as given.
+    let candidates: Vec<&Origin> = if raw.starts_with('/') {
+        assert_eq!(out, format!("{here}{raw}"));
+        vec![here]
+    } else {
+        policy.origins().iter().collect()
+    };
+    let Some((target, path)) = candidates.iter().find_map(|o| {
+        let prefix = o.to_string();
+        out.strip_prefix(prefix.as_str())
+            .filter(|p| p.starts_with('/'))
+            .map(|p| (*o, p))
+    }) else {
+        panic!("{raw:?} -> {out:?}: not on an allowed origin");
+    };
+    assert!(!path.starts_with("//"), "{out:?}");
+    assert!(
+        raw.ends_with(path.trim_start_matches('/')),
+        "{raw:?} -> {out:?}"
+    );
+    // A browser goes there, whether it reads the address or the result.
+    let want = browser_origin(&format!("{target}/"), here);
+    assert!(want.is_some(), "{target} unreadable");
+    assert_eq!(browser_origin(&out, here), want, "{out:?}");
+    assert_eq!(browser_origin(&raw, here), want, "{raw:?}");
+    // The result is its own fixed point.
+    if policy.allows(target) {
+        for other in &heres {
+            assert_eq!(policy.check(&out, other).as_ref(), Ok(&out));
+        }
+    }
+}
+
+/// A host as a browser compares it.
+#[derive(Debug, PartialEq, Eq)]
+enum BrowserHost {
+    V6(Ipv6Addr),
+    Name(String),
+}
+
+/// Where a browser on a page of `base` goes for `input` (scheme, host,
+/// port), modelling the WHATWG URL parser's leniencies: leading and
+/// trailing controls and spaces trimmed, tab and newline removed anywhere,
+/// `\` read as `/`, any number of slashes before the authority, userinfo
+/// up to the last `@`, an empty port meaning the default one. `None` for
+/// other schemes and hosts this model does not read (percent-escapes).
+fn browser_origin(
+    input: &str,
+    base: &crate::redirect::Origin,
+) -> Option<(crate::redirect::Scheme, BrowserHost, u16)> {
+    use crate::redirect::Scheme;
+
+    let cleaned: String = input
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| if c == '\\' { '/' } else { c })
+        .collect();
+    let on_base = || Some((base.scheme(), browser_host(base.host())?, base.port()));
+    let scheme_name = cleaned.split_once(':').filter(|(name, _)| {
+        name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    });
+    let (scheme, after) = match scheme_name {
+        Some((name, rest)) => {
+            let scheme = match name.to_ascii_lowercase().as_str() {
+                "http" => Scheme::Http,
+                "https" => Scheme::Https,
+                _ => return None,
+            };
+            // Same scheme as the page and no `//`: a path on the page's
+            // host ("special relative or authority state").
+            if scheme == base.scheme() && !rest.starts_with("//") {
+                return on_base();
+            }
+            (scheme, rest.trim_start_matches('/'))
+        }
+        None if cleaned.starts_with("//") => (base.scheme(), cleaned.trim_start_matches('/')),
+        None => return on_base(),
+    };
+    let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let split = if host_port.starts_with('[') {
+        host_port.find(']').map(|i| i + 1)
+    } else {
+        host_port.find(':')
+    };
+    let (host, port) = host_port.split_at(split.unwrap_or(host_port.len()));
+    let port = match port.strip_prefix(':') {
+        None if port.is_empty() => scheme.default_port(),
+        None => return None,
+        Some("") => scheme.default_port(),
+        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => match p.trim_start_matches('0') {
+            "" => 0,
+            digits => digits.parse().ok()?,
+        },
+        Some(_) => return None,
+    };
+    Some((scheme, browser_host(host)?, port))
+}
+
+fn browser_host(host: &str) -> Option<BrowserHost> {
+    if let Some(inner) = host.strip_prefix('[') {
+        return inner.strip_suffix(']')?.parse().ok().map(BrowserHost::V6);
+    }
+    if host.is_empty() || host.contains('%') {
+        return None;
+    }
+    Some(BrowserHost::Name(host.to_ascii_lowercase()))
+}
+
+/// The keys the JWT targets run with, made once per process: Ed25519 and
+/// P-256 keys derived from fixed seeds (so tokens saved in the corpus
+/// verify on every run) and a generated RSA key (for the RSA paths; its
+/// tokens do not outlive the process).
+struct JwtFixture {
+    ed: crate::jwt::testing::TestSigner,
+    es: crate::jwt::testing::TestSigner,
+    jwks: crate::jwt::Jwks,
+    audiences: Vec<String>,
+    /// A valid token signed by `ed`.
+    token: String,
+}
+
+/// The time the JWT targets verify at; corpus tokens expire after it.
+const JWT_NOW: i64 = 1_700_000_000;
+
+fn jwt_fixture() -> &'static JwtFixture {
+    use crate::jwt::Jwks;
+    use crate::jwt::testing::TestSigner;
+
+    static FIXTURE: std::sync::OnceLock<JwtFixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let ed = TestSigner::ed25519_from_seed("fuzz-ed", &[0x11; 32]);
+        let es = TestSigner::es256_from_seed("fuzz-es", &[0x22; 32]);
+        let rs = TestSigner::rs256("fuzz-rs");
+        let jwks =
+            Jwks::parse(TestSigner::jwks_json(&[&ed, &es, &rs]).as_bytes()).expect("fixture JWKS");
+        let token = ed.sign(&serde_json::json!({
+            "iss": "https://sso.example.com", "aud": "app", "sub": "u-1",
+            "exp": JWT_NOW + 600, "email": "a@example.com", "groups": ["g"],
+        }));
+        JwtFixture {
+            ed,
+            es,
+            jwks,
+            audiences: vec!["app".to_owned()],
+            token,
+        }
+    })
+}
+
+impl JwtFixture {
+    fn expect(&self) -> crate::jwt::Expectations<'_> {
+        crate::jwt::Expectations {
+            issuer: "https://sso.example.com",
+            audiences: &self.audiences,
+            algorithms: &crate::jwt::Algorithm::ALL,
+            now: JWT_NOW,
+            leeway: 60,
+            max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Verified claims meet the expectations, and every preset's identity made
+/// from them is clean and bounded (or refused).
+fn check_verified(claims: &crate::jwt::Claims, expect: &crate::jwt::Expectations<'_>) {
+    use crate::jwt::{ClaimMapping, identity_from_claims};
+    const MAX_VALUE: usize = 256;
+    const MAX_GROUPS: usize = 1024;
+
+    assert_eq!(claims.issuer, expect.issuer);
+    assert!(
+        claims
+            .audiences
+            .iter()
+            .any(|a| expect.audiences.contains(a))
+    );
+    assert!(expect.now < claims.expires_at.saturating_add(expect.leeway));
+    let later = expect.now.saturating_add(expect.leeway);
+    assert!(claims.not_before.is_none_or(|nbf| nbf <= later));
+    assert!(claims.issued_at.is_none_or(|iat| iat <= later));
+    assert!(!claims.subject.is_empty());
+    assert_eq!(claims.get_str("sub"), Some(claims.subject.as_str()));
+    for name in ClaimMapping::PRESETS {
+        let Some(mapping) = ClaimMapping::preset(name) else {
+            continue;
+        };
+        let Ok(id) = identity_from_claims(claims, &mapping, "jwt", MAX_VALUE, MAX_GROUPS) else {
+            continue;
+        };
+        assert!(!id.subject.is_empty() && !id.username.is_empty());
+        for v in [&id.subject, &id.username]
+            .into_iter()
+            .chain(id.email.iter())
+            .chain(id.display_name.iter())
+            .chain(id.given_name.iter())
+            .chain(id.family_name.iter())
+        {
+            assert!(!v.chars().any(char::is_control), "control char in {v:?}");
+            assert!(v.len() <= MAX_VALUE);
+        }
+        assert!(id.groups.join(",").len() <= MAX_GROUPS);
+        for g in &id.groups {
+            assert!(!g.is_empty());
+            assert!(!g.contains([',', ';', '|']), "separator in group {g:?}");
+            assert!(!g.chars().any(char::is_control), "control char in {g:?}");
+        }
+    }
+}
+
+/// JWT verification ([`crate::jwt::verify`]), two ways. The input (lossy
+/// UTF-8) is a token verified against the fixture's JWKS: whatever it is,
+/// nothing panics, and anything accepted meets the expectations. Then the
+/// input after its first byte is a payload the harness signs (the first
+/// byte picks the Ed25519 or P-256 key): a harness-signed token may only
+/// fail on its claims, an accepted one maps to clean identities, and
+/// changing any one character of it makes it fail.
+pub fn jwt_verify(data: &[u8]) {
+    use crate::jwt::{JwtError, peek_kid, verify};
+
+    let fx = jwt_fixture();
+    let expect = fx.expect();
+
+    let token = String::from_utf8_lossy(data);
+    let kid = peek_kid(&token);
+    if let Ok(claims) = verify(&token, &fx.jwks, &expect) {
+        check_verified(&claims, &expect);
+        match kid {
+            Ok(Some(k)) => assert!(fx.jwks.has_kid(&k)),
+            Ok(None) => {}
+            Err(e) => panic!("verified, but peek_kid says {e:?}"),
+        }
+    }
+
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
+    let signer = if selector & 1 == 0 { &fx.ed } else { &fx.es };
+    let token = signer.sign_bytes(signer.header().to_string().as_bytes(), payload);
+    match verify(&token, &fx.jwks, &expect) {
+        Ok(claims) => {
+            check_verified(&claims, &expect);
+            let value: serde_json::Value =
+                serde_json::from_slice(payload).expect("verified claims are JSON");
+            assert_eq!(
+                value.get("sub").and_then(serde_json::Value::as_str),
+                Some(claims.subject.as_str())
+            );
+            let mut bytes = token.into_bytes();
+            let i = (usize::from(selector) * 131 + payload.len()) % bytes.len();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let changed = String::from_utf8(bytes).expect("tokens are ASCII");
+            assert!(
+                verify(&changed, &fx.jwks, &expect).is_err(),
+                "still verifies with byte {i} changed"
+            );
+        }
+        Err(e) => assert!(
+            !matches!(
+                e,
+                JwtError::BadSignature
+                    | JwtError::UnknownKey { .. }
+                    | JwtError::AmbiguousKey { .. }
+                    | JwtError::KeyMismatch
+                    | JwtError::UnsupportedAlgorithm(_)
+                    | JwtError::AlgorithmNotAllowed
+                    | JwtError::CriticalHeader
+                    | JwtError::WrongType
+            ),
+            "a token the harness signed failed with {e:?}"
+        ),
+    }
+}
+
+/// JWK Set parsing ([`crate::jwt::Jwks::parse`]) on arbitrary bytes: no
+/// panic; a set with a private member in any key is refused as such; a set
+/// accepted accounts for every key (used or skipped) and can verify.
+pub fn jwks_parse(data: &[u8]) {
+    use crate::jwt::{Jwks, JwksError, verify};
+    use serde_json::Value;
+
+    let parsed = Jwks::parse(data);
+    let doc: Option<Value> = serde_json::from_slice(data).ok();
+    let keys = doc
+        .as_ref()
+        .and_then(|d| d.get("keys"))
+        .and_then(Value::as_array);
+    let private = ["d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv"];
+    let has_private = keys.is_some_and(|keys| {
+        keys.iter()
+            .filter_map(Value::as_object)
+            .any(|k| private.iter().any(|m| k.contains_key(*m)))
+    });
+    if has_private {
+        assert!(
+            matches!(parsed, Err(JwksError::PrivateKey { .. })),
+            "a private key was not refused: {parsed:?}"
+        );
+    }
+    match parsed {
+        Ok(jwks) => {
+            let keys = keys.expect("an accepted set has a keys array");
+            assert!(!jwks.is_empty());
+            assert_eq!(jwks.len() + jwks.skipped().len(), keys.len());
+            let fx = jwt_fixture();
+            let _ = verify(&fx.token, &jwks, &fx.expect());
+        }
+        Err(JwksError::Malformed(_)) => assert!(keys.is_none()),
+        Err(_) => assert!(keys.is_some()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,6 +939,9 @@ mod tests {
             path_interpretations(data);
             trusted_network(data);
             credential_carriers(data);
+            redirect_target(data);
+            jwt_verify(data);
+            jwks_parse(data);
         }
     }
 }

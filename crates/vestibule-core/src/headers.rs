@@ -181,6 +181,53 @@ impl IdentityHeaders {
     }
 }
 
+/// Why a request's target host is ambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// More than one `Host` line (RFC 9112 §3.2: answer 400).
+    Duplicate,
+    /// An HTTP/1.1 request without `Host` (RFC 9112 §3.2: answer 400).
+    Missing,
+    /// An absolute-form target whose authority differs from `Host`. RFC
+    /// 9112 §3.2.2 says to use the target's; vestibule routes on `Host`,
+    /// and an app may read either, so the two must agree.
+    Disagrees,
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Duplicate => "the request has more than one Host header",
+            Self::Missing => "the request has no Host header",
+            Self::Disagrees => "the request target names another host than the Host header",
+        })
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// Checks that a request names one target host, so routing, policy and the
+/// app all see the same one. `authority` is the request target's authority
+/// (absolute-form in HTTP/1.1, `:authority` in HTTP/2); `hosts` the `Host`
+/// values; `needs_host` is true for HTTP/1.1.
+pub fn check_host<'a>(
+    needs_host: bool,
+    authority: Option<&str>,
+    mut hosts: impl Iterator<Item = &'a [u8]>,
+) -> Result<(), HostError> {
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Duplicate);
+    }
+    match (first, authority) {
+        (None, None) if needs_host => Err(HostError::Missing),
+        (Some(host), Some(auth)) if !host.eq_ignore_ascii_case(auth.as_bytes()) => {
+            Err(HostError::Disagrees)
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +322,53 @@ mod tests {
             prop_assert_eq!(set.contains(&name), set.contains(&normalize_name(&name)));
             prop_assert_eq!(set.contains(&name), set.contains(&name.to_ascii_uppercase()));
             prop_assert_eq!(set.contains(&name), set.contains(&name.replace('-', "_")));
+        }
+    }
+
+    #[test]
+    fn one_target_host_or_400() {
+        let h = |v: &[&'static str]| v.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(check_host(true, None, h(&["a.test"]).into_iter()), Ok(()));
+        assert_eq!(
+            check_host(true, None, h(&["a.test", "b.test"]).into_iter()),
+            Err(HostError::Duplicate)
+        );
+        // Even two identical lines: a second parser may join them.
+        assert_eq!(
+            check_host(true, None, h(&["a.test", "a.test"]).into_iter()),
+            Err(HostError::Duplicate)
+        );
+        assert_eq!(
+            check_host(true, None, h(&[]).into_iter()),
+            Err(HostError::Missing)
+        );
+        // HTTP/1.0 may omit it; HTTP/2 carries :authority instead.
+        assert_eq!(check_host(false, None, h(&[]).into_iter()), Ok(()));
+        assert_eq!(
+            check_host(false, Some("a.test"), h(&[]).into_iter()),
+            Ok(())
+        );
+        assert_eq!(
+            check_host(true, Some("A.test:80"), h(&["a.TEST:80"]).into_iter()),
+            Ok(())
+        );
+        assert_eq!(
+            check_host(true, Some("admin.test"), h(&["a.test"]).into_iter()),
+            Err(HostError::Disagrees)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn check_host_never_panics_and_refuses_any_second_line(
+            auth in proptest::option::of("[ -~]{0,20}"),
+            hosts in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..20), 0..4),
+            needs in proptest::bool::ANY,
+        ) {
+            let r = check_host(needs, auth.as_deref(), hosts.iter().map(Vec::as_slice));
+            if hosts.len() > 1 {
+                proptest::prop_assert_eq!(r, Err(HostError::Duplicate));
+            }
         }
     }
 }

@@ -28,6 +28,17 @@
 //! - **Device credentials (`vst_…`) are ours only by their prefix or by
 //!   configuration** ([`credential`]): the application's own `Authorization`
 //!   passes untouched, while ours must be well-formed, unique and stripped.
+//! - **Return addresses go only to configured origins** ([`redirect`]): a
+//!   path on the request's own origin, or an absolute `http(s)` URL whose
+//!   origin is configured exactly. Anything a browser might read
+//!   differently (`//`, `\`, tabs, userinfo, odd hosts) is refused, and the
+//!   `Location` is rebuilt from the checked parts.
+//! - **Identity assertions (JWTs) are verified before they are read**
+//!   ([`jwt`]): the signature against the operator's JWK Set, with an
+//!   allowed algorithm (never `none` or HMAC) and a key that fits it, before
+//!   any claim is parsed; then `iss`, `aud`, `exp` (required), `nbf` and
+//!   `iat`. Keys named in the token (`jku`, `x5u`, `jwk`, `x5c`) are never
+//!   used, and claims become identity values under the header rules.
 //!
 //! ## Non-goals
 //!
@@ -46,9 +57,11 @@ pub mod forwarded;
 pub mod fuzzing;
 pub mod headers;
 pub mod identity;
+pub mod jwt;
 pub mod net;
 pub mod path;
 pub mod policy;
 pub mod profile;
+pub mod redirect;
 pub mod route;
 pub mod secret;

@@ -77,3 +77,18 @@ fn cookie_and_token() {
 fn credential_carriers() {
     replay("credential_carriers", fuzzing::credential_carriers);
 }
+
+#[test]
+fn redirect_target() {
+    replay("redirect_target", fuzzing::redirect_target);
+}
+
+#[test]
+fn jwt_verify() {
+    replay("jwt_verify", fuzzing::jwt_verify);
+}
+
+#[test]
+fn jwks_parse() {
+    replay("jwks_parse", fuzzing::jwks_parse);
+}

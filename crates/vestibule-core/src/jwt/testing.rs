@@ -1,0 +1,317 @@
+//! For tests only: mints signed assertions and the JWKS that verifies them,
+//! so unit tests, fuzz harnesses and the binary's integration tests can
+//! exercise [`verify`](super::verify) without a real SSO front.
+//!
+//! Nothing here is for production: every method panics on failure, keys
+//! are generated in memory, and the `*_from_seed` constructors derive keys
+//! from caller-chosen bytes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaEncoding, RsaKeyPair,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use super::{Algorithm, Family};
+
+enum Material {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+/// A key pair that signs compact JWS assertions, with its public JWK.
+#[derive(Clone)]
+pub struct TestSigner {
+    kid: String,
+    alg: Algorithm,
+    key: Arc<Material>,
+    jwk_alg: bool,
+}
+
+impl fmt::Debug for TestSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestSigner")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestSigner {
+    /// A fresh key for `alg`. RSA keys are 2048 bits (slow-ish to make:
+    /// reuse them with [`with_algorithm`](Self::with_algorithm)).
+    ///
+    /// # Panics
+    /// If key generation fails.
+    pub fn new(alg: Algorithm, kid: &str) -> Self {
+        let key = match alg.family() {
+            Family::Rsa => {
+                Material::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"))
+            }
+            Family::P256 => Material::Ec(
+                EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .expect("P-256 key generation"),
+            ),
+            Family::P384 => Material::Ec(
+                EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING)
+                    .expect("P-384 key generation"),
+            ),
+            Family::Ed25519 => {
+                Material::Ed(Ed25519KeyPair::generate().expect("Ed25519 key generation"))
+            }
+        };
+        Self {
+            kid: kid.to_owned(),
+            alg,
+            key: Arc::new(key),
+            jwk_alg: true,
+        }
+    }
+
+    /// A fresh P-256 key signing ES256 (Pomerium's default).
+    pub fn es256(kid: &str) -> Self {
+        Self::new(Algorithm::ES256, kid)
+    }
+
+    /// A fresh 2048-bit RSA key signing RS256 (Cloudflare Access, authentik).
+    pub fn rs256(kid: &str) -> Self {
+        Self::new(Algorithm::RS256, kid)
+    }
+
+    /// A fresh Ed25519 key signing EdDSA.
+    pub fn ed25519(kid: &str) -> Self {
+        Self::new(Algorithm::EdDSA, kid)
+    }
+
+    /// The Ed25519 key whose seed (RFC 8032 §5.1.5 private key) is `seed`:
+    /// the same key on every run.
+    ///
+    /// # Panics
+    /// Never for a 32-byte seed.
+    pub fn ed25519_from_seed(kid: &str, seed: &[u8; 32]) -> Self {
+        let key = Ed25519KeyPair::from_seed_unchecked(seed).expect("Ed25519 seed");
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::EdDSA,
+            key: Arc::new(Material::Ed(key)),
+            jwk_alg: true,
+        }
+    }
+
+    /// The P-256 key whose private scalar is `scalar` (big-endian): the
+    /// same key on every run (signatures still differ, ECDSA is randomised).
+    ///
+    /// # Panics
+    /// If `scalar` is zero or not below the group order.
+    pub fn es256_from_seed(kid: &str, scalar: &[u8; 32]) -> Self {
+        // RFC 5915 ECPrivateKey { version 1, privateKey, [0] prime256v1 };
+        // the public key is optional and computed from the scalar.
+        let mut der = vec![0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20];
+        der.extend_from_slice(scalar);
+        der.extend_from_slice(&[
+            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+        ]);
+        let key =
+            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                .expect("P-256 scalar");
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::ES256,
+            key: Arc::new(Material::Ec(key)),
+            jwk_alg: true,
+        }
+    }
+
+    /// The same key signing with another algorithm of its family (an RSA
+    /// key with PS384, say).
+    ///
+    /// # Panics
+    /// If `alg` needs another kind of key.
+    pub fn with_algorithm(&self, alg: Algorithm) -> Self {
+        assert_eq!(alg.family(), self.alg.family(), "{alg} needs another key");
+        Self {
+            alg,
+            ..self.clone()
+        }
+    }
+
+    /// The same key under another key id.
+    pub fn with_kid(&self, kid: &str) -> Self {
+        Self {
+            kid: kid.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The same key, published without the JWK `alg` member (RFC 7517
+    /// §4.4 makes it optional).
+    pub fn without_jwk_alg(&self) -> Self {
+        Self {
+            jwk_alg: false,
+            ..self.clone()
+        }
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm this signer signs with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The public key as aws-lc-rs gives it: DER `RSAPublicKey` (RFC 8017
+    /// §A.1.1), an uncompressed EC point, or the raw Ed25519 key.
+    pub fn public_key_bytes(&self) -> Vec<u8> {
+        match &*self.key {
+            Material::Rsa(k) => k.public_key().as_ref().to_vec(),
+            Material::Ec(k) => k.public_key().as_ref().to_vec(),
+            Material::Ed(k) => k.public_key().as_ref().to_vec(),
+        }
+    }
+
+    /// The public JWK: `kty`, the key members, `use: sig`, `kid` and (unless
+    /// [`without_jwk_alg`](Self::without_jwk_alg)) `alg`.
+    ///
+    /// # Panics
+    /// If the RSA public key DER cannot be read (it always can).
+    pub fn jwk(&self) -> Value {
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let mut jwk = match &*self.key {
+            Material::Rsa(k) => {
+                let (n, e) = rsa_components(k.public_key().as_ref()).expect("RSAPublicKey DER");
+                json!({"kty": "RSA", "n": b64(n), "e": b64(e)})
+            }
+            Material::Ec(k) => {
+                let point = k.public_key().as_ref();
+                let (crv, size) = match self.alg.family() {
+                    Family::P384 => ("P-384", 48),
+                    _ => ("P-256", 32),
+                };
+                let x = point.get(1..1 + size).unwrap_or_default();
+                let y = point.get(1 + size..).unwrap_or_default();
+                json!({"kty": "EC", "crv": crv, "x": b64(x), "y": b64(y)})
+            }
+            Material::Ed(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())})
+            }
+        };
+        if let Value::Object(m) = &mut jwk {
+            m.insert("use".into(), "sig".into());
+            m.insert("kid".into(), self.kid.clone().into());
+            if self.jwk_alg {
+                m.insert("alg".into(), self.alg.as_str().into());
+            }
+        }
+        jwk
+    }
+
+    /// A JWK Set (RFC 7517 §5) of the signers' public keys.
+    pub fn jwks_json(signers: &[&TestSigner]) -> String {
+        let keys: Vec<Value> = signers.iter().map(|s| s.jwk()).collect();
+        json!({ "keys": keys }).to_string()
+    }
+
+    /// The header [`sign`](Self::sign) uses: `alg`, `kid` and `typ: JWT`.
+    pub fn header(&self) -> Value {
+        json!({"alg": self.alg.as_str(), "kid": self.kid, "typ": "JWT"})
+    }
+
+    /// A compact JWS of `claims` under [`header`](Self::header).
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_with_header(&self.header(), claims)
+    }
+
+    /// A compact JWS of `claims` under any header. The signature is made
+    /// with this signer's algorithm whatever the header says.
+    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        self.sign_bytes(header.to_string().as_bytes(), claims.to_string().as_bytes())
+    }
+
+    /// A compact JWS of raw header and payload bytes (which need not be
+    /// JSON): `b64(header).b64(payload).b64(signature)`.
+    pub fn sign_bytes(&self, header: &[u8], payload: &[u8]) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let sig = self.signature(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    /// The raw signature of `signing_input` (RFC 7515 §5.1 step 5), in the
+    /// JWS encoding of the algorithm (RFC 7518 §3.4: `R || S` for ECDSA).
+    ///
+    /// # Panics
+    /// If signing fails.
+    pub fn signature(&self, signing_input: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match &*self.key {
+            Material::Rsa(k) => {
+                let padding: &'static dyn RsaEncoding = match self.alg {
+                    Algorithm::RS384 => &signature::RSA_PKCS1_SHA384,
+                    Algorithm::RS512 => &signature::RSA_PKCS1_SHA512,
+                    Algorithm::PS256 => &signature::RSA_PSS_SHA256,
+                    Algorithm::PS384 => &signature::RSA_PSS_SHA384,
+                    Algorithm::PS512 => &signature::RSA_PSS_SHA512,
+                    _ => &signature::RSA_PKCS1_SHA256,
+                };
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(padding, &rng, signing_input, &mut sig)
+                    .expect("RSA signing");
+                sig
+            }
+            Material::Ec(k) => k
+                .sign(&rng, signing_input)
+                .expect("ECDSA signing")
+                .as_ref()
+                .to_vec(),
+            Material::Ed(k) => k.sign(signing_input).as_ref().to_vec(),
+        }
+    }
+}
+
+/// `n` and `e` (big-endian, no leading zeros) from a DER `RSAPublicKey ::=
+/// SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017 §A.1.1).
+fn rsa_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (tag, body, _) = tlv(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, n, rest) = tlv(body)?;
+    if tag != 0x02 {
+        return None;
+    }
+    let (tag, e, _) = tlv(rest)?;
+    if tag != 0x02 {
+        return None;
+    }
+    Some((super::strip_leading_zeros(n), super::strip_leading_zeros(e)))
+}
+
+/// One DER tag-length-value: the tag, the value and what follows.
+fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        let (len_bytes, after) = (rest.get(..count)?, rest.get(count..)?);
+        rest = after;
+        len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+    };
+    Some((tag, rest.get(..len)?, rest.get(len..)?))
+}
