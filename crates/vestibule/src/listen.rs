@@ -212,12 +212,32 @@ struct Tagged {
 impl hyper::service::Service<http::Request<Incoming>> for Tagged {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+    type Future = futures_util::future::Either<
+        axum::routing::future::RouteFuture<std::convert::Infallible>,
+        std::future::Ready<Result<axum::response::Response, std::convert::Infallible>>,
+    >;
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
+        // Routing, policy and the app must all see one target host; hyper
+        // leaves RFC 9112 §3.2 to the server.
+        if let Err(e) = vestibule_core::headers::check_host(
+            req.version() == http::Version::HTTP_11,
+            req.uri().authority().map(|a| a.as_str()),
+            req.headers()
+                .get_all(http::header::HOST)
+                .iter()
+                .map(|v| v.as_bytes()),
+        ) {
+            tracing::debug!(error = %e, "request refused");
+            let resp = crate::responses::plain(
+                http::StatusCode::BAD_REQUEST,
+                &format!("Bad request: {e}."),
+            );
+            return futures_util::future::Either::Right(std::future::ready(Ok(resp)));
+        }
         req.extensions_mut().insert(self.conn);
         // Router is always ready; cloning it clones an Arc.
-        tower::Service::call(&mut self.router.clone(), req)
+        futures_util::future::Either::Left(tower::Service::call(&mut self.router.clone(), req))
     }
 }
 

@@ -120,3 +120,37 @@ async fn control_characters_in_encoded_values_are_refused() {
     .await;
     assert_eq!(r.status, 400, "{}", r.text());
 }
+
+/// RFC 9112 §3.2: two `Host` lines, or none in HTTP/1.1, are a 400; so is
+/// an absolute-form target naming another host than `Host`. Otherwise the
+/// route could be chosen by one host while the app serves another.
+#[tokio::test]
+async fn ambiguous_target_hosts_are_refused() {
+    let up = start_whoami().await;
+    let routes = [
+        format!("[[route]]\nname = \"open\"\nhost = \"open.test\"\nupstream = \"http://{up}\"\nauth = \"public\"\n"),
+        format!("[[route]]\nname = \"admin\"\nhost = \"admin.test\"\nupstream = \"http://{up}\"\n"),
+    ]
+    .concat();
+    let gw = Gateway::start(&config(&authelia(), &routes)).await;
+    let cases: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: open.test\r\nHost: admin.test\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: open.test\r\nHost: open.test\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET http://admin.test/ HTTP/1.1\r\nHost: open.test\r\nConnection: close\r\n\r\n",
+    ];
+    for raw in cases {
+        let r = Raw::send(gw.addr, TRUSTED, raw).await;
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(raw));
+        assert!(r.text().contains("Host"), "{}", r.text());
+    }
+    // The control cases pass.
+    let ok: [&[u8]; 2] = [
+        b"GET / HTTP/1.1\r\nHost: open.test\r\nConnection: close\r\n\r\n",
+        b"GET http://open.test/ HTTP/1.1\r\nHost: open.test\r\nConnection: close\r\n\r\n",
+    ];
+    for raw in ok {
+        let r = Raw::send(gw.addr, TRUSTED, raw).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(raw));
+    }
+}
