@@ -247,9 +247,9 @@ fn account_settings(path: &Path) -> Result<(AccountSettings, Option<String>), Fa
         )));
     };
     let source = settings
-        .header_source
+        .identity_source
         .as_ref()
-        .map(|s| s.dialect.name().to_owned());
+        .map(|s| s.name().to_owned());
     match settings.accounts {
         Some(a) => Ok((a, source)),
         None => Err(Fail::Setup(format!(

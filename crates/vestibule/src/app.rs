@@ -114,9 +114,20 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         Some(a) => Some(open_store(a).await?),
         None => None,
     };
-    let state = Arc::new(AppState::new(settings, store));
+    let state = Arc::new(AppState::new(settings, store)?);
     let mut tasks = Vec::new();
     let mut background = Vec::new();
+    if let Some(keys) = &state.signing_keys {
+        // The first load is awaited so a working key server is in use from
+        // the first request; a failing one is retried in the background.
+        match keys.refresh().await {
+            Ok(n) => tracing::info!(keys = n, "assertion signing keys loaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load the assertion signing keys; assertions get 503 until they load")
+            }
+        }
+        background.push(keys.refresh_loop());
+    }
     if let Some(accounts) = &state.accounts {
         background.push(accounts.follow_changes());
     }

@@ -4,20 +4,49 @@
 //! ignored (and stripped later, like everyone's), counted, and logged at a
 //! rate-limited warning: they are either a misconfigured front or an attack.
 
+use std::fmt;
+
 use http::HeaderMap;
-use vestibule_core::dialect::IdentityError;
+use vestibule_core::dialect::{IdentityError, ValueLimits};
+use vestibule_core::headers::normalize_name;
 use vestibule_core::identity::Identity;
+use vestibule_core::jwt::{self, Expectations, JwtError};
 
 use crate::client_identity::ClientContext;
+use crate::config::SourceKind;
+use crate::jwks::SigningKeys;
 use crate::state::AppState;
 
+/// Why a trusted peer's identity was not accepted.
+#[derive(Debug, Clone)]
+pub enum SourceError {
+    /// Identity headers that are ambiguous or malformed: 400.
+    Headers(IdentityError),
+    /// An assertion that does not verify (signature, issuer, audience,
+    /// expiry...): 401.
+    Assertion(JwtError),
+    /// Assertions are configured but no signing key could be loaded yet:
+    /// 503 (fail closed).
+    KeysUnavailable,
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Headers(e) => e.fmt(f),
+            Self::Assertion(e) => write!(f, "the identity assertion was refused: {e}"),
+            Self::KeysUnavailable => f.write_str("the assertion signing keys are not loaded yet"),
+        }
+    }
+}
+
 /// Authenticates a request from its headers.
-pub fn authenticate(
+pub async fn authenticate(
     state: &AppState,
     ctx: &ClientContext,
     headers: &HeaderMap,
-) -> Result<Option<Identity>, IdentityError> {
-    let Some(source) = &state.settings.header_source else {
+) -> Result<Option<Identity>, SourceError> {
+    let Some(source) = &state.settings.identity_source else {
         return Ok(None);
     };
     let counters = &state.header_auth;
@@ -26,7 +55,13 @@ pub fn authenticate(
         counters.anonymous.inc();
         return Ok(None);
     }
-    let result = source.dialect.extract(headers, &source.limits);
+    let result = match (&source.kind, &state.signing_keys) {
+        (SourceKind::Headers(dialect), _) => dialect
+            .extract(headers, &source.limits)
+            .map_err(SourceError::Headers),
+        (SourceKind::Jwt(_), Some(keys)) => read_assertion(keys, headers, &source.limits).await,
+        (SourceKind::Jwt(_), None) => Err(SourceError::KeysUnavailable),
+    };
     match &result {
         Ok(Some(_)) => counters.authenticated.inc(),
         Ok(None) => counters.anonymous.inc(),
@@ -34,6 +69,66 @@ pub fn authenticate(
     };
     result
 }
+
+/// Reads and verifies the assertion header, if there is one.
+async fn read_assertion(
+    keys: &SigningKeys,
+    headers: &HeaderMap,
+    limits: &ValueLimits,
+) -> Result<Option<Identity>, SourceError> {
+    let settings = keys.settings();
+    let wanted = settings.header.as_str();
+    // Every spelling counts (`X_Pomerium_Jwt_Assertion` too): two values
+    // are ambiguous, as with plain identity headers.
+    let mut values = headers
+        .iter()
+        .filter(|(name, _)| name.as_str() == wanted || normalize_name(name.as_str()) == wanted);
+    let Some((_, value)) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(SourceError::Headers(IdentityError::Ambiguous {
+            header: wanted.to_owned(),
+        }));
+    }
+    let token = value
+        .to_str()
+        .map_err(|_| SourceError::Assertion(JwtError::Malformed("not ASCII")))?
+        .trim();
+    let mut jwks = keys.current().ok_or(SourceError::KeysUnavailable)?;
+    // A key id we do not know is how a rotation shows up: fetch once (rate
+    // limited) before refusing.
+    if let Ok(Some(kid)) = jwt::peek_kid(token)
+        && !jwks.has_kid(&kid)
+        && keys.refetch_for_unknown_key().await
+    {
+        jwks = keys.current().ok_or(SourceError::KeysUnavailable)?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let expect = Expectations {
+        issuer: &settings.issuer,
+        audiences: &settings.audiences,
+        algorithms: &settings.algorithms,
+        now,
+        leeway: settings.leeway_secs,
+        max_token_bytes: MAX_ASSERTION_BYTES,
+    };
+    let claims = jwt::verify(token, &jwks, &expect).map_err(SourceError::Assertion)?;
+    jwt::identity_from_claims(
+        &claims,
+        &settings.mapping,
+        &settings.issuer,
+        limits.max_value_len,
+        limits.max_groups_len,
+    )
+    .map(Some)
+    .map_err(SourceError::Assertion)
+}
+
+/// The largest assertion read; the front's header limits are usually 8 KiB.
+const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
 fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap) {
     let ids = &state.settings.identity_headers;

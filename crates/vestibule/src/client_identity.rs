@@ -48,7 +48,7 @@ pub struct ClientContext {
 /// Resolves the trust facts of a request.
 pub fn resolve(settings: &Settings, conn: ConnInfo, headers: &HeaderMap) -> ClientContext {
     let trusted_for_identity = settings
-        .header_source
+        .identity_source
         .as_ref()
         .is_some_and(|s| conn.peer.is_trusted(&s.trusted));
     let trusted_for_forwarding = conn.peer.is_trusted(&settings.client_ip_hops);

@@ -96,7 +96,7 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
                 .route()
                 .map_or("none", |r| state.settings.routes[r].name.as_str());
             state.metrics.request(route_name, refusal.outcome());
-            if let crate::pipeline::Refusal::BadRequest { detail, .. } = &refusal {
+            if let Some(detail) = refusal.needs_attention() {
                 // A trusted front sending bad identity, or a path crafted to
                 // confuse routing: worth an operator's attention.
                 tracing::warn!(

@@ -12,7 +12,7 @@ use vestibule_core::policy::Decision;
 use vestibule_core::credential::{Carrier, CarrierError, Presented, find_credential};
 
 use crate::accounts::Resolution;
-use crate::authenticate::authenticate;
+use crate::authenticate::{SourceError, authenticate};
 use crate::authorize::{authorize, find_route};
 use crate::client_identity::{self, ClientContext, ConnInfo};
 use crate::devices::Verdict;
@@ -57,6 +57,15 @@ pub enum Refusal {
     },
     /// No route matches: 404.
     NoRoute,
+    /// A signed identity assertion that does not verify (bad signature,
+    /// wrong issuer or audience, expired): 401, never a login redirect,
+    /// which could loop between vestibule and the front.
+    BadAssertion {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Logged.
+        detail: String,
+    },
     /// Identity needed: 401, or 302 to the login URL for browsers.
     Unauthenticated {
         /// Index into `settings.routes`.
@@ -126,7 +135,9 @@ impl Refusal {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::Unauthenticated { .. } | Self::BadCredential { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated { .. }
+            | Self::BadCredential { .. }
+            | Self::BadAssertion { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. }
             | Self::AccountPending { .. }
             | Self::AccountDisabled { .. }
@@ -144,6 +155,7 @@ impl Refusal {
             Self::BadRequest { .. } => "bad_request",
             Self::NoRoute => "no_route",
             Self::Unauthenticated { .. } => "unauthenticated",
+            Self::BadAssertion { .. } => "bad_assertion",
             Self::Forbidden { .. } => "forbidden",
             Self::AccountPending { .. } => "account_pending",
             Self::AccountDisabled { .. } => "account_disabled",
@@ -156,10 +168,22 @@ impl Refusal {
         }
     }
 
+    /// The logged detail of refusals worth an operator's attention (a
+    /// trusted front sending malformed identity or an assertion that does
+    /// not verify, a path crafted to confuse routing); `None` for routine
+    /// ones.
+    pub fn needs_attention(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { detail, .. } | Self::BadAssertion { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
     /// The route, when one was matched.
     pub fn route(&self) -> Option<usize> {
         match self {
             Self::Unauthenticated { route }
+            | Self::BadAssertion { route, .. }
             | Self::Forbidden { route, .. }
             | Self::AccountPending { route }
             | Self::AccountDisabled { route }
@@ -194,12 +218,24 @@ pub async fn decide(
         }
     };
 
-    let identity = match authenticate(state, &ctx, req.headers) {
+    let identity = match authenticate(state, &ctx, req.headers).await {
         Ok(id) => id,
-        Err(e) => {
+        Err(SourceError::Headers(e)) => {
             return Err(refuse(Refusal::BadRequest {
                 public: format!("The identity sent by the SSO proxy was refused: {e}."),
                 detail: e.to_string(),
+            }));
+        }
+        Err(SourceError::Assertion(e)) => {
+            return Err(refuse(Refusal::BadAssertion {
+                route,
+                detail: e.to_string(),
+            }));
+        }
+        Err(SourceError::KeysUnavailable) => {
+            return Err(refuse(Refusal::Unavailable {
+                route,
+                detail: "assertion signing keys not loaded".into(),
             }));
         }
     };
@@ -207,7 +243,7 @@ pub async fn decide(
     // Public routes forward nobody, so they need no account either.
     let public =
         state.settings.routes[route].policy.auth == vestibule_core::policy::AuthMode::Public;
-    let identity = match (identity, &state.accounts, &state.settings.header_source) {
+    let identity = match (identity, &state.accounts, &state.settings.identity_source) {
         (Some(id), Some(accounts), Some(source)) if !public => {
             match accounts
                 .resolve(
@@ -371,6 +407,7 @@ pub fn refusal_detail(r: &Refusal) -> String {
         Refusal::BadRequest { detail, .. } => detail.clone(),
         Refusal::NoRoute => "no route matches".into(),
         Refusal::Unauthenticated { .. } => "no identity".into(),
+        Refusal::BadAssertion { detail, .. } => format!("identity assertion refused: {detail}"),
         Refusal::Forbidden { username, .. } => {
             format!("{username} is not allowed by the route policy")
         }
@@ -385,13 +422,13 @@ pub fn refusal_detail(r: &Refusal) -> String {
         Refusal::TooManyFailures { retry_after, .. } => {
             format!("too many failed credential attempts; retry after {retry_after} s")
         }
-        Refusal::Unavailable { detail, .. } => format!("database unavailable: {detail}"),
+        Refusal::Unavailable { detail, .. } => format!("unavailable: {detail}"),
     }
 }
 
 /// Characters kept as-is when a URL is put inside a query parameter: only
 /// RFC 3986 §2.3 unreserved characters.
-const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+pub(crate) const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -498,6 +535,13 @@ pub fn refusal_response(
         Refusal::BadCredential { route, public, .. } => {
             with_challenge(state, *route, plain(StatusCode::UNAUTHORIZED, public))
         }
+        Refusal::BadAssertion { .. } => crate::responses::page(
+            StatusCode::UNAUTHORIZED,
+            wants_html(req.headers),
+            "Sign-in not accepted",
+            "The sign-in your SSO portal sent with this request could not be verified (it may have expired).",
+            "Reload the page; if that does not help, sign out of the SSO portal and in again.",
+        ),
         Refusal::CredentialNotForRoute { .. } => plain(
             StatusCode::FORBIDDEN,
             "This device credential is not allowed on this app. Create one that includes it.",
@@ -548,7 +592,7 @@ pub fn refusal_response(
         Refusal::Unavailable { .. } => {
             let mut r = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "vestibule cannot reach its database right now; try again in a moment.",
+                "vestibule cannot check this request right now; try again in a moment.",
             );
             r.headers_mut().insert(
                 http::header::RETRY_AFTER,

@@ -38,6 +38,8 @@ pub struct AppState {
     pub accounts: Option<std::sync::Arc<crate::accounts::Accounts>>,
     /// Device credentials (with accounts).
     pub devices: Option<std::sync::Arc<crate::devices::Devices>>,
+    /// The assertion signing keys, with `[source.jwt]`.
+    pub signing_keys: Option<std::sync::Arc<crate::jwks::SigningKeys>>,
 }
 
 /// The hot metrics of one route.
@@ -75,11 +77,12 @@ pub struct DeviceAuthCounters {
 
 impl AppState {
     /// Builds the state (and the upstream pool) from settings and, with
-    /// accounts, an open store.
+    /// accounts, an open store. Fails only when `source.jwt.jwks_ca`
+    /// cannot be read.
     pub fn new(
         settings: Settings,
         store: Option<std::sync::Arc<dyn vestibule_store::Store>>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let client = upstream_client(settings.connect_timeout, settings.pool_idle_timeout, None);
         let metrics = Metrics::new();
         let request = |route: &str, outcome: &'static str| {
@@ -111,10 +114,21 @@ impl AppState {
                 .get_or_create(&AuthLabels { source, result })
                 .clone()
         };
+        let signing_keys = match settings.identity_source.as_ref().map(|s| &s.kind) {
+            Some(crate::config::SourceKind::Jwt(j)) => Some(std::sync::Arc::new(
+                crate::jwks::SigningKeys::new(j.clone())?,
+            )),
+            _ => None,
+        };
+        let source = if signing_keys.is_some() {
+            "jwt"
+        } else {
+            "headers"
+        };
         let header_auth = AuthCounters {
-            authenticated: auth("headers", "authenticated"),
-            anonymous: auth("headers", "anonymous"),
-            rejected: auth("headers", "rejected"),
+            authenticated: auth(source, "authenticated"),
+            anonymous: auth(source, "anonymous"),
+            rejected: auth(source, "rejected"),
         };
         let device_auth = DeviceAuthCounters {
             authenticated: auth("device", "authenticated"),
@@ -140,7 +154,7 @@ impl AppState {
             }
             _ => (None, None),
         };
-        Self {
+        Ok(Self {
             settings,
             client,
             metrics,
@@ -150,7 +164,8 @@ impl AppState {
             device_auth,
             accounts,
             devices,
-        }
+            signing_keys,
+        })
     }
 }
 

@@ -164,6 +164,14 @@ pub async fn verify(
                 .route()
                 .map_or("none", |r| state.settings.routes[r].name.as_str());
             state.metrics.request(route_name, refusal.outcome());
+            if let Some(detail) = refusal.needs_attention() {
+                tracing::warn!(
+                    peer = ?ctx.peer,
+                    client_ip = %ip_for_log(ctx.client_ip),
+                    path = %view.path,
+                    "request refused: {detail}"
+                );
+            }
             tracing::info!(
                 target: "vestibule::access",
                 route = %route_name,

@@ -18,8 +18,8 @@ use serde::Deserialize;
 pub use duration::HumanDuration;
 pub use env::{ENV_PREFIX, apply_env_overlay};
 pub use validate::{
-    AccountSettings, Diagnostic, ForwardedHeaderKind, HeaderSource, RouteSettings, SessionSettings,
-    Settings, Severity, TlsSettings, validate,
+    AccountSettings, Diagnostic, ForwardedHeaderKind, IdentitySource, JwksLocation, JwtSettings,
+    RouteSettings, SessionSettings, Settings, Severity, SourceKind, TlsSettings, validate,
 };
 
 /// Default plain-HTTP listener.
@@ -211,6 +211,112 @@ fn default_log_level() -> String {
 pub struct SourceConfig {
     /// `[source.headers]`: trusted headers from an SSO front. Default off.
     pub headers: Option<HeaderSourceConfig>,
+    /// `[source.jwt]`: signed identity assertions (Pomerium, Cloudflare
+    /// Access, authentik, any OIDC issuer). Default off. At most one of
+    /// `[source.headers]` and `[source.jwt]` may be on.
+    pub jwt: Option<JwtSourceConfig>,
+}
+
+/// Default `source.jwt.jwks_refresh`.
+pub const DEFAULT_JWKS_REFRESH: &str = "1h";
+/// Default `source.jwt.leeway`.
+pub const DEFAULT_JWT_LEEWAY: &str = "60s";
+
+/// `[source.jwt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSourceConfig {
+    /// Whether the source is on. Default `true` once the section exists.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `pomerium`, `cloudflare`, `authentik` or `oidc` (required): picks
+    /// the header and the claim names.
+    pub preset: String,
+    /// Header carrying the assertion. Default from the preset:
+    /// `X-Pomerium-Jwt-Assertion`, `Cf-Access-Jwt-Assertion`,
+    /// `X-authentik-jwt`; `oidc` has none, so it must be set.
+    pub header: Option<String>,
+    /// The exact `iss` every assertion must carry (required).
+    pub issuer: String,
+    /// Accepted `aud` values; an assertion must name at least one
+    /// (required, no default).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Where the signing keys are published (JWK Set, RFC 7517). HTTPS, or
+    /// plain HTTP to a loopback address only. One of `jwks_url` and
+    /// `jwks_file` is required.
+    pub jwks_url: Option<String>,
+    /// A JWK Set file, read at start-up and on every refresh.
+    pub jwks_file: Option<PathBuf>,
+    /// PEM file of CA certificates for `jwks_url`. Default: the Mozilla
+    /// root store built into vestibule.
+    pub jwks_ca: Option<PathBuf>,
+    /// How often the keys are fetched again. An assertion signed with an
+    /// unknown key also triggers a fetch (at most one every 10 s).
+    /// Default `"1h"`.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh: HumanDuration,
+    /// Accepted signature algorithms. Default: every one vestibule
+    /// supports (RS256/384/512, PS256/384/512, ES256/384, EdDSA); never
+    /// `none` or HMAC.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`. Default `"60s"`.
+    #[serde(default = "default_jwt_leeway")]
+    pub leeway: HumanDuration,
+    /// `[source.jwt.claims]`: claim names overriding the preset's.
+    #[serde(default)]
+    pub claims: JwtClaimsConfig,
+    /// Peers allowed to present assertions: IPs or CIDRs (required, no
+    /// default). The signature proves who signed; the peer check keeps a
+    /// leaked assertion from being replayed by anyone who can reach
+    /// vestibule.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Allows `0.0.0.0/0` or `::/0` in `trusted_proxies`. Default `false`.
+    #[serde(default)]
+    pub dangerously_trust_any_peer: bool,
+    /// Bound on one identity value, in bytes. Default 1024.
+    #[serde(default = "default_max_value")]
+    pub max_value_bytes: usize,
+    /// Bound on all group names together, in bytes. Default 8192.
+    #[serde(default = "default_max_groups")]
+    pub max_groups_bytes: usize,
+    /// As in `[source.headers]`. Default `"approval"`.
+    #[serde(default = "default_provisioning")]
+    pub provisioning: String,
+    /// As in `[source.headers]`. Default none.
+    #[serde(default)]
+    pub provision_groups: Vec<String>,
+    /// As in `[source.headers]`: `"subject"` (default: the `sub` claim) or
+    /// `"username"`.
+    #[serde(default = "default_account_key")]
+    pub account_key: String,
+}
+
+/// `[source.jwt.claims]`: every field defaults to the preset's claim name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtClaimsConfig {
+    /// The stable subject. Preset default `sub`.
+    pub subject: Option<String>,
+    /// The login name. Preset default e.g. `preferred_username` (falls back
+    /// to the email, then the subject).
+    pub username: Option<String>,
+    /// The email address. Preset default `email`.
+    pub email: Option<String>,
+    /// The display name. Preset default `name`.
+    pub display_name: Option<String>,
+    /// Group names (a string or an array of strings). Preset default
+    /// `groups` (none for `cloudflare`).
+    pub groups: Option<String>,
+}
+
+fn default_jwks_refresh() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_JWKS_REFRESH).unwrap_or_default()
+}
+fn default_jwt_leeway() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_JWT_LEEWAY).unwrap_or_default()
 }
 
 /// `[source.headers]`.
@@ -501,6 +607,17 @@ pub struct AuthConfig {
     /// `auth = "required"` routes. `{url}` is replaced by the percent-encoded
     /// original URL. Default none: a plain 401.
     pub login_url: Option<String>,
+    /// The SSO front's sign-out URL, where `/.vestibule/logout` sends the
+    /// browser after ending vestibule's own session. `{url}` is replaced by
+    /// the percent-encoded return address. Default none: the browser goes
+    /// straight to the return address (or sees a "signed out" page).
+    pub logout_url: Option<String>,
+    /// Origins (`https://host[:port]`) that `rd` and `return_to` on
+    /// `/.vestibule/login` and `/.vestibule/logout` may point at, besides
+    /// vestibule's own origin and the `http(s)://` origins of routes with an
+    /// exact `host`. Default none.
+    #[serde(default)]
+    pub redirect_origins: Vec<String>,
 }
 
 /// Default path of the forward-auth endpoint.

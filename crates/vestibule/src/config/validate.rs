@@ -15,7 +15,10 @@ use vestibule_core::policy::{AuthMode, Provisioning, RoutePolicy};
 use vestibule_core::profile::{CustomProfile, HeaderProfile, OutEncoding, OutField, ProfileKind};
 use vestibule_core::route::RouteTable;
 
-use super::{FileConfig, HeaderSourceConfig, RouteConfig, UnixListenerConfig};
+use vestibule_core::jwt::{Algorithm, ClaimMapping};
+use vestibule_core::redirect::{Origin, RedirectPolicy};
+
+use super::{FileConfig, HeaderSourceConfig, JwtSourceConfig, RouteConfig, UnixListenerConfig};
 
 /// How bad a [`Diagnostic`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,19 +56,74 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// The trusted-header source, checked.
+/// The identity source, checked: trusted headers or signed assertions.
 #[derive(Debug, Clone)]
-pub struct HeaderSource {
-    /// The dialect.
-    pub dialect: Dialect,
-    /// Peers allowed to send identity headers.
+pub struct IdentitySource {
+    /// What carries the identity.
+    pub kind: SourceKind,
+    /// Peers allowed to send identity headers or assertions.
     pub trusted: TrustedNetworks,
     /// Bounds on values.
     pub limits: ValueLimits,
     /// First-sighting policy (with accounts).
     pub provisioning: Provisioning,
-    /// Key accounts on the username instead of the dialect's subject.
+    /// Key accounts on the username instead of the stable subject.
     pub key_by_username: bool,
+}
+
+impl IdentitySource {
+    /// The source name accounts are keyed under: the dialect's name, or the
+    /// assertions' issuer (OIDC Core §5.7: `iss` and `sub` together are
+    /// the stable identifier).
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            SourceKind::Headers(d) => d.name(),
+            SourceKind::Jwt(j) => &j.issuer,
+        }
+    }
+}
+
+/// How a trusted peer tells vestibule who the user is.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    /// Plain identity headers in a dialect.
+    Headers(Dialect),
+    /// A signed JWT in one header, checked against a JWK Set.
+    Jwt(JwtSettings),
+}
+
+/// `[source.jwt]`, checked.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// The preset's name, for logs.
+    pub preset: String,
+    /// Header carrying the assertion.
+    pub header: http::HeaderName,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values (never empty).
+    pub audiences: Vec<String>,
+    /// Where the keys come from.
+    pub jwks: JwksLocation,
+    /// Extra CA certificates for an HTTPS `jwks_url`.
+    pub jwks_ca: Option<PathBuf>,
+    /// Periodic refetch.
+    pub refresh: Duration,
+    /// Accepted algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// Allowed clock skew, in seconds.
+    pub leeway_secs: i64,
+    /// Claim names.
+    pub mapping: ClaimMapping,
+}
+
+/// Where a JWK Set is read from.
+#[derive(Debug, Clone)]
+pub enum JwksLocation {
+    /// Fetched over HTTPS (or HTTP to loopback).
+    Url(Uri),
+    /// Read from a file.
+    File(PathBuf),
 }
 
 /// Accounts, checked.
@@ -169,8 +227,8 @@ pub struct Settings {
     pub log_json: bool,
     /// Log filter.
     pub log_level: String,
-    /// Trusted-header source.
-    pub header_source: Option<HeaderSource>,
+    /// The identity source (`[source.headers]` or `[source.jwt]`).
+    pub identity_source: Option<IdentitySource>,
     /// Hops believed when finding the client address.
     pub client_ip_hops: TrustedNetworks,
     /// Which header gives the client address.
@@ -188,6 +246,10 @@ pub struct Settings {
     /// `auth.login_url`: where browsers without an identity are sent from
     /// vestibule's own pages.
     pub login_url: Option<String>,
+    /// `auth.logout_url`: the SSO front's sign-out, after vestibule's.
+    pub logout_url: Option<String>,
+    /// Where `rd` and `return_to` may send a browser.
+    pub redirects: RedirectPolicy,
     /// Accounts (and the store), when `[accounts]` is present.
     pub accounts: Option<AccountSettings>,
     /// Browser sessions.
@@ -388,17 +450,25 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         }
     };
 
-    let header_source = file
-        .source
-        .headers
-        .as_ref()
-        .filter(|h| h.enabled)
-        .and_then(|h| header_source(&mut c, h));
+    let headers_on = file.source.headers.as_ref().filter(|h| h.enabled);
+    let jwt_on = file.source.jwt.as_ref().filter(|j| j.enabled);
+    if headers_on.is_some() && jwt_on.is_some() {
+        c.error(
+            "source",
+            "both [source.headers] and [source.jwt] are on; which one names the user would be ambiguous",
+            "keep one of them, or set enabled = false on the other",
+        );
+    }
+    let identity_source = match (headers_on, jwt_on) {
+        (Some(h), _) => header_source(&mut c, h),
+        (None, Some(j)) => jwt_source(&mut c, j),
+        (None, None) => None,
+    };
 
     // Client address: believe the same proxies as the header source unless told otherwise.
     let client_ip_hops = match &file.client_ip.trusted_hops {
         Some(list) => trusted_list(&mut c, "client_ip.trusted_hops", list),
-        None => header_source
+        None => identity_source
             .as_ref()
             .map(|h| h.trusted.clone())
             .unwrap_or_default(),
@@ -426,6 +496,10 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     if let Some(url) = &file.auth.login_url {
         check_login_url(&mut c, "auth.login_url", url);
     }
+    if let Some(url) = &file.auth.logout_url {
+        check_login_url(&mut c, "auth.logout_url", url);
+    }
+    let redirects = redirect_policy(&mut c, file);
     let verify_path = &file.forward_auth.path;
     if !verify_path.starts_with('/')
         || verify_path.contains(['?', '#', '{', '}', '*'])
@@ -445,8 +519,14 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     }
 
     let mut identity_headers = IdentityHeaders::builtin();
-    if let Some(h) = &header_source {
-        identity_headers = identity_headers.with_names(h.dialect.header_names());
+    match identity_source.as_ref().map(|s| &s.kind) {
+        Some(SourceKind::Headers(d)) => {
+            identity_headers = identity_headers.with_names(d.header_names());
+        }
+        Some(SourceKind::Jwt(j)) => {
+            identity_headers = identity_headers.with_names([j.header.as_str()]);
+        }
+        None => {}
     }
 
     let accounts = file
@@ -523,7 +603,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     }
     let mut routes = Vec::new();
     for (i, r) in file.routes.iter().enumerate() {
-        if let Some(rs) = route(&mut c, i, r, file, header_source.is_some()) {
+        if let Some(rs) = route(&mut c, i, r, file, identity_source.is_some()) {
             identity_headers =
                 identity_headers.with_names(rs.profile.header_names().map(|n| n.as_str()));
             routes.push(rs);
@@ -568,7 +648,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             max_header_bytes: file.server.max_header_bytes,
             log_json,
             log_level: file.log.level.clone(),
-            header_source,
+            identity_source,
             client_ip_hops,
             client_ip_header,
             identity_headers,
@@ -577,6 +657,8 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             pool_idle_timeout: file.upstream.pool_idle_timeout.0,
             verify_path: verify_path.clone(),
             login_url: file.auth.login_url.clone(),
+            logout_url: file.auth.logout_url.clone(),
+            redirects,
             accounts,
             sessions,
             devices,
@@ -673,7 +755,7 @@ fn trusted_list(c: &mut Collector, key: &str, list: &[String]) -> TrustedNetwork
     TrustedNetworks::from_networks(nets)
 }
 
-fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSource> {
+fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<IdentitySource> {
     let key = "source.headers";
     let dialect = match (h.dialect.as_str(), &h.custom) {
         ("custom", None) => {
@@ -742,11 +824,40 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
         }
     };
 
-    let trusted = trusted_list(c, &format!("{key}.trusted_proxies"), &h.trusted_proxies);
+    let common = SourceCommon {
+        trusted_proxies: &h.trusted_proxies,
+        dangerously_trust_any_peer: h.dangerously_trust_any_peer,
+        max_value_bytes: h.max_value_bytes,
+        max_groups_bytes: h.max_groups_bytes,
+        provisioning: &h.provisioning,
+        provision_groups: &h.provision_groups,
+        account_key: &h.account_key,
+    };
+    common_source(c, key, &common, dialect.map(SourceKind::Headers))
+}
+
+/// The settings both source kinds share.
+struct SourceCommon<'a> {
+    trusted_proxies: &'a [String],
+    dangerously_trust_any_peer: bool,
+    max_value_bytes: usize,
+    max_groups_bytes: usize,
+    provisioning: &'a str,
+    provision_groups: &'a [String],
+    account_key: &'a str,
+}
+
+fn common_source(
+    c: &mut Collector,
+    key: &str,
+    h: &SourceCommon<'_>,
+    kind: Option<SourceKind>,
+) -> Option<IdentitySource> {
+    let trusted = trusted_list(c, &format!("{key}.trusted_proxies"), h.trusted_proxies);
     if h.trusted_proxies.is_empty() {
         c.error(
             format!("{key}.trusted_proxies"),
-            "identity headers are enabled but no proxy is trusted to send them",
+            "an identity source is on but no proxy is trusted to send identities",
             "set trusted_proxies to your SSO front's address, e.g. [\"10.0.0.5\"] (a bare IP trusts that one host)",
         );
     }
@@ -794,7 +905,7 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
             );
         }
     }
-    let provisioning = match h.provisioning.as_str() {
+    let provisioning = match h.provisioning {
         "existing-only" => Provisioning::ExistingOnly,
         "auto" => Provisioning::Auto,
         "approval" => Provisioning::Approval,
@@ -806,7 +917,7 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
                     "list the groups, e.g. provision_groups = [\"family\"]",
                 );
             }
-            Provisioning::AutoIfGroup(h.provision_groups.clone())
+            Provisioning::AutoIfGroup(h.provision_groups.to_vec())
         }
         other => {
             c.error(
@@ -817,7 +928,7 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
             Provisioning::Approval
         }
     };
-    let key_by_username = match h.account_key.as_str() {
+    let key_by_username = match h.account_key {
         "subject" => false,
         "username" => true,
         other => {
@@ -829,8 +940,8 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
             false
         }
     };
-    Some(HeaderSource {
-        dialect: dialect?,
+    Some(IdentitySource {
+        kind: kind?,
         trusted,
         limits: ValueLimits {
             max_value_len: h.max_value_bytes,
@@ -840,6 +951,230 @@ fn header_source(c: &mut Collector, h: &HeaderSourceConfig) -> Option<HeaderSour
         provisioning,
         key_by_username,
     })
+}
+
+fn jwt_source(c: &mut Collector, j: &JwtSourceConfig) -> Option<IdentitySource> {
+    let key = "source.jwt";
+    let mut ok = true;
+    let mut mapping = ClaimMapping::preset(&j.preset);
+    if mapping.is_none() {
+        c.error(
+            format!("{key}.preset"),
+            format!("unknown preset `{}`", j.preset),
+            "use pomerium, cloudflare, authentik or oidc",
+        );
+    }
+    let default_header = match j.preset.as_str() {
+        "pomerium" => Some("X-Pomerium-Jwt-Assertion"),
+        "cloudflare" => Some("Cf-Access-Jwt-Assertion"),
+        "authentik" => Some("X-authentik-jwt"),
+        _ => None,
+    };
+    let header = match j.header.as_deref().or(default_header) {
+        Some(h) => match http::HeaderName::from_bytes(
+            vestibule_core::headers::normalize_name(h).as_bytes(),
+        ) {
+            Ok(name) => Some(name),
+            Err(_) => {
+                c.error(
+                    format!("{key}.header"),
+                    format!("`{h}` is not a header name"),
+                    "use letters, digits and `-`, e.g. \"X-Assertion\"",
+                );
+                None
+            }
+        },
+        None => {
+            c.error(
+                format!("{key}.header"),
+                "the oidc preset has no default header",
+                "name the header the front puts the token in, e.g. header = \"X-Id-Token\"",
+            );
+            None
+        }
+    };
+    if j.issuer.trim().is_empty() {
+        ok = false;
+        c.error(
+            format!("{key}.issuer"),
+            "no issuer: any key holder's tokens would be accepted",
+            "set the exact `iss` of the assertions, e.g. \"https://team.cloudflareaccess.com\"",
+        );
+    }
+    if j.audience.iter().all(|a| a.trim().is_empty()) {
+        ok = false;
+        c.error(
+            format!("{key}.audience"),
+            "no audience: an assertion minted for another app would be accepted here (RFC 8725 §3.9)",
+            "set the `aud` your front puts in assertions for vestibule (Cloudflare: the application's AUD tag)",
+        );
+    }
+    let jwks = match (&j.jwks_url, &j.jwks_file) {
+        (Some(_), Some(_)) => {
+            c.error(
+                format!("{key}.jwks_url"),
+                "both jwks_url and jwks_file are set",
+                "keep one",
+            );
+            None
+        }
+        (None, None) => {
+            c.error(
+                format!("{key}.jwks_url"),
+                "no signing keys: set jwks_url or jwks_file",
+                "e.g. jwks_url = \"https://team.cloudflareaccess.com/cdn-cgi/access/certs\"",
+            );
+            None
+        }
+        (None, Some(path)) => Some(JwksLocation::File(path.clone())),
+        (Some(url), None) => match url.parse::<Uri>() {
+            Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => {
+                Some(JwksLocation::Url(u))
+            }
+            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some_and(is_loopback_host) => {
+                Some(JwksLocation::Url(u))
+            }
+            Ok(u) if u.scheme_str() == Some("http") => {
+                c.error(
+                    format!("{key}.jwks_url"),
+                    format!("`{url}` is plain HTTP: whoever sits on the path could swap the keys and sign as anyone"),
+                    "use https://, or jwks_file with a copy of the keys",
+                );
+                None
+            }
+            _ => {
+                c.error(
+                    format!("{key}.jwks_url"),
+                    format!("`{url}` is not an absolute https URL"),
+                    "write it like \"https://sso.example.com/.well-known/jwks.json\"",
+                );
+                None
+            }
+        },
+    };
+    if j.jwks_ca.is_some() && j.jwks_file.is_some() {
+        c.warn(
+            format!("{key}.jwks_ca"),
+            "jwks_ca is only used with jwks_url",
+            "remove it",
+        );
+    }
+    if j.jwks_refresh.0 < Duration::from_secs(10) {
+        c.error(
+            format!("{key}.jwks_refresh"),
+            "refreshing more often than every 10 s would hammer the key server",
+            "use e.g. \"1h\" (unknown keys are fetched at once anyway)",
+        );
+    }
+    let mut algorithms = Vec::new();
+    for (i, a) in j.algorithms.iter().enumerate() {
+        match Algorithm::parse(a) {
+            Some(alg) => algorithms.push(alg),
+            None => {
+                c.error(
+                    format!("{key}.algorithms[{i}]"),
+                    format!("`{a}` is not an algorithm vestibule accepts"),
+                    "use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA (never none or HS256)",
+                );
+            }
+        }
+    }
+    if j.algorithms.is_empty() {
+        // Every algorithm vestibule verifies; never `none` or HMAC (RFC
+        // 8725 §3.1, §3.2: a shared secret would let any verifier sign).
+        algorithms = Algorithm::ALL.to_vec();
+    }
+    if j.leeway.0 > Duration::from_secs(300) {
+        c.error(
+            format!("{key}.leeway"),
+            "more than 5 minutes of clock skew keeps expired assertions alive",
+            "fix the clocks (NTP) and use the default \"60s\"",
+        );
+    }
+    if let Some(m) = &mut mapping {
+        let claims = &j.claims;
+        if let Some(v) = &claims.subject {
+            m.subject = v.clone();
+        }
+        if let Some(v) = &claims.username {
+            m.username = vec![v.clone()];
+        }
+        if let Some(v) = &claims.email {
+            m.email = Some(v.clone());
+        }
+        if let Some(v) = &claims.display_name {
+            m.display_name = Some(v.clone());
+        }
+        if let Some(v) = &claims.groups {
+            m.groups = Some(v.clone());
+        }
+    }
+    let common = SourceCommon {
+        trusted_proxies: &j.trusted_proxies,
+        dangerously_trust_any_peer: j.dangerously_trust_any_peer,
+        max_value_bytes: j.max_value_bytes,
+        max_groups_bytes: j.max_groups_bytes,
+        provisioning: &j.provisioning,
+        provision_groups: &j.provision_groups,
+        account_key: &j.account_key,
+    };
+    let kind = match (ok, mapping, header, jwks) {
+        (true, Some(mapping), Some(header), Some(jwks)) => Some(SourceKind::Jwt(JwtSettings {
+            preset: j.preset.clone(),
+            header,
+            issuer: j.issuer.clone(),
+            audiences: j
+                .audience
+                .iter()
+                .filter(|a| !a.trim().is_empty())
+                .cloned()
+                .collect(),
+            jwks,
+            jwks_ca: j.jwks_ca.clone(),
+            refresh: j.jwks_refresh.0,
+            algorithms,
+            leeway_secs: i64::try_from(j.leeway.0.as_secs()).unwrap_or(0),
+            mapping,
+        })),
+        _ => None,
+    };
+    common_source(c, key, &common, kind)
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The origins return addresses may point at: the configured ones, plus
+/// both schemes of every route's exact host (wildcard hosts are not
+/// expanded: `*.example.com` would let any subdomain, perhaps a user's own
+/// site, receive the redirect).
+fn redirect_policy(c: &mut Collector, file: &FileConfig) -> RedirectPolicy {
+    let mut origins = Vec::new();
+    for (i, o) in file.auth.redirect_origins.iter().enumerate() {
+        match Origin::parse(o) {
+            Ok(origin) => origins.push(origin),
+            Err(e) => c.error(
+                format!("auth.redirect_origins[{i}]"),
+                format!("`{o}` is not an origin: {e}"),
+                "write it like \"https://app.example.com\" (scheme, host, optional port; no path)",
+            ),
+        }
+    }
+    for r in &file.routes {
+        if let Some(host) = r.host.as_deref().filter(|h| !h.contains('*')) {
+            for scheme in ["https", "http"] {
+                if let Ok(origin) = Origin::parse(&format!("{scheme}://{host}")) {
+                    origins.push(origin);
+                }
+            }
+        }
+    }
+    RedirectPolicy::new(origins)
 }
 
 fn check_login_url(c: &mut Collector, key: &str, url: &str) {

@@ -7,6 +7,7 @@
 
 pub mod cookies;
 mod devices;
+mod login;
 pub mod security_headers;
 pub mod session;
 
@@ -50,6 +51,8 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/.vestibule/pair", post(devices::pair_claim))
         .route("/.vestibule/pair/poll", post(devices::pair_poll))
+        .route("/.vestibule/login", get(login::login))
+        .route("/.vestibule/logout", get(login::logout).post(login::logout))
         .layer(axum::middleware::from_fn(security_headers::layer))
 }
 

@@ -55,7 +55,9 @@ fn csrf_for(token: &Secret, identity: &Identity) -> String {
     csrf_token(token, &roles.join(","))
 }
 
-fn https(ctx: &ClientContext, headers: &HeaderMap) -> bool {
+/// Whether the browser reached vestibule over HTTPS (directly, or as a
+/// trusted hop says).
+pub(crate) fn https(ctx: &ClientContext, headers: &HeaderMap) -> bool {
     ctx.tls
         || (ctx.trusted_for_forwarding
             && headers
@@ -128,15 +130,23 @@ pub async fn page_session(
         None => None,
     };
 
-    let identity = crate::authenticate::authenticate(state, &ctx, headers).map_err(|e| {
-        refuse(
-            headers,
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            &format!("The identity sent by the SSO proxy was refused: {e}."),
-            "",
-        )
-    })?;
+    let identity = crate::authenticate::authenticate(state, &ctx, headers)
+        .await
+        .map_err(|e| {
+            use crate::authenticate::SourceError;
+            let status = match e {
+                SourceError::Headers(_) => StatusCode::BAD_REQUEST,
+                SourceError::Assertion(_) => StatusCode::UNAUTHORIZED,
+                SourceError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            refuse(
+                headers,
+                status,
+                "Sign-in not accepted",
+                &format!("The identity sent by the SSO proxy was refused: {e}."),
+                "",
+            )
+        })?;
     let Some(identity) = identity else {
         // The front no longer vouches for anyone: end the session.
         if let Some(s) = &existing {
@@ -180,7 +190,7 @@ pub async fn page_session(
             .append(header::SET_COOKIE, cookies::clear(https));
         return Err(resp);
     };
-    let Some(source) = &state.settings.header_source else {
+    let Some(source) = &state.settings.identity_source else {
         return Err(refuse(
             headers,
             StatusCode::UNAUTHORIZED,

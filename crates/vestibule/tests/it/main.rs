@@ -7,6 +7,7 @@
 mod accounts;
 mod admin_cli;
 mod advisories;
+mod assertions;
 mod check_cli;
 mod devices;
 mod durability;
@@ -17,5 +18,6 @@ mod pages;
 mod postgres;
 mod proxy;
 mod readme;
+mod redirects;
 mod support;
 mod verify;

@@ -1,0 +1,239 @@
+//! `/.vestibule/login` and `/.vestibule/logout`: the two addresses apps link
+//! to for "sign in" and "sign out", and the only places vestibule sends a
+//! browser to an address taken from the request (`rd` or `return_to`).
+//!
+//! An open redirect here would let anyone send a link that goes through
+//! the user's trusted gateway and lands on a look-alike site, so every
+//! return address is checked against the configured origins by
+//! [`vestibule_core::redirect`] and refused with 400 otherwise (never
+//! silently replaced: a broken link should be noticed and fixed).
+//!
+//! Logout accepts GET, as apps link to it; the worst a forged link can do
+//! is sign someone out.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use vestibule_core::redirect::Origin;
+use vestibule_core::secret::{find_cookie, hash_token, is_session_token};
+
+use super::cookies;
+use super::session::https;
+use crate::accounts::now_ms;
+use crate::authenticate::{SourceError, authenticate};
+use crate::client_identity::{self, ClientContext, ConnInfo};
+use crate::pipeline::{RequestView, fill_login_url, original_url, wants_html};
+use crate::responses::page;
+use crate::state::AppState;
+
+/// Where to go afterwards. `rd` (Authelia, oauth2-proxy, Traefik) and
+/// `return_to` (Pomerium, Kratos) are both understood.
+#[derive(Debug, Deserialize)]
+pub(super) struct ReturnQuery {
+    rd: Option<String>,
+    return_to: Option<String>,
+}
+
+/// The request's own origin, as the browser sees it.
+fn here(ctx: &ClientContext, headers: &HeaderMap, uri: &http::Uri) -> Option<Origin> {
+    let view = view(headers, uri);
+    Origin::of_url(&original_url(ctx, &view)).ok()
+}
+
+fn view<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> RequestView<'a> {
+    RequestView {
+        host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
+        path: uri.path(),
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers,
+    }
+}
+
+fn bad(headers: &HeaderMap, message: &str) -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        wants_html(headers),
+        "Link refused",
+        message,
+        "The link that brought you here points somewhere vestibule does not send people to. Go back to the app and try again.",
+    )
+}
+
+/// Who asks, where from, and where they want to go afterwards.
+struct Target {
+    ctx: ClientContext,
+    /// The request's own origin.
+    here: Origin,
+    /// The checked return address, if the query names one.
+    dest: Option<String>,
+}
+
+/// Resolves the request's [`Target`]; the error is the message for the
+/// 400 page.
+fn target(
+    state: &AppState,
+    conn: Option<Extension<ConnInfo>>,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    q: &ReturnQuery,
+) -> Result<Target, String> {
+    let ctx = client_identity::resolve(&state.settings, super::conn(conn), headers);
+    let here = here(&ctx, headers, uri).ok_or("The request has no usable Host.")?;
+    let raw = match (q.rd.as_deref(), q.return_to.as_deref()) {
+        (Some(a), Some(b)) if a != b => {
+            return Err("The link names two different return addresses.".into());
+        }
+        (Some(a), _) | (None, Some(a)) => Some(a),
+        (None, None) => None,
+    };
+    let dest = match raw {
+        Some(raw) => Some(state.settings.redirects.check(raw, &here).map_err(|e| {
+            tracing::info!(error = %e, "return address refused");
+            format!("The return address was refused: {e}.")
+        })?),
+        None => None,
+    };
+    Ok(Target { ctx, here, dest })
+}
+
+fn see_other(location: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `GET /.vestibule/login?rd=…`: a signed-in browser goes to `rd` (or
+/// vestibule's own root); an anonymous one to the SSO front's login page,
+/// which brings it back here.
+pub(super) async fn login(
+    State(state): State<Arc<AppState>>,
+    conn: Option<Extension<ConnInfo>>,
+    headers: HeaderMap,
+    uri: http::Uri,
+    Query(q): Query<ReturnQuery>,
+) -> Response {
+    let Target { ctx, here, dest } = match target(&state, conn, &headers, &uri, &q) {
+        Ok(t) => t,
+        Err(message) => return no_store(bad(&headers, &message)),
+    };
+    let dest = dest.unwrap_or_else(|| format!("{here}/"));
+    let resp = match authenticate(&state, &ctx, &headers).await {
+        Ok(Some(_)) => see_other(&dest),
+        Ok(None) => match &state.settings.login_url {
+            Some(template) => see_other(&fill_login_url(template, &ctx, &view(&headers, &uri))),
+            None => page(
+                StatusCode::UNAUTHORIZED,
+                wants_html(&headers),
+                "Sign in",
+                "Sign in through your SSO portal.",
+                "No sign-in page is configured on this gateway (auth.login_url).",
+            ),
+        },
+        Err(e) => page(
+            match e {
+                SourceError::Headers(_) => StatusCode::BAD_REQUEST,
+                SourceError::Assertion(_) => StatusCode::UNAUTHORIZED,
+                SourceError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            wants_html(&headers),
+            "Sign-in not accepted",
+            &format!("The identity sent by the SSO proxy was refused: {e}."),
+            "",
+        ),
+    };
+    no_store(resp)
+}
+
+/// `GET|POST /.vestibule/logout?return_to=…`: ends vestibule's page
+/// session, then hands over to the SSO front's sign-out (`auth.logout_url`)
+/// or goes to the return address.
+pub(super) async fn logout(
+    State(state): State<Arc<AppState>>,
+    conn: Option<Extension<ConnInfo>>,
+    headers: HeaderMap,
+    uri: http::Uri,
+    Query(q): Query<ReturnQuery>,
+) -> Response {
+    let Target { ctx, here, dest } = match target(&state, conn, &headers, &uri, &q) {
+        Ok(t) => t,
+        Err(message) => return no_store(bad(&headers, &message)),
+    };
+    let https = https(&ctx, &headers);
+    if let Some(accounts) = &state.accounts
+        && let Some(token) = find_cookie(
+            headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
+            cookies::name(https),
+        )
+        .filter(|t| is_session_token(t))
+    {
+        let store = accounts.store();
+        let hash = hash_token(token);
+        // The session must be gone before the browser is told it is
+        // signed out: an error here is a 503, not a false "signed out".
+        let ended = match store.session(&hash).await {
+            Ok(Some(s)) => store
+                .revoke_session(&hash)
+                .await
+                .map(|_| Some(format!("{}:{}", s.source, s.subject))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(Some(who)) => {
+                let entry = vestibule_store::AuditEntry {
+                    at: now_ms(),
+                    actor: who.clone(),
+                    action: "session-end".into(),
+                    subject: who,
+                    client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+                    outcome: "ok".into(),
+                    detail: "logout".into(),
+                };
+                if let Err(e) = store.append_audit(&entry).await {
+                    tracing::warn!(error = %e, "could not write the audit log");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "logout could not end the session");
+                return no_store(page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    wants_html(&headers),
+                    "Try again",
+                    "vestibule could not end your session just now.",
+                    "Reload the page in a moment.",
+                ));
+            }
+        }
+    }
+    let mut resp = match (&state.settings.logout_url, dest) {
+        (Some(template), dest) => {
+            let back = dest.unwrap_or_else(|| format!("{here}/"));
+            let encoded =
+                percent_encoding::utf8_percent_encode(&back, crate::pipeline::QUERY_VALUE);
+            see_other(&template.replace("{url}", &encoded.to_string()))
+        }
+        (None, Some(dest)) => see_other(&dest),
+        (None, None) => page(
+            StatusCode::OK,
+            wants_html(&headers),
+            "Signed out",
+            "You are signed out of vestibule.",
+            "Sign out of your SSO portal too if you share this device.",
+        ),
+    };
+    resp.headers_mut()
+        .append(header::SET_COOKIE, cookies::clear(https));
+    no_store(resp)
+}

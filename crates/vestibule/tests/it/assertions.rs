@@ -1,0 +1,435 @@
+//! `[source.jwt]`: signed identity assertions (Pomerium, Cloudflare Access,
+//! authentik) verified against a JWK Set served over a real socket, through
+//! the real binary.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use vestibule_core::jwt::testing::TestSigner;
+
+use crate::support::*;
+
+const ISSUER: &str = "https://sso.test/application/o/vestibule/";
+
+/// A key server whose JWK Set can be swapped, counting fetches.
+struct KeyServer {
+    addr: SocketAddr,
+    jwks: Arc<Mutex<String>>,
+    fetches: Arc<AtomicUsize>,
+}
+
+impl KeyServer {
+    async fn start(jwks: String) -> Self {
+        let body = Arc::new(Mutex::new(jwks));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (b, f) = (body.clone(), fetches.clone());
+        let app = axum::Router::new().route(
+            "/jwks",
+            axum::routing::get(move || {
+                let (b, f) = (b.clone(), f.clone());
+                async move {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    let body = b.lock().unwrap().clone();
+                    ([("content-type", "application/json")], body)
+                }
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        Self {
+            addr,
+            jwks: body,
+            fetches,
+        }
+    }
+
+    fn set(&self, jwks: String) {
+        *self.jwks.lock().unwrap() = jwks;
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+fn claims(sub: &str) -> serde_json::Value {
+    json!({
+        "iss": ISSUER,
+        "aud": "vestibule",
+        "sub": sub,
+        "exp": now() + 300,
+        "iat": now(),
+        "preferred_username": "alice",
+        "email": "alice@example.com",
+        "name": "Alice Liddell",
+        "groups": ["family", "admins"],
+    })
+}
+
+fn jwt_config(jwks_url: &str, up: SocketAddr, extra: &str) -> String {
+    let src = format!(
+        "[source.jwt]\npreset = \"authentik\"\nissuer = \"{ISSUER}\"\naudience = [\"vestibule\"]\n\
+         jwks_url = \"{jwks_url}\"\ntrusted_proxies = [\"127.0.0.1\"]\n{extra}\n"
+    );
+    let routes = [
+        route("app", "/", up, "allow_groups = [\"family\"]"),
+        route("open", "/open", up, "auth = \"optional\""),
+    ]
+    .concat();
+    config(&src, &routes)
+}
+
+async fn get(gw: &Gateway, from: &str, path: &str, token: &str) -> Raw {
+    Raw::get(gw.addr, from, path, &[("X-authentik-jwt", token)]).await
+}
+
+/// A valid assertion names the user to the app in the route's header
+/// dialect; the assertion itself never reaches the app.
+#[tokio::test]
+async fn a_verified_assertion_names_the_user() {
+    let up = start_whoami().await;
+    let es = TestSigner::es256("es");
+    let rs = TestSigner::rs256("rs");
+    let ed = TestSigner::ed25519("ed");
+    let keys = KeyServer::start(TestSigner::jwks_json(&[&es, &rs, &ed])).await;
+    let gw = Gateway::start(&jwt_config(&format!("http://{}/jwks", keys.addr), up, "")).await;
+    for signer in [&es, &rs, &ed] {
+        let r = get(&gw, TRUSTED, "/", &signer.sign(&claims("u-1"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = r.seen_headers();
+        assert_eq!(seen["remote-user"], ["alice"]);
+        assert_eq!(seen["remote-email"], ["alice@example.com"]);
+        assert_eq!(seen["remote-name"], ["Alice Liddell"]);
+        assert_eq!(seen["remote-groups"], ["family,admins"]);
+        assert!(!seen.contains_key("x-authentik-jwt"), "{seen:?}");
+    }
+    // Keys are fetched once at start-up, not per request.
+    assert_eq!(keys.fetches(), 1);
+    // Not in the route's group: 403, as with headers.
+    let mut c = claims("u-2");
+    c["groups"] = json!(["guests"]);
+    assert_eq!(get(&gw, TRUSTED, "/", &es.sign(&c)).await.status, 403);
+    // The same in forward-auth.
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/.vestibule/verify",
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.test"),
+            ("X-Forwarded-Uri", "/"),
+            ("X-authentik-jwt", &es.sign(&claims("u-1"))),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("remote-user"), Some("alice"));
+    let m = gw.metrics().await;
+    assert!(
+        m.contains("vestibule_auth_decisions_total{source=\"jwt\",result=\"authenticated\"}"),
+        "{m}"
+    );
+}
+
+/// Every way an assertion can be wrong is a 401 (never a login redirect
+/// loop, never the app); ambiguity is a 400; an untrusted peer's assertion
+/// is ignored and stripped.
+#[tokio::test]
+async fn bad_assertions_are_refused() {
+    let up = start_whoami().await;
+    let es = TestSigner::es256("es");
+    let rs = TestSigner::rs256("rs");
+    let stranger = TestSigner::es256("es");
+    let keys = KeyServer::start(TestSigner::jwks_json(&[&es, &rs])).await;
+    let gw = Gateway::start(&jwt_config(
+        &format!("http://{}/jwks", keys.addr),
+        up,
+        "algorithms = [\"ES256\", \"RS256\"]",
+    ))
+    .await;
+    let good = claims("u-1");
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let without = |k: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(k);
+        c
+    };
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let valid = es.sign(&good);
+    let (h, rest) = valid.split_once('.').unwrap();
+    let (_, sig) = rest.split_once('.').unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        ("expired", es.sign(&with("exp", json!(now() - 3600)))),
+        ("not yet valid", es.sign(&with("nbf", json!(now() + 3600)))),
+        (
+            "issued in the future",
+            es.sign(&with("iat", json!(now() + 3600))),
+        ),
+        ("no expiry", es.sign(&without("exp"))),
+        (
+            "wrong issuer",
+            es.sign(&with("iss", json!("https://evil.test/"))),
+        ),
+        (
+            "wrong audience",
+            es.sign(&with("aud", json!(["other-app"]))),
+        ),
+        ("no subject", es.sign(&without("sub"))),
+        ("signed by a stranger with our kid", stranger.sign(&good)),
+        (
+            "claims swapped under a valid signature",
+            format!("{h}.{}.{sig}", b64(&with("sub", json!("admin")))),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "kid": "es"})),
+                b64(&good)
+            ),
+        ),
+        (
+            "HS256 keyed with the public key",
+            format!(
+                "{}.{}.{sig}",
+                b64(&json!({"alg": "HS256", "kid": "rs"})),
+                b64(&good)
+            ),
+        ),
+        (
+            "algorithm not allowed here",
+            TestSigner::ed25519("es").sign(&good),
+        ),
+        ("garbage", "not a token".into()),
+        (
+            "control characters in a claim",
+            es.sign(&with("name", json!("Alice\r\nRemote-User: admin"))),
+        ),
+        (
+            "a separator inside a group name",
+            es.sign(&with("groups", json!(["family,admins"]))),
+        ),
+    ];
+    for (what, token) in &cases {
+        let r = get(&gw, TRUSTED, "/", token).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert!(r.header("location").is_none(), "{what}");
+        assert!(!r.text().contains("remote-user"), "{what}");
+    }
+    // A page asks a browser to reload rather than looping to the login.
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[("X-authentik-jwt", &cases[0].1), ("Accept", "text/html")],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("could not be verified"), "{}", r.text());
+
+    // Two spellings of the assertion header: ambiguous.
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[("X-authentik-jwt", &valid), ("X_Authentik_Jwt", &valid)],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // From an untrusted peer a valid assertion counts for nothing (a leaked
+    // assertion cannot be replayed from anywhere), and is stripped.
+    assert_eq!(get(&gw, UNTRUSTED, "/", &valid).await.status, 401);
+    let r = get(&gw, UNTRUSTED, "/open", &valid).await;
+    assert_eq!(r.status, 200);
+    let seen = r.seen_headers();
+    assert!(!seen.contains_key("remote-user"), "{seen:?}");
+    assert!(!seen.contains_key("x-authentik-jwt"), "{seen:?}");
+
+    // The log names the reason, never the token.
+    let log = gw.stderr();
+    assert!(log.contains("the assertion has expired"), "{log}");
+    for reason in [
+        "the assertion's audience is not an expected one",
+        "the assertion's signature does not verify",
+    ] {
+        assert!(log.contains(reason), "{reason}: {log}");
+    }
+    assert!(!log.contains(&valid), "the token was logged");
+}
+
+/// Key rotation: an assertion signed with a key vestibule has not seen
+/// makes it fetch the set again, once; invented key ids cannot make it
+/// hammer the key server.
+#[tokio::test]
+async fn rotated_keys_are_fetched_once_on_demand() {
+    let up = start_whoami().await;
+    let old = TestSigner::es256("2026-10");
+    let new = TestSigner::rs256("2026-11");
+    let keys = KeyServer::start(TestSigner::jwks_json(&[&old])).await;
+    let gw = Gateway::start(&jwt_config(&format!("http://{}/jwks", keys.addr), up, "")).await;
+    assert_eq!(
+        get(&gw, TRUSTED, "/", &old.sign(&claims("u"))).await.status,
+        200
+    );
+    assert_eq!(keys.fetches(), 1);
+
+    keys.set(TestSigner::jwks_json(&[&old, &new]));
+    assert_eq!(
+        get(&gw, TRUSTED, "/", &new.sign(&claims("u"))).await.status,
+        200
+    );
+    assert_eq!(keys.fetches(), 2, "one fetch for the new key id");
+
+    // Fifty invented key ids within the minimum interval: no more fetches.
+    for i in 0..50 {
+        let forger = TestSigner::es256(&format!("invented-{i}"));
+        assert_eq!(
+            get(&gw, TRUSTED, "/", &forger.sign(&claims("u")))
+                .await
+                .status,
+            401
+        );
+    }
+    assert_eq!(keys.fetches(), 2);
+}
+
+/// No keys yet (the key server is down): assertions get 503, never a pass;
+/// anonymous requests to public routes still work.
+#[tokio::test]
+async fn without_keys_assertions_fail_closed() {
+    let up = start_whoami().await;
+    let signer = TestSigner::es256("es");
+    let down = closed_port().await;
+    let gw = Gateway::start(&jwt_config(&format!("http://{down}/jwks"), up, "")).await;
+    let r = get(&gw, TRUSTED, "/", &signer.sign(&claims("u"))).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(Raw::get(gw.addr, TRUSTED, "/open", &[]).await.status, 200);
+}
+
+/// A JWK Set from a file works the same, and `check` refuses the settings
+/// that would accept forged or misdirected assertions.
+#[tokio::test]
+async fn jwks_file_and_configuration_checks() {
+    let up = start_whoami().await;
+    let signer = TestSigner::es256("es");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, TestSigner::jwks_json(&[&signer])).unwrap();
+    let src = format!(
+        "[source.jwt]\npreset = \"pomerium\"\nissuer = \"{ISSUER}\"\naudience = [\"vestibule\"]\n\
+         jwks_file = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        file.display()
+    );
+    let gw = Gateway::start(&config(&src, &route("app", "/", up, ""))).await;
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[("X-Pomerium-Jwt-Assertion", &signer.sign(&claims("u")))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let check = |cfg: String| {
+        let path = dir.path().join("check.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let base = |extra: &str| {
+        format!(
+            "[source.jwt]\npreset = \"cloudflare\"\nissuer = \"https://team.cloudflareaccess.com\"\n{extra}\n\n{}",
+            route("app", "/", up, "")
+        )
+    };
+    let refused = [
+        (
+            "no audience",
+            base(
+                "jwks_url = \"https://team.cloudflareaccess.com/cdn-cgi/access/certs\"\ntrusted_proxies = [\"127.0.0.1\"]",
+            ),
+            "source.jwt.audience",
+        ),
+        (
+            "plain http to another host",
+            base(
+                "audience = [\"a\"]\njwks_url = \"http://keys.example.com/jwks\"\ntrusted_proxies = [\"127.0.0.1\"]",
+            ),
+            "source.jwt.jwks_url",
+        ),
+        (
+            "no keys",
+            base("audience = [\"a\"]\ntrusted_proxies = [\"127.0.0.1\"]"),
+            "source.jwt.jwks_url",
+        ),
+        (
+            "HMAC",
+            base(
+                "audience = [\"a\"]\njwks_url = \"https://k.test/\"\nalgorithms = [\"HS256\"]\ntrusted_proxies = [\"127.0.0.1\"]",
+            ),
+            "source.jwt.algorithms[0]",
+        ),
+        (
+            "any peer",
+            base(
+                "audience = [\"a\"]\njwks_url = \"https://k.test/\"\ntrusted_proxies = [\"0.0.0.0/0\"]",
+            ),
+            "source.jwt.trusted_proxies",
+        ),
+        (
+            "no peer",
+            base("audience = [\"a\"]\njwks_url = \"https://k.test/\""),
+            "source.jwt.trusted_proxies",
+        ),
+        (
+            "two sources",
+            format!(
+                "{}\n[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
+                base(
+                    "audience = [\"a\"]\njwks_url = \"https://k.test/\"\ntrusted_proxies = [\"127.0.0.1\"]"
+                )
+            ),
+            "source",
+        ),
+    ];
+    for (what, cfg, key) in refused {
+        let (code, out) = check(cfg);
+        assert_eq!(code, Some(2), "{what}: {out}");
+        assert!(out.contains(&format!("error: {key}:")), "{what}: {out}");
+    }
+    let (code, out) = check(base(
+        "audience = [\"a\"]\njwks_url = \"https://team.cloudflareaccess.com/cdn-cgi/access/certs\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    ));
+    assert_eq!(code, Some(0), "{out}");
+}
