@@ -861,3 +861,58 @@ async fn pairing_needs_the_code_once_and_a_confirmation() {
     .await;
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// Pairing codes (50 bits, 5 minutes) and claim secrets are credentials
+/// too: guessing either is limited per client address like device
+/// credentials, and while blocked even the right code is refused.
+#[tokio::test]
+async fn pairing_guesses_are_rate_limited() {
+    let s = setup("[devices]\nfailures_per_minute = 3\n").await;
+    sign_in(&s, "a-1", "alice").await;
+    let (h, csrf, _) = page_session(&s, "a-1", "alice").await;
+    let body = format!("csrf={csrf}&route=api");
+    let r = post(&s.gw, "/.vestibule/devices/pair", &refs(&h), FORM, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    let code = between(&html, "id=\"pairing-code\">", "<").to_owned();
+
+    let claim = |code: String| {
+        let gw = &s.gw;
+        async move {
+            post(
+                gw,
+                "/.vestibule/pair",
+                &[],
+                "application/json",
+                &format!(r#"{{"code":"{code}","name":"Guesser"}}"#),
+            )
+            .await
+        }
+    };
+    for i in 0..5 {
+        let r = claim(format!("0000{i}-00000")).await;
+        let want = if i < 3 { 404 } else { 429 };
+        assert_eq!(r.status, want, "guess {i}: {}", r.text());
+        if want == 429 {
+            assert!(r.header("retry-after").is_some());
+        }
+    }
+    // Blocked: the right code is refused too, and stays redeemable.
+    assert_eq!(claim(code.clone()).await.status, 429);
+
+    // Claim secrets from the poll endpoint count the same way.
+    let r = post(
+        &s.gw,
+        "/.vestibule/pair/poll",
+        &[],
+        "application/json",
+        r#"{"claim":"vsp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let m = s.gw.metrics().await;
+    assert!(
+        m.contains(r#"vestibule_auth_decisions_total{source="device",result="rate_limited"}"#),
+        "{m}"
+    );
+}
