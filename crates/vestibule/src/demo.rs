@@ -57,6 +57,8 @@ admin = ["admins"]
 
 [auth]
 login_url = "{front}/.demo/login?rd={url}"
+# /.vestibule/logout ends vestibule's session, then the front's.
+logout_url = "{front}/.demo/logout?rd={url}"
 
 [[route]]
 name = "public"
@@ -284,6 +286,9 @@ fn print_banner(
     {front}/grafana      Grafana's X-WEBAUTH-* headers
     {front}/georchestra  geOrchestra's sec-* headers
     {front}/.demo/logout sign out, then reload: vestibule sends you to the login page
+    {front}/.vestibule/logout?return_to=/public
+                         what an app's "sign out" link should use: vestibule's session,
+                         then the front's, then back to /public (only listed origins)
     {front}/.vestibule/account  your account and sessions, as vestibule keeps them
 
   Devices (apps that cannot sign in: phones, WebDAV, scripts):
@@ -426,15 +431,29 @@ async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Res
     resp
 }
 
-async fn logout(State(front): State<Arc<Front>>, req: Request) -> Response {
+#[derive(Deserialize)]
+struct LogoutQuery {
+    rd: Option<String>,
+}
+
+async fn logout(
+    State(front): State<Arc<Front>>,
+    Query(q): Query<LogoutQuery>,
+    req: Request,
+) -> Response {
     if let Some(id) = session_id(req.headers())
         && let Ok(mut s) = front.sessions.lock()
     {
         s.remove(&id);
     }
+    // Back to where vestibule's logout said, on this front only.
+    let rd =
+        q.rd.filter(|rd| rd.starts_with(&format!("{}/", front.origin)))
+            .unwrap_or_else(|| "/.demo/login".to_owned());
     let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static("/.demo/login"));
+    if let Ok(v) = HeaderValue::from_str(&rd) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
     resp.headers_mut().insert(
         header::SET_COOKIE,
         HeaderValue::from_static("demo_sso=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"),
