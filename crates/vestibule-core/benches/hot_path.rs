@@ -124,5 +124,54 @@ fn routes(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, trust_and_identity, forwarded, routes);
+/// A `[source.jwt]` request: verify the assertion and map its claims, per
+/// algorithm (the signature check dominates).
+fn assertions(c: &mut Criterion) {
+    use vestibule_core::jwt::testing::TestSigner;
+    use vestibule_core::jwt::{
+        Algorithm, ClaimMapping, Expectations, Jwks, identity_from_claims, verify,
+    };
+    let signers = [
+        TestSigner::es256("es"),
+        TestSigner::rs256("rs"),
+        TestSigner::ed25519("ed"),
+    ];
+    let jwks =
+        Jwks::parse(TestSigner::jwks_json(&signers.iter().collect::<Vec<_>>()).as_bytes()).unwrap();
+    let audiences = vec!["vestibule".to_owned()];
+    let now = 1_800_000_000;
+    let claims = serde_json::json!({
+        "iss": "https://sso.example.com/", "aud": "vestibule", "sub": "7f3a2c",
+        "exp": now + 300, "iat": now, "preferred_username": "alice",
+        "email": "alice@example.com", "name": "Alice Liddell",
+        "groups": ["family", "admins", "photos"],
+    });
+    let mapping = ClaimMapping::authentik();
+    let expect = Expectations {
+        issuer: "https://sso.example.com/",
+        audiences: &audiences,
+        algorithms: &Algorithm::ALL,
+        now,
+        leeway: 60,
+        max_token_bytes: 16 * 1024,
+    };
+    for signer in &signers {
+        let token = signer.sign(&claims);
+        c.bench_function(
+            &format!(
+                "assertion verify + claims ({})",
+                signer.algorithm().as_str()
+            ),
+            |b| {
+                b.iter(|| {
+                    let claims = verify(black_box(&token), &jwks, &expect).unwrap();
+                    identity_from_claims(&claims, &mapping, "https://sso.example.com/", 1024, 8192)
+                        .unwrap()
+                })
+            },
+        );
+    }
+}
+
+criterion_group!(benches, trust_and_identity, forwarded, routes, assertions);
 criterion_main!(benches);

@@ -95,18 +95,22 @@ async fn read_assertion(
         .to_str()
         .map_err(|_| SourceError::Assertion(JwtError::Malformed("not ASCII")))?
         .trim();
-    let mut jwks = keys.current().ok_or(SourceError::KeysUnavailable)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let token_hash = vestibule_core::secret::hash_token(token);
+    if let Some(identity) = keys.remembered(&token_hash, now) {
+        return Ok(Some(identity));
+    }
+    let (mut jwks, mut generation) = keys.current().ok_or(SourceError::KeysUnavailable)?;
     // A key id we do not know is how a rotation shows up: fetch once (rate
     // limited) before refusing.
     if let Ok(Some(kid)) = jwt::peek_kid(token)
         && !jwks.has_kid(&kid)
         && keys.refetch_for_unknown_key().await
     {
-        jwks = keys.current().ok_or(SourceError::KeysUnavailable)?;
+        (jwks, generation) = keys.current().ok_or(SourceError::KeysUnavailable)?;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let expect = Expectations {
         issuer: &settings.issuer,
         audiences: &settings.audiences,
@@ -116,15 +120,22 @@ async fn read_assertion(
         max_token_bytes: MAX_ASSERTION_BYTES,
     };
     let claims = jwt::verify(token, &jwks, &expect).map_err(SourceError::Assertion)?;
-    jwt::identity_from_claims(
+    let identity = jwt::identity_from_claims(
         &claims,
         &settings.mapping,
         &settings.issuer,
         limits.max_value_len,
         limits.max_groups_len,
     )
-    .map(Some)
-    .map_err(SourceError::Assertion)
+    .map_err(SourceError::Assertion)?;
+    keys.remember(
+        token_hash,
+        &identity,
+        claims.expires_at.saturating_add(settings.leeway_secs),
+        now,
+        generation,
+    );
+    Ok(Some(identity))
 }
 
 /// The largest assertion read; the front's header limits are usually 8 KiB.

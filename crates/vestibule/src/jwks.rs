@@ -11,12 +11,15 @@
 //! Only `jwks_url`/`jwks_file` are ever read: header parameters that point
 //! at keys (`jku`, `x5u`, `jwk`) are ignored (RFC 8725 §3.10).
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use tokio::net::TcpStream;
+use vestibule_core::identity::Identity;
 use vestibule_core::jwt::Jwks;
 
 use crate::config::{JwksLocation, JwtSettings};
@@ -28,6 +31,19 @@ pub const MIN_REFETCH: Duration = Duration::from_secs(10);
 const MAX_JWKS_BYTES: usize = 1 << 20;
 /// Time allowed for one fetch, connect to last byte.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most verified assertions remembered (about 3 MB).
+const MAX_REMEMBERED: usize = 10_000;
+
+/// An assertion that verified, so the same token (fronts send one per
+/// session, for minutes) costs a hash lookup instead of a signature check
+/// (22 µs for RS256, 69 µs for ES256; see BENCHMARKS.md). Keyed by the
+/// token's SHA-256; valid until the token's own `exp` (with leeway) and
+/// only under the key set it was checked with.
+struct Remembered {
+    identity: Identity,
+    valid_until: i64,
+    generation: u64,
+}
 
 /// The current keys of one issuer.
 pub struct SigningKeys {
@@ -37,6 +53,10 @@ pub struct SigningKeys {
     fetching: tokio::sync::Mutex<()>,
     /// When an unknown key id last caused a fetch.
     last_on_demand: std::sync::Mutex<Option<Instant>>,
+    /// Bumped on every key load, which forgets every remembered assertion
+    /// (a key the issuer withdrew must stop working at once).
+    generation: AtomicU64,
+    remembered: RwLock<HashMap<[u8; 32], Remembered>>,
     tls: tokio_rustls::TlsConnector,
 }
 
@@ -71,6 +91,8 @@ impl SigningKeys {
             current: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
             last_on_demand: std::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            remembered: RwLock::new(HashMap::new()),
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         })
     }
@@ -80,9 +102,14 @@ impl SigningKeys {
         &self.settings
     }
 
-    /// The keys, once loaded.
-    pub fn current(&self) -> Option<Arc<Jwks>> {
-        self.current.read().ok().and_then(|k| k.clone())
+    /// The keys, once loaded, with their generation (for
+    /// [`SigningKeys::remember`]). The generation is read first: if a load
+    /// slips in between, the pair is the new keys with the old number, which
+    /// only makes a remembered entry useless, never stale.
+    pub fn current(&self) -> Option<(Arc<Jwks>, u64)> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let keys = self.current.read().ok().and_then(|k| k.clone())?;
+        Some((keys, generation))
     }
 
     /// Reads the keys now, replacing the current ones on success. Returns
@@ -120,6 +147,48 @@ impl SigningKeys {
         }
     }
 
+    /// The identity of an assertion that verified before under the current
+    /// keys and has not expired since.
+    pub fn remembered(&self, token_hash: &[u8; 32], now: i64) -> Option<Identity> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let map = self.remembered.read().ok()?;
+        map.get(token_hash)
+            .filter(|r| r.generation == generation && now <= r.valid_until)
+            .map(|r| r.identity.clone())
+    }
+
+    /// Remembers an assertion verified with the keys of `generation` until
+    /// `valid_until` (unix seconds). When full, expired entries go first,
+    /// then everything: a bounded cache that costs a few signature checks
+    /// after a flood, never memory.
+    pub fn remember(
+        &self,
+        token_hash: [u8; 32],
+        identity: &Identity,
+        valid_until: i64,
+        now: i64,
+        generation: u64,
+    ) {
+        let Ok(mut map) = self.remembered.write() else {
+            return;
+        };
+        if map.len() >= MAX_REMEMBERED {
+            let current = self.generation.load(Ordering::SeqCst);
+            map.retain(|_, r| r.generation == current && now <= r.valid_until);
+            if map.len() >= MAX_REMEMBERED {
+                map.clear();
+            }
+        }
+        map.insert(
+            token_hash,
+            Remembered {
+                identity: identity.clone(),
+                valid_until,
+                generation,
+            },
+        );
+    }
+
     async fn load(&self) -> Result<usize, String> {
         let bytes = match &self.settings.jwks {
             JwksLocation::File(path) => tokio::fs::read(path)
@@ -136,6 +205,10 @@ impl SigningKeys {
         let n = jwks.len();
         if let Ok(mut current) = self.current.write() {
             *current = Some(Arc::new(jwks));
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Ok(mut remembered) = self.remembered.write() {
+            remembered.clear();
         }
         Ok(n)
     }

@@ -303,6 +303,18 @@ async fn rotated_keys_are_fetched_once_on_demand() {
     );
     assert_eq!(keys.fetches(), 2, "one fetch for the new key id");
 
+    // The old key is withdrawn: an assertion vestibule verified (and
+    // remembered) with it stops working as soon as the new set is loaded.
+    let remembered = old.sign(&claims("u"));
+    assert_eq!(get(&gw, TRUSTED, "/", &remembered).await.status, 200);
+    keys.set(TestSigner::jwks_json(&[&new]));
+    tokio::time::sleep(std::time::Duration::from_millis(10_100)).await;
+    let newest = TestSigner::rs256("2026-12");
+    keys.set(TestSigner::jwks_json(&[&new, &newest]));
+    assert_eq!(get(&gw, TRUSTED, "/", &newest.sign(&claims("u"))).await.status, 200);
+    assert_eq!(keys.fetches(), 3);
+    assert_eq!(get(&gw, TRUSTED, "/", &remembered).await.status, 401);
+
     // Fifty invented key ids within the minimum interval: no more fetches.
     for i in 0..50 {
         let forger = TestSigner::es256(&format!("invented-{i}"));
@@ -313,7 +325,28 @@ async fn rotated_keys_are_fetched_once_on_demand() {
             401
         );
     }
-    assert_eq!(keys.fetches(), 2);
+    assert_eq!(keys.fetches(), 3);
+}
+
+/// A remembered assertion lives no longer than its own `exp`.
+#[tokio::test]
+async fn remembered_assertions_expire_with_the_token() {
+    let up = start_whoami().await;
+    let signer = TestSigner::es256("es");
+    let keys = KeyServer::start(TestSigner::jwks_json(&[&signer])).await;
+    let gw = Gateway::start(&jwt_config(
+        &format!("http://{}/jwks", keys.addr),
+        up,
+        "leeway = \"0s\"",
+    ))
+    .await;
+    let mut c = claims("u");
+    c["exp"] = json!(now() + 2);
+    let token = signer.sign(&c);
+    assert_eq!(get(&gw, TRUSTED, "/", &token).await.status, 200);
+    assert_eq!(get(&gw, TRUSTED, "/", &token).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(get(&gw, TRUSTED, "/", &token).await.status, 401);
 }
 
 /// No keys yet (the key server is down): assertions get 503, never a pass;
