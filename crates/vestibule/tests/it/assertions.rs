@@ -311,7 +311,12 @@ async fn rotated_keys_are_fetched_once_on_demand() {
     tokio::time::sleep(std::time::Duration::from_millis(10_100)).await;
     let newest = TestSigner::rs256("2026-12");
     keys.set(TestSigner::jwks_json(&[&new, &newest]));
-    assert_eq!(get(&gw, TRUSTED, "/", &newest.sign(&claims("u"))).await.status, 200);
+    assert_eq!(
+        get(&gw, TRUSTED, "/", &newest.sign(&claims("u")))
+            .await
+            .status,
+        200
+    );
     assert_eq!(keys.fetches(), 3);
     assert_eq!(get(&gw, TRUSTED, "/", &remembered).await.status, 401);
 

@@ -10,6 +10,12 @@
 //! with real addresses), and all of a front's cases run in one test, in
 //! order.
 //!
+//! Device credentials are checked through each front too: after the
+//! page's cases, vestibule is restarted behind the running front with the
+//! page's vestibule config plus accounts and routes that take credentials
+//! ([`DEVICE_CONFIG`]), and the credential must act as its owner and never
+//! reach the app, while an app's own `Authorization` still does.
+//!
 //! The fronts are Debian packages that `.ci/run` installs; a missing one is a
 //! failure that names the package, never a skip.
 
@@ -17,11 +23,16 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child as StdChild, Command as StdCommand, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use vestibule::config;
+use vestibule_core::credential::device_token;
+use vestibule_core::secret::hash_token;
+use vestibule_store::{IdentityKey, NewDevice, Store, StoreConfig};
 
 use crate::support::*;
 
@@ -52,6 +63,44 @@ const SPOOFS: [(&str, &str); 5] = [
     ("Remote-Groups", "admins"),
 ];
 
+/// An app's own token (a JWT, as an OIDC app would get): not vestibule's,
+/// so it must reach the app unchanged.
+const APP_JWT: &str = "Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.\
+                       eyJzdWIiOiJib2IiLCJhdWQiOiJhcHAifQ.c2lnbmF0dXJlLW9mLXRoZS1hcHA";
+
+/// Appended to a page's vestibule config for the device-credential cases:
+/// accounts (auto-provisioned, through `VESTIBULE_SOURCE__HEADERS__PROVISIONING`
+/// since the page's `[source.headers]` cannot be reopened), their database,
+/// and routes that take credentials. `{data_dir}` and `{app}` are filled in.
+const DEVICE_CONFIG: &str = r#"
+# Added by frontends.rs for the device-credential cases.
+[accounts]
+
+[database]
+data_dir = "{data_dir}"
+
+# Bearer, Proxy-Authorization and the custom header (X-Vestibule-Token).
+[[route]]
+name = "api"
+path_prefix = "/api"
+upstream = "http://{app}"
+credentials = ["bearer", "proxy-authorization", "header"]
+
+# Basic: user name and app password (Subsonic, WebDAV).
+[[route]]
+name = "music"
+path_prefix = "/music"
+upstream = "http://{app}"
+credentials = ["basic"]
+
+# The custom header only: Authorization is the app's own business here.
+[[route]]
+name = "tokens"
+path_prefix = "/tokens"
+upstream = "http://{app}"
+credentials = ["header"]
+"#;
+
 /// Addresses of one front's stack.
 #[derive(Debug, Clone, Copy)]
 struct Ports {
@@ -61,6 +110,7 @@ struct Ports {
 }
 
 /// How a front is started from its page.
+#[derive(Debug, Clone, Copy)]
 enum Kind {
     Nginx,
     Caddy,
@@ -91,6 +141,14 @@ impl Kind {
             Self::Caddy => ("caddy", "caddy"),
             Self::Haproxy => ("haproxy", "haproxy"),
         }
+    }
+
+    /// Whether the front passes a client's `Proxy-Authorization` on to
+    /// vestibule. Caddy's `reverse_proxy` (and so `forward_auth`) drops it as
+    /// a hop-by-hop header, before vestibule and before the app, so that
+    /// carrier cannot work behind Caddy; its page says so.
+    fn passes_proxy_authorization(&self) -> bool {
+        !matches!(self, Self::Caddy)
     }
 }
 
@@ -225,6 +283,10 @@ impl Drop for FrontProcess {
 /// One front with vestibule and the app behind it, as its page shows.
 struct Stack {
     name: &'static str,
+    kind: Kind,
+    ports: Ports,
+    /// The page's vestibule config.
+    toml: String,
     addr: SocketAddr,
     // Dropped in this order: the front first, then vestibule, then the app.
     front: FrontProcess,
@@ -312,11 +374,50 @@ impl Stack {
         wait_for_port(&mut front, ports.front).await;
         Self {
             name,
+            kind,
+            ports,
+            toml,
             addr: SocketAddr::from(([127, 0, 0, 1], ports.front)),
             front,
             gateway,
             _app: app,
         }
+    }
+
+    /// Restarts vestibule behind the running front (same address) with the
+    /// page's config plus [`DEVICE_CONFIG`], and opens its database.
+    async fn restart_vestibule_with_devices(&mut self) -> Arc<dyn Store> {
+        let name = self.name;
+        self.gateway.child.kill().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpListener::bind(("127.0.0.1", self.ports.vestibule)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: 127.0.0.1:{} still taken 10 s after stopping vestibule",
+                self.ports.vestibule
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let extra = DEVICE_CONFIG
+            .replace("{data_dir}", &data.display().to_string())
+            .replace("{app}", &format!("127.0.0.1:{}", self.ports.app));
+        let toml = format!("{}{extra}", self.toml);
+        let gateway = Gateway::start_in(
+            dir,
+            &toml,
+            &[("VESTIBULE_SOURCE__HEADERS__PROVISIONING", "auto")],
+        )
+        .await;
+        assert_eq!(gateway.addr.port(), self.ports.vestibule);
+        self.gateway = gateway;
+        vestibule_store::open(&StoreConfig::new(format!(
+            "sqlite://{}",
+            data.join("vestibule.db").display()
+        )))
+        .await
+        .unwrap()
     }
 
     /// The front's and vestibule's logs, for failure messages.
@@ -431,6 +532,35 @@ impl Seen {
                     self.what
                 );
             }
+        }
+    }
+
+    /// No device credential, in any carrier: no `Authorization`, no
+    /// `Proxy-Authorization`, no `X-Vestibule-Token`, no header at all whose
+    /// value holds the secret; nor vestibule's answer to the front
+    /// (`X-Vestibule-Authorization`, which Caddy copies onto the request).
+    fn assert_no_credential(&self, secret: &str) {
+        for name in [
+            "authorization",
+            "proxy-authorization",
+            "x-vestibule-token",
+            "x-vestibule-authorization",
+        ] {
+            assert!(
+                self.all(name).is_empty(),
+                "{}: {}: {name} must not reach the app, got {:?}",
+                self.front,
+                self.what,
+                self.all(name)
+            );
+        }
+        for (name, values) in &self.headers {
+            assert!(
+                values.iter().all(|v| !v.contains(secret)),
+                "{}: {}: the device credential reached the app in {name}",
+                self.front,
+                self.what
+            );
         }
     }
 
@@ -701,6 +831,207 @@ async fn exercise(s: &Stack) {
     }
 }
 
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Device credentials through the front, with vestibule restarted with
+/// [`DEVICE_CONFIG`]: every carrier acts as the owner and never reaches the
+/// app; an app's own `Authorization` still does.
+async fn exercise_device_credentials(s: &mut Stack) {
+    let name = s.name;
+    let store = s.restart_vestibule_with_devices().await;
+
+    // bob signs in once through the SSO front (auto-provisioned), and makes
+    // a device, as the devices page would.
+    s.app_sees("bob signs in through SSO", "/app", &BOB)
+        .await
+        .assert_identity("remote-user", "bob");
+    let bob = store
+        .account_by_identity(&IdentityKey::new("authentik", BOB[0].1))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name}: bob has no account after signing in"))
+        .id;
+    let token = device_token(rand::random()).expose().to_owned();
+    store
+        .create_device(&NewDevice {
+            account_id: bob,
+            name: "bob's phone".into(),
+            kind: "token".into(),
+            routes: vec!["api".into(), "music".into(), "tokens".into()],
+            secret_hash: hash_token(&token),
+            basic_user: Some("bob".into()),
+            created_at: 0,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+
+    // Each carrier, without any SSO header: the device acts as bob, and the
+    // secret stays between the front and vestibule.
+    let bearer = format!("Bearer {token}");
+    let app_password = basic("bob", &token);
+    let lower_bearer = format!("bearer {token}");
+    let cases: [(&str, &str, (&str, &str)); 5] = [
+        ("Bearer", "/api/photos", ("Authorization", &bearer)),
+        (
+            "bearer, lowercase",
+            "/api/photos",
+            ("authorization", &lower_bearer),
+        ),
+        (
+            "Basic app password",
+            "/music/rest/ping",
+            ("Authorization", &app_password),
+        ),
+        (
+            "custom header",
+            "/api/photos",
+            ("X-Vestibule-Token", &token),
+        ),
+        (
+            "custom header, lowercase",
+            "/api/photos",
+            ("x-vestibule-token", &token),
+        ),
+    ];
+    for (what, path, header) in cases {
+        let seen = s
+            .app_sees(&format!("device credential ({what})"), path, &[header])
+            .await;
+        seen.assert_identity("remote-user", "bob");
+        seen.assert_identity("remote-email", "bob@example.com");
+        seen.assert_no_credential(&token);
+    }
+
+    // Proxy-Authorization.
+    let proxy = [("Proxy-Authorization", bearer.as_str())];
+    if s.kind.passes_proxy_authorization() {
+        let seen = s
+            .app_sees(
+                "device credential (Proxy-Authorization)",
+                "/api/photos",
+                &proxy,
+            )
+            .await;
+        seen.assert_identity("remote-user", "bob");
+        seen.assert_no_credential(&token);
+    } else {
+        // Dropped by the front before vestibule: no identity, and the app
+        // is not reached at all.
+        s.expect_status(
+            "device credential (Proxy-Authorization), dropped by the front",
+            "/api/photos",
+            &proxy,
+            401,
+        )
+        .await;
+    }
+
+    // A client's own X-Vestibule-Authorization cannot choose what the app
+    // gets as Authorization. (nginx passes the header itself on, like any
+    // header it does not name; Caddy and HAProxy remove it.)
+    let seen = s
+        .app_sees(
+            "device credential with a forged X-Vestibule-Authorization",
+            "/api/photos",
+            &[
+                ("Authorization", &bearer),
+                ("X-Vestibule-Authorization", "Bearer forged-by-the-client"),
+            ],
+        )
+        .await;
+    seen.assert_identity("remote-user", "bob");
+    assert!(
+        seen.all("authorization").is_empty(),
+        "{name}: a forged X-Vestibule-Authorization must not become Authorization, got {:?}",
+        seen.all("authorization")
+    );
+    assert!(
+        !seen.headers.values().flatten().any(|v| v.contains(&token)),
+        "{name}: the device credential reached the app: {:?}",
+        seen.headers
+    );
+
+    // The SSO front's identity wins over a credential, which is still kept
+    // from the app.
+    let seen = s
+        .app_sees(
+            "SSO identity and a device credential",
+            "/api/photos",
+            &with(&BOB, &[("Authorization", &bearer)]),
+        )
+        .await;
+    seen.assert_identity("remote-user", "bob");
+    seen.assert_no_sso_headers();
+    seen.assert_no_credential(&token);
+
+    // A wrong or revoked credential opens nothing.
+    s.expect_status(
+        "unknown device credential",
+        "/api/photos",
+        &[(
+            "Authorization",
+            "Bearer vst_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )],
+        401,
+    )
+    .await;
+    s.expect_status(
+        "device credential on a route without credentials",
+        "/app",
+        &[("Authorization", &bearer), ("Accept", "application/json")],
+        401,
+    )
+    .await;
+
+    // The app's own token (a JWT) is not vestibule's: it reaches the app
+    // unchanged, whether the route takes no credentials, takes them in
+    // Authorization (not ours, so forwarded), or in the custom header.
+    for (what, path) in [
+        ("no credentials", "/app"),
+        ("credentials in Authorization", "/api/photos"),
+        ("credentials in the custom header", "/tokens"),
+    ] {
+        let seen = s
+            .app_sees(
+                &format!("SSO identity with the app's own JWT, route with {what}"),
+                path,
+                &with(&BOB, &[("Authorization", APP_JWT)]),
+            )
+            .await;
+        seen.assert_identity("remote-user", "bob");
+        assert_eq!(
+            seen.all("authorization"),
+            [APP_JWT],
+            "{name}: {path}: the app's own Authorization must pass unchanged"
+        );
+    }
+    // And next to a device credential in the custom header, which alone is
+    // removed.
+    let seen = s
+        .app_sees(
+            "device credential in the custom header and the app's own JWT",
+            "/tokens/sync",
+            &[("X-Vestibule-Token", &token), ("Authorization", APP_JWT)],
+        )
+        .await;
+    seen.assert_identity("remote-user", "bob");
+    assert_eq!(
+        seen.all("authorization"),
+        [APP_JWT],
+        "{name}: the app's own Authorization must pass next to a custom-header credential"
+    );
+    assert!(
+        seen.all("x-vestibule-token").is_empty(),
+        "{name}: the custom credential header must not reach the app"
+    );
+}
+
 #[tokio::test]
 async fn nginx_auth_request_as_documented() {
     let ports = Ports {
@@ -708,8 +1039,9 @@ async fn nginx_auth_request_as_documented() {
         vestibule: 18481,
         app: 18482,
     };
-    let stack = Stack::start(Kind::Nginx, ports).await;
+    let mut stack = Stack::start(Kind::Nginx, ports).await;
     exercise(&stack).await;
+    exercise_device_credentials(&mut stack).await;
 }
 
 #[tokio::test]
@@ -719,8 +1051,9 @@ async fn caddy_forward_auth_as_documented() {
         vestibule: 18581,
         app: 18582,
     };
-    let stack = Stack::start(Kind::Caddy, ports).await;
+    let mut stack = Stack::start(Kind::Caddy, ports).await;
     exercise(&stack).await;
+    exercise_device_credentials(&mut stack).await;
 }
 
 #[tokio::test]
@@ -730,8 +1063,9 @@ async fn haproxy_lua_auth_as_documented() {
         vestibule: 18681,
         app: 18682,
     };
-    let stack = Stack::start(Kind::Haproxy, ports).await;
+    let mut stack = Stack::start(Kind::Haproxy, ports).await;
     exercise(&stack).await;
+    exercise_device_credentials(&mut stack).await;
 }
 
 /// Every integration page's vestibule config passes `vestibule check
