@@ -133,6 +133,20 @@ pub async fn verify(
         headers,
     };
     match decide(&state, conn, view).await {
+        // The proxy forwards the original URI, so a credential in the query
+        // would reach the app (and its logs); only in-path mode can remove it.
+        Ok(pass) if pass.credential == Some(vestibule_core::credential::Carrier::Query) => {
+            state.metrics.request("verify", "bad_request");
+            tracing::warn!(
+                peer = ?conn.peer,
+                path = %view.path,
+                "forward-auth request refused: a device credential in the query string would reach the app"
+            );
+            plain(
+                StatusCode::BAD_REQUEST,
+                "A device credential in the query string is only accepted when vestibule forwards the request itself; send it in a header instead.",
+            )
+        }
         Ok(pass) => {
             let route = &state.settings.routes[pass.route];
             state.route_metrics[pass.route].verified.inc();
