@@ -682,11 +682,13 @@ fn accounts(
             "use e.g. \"30s\"",
         );
     }
-    if file.source.headers.as_ref().is_none_or(|h| !h.enabled) {
+    if file.source.headers.as_ref().is_none_or(|h| !h.enabled)
+        && file.source.jwt.as_ref().is_none_or(|j| !j.enabled)
+    {
         c.warn(
             "accounts",
             "accounts are on but no identity source is configured, so no account is ever used",
-            "configure [source.headers], or remove [accounts]",
+            "configure [source.headers] or [source.jwt], or remove [accounts]",
         );
     }
     let db = &file.database;
@@ -1265,7 +1267,7 @@ fn route(
         c.warn(
             format!("{key}.auth"),
             "no identity source is configured, so nobody can ever be authenticated on this route",
-            "configure [source.headers], or set auth = \"public\"",
+            "configure [source.headers] or [source.jwt], or set auth = \"public\"",
         );
     }
     if (r.grafana_email || r.grafana_name) && r.profile != "grafana" {

@@ -395,7 +395,7 @@ async fn jwks_file_and_configuration_checks() {
         let path = dir.path().join("check.toml");
         std::fs::write(&path, cfg).unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
-            .args(["check", "--config"])
+            .args(["check", "--strict", "--config"])
             .arg(&path)
             .output()
             .unwrap();
@@ -466,8 +466,17 @@ async fn jwks_file_and_configuration_checks() {
         assert_eq!(code, Some(2), "{what}: {out}");
         assert!(out.contains(&format!("error: {key}:")), "{what}: {out}");
     }
-    let (code, out) = check(base(
-        "audience = [\"a\"]\njwks_url = \"https://team.cloudflareaccess.com/cdn-cgi/access/certs\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    // A good one passes `check --strict` (no warning either), with accounts
+    // (and TLS, without which the session cookie warning fires; `check`
+    // only needs the certificate files to exist).
+    let (code, out) = check(format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{cert}\"\nkey = \"{cert}\"\n\
+         [database]\ndata_dir = \"{data}\"\n[accounts]\n{}",
+        base(
+            "audience = [\"a\"]\njwks_url = \"https://team.cloudflareaccess.com/cdn-cgi/access/certs\"\ntrusted_proxies = [\"127.0.0.1\"]",
+        ),
+        cert = file.display(),
+        data = dir.path().join("data").display(),
     ));
     assert_eq!(code, Some(0), "{out}");
 }
