@@ -163,7 +163,9 @@ pub(crate) async fn run_pg_listener(
     origin: Arc<str>,
     tx: broadcast::Sender<Change>,
     mut listener: PgListener,
+    up: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    use std::sync::atomic::Ordering;
     loop {
         let lost = loop {
             match listener.try_recv().await {
@@ -178,6 +180,7 @@ pub(crate) async fn run_pg_listener(
         };
         drop(listener);
         tracing::warn!(reason = %lost, "lost the change-feed connection; reconnecting");
+        up.store(false, Ordering::SeqCst);
         let _ = tx.send(Change::Resync);
         let mut delay = BACKOFF_MIN;
         listener = loop {
@@ -191,6 +194,7 @@ pub(crate) async fn run_pg_listener(
             }
         };
         tracing::info!("change-feed connection is back; resyncing");
+        up.store(true, Ordering::SeqCst);
         let _ = tx.send(Change::Resync);
     }
 }

@@ -468,4 +468,11 @@ pub trait Store: Send + Sync {
     /// using the same database. `RecvError::Lagged` means changes were
     /// lost: treat it like [`Change::Resync`].
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
+
+    /// `false` while the change feed has lost its database connection
+    /// (PostgreSQL), so callers can answer "unavailable" at once instead of
+    /// waiting [`ACQUIRE_TIMEOUT`] for a pool connection that will not come.
+    /// Back to `true` once the feed has reconnected (within
+    /// 5 s of the database returning). Always `true` for SQLite.
+    fn reachable(&self) -> bool;
 }

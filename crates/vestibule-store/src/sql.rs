@@ -209,6 +209,8 @@ pub(crate) struct SqlStore {
     /// shared feed, since they were already published locally.
     origin: Arc<str>,
     feed_task: AbortHandle,
+    /// Whether the change feed is connected (see [`Store::reachable`]).
+    feed_up: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for SqlStore {
@@ -224,6 +226,7 @@ impl SqlStore {
         migrations::run(&pool, backend).await?;
         let (changes, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
         let origin: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+        let feed_up = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let task = match backend {
             Backend::Sqlite => {
                 let last = feed::sqlite_last_change(&pool).await?;
@@ -245,6 +248,7 @@ impl SqlStore {
                     origin.clone(),
                     changes.clone(),
                     listener,
+                    feed_up.clone(),
                 ))
             }
         };
@@ -254,6 +258,7 @@ impl SqlStore {
             changes,
             origin,
             feed_task: task.abort_handle(),
+            feed_up,
         })
     }
 
@@ -1197,6 +1202,10 @@ impl Store for SqlStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    fn reachable(&self) -> bool {
+        self.feed_up.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -734,6 +734,8 @@ async fn case_audit_filter_order_and_limit(store: Arc<dyn Store>) {
 }
 
 async fn case_change_feed_in_process(store: Arc<dyn Store>) {
+    // A freshly opened store's feed is connected.
+    assert!(store.reachable());
     let a = store
         .create_account(new_account("headers", "alice", 1))
         .await

@@ -112,6 +112,19 @@ pub fn follow_store_changes<T: Send + Sync + 'static>(
     })
 }
 
+/// Fails at once while the store's change feed knows the database is
+/// down: a cache miss would otherwise wait out the pool's acquire timeout
+/// (5 s) for the same 503.
+pub(crate) fn reachable(store: &Arc<dyn Store>) -> Result<(), StoreError> {
+    if store.reachable() {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(
+            "the database connection is lost (change feed reconnecting)".into(),
+        ))
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -223,7 +236,11 @@ impl Accounts {
         client_ip: Option<String>,
     ) -> Result<Resolution, StoreError> {
         let key = Self::key_for(&id, key_by_username);
-        let entry = match self.cached(&key) {
+        let cached = self.cached(&key);
+        if cached.is_none() {
+            reachable(&self.store)?;
+        }
+        let entry = match cached {
             Some(c) => c,
             None => match self.store.account_by_identity(&key).await? {
                 Some(account) => self.remember(key.clone(), account, false),

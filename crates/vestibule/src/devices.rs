@@ -314,6 +314,7 @@ impl Devices {
         if cached.is_some() {
             return Ok(cached);
         }
+        crate::accounts::reachable(&self.store)?;
         let Some(account) = self.store.account(account_id).await? else {
             return Ok(None);
         };
@@ -339,6 +340,7 @@ impl Devices {
     }
 
     async fn fetch(&self, hash: [u8; 32], fresh_owner: bool) -> Result<Option<Cached>, StoreError> {
+        crate::accounts::reachable(&self.store)?;
         let Some(device) = self.store.device_by_secret(&hash).await? else {
             return Ok(None);
         };

@@ -245,6 +245,10 @@ async fn database_outage_fails_closed_and_recovers_by_itself() {
         cached_seen.push(observe(&gw, "warm", "cached identity", t0).await);
     }
 
+    // Now the change feed knows the database is gone: a new identity is
+    // refused at once instead of after the pool's acquire timeout.
+    let fast = observe(&gw, "new-fast", "new identity, feed down", t0).await;
+
     // Back up: requests pass again without restarting vestibule.
     let mut cluster = blocking(move || {
         cluster.start_again();
@@ -268,6 +272,13 @@ async fn database_outage_fails_closed_and_recovers_by_itself() {
     assert!(
         new.took <= vestibule_store::ACQUIRE_TIMEOUT + Duration::from_secs(2),
         "{new:?}"
+    );
+    assert_eq!(fast.status, 503, "{fast:?}");
+    assert!(fast.retry_after.is_some(), "{fast:?}");
+    assert!(
+        fast.took < Duration::from_millis(500),
+        "the known outage still cost {:?}",
+        fast.took
     );
     // Nothing passes on a cache entry older than cache_ttl.
     for s in &cached_seen {
