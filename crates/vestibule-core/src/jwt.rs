@@ -415,7 +415,12 @@ fn parse_jwk(key: &Value) -> Result<Jwk, &'static str> {
             let e = member("e")?;
             let n = strip_leading_zeros(&n);
             let e = strip_leading_zeros(&e);
-            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+            // An all-zero modulus strips to nothing (found by fuzzing
+            // jwks_parse: the subtraction below underflowed).
+            let Some(first) = n.first() else {
+                return Err("the RSA modulus is zero");
+            };
+            let bits = n.len() * 8 - first.leading_zeros() as usize;
             if !RSA_BITS.contains(&bits) {
                 return Err("the RSA modulus is not 2048 to 8192 bits");
             }
@@ -1968,6 +1973,9 @@ mod tests {
             with(ed.clone(), "x", B64URL.encode([1u8; 33]).into()),
             // A 1024-bit RSA modulus.
             with(k.rsa.jwk(), "n", B64URL.encode([0xc3u8; 128]).into()),
+            // An all-zero modulus (found by fuzzing: it underflowed).
+            with(k.rsa.jwk(), "n", "AAA".into()),
+            with(k.rsa.jwk(), "n", "".into()),
             without(k.rsa.jwk(), "e"),
             json!("not an object"),
         ];
