@@ -95,6 +95,12 @@ async fn read_assertion(
         .to_str()
         .map_err(|_| SourceError::Assertion(JwtError::Malformed("not ASCII")))?
         .trim();
+    // An empty header is how fronts say "nobody" on pages they do not
+    // protect (Apache's `RequestHeader set` with an unset variable), as with
+    // plain identity headers.
+    if token.is_empty() {
+        return Ok(None);
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

@@ -249,6 +249,14 @@ async fn bad_assertions_are_refused() {
     assert_eq!(r.status, 401);
     assert!(r.text().contains("could not be verified"), "{}", r.text());
 
+    // An empty assertion is no assertion: anonymous, like an empty
+    // identity header (401 where required, nobody on an optional route).
+    let r = get(&gw, TRUSTED, "/", "").await;
+    assert_eq!(r.status, 401);
+    let r = get(&gw, TRUSTED, "/open", " ").await;
+    assert_eq!(r.status, 200);
+    assert!(!r.seen_headers().contains_key("remote-user"));
+
     // Two spellings of the assertion header: ambiguous.
     let r = Raw::get(
         gw.addr,
