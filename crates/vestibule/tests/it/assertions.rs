@@ -488,3 +488,61 @@ async fn jwks_file_and_configuration_checks() {
     ));
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// A key server over HTTPS with a private CA: trusted through `jwks_ca`,
+/// refused without it (the built-in roots do not know it), so a key server
+/// that cannot prove its name never supplies keys.
+#[tokio::test]
+async fn https_key_server_needs_a_trusted_certificate() {
+    use hyper_util::rt::TokioIo;
+    let up = start_whoami().await;
+    let signer = TestSigner::es256("es");
+    let jwks = TestSigner::jwks_json(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("ca.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let acceptor = vestibule::listen::tls_acceptor(&cert_path, &key_path).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
+            let (acceptor, jwks) = (acceptor.clone(), jwks.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = jwks.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    let url = format!("https://localhost:{port}/jwks");
+    let token = signer.sign(&claims("u"));
+
+    let ca = format!("jwks_ca = \"{}\"", cert_path.display());
+    let trusted = Gateway::start(&jwt_config(&url, up, &ca)).await;
+    let r = get(&trusted, TRUSTED, "/", &token).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let untrusted = Gateway::start(&jwt_config(&url, up, "")).await;
+    assert_eq!(get(&untrusted, TRUSTED, "/", &token).await.status, 503);
+    let log = untrusted.stderr();
+    assert!(
+        log.contains("could not load the assertion signing keys"),
+        "{log}"
+    );
+}
