@@ -15,7 +15,7 @@ use vestibule_core::policy::{AuthMode, Provisioning, RoutePolicy};
 use vestibule_core::profile::{CustomProfile, HeaderProfile, OutEncoding, OutField, ProfileKind};
 use vestibule_core::route::RouteTable;
 
-use vestibule_core::jwt::{Algorithm, ClaimMapping};
+use vestibule_core::jwt::{Algorithm, ClaimMapping, Jwks};
 use vestibule_core::redirect::{Origin, RedirectPolicy};
 
 use super::{FileConfig, HeaderSourceConfig, JwtSourceConfig, RouteConfig, UnixListenerConfig};
@@ -1028,7 +1028,24 @@ fn jwt_source(c: &mut Collector, j: &JwtSourceConfig) -> Option<IdentitySource> 
             );
             None
         }
-        (None, Some(path)) => Some(JwksLocation::File(path.clone())),
+        (None, Some(path)) => {
+            // Read now, so `check` catches a wrong path or a bad set instead
+            // of `serve` answering 503 to every assertion.
+            match std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| Jwks::parse(&b).map_err(|e| e.to_string()))
+            {
+                Ok(_) => Some(JwksLocation::File(path.clone())),
+                Err(e) => {
+                    c.error(
+                        format!("{key}.jwks_file"),
+                        format!("{}: {e}", path.display()),
+                        "point it at the issuer's JWK Set (a JSON object with \"keys\")",
+                    );
+                    None
+                }
+            }
+        }
         (Some(url), None) => match url.parse::<Uri>() {
             Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => {
                 Some(JwksLocation::Url(u))
@@ -1054,6 +1071,26 @@ fn jwt_source(c: &mut Collector, j: &JwtSourceConfig) -> Option<IdentitySource> 
             }
         },
     };
+    if let Some(ca) = &j.jwks_ca {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| e.to_string())
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string()));
+        match certs {
+            Ok(certs) if !certs.is_empty() => {}
+            Ok(_) => c.error(
+                format!("{key}.jwks_ca"),
+                format!("{} holds no certificate", ca.display()),
+                "use a PEM file with the CA certificate(s) of the key server",
+            ),
+            Err(e) => c.error(
+                format!("{key}.jwks_ca"),
+                format!("{}: {e}", ca.display()),
+                "use a PEM file with the CA certificate(s) of the key server",
+            ),
+        }
+    }
     if j.jwks_ca.is_some() && j.jwks_file.is_some() {
         c.warn(
             format!("{key}.jwks_ca"),

@@ -419,6 +419,10 @@ async fn jwks_file_and_configuration_checks() {
             route("app", "/", up, "")
         )
     };
+    let private = dir.path().join("private.json");
+    let mut leaked = signer.jwk();
+    leaked["d"] = json!("AAAA");
+    std::fs::write(&private, json!({ "keys": [leaked] }).to_string()).unwrap();
     let refused = [
         (
             "no audience",
@@ -457,6 +461,29 @@ async fn jwks_file_and_configuration_checks() {
             "no peer",
             base("audience = [\"a\"]\njwks_url = \"https://k.test/\""),
             "source.jwt.trusted_proxies",
+        ),
+        (
+            "a key file that is missing",
+            base(
+                "audience = [\"a\"]\njwks_file = \"/nonexistent/jwks.json\"\ntrusted_proxies = [\"127.0.0.1\"]",
+            ),
+            "source.jwt.jwks_file",
+        ),
+        (
+            "a key file holding a private key",
+            base(&format!(
+                "audience = [\"a\"]\njwks_file = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]",
+                private.display()
+            )),
+            "source.jwt.jwks_file",
+        ),
+        (
+            "a CA file with no certificate",
+            base(&format!(
+                "audience = [\"a\"]\njwks_url = \"https://k.test/\"\njwks_ca = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]",
+                file.display()
+            )),
+            "source.jwt.jwks_ca",
         ),
         (
             "two sources",
