@@ -743,6 +743,41 @@ fn header_kid(header: &Map<String, Value>) -> Result<Option<String>, JwtError> {
     }
 }
 
+/// Why the assertion header of a request cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionHeaderError {
+    /// Sent twice, or under two spellings (`X-Assertion`, `X_Assertion`):
+    /// ambiguous, as for plain identity headers (HTTP 400).
+    Ambiguous,
+    /// Not visible ASCII: no compact JWS can be in it.
+    NotAscii,
+}
+
+/// The assertion a request carries in header `name` (normalised, see
+/// [`crate::headers::same_name`]), trimmed. Empty counts as none: that is how
+/// fronts say "nobody" on pages they do not protect (Apache's `RequestHeader
+/// set` with an unset variable), as with plain identity headers.
+pub fn assertion_in<'a>(
+    headers: &'a http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, AssertionHeaderError> {
+    let mut values = headers
+        .iter()
+        .filter(|(n, _)| crate::headers::same_name(n.as_str(), name))
+        .map(|(_, v)| v);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AssertionHeaderError::Ambiguous);
+    }
+    let token = value
+        .to_str()
+        .map_err(|_| AssertionHeaderError::NotAscii)?
+        .trim();
+    Ok((!token.is_empty()).then_some(token))
+}
+
 /// Reads the header's `kid` without verifying anything, so the caller can
 /// decide whether to refetch the JWKS before calling [`verify`]. The token
 /// must still be three segments with a JSON object header.
@@ -1241,6 +1276,70 @@ fn groups_of(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn assertion_header_once_under_any_spelling() {
+        use super::{AssertionHeaderError, assertion_in};
+        let map = |lines: &[(&'static str, &'static [u8])]| {
+            let mut h = http::HeaderMap::new();
+            for (n, v) in lines {
+                h.append(*n, http::HeaderValue::from_bytes(v).unwrap());
+            }
+            h
+        };
+        let name = "x-assertion";
+        assert_eq!(assertion_in(&map(&[]), name), Ok(None));
+        assert_eq!(assertion_in(&map(&[("x-assertion", b" ")]), name), Ok(None));
+        assert_eq!(
+            assertion_in(&map(&[("x-assertion", b" a.b.c ")]), name),
+            Ok(Some("a.b.c"))
+        );
+        assert_eq!(
+            assertion_in(&map(&[("x_assertion", b"a.b.c")]), name),
+            Ok(Some("a.b.c"))
+        );
+        assert_eq!(
+            assertion_in(&map(&[("x-assertion", b"a"), ("x_assertion", b"a")]), name),
+            Err(AssertionHeaderError::Ambiguous)
+        );
+        assert_eq!(
+            assertion_in(&map(&[("x-assertion", b"a"), ("x-assertion", b"a")]), name),
+            Err(AssertionHeaderError::Ambiguous)
+        );
+        assert_eq!(
+            assertion_in(&map(&[("x-assertion", b"\xff")]), name),
+            Err(AssertionHeaderError::NotAscii)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn assertion_header_is_ambiguous_exactly_when_sent_twice(
+            lines in proptest::collection::vec(
+                (proptest::sample::select(vec!["x-assertion", "x_assertion", "X_ASSERTION", "x-other"]),
+                 "[ -~]{0,12}"),
+                0..4,
+            ),
+        ) {
+            let mut h = http::HeaderMap::new();
+            for (n, v) in &lines {
+                h.append(
+                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            let ours: Vec<&String> = lines.iter().filter(|(n, _)| *n != "x-other").map(|(_, v)| v).collect();
+            let got = super::assertion_in(&h, "x-assertion");
+            match ours.len() {
+                0 => proptest::prop_assert_eq!(got, Ok(None)),
+                1 => {
+                    let want = ours[0].trim();
+                    proptest::prop_assert_eq!(got, Ok((!want.is_empty()).then_some(want)));
+                }
+                _ => proptest::prop_assert_eq!(got, Err(super::AssertionHeaderError::Ambiguous)),
+            }
+        }
+    }
+
     use super::testing::TestSigner;
     use super::*;
     use proptest::prelude::*;

@@ -8,9 +8,8 @@ use std::fmt;
 
 use http::HeaderMap;
 use vestibule_core::dialect::{IdentityError, ValueLimits};
-use vestibule_core::headers::normalize_name;
 use vestibule_core::identity::Identity;
-use vestibule_core::jwt::{self, Expectations, JwtError};
+use vestibule_core::jwt::{self, AssertionHeaderError, Expectations, JwtError};
 
 use crate::client_identity::ClientContext;
 use crate::config::SourceKind;
@@ -77,33 +76,19 @@ async fn read_assertion(
     limits: &ValueLimits,
 ) -> Result<Option<Identity>, SourceError> {
     let settings = keys.settings();
-    let wanted = settings.header.as_str();
-    // Every spelling counts (`X_Pomerium_Jwt_Assertion` too): two values
-    // are ambiguous, as with plain identity headers.
-    let mut values = headers
-        .iter()
-        .filter(|(name, _)| name.as_str() == wanted || normalize_name(name.as_str()) == wanted);
-    let Some((_, value)) = values.next() else {
-        return Ok(None);
+    let token = match jwt::assertion_in(headers, settings.header.as_str()) {
+        Ok(Some(token)) => token,
+        Ok(None) => return Ok(None),
+        Err(AssertionHeaderError::Ambiguous) => {
+            return Err(SourceError::Headers(IdentityError::Ambiguous {
+                header: settings.header.as_str().to_owned(),
+            }));
+        }
+        Err(AssertionHeaderError::NotAscii) => {
+            return Err(SourceError::Assertion(JwtError::Malformed("not ASCII")));
+        }
     };
-    if values.next().is_some() {
-        return Err(SourceError::Headers(IdentityError::Ambiguous {
-            header: wanted.to_owned(),
-        }));
-    }
-    let token = value
-        .to_str()
-        .map_err(|_| SourceError::Assertion(JwtError::Malformed("not ASCII")))?
-        .trim();
-    // An empty header is how fronts say "nobody" on pages they do not
-    // protect (Apache's `RequestHeader set` with an unset variable), as with
-    // plain identity headers.
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = crate::accounts::now_ms() / 1000;
     let token_hash = vestibule_core::secret::hash_token(token);
     if let Some(identity) = keys.remembered(&token_hash, now) {
         return Ok(Some(identity));
