@@ -31,6 +31,21 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
 }
 
+impl<'a> RequestView<'a> {
+    /// A request as vestibule itself received it (its own pages), with
+    /// `Host` from the headers.
+    pub fn of(headers: &'a HeaderMap, uri: &'a http::Uri) -> Self {
+        Self {
+            host: headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok()),
+            path: uri.path(),
+            path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
+            headers,
+        }
+    }
+}
+
 /// A request that may pass.
 #[derive(Debug, Clone)]
 pub struct Pass {
@@ -428,7 +443,7 @@ pub fn refusal_detail(r: &Refusal) -> String {
 
 /// Characters kept as-is when a URL is put inside a query parameter: only
 /// RFC 3986 §2.3 unreserved characters.
-pub(crate) const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -475,8 +490,13 @@ pub fn login_location(
 /// A login URL template with `{url}` replaced by the percent-encoded
 /// original URL.
 pub fn fill_login_url(template: &str, ctx: &ClientContext, req: &RequestView<'_>) -> String {
-    let url = original_url(ctx, req);
-    let encoded = percent_encoding::utf8_percent_encode(&url, QUERY_VALUE).to_string();
+    fill_url_template(template, &original_url(ctx, req))
+}
+
+/// A `login_url`/`logout_url` template with `{url}` replaced by `url`,
+/// percent-encoded for a query value.
+pub fn fill_url_template(template: &str, url: &str) -> String {
+    let encoded = percent_encoding::utf8_percent_encode(url, QUERY_VALUE).to_string();
     template.replace("{url}", &encoded)
 }
 

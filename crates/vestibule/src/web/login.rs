@@ -25,7 +25,7 @@ use super::session::https;
 use crate::accounts::now_ms;
 use crate::authenticate::{SourceError, authenticate};
 use crate::client_identity::{self, ClientContext, ConnInfo};
-use crate::pipeline::{RequestView, fill_login_url, original_url, wants_html};
+use crate::pipeline::{RequestView, fill_login_url, fill_url_template, original_url, wants_html};
 use crate::responses::page;
 use crate::state::AppState;
 
@@ -39,17 +39,8 @@ pub(super) struct ReturnQuery {
 
 /// The request's own origin, as the browser sees it.
 fn here(ctx: &ClientContext, headers: &HeaderMap, uri: &http::Uri) -> Option<Origin> {
-    let view = view(headers, uri);
+    let view = RequestView::of(headers, uri);
     Origin::of_url(&original_url(ctx, &view)).ok()
-}
-
-fn view<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> RequestView<'a> {
-    RequestView {
-        host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
-        path: uri.path(),
-        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
-        headers,
-    }
 }
 
 fn bad(headers: &HeaderMap, message: &str) -> Response {
@@ -131,7 +122,11 @@ pub(super) async fn login(
     let resp = match authenticate(&state, &ctx, &headers).await {
         Ok(Some(_)) => see_other(&dest),
         Ok(None) => match &state.settings.login_url {
-            Some(template) => see_other(&fill_login_url(template, &ctx, &view(&headers, &uri))),
+            Some(template) => see_other(&fill_login_url(
+                template,
+                &ctx,
+                &RequestView::of(&headers, &uri),
+            )),
             None => page(
                 StatusCode::UNAUTHORIZED,
                 wants_html(&headers),
@@ -220,9 +215,7 @@ pub(super) async fn logout(
     let mut resp = match (&state.settings.logout_url, dest) {
         (Some(template), dest) => {
             let back = dest.unwrap_or_else(|| format!("{here}/"));
-            let encoded =
-                percent_encoding::utf8_percent_encode(&back, crate::pipeline::QUERY_VALUE);
-            see_other(&template.replace("{url}", &encoded.to_string()))
+            see_other(&fill_url_template(template, &back))
         }
         (None, Some(dest)) => see_other(&dest),
         (None, None) => page(

@@ -168,12 +168,7 @@ pub async fn page_session(
             .as_deref()
             .filter(|_| wants_html(headers))
             .map(|template| {
-                let view = crate::pipeline::RequestView {
-                    host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
-                    path: uri.path(),
-                    path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()),
-                    headers,
-                };
+                let view = crate::pipeline::RequestView::of(headers, uri);
                 crate::pipeline::fill_login_url(template, &ctx, &view)
             });
         let mut resp = match login {
