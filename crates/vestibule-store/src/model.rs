@@ -450,11 +450,18 @@ pub(crate) fn decode_status(account: i64, text: &str) -> Result<AccountStatus, S
     })
 }
 
-/// Stored groups: a JSON array of strings.
-pub(crate) fn decode_groups(account: i64, json: &str) -> Result<Vec<String>, StoreError> {
+/// A stored list (an account's groups, a device's or pairing's routes): a
+/// JSON array of strings. The error names the row, e.g. `device 4 has
+/// routes that are not…`; it is only built when decoding fails.
+pub(crate) fn decode_string_list(
+    table: &str,
+    id: i64,
+    column: &str,
+    json: &str,
+) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(json).map_err(|e| {
         StoreError::Corrupt(format!(
-            "account {account} has groups that are not a JSON array of strings ({e})"
+            "{table} {id} has {column} that are not a JSON array of strings ({e})"
         ))
     })
 }
@@ -463,16 +470,6 @@ pub(crate) fn decode_groups(account: i64, json: &str) -> Result<Vec<String>, Sto
 pub(crate) fn encode_groups(groups: &[String]) -> String {
     // Serialising a slice of strings cannot fail.
     serde_json::to_string(groups).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// Stored routes of a device or pairing (`what`, e.g. `device 4`): a JSON
-/// array of strings.
-pub(crate) fn decode_routes(what: &str, json: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(json).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "{what} has routes that are not a JSON array of strings ({e})"
-        ))
-    })
 }
 
 /// A stored pairing state.
@@ -527,10 +524,10 @@ mod tests {
     fn routes_must_be_a_json_array_of_strings() {
         let routes = vec!["api".to_owned(), "files, \"quoted\"".to_owned()];
         assert_eq!(
-            decode_routes("device 1", &encode_groups(&routes)),
+            decode_string_list("device", 1, "routes", &encode_groups(&routes)),
             Ok(routes)
         );
-        let err = decode_routes("device 4", "api,files").unwrap_err();
+        let err = decode_string_list("device", 4, "routes", "api,files").unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt(m) if m.starts_with("device 4 has routes")),
             "{err:?}"
@@ -592,10 +589,13 @@ mod tests {
     #[test]
     fn groups_must_be_a_json_array_of_strings() {
         let groups = vec!["admins".to_owned(), "a \"quoted\", comma".to_owned()];
-        assert_eq!(decode_groups(1, &encode_groups(&groups)), Ok(groups));
-        assert_eq!(decode_groups(1, "[]"), Ok(vec![]));
+        assert_eq!(
+            decode_string_list("account", 1, "groups", &encode_groups(&groups)),
+            Ok(groups)
+        );
+        assert_eq!(decode_string_list("account", 1, "groups", "[]"), Ok(vec![]));
         for bad in ["", "admins,users", "[1,2]", "{\"a\":1}", "[\"a\""] {
-            let err = decode_groups(4, bad).unwrap_err();
+            let err = decode_string_list("account", 4, "groups", bad).unwrap_err();
             assert!(
                 matches!(&err, StoreError::Corrupt(m) if m.starts_with("account 4 has groups")),
                 "{bad:?}: {err:?}"

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use crate::model::{
-    decode_groups, decode_hash, decode_pairing_state, decode_routes, decode_status, encode_groups,
+    decode_hash, decode_pairing_state, decode_status, decode_string_list, encode_groups,
 };
 use crate::{
     ACQUIRE_TIMEOUT, Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend,
@@ -339,7 +339,7 @@ fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
         username: get(row, "username")?,
         email: get(row, "email")?,
         display_name: get(row, "display_name")?,
-        groups: decode_groups(id, &groups)?,
+        groups: decode_string_list("account", id, "groups", &groups)?,
         org: get(row, "org")?,
         status: decode_status(id, &status)?,
         created_at: get(row, "created_at")?,
@@ -369,7 +369,7 @@ fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
         account_id: get(row, "account_id")?,
         name: get(row, "name")?,
         kind: get(row, "kind")?,
-        routes: decode_routes(&format!("device {id}"), &routes)?,
+        routes: decode_string_list("device", id, "routes", &routes)?,
         basic_user: get(row, "basic_user")?,
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
@@ -385,7 +385,7 @@ fn pairing_from_row(row: &AnyRow) -> Result<Pairing, StoreError> {
     Ok(Pairing {
         id,
         account_id: get(row, "account_id")?,
-        routes: decode_routes(&format!("pairing {id}"), &routes)?,
+        routes: decode_string_list("pairing", id, "routes", &routes)?,
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
         state: decode_pairing_state(id, &state)?,
@@ -1128,7 +1128,7 @@ impl Store for SqlStore {
             let new = NewDevice {
                 account_id: get(&row, "account_id")?,
                 name: name.unwrap_or_else(|| device.name.clone()),
-                routes: decode_routes(&format!("pairing {id}"), &routes)?,
+                routes: decode_string_list("pairing", id, "routes", &routes)?,
                 ..device.clone()
             };
             let created = insert_device(&mut *tx, &new).await?;
