@@ -28,7 +28,7 @@
 //!    curve must fit the algorithm and its JWK `alg`, if any, must be that
 //!    algorithm (RFC 8725 §3.1). An unknown `kid` is
 //!    [`JwtError::UnknownKey`], so the caller can refetch the JWKS (keys
-//!    rotate) — after [`peek_kid`], and with a rate limit of its own.
+//!    rotate), with a rate limit of its own, and verify again.
 //! 4. **Signature** over the ASCII `header.payload` (RFC 7515 §5.2), by
 //!    aws-lc-rs, before a byte of the payload is decoded: unauthenticated
 //!    claims are never parsed (RFC 8725 §3.4).
@@ -66,11 +66,6 @@ use crate::identity::Identity;
 
 #[doc(hidden)]
 pub mod testing;
-
-/// The largest header segment [`peek_kid`] reads, in bytes of base64url.
-/// (Real headers are under 200 bytes; [`verify`] is bounded by
-/// [`Expectations::max_token_bytes`] instead.)
-pub const MAX_PEEK_HEADER_BYTES: usize = 8192;
 
 /// Base64url without padding, as RFC 7515 §2 defines it for every JWS
 /// segment: `=` is refused, and so are non-zero trailing bits, so each
@@ -341,11 +336,6 @@ impl Jwks {
         self.keys.is_empty()
     }
 
-    /// Whether a usable key has this `kid`.
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
-    }
-
     /// The keys that were skipped, and why.
     pub fn skipped(&self) -> &[SkippedKey] {
         &self.skipped
@@ -556,8 +546,7 @@ impl Claims {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwtError {
-    /// Longer than [`Expectations::max_token_bytes`] (or, for
-    /// [`peek_kid`], a header over [`MAX_PEEK_HEADER_BYTES`]).
+    /// Longer than [`Expectations::max_token_bytes`].
     TooLong,
     /// Not a compact JWS with JSON header and claims objects.
     Malformed(&'static str),
@@ -776,17 +765,6 @@ pub fn assertion_in<'a>(
         .map_err(|_| AssertionHeaderError::NotAscii)?
         .trim();
     Ok((!token.is_empty()).then_some(token))
-}
-
-/// Reads the header's `kid` without verifying anything, so the caller can
-/// decide whether to refetch the JWKS before calling [`verify`]. The token
-/// must still be three segments with a JSON object header.
-pub fn peek_kid(token: &str) -> Result<Option<String>, JwtError> {
-    let [header, _, _] = split(token)?;
-    if header.len() > MAX_PEEK_HEADER_BYTES {
-        return Err(JwtError::TooLong);
-    }
-    header_kid(&parse_header(header)?)
 }
 
 /// Shows an untrusted `alg` safely: at most 32 characters, printable ASCII.
@@ -1625,12 +1603,8 @@ mod tests {
                 kid: Some("rotated".into())
             })
         );
-        assert!(!jwks.has_kid("rotated"));
-        assert!(jwks.has_kid("ed"));
-        assert_eq!(peek_kid(&t), Ok(Some("rotated".into())));
         // No kid: the only key fitting the algorithm.
         let t = k.ed.sign_with_header(&json!({"alg": "EdDSA"}), &claims());
-        assert_eq!(peek_kid(&t), Ok(None));
         assert!(verify(&t, &jwks, &expect()).is_ok());
         // No kid and two keys fitting: ambiguous.
         let ed2 = TestSigner::ed25519("ed2");
@@ -1873,7 +1847,6 @@ mod tests {
             verify(&t, &jwks, &expect()),
             Err(JwtError::Malformed(_))
         ));
-        assert!(peek_kid(&t).is_err());
     }
 
     #[test]
@@ -2011,11 +1984,6 @@ mod tests {
             ..expect()
         };
         assert!(verify(&t, &jwks, &exact).is_ok());
-        let h = b64(&format!(
-            r#"{{"alg":"EdDSA","kid":"{}"}}"#,
-            "k".repeat(MAX_PEEK_HEADER_BYTES)
-        ));
-        assert_eq!(peek_kid(&format!("{h}.e30.")), Err(JwtError::TooLong));
     }
 
     #[test]
@@ -2119,25 +2087,6 @@ mod tests {
             Jwks::parse(br#"{"keys": [{"kty": "oct-ish"}]}"#).unwrap_err(),
             JwksError::Empty
         );
-    }
-
-    #[test]
-    fn peek_kid_reads_only_the_header() {
-        let s = &keys().ed;
-        assert_eq!(peek_kid(&s.sign(&claims())), Ok(Some("ed".into())));
-        // The payload and signature are not looked at.
-        let h = b64(r#"{"alg":"EdDSA","kid":"k1"}"#);
-        assert_eq!(peek_kid(&format!("{h}.!!!.???")), Ok(Some("k1".into())));
-        assert!(matches!(peek_kid("abc"), Err(JwtError::Malformed(_))));
-        assert!(matches!(
-            peek_kid(&format!("{h}=.e30.")),
-            Err(JwtError::Malformed(_))
-        ));
-        let h = b64(r#"{"alg":"EdDSA","kid":null}"#);
-        assert!(matches!(
-            peek_kid(&format!("{h}.e30.")),
-            Err(JwtError::Malformed(_))
-        ));
     }
 
     #[test]
@@ -2375,9 +2324,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn verify_and_peek_never_panic(s in "\\PC{0,300}") {
+        fn verify_never_panics(s in "\\PC{0,300}") {
             let jwks = jwks_of(&[&keys().ed, &keys().es256]);
-            let _ = peek_kid(&s);
             prop_assert!(verify(&s, &jwks, &expect()).is_err());
         }
 
@@ -2387,7 +2335,6 @@ mod tests {
         ) {
             let jwks = jwks_of(&[&keys().ed]);
             let t = format!("{h}.{p}.{sig}");
-            let _ = peek_kid(&t);
             prop_assert!(verify(&t, &jwks, &expect()).is_err());
         }
 

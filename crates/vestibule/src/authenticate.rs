@@ -93,15 +93,6 @@ async fn read_assertion(
     if let Some(identity) = keys.remembered(&token_hash, now) {
         return Ok(Some(identity));
     }
-    let (mut jwks, mut generation) = keys.current().ok_or(SourceError::KeysUnavailable)?;
-    // A key id we do not know is how a rotation shows up: fetch once (rate
-    // limited) before refusing.
-    if let Ok(Some(kid)) = jwt::peek_kid(token)
-        && !jwks.has_kid(&kid)
-        && keys.refetch_for_unknown_key().await
-    {
-        (jwks, generation) = keys.current().ok_or(SourceError::KeysUnavailable)?;
-    }
     let expect = Expectations {
         issuer: &settings.issuer,
         audiences: &settings.audiences,
@@ -110,7 +101,18 @@ async fn read_assertion(
         leeway: settings.leeway_secs,
         max_token_bytes: MAX_ASSERTION_BYTES,
     };
-    let claims = jwt::verify(token, &jwks, &expect).map_err(SourceError::Assertion)?;
+    let (jwks, mut generation) = keys.current().ok_or(SourceError::KeysUnavailable)?;
+    let claims = match jwt::verify(token, &jwks, &expect) {
+        // A key id we do not know is how a rotation shows up: fetch once
+        // (rate limited), then verify again.
+        Err(JwtError::UnknownKey { kid: Some(_) }) if keys.refetch_for_unknown_key().await => {
+            let jwks;
+            (jwks, generation) = keys.current().ok_or(SourceError::KeysUnavailable)?;
+            jwt::verify(token, &jwks, &expect)
+        }
+        verified => verified,
+    }
+    .map_err(SourceError::Assertion)?;
     let identity = jwt::identity_from_claims(
         &claims,
         &settings.mapping,
