@@ -14,16 +14,16 @@
 use std::sync::Arc;
 
 use axum::extract::{Extension, Query, State};
-use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use vestibule_core::redirect::Origin;
 use vestibule_core::secret::{find_cookie, hash_token, is_session_token};
 
-use super::cookies;
 use super::session::https;
+use super::{cookies, see_other};
 use crate::accounts::now_ms;
-use crate::authenticate::{SourceError, authenticate};
+use crate::authenticate::authenticate;
 use crate::client_identity::{self, ClientContext, ConnInfo};
 use crate::pipeline::{RequestView, fill_login_url, fill_url_template, original_url, wants_html};
 use crate::responses::page;
@@ -90,20 +90,6 @@ fn target(
     Ok(Target { ctx, here, dest })
 }
 
-fn see_other(location: &str) -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
-
-fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
 /// `GET /.vestibule/login?rd=…`: a signed-in browser goes to `rd` (or
 /// vestibule's own root); an anonymous one to the SSO front's login page,
 /// which brings it back here.
@@ -116,10 +102,10 @@ pub(super) async fn login(
 ) -> Response {
     let Target { ctx, here, dest } = match target(&state, conn, &headers, &uri, &q) {
         Ok(t) => t,
-        Err(message) => return no_store(bad(&headers, &message)),
+        Err(message) => return bad(&headers, &message),
     };
     let dest = dest.unwrap_or_else(|| format!("{here}/"));
-    let resp = match authenticate(&state, &ctx, &headers).await {
+    match authenticate(&state, &ctx, &headers).await {
         Ok(Some(_)) => see_other(&dest),
         Ok(None) => match &state.settings.login_url {
             Some(template) => see_other(&fill_login_url(
@@ -135,19 +121,8 @@ pub(super) async fn login(
                 "No sign-in page is configured on this gateway (auth.login_url).",
             ),
         },
-        Err(e) => page(
-            match e {
-                SourceError::Headers(_) => StatusCode::BAD_REQUEST,
-                SourceError::Assertion(_) => StatusCode::UNAUTHORIZED,
-                SourceError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            },
-            wants_html(&headers),
-            "Sign-in not accepted",
-            &format!("The identity sent by the SSO proxy was refused: {e}."),
-            "",
-        ),
-    };
-    no_store(resp)
+        Err(e) => super::session::identity_refused(&headers, &e),
+    }
 }
 
 /// `GET|POST /.vestibule/logout?return_to=…`: ends vestibule's page
@@ -162,7 +137,7 @@ pub(super) async fn logout(
 ) -> Response {
     let Target { ctx, here, dest } = match target(&state, conn, &headers, &uri, &q) {
         Ok(t) => t,
-        Err(message) => return no_store(bad(&headers, &message)),
+        Err(message) => return bad(&headers, &message),
     };
     let https = https(&ctx, &headers);
     if let Some(accounts) = &state.accounts
@@ -202,13 +177,13 @@ pub(super) async fn logout(
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "logout could not end the session");
-                return no_store(page(
+                return page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     wants_html(&headers),
                     "Try again",
                     "vestibule could not end your session just now.",
                     "Reload the page in a moment.",
-                ));
+                );
             }
         }
     }
@@ -228,5 +203,5 @@ pub(super) async fn logout(
     };
     resp.headers_mut()
         .append(header::SET_COOKIE, cookies::clear(https));
-    no_store(resp)
+    resp
 }

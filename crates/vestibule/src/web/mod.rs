@@ -98,10 +98,11 @@ fn with_cookie(mut resp: Response, s: &PageSession) -> Response {
     resp
 }
 
-fn see_other(to: &'static str) -> Response {
+fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
-    r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(to));
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
     r
 }
 

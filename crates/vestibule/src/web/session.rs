@@ -24,6 +24,7 @@ use vestibule_store::{AuditEntry, Session};
 
 use super::cookies;
 use crate::accounts::{Accounts, Resolution, now_ms};
+use crate::authenticate::SourceError;
 use crate::client_identity::{self, ClientContext, ConnInfo};
 use crate::pipeline::wants_html;
 use crate::responses::page;
@@ -73,6 +74,29 @@ fn refuse(
     hint: &str,
 ) -> Response {
     page(status, wants_html(headers), title, message, hint)
+}
+
+/// The page for an identity the front sent but vestibule refused. As in
+/// the pipeline: which header was wrong is shown (the front's operator
+/// needs it), why an assertion failed to verify only goes to the log.
+pub(super) fn identity_refused(headers: &HeaderMap, e: &SourceError) -> Response {
+    tracing::warn!(error = %e, "a page request's identity was refused");
+    let (status, message) = match e {
+        SourceError::Headers(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("The identity sent by the SSO proxy was refused: {e}."),
+        ),
+        SourceError::Assertion(_) => (
+            StatusCode::UNAUTHORIZED,
+            "The sign-in your SSO portal sent could not be verified (it may have expired)."
+                .to_owned(),
+        ),
+        SourceError::KeysUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "vestibule cannot check sign-ins right now; try again in a moment.".to_owned(),
+        ),
+    };
+    refuse(headers, status, "Sign-in not accepted", &message, "")
 }
 
 async fn audit(
@@ -132,21 +156,7 @@ pub async fn page_session(
 
     let identity = crate::authenticate::authenticate(state, &ctx, headers)
         .await
-        .map_err(|e| {
-            use crate::authenticate::SourceError;
-            let status = match e {
-                SourceError::Headers(_) => StatusCode::BAD_REQUEST,
-                SourceError::Assertion(_) => StatusCode::UNAUTHORIZED,
-                SourceError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            refuse(
-                headers,
-                status,
-                "Sign-in not accepted",
-                &format!("The identity sent by the SSO proxy was refused: {e}."),
-                "",
-            )
-        })?;
+        .map_err(|e| identity_refused(headers, &e))?;
     let Some(identity) = identity else {
         // The front no longer vouches for anyone: end the session.
         if let Some(s) = &existing {
