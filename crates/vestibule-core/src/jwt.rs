@@ -2362,8 +2362,11 @@ mod tests {
 
         #[test]
         fn identities_are_clean_and_bounded(
-            username in "\\PC{0,80}", name in "\\PC{0,80}",
-            groups in proptest::collection::vec("\\PC{0,20}", 0..10),
+            // Printable text and control characters (C0, DEL, NEL), which
+            // must never come out.
+            username in "[\\PC\\x00-\\x1F\\x7F\\x{85}]{0,80}",
+            name in "[\\PC\\x00-\\x1F\\x7F\\x{85}]{0,80}",
+            groups in proptest::collection::vec("[\\PC\\x00-\\x1F\\x7F\\x{85}]{0,20}", 0..10),
         ) {
             let c = with(with(with(claims(), "preferred_username", username.into()), "name", name.into()), "groups", json!(groups));
             let claims = ok(&keys().ed, &c).unwrap();
