@@ -52,6 +52,22 @@ pub fn is_device_token(s: &str) -> bool {
     is_prefixed_token(s, DEVICE_PREFIX)
 }
 
+/// Prefix of the claim secret a device polls a pairing with.
+pub const PAIRING_CLAIM_PREFIX: &str = "vsp_";
+
+/// A new pairing claim secret from 32 random bytes: `vsp_` + 43 base64url
+/// characters. The device that redeemed a code proves it is the one polling
+/// with it.
+pub fn pairing_claim_token(random: [u8; 32]) -> Secret {
+    prefixed_token(PAIRING_CLAIM_PREFIX, random)
+}
+
+/// Shape check of a claim secret, as [`is_device_token`]: anything else is
+/// never looked up.
+pub fn is_pairing_claim_token(s: &str) -> bool {
+    is_prefixed_token(s, PAIRING_CLAIM_PREFIX)
+}
+
 /// Where a client may put its credential; configured per route. Everything
 /// off (the default) means the route takes no device credentials.
 ///
@@ -866,6 +882,12 @@ mod tests {
             "a session is not a device"
         );
         assert_eq!(format!("{t:?}"), "Secret(<redacted>)");
+        let claim = pairing_claim_token([7u8; 32]);
+        assert!(claim.expose().starts_with("vsp_"));
+        assert!(is_pairing_claim_token(claim.expose()));
+        assert!(!is_device_token(claim.expose()), "a claim is not a device");
+        assert!(!is_pairing_claim_token(t.expose()));
+        assert!(!is_pairing_claim_token("vsp_short"));
     }
 
     #[test]

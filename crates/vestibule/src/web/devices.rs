@@ -18,11 +18,12 @@ use askama::Template;
 use axum::extract::{Extension, Form, Path, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use rand::RngCore;
 use serde::Deserialize;
-use vestibule_core::credential::{device_token, normalize_pairing_code, pairing_code};
+use vestibule_core::credential::{
+    device_token, is_pairing_claim_token, normalize_pairing_code, pairing_claim_token, pairing_code,
+};
 use vestibule_core::policy::Decision;
 use vestibule_core::secret::{Secret, hash_token};
 use vestibule_store::{Device, NewDevice, PairingPoll, PairingState};
@@ -37,8 +38,6 @@ use crate::state::AppState;
 
 /// Longest device name accepted.
 const MAX_NAME_CHARS: usize = 64;
-/// Prefix of the claim secret a pairing device polls with.
-const CLAIM_PREFIX: &str = "vsp_";
 /// How often a pairing device should poll, in seconds.
 const POLL_INTERVAL_SECS: u64 = 2;
 
@@ -637,14 +636,15 @@ pub(super) async fn pair_start(
     let mut random = [0u8; 8];
     rand::rng().fill_bytes(&mut random);
     let code = pairing_code(random);
-    let canonical = normalize_pairing_code(code.expose()).unwrap_or_default();
+    // Already canonical (`XXXXX-XXXXX`): what a device's typing normalises to.
+    let canonical = code.expose();
     let now = now_ms();
     let ttl = i64::try_from(state.settings.devices.pairing_ttl.as_millis()).unwrap_or(300_000);
     let pairing = match devices
         .store()
         .create_pairing(
             s.account_id,
-            &hash_token(&canonical),
+            &hash_token(canonical),
             &routes,
             now,
             now + ttl,
@@ -665,11 +665,11 @@ pub(super) async fn pair_start(
         routes.join(","),
     )
     .await;
-    let pair_url = pair_url(&s, &headers, &canonical);
+    let pair_url = pair_url(&s, &headers, canonical);
     let page = PairingPage {
         id: pairing.id,
         qr: qr_svg(&pair_url),
-        code: Some(canonical),
+        code: Some(canonical.to_owned()),
         pair_url,
         state: "open",
         device_name: String::new(),
@@ -912,10 +912,7 @@ pub(super) async fn pair_claim(
     let Some(code) = normalize_pairing_code(field(&fields, "code").unwrap_or("")) else {
         return refuse_code(&devices, &ctx);
     };
-    let claim = Secret::from_exposed(format!(
-        "{CLAIM_PREFIX}{}",
-        URL_SAFE_NO_PAD.encode(random32())
-    ));
+    let claim = pairing_claim_token(random32());
     let now = now_ms();
     match devices
         .store()
@@ -983,7 +980,7 @@ pub(super) async fn pair_poll(
     let claim = device_fields(&headers, &body)
         .and_then(|f| field(&f, "claim").map(str::to_owned))
         .unwrap_or_default();
-    if !claim.starts_with(CLAIM_PREFIX) {
+    if !is_pairing_claim_token(&claim) {
         return json_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
