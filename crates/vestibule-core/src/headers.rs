@@ -181,6 +181,19 @@ impl IdentityHeaders {
     }
 }
 
+/// Removes `name` under every spelling (`X-App-Key`, `X_App_Key`, any
+/// case), as CGI-style apps would read any of them as the same variable.
+pub fn remove_every_spelling(headers: &mut HeaderMap, name: &str) {
+    let found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| same_name(n.as_str(), name))
+        .cloned()
+        .collect();
+    for n in &found {
+        headers.remove(n);
+    }
+}
+
 /// Why a request's target host is ambiguous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostError {
@@ -323,6 +336,21 @@ mod tests {
             prop_assert_eq!(set.contains(&name), set.contains(&name.to_ascii_uppercase()));
             prop_assert_eq!(set.contains(&name), set.contains(&name.replace('-', "_")));
         }
+    }
+
+    #[test]
+    fn every_spelling_is_removed() {
+        let mut h = HeaderMap::new();
+        for n in ["x-app-key", "x_app_key", "x-app-keys", "accept"] {
+            h.append(
+                HeaderName::from_static(n),
+                http::HeaderValue::from_static("v"),
+            );
+        }
+        remove_every_spelling(&mut h, "X-App-Key");
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-app-keys"]);
     }
 
     #[test]

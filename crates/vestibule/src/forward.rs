@@ -279,8 +279,9 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         strip_credential_headers(headers, carrier, &route.carriers);
     }
     if let Some(h) = &route.carriers.header {
-        // This route's credential header is ours, whatever it holds.
-        headers.remove(h);
+        // This route's credential header is ours, whatever it holds, and
+        // under every spelling.
+        vestibule_core::headers::remove_every_spelling(headers, h.as_str());
     }
     set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());
     for (name, value) in route.profile.render(pass.identity.as_ref()) {

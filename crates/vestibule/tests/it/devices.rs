@@ -919,3 +919,43 @@ async fn pairing_guesses_are_rate_limited() {
         "{m}"
     );
 }
+
+/// A credential header with a name of the operator's choosing is removed
+/// under every spelling before the app (CGI reads `X_App_Key` as
+/// `X-App-Key`), not only the configured one.
+#[tokio::test]
+async fn a_custom_credential_header_never_reaches_the_app_in_any_spelling() {
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let src = format!(
+        "[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\n",
+        data.display()
+    );
+    let routes = route(
+        "api",
+        "/",
+        up,
+        "credentials = [\"header\"]\ncredential_header = \"X-App-Key\"",
+    );
+    let gw = Gateway::start_in(dir, &config(&src, &routes), &[]).await;
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[
+            ("Remote-User", "alice"),
+            ("X_App_Key", "not-for-the-app"),
+            ("x_APP-key", "nor-this"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.seen_headers();
+    assert!(
+        !seen.keys().any(|k| k.replace('_', "-") == "x-app-key"),
+        "{seen:?}"
+    );
+    assert!(!r.text().contains("not-for-the-app") && !r.text().contains("nor-this"));
+}
