@@ -130,6 +130,10 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     }
     if let Some(accounts) = &state.accounts {
         background.push(accounts.follow_changes());
+        background.push(crate::housekeeping::purge_expired_rows(
+            accounts.store().clone(),
+            crate::housekeeping::PURGE_EVERY,
+        ));
     }
     if let Some(devices) = &state.devices {
         background.push(devices.follow_changes());

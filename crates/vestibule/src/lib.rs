@@ -42,6 +42,7 @@ pub mod config;
 pub mod demo;
 pub mod devices;
 pub mod forward;
+pub mod housekeeping;
 pub mod jwks;
 pub mod listen;
 pub mod metrics;
