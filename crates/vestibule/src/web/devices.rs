@@ -548,7 +548,9 @@ pub(super) async fn admin_revoke(
         return StatusCode::NOT_FOUND.into_response();
     };
     match devices.store().revoke_device(f.id, None).await {
-        Ok(_) => {
+        // No such device: nothing to audit as done.
+        Ok(false) => return StatusCode::NOT_FOUND.into_response(),
+        Ok(true) => {
             audit(
                 &state,
                 &s,
@@ -563,14 +565,18 @@ pub(super) async fn admin_revoke(
     with_cookie(see_other("/.vestibule/admin"), &s)
 }
 
-/// Every device, for the admin page. `owners` maps account ids to
-/// usernames the caller already has; others are looked up once each.
+/// Every device, for the admin page (none when devices are off). `owners`
+/// maps account ids to usernames the caller already has; others are looked
+/// up once each.
 pub(super) async fn all_devices(
     state: &AppState,
     mut owners: std::collections::HashMap<i64, String>,
-) -> Option<Vec<DeviceRow>> {
-    let store = state.devices.as_ref()?.store();
-    let list = store.devices_of(None).await.ok()?;
+) -> Result<Vec<DeviceRow>, vestibule_store::StoreError> {
+    let Some(devices) = &state.devices else {
+        return Ok(Vec::new());
+    };
+    let store = devices.store();
+    let list = store.devices_of(None).await?;
     let mut out = Vec::with_capacity(list.len());
     for d in &list {
         if let std::collections::hash_map::Entry::Vacant(slot) = owners.entry(d.account_id) {
@@ -582,7 +588,7 @@ pub(super) async fn all_devices(
         }
         out.push(device_row(d, owners[&d.account_id].clone()));
     }
-    Some(out)
+    Ok(out)
 }
 
 // ---- pairing ------------------------------------------------------------

@@ -370,9 +370,11 @@ async fn admin(
     // The devices table names owners from the accounts already read.
     let owners: std::collections::HashMap<i64, String> =
         list.iter().map(|a| (a.id, a.username.clone())).collect();
-    let devices = devices::all_devices(&state, owners)
-        .await
-        .unwrap_or_default();
+    // A database error is a 503, not an empty list on a security page.
+    let devices = match devices::all_devices(&state, owners).await {
+        Ok(d) => d,
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
     let page = AdminPage {
         accounts: list
             .into_iter()
