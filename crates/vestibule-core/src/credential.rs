@@ -34,6 +34,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderName};
 
+use crate::decode::trim_ows;
 use crate::secret::{Secret, is_prefixed_token, prefixed_token};
 
 /// Prefix of device credentials.
@@ -469,17 +470,6 @@ fn token_from(value: &str) -> Result<Secret, &'static str> {
     } else {
         Err(NOT_A_TOKEN)
     }
-}
-
-/// Trims OWS (SP / HTAB, RFC 9110 §5.6.3) from both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 /// Crockford's base32 alphabet (<https://www.crockford.com/base32.html>):

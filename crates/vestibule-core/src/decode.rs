@@ -183,7 +183,8 @@ fn b_word(chunk: &str) -> String {
 }
 
 /// Trims SP and HTAB at both ends.
-fn trim_ows(mut s: &[u8]) -> &[u8] {
+/// Strips optional whitespace (RFC 9110 §5.6.3: spaces and tabs).
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }

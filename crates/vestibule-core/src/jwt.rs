@@ -69,13 +69,9 @@ pub mod testing;
 
 /// Base64url without padding, as RFC 7515 §2 defines it for every JWS
 /// segment: `=` is refused, and so are non-zero trailing bits, so each
-/// segment has exactly one spelling.
-const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
-);
+/// segment has exactly one spelling (base64's `URL_SAFE_NO_PAD` is exactly
+/// that).
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
 /// JWK members are base64url too (RFC 7518 §6); the JWKS comes from the
 /// operator's issuer, so padding is tolerated there.
@@ -1035,14 +1031,8 @@ impl ClaimMapping {
     /// through `jwt_claims_headers`, so the username is that, else the
     /// email.
     pub fn pomerium() -> Self {
-        Self::of(
-            &["preferred_username"],
-            Some("email"),
-            Some("name"),
-            None,
-            None,
-            Some("groups"),
-        )
+        // The same claim names as authentik's.
+        Self::authentik()
     }
 
     /// Cloudflare Access's `Cf-Access-Jwt-Assertion`: `sub` (the user's
