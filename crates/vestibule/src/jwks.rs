@@ -199,6 +199,11 @@ impl SigningKeys {
                 .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))??,
         };
         let jwks = Jwks::parse(&bytes).map_err(|e| format!("the JWK Set is refused: {e}"))?;
+        // Otherwise a skipped key only shows as assertions refused for an
+        // unknown key.
+        for k in jwks.skipped() {
+            tracing::info!(kid = ?k.kid, reason = k.reason, "a key of the JWK Set is not used");
+        }
         if jwks.is_empty() {
             return Err("the JWK Set has no usable signing key".into());
         }
