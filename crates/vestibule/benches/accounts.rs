@@ -139,7 +139,7 @@ fn device_cache_hit(c: &mut Criterion) {
 /// lookup instead of the signature check (22–69 µs, core `hot_path`).
 fn remembered_assertion(c: &mut Criterion) {
     use vestibule::config::{JwksLocation, JwtSettings};
-    use vestibule::jwks::SigningKeys;
+    use vestibule::identity::jwks::SigningKeys;
     use vestibule_core::jwt::testing::TestSigner;
     use vestibule_core::jwt::{Algorithm, ClaimMapping};
     let signer = TestSigner::es256("es");

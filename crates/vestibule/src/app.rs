@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
-use crate::listen::{self, Bound};
+use crate::http::listen::{self, Bound};
 use crate::state::AppState;
 
 /// Where vestibule's own endpoints live on the main listeners.
@@ -26,9 +26,9 @@ pub fn app(state: Arc<AppState>) -> Router {
     let verify_path = state.settings.verify_path.clone();
     Router::new()
         .route("/.vestibule/healthz", get(healthz))
-        .route(&verify_path, get(crate::verify::verify))
+        .route(&verify_path, get(crate::http::forward_auth::verify))
         .merge(crate::web::router())
-        .fallback(crate::forward::proxy)
+        .fallback(crate::http::forward::proxy)
         .with_state(state)
 }
 
@@ -41,7 +41,7 @@ pub fn admin_app(state: Arc<AppState>) -> Router {
 }
 
 async fn healthz() -> Response {
-    crate::responses::plain(StatusCode::OK, "ok")
+    crate::http::responses::plain(StatusCode::OK, "ok")
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -130,9 +130,9 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     }
     if let Some(accounts) = &state.accounts {
         background.push(accounts.follow_changes());
-        background.push(crate::housekeeping::purge_expired_rows(
+        background.push(crate::accounts::housekeeping::purge_expired_rows(
             accounts.store().clone(),
-            crate::housekeeping::PURGE_EVERY,
+            crate::accounts::housekeeping::PURGE_EVERY,
         ));
     }
     if let Some(devices) = &state.devices {

@@ -1,6 +1,6 @@
 //! The command line: `serve`, `check`, `demo`, `whoami`, and the admin
 //! commands `users`, `sessions`, `devices`, `audit`, `migrate` (in
-//! [`crate::admin_cli`]).
+//! [`crate::admin::cli`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::admin_cli;
+use crate::admin::cli as admin_cli;
 use crate::config::{self, Diagnostic, Severity};
 
 /// vestibule: an identity gateway between your SSO front and your apps.
@@ -100,10 +100,10 @@ pub enum Command {
     },
     /// Synthetic accounts and credentials for bench/run.sh (never on a real database).
     #[command(hide = true)]
-    BenchSeed(crate::bench_seed::SeedArgs),
+    BenchSeed(crate::tools::bench_seed::SeedArgs),
     /// Sends every credential of a file once, for bench/run.sh's cache warm-up.
     #[command(hide = true)]
-    BenchWarm(crate::bench_seed::WarmArgs),
+    BenchWarm(crate::tools::bench_seed::WarmArgs),
     /// Bring the database schema up to date, then exit.
     Migrate {
         #[command(flatten)]
@@ -231,11 +231,16 @@ pub async fn run(cli: Cli) -> ExitCode {
             print_config,
         } => {
             if print_config {
-                print!("{}", crate::demo::DEMO_CONFIG);
+                print!("{}", crate::tools::demo::DEMO_CONFIG);
                 return ExitCode::SUCCESS;
             }
             init_logging(false, "warn,vestibule=info");
-            match crate::demo::run(crate::demo::DemoOptions { listen }, shutdown_signal()).await {
+            match crate::tools::demo::run(
+                crate::tools::demo::DemoOptions { listen },
+                shutdown_signal(),
+            )
+            .await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -257,7 +262,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => eprintln!("whoami: {e}"),
             }
             tokio::select! {
-                r = crate::whoami::serve(l) => if let Err(e) = r { eprintln!("error: {e}"); return ExitCode::from(1); },
+                r = crate::tools::whoami::serve(l) => if let Err(e) = r { eprintln!("error: {e}"); return ExitCode::from(1); },
                 _ = shutdown_signal() => {}
             }
             ExitCode::SUCCESS
@@ -267,7 +272,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
         Command::Migrate { db } => admin_cli::migrate(&db.config).await,
-        Command::BenchSeed(args) => crate::bench_seed::run(args).await,
-        Command::BenchWarm(args) => crate::bench_seed::warm(args).await,
+        Command::BenchSeed(args) => crate::tools::bench_seed::run(args).await,
+        Command::BenchWarm(args) => crate::tools::bench_seed::warm(args).await,
     }
 }

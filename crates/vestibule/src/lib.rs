@@ -3,19 +3,24 @@
 //! An identity gateway between an SSO front (Authelia, authentik, Keycloak
 //! behind Caddy, nginx, Traefik or Apache) and self-hosted apps.
 //!
-//! Modules follow the path a request takes:
+//! Folders follow the path a request takes:
 //!
-//! 1. [`listen`]: accept the connection, record the socket peer.
-//! 2. [`client_identity`]: is the peer trusted; who is the client behind it.
-//! 3. [`authenticate`]: read the identity a trusted front sent; then
-//!    [`accounts`]: find (or provision) its account and check its status.
-//!    Without one, [`devices`]: a per-device credential acts as its owner.
-//! 4. [`authorize`]: match the route, apply its policy.
-//! 5. [`forward`]: strip every identity spelling, inject the app's profile,
-//!    stream to the upstream.
+//! 1. [`http::listen`]: accept the connection, record the socket peer.
+//! 2. [`identity::client_identity`]: is the peer trusted; who is the client
+//!    behind it.
+//! 3. [`identity::authenticate`]: read the identity a trusted front sent;
+//!    then [`accounts`]: find (or provision) its account and check its
+//!    status. Without one, [`devices`]: a per-device credential acts as its
+//!    owner.
+//! 4. [`policy::authorize`]: match the route, apply its policy.
+//! 5. [`http::forward`]: strip every identity spelling, inject the app's
+//!    profile, stream to the upstream.
 //!
-//! [`pipeline`] runs steps 2–4 and is the only place a request is decided;
-//! [`forward`] (in-path) and [`verify`] (forward-auth) both call it.
+//! [`http::decide`] runs steps 2–4 and is the only place a request is
+//! decided; [`http::forward`] (in-path) and [`http::forward_auth`] both call
+//! it. vestibule's own pages are in [`web`], the operators' CLI in
+//! [`admin`], and the demo, whoami and bench seeder in [`tools`]. The map
+//! with a diagram is `docs/architecture.md`.
 //!
 //! ## Invariants
 //!
@@ -31,25 +36,16 @@
 //! - Load balancing and caching: one route, one upstream.
 
 pub mod accounts;
-pub mod admin_cli;
+pub mod admin;
 pub mod app;
-pub mod authenticate;
-pub mod authorize;
-pub mod bench_seed;
 pub mod cli;
-pub mod client_identity;
 pub mod config;
-pub mod demo;
 pub mod devices;
-pub mod forward;
-pub mod housekeeping;
-pub mod jwks;
-pub mod listen;
+pub mod http;
+pub mod identity;
 pub mod metrics;
-pub mod pipeline;
+pub mod policy;
 pub mod ratelimited_log;
-pub mod responses;
 pub mod state;
-pub mod verify;
+pub mod tools;
 pub mod web;
-pub mod whoami;

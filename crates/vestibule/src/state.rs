@@ -39,7 +39,7 @@ pub struct AppState {
     /// Device credentials (with accounts).
     pub devices: Option<std::sync::Arc<crate::devices::Devices>>,
     /// The assertion signing keys, with `[source.jwt]`.
-    pub signing_keys: Option<std::sync::Arc<crate::jwks::SigningKeys>>,
+    pub signing_keys: Option<std::sync::Arc<crate::identity::jwks::SigningKeys>>,
 }
 
 /// The hot metrics of one route.
@@ -116,7 +116,7 @@ impl AppState {
         };
         let signing_keys = match settings.identity_source.as_ref().map(|s| &s.kind) {
             Some(crate::config::SourceKind::Jwt(j)) => Some(std::sync::Arc::new(
-                crate::jwks::SigningKeys::new(j.clone())?,
+                crate::identity::jwks::SigningKeys::new(j.clone())?,
             )),
             _ => None,
         };

@@ -31,9 +31,9 @@ use vestibule_store::{Device, NewDevice, PairingPoll, PairingState};
 use super::session::{PageSession, check_csrf, page_session};
 use super::{admin_session, audit, conn, csrf_refused, render, see_other, when, with_cookie};
 use crate::accounts::now_ms;
-use crate::client_identity::ConnInfo;
-use crate::pipeline::wants_html;
-use crate::responses::page;
+use crate::http::decide::wants_html;
+use crate::http::responses::page;
+use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
 
 /// Longest device name accepted.
@@ -65,7 +65,7 @@ fn route_choices(state: &AppState, s: &PageSession) -> Vec<RouteChoice> {
         .filter(|(_, r)| r.carriers.any())
         .filter(|(i, _)| {
             matches!(
-                crate::authorize::authorize(state, *i, Some(&s.identity)),
+                crate::policy::authorize::authorize(state, *i, Some(&s.identity)),
                 Decision::Allow {
                     forward_identity: true
                 }
@@ -690,13 +690,13 @@ pub(super) async fn pair_start(
 /// The gateway's own origin and root (`https://host/`), as the browser
 /// reached it.
 fn origin(s: &PageSession, headers: &HeaderMap) -> String {
-    let view = crate::pipeline::RequestView {
+    let view = crate::http::decide::RequestView {
         host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
         path: "/",
         path_and_query: "/",
         headers,
     };
-    crate::pipeline::original_url(&s.ctx, &view)
+    crate::http::decide::original_url(&s.ctx, &view)
 }
 
 /// Where a device redeems the code, with the code in it (what the QR code
@@ -871,7 +871,7 @@ fn device_endpoint(
 ) -> Result<
     (
         Arc<crate::devices::Devices>,
-        crate::client_identity::ClientContext,
+        crate::identity::client_identity::ClientContext,
     ),
     Response,
 > {
@@ -882,7 +882,7 @@ fn device_endpoint(
             "Device pairing is not enabled on this gateway.",
         ));
     };
-    let ctx = crate::client_identity::resolve(&state.settings, conn(ext), headers);
+    let ctx = crate::identity::client_identity::resolve(&state.settings, conn(ext), headers);
     if let Some(wait) = devices.failures.blocked_for(ctx.client_ip, None) {
         return Err(too_many(wait));
     }
@@ -956,7 +956,7 @@ pub(super) async fn pair_claim(
 
 fn refuse_code(
     devices: &crate::devices::Devices,
-    ctx: &crate::client_identity::ClientContext,
+    ctx: &crate::identity::client_identity::ClientContext,
 ) -> Response {
     if let Some(wait) = devices.failures.record_failure(ctx.client_ip, None) {
         return too_many(wait);

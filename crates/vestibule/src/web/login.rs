@@ -23,10 +23,12 @@ use vestibule_core::secret::{find_cookie, hash_token, is_session_token};
 use super::session::https;
 use super::{cookies, see_other};
 use crate::accounts::now_ms;
-use crate::authenticate::authenticate;
-use crate::client_identity::{self, ClientContext, ConnInfo};
-use crate::pipeline::{RequestView, fill_login_url, fill_url_template, original_url, wants_html};
-use crate::responses::page;
+use crate::http::decide::{
+    RequestView, fill_login_url, fill_url_template, original_url, wants_html,
+};
+use crate::http::responses::page;
+use crate::identity::authenticate::authenticate;
+use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::state::AppState;
 
 /// Where to go afterwards. `rd` (Authelia, oauth2-proxy, Traefik) and

@@ -23,9 +23,9 @@ use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry};
 
 use crate::accounts::now_ms;
-use crate::client_identity::ConnInfo;
-use crate::pipeline::wants_html;
-use crate::responses::page;
+use crate::http::decide::wants_html;
+use crate::http::responses::page;
+use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
 use session::{PageSession, check_csrf, page_session};
 

@@ -24,10 +24,10 @@ use vestibule_store::{AuditEntry, Session};
 
 use super::cookies;
 use crate::accounts::{Accounts, Resolution, now_ms};
-use crate::authenticate::SourceError;
-use crate::client_identity::{self, ClientContext, ConnInfo};
-use crate::pipeline::wants_html;
-use crate::responses::page;
+use crate::http::decide::wants_html;
+use crate::http::responses::page;
+use crate::identity::authenticate::SourceError;
+use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::state::AppState;
 
 /// How often "last used" is written for a session.
@@ -154,7 +154,7 @@ pub async fn page_session(
         None => None,
     };
 
-    let identity = crate::authenticate::authenticate(state, &ctx, headers)
+    let identity = crate::identity::authenticate::authenticate(state, &ctx, headers)
         .await
         .map_err(|e| identity_refused(headers, &e))?;
     let Some(identity) = identity else {
@@ -178,11 +178,11 @@ pub async fn page_session(
             .as_deref()
             .filter(|_| wants_html(headers))
             .map(|template| {
-                let view = crate::pipeline::RequestView::of(headers, uri);
-                crate::pipeline::fill_login_url(template, &ctx, &view)
+                let view = crate::http::decide::RequestView::of(headers, uri);
+                crate::http::decide::fill_login_url(template, &ctx, &view)
             });
         let mut resp = match login {
-            Some(location) => crate::responses::redirect(&location),
+            Some(location) => crate::http::responses::redirect(&location),
             None => refuse(
                 headers,
                 StatusCode::UNAUTHORIZED,

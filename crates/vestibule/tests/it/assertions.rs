@@ -530,7 +530,7 @@ async fn https_key_server_needs_a_trusted_certificate() {
     let (cert_path, key_path) = (dir.path().join("ca.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let acceptor = vestibule::listen::tls_acceptor(&cert_path, &key_path).unwrap();
+    let acceptor = vestibule::http::listen::tls_acceptor(&cert_path, &key_path).unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {

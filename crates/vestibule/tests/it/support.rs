@@ -19,7 +19,7 @@ pub const UNTRUSTED: &str = "127.0.0.2";
 pub async fn start_whoami() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(vestibule::whoami::serve(l));
+    tokio::spawn(vestibule::tools::whoami::serve(l));
     addr
 }
 

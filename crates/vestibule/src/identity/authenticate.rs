@@ -11,9 +11,9 @@ use vestibule_core::dialect::{IdentityError, ValueLimits};
 use vestibule_core::identity::Identity;
 use vestibule_core::jwt::{self, AssertionHeaderError, Expectations, JwtError};
 
-use crate::client_identity::ClientContext;
 use crate::config::SourceKind;
-use crate::jwks::SigningKeys;
+use crate::identity::client_identity::ClientContext;
+use crate::identity::jwks::SigningKeys;
 use crate::state::AppState;
 
 /// Why a trusted peer's identity was not accepted.

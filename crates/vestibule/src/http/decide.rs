@@ -12,10 +12,10 @@ use vestibule_core::policy::Decision;
 use vestibule_core::credential::{Carrier, CarrierError, Presented, find_credential};
 
 use crate::accounts::Resolution;
-use crate::authenticate::{SourceError, authenticate};
-use crate::authorize::{authorize, find_route};
-use crate::client_identity::{self, ClientContext, ConnInfo};
 use crate::devices::Verdict;
+use crate::identity::authenticate::{SourceError, authenticate};
+use crate::identity::client_identity::{self, ClientContext, ConnInfo};
+use crate::policy::authorize::{authorize, find_route};
 use crate::state::AppState;
 
 /// The request being decided, as the app would see it.
@@ -532,7 +532,7 @@ pub fn refusal_response(
     ctx: &ClientContext,
     req: &RequestView<'_>,
 ) -> axum::response::Response {
-    use crate::responses::{plain, redirect};
+    use crate::http::responses::{plain, redirect};
     match refusal {
         Refusal::BadRequest { public, .. } => plain(StatusCode::BAD_REQUEST, public),
         Refusal::NoRoute => plain(
@@ -555,7 +555,7 @@ pub fn refusal_response(
         Refusal::BadCredential { route, public, .. } => {
             with_challenge(state, *route, plain(StatusCode::UNAUTHORIZED, public))
         }
-        Refusal::BadAssertion { .. } => crate::responses::page(
+        Refusal::BadAssertion { .. } => crate::http::responses::page(
             StatusCode::UNAUTHORIZED,
             wants_html(req.headers),
             "Sign-in not accepted",
@@ -566,7 +566,7 @@ pub fn refusal_response(
             StatusCode::FORBIDDEN,
             "This device credential is not allowed on this app. Create one that includes it.",
         ),
-        Refusal::SsoStale { .. } => crate::responses::page(
+        Refusal::SsoStale { .. } => crate::http::responses::page(
             StatusCode::FORBIDDEN,
             wants_html(req.headers),
             "Sign in again",
@@ -588,21 +588,21 @@ pub fn refusal_response(
             StatusCode::FORBIDDEN,
             "Your account is not allowed to use this app.",
         ),
-        Refusal::AccountPending { .. } => crate::responses::page(
+        Refusal::AccountPending { .. } => crate::http::responses::page(
             StatusCode::FORBIDDEN,
             wants_html(req.headers),
             "Waiting for approval",
             "Your account has been created and is waiting for an administrator's approval.",
             "You will be able to use this app once it is approved. There is nothing else to do now.",
         ),
-        Refusal::AccountDisabled { .. } => crate::responses::page(
+        Refusal::AccountDisabled { .. } => crate::http::responses::page(
             StatusCode::FORBIDDEN,
             wants_html(req.headers),
             "Account disabled",
             "Your account is disabled.",
             "If you think this is a mistake, contact an administrator.",
         ),
-        Refusal::NoAccount { .. } => crate::responses::page(
+        Refusal::NoAccount { .. } => crate::http::responses::page(
             StatusCode::FORBIDDEN,
             wants_html(req.headers),
             "No account",

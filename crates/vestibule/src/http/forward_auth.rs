@@ -29,9 +29,9 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_core::path::target_path;
 
-use crate::client_identity::ConnInfo;
-use crate::pipeline::{Refusal, RequestView, decide, ip_for_log, login_location, wants_html};
-use crate::responses::{plain, redirect};
+use crate::http::decide::{Refusal, RequestView, decide, ip_for_log, login_location, wants_html};
+use crate::http::responses::{plain, redirect};
+use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
 
 /// Header carrying the login URL on a 401, for nginx `error_page`.
@@ -192,7 +192,7 @@ pub async fn verify(
                 verify = true,
                 path = %view.path,
                 status = refusal.status().as_u16(),
-                refused = %crate::pipeline::refusal_detail(&refusal),
+                refused = %crate::http::decide::refusal_detail(&refusal),
                 client_ip = %ip_for_log(ctx.client_ip),
             );
             match &refusal {
@@ -224,7 +224,8 @@ pub async fn verify(
                     "No app is configured at this address.",
                 ),
                 _ => {
-                    let mut resp = crate::pipeline::refusal_response(&state, &refusal, &ctx, &view);
+                    let mut resp =
+                        crate::http::decide::refusal_response(&state, &refusal, &ctx, &view);
                     resp.headers_mut().remove(header::LOCATION);
                     resp
                 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use vestibule_core::net::Peer;
 
-use crate::client_identity::ConnInfo;
+use crate::identity::client_identity::ConnInfo;
 
 /// Time a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -229,7 +229,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Tagged {
                 .map(|v| v.as_bytes()),
         ) {
             tracing::debug!(error = %e, "request refused");
-            let resp = crate::responses::plain(
+            let resp = crate::http::responses::plain(
                 http::StatusCode::BAD_REQUEST,
                 &format!("Bad request: {e}."),
             );

@@ -199,7 +199,7 @@ pub async fn run(
         .await
         .map_err(|e| e.to_string())?;
     let whoami_addr = whoami_listener.local_addr().map_err(|e| e.to_string())?;
-    let whoami = tokio::spawn(crate::whoami::serve(whoami_listener));
+    let whoami = tokio::spawn(crate::tools::whoami::serve(whoami_listener));
 
     let data_dir = std::env::current_dir()
         .map_err(|e| e.to_string())?
@@ -479,7 +479,7 @@ async fn proxy(State(front): State<Arc<Front>>, req: Request) -> Response {
     for v in device_credential {
         parts.headers.append("x-vestibule-token", v);
     }
-    crate::forward::remove_hop_by_hop(&mut parts.headers);
+    crate::http::forward::remove_hop_by_hop(&mut parts.headers);
     let host = parts.headers.get(header::HOST).cloned();
     if let Some(u) = &user {
         for (name, value) in [
@@ -524,7 +524,7 @@ async fn proxy(State(front): State<Arc<Front>>, req: Request) -> Response {
     {
         Ok(resp) => {
             let (mut p, b) = resp.into_parts();
-            crate::forward::remove_hop_by_hop(&mut p.headers);
+            crate::http::forward::remove_hop_by_hop(&mut p.headers);
             Response::from_parts(p, Body::new(b))
         }
         Err(e) => (

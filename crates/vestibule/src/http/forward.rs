@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use vestibule_core::credential::{Carrier, remove_query_param, strip_credential_headers};
 
-use crate::client_identity::{ClientContext, ConnInfo};
-use crate::pipeline::{Pass, RequestView, decide, ip_for_log};
-use crate::responses;
+use crate::http::decide::{Pass, RequestView, decide, ip_for_log};
+use crate::http::responses;
+use crate::identity::client_identity::{ClientContext, ConnInfo};
 use crate::state::AppState;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`
@@ -112,11 +112,11 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
                 method = %req.method(),
                 path = %req.uri().path(),
                 status = refusal.status().as_u16(),
-                refused = %crate::pipeline::refusal_detail(&refusal),
+                refused = %crate::http::decide::refusal_detail(&refusal),
                 client_ip = %ip_for_log(ctx.client_ip),
                 ms = started.elapsed().as_millis() as u64,
             );
-            crate::pipeline::refusal_response(
+            crate::http::decide::refusal_response(
                 &state,
                 &refusal,
                 &ctx,

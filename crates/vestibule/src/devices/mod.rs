@@ -1,0 +1,6 @@
+//! Device credentials at the gate: lookup, caching, rate limits and the
+//! judgement of a presented credential ([`service`]).
+
+mod service;
+
+pub use service::*;

@@ -1,0 +1,16 @@
+//! The HTTP side of a request: accepting it, deciding it once, and either
+//! forwarding it to the app (in-path) or answering the front (forward-auth).
+//!
+//! - [`listen`]: accept connections (TCP, TLS, Unix), record the socket peer.
+//! - [`decide`]: the one decision for in-path and forward-auth alike.
+//! - [`forward`]: in-path: strip identity spellings, inject the profile,
+//!   stream to the upstream.
+//! - [`forward_auth`]: the verify endpoint a front's `auth_request` /
+//!   `forward_auth` calls.
+//! - [`responses`]: plain, redirect and page answers shared by both.
+
+pub mod decide;
+pub mod forward;
+pub mod forward_auth;
+pub mod listen;
+pub mod responses;
