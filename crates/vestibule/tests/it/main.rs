@@ -19,5 +19,6 @@ mod postgres;
 mod proxy;
 mod readme;
 mod redirects;
+mod router;
 mod support;
 mod verify;
