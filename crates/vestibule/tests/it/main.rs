@@ -1,6 +1,7 @@
-//! The one integration-test binary: every test boots the real `vestibule`
+//! The one integration-test binary: the tests boot the real `vestibule`
 //! executable (or the library on a real socket) on loopback, with a real
-//! upstream. One binary keeps link time down.
+//! upstream; `router` drives the routers in-process with `oneshot`. One
+//! binary keeps link time down.
 
 #![allow(unreachable_pub, dead_code)]
 

@@ -415,3 +415,18 @@ pub async fn set_status(gw: &Gw, user: &str, status: vestibule_store::AccountSta
     assert!(gw.store().set_status(id, status, 0).await.unwrap());
     gw.state.accounts.as_ref().unwrap().forget_all();
 }
+
+/// Each `(method, path, allow)` is a 405 that lists `allow` (RFC 9110
+/// §15.5.6), answered by the router before any handler runs: even with an
+/// identity from the front, no session starts for it.
+pub async fn assert_405s(app: &Router, cases: &[(&str, &str, &str)]) {
+    for (method, path, allow) in cases {
+        let r = Call::new(method, path)
+            .header("Remote-User", "alice")
+            .send(app)
+            .await;
+        assert_eq!(r.status, 405, "{method} {path}");
+        assert_eq!(r.header("allow"), Some(*allow), "{method} {path}");
+        assert!(r.set_cookies().is_empty(), "{method} {path}");
+    }
+}
