@@ -241,3 +241,57 @@ impl SessionsConfig {
         sessions
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_for_test as parse;
+
+    #[test]
+    fn defaults_apply() {
+        let f = parse("[accounts]", &[]).unwrap();
+        let mut c = Collector::default();
+        let a = f
+            .accounts
+            .as_ref()
+            .unwrap()
+            .validate(&mut c, &f.database, true)
+            .unwrap();
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+        assert_eq!(a.cache_ttl, Duration::from_secs(30));
+        assert_eq!(a.store.max_connections, DEFAULT_DB_MAX_CONNECTIONS);
+        assert!(a.store.url.starts_with("sqlite://"), "{}", a.store.url);
+        assert!(a.sqlite_dir.unwrap().ends_with(DEFAULT_DATA_DIR));
+        let s = f.sessions.validate(&mut c, false);
+        assert_eq!(s.idle, Duration::from_secs(30 * 60));
+        assert_eq!(s.absolute, Duration::from_secs(12 * 3600));
+    }
+
+    #[test]
+    fn env_overlay_applies() {
+        let f = parse(
+            "[accounts]\n[sessions]\nidle_timeout = \"1h\"",
+            &[
+                ("VESTIBULE_DATABASE__URL", "postgres://v@db/v"),
+                ("VESTIBULE_ACCOUNTS__ROLES__ADMIN", "[\"admins\"]"),
+                ("VESTIBULE_SESSIONS__IDLE_TIMEOUT", "10m"),
+            ],
+        )
+        .unwrap();
+        let mut c = Collector::default();
+        let a = f
+            .accounts
+            .as_ref()
+            .unwrap()
+            .validate(&mut c, &f.database, true)
+            .unwrap();
+        assert_eq!(a.store.url, "postgres://v@db/v");
+        assert_eq!(a.sqlite_dir, None);
+        assert_eq!(a.roles, [("admin".to_owned(), vec!["admins".to_owned()])]);
+        assert_eq!(
+            f.sessions.validate(&mut c, false).idle,
+            Duration::from_secs(600)
+        );
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+    }
+}

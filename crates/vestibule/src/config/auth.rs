@@ -120,3 +120,42 @@ impl ForwardAuthConfig {
         path.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_for_test as parse;
+
+    #[test]
+    fn defaults_apply() {
+        let f = parse("", &[]).unwrap();
+        let mut c = Collector::default();
+        assert_eq!(f.forward_auth.validate(&mut c), DEFAULT_VERIFY_PATH);
+        f.auth.validate(&mut c, std::iter::empty());
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+        assert!(f.auth.login_url.is_none() && f.auth.redirect_origins.is_empty());
+    }
+
+    #[test]
+    fn env_overlay_applies() {
+        let f = parse(
+            "",
+            &[
+                ("VESTIBULE_FORWARD_AUTH__PATH", "/.vestibule/check"),
+                (
+                    "VESTIBULE_AUTH__LOGIN_URL",
+                    "https://sso.example.com/?rd={url}",
+                ),
+            ],
+        )
+        .unwrap();
+        let mut c = Collector::default();
+        assert_eq!(f.forward_auth.validate(&mut c), "/.vestibule/check");
+        f.auth.validate(&mut c, std::iter::empty());
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+        assert_eq!(
+            f.auth.login_url.as_deref(),
+            Some("https://sso.example.com/?rd={url}")
+        );
+    }
+}

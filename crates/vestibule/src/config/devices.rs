@@ -87,3 +87,41 @@ impl DevicesConfig {
         devices
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_for_test as parse;
+
+    #[test]
+    fn defaults_apply() {
+        let f = parse("", &[]).unwrap();
+        let mut c = Collector::default();
+        let d = f.devices.validate(&mut c);
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+        assert_eq!(d.pairing_ttl, Duration::from_secs(300));
+        assert_eq!(
+            d.failures_per_minute,
+            DEFAULT_CREDENTIAL_FAILURES_PER_MINUTE
+        );
+        assert!(f.devices.max_sso_age.is_none());
+    }
+
+    #[test]
+    fn env_overlay_applies() {
+        let f = parse(
+            "[devices]\nfailures_per_minute = 3",
+            &[
+                ("VESTIBULE_DEVICES__FAILURES_PER_MINUTE", "20"),
+                ("VESTIBULE_DEVICES__MAX_SSO_AGE", "30d"),
+            ],
+        )
+        .unwrap();
+        let d = f.devices.validate(&mut Collector::default());
+        assert_eq!(d.failures_per_minute, 20);
+        assert_eq!(
+            f.devices.max_sso_age.map(|a| a.0),
+            Some(Duration::from_secs(30 * 86400))
+        );
+    }
+}

@@ -311,15 +311,7 @@ impl ClientIpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_with_env;
-
-    fn parse(text: &str, env: &[(&str, &str)]) -> Result<crate::config::FileConfig, String> {
-        parse_with_env(
-            text,
-            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        )
-        .map_err(|e| e.to_string())
-    }
+    use crate::config::parse_for_test as parse;
 
     #[test]
     fn unknown_client_ip_header_lists_the_valid_ones() {

@@ -67,29 +67,21 @@ impl LogConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse_with_env;
-
-    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
-        vars.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::config::parse_for_test as parse;
 
     #[test]
     fn unknown_format_lists_the_valid_ones() {
-        let e = parse_with_env("[log]\nformat = \"xml\"", env(&[]))
-            .unwrap_err()
-            .to_string();
+        let e = parse("[log]\nformat = \"xml\"", &[]).unwrap_err();
         assert!(
             e.contains("`xml`") && e.contains("`text`") && e.contains("`json`"),
             "{e}"
         );
-        assert!(e.contains("log.format"), "{e}");
+        assert!(e.contains("in `log.format`"), "{e}");
     }
 
     #[test]
     fn defaults_apply() {
-        let f = parse_with_env("", env(&[])).unwrap();
+        let f = parse("", &[]).unwrap();
         let mut c = Collector::default();
         let s = f.log.validate(&mut c);
         assert!(c.diags.is_empty());
@@ -99,16 +91,25 @@ mod tests {
 
     #[test]
     fn env_overlay_applies() {
-        let f = parse_with_env(
+        let f = parse(
             "[log]\nformat = \"text\"",
-            env(&[
+            &[
                 ("VESTIBULE_LOG__FORMAT", "json"),
                 ("VESTIBULE_LOG__LEVEL", "warn"),
-            ]),
+            ],
         )
         .unwrap();
         let s = f.log.validate(&mut Collector::default());
         assert!(s.json);
         assert_eq!(s.level, "warn");
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable() {
+        let e = parse("", &[("VESTIBULE_LOG__FORMAT", "xml")]).unwrap_err();
+        assert!(
+            e.contains("in `log.format` (set by VESTIBULE_LOG__FORMAT)"),
+            "{e}"
+        );
     }
 }

@@ -371,3 +371,13 @@ pub fn load(path: &std::path::Path) -> Result<FileConfig, LoadError> {
 
 #[cfg(test)]
 mod tests;
+
+/// `text` with the environment `env`, loaded; the error as text.
+#[cfg(test)]
+fn parse_for_test(text: &str, env: &[(&str, &str)]) -> Result<FileConfig, String> {
+    parse_with_env(
+        text,
+        env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .map_err(|e| e.to_string())
+}

@@ -569,3 +569,99 @@ impl CustomProfileConfig {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_for_test as parse;
+
+    const ROUTE: &str = "[[route]]\nupstream = \"http://127.0.0.1:3000\"\n";
+
+    fn cx() -> RouteContext<'static> {
+        RouteContext {
+            login_url: None,
+            max_sso_age: None,
+            accounts: true,
+            has_source: true,
+        }
+    }
+
+    #[test]
+    fn unknown_choices_list_the_valid_ones() {
+        for (line, key, valid) in [
+            ("auth = \"maybe\"", "route[0].auth", "`optional`"),
+            ("profile = \"nginx\"", "route[0].profile", "`x-forwarded`"),
+            (
+                "credentials = [\"cookie\"]",
+                "route[0].credentials[0]",
+                "`proxy-authorization`",
+            ),
+            (
+                "profile = \"custom\"\n[route.custom_profile]\nheaders = { \"X-A\" = \"password\" }",
+                "route[0].custom_profile.headers.X-A",
+                "`given_name`",
+            ),
+            (
+                "profile = \"custom\"\n[route.custom_profile]\nheaders = { \"X-A\" = \"email\" }\nencoding = \"latin1\"",
+                "route[0].custom_profile.encoding",
+                "`base64`",
+            ),
+        ] {
+            let e = parse(&format!("{ROUTE}{line}"), &[]).unwrap_err();
+            assert!(e.contains(&format!("in `{key}`")), "{key}: {e}");
+            assert!(e.contains("expected") && e.contains(valid), "{e}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let f = parse(ROUTE, &[]).unwrap();
+        let r = &f.routes[0];
+        assert_eq!(r.auth, RouteAuth::Required);
+        assert_eq!(r.profile, ProfileName::Remote);
+        assert_eq!(r.path_prefix, "/");
+        assert_eq!(r.credential_header, DEFAULT_CREDENTIAL_HEADER);
+        assert_eq!(r.credential_query, DEFAULT_CREDENTIAL_QUERY);
+        let mut c = Collector::default();
+        let s = r.validate(&mut c, 0, &cx()).unwrap();
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+        assert_eq!(s.name, "route-0");
+        assert_eq!(s.policy.auth, AuthMode::Required);
+        assert!(s.preserve_host);
+        assert_eq!(s.carriers, Carriers::default());
+        let u = f.upstream.validate(&mut c);
+        assert_eq!(
+            (u.connect_timeout, u.response_timeout, u.pool_idle_timeout),
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(60),
+                Duration::from_secs(90)
+            )
+        );
+    }
+
+    #[test]
+    fn env_overlay_applies() {
+        let f = parse(
+            ROUTE,
+            &[
+                ("VESTIBULE_ROUTE__0__AUTH", "public"),
+                ("VESTIBULE_ROUTE__0__CREDENTIALS", "[\"bearer\", \"basic\"]"),
+                ("VESTIBULE_UPSTREAM__CONNECT_TIMEOUT", "2s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(f.routes[0].auth, RouteAuth::Public);
+        assert_eq!(
+            f.routes[0].credentials,
+            [CredentialCarrier::Bearer, CredentialCarrier::Basic]
+        );
+        let u = f.upstream.validate(&mut Collector::default());
+        assert_eq!(u.connect_timeout, Duration::from_secs(2));
+        let e = parse(ROUTE, &[("VESTIBULE_ROUTE__0__AUTH", "sometimes")]).unwrap_err();
+        assert!(
+            e.contains("in `route[0].auth` (set by VESTIBULE_ROUTE__0__AUTH)"),
+            "{e}"
+        );
+    }
+}

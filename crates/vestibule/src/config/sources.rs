@@ -806,3 +806,124 @@ fn is_loopback_host(host: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_for_test as parse;
+
+    const HEADERS: &str =
+        "[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]\n";
+
+    #[test]
+    fn unknown_choices_list_the_valid_ones() {
+        for (text, key, valid) in [
+            (
+                "[source.headers]\ndialect = \"keycloak\"".to_owned(),
+                "source.headers.dialect",
+                "`oauth2-proxy`",
+            ),
+            (
+                "[source.jwt]\npreset = \"okta\"\nissuer = \"x\"".to_owned(),
+                "source.jwt.preset",
+                "`oidc`",
+            ),
+            (
+                "[source.jwt]\npreset = \"oidc\"\nissuer = \"x\"\nalgorithms = [\"HS256\"]"
+                    .to_owned(),
+                "source.jwt.algorithms[0]",
+                "`EdDSA`",
+            ),
+            // Flattened keys are reported at their section.
+            (
+                format!("{HEADERS}provisioning = \"always\""),
+                "source.headers",
+                "`auto-if-group`",
+            ),
+            (
+                format!("{HEADERS}account_key = \"email\""),
+                "source.headers",
+                "`username`",
+            ),
+        ] {
+            let e = parse(&text, &[]).unwrap_err();
+            assert!(e.contains(&format!("in `{key}`")), "{key}: {e}");
+            assert!(e.contains("expected") && e.contains(valid), "{e}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_beside_flattened_ones() {
+        let e = parse(&format!("{HEADERS}trusted_proxy = [\"10.0.0.6\"]"), &[]).unwrap_err();
+        assert!(e.contains("unknown field `trusted_proxy`"), "{e}");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let f = parse(HEADERS, &[]).unwrap();
+        let s = f.source.validate(&mut Collector::default()).unwrap();
+        assert_eq!(s.provisioning, Provisioning::Approval);
+        assert!(!s.key_by_username);
+        assert_eq!(s.limits.max_value_len, DEFAULT_MAX_VALUE_BYTES);
+        assert_eq!(s.limits.max_groups_len, DEFAULT_MAX_GROUPS_BYTES);
+        assert_eq!(s.name(), "authelia");
+    }
+
+    #[test]
+    fn env_overlay_applies() {
+        let f = parse(
+            HEADERS,
+            &[
+                ("VESTIBULE_SOURCE__HEADERS__PROVISIONING", "auto-if-group"),
+                (
+                    "VESTIBULE_SOURCE__HEADERS__PROVISION_GROUPS",
+                    "[\"family\"]",
+                ),
+                ("VESTIBULE_SOURCE__HEADERS__ACCOUNT_KEY", "username"),
+                ("VESTIBULE_SOURCE__HEADERS__DIALECT", "tailscale"),
+            ],
+        )
+        .unwrap();
+        let mut c = Collector::default();
+        let s = f.source.validate(&mut c).unwrap();
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+        assert_eq!(
+            s.provisioning,
+            Provisioning::AutoIfGroup(vec!["family".to_owned()])
+        );
+        assert!(s.key_by_username);
+        assert_eq!(s.name(), "tailscale");
+    }
+
+    #[test]
+    fn jwt_presets_name_their_header_and_claims() {
+        for (preset, header) in [
+            ("pomerium", Some("x-pomerium-jwt-assertion")),
+            ("cloudflare", Some("cf-access-jwt-assertion")),
+            ("authentik", Some("x-authentik-jwt")),
+            ("oidc", None),
+        ] {
+            let text = format!(
+                "[source.jwt]\npreset = \"{preset}\"\nissuer = \"https://i\"\naudience = [\"a\"]\njwks_url = \"https://i/k\"\ntrusted_proxies = [\"10.0.0.5\"]\n"
+            );
+            let f = parse(&text, &[]).unwrap();
+            let mut c = Collector::default();
+            let s = f.source.validate(&mut c);
+            match (header, s.map(|s| s.kind)) {
+                (Some(h), Some(SourceKind::Jwt(j))) => {
+                    assert_eq!(j.header.as_str(), h);
+                    assert_eq!(j.preset, preset);
+                    assert_eq!(j.algorithms, Algorithm::ALL);
+                    assert_eq!(j.refresh, Duration::from_secs(3600));
+                    assert_eq!(j.leeway_secs, 60);
+                }
+                (None, None) => assert!(
+                    c.diags.iter().any(|d| d.key == "source.jwt.header"),
+                    "{:?}",
+                    c.diags
+                ),
+                (h, k) => panic!("{preset}: header {h:?}, got {k:?}"),
+            }
+        }
+    }
+}
