@@ -76,7 +76,7 @@ mod tests {
             e.contains("`xml`") && e.contains("`text`") && e.contains("`json`"),
             "{e}"
         );
-        assert!(e.contains("in `log.format`"), "{e}");
+        assert!(e.starts_with("log.format: "), "{e}");
     }
 
     #[test]
@@ -108,7 +108,8 @@ mod tests {
     fn a_bad_value_from_the_environment_names_the_variable() {
         let e = parse("", &[("VESTIBULE_LOG__FORMAT", "xml")]).unwrap_err();
         assert!(
-            e.contains("in `log.format` (set by VESTIBULE_LOG__FORMAT)"),
+            e.starts_with("log.format: unknown variant `xml`")
+                && e.ends_with("(set by VESTIBULE_LOG__FORMAT)"),
             "{e}"
         );
     }

@@ -355,9 +355,10 @@ where
         LoadError::Parse(if path == "." {
             message.to_owned()
         } else {
+            // `key: message`, as `vestibule check` prints a diagnostic.
             match from_env.iter().find(|(key, _)| *key == path) {
-                Some((_, var)) => format!("{message}\nin `{path}` (set by {var})"),
-                None => format!("{message}\nin `{path}`"),
+                Some((_, var)) => format!("{path}: {message} (set by {var})"),
+                None => format!("{path}: {message}"),
             }
         })
     })
