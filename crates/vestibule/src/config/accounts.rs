@@ -247,16 +247,17 @@ mod tests {
     use super::*;
     use crate::config::parse_for_test as parse;
 
+    /// `[accounts]` of `f`, checked against its `[database]`.
+    fn accounts(f: &crate::config::FileConfig, c: &mut Collector) -> AccountSettings {
+        let a = f.accounts.as_ref().expect("an [accounts] section");
+        a.validate(c, &f.database, true).expect("valid accounts")
+    }
+
     #[test]
     fn defaults_apply() {
         let f = parse("[accounts]", &[]).unwrap();
         let mut c = Collector::default();
-        let a = f
-            .accounts
-            .as_ref()
-            .unwrap()
-            .validate(&mut c, &f.database, true)
-            .unwrap();
+        let a = accounts(&f, &mut c);
         assert!(c.diags.is_empty(), "{:?}", c.diags);
         assert_eq!(a.cache_ttl, Duration::from_secs(30));
         assert_eq!(a.store.max_connections, DEFAULT_DB_MAX_CONNECTIONS);
@@ -279,12 +280,7 @@ mod tests {
         )
         .unwrap();
         let mut c = Collector::default();
-        let a = f
-            .accounts
-            .as_ref()
-            .unwrap()
-            .validate(&mut c, &f.database, true)
-            .unwrap();
+        let a = accounts(&f, &mut c);
         assert_eq!(a.store.url, "postgres://v@db/v");
         assert_eq!(a.sqlite_dir, None);
         assert_eq!(a.roles, [("admin".to_owned(), vec!["admins".to_owned()])]);
