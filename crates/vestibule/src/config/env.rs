@@ -19,26 +19,19 @@ pub const ENV_PREFIX: &str = "VESTIBULE_";
 /// Variables with the prefix that are not config keys.
 const NOT_KEYS: &[&str] = &["VESTIBULE_CONFIG"];
 
-/// Top-level sections of the file. A variable naming anything else is an
-/// error that names the variable (a stray `VESTIBULE_FOO` in a service's
-/// environment should say so, not "unknown field `foo`").
-const SECTIONS: &[&str] = &[
-    "server",
-    "log",
-    "source",
-    "client_ip",
-    "upstream",
-    "auth",
-    "forward_auth",
-    "database",
-    "accounts",
-    "sessions",
-    "devices",
-    "route",
-];
-
-/// Applies every `VESTIBULE_…` variable in `env` to `table`.
-pub fn apply_env_overlay<I>(table: &mut toml::Table, env: I) -> Result<(), String>
+/// Applies every `VESTIBULE_…` variable in `env` to `table`. `sections`
+/// are the top-level keys of the file (see [`struct_fields`]): a variable
+/// naming anything else is an error that names the variable (a stray
+/// `VESTIBULE_FOO` in a service's environment should say so, not "unknown
+/// field `foo`").
+///
+/// Returns each key that was set, as `route[0].auth`, with the variable
+/// that set it, so an error at that key can name the variable.
+pub fn apply_env_overlay<I>(
+    table: &mut toml::Table,
+    env: I,
+    sections: &[&str],
+) -> Result<Vec<(String, String)>, String>
 where
     I: IntoIterator<Item = (String, String)>,
 {
@@ -48,6 +41,7 @@ where
         .collect();
     // Deterministic order, so the lowest array index is created first.
     vars.sort();
+    let mut applied = Vec::with_capacity(vars.len());
     for (key, raw) in vars {
         let path: Vec<String> = key[ENV_PREFIX.len()..]
             .split("__")
@@ -58,16 +52,72 @@ where
                 "{key}: empty path segment (use `__` between levels)"
             ));
         }
-        if !SECTIONS.contains(&path[0].as_str()) {
+        if !sections.contains(&path[0].as_str()) {
             return Err(format!(
                 "environment variable {key} is not a configuration key: `{}` is not a section ({}); unset it or rename it",
                 path[0],
-                SECTIONS.join(", ")
+                sections.join(", ")
             ));
         }
         set_path(table, &path, &raw).map_err(|e| format!("{key}: {e}"))?;
+        applied.push((key_path(&path), key));
     }
-    Ok(())
+    Ok(applied)
+}
+
+/// `["route", "0", "auth"]` → `route[0].auth`, the way errors name keys.
+fn key_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        if segment.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+/// The field names of the struct `T` deserializes as, read from its
+/// `Deserialize` impl, so the list of sections cannot drift from the type.
+/// Empty when `T` is not a plain struct.
+pub(super) fn struct_fields<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    let mut probe = FieldProbe(&[]);
+    // The probe always fails after recording the fields; the error is the
+    // expected way out.
+    let _ = T::deserialize(&mut probe);
+    probe.0
+}
+
+/// A deserializer that records the field list `deserialize_struct` is
+/// given, and deserializes nothing.
+struct FieldProbe(&'static [&'static str]);
+
+impl<'de> serde::Deserializer<'de> for &mut FieldProbe {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = fields;
+        Err(serde::de::Error::custom("fields recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
 }
 
 fn parse_value(raw: &str, existing: Option<&toml::Value>) -> toml::Value {
@@ -134,11 +184,14 @@ fn set_in_value(v: &mut toml::Value, path: &[String], raw: &str) -> Result<(), S
 mod tests {
     use super::*;
 
+    const SECTIONS: &[&str] = &["server", "log", "source", "route"];
+
     fn overlay(toml_text: &str, vars: &[(&str, &str)]) -> Result<toml::Table, String> {
         let mut t: toml::Table = toml::from_str(toml_text).unwrap();
         apply_env_overlay(
             &mut t,
             vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            SECTIONS,
         )?;
         Ok(t)
     }
@@ -194,5 +247,42 @@ mod tests {
             e.contains("VESTIBULE_BIN is not a configuration key"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn applied_keys_name_their_variables() {
+        let mut t = toml::Table::new();
+        let applied = apply_env_overlay(
+            &mut t,
+            [
+                ("VESTIBULE_ROUTE__0__AUTH".to_owned(), "public".to_owned()),
+                ("VESTIBULE_LOG__FORMAT".to_owned(), "json".to_owned()),
+            ],
+            SECTIONS,
+        )
+        .unwrap();
+        assert_eq!(
+            applied,
+            [
+                ("log.format".to_owned(), "VESTIBULE_LOG__FORMAT".to_owned()),
+                (
+                    "route[0].auth".to_owned(),
+                    "VESTIBULE_ROUTE__0__AUTH".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn struct_fields_reads_the_serde_names() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Sample {
+            a: u8,
+            #[serde(rename = "item")]
+            items: Vec<u8>,
+        }
+        assert_eq!(struct_fields::<Sample>(), ["a", "item"]);
+        assert!(struct_fields::<u8>().is_empty());
     }
 }

@@ -4,8 +4,8 @@
 //!   `<!-- fragment -->` on the line before the fence must still parse:
 //!   no unknown keys, right types);
 //! - the configuration reference names every field of the configuration
-//!   structs in `src/config/mod.rs`, in that struct's own section when the
-//!   README has one;
+//!   structs (those deriving `Deserialize`) in `src/config/`, in that
+//!   struct's own section when the README has one;
 //! - the reference shows the defaults the code uses.
 
 use std::collections::BTreeMap;
@@ -13,13 +13,36 @@ use std::collections::BTreeMap;
 use vestibule::config::{self, Severity};
 
 const README_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
-const CONFIG_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config/mod.rs");
+const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config");
 
 const REFERENCE_HEADING: &str = "## Configuration reference";
 const FRAGMENT_MARKER: &str = "<!-- fragment -->";
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// Every `.rs` file of the configuration module (one per section), in name
+/// order, concatenated, each without its `#[cfg(test)]` tail (test values
+/// are not defaults).
+fn read_config_sources() -> String {
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(CONFIG_DIR)
+        .unwrap_or_else(|e| panic!("cannot list {CONFIG_DIR}: {e}"))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = read(&p.to_string_lossy());
+            match text.find("#[cfg(test)]") {
+                Some(i) => text[..i].to_owned(),
+                None => text,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// One fenced ```toml block.
@@ -67,8 +90,9 @@ fn toml_blocks(readme: &str) -> Vec<TomlBlock> {
     blocks
 }
 
-/// A struct of `config/mod.rs`: the section its doc comment names (such as
-/// `[server]`), and its fields as written in TOML (serde renames applied).
+/// A configuration struct: the section its doc comment names (such as
+/// `[server]`), and its fields as written in TOML (serde renames applied,
+/// `#[serde(flatten)]` fields left out: the flattened struct is listed itself).
 #[derive(Debug)]
 struct ConfigStruct {
     name: String,
@@ -76,12 +100,15 @@ struct ConfigStruct {
     fields: Vec<String>,
 }
 
-/// Reads the `pub <name>:` fields of every `pub struct … {` in `src`.
+/// Reads the `pub <name>:` fields of every `pub struct … {` in `src` that
+/// derives `Deserialize` (the checked settings structs do not).
 fn config_structs(src: &str) -> Vec<ConfigStruct> {
     let mut out = Vec::new();
     let mut doc_section: Option<String> = None;
+    let mut deserialize = false;
     let mut current: Option<ConfigStruct> = None;
     let mut rename: Option<String> = None;
+    let mut flatten = false;
     for raw in src.lines() {
         let line = raw.trim();
         if let Some(s) = current.as_mut() {
@@ -93,6 +120,7 @@ fn config_structs(src: &str) -> Vec<ConfigStruct> {
                 if let Some(r) = line.split("rename = \"").nth(1) {
                     rename = r.split('"').next().map(str::to_owned);
                 }
+                flatten |= line.contains("flatten");
                 continue;
             }
             if let Some(rest) = line.strip_prefix("pub ") {
@@ -101,7 +129,10 @@ fn config_structs(src: &str) -> Vec<ConfigStruct> {
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
                 if !ident.is_empty() && rest[ident.len()..].starts_with(':') {
-                    s.fields.push(rename.take().unwrap_or(ident));
+                    let name = rename.take().unwrap_or(ident);
+                    if !std::mem::take(&mut flatten) {
+                        s.fields.push(name);
+                    }
                 }
             }
             continue;
@@ -117,10 +148,12 @@ fn config_structs(src: &str) -> Vec<ConfigStruct> {
             continue;
         }
         if line.starts_with("#[") {
+            deserialize |= line.starts_with("#[derive(") && line.contains("Deserialize");
             continue;
         }
         if let Some(rest) = line.strip_prefix("pub struct ")
             && line.ends_with('{')
+            && std::mem::take(&mut deserialize)
         {
             let name: String = rest
                 .chars()
@@ -132,9 +165,65 @@ fn config_structs(src: &str) -> Vec<ConfigStruct> {
                 fields: Vec::new(),
             });
             rename = None;
+            flatten = false;
             continue;
         }
         doc_section = None;
+        deserialize = false;
+    }
+    out
+}
+
+/// The TOML spelling of the `#[default]` variant of every enum in `src`,
+/// quoted (`"text"`): its `rename`, else its name under the enum's
+/// `rename_all` (kebab-case or snake_case).
+fn enum_defaults(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rename_all: Option<String> = None;
+    let mut default_next = false;
+    let mut rename: Option<String> = None;
+    for line in src.lines().map(str::trim) {
+        if line.starts_with("pub enum ") {
+            default_next = false;
+            continue;
+        }
+        if let Some(r) = line.split("rename_all = \"").nth(1) {
+            rename_all = r.split('"').next().map(str::to_owned);
+            continue;
+        }
+        if line == "#[default]" {
+            default_next = true;
+            continue;
+        }
+        if !default_next || line.starts_with("///") {
+            continue;
+        }
+        if line.starts_with("#[") {
+            if let Some(r) = line.split("rename = \"").nth(1) {
+                rename = r.split('"').next().map(str::to_owned);
+            }
+            continue;
+        }
+        let variant: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let name = rename.take().unwrap_or_else(|| {
+            let sep = match rename_all.as_deref() {
+                Some("snake_case") => "_",
+                _ => "-",
+            };
+            let mut name = String::new();
+            for (i, ch) in variant.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    name.push_str(sep);
+                }
+                name.push(ch.to_ascii_lowercase());
+            }
+            name
+        });
+        out.push(format!("\"{name}\""));
+        default_next = false;
     }
     out
 }
@@ -228,7 +317,7 @@ fn readme_reference_names_every_config_field() {
     let readme = read(README_PATH);
     let reference = reference(&readme);
     let sections = subsections(reference);
-    let structs = config_structs(&read(CONFIG_PATH));
+    let structs = config_structs(&read_config_sources());
 
     // Guard against the parser silently finding nothing.
     let all: Vec<&str> = structs
@@ -244,7 +333,7 @@ fn readme_reference_names_every_config_field() {
     ] {
         assert!(
             all.contains(&expected),
-            "the field parser did not find `{expected}` in {CONFIG_PATH}: {structs:?}"
+            "the field parser did not find `{expected}` in {CONFIG_DIR}: {structs:?}"
         );
     }
     assert!(
@@ -281,8 +370,8 @@ fn readme_reference_names_every_config_field() {
 fn readme_reference_shows_code_defaults() {
     let readme = read(README_PATH);
     let reference = reference(&readme);
-    let src = read(CONFIG_PATH);
-    let mut defaults = Vec::new();
+    let src = read_config_sources();
+    let mut defaults = enum_defaults(&src);
     for line in src.lines().map(str::trim) {
         // `pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";` and
         // `pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;`
@@ -301,7 +390,7 @@ fn readme_reference_shows_code_defaults() {
     }
     assert!(
         defaults.len() >= 10,
-        "too few defaults found in {CONFIG_PATH}: {defaults:?}"
+        "too few defaults found in {CONFIG_DIR}: {defaults:?}"
     );
     let missing: Vec<&String> = defaults
         .iter()
@@ -324,7 +413,7 @@ fn block_and_field_parsers_work() {
     assert!(b[0].fragment && !b[1].fragment);
     assert_eq!((b[0].line, b[0].text.as_str()), (6, "x = 1\n"));
 
-    let src = "/// `[a]`.\n#[derive(Debug)]\npub struct A {\n    /// x\n    #[serde(default, rename = \"item\")]\n    pub items: Vec<u8>,\n    pub b: u8,\n}\npub const DEFAULT_X: &str = \"y\";\n/// No section.\npub struct B {\n    pub c: u8,\n}\n";
+    let src = "/// `[a]`.\n#[derive(Debug, Deserialize)]\npub struct A {\n    /// x\n    #[serde(default, rename = \"item\")]\n    pub items: Vec<u8>,\n    #[serde(flatten)]\n    pub common: C,\n    pub b: u8,\n}\npub const DEFAULT_X: &str = \"y\";\n/// No section.\n#[derive(Deserialize)]\npub struct B {\n    pub c: u8,\n}\n/// Checked, not read from the file.\n#[derive(Debug)]\npub struct Settings {\n    pub d: u8,\n}\n";
     let s = config_structs(src);
     assert_eq!(s.len(), 2);
     assert_eq!(s[0].section.as_deref(), Some("[a]"));
@@ -333,6 +422,9 @@ fn block_and_field_parsers_work() {
         (s[1].section.as_deref(), s[1].fields.as_slice()),
         (None, &["c".to_owned()][..])
     );
+
+    let enums = "#[serde(rename_all = \"kebab-case\")]\npub enum F {\n    /// Doc.\n    #[default]\n    XForwardedFor,\n    Json,\n}\n#[serde(rename_all = \"snake_case\")]\npub enum G {\n    GivenName,\n    #[default]\n    #[serde(rename = \"base64\")]\n    Base64Prefix,\n}\npub enum H {\n    A,\n}\n";
+    assert_eq!(enum_defaults(enums), ["\"x-forwarded-for\"", "\"base64\""]);
 
     assert!(names_field("see `[[route]]`", "route"));
     assert!(names_field("`[server.tls]`", "tls"));

@@ -1,0 +1,419 @@
+//! Tests of [`validate`] over whole files: every error and warning it
+//! reports, each at its key with a fix. The sections' own tests (defaults,
+//! environment, closed choices) are in their modules.
+
+use std::time::Duration;
+
+use super::*;
+
+const BASE: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["10.0.0.5"]
+
+[[route]]
+upstream = "http://127.0.0.1:3000"
+name = "app"
+"#;
+
+const SRC: &str = "dialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]";
+
+fn diags(text: &str) -> Vec<Diagnostic> {
+    let file = parse_with_env(text, std::iter::empty()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    validate(&file).1
+}
+
+fn has(text: &str, severity: Severity, key: &str) {
+    let d = diags(text);
+    assert!(
+        d.iter()
+            .any(|d| d.severity == severity && d.key.starts_with(key) && !d.fix.is_empty()),
+        "expected {severity:?} at {key}, got {d:#?}\n{text}"
+    );
+}
+
+/// Whether `text` is refused at `key`: by a diagnostic after loading, or,
+/// for a closed choice, already when loading, with the valid values listed.
+fn refused(text: &str, key: &str) {
+    match parse_with_env(text, std::iter::empty()) {
+        Ok(file) => {
+            has(text, Severity::Error, key);
+            assert!(
+                validate(&file).0.is_none(),
+                "settings despite an error at {key}"
+            );
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.starts_with(key) && e.contains("expected"),
+                "expected a load error at {key} listing the valid values, got {e}\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn base_is_clean_and_yields_settings() {
+    let file = parse_with_env(BASE, std::iter::empty()).unwrap();
+    let (s, d) = validate(&file);
+    assert!(d.is_empty(), "{d:#?}");
+    let s = s.unwrap();
+    assert_eq!(s.routes.len(), 1);
+    assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(s.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    // Client IP hops default to the trusted proxies.
+    assert!(s.client_ip_hops.contains("10.0.0.5".parse().unwrap()));
+}
+
+#[test]
+fn every_error() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "listen = [\"127.0.0.1:8080\"]",
+            "listen = [\"localhost\"]",
+            "server.listen[0]",
+        ),
+        (
+            "listen = [\"127.0.0.1:8080\"]",
+            "listen = []",
+            "server.listen",
+        ),
+        (
+            "[server]",
+            "[server]\nadmin_listen = \"nope\"",
+            "server.admin_listen",
+        ),
+        (
+            "[server]",
+            "[server]\nunix = [{ path = \"\" }]",
+            "server.unix[0].path",
+        ),
+        (
+            "[server]",
+            "[server.tls]\nlisten = []\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[server]",
+            "server.tls.cert",
+        ),
+        (
+            "[server]",
+            "[server.tls]\nlisten = []\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[server]",
+            "server.tls.key",
+        ),
+        (
+            "[server]",
+            "[server.tls]\nlisten = []\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n[server]",
+            "server.tls.listen",
+        ),
+        (
+            "[server]",
+            "[log]\nformat = \"xml\"\n[server]",
+            "log.format",
+        ),
+        (
+            "dialect = \"authelia\"",
+            "dialect = \"keycloak\"",
+            "source.headers.dialect",
+        ),
+        (
+            "dialect = \"authelia\"",
+            "dialect = \"custom\"",
+            "source.headers.custom",
+        ),
+        (
+            SRC,
+            "dialect = \"custom\"\ntrusted_proxies = [\"10.0.0.5\"]\n[source.headers.custom]\nsubject = \"bad header\"",
+            "source.headers.custom",
+        ),
+        (
+            SRC,
+            "dialect = \"custom\"\ntrusted_proxies = [\"10.0.0.5\"]\n[source.headers.custom]\nsubject = \"X-Id\"\ngroups_separator = \"::\"",
+            "source.headers.custom",
+        ),
+        (
+            "[\"10.0.0.5\"]",
+            "[\"10.0.0.5/33\"]",
+            "source.headers.trusted_proxies[0]",
+        ),
+        (
+            "[\"10.0.0.5\"]",
+            "[\"10.0.0.5/8\"]",
+            "source.headers.trusted_proxies[0]",
+        ),
+        (
+            "trusted_proxies = [\"10.0.0.5\"]",
+            "",
+            "source.headers.trusted_proxies",
+        ),
+        (
+            "[\"10.0.0.5\"]",
+            "[\"0.0.0.0/0\"]",
+            "source.headers.trusted_proxies",
+        ),
+        (
+            "[\"10.0.0.5\"]",
+            "[\"::/0\"]",
+            "source.headers.trusted_proxies",
+        ),
+        (
+            "trusted_proxies = [\"10.0.0.5\"]",
+            "trusted_proxies = [\"10.0.0.5\"]\nmax_value_bytes = 0",
+            "source.headers.max_value_bytes",
+        ),
+        (
+            "trusted_proxies = [\"10.0.0.5\"]",
+            "trusted_proxies = [\"10.0.0.5\"]\nmax_groups_bytes = 100000",
+            "source.headers.max_groups_bytes",
+        ),
+        (
+            "[server]",
+            "[client_ip]\ntrusted_hops = [\"x\"]\n[server]",
+            "client_ip.trusted_hops[0]",
+        ),
+        (
+            "[server]",
+            "[client_ip]\nheader = \"x-real-ip\"\n[server]",
+            "client_ip.header",
+        ),
+        (
+            "[server]",
+            "[auth]\nlogin_url = \"/login\"\n[server]",
+            "auth.login_url",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nlogin_url = \"ftp://x/\"",
+            "route[0].login_url",
+        ),
+        (
+            "http://127.0.0.1:3000",
+            "https://127.0.0.1:3000",
+            "route[0].upstream",
+        ),
+        (
+            "http://127.0.0.1:3000",
+            "127.0.0.1:3000",
+            "route[0].upstream",
+        ),
+        (
+            "http://127.0.0.1:3000",
+            "http://127.0.0.1:3000/?q=1",
+            "route[0].upstream",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nauth = \"maybe\"",
+            "route[0].auth",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nprofile = \"nginx\"",
+            "route[0].profile",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nprofile = \"custom\"",
+            "route[0].custom_profile",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = {}",
+            "route[0].custom_profile",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = { \"bad name\" = \"username\" }",
+            "route[0].custom_profile",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = { \"X-A\" = \"password\" }",
+            "route[0].custom_profile.headers.X-A",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nprofile = \"custom\"\n[route.custom_profile]\nheaders = { \"X-A\" = \"email\" }\nencoding = \"latin1\"",
+            "route[0].custom_profile.encoding",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nhost = \"bad host\"",
+            "route[0].host",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\ncredentials = [\"bearer\"]",
+            "route[0].credentials",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\ncredentials = [\"cookie\"]",
+            "route[0].credentials",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\ncredentials = [\"header\"]\ncredential_header = \"Authorization\"",
+            "route[0].credential_header",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\ncredentials = [\"header\"]\ncredential_header = \"X-authentik-uid\"",
+            "route[0].credential_header",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\ncredentials = [\"query\"]\ncredential_query = \"a b\"",
+            "route[0].credential_query",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nmax_sso_age = \"0s\"",
+            "route[0].max_sso_age",
+        ),
+        (
+            "[server]",
+            "[devices]\npairing_ttl = \"2h\"\n[server]",
+            "devices.pairing_ttl",
+        ),
+        (
+            "[server]",
+            "[devices]\nfailures_per_minute = 0\n[server]",
+            "devices.failures_per_minute",
+        ),
+        (
+            "[server]",
+            "[devices]\nmax_sso_age = \"0s\"\n[server]",
+            "devices.max_sso_age",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\npath_prefix = \"api\"",
+            "route[0].path_prefix",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\n[[route]]\nname = \"app\"\npath_prefix = \"/x\"\nupstream = \"http://127.0.0.1:1\"",
+            "route[1].name",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\n[[route]]\nname = \"b\"\nupstream = \"http://127.0.0.1:1\"",
+            "route",
+        ),
+    ];
+    for (from, to, key) in cases {
+        assert!(BASE.contains(from), "{from}");
+        refused(&BASE.replacen(from, to, 1), key);
+    }
+}
+
+#[test]
+fn every_warning() {
+    use Severity::Warning;
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[server]",
+            "[server]\nadmin_listen = \"0.0.0.0:9090\"",
+            "server.admin_listen",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\ncredentials = [\"query\"]\n[accounts]",
+            "route[0].credentials",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nauth = \"public\"\ncredentials = [\"bearer\"]\n[accounts]",
+            "route[0].credentials",
+        ),
+        (
+            "[server]",
+            "[client_ip]\ntrusted_hops = [\"0.0.0.0/0\"]\n[server]",
+            "client_ip.trusted_hops",
+        ),
+        (
+            SRC,
+            "dialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]\n[source.headers.custom]\nsubject = \"X\"",
+            "source.headers.custom",
+        ),
+        (
+            "[\"10.0.0.5\"]",
+            "[\"0.0.0.0/0\"]\ndangerously_trust_any_peer = true",
+            "source.headers.dangerously_trust_any_peer",
+        ),
+        (
+            "[\"10.0.0.5\"]",
+            "[\"172.17.0.0/16\"]",
+            "source.headers.trusted_proxies[0]",
+        ),
+        (
+            "[\"10.0.0.5\"]",
+            "[\"192.168.0.0/20\"]",
+            "source.headers.trusted_proxies[0]",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\nauth = \"public\"\nallow_groups = [\"a\"]",
+            "route[0].allow_users",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\ngrafana_email = true",
+            "route[0].grafana_email",
+        ),
+    ];
+    for (from, to, key) in cases {
+        assert!(BASE.contains(from), "{from}");
+        let text = BASE.replacen(from, to, 1);
+        has(&text, Warning, key);
+        let file = parse_with_env(&text, std::iter::empty()).unwrap();
+        let (settings, d) = validate(&file);
+        assert!(
+            settings.is_some(),
+            "a warning alone must not stop the server: {d:#?}"
+        );
+    }
+    // No routes, and routes with no identity source.
+    let no_routes = BASE.split("[[route]]").next().unwrap();
+    has(no_routes, Warning, "route");
+    let no_source = BASE.replace(
+        "[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]",
+        "",
+    );
+    has(&no_source, Warning, "route[0].auth");
+}
+
+#[test]
+fn dangerous_override_is_accepted_only_when_named() {
+    let text = BASE.replace(
+        "[\"10.0.0.5\"]",
+        "[\"0.0.0.0/0\"]\ndangerously_trust_any_peer = true",
+    );
+    let file = parse_with_env(&text, std::iter::empty()).unwrap();
+    let (s, d) = validate(&file);
+    assert!(s.is_some());
+    assert!(d.iter().all(|d| d.severity == Severity::Warning));
+    assert!(d[0].message.contains("ANY"));
+}
+
+#[test]
+fn server_limits_are_bounded() {
+    for (line, key) in [
+        ("max_connections = 0", "server.max_connections"),
+        ("max_request_headers = 2", "server.max_request_headers"),
+        ("max_header_bytes = 100", "server.max_header_bytes"),
+    ] {
+        let text = format!(
+            "[server]\n{line}\n[[route]]\nupstream = \"http://127.0.0.1:1\"\nauth = \"public\"\n"
+        );
+        let (s, d) = validate(&parse_with_env(&text, std::iter::empty()).unwrap());
+        assert!(s.is_none());
+        assert!(
+            d.iter()
+                .any(|d| d.key == key && d.severity == Severity::Error),
+            "{d:#?}"
+        );
+    }
+}
