@@ -83,7 +83,7 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use model::{
     Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device, IdentityKey,
-    NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session,
+    NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, hex,
 };
 
 /// A boxed, `Send` future: what every [`Store`] method returns, so that

@@ -30,7 +30,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vestibule_store::{
     Account, AccountStatus, AuditEntry, AuditFilter, Backend, IdentityKey, Session, Store,
-    StoreError,
+    StoreError, hex,
 };
 
 use crate::accounts::now_ms;
@@ -313,15 +313,14 @@ async fn open(path: &Path) -> Result<Ctx, Fail> {
 impl Ctx {
     /// Appends the audit entry for a command that acted on `account`.
     async fn audit(&self, action: &str, account: i64, outcome: &str, detail: &str) {
-        let e = AuditEntry {
-            at: now_ms(),
-            actor: self.actor.clone(),
-            action: action.to_owned(),
-            subject: format!("account:{account}"),
-            client_ip: None,
-            outcome: outcome.to_owned(),
-            detail: format!("{detail}{}", self.detail_suffix),
-        };
+        let e = AuditEntry::new(
+            now_ms(),
+            self.actor.as_str(),
+            action,
+            format!("account:{account}"),
+        )
+        .with_outcome(outcome)
+        .with_detail(format!("{detail}{}", self.detail_suffix));
         if let Err(err) = self.store.append_audit(&e).await {
             eprintln!("warning: the audit entry could not be written: {err}");
         }
@@ -419,10 +418,6 @@ fn when(ms: i64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A plain text table: columns padded to their widest cell.

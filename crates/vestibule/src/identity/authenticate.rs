@@ -168,20 +168,16 @@ fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap
         // request.
         if let Some(accounts) = &state.accounts {
             let store = accounts.store().clone();
-            let entry = vestibule_store::AuditEntry {
-                at: crate::accounts::now_ms(),
-                actor: format!("{:?}", ctx.peer),
-                action: "spoof-attempt".into(),
-                subject: names.join(","),
-                client_ip: ctx.client_ip.map(|i| i.to_string()),
-                outcome: "stripped".into(),
-                detail: format!("{suppressed} more since the last entry"),
-            };
-            tokio::spawn(async move {
-                if let Err(e) = store.append_audit(&entry).await {
-                    tracing::warn!(error = %e, "could not write the audit log");
-                }
-            });
+            let entry = vestibule_store::AuditEntry::new(
+                crate::accounts::now_ms(),
+                format!("{:?}", ctx.peer),
+                "spoof-attempt",
+                names.join(","),
+            )
+            .with_client_ip(ctx.client_ip)
+            .with_outcome("stripped")
+            .with_detail(format!("{suppressed} more since the last entry"));
+            tokio::spawn(async move { crate::accounts::record_audit(&*store, &entry).await });
         }
     }
 }

@@ -412,7 +412,7 @@ async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Res
     };
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
-    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let id = vestibule_store::hex(&raw);
     if let Ok(mut s) = front.sessions.lock() {
         s.insert(id.clone(), user);
     }

@@ -20,7 +20,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
-use vestibule_store::{AccountStatus, AuditEntry};
+use vestibule_store::{AccountStatus, AuditEntry, hex};
 
 use crate::accounts::now_ms;
 use crate::http::decide::wants_html;
@@ -87,10 +87,6 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn hex(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn with_cookie(mut resp: Response, s: &PageSession) -> Response {
     if let Some(c) = &s.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, c.clone());
@@ -128,18 +124,10 @@ async fn audit(state: &AppState, s: &PageSession, action: &str, subject: String,
     let Some(accounts) = &state.accounts else {
         return;
     };
-    let e = AuditEntry {
-        at: now_ms(),
-        actor: s.identity.username.clone(),
-        action: action.into(),
-        subject,
-        client_ip: s.ctx.client_ip.map(|i| i.to_string()),
-        outcome: "ok".into(),
-        detail,
-    };
-    if let Err(err) = accounts.store().append_audit(&e).await {
-        tracing::warn!(error = %err, "could not write the audit log");
-    }
+    let e = AuditEntry::new(now_ms(), s.identity.username.as_str(), action, subject)
+        .with_client_ip(s.ctx.client_ip)
+        .with_detail(detail);
+    crate::accounts::record_audit(&**accounts.store(), &e).await;
 }
 
 struct SessionRow {
