@@ -22,6 +22,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry, hex};
 
+use crate::accounts::admin::{self, Actor, Done, StatusAction};
 use crate::accounts::now_ms;
 use crate::http::decide::wants_html;
 use crate::http::responses::page;
@@ -412,44 +413,46 @@ async fn admin_action(
     let Some(accounts) = &state.accounts else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let status = match f.action.as_str() {
-        "approve" | "enable" => AccountStatus::Active,
-        "disable" => AccountStatus::Disabled,
-        _ => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                wants_html(&headers),
-                "Bad request",
-                "Unknown action.",
-                "",
-            );
-        }
+    let Some(action) = StatusAction::parse(&f.action) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            wants_html(&headers),
+            "Bad request",
+            "Unknown action.",
+            "",
+        );
+    };
+    let not_found = || {
+        page(
+            StatusCode::NOT_FOUND,
+            wants_html(&headers),
+            "Not found",
+            "No such account.",
+            "",
+        )
     };
     let store = accounts.store();
-    match store.set_status(f.id, status, now_ms()).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return page(
-                StatusCode::NOT_FOUND,
-                wants_html(&headers),
-                "Not found",
-                "No such account.",
-                "",
-            );
+    let account = match store.account(f.id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return not_found(),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let by = Actor {
+        name: s.identity.username.clone(),
+        client_ip: s.ctx.client_ip,
+        note: String::new(),
+    };
+    match admin::set_status(&**store, &account, action, &by).await {
+        Ok(r) => {
+            if let Err(err) = r.audit {
+                tracing::warn!(error = %err, "could not write the audit log");
+            }
+            if r.done == Done::Gone {
+                return not_found();
+            }
         }
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
-    if status == AccountStatus::Disabled && store.revoke_sessions_of(f.id).await.is_err() {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    audit(
-        &state,
-        &s,
-        &f.action,
-        format!("account:{}", f.id),
-        String::new(),
-    )
-    .await;
     // The write is on disk; only now answer.
     with_cookie(see_other("/.vestibule/admin"), &s)
 }
