@@ -215,7 +215,7 @@ pub async fn run(
             .join("\n")
     })?;
     let running = crate::app::spawn(settings).await?;
-    if let Some(accounts) = &running.state.accounts {
+    if let Some(accounts) = running.state.accounts() {
         seed_accounts(accounts.store()).await?;
     }
     let vestibule_addr = *running

@@ -142,7 +142,7 @@ pub(super) async fn logout(
         Err(message) => return bad(&headers, &message),
     };
     let https = https(&ctx, &headers);
-    if let Some(accounts) = &state.accounts
+    if let Some(accounts) = state.accounts()
         && let Some(token) = find_cookie(
             headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
             cookies::name(https),

@@ -122,7 +122,7 @@ fn is_admin(state: &AppState, s: &PageSession) -> bool {
 }
 
 async fn audit(state: &AppState, s: &PageSession, action: &str, subject: String, detail: String) {
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return;
     };
     let e = AuditEntry::new(now_ms(), s.identity.username.as_str(), action, subject)
@@ -164,7 +164,7 @@ async fn account(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let sessions = match accounts.store().sessions_of(Some(s.account_id)).await {
@@ -228,7 +228,7 @@ async fn revoke_one(
     if !check_csrf(&s, &f.csrf) {
         return csrf_refused(&headers);
     }
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let target = f.session.unwrap_or_default();
@@ -267,7 +267,7 @@ async fn revoke_all(
     if !check_csrf(&s, &f.csrf) {
         return csrf_refused(&headers);
     }
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     match accounts.store().revoke_sessions_of(s.account_id).await {
@@ -343,7 +343,7 @@ async fn admin(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let mut list = match accounts.store().accounts(None, 1000).await {
@@ -410,7 +410,7 @@ async fn admin_action(
     if !check_csrf(&s, &f.csrf) {
         return csrf_refused(&headers);
     }
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let Some(action) = StatusAction::parse(&f.action) else {

@@ -121,7 +121,7 @@ pub async fn page_session(
     headers: &HeaderMap,
     uri: &http::Uri,
 ) -> Result<PageSession, Response> {
-    let Some(accounts) = state.accounts.clone() else {
+    let Some(accounts) = state.accounts().cloned() else {
         return Err(refuse(
             headers,
             StatusCode::NOT_FOUND,
