@@ -88,13 +88,19 @@ impl Running {
 pub async fn open_store(
     a: &crate::config::AccountSettings,
 ) -> Result<Arc<dyn vestibule_store::Store>, String> {
-    if let Some(dir) = &a.sqlite_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
-    }
+    create_data_dir(a)?;
     vestibule_store::open(&a.store)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+/// Creates the SQLite data directory, when there is one.
+pub fn create_data_dir(a: &crate::config::AccountSettings) -> Result<(), String> {
+    match &a.sqlite_dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display())),
+        None => Ok(()),
+    }
 }
 
 /// Binds every listener in `settings` and starts serving.
