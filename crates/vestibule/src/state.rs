@@ -63,7 +63,7 @@ pub enum IdentityReader {
     /// `[source.headers]`: plain identity headers in a dialect.
     Headers {
         /// The dialect that reads them.
-        dialect: Dialect,
+        dialect: Box<Dialect>,
         /// Bounds on values.
         limits: ValueLimits,
     },
@@ -171,7 +171,7 @@ impl AppState {
         let identity_reader = match &settings.identity_source {
             Some(s) => Some(match &s.kind {
                 SourceKind::Headers(dialect) => IdentityReader::Headers {
-                    dialect: dialect.clone(),
+                    dialect: Box::new(dialect.clone()),
                     limits: s.limits,
                 },
                 SourceKind::Jwt(j) => IdentityReader::Jwt {
