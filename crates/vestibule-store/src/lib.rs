@@ -83,7 +83,7 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use model::{
     Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device, IdentityKey,
-    NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session,
+    NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, hex,
 };
 
 /// A boxed, `Send` future: what every [`Store`] method returns, so that
@@ -176,6 +176,12 @@ pub const CHANGE_CHANNEL_CAPACITY: usize = 1024;
 /// `LISTEN vestibule_changes` connection that reconnects by itself). The
 /// task stops when the last `Arc` of the store is dropped.
 pub async fn open(cfg: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(sql::SqlStore::open(cfg).await?))
+}
+
+/// [`open`], for `vestibule bench-seed`: the same store, with the bulk
+/// inserts ([`BulkLoad`]) that the gateway's [`Store`] does not offer.
+pub async fn open_for_bulk_load(cfg: &StoreConfig) -> Result<Arc<dyn BulkLoad>, StoreError> {
     Ok(Arc::new(sql::SqlStore::open(cfg).await?))
 }
 
@@ -315,31 +321,12 @@ pub trait Store: Send + Sync {
     /// change is published: an expired session is refused by its expiry.
     fn purge_expired_sessions(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
-    /// Creates many accounts, each with its identity, in one transaction,
-    /// for benchmarks and imports; returns how many. All or nothing:
-    /// [`StoreError::Conflict`] if any identity is linked already (or
-    /// repeats). No change is published.
-    fn create_accounts_bulk<'a>(
-        &'a self,
-        accounts: &'a [NewAccount],
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
-
     // ---- devices -------------------------------------------------------
 
     /// Stores a new device credential. [`StoreError::Conflict`] if a device
     /// with `d.secret_hash` exists, [`StoreError::NotFound`] if the account
     /// does not. No change is published.
     fn create_device<'a>(&'a self, d: &'a NewDevice) -> BoxFuture<'a, Result<Device, StoreError>>;
-
-    /// Stores many devices in one transaction (multi-row `INSERT`s), for
-    /// benchmarks and imports, and returns how many. All or nothing:
-    /// [`StoreError::Conflict`] if any secret digest exists (or repeats),
-    /// [`StoreError::NotFound`] if any account does not. No change is
-    /// published.
-    fn create_devices_bulk<'a>(
-        &'a self,
-        devices: &'a [NewDevice],
-    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 
     /// A device by the digest of its secret: the authentication lookup. As
     /// stored: expired devices are returned too (see [`Device::is_live`]).
@@ -475,4 +462,30 @@ pub trait Store: Send + Sync {
     /// Back to `true` once the feed has reconnected (within
     /// 5 s of the database returning). Always `true` for SQLite.
     fn reachable(&self) -> bool;
+}
+
+/// Bulk inserts for benchmarks and imports (`vestibule bench-seed`), apart
+/// from [`Store`] so that nothing serving requests can call them: they
+/// publish no [`Change`], so a running gateway's caches would not hear of
+/// them. Get one from
+/// [`open_for_bulk_load`].
+pub trait BulkLoad: Store {
+    /// Creates many accounts, each with its identity, in one transaction,
+    /// for benchmarks and imports; returns how many. All or nothing:
+    /// [`StoreError::Conflict`] if any identity is linked already (or
+    /// repeats). No change is published.
+    fn create_accounts_bulk<'a>(
+        &'a self,
+        accounts: &'a [NewAccount],
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// Stores many devices in one transaction (multi-row `INSERT`s), for
+    /// benchmarks and imports, and returns how many. All or nothing:
+    /// [`StoreError::Conflict`] if any secret digest exists (or repeats),
+    /// [`StoreError::NotFound`] if any account does not. No change is
+    /// published.
+    fn create_devices_bulk<'a>(
+        &'a self,
+        devices: &'a [NewDevice],
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 }

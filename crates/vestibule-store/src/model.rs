@@ -352,6 +352,50 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+impl AuditEntry {
+    /// An entry with outcome `ok`, no client address and no detail; the
+    /// `with_*` methods set those. The one way audit entries are built, so
+    /// every writer fills the same fields the same way.
+    pub fn new(
+        at: i64,
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        subject: impl Into<String>,
+    ) -> Self {
+        Self {
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            client_ip: None,
+            outcome: "ok".into(),
+            detail: String::new(),
+        }
+    }
+
+    /// The client's address (an `IpAddr`, or its text), when there was a
+    /// client.
+    #[must_use]
+    pub fn with_client_ip(mut self, ip: Option<impl ToString>) -> Self {
+        self.client_ip = ip.map(|i| i.to_string());
+        self
+    }
+
+    /// The outcome, instead of `ok`.
+    #[must_use]
+    pub fn with_outcome(mut self, outcome: impl Into<String>) -> Self {
+        self.outcome = outcome.into();
+        self
+    }
+
+    /// Free text.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
 /// Which audit entries to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -410,8 +454,9 @@ impl Change {
     }
 }
 
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex: how a digest (a session id's SHA-256…) is written on the
+/// change feed, shown to admins and named in forms.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -643,5 +688,30 @@ mod tests {
         assert_eq!(unhex32(&hex(&bytes)), Some(bytes));
         assert_eq!(unhex32(&hex(&bytes).to_uppercase()), Some(bytes));
         assert_eq!(unhex32("+1"), None);
+    }
+
+    #[test]
+    fn audit_entries_default_to_ok_with_nothing_else() {
+        let plain = AuditEntry::new(5, "cli:ann", "approve", "account:3");
+        assert_eq!(
+            plain,
+            AuditEntry {
+                at: 5,
+                actor: "cli:ann".into(),
+                action: "approve".into(),
+                subject: "account:3".into(),
+                client_ip: None,
+                outcome: "ok".into(),
+                detail: String::new(),
+            }
+        );
+        let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let full = plain
+            .with_client_ip(Some(ip))
+            .with_outcome("unchanged")
+            .with_detail("already active");
+        assert_eq!(full.client_ip.as_deref(), Some("2001:db8::1"));
+        assert_eq!(full.outcome, "unchanged");
+        assert_eq!(full.detail, "already active");
     }
 }

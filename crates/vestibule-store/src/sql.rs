@@ -25,8 +25,9 @@ use crate::model::{
 };
 use crate::{
     ACQUIRE_TIMEOUT, Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend,
-    BoxFuture, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount, NewDevice,
-    Pairing, PairingPoll, PairingState, Session, Store, StoreConfig, StoreError, feed, migrations,
+    BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount,
+    NewDevice, Pairing, PairingPoll, PairingState, Session, Store, StoreConfig, StoreError, feed,
+    migrations,
 };
 
 /// Columns of `accounts`, in [`account_from_row`]'s order.
@@ -69,7 +70,7 @@ macro_rules! device_insert_columns {
 /// Parameters per inserted device row.
 const DEVICE_INSERT_PARAMS: usize = 8;
 
-/// Rows per multi-row `INSERT` in [`Store::create_devices_bulk`]: 400
+/// Rows per multi-row `INSERT` in [`BulkLoad::create_devices_bulk`]: 400
 /// parameters, far below SQLite's limit (32766) and PostgreSQL's (65535).
 /// Not more: sqlx binds each SQLite parameter by looking its `$n` name up,
 /// which costs time linear in the statement's parameter count, so a
@@ -573,25 +574,6 @@ impl Store for SqlStore {
         })
     }
 
-    fn create_accounts_bulk<'a>(
-        &'a self,
-        accounts: &'a [NewAccount],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            if accounts.is_empty() {
-                return Ok(0);
-            }
-            // One transaction, one commit: the per-row statements are
-            // prepared once and cost microseconds; the fsync is paid once.
-            let mut tx = self.begin().await?;
-            for new in accounts {
-                insert_account(&mut tx, new).await?;
-            }
-            tx.commit().await?;
-            Ok(accounts.len() as u64)
-        })
-    }
-
     fn update_attributes<'a>(
         &'a self,
         id: i64,
@@ -840,38 +822,6 @@ impl Store for SqlStore {
 
     fn create_device<'a>(&'a self, d: &'a NewDevice) -> BoxFuture<'a, Result<Device, StoreError>> {
         Box::pin(async move { insert_device(&self.pool, d).await })
-    }
-
-    fn create_devices_bulk<'a>(
-        &'a self,
-        devices: &'a [NewDevice],
-    ) -> BoxFuture<'a, Result<u64, StoreError>> {
-        Box::pin(async move {
-            if devices.is_empty() {
-                return Ok(0);
-            }
-            let mut tx = self.begin().await?;
-            let mut inserted = 0;
-            for chunk in devices.chunks(BULK_ROWS) {
-                let sql = if chunk.len() == BULK_ROWS {
-                    BULK_DEVICE_INSERT.as_str().into_sql_str()
-                } else {
-                    // The last, shorter chunk: a text of its own.
-                    AssertSqlSafe(device_insert_sql(chunk.len())).into_sql_str()
-                };
-                let mut q = sqlx::query(sql);
-                for d in chunk {
-                    q = bind_device(q, d);
-                }
-                let done = q
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::from_sqlx(e, DEVICE_CONFLICT))?;
-                inserted += done.rows_affected();
-            }
-            tx.commit().await?;
-            Ok(inserted)
-        })
     }
 
     fn device_by_secret<'a>(
@@ -1206,6 +1156,61 @@ impl Store for SqlStore {
 
     fn reachable(&self) -> bool {
         self.feed_up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Bulk loading, for `vestibule bench-seed` and imports: not part of
+/// [`Store`], so that the gateway's code cannot reach it.
+impl BulkLoad for SqlStore {
+    fn create_accounts_bulk<'a>(
+        &'a self,
+        accounts: &'a [NewAccount],
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            if accounts.is_empty() {
+                return Ok(0);
+            }
+            // One transaction, one commit: the per-row statements are
+            // prepared once and cost microseconds; the fsync is paid once.
+            let mut tx = self.begin().await?;
+            for new in accounts {
+                insert_account(&mut tx, new).await?;
+            }
+            tx.commit().await?;
+            Ok(accounts.len() as u64)
+        })
+    }
+
+    fn create_devices_bulk<'a>(
+        &'a self,
+        devices: &'a [NewDevice],
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            if devices.is_empty() {
+                return Ok(0);
+            }
+            let mut tx = self.begin().await?;
+            let mut inserted = 0;
+            for chunk in devices.chunks(BULK_ROWS) {
+                let sql = if chunk.len() == BULK_ROWS {
+                    BULK_DEVICE_INSERT.as_str().into_sql_str()
+                } else {
+                    // The last, shorter chunk: a text of its own.
+                    AssertSqlSafe(device_insert_sql(chunk.len())).into_sql_str()
+                };
+                let mut q = sqlx::query(sql);
+                for d in chunk {
+                    q = bind_device(q, d);
+                }
+                let done = q
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::from_sqlx(e, DEVICE_CONFLICT))?;
+                inserted += done.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
     }
 }
 

@@ -7,29 +7,30 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use vestibule_store::{
-    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend, Change, Device,
+    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend, BulkLoad, Change, Device,
     IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, Store,
     StoreConfig, StoreError, testkit,
 };
 
-/// Cases taking a fresh store.
+/// Cases taking a fresh store, opened by `$open`, in modules `$sqlite` and
+/// `$postgres`.
 macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
+    ($open:ident => $sqlite:ident, $postgres:ident: $($case:ident),* $(,)?) => {
+        mod $sqlite {
             $(
                 #[tokio::test]
                 async fn $case() {
                     let dir = tempfile::tempdir().unwrap();
-                    let store = super::open(&vestibule_store::testkit::sqlite_url(dir.path())).await;
+                    let store = super::$open(&vestibule_store::testkit::sqlite_url(dir.path())).await;
                     super::$case(store).await;
                 }
             )*
         }
-        mod postgres {
+        mod $postgres {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let store = super::open(&vestibule_store::testkit::postgres_url()).await;
+                    let store = super::$open(&vestibule_store::testkit::postgres_url()).await;
                     super::$case(store).await;
                 }
             )*
@@ -61,6 +62,7 @@ macro_rules! on_both_backends_by_url {
 }
 
 on_both_backends!(
+    open => sqlite, postgres:
     case_create_and_look_up,
     case_identity_is_unique,
     case_never_matched_by_email_or_username,
@@ -73,13 +75,18 @@ on_both_backends!(
     case_audit_filter_order_and_limit,
     case_change_feed_in_process,
     case_devices,
-    case_device_revocation_is_published,
     case_delete_account_cascades_devices_and_pairings,
     case_pairing_flow,
     case_pairing_refused,
     case_pairing_expiry_and_purge,
     case_pairing_redeem_conflict_keeps_it_confirmed,
     case_pairing_races,
+);
+
+// Cases that also bulk-load (`BulkLoad`, not part of `Store`).
+on_both_backends!(
+    open_for_bulk_load => sqlite_bulk, postgres_bulk:
+    case_device_revocation_is_published,
     case_devices_bulk,
     case_accounts_bulk,
 );
@@ -92,6 +99,12 @@ on_both_backends_by_url!(
 
 async fn open(url: &str) -> Arc<dyn Store> {
     vestibule_store::open(&StoreConfig::new(url))
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"))
+}
+
+async fn open_for_bulk_load(url: &str) -> Arc<dyn BulkLoad> {
+    vestibule_store::open_for_bulk_load(&StoreConfig::new(url))
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e}"))
 }
@@ -1040,7 +1053,7 @@ async fn case_devices(store: Arc<dyn Store>) {
     assert!(again.id > d3.id);
 }
 
-async fn case_device_revocation_is_published(store: Arc<dyn Store>) {
+async fn case_device_revocation_is_published(store: Arc<dyn BulkLoad>) {
     let a = store
         .create_account(new_account("headers", "alice", 1))
         .await
@@ -1711,7 +1724,7 @@ async fn case_pairing_races(store: Arc<dyn Store>) {
     assert_eq!(store.devices_of(None).await.unwrap(), issued);
 }
 
-async fn case_devices_bulk(store: Arc<dyn Store>) {
+async fn case_devices_bulk(store: Arc<dyn BulkLoad>) {
     let a = store
         .create_account(new_account("headers", "alice", 1))
         .await
@@ -1960,7 +1973,7 @@ async fn open_admin(url: &str) -> sqlx::PgPool {
         .unwrap()
 }
 
-async fn case_accounts_bulk(store: Arc<dyn Store>) {
+async fn case_accounts_bulk(store: Arc<dyn BulkLoad>) {
     let many: Vec<NewAccount> = (0..1500)
         .map(|i| new_account("headers", &format!("user-{i}"), 1))
         .collect();

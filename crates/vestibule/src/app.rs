@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::http::listen::{self, Bound};
-use crate::state::AppState;
+use crate::state::{AppState, IdentityReader};
 
 /// Where vestibule's own endpoints live on the main listeners.
 pub const OWN_PREFIX: &str = "/.vestibule";
@@ -88,13 +88,19 @@ impl Running {
 pub async fn open_store(
     a: &crate::config::AccountSettings,
 ) -> Result<Arc<dyn vestibule_store::Store>, String> {
-    if let Some(dir) = &a.sqlite_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
-    }
+    create_data_dir(a)?;
     vestibule_store::open(&a.store)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+/// Creates the SQLite data directory, when there is one.
+pub fn create_data_dir(a: &crate::config::AccountSettings) -> Result<(), String> {
+    match &a.sqlite_dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display())),
+        None => Ok(()),
+    }
 }
 
 /// Binds every listener in `settings` and starts serving.
@@ -117,7 +123,7 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     let state = Arc::new(AppState::new(settings, store)?);
     let mut tasks = Vec::new();
     let mut background = Vec::new();
-    if let Some(keys) = &state.signing_keys {
+    if let Some(IdentityReader::Jwt { keys, .. }) = &state.identity_reader {
         // The first load is awaited so a working key server is in use from
         // the first request; a failing one is retried in the background.
         match keys.refresh().await {
@@ -128,14 +134,14 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         }
         background.push(keys.refresh_loop());
     }
-    if let Some(accounts) = &state.accounts {
+    if let Some(accounts) = state.accounts() {
         background.push(accounts.follow_changes());
         background.push(crate::accounts::housekeeping::purge_expired_rows(
             accounts.store().clone(),
             crate::accounts::housekeeping::PURGE_EVERY,
         ));
     }
-    if let Some(devices) = &state.devices {
+    if let Some(devices) = state.devices() {
         background.push(devices.follow_changes());
     }
     let (shutdown, rx) = watch::channel(false);

@@ -1,5 +1,6 @@
 //! Shared, read-mostly state of a running gateway.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -10,7 +11,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
-use crate::config::Settings;
+use vestibule_core::dialect::{Dialect, ValueLimits};
+
+use crate::accounts::Accounts;
+use crate::config::{Settings, SourceKind};
+use crate::devices::Devices;
+use crate::identity::jwks::SigningKeys;
 use crate::metrics::{AuthLabels, Metrics, RequestLabels, RouteLabel};
 use crate::ratelimited_log::RateLimitedLog;
 
@@ -34,12 +40,50 @@ pub struct AppState {
     pub header_auth: AuthCounters,
     /// Handles of `vestibule_auth_decisions_total{source="device"}`.
     pub device_auth: DeviceAuthCounters,
-    /// Accounts, when `[accounts]` is configured.
-    pub accounts: Option<std::sync::Arc<crate::accounts::Accounts>>,
-    /// Device credentials (with accounts).
-    pub devices: Option<std::sync::Arc<crate::devices::Devices>>,
-    /// The assertion signing keys, with `[source.jwt]`.
-    pub signing_keys: Option<std::sync::Arc<crate::identity::jwks::SigningKeys>>,
+    /// Accounts and device credentials, when `[accounts]` is configured
+    /// (they exist together or not at all); see [`AppState::accounts`] and
+    /// [`AppState::devices`].
+    pub account_services: Option<AccountServices>,
+    /// How identities are read, when a `[source]` is configured.
+    pub identity_reader: Option<IdentityReader>,
+}
+
+/// The services that exist only with `[accounts]`, over one store.
+pub struct AccountServices {
+    /// Accounts: lookup, provisioning, the admin actions' store.
+    pub accounts: Arc<Accounts>,
+    /// Device credentials and pairing.
+    pub devices: Arc<Devices>,
+}
+
+/// How this gateway reads who a request is from: one type per kind of
+/// `[source]`, so that assertions cannot be configured without the keys
+/// that check them.
+pub enum IdentityReader {
+    /// `[source.headers]`: plain identity headers in a dialect.
+    Headers {
+        /// The dialect that reads them.
+        dialect: Box<Dialect>,
+        /// Bounds on values.
+        limits: ValueLimits,
+    },
+    /// `[source.jwt]`: a signed assertion, checked against a JWK Set.
+    Jwt {
+        /// The assertion signing keys (and the `[source.jwt]` settings).
+        keys: Arc<SigningKeys>,
+        /// Bounds on values.
+        limits: ValueLimits,
+    },
+}
+
+impl IdentityReader {
+    /// The `source` label of `vestibule_auth_decisions_total`.
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Headers { .. } => "headers",
+            Self::Jwt { .. } => "jwt",
+        }
+    }
 }
 
 /// The hot metrics of one route.
@@ -76,12 +120,22 @@ pub struct DeviceAuthCounters {
 }
 
 impl AppState {
+    /// The accounts service, with `[accounts]`.
+    pub fn accounts(&self) -> Option<&Arc<Accounts>> {
+        self.account_services.as_ref().map(|s| &s.accounts)
+    }
+
+    /// The device credentials service, with `[accounts]`.
+    pub fn devices(&self) -> Option<&Arc<Devices>> {
+        self.account_services.as_ref().map(|s| &s.devices)
+    }
+
     /// Builds the state (and the upstream pool) from settings and, with
     /// accounts, an open store. Fails only when `source.jwt.jwks_ca`
     /// cannot be read.
     pub fn new(
         settings: Settings,
-        store: Option<std::sync::Arc<dyn vestibule_store::Store>>,
+        store: Option<Arc<dyn vestibule_store::Store>>,
     ) -> Result<Self, String> {
         let client = upstream_client(settings.connect_timeout, settings.pool_idle_timeout, None);
         let metrics = Metrics::new();
@@ -114,17 +168,22 @@ impl AppState {
                 .get_or_create(&AuthLabels { source, result })
                 .clone()
         };
-        let signing_keys = match settings.identity_source.as_ref().map(|s| &s.kind) {
-            Some(crate::config::SourceKind::Jwt(j)) => Some(std::sync::Arc::new(
-                crate::identity::jwks::SigningKeys::new(j.clone())?,
-            )),
-            _ => None,
+        let identity_reader = match &settings.identity_source {
+            Some(s) => Some(match &s.kind {
+                SourceKind::Headers(dialect) => IdentityReader::Headers {
+                    dialect: Box::new(dialect.clone()),
+                    limits: s.limits,
+                },
+                SourceKind::Jwt(j) => IdentityReader::Jwt {
+                    keys: Arc::new(SigningKeys::new(j.clone())?),
+                    limits: s.limits,
+                },
+            }),
+            None => None,
         };
-        let source = if signing_keys.is_some() {
-            "jwt"
-        } else {
-            "headers"
-        };
+        let source = identity_reader
+            .as_ref()
+            .map_or("headers", IdentityReader::metric_label);
         let header_auth = AuthCounters {
             authenticated: auth(source, "authenticated"),
             anonymous: auth(source, "anonymous"),
@@ -136,23 +195,19 @@ impl AppState {
             refused: auth("device", "refused"),
             rate_limited: auth("device", "rate_limited"),
         };
-        let (accounts, devices) = match (store, &settings.accounts) {
+        let account_services = match (store, &settings.accounts) {
             (Some(store), Some(a)) => {
-                let accounts = std::sync::Arc::new(crate::accounts::Accounts::new(
-                    store.clone(),
-                    a.cache_ttl,
-                    a.roles.clone(),
-                ));
-                let devices = std::sync::Arc::new(crate::devices::Devices::new(
+                let accounts = Arc::new(Accounts::new(store.clone(), a.cache_ttl, a.roles.clone()));
+                let devices = Arc::new(Devices::new(
                     store,
                     accounts.clone(),
                     a.cache_ttl,
                     a.roles.clone(),
                     settings.devices.failures_per_minute,
                 ));
-                (Some(accounts), Some(devices))
+                Some(AccountServices { accounts, devices })
             }
-            _ => (None, None),
+            _ => None,
         };
         Ok(Self {
             settings,
@@ -162,9 +217,8 @@ impl AppState {
             route_metrics,
             header_auth,
             device_auth,
-            accounts,
-            devices,
-            signing_keys,
+            account_services,
+            identity_reader,
         })
     }
 }

@@ -1,6 +1,8 @@
-//! Accounts: lookup, provisioning and status ([`service`]), and the
+//! Accounts: lookup, provisioning and status ([`service`]), the admin
+//! actions the CLI and the admin page share ([`admin`]), and the
 //! background purge of expired rows ([`housekeeping`]).
 
+pub mod admin;
 pub mod housekeeping;
 mod service;
 

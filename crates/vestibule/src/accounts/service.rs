@@ -125,6 +125,14 @@ pub(crate) fn reachable(store: &Arc<dyn Store>) -> Result<(), StoreError> {
     }
 }
 
+/// Appends `e` to the audit log. A failure is logged, not returned: the
+/// action it records has happened already and stands.
+pub async fn record_audit(store: &dyn Store, e: &AuditEntry) {
+    if let Err(err) = store.append_audit(e).await {
+        tracing::warn!(error = %err, action = %e.action, "could not write the audit log");
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -383,18 +391,16 @@ impl Accounts {
         outcome: &str,
         detail: &str,
     ) {
-        let e = AuditEntry {
-            at: now_ms(),
-            actor: "vestibule".into(),
-            action: action.into(),
-            subject: format!("{}:{}", key.source, key.subject),
-            client_ip,
-            outcome: outcome.into(),
-            detail: detail.into(),
-        };
-        if let Err(err) = self.store.append_audit(&e).await {
-            tracing::warn!(error = %err, action, "could not write the audit log");
-        }
+        let e = AuditEntry::new(
+            now_ms(),
+            "vestibule",
+            action,
+            format!("{}:{}", key.source, key.subject),
+        )
+        .with_client_ip(client_ip)
+        .with_outcome(outcome)
+        .with_detail(detail);
+        record_audit(&*self.store, &e).await;
     }
 
     /// Drops every cached account (tests and admin actions in-process).

@@ -517,21 +517,15 @@ impl Devices {
     async fn audit_failure(&self, presented: &Presented, client_ip: Option<IpAddr>, outcome: &str) {
         // The secret never reaches the log: only how it was sent, and the
         // Basic user name the client claimed.
-        let e = vestibule_store::AuditEntry {
-            at: now_ms(),
-            actor: presented
-                .basic_user
-                .clone()
-                .unwrap_or_else(|| "device".into()),
-            action: "credential-failure".into(),
-            subject: format!("carrier:{}", presented.carrier.as_str()),
-            client_ip: client_ip.map(|i| i.to_string()),
-            outcome: outcome.into(),
-            detail: String::new(),
-        };
-        if let Err(err) = self.store.append_audit(&e).await {
-            tracing::warn!(error = %err, "could not write the audit log");
-        }
+        let e = vestibule_store::AuditEntry::new(
+            now_ms(),
+            presented.basic_user.as_deref().unwrap_or("device"),
+            "credential-failure",
+            format!("carrier:{}", presented.carrier.as_str()),
+        )
+        .with_client_ip(client_ip)
+        .with_outcome(outcome);
+        crate::accounts::record_audit(&*self.store, &e).await;
     }
 }
 

@@ -258,7 +258,7 @@ pub async fn decide(
     // Public routes forward nobody, so they need no account either.
     let public =
         state.settings.routes[route].policy.auth == vestibule_core::policy::AuthMode::Public;
-    let identity = match (identity, &state.accounts, &state.settings.identity_source) {
+    let identity = match (identity, state.accounts(), &state.settings.identity_source) {
         (Some(id), Some(accounts), Some(source)) if !public => {
             match accounts
                 .resolve(
@@ -359,7 +359,7 @@ async fn verify_credential(
     presented: &Presented,
 ) -> Result<Identity, Refusal> {
     let rs = &state.settings.routes[route];
-    let Some(devices) = &state.devices else {
+    let Some(devices) = state.devices() else {
         return Err(Refusal::BadCredential {
             route,
             public: "Device credentials are not enabled on this gateway.",

@@ -11,10 +11,9 @@ use vestibule_core::dialect::{IdentityError, ValueLimits};
 use vestibule_core::identity::Identity;
 use vestibule_core::jwt::{self, AssertionHeaderError, Expectations, JwtError};
 
-use crate::config::SourceKind;
 use crate::identity::client_identity::ClientContext;
 use crate::identity::jwks::SigningKeys;
-use crate::state::AppState;
+use crate::state::{AppState, IdentityReader};
 
 /// Why a trusted peer's identity was not accepted.
 #[derive(Debug, Clone)]
@@ -45,7 +44,7 @@ pub async fn authenticate(
     ctx: &ClientContext,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, SourceError> {
-    let Some(source) = &state.settings.identity_source else {
+    let Some(reader) = &state.identity_reader else {
         return Ok(None);
     };
     let counters = &state.header_auth;
@@ -54,12 +53,11 @@ pub async fn authenticate(
         counters.anonymous.inc();
         return Ok(None);
     }
-    let result = match (&source.kind, &state.signing_keys) {
-        (SourceKind::Headers(dialect), _) => dialect
-            .extract(headers, &source.limits)
+    let result = match reader {
+        IdentityReader::Headers { dialect, limits } => dialect
+            .extract(headers, limits)
             .map_err(SourceError::Headers),
-        (SourceKind::Jwt(_), Some(keys)) => read_assertion(keys, headers, &source.limits).await,
-        (SourceKind::Jwt(_), None) => Err(SourceError::KeysUnavailable),
+        IdentityReader::Jwt { keys, limits } => read_assertion(keys, headers, limits).await,
     };
     match &result {
         Ok(Some(_)) => counters.authenticated.inc(),
@@ -166,22 +164,18 @@ fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap
         );
         // The audit log gets the same rate-limited line, written behind the
         // request.
-        if let Some(accounts) = &state.accounts {
+        if let Some(accounts) = state.accounts() {
             let store = accounts.store().clone();
-            let entry = vestibule_store::AuditEntry {
-                at: crate::accounts::now_ms(),
-                actor: format!("{:?}", ctx.peer),
-                action: "spoof-attempt".into(),
-                subject: names.join(","),
-                client_ip: ctx.client_ip.map(|i| i.to_string()),
-                outcome: "stripped".into(),
-                detail: format!("{suppressed} more since the last entry"),
-            };
-            tokio::spawn(async move {
-                if let Err(e) = store.append_audit(&entry).await {
-                    tracing::warn!(error = %e, "could not write the audit log");
-                }
-            });
+            let entry = vestibule_store::AuditEntry::new(
+                crate::accounts::now_ms(),
+                format!("{:?}", ctx.peer),
+                "spoof-attempt",
+                names.join(","),
+            )
+            .with_client_ip(ctx.client_ip)
+            .with_outcome("stripped")
+            .with_detail(format!("{suppressed} more since the last entry"));
+            tokio::spawn(async move { crate::accounts::record_audit(&*store, &entry).await });
         }
     }
 }

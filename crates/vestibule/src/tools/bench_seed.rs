@@ -71,7 +71,10 @@ async fn seed(args: &SeedArgs) -> Result<(), String> {
     let a = settings
         .accounts
         .ok_or("the configuration has no [accounts] section")?;
-    let store = crate::app::open_store(&a).await?;
+    crate::app::create_data_dir(&a)?;
+    let store = vestibule_store::open_for_bulk_load(&a.store)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
     if !store
         .accounts(None, 1)
         .await

@@ -215,7 +215,7 @@ pub async fn run(
             .join("\n")
     })?;
     let running = crate::app::spawn(settings).await?;
-    if let Some(accounts) = &running.state.accounts {
+    if let Some(accounts) = running.state.accounts() {
         seed_accounts(accounts.store()).await?;
     }
     let vestibule_addr = *running
@@ -412,7 +412,7 @@ async fn login(State(front): State<Arc<Front>>, Form(f): Form<LoginForm>) -> Res
     };
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
-    let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let id = vestibule_store::hex(&raw);
     if let Ok(mut s) = front.sessions.lock() {
         s.insert(id.clone(), user);
     }

@@ -136,7 +136,7 @@ async fn device_session(
     uri: &http::Uri,
 ) -> Result<(PageSession, Arc<crate::devices::Devices>), Response> {
     let s = page_session(state, conn(ext), headers, uri).await?;
-    match &state.devices {
+    match state.devices() {
         Some(d) => Ok((s, d.clone())),
         None => Err(StatusCode::NOT_FOUND.into_response()),
     }
@@ -544,7 +544,7 @@ pub(super) async fn admin_revoke(
     if !check_csrf(&s, &f.csrf) {
         return csrf_refused(&headers);
     }
-    let Some(devices) = &state.devices else {
+    let Some(devices) = state.devices() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     match devices.store().revoke_device(f.id, None).await {
@@ -572,7 +572,7 @@ pub(super) async fn all_devices(
     state: &AppState,
     mut owners: std::collections::HashMap<i64, String>,
 ) -> Result<Vec<DeviceRow>, vestibule_store::StoreError> {
-    let Some(devices) = &state.devices else {
+    let Some(devices) = state.devices() else {
         return Ok(Vec::new());
     };
     let store = devices.store();
@@ -875,7 +875,7 @@ fn device_endpoint(
     ),
     Response,
 > {
-    let Some(devices) = &state.devices else {
+    let Some(devices) = state.devices() else {
         return Err(json_error(
             StatusCode::NOT_FOUND,
             "not_enabled",

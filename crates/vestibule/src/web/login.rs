@@ -142,7 +142,7 @@ pub(super) async fn logout(
         Err(message) => return bad(&headers, &message),
     };
     let https = https(&ctx, &headers);
-    if let Some(accounts) = &state.accounts
+    if let Some(accounts) = state.accounts()
         && let Some(token) = find_cookie(
             headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
             cookies::name(https),
@@ -163,18 +163,11 @@ pub(super) async fn logout(
         };
         match ended {
             Ok(Some(who)) => {
-                let entry = vestibule_store::AuditEntry {
-                    at: now_ms(),
-                    actor: who.clone(),
-                    action: "session-end".into(),
-                    subject: who,
-                    client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-                    outcome: "ok".into(),
-                    detail: "logout".into(),
-                };
-                if let Err(e) = store.append_audit(&entry).await {
-                    tracing::warn!(error = %e, "could not write the audit log");
-                }
+                let entry =
+                    vestibule_store::AuditEntry::new(now_ms(), who.clone(), "session-end", who)
+                        .with_client_ip(ctx.client_ip)
+                        .with_detail("logout");
+                crate::accounts::record_audit(&**store, &entry).await;
             }
             Ok(None) => {}
             Err(e) => {

@@ -20,8 +20,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
-use vestibule_store::{AccountStatus, AuditEntry};
+use vestibule_store::{AccountStatus, AuditEntry, hex};
 
+use crate::accounts::admin::{self, Actor, Done, StatusAction};
 use crate::accounts::now_ms;
 use crate::http::decide::wants_html;
 use crate::http::responses::page;
@@ -87,10 +88,6 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn hex(b: &[u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn with_cookie(mut resp: Response, s: &PageSession) -> Response {
     if let Some(c) = &s.set_cookie {
         resp.headers_mut().append(header::SET_COOKIE, c.clone());
@@ -125,21 +122,13 @@ fn is_admin(state: &AppState, s: &PageSession) -> bool {
 }
 
 async fn audit(state: &AppState, s: &PageSession, action: &str, subject: String, detail: String) {
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return;
     };
-    let e = AuditEntry {
-        at: now_ms(),
-        actor: s.identity.username.clone(),
-        action: action.into(),
-        subject,
-        client_ip: s.ctx.client_ip.map(|i| i.to_string()),
-        outcome: "ok".into(),
-        detail,
-    };
-    if let Err(err) = accounts.store().append_audit(&e).await {
-        tracing::warn!(error = %err, "could not write the audit log");
-    }
+    let e = AuditEntry::new(now_ms(), s.identity.username.as_str(), action, subject)
+        .with_client_ip(s.ctx.client_ip)
+        .with_detail(detail);
+    crate::accounts::record_audit(&**accounts.store(), &e).await;
 }
 
 struct SessionRow {
@@ -175,7 +164,7 @@ async fn account(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let sessions = match accounts.store().sessions_of(Some(s.account_id)).await {
@@ -239,7 +228,7 @@ async fn revoke_one(
     if !check_csrf(&s, &f.csrf) {
         return csrf_refused(&headers);
     }
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let target = f.session.unwrap_or_default();
@@ -278,7 +267,7 @@ async fn revoke_all(
     if !check_csrf(&s, &f.csrf) {
         return csrf_refused(&headers);
     }
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     match accounts.store().revoke_sessions_of(s.account_id).await {
@@ -354,7 +343,7 @@ async fn admin(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let mut list = match accounts.store().accounts(None, 1000).await {
@@ -421,47 +410,49 @@ async fn admin_action(
     if !check_csrf(&s, &f.csrf) {
         return csrf_refused(&headers);
     }
-    let Some(accounts) = &state.accounts else {
+    let Some(accounts) = state.accounts() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let status = match f.action.as_str() {
-        "approve" | "enable" => AccountStatus::Active,
-        "disable" => AccountStatus::Disabled,
-        _ => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                wants_html(&headers),
-                "Bad request",
-                "Unknown action.",
-                "",
-            );
-        }
+    let Some(action) = StatusAction::parse(&f.action) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            wants_html(&headers),
+            "Bad request",
+            "Unknown action.",
+            "",
+        );
+    };
+    let not_found = || {
+        page(
+            StatusCode::NOT_FOUND,
+            wants_html(&headers),
+            "Not found",
+            "No such account.",
+            "",
+        )
     };
     let store = accounts.store();
-    match store.set_status(f.id, status, now_ms()).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return page(
-                StatusCode::NOT_FOUND,
-                wants_html(&headers),
-                "Not found",
-                "No such account.",
-                "",
-            );
+    let account = match store.account(f.id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return not_found(),
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    };
+    let by = Actor {
+        name: s.identity.username.clone(),
+        client_ip: s.ctx.client_ip,
+        note: String::new(),
+    };
+    match admin::set_status(&**store, &account, action, &by).await {
+        Ok(r) => {
+            if let Err(err) = r.audit {
+                tracing::warn!(error = %err, "could not write the audit log");
+            }
+            if r.done == Done::Gone {
+                return not_found();
+            }
         }
         Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
-    if status == AccountStatus::Disabled && store.revoke_sessions_of(f.id).await.is_err() {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    }
-    audit(
-        &state,
-        &s,
-        &f.action,
-        format!("account:{}", f.id),
-        String::new(),
-    )
-    .await;
     // The write is on disk; only now answer.
     with_cookie(see_other("/.vestibule/admin"), &s)
 }

@@ -107,18 +107,11 @@ async fn audit(
     outcome: &str,
     detail: &str,
 ) {
-    let e = AuditEntry {
-        at: now_ms(),
-        actor: subject.clone(),
-        action: action.into(),
-        subject,
-        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-        outcome: outcome.into(),
-        detail: detail.into(),
-    };
-    if let Err(err) = accounts.store().append_audit(&e).await {
-        tracing::warn!(error = %err, "could not write the audit log");
-    }
+    let e = AuditEntry::new(now_ms(), subject.as_str(), action, subject.as_str())
+        .with_client_ip(ctx.client_ip)
+        .with_outcome(outcome)
+        .with_detail(detail);
+    crate::accounts::record_audit(&**accounts.store(), &e).await;
 }
 
 /// Authenticates a page request and finds, starts or ends its session.
@@ -128,7 +121,7 @@ pub async fn page_session(
     headers: &HeaderMap,
     uri: &http::Uri,
 ) -> Result<PageSession, Response> {
-    let Some(accounts) = state.accounts.clone() else {
+    let Some(accounts) = state.accounts().cloned() else {
         return Err(refuse(
             headers,
             StatusCode::NOT_FOUND,

@@ -272,6 +272,12 @@ async fn admins_approve_from_the_admin_page() {
         .await
         .unwrap();
     assert_eq!(log[0].actor, "root");
+    // The same entry the CLI writes: the accounts service writes both.
+    assert_eq!(log[0].subject, format!("account:{}", erin.id));
+    assert_eq!(
+        (log[0].outcome.as_str(), log[0].detail.as_str()),
+        ("ok", "pending -> active")
+    );
 }
 
 async fn approve_after_first_sighting_groups(s: &Setup, user: &str, groups: &str) {
