@@ -66,7 +66,7 @@ impl Gw {
 
     /// The account store (configs with `[accounts]`).
     pub fn store(&self) -> &Arc<dyn Store> {
-        self.state.accounts.as_ref().expect("accounts on").store()
+        self.state.accounts().expect("accounts on").store()
     }
 
     /// The id of the account of an authelia user, once it exists.
@@ -413,7 +413,7 @@ pub fn query_value(url: &str) -> String {
 pub async fn set_status(gw: &Gw, user: &str, status: vestibule_store::AccountStatus) {
     let id = gw.account_id(user).await;
     assert!(gw.store().set_status(id, status, 0).await.unwrap());
-    gw.state.accounts.as_ref().unwrap().forget_all();
+    gw.state.accounts().unwrap().forget_all();
 }
 
 /// Each `(method, path, allow)` is a 405 that lists `allow` (RFC 9110

@@ -377,7 +377,7 @@ async fn the_admin_page_and_its_form_are_for_admins_with_the_token() {
     r.assert_page_headers();
     assert_eq!(erin_status().await, AccountStatus::Active);
     // Disable ends the account's sessions too.
-    gw.state.accounts.as_ref().unwrap().forget_all();
+    gw.state.accounts().unwrap().forget_all();
     let e = Browser::open(&gw.app, ACCOUNT, &[("Remote-User", "erin")]).await;
     let r = post(format!("csrf={}&id={erin}&action=disable", a.csrf)).await;
     assert_eq!(r.status, 303);
