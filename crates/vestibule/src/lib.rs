@@ -48,4 +48,5 @@ pub mod policy;
 pub mod ratelimited_log;
 pub mod state;
 pub mod tools;
+pub mod urls;
 pub mod web;

@@ -31,8 +31,8 @@ use vestibule_store::{Device, NewDevice, PairingPoll, PairingState};
 use super::session::{PageSession, check_csrf, page_session};
 use super::{admin_session, audit, conn, csrf_refused, render, see_other, when, with_cookie};
 use crate::accounts::now_ms;
-use crate::http::decide::wants_html;
 use crate::http::responses::page;
+use crate::http::responses::wants_html;
 use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
 
@@ -690,13 +690,13 @@ pub(super) async fn pair_start(
 /// The gateway's own origin and root (`https://host/`), as the browser
 /// reached it.
 fn origin(s: &PageSession, headers: &HeaderMap) -> String {
-    let view = crate::http::decide::RequestView {
+    let view = crate::urls::RequestView {
         host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
         path: "/",
         path_and_query: "/",
         headers,
     };
-    crate::http::decide::original_url(&s.ctx, &view)
+    crate::urls::original_url(&s.ctx, &view)
 }
 
 /// Where a device redeems the code, with the code in it (what the QR code

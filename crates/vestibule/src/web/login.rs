@@ -23,13 +23,11 @@ use vestibule_core::secret::{find_cookie, hash_token, is_session_token};
 use super::session::https;
 use super::{cookies, see_other};
 use crate::accounts::now_ms;
-use crate::http::decide::{
-    RequestView, fill_login_url, fill_url_template, original_url, wants_html,
-};
-use crate::http::responses::page;
+use crate::http::responses::{page, wants_html};
 use crate::identity::authenticate::authenticate;
 use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::state::AppState;
+use crate::urls::{RequestView, fill_login_url, fill_url_template, original_url};
 
 /// Where to go afterwards. `rd` (Authelia, oauth2-proxy, Traefik) and
 /// `return_to` (Pomerium, Kratos) are both understood.

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry};
 
 use crate::accounts::now_ms;
-use crate::http::decide::wants_html;
 use crate::http::responses::page;
+use crate::http::responses::wants_html;
 use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
 use session::{PageSession, check_csrf, page_session};

@@ -24,8 +24,8 @@ use vestibule_store::{AuditEntry, Session};
 
 use super::cookies;
 use crate::accounts::{Accounts, Resolution, now_ms};
-use crate::http::decide::wants_html;
 use crate::http::responses::page;
+use crate::http::responses::wants_html;
 use crate::identity::authenticate::SourceError;
 use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::state::AppState;
@@ -178,8 +178,8 @@ pub async fn page_session(
             .as_deref()
             .filter(|_| wants_html(headers))
             .map(|template| {
-                let view = crate::http::decide::RequestView::of(headers, uri);
-                crate::http::decide::fill_login_url(template, &ctx, &view)
+                let view = crate::urls::RequestView::of(headers, uri);
+                crate::urls::fill_login_url(template, &ctx, &view)
             });
         let mut resp = match login {
             Some(location) => crate::http::responses::redirect(&location),
