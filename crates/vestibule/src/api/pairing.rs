@@ -11,7 +11,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use vestibule_core::credential::{
@@ -36,11 +37,98 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response {
     r
 }
 
-fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json(
-        status,
-        serde_json::json!({ "error": error, "error_description": description }),
-    )
+/// A refused device request: an OAuth-style JSON error (RFC 6749 §5.2
+/// names: `error`, `error_description`), the JSON API's counterpart of the
+/// pages' [`crate::web::extract::PageError`].
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_request`, with what is wrong.
+    InvalidRequest(String),
+    /// 404 `not_enabled`: devices are off on this gateway.
+    NotEnabled,
+    /// 429 `slow_down`, with `Retry-After`.
+    TooMany(std::time::Duration),
+    /// 503 `temporarily_unavailable`; the cause is logged.
+    Unavailable(vestibule_store::StoreError),
+    /// Any other answer with its status, code and description.
+    Other(StatusCode, &'static str, &'static str),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, description) = match &self {
+            Self::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.as_str()),
+            Self::NotEnabled => (
+                StatusCode::NOT_FOUND,
+                "not_enabled",
+                "Device pairing is not enabled on this gateway.",
+            ),
+            Self::TooMany(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow_down",
+                "Too many failed attempts; wait before trying again.",
+            ),
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable for a pairing request");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "The gateway cannot reach its database; try again in a moment.",
+                )
+            }
+            Self::Other(status, error, description) => (*status, *error, *description),
+        };
+        let mut r = json(
+            status,
+            serde_json::json!({ "error": error, "error_description": description }),
+        );
+        if let Self::TooMany(wait) = self {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs_f64().ceil() as u64),
+            );
+        }
+        r
+    }
+}
+
+impl From<vestibule_store::StoreError> for ApiError {
+    fn from(e: vestibule_store::StoreError) -> Self {
+        Self::Unavailable(e)
+    }
+}
+
+/// A device's request: the device store and the client's context (unless
+/// pairing is off or the address is blocked, checked before the body is
+/// read), and its fields from JSON or a form (`None` when unreadable).
+pub struct DeviceRequest {
+    devices: Arc<crate::devices::Devices>,
+    ctx: ClientContext,
+    fields: Option<Fields>,
+}
+
+impl FromRequest<Arc<AppState>> for DeviceRequest {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Ok(Client { ctx, .. }) = Client::from_request_parts(&mut parts, state).await;
+        let Some(devices) = state.devices.clone() else {
+            return Err(ApiError::NotEnabled.into_response());
+        };
+        if let Some(wait) = devices.failures.blocked_for(ctx.client_ip, None) {
+            return Err(ApiError::TooMany(wait).into_response());
+        }
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            devices,
+            ctx,
+            fields: device_fields(&headers, &body),
+        })
+    }
 }
 
 /// The fields of a device's request, from JSON or a form.
@@ -61,70 +149,25 @@ fn device_fields(headers: &HeaderMap, body: &[u8]) -> Option<Fields> {
     }
 }
 
-fn too_many(retry_after: std::time::Duration) -> Response {
-    let mut r = json_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "slow_down",
-        "Too many failed attempts; wait before trying again.",
-    );
-    r.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(retry_after.as_secs_f64().ceil() as u64),
-    );
-    r
-}
-
-/// The device-facing endpoints' preamble: the device store and the
-/// client's context, unless pairing is off or the address is blocked.
-#[allow(
-    clippy::result_large_err,
-    reason = "the error is the finished response, built once per refused request"
-)]
-fn device_endpoint(
-    state: &AppState,
-    ctx: ClientContext,
-) -> Result<(Arc<crate::devices::Devices>, ClientContext), Response> {
-    let Some(devices) = &state.devices else {
-        return Err(json_error(
-            StatusCode::NOT_FOUND,
-            "not_enabled",
-            "Device pairing is not enabled on this gateway.",
-        ));
-    };
-    if let Some(wait) = devices.failures.blocked_for(ctx.client_ip, None) {
-        return Err(too_many(wait));
-    }
-    Ok((devices.clone(), ctx))
-}
-
 /// `POST /.vestibule/pair`: a device redeems a pairing code.
 ///
 /// Takes `code` and `name` (JSON or form). Answers 202 with a `claim`
 /// secret to poll with; 404 for an unknown, used or expired code; 429
 /// after too many failures from one address.
-pub async fn pair_claim(
-    State(state): State<Arc<AppState>>,
-    Client { ctx, .. }: Client,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let (devices, ctx) = match device_endpoint(&state, ctx) {
-        Ok(x) => x,
-        Err(r) => return r,
+pub async fn pair_claim(req: DeviceRequest) -> Result<Response, ApiError> {
+    let DeviceRequest {
+        devices,
+        ctx,
+        fields,
+    } = req;
+    let Some(fields) = fields else {
+        return Err(ApiError::InvalidRequest(
+            "Send JSON {\"code\": …, \"name\": …} or a form.".into(),
+        ));
     };
-    let Some(fields) = device_fields(&headers, &body) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Send JSON {\"code\": …, \"name\": …} or a form.",
-        );
-    };
-    let name = match check_name(fields.get("name").unwrap_or("")) {
-        Ok(n) => n,
-        Err(m) => return json_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
-    };
+    let name = check_name(fields.get("name").unwrap_or("")).map_err(ApiError::InvalidRequest)?;
     let Some(code) = normalize_pairing_code(fields.get("code").unwrap_or("")) else {
-        return refuse_code(&devices, &ctx);
+        return Err(refuse_code(&devices, &ctx));
     };
     let claim = pairing_claim_token(random32());
     let now = now_ms();
@@ -137,11 +180,11 @@ pub async fn pair_claim(
             ctx.client_ip.map(|ip| ip.to_string()).as_deref(),
             now,
         )
-        .await
+        .await?
     {
-        Ok(Some(p)) => {
+        Some(p) => {
             tracing::info!(pairing = p.id, device = %name, "a device redeemed a pairing code");
-            json(
+            Ok(json(
                 StatusCode::ACCEPTED,
                 serde_json::json!({
                     "status": "pending",
@@ -151,25 +194,30 @@ pub async fn pair_claim(
                     "expires_in": (p.expires_at - now).max(0) / 1000,
                     "message": "Confirm this device on the pairing page in your browser.",
                 }),
-            )
+            ))
         }
-        Ok(None) => refuse_code(&devices, &ctx),
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "The gateway cannot reach its database; try again in a moment.",
-        ),
+        None => Err(refuse_code(&devices, &ctx)),
     }
 }
 
-fn refuse_code(devices: &crate::devices::Devices, ctx: &ClientContext) -> Response {
-    if let Some(wait) = devices.failures.record_failure(ctx.client_ip, None) {
-        return too_many(wait);
+/// A failed attempt counts towards the address's limit: `refusal`, or 429
+/// once the limit is reached.
+fn failed(devices: &crate::devices::Devices, ctx: &ClientContext, refusal: ApiError) -> ApiError {
+    match devices.failures.record_failure(ctx.client_ip, None) {
+        Some(wait) => ApiError::TooMany(wait),
+        None => refusal,
     }
-    json_error(
-        StatusCode::NOT_FOUND,
-        "invalid_code",
-        "This pairing code is unknown, already used or expired. Start a new pairing in your browser.",
+}
+
+fn refuse_code(devices: &crate::devices::Devices, ctx: &ClientContext) -> ApiError {
+    failed(
+        devices,
+        ctx,
+        ApiError::Other(
+            StatusCode::NOT_FOUND,
+            "invalid_code",
+            "This pairing code is unknown, already used or expired. Start a new pairing in your browser.",
+        ),
     )
 }
 
@@ -180,23 +228,20 @@ fn refuse_code(devices: &crate::devices::Devices, ctx: &ClientContext) -> Respon
 /// expired or already collected.
 pub async fn pair_poll(
     State(state): State<Arc<AppState>>,
-    Client { ctx, .. }: Client,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let (devices, ctx) = match device_endpoint(&state, ctx) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let claim = device_fields(&headers, &body)
+    req: DeviceRequest,
+) -> Result<Response, ApiError> {
+    let DeviceRequest {
+        devices,
+        ctx,
+        fields,
+    } = req;
+    let claim = fields
         .and_then(|f| f.get("claim").map(str::to_owned))
         .unwrap_or_default();
     if !is_pairing_claim_token(&claim) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Send the `claim` you got from /.vestibule/pair.",
-        );
+        return Err(ApiError::InvalidRequest(
+            "Send the `claim` you got from /.vestibule/pair.".into(),
+        ));
     }
     let secret = device_token(random32());
     let now = now_ms();
@@ -214,28 +259,27 @@ pub async fn pair_poll(
     match devices
         .store()
         .redeem_pairing(&hash_token(&claim), &template, now)
-        .await
+        .await?
     {
-        Ok(PairingPoll::Pending) => json(
+        PairingPoll::Pending => Ok(json(
             StatusCode::ACCEPTED,
             serde_json::json!({ "status": "pending", "interval": POLL_INTERVAL_SECS }),
-        ),
-        Ok(PairingPoll::Refused) => json_error(
+        )),
+        PairingPoll::Refused => Err(ApiError::Other(
             StatusCode::FORBIDDEN,
             "access_denied",
             "The pairing was refused in the browser.",
-        ),
-        Ok(PairingPoll::Expired) => {
-            if let Some(wait) = devices.failures.record_failure(ctx.client_ip, None) {
-                return too_many(wait);
-            }
-            json_error(
+        )),
+        PairingPoll::Expired => Err(failed(
+            &devices,
+            &ctx,
+            ApiError::Other(
                 StatusCode::GONE,
                 "expired_token",
                 "This pairing expired or was already collected. Start a new one.",
-            )
-        }
-        Ok(PairingPoll::Issued(device)) => {
+            ),
+        )),
+        PairingPoll::Issued(device) => {
             let owner = match devices.store().account(device.account_id).await {
                 Ok(Some(a)) => a.username,
                 _ => String::new(),
@@ -251,7 +295,7 @@ pub async fn pair_poll(
                 device = device.id,
                 "a paired device collected its credential"
             );
-            json(
+            Ok(json(
                 StatusCode::OK,
                 serde_json::json!({
                     "status": "issued",
@@ -262,12 +306,7 @@ pub async fn pair_poll(
                     "routes": device.routes,
                     "headers": header_names,
                 }),
-            )
+            ))
         }
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "The gateway cannot reach its database; try again in a moment.",
-        ),
     }
 }
