@@ -31,7 +31,7 @@ use vestibule_core::path::target_path;
 
 use crate::http::decide::decide;
 use crate::http::refusal::{
-    Refusal, Via, ip_for_log, log_refusal, login_location, refusal_response,
+    Refusal, Via, ip_for_log, log_refusal, log_verify_refusal, login_location, refusal_response,
 };
 use crate::http::responses::{plain, redirect, wants_html};
 use crate::identity::client_identity::ConnInfo;
@@ -112,8 +112,13 @@ pub async fn verify(
     let headers = req.headers();
     // Only a trusted proxy may describe someone else's request.
     if !conn.peer.is_trusted(&state.settings.client_ip_hops) {
-        state.metrics.request("verify", "forbidden");
-        tracing::warn!(peer = ?conn.peer, "forward-auth request from a peer that is not a trusted proxy");
+        log_verify_refusal(
+            &state,
+            &conn.peer,
+            "-",
+            "forbidden",
+            "the caller is not a trusted proxy",
+        );
         return plain(
             StatusCode::FORBIDDEN,
             "Forward-auth requests are answered only for trusted proxies.",
@@ -122,8 +127,7 @@ pub async fn verify(
     let orig = match original(headers) {
         Ok(o) => o,
         Err(detail) => {
-            state.metrics.request("verify", "bad_request");
-            tracing::warn!(peer = ?conn.peer, "forward-auth request refused: {detail}");
+            log_verify_refusal(&state, &conn.peer, "-", "bad_request", &detail);
             return plain(
                 StatusCode::BAD_REQUEST,
                 &format!("Bad forward-auth request: {detail}."),
@@ -140,11 +144,12 @@ pub async fn verify(
         // The proxy forwards the original URI, so a credential in the query
         // would reach the app (and its logs); only in-path mode can remove it.
         Ok(pass) if pass.credential == Some(vestibule_core::credential::Carrier::Query) => {
-            state.metrics.request("verify", "bad_request");
-            tracing::warn!(
-                peer = ?conn.peer,
-                path = %view.path,
-                "forward-auth request refused: a device credential in the query string would reach the app"
+            log_verify_refusal(
+                &state,
+                &conn.peer,
+                view.path,
+                "bad_request",
+                "a device credential in the query string would reach the app",
             );
             plain(
                 StatusCode::BAD_REQUEST,

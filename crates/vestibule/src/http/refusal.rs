@@ -232,6 +232,21 @@ pub fn log_refusal(
     }
 }
 
+/// Counts and logs a forward-auth request refused before or beside the
+/// decision: a caller that is not a trusted proxy, a malformed description
+/// of the original request, a credential the front would forward. These
+/// are always worth a warning: a front is misconfigured or probed.
+pub fn log_verify_refusal(
+    state: &AppState,
+    peer: &vestibule_core::net::Peer,
+    path: &str,
+    outcome: &'static str,
+    detail: &str,
+) {
+    state.metrics.request("verify", outcome);
+    tracing::warn!(peer = ?peer, path = %path, "forward-auth request refused: {detail}");
+}
+
 /// What the log says about a refusal (never sent to the client).
 pub fn refusal_detail(r: &Refusal) -> String {
     match r {
