@@ -19,11 +19,12 @@ use axum::Router;
 use axum::extract::{Form, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry};
 
 use crate::accounts::now_ms;
+use crate::http::responses::{page, wants_html};
 use crate::state::AppState;
 use extract::{AdminSession, CsrfForm, PageError, SignedIn, is_admin};
 use session::PageSession;
@@ -320,27 +321,41 @@ pub struct AdminForm {
 async fn admin_action(
     State(state): State<Arc<AppState>>,
     s: AdminSession,
+    headers: HeaderMap,
     CsrfForm(Form(f)): CsrfForm<Form<AdminForm>>,
-) -> Result<Response, PageError> {
-    let accounts = accounts(&state)?;
+) -> Response {
+    let Some(accounts) = &state.accounts else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let status = match f.action.as_str() {
         "approve" | "enable" => AccountStatus::Active,
         "disable" => AccountStatus::Disabled,
         _ => {
-            return Err(PageError::refused(
+            return page(
                 StatusCode::BAD_REQUEST,
+                wants_html(&headers),
                 "Bad request",
                 "Unknown action.",
                 "",
-            ));
+            );
         }
     };
     let store = accounts.store();
-    if !store.set_status(f.id, status, now_ms()).await? {
-        return Err(PageError::not_found("No such account."));
+    match store.set_status(f.id, status, now_ms()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                wants_html(&headers),
+                "Not found",
+                "No such account.",
+                "",
+            );
+        }
+        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
-    if status == AccountStatus::Disabled {
-        store.revoke_sessions_of(f.id).await?;
+    if status == AccountStatus::Disabled && store.revoke_sessions_of(f.id).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     audit(
         &state,
@@ -351,7 +366,7 @@ async fn admin_action(
     )
     .await;
     // The write is on disk; only now answer.
-    Ok(see_other("/.vestibule/admin"))
+    see_other("/.vestibule/admin")
 }
 
 #[cfg(test)]
