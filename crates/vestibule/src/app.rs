@@ -28,6 +28,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/.vestibule/healthz", get(healthz))
         .route(&verify_path, get(crate::http::forward_auth::verify))
         .merge(crate::web::router())
+        .merge(crate::api::router())
         .fallback(crate::http::forward::proxy)
         .with_state(state)
 }

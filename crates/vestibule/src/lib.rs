@@ -18,7 +18,7 @@
 //!
 //! [`http::decide`] runs steps 2–4 and is the only place a request is
 //! decided; [`http::forward`] (in-path) and [`http::forward_auth`] both call
-//! it. vestibule's own pages are in [`web`], the operators' CLI in
+//! it. vestibule's own pages are in [`web`], its JSON endpoints in [`api`], the operators' CLI in
 //! [`admin`], and the demo, whoami and bench seeder in [`tools`]. The map
 //! with a diagram is `docs/architecture.md`.
 //!
@@ -37,6 +37,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -48,4 +49,5 @@ pub mod policy;
 pub mod ratelimited_log;
 pub mod state;
 pub mod tools;
+pub mod urls;
 pub mod web;

@@ -22,10 +22,12 @@ use std::sync::Arc;
 
 use vestibule_core::credential::{Carrier, remove_query_param, strip_credential_headers};
 
-use crate::http::decide::{Pass, RequestView, decide, ip_for_log};
+use crate::http::decide::{Pass, decide};
+use crate::http::refusal::{Via, ip_for_log, log_refusal, refusal_response};
 use crate::http::responses;
 use crate::identity::client_identity::{ClientContext, ConnInfo};
 use crate::state::AppState;
+use crate::urls::RequestView;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`
 /// and `Keep-Alive`). `Proxy-Authorization` is meant for the proxy, so it
@@ -92,31 +94,17 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
             resp
         }
         Err((refusal, ctx)) => {
-            let route_name = refusal
-                .route()
-                .map_or("none", |r| state.settings.routes[r].name.as_str());
-            state.metrics.request(route_name, refusal.outcome());
-            if let Some(detail) = refusal.needs_attention() {
-                // A trusted front sending bad identity, or a path crafted to
-                // confuse routing: worth an operator's attention.
-                tracing::warn!(
-                    peer = ?ctx.peer,
-                    client_ip = %ip_for_log(ctx.client_ip),
-                    path = %req.uri().path(),
-                    "request refused: {detail}"
-                );
-            }
-            tracing::info!(
-                target: "vestibule::access",
-                route = %route_name,
-                method = %req.method(),
-                path = %req.uri().path(),
-                status = refusal.status().as_u16(),
-                refused = %crate::http::decide::refusal_detail(&refusal),
-                client_ip = %ip_for_log(ctx.client_ip),
-                ms = started.elapsed().as_millis() as u64,
+            log_refusal(
+                &state,
+                &refusal,
+                &ctx,
+                req.uri().path(),
+                Via::Proxy {
+                    method: req.method(),
+                    started,
+                },
             );
-            crate::http::decide::refusal_response(
+            refusal_response(
                 &state,
                 &refusal,
                 &ctx,

@@ -29,10 +29,14 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_core::path::target_path;
 
-use crate::http::decide::{Refusal, RequestView, decide, ip_for_log, login_location, wants_html};
-use crate::http::responses::{plain, redirect};
+use crate::http::decide::decide;
+use crate::http::refusal::{
+    Refusal, Via, ip_for_log, log_refusal, log_verify_refusal, login_location, refusal_response,
+};
+use crate::http::responses::{plain, redirect, wants_html};
 use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
+use crate::urls::RequestView;
 
 /// Header carrying the login URL on a 401, for nginx `error_page`.
 pub const LOGIN_URL_HEADER: &str = "x-vestibule-login-url";
@@ -108,8 +112,13 @@ pub async fn verify(
     let headers = req.headers();
     // Only a trusted proxy may describe someone else's request.
     if !conn.peer.is_trusted(&state.settings.client_ip_hops) {
-        state.metrics.request("verify", "forbidden");
-        tracing::warn!(peer = ?conn.peer, "forward-auth request from a peer that is not a trusted proxy");
+        log_verify_refusal(
+            &state,
+            &conn.peer,
+            "-",
+            "forbidden",
+            "the caller is not a trusted proxy",
+        );
         return plain(
             StatusCode::FORBIDDEN,
             "Forward-auth requests are answered only for trusted proxies.",
@@ -118,8 +127,7 @@ pub async fn verify(
     let orig = match original(headers) {
         Ok(o) => o,
         Err(detail) => {
-            state.metrics.request("verify", "bad_request");
-            tracing::warn!(peer = ?conn.peer, "forward-auth request refused: {detail}");
+            log_verify_refusal(&state, &conn.peer, "-", "bad_request", &detail);
             return plain(
                 StatusCode::BAD_REQUEST,
                 &format!("Bad forward-auth request: {detail}."),
@@ -136,11 +144,12 @@ pub async fn verify(
         // The proxy forwards the original URI, so a credential in the query
         // would reach the app (and its logs); only in-path mode can remove it.
         Ok(pass) if pass.credential == Some(vestibule_core::credential::Carrier::Query) => {
-            state.metrics.request("verify", "bad_request");
-            tracing::warn!(
-                peer = ?conn.peer,
-                path = %view.path,
-                "forward-auth request refused: a device credential in the query string would reach the app"
+            log_verify_refusal(
+                &state,
+                &conn.peer,
+                view.path,
+                "bad_request",
+                "a device credential in the query string would reach the app",
             );
             plain(
                 StatusCode::BAD_REQUEST,
@@ -174,27 +183,7 @@ pub async fn verify(
             resp
         }
         Err((refusal, ctx)) => {
-            let route_name = refusal
-                .route()
-                .map_or("none", |r| state.settings.routes[r].name.as_str());
-            state.metrics.request(route_name, refusal.outcome());
-            if let Some(detail) = refusal.needs_attention() {
-                tracing::warn!(
-                    peer = ?ctx.peer,
-                    client_ip = %ip_for_log(ctx.client_ip),
-                    path = %view.path,
-                    "request refused: {detail}"
-                );
-            }
-            tracing::info!(
-                target: "vestibule::access",
-                route = %route_name,
-                verify = true,
-                path = %view.path,
-                status = refusal.status().as_u16(),
-                refused = %crate::http::decide::refusal_detail(&refusal),
-                client_ip = %ip_for_log(ctx.client_ip),
-            );
+            log_refusal(&state, &refusal, &ctx, view.path, Via::Verify);
             match &refusal {
                 Refusal::Unauthenticated { route } => {
                     let login = login_location(&state, *route, &ctx, &view);
@@ -224,8 +213,7 @@ pub async fn verify(
                     "No app is configured at this address.",
                 ),
                 _ => {
-                    let mut resp =
-                        crate::http::decide::refusal_response(&state, &refusal, &ctx, &view);
+                    let mut resp = refusal_response(&state, &refusal, &ctx, &view);
                     resp.headers_mut().remove(header::LOCATION);
                     resp
                 }

@@ -7,10 +7,13 @@
 //!   stream to the upstream.
 //! - [`forward_auth`]: the verify endpoint a front's `auth_request` /
 //!   `forward_auth` calls.
+//! - [`refusal`]: what a refusal is, how it is answered, and the one
+//!   place it is logged.
 //! - [`responses`]: plain, redirect and page answers shared by both.
 
 pub mod decide;
 pub mod forward;
 pub mod forward_auth;
 pub mod listen;
+pub mod refusal;
 pub mod responses;

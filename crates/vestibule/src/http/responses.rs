@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 /// A plain-text response with the headers every vestibule answer carries.
 pub fn plain(status: StatusCode, message: &str) -> Response {
@@ -69,4 +69,13 @@ pub fn page(status: StatusCode, html: bool, title: &str, message: &str, hint: &s
         return resp;
     }
     plain(status, message)
+}
+
+/// Whether the client is a browser asking for a page.
+pub fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
 }

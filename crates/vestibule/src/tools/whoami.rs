@@ -114,7 +114,7 @@ fn seen(method: &str, uri: &str, headers: &HeaderMap) -> Seen {
 
 async fn show(req: Request) -> Response {
     let s = seen(req.method().as_str(), &req.uri().to_string(), req.headers());
-    let html = crate::http::decide::wants_html(req.headers());
+    let html = crate::http::responses::wants_html(req.headers());
     // Drain the body so keep-alive connections stay usable.
     let _ = req.into_body().collect().await;
     if html {

@@ -1,13 +1,12 @@
-//! Device pages and the pairing endpoints.
+//! Device pages: the person's side of device credentials and pairing.
 //!
 //! - `/.vestibule/devices`: your devices (revoke), add one (the secret is
 //!   shown once, with copy-ready forms and a QR code), pair one.
 //! - Pairing ("quick connect"): a signed-in person starts a pairing and
-//!   gets a short code (5 minutes, single use). The device `POST`s the code
-//!   and its name to `/.vestibule/pair` and gets a claim secret; the person
-//!   sees the device's name and confirms; the device then collects its
-//!   credential from `/.vestibule/pair/poll` exactly once. The device never
-//!   needs the SSO front, and nothing is issued without confirmation.
+//!   gets a short code (5 minutes, single use). The device redeems it at
+//!   the JSON endpoints in [`crate::api::pairing`]; the person sees the
+//!   device's name here and confirms. Nothing is issued without
+//!   confirmation.
 //!
 //! Every state change is a CSRF-checked POST answered after the write is on
 //! disk. Secrets are shown once and never logged.
@@ -15,31 +14,25 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Extension, Form, Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Form, Path, State};
+use axum::response::Response;
 use base64::Engine;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use rand::RngCore;
 use serde::Deserialize;
-use vestibule_core::credential::{
-    device_token, is_pairing_claim_token, normalize_pairing_code, pairing_claim_token, pairing_code,
-};
+use vestibule_core::credential::{device_token, pairing_code};
 use vestibule_core::policy::Decision;
 use vestibule_core::secret::{Secret, hash_token};
-use vestibule_store::{Device, NewDevice, PairingPoll, PairingState};
+use vestibule_store::{Device, NewDevice, PairingState};
 
-use super::session::{PageSession, check_csrf, page_session};
-use super::{admin_session, audit, conn, csrf_refused, render, see_other, when, with_cookie};
+use super::extract::{AdminSession, CsrfForm, Fields, PageError, SignedIn};
+use super::session::PageSession;
+use super::{audit, csrf_field, render, see_other, when};
 use crate::accounts::now_ms;
-use crate::http::decide::wants_html;
-use crate::http::responses::page;
-use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
 
 /// Longest device name accepted.
-const MAX_NAME_CHARS: usize = 64;
-/// How often a pairing device should poll, in seconds.
-const POLL_INTERVAL_SECS: u64 = 2;
+pub(crate) const MAX_NAME_CHARS: usize = 64;
 
 /// Expiry choices on the "add a device" form, in days (0: never).
 const EXPIRY_CHOICES: &[(u32, &str)] = &[
@@ -127,34 +120,12 @@ fn device_row(d: &Device, owner: String) -> DeviceRow {
     }
 }
 
-/// A signed-in page request on a gateway with devices: the session and
-/// the device store, or the response that refuses it.
-async fn device_session(
-    state: &Arc<AppState>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: &HeaderMap,
-    uri: &http::Uri,
-) -> Result<(PageSession, Arc<crate::devices::Devices>), Response> {
-    let s = page_session(state, conn(ext), headers, uri).await?;
-    match state.devices() {
-        Some(d) => Ok((s, d.clone())),
-        None => Err(StatusCode::NOT_FOUND.into_response()),
-    }
-}
-
-/// [`device_session`] for a state-changing form: the CSRF token must match.
-async fn device_form(
-    state: &Arc<AppState>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: &HeaderMap,
-    uri: &http::Uri,
-    csrf: &str,
-) -> Result<(PageSession, Arc<crate::devices::Devices>), Response> {
-    let (s, d) = device_session(state, ext, headers, uri).await?;
-    if !check_csrf(&s, csrf) {
-        return Err(csrf_refused(headers));
-    }
-    Ok((s, d))
+/// The device store, on a gateway with devices (a bare 404 otherwise).
+fn devices_on(state: &AppState) -> Result<Arc<crate::devices::Devices>, PageError> {
+    state
+        .devices()
+        .cloned()
+        .ok_or(PageError::Status(StatusCode::NOT_FOUND))
 }
 
 #[derive(Template)]
@@ -170,18 +141,12 @@ struct DevicesPage {
 /// `GET /.vestibule/devices`.
 pub(super) async fn devices(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-) -> Response {
-    let (s, devices) = match device_session(&state, ext, &headers, &uri).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let list = match devices.store().devices_of(Some(s.account_id)).await {
-        Ok(v) => v,
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
+    s: SignedIn,
+) -> Result<Response, PageError> {
+    let list = devices_on(&state)?
+        .store()
+        .devices_of(Some(s.account_id))
+        .await?;
     let page = DevicesPage {
         devices: list
             .iter()
@@ -192,78 +157,40 @@ pub(super) async fn devices(
         csrf: s.csrf.clone(),
         is_admin: super::is_admin(&state, &s),
     };
-    with_cookie(render(page), &s)
-}
-
-fn bad_form(headers: &HeaderMap, message: &str) -> Response {
-    page(
-        StatusCode::BAD_REQUEST,
-        wants_html(headers),
-        "Check the form",
-        message,
-        "Go back and correct it.",
-    )
-}
-
-/// A form's fields, in order (repeated names kept): axum's `Form` would
-/// keep only one `route`.
-fn form_fields(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|b| *b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = match pair.iter().position(|b| *b == b'=') {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &b""[..]),
-            };
-            (form_decode(k), form_decode(v))
-        })
-        .collect()
-}
-
-fn form_decode(b: &[u8]) -> String {
-    // application/x-www-form-urlencoded: `+` is a space.
-    let plus: Vec<u8> = b
-        .iter()
-        .map(|c| if *c == b'+' { b' ' } else { *c })
-        .collect();
-    percent_encoding::percent_decode(&plus)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    Ok(render(page))
 }
 
 /// The routes a form asked for, checked against what the person may choose.
 fn chosen_routes(
     state: &AppState,
     s: &PageSession,
-    fields: &[(String, String)],
-) -> Result<Vec<String>, String> {
+    fields: &Fields,
+) -> Result<Vec<String>, PageError> {
     let allowed = route_choices(state, s);
     let mut routes: Vec<String> = Vec::new();
-    for (k, v) in fields {
+    for (k, v) in &fields.0 {
         if k != "route" {
             continue;
         }
         if !allowed.iter().any(|r| &r.name == v) {
-            return Err(format!("You cannot give a device access to `{v}`."));
+            return Err(PageError::BadForm(format!(
+                "You cannot give a device access to `{v}`."
+            )));
         }
         if !routes.contains(v) {
             routes.push(v.clone());
         }
     }
     if routes.is_empty() {
-        return Err("Pick at least one app for the device.".into());
+        return Err(PageError::BadForm(
+            "Pick at least one app for the device.".into(),
+        ));
     }
     Ok(routes)
 }
 
-fn check_name(name: &str) -> Result<String, String> {
+/// A device name, trimmed, or what is wrong with it.
+pub(crate) fn check_name(name: &str) -> Result<String, String> {
     let name = name.trim();
     if name.is_empty() {
         return Err("Give the device a name, such as \"Phone\" or \"Laptop WebDAV\".".into());
@@ -276,7 +203,7 @@ fn check_name(name: &str) -> Result<String, String> {
     Ok(name.to_owned())
 }
 
-fn random32() -> [u8; 32] {
+pub(crate) fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);
     b
@@ -409,32 +336,20 @@ fn snippets(
 /// `POST /.vestibule/devices/new`: create a device and show its secret once.
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
+    s: SignedIn,
     headers: HeaderMap,
-    uri: http::Uri,
-    body: axum::body::Bytes,
-) -> Response {
-    let fields = form_fields(&body);
-    let csrf = field(&fields, "csrf").unwrap_or("");
-    let (s, devices) = match device_form(&state, ext, &headers, &uri, csrf).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let name = match check_name(field(&fields, "name").unwrap_or("")) {
-        Ok(n) => n,
-        Err(m) => return bad_form(&headers, &m),
-    };
-    let routes = match chosen_routes(&state, &s, &fields) {
-        Ok(r) => r,
-        Err(m) => return bad_form(&headers, &m),
-    };
-    let kind = match field(&fields, "kind").unwrap_or("token") {
+    CsrfForm(fields): CsrfForm<Fields>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
+    let name = check_name(fields.get("name").unwrap_or("")).map_err(PageError::BadForm)?;
+    let routes = chosen_routes(&state, &s, &fields)?;
+    let kind = match fields.get("kind").unwrap_or("token") {
         k @ ("app-password" | "token") => k.to_owned(),
-        _ => return bad_form(&headers, "Unknown kind of device."),
+        _ => return Err(PageError::BadForm("Unknown kind of device.".into())),
     };
-    let days: u32 = match field(&fields, "expires_days").unwrap_or("0").parse() {
+    let days: u32 = match fields.get("expires_days").unwrap_or("0").parse() {
         Ok(d) if EXPIRY_CHOICES.iter().any(|(c, _)| *c == d) => d,
-        _ => return bad_form(&headers, "Pick an expiry from the list."),
+        _ => return Err(PageError::BadForm("Pick an expiry from the list.".into())),
     };
     let now = now_ms();
     let expires_at = (days > 0).then(|| now + i64::from(days) * 86_400_000);
@@ -449,13 +364,7 @@ pub(super) async fn create(
         created_at: now,
         expires_at,
     };
-    let device = match devices.store().create_device(&new).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not create a device");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    };
+    let device = devices.store().create_device(&new).await?;
     audit(
         &state,
         &s,
@@ -478,7 +387,7 @@ pub(super) async fn create(
         secret: secret.expose().to_owned(),
         username: s.identity.username.clone(),
     };
-    with_cookie(render(page), &s)
+    Ok(render(page))
 }
 
 /// A form naming one device.
@@ -488,81 +397,60 @@ pub(super) struct DeviceForm {
     id: i64,
 }
 
+/// The owner's answer to a device's request.
+#[derive(Deserialize)]
+pub(super) struct DecideForm {
+    csrf: String,
+    decision: String,
+}
+
+csrf_field!(DeviceForm, DecideForm);
+
 /// `POST /.vestibule/devices/revoke`: the owner revokes one of theirs.
 pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-    Form(f): Form<DeviceForm>,
-) -> Response {
-    let (s, devices) = match device_form(&state, ext, &headers, &uri, &f.csrf).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match devices
+    s: SignedIn,
+    CsrfForm(Form(f)): CsrfForm<Form<DeviceForm>>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
+    if !devices
         .store()
         .revoke_device(f.id, Some(s.account_id))
-        .await
+        .await?
     {
-        Ok(true) => {
-            audit(
-                &state,
-                &s,
-                "device-revoke",
-                format!("device:{}", f.id),
-                String::new(),
-            )
-            .await;
-        }
-        Ok(false) => {
-            return page(
-                StatusCode::NOT_FOUND,
-                wants_html(&headers),
-                "Not found",
-                "You have no such device.",
-                "",
-            );
-        }
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        return Err(PageError::not_found("You have no such device."));
     }
-    with_cookie(see_other("/.vestibule/devices"), &s)
+    audit(
+        &state,
+        &s,
+        "device-revoke",
+        format!("device:{}", f.id),
+        String::new(),
+    )
+    .await;
+    Ok(see_other("/.vestibule/devices"))
 }
 
 /// `POST /.vestibule/admin/devices/revoke`: an admin revokes anyone's.
 pub(super) async fn admin_revoke(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-    Form(f): Form<DeviceForm>,
-) -> Response {
-    let s = match admin_session(&state, ext, &headers, &uri).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !check_csrf(&s, &f.csrf) {
-        return csrf_refused(&headers);
-    }
-    let Some(devices) = state.devices() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    match devices.store().revoke_device(f.id, None).await {
+    s: AdminSession,
+    CsrfForm(Form(f)): CsrfForm<Form<DeviceForm>>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
+    if !devices.store().revoke_device(f.id, None).await? {
         // No such device: nothing to audit as done.
-        Ok(false) => return StatusCode::NOT_FOUND.into_response(),
-        Ok(true) => {
-            audit(
-                &state,
-                &s,
-                "device-revoke",
-                format!("device:{}", f.id),
-                "by an admin".into(),
-            )
-            .await;
-        }
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        return Err(PageError::Status(StatusCode::NOT_FOUND));
     }
-    with_cookie(see_other("/.vestibule/admin"), &s)
+    audit(
+        &state,
+        &s,
+        "device-revoke",
+        format!("device:{}", f.id),
+        "by an admin".into(),
+    )
+    .await;
+    Ok(see_other("/.vestibule/admin"))
 }
 
 /// Every device, for the admin page (none when devices are off). `owners`
@@ -624,21 +512,12 @@ fn pairing_state(p: &vestibule_store::Pairing, now: i64) -> &'static str {
 /// `POST /.vestibule/devices/pair`: start a pairing and show its code.
 pub(super) async fn pair_start(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
+    s: SignedIn,
     headers: HeaderMap,
-    uri: http::Uri,
-    body: axum::body::Bytes,
-) -> Response {
-    let fields = form_fields(&body);
-    let csrf = field(&fields, "csrf").unwrap_or("");
-    let (s, devices) = match device_form(&state, ext, &headers, &uri, csrf).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let routes = match chosen_routes(&state, &s, &fields) {
-        Ok(r) => r,
-        Err(m) => return bad_form(&headers, &m),
-    };
+    CsrfForm(fields): CsrfForm<Fields>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
+    let routes = chosen_routes(&state, &s, &fields)?;
     let mut random = [0u8; 8];
     rand::rng().fill_bytes(&mut random);
     let code = pairing_code(random);
@@ -646,7 +525,7 @@ pub(super) async fn pair_start(
     let canonical = code.expose();
     let now = now_ms();
     let ttl = i64::try_from(state.settings.devices.pairing_ttl.as_millis()).unwrap_or(300_000);
-    let pairing = match devices
+    let pairing = devices
         .store()
         .create_pairing(
             s.account_id,
@@ -655,14 +534,7 @@ pub(super) async fn pair_start(
             now,
             now + ttl,
         )
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not start a pairing");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    };
+        .await?;
     audit(
         &state,
         &s,
@@ -684,19 +556,19 @@ pub(super) async fn pair_start(
         expires: when(pairing.expires_at),
         csrf: s.csrf.clone(),
     };
-    with_cookie(render(page), &s)
+    Ok(render(page))
 }
 
 /// The gateway's own origin and root (`https://host/`), as the browser
 /// reached it.
 fn origin(s: &PageSession, headers: &HeaderMap) -> String {
-    let view = crate::http::decide::RequestView {
+    let view = crate::urls::RequestView {
         host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
         path: "/",
         path_and_query: "/",
         headers,
     };
-    crate::http::decide::original_url(&s.ctx, &view)
+    crate::urls::original_url(&s.ctx, &view)
 }
 
 /// Where a device redeems the code, with the code in it (what the QR code
@@ -708,27 +580,12 @@ fn pair_url(s: &PageSession, headers: &HeaderMap, code: &str) -> String {
 /// `GET /.vestibule/devices/pair/{id}`: how a pairing stands; confirm here.
 pub(super) async fn pair_status(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
+    s: SignedIn,
     Path(id): Path<i64>,
-) -> Response {
-    let (s, devices) = match device_session(&state, ext, &headers, &uri).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let p = match devices.store().pairing(id).await {
-        Ok(Some(p)) if p.account_id == s.account_id => p,
-        Ok(_) => {
-            return page(
-                StatusCode::NOT_FOUND,
-                wants_html(&headers),
-                "Not found",
-                "You have no such pairing.",
-                "",
-            );
-        }
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+) -> Result<Response, PageError> {
+    let p = match devices_on(&state)?.store().pairing(id).await? {
+        Some(p) if p.account_id == s.account_id => p,
+        _ => return Err(PageError::not_found("You have no such pairing.")),
     };
     let page = PairingPage {
         id: p.id,
@@ -746,340 +603,52 @@ pub(super) async fn pair_status(
         expires: when(p.expires_at),
         csrf: s.csrf.clone(),
     };
-    with_cookie(render(page), &s)
-}
-
-/// The owner's answer to a device's request.
-#[derive(Deserialize)]
-pub(super) struct DecideForm {
-    csrf: String,
-    decision: String,
+    Ok(render(page))
 }
 
 /// `POST /.vestibule/devices/pair/{id}`: confirm or refuse.
 pub(super) async fn pair_decide(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
+    s: SignedIn,
     Path(id): Path<i64>,
-    Form(f): Form<DecideForm>,
-) -> Response {
-    let (s, devices) = match device_form(&state, ext, &headers, &uri, &f.csrf).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    CsrfForm(Form(f)): CsrfForm<Form<DecideForm>>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
     let confirm = match f.decision.as_str() {
         "confirm" => true,
         "refuse" => false,
-        _ => return bad_form(&headers, "Confirm or refuse."),
+        _ => return Err(PageError::BadForm("Confirm or refuse.".into())),
     };
-    match devices
+    if !devices
         .store()
         .decide_pairing(id, s.account_id, confirm, now_ms())
-        .await
+        .await?
     {
-        Ok(true) => {
-            audit(
-                &state,
-                &s,
-                if confirm {
-                    "pairing-confirm"
-                } else {
-                    "pairing-refuse"
-                },
-                format!("pairing:{id}"),
-                String::new(),
-            )
-            .await;
-        }
-        Ok(false) => {
-            return page(
-                StatusCode::CONFLICT,
-                wants_html(&headers),
-                "Too late",
-                "This pairing can no longer be confirmed: it expired, or was already answered.",
-                "Start a new pairing.",
-            );
-        }
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-    let mut r = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!("/.vestibule/devices/pair/{id}")) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    with_cookie(r, &s)
-}
-
-// ---- the device's side: no session, JSON answers ----------------------
-
-fn json(status: StatusCode, v: serde_json::Value) -> Response {
-    let mut r = (status, axum::Json(v)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn json_error(status: StatusCode, error: &str, description: &str) -> Response {
-    json(
-        status,
-        serde_json::json!({ "error": error, "error_description": description }),
-    )
-}
-
-/// The fields of a device's request, from JSON or a form.
-fn device_fields(headers: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
-    if is_json {
-        let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
-        Some(
-            v.into_iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned())))
-                .collect(),
-        )
-    } else {
-        Some(form_fields(body))
-    }
-}
-
-fn too_many(retry_after: std::time::Duration) -> Response {
-    let mut r = json_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "slow_down",
-        "Too many failed attempts; wait before trying again.",
-    );
-    r.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(retry_after.as_secs_f64().ceil() as u64),
-    );
-    r
-}
-
-/// The device-facing endpoints' preamble: the device store and the
-/// client's context, unless pairing is off or the address is blocked.
-#[allow(
-    clippy::result_large_err,
-    reason = "the error is the finished response, built once per refused request"
-)]
-fn device_endpoint(
-    state: &AppState,
-    ext: Option<Extension<ConnInfo>>,
-    headers: &HeaderMap,
-) -> Result<
-    (
-        Arc<crate::devices::Devices>,
-        crate::identity::client_identity::ClientContext,
-    ),
-    Response,
-> {
-    let Some(devices) = state.devices() else {
-        return Err(json_error(
-            StatusCode::NOT_FOUND,
-            "not_enabled",
-            "Device pairing is not enabled on this gateway.",
+        return Err(PageError::refused(
+            StatusCode::CONFLICT,
+            "Too late",
+            "This pairing can no longer be confirmed: it expired, or was already answered.",
+            "Start a new pairing.",
         ));
-    };
-    let ctx = crate::identity::client_identity::resolve(&state.settings, conn(ext), headers);
-    if let Some(wait) = devices.failures.blocked_for(ctx.client_ip, None) {
-        return Err(too_many(wait));
     }
-    Ok((devices.clone(), ctx))
-}
-
-/// `POST /.vestibule/pair`: a device redeems a pairing code.
-///
-/// Takes `code` and `name` (JSON or form). Answers 202 with a `claim`
-/// secret to poll with; 404 for an unknown, used or expired code; 429
-/// after too many failures from one address.
-pub(super) async fn pair_claim(
-    State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let (devices, ctx) = match device_endpoint(&state, ext, &headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let Some(fields) = device_fields(&headers, &body) else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Send JSON {\"code\": …, \"name\": …} or a form.",
-        );
-    };
-    let name = match check_name(field(&fields, "name").unwrap_or("")) {
-        Ok(n) => n,
-        Err(m) => return json_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
-    };
-    let Some(code) = normalize_pairing_code(field(&fields, "code").unwrap_or("")) else {
-        return refuse_code(&devices, &ctx);
-    };
-    let claim = pairing_claim_token(random32());
-    let now = now_ms();
-    match devices
-        .store()
-        .claim_pairing(
-            &hash_token(&code),
-            &hash_token(claim.expose()),
-            &name,
-            ctx.client_ip.map(|ip| ip.to_string()).as_deref(),
-            now,
-        )
-        .await
-    {
-        Ok(Some(p)) => {
-            tracing::info!(pairing = p.id, device = %name, "a device redeemed a pairing code");
-            json(
-                StatusCode::ACCEPTED,
-                serde_json::json!({
-                    "status": "pending",
-                    "claim": claim.expose(),
-                    "poll": "/.vestibule/pair/poll",
-                    "interval": POLL_INTERVAL_SECS,
-                    "expires_in": (p.expires_at - now).max(0) / 1000,
-                    "message": "Confirm this device on the pairing page in your browser.",
-                }),
-            )
-        }
-        Ok(None) => refuse_code(&devices, &ctx),
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "The gateway cannot reach its database; try again in a moment.",
-        ),
-    }
-}
-
-fn refuse_code(
-    devices: &crate::devices::Devices,
-    ctx: &crate::identity::client_identity::ClientContext,
-) -> Response {
-    if let Some(wait) = devices.failures.record_failure(ctx.client_ip, None) {
-        return too_many(wait);
-    }
-    json_error(
-        StatusCode::NOT_FOUND,
-        "invalid_code",
-        "This pairing code is unknown, already used or expired. Start a new pairing in your browser.",
+    audit(
+        &state,
+        &s,
+        if confirm {
+            "pairing-confirm"
+        } else {
+            "pairing-refuse"
+        },
+        format!("pairing:{id}"),
+        String::new(),
     )
-}
-
-/// `POST /.vestibule/pair/poll`: the device collects its credential.
-///
-/// Takes `claim`. 202 while the person has not answered; 200 with the
-/// credential once confirmed (exactly once); 403 if refused; 410 when
-/// expired or already collected.
-pub(super) async fn pair_poll(
-    State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let (devices, ctx) = match device_endpoint(&state, ext, &headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let claim = device_fields(&headers, &body)
-        .and_then(|f| field(&f, "claim").map(str::to_owned))
-        .unwrap_or_default();
-    if !is_pairing_claim_token(&claim) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Send the `claim` you got from /.vestibule/pair.",
-        );
-    }
-    let secret = device_token(random32());
-    let now = now_ms();
-    // Account, name and routes come from the pairing; these are ignored.
-    let template = NewDevice {
-        account_id: 0,
-        name: String::new(),
-        kind: "paired".into(),
-        routes: Vec::new(),
-        secret_hash: hash_token(secret.expose()),
-        basic_user: None,
-        created_at: now,
-        expires_at: None,
-    };
-    match devices
-        .store()
-        .redeem_pairing(&hash_token(&claim), &template, now)
-        .await
-    {
-        Ok(PairingPoll::Pending) => json(
-            StatusCode::ACCEPTED,
-            serde_json::json!({ "status": "pending", "interval": POLL_INTERVAL_SECS }),
-        ),
-        Ok(PairingPoll::Refused) => json_error(
-            StatusCode::FORBIDDEN,
-            "access_denied",
-            "The pairing was refused in the browser.",
-        ),
-        Ok(PairingPoll::Expired) => {
-            if let Some(wait) = devices.failures.record_failure(ctx.client_ip, None) {
-                return too_many(wait);
-            }
-            json_error(
-                StatusCode::GONE,
-                "expired_token",
-                "This pairing expired or was already collected. Start a new one.",
-            )
-        }
-        Ok(PairingPoll::Issued(device)) => {
-            let owner = match devices.store().account(device.account_id).await {
-                Ok(Some(a)) => a.username,
-                _ => String::new(),
-            };
-            let header_names: Vec<String> = state
-                .settings
-                .routes
-                .iter()
-                .filter(|r| device.routes.contains(&r.name))
-                .filter_map(|r| r.carriers.header.as_ref().map(|h| h.as_str().to_owned()))
-                .collect();
-            tracing::info!(
-                device = device.id,
-                "a paired device collected its credential"
-            );
-            json(
-                StatusCode::OK,
-                serde_json::json!({
-                    "status": "issued",
-                    "credential": secret.expose(),
-                    "user": owner,
-                    "device_id": device.id,
-                    "name": device.name,
-                    "routes": device.routes,
-                    "headers": header_names,
-                }),
-            )
-        }
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "The gateway cannot reach its database; try again in a moment.",
-        ),
-    }
+    .await;
+    Ok(see_other(&format!("/.vestibule/devices/pair/{id}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_keep_repeated_fields_and_decode() {
-        let f = form_fields(b"csrf=a%2Bb&route=photos&route=music&name=My+Phone&empty");
-        assert_eq!(field(&f, "csrf"), Some("a+b"));
-        assert_eq!(field(&f, "name"), Some("My Phone"));
-        let routes: Vec<_> = f.iter().filter(|(k, _)| k == "route").collect();
-        assert_eq!(routes.len(), 2);
-        assert_eq!(field(&f, "empty"), Some(""));
-    }
 
     #[test]
     fn names_are_checked() {

@@ -13,23 +13,22 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Extension, Query, State};
+use axum::Extension;
+use axum::extract::{Query, State};
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use vestibule_core::redirect::Origin;
-use vestibule_core::secret::{find_cookie, hash_token, is_session_token};
+use vestibule_core::secret::hash_token;
 
-use super::session::https;
+use super::extract::{Client, CookieSlot, Identified, PageError};
+use super::session::{https, presented_token};
 use super::{cookies, see_other};
 use crate::accounts::now_ms;
-use crate::http::decide::{
-    RequestView, fill_login_url, fill_url_template, original_url, wants_html,
-};
-use crate::http::responses::page;
-use crate::identity::authenticate::authenticate;
-use crate::identity::client_identity::{self, ClientContext, ConnInfo};
+use crate::http::responses::{page, wants_html};
+use crate::identity::client_identity::ClientContext;
 use crate::state::AppState;
+use crate::urls::{RequestView, fill_login_url, fill_url_template, original_url};
 
 /// Where to go afterwards. `rd` (Authelia, oauth2-proxy, Traefik) and
 /// `return_to` (Pomerium, Kratos) are both understood.
@@ -45,10 +44,9 @@ fn here(ctx: &ClientContext, headers: &HeaderMap, uri: &http::Uri) -> Option<Ori
     Origin::of_url(&original_url(ctx, &view)).ok()
 }
 
-fn bad(headers: &HeaderMap, message: &str) -> Response {
-    page(
+fn bad(message: String) -> PageError {
+    PageError::refused(
         StatusCode::BAD_REQUEST,
-        wants_html(headers),
         "Link refused",
         message,
         "The link that brought you here points somewhere vestibule does not send people to. Go back to the app and try again.",
@@ -68,12 +66,11 @@ struct Target {
 /// 400 page.
 fn target(
     state: &AppState,
-    conn: Option<Extension<ConnInfo>>,
+    ctx: ClientContext,
     headers: &HeaderMap,
     uri: &http::Uri,
     q: &ReturnQuery,
 ) -> Result<Target, String> {
-    let ctx = client_identity::resolve(&state.settings, super::conn(conn), headers);
     let here = here(&ctx, headers, uri).ok_or("The request has no usable Host.")?;
     let raw = match (q.rd.as_deref(), q.return_to.as_deref()) {
         (Some(a), Some(b)) if a != b => {
@@ -97,33 +94,29 @@ fn target(
 /// which brings it back here.
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
-    conn: Option<Extension<ConnInfo>>,
+    Client { ctx, .. }: Client,
     headers: HeaderMap,
     uri: http::Uri,
     Query(q): Query<ReturnQuery>,
-) -> Response {
-    let Target { ctx, here, dest } = match target(&state, conn, &headers, &uri, &q) {
-        Ok(t) => t,
-        Err(message) => return bad(&headers, &message),
-    };
+    Identified(identity): Identified,
+) -> Result<Response, PageError> {
+    let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
     let dest = dest.unwrap_or_else(|| format!("{here}/"));
-    match authenticate(&state, &ctx, &headers).await {
-        Ok(Some(_)) => see_other(&dest),
-        Ok(None) => match &state.settings.login_url {
-            Some(template) => see_other(&fill_login_url(
-                template,
-                &ctx,
-                &RequestView::of(&headers, &uri),
-            )),
-            None => page(
-                StatusCode::UNAUTHORIZED,
-                wants_html(&headers),
-                "Sign in",
-                "Sign in through your SSO portal.",
-                "No sign-in page is configured on this gateway (auth.login_url).",
-            ),
-        },
-        Err(e) => super::session::identity_refused(&headers, &e),
+    if identity.is_some() {
+        return Ok(see_other(&dest));
+    }
+    match &state.settings.login_url {
+        Some(template) => Ok(see_other(&fill_login_url(
+            template,
+            &ctx,
+            &RequestView::of(&headers, &uri),
+        ))),
+        None => Err(PageError::refused(
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            "Sign in through your SSO portal.",
+            "No sign-in page is configured on this gateway (auth.login_url).",
+        )),
     }
 }
 
@@ -132,22 +125,16 @@ pub(super) async fn login(
 /// or goes to the return address.
 pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
-    conn: Option<Extension<ConnInfo>>,
+    Client { ctx, .. }: Client,
+    Extension(slot): Extension<CookieSlot>,
     headers: HeaderMap,
     uri: http::Uri,
     Query(q): Query<ReturnQuery>,
-) -> Response {
-    let Target { ctx, here, dest } = match target(&state, conn, &headers, &uri, &q) {
-        Ok(t) => t,
-        Err(message) => return bad(&headers, &message),
-    };
+) -> Result<Response, PageError> {
+    let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
     let https = https(&ctx, &headers);
     if let Some(accounts) = state.accounts()
-        && let Some(token) = find_cookie(
-            headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
-            cookies::name(https),
-        )
-        .filter(|t| is_session_token(t))
+        && let Some(token) = presented_token(&headers, https)
     {
         let store = accounts.store();
         let hash = hash_token(token);
@@ -172,17 +159,17 @@ pub(super) async fn logout(
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "logout could not end the session");
-                return page(
+                return Err(PageError::refused(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    wants_html(&headers),
                     "Try again",
                     "vestibule could not end your session just now.",
                     "Reload the page in a moment.",
-                );
+                ));
             }
         }
     }
-    let mut resp = match (&state.settings.logout_url, dest) {
+    slot.set(cookies::clear(https));
+    Ok(match (&state.settings.logout_url, dest) {
         (Some(template), dest) => {
             let back = dest.unwrap_or_else(|| format!("{here}/"));
             see_other(&fill_url_template(template, &back))
@@ -195,8 +182,5 @@ pub(super) async fn logout(
             "You are signed out of vestibule.",
             "Sign out of your SSO portal too if you share this device.",
         ),
-    };
-    resp.headers_mut()
-        .append(header::SET_COOKIE, cookies::clear(https));
-    resp
+    })
 }

@@ -6,7 +6,8 @@
 //! answered with 303 after the write is on disk.
 
 pub mod cookies;
-mod devices;
+pub(crate) mod devices;
+pub mod extract;
 mod login;
 pub mod security_headers;
 pub mod session;
@@ -15,20 +16,18 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Extension, Form, State};
+use axum::extract::{Form, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry, hex};
 
 use crate::accounts::admin::{self, Actor, Done, StatusAction};
 use crate::accounts::now_ms;
-use crate::http::decide::wants_html;
-use crate::http::responses::page;
-use crate::identity::client_identity::ConnInfo;
 use crate::state::AppState;
-use session::{PageSession, check_csrf, page_session};
+use extract::{AdminSession, CsrfForm, PageError, SignedIn, is_admin};
+use session::PageSession;
 
 /// The page routes, with security headers.
 pub fn router() -> Router<Arc<AppState>> {
@@ -50,15 +49,12 @@ pub fn router() -> Router<Arc<AppState>> {
             "/.vestibule/devices/pair/{id}",
             get(devices::pair_status).post(devices::pair_decide),
         )
-        .route("/.vestibule/pair", post(devices::pair_claim))
-        .route("/.vestibule/pair/poll", post(devices::pair_poll))
         .route("/.vestibule/login", get(login::login))
         .route("/.vestibule/logout", get(login::logout).post(login::logout))
+        // Inner: the session cookie and page errors; outer: the security
+        // headers, on whatever the inner one answers.
+        .layer(axum::middleware::from_fn(extract::layer))
         .layer(axum::middleware::from_fn(security_headers::layer))
-}
-
-fn conn(ext: Option<Extension<ConnInfo>>) -> ConnInfo {
-    ext.map_or(ConnInfo::UNKNOWN, |Extension(c)| c)
 }
 
 fn when(ms: i64) -> String {
@@ -88,13 +84,6 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn with_cookie(mut resp: Response, s: &PageSession) -> Response {
-    if let Some(c) = &s.set_cookie {
-        resp.headers_mut().append(header::SET_COOKIE, c.clone());
-    }
-    resp
-}
-
 fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
@@ -111,14 +100,6 @@ fn render(t: impl Template) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }
-}
-
-fn is_admin(state: &AppState, s: &PageSession) -> bool {
-    state
-        .settings
-        .accounts
-        .as_ref()
-        .is_some_and(|a| a.admin_groups.iter().any(|g| s.identity.in_group(g)))
 }
 
 async fn audit(state: &AppState, s: &PageSession, action: &str, subject: String, detail: String) {
@@ -154,23 +135,19 @@ struct AccountPage {
     is_admin: bool,
 }
 
-async fn account(
-    State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-) -> Response {
-    let s = match page_session(&state, conn(ext), &headers, &uri).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Some(accounts) = state.accounts() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let sessions = match accounts.store().sessions_of(Some(s.account_id)).await {
-        Ok(v) => v,
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
+/// The account store; a signed-in request implies accounts are on, so
+/// this only fails if that ever stops being true.
+fn accounts(state: &AppState) -> Result<&Arc<crate::accounts::Accounts>, PageError> {
+    state
+        .accounts()
+        .ok_or(PageError::Status(StatusCode::NOT_FOUND))
+}
+
+async fn account(State(state): State<Arc<AppState>>, s: SignedIn) -> Result<Response, PageError> {
+    let sessions = accounts(&state)?
+        .store()
+        .sessions_of(Some(s.account_id))
+        .await?;
     let now = now_ms();
     let page = AccountPage {
         name: s.identity.name_for_display(),
@@ -194,53 +171,40 @@ async fn account(
         csrf: s.csrf.clone(),
         is_admin: is_admin(&state, &s),
     };
-    with_cookie(render(page), &s)
+    Ok(render(page))
 }
 
-/// A form with only the CSRF token.
+/// The account page's forms: the CSRF token, and which session to end.
 #[derive(Deserialize)]
-pub struct CsrfForm {
+pub struct SessionForm {
     csrf: String,
     session: Option<String>,
 }
 
-fn csrf_refused(headers: &HeaderMap) -> Response {
-    page(
-        StatusCode::FORBIDDEN,
-        wants_html(headers),
-        "Request refused",
-        "This form was not sent from your own session (its security token does not match).",
-        "Reload the page and try again.",
-    )
+/// Implements [`CsrfField`] for forms whose token is in a `csrf` field.
+macro_rules! csrf_field {
+    ($($form:ty),*) => {$(
+        impl $crate::web::extract::CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )*};
 }
+pub(crate) use csrf_field;
+csrf_field!(SessionForm, AdminForm);
 
 async fn revoke_one(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    let s = match page_session(&state, conn(ext), &headers, &uri).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !check_csrf(&s, &f.csrf) {
-        return csrf_refused(&headers);
-    }
-    let Some(accounts) = state.accounts() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
+    s: SignedIn,
+    CsrfForm(Form(f)): CsrfForm<Form<SessionForm>>,
+) -> Result<Response, PageError> {
+    let accounts = accounts(&state)?;
     let target = f.session.unwrap_or_default();
     // Only the holder's own sessions can be ended here.
-    let own = match accounts.store().sessions_of(Some(s.account_id)).await {
-        Ok(v) => v,
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
+    let own = accounts.store().sessions_of(Some(s.account_id)).await?;
     if let Some(x) = own.iter().find(|x| hex(&x.id_hash) == target) {
-        if accounts.store().revoke_session(&x.id_hash).await.is_err() {
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
+        accounts.store().revoke_session(&x.id_hash).await?;
         audit(
             &state,
             &s,
@@ -250,49 +214,31 @@ async fn revoke_one(
         )
         .await;
     }
-    with_cookie(see_other("/.vestibule/account"), &s)
+    Ok(see_other("/.vestibule/account"))
 }
 
 async fn revoke_all(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-    Form(f): Form<CsrfForm>,
-) -> Response {
-    let s = match page_session(&state, conn(ext), &headers, &uri).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !check_csrf(&s, &f.csrf) {
-        return csrf_refused(&headers);
-    }
-    let Some(accounts) = state.accounts() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    match accounts.store().revoke_sessions_of(s.account_id).await {
-        Ok(n) => {
-            audit(
-                &state,
-                &s,
-                "session-revoke",
-                format!("account:{}", s.account_id),
-                format!("all {n} sessions"),
-            )
-            .await;
-            let mut r = see_other("/.vestibule/account");
-            r.headers_mut().append(
-                header::SET_COOKIE,
-                cookies::clear(
-                    s.set_cookie
-                        .as_ref()
-                        .is_some_and(|c| c.as_bytes().starts_with(b"__Host-")),
-                ),
-            );
-            r
-        }
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    s: SignedIn,
+    slot: axum::Extension<extract::CookieSlot>,
+    _: CsrfForm<Form<SessionForm>>,
+) -> Result<Response, PageError> {
+    let n = accounts(&state)?
+        .store()
+        .revoke_sessions_of(s.account_id)
+        .await?;
+    audit(
+        &state,
+        &s,
+        "session-revoke",
+        format!("account:{}", s.account_id),
+        format!("all {n} sessions"),
+    )
+    .await;
+    // This session is gone too: the browser drops its cookie, named as
+    // the session recorded it (`__Host-` over HTTPS).
+    slot.set(cookies::clear(s.https));
+    Ok(see_other("/.vestibule/account"))
 }
 
 struct AccountRow {
@@ -314,42 +260,8 @@ struct AdminPage {
     csrf: String,
 }
 
-async fn admin_session(
-    state: &Arc<AppState>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: &HeaderMap,
-    uri: &http::Uri,
-) -> Result<PageSession, Response> {
-    let s = page_session(state, conn(ext), headers, uri).await?;
-    if !is_admin(state, &s) {
-        return Err(page(
-            StatusCode::FORBIDDEN,
-            wants_html(headers),
-            "Administrators only",
-            "This page is for members of the groups in accounts.admin_groups.",
-            "",
-        ));
-    }
-    Ok(s)
-}
-
-async fn admin(
-    State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-) -> Response {
-    let s = match admin_session(&state, ext, &headers, &uri).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Some(accounts) = state.accounts() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let mut list = match accounts.store().accounts(None, 1000).await {
-        Ok(v) => v,
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
+async fn admin(State(state): State<Arc<AppState>>, s: AdminSession) -> Result<Response, PageError> {
+    let mut list = accounts(&state)?.store().accounts(None, 1000).await?;
     // Pending first: they are what an admin came for.
     list.sort_by_key(|a| (a.status != AccountStatus::Pending, a.username.clone()));
     let pending_count = list
@@ -360,10 +272,7 @@ async fn admin(
     let owners: std::collections::HashMap<i64, String> =
         list.iter().map(|a| (a.id, a.username.clone())).collect();
     // A database error is a 503, not an empty list on a security page.
-    let devices = match devices::all_devices(&state, owners).await {
-        Ok(d) => d,
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
+    let devices = devices::all_devices(&state, owners).await?;
     let page = AdminPage {
         accounts: list
             .into_iter()
@@ -385,7 +294,7 @@ async fn admin(
         devices,
         csrf: s.csrf.clone(),
     };
-    with_cookie(render(page), &s)
+    Ok(render(page))
 }
 
 /// An admin action on an account.
@@ -398,63 +307,34 @@ pub struct AdminForm {
 
 async fn admin_action(
     State(state): State<Arc<AppState>>,
-    ext: Option<Extension<ConnInfo>>,
-    headers: HeaderMap,
-    uri: http::Uri,
-    Form(f): Form<AdminForm>,
-) -> Response {
-    let s = match admin_session(&state, ext, &headers, &uri).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !check_csrf(&s, &f.csrf) {
-        return csrf_refused(&headers);
-    }
-    let Some(accounts) = state.accounts() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let Some(action) = StatusAction::parse(&f.action) else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            wants_html(&headers),
-            "Bad request",
-            "Unknown action.",
-            "",
-        );
-    };
-    let not_found = || {
-        page(
-            StatusCode::NOT_FOUND,
-            wants_html(&headers),
-            "Not found",
-            "No such account.",
-            "",
-        )
-    };
-    let store = accounts.store();
-    let account = match store.account(f.id).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return not_found(),
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    };
+    s: AdminSession,
+    CsrfForm(Form(f)): CsrfForm<Form<AdminForm>>,
+) -> Result<Response, PageError> {
+    let store = accounts(&state)?.store();
+    let action = StatusAction::parse(&f.action).ok_or(PageError::refused(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        "Unknown action.",
+        "",
+    ))?;
+    let not_found = || PageError::not_found("No such account.");
+    let account = store.account(f.id).await?.ok_or_else(not_found)?;
     let by = Actor {
         name: s.identity.username.clone(),
         client_ip: s.ctx.client_ip,
         note: String::new(),
     };
-    match admin::set_status(&**store, &account, action, &by).await {
-        Ok(r) => {
-            if let Err(err) = r.audit {
-                tracing::warn!(error = %err, "could not write the audit log");
-            }
-            if r.done == Done::Gone {
-                return not_found();
-            }
-        }
-        Err(_) => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    // The status change, the revocations and the audit entry are the
+    // accounts service's one rule, shared with `vestibule users`.
+    let r = admin::set_status(&**store, &account, action, &by).await?;
+    if let Err(err) = r.audit {
+        tracing::warn!(error = %err, "could not write the audit log");
+    }
+    if r.done == Done::Gone {
+        return Err(not_found());
     }
     // The write is on disk; only now answer.
-    with_cookie(see_other("/.vestibule/admin"), &s)
+    Ok(see_other("/.vestibule/admin"))
 }
 
 #[cfg(test)]

@@ -13,21 +13,20 @@
 
 use std::sync::Arc;
 
-use axum::response::Response;
 use http::{HeaderMap, StatusCode, header};
 use rand::RngCore;
 use vestibule_core::identity::Identity;
 use vestibule_core::secret::{
-    Secret, csrf_token, find_cookie, hash_token, is_session_token, secrets_equal, session_token,
+    Secret, csrf_token, find_cookie, hash_token, is_session_token, session_token,
 };
 use vestibule_store::{AuditEntry, Session};
 
 use super::cookies;
+use super::extract::{CookieSlot, PageError};
 use crate::accounts::{Accounts, Resolution, now_ms};
-use crate::http::decide::wants_html;
-use crate::http::responses::page;
+use crate::http::responses::wants_html;
 use crate::identity::authenticate::SourceError;
-use crate::identity::client_identity::{self, ClientContext, ConnInfo};
+use crate::identity::client_identity::ClientContext;
 use crate::state::AppState;
 
 /// How often "last used" is written for a session.
@@ -43,8 +42,9 @@ pub struct PageSession {
     pub id_hash: [u8; 32],
     /// The CSRF token to embed in forms.
     pub csrf: String,
-    /// `Set-Cookie` to send, when a session was (re)started.
-    pub set_cookie: Option<http::HeaderValue>,
+    /// Whether the browser reached vestibule over HTTPS, which decides the
+    /// cookie's name.
+    pub https: bool,
     /// Trust facts.
     pub ctx: ClientContext,
 }
@@ -66,20 +66,19 @@ pub(crate) fn https(ctx: &ClientContext, headers: &HeaderMap) -> bool {
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")))
 }
 
-fn refuse(
-    headers: &HeaderMap,
-    status: StatusCode,
-    title: &str,
-    message: &str,
-    hint: &str,
-) -> Response {
-    page(status, wants_html(headers), title, message, hint)
+/// The session token the browser presented, if it looks like one.
+pub(super) fn presented_token(headers: &HeaderMap, https: bool) -> Option<&str> {
+    find_cookie(
+        headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
+        cookies::name(https),
+    )
+    .filter(|t| is_session_token(t))
 }
 
 /// The page for an identity the front sent but vestibule refused. As in
 /// the pipeline: which header was wrong is shown (the front's operator
 /// needs it), why an assertion failed to verify only goes to the log.
-pub(super) fn identity_refused(headers: &HeaderMap, e: &SourceError) -> Response {
+pub(super) fn identity_refused(e: &SourceError) -> PageError {
     tracing::warn!(error = %e, "a page request's identity was refused");
     let (status, message) = match e {
         SourceError::Headers(e) => (
@@ -96,7 +95,7 @@ pub(super) fn identity_refused(headers: &HeaderMap, e: &SourceError) -> Response
             "vestibule cannot check sign-ins right now; try again in a moment.".to_owned(),
         ),
     };
-    refuse(headers, status, "Sign-in not accepted", &message, "")
+    PageError::refused(status, "Sign-in not accepted", message, "")
 }
 
 async fn audit(
@@ -114,42 +113,35 @@ async fn audit(
     crate::accounts::record_audit(&**accounts.store(), &e).await;
 }
 
-/// Authenticates a page request and finds, starts or ends its session.
-pub async fn page_session(
+/// Authenticates a page request and finds, starts or ends its session;
+/// the cookie that starts or ends it goes into `slot`. Called once per
+/// request, by the [`super::extract::SignedIn`] extractor.
+pub(super) async fn page_session(
     state: &Arc<AppState>,
-    conn: ConnInfo,
+    ctx: ClientContext,
     headers: &HeaderMap,
     uri: &http::Uri,
-) -> Result<PageSession, Response> {
+    slot: &CookieSlot,
+) -> Result<PageSession, PageError> {
     let Some(accounts) = state.accounts().cloned() else {
-        return Err(refuse(
-            headers,
+        return Err(PageError::refused(
             StatusCode::NOT_FOUND,
             "Not available",
             "Accounts are not enabled on this gateway.",
             "",
         ));
     };
-    let ctx = client_identity::resolve(&state.settings, conn, headers);
     let https = https(&ctx, headers);
     let store = accounts.store().clone();
-    let presented = find_cookie(
-        headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
-        cookies::name(https),
-    )
-    .filter(|t| is_session_token(t))
-    .map(str::to_owned);
+    let presented = presented_token(headers, https).map(str::to_owned);
     let existing = match &presented {
-        Some(t) => store
-            .session(&hash_token(t))
-            .await
-            .map_err(|e| unavailable(headers, &e))?,
+        Some(t) => store.session(&hash_token(t)).await?,
         None => None,
     };
 
     let identity = crate::identity::authenticate::authenticate(state, &ctx, headers)
         .await
-        .map_err(|e| identity_refused(headers, &e))?;
+        .map_err(|e| identity_refused(&e))?;
     let Some(identity) = identity else {
         // The front no longer vouches for anyone: end the session.
         if let Some(s) = &existing {
@@ -171,26 +163,22 @@ pub async fn page_session(
             .as_deref()
             .filter(|_| wants_html(headers))
             .map(|template| {
-                let view = crate::http::decide::RequestView::of(headers, uri);
-                crate::http::decide::fill_login_url(template, &ctx, &view)
+                let view = crate::urls::RequestView::of(headers, uri);
+                crate::urls::fill_login_url(template, &ctx, &view)
             });
-        let mut resp = match login {
-            Some(location) => crate::http::responses::redirect(&location),
-            None => refuse(
-                headers,
+        slot.set(cookies::clear(https));
+        return Err(match login {
+            Some(location) => PageError::SignInAt(location),
+            None => PageError::refused(
                 StatusCode::UNAUTHORIZED,
                 "Sign in",
                 "Sign in through your SSO portal to use this page.",
                 "",
             ),
-        };
-        resp.headers_mut()
-            .append(header::SET_COOKIE, cookies::clear(https));
-        return Err(resp);
+        });
     };
     let Some(source) = &state.settings.identity_source else {
-        return Err(refuse(
-            headers,
+        return Err(PageError::refused(
             StatusCode::UNAUTHORIZED,
             "Sign in",
             "No identity source is configured.",
@@ -204,16 +192,14 @@ pub async fn page_session(
             source.key_by_username,
             ctx.client_ip.map(|i| i.to_string()),
         )
-        .await
-        .map_err(|e| unavailable(headers, &e))?
+        .await?
     {
         Resolution::Active {
             identity,
             account_id,
         } => (*identity, account_id),
         Resolution::Pending => {
-            return Err(refuse(
-                headers,
+            return Err(PageError::refused(
                 StatusCode::FORBIDDEN,
                 "Waiting for approval",
                 "Your account has been created and is waiting for an administrator's approval.",
@@ -221,8 +207,7 @@ pub async fn page_session(
             ));
         }
         Resolution::Disabled => {
-            return Err(refuse(
-                headers,
+            return Err(PageError::refused(
                 StatusCode::FORBIDDEN,
                 "Account disabled",
                 "Your account is disabled.",
@@ -230,8 +215,7 @@ pub async fn page_session(
             ));
         }
         Resolution::NoAccount => {
-            return Err(refuse(
-                headers,
+            return Err(PageError::refused(
                 StatusCode::FORBIDDEN,
                 "No account",
                 "There is no account for you here.",
@@ -260,7 +244,7 @@ pub async fn page_session(
                 account_id,
                 id_hash: s.id_hash,
                 csrf,
-                set_cookie: None,
+                https,
                 ctx,
             });
         }
@@ -300,8 +284,14 @@ pub async fn page_session(
             expires_at: now.saturating_add(absolute),
             csrf_hash: hash_token(&csrf),
         })
-        .await
-        .map_err(|e| unavailable(headers, &e))?;
+        .await?;
+    if let Some(c) = cookies::set(
+        https,
+        token.expose(),
+        state.settings.sessions.absolute.as_secs(),
+    ) {
+        slot.set(c);
+    }
     audit(
         &accounts,
         "session-start",
@@ -316,11 +306,7 @@ pub async fn page_session(
         account_id,
         id_hash,
         csrf,
-        set_cookie: cookies::set(
-            https,
-            token.expose(),
-            state.settings.sessions.absolute.as_secs(),
-        ),
+        https,
         ctx,
     })
 }
@@ -328,23 +314,4 @@ pub async fn page_session(
 fn secrets_equal_bytes(a: &[u8; 32], b: &[u8; 32]) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.ct_eq(b))
-}
-
-/// Checks a form's CSRF token against the session's.
-pub fn check_csrf(session: &PageSession, presented: &str) -> bool {
-    secrets_equal(presented, &session.csrf)
-}
-
-fn unavailable(headers: &HeaderMap, e: &vestibule_store::StoreError) -> Response {
-    tracing::warn!(error = %e, "database unavailable for a page request");
-    let mut r = refuse(
-        headers,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again shortly",
-        "vestibule cannot reach its database right now.",
-        "",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-    r
 }

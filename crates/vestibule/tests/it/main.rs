@@ -15,6 +15,7 @@ mod durability;
 mod frontends;
 mod identity;
 mod limits;
+mod one_way_in;
 mod pages;
 mod postgres;
 mod proxy;

@@ -1,0 +1,406 @@
+//! A refused request: what it is ([`Refusal`]), what the client is told
+//! ([`refusal_response`]) and what the log and metrics say
+//! ([`log_refusal`], the one place a refusal is logged, for in-path and
+//! forward-auth alike).
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use http::StatusCode;
+
+use crate::http::responses::{page, plain, redirect, wants_html};
+use crate::identity::client_identity::ClientContext;
+use crate::state::AppState;
+use crate::urls::{RequestView, fill_login_url};
+
+/// A request that may not pass, with what to tell the client and the log.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// Malformed or ambiguous input: 400.
+    BadRequest {
+        /// Shown to the client.
+        public: String,
+        /// Logged.
+        detail: String,
+    },
+    /// No route matches: 404.
+    NoRoute,
+    /// A signed identity assertion that does not verify (bad signature,
+    /// wrong issuer or audience, expired): 401, never a login redirect,
+    /// which could loop between vestibule and the front.
+    BadAssertion {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Logged.
+        detail: String,
+    },
+    /// Identity needed: 401, or 302 to the login URL for browsers.
+    Unauthenticated {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// Identity not allowed: 403.
+    Forbidden {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Who was refused.
+        username: String,
+    },
+    /// The account exists but waits for approval: 403 and an explanation.
+    AccountPending {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// The account is disabled: 403.
+    AccountDisabled {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// No account, and provisioning creates none: 403.
+    NoAccount {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// A device credential that is unknown, revoked, expired or malformed:
+    /// 401 with a challenge.
+    BadCredential {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Shown to the client.
+        public: &'static str,
+        /// Logged.
+        detail: String,
+    },
+    /// A valid device credential that does not cover this route: 403.
+    CredentialNotForRoute {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// The credential's owner has not been seen through SSO recently: 403.
+    SsoStale {
+        /// Index into `settings.routes`.
+        route: usize,
+    },
+    /// Too many failed credential attempts: 429.
+    TooManyFailures {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Seconds until the next attempt may succeed.
+        retry_after: u64,
+    },
+    /// The database is needed and unreachable: 503 (fail closed).
+    Unavailable {
+        /// Index into `settings.routes`.
+        route: usize,
+        /// Logged.
+        detail: String,
+    },
+}
+
+impl Refusal {
+    /// The HTTP status this refusal is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::Unauthenticated { .. }
+            | Self::BadCredential { .. }
+            | Self::BadAssertion { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. }
+            | Self::AccountPending { .. }
+            | Self::AccountDisabled { .. }
+            | Self::NoAccount { .. }
+            | Self::CredentialNotForRoute { .. }
+            | Self::SsoStale { .. } => StatusCode::FORBIDDEN,
+            Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The metric outcome label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "bad_request",
+            Self::NoRoute => "no_route",
+            Self::Unauthenticated { .. } => "unauthenticated",
+            Self::BadAssertion { .. } => "bad_assertion",
+            Self::Forbidden { .. } => "forbidden",
+            Self::AccountPending { .. } => "account_pending",
+            Self::AccountDisabled { .. } => "account_disabled",
+            Self::NoAccount { .. } => "no_account",
+            Self::BadCredential { .. } => "bad_credential",
+            Self::CredentialNotForRoute { .. } => "credential_not_for_route",
+            Self::SsoStale { .. } => "sso_stale",
+            Self::TooManyFailures { .. } => "rate_limited",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
+    /// The logged detail of refusals worth an operator's attention (a
+    /// trusted front sending malformed identity or an assertion that does
+    /// not verify, a path crafted to confuse routing); `None` for routine
+    /// ones.
+    pub fn needs_attention(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { detail, .. } | Self::BadAssertion { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
+    /// The route, when one was matched.
+    pub fn route(&self) -> Option<usize> {
+        match self {
+            Self::Unauthenticated { route }
+            | Self::BadAssertion { route, .. }
+            | Self::Forbidden { route, .. }
+            | Self::AccountPending { route }
+            | Self::AccountDisabled { route }
+            | Self::NoAccount { route }
+            | Self::BadCredential { route, .. }
+            | Self::CredentialNotForRoute { route }
+            | Self::SsoStale { route }
+            | Self::TooManyFailures { route, .. }
+            | Self::Unavailable { route, .. } => Some(*route),
+            _ => None,
+        }
+    }
+}
+
+/// The client address to log, as text.
+pub fn ip_for_log(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+}
+
+/// Which endpoint refused, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub enum Via<'a> {
+    /// In-path: the request itself was refused.
+    Proxy {
+        /// The request's method.
+        method: &'a http::Method,
+        /// When the request arrived.
+        started: Instant,
+    },
+    /// Forward-auth: the request a front described was refused.
+    Verify,
+}
+
+/// Counts and logs a refusal: the metric, a warning for the refusals an
+/// operator should look at, and the access-log line. The only place a
+/// [`Refusal`] is logged.
+pub fn log_refusal(
+    state: &AppState,
+    refusal: &Refusal,
+    ctx: &ClientContext,
+    path: &str,
+    via: Via<'_>,
+) {
+    let route_name = refusal
+        .route()
+        .map_or("none", |r| state.settings.routes[r].name.as_str());
+    state.metrics.request(route_name, refusal.outcome());
+    if let Some(detail) = refusal.needs_attention() {
+        // A trusted front sending bad identity, or a path crafted to
+        // confuse routing: worth an operator's attention.
+        tracing::warn!(
+            peer = ?ctx.peer,
+            client_ip = %ip_for_log(ctx.client_ip),
+            path = %path,
+            "request refused: {detail}"
+        );
+    }
+    match via {
+        Via::Proxy { method, started } => tracing::info!(
+            target: "vestibule::access",
+            route = %route_name,
+            method = %method,
+            path = %path,
+            status = refusal.status().as_u16(),
+            refused = %refusal_detail(refusal),
+            client_ip = %ip_for_log(ctx.client_ip),
+            ms = started.elapsed().as_millis() as u64,
+        ),
+        Via::Verify => tracing::info!(
+            target: "vestibule::access",
+            route = %route_name,
+            verify = true,
+            path = %path,
+            status = refusal.status().as_u16(),
+            refused = %refusal_detail(refusal),
+            client_ip = %ip_for_log(ctx.client_ip),
+        ),
+    }
+}
+
+/// Counts and logs a forward-auth request refused before or beside the
+/// decision: a caller that is not a trusted proxy, a malformed description
+/// of the original request, a credential the front would forward. These
+/// are always worth a warning: a front is misconfigured or probed.
+pub fn log_verify_refusal(
+    state: &AppState,
+    peer: &vestibule_core::net::Peer,
+    path: &str,
+    outcome: &'static str,
+    detail: &str,
+) {
+    state.metrics.request("verify", outcome);
+    tracing::warn!(peer = ?peer, path = %path, "forward-auth request refused: {detail}");
+}
+
+/// What the log says about a refusal (never sent to the client).
+pub fn refusal_detail(r: &Refusal) -> String {
+    match r {
+        Refusal::BadRequest { detail, .. } => detail.clone(),
+        Refusal::NoRoute => "no route matches".into(),
+        Refusal::Unauthenticated { .. } => "no identity".into(),
+        Refusal::BadAssertion { detail, .. } => format!("identity assertion refused: {detail}"),
+        Refusal::Forbidden { username, .. } => {
+            format!("{username} is not allowed by the route policy")
+        }
+        Refusal::AccountPending { .. } => "account pending approval".into(),
+        Refusal::AccountDisabled { .. } => "account disabled".into(),
+        Refusal::NoAccount { .. } => "no account, and provisioning creates none".into(),
+        Refusal::BadCredential { detail, .. } => detail.clone(),
+        Refusal::CredentialNotForRoute { .. } => {
+            "device credential not valid for this route".into()
+        }
+        Refusal::SsoStale { .. } => "device owner not seen through SSO within max_sso_age".into(),
+        Refusal::TooManyFailures { retry_after, .. } => {
+            format!("too many failed credential attempts; retry after {retry_after} s")
+        }
+        Refusal::Unavailable { detail, .. } => format!("unavailable: {detail}"),
+    }
+}
+
+/// The login redirect for a route, if one is configured.
+pub fn login_location(
+    state: &AppState,
+    route: usize,
+    ctx: &ClientContext,
+    req: &RequestView<'_>,
+) -> Option<String> {
+    let template = state.settings.routes[route].login_url.as_ref()?;
+    Some(fill_login_url(template, ctx, req))
+}
+
+/// Adds the `WWW-Authenticate` challenge a 401 must carry (RFC 9110
+/// §11.6.1) on routes that take device credentials. WebDAV and Subsonic
+/// clients send Basic credentials only after a Basic challenge.
+fn with_challenge(
+    state: &AppState,
+    route: usize,
+    mut resp: axum::response::Response,
+) -> axum::response::Response {
+    let c = &state.settings.routes[route].carriers;
+    let h = resp.headers_mut();
+    if c.basic {
+        h.append(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Basic realm=\"vestibule\", charset=\"UTF-8\""),
+        );
+    }
+    if c.bearer {
+        h.append(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"vestibule\""),
+        );
+    }
+    resp
+}
+
+/// The response for a refusal.
+pub fn refusal_response(
+    state: &AppState,
+    refusal: &Refusal,
+    ctx: &ClientContext,
+    req: &RequestView<'_>,
+) -> axum::response::Response {
+    match refusal {
+        Refusal::BadRequest { public, .. } => plain(StatusCode::BAD_REQUEST, public),
+        Refusal::NoRoute => plain(
+            StatusCode::NOT_FOUND,
+            "No app is configured at this address.",
+        ),
+        Refusal::Unauthenticated { route } => {
+            match login_location(state, *route, ctx, req).filter(|_| wants_html(req.headers)) {
+                Some(loc) => redirect(&loc),
+                None => with_challenge(
+                    state,
+                    *route,
+                    plain(
+                        StatusCode::UNAUTHORIZED,
+                        "Sign in through your SSO portal to use this app.",
+                    ),
+                ),
+            }
+        }
+        Refusal::BadCredential { route, public, .. } => {
+            with_challenge(state, *route, plain(StatusCode::UNAUTHORIZED, public))
+        }
+        Refusal::BadAssertion { .. } => page(
+            StatusCode::UNAUTHORIZED,
+            wants_html(req.headers),
+            "Sign-in not accepted",
+            "The sign-in your SSO portal sent with this request could not be verified (it may have expired).",
+            "Reload the page; if that does not help, sign out of the SSO portal and in again.",
+        ),
+        Refusal::CredentialNotForRoute { .. } => plain(
+            StatusCode::FORBIDDEN,
+            "This device credential is not allowed on this app. Create one that includes it.",
+        ),
+        Refusal::SsoStale { .. } => page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Sign in again",
+            "This device has not been confirmed by a browser sign-in for too long.",
+            "Sign in once in a browser through your SSO portal; this device will work again right away.",
+        ),
+        Refusal::TooManyFailures { retry_after, .. } => {
+            let mut r = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts. Wait a moment, then check the credential.",
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(*retry_after),
+            );
+            r
+        }
+        Refusal::Forbidden { .. } => plain(
+            StatusCode::FORBIDDEN,
+            "Your account is not allowed to use this app.",
+        ),
+        Refusal::AccountPending { .. } => page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Waiting for approval",
+            "Your account has been created and is waiting for an administrator's approval.",
+            "You will be able to use this app once it is approved. There is nothing else to do now.",
+        ),
+        Refusal::AccountDisabled { .. } => page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Account disabled",
+            "Your account is disabled.",
+            "If you think this is a mistake, contact an administrator.",
+        ),
+        Refusal::NoAccount { .. } => page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "No account",
+            "You signed in, but there is no account for you here.",
+            "Ask an administrator to create or link one.",
+        ),
+        Refusal::Unavailable { .. } => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "vestibule cannot check this request right now; try again in a moment.",
+            );
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+            r
+        }
+    }
+}
