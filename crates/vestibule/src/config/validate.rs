@@ -636,6 +636,13 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     };
 
     let has_error = c.diags.iter().any(|d| d.severity == Severity::Error);
+    // Each route's policy goes into the table, so that a path whose
+    // case-folded reading reaches another route is handled under the
+    // strictest of them (a case-insensitive app serves `/ADMINS` as
+    // `/admins`).
+    let route_table = route_table
+        .filter(|_| routes.len() == file.routes.len())
+        .and_then(|t| t.with_policies(routes.iter().map(|r| r.policy.clone()).collect()));
     let settings = match route_table {
         Some(route_table) if !has_error && routes.len() == file.routes.len() => Some(Settings {
             listen,
