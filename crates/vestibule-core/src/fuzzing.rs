@@ -448,7 +448,10 @@ pub fn upgrade_header(data: &[u8]) {
     };
     let mut headers = HeaderMap::new();
     if settings {
-        headers.insert("http2-settings", HeaderValue::from_static("AAMAAABkAARAAAAAAAIAAAAA"));
+        headers.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAARAAAAAAAIAAAAA"),
+        );
     }
     for line in rest.split(|&b| b == b'\n') {
         if let Ok(v) = HeaderValue::from_bytes(line) {

@@ -131,9 +131,7 @@ pub fn path_interpretations(raw_path: &str) -> Result<Vec<String>, PathError> {
     // A raw `#` was refused above and a raw `?` is cut by the caller
     // (`target_path`), so these were encoded; a raw `?` passed here anyway
     // is cut the same way, which only adds readings.
-    let has_delimiter = units
-        .iter()
-        .any(|u| matches!(u, Unit::Byte(b'#' | b'?')));
+    let has_delimiter = units.iter().any(|u| matches!(u, Unit::Byte(b'#' | b'?')));
     let cuts: &[Cut] = if has_delimiter {
         &[Cut::None, Cut::BeforeDots, Cut::AfterDots]
     } else {
@@ -348,10 +346,7 @@ mod tests {
     #[test]
     fn encoded_fragment_and_query_delimiters_are_read_cut_and_not() {
         // An app that decodes `%23` and then cuts there reads /public.
-        assert_eq!(
-            readings("/public%23/../admin"),
-            ["/admin", "/public"]
-        );
+        assert_eq!(readings("/public%23/../admin"), ["/admin", "/public"]);
         assert_eq!(readings("/public%3F/../admin"), ["/admin", "/public"]);
         // `..#x` is no dot segment uncut; cut, `/a/..` is `/`.
         assert_eq!(readings("/a/..%23x/b"), ["/a/..#x/b", "/"]);

@@ -505,15 +505,20 @@ mod tests {
     /// `/` for any signed-in user, `/public` open, `/admins` for admins,
     /// `/ops` for ops: the table of the integration pages, plus one.
     fn page_table() -> RouteTable {
-        RouteTable::new([(None, "/"), (None, "/public"), (None, "/admins"), (None, "/ops")])
-            .unwrap()
-            .with_policies(vec![
-                policy(AuthMode::Required, &[]),
-                policy(AuthMode::Public, &[]),
-                policy(AuthMode::Required, &["admins"]),
-                policy(AuthMode::Required, &["ops"]),
-            ])
-            .unwrap()
+        RouteTable::new([
+            (None, "/"),
+            (None, "/public"),
+            (None, "/admins"),
+            (None, "/ops"),
+        ])
+        .unwrap()
+        .with_policies(vec![
+            policy(AuthMode::Required, &[]),
+            policy(AuthMode::Public, &[]),
+            policy(AuthMode::Required, &["admins"]),
+            policy(AuthMode::Required, &["ops"]),
+        ])
+        .unwrap()
     }
 
     #[test]
@@ -538,7 +543,10 @@ mod tests {
         assert_eq!(t.find(None, "/ADMIN\u{17f}/x"), Ok(Some(2)));
         let k = RouteTable::new([(None, "/"), (None, "/kube")])
             .unwrap()
-            .with_policies(vec![policy(AuthMode::Public, &[]), policy(AuthMode::Required, &[])])
+            .with_policies(vec![
+                policy(AuthMode::Public, &[]),
+                policy(AuthMode::Required, &[]),
+            ])
             .unwrap();
         assert_eq!(k.find(None, "/\u{212a}ube/x"), Ok(Some(1)));
         assert_eq!(k.find(None, "/%E2%84%AAube/x"), Ok(Some(1)));

@@ -108,7 +108,13 @@ mod tests {
     #[test]
     fn no_upgrade_and_websocket_pass() {
         assert_eq!(check_upgrade(&h(&[("accept", "*/*")])), Ok(None));
-        for v in ["websocket", "WebSocket", " websocket ", "websocket,", ", WEBSOCKET"] {
+        for v in [
+            "websocket",
+            "WebSocket",
+            " websocket ",
+            "websocket,",
+            ", WEBSOCKET",
+        ] {
             assert_eq!(
                 check_upgrade(&h(&[("upgrade", v), ("connection", "upgrade")])),
                 Ok(Some(Upgrade::WebSocket)),

@@ -62,11 +62,13 @@ pub struct CarelessApp {
 }
 
 impl CarelessApp {
-    /// Starts it on `addr` (the app port a front's page forwards to).
+    /// Starts it on `addr` (the app port a front's page forwards to, or
+    /// port 0 for any).
     pub async fn start(addr: SocketAddr) -> Self {
         let listener = TcpListener::bind(addr)
             .await
             .unwrap_or_else(|e| panic!("the careless app cannot bind {addr}: {e}"));
+        let addr = listener.local_addr().unwrap();
         let served: Arc<Mutex<Vec<Served>>> = Arc::default();
         let log = served.clone();
         tokio::spawn(async move {
@@ -131,7 +133,11 @@ async fn handle(mut stream: TcpStream, log: Arc<Mutex<Vec<Served>>>) {
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
-    let target = request_line.split(' ').nth(1).unwrap_or_default().to_owned();
+    let target = request_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -147,39 +153,41 @@ async fn handle(mut stream: TcpStream, log: Arc<Mutex<Vec<Served>>>) {
         file: if h2c { None } else { file },
     });
     if h2c {
-        let switching = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+        let switching =
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
         if stream.write_all(switching).await.is_err() {
             return;
         }
-        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let log = log.clone();
-            async move {
-                let target = req
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned();
-                let file = resolve(&target);
-                log.lock().unwrap().push(Served {
-                    protocol: "h2",
-                    headers: req
-                        .headers()
-                        .iter()
-                        .map(|(n, v)| {
-                            (
-                                n.as_str().to_owned(),
-                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                            )
-                        })
-                        .collect(),
-                    target,
-                    file,
-                });
-                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
-                    content(file),
-                ))))
-            }
-        });
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let log = log.clone();
+                async move {
+                    let target = req
+                        .uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned();
+                    let file = resolve(&target);
+                    log.lock().unwrap().push(Served {
+                        protocol: "h2",
+                        headers: req
+                            .headers()
+                            .iter()
+                            .map(|(n, v)| {
+                                (
+                                    n.as_str().to_owned(),
+                                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                )
+                            })
+                            .collect(),
+                        target,
+                        file,
+                    });
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                        content(file),
+                    ))))
+                }
+            });
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(stream), service)
             .await;

@@ -884,8 +884,7 @@ async fn exercise_bypasses(s: &mut Stack) {
         ("anonymous", "/public/index.txt", &[][..]),
         ("bob", "/app", &BOB[..]),
     ] {
-        let attempt =
-            try_h2c(s.addr, TRUSTED, path, headers, "/admins/secret", &forged).await;
+        let attempt = try_h2c(s.addr, TRUSTED, path, headers, "/admins/secret", &forged).await;
         assert!(
             attempt.status != 101 && attempt.tunneled.is_none(),
             "{name}: {who} asking for an h2c upgrade of {path} got a tunnel: {:?}\n{}",
@@ -976,10 +975,10 @@ async fn exercise_bypasses(s: &mut Stack) {
             s.logs()
         );
     }
-    let bob_got_it = app.served().iter().any(|r| {
-        r.file == Some("/admins/secret")
-            && r.header("remote-user") != ["alice"]
-    });
+    let bob_got_it = app
+        .served()
+        .iter()
+        .any(|r| r.file == Some("/admins/secret") && r.header("remote-user") != ["alice"]);
     assert!(
         !bob_got_it,
         "{name}: /admins/secret was served to someone other than alice: {:?}",
