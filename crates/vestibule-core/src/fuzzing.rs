@@ -383,26 +383,25 @@ pub fn route_find(data: &[u8]) {
         policy(AuthMode::Optional, ""),
         policy(AuthMode::Required, "ops"),
     ];
-    let Some(table) = RouteTable::new([
+    let routes = [
         (None, "/"),
         (None, "/public"),
         (None, "/api/v1"),
         (Some("app.example.com"), "/admin"),
         (Some("*.example.com"), "/"),
         (None, "/OPS"),
-    ])
-    .ok()
-    .and_then(|t| t.with_policies(policies.clone())) else {
+    ];
+    let Some(table) = RouteTable::new(routes)
+        .ok()
+        .and_then(|t| t.with_policies(policies.clone()))
+    else {
         return;
     };
-    let Ok(table_lowercased) = RouteTable::new([
-        (None, "/"),
-        (None, "/public"),
-        (None, "/api/v1"),
-        (Some("app.example.com"), "/admin"),
-        (Some("*.example.com"), "/"),
-        (None, "/ops"),
-    ]) else {
+    // The same table as a case-insensitive app's router sees it.
+    let lowered: Vec<(Option<&str>, String)> =
+        routes.iter().map(|(h, p)| (*h, p.to_lowercase())).collect();
+    let Ok(table_lowercased) = RouteTable::new(lowered.iter().map(|(h, p)| (*h, p.as_str())))
+    else {
         return;
     };
     let raw = String::from_utf8_lossy(data);

@@ -95,14 +95,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
+        let line = |(k, v): &(&str, &str)| {
+            (
                 HeaderName::from_bytes(k.as_bytes()).unwrap(),
                 HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
+            )
+        };
+        // `collect` appends, so repeated names keep every line.
+        pairs.iter().map(line).collect()
     }
 
     #[test]
