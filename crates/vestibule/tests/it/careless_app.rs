@@ -219,22 +219,37 @@ pub struct H2cAttempt {
     pub tunneled: Option<(u16, String)>,
 }
 
+/// How the h2c upgrade is asked for.
+#[derive(Debug, Clone, Copy)]
+pub enum H2cAsk {
+    /// As RFC 7540 §3.2 says: `Upgrade: h2c` with `HTTP2-Settings`.
+    WithSettings,
+    /// `Upgrade: h2c` alone, which lenient apps accept too.
+    UpgradeOnly,
+}
+
 /// Asks `front` (from `from`) to upgrade a request for `path` to h2c; on a
 /// 101, sends `GET tunnel_path` over HTTP/2 on the same connection with
 /// `forged` headers, as a smuggler would.
 pub async fn try_h2c(
     front: SocketAddr,
     from: &str,
+    ask: H2cAsk,
     path: &str,
     extra: &[(&str, &str)],
     tunnel_path: &str,
     forged: &[(&str, &str)],
 ) -> H2cAttempt {
     let mut stream = crate::support::Raw::connect(front, from).await;
-    let mut req = format!(
-        "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
-         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
-    );
+    let mut req = match ask {
+        H2cAsk::WithSettings => format!(
+            "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+        ),
+        H2cAsk::UpgradeOnly => format!(
+            "GET {path} HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        ),
+    };
     for (n, v) in extra {
         req.push_str(&format!("{n}: {v}\r\n"));
     }

@@ -34,7 +34,7 @@ use vestibule_core::credential::device_token;
 use vestibule_core::secret::hash_token;
 use vestibule_store::{IdentityKey, NewDevice, Store, StoreConfig};
 
-use crate::careless_app::{CarelessApp, try_h2c};
+use crate::careless_app::{CarelessApp, H2cAsk, try_h2c};
 use crate::support::*;
 
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/integrations");
@@ -880,22 +880,33 @@ async fn exercise_bypasses(s: &mut Stack) {
         ("x-authentik-username", "alice"),
         ("x-authentik-groups", "admins"),
     ];
-    for (who, path, headers) in [
-        ("anonymous", "/public/index.txt", &[][..]),
-        ("bob", "/app", &BOB[..]),
-    ] {
-        let attempt = try_h2c(s.addr, TRUSTED, path, headers, "/admins/secret", &forged).await;
-        assert!(
-            attempt.status != 101 && attempt.tunneled.is_none(),
-            "{name}: {who} asking for an h2c upgrade of {path} got a tunnel: {:?}\n{}",
-            attempt,
-            s.logs()
-        );
-        assert!(
-            (400..500).contains(&attempt.status) || attempt.status == 500,
-            "{name}: {who}'s h2c upgrade of {path} must be refused, got {}",
-            attempt.head
-        );
+    for ask in [H2cAsk::WithSettings, H2cAsk::UpgradeOnly] {
+        for (who, path, headers) in [
+            ("anonymous", "/public/index.txt", &[][..]),
+            ("bob", "/app", &BOB[..]),
+        ] {
+            let attempt = try_h2c(
+                s.addr,
+                TRUSTED,
+                ask,
+                path,
+                headers,
+                "/admins/secret",
+                &forged,
+            )
+            .await;
+            assert!(
+                attempt.status != 101 && attempt.tunneled.is_none(),
+                "{name}: {who} asking for an h2c upgrade ({ask:?}) of {path} got a tunnel: {:?}\n{}",
+                attempt,
+                s.logs()
+            );
+            assert!(
+                (400..500).contains(&attempt.status) || attempt.status == 500,
+                "{name}: {who}'s h2c upgrade ({ask:?}) of {path} must be refused, got {}",
+                attempt.head
+            );
+        }
     }
     let served = app.served();
     assert!(

@@ -411,7 +411,7 @@ async fn ipv4_mapped_peers_are_normalised() {
 /// targets carelessly.
 #[tokio::test]
 async fn in_path_h2c_fragments_and_letter_case() {
-    use crate::careless_app::{CarelessApp, try_h2c};
+    use crate::careless_app::{CarelessApp, H2cAsk, try_h2c};
 
     let app = CarelessApp::start("127.0.0.1:0".parse().unwrap()).await;
     let up = app.addr;
@@ -430,10 +430,12 @@ async fn in_path_h2c_fragments_and_letter_case() {
     assert_eq!((r.status, r.text().as_str()), (200, "public index"));
 
     // h2c: refused before the app, on any route, with or without identity.
-    for (path, who) in [("/public/index.txt", &[][..]), ("/app", &bob[..])] {
-        let attempt = try_h2c(gw.addr, TRUSTED, path, who, "/admins/secret", &alice).await;
-        assert_eq!(attempt.status, 400, "{path}: {attempt:?}");
-        assert!(attempt.tunneled.is_none());
+    for ask in [H2cAsk::WithSettings, H2cAsk::UpgradeOnly] {
+        for (path, who) in [("/public/index.txt", &[][..]), ("/app", &bob[..])] {
+            let attempt = try_h2c(gw.addr, TRUSTED, ask, path, who, "/admins/secret", &alice).await;
+            assert_eq!(attempt.status, 400, "{ask:?} {path}: {attempt:?}");
+            assert!(attempt.tunneled.is_none());
+        }
     }
     assert!(
         app.served()
