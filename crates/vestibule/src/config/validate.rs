@@ -636,6 +636,31 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     };
 
     let has_error = c.diags.iter().any(|d| d.severity == Severity::Error);
+    // Two prefixes that differ only in letter case are one prefix to a
+    // case-insensitive app; when neither route's policy is stricter, every
+    // request under them is refused (400), which is worth saying up front.
+    for (i, a) in routes.iter().enumerate() {
+        for (j, b) in routes.iter().enumerate().skip(i + 1) {
+            let (ra, rb) = (&file.routes[i], &file.routes[j]);
+            let same_host = ra.host.as_deref().map(str::to_ascii_lowercase)
+                == rb.host.as_deref().map(str::to_ascii_lowercase);
+            if same_host
+                && ra.path_prefix != rb.path_prefix
+                && ra.path_prefix.to_lowercase() == rb.path_prefix.to_lowercase()
+                && !a.policy.at_least_as_strict_as(&b.policy)
+                && !b.policy.at_least_as_strict_as(&a.policy)
+            {
+                c.warn(
+                    format!("route[{j}].path_prefix"),
+                    format!(
+                        "`{}` and `{}` differ only in letter case and neither route's policy is stricter: every request under them will be refused (400)",
+                        ra.path_prefix, rb.path_prefix
+                    ),
+                    "merge the two routes, or give one a policy at least as strict as the other's",
+                );
+            }
+        }
+    }
     // Each route's policy goes into the table, so that a path whose
     // case-folded reading reaches another route is handled under the
     // strictest of them (a case-insensitive app serves `/ADMINS` as
@@ -1555,6 +1580,23 @@ name = "app"
                 .any(|d| d.severity == severity && d.key.starts_with(key) && !d.fix.is_empty()),
             "expected {severity:?} at {key}, got {d:#?}\n{text}"
         );
+    }
+
+    #[test]
+    fn prefixes_differing_only_in_case_with_incomparable_policies_warn() {
+        let two = |a: &str, b: &str| {
+            format!(
+                "{BASE}\n[[route]]\nname = \"a\"\npath_prefix = \"/team\"\nupstream = \"http://127.0.0.1:3000\"\n{a}\n\n[[route]]\nname = \"b\"\npath_prefix = \"/TEAM\"\nupstream = \"http://127.0.0.1:3000\"\n{b}\n"
+            )
+        };
+        has(
+            &two("allow_groups = [\"a\"]", "allow_groups = [\"b\"]"),
+            Severity::Warning,
+            "route[2].path_prefix",
+        );
+        // Comparable policies: the stricter one applies, nothing to say.
+        let d = diags(&two("allow_groups = [\"a\"]", ""));
+        assert!(d.is_empty(), "{d:#?}");
     }
 
     #[test]
