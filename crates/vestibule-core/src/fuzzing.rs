@@ -205,7 +205,7 @@ pub fn path_interpretations(data: &[u8]) {
         return;
     };
     let path = target_path(target);
-    assert!(target.starts_with(path) && !path.contains(['?', '#']));
+    assert!(target.starts_with(path) && !path.contains('?'));
     check_path(target);
     if path != target {
         check_path(path);
@@ -216,7 +216,8 @@ fn check_path(path: &str) {
     match crate::path::path_interpretations(path) {
         Ok(readings) => {
             assert!(path.starts_with('/') && path.len() <= MAX_PATH_LEN);
-            assert!(!readings.is_empty() && readings.len() <= 8);
+            assert!(!path.contains('#'), "a raw `#` must be refused");
+            assert!(!readings.is_empty() && readings.len() <= crate::path::MAX_READINGS);
             for (i, r) in readings.iter().enumerate() {
                 assert!(r.starts_with('/'), "{r:?} is not absolute");
                 assert!(
@@ -240,6 +241,7 @@ fn check_path(path: &str) {
         }
         Err(PathError::NotAbsolute) => assert!(!path.starts_with('/')),
         Err(PathError::TooLong) => assert!(path.len() > MAX_PATH_LEN),
+        Err(PathError::Fragment) => assert!(path.contains('#')),
         Err(_) => {}
     }
 }
@@ -357,29 +359,128 @@ pub fn dialect_extract(data: &[u8]) {
 }
 
 /// Route matching: the input is a raw path (lossy UTF-8). Whatever the
-/// path, matching either picks one route for every reading or refuses.
+/// path, matching either picks one route for every reading or refuses; and
+/// the route picked is at least as strict as the one any case-folded
+/// spelling of the path gets, so case never loosens a decision.
 pub fn route_find(data: &[u8]) {
+    use crate::policy::{AuthMode, RoutePolicy};
     use crate::route::RouteTable;
 
-    let Ok(table) = RouteTable::new([
+    let policy = |auth: AuthMode, group: &str| RoutePolicy {
+        auth,
+        allow_groups: if group.is_empty() {
+            vec![]
+        } else {
+            vec![group.to_owned()]
+        },
+        ..Default::default()
+    };
+    let policies = vec![
+        policy(AuthMode::Required, ""),
+        policy(AuthMode::Public, ""),
+        policy(AuthMode::Required, "api"),
+        policy(AuthMode::Required, "admins"),
+        policy(AuthMode::Optional, ""),
+        policy(AuthMode::Required, "ops"),
+    ];
+    let routes = [
         (None, "/"),
         (None, "/public"),
         (None, "/api/v1"),
         (Some("app.example.com"), "/admin"),
         (Some("*.example.com"), "/"),
-    ]) else {
+        (None, "/OPS"),
+    ];
+    let Some(table) = RouteTable::new(routes)
+        .ok()
+        .and_then(|t| t.with_policies(policies.clone()))
+    else {
+        return;
+    };
+    // The same table as a case-insensitive app's router sees it.
+    let lowered: Vec<(Option<&str>, String)> =
+        routes.iter().map(|(h, p)| (*h, p.to_lowercase())).collect();
+    let Ok(table_lowercased) = RouteTable::new(lowered.iter().map(|(h, p)| (*h, p.as_str())))
+    else {
         return;
     };
     let raw = String::from_utf8_lossy(data);
     let path = target_path(&raw);
     for host in [None, Some("app.example.com"), Some("x.example.com:8443")] {
-        if let Ok(Some(i)) = table.find(host, path) {
-            assert!(i < 5);
+        let found = table.find(host, path);
+        if let Ok(Some(i)) = found {
+            assert!(i < 6);
             // The chosen route covers the plain reading of the path.
             if let Ok(readings) = crate::path::path_interpretations(path) {
                 assert!(!readings.is_empty());
             }
         }
+        if path.contains('#') {
+            assert!(found.is_err(), "a raw `#` must be refused");
+        }
+        // The route chosen is at least as strict as the one a
+        // case-insensitive app's router would pick: the same table with
+        // every prefix and the path lowercased. (ASCII without escapes, so
+        // that lowercasing commutes with every reading.)
+        if path.is_ascii() && !path.contains('%') {
+            let lowered = table_lowercased.find(host, &path.to_ascii_lowercase());
+            if let (Ok(Some(a)), Ok(Some(b))) = (&found, lowered) {
+                assert!(
+                    policies[*a].at_least_as_strict_as(&policies[b]),
+                    "{path:?} -> {a}, lowercased -> {b}"
+                );
+            }
+        }
+    }
+}
+
+/// [`check_upgrade`](crate::upgrade::check_upgrade): the input is `Upgrade`
+/// header lines, and a first line `HTTP2-Settings` when it starts with `!`.
+/// Only a single `websocket` token passes, and never with `HTTP2-Settings`.
+pub fn upgrade_header(data: &[u8]) {
+    use crate::upgrade::{Upgrade, UpgradeError, check_upgrade};
+    use http::{HeaderMap, HeaderValue};
+
+    let (settings, rest) = match data.split_first() {
+        Some((b'!', rest)) => (true, rest),
+        _ => (false, data),
+    };
+    let mut headers = HeaderMap::new();
+    if settings {
+        headers.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAARAAAAAAAIAAAAA"),
+        );
+    }
+    for line in rest.split(|&b| b == b'\n') {
+        if let Ok(v) = HeaderValue::from_bytes(line) {
+            headers.append(http::header::UPGRADE, v);
+        }
+    }
+    let tokens: Option<Vec<String>> = headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    match check_upgrade(&headers) {
+        Ok(None) => assert!(!settings && headers.get(http::header::UPGRADE).is_none()),
+        Ok(Some(Upgrade::WebSocket)) => {
+            assert!(!settings);
+            let tokens = tokens.expect("accepted values are text");
+            let words: Vec<&str> = tokens
+                .iter()
+                .flat_map(|t| t.split(','))
+                .map(|t| t.trim_matches([' ', '\t']))
+                .filter(|t| !t.is_empty())
+                .collect();
+            assert_eq!(words.len(), 1);
+            assert!(words[0].eq_ignore_ascii_case("websocket"));
+        }
+        Err(UpgradeError::Http2Settings) => assert!(settings),
+        Err(UpgradeError::NotWebSocket(v)) => {
+            assert!(!settings && !v.eq_ignore_ascii_case("websocket"));
+        }
+        Err(_) => assert!(!settings),
     }
 }
 
@@ -936,6 +1037,8 @@ mod tests {
             redirect_target(data);
             jwt_verify(data);
             jwks_parse(data);
+            route_find(data);
+            upgrade_header(data);
         }
     }
 }

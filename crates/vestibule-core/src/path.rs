@@ -11,7 +11,21 @@
 //! So instead of guessing one reading, [`path_interpretations`] returns all
 //! of them, and the caller refuses the request if two readings land on
 //! different routes. Inputs that no reasonable server agrees on (backslashes,
-//! control characters, broken escapes, non-UTF-8) are refused outright.
+//! control characters, broken escapes, non-UTF-8, a raw `#`) are refused
+//! outright.
+//!
+//! A raw `#` never belongs in a request target (RFC 9112 §3.2: origin-form
+//! is `absolute-path [ "?" query ]`; RFC 3986 §3.5: the fragment stays with
+//! the client). Yet nginx forwards `GET /public#/../app/secret` as sent, a
+//! gate that cut the target at `#` judged `/public`, and a file server read
+//! `/app/secret`. So the target is cut at `?` only, and a `#` left in the
+//! path is refused ([`PathError::Fragment`]). An encoded `%23` or `%3F` is
+//! data, but an app may decode it and then cut there; both readings are
+//! made.
+//!
+//! Letter case is one more reading, handled by route matching
+//! ([`crate::route`]): a case-insensitive app serves `/ADMINS/x` as
+//! `/admins/x`.
 
 use std::fmt;
 
@@ -36,6 +50,9 @@ pub enum PathError {
     Backslash,
     /// The path is longer than [`MAX_PATH_LEN`] bytes.
     TooLong,
+    /// The path contains a raw `#`: a fragment, which a client never sends
+    /// (RFC 9112 §3.2, RFC 3986 §3.5), and which the app may read as path.
+    Fragment,
 }
 
 impl fmt::Display for PathError {
@@ -49,6 +66,9 @@ impl fmt::Display for PathError {
             Self::ControlCharacter => f.write_str("the request path contains a control character"),
             Self::Backslash => f.write_str("the request path contains a backslash"),
             Self::TooLong => write!(f, "the request path is longer than {MAX_PATH_LEN} bytes"),
+            Self::Fragment => f.write_str(
+                "the request target contains a `#` (a fragment is never part of a request)",
+            ),
         }
     }
 }
@@ -56,10 +76,12 @@ impl fmt::Display for PathError {
 impl std::error::Error for PathError {}
 
 /// The path part of an origin-form request target: everything before the
-/// first `?` (query, RFC 3986 §3.4) or `#` (fragment, §3.5; never sent by a
-/// conforming client, but cut all the same so it cannot smuggle a path).
+/// first `?` (query, RFC 3986 §3.4). A `#` is **not** cut: a conforming
+/// client never sends one (RFC 9112 §3.2), a front may forward it raw and
+/// an app may read what follows as path, so it stays in the path, where
+/// [`path_interpretations`] refuses it.
 pub fn target_path(target: &str) -> &str {
-    target.split(['?', '#']).next().unwrap_or(target)
+    target.split('?').next().unwrap_or(target)
 }
 
 /// The query of an origin-form request target: after the first `?` that
@@ -83,9 +105,12 @@ pub fn target_query(target: &str) -> Option<&str> {
 /// - runs of `/` merged into one (nginx `merge_slashes`), or kept.
 ///
 /// Every other escape is decoded, then dot segments (`.`, `..`, encoded or
-/// not) are removed as in RFC 3986 §5.2.4. The distinct results are
-/// returned; the first is the plain reading (`%2F` kept, parameters kept,
-/// slashes kept).
+/// not) are removed as in RFC 3986 §5.2.4. When the path holds an encoded
+/// `#` or `?` (`%23`, `%3F`), each reading is also made cut at the first
+/// one, before and after dot-segment removal, as an app that decodes first
+/// and then looks for a fragment or query would. The distinct results are
+/// returned (at most [`MAX_READINGS`]); the first is the plain reading
+/// (`%2F` kept, parameters kept, slashes kept, nothing cut).
 pub fn path_interpretations(raw_path: &str) -> Result<Vec<String>, PathError> {
     if raw_path.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
@@ -103,23 +128,61 @@ pub fn path_interpretations(raw_path: &str) -> Result<Vec<String>, PathError> {
         return Err(PathError::ControlCharacter);
     }
 
+    // A raw `#` was refused above and a raw `?` is cut by the caller
+    // (`target_path`), so these were encoded; a raw `?` passed here anyway
+    // is cut the same way, which only adds readings.
+    let has_delimiter = units.iter().any(|u| matches!(u, Unit::Byte(b'#' | b'?')));
+    let cuts: &[Cut] = if has_delimiter {
+        &[Cut::None, Cut::BeforeDots, Cut::AfterDots]
+    } else {
+        &[Cut::None]
+    };
     let mut readings: Vec<String> = Vec::with_capacity(8);
-    for decode_slash in [false, true] {
-        for strip_params in [false, true] {
-            for merge_slashes in [false, true] {
-                let mut path = render(&units, decode_slash, strip_params);
-                if merge_slashes {
-                    path.dedup_by(|a, b| *a == b'/' && *b == b'/');
-                }
-                let path = remove_dot_segments(&path);
-                let path = String::from_utf8(path).map_err(|_| PathError::NotUtf8)?;
-                if !readings.contains(&path) {
-                    readings.push(path);
+    for &cut in cuts {
+        for decode_slash in [false, true] {
+            for strip_params in [false, true] {
+                for merge_slashes in [false, true] {
+                    let mut path = render(&units, decode_slash, strip_params);
+                    if cut == Cut::BeforeDots {
+                        cut_at_delimiter(&mut path);
+                    }
+                    if merge_slashes {
+                        path.dedup_by(|a, b| *a == b'/' && *b == b'/');
+                    }
+                    let mut path = remove_dot_segments(&path);
+                    if cut == Cut::AfterDots {
+                        cut_at_delimiter(&mut path);
+                        // The cut may leave a dot segment at the end.
+                        path = remove_dot_segments(&path);
+                    }
+                    let path = String::from_utf8(path).map_err(|_| PathError::NotUtf8)?;
+                    if !readings.contains(&path) {
+                        readings.push(path);
+                    }
                 }
             }
         }
     }
     Ok(readings)
+}
+
+/// At most this many readings come back from [`path_interpretations`]:
+/// three choices of two (`%2F`, `;`, `//`) times three cuts.
+pub const MAX_READINGS: usize = 24;
+
+/// Where a reading is cut at a decoded `#` or `?`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    None,
+    BeforeDots,
+    AfterDots,
+}
+
+/// Truncates `path` at its first `#` or `?`, keeping at least the `/`.
+fn cut_at_delimiter(path: &mut Vec<u8>) {
+    if let Some(i) = path.iter().position(|&b| b == b'#' || b == b'?') {
+        path.truncate(i.max(1));
+    }
 }
 
 /// A piece of the raw path, after percent-decoding.
@@ -153,6 +216,7 @@ fn tokenize(raw: &[u8]) -> Result<Vec<Unit>, PathError> {
     let mut bytes = raw.iter();
     while let Some(&b) = bytes.next() {
         let unit = match b {
+            b'#' => return Err(PathError::Fragment),
             b'/' => Unit::Slash,
             b';' => Unit::Semicolon,
             b'%' => {
@@ -266,11 +330,30 @@ mod tests {
     }
 
     #[test]
-    fn target_path_cuts_query_and_fragment() {
+    fn target_path_cuts_the_query_and_keeps_a_fragment_to_refuse() {
         assert_eq!(target_path("/public?../admin"), "/public");
-        assert_eq!(target_path("/admin#/public"), "/admin");
+        assert_eq!(target_path("/admin#/public"), "/admin#/public");
         assert_eq!(target_path("/a/b"), "/a/b");
         assert_eq!(target_path("?x"), "");
+        // nginx forwards this target raw; a file server reads /app/secret.
+        assert_eq!(
+            path_interpretations(target_path("/public#/../app/secret")),
+            Err(PathError::Fragment)
+        );
+        assert_eq!(path_interpretations("/a#"), Err(PathError::Fragment));
+    }
+
+    #[test]
+    fn encoded_fragment_and_query_delimiters_are_read_cut_and_not() {
+        // An app that decodes `%23` and then cuts there reads /public.
+        assert_eq!(readings("/public%23/../admin"), ["/admin", "/public"]);
+        assert_eq!(readings("/public%3F/../admin"), ["/admin", "/public"]);
+        // `..#x` is no dot segment uncut; cut, `/a/..` is `/`.
+        assert_eq!(readings("/a/..%23x/b"), ["/a/..#x/b", "/"]);
+        // A delimiter at the very start leaves the root.
+        assert_eq!(readings("/%23admin"), ["/#admin", "/"]);
+        // Files named with `#` keep their route: both readings are under /files.
+        assert_eq!(readings("/files/a%23b"), ["/files/a#b", "/files/a"]);
     }
 
     #[test]
@@ -388,7 +471,8 @@ mod tests {
         #[test]
         fn never_panics_and_readings_are_clean(s in "\\PC{0,64}") {
             if let Ok(rs) = path_interpretations(&s) {
-                prop_assert!(!rs.is_empty() && rs.len() <= 8);
+                prop_assert!(!rs.is_empty() && rs.len() <= MAX_READINGS);
+                prop_assert!(!s.contains('#'));
                 for r in &rs {
                     prop_assert!(r.starts_with('/'));
                     prop_assert!(is_dot_free(r), "{r:?}");
@@ -397,9 +481,10 @@ mod tests {
         }
 
         #[test]
-        fn path_like_input_readings_are_clean(s in "/[/.;%2eEfF5cCa0-9]{0,40}") {
+        fn path_like_input_readings_are_clean(s in "/[/.;%2eEfF5cCa0-93#?]{0,40}") {
             if let Ok(rs) = path_interpretations(&s) {
-                prop_assert!(!rs.is_empty() && rs.len() <= 8);
+                prop_assert!(!rs.is_empty() && rs.len() <= MAX_READINGS);
+                prop_assert!(!s.contains('#'));
                 for r in &rs {
                     prop_assert!(r.starts_with('/'));
                     prop_assert!(is_dot_free(r), "{r:?}");

@@ -61,6 +61,38 @@ impl RoutePolicy {
                 .any(|r| id.roles.iter().any(|x| x == r))
     }
 
+    /// Whether `self` is at least as strict as `other`: every request
+    /// `self` lets pass, `other` lets pass too (anonymous or as any
+    /// identity). A partial order, judged on the configuration alone:
+    ///
+    /// - anonymous requests: `public` and `optional` let them pass,
+    ///   `required` does not;
+    /// - identities: `public` lets every one pass, and so does a route with
+    ///   no allow lists; otherwise only those in the lists. So `self` is at
+    ///   least as strict when `other` lets every identity pass, or when
+    ///   `self` is not `public`, has lists, and each of its users, groups
+    ///   and roles is also in `other`'s lists.
+    ///
+    /// Two policies may be incomparable (`allow_groups = ["a"]` and
+    /// `["b"]`); route matching then refuses the request rather than pick
+    /// one (see [`crate::route`]).
+    pub fn at_least_as_strict_as(&self, other: &Self) -> bool {
+        let admits_anonymous = |p: &Self| p.auth != AuthMode::Required;
+        let has_lists = |p: &Self| {
+            !(p.allow_users.is_empty() && p.allow_groups.is_empty() && p.allow_roles.is_empty())
+        };
+        let admits_every_identity = |p: &Self| p.auth == AuthMode::Public || !has_lists(p);
+        let subset = |a: &[String], b: &[String]| a.iter().all(|x| b.contains(x));
+        let anonymous_ok = !admits_anonymous(self) || admits_anonymous(other);
+        let identities_ok = admits_every_identity(other)
+            || (self.auth != AuthMode::Public
+                && has_lists(self)
+                && subset(&self.allow_users, &other.allow_users)
+                && subset(&self.allow_groups, &other.allow_groups)
+                && subset(&self.allow_roles, &other.allow_roles));
+        anonymous_ok && identities_ok
+    }
+
     /// Decides a request.
     pub fn evaluate(&self, identity: Option<&Identity>) -> Decision {
         match (self.auth, identity) {
@@ -263,6 +295,80 @@ mod tests {
             ["admin", "viewer"]
         );
         assert!(roles_for(&["guests".into()], &mapping).is_empty());
+    }
+
+    fn policy(auth: AuthMode, users: &[&str], groups: &[&str], roles: &[&str]) -> RoutePolicy {
+        let v = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+        RoutePolicy {
+            auth,
+            allow_users: v(users),
+            allow_groups: v(groups),
+            allow_roles: v(roles),
+        }
+    }
+
+    #[test]
+    fn strictness_orders_public_authenticated_and_restricted() {
+        let public = policy(AuthMode::Public, &[], &[], &[]);
+        let optional = policy(AuthMode::Optional, &[], &[], &[]);
+        let required = policy(AuthMode::Required, &[], &[], &[]);
+        let admins = policy(AuthMode::Required, &[], &["admins"], &[]);
+        let admins_or_ops = policy(AuthMode::Required, &[], &["admins", "ops"], &[]);
+        let ops = policy(AuthMode::Required, &[], &["ops"], &[]);
+        let carol = policy(AuthMode::Required, &["carol"], &[], &[]);
+        // Public and optional (without lists) admit the same requests.
+        assert!(public.at_least_as_strict_as(&optional) && optional.at_least_as_strict_as(&public));
+        let chain = [&public, &required, &admins_or_ops, &admins];
+        for (i, a) in chain.iter().enumerate() {
+            for (j, b) in chain.iter().enumerate() {
+                assert_eq!(a.at_least_as_strict_as(b), i >= j, "{i} vs {j}");
+            }
+        }
+        // Incomparable: neither's allowed set contains the other's.
+        assert!(!admins.at_least_as_strict_as(&ops) && !ops.at_least_as_strict_as(&admins));
+        assert!(!admins.at_least_as_strict_as(&carol) && !carol.at_least_as_strict_as(&admins));
+        // Optional with lists still admits anonymous requests.
+        let optional_admins = policy(AuthMode::Optional, &[], &["admins"], &[]);
+        assert!(!optional_admins.at_least_as_strict_as(&required));
+        assert!(admins.at_least_as_strict_as(&optional_admins));
+        // Roles count like groups.
+        let admin_role = policy(AuthMode::Required, &[], &[], &["admin"]);
+        assert!(admin_role.at_least_as_strict_as(&required));
+        assert!(!admin_role.at_least_as_strict_as(&admins));
+    }
+
+    proptest::proptest! {
+        /// The order is sound: whenever `a` is at least as strict as `b`,
+        /// no request passes `a` and fails `b`.
+        #[test]
+        fn stricter_never_admits_more(
+            auths in proptest::collection::vec(0u8..3, 2),
+            lists in proptest::collection::vec(proptest::collection::vec(0u8..3, 0..3), 6),
+            who in proptest::collection::vec(0u8..3, 0..3),
+            anonymous: bool,
+        ) {
+            let mode = |m: u8| [AuthMode::Public, AuthMode::Optional, AuthMode::Required][m as usize];
+            let names = |l: &[u8]| l.iter().map(|n| format!("n{n}")).collect::<Vec<_>>();
+            let mk = |i: usize| RoutePolicy {
+                auth: mode(auths[i]),
+                allow_users: names(&lists[3 * i]),
+                allow_groups: names(&lists[3 * i + 1]),
+                allow_roles: names(&lists[3 * i + 2]),
+            };
+            let (a, b) = (mk(0), mk(1));
+            let identity = (!anonymous).then(|| Identity {
+                subject: "s".into(),
+                username: format!("n{}", who.first().copied().unwrap_or(9)),
+                groups: names(&who),
+                roles: names(&who),
+                ..Default::default()
+            });
+            let passes = |p: &RoutePolicy| matches!(p.evaluate(identity.as_ref()), Decision::Allow { .. });
+            if a.at_least_as_strict_as(&b) {
+                proptest::prop_assert!(!passes(&a) || passes(&b));
+            }
+            proptest::prop_assert!(a.at_least_as_strict_as(&a));
+        }
     }
 
     #[test]

@@ -2,13 +2,29 @@
 //!
 //! The path is matched under every reading [`crate::path::path_interpretations`]
 //! produces (percent-decoding, dot segments, `;` parameters, merged
-//! slashes). If two readings pick different routes, the request is refused:
-//! otherwise `/public/..%2Fadmin`-style paths could be checked against the
-//! public route and served by the app as the protected one.
+//! slashes, a cut at an encoded `#` or `?`). If two readings pick different
+//! routes, the request is refused: otherwise `/public/..%2Fadmin`-style
+//! paths could be checked against the public route and served by the app
+//! as the protected one.
+//!
+//! **Letter case** is one more reading: a case-insensitive app (Windows,
+//! macOS file systems, many routers) serves `/ADMINS/secret` as
+//! `/admins/secret`. Route prefixes match case-sensitively, and then every
+//! reading is matched again case-folded (Unicode lowercase and uppercase,
+//! so `K` (Kelvin sign) and `ı` fold too). When a folded reading reaches a
+//! different route, the **strictest** policy applies: the request is
+//! handled as the route whose policy is at least as strict as every other
+//! reached ([`RoutePolicy::at_least_as_strict_as`]: `public` < `optional` <
+//! `required` < `required` with allow lists, lists ordered by inclusion).
+//! When no route is stricter than all the others (incomparable lists), or
+//! the table has no policies, the request is refused
+//! ([`MatchError::CaseAmbiguous`]). A path whose exact reading reaches no
+//! route stays unrouted, whatever its folded readings reach.
 
 use std::fmt;
 
 use crate::path::{PathError, path_interpretations};
+use crate::policy::RoutePolicy;
 
 /// A host a route answers for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +115,9 @@ pub enum MatchError {
     BadPath(PathError),
     /// Two readings of the path select different routes.
     AmbiguousPath,
+    /// The path read case-folded reaches routes of which none has a policy
+    /// at least as strict as all the others'.
+    CaseAmbiguous,
 }
 
 impl fmt::Display for MatchError {
@@ -108,6 +127,10 @@ impl fmt::Display for MatchError {
             Self::AmbiguousPath => write!(
                 f,
                 "the request path can be read as belonging to two different routes"
+            ),
+            Self::CaseAmbiguous => write!(
+                f,
+                "the request path, read case-insensitively, belongs to routes with incomparable policies"
             ),
         }
     }
@@ -119,12 +142,19 @@ impl std::error::Error for MatchError {}
 struct Entry {
     host: Option<HostPattern>,
     prefix: String,
+    /// `prefix`, Unicode-lowercased and -uppercased, for folded matching.
+    prefix_lower: String,
+    prefix_upper: String,
 }
 
 /// A compiled set of routes. Indices are the order given to [`RouteTable::new`].
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     entries: Vec<Entry>,
+    /// Each route's policy, by index, to pick the strictest route a
+    /// case-folded reading reaches; `None` refuses whenever folding
+    /// changes the route.
+    policies: Option<Vec<RoutePolicy>>,
 }
 
 /// Whether `path` is `prefix` or below it, segment-wise: `/api` matches
@@ -137,6 +167,18 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
         Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
+}
+
+/// [`path_has_prefix`], ASCII case-insensitively (a non-ASCII byte in
+/// `prefix` matches nothing in an ASCII path).
+fn has_prefix_ignore_ascii_case(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let (p, x) = (path.as_bytes(), prefix.as_bytes());
+    p.len() >= x.len()
+        && p[..x.len()].eq_ignore_ascii_case(x)
+        && (p.len() == x.len() || p[x.len()] == b'/')
 }
 
 impl RouteTable {
@@ -167,38 +209,135 @@ impl RouteTable {
                         .map_or("(any)".to_owned(), |h| format!("{h:?}"))
                 )));
             }
-            entries.push(Entry { host, prefix });
+            entries.push(Entry {
+                host,
+                prefix_lower: prefix.to_lowercase(),
+                prefix_upper: prefix.to_uppercase(),
+                prefix,
+            });
         }
-        Ok(Self { entries })
+        Ok(Self {
+            entries,
+            policies: None,
+        })
+    }
+
+    /// Gives each route its policy (same order as [`RouteTable::new`]), so
+    /// that a case-folded reading reaching another route is handled under
+    /// the strictest of them instead of refused. `None` if the count differs.
+    pub fn with_policies(mut self, policies: Vec<RoutePolicy>) -> Option<Self> {
+        if policies.len() != self.entries.len() {
+            return None;
+        }
+        self.policies = Some(policies);
+        Some(self)
     }
 
     /// The route for one already-normalised path, by precedence: exact host,
     /// then wildcard host, then any host; within each, the longest prefix.
     fn find_one(&self, host: &str, path: &str) -> Option<usize> {
-        // (host class, wildcard specificity, prefix length): exact host 2,
-        // wildcard 1 (longer suffix first), any host 0.
-        let rank = |e: &Entry| match &e.host {
+        let rank = |i: usize| Self::rank(&self.entries[i]);
+        self.matching(host, |e| path_has_prefix(path, &e.prefix))
+            .max_by_key(|&i| rank(i))
+    }
+
+    /// The routes a case-insensitive app's reading of `path` belongs to:
+    /// the best-ranked routes whose prefix matches the path lowercased or
+    /// uppercased, all of them when tied (`/team` and `/TEAM` are one
+    /// prefix to such an app). Both directions, as Unicode folds each way
+    /// differently: `ſ` uppercases to `S`, the Kelvin sign lowercases to `k`.
+    fn find_folded(&self, host: &str, path: &str) -> Vec<usize> {
+        let found: Vec<usize> = if path.is_ascii() {
+            // ASCII folds to ASCII: compare in place, no allocation.
+            self.matching(host, |e| {
+                has_prefix_ignore_ascii_case(path, &e.prefix_lower)
+                    || has_prefix_ignore_ascii_case(path, &e.prefix_upper)
+            })
+            .collect()
+        } else {
+            let lower = path.to_lowercase();
+            let upper = path.to_uppercase();
+            self.matching(host, |e| {
+                path_has_prefix(&lower, &e.prefix_lower) || path_has_prefix(&upper, &e.prefix_upper)
+            })
+            .collect()
+        };
+        let best = found.iter().map(|&i| Self::rank(&self.entries[i])).max();
+        found
+            .into_iter()
+            .filter(|&i| Some(Self::rank(&self.entries[i])) == best)
+            .collect()
+    }
+
+    /// Precedence: (host class, wildcard specificity, prefix length); exact
+    /// host 2, wildcard 1 (longer suffix first), any host 0.
+    fn rank(e: &Entry) -> (u8, usize, usize) {
+        match &e.host {
             Some(HostPattern::Exact(_)) => (2, 0, e.prefix.len()),
             Some(HostPattern::Wildcard(w)) => (1, w.len(), e.prefix.len()),
             None => (0, 0, e.prefix.len()),
-        };
+        }
+    }
+
+    /// The routes for `host` that `matches` accepts.
+    fn matching<'a>(
+        &'a self,
+        host: &'a str,
+        matches: impl Fn(&Entry) -> bool + 'a,
+    ) -> impl Iterator<Item = usize> + 'a {
         self.entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.host.as_ref().is_none_or(|h| h.matches(host)))
-            .filter(|(_, e)| path_has_prefix(path, &e.prefix))
-            .max_by_key(|(_, e)| rank(e))
+            .filter(move |(_, e)| e.host.as_ref().is_none_or(|h| h.matches(host)))
+            .filter(move |(_, e)| matches(e))
             .map(|(i, _)| i)
+    }
+
+    /// The route to handle a request under, given the route `exact` its
+    /// readings agree on and the routes its case-folded readings reach: the
+    /// one whose policy is at least as strict as all of them (`exact`
+    /// itself when it qualifies), or an error when none or several do.
+    fn strictest(&self, exact: usize, folded: &[usize]) -> Result<usize, MatchError> {
+        if folded.iter().all(|&r| r == exact) {
+            return Ok(exact);
+        }
+        let Some(policies) = &self.policies else {
+            return Err(MatchError::CaseAmbiguous);
+        };
+        let dominates = |m: usize| {
+            std::iter::once(exact)
+                .chain(folded.iter().copied())
+                .all(|r| policies[m].at_least_as_strict_as(&policies[r]))
+        };
+        if dominates(exact) {
+            return Ok(exact);
+        }
+        let winners: Vec<usize> = folded.iter().copied().filter(|&r| dominates(r)).collect();
+        match winners.as_slice() {
+            [m] => Ok(*m),
+            // None is stricter than all, or two equally strict routes other
+            // than the exact one: nothing says which app it is.
+            _ => Err(MatchError::CaseAmbiguous),
+        }
     }
 
     /// Finds the route for a request. `host` is a raw `Host` value (or
     /// `None`), `raw_path` the request path without the query.
+    ///
+    /// Every reading must reach the same route (else
+    /// [`MatchError::AmbiguousPath`]); then the case-folded readings may
+    /// move the request to a stricter route (see the module documentation).
     pub fn find(&self, host: Option<&str>, raw_path: &str) -> Result<Option<usize>, MatchError> {
         let host = host.map(normalize_host).unwrap_or_default();
         if is_plain_path(raw_path) {
             // Nothing to decode, no parameters, no empty or dot segments:
             // the path has exactly one reading, itself.
-            return Ok(self.find_one(&host, raw_path));
+            let Some(exact) = self.find_one(&host, raw_path) else {
+                return Ok(None);
+            };
+            let mut folded = self.find_folded(&host, raw_path);
+            folded.retain(|&r| r != exact);
+            return self.strictest(exact, &folded).map(Some);
         }
         let readings = path_interpretations(raw_path).map_err(MatchError::BadPath)?;
         let mut chosen: Option<Option<usize>> = None;
@@ -210,7 +349,19 @@ impl RouteTable {
                 Some(_) => return Err(MatchError::AmbiguousPath),
             }
         }
-        Ok(chosen.flatten())
+        let Some(exact) = chosen.flatten() else {
+            // No route refuses everything: nothing is stricter.
+            return Ok(None);
+        };
+        let mut folded: Vec<usize> = Vec::new();
+        for reading in &readings {
+            for r in self.find_folded(&host, reading) {
+                if r != exact && !folded.contains(&r) {
+                    folded.push(r);
+                }
+            }
+        }
+        self.strictest(exact, &folded).map(Some)
     }
 }
 
@@ -257,6 +408,7 @@ fn is_plain_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::AuthMode;
 
     #[test]
     fn prefix_is_segment_aware() {
@@ -338,6 +490,134 @@ mod tests {
         fn fast_path_is_exact(path in "/[a-z./;%2F-]{0,12}") {
             if is_plain_path(&path) {
                 proptest::prop_assert_eq!(path_interpretations(&path).unwrap(), vec![path.clone()]);
+            }
+        }
+    }
+
+    fn policy(auth: AuthMode, groups: &[&str]) -> RoutePolicy {
+        RoutePolicy {
+            auth,
+            allow_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// `/` for any signed-in user, `/public` open, `/admins` for admins,
+    /// `/ops` for ops: the table of the integration pages, plus one.
+    fn page_table() -> RouteTable {
+        RouteTable::new([
+            (None, "/"),
+            (None, "/public"),
+            (None, "/admins"),
+            (None, "/ops"),
+        ])
+        .unwrap()
+        .with_policies(vec![
+            policy(AuthMode::Required, &[]),
+            policy(AuthMode::Public, &[]),
+            policy(AuthMode::Required, &["admins"]),
+            policy(AuthMode::Required, &["ops"]),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn case_folding_applies_the_strictest_route() {
+        let t = page_table();
+        // A case-insensitive app serves these as /admins/secret.
+        for p in [
+            "/ADMINS/secret",
+            "/Admins",
+            "/aDmInS/x/y",
+            "/ADMINS%2Fsecret",
+            "/public/../ADMINS/x",
+            "/ADMINS;x=1/secret",
+        ] {
+            assert_eq!(t.find(None, p), Ok(Some(2)), "{p}");
+        }
+        // The exact route is already the stricter one: it stays.
+        assert_eq!(t.find(None, "/PUBLIC/x"), Ok(Some(0)));
+        assert_eq!(t.find(None, "/Public"), Ok(Some(0)));
+        // Unicode folding: the Kelvin sign lowercases to `k`, `ſ` (long s)
+        // uppercases to `S`; both reach the ops and admins routes.
+        assert_eq!(t.find(None, "/ADMIN\u{17f}/x"), Ok(Some(2)));
+        let k = RouteTable::new([(None, "/"), (None, "/kube")])
+            .unwrap()
+            .with_policies(vec![
+                policy(AuthMode::Public, &[]),
+                policy(AuthMode::Required, &[]),
+            ])
+            .unwrap();
+        assert_eq!(k.find(None, "/\u{212a}ube/x"), Ok(Some(1)));
+        assert_eq!(k.find(None, "/%E2%84%AAube/x"), Ok(Some(1)));
+        // Unchanged where case does not matter.
+        assert_eq!(t.find(None, "/admins/x"), Ok(Some(2)));
+        assert_eq!(t.find(None, "/app/Admins"), Ok(Some(0)));
+        assert_eq!(t.find(None, "/adminsX"), Ok(Some(0)));
+        assert_eq!(t.find(None, "/ADMINSX"), Ok(Some(0)));
+    }
+
+    #[test]
+    fn case_folding_refuses_incomparable_or_unknown_policies() {
+        // Routes for admins and for ops, one spelled in capitals: which
+        // policy applies to `/OPS` is clear, but to a prefix both fold to,
+        // it is not.
+        let t = RouteTable::new([(None, "/"), (None, "/team"), (None, "/TEAM")])
+            .unwrap()
+            .with_policies(vec![
+                policy(AuthMode::Public, &[]),
+                policy(AuthMode::Required, &["admins"]),
+                policy(AuthMode::Required, &["ops"]),
+            ])
+            .unwrap();
+        assert_eq!(t.find(None, "/team/x"), Err(MatchError::CaseAmbiguous));
+        assert_eq!(t.find(None, "/Team/x"), Err(MatchError::CaseAmbiguous));
+        // Without policies, any disagreement is refused.
+        let bare = RouteTable::new([(None, "/"), (None, "/admins")]).unwrap();
+        assert_eq!(bare.find(None, "/ADMINS"), Err(MatchError::CaseAmbiguous));
+        assert_eq!(bare.find(None, "/admins"), Ok(Some(1)));
+        assert_eq!(bare.find(None, "/other"), Ok(Some(0)));
+        // No route for the exact reading stays no route.
+        let only = RouteTable::new([(None, "/admins")])
+            .unwrap()
+            .with_policies(vec![policy(AuthMode::Required, &["admins"])])
+            .unwrap();
+        assert_eq!(only.find(None, "/ADMINS"), Ok(None));
+        // The policy count must match.
+        assert!(
+            RouteTable::new([(None, "/")])
+                .unwrap()
+                .with_policies(vec![])
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_encoded_fragment_cannot_reach_a_lenient_route() {
+        let t = page_table();
+        // `/public%23/../admins` is /admins decoded, /public cut at `#`.
+        assert_eq!(
+            t.find(None, "/public%23/../admins"),
+            Err(MatchError::AmbiguousPath)
+        );
+        assert_eq!(
+            t.find(None, "/public#/../admins"),
+            Err(MatchError::BadPath(PathError::Fragment))
+        );
+        // A `#` in a file name under one route is fine.
+        assert_eq!(t.find(None, "/admins/a%23b"), Ok(Some(2)));
+    }
+
+    proptest::proptest! {
+        /// Whatever the case of the path, the route chosen is at least as
+        /// strict as the one its lowercase spelling gets.
+        #[test]
+        fn folding_never_loosens(path in "/[a-zA-Z/]{0,16}") {
+            let t = page_table();
+            let lower = path.to_lowercase();
+            if let (Ok(Some(a)), Ok(Some(b))) = (t.find(None, &path), t.find(None, &lower)) {
+                let ps = t.policies.as_ref().unwrap();
+                proptest::prop_assert!(ps[a].at_least_as_strict_as(&ps[b]), "{path}: {a} vs {b}");
             }
         }
     }

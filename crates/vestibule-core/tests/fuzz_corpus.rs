@@ -92,3 +92,8 @@ fn jwt_verify() {
 fn jwks_parse() {
     replay("jwks_parse", fuzzing::jwks_parse);
 }
+
+#[test]
+fn upgrade_header() {
+    replay("upgrade_header", fuzzing::upgrade_header);
+}

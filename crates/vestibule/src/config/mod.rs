@@ -208,7 +208,14 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         .filter_map(|(i, r)| r.validate(&mut c, i, &cx))
         .collect();
     check_route_names(&mut c, &routes);
-    let route_table = route_table(&mut c, file);
+    check_case_twins(&mut c, file, &routes);
+    // Each route's policy goes into the table, so that a path whose
+    // case-folded reading reaches another route is handled under the
+    // strictest of them (a case-insensitive app serves `/ADMINS` as
+    // `/admins`).
+    let route_table = route_table(&mut c, file)
+        .filter(|_| routes.len() == file.routes.len())
+        .and_then(|t| t.with_policies(routes.iter().map(|r| r.policy.clone()).collect()));
     let identity_headers = identity_headers(identity_source.as_ref(), &routes);
 
     let settings = match route_table {
@@ -278,6 +285,37 @@ fn check_route_names(c: &mut Collector, routes: &[RouteSettings]) {
                 format!("two routes are named `{}`", r.name),
                 "give each route its own name",
             );
+        }
+    }
+}
+
+/// Two prefixes that differ only in letter case are one prefix to a
+/// case-insensitive app; when neither route's policy is stricter, every
+/// request under them is refused (400), which is worth saying up front.
+fn check_case_twins(c: &mut Collector, file: &FileConfig, routes: &[RouteSettings]) {
+    if routes.len() != file.routes.len() {
+        return;
+    }
+    for (i, a) in routes.iter().enumerate() {
+        for (j, b) in routes.iter().enumerate().skip(i + 1) {
+            let (ra, rb) = (&file.routes[i], &file.routes[j]);
+            let same_host = ra.host.as_deref().map(str::to_ascii_lowercase)
+                == rb.host.as_deref().map(str::to_ascii_lowercase);
+            if same_host
+                && ra.path_prefix != rb.path_prefix
+                && ra.path_prefix.to_lowercase() == rb.path_prefix.to_lowercase()
+                && !a.policy.at_least_as_strict_as(&b.policy)
+                && !b.policy.at_least_as_strict_as(&a.policy)
+            {
+                c.warn(
+                    format!("route[{j}].path_prefix"),
+                    format!(
+                        "`{}` and `{}` differ only in letter case and neither route's policy is stricter: every request under them will be refused (400)",
+                        ra.path_prefix, rb.path_prefix
+                    ),
+                    "merge the two routes, or give one a policy at least as strict as the other's",
+                );
+            }
         }
     }
 }

@@ -417,3 +417,20 @@ fn server_limits_are_bounded() {
         );
     }
 }
+
+#[test]
+fn prefixes_differing_only_in_case_with_incomparable_policies_warn() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "{BASE}\n[[route]]\nname = \"a\"\npath_prefix = \"/team\"\nupstream = \"http://127.0.0.1:3000\"\n{a}\n\n[[route]]\nname = \"b\"\npath_prefix = \"/TEAM\"\nupstream = \"http://127.0.0.1:3000\"\n{b}\n"
+        )
+    };
+    has(
+        &two("allow_groups = [\"a\"]", "allow_groups = [\"b\"]"),
+        Severity::Warning,
+        "route[2].path_prefix",
+    );
+    // Comparable policies: the stricter one applies, nothing to say.
+    let d = diags(&two("allow_groups = [\"a\"]", ""));
+    assert!(d.is_empty(), "{d:#?}");
+}

@@ -50,6 +50,16 @@ pub async fn decide(
             }));
         }
     };
+    // A protocol switch other than WebSocket (h2c above all) would turn the
+    // connection into a tunnel no later request of which is decided here.
+    // 400, as for any framing vestibule cannot vouch for; in forward-auth
+    // mode the front passes it on (nginx turns it into a 500).
+    if let Err(e) = vestibule_core::upgrade::check_upgrade(req.headers) {
+        return Err(refuse(Refusal::BadRequest {
+            public: "This protocol upgrade is not allowed; only WebSocket is.".into(),
+            detail: e.to_string(),
+        }));
+    }
 
     let identity = match authenticate(state, &ctx, req.headers).await {
         Ok(id) => id,

@@ -7,8 +7,10 @@
 //! - `X-Forwarded-For/-Proto/-Host` and `X-Real-IP` are rebuilt: a trusted
 //!   hop's values are extended, an untrusted client's are replaced.
 //! - Bodies stream both ways; nothing is buffered.
-//! - `Upgrade` (WebSocket) is passed through and the two upgraded
-//!   connections are spliced together.
+//! - A WebSocket `Upgrade` is passed through and the two upgraded
+//!   connections are spliced together. Any other upgrade (`h2c` above all)
+//!   was refused by the pipeline, and an app switching to anything but
+//!   WebSocket gets a 502, never a tunnel.
 
 use std::time::Instant;
 
@@ -21,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
 use vestibule_core::credential::{Carrier, remove_query_param, strip_credential_headers};
+use vestibule_core::upgrade::{Upgrade, check_upgrade};
 
 use crate::http::decide::{Pass, decide};
 use crate::http::refusal::{Via, ip_for_log, log_refusal, refusal_response};
@@ -131,8 +134,12 @@ fn request_host(req: &Request) -> Option<&str> {
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
-/// Whether the request asks to switch protocols, and to what.
+/// Whether the request asks to switch protocols, and to what: only ever
+/// WebSocket ([`check_upgrade`]; the pipeline refused anything else).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    if check_upgrade(headers) != Ok(Some(Upgrade::WebSocket)) {
+        return None;
+    }
     let connection_has_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -355,7 +362,12 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     hot.forwarded.inc();
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        // The app may only switch to what the client asked: WebSocket.
+        let to_websocket = resp
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        let Some(client_upgrade) = client_upgrade.filter(|_| to_websocket) else {
             return responses::plain(
                 StatusCode::BAD_GATEWAY,
                 "The app switched protocols unasked.",
@@ -433,5 +445,7 @@ mod tests {
             HeaderValue::from_static("keep-alive, Upgrade"),
         );
         assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
+        h.insert("upgrade", HeaderValue::from_static("h2c"));
+        assert!(upgrade_protocol(&h).is_none());
     }
 }

@@ -18,8 +18,13 @@
 //! The original request's details (`X-Original-*`, `X-Forwarded-*`) are
 //! read only from trusted proxies, and the route is matched on the original
 //! host and path, never on this endpoint's own path (oauth2-proxy
-//! GHSA-7x63-xv5r-3p2x). The path is cut at `?` and `#` and every reading of
-//! it must agree on the route (GHSA-7rh7-c77v-6434, GHSA-pxq7-h93f-9jrg).
+//! GHSA-7x63-xv5r-3p2x). The path is cut at `?`; a `#` left in it is refused
+//! with a 400 (nginx forwards `/public#/../app` raw, and a file server reads
+//! `/app`), and every reading of it must agree on the route
+//! (GHSA-7rh7-c77v-6434, GHSA-pxq7-h93f-9jrg), its case-folded readings
+//! taking the strictest route. An `Upgrade` other than WebSocket, or
+//! `HTTP2-Settings`, among the headers the front passes on is refused with a
+//! 400: a 200 would let the front open an h2c tunnel to the app.
 
 use std::sync::Arc;
 

@@ -34,6 +34,7 @@ use vestibule_core::credential::device_token;
 use vestibule_core::secret::hash_token;
 use vestibule_store::{IdentityKey, NewDevice, Store, StoreConfig};
 
+use crate::careless_app::{CarelessApp, H2cAsk, try_h2c};
 use crate::support::*;
 
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/integrations");
@@ -291,7 +292,7 @@ struct Stack {
     // Dropped in this order: the front first, then vestibule, then the app.
     front: FrontProcess,
     gateway: Gateway,
-    _app: Child,
+    app: Child,
 }
 
 impl Stack {
@@ -380,7 +381,7 @@ impl Stack {
             addr: SocketAddr::from(([127, 0, 0, 1], ports.front)),
             front,
             gateway,
-            _app: app,
+            app,
         }
     }
 
@@ -831,6 +832,171 @@ async fn exercise(s: &Stack) {
     }
 }
 
+/// The bypasses of issue 21, each against a careless app
+/// ([`CarelessApp`]) that replaces whoami on the app port: an h2c upgrade
+/// tunnel, a `#` in the request target, and letter case. The front and
+/// vestibule are the page's, as before.
+async fn exercise_bypasses(s: &mut Stack) {
+    let name = s.name;
+    s.app.kill().await.unwrap();
+    let app_addr = SocketAddr::from(([127, 0, 0, 1], s.ports.app));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpListener::bind(app_addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {app_addr} still taken 10 s after stopping whoami"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let app = CarelessApp::start(app_addr).await;
+    // Whether the app served a file for this exact target.
+    let served_for = |target: &str| {
+        app.served()
+            .iter()
+            .any(|r| r.target == target && r.file.is_some())
+    };
+
+    // Controls: the careless app serves through the front what it should.
+    let r = s.get("/public/index.txt", &[]).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "public index"),
+        "{name}: anonymous /public/index.txt must be served\n{}",
+        s.logs()
+    );
+    let r = s.get("/admins/secret", &ALICE).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "ADMINS-SECRET"),
+        "{name}: alice (an admin) on /admins/secret must be served\n{}",
+        s.logs()
+    );
+
+    // (a) h2c upgrade: never a tunnel past vestibule, on a public route
+    // (anonymous) or a signed-in one, and nothing forged through it.
+    let forged = [
+        ("remote-user", "alice"),
+        ("remote-groups", "admins"),
+        ("x-authentik-username", "alice"),
+        ("x-authentik-groups", "admins"),
+    ];
+    for ask in [H2cAsk::WithSettings, H2cAsk::UpgradeOnly] {
+        for (who, path, headers) in [
+            ("anonymous", "/public/index.txt", &[][..]),
+            ("bob", "/app", &BOB[..]),
+        ] {
+            let attempt = try_h2c(
+                s.addr,
+                TRUSTED,
+                ask,
+                path,
+                headers,
+                "/admins/secret",
+                &forged,
+            )
+            .await;
+            assert!(
+                attempt.status != 101 && attempt.tunneled.is_none(),
+                "{name}: {who} asking for an h2c upgrade ({ask:?}) of {path} got a tunnel: {:?}\n{}",
+                attempt,
+                s.logs()
+            );
+            assert!(
+                (400..500).contains(&attempt.status) || attempt.status == 500,
+                "{name}: {who}'s h2c upgrade ({ask:?}) of {path} must be refused, got {}",
+                attempt.head
+            );
+        }
+    }
+    let served = app.served();
+    assert!(
+        !served.iter().any(|r| r.protocol == "h2"),
+        "{name}: an HTTP/2 request reached the app through an h2c tunnel: {served:?}"
+    );
+    assert!(
+        !served.iter().any(|r| !r.header("upgrade").is_empty()),
+        "{name}: an Upgrade request reached the app: {served:?}"
+    );
+    // A WebSocket upgrade is not refused for being an upgrade (the careless
+    // app does not speak WebSocket; reaching it is enough).
+    let r = s
+        .get(
+            "/public/index.txt",
+            &[
+                ("Connection", "Upgrade"),
+                ("Upgrade", "websocket"),
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "public index"),
+        "{name}: a WebSocket upgrade request must reach the app\n{}",
+        s.logs()
+    );
+
+    // (b) A `#` in the request target: vestibule must not judge the part
+    // before it while the app reads the whole target.
+    for (who, target, headers) in [
+        ("anonymous", "/public#/../app/secret.txt", &[][..]),
+        ("bob", "/public#/../admins/secret", &BOB[..]),
+        ("bob", "/app#/../admins/secret", &BOB[..]),
+    ] {
+        let mut req = format!("GET {target} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let r = Raw::send(s.addr, TRUSTED, req.as_bytes()).await;
+        assert!(
+            r.status >= 400 && !served_for(target),
+            "{name}: {who} on {target} must be refused, got {} {}; app served {:?}",
+            r.status,
+            r.text(),
+            app.served()
+        );
+    }
+
+    // (c) Letter case: `/ADMINS/secret` is `/admins/secret` to a
+    // case-insensitive app, so the strictest policy of both readings (the
+    // admins route's) applies.
+    for path in ["/ADMINS/secret", "/Admins/secret", "/aDmInS/secret"] {
+        let r = s.get(path, &BOB).await;
+        assert!(
+            r.status == 403 && !r.text().contains("ADMINS-SECRET"),
+            "{name}: bob on {path} must be refused like on /admins, got {} {}",
+            r.status,
+            r.text()
+        );
+        let r = s.get(path, &[("Accept", "application/json")]).await;
+        assert_eq!(
+            r.status,
+            401,
+            "{name}: anonymous on {path} must be asked to sign in, got {} {}",
+            r.status,
+            r.text()
+        );
+        let r = s.get(path, &ALICE).await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "ADMINS-SECRET"),
+            "{name}: alice (an admin) on {path} passes the strictest policy\n{}",
+            s.logs()
+        );
+    }
+    let bob_got_it = app
+        .served()
+        .iter()
+        .any(|r| r.file == Some("/admins/secret") && r.header("remote-user") != ["alice"]);
+    assert!(
+        !bob_got_it,
+        "{name}: /admins/secret was served to someone other than alice: {:?}",
+        app.served()
+    );
+}
+
 fn basic(user: &str, password: &str) -> String {
     format!(
         "Basic {}",
@@ -1042,6 +1208,7 @@ async fn nginx_auth_request_as_documented() {
     let mut stack = Stack::start(Kind::Nginx, ports).await;
     exercise(&stack).await;
     exercise_device_credentials(&mut stack).await;
+    exercise_bypasses(&mut stack).await;
 }
 
 #[tokio::test]
@@ -1054,6 +1221,7 @@ async fn caddy_forward_auth_as_documented() {
     let mut stack = Stack::start(Kind::Caddy, ports).await;
     exercise(&stack).await;
     exercise_device_credentials(&mut stack).await;
+    exercise_bypasses(&mut stack).await;
 }
 
 #[tokio::test]
@@ -1066,6 +1234,7 @@ async fn haproxy_lua_auth_as_documented() {
     let mut stack = Stack::start(Kind::Haproxy, ports).await;
     exercise(&stack).await;
     exercise_device_credentials(&mut stack).await;
+    exercise_bypasses(&mut stack).await;
 }
 
 /// Every integration page's vestibule config passes `vestibule check

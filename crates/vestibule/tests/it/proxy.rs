@@ -404,3 +404,72 @@ async fn ipv4_mapped_peers_are_normalised() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.seen_headers()["x-real-ip"], ["127.0.0.1"]);
 }
+
+/// Issue 21, in-path: vestibule itself refuses an h2c upgrade (no tunnel
+/// to an HTTP/2-capable app), never forwards a fragment, and applies the
+/// strictest route to a case-folded path, in front of an app that reads
+/// targets carelessly.
+#[tokio::test]
+async fn in_path_h2c_fragments_and_letter_case() {
+    use crate::careless_app::{CarelessApp, H2cAsk, try_h2c};
+
+    let app = CarelessApp::start("127.0.0.1:0".parse().unwrap()).await;
+    let up = app.addr;
+    let routes = [
+        route("public", "/public", up, "auth = \"public\""),
+        route("admins", "/admins", up, "allow_groups = [\"admins\"]"),
+        route("app", "/", up, ""),
+    ]
+    .concat();
+    let gw = Gateway::start(&config(&authelia(), &routes)).await;
+    let alice = [("Remote-User", "alice"), ("Remote-Groups", "admins")];
+    let bob = [("Remote-User", "bob"), ("Remote-Groups", "users")];
+
+    // Control: the careless app is reached.
+    let r = Raw::get(gw.addr, TRUSTED, "/public/index.txt", &[]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "public index"));
+
+    // h2c: refused before the app, on any route, with or without identity.
+    for ask in [H2cAsk::WithSettings, H2cAsk::UpgradeOnly] {
+        for (path, who) in [("/public/index.txt", &[][..]), ("/app", &bob[..])] {
+            let attempt = try_h2c(gw.addr, TRUSTED, ask, path, who, "/admins/secret", &alice).await;
+            assert_eq!(attempt.status, 400, "{ask:?} {path}: {attempt:?}");
+            assert!(attempt.tunneled.is_none());
+        }
+    }
+    assert!(
+        app.served()
+            .iter()
+            .all(|r| r.protocol != "h2" && r.header("upgrade").is_empty()),
+        "an upgrade reached the app: {:?}",
+        app.served()
+    );
+
+    // A fragment sent anyway is not forwarded as path (hyper drops it), so
+    // the app reads what vestibule judged.
+    let r = Raw::send(
+        gw.addr,
+        TRUSTED,
+        b"GET /public#/../app/secret.txt HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        !r.text().contains("APP-SECRET"),
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    assert!(
+        !app.served()
+            .iter()
+            .any(|s| s.file == Some("/app/secret.txt")),
+        "{:?}",
+        app.served()
+    );
+
+    // Letter case: /ADMINS/secret is the admins route's.
+    let r = Raw::get(gw.addr, TRUSTED, "/ADMINS/secret", &bob).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = Raw::get(gw.addr, TRUSTED, "/ADMINS/secret", &alice).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "ADMINS-SECRET"));
+}

@@ -196,7 +196,9 @@ async fn uri_tricks_cannot_reach_a_protected_path_as_public() {
         ("/public", 200),
         ("/app?/public", 401),
         ("/app?x=/public", 401),
-        ("/app#/public", 401),
+        // A raw `#` is refused (issue 21); an encoded one, read cut or
+        // not, stays under the app route.
+        ("/app#/public", 400),
         ("/app%23/public", 401),
         ("/public/../app", 401),
         ("/public/%2e%2e/app", 401),
@@ -218,4 +220,69 @@ async fn uri_tricks_cannot_reach_a_protected_path_as_public() {
             assert_eq!(r.header("remote-user"), None, "{uri}");
         }
     }
+}
+
+/// Issue 21: an upgrade other than WebSocket (h2c, or `HTTP2-Settings`), a
+/// `#` in the original target and a case-folded path are decided in the
+/// verify answer itself, whatever the front does with them.
+#[tokio::test]
+async fn h2c_fragments_and_letter_case_are_decided_strictly() {
+    let gw = gateway().await;
+    let ask = async |uri: &str, extra: &[(&str, &str)]| {
+        Raw::get(
+            gw.addr,
+            TRUSTED,
+            "/.vestibule/verify",
+            &verify_req(uri, extra),
+        )
+        .await
+    };
+    for upgrade in [
+        &[("Upgrade", "h2c"), ("Connection", "Upgrade")][..],
+        &[("Upgrade", "H2C")],
+        &[("Upgrade", "websocket, h2c")],
+        &[("Upgrade", "TLS/1.0")],
+        &[("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")],
+    ] {
+        let r = ask("/public/x", upgrade).await;
+        assert_eq!(r.status, 400, "{upgrade:?}: {}", r.text());
+        assert_eq!(r.header("remote-user"), None, "{upgrade:?}");
+    }
+    let r = ask(
+        "/public/x",
+        &[("Upgrade", "websocket"), ("Connection", "Upgrade")],
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "a WebSocket upgrade is allowed: {}",
+        r.text()
+    );
+
+    // A raw `#`: nginx forwards the whole target, so no part of it is cut.
+    for uri in ["/public#/../admins/x", "/public#", "/admins#/public"] {
+        let r = ask(uri, &[("Remote-User", "bob")]).await;
+        assert_eq!(r.status, 400, "{uri}: {}", r.text());
+    }
+    // An encoded one is read both cut and not: two routes, refused.
+    let r = ask("/public%23/../admins/x", &[("Remote-User", "bob")]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // Letter case: the strictest route of every reading.
+    for uri in ["/ADMINS/x", "/Admins", "/public/../ADMINS"] {
+        let r = ask(uri, &[("Remote-User", "bob"), ("Remote-Groups", "users")]).await;
+        assert_eq!(r.status, 403, "bob on {uri}: {}", r.text());
+        let r = ask(
+            uri,
+            &[("Remote-User", "alice"), ("Remote-Groups", "admins")],
+        )
+        .await;
+        assert_eq!(r.status, 200, "alice on {uri}: {}", r.text());
+        assert_eq!(r.header("remote-user"), Some("alice"));
+    }
+    // `/PUBLIC` is under the public route only in its folded reading; the
+    // exact one (the app route, which needs a login) is stricter and stays.
+    let r = ask("/PUBLIC/x", &[("Accept", "application/json")]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
 }
