@@ -194,6 +194,49 @@ pub fn remove_every_spelling(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// Headers some apps and frameworks read as the request's *real* path
+/// (Symfony and IIS's URL Rewrite read `X-Original-URL` and
+/// `X-Rewrite-URL`; nginx setups pass `X-Original-URI`). vestibule decides
+/// on the request target itself, so a client-sent one would let the app
+/// serve a path that was never decided: they never reach an app, whoever
+/// sent them.
+pub const PATH_OVERRIDE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url", "x-original-uri"];
+
+/// The forwarding headers vestibule rebuilds in-path. Only the canonical
+/// (dash) spelling is rebuilt, so any other spelling is removed.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Before forwarding in-path: removes every spelling of the
+/// [`PATH_OVERRIDE_HEADERS`], and every spelling of the
+/// [`FORWARDING_HEADERS`] other than the canonical one. CGI, WSGI and PHP
+/// read `X_Forwarded_Host` as `HTTP_X_FORWARDED_HOST`, exactly like the
+/// header vestibule vouches for, so an underscore spelling from a client
+/// would shadow or duplicate it.
+pub fn remove_path_overrides_and_odd_forwarding_spellings(headers: &mut HeaderMap) {
+    let found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let n = n.as_str();
+            PATH_OVERRIDE_HEADERS.iter().any(|p| same_name(n, p))
+                || FORWARDING_HEADERS
+                    .iter()
+                    .any(|f| n != *f && same_name(n, f))
+        })
+        .cloned()
+        .collect();
+    for n in &found {
+        headers.remove(n);
+    }
+}
+
 /// Why a request's target host is ambiguous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostError {
@@ -246,6 +289,30 @@ mod tests {
     use super::*;
     use http::HeaderValue;
     use proptest::prelude::*;
+
+    #[test]
+    fn path_overrides_and_odd_forwarding_spellings_are_removed() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-original-url", "/admin"),
+            ("X_Rewrite_URL", "/admin"),
+            ("x-original_uri", "/admin"),
+            ("x_forwarded_host", "evil.example"),
+            ("X_Real_IP", "6.6.6.6"),
+            ("x-forwarded-host", "app.example"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-app", "kept"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        remove_path_overrides_and_odd_forwarding_spellings(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-app", "x-forwarded-for", "x-forwarded-host"]);
+    }
 
     #[test]
     fn normalisation_folds_case_and_underscore() {
@@ -329,6 +396,27 @@ mod tests {
     }
 
     proptest! {
+        /// Whatever spelling a client picks, only the canonical forwarding
+        /// names survive, and no path override does.
+        #[test]
+        fn no_spelling_of_an_override_or_odd_forwarding_name_survives(
+            pick in 0usize..10,
+            flips in proptest::collection::vec(any::<bool>(), 32),
+        ) {
+            let all: Vec<&str> = PATH_OVERRIDE_HEADERS.iter().chain(FORWARDING_HEADERS).copied().collect();
+            let base = all[pick % all.len()];
+            let spelled: String = base
+                .chars()
+                .zip(flips.iter().cycle())
+                .map(|(c, f)| if c == '-' && *f { '_' } else { c })
+                .collect();
+            let mut h = HeaderMap::new();
+            h.append(HeaderName::from_bytes(spelled.as_bytes()).unwrap(), HeaderValue::from_static("v"));
+            remove_path_overrides_and_odd_forwarding_spellings(&mut h);
+            let kept = FORWARDING_HEADERS.contains(&spelled.as_str());
+            prop_assert_eq!(h.len(), usize::from(kept));
+        }
+
         #[test]
         fn contains_agrees_with_normalised_form(name in "[A-Za-z0-9_-]{1,80}") {
             let set = IdentityHeaders::builtin();

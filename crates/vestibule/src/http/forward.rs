@@ -176,6 +176,7 @@ fn set_forwarding_headers(
     ctx: &ClientContext,
     original_host: Option<&str>,
 ) {
+    vestibule_core::headers::remove_path_overrides_and_odd_forwarding_spellings(headers);
     let peer_ip = ctx.peer.ip();
     let xff_name = HeaderName::from_static("x-forwarded-for");
     let existing: Vec<String> = if ctx.trusted_for_forwarding {

@@ -89,6 +89,26 @@ async fn forwarded_headers_are_rebuilt() {
     assert_eq!(s["x-real-ip"], ["127.0.0.2"]);
     assert_eq!(s["x-forwarded-proto"], ["http"]);
     assert_eq!(s["x-forwarded-host"], ["app.test"]);
+    // Underscore spellings (read by CGI/PHP as the real ones) and headers
+    // that apps read as the real path never reach the app, from any peer.
+    let odd = [
+        ("X_Forwarded_Host", "evil.example"),
+        ("X_Real_IP", "6.6.6.6"),
+        ("X-Original-URL", "/admin"),
+        ("X_Rewrite_URL", "/admin"),
+    ];
+    for peer in [TRUSTED, UNTRUSTED] {
+        let s = Raw::get(gw.addr, peer, "/", &odd).await.seen_headers();
+        for h in [
+            "x_forwarded_host",
+            "x_real_ip",
+            "x-original-url",
+            "x_rewrite_url",
+        ] {
+            assert!(!s.contains_key(h), "{h} forwarded from {peer}: {s:?}");
+        }
+        assert_ne!(s["x-real-ip"], ["6.6.6.6"]);
+    }
     // Hop-by-hop headers stop at vestibule.
     let s = Raw::get(
         gw.addr,
