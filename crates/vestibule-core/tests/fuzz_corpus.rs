@@ -92,3 +92,8 @@ fn jwt_verify() {
 fn jwks_parse() {
     replay("jwks_parse", fuzzing::jwks_parse);
 }
+
+#[test]
+fn jose_jws() {
+    replay("jose_jws", fuzzing::jose_jws);
+}

@@ -53,13 +53,13 @@ impl fmt::Display for JwsError {
             Self::UnsupportedAlgorithm(alg) => {
                 write!(f, "the JWS algorithm {alg:?} is not supported")
             }
-            Self::AlgorithmNotAllowed => f.write_str("the JWS algorithm is not in the allowed list"),
+            Self::AlgorithmNotAllowed => {
+                f.write_str("the JWS algorithm is not in the allowed list")
+            }
             Self::CriticalHeader => f.write_str("the JWS has a critical header extension"),
             Self::WrongType => f.write_str("the JWS typ is not an accepted one"),
             Self::UnknownKey { .. } => f.write_str("no key matches the JWS key id"),
-            Self::AmbiguousKey { .. } => {
-                f.write_str("more than one key could verify the JWS")
-            }
+            Self::AmbiguousKey { .. } => f.write_str("more than one key could verify the JWS"),
             Self::KeyMismatch => f.write_str("the JWS key does not fit its algorithm"),
             Self::BadSignature => f.write_str("the JWS signature does not verify"),
         }

@@ -157,8 +157,8 @@ impl KeySet {
         policy: &Policy<'_>,
         now: i64,
     ) -> Result<Verified, JwsError> {
-        let keys =
-            std::iter::once(&self.current.verifier).chain(self.retired_at(now).map(|r| &r.verifier));
+        let keys = std::iter::once(&self.current.verifier)
+            .chain(self.retired_at(now).map(|r| &r.verifier));
         jws.verify_with(keys, policy)
     }
 }

@@ -6,9 +6,7 @@ use std::fmt;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
-use aws_lc_rs::signature::{
-    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair,
-};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
@@ -37,7 +35,10 @@ impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::UnsupportedAlgorithm(alg) => {
-                write!(f, "signing with {alg} is not supported (RS256, ES256, EdDSA are)")
+                write!(
+                    f,
+                    "signing with {alg} is not supported (RS256, ES256, EdDSA are)"
+                )
             }
             Self::Rejected(why) => write!(f, "the private key was rejected: {why}"),
             Self::Crypto(what) => write!(f, "{what} failed"),
@@ -92,7 +93,8 @@ impl SigningKey {
                     .map_err(|_| KeyError::Crypto("P-256 key generation"))?,
             ),
             Algorithm::EdDSA => Pair::Ed(
-                Ed25519KeyPair::generate().map_err(|_| KeyError::Crypto("Ed25519 key generation"))?,
+                Ed25519KeyPair::generate()
+                    .map_err(|_| KeyError::Crypto("Ed25519 key generation"))?,
             ),
             other => return Err(KeyError::UnsupportedAlgorithm(other)),
         };

@@ -7,12 +7,11 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use crate::B64URL;
 use crate::testing::TestSigner;
 use crate::{
-    Algorithm, Compact, Jwks, JwksError, JwsError, KeyError, KeySet, Policy, SigningKey,
-    thumbprint,
+    Algorithm, Compact, Jwks, JwksError, JwsError, KeyError, KeySet, Policy, SigningKey, thumbprint,
 };
-use crate::B64URL;
 
 /// Accepts every algorithm, `typ` absent or JWT.
 const POLICY: Policy<'static> = Policy {
@@ -259,7 +258,8 @@ fn rotation() {
     // A retired key restored from storage verifies again until its time.
     let restored = SigningKey::generate(Algorithm::EdDSA).unwrap();
     let restored_token = restored.sign(None, b"{}").unwrap();
-    set.add_retired(restored.public_jwk().clone(), 2000).unwrap();
+    set.add_retired(restored.public_jwk().clone(), 2000)
+        .unwrap();
     assert!(check(&set, &restored_token, 1999).is_ok());
     assert!(check(&set, &restored_token, 2000).is_err());
     // Tokens from keys the set never held do not verify.
@@ -371,128 +371,126 @@ fn header_is_read_before_and_payload_after_the_signature() {
         Compact::parse(&format!("{}.e30.{sig}", B64URL.encode("nope"))),
         Err(JwsError::Malformed("the header is not a JSON object"))
     ));
-    assert!(matches!(
-        Compact::parse("a.b"),
-        Err(JwsError::Malformed(_))
-    ));
+    assert!(matches!(Compact::parse("a.b"), Err(JwsError::Malformed(_))));
     let c = Compact::parse(&t).unwrap();
     assert_eq!(c.header()["kid"], "ed");
 }
 
-    #[test]
-    fn algorithm_names_round_trip() {
-        for a in Algorithm::ALL {
-            assert_eq!(Algorithm::parse(a.as_str()), Some(a));
-            assert_eq!(a.to_string(), a.as_str());
-        }
-        for bad in ["none", "None", "HS256", "rs256", "ES512", "", "RS256 "] {
-            assert_eq!(Algorithm::parse(bad), None, "{bad}");
-        }
+#[test]
+fn algorithm_names_round_trip() {
+    for a in Algorithm::ALL {
+        assert_eq!(Algorithm::parse(a.as_str()), Some(a));
+        assert_eq!(a.to_string(), a.as_str());
     }
+    for bad in ["none", "None", "HS256", "rs256", "ES512", "", "RS256 "] {
+        assert_eq!(Algorithm::parse(bad), None, "{bad}");
+    }
+}
 
-    #[test]
-    fn jwks_with_a_private_key_is_refused() {
-        let s = &keys().ed;
-        for member in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
-            let mut private = s.jwk();
-            private
-                .as_object_mut()
-                .unwrap()
-                .insert(member.to_owned(), "AAAA".into());
-            let doc = json!({"keys": [keys().es256.jwk(), private]}).to_string();
-            assert_eq!(
-                Jwks::parse(doc.as_bytes()).unwrap_err(),
-                JwksError::PrivateKey {
-                    kid: Some("ed".into())
-                },
-                "{member}"
-            );
-        }
-        // Even for a key type we do not know.
-        let doc = json!({"keys": [keys().ed.jwk(), {"kty": "oct", "k": "c2VjcmV0"}]}).to_string();
+#[test]
+fn jwks_with_a_private_key_is_refused() {
+    let s = &keys().ed;
+    for member in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+        let mut private = s.jwk();
+        private
+            .as_object_mut()
+            .unwrap()
+            .insert(member.to_owned(), "AAAA".into());
+        let doc = json!({"keys": [keys().es256.jwk(), private]}).to_string();
         assert_eq!(
             Jwks::parse(doc.as_bytes()).unwrap_err(),
-            JwksError::PrivateKey { kid: None }
+            JwksError::PrivateKey {
+                kid: Some("ed".into())
+            },
+            "{member}"
         );
+    }
+    // Even for a key type we do not know.
+    let doc = json!({"keys": [keys().ed.jwk(), {"kty": "oct", "k": "c2VjcmV0"}]}).to_string();
+    assert_eq!(
+        Jwks::parse(doc.as_bytes()).unwrap_err(),
+        JwksError::PrivateKey { kid: None }
+    );
+    assert!(
+        JwksError::PrivateKey { kid: None }
+            .to_string()
+            .contains("private key")
+    );
+}
+
+#[test]
+fn jwks_skips_keys_it_cannot_use() {
+    let k = keys();
+    let ed = k.ed.jwk();
+    let skipped = [
+        json!({"kty": "foo", "kid": "a"}),
+        json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "b"}),
+        json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}),
+        json!({"kty": "OKP", "crv": "X25519", "x": "AA"}),
+        with(k.es256.jwk(), "use", "enc".into()),
+        with(k.es256.jwk(), "key_ops", json!(["encrypt"])),
+        with(k.es256.jwk(), "alg", "ES512".into()),
+        with(k.es256.jwk(), "alg", "HS256".into()),
+        with(k.es256.jwk(), "alg", "none".into()),
+        with(k.es256.jwk(), "alg", "RS256".into()),
+        with(k.es256.jwk(), "kid", 5.into()),
+        with(k.es256.jwk(), "x", "!!!".into()),
+        with(k.es256.jwk(), "x", B64URL.encode([1u8; 31]).into()),
+        // A point off the curve.
+        with(k.es256.jwk(), "y", B64URL.encode([7u8; 32]).into()),
+        with(ed.clone(), "x", B64URL.encode([1u8; 33]).into()),
+        // A 1024-bit RSA modulus.
+        with(k.rsa.jwk(), "n", B64URL.encode([0xc3u8; 128]).into()),
+        // An all-zero modulus (found by fuzzing: it underflowed).
+        with(k.rsa.jwk(), "n", "AAA".into()),
+        with(k.rsa.jwk(), "n", "".into()),
+        without(k.rsa.jwk(), "e"),
+        json!("not an object"),
+    ];
+    let mut all = vec![ed];
+    all.extend(skipped.iter().cloned());
+    let jwks = Jwks::parse(json!({ "keys": all }).to_string().as_bytes()).unwrap();
+    assert_eq!(jwks.len(), 1);
+    assert_eq!(jwks.skipped().len(), skipped.len());
+    assert!(jwks.skipped().iter().all(|s| !s.reason.is_empty()));
+    assert!(verify(&k.ed.sign(&claims()), &jwks).is_ok());
+    // key_ops with verify, padded members, leading zero octets: fine.
+    let mut rsa = k.rsa.jwk();
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(rsa["n"].as_str().unwrap())
+        .unwrap();
+    let mut n0 = vec![0u8];
+    n0.extend(n);
+    rsa["n"] = base64::engine::general_purpose::URL_SAFE.encode(n0).into();
+    rsa["key_ops"] = json!(["verify"]);
+    let jwks = Jwks::parse(json!({ "keys": [rsa] }).to_string().as_bytes()).unwrap();
+    assert!(verify(&k.rsa.sign(&claims()), &jwks).is_ok());
+}
+
+#[test]
+fn jwks_malformed_and_empty() {
+    for doc in [
+        &b""[..],
+        b"[]",
+        b"{}",
+        b"{\"keys\": {}}",
+        b"not json",
+        b"{\"keys\": []} x",
+    ] {
         assert!(
-            JwksError::PrivateKey { kid: None }
-                .to_string()
-                .contains("private key")
+            matches!(Jwks::parse(doc), Err(JwksError::Malformed(_))),
+            "{doc:?}"
         );
     }
-
-    #[test]
-    fn jwks_skips_keys_it_cannot_use() {
-        let k = keys();
-        let ed = k.ed.jwk();
-        let skipped = [
-            json!({"kty": "foo", "kid": "a"}),
-            json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "b"}),
-            json!({"kty": "EC", "crv": "secp256k1", "x": "AA", "y": "AA"}),
-            json!({"kty": "OKP", "crv": "X25519", "x": "AA"}),
-            with(k.es256.jwk(), "use", "enc".into()),
-            with(k.es256.jwk(), "key_ops", json!(["encrypt"])),
-            with(k.es256.jwk(), "alg", "ES512".into()),
-            with(k.es256.jwk(), "alg", "HS256".into()),
-            with(k.es256.jwk(), "alg", "none".into()),
-            with(k.es256.jwk(), "alg", "RS256".into()),
-            with(k.es256.jwk(), "kid", 5.into()),
-            with(k.es256.jwk(), "x", "!!!".into()),
-            with(k.es256.jwk(), "x", B64URL.encode([1u8; 31]).into()),
-            // A point off the curve.
-            with(k.es256.jwk(), "y", B64URL.encode([7u8; 32]).into()),
-            with(ed.clone(), "x", B64URL.encode([1u8; 33]).into()),
-            // A 1024-bit RSA modulus.
-            with(k.rsa.jwk(), "n", B64URL.encode([0xc3u8; 128]).into()),
-            // An all-zero modulus (found by fuzzing: it underflowed).
-            with(k.rsa.jwk(), "n", "AAA".into()),
-            with(k.rsa.jwk(), "n", "".into()),
-            without(k.rsa.jwk(), "e"),
-            json!("not an object"),
-        ];
-        let mut all = vec![ed];
-        all.extend(skipped.iter().cloned());
-        let jwks = Jwks::parse(json!({ "keys": all }).to_string().as_bytes()).unwrap();
-        assert_eq!(jwks.len(), 1);
-        assert_eq!(jwks.skipped().len(), skipped.len());
-        assert!(jwks.skipped().iter().all(|s| !s.reason.is_empty()));
-        assert!(verify(&k.ed.sign(&claims()), &jwks).is_ok());
-        // key_ops with verify, padded members, leading zero octets: fine.
-        let mut rsa = k.rsa.jwk();
-        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(rsa["n"].as_str().unwrap()).unwrap();
-        let mut n0 = vec![0u8];
-        n0.extend(n);
-        rsa["n"] = base64::engine::general_purpose::URL_SAFE.encode(n0).into();
-        rsa["key_ops"] = json!(["verify"]);
-        let jwks = Jwks::parse(json!({ "keys": [rsa] }).to_string().as_bytes()).unwrap();
-        assert!(verify(&k.rsa.sign(&claims()), &jwks).is_ok());
-    }
-
-    #[test]
-    fn jwks_malformed_and_empty() {
-        for doc in [
-            &b""[..],
-            b"[]",
-            b"{}",
-            b"{\"keys\": {}}",
-            b"not json",
-            b"{\"keys\": []} x",
-        ] {
-            assert!(
-                matches!(Jwks::parse(doc), Err(JwksError::Malformed(_))),
-                "{doc:?}"
-            );
-        }
-        assert_eq!(
-            Jwks::parse(b"{\"keys\": []}").unwrap_err(),
-            JwksError::Empty
-        );
-        assert_eq!(
-            Jwks::parse(br#"{"keys": [{"kty": "oct-ish"}]}"#).unwrap_err(),
-            JwksError::Empty
-        );
-    }
-
+    assert_eq!(
+        Jwks::parse(b"{\"keys\": []}").unwrap_err(),
+        JwksError::Empty
+    );
+    assert_eq!(
+        Jwks::parse(br#"{"keys": [{"kty": "oct-ish"}]}"#).unwrap_err(),
+        JwksError::Empty
+    );
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]

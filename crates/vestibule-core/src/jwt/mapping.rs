@@ -28,7 +28,8 @@ pub struct ClaimMapping {
 }
 
 impl ClaimMapping {
-    pub(super) fn of(        username: &[&str],
+    pub(super) fn of(
+        username: &[&str],
         email: Option<&str>,
         display_name: Option<&str>,
         given_name: Option<&str>,

@@ -6,7 +6,6 @@ impl ClaimMapping {
     /// Preset names, for configuration.
     pub const PRESETS: [&'static str; 4] = ["pomerium", "cloudflare", "authentik", "oidc"];
 
-
     /// Pomerium's `X-Pomerium-Jwt-Assertion`: `sub` (the user id; `user`
     /// repeats it), `email`, `name`, `groups` (group ids and names). It has
     /// no login-name claim unless the operator adds `preferred_username`
