@@ -248,7 +248,7 @@ fn rotation() {
             kid: Some(first_kid.clone())
         })
     );
-    assert_eq!(kids(&set, 1000), [second_kid.clone()]);
+    assert_eq!(kids(&set, 1000), std::slice::from_ref(&second_kid));
     assert_eq!(check(&set, &new, 5000), Ok(Some(second_kid.clone())));
     set.prune(999);
     assert_eq!(set.retired_keys().count(), 1);
