@@ -29,7 +29,7 @@ pub struct Expectations<'a> {
 }
 
 /// The claims of a verified assertion that vestibule uses, plus the whole
-/// claims object for [`ClaimMapping`]'s configured names.
+/// claims object for [`ClaimMapping`](super::ClaimMapping)'s configured names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Claims {
     /// `iss`, equal to [`Expectations::issuer`].
@@ -70,7 +70,7 @@ impl Claims {
 }
 
 /// Parses and verifies a compact JWS assertion (RFC 7515 §7.1) and its
-/// claims (RFC 7519 §7.2), in the order the [module docs](self) give.
+/// claims (RFC 7519 §7.2), in the order the [module docs](super) give.
 ///
 /// Key selection: with a header `kid`, the key with that `kid`
 /// ([`JwtError::UnknownKey`] if none, so the caller can refetch the JWKS;

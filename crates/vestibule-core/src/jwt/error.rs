@@ -14,14 +14,14 @@ use crate::decode::ValueError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwtError {
-    /// Longer than [`Expectations::max_token_bytes`].
+    /// Longer than [`Expectations::max_token_bytes`](super::Expectations::max_token_bytes).
     TooLong,
     /// Not a compact JWS with JSON header and claims objects.
     Malformed(&'static str),
     /// `alg` is not one vestibule verifies (`none`, `HS256`, ...). The value
     /// is cut to 32 characters, anything but printable ASCII shown as `?`.
     UnsupportedAlgorithm(String),
-    /// `alg` is supported but not in [`Expectations::algorithms`].
+    /// `alg` is supported but not in [`Expectations::algorithms`](super::Expectations::algorithms).
     AlgorithmNotAllowed,
     /// The header has `crit` (RFC 7515 §4.1.11).
     CriticalHeader,
