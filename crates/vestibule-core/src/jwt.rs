@@ -38,7 +38,7 @@
 //!    `nbf` and `iat` not in the future (each with the operator's leeway),
 //!    `sub` a non-empty string.
 //!
-//! [`identity_from_claims`] then maps verified claims to an [`Identity`]
+//! [`identity_from_claims`] then maps verified claims to an [`Identity`](crate::identity::Identity)
 //! with the same value rules as identity headers ([`crate::decode`]).
 //!
 //! ## Algorithms
