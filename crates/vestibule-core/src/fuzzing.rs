@@ -1010,6 +1010,72 @@ pub fn jwks_parse(data: &[u8]) {
     }
 }
 
+/// Our own keys for [`jose_jws`]: an Ed25519 key that signs and a P-256
+/// key retired until `JWT_NOW + 600`, as after one rotation.
+fn jose_key_set() -> &'static vestibule_jose::KeySet {
+    use vestibule_jose::{Algorithm, KeySet, SigningKey};
+
+    static SET: std::sync::OnceLock<KeySet> = std::sync::OnceLock::new();
+    SET.get_or_init(|| {
+        let key = |alg| SigningKey::generate(alg).expect("key generation");
+        let mut set = KeySet::new(key(Algorithm::ES256)).expect("key set");
+        set.add_next(key(Algorithm::EdDSA)).expect("next key");
+        set.rotate(JWT_NOW + 600).expect("rotation");
+        set
+    })
+}
+
+/// vestibule-jose's compact JWS parser and [`vestibule_jose::KeySet`],
+/// two ways. The input (lossy UTF-8) as a token: parsing and verifying
+/// never panic, and nothing verifies under our keys without our signature.
+/// Then the input as a payload the current key signs: it verifies, comes
+/// back byte for byte, and changing any one character of the token (or
+/// verifying after the retired key's time, with a retired key) fails.
+pub fn jose_jws(data: &[u8]) {
+    use vestibule_jose::{Algorithm, Compact, Policy, thumbprint};
+
+    let set = jose_key_set();
+    let policy = Policy {
+        algorithms: &Algorithm::ALL,
+        types: &["JWT"],
+        type_required: false,
+    };
+    let token = String::from_utf8_lossy(data);
+    if let Ok(jws) = Compact::parse(&token) {
+        let _ = jws.header().get("kid");
+        if let Ok(verified) = set.verify(&jws, &policy, JWT_NOW) {
+            let _ = verified.claims_object();
+        }
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data)
+        && let Some(t) = thumbprint(&value)
+    {
+        assert_eq!(
+            t.len(),
+            43,
+            "a SHA-256 thumbprint is 43 base64url characters"
+        );
+    }
+
+    let signed = set.sign(Some("JWT"), data).expect("signing");
+    let jws = Compact::parse(&signed).expect("our own token parses");
+    let verified = set
+        .verify(&jws, &policy, JWT_NOW)
+        .expect("our own token verifies");
+    assert_eq!(verified.payload(), data);
+    assert_eq!(verified.kid(), Some(set.current().kid()));
+    let mut bytes = signed.into_bytes();
+    let i = data.len().wrapping_mul(131) % bytes.len();
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let changed = String::from_utf8(bytes).expect("tokens are ASCII");
+    assert!(
+        Compact::parse(&changed)
+            .and_then(|c| set.verify(&c, &policy, JWT_NOW))
+            .is_err(),
+        "still verifies with byte {i} changed"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1039,6 +1105,7 @@ mod tests {
             jwks_parse(data);
             route_find(data);
             upgrade_header(data);
+            jose_jws(data);
         }
     }
 }

@@ -53,6 +53,9 @@ pub mod credential;
 pub mod decode;
 pub mod dialect;
 pub mod forwarded;
+/// Fuzz entry points: only for tests and the `fuzzing` feature (the fuzz
+/// crate, the corpus replay), never in a release build.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod headers;

@@ -97,3 +97,8 @@ fn jwks_parse() {
 fn upgrade_header() {
     replay("upgrade_header", fuzzing::upgrade_header);
 }
+
+#[test]
+fn jose_jws() {
+    replay("jose_jws", fuzzing::jose_jws);
+}

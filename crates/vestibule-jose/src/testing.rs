@@ -1,16 +1,23 @@
-//! For tests only: mints signed assertions and the JWKS that verifies them,
-//! so unit tests, fuzz harnesses and the binary's integration tests can
-//! exercise [`verify`](super::verify) without a real SSO front.
+//! For tests only (compiled under `cfg(test)` or the `testing` feature,
+//! which only `[dev-dependencies]` and the fuzz crate turn on): mints
+//! signed tokens and the JWKS that verifies them, so unit tests, fuzz
+//! harnesses, benches and the binary's integration tests can exercise
+//! verification without a real SSO front.
 //!
-//! Nothing here is for production: every method panics on failure, keys
-//! are generated in memory, and the `*_from_seed` constructors derive keys
-//! from caller-chosen bytes.
+//! Nothing here is for production, and nothing shares a constructor with
+//! [`SigningKey`](crate::SigningKey): every method panics on failure, a
+//! signer signs with any algorithm of its key's family and under any
+//! header, and the `*_from_seed` constructors derive keys from
+//! caller-chosen bytes.
+
+#![allow(clippy::expect_used, clippy::panic)]
 
 use std::fmt;
 use std::sync::Arc;
 
+use aws_lc_rs::agreement;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{
     self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaEncoding, RsaKeyPair,
 };
@@ -18,7 +25,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use super::{Algorithm, Family};
+use crate::algorithm::{Algorithm, Family};
+use crate::jwk::strip_leading_zeros;
 
 enum Material {
     Rsa(RsaKeyPair),
@@ -111,16 +119,18 @@ impl TestSigner {
     /// # Panics
     /// If `scalar` is zero or not below the group order.
     pub fn es256_from_seed(kid: &str, scalar: &[u8; 32]) -> Self {
-        // RFC 5915 ECPrivateKey { version 1, privateKey, [0] prime256v1 };
-        // the public key is optional and computed from the scalar.
-        let mut der = vec![0x30, 0x31, 0x02, 0x01, 0x01, 0x04, 0x20];
-        der.extend_from_slice(scalar);
-        der.extend_from_slice(&[
-            0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
-        ]);
-        let key =
-            EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                .expect("P-256 scalar");
+        // The public point from the scalar (aws-lc-rs's ECDH key type
+        // computes it), then the signing pair from both.
+        let point = agreement::PrivateKey::from_private_key(&agreement::ECDH_P256, scalar)
+            .expect("P-256 scalar")
+            .compute_public_key()
+            .expect("P-256 public point");
+        let key = EcdsaKeyPair::from_private_key_and_public_key(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            scalar,
+            point.as_ref(),
+        )
+        .expect("P-256 key pair");
         Self {
             kid: kid.to_owned(),
             alg: Algorithm::ES256,
@@ -182,14 +192,16 @@ impl TestSigner {
     /// The public JWK: `kty`, the key members, `use: sig`, `kid` and (unless
     /// [`without_jwk_alg`](Self::without_jwk_alg)) `alg`.
     ///
-    /// # Panics
-    /// If the RSA public key DER cannot be read (it always can).
     pub fn jwk(&self) -> Value {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         let mut jwk = match &*self.key {
             Material::Rsa(k) => {
-                let (n, e) = rsa_components(k.public_key().as_ref()).expect("RSAPublicKey DER");
-                json!({"kty": "RSA", "n": b64(n), "e": b64(e)})
+                let c = PublicKeyComponents::<Vec<u8>>::from(k.public_key());
+                json!({
+                    "kty": "RSA",
+                    "n": b64(strip_leading_zeros(&c.n)),
+                    "e": b64(strip_leading_zeros(&c.e)),
+                })
             }
             Material::Ec(k) => {
                 let point = k.public_key().as_ref();
@@ -279,39 +291,4 @@ impl TestSigner {
             Material::Ed(k) => k.sign(signing_input).as_ref().to_vec(),
         }
     }
-}
-
-/// `n` and `e` (big-endian, no leading zeros) from a DER `RSAPublicKey ::=
-/// SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017 §A.1.1).
-fn rsa_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (tag, body, _) = tlv(der)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (tag, n, rest) = tlv(body)?;
-    if tag != 0x02 {
-        return None;
-    }
-    let (tag, e, _) = tlv(rest)?;
-    if tag != 0x02 {
-        return None;
-    }
-    Some((super::strip_leading_zeros(n), super::strip_leading_zeros(e)))
-}
-
-/// One DER tag-length-value: the tag, the value and what follows.
-fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = b.split_first()?;
-    let (&first, mut rest) = rest.split_first()?;
-    let len = if first < 0x80 {
-        usize::from(first)
-    } else {
-        let count = usize::from(first & 0x7f);
-        let (len_bytes, after) = (rest.get(..count)?, rest.get(count..)?);
-        rest = after;
-        len_bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
-    };
-    Some((tag, rest.get(..len)?, rest.get(len..)?))
 }
