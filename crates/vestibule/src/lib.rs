@@ -46,6 +46,7 @@ pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimited_log;
+pub mod service;
 pub mod state;
 pub mod tools;
 pub mod web;

@@ -259,6 +259,12 @@ fn account_settings(path: &Path) -> Result<(AccountSettings, Option<String>), Fa
     }
 }
 
+/// [`account_settings`] for commands outside this file: the `[accounts]`
+/// settings, or the exit code after the reason was printed.
+pub(crate) fn account_settings_for(path: &Path) -> Result<AccountSettings, ExitCode> {
+    account_settings(path).map(|(a, _)| a).map_err(Fail::exit)
+}
+
 /// The file behind a `sqlite:` URL.
 fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url

@@ -1,4 +1,5 @@
-//! Operators' tools: the admin CLI ([`cli`]). The admin page lives with
+//! Operators' tools: the admin CLI ([`cli`]), backups ([`backup`]). The admin page lives with
 //! the other pages in `web/`.
 
+pub mod backup;
 pub mod cli;
