@@ -19,5 +19,6 @@ mod postgres;
 mod proxy;
 mod readme;
 mod redirects;
+mod service;
 mod support;
 mod verify;
