@@ -246,3 +246,20 @@ async fn backup_and_restore_commands_round_trip_a_running_gateways_database() {
     let (code, _, stderr) = vestibule(&["restore", "--replace", file_arg], &fresh_cfg).await;
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[tokio::test]
+async fn the_packaged_example_configuration_passes_check() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/vestibule.toml");
+    let (code, _, stderr) = vestibule(&["check"], &example).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 error(s)"), "{stderr}");
+    // The unit runs exactly this check before starting.
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/vestibule.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.contains("ExecStartPre=/usr/bin/vestibule check --config /etc/vestibule/vestibule.toml"),
+        "{unit}"
+    );
+}
