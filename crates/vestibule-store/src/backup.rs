@@ -180,13 +180,11 @@ pub async fn restore(
                 }
             }
         }
-        std::fs::rename(&temp.path, &target).map_err(|e| {
-            BackupError::Io(format!("cannot replace {}: {e}", target.display()))
-        })?;
+        std::fs::rename(&temp.path, &target)
+            .map_err(|e| BackupError::Io(format!("cannot replace {}: {e}", target.display())))?;
     } else {
-        std::fs::hard_link(&temp.path, &target).map_err(|e| {
-            BackupError::Io(format!("cannot create {}: {e}", target.display()))
-        })?;
+        std::fs::hard_link(&temp.path, &target)
+            .map_err(|e| BackupError::Io(format!("cannot create {}: {e}", target.display())))?;
     }
     drop(temp);
     sync_parent(&target)?;
@@ -227,11 +225,10 @@ async fn check_open_copy(conn: &mut SqliteConnection, path: &Path) -> Result<i64
             path.display()
         )));
     }
-    let version: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await?;
     match version {
         Some(v) if v <= SCHEMA_VERSION => Ok(v),
         Some(v) => Err(BackupError::Refused(format!(
@@ -332,7 +329,10 @@ mod tests {
             PathBuf::from("data/v.db")
         );
         for url in ["sqlite::memory:", "sqlite://", "sqlite:///x.db?mode=memory"] {
-            assert!(matches!(sqlite_file(url), Err(BackupError::Refused(_))), "{url}");
+            assert!(
+                matches!(sqlite_file(url), Err(BackupError::Refused(_))),
+                "{url}"
+            );
         }
         let pg = sqlite_file("postgres://u@localhost/v").unwrap_err();
         assert!(pg.to_string().contains("pg_dump"), "{pg}");

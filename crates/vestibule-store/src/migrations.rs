@@ -77,9 +77,7 @@ pub(crate) async fn applied_version(
              WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
         }
     };
-    let exists: i64 = sqlx::query_scalar(exists_sql)
-        .fetch_one(pool)
-        .await?;
+    let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(pool).await?;
     if exists == 0 {
         return Ok(None);
     }

@@ -83,7 +83,10 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
     let restored = vestibule_store::open(&restored_cfg).await.unwrap();
     for id in &before {
         let a = restored.account(*id).await.unwrap();
-        assert!(a.is_some(), "account {id} was acknowledged before the backup");
+        assert!(
+            a.is_some(),
+            "account {id} was acknowledged before the backup"
+        );
     }
     // And nothing that was not written: ids are contiguous from 1.
     let all = restored.accounts(None, u32::MAX).await.unwrap();
@@ -100,10 +103,7 @@ async fn a_backup_under_write_load_restores_every_acknowledged_write() {
     );
     // With it, a database that has moved on goes back to the backup.
     let store = vestibule_store::open(&restored_cfg).await.unwrap();
-    store
-        .create_account(account(1_000_000))
-        .await
-        .unwrap();
+    store.create_account(account(1_000_000)).await.unwrap();
     drop(store);
     backup::restore(&file, &restored_cfg, true).await.unwrap();
     let store = vestibule_store::open(&restored_cfg).await.unwrap();
@@ -127,7 +127,9 @@ async fn restore_refuses_what_is_not_a_vestibule_backup() {
     // Nothing was created at the target.
     assert!(!dir.path().join("vestibule.db").exists());
     // Backing up a database that does not exist creates neither.
-    let none = backup::backup(&cfg, &dir.path().join("b")).await.unwrap_err();
+    let none = backup::backup(&cfg, &dir.path().join("b"))
+        .await
+        .unwrap_err();
     assert!(matches!(none, BackupError::Refused(_)), "{none}");
     assert!(!dir.path().join("vestibule.db").exists());
     assert!(!dir.path().join("b").exists());

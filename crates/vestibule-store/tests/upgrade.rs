@@ -101,7 +101,10 @@ async fn write_release_rows(store: &Arc<dyn Store>) {
         now: 1_700_000_000_000,
     };
     let a = store.create_account(alice.clone()).await.unwrap();
-    store.link_identity(a.id, &key("oidc", "a-1")).await.unwrap();
+    store
+        .link_identity(a.id, &key("oidc", "a-1"))
+        .await
+        .unwrap();
     alice.key = key("authelia", "bob");
     alice.username = "bob".into();
     alice.email = None;
@@ -148,7 +151,10 @@ async fn write_release_rows(store: &Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    for (at, action) in [(1_700_000_000_005, "login"), (1_700_000_000_006, "account.disable")] {
+    for (at, action) in [
+        (1_700_000_000_005, "login"),
+        (1_700_000_000_006, "account.disable"),
+    ] {
         store
             .append_audit(&vestibule_store::AuditEntry {
                 at,

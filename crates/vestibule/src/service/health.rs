@@ -31,7 +31,10 @@ pub async fn livez() -> Response {
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match store_ready(&state).await {
         Ok(()) => plain(StatusCode::OK, "ready"),
-        Err(why) => plain(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}")),
+        Err(why) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ready: {why}"),
+        ),
     }
 }
 

@@ -109,9 +109,17 @@ impl Reloader {
 /// the strings are compared, never logged, so secrets in them stay put.
 pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
     let pairs: [(&'static str, String, String); 12] = [
-        ("server", format!("{:?}", a.server), format!("{:?}", b.server)),
+        (
+            "server",
+            format!("{:?}", a.server),
+            format!("{:?}", b.server),
+        ),
         ("log", format!("{:?}", a.log), format!("{:?}", b.log)),
-        ("source", format!("{:?}", a.source), format!("{:?}", b.source)),
+        (
+            "source",
+            format!("{:?}", a.source),
+            format!("{:?}", b.source),
+        ),
         (
             "client_ip",
             format!("{:?}", a.client_ip),
@@ -148,7 +156,11 @@ pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
             format!("{:?}", a.devices),
             format!("{:?}", b.devices),
         ),
-        ("routes", format!("{:?}", a.routes), format!("{:?}", b.routes)),
+        (
+            "routes",
+            format!("{:?}", a.routes),
+            format!("{:?}", b.routes),
+        ),
     ];
     pairs
         .into_iter()

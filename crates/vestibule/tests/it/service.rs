@@ -63,7 +63,10 @@ async fn livez_and_readyz_answer_with_a_reachable_sqlite_store() {
     // The old probe is unchanged.
     assert_eq!(admin_get(&gw, "/healthz").await.status, 200);
     // Not on the main listener: probes are for operators.
-    assert_ne!(Raw::get(gw.addr, TRUSTED, "/readyz", &[]).await.text(), "ready\n");
+    assert_ne!(
+        Raw::get(gw.addr, TRUSTED, "/readyz", &[]).await.text(),
+        "ready\n"
+    );
 }
 
 /// Stops and starts the cluster off the async runtime (both wait for the
@@ -104,7 +107,10 @@ async fn readyz_fails_while_postgres_is_down_and_recovers() {
         "{:?}",
         probe.elapsed()
     );
-    eprintln!("readyz: 503 {down:?} after the cluster stopped ({:?} total)", t0.elapsed());
+    eprintln!(
+        "readyz: 503 {down:?} after the cluster stopped ({:?} total)",
+        t0.elapsed()
+    );
 
     let mut cluster = blocking(move || {
         cluster.start_again();
@@ -116,10 +122,16 @@ async fn readyz_fails_while_postgres_is_down_and_recovers() {
         if admin_get(&gw, "/readyz").await.status == 200 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "not ready again");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not ready again"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("readyz: 200 again {:?} after the cluster restarted", started.elapsed());
+    eprintln!(
+        "readyz: 200 again {:?} after the cluster restarted",
+        started.elapsed()
+    );
     blocking(move || cluster.stop()).await;
 }
 
@@ -166,15 +178,25 @@ async fn sighup_checks_the_file_and_names_what_needs_a_restart() {
     hangup(&gw).await;
     let log = until_logged(&gw, "need a restart", 1).await;
     let line = log.lines().find(|l| l.contains("need a restart")).unwrap();
-    assert!(line.contains("[routes]") && !line.contains("[server]"), "{line}");
+    assert!(
+        line.contains("[routes]") && !line.contains("[server]"),
+        "{line}"
+    );
     assert!(line.contains("nothing was applied"), "{line}");
     assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &alice).await.status, 200);
 
     // A file with errors: each error is logged, the gateway keeps serving.
-    std::fs::write(&path, original.replace("dialect = \"authelia\"", "dialect = \"nope\"")).unwrap();
+    std::fs::write(
+        &path,
+        original.replace("dialect = \"authelia\"", "dialect = \"nope\""),
+    )
+    .unwrap();
     hangup(&gw).await;
     let log = until_logged(&gw, "has errors; the running configuration stays", 1).await;
-    assert!(log.contains("nope"), "the error names the bad value:\n{log}");
+    assert!(
+        log.contains("nope"),
+        "the error names the bad value:\n{log}"
+    );
     assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &alice).await.status, 200);
 
     // The process survived both signals.
@@ -208,7 +230,10 @@ async fn backup_and_restore_commands_round_trip_a_running_gateways_database() {
     let gw = Gateway::start(&cfg_text).await;
     let cfg = gw._dir.path().join("vestibule.toml");
     // Provision an account through the gateway (auto provisioning).
-    let id = [("X-authentik-uid", "u1"), ("X-authentik-username", "ursula")];
+    let id = [
+        ("X-authentik-uid", "u1"),
+        ("X-authentik-username", "ursula"),
+    ];
     assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &id).await.status, 200);
 
     let out = tempfile::tempdir().unwrap();
@@ -216,7 +241,10 @@ async fn backup_and_restore_commands_round_trip_a_running_gateways_database() {
     let file_arg = file.to_str().unwrap();
     let (code, stdout, stderr) = vestibule(&["backup", file_arg], &cfg).await;
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains(file_arg) && stdout.contains("schema version"), "{stdout}");
+    assert!(
+        stdout.contains(file_arg) && stdout.contains("schema version"),
+        "{stdout}"
+    );
     let (code, _, stderr) = vestibule(&["backup", file_arg], &cfg).await;
     assert_eq!(code, 1, "a second backup to the same file is refused");
     assert!(stderr.contains("refusing to overwrite"), "{stderr}");
@@ -259,7 +287,9 @@ async fn the_packaged_example_configuration_passes_check() {
     )
     .unwrap();
     assert!(
-        unit.contains("ExecStartPre=/usr/bin/vestibule check --config /etc/vestibule/vestibule.toml"),
+        unit.contains(
+            "ExecStartPre=/usr/bin/vestibule check --config /etc/vestibule/vestibule.toml"
+        ),
         "{unit}"
     );
 }
