@@ -2,8 +2,9 @@
 //!
 //! `/livez` answers 200 while the process serves HTTP at all: a
 //! supervisor restarts the process when it fails. `/readyz` answers 200
-//! only when the gateway can do its work: when accounts are on, the
-//! database must answer a cheap query within [`READY_TIMEOUT`]; else 503,
+//! only when the gateway can do its work: with `[source.jwt]`, its signing
+//! keys are loaded; when accounts are on, the database answers a cheap
+//! query within [`READY_TIMEOUT`]; else 503,
 //! so a load balancer sends requests elsewhere (restarting would not help).
 //! `/healthz` stays what it was (the process answers) for existing probes.
 
@@ -29,6 +30,16 @@ pub async fn livez() -> Response {
 
 /// `GET /readyz`.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    // Without its keys, a `[source.jwt]` gateway answers every assertion
+    // 503 (see `identity::jwks`): not ready either.
+    if let Some(keys) = &state.signing_keys
+        && keys.current().is_none()
+    {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the assertion signing keys are not loaded",
+        );
+    }
     match store_ready(&state).await {
         Ok(()) => plain(StatusCode::OK, "ready"),
         Err(why) => plain(

@@ -69,6 +69,22 @@ async fn livez_and_readyz_answer_with_a_reachable_sqlite_store() {
     );
 }
 
+#[tokio::test]
+async fn readyz_fails_while_the_assertion_keys_cannot_be_loaded() {
+    let up = start_whoami().await;
+    let nowhere = closed_port().await;
+    let src = format!(
+        "[source.jwt]\npreset = \"authentik\"\nissuer = \"https://sso.example\"\n\
+         audience = [\"vestibule\"]\njwks_url = \"http://{nowhere}/jwks\"\n\
+         trusted_proxies = [\"127.0.0.1\"]\n"
+    );
+    let gw = Gateway::start(&config(&src, &route("app", "/", up, ""))).await;
+    let r = admin_get(&gw, "/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("signing keys"), "{}", r.text());
+    assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+}
+
 /// Stops and starts the cluster off the async runtime (both wait for the
 /// server).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
