@@ -19,7 +19,8 @@
 //! [`http::decide`] runs steps 2–4 and is the only place a request is
 //! decided; [`http::forward`] (in-path) and [`http::forward_auth`] both call
 //! it. vestibule's own pages are in [`web`], the operators' CLI in
-//! [`admin`], and the demo, whoami and bench seeder in [`tools`]. The map
+//! [`admin`], systemd readiness, probes and reloads in [`service`], and the
+//! demo, whoami, bench seeder and packaging assets in [`tools`]. The map
 //! with a diagram is `docs/architecture.md`.
 //!
 //! ## Invariants

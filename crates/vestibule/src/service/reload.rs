@@ -89,11 +89,7 @@ impl Reloader {
                 tracing::info!("reload: {file} is valid and matches the running configuration")
             }
             Outcome::NeedsRestart(sections) => {
-                let list = sections
-                    .iter()
-                    .map(|s| format!("[{s}]"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = sections.join(", ");
                 tracing::warn!(
                     "reload: {file} is valid; changed since start: {list}; these need a restart \
                      to apply (systemctl restart vestibule); nothing was applied"
@@ -104,69 +100,33 @@ impl Reloader {
     }
 }
 
-/// The top-level sections that differ. Compared through `Debug`, which
+/// The top-level sections that differ, as the file spells them. Compared through `Debug`, which
 /// shows every field (`FileConfig` is read-only data without `PartialEq`);
 /// the strings are compared, never logged, so secrets in them stay put.
 pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
-    let pairs: [(&'static str, String, String); 12] = [
-        (
-            "server",
-            format!("{:?}", a.server),
-            format!("{:?}", b.server),
-        ),
-        ("log", format!("{:?}", a.log), format!("{:?}", b.log)),
-        (
-            "source",
-            format!("{:?}", a.source),
-            format!("{:?}", b.source),
-        ),
-        (
-            "client_ip",
-            format!("{:?}", a.client_ip),
-            format!("{:?}", b.client_ip),
-        ),
-        (
-            "upstream",
-            format!("{:?}", a.upstream),
-            format!("{:?}", b.upstream),
-        ),
-        ("auth", format!("{:?}", a.auth), format!("{:?}", b.auth)),
-        (
-            "forward_auth",
-            format!("{:?}", a.forward_auth),
-            format!("{:?}", b.forward_auth),
-        ),
-        (
-            "database",
-            format!("{:?}", a.database),
-            format!("{:?}", b.database),
-        ),
-        (
-            "accounts",
-            format!("{:?}", a.accounts),
-            format!("{:?}", b.accounts),
-        ),
-        (
-            "sessions",
-            format!("{:?}", a.sessions),
-            format!("{:?}", b.sessions),
-        ),
-        (
-            "devices",
-            format!("{:?}", a.devices),
-            format!("{:?}", b.devices),
-        ),
-        (
-            "routes",
-            format!("{:?}", a.routes),
-            format!("{:?}", b.routes),
-        ),
-    ];
-    pairs
-        .into_iter()
-        .filter(|(_, x, y)| x != y)
-        .map(|(name, _, _)| name)
-        .collect()
+    macro_rules! differing {
+        ($($name:literal => $field:ident),* $(,)?) => {
+            [$(($name, format!("{:?}", a.$field) != format!("{:?}", b.$field))),*]
+        };
+    }
+    differing!(
+        "[server]" => server,
+        "[log]" => log,
+        "[source]" => source,
+        "[client_ip]" => client_ip,
+        "[upstream]" => upstream,
+        "[auth]" => auth,
+        "[forward_auth]" => forward_auth,
+        "[database]" => database,
+        "[accounts]" => accounts,
+        "[sessions]" => sessions,
+        "[devices]" => devices,
+        "[[route]]" => routes,
+    )
+    .into_iter()
+    .filter(|&(_, changed)| changed)
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// Installs the `SIGHUP` handler now (so a reload right after start is
@@ -195,6 +155,6 @@ mod tests {
         let a = parse("[server]\nlisten = [\"127.0.0.1:8080\"]\n");
         let b = parse("[server]\nlisten = [\"127.0.0.1:8081\"]\n[log]\nlevel = \"debug\"\n");
         assert_eq!(changed_sections(&a, &a.clone()), Vec::<&str>::new());
-        assert_eq!(changed_sections(&a, &b), vec!["server", "log"]);
+        assert_eq!(changed_sections(&a, &b), vec!["[server]", "[log]"]);
     }
 }

@@ -195,7 +195,7 @@ async fn sighup_checks_the_file_and_names_what_needs_a_restart() {
     let log = until_logged(&gw, "need a restart", 1).await;
     let line = log.lines().find(|l| l.contains("need a restart")).unwrap();
     assert!(
-        line.contains("[routes]") && !line.contains("[server]"),
+        line.contains("[[route]]") && !line.contains("[server]"),
         "{line}"
     );
     assert!(line.contains("nothing was applied"), "{line}");
