@@ -28,10 +28,21 @@ pub async fn backup(config: &Path, dest: &Path) -> ExitCode {
 
 /// `vestibule restore FILE [--replace]`.
 pub async fn restore(config: &Path, from: &Path, replace: bool) -> ExitCode {
-    let store = match account_settings_for(config) {
-        Ok(a) => a.store,
+    let (store, data_dir) = match account_settings_for(config) {
+        Ok(a) => (a.store, a.sqlite_dir),
         Err(code) => return code,
     };
+    // A new machine has no data directory yet (`serve` and `migrate`
+    // create it the same way).
+    if let Some(dir) = data_dir
+        && let Err(e) = std::fs::create_dir_all(&dir)
+    {
+        eprintln!(
+            "error: cannot create the data directory {}: {e}",
+            dir.display()
+        );
+        return ExitCode::from(2);
+    }
     report(
         "restore",
         backup::restore(from, &store, replace).await,

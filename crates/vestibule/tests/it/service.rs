@@ -269,11 +269,12 @@ async fn backup_and_restore_commands_round_trip_a_running_gateways_database() {
     // Into an empty data directory (a new machine), then the account is
     // there for the admin CLI.
     let fresh = tempfile::tempdir().unwrap();
+    let fresh_data = fresh.path().join("not-yet-made");
     let fresh_cfg = out.path().join("fresh.toml");
     std::fs::write(
         &fresh_cfg,
         config(
-            &accounts_on(fresh.path().to_str().unwrap()),
+            &accounts_on(fresh_data.to_str().unwrap()),
             &route("app", "/", up, ""),
         ),
     )
