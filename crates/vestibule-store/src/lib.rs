@@ -68,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backup;
 mod error;
 mod feed;
 mod migrations;
@@ -81,6 +82,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{
     Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device, IdentityKey,
     NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, hex,

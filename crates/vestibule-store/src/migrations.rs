@@ -59,9 +59,52 @@ pub(crate) fn migrator(backend: Backend) -> Migrator {
     )
 }
 
-/// Applies pending migrations. Fails if the database has a migration this
-/// binary does not know (a newer vestibule ran on it) or a changed one.
+/// The newest schema version this binary knows.
+pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// The newest schema version recorded in a database, `None` for a database
+/// no vestibule has migrated yet.
+pub(crate) async fn applied_version(
+    pool: &AnyPool,
+    backend: Backend,
+) -> Result<Option<i64>, StoreError> {
+    let exists_sql = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+        }
+    };
+    let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(pool).await?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    Ok(
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Applies pending migrations, forward only: each one runs in its own
+/// transaction (sqlx's default for a migration without `no_tx`), so a
+/// failing one leaves the schema at the version before it. Refuses a
+/// database whose schema is newer than this binary (a newer vestibule ran
+/// on it: an older one would misread its rows), and a database where a
+/// released migration was changed (sqlx compares checksums).
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    if let Some(found) = applied_version(pool, backend).await?
+        && found > LATEST_VERSION
+    {
+        return Err(StoreError::Migration(format!(
+            "the database schema is version {found}, newer than the version {LATEST_VERSION} \
+             this vestibule ({}) knows: a newer vestibule has run on it; run that version \
+             (or restore a backup made before the upgrade)",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
     migrator(backend)
         .run(pool)
         .await

@@ -33,11 +33,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The admin router: `/metrics` and `/healthz`.
+/// The admin router: `/metrics`, `/healthz`, and the probes `/livez` and
+/// `/readyz` (see [`crate::service::health`]).
 pub fn admin_app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/livez", get(crate::service::health::livez))
+        .route("/readyz", get(crate::service::health::readyz))
         .with_state(state)
 }
 

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `check`, `demo`, `whoami`, and the admin
 //! commands `users`, `sessions`, `devices`, `audit`, `migrate` (in
-//! [`crate::admin::cli`]).
+//! [`crate::admin::cli`]), `backup` and `restore` (in
+//! [`crate::admin::backup`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,6 +110,37 @@ pub enum Command {
         #[command(flatten)]
         db: admin_cli::ConfigArg,
     },
+    /// Copy the SQLite account database to FILE, online (gateways may run).
+    ///
+    /// A consistent copy (SQLite's VACUUM INTO) of every committed write.
+    /// Refuses to overwrite FILE. PostgreSQL: use pg_dump. Exit 0 done,
+    /// 1 refused, 2 configuration, file or database error.
+    Backup {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// The backup file to create.
+        file: PathBuf,
+    },
+    /// Put a backup made by `vestibule backup` in place as the database.
+    ///
+    /// Stop the gateways first. The backup is checked (intact, a schema this
+    /// vestibule knows) before anything is written. Exit 0 done, 1 refused,
+    /// 2 configuration, file or database error.
+    Restore {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// The backup file.
+        file: PathBuf,
+        /// Replace an existing database (and its WAL) instead of refusing.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Write the man page and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 fn init_logging(json: bool, level: &str) {
@@ -200,6 +232,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 );
                 return ExitCode::from(2);
             };
+            let reloader = crate::service::reload::Reloader::new(config.clone(), file);
             init_logging(settings.log_json, &settings.log_level);
             for d in &diags {
                 tracing::warn!(key = %d.key, fix = %d.fix, "{}", d.message);
@@ -221,7 +254,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             if let Some(a) = running.admin_addr {
                 println!("vestibule: admin on http://{a}");
             }
+            let reload_task = match crate::service::reload::on_sighup(reloader) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot handle SIGHUP: {e}");
+                    running.shutdown().await;
+                    return ExitCode::from(1);
+                }
+            };
+            // Every listener is bound and SIGHUP is handled: ready.
+            crate::service::notify::ready();
             shutdown_signal().await;
+            reload_task.abort();
             tracing::info!("shutting down");
             running.shutdown().await;
             ExitCode::SUCCESS
@@ -272,6 +316,22 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
         Command::Migrate { db } => admin_cli::migrate(&db.config).await,
+        Command::Backup { db, file } => crate::admin::backup::backup(&db.config, &file).await,
+        Command::Restore { db, file, replace } => {
+            crate::admin::backup::restore(&db.config, &file, replace).await
+        }
+        Command::GenerateAssets { dir } => match crate::tools::assets::write(&dir) {
+            Ok(written) => {
+                for p in written {
+                    println!("wrote {}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write to {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
         Command::BenchSeed(args) => crate::tools::bench_seed::run(args).await,
         Command::BenchWarm(args) => crate::tools::bench_seed::warm(args).await,
     }

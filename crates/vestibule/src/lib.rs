@@ -18,8 +18,10 @@
 //!
 //! [`http::decide`] runs steps 2–4 and is the only place a request is
 //! decided; [`http::forward`] (in-path) and [`http::forward_auth`] both call
-//! it. vestibule's own pages are in [`web`], its JSON endpoints in [`api`], the operators' CLI in
-//! [`admin`], and the demo, whoami and bench seeder in [`tools`]. The map
+//! it. vestibule's own pages are in [`web`], its JSON endpoints in [`api`],
+//! the operators' CLI in [`admin`], systemd readiness, probes and reloads
+//! in [`service`], and the demo, whoami, bench seeder and packaging assets
+//! in [`tools`]. The map
 //! with a diagram is `docs/architecture.md`.
 //!
 //! ## Invariants
@@ -47,6 +49,7 @@ pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimited_log;
+pub mod service;
 pub mod state;
 pub mod tools;
 pub mod urls;

@@ -76,6 +76,13 @@ pub(super) fn account_settings(path: &Path) -> Result<(AccountSettings, Option<S
     }
 }
 
+/// [`account_settings`] for commands that report their own way (backup,
+/// restore): the `[accounts]` settings, or the exit code after the reason
+/// was printed.
+pub(super) fn account_settings_for(path: &Path) -> Result<AccountSettings, ExitCode> {
+    account_settings(path).map(|(a, _)| a).map_err(Fail::exit)
+}
+
 /// The file behind a `sqlite:` URL.
 fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url

@@ -25,6 +25,7 @@
 //! per command group; the actions that change an account are the accounts
 //! service's ([`crate::accounts::admin`]), shared with the admin page.
 
+pub mod backup;
 pub mod cli;
 
 mod audit;

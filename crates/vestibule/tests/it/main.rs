@@ -23,5 +23,6 @@ mod proxy;
 mod readme;
 mod redirects;
 mod router;
+mod service;
 mod support;
 mod verify;

@@ -1,0 +1,312 @@
+//! Running under a service manager: systemd readiness (`sd_notify`), the
+//! `/livez` and `/readyz` probes (with the database checked), `SIGHUP`,
+//! and `vestibule backup` / `restore` on the real binary.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use vestibule_store::testkit::PgCluster;
+
+use crate::support::*;
+
+fn accounts_on(url_or_dir: &str) -> String {
+    let database = if url_or_dir.starts_with("postgres") {
+        format!("url = \"{url_or_dir}\"")
+    } else {
+        format!("data_dir = \"{url_or_dir}\"")
+    };
+    format!(
+        "[source.headers]\ndialect = \"authentik\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\n{database}\n\n[accounts]\ncache_ttl = \"1s\"\n"
+    )
+}
+
+async fn admin_get(gw: &Gateway, path: &str) -> Raw {
+    Raw::get(gw.admin.unwrap(), TRUSTED, path, &[]).await
+}
+
+#[tokio::test]
+async fn tells_systemd_it_is_ready_once_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let up = start_whoami().await;
+    let gw = Gateway::start_with_env(
+        &config(&authelia(), &route("app", "/", up, "")),
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    )
+    .await;
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf))
+        .await
+        .expect("no sd_notify message within 10 s")
+        .unwrap();
+    let msg = std::str::from_utf8(&buf[..n]).unwrap();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg:?}");
+    // Ready means serving: the listeners answer.
+    assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+}
+
+#[tokio::test]
+async fn livez_and_readyz_answer_with_a_reachable_sqlite_store() {
+    let data = tempfile::tempdir().unwrap();
+    let up = start_whoami().await;
+    let gw = Gateway::start(&config(
+        &accounts_on(data.path().to_str().unwrap()),
+        &route("app", "/", up, ""),
+    ))
+    .await;
+    let live = admin_get(&gw, "/livez").await;
+    assert_eq!((live.status, live.text()), (200, "alive\n".to_owned()));
+    let ready = admin_get(&gw, "/readyz").await;
+    assert_eq!((ready.status, ready.text()), (200, "ready\n".to_owned()));
+    // The old probe is unchanged.
+    assert_eq!(admin_get(&gw, "/healthz").await.status, 200);
+    // Not on the main listener: probes are for operators.
+    assert_ne!(
+        Raw::get(gw.addr, TRUSTED, "/readyz", &[]).await.text(),
+        "ready\n"
+    );
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_assertion_keys_cannot_be_loaded() {
+    let up = start_whoami().await;
+    let nowhere = closed_port().await;
+    let src = format!(
+        "[source.jwt]\npreset = \"authentik\"\nissuer = \"https://sso.example\"\n\
+         audience = [\"vestibule\"]\njwks_url = \"http://{nowhere}/jwks\"\n\
+         trusted_proxies = [\"127.0.0.1\"]\n"
+    );
+    let gw = Gateway::start(&config(&src, &route("app", "/", up, ""))).await;
+    let r = admin_get(&gw, "/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("signing keys"), "{}", r.text());
+    assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+}
+
+/// Stops and starts the cluster off the async runtime (both wait for the
+/// server).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_postgres_is_down_and_recovers() {
+    let cluster = blocking(PgCluster::start).await;
+    let (cluster, url) = blocking(move || {
+        let url = cluster.create_database();
+        (cluster, url)
+    })
+    .await;
+    let up = start_whoami().await;
+    let gw = Gateway::start(&config(&accounts_on(&url), &route("app", "/", up, ""))).await;
+    assert_eq!(admin_get(&gw, "/readyz").await.status, 200);
+
+    let mut cluster = blocking(move || {
+        let mut c = cluster;
+        c.stop();
+        c
+    })
+    .await;
+    let t0 = Instant::now();
+    let down = until_status(503, async || admin_get(&gw, "/readyz").await.status).await;
+    let r = admin_get(&gw, "/readyz").await;
+    assert!(r.text().starts_with("not ready: "), "{}", r.text());
+    // Liveness does not depend on the database: restarting would not help.
+    assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+    // Each probe answers within the readiness timeout (plus slack).
+    let probe = Instant::now();
+    admin_get(&gw, "/readyz").await;
+    assert!(
+        probe.elapsed() < vestibule::service::health::READY_TIMEOUT + Duration::from_secs(2),
+        "{:?}",
+        probe.elapsed()
+    );
+    eprintln!(
+        "readyz: 503 {down:?} after the cluster stopped ({:?} total)",
+        t0.elapsed()
+    );
+
+    let mut cluster = blocking(move || {
+        cluster.start_again();
+        cluster
+    })
+    .await;
+    let started = Instant::now();
+    loop {
+        if admin_get(&gw, "/readyz").await.status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "readyz: 200 again {:?} after the cluster restarted",
+        started.elapsed()
+    );
+    blocking(move || cluster.stop()).await;
+}
+
+async fn hangup(gw: &Gateway) {
+    let status = tokio::process::Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits (at most 10 s) until the gateway's stderr has `n` lines with
+/// `needle`.
+async fn until_logged(gw: &Gateway, needle: &str, n: usize) -> String {
+    let started = Instant::now();
+    loop {
+        let log = gw.stderr();
+        if log.matches(needle).count() >= n {
+            return log;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no {needle:?} ({n}) in:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_checks_the_file_and_names_what_needs_a_restart() {
+    let up = start_whoami().await;
+    let original = config(&authelia(), &route("app", "/", up, ""));
+    let gw = Gateway::start(&original).await;
+    let path = gw._dir.path().join("vestibule.toml");
+    let alice = [("Remote-User", "alice")];
+
+    // A changed route: reported as needing a restart, not applied.
+    std::fs::write(
+        &path,
+        config(&authelia(), &route("app", "/", up, "")) + &route("other", "/other/", up, ""),
+    )
+    .unwrap();
+    hangup(&gw).await;
+    let log = until_logged(&gw, "need a restart", 1).await;
+    let line = log.lines().find(|l| l.contains("need a restart")).unwrap();
+    assert!(
+        line.contains("[[route]]") && !line.contains("[server]"),
+        "{line}"
+    );
+    assert!(line.contains("nothing was applied"), "{line}");
+    assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &alice).await.status, 200);
+
+    // A file with errors: each error is logged, the gateway keeps serving.
+    std::fs::write(
+        &path,
+        original.replace("dialect = \"authelia\"", "dialect = \"nope\""),
+    )
+    .unwrap();
+    hangup(&gw).await;
+    let log = until_logged(&gw, "has errors; the running configuration stays", 1).await;
+    assert!(
+        log.contains("nope"),
+        "the error names the bad value:\n{log}"
+    );
+    assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &alice).await.status, 200);
+
+    // The process survived both signals.
+    assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+}
+
+async fn vestibule(args: &[&str], config: &Path) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("VESTIBULE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn backup_and_restore_commands_round_trip_a_running_gateways_database() {
+    let data = tempfile::tempdir().unwrap();
+    let up = start_whoami().await;
+    let cfg_text = config(
+        &accounts_on(data.path().to_str().unwrap()),
+        &route("app", "/", up, ""),
+    );
+    let gw = Gateway::start(&cfg_text).await;
+    let cfg = gw._dir.path().join("vestibule.toml");
+    // Provision an account through the gateway (auto provisioning).
+    let id = [
+        ("X-authentik-uid", "u1"),
+        ("X-authentik-username", "ursula"),
+    ];
+    assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &id).await.status, 200);
+
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("vestibule.backup");
+    let file_arg = file.to_str().unwrap();
+    let (code, stdout, stderr) = vestibule(&["backup", file_arg], &cfg).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(file_arg) && stdout.contains("schema version"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = vestibule(&["backup", file_arg], &cfg).await;
+    assert_eq!(code, 1, "a second backup to the same file is refused");
+    assert!(stderr.contains("refusing to overwrite"), "{stderr}");
+    drop(gw);
+
+    // Into an empty data directory (a new machine), then the account is
+    // there for the admin CLI.
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh_data = fresh.path().join("not-yet-made");
+    let fresh_cfg = out.path().join("fresh.toml");
+    std::fs::write(
+        &fresh_cfg,
+        config(
+            &accounts_on(fresh_data.to_str().unwrap()),
+            &route("app", "/", up, ""),
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = vestibule(&["restore", file_arg], &fresh_cfg).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("vestibule.db"), "{stdout}");
+    let (code, stdout, stderr) = vestibule(&["users", "list"], &fresh_cfg).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ursula"), "{stdout}");
+    // Restoring over it again needs --replace.
+    let (code, _, stderr) = vestibule(&["restore", file_arg], &fresh_cfg).await;
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _, stderr) = vestibule(&["restore", "--replace", file_arg], &fresh_cfg).await;
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[tokio::test]
+async fn the_packaged_example_configuration_passes_check() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/vestibule.toml");
+    let (code, _, stderr) = vestibule(&["check"], &example).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 error(s)"), "{stderr}");
+    // The unit runs exactly this check before starting.
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/vestibule.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.contains(
+            "ExecStartPre=/usr/bin/vestibule check --config /etc/vestibule/vestibule.toml"
+        ),
+        "{unit}"
+    );
+}
