@@ -22,10 +22,10 @@ use vestibule_core::secret::hash_token;
 use vestibule_store::{NewDevice, PairingPoll};
 
 use crate::accounts::now_ms;
+use crate::http::responses::wants_html;
 use crate::identity::client_identity::ClientContext;
 use crate::state::AppState;
 use crate::web::devices::{check_name, random32};
-use crate::http::responses::wants_html;
 use crate::web::extract::{Client, Fields, form_fields};
 
 /// How often a pairing device should poll, in seconds.

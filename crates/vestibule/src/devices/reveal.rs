@@ -120,7 +120,10 @@ mod tests {
     fn a_secret_is_taken_once_by_its_session_only() {
         let r = Reveals::default();
         r.put_created("a".into(), created(1, 100), 0);
-        assert!(r.take_created("a", &[2; 32], 1).is_none(), "another session");
+        assert!(
+            r.take_created("a", &[2; 32], 1).is_none(),
+            "another session"
+        );
         assert!(r.take_created("a", &[1; 32], 1).is_some());
         assert!(r.take_created("a", &[1; 32], 1).is_none(), "only once");
         r.put_created("b".into(), created(1, 100), 0);

@@ -451,7 +451,9 @@ pub(super) async fn create(
         },
         now,
     );
-    Ok(see_other(&format!("/.vestibule/devices/created/{reveal_id}")))
+    Ok(see_other(&format!(
+        "/.vestibule/devices/created/{reveal_id}"
+    )))
 }
 
 /// `GET /.vestibule/devices/created/{id}`: the new device's secret, once,
@@ -522,7 +524,12 @@ pub(super) async fn revoke(
         String::new(),
     )
     .await;
-    Ok(done(&slot, &s, "/.vestibule/devices", Notice::DeviceRevoked))
+    Ok(done(
+        &slot,
+        &s,
+        "/.vestibule/devices",
+        Notice::DeviceRevoked,
+    ))
 }
 
 /// `POST /.vestibule/admin/devices/revoke`: an admin revokes anyone's.
@@ -683,7 +690,10 @@ pub(super) async fn pair_start(
         routes.join(","),
     )
     .await;
-    Ok(see_other(&format!("/.vestibule/devices/pair/{}", pairing.id)))
+    Ok(see_other(&format!(
+        "/.vestibule/devices/pair/{}",
+        pairing.id
+    )))
 }
 
 /// The gateway's own origin and root (`https://host/`), as the browser

@@ -18,8 +18,8 @@ pub mod session;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Router;
 use axum::Extension;
+use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,7 +43,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/.vestibule/account/sessions/revoke-all", post(revoke_all))
         .route("/.vestibule/admin", get(admin))
         .route("/.vestibule/admin/accounts", post(admin_action))
-        .route("/.vestibule/admin/accounts/{id}/{action}", get(admin_confirm))
+        .route(
+            "/.vestibule/admin/accounts/{id}/{action}",
+            get(admin_confirm),
+        )
         .route(
             "/.vestibule/admin/devices/revoke",
             post(devices::admin_revoke),
