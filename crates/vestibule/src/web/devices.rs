@@ -716,6 +716,7 @@ pub(super) async fn pair_status(
     headers: HeaderMap,
     flash: Flash,
     Path(id): Path<i64>,
+    Query(view): Query<ViewQuery>,
 ) -> Result<Response, PageError> {
     let devices = devices_on(&state)?;
     let p = match devices.store().pairing(id).await? {
@@ -750,7 +751,7 @@ pub(super) async fn pair_status(
         routes: p.routes.join(", "),
         expires: when(p.expires_at),
         csrf: s.csrf.clone(),
-        refresh: matches!(state_name, "open" | "confirmed"),
+        refresh: matches!(state_name, "open" | "confirmed") && !view.manual(),
         chrome: Chrome::new(Nav::Devices, super::is_admin(&state, &s), flash),
     };
     Ok(render(page))
@@ -814,6 +815,20 @@ pub(super) async fn pair_decide(
 /// `/.vestibule/pair`.
 pub(crate) const CLAIM_COOKIE: &str = "vestibule_pair";
 
+/// `?manual=1`: a waiting page that does not reload itself (WCAG 2.2.1:
+/// a time limit the person can turn off).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ViewQuery {
+    manual: Option<String>,
+}
+
+impl ViewQuery {
+    fn manual(&self) -> bool {
+        self.manual.is_some()
+    }
+}
+
 /// `?code=` of the pairing address.
 #[derive(Deserialize)]
 pub(super) struct CodeQuery {
@@ -863,6 +878,8 @@ pub(crate) fn claim_cookie(claim: Option<&str>, https: bool, max_age_secs: i64) 
 #[derive(Template)]
 #[template(path = "pair_wait.html")]
 struct PairWaitPage {
+    /// Whether the page reloads itself.
+    refresh: bool,
     chrome: Chrome,
 }
 
@@ -874,6 +891,7 @@ pub(super) async fn pair_wait(
     Client { ctx, .. }: Client,
     Extension(slot): Extension<CookieSlot>,
     headers: HeaderMap,
+    Query(view): Query<ViewQuery>,
 ) -> Result<Response, PageError> {
     let devices = devices_on(&state)?;
     let https = super::session::https(&ctx, &headers);
@@ -897,6 +915,7 @@ pub(super) async fn pair_wait(
     let (poll, secret) = crate::api::pairing::redeem(&devices, &claim).await?;
     match poll {
         PairingPoll::Pending => Ok(render(PairWaitPage {
+            refresh: !view.manual(),
             chrome: Chrome::bare(),
         })),
         PairingPoll::Refused => {
