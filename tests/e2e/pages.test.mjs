@@ -15,91 +15,32 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import jsQR from 'jsqr';
-import { PNG } from 'pngjs';
-import { chromium } from 'playwright-core';
+import { decodeQr, startDemo } from './demo.mjs';
 
 const FRONT_PORT = 18795;
 const FRONT = `http://127.0.0.1:${FRONT_PORT}`;
-const CHROMIUM = '/usr/bin/chromium';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SHOTS = path.resolve(HERE, '../../target/e2e-screenshots');
 const AXE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const WIDTHS = [1280, 390];
 
-function vestibuleBin() {
-  const bin = process.env.E2E_VESTIBULE_BIN;
-  if (!bin || !fs.existsSync(bin)) {
-    throw new Error('E2E_VESTIBULE_BIN must name the vestibule binary (cargo build -p vestibule --bin vestibule)');
-  }
-  return bin;
-}
-
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms).unref(); });
-
-async function assertPortFree(port) {
-  const open = await new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  });
-  if (open) throw new Error(`127.0.0.1:${port} is already in use (a leftover test run?)`);
-}
-
-function decodeQr(png) {
-  const img = PNG.sync.read(png);
-  const code = jsQR(new Uint8ClampedArray(img.data), img.width, img.height);
-  assert.ok(code, 'no QR code could be decoded from the screenshot');
-  return code.data;
-}
-
-let dir;
 let demo;
-let demoOut = '';
 let browser;
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
-  await assertPortFree(FRONT_PORT);
   fs.mkdirSync(SHOTS, { recursive: true });
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vestibule-e2e-pages-'));
-  demo = spawn(vestibuleBin(), ['demo', '--listen', `127.0.0.1:${FRONT_PORT}`], {
-    cwd: dir,
-    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_'))),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  demo.stdout.setEncoding('utf8');
-  demo.stderr.setEncoding('utf8');
-  demo.stdout.on('data', (d) => { demoOut += d; });
-  demo.stderr.on('data', (d) => { demoOut += d; });
-  const end = Date.now() + 20000;
-  while (!demoOut.includes('Press Ctrl-C to stop')) {
-    if (demo.exitCode !== null) throw new Error(`the demo exited:\n${demoOut}`);
-    if (Date.now() > end) throw new Error(`the demo did not start:\n${demoOut}`);
-    await sleep(50);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  demo = await startDemo(FRONT_PORT, 'pages');
+  browser = demo.browser;
 });
 
 after(async () => {
-  await browser?.close();
-  if (demo && demo.exitCode === null) {
-    demo.kill('SIGTERM');
-    await new Promise((r) => { demo.once('exit', r); setTimeout(r, 5000).unref(); });
-  }
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await demo?.stop();
 });
 
 /** A browser signed in to the demo front as `preset`. */
