@@ -13,44 +13,14 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 
-import jsQR from 'jsqr';
-import { PNG } from 'pngjs';
-import { chromium } from 'playwright-core';
+import { decodeQr, startDemo } from './demo.mjs';
 
 const FRONT_PORT = 18794;
 const FRONT = `http://127.0.0.1:${FRONT_PORT}`;
-const CHROMIUM = '/usr/bin/chromium';
 
 // ---------------------------------------------------------------- helpers
-
-function vestibuleBin() {
-  const bin = process.env.E2E_VESTIBULE_BIN;
-  if (!bin || !fs.existsSync(bin)) {
-    throw new Error('E2E_VESTIBULE_BIN must name the vestibule binary (cargo build -p vestibule --bin vestibule)');
-  }
-  return bin;
-}
-
-/** vestibule reads `VESTIBULE_*` variables as configuration: pass none. */
-function vestibuleEnv() {
-  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_')));
-}
-
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms).unref(); });
-
-async function assertPortFree(port) {
-  const open = await new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  });
-  if (open) throw new Error(`127.0.0.1:${port} is already in use (a leftover test run?)`);
-}
 
 /** curl, as a person would run it: status code and body. */
 function curl(args) {
@@ -61,14 +31,6 @@ function curl(args) {
   if (r.error) throw r.error;
   const i = r.stdout.lastIndexOf('\n');
   return { status: Number(r.stdout.slice(i + 1)), body: r.stdout.slice(0, i) };
-}
-
-/** Decodes the QR code in a PNG screenshot. */
-function decodeQr(png) {
-  const img = PNG.sync.read(png);
-  const code = jsQR(new Uint8ClampedArray(img.data), img.width, img.height);
-  assert.ok(code, 'no QR code could be decoded from the screenshot');
-  return code.data;
 }
 
 /** The identity whoami received, from its JSON. */
@@ -84,51 +46,18 @@ function remoteUser(res) {
 
 // ---------------------------------------------------------------- set-up
 
-let dir;
 let demo;
-let demoOut = '';
 let browser;
 let page;
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
-  await assertPortFree(FRONT_PORT);
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vestibule-e2e-devices-'));
-  // The demo keeps its database in ./vestibule-demo-data: run it in a
-  // fresh directory.
-  demo = spawn(vestibuleBin(), ['demo', '--listen', `127.0.0.1:${FRONT_PORT}`], {
-    cwd: dir,
-    env: vestibuleEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  demo.stdout.setEncoding('utf8');
-  demo.stderr.setEncoding('utf8');
-  demo.stdout.on('data', (d) => { demoOut += d; });
-  demo.stderr.on('data', (d) => { demoOut += d; });
-  const end = Date.now() + 20000;
-  while (!demoOut.includes('Press Ctrl-C to stop')) {
-    if (demo.exitCode !== null) throw new Error(`the demo exited:\n${demoOut}`);
-    if (Date.now() > end) throw new Error(`the demo did not start:\n${demoOut}`);
-    await sleep(50);
-  }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // As root, Chromium needs --no-sandbox; the rest keep it off the
-    // (closed) network.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  demo = await startDemo(FRONT_PORT, 'devices');
+  browser = demo.browser;
   page = await (await browser.newContext()).newPage();
 });
 
 after(async () => {
-  await browser?.close();
-  if (demo && demo.exitCode === null) {
-    demo.kill('SIGTERM');
-    await new Promise((r) => { demo.once('exit', r); setTimeout(r, 5000).unref(); });
-  }
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await demo?.stop();
 });
 
 // ---------------------------------------------------------------- tests
@@ -160,9 +89,13 @@ test('a device credential: created in the browser, read from its QR code, used w
   const secret = (await page.inputValue('#secret')).trim();
   assert.match(secret, /^vst_[A-Za-z0-9_-]{43}$/);
 
-  // The QR code holds the same value.
-  const qr = decodeQr(await page.locator('#qr svg').screenshot());
-  assert.equal(qr, secret);
+  // The QR code holds the server address with user and secret inside
+  // (docs/clients.md): https://user:secret@host/.
+  const connect = new URL(decodeQr(await page.locator('#qr svg').screenshot()));
+  assert.equal(connect.origin, FRONT);
+  assert.equal(decodeURIComponent(connect.username), 'alice');
+  assert.equal(decodeURIComponent(connect.password), secret);
+  const qr = decodeURIComponent(connect.password);
 
   // curl, through the SSO front and vestibule, with what the QR code said.
   assert.equal(remoteUser(curl(['-H', `Authorization: Bearer ${qr}`, `${FRONT}/`])), 'alice');

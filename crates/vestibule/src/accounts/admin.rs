@@ -18,6 +18,11 @@
 //!   the change. A store error before the change leaves none.
 //! - Text from identity sources goes into audit details with control
 //!   characters escaped ([`clean`]).
+//! - With a [`LockoutGuard`] (the admin page), an admin cannot disable or
+//!   delete their own account, nor the last active account in an admin
+//!   group: that would leave nobody able to undo it from the page. The
+//!   refusal is audited (outcome `refused`). The CLI has no guard: it runs
+//!   on the server and is itself the way back in.
 
 use std::net::IpAddr;
 
@@ -34,6 +39,27 @@ pub struct Actor {
     pub client_ip: Option<IpAddr>,
     /// Appended to every detail, e.g. the CLI's ` (through sudo by ann)`.
     pub note: String,
+    /// The self-lockout rule, for admins acting from the page.
+    pub guard: Option<LockoutGuard>,
+}
+
+/// What the self-lockout rule needs to know about the acting admin.
+#[derive(Debug, Clone)]
+pub struct LockoutGuard {
+    /// The acting admin's own account.
+    pub own_account: i64,
+    /// `accounts.admin_groups`: an active account in one of them is an
+    /// admin who could undo the change.
+    pub admin_groups: Vec<String>,
+}
+
+/// Why an action was refused by the self-lockout rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lockout {
+    /// The admin's own account.
+    Yourself,
+    /// The last active account in an admin group.
+    LastAdmin,
 }
 
 /// A status change an admin can ask for.
@@ -88,6 +114,9 @@ pub enum Done {
     /// The account was deleted between the caller's lookup and the write
     /// (outcome `not-found`).
     Gone,
+    /// Refused by the self-lockout rule; nothing changed (outcome
+    /// `refused`).
+    Refused(Lockout),
 }
 
 /// The result of an admin action, and whether its audit entry was written
@@ -111,6 +140,11 @@ pub async fn set_status(
     by: &Actor,
 ) -> Result<Audited, StoreError> {
     let (from, to) = (account.status, action.target());
+    if to == AccountStatus::Disabled
+        && let Some(why) = lockout(store, account, by).await?
+    {
+        return Ok(audit(store, by, action.as_str(), account, Done::Refused(why)).await);
+    }
     if from == to && to == AccountStatus::Active {
         return Ok(audit(store, by, action.as_str(), account, Done::AlreadyActive).await);
     }
@@ -134,6 +168,9 @@ pub async fn delete(
     account: &Account,
     by: &Actor,
 ) -> Result<Audited, StoreError> {
+    if let Some(why) = lockout(store, account, by).await? {
+        return Ok(audit(store, by, "delete", account, Done::Refused(why)).await);
+    }
     let ids = store.identities(account.id).await?;
     let n = store.revoke_sessions_of(account.id).await?;
     let done = if store.delete_account(account.id).await? {
@@ -148,6 +185,31 @@ pub async fn delete(
     Ok(audit(store, by, "delete", account, done).await)
 }
 
+/// Whether taking `account` out of service (disable, delete) would lock
+/// the acting admin out: their own account, or the last active admin.
+async fn lockout(
+    store: &dyn Store,
+    account: &Account,
+    by: &Actor,
+) -> Result<Option<Lockout>, StoreError> {
+    let Some(guard) = &by.guard else {
+        return Ok(None);
+    };
+    if account.id == guard.own_account {
+        return Ok(Some(Lockout::Yourself));
+    }
+    let is_admin = |a: &Account| a.groups.iter().any(|g| guard.admin_groups.contains(g));
+    if account.status != AccountStatus::Active || !is_admin(account) {
+        return Ok(None);
+    }
+    let others = store
+        .accounts(Some(AccountStatus::Active), u32::MAX)
+        .await?
+        .iter()
+        .any(|a| a.id != account.id && is_admin(a));
+    Ok((!others).then_some(Lockout::LastAdmin))
+}
+
 async fn audit(
     store: &dyn Store,
     by: &Actor,
@@ -159,6 +221,8 @@ async fn audit(
         Done::Changed(detail) => ("ok", detail.as_str()),
         Done::AlreadyActive => ("unchanged", "already active"),
         Done::Gone => ("not-found", "deleted meanwhile"),
+        Done::Refused(Lockout::Yourself) => ("refused", "an admin's own account"),
+        Done::Refused(Lockout::LastAdmin) => ("refused", "the last active admin"),
     };
     let e = AuditEntry::new(
         now_ms(),

@@ -99,6 +99,10 @@ pub(super) async fn set_status(ctx: &Ctx, spec: &str, action: StatusAction) -> R
             Ok(())
         }
         Done::Gone => Err(Fail::Refused(format!("{} no longer exists", describe(&a)))),
+        Done::Refused(why) => Err(Fail::Refused(format!(
+            "{} is not changed: {why:?}",
+            describe(&a)
+        ))),
         Done::Changed(detail) => {
             let verb = match action {
                 StatusAction::Approve => "approved",
@@ -123,6 +127,10 @@ pub(super) async fn delete(ctx: &Ctx, spec: &str) -> Result<(), Fail> {
         Done::AlreadyActive | Done::Gone => {
             Err(Fail::Refused(format!("{} no longer exists", describe(&a))))
         }
+        Done::Refused(why) => Err(Fail::Refused(format!(
+            "{} is not deleted: {why:?}",
+            describe(&a)
+        ))),
     }
 }
 

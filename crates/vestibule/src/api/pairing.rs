@@ -22,6 +22,7 @@ use vestibule_core::secret::hash_token;
 use vestibule_store::{NewDevice, PairingPoll};
 
 use crate::accounts::now_ms;
+use crate::http::responses::wants_html;
 use crate::identity::client_identity::ClientContext;
 use crate::state::AppState;
 use crate::web::devices::{check_name, random32};
@@ -92,6 +93,57 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The refusal as the common page, for a browser's form.
+    fn page(self) -> Response {
+        let html = |status, title, message: &str, hint| {
+            crate::http::responses::page(status, true, title, message, hint)
+        };
+        match self {
+            Self::InvalidRequest(m) => html(
+                StatusCode::BAD_REQUEST,
+                "Check the form",
+                &m,
+                "Go back and correct it.",
+            ),
+            Self::NotEnabled => html(
+                StatusCode::NOT_FOUND,
+                "Not available",
+                "Device pairing is not enabled on this gateway.",
+                "",
+            ),
+            Self::TooMany(wait) => {
+                let mut r = html(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many attempts",
+                    "Too many wrong pairing codes came from this address.",
+                    "Wait a minute, then try again with the code shown in your browser.",
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs_f64().ceil() as u64),
+                );
+                r
+            }
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable for a pairing request");
+                html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Try again shortly",
+                    "vestibule cannot reach its database right now.",
+                    "",
+                )
+            }
+            Self::Other(status, _, description) => html(
+                status,
+                "Pairing not possible",
+                description,
+                "Start a new pairing in your browser, then scan its QR code again.",
+            ),
+        }
+    }
+}
+
 impl From<vestibule_store::StoreError> for ApiError {
     fn from(e: vestibule_store::StoreError) -> Self {
         Self::Unavailable(e)
@@ -105,6 +157,14 @@ pub struct DeviceRequest {
     devices: Arc<crate::devices::Devices>,
     ctx: ClientContext,
     fields: Option<Fields>,
+    /// A browser's form (the page the pairing QR code opens): answered
+    /// with pages, not JSON.
+    browser: Option<Browser>,
+}
+
+/// What answering a browser needs.
+struct Browser {
+    https: bool,
 }
 
 impl FromRequest<Arc<AppState>> for DeviceRequest {
@@ -123,10 +183,14 @@ impl FromRequest<Arc<AppState>> for DeviceRequest {
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
             .map_err(IntoResponse::into_response)?;
+        let browser = wants_html(&headers).then(|| Browser {
+            https: crate::web::session::https(&ctx, &headers),
+        });
         Ok(Self {
             devices,
             ctx,
             fields: device_fields(&headers, &body),
+            browser,
         })
     }
 }
@@ -154,11 +218,25 @@ fn device_fields(headers: &HeaderMap, body: &[u8]) -> Option<Fields> {
 /// Takes `code` and `name` (JSON or form). Answers 202 with a `claim`
 /// secret to poll with; 404 for an unknown, used or expired code; 429
 /// after too many failures from one address.
-pub async fn pair_claim(req: DeviceRequest) -> Result<Response, ApiError> {
+///
+/// A browser's form (from the page the pairing QR code opens) gets a 303
+/// to `/.vestibule/pair/wait` instead, with the claim in a cookie, and
+/// refusals as pages.
+pub async fn pair_claim(req: DeviceRequest) -> Response {
+    let is_browser = req.browser.is_some();
+    match claim(req).await {
+        Ok(r) => r,
+        Err(e) if is_browser => e.page(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn claim(req: DeviceRequest) -> Result<Response, ApiError> {
     let DeviceRequest {
         devices,
         ctx,
         fields,
+        browser,
     } = req;
     let Some(fields) = fields else {
         return Err(ApiError::InvalidRequest(
@@ -182,6 +260,25 @@ pub async fn pair_claim(req: DeviceRequest) -> Result<Response, ApiError> {
         )
         .await?
     {
+        Some(p) if let Some(b) = browser => {
+            tracing::info!(pairing = p.id, device = %name, "a browser redeemed a pairing code");
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_static("/.vestibule/pair/wait"),
+            );
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                crate::web::devices::claim_cookie(
+                    Some(claim.expose()),
+                    b.https,
+                    (p.expires_at - now) / 1000,
+                ),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(r)
+        }
         Some(p) => {
             tracing::info!(pairing = p.id, device = %name, "a device redeemed a pairing code");
             Ok(json(
@@ -234,6 +331,7 @@ pub async fn pair_poll(
         devices,
         ctx,
         fields,
+        ..
     } = req;
     let claim = fields
         .and_then(|f| f.get("claim").map(str::to_owned))
@@ -243,34 +341,17 @@ pub async fn pair_poll(
             "Send the `claim` you got from /.vestibule/pair.".into(),
         ));
     }
-    let secret = device_token(random32());
-    let now = now_ms();
-    // Account, name and routes come from the pairing; these are ignored.
-    let template = NewDevice {
-        account_id: 0,
-        name: String::new(),
-        kind: "paired".into(),
-        routes: Vec::new(),
-        secret_hash: hash_token(secret.expose()),
-        basic_user: None,
-        created_at: now,
-        expires_at: None,
-    };
-    match devices
-        .store()
-        .redeem_pairing(&hash_token(&claim), &template, now)
-        .await?
-    {
-        PairingPoll::Pending => Ok(json(
+    match redeem(&devices, &claim).await? {
+        (PairingPoll::Pending, _) => Ok(json(
             StatusCode::ACCEPTED,
             serde_json::json!({ "status": "pending", "interval": POLL_INTERVAL_SECS }),
         )),
-        PairingPoll::Refused => Err(ApiError::Other(
+        (PairingPoll::Refused, _) => Err(ApiError::Other(
             StatusCode::FORBIDDEN,
             "access_denied",
             "The pairing was refused in the browser.",
         )),
-        PairingPoll::Expired => Err(failed(
+        (PairingPoll::Expired, _) => Err(failed(
             &devices,
             &ctx,
             ApiError::Other(
@@ -279,7 +360,7 @@ pub async fn pair_poll(
                 "This pairing expired or was already collected. Start a new one.",
             ),
         )),
-        PairingPoll::Issued(device) => {
+        (PairingPoll::Issued(device), secret) => {
             let owner = match devices.store().account(device.account_id).await {
                 Ok(Some(a)) => a.username,
                 _ => String::new(),
@@ -309,4 +390,31 @@ pub async fn pair_poll(
             ))
         }
     }
+}
+
+/// Redeems the pairing `claim` proves: the new device and its secret once
+/// the person confirmed, exactly once (the poll above, and the waiting
+/// page of a browser that opened the pairing QR code).
+pub(crate) async fn redeem(
+    devices: &crate::devices::Devices,
+    claim: &str,
+) -> Result<(PairingPoll, vestibule_core::secret::Secret), vestibule_store::StoreError> {
+    let secret = device_token(random32());
+    let now = now_ms();
+    // Account, name and routes come from the pairing; these are ignored.
+    let template = NewDevice {
+        account_id: 0,
+        name: String::new(),
+        kind: "paired".into(),
+        routes: Vec::new(),
+        secret_hash: hash_token(secret.expose()),
+        basic_user: None,
+        created_at: now,
+        expires_at: None,
+    };
+    let poll = devices
+        .store()
+        .redeem_pairing(&hash_token(claim), &template, now)
+        .await?;
+    Ok((poll, secret))
 }

@@ -244,6 +244,8 @@ pub struct Devices {
     roles: Vec<(String, Vec<String>)>,
     /// Failure limits, shared with the pairing endpoint.
     pub failures: FailureLimiter,
+    /// Secrets and pairing codes the pages show after a redirect.
+    pub reveals: super::reveal::Reveals,
 }
 
 impl Devices {
@@ -262,6 +264,7 @@ impl Devices {
             ttl,
             roles,
             failures: FailureLimiter::new(failures_per_minute),
+            reveals: super::reveal::Reveals::default(),
         }
     }
 

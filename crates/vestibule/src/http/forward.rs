@@ -233,6 +233,8 @@ fn set_forwarding_headers(
 async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     let route = &state.settings.routes[pass.route];
     let (mut parts, body) = req.into_parts();
+    // The upstream errors below are pages for a browser.
+    let html = responses::wants_html(&parts.headers);
     // Body cap: refuse up front when the length is announced, and cut a
     // streamed body that runs past it.
     let body = match route.max_body_bytes {
@@ -341,9 +343,12 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         Err(_) => {
             tracing::warn!(route = %route.name, timeout = ?state.settings.response_timeout, "upstream did not answer in time");
             state.metrics.request(&route.name, "upstream_timeout");
-            return responses::plain(
+            return responses::page(
                 StatusCode::GATEWAY_TIMEOUT,
+                html,
+                "The app is not answering",
                 "The app did not answer in time.",
+                "Try again in a moment; if it keeps happening, tell an administrator.",
             );
         }
         Ok(Err(e)) if is_body_limit(&e) => {
@@ -356,7 +361,13 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         Ok(Err(e)) => {
             tracing::warn!(route = %route.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
             state.metrics.request(&route.name, "upstream_error");
-            return responses::plain(StatusCode::BAD_GATEWAY, "The app could not be reached.");
+            return responses::page(
+                StatusCode::BAD_GATEWAY,
+                html,
+                "The app is not reachable",
+                "The app could not be reached.",
+                "Try again in a moment; if it keeps happening, tell an administrator.",
+            );
         }
         Ok(Ok(resp)) => resp,
     };

@@ -316,10 +316,19 @@ pub fn refusal_response(
     req: &RequestView<'_>,
 ) -> axum::response::Response {
     match refusal {
-        Refusal::BadRequest { public, .. } => plain(StatusCode::BAD_REQUEST, public),
-        Refusal::NoRoute => plain(
+        Refusal::BadRequest { public, .. } => page(
+            StatusCode::BAD_REQUEST,
+            wants_html(req.headers),
+            "Request refused",
+            public,
+            "",
+        ),
+        Refusal::NoRoute => page(
             StatusCode::NOT_FOUND,
+            wants_html(req.headers),
+            "Nothing here",
             "No app is configured at this address.",
+            "Check the address, or start from the start page.",
         ),
         Refusal::Unauthenticated { route } => {
             match login_location(state, *route, ctx, req).filter(|_| wants_html(req.headers)) {
@@ -327,9 +336,12 @@ pub fn refusal_response(
                 None => with_challenge(
                     state,
                     *route,
-                    plain(
+                    page(
                         StatusCode::UNAUTHORIZED,
+                        wants_html(req.headers),
+                        "Sign in",
                         "Sign in through your SSO portal to use this app.",
+                        "",
                     ),
                 ),
             }
@@ -356,9 +368,12 @@ pub fn refusal_response(
             "Sign in once in a browser through your SSO portal; this device will work again right away.",
         ),
         Refusal::TooManyFailures { retry_after, .. } => {
-            let mut r = plain(
+            let mut r = page(
                 StatusCode::TOO_MANY_REQUESTS,
+                wants_html(req.headers),
+                "Too many attempts",
                 "Too many failed attempts. Wait a moment, then check the credential.",
+                "",
             );
             r.headers_mut().insert(
                 http::header::RETRY_AFTER,
@@ -366,9 +381,12 @@ pub fn refusal_response(
             );
             r
         }
-        Refusal::Forbidden { .. } => plain(
+        Refusal::Forbidden { .. } => page(
             StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Not allowed",
             "Your account is not allowed to use this app.",
+            "If you need it, ask an administrator to give your account access.",
         ),
         Refusal::AccountPending { .. } => page(
             StatusCode::FORBIDDEN,
@@ -392,9 +410,12 @@ pub fn refusal_response(
             "Ask an administrator to create or link one.",
         ),
         Refusal::Unavailable { .. } => {
-            let mut r = plain(
+            let mut r = page(
                 StatusCode::SERVICE_UNAVAILABLE,
+                wants_html(req.headers),
+                "Try again shortly",
                 "vestibule cannot check this request right now; try again in a moment.",
+                "",
             );
             r.headers_mut().insert(
                 http::header::RETRY_AFTER,

@@ -37,20 +37,45 @@ pub fn redirect(location: &str) -> Response {
 #[derive(askama::Template)]
 #[template(path = "status.html")]
 struct StatusPage<'a> {
+    chrome: crate::web::chrome::Chrome,
+    code: u16,
     title: &'a str,
     message: &'a str,
     hint: &'a str,
+    links: Vec<(&'static str, &'static str)>,
 }
 
-/// A refusal a person should understand: an HTML page for browsers, the
-/// same sentence as text for everything else.
+/// Where a person can go from a page with `status`: the first link is the
+/// way on, the others the ways out.
+fn ways_on(status: StatusCode) -> Vec<(&'static str, &'static str)> {
+    const START: (&str, &str) = ("/", "Go to the start page");
+    const SIGN_IN: (&str, &str) = ("/.vestibule/login", "Sign in");
+    const SWITCH: (&str, &str) = ("/.vestibule/logout", "Sign out to switch user");
+    const ACCOUNT: (&str, &str) = ("/.vestibule/account", "Your account");
+    match status.as_u16() {
+        401 => vec![SIGN_IN, START],
+        403 => vec![START, SWITCH],
+        400 | 404 | 409 | 410 => vec![START, ACCOUNT],
+        200..=299 => vec![START, SIGN_IN],
+        // 429, 5xx: the same address again, a moment later.
+        _ => vec![START],
+    }
+}
+
+/// A page a person should understand (a refusal, or "signed out"): an
+/// HTML page in vestibule's one design for browsers, the same sentence as
+/// text for everything else. It never names configuration keys: what an
+/// operator needs goes to the log.
 pub fn page(status: StatusCode, html: bool, title: &str, message: &str, hint: &str) -> Response {
     use askama::Template;
     if html
         && let Ok(body) = (StatusPage {
+            chrome: crate::web::chrome::Chrome::bare(),
+            code: status.as_u16(),
             title,
             message,
             hint,
+            links: ways_on(status),
         })
         .render()
     {
@@ -62,9 +87,7 @@ pub fn page(status: StatusCode, html: bool, title: &str, message: &str, hint: &s
         );
         resp.headers_mut().insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
+            HeaderValue::from_static(crate::web::security_headers::PAGE_CSP),
         );
         return resp;
     }

@@ -14,21 +14,25 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::Extension;
+use axum::extract::{Form, Path, Query, State};
 use axum::response::Response;
 use base64::Engine;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use rand::RngCore;
 use serde::Deserialize;
 use vestibule_core::credential::{device_token, pairing_code};
 use vestibule_core::policy::Decision;
-use vestibule_core::secret::{Secret, hash_token};
-use vestibule_store::{Device, NewDevice, PairingState};
+use vestibule_core::secret::{Secret, find_cookie, hash_token};
+use vestibule_store::{Device, NewDevice, PairingPoll, PairingState};
 
-use super::extract::{AdminSession, CsrfForm, Fields, PageError, SignedIn};
+use super::chrome::{Chrome, Nav};
+use super::extract::{AdminSession, Client, CookieSlot, CsrfForm, Fields, PageError, SignedIn};
+use super::flash::{Flash, Notice};
 use super::session::PageSession;
-use super::{audit, csrf_field, render, see_other, when};
+use super::{ConfirmPage, audit, csrf_field, done, render, see_other, when};
 use crate::accounts::now_ms;
+use crate::devices::reveal::{Created, PairingCode, REVEAL_TTL_MS};
 use crate::state::AppState;
 
 /// Longest device name accepted.
@@ -132,22 +136,53 @@ fn devices_on(state: &AppState) -> Result<Arc<crate::devices::Devices>, PageErro
 #[template(path = "devices.html")]
 struct DevicesPage {
     devices: Vec<DeviceRow>,
+    pairings: Vec<PairingRow>,
     routes: Vec<RouteChoice>,
     expiries: Vec<(u32, &'static str)>,
     csrf: String,
-    is_admin: bool,
+    chrome: Chrome,
+}
+
+/// A pairing in progress, as the devices page lists it.
+struct PairingRow {
+    id: i64,
+    label: String,
+    routes: String,
+    expires: String,
 }
 
 /// `GET /.vestibule/devices`.
 pub(super) async fn devices(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
+    flash: Flash,
 ) -> Result<Response, PageError> {
-    let list = devices_on(&state)?
-        .store()
-        .devices_of(Some(s.account_id))
-        .await?;
+    let devices = devices_on(&state)?;
+    let list = devices.store().devices_of(Some(s.account_id)).await?;
+    let now = now_ms();
+    let mut pairings = Vec::new();
+    for id in devices.reveals.pairings_of(s.account_id, now) {
+        let Some(p) = devices.store().pairing(id).await? else {
+            continue;
+        };
+        let label = match pairing_state(&p, now) {
+            "open" => "Waiting for a device".to_owned(),
+            "claimed" => format!(
+                "{} asks to be paired: confirm or refuse",
+                p.device_name.as_deref().unwrap_or("A device")
+            ),
+            "confirmed" => "Confirmed, waiting for the device to collect".to_owned(),
+            _ => continue,
+        };
+        pairings.push(PairingRow {
+            id,
+            label,
+            routes: p.routes.join(", "),
+            expires: when(p.expires_at),
+        });
+    }
     let page = DevicesPage {
+        pairings,
         devices: list
             .iter()
             .map(|d| device_row(d, s.identity.username.clone()))
@@ -155,7 +190,7 @@ pub(super) async fn devices(
         routes: route_choices(&state, &s),
         expiries: EXPIRY_CHOICES.to_vec(),
         csrf: s.csrf.clone(),
-        is_admin: super::is_admin(&state, &s),
+        chrome: Chrome::new(Nav::Devices, super::is_admin(&state, &s), flash),
     };
     Ok(render(page))
 }
@@ -252,8 +287,51 @@ struct CreatedPage {
     routes: String,
     secret: String,
     username: String,
+    /// The gateway's address, as the browser reached it.
+    server: String,
     snippets: Vec<Snippet>,
+    /// The QR code of [`connect_url`].
     qr: String,
+    chrome: Chrome,
+}
+
+impl CreatedPage {
+    /// The page that reveals a device's secret, for `user` on `routes`.
+    fn new(
+        state: &AppState,
+        name: String,
+        routes: &[String],
+        user: &str,
+        secret: &Secret,
+        server: String,
+        chrome: Chrome,
+    ) -> Self {
+        Self {
+            snippets: snippets(state, routes, user, secret, &server),
+            qr: qr_svg(&connect_url(&server, user, secret.expose())),
+            name,
+            routes: routes.join(", "),
+            secret: secret.expose().to_owned(),
+            username: user.to_owned(),
+            server,
+            chrome,
+        }
+    }
+}
+
+/// What the device QR code holds (documented in docs/clients.md): the
+/// gateway's address with the user and the secret as its userinfo,
+/// `https://alice:vst_…@host/` (RFC 3986 §3.2.1, both parts
+/// percent-encoded), the one form apps that scan a server address read.
+pub(crate) fn connect_url(server: &str, user: &str, token: &str) -> String {
+    match server.split_once("://") {
+        Some((scheme, rest)) => {
+            let user = percent_encoding::utf8_percent_encode(user, USERINFO);
+            let token = percent_encoding::utf8_percent_encode(token, USERINFO);
+            format!("{scheme}://{user}:{token}@{rest}")
+        }
+        None => server.to_owned(),
+    }
 }
 
 fn snippets(
@@ -277,27 +355,14 @@ fn snippets(
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
     if any(&|c| c.basic) {
         out.push(Snippet {
-            label: "User name (Basic, app password: Subsonic, WebDAV, CalDAV)".into(),
-            value: user.to_owned(),
-        });
-        out.push(Snippet {
-            label: "App password".into(),
-            value: token.to_owned(),
-        });
-        out.push(Snippet {
-            label: "Authorization header (Basic)".into(),
+            label: "Authorization header (Basic), for scripts".into(),
             value: format!("Authorization: Basic {basic}"),
         });
-        // Clients with one "server" field (immich's `user:pass@host`).
-        if let Some((scheme, rest)) = origin.split_once("://") {
-            let user_enc = percent_encoding::utf8_percent_encode(user, USERINFO).to_string();
-            out.push(Snippet {
-                label:
-                    "Server address with the app password (clients that take user:password@host)"
-                        .into(),
-                value: format!("{scheme}://{user_enc}:{token}@{rest}"),
-            });
-        }
+        // Clients with one "server" field; Nextcloud's do not take it.
+        out.push(Snippet {
+            label: "Server address with the user name and secret inside (apps that accept user:password@host)".into(),
+            value: connect_url(origin, user, token),
+        });
     }
     if any(&|c| c.bearer) {
         out.push(Snippet {
@@ -318,7 +383,7 @@ fn snippets(
     names.dedup();
     for h in names {
         out.push(Snippet {
-            label: format!("Custom header (immich, Home Assistant companion): {h}"),
+            label: format!("Custom header {h} (immich, Symfonium, paperless-mobile)"),
             value: format!("{h}: {token}"),
         });
     }
@@ -337,7 +402,6 @@ fn snippets(
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
-    headers: HeaderMap,
     CsrfForm(fields): CsrfForm<Fields>,
 ) -> Result<Response, PageError> {
     let devices = devices_on(&state)?;
@@ -373,21 +437,52 @@ pub(super) async fn create(
         format!("{name} for {}", routes.join(",")),
     )
     .await;
-    let page = CreatedPage {
-        snippets: snippets(
-            &state,
-            &routes,
-            &s.identity.username,
-            &secret,
-            &origin(&s, &headers),
-        ),
-        qr: qr_svg(secret.expose()),
-        name,
-        routes: routes.join(", "),
-        secret: secret.expose().to_owned(),
-        username: s.identity.username.clone(),
+    // The secret waits in memory for the one page that shows it: a reload
+    // of that page cannot mint a second device (POST/redirect/GET).
+    let reveal_id = vestibule_store::hex(&random32());
+    devices.reveals.put_created(
+        reveal_id.clone(),
+        Created {
+            session: s.id_hash,
+            name,
+            routes,
+            secret,
+            expires_at: now + REVEAL_TTL_MS,
+        },
+        now,
+    );
+    Ok(see_other(&format!(
+        "/.vestibule/devices/created/{reveal_id}"
+    )))
+}
+
+/// `GET /.vestibule/devices/created/{id}`: the new device's secret, once,
+/// to the session that created it.
+pub(super) async fn created(
+    State(state): State<Arc<AppState>>,
+    s: SignedIn,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
+    let Some(c) = devices.reveals.take_created(&id, &s.id_hash, now_ms()) else {
+        return Err(PageError::refused(
+            StatusCode::GONE,
+            "Already shown",
+            "This secret was shown once and is gone; vestibule keeps only its hash.",
+            "If you did not copy it, revoke the device on your devices page and create another.",
+        ));
     };
-    Ok(render(page))
+    let chrome = Chrome::new(Nav::Devices, super::is_admin(&state, &s), Flash(None));
+    Ok(render(CreatedPage::new(
+        &state,
+        c.name,
+        &c.routes,
+        &s.identity.username,
+        &c.secret,
+        origin(&s.ctx, &headers),
+        chrome,
+    )))
 }
 
 /// A form naming one device.
@@ -410,6 +505,7 @@ csrf_field!(DeviceForm, DecideForm);
 pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
+    Extension(slot): Extension<CookieSlot>,
     CsrfForm(Form(f)): CsrfForm<Form<DeviceForm>>,
 ) -> Result<Response, PageError> {
     let devices = devices_on(&state)?;
@@ -428,13 +524,19 @@ pub(super) async fn revoke(
         String::new(),
     )
     .await;
-    Ok(see_other("/.vestibule/devices"))
+    Ok(done(
+        &slot,
+        &s,
+        "/.vestibule/devices",
+        Notice::DeviceRevoked,
+    ))
 }
 
 /// `POST /.vestibule/admin/devices/revoke`: an admin revokes anyone's.
 pub(super) async fn admin_revoke(
     State(state): State<Arc<AppState>>,
     s: AdminSession,
+    Extension(slot): Extension<CookieSlot>,
     CsrfForm(Form(f)): CsrfForm<Form<DeviceForm>>,
 ) -> Result<Response, PageError> {
     let devices = devices_on(&state)?;
@@ -450,7 +552,39 @@ pub(super) async fn admin_revoke(
         "by an admin".into(),
     )
     .await;
-    Ok(see_other("/.vestibule/admin"))
+    Ok(done(&slot, &s, "/.vestibule/admin", Notice::DeviceRevoked))
+}
+
+/// `GET /.vestibule/admin/devices/{id}/revoke`: the confirmation before an
+/// admin revokes someone's device.
+pub(super) async fn admin_revoke_confirm(
+    State(state): State<Arc<AppState>>,
+    s: AdminSession,
+    Path(id): Path<i64>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
+    let d = devices
+        .store()
+        .device(id)
+        .await?
+        .ok_or_else(|| PageError::not_found("No such device."))?;
+    let owner = match devices.store().account(d.account_id).await? {
+        Some(a) => a.username,
+        None => format!("account {}", d.account_id),
+    };
+    Ok(render(ConfirmPage {
+        title: "Revoke this device?",
+        message: format!(
+            "{owner}'s device \u{201c}{}\u{201d} stops working at once; its owner has to create a new credential.",
+            d.name
+        ),
+        action: "/.vestibule/admin/devices/revoke",
+        fields: vec![("id", id.to_string())],
+        button: "Revoke the device",
+        cancel: "/.vestibule/admin",
+        csrf: s.csrf.clone(),
+        chrome: Chrome::new(Nav::Admin, true, Flash(None)),
+    }))
 }
 
 /// Every device, for the admin page (none when devices are off). `owners`
@@ -485,7 +619,8 @@ pub(super) async fn all_devices(
 #[template(path = "pairing.html")]
 struct PairingPage {
     id: i64,
-    /// Shown only on the page that started the pairing.
+    /// Shown while the pairing is open (kept in memory, see
+    /// [`crate::devices::reveal`]).
     code: Option<String>,
     qr: String,
     pair_url: String,
@@ -496,6 +631,9 @@ struct PairingPage {
     routes: String,
     expires: String,
     csrf: String,
+    /// Whether the page reloads itself (while it waits for the device).
+    refresh: bool,
+    chrome: Chrome,
 }
 
 fn pairing_state(p: &vestibule_store::Pairing, now: i64) -> &'static str {
@@ -509,11 +647,11 @@ fn pairing_state(p: &vestibule_store::Pairing, now: i64) -> &'static str {
     }
 }
 
-/// `POST /.vestibule/devices/pair`: start a pairing and show its code.
+/// `POST /.vestibule/devices/pair`: start a pairing, then show it on its
+/// own page (POST/redirect/GET: a reload does not start another).
 pub(super) async fn pair_start(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
-    headers: HeaderMap,
     CsrfForm(fields): CsrfForm<Fields>,
 ) -> Result<Response, PageError> {
     let devices = devices_on(&state)?;
@@ -535,6 +673,15 @@ pub(super) async fn pair_start(
             now + ttl,
         )
         .await?;
+    devices.reveals.put_pairing(
+        pairing.id,
+        PairingCode {
+            account_id: s.account_id,
+            code: canonical.to_owned(),
+            expires_at: pairing.expires_at,
+        },
+        now,
+    );
     audit(
         &state,
         &s,
@@ -543,56 +690,58 @@ pub(super) async fn pair_start(
         routes.join(","),
     )
     .await;
-    let pair_url = pair_url(&s, &headers, canonical);
-    let page = PairingPage {
-        id: pairing.id,
-        qr: qr_svg(&pair_url),
-        code: Some(canonical.to_owned()),
-        pair_url,
-        state: "open",
-        device_name: String::new(),
-        claimed: String::new(),
-        routes: routes.join(", "),
-        expires: when(pairing.expires_at),
-        csrf: s.csrf.clone(),
-    };
-    Ok(render(page))
+    Ok(see_other(&format!(
+        "/.vestibule/devices/pair/{}",
+        pairing.id
+    )))
 }
 
 /// The gateway's own origin and root (`https://host/`), as the browser
 /// reached it.
-fn origin(s: &PageSession, headers: &HeaderMap) -> String {
+fn origin(ctx: &crate::identity::client_identity::ClientContext, headers: &HeaderMap) -> String {
     let view = crate::urls::RequestView {
         host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
         path: "/",
         path_and_query: "/",
         headers,
     };
-    crate::urls::original_url(&s.ctx, &view)
+    crate::urls::original_url(ctx, &view)
 }
 
-/// Where a device redeems the code, with the code in it (what the QR code
-/// holds).
-fn pair_url(s: &PageSession, headers: &HeaderMap, code: &str) -> String {
-    format!("{}.vestibule/pair?code={code}", origin(s, headers))
-}
-
-/// `GET /.vestibule/devices/pair/{id}`: how a pairing stands; confirm here.
+/// `GET /.vestibule/devices/pair/{id}`: how a pairing stands, with its
+/// code while it is open; confirm here. Reloads itself while it waits.
 pub(super) async fn pair_status(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
+    headers: HeaderMap,
+    flash: Flash,
     Path(id): Path<i64>,
+    Query(view): Query<ViewQuery>,
 ) -> Result<Response, PageError> {
-    let p = match devices_on(&state)?.store().pairing(id).await? {
+    let devices = devices_on(&state)?;
+    let p = match devices.store().pairing(id).await? {
         Some(p) if p.account_id == s.account_id => p,
         _ => return Err(PageError::not_found("You have no such pairing.")),
     };
+    let now = now_ms();
+    let state_name = pairing_state(&p, now);
+    let code = devices
+        .reveals
+        .pairing_code(id, s.account_id, now)
+        .filter(|_| state_name == "open");
+    let pair_url = code.as_deref().map_or_else(String::new, |c| {
+        format!("{}.vestibule/pair?code={c}", origin(&s.ctx, &headers))
+    });
     let page = PairingPage {
         id: p.id,
-        code: None,
-        qr: String::new(),
-        pair_url: String::new(),
-        state: pairing_state(&p, now_ms()),
+        qr: if pair_url.is_empty() {
+            String::new()
+        } else {
+            qr_svg(&pair_url)
+        },
+        code,
+        pair_url,
+        state: state_name,
         device_name: p.device_name.clone().unwrap_or_default(),
         claimed: match (&p.claimed_ip, p.claimed_at) {
             (Some(ip), Some(at)) => format!("from {ip}, {}", when(at)),
@@ -602,6 +751,8 @@ pub(super) async fn pair_status(
         routes: p.routes.join(", "),
         expires: when(p.expires_at),
         csrf: s.csrf.clone(),
+        refresh: matches!(state_name, "open" | "confirmed") && !view.manual(),
+        chrome: Chrome::new(Nav::Devices, super::is_admin(&state, &s), flash),
     };
     Ok(render(page))
 }
@@ -610,6 +761,7 @@ pub(super) async fn pair_status(
 pub(super) async fn pair_decide(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
+    Extension(slot): Extension<CookieSlot>,
     Path(id): Path<i64>,
     CsrfForm(Form(f)): CsrfForm<Form<DecideForm>>,
 ) -> Result<Response, PageError> {
@@ -643,7 +795,165 @@ pub(super) async fn pair_decide(
         String::new(),
     )
     .await;
-    Ok(see_other(&format!("/.vestibule/devices/pair/{id}")))
+    let notice = if confirm {
+        Notice::PairingConfirmed
+    } else {
+        Notice::PairingRefused
+    };
+    Ok(done(
+        &slot,
+        &s,
+        &format!("/.vestibule/devices/pair/{id}"),
+        notice,
+    ))
+}
+
+// ---- the pairing QR code, opened in the device's own browser -------------
+
+/// The cookie that holds a browser's pairing claim between the form and
+/// the waiting page. `HttpOnly`, `SameSite=Strict` and only sent to
+/// `/.vestibule/pair`.
+pub(crate) const CLAIM_COOKIE: &str = "vestibule_pair";
+
+/// `?manual=1`: a waiting page that does not reload itself (WCAG 2.2.1:
+/// a time limit the person can turn off).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ViewQuery {
+    manual: Option<String>,
+}
+
+impl ViewQuery {
+    fn manual(&self) -> bool {
+        self.manual.is_some()
+    }
+}
+
+/// `?code=` of the pairing address.
+#[derive(Deserialize)]
+pub(super) struct CodeQuery {
+    code: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pair_device.html")]
+struct PairDevicePage {
+    code: String,
+    chrome: Chrome,
+}
+
+/// `GET /.vestibule/pair?code=…`: what the pairing QR code opens in a
+/// phone's browser. No session is needed: the code is the secret. The
+/// form posts to the same address, which apps call with JSON.
+pub(super) async fn pair_landing(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<CodeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PageError> {
+    devices_on(&state)?;
+    // Only a well-formed code is put back into the form.
+    let code = query
+        .ok()
+        .and_then(|Query(q)| q.code)
+        .and_then(|c| vestibule_core::credential::normalize_pairing_code(&c))
+        .unwrap_or_default();
+    Ok(render(PairDevicePage {
+        code,
+        chrome: Chrome::bare(),
+    }))
+}
+
+/// `Set-Cookie` for a browser's claim (or its removal: `None`).
+pub(crate) fn claim_cookie(claim: Option<&str>, https: bool, max_age_secs: i64) -> HeaderValue {
+    let secure = if https { "; Secure" } else { "" };
+    let (value, age) = match claim {
+        Some(c) => (c, max_age_secs.max(0)),
+        None => ("", 0),
+    };
+    HeaderValue::from_str(&format!(
+        "{CLAIM_COOKIE}={value}; Path=/.vestibule/pair; HttpOnly; SameSite=Strict; Max-Age={age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("vestibule_pair=; Max-Age=0"))
+}
+
+#[derive(Template)]
+#[template(path = "pair_wait.html")]
+struct PairWaitPage {
+    /// Whether the page reloads itself.
+    refresh: bool,
+    chrome: Chrome,
+}
+
+/// `GET /.vestibule/pair/wait`: the device's browser waits for the
+/// person's confirmation (reloading itself), then is shown the credential
+/// exactly once: collecting it is the redemption, as a device's poll is.
+pub(super) async fn pair_wait(
+    State(state): State<Arc<AppState>>,
+    Client { ctx, .. }: Client,
+    Extension(slot): Extension<CookieSlot>,
+    headers: HeaderMap,
+    Query(view): Query<ViewQuery>,
+) -> Result<Response, PageError> {
+    let devices = devices_on(&state)?;
+    let https = super::session::https(&ctx, &headers);
+    let claim = find_cookie(
+        headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
+        CLAIM_COOKIE,
+    )
+    .filter(|c| vestibule_core::credential::is_pairing_claim_token(c))
+    .map(str::to_owned);
+    let gone = || {
+        PageError::refused(
+            StatusCode::GONE,
+            "Pairing over",
+            "This pairing expired, or its credential was already shown.",
+            "Start a new pairing in your browser, then scan its QR code again.",
+        )
+    };
+    let Some(claim) = claim else {
+        return Err(gone());
+    };
+    let (poll, secret) = crate::api::pairing::redeem(&devices, &claim).await?;
+    match poll {
+        PairingPoll::Pending => Ok(render(PairWaitPage {
+            refresh: !view.manual(),
+            chrome: Chrome::bare(),
+        })),
+        PairingPoll::Refused => {
+            slot.set(claim_cookie(None, https, 0));
+            Err(PageError::refused(
+                StatusCode::FORBIDDEN,
+                "Pairing refused",
+                "The pairing was refused in the browser where it was started.",
+                "Nothing was issued to this device.",
+            ))
+        }
+        PairingPoll::Expired => {
+            slot.set(claim_cookie(None, https, 0));
+            Err(gone())
+        }
+        PairingPoll::Issued(device) => {
+            slot.set(claim_cookie(None, https, 0));
+            let owner = devices
+                .store()
+                .account(device.account_id)
+                .await?
+                .map(|a| a.username)
+                .unwrap_or_default();
+            tracing::info!(
+                device = device.id,
+                "a paired browser collected its credential"
+            );
+            Ok(render(CreatedPage::new(
+                &state,
+                device.name.clone(),
+                &device.routes,
+                &owner,
+                &secret,
+                origin(&ctx, &headers),
+                Chrome::bare(),
+            )))
+        }
+    }
 }
 
 #[cfg(test)]

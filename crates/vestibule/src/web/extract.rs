@@ -14,7 +14,8 @@
 //!   know whether someone is signed in (login).
 //! - [`SignedIn`]: authenticate, resolve the account, find or start the
 //!   session ([`page_session`]), once per request.
-//! - [`AdminSession`]: [`SignedIn`] and a member of `accounts.admin_groups`.
+//! - [`AdminSession`]: [`SignedIn`] and a member of `accounts.admin_groups`
+//!   (the setting is named in the log, never to the person).
 //! - [`CsrfForm`]: the session from the parts, then the body, then a
 //!   constant-time compare of its `csrf` field (axum's custom-extractor
 //!   shape), so a handler that takes one cannot forget the check.
@@ -40,20 +41,29 @@ use crate::identity::authenticate::authenticate;
 use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::state::AppState;
 
-/// The `Set-Cookie` a request earned (a new session, or its removal), put
-/// on the response by [`layer`]. The last write wins: a session started
-/// and then ended in the same request leaves only the removal.
+/// The `Set-Cookie`s a request earned (a new session or its removal, a
+/// flash message), put on the response by [`layer`]. Per cookie name the
+/// last write wins: a session started and then ended in the same request
+/// leaves only the removal.
 #[derive(Clone, Default)]
-pub struct CookieSlot(Arc<Mutex<Option<HeaderValue>>>);
+pub struct CookieSlot(Arc<Mutex<Vec<HeaderValue>>>);
+
+/// The name in a `Set-Cookie` value (before the first `=`).
+fn cookie_name(v: &HeaderValue) -> &[u8] {
+    let b = v.as_bytes();
+    b.iter().position(|c| *c == b'=').map_or(b, |i| &b[..i])
+}
 
 impl CookieSlot {
-    /// Records the `Set-Cookie` to send.
+    /// Records a `Set-Cookie` to send, replacing one for the same name.
     pub fn set(&self, value: HeaderValue) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+        let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|c| cookie_name(c) != cookie_name(&value));
+        v.push(value);
     }
 
-    fn take(&self) -> Option<HeaderValue> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    fn take(&self) -> Vec<HeaderValue> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -69,7 +79,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if let Some(e) = resp.extensions_mut().remove::<PageError>() {
         resp = e.render(html);
     }
-    if let Some(c) = slot.take() {
+    for c in slot.take() {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
@@ -186,9 +196,21 @@ impl PageError {
                 &message,
                 "Go back and correct it.",
             ),
-            Self::Status(status) => status.into_response(),
+            Self::Status(status) => page(
+                status,
+                html,
+                status.canonical_reason().unwrap_or("Refused"),
+                "There is nothing here.",
+                "",
+            ),
             Self::SignInAt(location) => redirect(&location),
-            Self::Body { status, text } => (status, text).into_response(),
+            Self::Body { status, text } => page(
+                status,
+                html,
+                "Check the form",
+                &text,
+                "Go back, reload the page and try again.",
+            ),
             Self::Internal(what) => plain(StatusCode::INTERNAL_SERVER_ERROR, what),
         }
     }
@@ -287,7 +309,7 @@ impl FromRequestParts<Arc<AppState>> for Identified {
     }
 }
 
-fn cookie_slot(parts: &Parts) -> Result<CookieSlot, PageError> {
+pub(super) fn cookie_slot(parts: &Parts) -> Result<CookieSlot, PageError> {
     parts
         .extensions
         .get::<CookieSlot>()
@@ -352,11 +374,16 @@ impl FromRequestParts<Arc<AppState>> for AdminSession {
     ) -> Result<Self, PageError> {
         let s = SignedIn::from_request_parts(parts, state).await?;
         if !is_admin(state, &s) {
+            // The setting is named to the operator, in the log only.
+            tracing::info!(
+                user = %s.identity.username,
+                "an admin page was refused: not in a group of accounts.admin_groups"
+            );
             return Err(PageError::refused(
                 StatusCode::FORBIDDEN,
                 "Administrators only",
-                "This page is for members of the groups in accounts.admin_groups.",
-                "",
+                "This page is for administrators, and your account is not one.",
+                "If you need it, ask an administrator.",
             ));
         }
         Ok(Self(s))

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use axum::Extension;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
@@ -51,6 +52,15 @@ fn bad(message: String) -> PageError {
         message,
         "The link that brought you here points somewhere vestibule does not send people to. Go back to the app and try again.",
     )
+}
+
+/// The query, or the 400 page for one that cannot be read (a repeated
+/// `rd`, say) instead of axum's bare text.
+fn return_query(q: Result<Query<ReturnQuery>, QueryRejection>) -> Result<ReturnQuery, PageError> {
+    q.map(|Query(q)| q).map_err(|e| {
+        tracing::info!(error = %e, "a login or logout link's query was refused");
+        bad("The link's return address could not be read.".into())
+    })
 }
 
 /// Who asks, where from, and where they want to go afterwards.
@@ -97,9 +107,10 @@ pub(super) async fn login(
     Client { ctx, .. }: Client,
     headers: HeaderMap,
     uri: http::Uri,
-    Query(q): Query<ReturnQuery>,
+    q: Result<Query<ReturnQuery>, QueryRejection>,
     Identified(identity): Identified,
 ) -> Result<Response, PageError> {
+    let q = return_query(q)?;
     let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
     let dest = dest.unwrap_or_else(|| format!("{here}/"));
     if identity.is_some() {
@@ -111,12 +122,15 @@ pub(super) async fn login(
             &ctx,
             &RequestView::of(&headers, &uri),
         ))),
-        None => Err(PageError::refused(
-            StatusCode::UNAUTHORIZED,
-            "Sign in",
-            "Sign in through your SSO portal.",
-            "No sign-in page is configured on this gateway (auth.login_url).",
-        )),
+        None => {
+            tracing::info!("a browser asked to sign in, but auth.login_url is not set");
+            Err(PageError::refused(
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                "Sign in through your SSO portal, then open this page again.",
+                "This gateway has no sign-in page of its own.",
+            ))
+        }
     }
 }
 
@@ -129,8 +143,9 @@ pub(super) async fn logout(
     Extension(slot): Extension<CookieSlot>,
     headers: HeaderMap,
     uri: http::Uri,
-    Query(q): Query<ReturnQuery>,
+    q: Result<Query<ReturnQuery>, QueryRejection>,
 ) -> Result<Response, PageError> {
+    let q = return_query(q)?;
     let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
     let https = https(&ctx, &headers);
     if let Some(accounts) = state.accounts()

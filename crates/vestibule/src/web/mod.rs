@@ -5,9 +5,12 @@
 //! Server-rendered, no JavaScript, every state change a CSRF-checked POST
 //! answered with 303 after the write is on disk.
 
+pub mod assets;
+pub mod chrome;
 pub mod cookies;
 pub(crate) mod devices;
 pub mod extract;
+pub mod flash;
 mod login;
 pub mod security_headers;
 pub mod session;
@@ -15,18 +18,21 @@ pub mod session;
 use std::sync::Arc;
 
 use askama::Template;
+use axum::Extension;
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::{Form, Path, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry, hex};
 
-use crate::accounts::admin::{self, Actor, Done, StatusAction};
+use crate::accounts::admin::{self, Actor, Done, Lockout, LockoutGuard, StatusAction};
 use crate::accounts::now_ms;
 use crate::state::AppState;
-use extract::{AdminSession, CsrfForm, PageError, SignedIn, is_admin};
+use chrome::{Chrome, Nav};
+use extract::{AdminSession, CookieSlot, CsrfForm, PageError, SignedIn, is_admin};
+use flash::{Flash, Notice};
 use session::PageSession;
 
 /// The page routes, with security headers.
@@ -38,11 +44,20 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/.vestibule/admin", get(admin))
         .route("/.vestibule/admin/accounts", post(admin_action))
         .route(
+            "/.vestibule/admin/accounts/{id}/{action}",
+            get(admin_confirm),
+        )
+        .route(
             "/.vestibule/admin/devices/revoke",
             post(devices::admin_revoke),
         )
+        .route(
+            "/.vestibule/admin/devices/{id}/revoke",
+            get(devices::admin_revoke_confirm),
+        )
         .route("/.vestibule/devices", get(devices::devices))
         .route("/.vestibule/devices/new", post(devices::create))
+        .route("/.vestibule/devices/created/{id}", get(devices::created))
         .route("/.vestibule/devices/revoke", post(devices::revoke))
         .route("/.vestibule/devices/pair", post(devices::pair_start))
         .route(
@@ -53,8 +68,12 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/.vestibule/logout", get(login::logout).post(login::logout))
         // Inner: the session cookie and page errors; outer: the security
         // headers, on whatever the inner one answers.
+        .route("/.vestibule/pair", get(devices::pair_landing))
+        .route("/.vestibule/pair/wait", get(devices::pair_wait))
         .layer(axum::middleware::from_fn(extract::layer))
         .layer(axum::middleware::from_fn(security_headers::layer))
+        // Outside the layers: cached for a year, not `no-store`.
+        .route("/.vestibule/static/{file}", get(assets::static_file))
 }
 
 fn when(ms: i64) -> String {
@@ -82,6 +101,12 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
     let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// 303 to `to`, with `notice` as the next page's flash message.
+fn done(slot: &CookieSlot, s: &PageSession, to: &str, notice: Notice) -> Response {
+    notice.set(slot, s.https);
+    see_other(to)
 }
 
 fn see_other(to: &str) -> Response {
@@ -132,7 +157,7 @@ struct AccountPage {
     roles: String,
     sessions: Vec<SessionRow>,
     csrf: String,
-    is_admin: bool,
+    chrome: Chrome,
 }
 
 /// The account store; a signed-in request implies accounts are on, so
@@ -143,7 +168,11 @@ fn accounts(state: &AppState) -> Result<&Arc<crate::accounts::Accounts>, PageErr
         .ok_or(PageError::Status(StatusCode::NOT_FOUND))
 }
 
-async fn account(State(state): State<Arc<AppState>>, s: SignedIn) -> Result<Response, PageError> {
+async fn account(
+    State(state): State<Arc<AppState>>,
+    s: SignedIn,
+    flash: Flash,
+) -> Result<Response, PageError> {
     let sessions = accounts(&state)?
         .store()
         .sessions_of(Some(s.account_id))
@@ -169,7 +198,7 @@ async fn account(State(state): State<Arc<AppState>>, s: SignedIn) -> Result<Resp
             })
             .collect(),
         csrf: s.csrf.clone(),
-        is_admin: is_admin(&state, &s),
+        chrome: Chrome::new(Nav::Account, is_admin(&state, &s), flash),
     };
     Ok(render(page))
 }
@@ -197,13 +226,20 @@ csrf_field!(SessionForm, AdminForm);
 async fn revoke_one(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
+    Extension(slot): Extension<CookieSlot>,
     CsrfForm(Form(f)): CsrfForm<Form<SessionForm>>,
 ) -> Result<Response, PageError> {
     let accounts = accounts(&state)?;
     let target = f.session.unwrap_or_default();
     // Only the holder's own sessions can be ended here.
     let own = accounts.store().sessions_of(Some(s.account_id)).await?;
-    if let Some(x) = own.iter().find(|x| hex(&x.id_hash) == target) {
+    let Some(x) = own.iter().find(|x| hex(&x.id_hash) == target) else {
+        // Not one of hers (or gone already): answered like a success, so
+        // that the form tells nothing about other people's sessions; but
+        // no flash says something ended.
+        return Ok(see_other("/.vestibule/account"));
+    };
+    {
         accounts.store().revoke_session(&x.id_hash).await?;
         audit(
             &state,
@@ -214,13 +250,13 @@ async fn revoke_one(
         )
         .await;
     }
-    Ok(see_other("/.vestibule/account"))
+    Ok(done(&slot, &s, "/.vestibule/account", Notice::SessionEnded))
 }
 
 async fn revoke_all(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
-    slot: axum::Extension<extract::CookieSlot>,
+    Extension(slot): Extension<CookieSlot>,
     _: CsrfForm<Form<SessionForm>>,
 ) -> Result<Response, PageError> {
     let n = accounts(&state)?
@@ -236,9 +272,10 @@ async fn revoke_all(
     )
     .await;
     // This session is gone too: the browser drops its cookie, named as
-    // the session recorded it (`__Host-` over HTTPS).
+    // the session recorded it (`__Host-` over HTTPS), and goes on to sign
+    // out, so that the SSO front does not start a new session right away.
     slot.set(cookies::clear(s.https));
-    Ok(see_other("/.vestibule/account"))
+    Ok(see_other("/.vestibule/logout"))
 }
 
 struct AccountRow {
@@ -248,8 +285,40 @@ struct AccountRow {
     groups: String,
     status: &'static str,
     last_seen: String,
-    actions: Vec<&'static str>,
+    actions: Vec<RowAction>,
+    /// The signed-in admin's own account (it offers no "disable").
+    is_you: bool,
 }
+
+/// A button in an account's row.
+struct RowAction {
+    /// The form's `action`.
+    name: &'static str,
+    label: &'static str,
+    /// The button's class (`primary`, `danger` or none).
+    class: &'static str,
+    /// Destructive: the button leads to a confirmation page first.
+    confirm: bool,
+}
+
+const APPROVE: RowAction = RowAction {
+    name: "approve",
+    label: "Approve",
+    class: "primary",
+    confirm: false,
+};
+const ENABLE: RowAction = RowAction {
+    name: "enable",
+    label: "Enable",
+    class: "",
+    confirm: false,
+};
+const DISABLE: RowAction = RowAction {
+    name: "disable",
+    label: "Disable",
+    class: "danger",
+    confirm: true,
+};
 
 #[derive(Template)]
 #[template(path = "admin.html")]
@@ -258,9 +327,14 @@ struct AdminPage {
     pending_count: usize,
     devices: Vec<devices::DeviceRow>,
     csrf: String,
+    chrome: Chrome,
 }
 
-async fn admin(State(state): State<Arc<AppState>>, s: AdminSession) -> Result<Response, PageError> {
+async fn admin(
+    State(state): State<Arc<AppState>>,
+    s: AdminSession,
+    flash: Flash,
+) -> Result<Response, PageError> {
     let mut list = accounts(&state)?.store().accounts(None, 1000).await?;
     // Pending first: they are what an admin came for.
     list.sort_by_key(|a| (a.status != AccountStatus::Pending, a.username.clone()));
@@ -284,15 +358,18 @@ async fn admin(State(state): State<Arc<AppState>>, s: AdminSession) -> Result<Re
                 status: a.status.as_str(),
                 last_seen: when(a.last_seen_at),
                 actions: match a.status {
-                    AccountStatus::Pending => vec!["approve", "disable"],
-                    AccountStatus::Active => vec!["disable"],
-                    AccountStatus::Disabled => vec!["enable"],
+                    _ if a.id == s.account_id => vec![],
+                    AccountStatus::Pending => vec![APPROVE, DISABLE],
+                    AccountStatus::Active => vec![DISABLE],
+                    AccountStatus::Disabled => vec![ENABLE],
                 },
+                is_you: a.id == s.account_id,
             })
             .collect(),
         pending_count,
         devices,
         csrf: s.csrf.clone(),
+        chrome: Chrome::new(Nav::Admin, true, flash),
     };
     Ok(render(page))
 }
@@ -305,9 +382,53 @@ pub struct AdminForm {
     action: String,
 }
 
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub(super) struct ConfirmPage {
+    pub(super) title: &'static str,
+    pub(super) message: String,
+    pub(super) action: &'static str,
+    pub(super) fields: Vec<(&'static str, String)>,
+    pub(super) button: &'static str,
+    pub(super) cancel: &'static str,
+    pub(super) csrf: String,
+    pub(super) chrome: Chrome,
+}
+
+/// `GET /.vestibule/admin/accounts/{id}/disable`: the confirmation a
+/// destructive action asks for (no script: a page of its own).
+async fn admin_confirm(
+    State(state): State<Arc<AppState>>,
+    s: AdminSession,
+    Path((id, action)): Path<(i64, String)>,
+) -> Result<Response, PageError> {
+    if action != "disable" {
+        return Err(PageError::not_found("There is no such page."));
+    }
+    let account = accounts(&state)?
+        .store()
+        .account(id)
+        .await?
+        .ok_or_else(|| PageError::not_found("No such account."))?;
+    Ok(render(ConfirmPage {
+        title: "Disable this account?",
+        message: format!(
+            "{} will be signed out of every session and refused until an admin enables the account again. Their devices stop working meanwhile.",
+            account.username
+        ),
+        action: "/.vestibule/admin/accounts",
+        fields: vec![("id", id.to_string()), ("action", "disable".into())],
+        button: "Disable the account",
+        cancel: "/.vestibule/admin",
+        csrf: s.csrf.clone(),
+        chrome: Chrome::new(Nav::Admin, true, Flash(None)),
+    }))
+}
+
 async fn admin_action(
     State(state): State<Arc<AppState>>,
     s: AdminSession,
+    Extension(slot): Extension<CookieSlot>,
     CsrfForm(Form(f)): CsrfForm<Form<AdminForm>>,
 ) -> Result<Response, PageError> {
     let store = accounts(&state)?.store();
@@ -323,6 +444,15 @@ async fn admin_action(
         name: s.identity.username.clone(),
         client_ip: s.ctx.client_ip,
         note: String::new(),
+        guard: Some(LockoutGuard {
+            own_account: s.account_id,
+            admin_groups: state
+                .settings
+                .accounts
+                .as_ref()
+                .map(|a| a.admin_groups.clone())
+                .unwrap_or_default(),
+        }),
     };
     // The status change, the revocations and the audit entry are the
     // accounts service's one rule, shared with `vestibule users`.
@@ -330,11 +460,36 @@ async fn admin_action(
     if let Err(err) = r.audit {
         tracing::warn!(error = %err, "could not write the audit log");
     }
-    if r.done == Done::Gone {
-        return Err(not_found());
-    }
+    let notice = match r.done {
+        Done::Gone => return Err(not_found()),
+        Done::Refused(why) => return Err(lockout_refused(why)),
+        Done::AlreadyActive => Notice::Unchanged,
+        Done::Changed(_) => match action {
+            StatusAction::Approve => Notice::Approved,
+            StatusAction::Enable => Notice::Enabled,
+            StatusAction::Disable => Notice::Disabled,
+        },
+    };
     // The write is on disk; only now answer.
-    Ok(see_other("/.vestibule/admin"))
+    Ok(done(&slot, &s, "/.vestibule/admin", notice))
+}
+
+/// The page for an action the self-lockout rule refused.
+fn lockout_refused(why: Lockout) -> PageError {
+    let message = match why {
+        Lockout::Yourself => {
+            "You cannot disable your own account: nobody could then undo it from this page."
+        }
+        Lockout::LastAdmin => {
+            "This is the last active administrator: disabling it would leave nobody able to manage accounts from this page."
+        }
+    };
+    PageError::refused(
+        StatusCode::CONFLICT,
+        "Not done",
+        message,
+        "Make another account an administrator first, or ask another administrator.",
+    )
 }
 
 #[cfg(test)]

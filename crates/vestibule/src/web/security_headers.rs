@@ -5,19 +5,21 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, header};
 
+/// The pages' Content Security Policy: no script at all, styles only from
+/// vestibule's own stylesheet (no inline style), QR codes inline, forms
+/// only to ourselves, never framed (RFC 9700 §4.16: prevent clickjacking
+/// of approval buttons).
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Adds the security headers to a page response.
 pub async fn layer(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     // Pages depend on who asks: never store them (OWASP session management).
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // No script, no framing, forms only to ourselves (RFC 9700 §4.16:
-    // prevent clickjacking of approval buttons).
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+        HeaderValue::from_static(PAGE_CSP),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(

@@ -607,15 +607,28 @@ async fn devices_page_creates_shows_once_and_revokes() {
     let body =
         format!("csrf={csrf}&name=My+Phone&kind=token&route=api&route=music&expires_days=30");
     let r = post(&s.gw, "/.vestibule/devices/new", &refs(&h), FORM, &body).await;
+    // POST/redirect/GET: the secret is on a page shown once.
+    assert_eq!(r.status, 303, "{}", r.text());
+    let shown = r.header("location").unwrap().to_owned();
+    let r = Raw::get(s.gw.addr, TRUSTED, &shown, &refs(&h)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let html = r.text();
-    let secret = between(&html, "<textarea id=\"secret\" rows=\"2\" readonly>", "<").to_owned();
+    let secret = between(
+        &html,
+        "<input id=\"secret\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
     assert!(secret.starts_with("vst_") && secret.len() == 47, "{secret}");
     assert!(html.contains("<svg"), "a QR code");
     assert!(html.contains(&format!("Authorization: Bearer {secret}")));
     assert!(html.contains(&format!("x-vestibule-token: {secret}")));
     assert!(html.contains(&format!("http://alice:{secret}@app.test/")));
+    // A reload: gone, and no second device.
+    let again = Raw::get(s.gw.addr, TRUSTED, &shown, &refs(&h)).await;
+    assert_eq!(again.status, 410, "{}", again.text());
+    assert!(!again.text().contains(&secret));
     // Stored hashed, never in clear.
     let listed = s.store.devices_of(None).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -685,12 +698,17 @@ async fn pairing_needs_the_code_once_and_a_confirmation() {
         async move {
             let body = format!("csrf={csrf}&route=api");
             let r = post(gw, "/.vestibule/devices/pair", &refs(&h), FORM, &body).await;
+            assert_eq!(r.status, 303, "{}", r.text());
+            let page = r.header("location").unwrap().to_owned();
+            let id: i64 = page
+                .strip_prefix("/.vestibule/devices/pair/")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let r = Raw::get(gw.addr, TRUSTED, &page, &refs(&h)).await;
             assert_eq!(r.status, 200, "{}", r.text());
             let html = r.text();
             let code = between(&html, "id=\"pairing-code\">", "<").to_owned();
-            let id: i64 = between(&html, "/.vestibule/devices/pair/", "\"")
-                .parse()
-                .unwrap();
             assert!(html.contains("<svg"), "a QR code");
             (code, id)
         }
@@ -875,7 +893,9 @@ async fn pairing_guesses_are_rate_limited() {
     let (h, csrf, _) = page_session(&s, "a-1", "alice").await;
     let body = format!("csrf={csrf}&route=api");
     let r = post(&s.gw, "/.vestibule/devices/pair", &refs(&h), FORM, &body).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = r.header("location").unwrap().to_owned();
+    let r = Raw::get(s.gw.addr, TRUSTED, &page, &refs(&h)).await;
     let html = r.text();
     let code = between(&html, "id=\"pairing-code\">", "<").to_owned();
 

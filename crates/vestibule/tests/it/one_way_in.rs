@@ -173,7 +173,7 @@ async fn the_admins_only_refusal_keeps_the_session_and_renders_for_the_client() 
     assert!(ct.starts_with("text/plain"), "{ct}");
     assert_eq!(
         text(r).await,
-        "This page is for members of the groups in accounts.admin_groups.\n"
+        "This page is for administrators, and your account is not one.\n"
     );
 }
 

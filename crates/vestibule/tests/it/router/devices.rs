@@ -133,11 +133,25 @@ async fn creating_a_device_needs_the_token_and_a_valid_form() {
         b.csrf
     ))
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    // POST/redirect/GET: the secret is on a one-time page.
+    assert_eq!(r.status, 303, "{}", r.text());
     r.assert_page_headers();
     assert!(r.set_cookies().is_empty());
+    let shown = r.header("location").unwrap().to_owned();
+    assert!(shown.starts_with("/.vestibule/devices/created/"), "{shown}");
+    // Only the session that created it may see it.
+    let m = Browser::open(&gw.app, DEVICES, &MALLORY).await;
+    assert_eq!(m.call("GET", &shown).send(&gw.app).await.status, 410);
+    let r = b.call("GET", &shown).send(&gw.app).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.assert_page_headers();
     let html = r.text();
-    let secret = between(&html, "<textarea id=\"secret\" rows=\"2\" readonly>", "<").to_owned();
+    let secret = between(
+        &html,
+        "<input id=\"secret\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
     assert!(secret.starts_with("vst_") && secret.len() == 47, "{secret}");
     assert!(html.contains(&format!("Authorization: Bearer {secret}")));
     assert!(html.contains(&format!("?vestibule_token={secret}")));
@@ -147,6 +161,11 @@ async fn creating_a_device_needs_the_token_and_a_valid_form() {
     assert_eq!(made[0].routes, ["api", "media"]);
     let by_secret = gw.store().device_by_secret(&hash_token(&secret)).await;
     assert!(by_secret.unwrap().is_some(), "stored by its hash");
+    // A reload shows it no more, and makes no second device.
+    let r = b.call("GET", &shown).send(&gw.app).await;
+    assert_eq!(r.status, 410, "{}", r.text());
+    assert!(!r.text().contains(&secret));
+    assert_eq!(gw.store().devices_of(None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -238,9 +257,18 @@ async fn admins_revoke_anyones_device_with_the_token() {
     assert_eq!(r.status, 403);
     assert!(exists(&gw, id).await);
 
-    let a = Browser::open(&gw.app, "/.vestibule/admin", &ROOT).await;
+    let a = Browser::open(&gw.app, DEVICES, &ROOT).await;
     let r = a.call("GET", "/.vestibule/admin").send(&gw.app).await;
     assert!(r.text().contains("phone") && r.text().contains("alice"));
+    // Revoking starts on a confirmation page that names the device.
+    let confirm = format!("/.vestibule/admin/devices/{id}/revoke");
+    assert!(r.text().contains(&confirm));
+    let r = a.call("GET", &confirm).send(&gw.app).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.assert_page_headers();
+    assert!(r.text().contains("alice") && r.text().contains("phone"));
+    assert!(r.text().contains(&format!("name=\"id\" value=\"{id}\"")));
+    assert!(exists(&gw, id).await, "asking changes nothing");
     let revoke = |body: String| a.call("POST", ADMIN_REVOKE).form(&body).send(&gw.app);
     for bad in ["", "nope", b.csrf.as_str()] {
         let r = revoke(format!("csrf={bad}&id={id}")).await;
@@ -256,6 +284,19 @@ async fn admins_revoke_anyones_device_with_the_token() {
     assert_eq!(r.header("location"), Some("/.vestibule/admin"));
     r.assert_page_headers();
     assert!(!exists(&gw, id).await);
+    // A flash message says it worked, once.
+    let flash = flash_cookie(&r);
+    let r = a
+        .call("GET", "/.vestibule/admin")
+        .header("Cookie", &format!("{}; {flash}", a.cookie))
+        .send(&gw.app)
+        .await;
+    assert!(r.text().contains("The device is revoked"), "{}", r.text());
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("vestibule_flash=;"))
+    );
 }
 
 /// Starts a pairing for `api` from browser `b`: the code and the id.
@@ -265,14 +306,24 @@ async fn start_pairing(gw: &Gw, b: &Browser) -> (String, i64) {
         .form(&format!("csrf={}&route=api", b.csrf))
         .send(&gw.app)
         .await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    // POST/redirect/GET: a reload of the pairing page starts nothing.
+    assert_eq!(r.status, 303, "{}", r.text());
     r.assert_page_headers();
-    let html = r.text();
-    assert!(html.contains("<svg"), "a QR code");
-    let code = between(&html, "id=\"pairing-code\">", "<").to_owned();
-    let id = between(&html, "/.vestibule/devices/pair/", "\"")
+    let page = r.header("location").unwrap().to_owned();
+    let id = page
+        .strip_prefix("/.vestibule/devices/pair/")
+        .unwrap()
         .parse()
         .unwrap();
+    let r = b.call("GET", &page).send(&gw.app).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    assert!(html.contains("<svg"), "a QR code");
+    assert!(
+        html.contains("http-equiv=\"refresh\""),
+        "waits by reloading"
+    );
+    let code = between(&html, "id=\"pairing-code\">", "<").to_owned();
     (code, id)
 }
 
@@ -343,11 +394,20 @@ async fn a_pairing_issues_a_credential_once_after_confirmation() {
     assert_eq!(r.status, 202);
     assert_eq!(r.json()["status"], "pending");
 
-    // The owner sees the device's name; nobody else sees the pairing.
+    // The owner sees the device's name; nobody else sees the pairing. The
+    // code is no longer shown, and the page waits for her answer.
     let r = b.call("GET", &status_page).send(&gw.app).await;
     assert_eq!(r.status, 200);
     r.assert_page_headers();
     assert!(r.text().contains("Pixel 8") && r.text().contains("from 127.0.0.2, "));
+    assert!(!r.text().contains(&code) && !r.text().contains("http-equiv"));
+    // It is listed on her devices page.
+    let r = b.call("GET", DEVICES).send(&gw.app).await;
+    assert!(
+        r.text().contains("Pixel 8 asks to be paired"),
+        "{}",
+        r.text()
+    );
     for (who, path, want) in [
         (&m, status_page.as_str(), 404),
         (&b, "/.vestibule/devices/pair/999999", 404),
@@ -479,7 +539,7 @@ async fn device_routes_take_only_their_methods() {
             ("GET", ADMIN_REVOKE, "POST"),
             ("GET", PAIR_START, "POST"),
             ("PUT", "/.vestibule/devices/pair/1", "GET,HEAD,POST"),
-            ("GET", CLAIM, "POST"),
+            ("PUT", CLAIM, "GET,HEAD,POST"),
             ("GET", POLL, "POST"),
         ],
     )

@@ -109,7 +109,10 @@ async fn without_a_login_url_anonymous_login_is_a_401() {
     let gw = Gw::new(&config("", "", &route("app", "/", NO_UPSTREAM, ""))).await;
     let r = Call::get(LOGIN).send(&gw.app).await;
     assert_eq!(r.status, 401);
-    assert_eq!(r.text(), "Sign in through your SSO portal.\n");
+    assert_eq!(
+        r.text(),
+        "Sign in through your SSO portal, then open this page again.\n"
+    );
     let r = Call::get(LOGIN).html().send(&gw.app).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));

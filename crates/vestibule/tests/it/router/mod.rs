@@ -37,7 +37,7 @@ pub const NO_UPSTREAM: &str = "127.0.0.1:9";
 
 /// `Content-Security-Policy` of the pages under `/.vestibule/`
 /// (`web/security_headers.rs`).
-pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Where configs put the data directory; replaced by a fresh one.
 const DATA_DIR: &str = "@DATA@";
@@ -312,6 +312,21 @@ impl Resp {
         assert_eq!(self.header("cache-control"), Some("no-store"));
         assert_eq!(self.header("x-content-type-options"), Some("nosniff"));
     }
+}
+
+/// The `name=value` of the flash cookie a 303 set.
+#[track_caller]
+pub fn flash_cookie(r: &Resp) -> String {
+    let c = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("vestibule_flash="))
+        .expect("no flash cookie");
+    assert!(
+        c.contains("Path=/.vestibule/; HttpOnly; SameSite=Lax; Max-Age=60"),
+        "{c}"
+    );
+    c.split(';').next().unwrap().to_owned()
 }
 
 /// The text between `start` and the next `end`.

@@ -235,8 +235,16 @@ async fn session_forms_need_this_sessions_csrf_token() {
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some(ACCOUNT));
     r.assert_page_headers();
-    assert!(r.set_cookies().is_empty());
+    // Only the flash message: the session stays.
+    let flash = flash_cookie(&r);
+    assert_eq!(r.set_cookies().len(), 1);
     assert!(!alive(other.token()).await && alive(b.token()).await);
+    let r = b
+        .call("GET", ACCOUNT)
+        .header("Cookie", &format!("{}; {flash}", b.cookie))
+        .send(&gw.app)
+        .await;
+    assert!(r.text().contains("id=\"flash\">The session is ended."));
     // A session that is not hers is left alone, and answered the same way.
     let bob = Browser::open(&gw.app, ACCOUNT, &[("Remote-User", "bob")]).await;
     let r = b
@@ -249,16 +257,18 @@ async fn session_forms_need_this_sessions_csrf_token() {
         .send(&gw.app)
         .await;
     assert_eq!(r.status, 303);
+    assert!(r.set_cookies().is_empty(), "no flash: nothing ended");
     assert!(alive(bob.token()).await);
 
-    // Ending every session clears the cookie.
+    // Ending every session clears the cookie and goes on to sign out (a
+    // page that would start a new session right away is no way out).
     let r = b
         .call("POST", REVOKE_ALL)
         .form(&format!("csrf={}", b.csrf))
         .send(&gw.app)
         .await;
     assert_eq!(r.status, 303);
-    assert_eq!(r.header("location"), Some(ACCOUNT));
+    assert_eq!(r.header("location"), Some("/.vestibule/logout"));
     assert_eq!(r.set_cookies(), [clear_cookie(false)]);
     assert!(!alive(b.token()).await);
 }
@@ -335,7 +345,7 @@ async fn the_admin_page_and_its_form_are_for_admins_with_the_token() {
     assert_eq!(r.status, 403);
     assert_eq!(
         r.text(),
-        "This page is for members of the groups in accounts.admin_groups.\n"
+        "This page is for administrators, and your account is not one.\n"
     );
     r.assert_page_headers();
     let r = f
@@ -465,4 +475,104 @@ async fn without_accounts_the_pages_do_not_exist() {
         .send(&gw.app)
         .await;
     assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn admins_cannot_disable_themselves_or_the_last_admin() {
+    use vestibule::accounts::admin::{self, Actor, Done, Lockout, LockoutGuard, StatusAction};
+    let gw = Gw::new(&pages_config("auto")).await;
+    let root = [("Remote-User", "root"), ("Remote-Groups", "admins")];
+    let a = Browser::open(&gw.app, ACCOUNT, &root).await;
+    let ann = Browser::open(
+        &gw.app,
+        ACCOUNT,
+        &[("Remote-User", "ann"), ("Remote-Groups", "admins")],
+    )
+    .await;
+    let root_id = gw.account_id("root").await;
+    let ann_id = gw.account_id("ann").await;
+    let status = async |id| gw.store().account(id).await.unwrap().unwrap().status;
+
+    // The page offers no "disable" for yourself, and the form refuses it
+    // with an explanation.
+    let r = a.call("GET", ADMIN).send(&gw.app).await;
+    assert!(r.text().contains("You cannot disable yourself."));
+    assert!(
+        !r.text()
+            .contains(&format!("/.vestibule/admin/accounts/{root_id}/disable"))
+    );
+    assert!(
+        r.text()
+            .contains(&format!("/.vestibule/admin/accounts/{ann_id}/disable"))
+    );
+    let r = a
+        .call("POST", ADMIN_ACCOUNTS)
+        .html()
+        .form(&format!("csrf={}&id={root_id}&action=disable", a.csrf))
+        .send(&gw.app)
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    r.assert_page_headers();
+    assert!(r.text().contains("You cannot disable your own account"));
+    assert!(r.text().contains("id=\"refusal\" data-status=\"409\""));
+    assert_eq!(status(root_id).await, AccountStatus::Active);
+
+    // Disabling another admin asks first, then works, with a flash.
+    let r = a
+        .call(
+            "GET",
+            &format!("/.vestibule/admin/accounts/{ann_id}/disable"),
+        )
+        .send(&gw.app)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Disable this account?") && r.text().contains("ann"));
+    assert_eq!(
+        status(ann_id).await,
+        AccountStatus::Active,
+        "asking changes nothing"
+    );
+    let r = a
+        .call("POST", ADMIN_ACCOUNTS)
+        .form(&format!("csrf={}&id={ann_id}&action=disable", a.csrf))
+        .send(&gw.app)
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let flash = flash_cookie(&r);
+    assert_eq!(status(ann_id).await, AccountStatus::Disabled);
+    let r = a
+        .call("GET", ADMIN)
+        .header("Cookie", &format!("{}; {flash}", a.cookie))
+        .send(&gw.app)
+        .await;
+    assert!(r.text().contains("The account is disabled"), "{}", r.text());
+    drop(ann);
+
+    // The rule lives in the accounts service: root is now the last active
+    // admin, and nobody may disable that account from the page, whoever
+    // acts (here an actor whose own stored account is not an admin).
+    let frank = Browser::open(&gw.app, ACCOUNT, &[("Remote-User", "frank")]).await;
+    drop(frank);
+    let by = Actor {
+        name: "frank".into(),
+        client_ip: None,
+        note: String::new(),
+        guard: Some(LockoutGuard {
+            own_account: gw.account_id("frank").await,
+            admin_groups: vec!["admins".into()],
+        }),
+    };
+    let root_row = gw.store().account(root_id).await.unwrap().unwrap();
+    let r = admin::set_status(&**gw.store(), &root_row, StatusAction::Disable, &by)
+        .await
+        .unwrap();
+    assert_eq!(r.done, Done::Refused(Lockout::LastAdmin));
+    assert_eq!(status(root_id).await, AccountStatus::Active);
+    // The CLI is not guarded: it is the way back in.
+    let cli = Actor { guard: None, ..by };
+    let r = admin::set_status(&**gw.store(), &root_row, StatusAction::Disable, &cli)
+        .await
+        .unwrap();
+    assert!(matches!(r.done, Done::Changed(_)));
+    assert_eq!(status(root_id).await, AccountStatus::Disabled);
 }
