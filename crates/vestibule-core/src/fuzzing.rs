@@ -427,8 +427,8 @@ pub fn cookie_and_token(data: &[u8]) {
 /// is also read as a typed pairing code.
 pub fn credential_carriers(data: &[u8]) {
     use crate::credential::{
-        Carrier, Carriers, find_credential, is_device_token, normalize_pairing_code,
-        remove_query_param, strip_credential_headers,
+        Carrier, Carriers, CredentialKind, find_credential, is_device_token,
+        normalize_pairing_code, remove_query_param, strip_credential_headers,
     };
 
     if let Some(code) = normalize_pairing_code(&String::from_utf8_lossy(data)) {
@@ -503,6 +503,17 @@ pub fn credential_carriers(data: &[u8]) {
     } else {
         assert_ne!(presented.carrier, Carrier::Basic);
     }
+    // Exactly one kind of credential may be sent this way: a Basic password
+    // is an app password, everything else a token.
+    let kinds = [CredentialKind::Token, CredentialKind::AppPassword]
+        .into_iter()
+        .filter(|k| k.accepts(&presented))
+        .count();
+    assert_eq!(kinds, 1);
+    assert_eq!(
+        CredentialKind::AppPassword.accepts(&presented),
+        presented.basic_user.is_some()
+    );
     // The other carriers held nothing: the one that did suffices.
     let alone = Carriers {
         basic: presented.carrier == Carrier::Basic,

@@ -20,7 +20,7 @@ use base64::Engine;
 use http::{HeaderMap, StatusCode, header};
 use rand::RngCore;
 use serde::Deserialize;
-use vestibule_core::credential::{device_token, pairing_code};
+use vestibule_core::credential::{CredentialKind, device_token, pairing_code};
 use vestibule_core::policy::Decision;
 use vestibule_core::secret::{Secret, hash_token};
 use vestibule_store::{Device, NewDevice, PairingState};
@@ -256,8 +256,11 @@ struct CreatedPage {
     qr: String,
 }
 
+/// What to paste, for the carriers of `routes` that take a credential of
+/// `kind`.
 fn snippets(
     state: &AppState,
+    kind: CredentialKind,
     routes: &[String],
     user: &str,
     secret: &Secret,
@@ -275,29 +278,8 @@ fn snippets(
     let any =
         |f: &dyn Fn(&vestibule_core::credential::Carriers) -> bool| carriers.iter().any(|c| f(c));
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
-    if any(&|c| c.basic) {
-        out.push(Snippet {
-            label: "User name (Basic, app password: Subsonic, WebDAV, CalDAV)".into(),
-            value: user.to_owned(),
-        });
-        out.push(Snippet {
-            label: "App password".into(),
-            value: token.to_owned(),
-        });
-        out.push(Snippet {
-            label: "Authorization header (Basic)".into(),
-            value: format!("Authorization: Basic {basic}"),
-        });
-        // Clients with one "server" field (immich's `user:pass@host`).
-        if let Some((scheme, rest)) = origin.split_once("://") {
-            let user_enc = percent_encoding::utf8_percent_encode(user, USERINFO).to_string();
-            out.push(Snippet {
-                label:
-                    "Server address with the app password (clients that take user:password@host)"
-                        .into(),
-                value: format!("{scheme}://{user_enc}:{token}@{rest}"),
-            });
-        }
+    if kind == CredentialKind::AppPassword {
+        return app_password_snippets(&carriers, user, token, &basic, origin);
     }
     if any(&|c| c.bearer) {
         out.push(Snippet {
@@ -333,6 +315,48 @@ fn snippets(
     out
 }
 
+/// What to paste for an app password: HTTP Basic only.
+fn app_password_snippets(
+    carriers: &[&vestibule_core::credential::Carriers],
+    user: &str,
+    token: &str,
+    basic: &str,
+    origin: &str,
+) -> Vec<Snippet> {
+    let mut out = Vec::new();
+    if carriers.iter().any(|c| c.basic) {
+        out.push(Snippet {
+            label: "User name (Basic, app password: Subsonic, WebDAV, CalDAV)".into(),
+            value: user.to_owned(),
+        });
+        out.push(Snippet {
+            label: "App password".into(),
+            value: token.to_owned(),
+        });
+        out.push(Snippet {
+            label: "Authorization header (Basic)".into(),
+            value: format!("Authorization: Basic {basic}"),
+        });
+        // Clients with one "server" field (immich's `user:pass@host`).
+        if let Some((scheme, rest)) = origin.split_once("://") {
+            let user_enc = percent_encoding::utf8_percent_encode(user, USERINFO).to_string();
+            out.push(Snippet {
+                label:
+                    "Server address with the app password (clients that take user:password@host)"
+                        .into(),
+                value: format!("{scheme}://{user_enc}:{token}@{rest}"),
+            });
+        }
+    }
+    if carriers.iter().any(|c| c.proxy_authorization) {
+        out.push(Snippet {
+            label: "Proxy-Authorization header (Basic)".into(),
+            value: format!("Proxy-Authorization: Basic {basic}"),
+        });
+    }
+    out
+}
+
 /// `POST /.vestibule/devices/new`: create a device and show its secret once.
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
@@ -344,9 +368,29 @@ pub(super) async fn create(
     let name = check_name(fields.get("name").unwrap_or("")).map_err(PageError::BadForm)?;
     let routes = chosen_routes(&state, &s, &fields)?;
     let kind = match fields.get("kind").unwrap_or("token") {
-        k @ ("app-password" | "token") => k.to_owned(),
+        "token" => CredentialKind::Token,
+        "app-password" => CredentialKind::AppPassword,
         _ => return Err(PageError::BadForm("Unknown kind of device.".into())),
     };
+    // The kind decides how the credential may be sent: refuse one that
+    // could not be used on an app it is meant for.
+    if let Some(r) = state
+        .settings
+        .routes
+        .iter()
+        .find(|r| routes.contains(&r.name) && !r.carriers.take(kind))
+    {
+        return Err(PageError::BadForm(match kind {
+            CredentialKind::AppPassword => format!(
+                "`{}` does not take app passwords (HTTP Basic): create a token for it.",
+                r.name
+            ),
+            CredentialKind::Token => format!(
+                "`{}` only takes app passwords (HTTP Basic): create an app password for it.",
+                r.name
+            ),
+        }));
+    }
     let days: u32 = match fields.get("expires_days").unwrap_or("0").parse() {
         Ok(d) if EXPIRY_CHOICES.iter().any(|(c, _)| *c == d) => d,
         _ => return Err(PageError::BadForm("Pick an expiry from the list.".into())),
@@ -357,7 +401,7 @@ pub(super) async fn create(
     let new = NewDevice {
         account_id: s.account_id,
         name: name.clone(),
-        kind,
+        kind: kind.as_str().to_owned(),
         routes: routes.clone(),
         secret_hash: hash_token(secret.expose()),
         basic_user: Some(s.identity.username.clone()),
@@ -376,6 +420,7 @@ pub(super) async fn create(
     let page = CreatedPage {
         snippets: snippets(
             &state,
+            kind,
             &routes,
             &s.identity.username,
             &secret,
