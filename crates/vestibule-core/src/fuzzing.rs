@@ -417,6 +417,46 @@ pub fn cookie_and_token(data: &[u8]) {
     }
 }
 
+/// Stripping vestibule's cookies before forwarding: the input is `Cookie`
+/// header lines (on `\n`). Afterwards no line holds a pair of ours, every
+/// line is still a header value, and a second pass changes nothing.
+pub fn cookie_strip(data: &[u8]) {
+    use crate::headers::{strip_cookie_line, strip_cookies};
+    use crate::secret::find_cookie;
+
+    const OURS: &[&str] = &["vestibule", "__Host-vestibule"];
+    let mut headers = http::HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(v) = http::HeaderValue::from_bytes(line) {
+            headers.append(http::header::COOKIE, v);
+        }
+    }
+    let before: Vec<Vec<u8>> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+    let dropped = strip_cookies(&mut headers, OURS);
+    let after: Vec<&[u8]> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .collect();
+    if dropped == 0 {
+        assert_eq!(after, before.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+    for line in &after {
+        assert!(!line.is_empty() || before.iter().any(|b| b.is_empty()));
+        assert_eq!(strip_cookie_line(line, OURS), (None, 0), "{line:?}");
+    }
+    for name in OURS {
+        assert_eq!(find_cookie(after.iter().copied(), name), None);
+    }
+    let mut again = headers.clone();
+    assert_eq!(strip_cookies(&mut again, OURS), 0);
+    assert_eq!(again, headers);
+}
+
 /// Device credential carriers: bits 0–4 of the first byte enable Basic,
 /// Bearer, `Proxy-Authorization`, the custom header `x-device-token` and
 /// the query parameter `token`; the rest is lines split on `\n`, each

@@ -92,3 +92,8 @@ fn jwt_verify() {
 fn jwks_parse() {
     replay("jwks_parse", fuzzing::jwks_parse);
 }
+
+#[test]
+fn cookie_strip() {
+    replay("cookie_strip", fuzzing::cookie_strip);
+}

@@ -271,6 +271,8 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         // under every spelling.
         vestibule_core::headers::remove_every_spelling(headers, h.as_str());
     }
+    // vestibule's own cookies (the session) are vestibule's secrets too.
+    vestibule_core::headers::strip_cookies(headers, crate::web::cookies::OWN_NAMES);
     set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());
     for (name, value) in route.profile.render(pass.identity.as_ref()) {
         if !value.is_empty() {

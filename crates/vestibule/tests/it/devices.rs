@@ -1065,3 +1065,46 @@ async fn a_custom_credential_header_never_reaches_the_app_in_any_spelling() {
     );
     assert!(!r.text().contains("not-for-the-app") && !r.text().contains("nor-this"));
 }
+
+#[tokio::test]
+async fn the_session_cookie_never_reaches_the_app() {
+    let s = setup("").await;
+    sign_in(&s, "a-1", "alice").await;
+    let (h, _, _) = page_session(&s, "a-1", "alice").await;
+    let session = h.iter().find(|(n, _)| n == "Cookie").unwrap().1.clone();
+    assert!(session.starts_with("vestibule=vss_"), "{session}");
+    let mut sso_only = h.clone();
+    sso_only.retain(|(n, _)| n != "Cookie");
+    let secret = session["vestibule=".len()..].to_owned();
+    let gw = s.gw.addr;
+    let seen_cookies = async |cookies: Vec<&str>| {
+        let mut headers = sso_only.clone();
+        headers.extend(
+            cookies
+                .into_iter()
+                .map(|c| ("Cookie".to_owned(), c.to_owned())),
+        );
+        let r = Raw::get(gw, TRUSTED, "/plain/x", &refs(&headers)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(identity_of(&r).as_deref(), Some("alice"));
+        assert!(
+            !r.text().contains(&secret),
+            "the session secret reached whoami"
+        );
+        r.seen_headers().remove("cookie").unwrap_or_default()
+    };
+    // The app's own cookies pass, byte for byte and in order.
+    let mixed = format!("theme=dark; {session}; lang=fr;x=\"1 2\"");
+    assert_eq!(
+        seen_cookies(vec![&mixed]).await,
+        ["theme=dark; lang=fr; x=\"1 2\""]
+    );
+    // Only ours: no Cookie header at all.
+    assert!(seen_cookies(vec![&session]).await.is_empty());
+    // The __Host- name, on a second line, as HTTP/2 clients split them.
+    let host = "__Host-vestibule=vss_other";
+    let got = seen_cookies(vec!["a=1", host, &session, "b=2"]).await;
+    assert_eq!(got.join("; "), "a=1; b=2", "{got:?}");
+    // Untouched without ours.
+    assert_eq!(seen_cookies(vec!["a=1;b=2"]).await, ["a=1;b=2"]);
+}
