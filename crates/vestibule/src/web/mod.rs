@@ -18,7 +18,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, State};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry, hex};
@@ -51,10 +51,20 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/.vestibule/login", get(login::login))
         .route("/.vestibule/logout", get(login::logout).post(login::logout))
+        // Everything else under /.vestibule/ is vestibule's too: a mistyped
+        // path gets vestibule's 404, never an app behind it.
+        .route("/.vestibule", any(unknown_own_path))
+        .route("/.vestibule/", any(unknown_own_path))
+        .route("/.vestibule/{*rest}", any(unknown_own_path))
         // Inner: the session cookie and page errors; outer: the security
         // headers, on whatever the inner one answers.
         .layer(axum::middleware::from_fn(extract::layer))
         .layer(axum::middleware::from_fn(security_headers::layer))
+}
+
+/// Any other path under `/.vestibule/`.
+async fn unknown_own_path() -> PageError {
+    PageError::not_found("vestibule has no page at this address.")
 }
 
 fn when(ms: i64) -> String {
