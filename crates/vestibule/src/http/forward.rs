@@ -348,7 +348,9 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
             );
         }
         Ok(Err(e)) => {
-            tracing::warn!(route = %route.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            let source =
+                std::error::Error::source(&e).map_or_else(|| "-".to_owned(), ToString::to_string);
+            tracing::warn!(route = %route.name, error = %e, source = %source, "upstream request failed");
             state.metrics.request(&route.name, "upstream_error");
             return responses::plain(StatusCode::BAD_GATEWAY, "The app could not be reached.");
         }
