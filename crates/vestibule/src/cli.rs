@@ -234,7 +234,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             print_config,
         } => {
             if print_config {
-                print!("{}", crate::tools::demo::DEMO_CONFIG);
+                let cwd = std::env::current_dir().unwrap_or_default();
+                print!("{}", crate::tools::demo::printed_config(listen, &cwd));
                 return ExitCode::SUCCESS;
             }
             init_logging(false, "warn,vestibule=info");
