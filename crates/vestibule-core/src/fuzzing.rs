@@ -960,6 +960,25 @@ pub fn jwks_parse(data: &[u8]) {
     }
 }
 
+/// `User-Agent` reading: what is stored is short visible ASCII and stable
+/// when stored again; the description is always from the fixed lists.
+pub fn user_agent(data: &[u8]) {
+    use crate::user_agent::{MAX_STORED_BYTES, describe, for_record};
+
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let stored = for_record(lines.iter().copied());
+    if lines.len() > 1 {
+        assert_eq!(stored, None, "two lines");
+    }
+    if let Some(s) = &stored {
+        assert!(!s.is_empty() && s.len() <= MAX_STORED_BYTES);
+        assert!(s.bytes().all(|b| b == b' ' || b.is_ascii_graphic()));
+        assert_eq!(for_record([s.as_bytes()].into_iter()).as_ref(), Some(s));
+    }
+    let summary = describe(&String::from_utf8_lossy(data));
+    assert!(!summary.browser.is_empty() && !summary.os.is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,3 +65,4 @@ pub mod profile;
 pub mod redirect;
 pub mod route;
 pub mod secret;
+pub mod user_agent;

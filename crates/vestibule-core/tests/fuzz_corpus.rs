@@ -97,3 +97,8 @@ fn jwks_parse() {
 fn cookie_strip() {
     replay("cookie_strip", fuzzing::cookie_strip);
 }
+
+#[test]
+fn user_agent() {
+    replay("user_agent", fuzzing::user_agent);
+}

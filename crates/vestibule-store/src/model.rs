@@ -155,6 +155,11 @@ pub struct Session {
     pub expires_at: i64,
     /// SHA-256 of the session's CSRF token.
     pub csrf_hash: [u8; 32],
+    /// The browser's `User-Agent` when the session was opened (the caller
+    /// keeps it short and printable); `None` if it sent none.
+    pub user_agent: Option<String>,
+    /// The client address the session was opened from.
+    pub client_ip: Option<String>,
 }
 
 impl Session {

@@ -40,7 +40,8 @@ macro_rules! account_columns {
 /// Columns of `sessions`.
 macro_rules! session_columns {
     () => {
-        "id_hash, account_id, source, subject, created_at, last_seen_at, expires_at, csrf_hash"
+        "id_hash, account_id, source, subject, created_at, last_seen_at, expires_at, csrf_hash, \
+         user_agent, client_ip"
     };
 }
 
@@ -359,6 +360,8 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         last_seen_at: get(row, "last_seen_at")?,
         expires_at: get(row, "expires_at")?,
         csrf_hash: decode_hash("a session's csrf_hash", get(row, "csrf_hash")?)?,
+        user_agent: get(row, "user_agent")?,
+        client_ip: get(row, "client_ip")?,
     })
 }
 
@@ -710,7 +713,7 @@ impl Store for SqlStore {
             sqlx::query(concat!(
                 "INSERT INTO sessions (",
                 session_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ))
             .bind(&s.id_hash[..])
             .bind(s.account_id)
@@ -720,6 +723,8 @@ impl Store for SqlStore {
             .bind(s.last_seen_at)
             .bind(s.expires_at)
             .bind(&s.csrf_hash[..])
+            .bind(&s.user_agent)
+            .bind(&s.client_ip)
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::from_sqlx(e, "a session with this id already exists"))?;

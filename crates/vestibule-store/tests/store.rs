@@ -136,6 +136,12 @@ fn session(id: u8, account_id: i64, expires_at: i64) -> Session {
         last_seen_at: i64::from(id),
         expires_at,
         csrf_hash: [id.wrapping_add(100); 32],
+        // Even ids carry a browser and an address, odd ones neither (as
+        // sessions opened before they were recorded).
+        user_agent: id
+            .is_multiple_of(2)
+            .then(|| format!("Mozilla/5.0 (X11; Linux) Firefox/{id} Ø")),
+        client_ip: id.is_multiple_of(2).then(|| format!("2001:db8::{id}")),
     }
 }
 

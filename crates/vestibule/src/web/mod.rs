@@ -124,6 +124,10 @@ async fn audit(state: &AppState, s: &PageSession, action: &str, subject: String,
 
 struct SessionRow {
     id: String,
+    /// Browser and OS, coarsely, from the User-Agent it was opened with.
+    browser: String,
+    /// The client address it was opened from.
+    address: String,
     created: String,
     last_seen: String,
     expires: String,
@@ -172,6 +176,11 @@ async fn account(State(state): State<Arc<AppState>>, s: SignedIn) -> Result<Resp
             .filter(|x| x.expires_at > now)
             .map(|x| SessionRow {
                 id: hex(&x.id_hash),
+                browser: x.user_agent.as_deref().map_or_else(
+                    || "unknown".to_owned(),
+                    |ua| vestibule_core::user_agent::describe(ua).to_string(),
+                ),
+                address: x.client_ip.clone().unwrap_or_else(|| "unknown".to_owned()),
                 created: when(x.created_at),
                 last_seen: when(x.last_seen_at),
                 expires: when(x.expires_at),
