@@ -169,6 +169,31 @@ impl Session {
     }
 }
 
+/// One page of accounts found by [`crate::Store::search_accounts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSearch {
+    /// The accounts on this page, each with the identity sources linked to
+    /// it (sorted, without repeats).
+    pub accounts: Vec<(Account, Vec<String>)>,
+    /// How many accounts match, on every page together.
+    pub total: u64,
+}
+
+/// `query` as a `LIKE` pattern matching it anywhere, with `\`, `%` and `_`
+/// escaped (`ESCAPE '\'`), ASCII-lowercased to compare with `lower(…)`.
+pub(crate) fn contains_pattern(query: &str) -> String {
+    let mut p = String::with_capacity(query.len() + 2);
+    p.push('%');
+    for c in query.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c.to_ascii_lowercase());
+    }
+    p.push('%');
+    p
+}
+
 /// A credential held by one device (an API client, a phone…), owned by an
 /// account. Only the SHA-256 digest of its secret is stored, and it is
 /// deliberately not part of this record: look devices up by it with
@@ -532,6 +557,14 @@ pub(crate) fn decode_pairing_state(pairing: i64, text: &str) -> Result<PairingSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(contains_pattern(""), "%%");
+        assert_eq!(contains_pattern("Ali"), "%ali%");
+        assert_eq!(contains_pattern("a_b%c\\d"), "%a\\_b\\%c\\\\d%");
+        assert_eq!(contains_pattern("Ørsted"), "%Ørsted%");
+    }
 
     #[test]
     fn status_round_trips_and_rejects_unknown() {

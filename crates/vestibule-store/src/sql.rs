@@ -24,8 +24,8 @@ use crate::model::{
     decode_hash, decode_pairing_state, decode_status, decode_string_list, encode_groups,
 };
 use crate::{
-    ACQUIRE_TIMEOUT, Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend,
-    BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount,
+    ACQUIRE_TIMEOUT, Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter,
+    Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount,
     NewDevice, Pairing, PairingPoll, PairingState, Session, Store, StoreConfig, StoreError, feed,
     migrations,
 };
@@ -537,6 +537,80 @@ impl Store for SqlStore {
             .fetch_all(&self.pool)
             .await?;
             all(&rows, account_from_row)
+        })
+    }
+
+    fn search_accounts<'a>(
+        &'a self,
+        query: &'a str,
+        offset: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<AccountSearch, StoreError>> {
+        // $1: the query, $2: its LIKE pattern. lower() folds ASCII on
+        // SQLite and more on PostgreSQL; the pattern is ASCII-lowercased.
+        macro_rules! matching {
+            () => {
+                " FROM accounts WHERE ($1 = '' \
+                 OR lower(username) LIKE $2 ESCAPE '\\' \
+                 OR lower(COALESCE(display_name, '')) LIKE $2 ESCAPE '\\' \
+                 OR lower(COALESCE(email, '')) LIKE $2 ESCAPE '\\')"
+            };
+        }
+        macro_rules! page {
+            () => {
+                " ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, username, id \
+                 LIMIT $3 OFFSET $4"
+            };
+        }
+        Box::pin(async move {
+            let pattern = crate::model::contains_pattern(query);
+            let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+            let row = sqlx::query(concat!("SELECT COUNT(*) AS n", matching!()))
+                .bind(query)
+                .bind(&pattern)
+                .fetch_one(&self.pool)
+                .await?;
+            let total: i64 = get(&row, "n")?;
+            let rows = sqlx::query(concat!("SELECT ", account_columns!(), matching!(), page!()))
+                .bind(query)
+                .bind(&pattern)
+                .bind(i64::from(limit))
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?;
+            let accounts = all(&rows, account_from_row)?;
+            // The sources of this page's accounts, in one more query.
+            let sources = sqlx::query(concat!(
+                "SELECT DISTINCT account_id, source FROM identities WHERE account_id IN \
+                 (SELECT id",
+                matching!(),
+                page!(),
+                ") ORDER BY account_id, source"
+            ))
+            .bind(query)
+            .bind(&pattern)
+            .bind(i64::from(limit))
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut by_account: std::collections::HashMap<i64, Vec<String>> =
+                std::collections::HashMap::new();
+            for row in &sources {
+                by_account
+                    .entry(get(row, "account_id")?)
+                    .or_default()
+                    .push(get(row, "source")?);
+            }
+            Ok(AccountSearch {
+                accounts: accounts
+                    .into_iter()
+                    .map(|a| {
+                        let s = by_account.remove(&a.id).unwrap_or_default();
+                        (a, s)
+                    })
+                    .collect(),
+                total: u64::try_from(total).unwrap_or(0),
+            })
         })
     }
 

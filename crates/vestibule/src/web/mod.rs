@@ -263,8 +263,12 @@ async fn revoke_all(
 struct AccountRow {
     id: i64,
     username: String,
+    display_name: String,
     email: String,
+    /// The identity sources linked to the account.
+    sources: String,
     groups: String,
+    roles: String,
     status: &'static str,
     last_seen: String,
     actions: Vec<&'static str>,
@@ -275,28 +279,109 @@ struct AccountRow {
 struct AdminPage {
     accounts: Vec<AccountRow>,
     pending_count: usize,
+    /// The search, as typed.
+    q: String,
+    /// Accounts matching it, on all pages.
+    total: u64,
+    /// "accounts 51–100 of 230", or empty when there is one page.
+    range: String,
+    /// Links to the previous and next pages, when there are.
+    prev: Option<String>,
+    next: Option<String>,
     devices: Vec<devices::DeviceRow>,
     csrf: String,
 }
 
-async fn admin(State(state): State<Arc<AppState>>, s: AdminSession) -> Result<Response, PageError> {
-    let mut list = accounts(&state)?.store().accounts(None, 1000).await?;
+/// Accounts per page of the admin table.
+pub const ADMIN_PAGE_SIZE: u32 = 50;
+
+/// The longest search the admin table takes.
+const MAX_QUERY_CHARS: usize = 100;
+
+/// `?q=` (a substring of username, display name or email) and `?page=`
+/// (from 1) of the admin table.
+#[derive(Deserialize)]
+struct AdminQuery {
+    q: Option<String>,
+    page: Option<String>,
+}
+
+/// The admin table's link to page `page` of search `q`.
+fn admin_link(q: &str, page: u64) -> String {
+    let mut link = format!("/.vestibule/admin?page={page}");
+    if !q.is_empty() {
+        link.push_str("&q=");
+        link.extend(percent_encoding::utf8_percent_encode(
+            q,
+            percent_encoding::NON_ALPHANUMERIC,
+        ));
+    }
+    link
+}
+
+async fn admin(
+    State(state): State<Arc<AppState>>,
+    s: AdminSession,
+    axum::extract::Query(query): axum::extract::Query<AdminQuery>,
+) -> Result<Response, PageError> {
+    let q = query.q.unwrap_or_default().trim().to_owned();
+    if q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control) {
+        return Err(PageError::BadForm(format!(
+            "Search for at most {MAX_QUERY_CHARS} printable characters."
+        )));
+    }
+    let page: u64 = match query.page.as_deref().unwrap_or("1").parse() {
+        Ok(p) if p >= 1 => p,
+        _ => {
+            return Err(PageError::BadForm(
+                "The page number must be a whole number from 1.".into(),
+            ));
+        }
+    };
+    let accounts = accounts(&state)?;
+    let store = accounts.store();
+    let offset = (page - 1).saturating_mul(u64::from(ADMIN_PAGE_SIZE));
     // Pending first: they are what an admin came for.
-    list.sort_by_key(|a| (a.status != AccountStatus::Pending, a.username.clone()));
-    let pending_count = list
-        .iter()
-        .filter(|a| a.status == AccountStatus::Pending)
-        .count();
+    let found = store.search_accounts(&q, offset, ADMIN_PAGE_SIZE).await?;
+    let pending_count = store
+        .accounts(Some(AccountStatus::Pending), u32::MAX)
+        .await?
+        .len();
     // The devices table names owners from the accounts already read.
-    let owners: std::collections::HashMap<i64, String> =
-        list.iter().map(|a| (a.id, a.username.clone())).collect();
+    let owners: std::collections::HashMap<i64, String> = found
+        .accounts
+        .iter()
+        .map(|(a, _)| (a.id, a.username.clone()))
+        .collect();
     // A database error is a 503, not an empty list on a security page.
     let devices = devices::all_devices(&state, owners).await?;
+    let shown = found.accounts.len() as u64;
     let page = AdminPage {
-        accounts: list
+        range: if found.total > u64::from(ADMIN_PAGE_SIZE) || page > 1 {
+            if shown == 0 {
+                format!("no accounts on page {page} of {}", found.total)
+            } else {
+                format!(
+                    "accounts {}–{} of {}",
+                    offset + 1,
+                    offset + shown,
+                    found.total
+                )
+            }
+        } else {
+            String::new()
+        },
+        prev: (page > 1).then(|| admin_link(&q, page - 1)),
+        next: (offset + shown < found.total).then(|| admin_link(&q, page + 1)),
+        total: found.total,
+        accounts: found
+            .accounts
             .into_iter()
-            .map(|a| AccountRow {
+            .map(|(a, sources)| AccountRow {
                 id: a.id,
+                roles: accounts.roles_of(&a.groups).join(", "),
+                sources: sources.join(", "),
+                display_name: a.display_name.unwrap_or_default(),
                 username: a.username,
                 email: a.email.unwrap_or_default(),
                 groups: a.groups.join(", "),
@@ -310,6 +395,7 @@ async fn admin(State(state): State<Arc<AppState>>, s: AdminSession) -> Result<Re
             })
             .collect(),
         pending_count,
+        q,
         devices,
         csrf: s.csrf.clone(),
     };
