@@ -571,26 +571,30 @@ impl Store for SqlStore {
                 .fetch_one(&self.pool)
                 .await?;
             let total: i64 = get(&row, "n")?;
-            let rows = sqlx::query(concat!("SELECT ", account_columns!(), matching!(), page!()))
-                .bind(query)
-                .bind(&pattern)
-                .bind(i64::from(limit))
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?;
+            // The page's four parameters, for both queries below.
+            let paged = |q: Query<'a, Any, AnyArguments>| {
+                q.bind(query)
+                    .bind(pattern.clone())
+                    .bind(i64::from(limit))
+                    .bind(offset)
+            };
+            let rows = paged(sqlx::query(concat!(
+                "SELECT ",
+                account_columns!(),
+                matching!(),
+                page!()
+            )))
+            .fetch_all(&self.pool)
+            .await?;
             let accounts = all(&rows, account_from_row)?;
             // The sources of this page's accounts, in one more query.
-            let sources = sqlx::query(concat!(
+            let sources = paged(sqlx::query(concat!(
                 "SELECT DISTINCT account_id, source FROM identities WHERE account_id IN \
                  (SELECT id",
                 matching!(),
                 page!(),
                 ") ORDER BY account_id, source"
-            ))
-            .bind(query)
-            .bind(&pattern)
-            .bind(i64::from(limit))
-            .bind(offset)
+            )))
             .fetch_all(&self.pool)
             .await?;
             let mut by_account: std::collections::HashMap<i64, Vec<String>> =

@@ -364,32 +364,21 @@ async fn sessions_show_browser_os_address_and_which_is_this_one() {
         assert!(r.contains("<td class=\"address\">127.0.0.1</td>"), "{r}");
     }
     // Stored as sent, and cut at 256 bytes; a second line is not kept.
-    let stored = s
-        .store
-        .session(&hash_token(phone_cookie.trim_start_matches("vestibule=")))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored_session = async |cookie: &str| {
+        let id = hash_token(cookie.trim_start_matches("vestibule="));
+        s.store.session(&id).await.unwrap().unwrap()
+    };
+    let stored = stored_session(&phone_cookie).await;
     assert_eq!(stored.user_agent.as_deref(), Some(phone));
     assert_eq!(stored.client_ip.as_deref(), Some("127.0.0.1"));
     let long = format!("Firefox/1 {}", "x".repeat(600));
     let r = account_page(&s.gw, &[alice[0], ("User-Agent", &long)]).await;
     let c = pair(&cookie_of(&r).unwrap());
-    let stored = s
-        .store
-        .session(&hash_token(c.trim_start_matches("vestibule=")))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_session(&c).await;
     assert_eq!(stored.user_agent.as_deref(), Some(&long[..256]));
     let r = account_page(&s.gw, &[alice[0], ("User-Agent", "a"), ("User-Agent", "b")]).await;
     let c = pair(&cookie_of(&r).unwrap());
-    let stored = s
-        .store
-        .session(&hash_token(c.trim_start_matches("vestibule=")))
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_session(&c).await;
     assert_eq!(stored.user_agent, None);
     assert!(
         r.text().contains("<td class=\"browser\">unknown</td>"),
