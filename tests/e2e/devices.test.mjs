@@ -99,7 +99,11 @@ test('a device credential: created in the browser, read from its QR code, used w
 
   // curl, through the SSO front and vestibule, with what the QR code said.
   assert.equal(remoteUser(curl(['-H', `Authorization: Bearer ${qr}`, `${FRONT}/`])), 'alice');
-  assert.equal(remoteUser(curl(['-u', `alice:${qr}`, `${FRONT}/`])), 'alice');
+  // A token is no password: as HTTP Basic it is refused (create an app
+  // password for Basic clients).
+  const asBasic = curl(['-u', `alice:${qr}`, `${FRONT}/`]);
+  assert.equal(asBasic.status, 401);
+  assert.match(asBasic.body, /This is a token/);
   assert.equal(remoteUser(curl(['-H', `X-Vestibule-Token: ${qr}`, `${FRONT}/`])), 'alice');
   assert.equal(curl(['-H', `Authorization: Bearer ${qr}`, `${FRONT}/admins`]).status, 401,
     'the device was not given the admins app');

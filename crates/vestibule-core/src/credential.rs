@@ -102,6 +102,21 @@ impl Carriers {
             || self.header.is_some()
             || self.query.is_some()
     }
+
+    /// Whether a credential of `kind` can be sent on one of these carriers
+    /// ([`CredentialKind`]): an app password needs Basic (in `Authorization`
+    /// or `Proxy-Authorization`), a token anything but `basic`.
+    pub fn take(&self, kind: CredentialKind) -> bool {
+        match kind {
+            CredentialKind::AppPassword => self.basic || self.proxy_authorization,
+            CredentialKind::Token => {
+                self.bearer
+                    || self.proxy_authorization
+                    || self.header.is_some()
+                    || self.query.is_some()
+            }
+        }
+    }
 }
 
 /// One place a credential can be carried.
@@ -531,10 +546,77 @@ pub fn normalize_pairing_code(input: &str) -> Option<String> {
 
 // ---- decisions about a credential that was found ------------------------
 
+/// What a device credential is, chosen when it is created; it says how the
+/// credential may be sent, so that the choice means something.
+///
+/// - An **app password** is a password: only as the password of HTTP Basic
+///   (RFC 7617), in `Authorization` or `Proxy-Authorization`. A client that
+///   only knows user name and password (Subsonic, WebDAV, CalDAV) sends
+///   nothing else, and a leaked app password cannot be replayed as a bearer
+///   token in a URL or a header.
+/// - A **token** is a bearer value (RFC 6750): `Bearer` in `Authorization`
+///   or `Proxy-Authorization`, the route's custom header, or its query
+///   parameter; never as a Basic password. Paired devices get a token: they
+///   speak vestibule's pairing protocol, so they can send a header.
+///
+/// A stored kind this version does not know ([`CredentialKind::from_stored`]
+/// gives `None`) is accepted on no carrier: failing closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// A bearer value: `Bearer`, custom header or query parameter.
+    Token,
+    /// A password: HTTP Basic only.
+    AppPassword,
+}
+
+impl CredentialKind {
+    /// The kind a stored device record names: `token` and `paired` are
+    /// tokens, `app-password` is an app password; anything else is unknown.
+    pub fn from_stored(kind: &str) -> Option<Self> {
+        match kind {
+            "token" | "paired" => Some(Self::Token),
+            "app-password" => Some(Self::AppPassword),
+            _ => None,
+        }
+    }
+
+    /// The name stored and shown for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::AppPassword => "app-password",
+        }
+    }
+
+    /// Whether a credential of this kind may be sent the way `presented`
+    /// was: as a Basic password (an app password) or as a bearer value (a
+    /// token).
+    pub fn accepts(self, presented: &Presented) -> bool {
+        self == Self::of_presentation(presented)
+    }
+
+    /// The kind of credential the way `presented` was sent is meant for.
+    pub fn of_presentation(presented: &Presented) -> Self {
+        let as_password = match presented.carrier {
+            Carrier::Basic => true,
+            Carrier::Bearer | Carrier::Header | Carrier::Query => false,
+            // Either scheme: `basic_user` is set exactly when it was Basic.
+            Carrier::ProxyAuthorization => presented.basic_user.is_some(),
+        };
+        if as_password {
+            Self::AppPassword
+        } else {
+            Self::Token
+        }
+    }
+}
+
 /// What the store and the cache know about a presented credential's device
 /// and owner: plain data, so that the decision below is a pure function.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceFacts<'a> {
+    /// The credential's kind; `None` when the stored kind is unknown.
+    pub kind: Option<CredentialKind>,
     /// Unix ms; `None` never expires.
     pub expires_at: Option<i64>,
     /// The user name a Basic client must send (the device's, else its
@@ -566,6 +648,9 @@ pub enum DeviceJudgement {
     Allowed,
     /// Past its expiry.
     Expired,
+    /// Sent in a way its kind does not allow (a token as a Basic password,
+    /// an app password as a bearer value), or of an unknown kind.
+    WrongCarrier,
     /// Sent as Basic with a user name that is not the expected one.
     WrongUser,
     /// Not valid for this route.
@@ -579,11 +664,12 @@ pub enum DeviceJudgement {
 }
 
 /// Decides what a known credential is worth. Checked in this order, so
-/// that the answer says the most useful thing first: expiry, the Basic user
-/// name, the route, the owner's standing, then SSO freshness.
+/// that the answer says the most useful thing first: expiry, the way it was
+/// sent (its kind), the Basic user name, the route, the owner's standing,
+/// then SSO freshness.
 pub fn judge_device(
     facts: &DeviceFacts<'_>,
-    presented_user: Option<&str>,
+    presented: &Presented,
     route: &str,
     max_sso_age_ms: Option<i64>,
     now: i64,
@@ -591,8 +677,15 @@ pub fn judge_device(
     if facts.expires_at.is_some_and(|t| now >= t) {
         return DeviceJudgement::Expired;
     }
+    if !facts.kind.is_some_and(|k| k.accepts(presented)) {
+        return DeviceJudgement::WrongCarrier;
+    }
     // The user name is not secret: a plain comparison is fine.
-    if presented_user.is_some_and(|u| u != facts.basic_user) {
+    if presented
+        .basic_user
+        .as_deref()
+        .is_some_and(|u| u != facts.basic_user)
+    {
         return DeviceJudgement::WrongUser;
     }
     if !facts.routes.iter().any(|r| &**r == route) {
@@ -665,44 +758,62 @@ pub fn authorization_to_forward(
 
 #[cfg(test)]
 mod tests {
+    /// A presented credential: `user` set means it was sent as Basic.
+    fn sent(carrier: Carrier, user: Option<&str>) -> Presented {
+        Presented {
+            carrier,
+            token: device_token([3; 32]),
+            basic_user: user.map(str::to_owned),
+        }
+    }
+
     #[test]
     fn judgement_order_and_each_refusal() {
         let routes: Vec<Box<str>> = vec!["api".into()];
         let ok = DeviceFacts {
+            kind: Some(CredentialKind::AppPassword),
             expires_at: Some(1_000),
             basic_user: "alice",
             routes: &routes,
             owner: OwnerStanding::Active,
             owner_last_seen: 500,
         };
-        let j = |f: &DeviceFacts<'_>, user: Option<&str>, route: &str, age: Option<i64>| {
-            judge_device(f, user, route, age, 900)
+        let as_basic = |user: &str| sent(Carrier::Basic, Some(user));
+        let alice = as_basic("alice");
+        let j = |f: &DeviceFacts<'_>, p: &Presented, route: &str, age: Option<i64>| {
+            judge_device(f, p, route, age, 900)
         };
-        assert_eq!(j(&ok, None, "api", None), DeviceJudgement::Allowed);
+        assert_eq!(j(&ok, &alice, "api", None), DeviceJudgement::Allowed);
+        assert_eq!(j(&ok, &alice, "api", Some(400)), DeviceJudgement::Allowed);
         assert_eq!(
-            j(&ok, Some("alice"), "api", Some(400)),
-            DeviceJudgement::Allowed
-        );
-        assert_eq!(
-            judge_device(&ok, None, "api", None, 1_000),
+            judge_device(&ok, &alice, "api", None, 1_000),
             DeviceJudgement::Expired
         );
-        assert_eq!(j(&ok, Some("bob"), "api", None), DeviceJudgement::WrongUser);
-        assert_eq!(j(&ok, None, "music", None), DeviceJudgement::WrongRoute);
-        assert_eq!(j(&ok, None, "api", Some(399)), DeviceJudgement::SsoStale);
+        assert_eq!(
+            j(&ok, &as_basic("bob"), "api", None),
+            DeviceJudgement::WrongUser
+        );
+        assert_eq!(j(&ok, &alice, "music", None), DeviceJudgement::WrongRoute);
+        assert_eq!(j(&ok, &alice, "api", Some(399)), DeviceJudgement::SsoStale);
         let pending = DeviceFacts {
             owner: OwnerStanding::Pending,
             ..ok
         };
-        assert_eq!(j(&pending, None, "api", None), DeviceJudgement::Pending);
+        assert_eq!(j(&pending, &alice, "api", None), DeviceJudgement::Pending);
         let disabled = DeviceFacts {
             owner: OwnerStanding::Disabled,
             ..ok
         };
         // Standing is judged before freshness.
         assert_eq!(
-            j(&disabled, None, "api", Some(1)),
+            j(&disabled, &alice, "api", Some(1)),
             DeviceJudgement::Disabled
+        );
+        // The way it was sent before the user name and everything after.
+        let bearer = sent(Carrier::Bearer, None);
+        assert_eq!(
+            j(&disabled, &bearer, "music", None),
+            DeviceJudgement::WrongCarrier
         );
         // Expiry first of all.
         let both = DeviceFacts {
@@ -710,9 +821,66 @@ mod tests {
             ..disabled
         };
         assert_eq!(
-            j(&both, Some("bob"), "music", None),
+            j(&both, &as_basic("bob"), "music", None),
             DeviceJudgement::Expired
         );
+        assert_eq!(j(&both, &bearer, "music", None), DeviceJudgement::Expired);
+    }
+
+    #[test]
+    fn a_kind_is_accepted_only_the_way_it_is_meant_to_be_sent() {
+        use CredentialKind::{AppPassword, Token};
+        let cases = [
+            (sent(Carrier::Basic, Some("alice")), AppPassword),
+            (sent(Carrier::Basic, Some("")), AppPassword),
+            (
+                sent(Carrier::ProxyAuthorization, Some("alice")),
+                AppPassword,
+            ),
+            (sent(Carrier::Bearer, None), Token),
+            (sent(Carrier::ProxyAuthorization, None), Token),
+            (sent(Carrier::Header, None), Token),
+            (sent(Carrier::Query, None), Token),
+        ];
+        for (presented, meant_for) in &cases {
+            assert_eq!(CredentialKind::of_presentation(presented), *meant_for);
+            for kind in [AppPassword, Token] {
+                assert_eq!(
+                    kind.accepts(presented),
+                    kind == *meant_for,
+                    "{kind:?} {presented:?}"
+                );
+            }
+        }
+        for (stored, want) in [
+            ("token", Some(Token)),
+            ("paired", Some(Token)),
+            ("app-password", Some(AppPassword)),
+            ("Token", None),
+            ("bearer", None),
+            ("", None),
+        ] {
+            assert_eq!(CredentialKind::from_stored(stored), want, "{stored:?}");
+        }
+        for kind in [AppPassword, Token] {
+            assert_eq!(CredentialKind::from_stored(kind.as_str()), Some(kind));
+        }
+        // An unknown kind is accepted nowhere.
+        let routes: Vec<Box<str>> = vec!["api".into()];
+        let unknown = DeviceFacts {
+            kind: None,
+            expires_at: None,
+            basic_user: "alice",
+            routes: &routes,
+            owner: OwnerStanding::Active,
+            owner_last_seen: 0,
+        };
+        for (presented, _) in &cases {
+            assert_eq!(
+                judge_device(&unknown, presented, "api", None, 0),
+                DeviceJudgement::WrongCarrier
+            );
+        }
     }
 
     #[test]
@@ -1271,6 +1439,27 @@ mod tests {
     }
 
     #[test]
+    fn carriers_take_the_kinds_they_can_carry() {
+        use CredentialKind::{AppPassword, Token};
+        for (carrier, takes) in [
+            (Carrier::Basic, [AppPassword].as_slice()),
+            (Carrier::Bearer, &[Token]),
+            (Carrier::ProxyAuthorization, &[AppPassword, Token]),
+            (Carrier::Header, &[Token]),
+            (Carrier::Query, &[Token]),
+        ] {
+            for kind in [AppPassword, Token] {
+                assert_eq!(
+                    only(carrier).take(kind),
+                    takes.contains(&kind),
+                    "{carrier:?} {kind:?}"
+                );
+            }
+        }
+        assert!(!Carriers::default().take(Token) && !Carriers::default().take(AppPassword));
+    }
+
+    #[test]
     fn carriers_any() {
         assert!(!Carriers::default().any());
         assert!(all_carriers().any());
@@ -1421,6 +1610,34 @@ mod tests {
                 let query = query.map(|q| remove_query_param(&format!("/?{q}"), "token"));
                 let query = query.as_deref().and_then(|q| q.split_once('?')).map(|(_, q)| q);
                 prop_assert_eq!(find_credential(&h, query, &all_carriers()), Ok(None));
+            }
+        }
+
+        #[test]
+        fn every_found_credential_is_accepted_by_exactly_one_kind(bytes: [u8; 32], user in user_id()) {
+            let t = device_token(bytes);
+            let routes: Vec<Box<str>> = vec!["api".into()];
+            for (carrier, h, query) in carried(t.expose(), &user) {
+                let p = find_credential(&h, query.as_deref(), &all_carriers()).unwrap().unwrap();
+                let kinds: Vec<CredentialKind> = [CredentialKind::Token, CredentialKind::AppPassword]
+                    .into_iter()
+                    .filter(|k| k.accepts(&p))
+                    .collect();
+                prop_assert_eq!(kinds.len(), 1, "{:?}", carrier);
+                // Basic in either header is a password; everything else a bearer value.
+                let as_password = p.basic_user.is_some();
+                prop_assert_eq!(kinds[0] == CredentialKind::AppPassword, as_password);
+                let facts = |kind| DeviceFacts {
+                    kind: Some(kind),
+                    expires_at: None,
+                    basic_user: &user,
+                    routes: &routes,
+                    owner: OwnerStanding::Active,
+                    owner_last_seen: 0,
+                };
+                prop_assert_eq!(judge_device(&facts(kinds[0]), &p, "api", None, 0), DeviceJudgement::Allowed);
+                let other = if kinds[0] == CredentialKind::Token { CredentialKind::AppPassword } else { CredentialKind::Token };
+                prop_assert_eq!(judge_device(&facts(other), &p, "api", None, 0), DeviceJudgement::WrongCarrier);
             }
         }
 

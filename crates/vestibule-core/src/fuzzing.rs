@@ -518,6 +518,46 @@ pub fn cookie_and_token(data: &[u8]) {
     }
 }
 
+/// Stripping vestibule's cookies before forwarding: the input is `Cookie`
+/// header lines (on `\n`). Afterwards no line holds a pair of ours, every
+/// line is still a header value, and a second pass changes nothing.
+pub fn cookie_strip(data: &[u8]) {
+    use crate::headers::{strip_cookie_line, strip_cookies};
+    use crate::secret::find_cookie;
+
+    const OURS: &[&str] = &["vestibule", "__Host-vestibule"];
+    let mut headers = http::HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Ok(v) = http::HeaderValue::from_bytes(line) {
+            headers.append(http::header::COOKIE, v);
+        }
+    }
+    let before: Vec<Vec<u8>> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+    let dropped = strip_cookies(&mut headers, OURS);
+    let after: Vec<&[u8]> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .collect();
+    if dropped == 0 {
+        assert_eq!(after, before.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+    for line in &after {
+        assert!(!line.is_empty() || before.iter().any(|b| b.is_empty()));
+        assert_eq!(strip_cookie_line(line, OURS), (None, 0), "{line:?}");
+    }
+    for name in OURS {
+        assert_eq!(find_cookie(after.iter().copied(), name), None);
+    }
+    let mut again = headers.clone();
+    assert_eq!(strip_cookies(&mut again, OURS), 0);
+    assert_eq!(again, headers);
+}
+
 /// Device credential carriers: bits 0–4 of the first byte enable Basic,
 /// Bearer, `Proxy-Authorization`, the custom header `x-device-token` and
 /// the query parameter `token`; the rest is lines split on `\n`, each
@@ -528,8 +568,8 @@ pub fn cookie_and_token(data: &[u8]) {
 /// is also read as a typed pairing code.
 pub fn credential_carriers(data: &[u8]) {
     use crate::credential::{
-        Carrier, Carriers, find_credential, is_device_token, normalize_pairing_code,
-        remove_query_param, strip_credential_headers,
+        Carrier, Carriers, CredentialKind, find_credential, is_device_token,
+        normalize_pairing_code, remove_query_param, strip_credential_headers,
     };
 
     if let Some(code) = normalize_pairing_code(&String::from_utf8_lossy(data)) {
@@ -604,6 +644,17 @@ pub fn credential_carriers(data: &[u8]) {
     } else {
         assert_ne!(presented.carrier, Carrier::Basic);
     }
+    // Exactly one kind of credential may be sent this way: a Basic password
+    // is an app password, everything else a token.
+    let kinds = [CredentialKind::Token, CredentialKind::AppPassword]
+        .into_iter()
+        .filter(|k| k.accepts(&presented))
+        .count();
+    assert_eq!(kinds, 1);
+    assert_eq!(
+        CredentialKind::AppPassword.accepts(&presented),
+        presented.basic_user.is_some()
+    );
     // The other carriers held nothing: the one that did suffices.
     let alone = Carriers {
         basic: presented.carrier == Carrier::Basic,
@@ -1074,6 +1125,25 @@ pub fn jose_jws(data: &[u8]) {
             .is_err(),
         "still verifies with byte {i} changed"
     );
+}
+
+/// `User-Agent` reading: what is stored is short visible ASCII and stable
+/// when stored again; the description is always from the fixed lists.
+pub fn user_agent(data: &[u8]) {
+    use crate::user_agent::{MAX_STORED_BYTES, describe, for_record};
+
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let stored = for_record(lines.iter().copied());
+    if lines.len() > 1 {
+        assert_eq!(stored, None, "two lines");
+    }
+    if let Some(s) = &stored {
+        assert!(!s.is_empty() && s.len() <= MAX_STORED_BYTES);
+        assert!(s.bytes().all(|b| b == b' ' || b.is_ascii_graphic()));
+        assert_eq!(for_record([s.as_bytes()].into_iter()).as_ref(), Some(s));
+    }
+    let summary = describe(&String::from_utf8_lossy(data));
+    assert!(!summary.browser.is_empty() && !summary.os.is_empty());
 }
 
 #[cfg(test)]

@@ -237,6 +237,84 @@ pub fn remove_path_overrides_and_odd_forwarding_spellings(headers: &mut HeaderMa
     }
 }
 
+/// Removes the cookies named `names` from every `Cookie` line before a
+/// request is forwarded: vestibule's own session cookie is a bearer secret
+/// for vestibule, and an application (or anyone who can read its logs) has
+/// no business holding it.
+///
+/// A line is a cookie-string (RFC 6265 §4.2.1, §5.4): cookie-pairs joined
+/// by `;` and a space. A pair is dropped when its name, up to the first
+/// `=` and without surrounding spaces and tabs, is exactly one of `names`
+/// (cookie names are case-sensitive, RFC 6265 §5.4 step 4; trimming also
+/// catches `vestibule =…`, which some servers read as `vestibule`). Every
+/// other pair is kept byte for byte, in order, rejoined with `; `; a line
+/// with nothing dropped is not touched, and a line left empty is removed
+/// (with every line gone, so is the header). Pairs without `=` (nameless
+/// cookies, RFC 6265bis §5.6) are the application's and are kept.
+///
+/// Returns how many pairs were dropped.
+pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) -> usize {
+    let mut dropped = 0;
+    let mut lines: Vec<http::HeaderValue> = Vec::new();
+    for line in headers.get_all(http::header::COOKIE) {
+        let (kept, n) = strip_cookie_line(line.as_bytes(), names);
+        dropped += n;
+        match kept {
+            None => lines.push(line.clone()),
+            Some(kept) if kept.is_empty() => {}
+            // Parts of a valid value joined by "; " are a valid value; if
+            // not, the line is dropped rather than forwarded unstripped.
+            Some(kept) => lines.extend(http::HeaderValue::from_bytes(&kept).ok()),
+        }
+    }
+    if dropped > 0 {
+        headers.remove(http::header::COOKIE);
+        for line in lines {
+            headers.append(http::header::COOKIE, line);
+        }
+    }
+    dropped
+}
+
+/// One `Cookie` line without the pairs named in `names`: `None` when none
+/// was there (the line stays as it is), else the kept pairs and how many
+/// were dropped.
+pub fn strip_cookie_line(line: &[u8], names: &[&str]) -> (Option<Vec<u8>>, usize) {
+    let trim = |b: &[u8]| -> std::ops::Range<usize> {
+        let start = b.iter().position(|c| !matches!(c, b' ' | b'\t'));
+        let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t'));
+        match (start, end) {
+            (Some(s), Some(e)) => s..e + 1,
+            _ => 0..0,
+        }
+    };
+    let is_ours = |pair: &[u8]| {
+        pair.iter().position(|&c| c == b'=').is_some_and(|eq| {
+            let name = &pair[..eq];
+            let name = &name[trim(name)];
+            names.iter().any(|n| n.as_bytes() == name)
+        })
+    };
+    let pairs: Vec<&[u8]> = line.split(|&c| c == b';').collect();
+    let dropped = pairs.iter().filter(|p| is_ours(p)).count();
+    if dropped == 0 {
+        return (None, 0);
+    }
+    let mut kept = Vec::with_capacity(line.len());
+    for pair in pairs.into_iter().filter(|p| !is_ours(p)) {
+        let pair = &pair[trim(pair)];
+        // Empty pieces (`a=1;;b=2`, a trailing `;`) carry nothing.
+        if pair.is_empty() {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
+    (Some(kept), dropped)
+}
+
 /// Why a request's target host is ambiguous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostError {
@@ -423,6 +501,143 @@ mod tests {
             prop_assert_eq!(set.contains(&name), set.contains(&normalize_name(&name)));
             prop_assert_eq!(set.contains(&name), set.contains(&name.to_ascii_uppercase()));
             prop_assert_eq!(set.contains(&name), set.contains(&name.replace('-', "_")));
+        }
+    }
+
+    const OURS: &[&str] = &["vestibule", "__Host-vestibule"];
+
+    fn cookie_lines(h: &HeaderMap) -> Vec<&[u8]> {
+        h.get_all(http::header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect()
+    }
+
+    #[test]
+    fn our_cookies_are_stripped_and_the_rest_kept_in_order() {
+        let cases: [(&[u8], Option<&[u8]>); 12] = [
+            (b"a=1; vestibule=vss_x; b=2", Some(b"a=1; b=2")),
+            (b"vestibule=vss_x", None),
+            (b"__Host-vestibule=vss_x;theme=dark", Some(b"theme=dark")),
+            // Quotes do not protect a `;` (RFC 6265 §4.1.1 cookie-octet).
+            (b"a=\"q;uoted\"; vestibule=x", Some(b"a=\"q; uoted\"")),
+            (b"a=1;vestibule=1;vestibule=2;  b = 2 ", Some(b"a=1; b = 2")),
+            (b"vestibule =x; a=1", Some(b"a=1")),
+            (b"\tvestibule\t=x;a=1", Some(b"a=1")),
+            (b"a=1;; vestibule=x;", Some(b"a=1")),
+            (b"nameless; vestibule=x", Some(b"nameless")),
+            (b"=v; vestibule=x", Some(b"=v")),
+            (b"a=vestibule=x; vestibule=", Some(b"a=vestibule=x")),
+            (b"a=\xff\xfe; vestibule=x", Some(b"a=\xff\xfe")),
+        ];
+        for (line, want) in cases {
+            let mut h = HeaderMap::new();
+            h.append(http::header::COOKIE, HeaderValue::from_bytes(line).unwrap());
+            assert!(strip_cookies(&mut h, OURS) > 0, "{line:?}");
+            assert_eq!(cookie_lines(&h), want.as_slice(), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn lines_without_our_cookies_are_untouched() {
+        for line in [
+            "a=1;b=2",
+            "a=1;  b=2;",
+            "Vestibule=x; vestibule2=y; xvestibule=z",
+            "__host-vestibule=x",
+            "vestibule",
+            "a=vestibule=x",
+            "",
+        ] {
+            let mut h = HeaderMap::new();
+            h.append(http::header::COOKIE, HeaderValue::from_static(line));
+            h.append(http::header::COOKIE, HeaderValue::from_static("c=3"));
+            assert_eq!(strip_cookies(&mut h, OURS), 0);
+            assert_eq!(cookie_lines(&h), [line.as_bytes(), b"c=3"]);
+        }
+    }
+
+    #[test]
+    fn every_line_is_stripped_and_empty_lines_go() {
+        let mut h = HeaderMap::new();
+        for line in ["a=1", "vestibule=x", "__Host-vestibule=y; b=2", "c=3"] {
+            h.append(http::header::COOKIE, HeaderValue::from_static(line));
+        }
+        h.append("accept", HeaderValue::from_static("*/*"));
+        assert_eq!(strip_cookies(&mut h, OURS), 2);
+        assert_eq!(cookie_lines(&h), [b"a=1".as_slice(), b"b=2", b"c=3"]);
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("vestibule=x"),
+        );
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("__Host-vestibule=y"),
+        );
+        assert_eq!(strip_cookies(&mut h, OURS), 2);
+        assert!(!h.contains_key(http::header::COOKIE));
+        // No names: nothing is ours.
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            HeaderValue::from_static("vestibule=x"),
+        );
+        assert_eq!(strip_cookies(&mut h, &[]), 0);
+        assert_eq!(h.len(), 1);
+    }
+
+    /// A cookie name or value as clients send them (RFC 6265 §4.1.1
+    /// cookie-octets, with spaces to exercise trimming).
+    fn pair() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(vestibule|__Host-vestibule|a|vestibule_|Vestibule)=[!#-+\\--:<-\\[\\]-~]{0,8}",
+            "[ ]{0,2}(vestibule|b)[ ]{0,2}=[a-z=]{0,4}",
+            "[a-z]{0,4}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn stripping_keeps_exactly_the_other_pairs(pairs in proptest::collection::vec(pair(), 0..6), sep in "(; |;)") {
+            let line = pairs.join(&sep);
+            let Ok(v) = HeaderValue::from_str(&line) else { return Ok(()); };
+            let mut h = HeaderMap::new();
+            h.append(http::header::COOKIE, v);
+            let ours = |p: &str| p.split_once('=').is_some_and(|(n, _)| OURS.contains(&n.trim_matches([' ', '\t'])));
+            let dropped = strip_cookies(&mut h, OURS);
+            prop_assert_eq!(dropped, pairs.iter().filter(|p| ours(p)).count());
+            let after: Vec<String> = h.get_all(http::header::COOKIE).iter().map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap()).collect();
+            if dropped == 0 {
+                prop_assert_eq!(after, vec![line]);
+            } else {
+                let want: Vec<&str> = pairs.iter().filter(|p| !ours(p)).map(|p| p.trim_matches([' ', '\t'])).filter(|p| !p.is_empty()).collect();
+                let want = want.join("; ");
+                if want.is_empty() {
+                    prop_assert!(after.is_empty());
+                } else {
+                    prop_assert_eq!(after, vec![want]);
+                }
+                // Nothing of ours is left for vestibule's own reader either.
+                let lines = h.get_all(http::header::COOKIE).iter().map(HeaderValue::as_bytes).collect::<Vec<_>>();
+                for name in OURS {
+                    prop_assert_eq!(crate::secret::find_cookie(lines.iter().copied(), name), None);
+                }
+            }
+        }
+
+        #[test]
+        fn stripping_never_panics(lines in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 0..4)) {
+            let mut h = HeaderMap::new();
+            for l in &lines {
+                if let Ok(v) = HeaderValue::from_bytes(l) {
+                    h.append(http::header::COOKIE, v);
+                }
+            }
+            strip_cookies(&mut h, OURS);
+            for v in h.get_all(http::header::COOKIE) {
+                prop_assert_eq!(strip_cookie_line(v.as_bytes(), OURS).1, 0);
+            }
         }
     }
 

@@ -69,3 +69,4 @@ pub mod redirect;
 pub mod route;
 pub mod secret;
 pub mod upgrade;
+pub mod user_agent;

@@ -238,6 +238,18 @@ impl Peer {
     }
 }
 
+/// For logs: the address (`127.0.0.1`, `::1`), or `unix:trusted` /
+/// `unix:untrusted` for a Unix socket.
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(ip) => ip.fmt(f),
+            Self::Unix { trusted: true } => f.write_str("unix:trusted"),
+            Self::Unix { trusted: false } => f.write_str("unix:untrusted"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +258,15 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn peers_display_plainly() {
+        assert_eq!(Peer::tcp(ip("127.0.0.1")).to_string(), "127.0.0.1");
+        assert_eq!(Peer::tcp(ip("::ffff:10.0.0.1")).to_string(), "10.0.0.1");
+        assert_eq!(Peer::tcp(ip("2001:db8::1")).to_string(), "2001:db8::1");
+        assert_eq!(Peer::Unix { trusted: true }.to_string(), "unix:trusted");
+        assert_eq!(Peer::Unix { trusted: false }.to_string(), "unix:untrusted");
     }
 
     #[test]

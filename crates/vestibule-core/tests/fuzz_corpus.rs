@@ -102,3 +102,13 @@ fn upgrade_header() {
 fn jose_jws() {
     replay("jose_jws", fuzzing::jose_jws);
 }
+
+#[test]
+fn cookie_strip() {
+    replay("cookie_strip", fuzzing::cookie_strip);
+}
+
+#[test]
+fn user_agent() {
+    replay("user_agent", fuzzing::user_agent);
+}

@@ -84,8 +84,8 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{
-    Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device, IdentityKey,
-    NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, hex,
+    Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device,
+    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, hex,
 };
 
 /// A boxed, `Send` future: what every [`Store`] method returns, so that
@@ -227,6 +227,18 @@ pub trait Store: Send + Sync {
         status: Option<AccountStatus>,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Account>, StoreError>>;
+
+    /// The admin page's account list: accounts whose username, display name
+    /// or email contains `query` (ASCII letters compared without case;
+    /// `%`, `_` and `\` are plain characters; empty matches every account),
+    /// pending first, then by username and id; `limit` of them from
+    /// `offset`, and how many match in all.
+    fn search_accounts<'a>(
+        &'a self,
+        query: &'a str,
+        offset: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<AccountSearch, StoreError>>;
 
     /// Accounts whose username is exactly `username`, in id order. For the
     /// admin CLI only: usernames are not unique and never used at login.

@@ -35,6 +35,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_pairing_claimant.sql"),
         include_str!("../migrations/postgres/0003_pairing_claimant.sql"),
     ),
+    (
+        4,
+        "session browser and address",
+        include_str!("../migrations/sqlite/0004_session_client.sql"),
+        include_str!("../migrations/postgres/0004_session_client.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

@@ -155,6 +155,11 @@ pub struct Session {
     pub expires_at: i64,
     /// SHA-256 of the session's CSRF token.
     pub csrf_hash: [u8; 32],
+    /// The browser's `User-Agent` when the session was opened (the caller
+    /// keeps it short and printable); `None` if it sent none.
+    pub user_agent: Option<String>,
+    /// The client address the session was opened from.
+    pub client_ip: Option<String>,
 }
 
 impl Session {
@@ -162,6 +167,31 @@ impl Session {
     pub fn is_live(&self, now: i64) -> bool {
         now < self.expires_at
     }
+}
+
+/// One page of accounts found by [`crate::Store::search_accounts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSearch {
+    /// The accounts on this page, each with the identity sources linked to
+    /// it (sorted, without repeats).
+    pub accounts: Vec<(Account, Vec<String>)>,
+    /// How many accounts match, on every page together.
+    pub total: u64,
+}
+
+/// `query` as a `LIKE` pattern matching it anywhere, with `\`, `%` and `_`
+/// escaped (`ESCAPE '\'`), ASCII-lowercased to compare with `lower(…)`.
+pub(crate) fn contains_pattern(query: &str) -> String {
+    let mut p = String::with_capacity(query.len() + 2);
+    p.push('%');
+    for c in query.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            p.push('\\');
+        }
+        p.push(c.to_ascii_lowercase());
+    }
+    p.push('%');
+    p
 }
 
 /// A credential held by one device (an API client, a phone…), owned by an
@@ -527,6 +557,14 @@ pub(crate) fn decode_pairing_state(pairing: i64, text: &str) -> Result<PairingSt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(contains_pattern(""), "%%");
+        assert_eq!(contains_pattern("Ali"), "%ali%");
+        assert_eq!(contains_pattern("a_b%c\\d"), "%a\\_b\\%c\\\\d%");
+        assert_eq!(contains_pattern("Ørsted"), "%Ørsted%");
+    }
 
     #[test]
     fn status_round_trips_and_rejects_unknown() {

@@ -24,8 +24,8 @@ use crate::model::{
     decode_hash, decode_pairing_state, decode_status, decode_string_list, encode_groups,
 };
 use crate::{
-    ACQUIRE_TIMEOUT, Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend,
-    BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount,
+    ACQUIRE_TIMEOUT, Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter,
+    Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount,
     NewDevice, Pairing, PairingPoll, PairingState, Session, Store, StoreConfig, StoreError, feed,
     migrations,
 };
@@ -40,7 +40,8 @@ macro_rules! account_columns {
 /// Columns of `sessions`.
 macro_rules! session_columns {
     () => {
-        "id_hash, account_id, source, subject, created_at, last_seen_at, expires_at, csrf_hash"
+        "id_hash, account_id, source, subject, created_at, last_seen_at, expires_at, csrf_hash, \
+         user_agent, client_ip"
     };
 }
 
@@ -359,6 +360,8 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         last_seen_at: get(row, "last_seen_at")?,
         expires_at: get(row, "expires_at")?,
         csrf_hash: decode_hash("a session's csrf_hash", get(row, "csrf_hash")?)?,
+        user_agent: get(row, "user_agent")?,
+        client_ip: get(row, "client_ip")?,
     })
 }
 
@@ -537,6 +540,84 @@ impl Store for SqlStore {
         })
     }
 
+    fn search_accounts<'a>(
+        &'a self,
+        query: &'a str,
+        offset: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<AccountSearch, StoreError>> {
+        // $1: the query, $2: its LIKE pattern. lower() folds ASCII on
+        // SQLite and more on PostgreSQL; the pattern is ASCII-lowercased.
+        macro_rules! matching {
+            () => {
+                " FROM accounts WHERE ($1 = '' \
+                 OR lower(username) LIKE $2 ESCAPE '\\' \
+                 OR lower(COALESCE(display_name, '')) LIKE $2 ESCAPE '\\' \
+                 OR lower(COALESCE(email, '')) LIKE $2 ESCAPE '\\')"
+            };
+        }
+        macro_rules! page {
+            () => {
+                " ORDER BY CASE WHEN status = 'pending' THEN 0 ELSE 1 END, username, id \
+                 LIMIT $3 OFFSET $4"
+            };
+        }
+        Box::pin(async move {
+            let pattern = crate::model::contains_pattern(query);
+            let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+            let row = sqlx::query(concat!("SELECT COUNT(*) AS n", matching!()))
+                .bind(query)
+                .bind(&pattern)
+                .fetch_one(&self.pool)
+                .await?;
+            let total: i64 = get(&row, "n")?;
+            // The page's four parameters, for both queries below.
+            let paged = |q: Query<'a, Any, AnyArguments>| {
+                q.bind(query)
+                    .bind(pattern.clone())
+                    .bind(i64::from(limit))
+                    .bind(offset)
+            };
+            let rows = paged(sqlx::query(concat!(
+                "SELECT ",
+                account_columns!(),
+                matching!(),
+                page!()
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            let accounts = all(&rows, account_from_row)?;
+            // The sources of this page's accounts, in one more query.
+            let sources = paged(sqlx::query(concat!(
+                "SELECT DISTINCT account_id, source FROM identities WHERE account_id IN \
+                 (SELECT id",
+                matching!(),
+                page!(),
+                ") ORDER BY account_id, source"
+            )))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut by_account: std::collections::HashMap<i64, Vec<String>> =
+                std::collections::HashMap::new();
+            for row in &sources {
+                by_account
+                    .entry(get(row, "account_id")?)
+                    .or_default()
+                    .push(get(row, "source")?);
+            }
+            Ok(AccountSearch {
+                accounts: accounts
+                    .into_iter()
+                    .map(|a| {
+                        let s = by_account.remove(&a.id).unwrap_or_default();
+                        (a, s)
+                    })
+                    .collect(),
+                total: u64::try_from(total).unwrap_or(0),
+            })
+        })
+    }
+
     fn accounts_by_username<'a>(
         &'a self,
         username: &'a str,
@@ -710,7 +791,7 @@ impl Store for SqlStore {
             sqlx::query(concat!(
                 "INSERT INTO sessions (",
                 session_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ))
             .bind(&s.id_hash[..])
             .bind(s.account_id)
@@ -720,6 +801,8 @@ impl Store for SqlStore {
             .bind(s.last_seen_at)
             .bind(s.expires_at)
             .bind(&s.csrf_hash[..])
+            .bind(&s.user_agent)
+            .bind(&s.client_ip)
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::from_sqlx(e, "a session with this id already exists"))?;

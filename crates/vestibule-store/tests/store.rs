@@ -69,6 +69,7 @@ on_both_backends!(
     case_link_identity,
     case_update_attributes_and_touch,
     case_status_and_listing,
+    case_search_accounts,
     case_delete_cascades,
     case_sessions,
     case_purge_expired_sessions,
@@ -136,6 +137,12 @@ fn session(id: u8, account_id: i64, expires_at: i64) -> Session {
         last_seen_at: i64::from(id),
         expires_at,
         csrf_hash: [id.wrapping_add(100); 32],
+        // Even ids carry a browser and an address, odd ones neither (as
+        // sessions opened before they were recorded).
+        user_agent: id
+            .is_multiple_of(2)
+            .then(|| format!("Mozilla/5.0 (X11; Linux) Firefox/{id} Ø")),
+        client_ip: id.is_multiple_of(2).then(|| format!("2001:db8::{id}")),
     }
 }
 
@@ -341,6 +348,99 @@ async fn case_never_matched_by_email_or_username(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn case_search_accounts(store: Arc<dyn Store>) {
+    // 120 ordinary accounts, three with LIKE's special characters, one
+    // found only by its display name, two pending.
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        ids.push(
+            store
+                .create_account(new_account("headers", &format!("user{i:03}"), i))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    for name in ["under_score", "per%cent", "back\\slash"] {
+        store
+            .create_account(new_account("headers", name, 200))
+            .await
+            .unwrap();
+    }
+    let special = store
+        .create_account(NewAccount {
+            display_name: Some("Zoë Special".into()),
+            ..new_account("headers", "zz-by-name", 201)
+        })
+        .await
+        .unwrap();
+    for i in [7, 90] {
+        store
+            .set_status(ids[i], AccountStatus::Pending, 300)
+            .await
+            .unwrap();
+    }
+    store
+        .link_identity(ids[5], &key("oidc", "five"))
+        .await
+        .unwrap();
+    store
+        .link_identity(ids[5], &key("authentik", "five"))
+        .await
+        .unwrap();
+
+    // Every account, 50 a page: pending first, then by username; no
+    // account on two pages.
+    let mut seen = Vec::new();
+    for page in 0..3u64 {
+        let r = store.search_accounts("", page * 50, 50).await.unwrap();
+        assert_eq!(r.total, 124);
+        assert_eq!(r.accounts.len(), if page < 2 { 50 } else { 24 });
+        seen.extend(r.accounts.into_iter().map(|(a, _)| a));
+    }
+    let names: Vec<&str> = seen.iter().map(|a| a.username.as_str()).collect();
+    assert_eq!(&names[..3], ["user007", "user090", "back\\slash"]);
+    let mut rest = names[2..].to_vec();
+    rest.sort_unstable();
+    assert_eq!(rest, names[2..]);
+    let mut unique: Vec<i64> = seen.iter().map(|a| a.id).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 124);
+    let past = store.search_accounts("", 500, 50).await.unwrap();
+    assert_eq!((past.total, past.accounts.len()), (124, 0));
+
+    // The sources come along, sorted.
+    let r = store.search_accounts("user005", 0, 50).await.unwrap();
+    assert_eq!(r.total, 1);
+    assert_eq!(r.accounts[0].1, ["authentik", "headers", "oidc"]);
+    assert_eq!(r.accounts[0].0.id, ids[5]);
+
+    // Substrings of username, email or display name, ASCII without case;
+    // LIKE's special characters are plain.
+    let found = |q: &'static str| {
+        let store = store.clone();
+        async move {
+            let r = store.search_accounts(q, 0, 200).await.unwrap();
+            assert_eq!(r.total as usize, r.accounts.len(), "{q}");
+            let mut names: Vec<String> = r.accounts.into_iter().map(|(a, _)| a.username).collect();
+            names.sort_unstable();
+            names
+        }
+    };
+    assert_eq!(found("USER00").await.len(), 10);
+    assert_eq!(found("user11").await.len(), 10);
+    assert_eq!(found("_").await, ["under_score"]);
+    assert_eq!(found("%").await, ["per%cent"]);
+    assert_eq!(found("\\").await, ["back\\slash"]);
+    assert_eq!(found("special").await, ["zz-by-name"]);
+    assert_eq!(found("user042@EXAMPLE").await, ["user042"]);
+    assert_eq!(found("example.com").await.len(), 124);
+    assert!(found("nobody").await.is_empty());
+    assert!(found("'; DROP TABLE accounts; --").await.is_empty());
+    assert!(store.account(special.id).await.unwrap().is_some());
 }
 
 async fn case_link_identity(store: Arc<dyn Store>) {

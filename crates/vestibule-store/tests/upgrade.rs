@@ -125,6 +125,8 @@ async fn write_release_rows(store: &Arc<dyn Store>) {
             last_seen_at: 1_700_000_000_002,
             expires_at: 4_000_000_000_000,
             csrf_hash: [2; 32],
+            user_agent: None,
+            client_ip: None,
         })
         .await
         .unwrap();

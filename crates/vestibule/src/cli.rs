@@ -147,8 +147,11 @@ fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: escape codes in a log file or
+    // a journal are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -244,6 +247,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
+            // SIGHUP's handler goes in before anyone is told where we listen:
+            // a reload asked for right after start must not kill the process
+            // (SIGHUP's default action).
+            let reload_task = match crate::service::reload::on_sighup(reloader) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot handle SIGHUP: {e}");
+                    running.shutdown().await;
+                    return ExitCode::from(1);
+                }
+            };
             // Machine-readable lines on stdout, for scripts and tests.
             for a in &running.http_addrs {
                 println!("vestibule: listening on http://{a}");
@@ -254,14 +268,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             if let Some(a) = running.admin_addr {
                 println!("vestibule: admin on http://{a}");
             }
-            let reload_task = match crate::service::reload::on_sighup(reloader) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: cannot handle SIGHUP: {e}");
-                    running.shutdown().await;
-                    return ExitCode::from(1);
-                }
-            };
             // Every listener is bound and SIGHUP is handled: ready.
             crate::service::notify::ready();
             shutdown_signal().await;
@@ -275,7 +281,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             print_config,
         } => {
             if print_config {
-                print!("{}", crate::tools::demo::DEMO_CONFIG);
+                let cwd = std::env::current_dir().unwrap_or_default();
+                print!("{}", crate::tools::demo::printed_config(listen, &cwd));
                 return ExitCode::SUCCESS;
             }
             init_logging(false, "warn,vestibule=info");

@@ -72,6 +72,8 @@ mod tests {
             last_seen_at: 1,
             expires_at,
             csrf_hash: [0; 32],
+            user_agent: None,
+            client_ip: None,
         };
         store.create_session(&session(1, 2)).await.unwrap();
         store.create_session(&session(2, i64::MAX)).await.unwrap();

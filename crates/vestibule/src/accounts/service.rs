@@ -162,6 +162,11 @@ fn differs(a: &Account, attrs: &Attributes) -> bool {
 impl Accounts {
     /// Wraps `store`; call [`Accounts::follow_changes`] once to keep the
     /// cache honest.
+    /// The roles `groups` give, by `[accounts.roles]`.
+    pub fn roles_of(&self, groups: &[String]) -> Vec<String> {
+        roles_for(groups, &self.roles)
+    }
+
     pub fn new(store: Arc<dyn Store>, ttl: Duration, roles: Vec<(String, Vec<String>)>) -> Self {
         Self {
             store,

@@ -359,6 +359,19 @@ impl RouteConfig {
                 e.to_string(),
                 "write a plain path such as \"/api\"",
             );
+        } else if let Some(rest) = self.path_prefix.strip_prefix(crate::app::OWN_PREFIX)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            // Everything under /.vestibule/ is vestibule's, unknown paths
+            // included (they answer 404): such a route could never be reached.
+            c.error(
+                format!("{key}.path_prefix"),
+                format!(
+                    "`{}` is under /.vestibule/, which is vestibule's own",
+                    self.path_prefix
+                ),
+                "pick a prefix outside /.vestibule/",
+            );
         }
         let (authority, base) = self.upstream(c, &key);
         let auth = AuthMode::from(self.auth);

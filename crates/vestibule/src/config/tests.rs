@@ -294,6 +294,16 @@ fn every_error() {
         ),
         (
             "name = \"app\"",
+            "name = \"app\"\npath_prefix = \"/.vestibule/app\"",
+            "route[0].path_prefix",
+        ),
+        (
+            "name = \"app\"",
+            "name = \"app\"\npath_prefix = \"/.vestibule\"",
+            "route[0].path_prefix",
+        ),
+        (
+            "name = \"app\"",
             "name = \"app\"\n[[route]]\nname = \"app\"\npath_prefix = \"/x\"\nupstream = \"http://127.0.0.1:1\"",
             "route[1].name",
         ),

@@ -24,6 +24,8 @@ pub const REVEAL_TTL_MS: i64 = 10 * 60 * 1000;
 pub struct Created {
     /// The browser session (SHA-256 of its id) that created it.
     pub session: [u8; 32],
+    /// What kind of credential it is (it decides how it may be sent).
+    pub kind: vestibule_core::credential::CredentialKind,
     /// The device's name.
     pub name: String,
     /// Its routes.
@@ -109,6 +111,7 @@ mod tests {
     fn created(session: u8, expires_at: i64) -> Created {
         Created {
             session: [session; 32],
+            kind: vestibule_core::credential::CredentialKind::Token,
             name: "Phone".into(),
             routes: vec!["api".into()],
             secret: Secret::from_exposed("vst_x".into()),

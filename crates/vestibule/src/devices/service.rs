@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use vestibule_core::credential::{
-    DeviceFacts, DeviceJudgement, OwnerStanding, Presented, judge_device,
+    CredentialKind, DeviceFacts, DeviceJudgement, OwnerStanding, Presented, judge_device,
 };
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::roles_for;
@@ -54,6 +54,13 @@ pub enum Verdict {
     Unknown,
     /// Past its expiry.
     Expired,
+    /// Sent in a way its kind does not allow (a token as a Basic password,
+    /// an app password as a bearer value), or of a kind this version does
+    /// not know.
+    WrongCarrier {
+        /// The credential's kind, when known.
+        kind: Option<CredentialKind>,
+    },
     /// Sent as Basic with a user name that is not the owner's.
     WrongUser,
     /// Valid, but not for this route.
@@ -86,13 +93,14 @@ struct Owner {
     fetched: Instant,
 }
 
-/// What the hot path needs of a device, and no more (no name, kind or
-/// timestamps): with a million credentials cached, every byte counts
+/// What the hot path needs of a device, and no more (no name or
+/// timestamps; the kind as one byte): with a million credentials cached, every byte counts
 /// a million times.
 #[derive(Debug, Clone)]
 struct Cached {
     id: i64,
     owner: Arc<Owner>,
+    kind: Option<CredentialKind>,
     expires_at: Option<i64>,
     /// Interned: devices mostly share a few route lists.
     routes: Arc<[Box<str>]>,
@@ -359,6 +367,7 @@ impl Devices {
         };
         let c = Cached {
             id: device.id,
+            kind: CredentialKind::from_stored(&device.kind),
             expires_at: device.expires_at,
             routes: cache.routes(device.routes),
             basic_user: device
@@ -419,20 +428,22 @@ impl Devices {
         };
         let now = now_ms();
         let max_ms = max_sso_age.map(|a| i64::try_from(a.as_millis()).unwrap_or(i64::MAX));
-        let user = presented.basic_user.as_deref();
-        let mut judgement = self.judge(&entry, user, route_name, max_ms, now);
+        let mut judgement = self.judge(&entry, presented, route_name, max_ms, now);
         if judgement == DeviceJudgement::SsoStale {
             // The owner may have signed in through another instance since
             // this entry was cached ("seeing them again revives it"): ask
             // the store once before refusing.
             if let Some(fresh) = self.fetch(hash, true).await? {
-                judgement = self.judge(&fresh, user, route_name, max_ms, now);
+                judgement = self.judge(&fresh, presented, route_name, max_ms, now);
                 entry = fresh;
             }
         }
         match judgement {
             DeviceJudgement::Allowed => {}
             DeviceJudgement::Expired => return Ok(Verdict::Expired),
+            DeviceJudgement::WrongCarrier => {
+                return Ok(Verdict::WrongCarrier { kind: entry.kind });
+            }
             DeviceJudgement::WrongUser => return Ok(Verdict::WrongUser),
             DeviceJudgement::WrongRoute => return Ok(Verdict::WrongRoute),
             DeviceJudgement::Pending => return Ok(Verdict::Pending),
@@ -461,13 +472,14 @@ impl Devices {
     fn judge(
         &self,
         entry: &Cached,
-        presented_user: Option<&str>,
+        presented: &Presented,
         route: &str,
         max_sso_age_ms: Option<i64>,
         now: i64,
     ) -> DeviceJudgement {
         let owner = &entry.owner.account;
         let facts = DeviceFacts {
+            kind: entry.kind,
             expires_at: entry.expires_at,
             basic_user: entry.basic_user.as_deref().unwrap_or(&owner.username),
             routes: &entry.routes,
@@ -485,7 +497,7 @@ impl Devices {
                 0
             },
         };
-        judge_device(&facts, presented_user, route, max_sso_age_ms, now)
+        judge_device(&facts, presented, route, max_sso_age_ms, now)
     }
 
     /// Writes "last used" without making the request wait, at most once

@@ -6,7 +6,9 @@
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::Decision;
 
-use vestibule_core::credential::{Carrier, CarrierError, Presented, find_credential};
+use vestibule_core::credential::{
+    Carrier, CarrierError, CredentialKind, Presented, find_credential,
+};
 
 use crate::accounts::Resolution;
 use crate::devices::Verdict;
@@ -223,6 +225,20 @@ async fn verify_credential(
         Verdict::Expired => Err(bad(
             "This device credential has expired. Create a new one on your devices page.",
             "expired device credential",
+        )),
+        Verdict::WrongCarrier { kind } => Err(bad(
+            match kind {
+                Some(CredentialKind::AppPassword) => {
+                    "This is an app password: send it only as the password of HTTP Basic, with your user name."
+                }
+                Some(CredentialKind::Token) => {
+                    "This is a token: send it as a Bearer token or in the app's credential header, not as a password."
+                }
+                None => {
+                    "This device credential is of a kind this gateway does not know. Create a new one."
+                }
+            },
+            "device credential sent in a way its kind does not allow",
         )),
         Verdict::WrongUser => Err(bad(
             "The user name does not match this app password.",

@@ -281,6 +281,8 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         // under every spelling.
         vestibule_core::headers::remove_every_spelling(headers, h.as_str());
     }
+    // vestibule's own cookies (the session) are vestibule's secrets too.
+    vestibule_core::headers::strip_cookies(headers, crate::web::cookies::OWN_NAMES);
     set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());
     for (name, value) in route.profile.render(pass.identity.as_ref()) {
         if !value.is_empty() {
@@ -359,7 +361,9 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
             );
         }
         Ok(Err(e)) => {
-            tracing::warn!(route = %route.name, error = %e, source = ?std::error::Error::source(&e), "upstream request failed");
+            let source =
+                std::error::Error::source(&e).map_or_else(|| "-".to_owned(), ToString::to_string);
+            tracing::warn!(route = %route.name, error = %e, source = %source, "upstream request failed");
             state.metrics.request(&route.name, "upstream_error");
             return responses::page(
                 StatusCode::BAD_GATEWAY,

@@ -203,7 +203,7 @@ pub fn log_refusal(
         // A trusted front sending bad identity, or a path crafted to
         // confuse routing: worth an operator's attention.
         tracing::warn!(
-            peer = ?ctx.peer,
+            peer = %ctx.peer,
             client_ip = %ip_for_log(ctx.client_ip),
             path = %path,
             "request refused: {detail}"
@@ -244,7 +244,7 @@ pub fn log_verify_refusal(
     detail: &str,
 ) {
     state.metrics.request("verify", outcome);
-    tracing::warn!(peer = ?peer, path = %path, "forward-auth request refused: {detail}");
+    tracing::warn!(peer = %peer, path = %path, "forward-auth request refused: {detail}");
 }
 
 /// What the log says about a refusal (never sent to the client).

@@ -156,9 +156,9 @@ fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap
         .inc_by(names.len() as u64);
     if let Some(suppressed) = state.spoof_log.check() {
         tracing::warn!(
-            peer = ?ctx.peer,
-            client_ip = ?ctx.client_ip,
-            headers = ?names,
+            peer = %ctx.peer,
+            client_ip = %crate::http::refusal::ip_for_log(ctx.client_ip),
+            headers = %names.join(","),
             suppressed_since_last = suppressed,
             "identity headers from an untrusted peer were ignored and stripped"
         );

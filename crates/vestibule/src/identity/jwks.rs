@@ -202,7 +202,7 @@ impl SigningKeys {
         // Otherwise a skipped key only shows as assertions refused for an
         // unknown key.
         for k in jwks.skipped() {
-            tracing::info!(kid = ?k.kid, reason = k.reason, "a key of the JWK Set is not used");
+            tracing::info!(kid = %k.kid.as_deref().unwrap_or("-"), reason = k.reason, "a key of the JWK Set is not used");
         }
         if jwks.is_empty() {
             return Err("the JWK Set has no usable signing key".into());

@@ -121,6 +121,41 @@ pub struct DemoOptions {
 /// Where the demo keeps its database, relative to the working directory.
 pub const DEMO_DATA_DIR: &str = "vestibule-demo-data";
 
+/// Where a running demo writes the configuration it runs with, inside its
+/// data directory: the admin commands read the same database through it.
+pub const DEMO_CONFIG_FILE: &str = "vestibule-demo.toml";
+
+/// The whoami address `--print-config` names: where `vestibule whoami`
+/// listens by default (a running demo picks a free port instead).
+pub const PRINTED_WHOAMI: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8081);
+
+/// What `vestibule demo --print-config` prints: the demo's configuration
+/// for a front on `listen` and a database under `cwd`, complete enough for
+/// `vestibule check` and the admin commands (`vestibule users --config …`).
+pub fn printed_config(listen: SocketAddr, cwd: &std::path::Path) -> String {
+    format!(
+        "# The app is `vestibule whoami` on its default address; a running demo\n\
+         # writes the configuration it actually uses to {DEMO_DATA_DIR}/{DEMO_CONFIG_FILE}.\n{}",
+        demo_config_text(
+            PRINTED_WHOAMI,
+            &format!("http://{listen}"),
+            &cwd.join(DEMO_DATA_DIR)
+        )
+    )
+}
+
+/// `path` as one shell word: as it is when plain, else single-quoted.
+fn shell_word(path: &std::path::Path) -> String {
+    let s = path.display().to_string();
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%".contains(&b))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// The demo configuration with its addresses filled in.
 pub fn demo_config_text(whoami: SocketAddr, front: &str, data_dir: &std::path::Path) -> String {
     DEMO_CONFIG
@@ -218,6 +253,11 @@ pub async fn run(
     if let Some(accounts) = running.state.accounts() {
         seed_accounts(accounts.store()).await?;
     }
+    // The admin commands need a configuration naming this database: the
+    // one the demo runs with (spawn created the directory).
+    let config_file = data_dir.join(DEMO_CONFIG_FILE);
+    std::fs::write(&config_file, &text)
+        .map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
     let vestibule_addr = *running
         .http_addrs
         .first()
@@ -245,6 +285,7 @@ pub async fn run(
         whoami_addr,
         running.admin_addr,
         &data_dir,
+        &config_file,
     );
     let served = axum::serve(front_listener, app)
         .with_graceful_shutdown(shutdown)
@@ -260,8 +301,10 @@ fn print_banner(
     whoami: SocketAddr,
     admin: Option<SocketAddr>,
     data_dir: &std::path::Path,
+    config_file: &std::path::Path,
 ) {
     let data_dir = data_dir.display();
+    let admin_cmd = format!("vestibule users --config {}", shell_word(config_file));
     let admin = admin.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
     println!(
         r#"
@@ -293,15 +336,20 @@ fn print_banner(
 
   Devices (apps that cannot sign in: phones, WebDAV, scripts):
     sign in, open {front}/.vestibule/devices and add a device for "whoami"
-    curl -H 'Authorization: Bearer vst_…' {front}/        → whoami, as you
-    curl -u 'alice:vst_…' {front}/                         → the same, as an app password
-    revoke it on the page: the same curl gets 401 at once
+    a token:        curl -H 'Authorization: Bearer vst_…' {front}/   → whoami, as you
+    an app password: curl -u 'alice:vst_…' {front}/                   → the same, over Basic
+    (each kind works only its own way); revoke it on the page: curl gets 401 at once
 
   Accounts (kept in {data_dir}/vestibule.db):
     sign in as carol: her account waits for approval, the app is never reached
     sign in as alice and open {front}/.vestibule/admin: approve carol
     sign in as carol again: she is in. Anyone you type in waits for approval too.
-    (or from a terminal: vestibule users approve carol --config <a config with this database>)
+
+  Administration from a terminal, on this demo's database (also to recover
+  when no admin can sign in):
+    {admin_cmd} list
+    {admin_cmd} approve carol
+    {admin_cmd} enable alice
 
   Spoofing, straight at vestibule (you are 127.0.0.1, not the trusted 127.0.0.3):
     curl -i -H 'Remote-User: admin' http://{vestibule}/

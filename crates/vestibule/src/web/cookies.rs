@@ -1,4 +1,5 @@
-//! The session cookie, made in one place.
+//! The session cookie, made in one place, and the list of vestibule's own
+//! cookies, stripped before forwarding ([`OWN_NAMES`]).
 //!
 //! - Over HTTPS (a TLS listener, or `X-Forwarded-Proto: https` from a
 //!   trusted proxy) the name is `__Host-vestibule`: browsers then insist on
@@ -15,6 +16,19 @@ use http::HeaderValue;
 pub const SECURE_NAME: &str = "__Host-vestibule";
 /// Cookie name over plain HTTP.
 pub const PLAIN_NAME: &str = "vestibule";
+
+/// The flash message cookie (`web/flash.rs`): a fixed code, `Path=/.vestibule/`.
+pub const FLASH_NAME: &str = "vestibule_flash";
+/// A phone browser's pairing claim (`web/devices.rs`), `Path=/.vestibule/pair`:
+/// a secret until the credential is collected.
+pub const PAIRING_CLAIM_NAME: &str = "vestibule_pair";
+
+/// Every cookie vestibule sets. They are removed from `Cookie` before a
+/// request is forwarded in-path, so an application never holds a session
+/// of vestibule's (add any new cookie here). The flash and pairing cookies
+/// are scoped to `/.vestibule/` paths already; a browser that sends them
+/// elsewhere anyway still does not reach an app with them.
+pub const OWN_NAMES: &[&str] = &[SECURE_NAME, PLAIN_NAME, FLASH_NAME, PAIRING_CLAIM_NAME];
 
 /// The cookie name for a request.
 pub fn name(https: bool) -> &'static str {

@@ -21,7 +21,7 @@ use base64::Engine;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use rand::RngCore;
 use serde::Deserialize;
-use vestibule_core::credential::{device_token, pairing_code};
+use vestibule_core::credential::{CredentialKind, device_token, pairing_code};
 use vestibule_core::policy::Decision;
 use vestibule_core::secret::{Secret, find_cookie, hash_token};
 use vestibule_store::{Device, NewDevice, PairingPoll, PairingState};
@@ -297,8 +297,10 @@ struct CreatedPage {
 
 impl CreatedPage {
     /// The page that reveals a device's secret, for `user` on `routes`.
+    #[allow(clippy::too_many_arguments, reason = "one page, built in one place")]
     fn new(
         state: &AppState,
+        kind: CredentialKind,
         name: String,
         routes: &[String],
         user: &str,
@@ -307,8 +309,8 @@ impl CreatedPage {
         chrome: Chrome,
     ) -> Self {
         Self {
-            snippets: snippets(state, routes, user, secret, &server),
-            qr: qr_svg(&connect_url(&server, user, secret.expose())),
+            snippets: snippets(state, kind, routes, user, secret, &server),
+            qr: qr_svg(&device_qr(kind, &server, user, secret.expose())),
             name,
             routes: routes.join(", "),
             secret: secret.expose().to_owned(),
@@ -319,7 +321,25 @@ impl CreatedPage {
     }
 }
 
-/// What the device QR code holds (documented in docs/clients.md): the
+/// What the device QR code holds (documented in docs/clients.md): for an
+/// app password, [`connect_url`], the address apps that scan a server field
+/// read; for a token, which is only accepted as a bearer value, a JSON
+/// object `{"server", "user", "token", "send_as": "Bearer"}`, since no
+/// address form can carry a bearer token.
+pub(crate) fn device_qr(kind: CredentialKind, server: &str, user: &str, token: &str) -> String {
+    match kind {
+        CredentialKind::AppPassword => connect_url(server, user, token),
+        CredentialKind::Token => serde_json::json!({
+            "server": server,
+            "user": user,
+            "token": token,
+            "send_as": "Bearer",
+        })
+        .to_string(),
+    }
+}
+
+/// The address form of a Basic credential: the
 /// gateway's address with the user and the secret as its userinfo,
 /// `https://alice:vst_…@host/` (RFC 3986 §3.2.1, both parts
 /// percent-encoded), the one form apps that scan a server address read.
@@ -334,8 +354,11 @@ pub(crate) fn connect_url(server: &str, user: &str, token: &str) -> String {
     }
 }
 
+/// What to paste, for the carriers of `routes` that take a credential of
+/// `kind`.
 fn snippets(
     state: &AppState,
+    kind: CredentialKind,
     routes: &[String],
     user: &str,
     secret: &Secret,
@@ -353,16 +376,8 @@ fn snippets(
     let any =
         |f: &dyn Fn(&vestibule_core::credential::Carriers) -> bool| carriers.iter().any(|c| f(c));
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
-    if any(&|c| c.basic) {
-        out.push(Snippet {
-            label: "Authorization header (Basic), for scripts".into(),
-            value: format!("Authorization: Basic {basic}"),
-        });
-        // Clients with one "server" field; Nextcloud's do not take it.
-        out.push(Snippet {
-            label: "Server address with the user name and secret inside (apps that accept user:password@host)".into(),
-            value: connect_url(origin, user, token),
-        });
+    if kind == CredentialKind::AppPassword {
+        return app_password_snippets(&carriers, user, token, &basic, origin);
     }
     if any(&|c| c.bearer) {
         out.push(Snippet {
@@ -398,6 +413,45 @@ fn snippets(
     out
 }
 
+/// What to paste for an app password: HTTP Basic only.
+fn app_password_snippets(
+    carriers: &[&vestibule_core::credential::Carriers],
+    user: &str,
+    token: &str,
+    basic: &str,
+    origin: &str,
+) -> Vec<Snippet> {
+    let mut out = Vec::new();
+    if carriers.iter().any(|c| c.basic) {
+        out.push(Snippet {
+            label: "User name (Basic, app password: Subsonic, WebDAV, CalDAV)".into(),
+            value: user.to_owned(),
+        });
+        out.push(Snippet {
+            label: "App password".into(),
+            value: token.to_owned(),
+        });
+        out.push(Snippet {
+            label: "Authorization header (Basic)".into(),
+            value: format!("Authorization: Basic {basic}"),
+        });
+        // Clients with one "server" field (immich's `user:pass@host`);
+        // the same address the QR code holds.
+        out.push(Snippet {
+            label: "Server address with the app password (clients that take user:password@host)"
+                .into(),
+            value: connect_url(origin, user, token),
+        });
+    }
+    if carriers.iter().any(|c| c.proxy_authorization) {
+        out.push(Snippet {
+            label: "Proxy-Authorization header (Basic)".into(),
+            value: format!("Proxy-Authorization: Basic {basic}"),
+        });
+    }
+    out
+}
+
 /// `POST /.vestibule/devices/new`: create a device and show its secret once.
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
@@ -408,9 +462,29 @@ pub(super) async fn create(
     let name = check_name(fields.get("name").unwrap_or("")).map_err(PageError::BadForm)?;
     let routes = chosen_routes(&state, &s, &fields)?;
     let kind = match fields.get("kind").unwrap_or("token") {
-        k @ ("app-password" | "token") => k.to_owned(),
+        "token" => CredentialKind::Token,
+        "app-password" => CredentialKind::AppPassword,
         _ => return Err(PageError::BadForm("Unknown kind of device.".into())),
     };
+    // The kind decides how the credential may be sent: refuse one that
+    // could not be used on an app it is meant for.
+    if let Some(r) = state
+        .settings
+        .routes
+        .iter()
+        .find(|r| routes.contains(&r.name) && !r.carriers.take(kind))
+    {
+        return Err(PageError::BadForm(match kind {
+            CredentialKind::AppPassword => format!(
+                "`{}` does not take app passwords (HTTP Basic): create a token for it.",
+                r.name
+            ),
+            CredentialKind::Token => format!(
+                "`{}` only takes app passwords (HTTP Basic): create an app password for it.",
+                r.name
+            ),
+        }));
+    }
     let days: u32 = match fields.get("expires_days").unwrap_or("0").parse() {
         Ok(d) if EXPIRY_CHOICES.iter().any(|(c, _)| *c == d) => d,
         _ => return Err(PageError::BadForm("Pick an expiry from the list.".into())),
@@ -421,7 +495,7 @@ pub(super) async fn create(
     let new = NewDevice {
         account_id: s.account_id,
         name: name.clone(),
-        kind,
+        kind: kind.as_str().to_owned(),
         routes: routes.clone(),
         secret_hash: hash_token(secret.expose()),
         basic_user: Some(s.identity.username.clone()),
@@ -444,6 +518,7 @@ pub(super) async fn create(
         reveal_id.clone(),
         Created {
             session: s.id_hash,
+            kind,
             name,
             routes,
             secret,
@@ -476,6 +551,7 @@ pub(super) async fn created(
     let chrome = Chrome::new(Nav::Devices, super::is_admin(&state, &s), Flash(None));
     Ok(render(CreatedPage::new(
         &state,
+        c.kind,
         c.name,
         &c.routes,
         &s.identity.username,
@@ -813,7 +889,7 @@ pub(super) async fn pair_decide(
 /// The cookie that holds a browser's pairing claim between the form and
 /// the waiting page. `HttpOnly`, `SameSite=Strict` and only sent to
 /// `/.vestibule/pair`.
-pub(crate) const CLAIM_COOKIE: &str = "vestibule_pair";
+pub(crate) const CLAIM_COOKIE: &str = super::cookies::PAIRING_CLAIM_NAME;
 
 /// `?manual=1`: a waiting page that does not reload itself (WCAG 2.2.1:
 /// a time limit the person can turn off).
@@ -945,6 +1021,7 @@ pub(super) async fn pair_wait(
             );
             Ok(render(CreatedPage::new(
                 &state,
+                CredentialKind::Token,
                 device.name.clone(),
                 &device.routes,
                 &owner,

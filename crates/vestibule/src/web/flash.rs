@@ -19,7 +19,7 @@ use super::session::https;
 use crate::state::AppState;
 
 /// The flash cookie's name.
-const NAME: &str = "vestibule_flash";
+const NAME: &str = super::cookies::FLASH_NAME;
 
 /// How long a flash waits for the next page, in seconds.
 const MAX_AGE_SECS: u32 = 60;

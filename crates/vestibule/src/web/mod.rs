@@ -22,7 +22,7 @@ use axum::Extension;
 use axum::Router;
 use axum::extract::{Form, Path, State};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_store::{AccountStatus, AuditEntry, hex};
@@ -66,6 +66,11 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/.vestibule/login", get(login::login))
         .route("/.vestibule/logout", get(login::logout).post(login::logout))
+        // Everything else under /.vestibule/ is vestibule's too: a mistyped
+        // path gets vestibule's 404, never an app behind it.
+        .route("/.vestibule", any(unknown_own_path))
+        .route("/.vestibule/", any(unknown_own_path))
+        .route("/.vestibule/{*rest}", any(unknown_own_path))
         // Inner: the session cookie and page errors; outer: the security
         // headers, on whatever the inner one answers.
         .route("/.vestibule/pair", get(devices::pair_landing))
@@ -74,6 +79,11 @@ pub fn router() -> Router<Arc<AppState>> {
         .layer(axum::middleware::from_fn(security_headers::layer))
         // Outside the layers: cached for a year, not `no-store`.
         .route("/.vestibule/static/{file}", get(assets::static_file))
+}
+
+/// Any other path under `/.vestibule/`.
+async fn unknown_own_path() -> PageError {
+    PageError::not_found("vestibule has no page at this address.")
 }
 
 fn when(ms: i64) -> String {
@@ -139,6 +149,10 @@ async fn audit(state: &AppState, s: &PageSession, action: &str, subject: String,
 
 struct SessionRow {
     id: String,
+    /// Browser and OS, coarsely, from the User-Agent it was opened with.
+    browser: String,
+    /// The client address it was opened from.
+    address: String,
     created: String,
     last_seen: String,
     expires: String,
@@ -191,6 +205,11 @@ async fn account(
             .filter(|x| x.expires_at > now)
             .map(|x| SessionRow {
                 id: hex(&x.id_hash),
+                browser: x.user_agent.as_deref().map_or_else(
+                    || "unknown".to_owned(),
+                    |ua| vestibule_core::user_agent::describe(ua).to_string(),
+                ),
+                address: x.client_ip.clone().unwrap_or_else(|| "unknown".to_owned()),
                 created: when(x.created_at),
                 last_seen: when(x.last_seen_at),
                 expires: when(x.expires_at),
@@ -281,8 +300,12 @@ async fn revoke_all(
 struct AccountRow {
     id: i64,
     username: String,
+    display_name: String,
     email: String,
+    /// The identity sources linked to the account.
+    sources: String,
     groups: String,
+    roles: String,
     status: &'static str,
     last_seen: String,
     actions: Vec<RowAction>,
@@ -325,33 +348,111 @@ const DISABLE: RowAction = RowAction {
 struct AdminPage {
     accounts: Vec<AccountRow>,
     pending_count: usize,
+    /// The search, as typed.
+    q: String,
+    /// Accounts matching it, on all pages.
+    total: u64,
+    /// "accounts 51–100 of 230", or empty when there is one page.
+    range: String,
+    /// Links to the previous and next pages, when there are.
+    prev: Option<String>,
+    next: Option<String>,
     devices: Vec<devices::DeviceRow>,
     csrf: String,
     chrome: Chrome,
+}
+
+/// Accounts per page of the admin table.
+pub const ADMIN_PAGE_SIZE: u32 = 50;
+
+/// The longest search the admin table takes.
+const MAX_QUERY_CHARS: usize = 100;
+
+/// `?q=` (a substring of username, display name or email) and `?page=`
+/// (from 1) of the admin table.
+#[derive(Deserialize)]
+struct AdminQuery {
+    q: Option<String>,
+    page: Option<String>,
+}
+
+/// The admin table's link to page `page` of search `q`.
+fn admin_link(q: &str, page: u64) -> String {
+    let mut link = format!("/.vestibule/admin?page={page}");
+    if !q.is_empty() {
+        link.push_str("&q=");
+        link.extend(percent_encoding::utf8_percent_encode(
+            q,
+            percent_encoding::NON_ALPHANUMERIC,
+        ));
+    }
+    link
 }
 
 async fn admin(
     State(state): State<Arc<AppState>>,
     s: AdminSession,
     flash: Flash,
+    axum::extract::Query(query): axum::extract::Query<AdminQuery>,
 ) -> Result<Response, PageError> {
-    let mut list = accounts(&state)?.store().accounts(None, 1000).await?;
+    let q = query.q.unwrap_or_default().trim().to_owned();
+    if q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control) {
+        return Err(PageError::BadForm(format!(
+            "Search for at most {MAX_QUERY_CHARS} printable characters."
+        )));
+    }
+    let page: u64 = match query.page.as_deref().unwrap_or("1").parse() {
+        Ok(p) if p >= 1 => p,
+        _ => {
+            return Err(PageError::BadForm(
+                "The page number must be a whole number from 1.".into(),
+            ));
+        }
+    };
+    let accounts = accounts(&state)?;
+    let store = accounts.store();
+    let offset = (page - 1).saturating_mul(u64::from(ADMIN_PAGE_SIZE));
     // Pending first: they are what an admin came for.
-    list.sort_by_key(|a| (a.status != AccountStatus::Pending, a.username.clone()));
-    let pending_count = list
-        .iter()
-        .filter(|a| a.status == AccountStatus::Pending)
-        .count();
+    let found = store.search_accounts(&q, offset, ADMIN_PAGE_SIZE).await?;
+    let pending_count = store
+        .accounts(Some(AccountStatus::Pending), u32::MAX)
+        .await?
+        .len();
     // The devices table names owners from the accounts already read.
-    let owners: std::collections::HashMap<i64, String> =
-        list.iter().map(|a| (a.id, a.username.clone())).collect();
+    let owners: std::collections::HashMap<i64, String> = found
+        .accounts
+        .iter()
+        .map(|(a, _)| (a.id, a.username.clone()))
+        .collect();
     // A database error is a 503, not an empty list on a security page.
     let devices = devices::all_devices(&state, owners).await?;
+    let shown = found.accounts.len() as u64;
     let page = AdminPage {
-        accounts: list
+        range: if found.total > u64::from(ADMIN_PAGE_SIZE) || page > 1 {
+            if shown == 0 {
+                format!("no accounts on page {page} of {}", found.total)
+            } else {
+                format!(
+                    "accounts {}–{} of {}",
+                    offset + 1,
+                    offset + shown,
+                    found.total
+                )
+            }
+        } else {
+            String::new()
+        },
+        prev: (page > 1).then(|| admin_link(&q, page - 1)),
+        next: (offset + shown < found.total).then(|| admin_link(&q, page + 1)),
+        total: found.total,
+        accounts: found
+            .accounts
             .into_iter()
-            .map(|a| AccountRow {
+            .map(|(a, sources)| AccountRow {
                 id: a.id,
+                roles: accounts.roles_of(&a.groups).join(", "),
+                sources: sources.join(", "),
+                display_name: a.display_name.unwrap_or_default(),
                 username: a.username,
                 email: a.email.unwrap_or_default(),
                 groups: a.groups.join(", "),
@@ -367,6 +468,7 @@ async fn admin(
             })
             .collect(),
         pending_count,
+        q,
         devices,
         csrf: s.csrf.clone(),
         chrome: Chrome::new(Nav::Admin, true, flash),

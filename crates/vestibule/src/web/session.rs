@@ -283,6 +283,14 @@ pub(super) async fn page_session(
             last_seen_at: now,
             expires_at: now.saturating_add(absolute),
             csrf_hash: hash_token(&csrf),
+            // So the person can tell their sessions apart; display only.
+            user_agent: vestibule_core::user_agent::for_record(
+                headers
+                    .get_all(http::header::USER_AGENT)
+                    .iter()
+                    .map(http::HeaderValue::as_bytes),
+            ),
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
         })
         .await?;
     if let Some(c) = cookies::set(

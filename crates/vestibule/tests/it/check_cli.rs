@@ -112,3 +112,112 @@ fn demo_refuses_non_loopback() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+#[test]
+fn demo_print_config_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(["demo", "--print-config", "--listen", "127.0.0.1:9100"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for placeholder in ["{whoami}", "{front}", "{data}"] {
+        assert!(!text.contains(placeholder), "{placeholder} left:\n{text}");
+    }
+    assert!(text.contains("http://127.0.0.1:9100/.demo/login"), "{text}");
+    let (code, report) = run(&["check"], &text, &[]);
+    assert_eq!(code, 0, "{report}\n{text}");
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_demo_prints_a_working_admin_command_for_its_database() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Child(
+        Command::new(env!("CARGO_BIN_EXE_vestibule"))
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = demo.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let done = line.contains("Press Ctrl-C to stop");
+            if tx.send(line).is_err() || done {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the demo did not start ({e}):\n{}", banner.join("\n")));
+        let done = line.contains("Press Ctrl-C to stop");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    // The banner's command, as printed: `vestibule users --config <path> enable alice`.
+    let line = banner
+        .iter()
+        .find(|l| l.trim_end().ends_with(" enable alice"))
+        .unwrap_or_else(|| panic!("no admin command:\n{}", banner.join("\n")));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&words[..3], ["vestibule", "users", "--config"], "{line}");
+    let config = words[3];
+    assert!(std::path::Path::new(config).is_file(), "{config}");
+    let users = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vestibule"))
+            .args(["users", "--config", config])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    // Lock alice (the demo's admin) out, then let her back in, from the terminal.
+    let (code, out) = users(&["disable", "alice"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = users(&["show", "alice", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"disabled\""), "{out}");
+    let (code, out) = users(&["enable", "alice"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = users(&["show", "alice", "--json"]);
+    assert!(out.contains("\"active\""), "{out}");
+    assert_eq!(code, Some(0));
+    // The same file passes `check`.
+    let out = Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(["check", "--config", config])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -83,10 +83,23 @@ async fn sign_in(s: &Setup, uid: &str, user: &str) -> i64 {
         .id
 }
 
-/// A device for `account` on `routes`, made directly in the store (as the
+/// A token for `account` on `routes`, made directly in the store (as the
 /// page would), and its secret.
 async fn device(
     s: &Setup,
+    account: i64,
+    user: &str,
+    routes: &[&str],
+    expires_at: Option<i64>,
+) -> (i64, String) {
+    device_of_kind(s, "token", account, user, routes, expires_at).await
+}
+
+/// A device of `kind` (`token`, `app-password`) for `account` on `routes`,
+/// and its secret.
+async fn device_of_kind(
+    s: &Setup,
+    kind: &str,
     account: i64,
     user: &str,
     routes: &[&str],
@@ -99,7 +112,7 @@ async fn device(
         .create_device(&NewDevice {
             account_id: account,
             name: "test phone".into(),
-            kind: "token".into(),
+            kind: kind.into(),
             routes: routes.iter().map(|r| (*r).to_owned()).collect(),
             secret_hash: hash_token(&token),
             basic_user: Some(user.into()),
@@ -136,17 +149,69 @@ async fn every_carrier_acts_as_the_owner_and_never_reaches_the_app() {
     let s = setup("").await;
     let alice = sign_in(&s, "a-1", "alice").await;
     let (_, token) = device(&s, alice, "alice", &["music", "api", "media"], None).await;
+    let (_, app_password) =
+        device_of_kind(&s, "app-password", alice, "alice", &["music", "api"], None).await;
     let gw = s.gw.addr;
     // From an address the front is not on: credentials do not depend on
     // the peer, and a spoofed identity header is still stripped.
     let from = UNTRUSTED;
 
     // Basic (Subsonic, WebDAV): user name and app password.
-    let auth = basic("alice", &token);
+    let auth = basic("alice", &app_password);
     let r = Raw::get(gw, from, "/music/rest/ping", &[("Authorization", &auth)]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(identity_of(&r).as_deref(), Some("alice"));
     assert!(!r.seen_headers().contains_key("authorization"));
+    // Proxy-Authorization takes Basic too.
+    let r = Raw::get(gw, from, "/api/x", &[("Proxy-Authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.seen_headers().contains_key("proxy-authorization"));
+
+    // The kind means something: a token is no password, and an app
+    // password is no bearer token. 401 (whoami would answer 200) with the
+    // route's challenge.
+    let wrong_ways = [
+        (
+            "/music/x",
+            "Authorization",
+            basic("alice", &token),
+            "This is a token",
+        ),
+        (
+            "/api/x",
+            "Proxy-Authorization",
+            basic("alice", &token),
+            "This is a token",
+        ),
+        (
+            "/api/x",
+            "Authorization",
+            format!("Bearer {app_password}"),
+            "This is an app password",
+        ),
+        (
+            "/api/x",
+            "Proxy-Authorization",
+            format!("Bearer {app_password}"),
+            "This is an app password",
+        ),
+        (
+            "/api/x",
+            "X-Vestibule-Token",
+            app_password.clone(),
+            "This is an app password",
+        ),
+    ];
+    for (path, name, value, says) in &wrong_ways {
+        let r = Raw::get(gw, from, path, &[(name, value)]).await;
+        assert_eq!(r.status, 401, "{name} on {path}: {}", r.text());
+        assert!(r.text().contains(says), "{name} on {path}: {}", r.text());
+        assert!(r.header("www-authenticate").is_some(), "{name} on {path}");
+    }
+    let path = format!("/media/song.mp3?vestibule_token={app_password}");
+    let r = Raw::get(gw, from, &path, &[]).await;
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("This is an app password"), "{}", r.text());
 
     // Bearer.
     let bearer = format!("Bearer {token}");
@@ -284,6 +349,15 @@ async fn forward_auth_answers_for_every_carrier() {
         one("Authorization", basic("alice", &token)),
     )
     .await;
+    assert_eq!(r.status, 401, "a token is no Basic password");
+    assert!(r.text().contains("This is a token"), "{}", r.text());
+    let (_, app_password) =
+        device_of_kind(&s, "app-password", alice, "alice", &["music"], None).await;
+    let r = verify(
+        "/music/x".into(),
+        one("Authorization", basic("alice", &app_password)),
+    )
+    .await;
     ok(&r, "Basic");
     assert_eq!(r.header("x-vestibule-authorization"), Some(""));
     let r = verify(
@@ -362,15 +436,21 @@ async fn refusals_expired_wrong_route_revoked_disabled() {
     assert!(r.text().contains("not allowed on this app"), "{}", r.text());
 
     // Basic with someone else's name.
-    let (_, token) = device(&s, alice, "alice", &["music"], None).await;
+    let (_, app_password) =
+        device_of_kind(&s, "app-password", alice, "alice", &["music"], None).await;
     let r = Raw::get(
         gw,
         UNTRUSTED,
         "/music/x",
-        &[("Authorization", &basic("mallory", &token))],
+        &[("Authorization", &basic("mallory", &app_password))],
     )
     .await;
     assert_eq!(r.status, 401);
+    assert!(
+        r.text().contains("user name does not match"),
+        "{}",
+        r.text()
+    );
 
     // Revoked: refused within a second (the change feed; the gateway
     // cached the credential on first use).
@@ -604,8 +684,17 @@ async fn devices_page_creates_shows_once_and_revokes() {
     let r = post(&s.gw, "/.vestibule/devices/new", &refs(&h), FORM, &body).await;
     assert_eq!(r.status, 400);
 
-    let body =
-        format!("csrf={csrf}&name=My+Phone&kind=token&route=api&route=music&expires_days=30");
+    // A token for an app that only takes Basic: refused, it could not work.
+    let body = format!("csrf={csrf}&name=Phone&kind=token&route=api&route=music&expires_days=0");
+    let r = post(&s.gw, "/.vestibule/devices/new", &refs(&h), FORM, &body).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("`music` only takes app passwords"),
+        "{}",
+        r.text()
+    );
+
+    let body = format!("csrf={csrf}&name=My+Phone&kind=token&route=api&expires_days=30");
     let r = post(&s.gw, "/.vestibule/devices/new", &refs(&h), FORM, &body).await;
     // POST/redirect/GET: the secret is on a page shown once.
     assert_eq!(r.status, 303, "{}", r.text());
@@ -624,7 +713,8 @@ async fn devices_page_creates_shows_once_and_revokes() {
     assert!(html.contains("<svg"), "a QR code");
     assert!(html.contains(&format!("Authorization: Bearer {secret}")));
     assert!(html.contains(&format!("x-vestibule-token: {secret}")));
-    assert!(html.contains(&format!("http://alice:{secret}@app.test/")));
+    // A token is not offered as a password.
+    assert!(!html.contains(&format!("alice:{secret}@")), "{html}");
     // A reload: gone, and no second device.
     let again = Raw::get(s.gw.addr, TRUSTED, &shown, &refs(&h)).await;
     assert_eq!(again.status, 410, "{}", again.text());
@@ -684,6 +774,30 @@ async fn devices_page_creates_shows_once_and_revokes() {
             .status
     })
     .await;
+
+    // An app password: Basic, and a server address with it; it works as
+    // Basic and as nothing else.
+    let body = format!("csrf={csrf}&name=Player&kind=app-password&route=music&expires_days=0");
+    let r = post(&s.gw, "/.vestibule/devices/new", &refs(&h), FORM, &body).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let shown = r.header("location").unwrap().to_owned();
+    let r = Raw::get(s.gw.addr, TRUSTED, &shown, &refs(&h)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    let secret = between(
+        &html,
+        "<input id=\"secret\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
+    assert!(
+        html.contains(&format!("http://alice:{secret}@app.test/")),
+        "{html}"
+    );
+    assert!(!html.contains(&format!("Bearer {secret}")), "{html}");
+    let basic = basic("alice", &secret);
+    let r = Raw::get(gw, UNTRUSTED, "/music/x", &[("Authorization", &basic)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[tokio::test]
@@ -978,4 +1092,47 @@ async fn a_custom_credential_header_never_reaches_the_app_in_any_spelling() {
         "{seen:?}"
     );
     assert!(!r.text().contains("not-for-the-app") && !r.text().contains("nor-this"));
+}
+
+#[tokio::test]
+async fn the_session_cookie_never_reaches_the_app() {
+    let s = setup("").await;
+    sign_in(&s, "a-1", "alice").await;
+    let (h, _, _) = page_session(&s, "a-1", "alice").await;
+    let session = h.iter().find(|(n, _)| n == "Cookie").unwrap().1.clone();
+    assert!(session.starts_with("vestibule=vss_"), "{session}");
+    let mut sso_only = h.clone();
+    sso_only.retain(|(n, _)| n != "Cookie");
+    let secret = session["vestibule=".len()..].to_owned();
+    let gw = s.gw.addr;
+    let seen_cookies = async |cookies: Vec<&str>| {
+        let mut headers = sso_only.clone();
+        headers.extend(
+            cookies
+                .into_iter()
+                .map(|c| ("Cookie".to_owned(), c.to_owned())),
+        );
+        let r = Raw::get(gw, TRUSTED, "/plain/x", &refs(&headers)).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(identity_of(&r).as_deref(), Some("alice"));
+        assert!(
+            !r.text().contains(&secret),
+            "the session secret reached whoami"
+        );
+        r.seen_headers().remove("cookie").unwrap_or_default()
+    };
+    // The app's own cookies pass, byte for byte and in order.
+    let mixed = format!("theme=dark; {session}; lang=fr;x=\"1 2\"");
+    assert_eq!(
+        seen_cookies(vec![&mixed]).await,
+        ["theme=dark; lang=fr; x=\"1 2\""]
+    );
+    // Only ours: no Cookie header at all.
+    assert!(seen_cookies(vec![&session]).await.is_empty());
+    // The __Host- name, on a second line, as HTTP/2 clients split them.
+    let host = "__Host-vestibule=vss_other";
+    let got = seen_cookies(vec!["a=1", host, &session, "b=2"]).await;
+    assert_eq!(got.join("; "), "a=1; b=2", "{got:?}");
+    // Untouched without ours.
+    assert_eq!(seen_cookies(vec!["a=1;b=2"]).await, ["a=1;b=2"]);
 }

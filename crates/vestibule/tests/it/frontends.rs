@@ -1036,11 +1036,25 @@ async fn exercise_device_credentials(s: &mut Stack) {
         })
         .await
         .unwrap();
+    let app_password = device_token(rand::random()).expose().to_owned();
+    store
+        .create_device(&NewDevice {
+            account_id: bob,
+            name: "bob's music player".into(),
+            kind: "app-password".into(),
+            routes: vec!["music".into()],
+            secret_hash: hash_token(&app_password),
+            basic_user: Some("bob".into()),
+            created_at: 0,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
 
     // Each carrier, without any SSO header: the device acts as bob, and the
     // secret stays between the front and vestibule.
     let bearer = format!("Bearer {token}");
-    let app_password = basic("bob", &token);
+    let basic_app_password = basic("bob", &app_password);
     let lower_bearer = format!("bearer {token}");
     let cases: [(&str, &str, (&str, &str)); 5] = [
         ("Bearer", "/api/photos", ("Authorization", &bearer)),
@@ -1052,7 +1066,7 @@ async fn exercise_device_credentials(s: &mut Stack) {
         (
             "Basic app password",
             "/music/rest/ping",
-            ("Authorization", &app_password),
+            ("Authorization", &basic_app_password),
         ),
         (
             "custom header",
@@ -1072,6 +1086,7 @@ async fn exercise_device_credentials(s: &mut Stack) {
         seen.assert_identity("remote-user", "bob");
         seen.assert_identity("remote-email", "bob@example.com");
         seen.assert_no_credential(&token);
+        seen.assert_no_credential(&app_password);
     }
 
     // Proxy-Authorization.

@@ -91,7 +91,7 @@ async fn session_cookie_flags_reuse_and_hashed_storage() {
     );
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
-    assert!(r.text().contains("this browser"));
+    assert!(r.text().contains("this session"));
 
     // The same session is reused.
     let c = pair(&set);
@@ -325,4 +325,64 @@ async fn idle_timeout_and_privilege_change_give_a_new_session() {
     .await;
     let c3 = pair(&cookie_of(&r).expect("an idle session was kept"));
     assert_ne!(c2, c3);
+}
+
+#[tokio::test]
+async fn sessions_show_browser_os_address_and_which_is_this_one() {
+    let s = setup("").await;
+    let alice = [("Remote-User", "alice")];
+    assert_eq!(account_page(&s.gw, &alice).await.status, 403);
+    approve(&s.store, "alice").await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let phone = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36";
+    let laptop = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let r = account_page(&s.gw, &[alice[0], ("User-Agent", phone)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let phone_cookie = pair(&cookie_of(&r).unwrap());
+    let r = account_page(&s.gw, &[alice[0], ("User-Agent", laptop)]).await;
+    let laptop_cookie = pair(&cookie_of(&r).unwrap());
+    let html = r.text();
+    // Two rows: each with its browser, OS and address; the laptop's is this one.
+    let row = |cookie: &str| {
+        let id = vestibule_store::hex(&hash_token(cookie.trim_start_matches("vestibule=")));
+        let start = html
+            .find(&format!("data-session=\"{id}\""))
+            .expect("a row per session");
+        html[start..].split("</tr>").next().unwrap().to_owned()
+    };
+    let (mine, other) = (row(&laptop_cookie), row(&phone_cookie));
+    assert!(
+        mine.contains("Firefox on Linux") && mine.contains("this session"),
+        "{mine}"
+    );
+    assert!(
+        other.contains("Chrome on Android") && !other.contains("this session"),
+        "{other}"
+    );
+    for r in [&mine, &other] {
+        assert!(r.contains("class=\"address\">127.0.0.1</td>"), "{r}");
+    }
+    // Stored as sent, and cut at 256 bytes; a second line is not kept.
+    let stored_session = async |cookie: &str| {
+        let id = hash_token(cookie.trim_start_matches("vestibule="));
+        s.store.session(&id).await.unwrap().unwrap()
+    };
+    let stored = stored_session(&phone_cookie).await;
+    assert_eq!(stored.user_agent.as_deref(), Some(phone));
+    assert_eq!(stored.client_ip.as_deref(), Some("127.0.0.1"));
+    let long = format!("Firefox/1 {}", "x".repeat(600));
+    let r = account_page(&s.gw, &[alice[0], ("User-Agent", &long)]).await;
+    let c = pair(&cookie_of(&r).unwrap());
+    let stored = stored_session(&c).await;
+    assert_eq!(stored.user_agent.as_deref(), Some(&long[..256]));
+    let r = account_page(&s.gw, &[alice[0], ("User-Agent", "a"), ("User-Agent", "b")]).await;
+    let c = pair(&cookie_of(&r).unwrap());
+    let stored = stored_session(&c).await;
+    assert_eq!(stored.user_agent, None);
+    assert!(
+        r.text().contains("class=\"browser\">unknown</td>"),
+        "{}",
+        r.text()
+    );
 }

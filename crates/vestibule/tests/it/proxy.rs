@@ -493,3 +493,46 @@ async fn in_path_h2c_fragments_and_letter_case() {
     let r = Raw::get(gw.addr, TRUSTED, "/ADMINS/secret", &alice).await;
     assert_eq!((r.status, r.text().as_str()), (200, "ADMINS-SECRET"));
 }
+
+/// Logs written to a file (here stderr redirected, as under systemd or
+/// docker) carry no colour codes and no Rust debug text: addresses as
+/// addresses, absent values as `-`.
+#[tokio::test]
+async fn logs_are_plain_text_when_not_on_a_terminal() {
+    let up = start_whoami().await;
+    let src = "[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\n";
+    let gw = Gateway::start(&config(src, &route("app", "/", up, ""))).await;
+    // An identity header from an untrusted peer (logged with peer and
+    // client address), and a forward-auth call from one.
+    let r = Raw::get(gw.addr, UNTRUSTED, "/", &[("Remote-User", "admin")]).await;
+    assert_eq!(r.status, 401);
+    let r = Raw::get(
+        gw.addr,
+        UNTRUSTED,
+        "/.vestibule/verify",
+        &[("X-Original-URI", "/")],
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = gw.stderr();
+        if log.contains("untrusted peer were ignored")
+            && log.contains("forward-auth request refused")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(log.contains("untrusted peer were ignored"), "{log}");
+    assert!(log.contains("forward-auth request refused"), "{log}");
+    assert!(log.contains("peer=127.0.0.2"), "{log}");
+    assert!(log.contains("client_ip=127.0.0.2"), "{log}");
+    assert!(log.contains("headers=remote-user"), "{log}");
+    for debug_text in ["\x1b[", "Tcp(", "Unix {", "Some(", "None"] {
+        assert!(
+            !log.contains(debug_text),
+            "{debug_text:?} in the log:\n{log}"
+        );
+    }
+}

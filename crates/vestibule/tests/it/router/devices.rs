@@ -17,7 +17,8 @@ const CLAIM: &str = "/.vestibule/pair";
 const POLL: &str = "/.vestibule/pair/poll";
 
 /// Auto provisioning; `api` takes Bearer and the custom header, `media` the
-/// query parameter, `secret` Bearer for admins only, `plain` no credential.
+/// query parameter, `music` Basic, `secret` Bearer for admins only, `plain`
+/// no credential.
 fn devices_config(sections: &str) -> String {
     let routes = [
         route(
@@ -27,6 +28,7 @@ fn devices_config(sections: &str) -> String {
             "credentials = [\"bearer\", \"header\"]",
         ),
         route("media", "/media", NO_UPSTREAM, "credentials = [\"query\"]"),
+        route("music", "/music", NO_UPSTREAM, "credentials = [\"basic\"]"),
         route(
             "secret",
             "/secret",
@@ -117,6 +119,15 @@ async fn creating_a_device_needs_the_token_and_a_valid_form() {
         ("name=P&kind=token&route=plain&expires_days=0", "`plain`"),
         ("name=P&kind=token&route=secret&expires_days=0", "`secret`"),
         ("name=P&kind=root&route=api&expires_days=0", "Unknown kind"),
+        // The kind must be one the apps take.
+        (
+            "name=P&kind=app-password&route=api&expires_days=0",
+            "`api` does not take app passwords",
+        ),
+        (
+            "name=P&kind=token&route=api&route=music&expires_days=0",
+            "`music` only takes app passwords",
+        ),
         (
             "name=P&kind=token&route=api&expires_days=7",
             "Pick an expiry",
@@ -159,6 +170,9 @@ async fn creating_a_device_needs_the_token_and_a_valid_form() {
     assert_eq!(made.len(), 1);
     assert_eq!(made[0].name, "My Phone");
     assert_eq!(made[0].routes, ["api", "media"]);
+    assert_eq!(made[0].kind, "token");
+    // A token is not offered as a password.
+    assert!(!html.contains("Basic "), "{html}");
     let by_secret = gw.store().device_by_secret(&hash_token(&secret)).await;
     assert!(by_secret.unwrap().is_some(), "stored by its hash");
     // A reload shows it no more, and makes no second device.
@@ -166,6 +180,30 @@ async fn creating_a_device_needs_the_token_and_a_valid_form() {
     assert_eq!(r.status, 410, "{}", r.text());
     assert!(!r.text().contains(&secret));
     assert_eq!(gw.store().devices_of(None).await.unwrap().len(), 1);
+
+    // An app password: what to paste is Basic, and only Basic; its QR code
+    // holds the server address with the user and the password inside.
+    let r = create(format!(
+        "csrf={}&name=Player&kind=app-password&route=music&expires_days=0",
+        b.csrf
+    ))
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let shown = r.header("location").unwrap().to_owned();
+    let r = b.call("GET", &shown).send(&gw.app).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    let secret = between(
+        &html,
+        "<input id=\"secret\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
+    assert!(html.contains("Authorization: Basic "), "{html}");
+    assert!(html.contains(&format!("alice:{secret}@")), "{html}");
+    assert!(!html.contains(&format!("Bearer {secret}")), "{html}");
+    let made = gw.store().device_by_secret(&hash_token(&secret)).await;
+    assert_eq!(made.unwrap().unwrap().kind, "app-password");
 }
 
 #[tokio::test]

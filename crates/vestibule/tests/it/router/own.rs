@@ -322,3 +322,72 @@ async fn verify_refuses_unknown_apps_and_other_methods() {
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET,HEAD"));
 }
+
+#[tokio::test]
+async fn unknown_own_paths_get_vestibules_404_not_an_app() {
+    // `app` takes every path, so a mistyped /.vestibule/ path used to reach it.
+    let gw = Gw::new(&gateway_config()).await;
+    let paths = [
+        "/.vestibule",
+        "/.vestibule/",
+        "/.vestibule/nope",
+        "/.vestibule/acount",
+        "/.vestibule/devices/x/y",
+        "/.vestibule/verify/extra",
+        "/.vestibule/pair/poll/x",
+        "/.vestibule/healthz/",
+    ];
+    for path in paths {
+        for method in ["GET", "POST", "DELETE"] {
+            let r = Call::new(method, path).html().send(&gw.app).await;
+            assert_eq!(r.status, 404, "{method} {path}: {}", r.text());
+            r.assert_page_headers();
+            assert!(
+                r.header("content-type").unwrap().starts_with("text/html"),
+                "{method} {path}"
+            );
+            assert!(
+                r.text().contains("vestibule has no page at this address"),
+                "{path}"
+            );
+        }
+        // Without Accept: text/html, the same 404 as text.
+        let r = Call::get(path).send(&gw.app).await;
+        r.assert_plain(404);
+    }
+    // The known endpoints still answer, and an app path is still the app's
+    // (anonymous on `app`: 401).
+    Call::get("/.vestibule/healthz")
+        .send(&gw.app)
+        .await
+        .assert_plain(200);
+    assert_eq!(verify("/admins").send(&gw.app).await.status, 401);
+    Call::get("/vestibule/nope")
+        .send(&gw.app)
+        .await
+        .assert_plain(401);
+    Call::get("/.vestibulex")
+        .send(&gw.app)
+        .await
+        .assert_plain(401);
+
+    // A verify path of one's own is matched before the catch-all.
+    let routes = route("app", "/", NO_UPSTREAM, "");
+    let gw = Gw::new(&config(
+        "",
+        "[forward_auth]\npath = \"/.vestibule/check\"\n",
+        &routes,
+    ))
+    .await;
+    let r = Call::get("/.vestibule/check")
+        .header("X-Original-URI", "/x")
+        .header("Remote-User", "alice")
+        .send(&gw.app)
+        .await;
+    r.assert_plain(200);
+    assert_eq!(r.header("remote-user"), Some("alice"));
+    Call::get("/.vestibule/verify")
+        .send(&gw.app)
+        .await
+        .assert_plain(404);
+}

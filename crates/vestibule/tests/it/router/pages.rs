@@ -576,3 +576,113 @@ async fn admins_cannot_disable_themselves_or_the_last_admin() {
     assert!(matches!(r.done, Done::Changed(_)));
     assert_eq!(status(root_id).await, AccountStatus::Disabled);
 }
+
+#[tokio::test]
+async fn the_admin_table_shows_who_and_searches_and_pages_beyond_fifty() {
+    let gw = Gw::new(&pages_config("auto")).await;
+    let root = [
+        ("Remote-User", "root"),
+        ("Remote-Groups", "admins"),
+        ("Remote-Name", "Root Admin"),
+        ("Remote-Email", "root@example.com"),
+    ];
+    // The account page carries a form (and so the CSRF token) whatever the
+    // admin table holds.
+    let a = Browser::open(&gw.app, ACCOUNT, &root).await;
+    // 59 more accounts, straight in the store, one pending.
+    for i in 0..59 {
+        gw.store()
+            .create_account(vestibule_store::NewAccount {
+                key: vestibule_store::IdentityKey::new("oidc", format!("u{i}")),
+                username: format!("user{i:02}"),
+                email: Some(format!("user{i:02}@example.com")),
+                display_name: Some(format!("Person {i:02}")),
+                groups: vec!["users".into()],
+                org: None,
+                status: if i == 42 {
+                    AccountStatus::Pending
+                } else {
+                    AccountStatus::Active
+                },
+                now: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let get = |path: String| a.call("GET", &path).send(&gw.app);
+    let rows = |html: &str| html.matches("data-account=").count();
+
+    // Page 1: 50 rows, pending first; name, source, roles, status, last seen.
+    let r = get(ADMIN.into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = r.text();
+    assert_eq!(rows(&html), 50);
+    assert!(html.contains("accounts 1–50 of 60"), "{html}");
+    let first = between(&html, "data-account=", "</tr>");
+    assert!(
+        first.contains("user42") && first.contains("pending"),
+        "{first}"
+    );
+    let root_row = between(&html, "data-account=\"root\"", "</tr>");
+    for cell in [
+        "Root Admin",
+        "root@example.com",
+        "authelia",
+        "admins",
+        "admin",
+        "active",
+    ] {
+        assert!(
+            root_row.contains(&format!(">{cell}</td>")),
+            "{cell}: {root_row}"
+        );
+    }
+    assert!(root_row.contains(" UTC</td>"), "last seen: {root_row}");
+    assert!(html.contains(">Person 00</td>") && html.contains(">oidc</td>"));
+    assert!(html.contains("href=\"/.vestibule/admin?page=2\""), "{html}");
+    assert!(!html.contains("rel=\"prev\""));
+
+    // Page 2: the other 10, and a way back.
+    let html = get(format!("{ADMIN}?page=2")).await.text();
+    assert_eq!(rows(&html), 10);
+    assert!(html.contains("accounts 51–60 of 60") && html.contains("rel=\"prev\""));
+    assert!(!html.contains("rel=\"next\""));
+    let html = get(format!("{ADMIN}?page=3")).await.text();
+    assert_eq!(rows(&html), 0);
+
+    // Search: username, display name or email, without case; the search
+    // is kept in the page links.
+    let html = get(format!("{ADMIN}?q=USER1")).await.text();
+    assert_eq!(rows(&html), 10, "{html}");
+    assert!(html.contains("10 found for “USER1”"), "{html}");
+    assert!(html.contains("value=\"USER1\""));
+    let html = get(format!("{ADMIN}?q=person+07")).await.text();
+    assert_eq!(rows(&html), 1);
+    assert!(html.contains(">user07</td>"));
+    let html = get(format!("{ADMIN}?q=%25")).await.text();
+    assert_eq!(rows(&html), 0, "% is a character, not a wildcard");
+    let html = get(format!("{ADMIN}?q=example.com")).await.text();
+    assert!(
+        html.contains("href=\"/.vestibule/admin?page=2&#38;q=example%2Ecom\""),
+        "{html}"
+    );
+    // What is shown is escaped.
+    let html = get(format!("{ADMIN}?q=%3Cb%3E")).await.text();
+    assert!(!html.contains("<b>"), "{html}");
+    assert!(
+        html.contains("&#60;b&#62;") || html.contains("&lt;b&gt;"),
+        "{html}"
+    );
+
+    // Bad input: 400 with the reason.
+    for bad in [
+        "page=0",
+        "page=x",
+        "page=-1",
+        "q=%07",
+        &format!("q={}", "x".repeat(101)),
+    ] {
+        let r = get(format!("{ADMIN}?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+}

@@ -23,14 +23,9 @@ fn proxy_config(upstream: &str) -> String {
 }
 
 #[tokio::test]
-async fn no_route_is_404_including_unknown_vestibule_paths() {
+async fn no_route_is_404_and_unknown_vestibule_paths_are_vestibules_404() {
     let gw = Gw::new(&proxy_config(NO_UPSTREAM)).await;
-    for path in [
-        "/",
-        "/elsewhere",
-        "/.vestibule/nope",
-        "/.vestibule/account/x",
-    ] {
+    for path in ["/", "/elsewhere"] {
         let r = Call::get(path)
             .headers(&[("Remote-User", "alice")])
             .send(&gw.app)
@@ -39,6 +34,16 @@ async fn no_route_is_404_including_unknown_vestibule_paths() {
         assert_eq!(r.text(), "No app is configured at this address.\n");
         // Not a page of vestibule's: no page headers.
         assert_eq!(r.header("content-security-policy"), None, "{path}");
+    }
+    // Under /.vestibule/ the path is vestibule's: its own 404 page.
+    for path in ["/.vestibule/nope", "/.vestibule/account/x"] {
+        let r = Call::get(path)
+            .headers(&[("Remote-User", "alice")])
+            .send(&gw.app)
+            .await;
+        r.assert_plain(404);
+        assert_eq!(r.text(), "vestibule has no page at this address.\n");
+        r.assert_page_headers();
     }
 }
 
