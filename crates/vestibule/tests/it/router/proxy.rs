@@ -218,3 +218,45 @@ async fn an_allowed_request_reaches_the_app_with_only_vouched_identity() {
     assert!(!names.contains(&"remote-user".to_owned()), "{names:?}");
     server.abort();
 }
+
+/// Issue 20: the upstream errors a browser can meet (502, 504) are the
+/// common styled page, with a way on; an API client gets plain text.
+#[tokio::test]
+async fn upstream_errors_are_the_common_page_for_browsers() {
+    // 502: nothing listens on the discard port.
+    let gw = Gw::new(&proxy_config(NO_UPSTREAM)).await;
+    let r = Call::get("/public/x").html().send(&gw.app).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(
+        r.text().contains("id=\"refusal\" data-status=\"502\""),
+        "{}",
+        r.text()
+    );
+    let r = Call::get("/public/x").send(&gw.app).await;
+    assert_eq!(r.status, 502);
+    assert!(!r.text().contains("<html"), "{}", r.text());
+
+    // 504: an app that accepts and never answers, with a short timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let cfg = proxy_config(&addr).replacen(
+        "[[route]]",
+        "[upstream]\nresponse_timeout = \"200ms\"\n\n[[route]]",
+        1,
+    );
+    let gw = Gw::new(&cfg).await;
+    let r = Call::get("/public/x").html().send(&gw.app).await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        r.text().contains("id=\"refusal\" data-status=\"504\""),
+        "{}",
+        r.text()
+    );
+    held.abort();
+}
