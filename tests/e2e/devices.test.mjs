@@ -89,13 +89,14 @@ test('a device credential: created in the browser, read from its QR code, used w
   const secret = (await page.inputValue('#secret')).trim();
   assert.match(secret, /^vst_[A-Za-z0-9_-]{43}$/);
 
-  // The QR code holds the server address with user and secret inside
-  // (docs/clients.md): https://user:secret@host/.
-  const connect = new URL(decodeQr(await page.locator('#qr svg').screenshot()));
-  assert.equal(connect.origin, FRONT);
-  assert.equal(decodeURIComponent(connect.username), 'alice');
-  assert.equal(decodeURIComponent(connect.password), secret);
-  const qr = decodeURIComponent(connect.password);
+  // A token's QR code holds server, user and token as JSON
+  // (docs/clients.md): a token is a bearer value and rides in no address.
+  const connect = JSON.parse(decodeQr(await page.locator('#qr svg').screenshot()));
+  assert.equal(new URL(connect.server).origin, FRONT);
+  assert.equal(connect.user, 'alice');
+  assert.equal(connect.token, secret);
+  assert.equal(connect.send_as, 'Bearer');
+  const qr = connect.token;
 
   // curl, through the SSO front and vestibule, with what the QR code said.
   assert.equal(remoteUser(curl(['-H', `Authorization: Bearer ${qr}`, `${FRONT}/`])), 'alice');

@@ -123,9 +123,11 @@ test('a device: created, shown once, listed; a reload makes no second device', a
   assert.match(alice.url(), /\/\.vestibule\/devices\/created\/[0-9a-f]{64}$/);
   const secret = await alice.inputValue('#secret');
   assert.match(secret, /^vst_[A-Za-z0-9_-]{43}$/);
-  const connect = new URL(decodeQr(await alice.locator('#qr svg').screenshot()));
-  assert.equal(`${connect.protocol}//${connect.host}`, FRONT);
-  assert.equal(decodeURIComponent(connect.password), secret);
+  // A token's QR code: server, user and token (docs/clients.md).
+  const connect = JSON.parse(decodeQr(await alice.locator('#qr svg').screenshot()));
+  assert.equal(new URL(connect.server).origin, FRONT);
+  assert.equal(connect.user, 'alice');
+  assert.equal(connect.token, secret);
   // No claim the Home Assistant app takes a custom header.
   assert.doesNotMatch(await alice.content(), /Home Assistant companion\)/);
   await checkPage(alice, 'device-created');
