@@ -35,6 +35,14 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_pairing_claimant.sql"),
         include_str!("../migrations/postgres/0003_pairing_claimant.sql"),
     ),
+    // 4 belongs to another change (session details); the two are
+    // independent, and sqlx applies whichever is missing.
+    (
+        5,
+        "signing keys",
+        include_str!("../migrations/sqlite/0005_signing_keys.sql"),
+        include_str!("../migrations/postgres/0005_signing_keys.sql"),
+    ),
 ];
 
 /// The migrator for one backend.
