@@ -592,6 +592,16 @@ pub(crate) fn decode_pairing_state(pairing: i64, text: &str) -> Result<PairingSt
     })
 }
 
+pub(crate) fn decode_private_format(kid: &str, text: &str) -> Result<PrivateKeyFormat, StoreError> {
+    match text {
+        "plain" => Ok(PrivateKeyFormat::Plain),
+        "aes256gcm" => Ok(PrivateKeyFormat::Aes256Gcm),
+        other => Err(StoreError::Corrupt(format!(
+            "signing key {kid} has an unknown private key format `{other}`"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,15 +791,5 @@ mod tests {
         assert_eq!(full.client_ip.as_deref(), Some("2001:db8::1"));
         assert_eq!(full.outcome, "unchanged");
         assert_eq!(full.detail, "already active");
-    }
-}
-
-pub(crate) fn decode_private_format(kid: &str, text: &str) -> Result<PrivateKeyFormat, StoreError> {
-    match text {
-        "plain" => Ok(PrivateKeyFormat::Plain),
-        "aes256gcm" => Ok(PrivateKeyFormat::Aes256Gcm),
-        other => Err(StoreError::Corrupt(format!(
-            "signing key {kid} has an unknown private key format `{other}`"
-        ))),
     }
 }
