@@ -15,6 +15,7 @@ mod devices;
 mod diagnostic;
 mod duration;
 mod env;
+mod keys;
 mod listen;
 mod log;
 mod routes;
@@ -42,6 +43,10 @@ pub use devices::{
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::HumanDuration;
 pub use env::{ENV_PREFIX, apply_env_overlay};
+pub use keys::{
+    DEFAULT_PUBLISH_AHEAD, DEFAULT_ROTATE_EVERY, KekSource, KeySettings, KeysConfig,
+    SigningAlgorithm,
+};
 pub use listen::{
     ClientIpConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_REQUEST_HEADERS,
@@ -99,6 +104,9 @@ pub struct FileConfig {
     /// `[devices]`: per-device credentials and pairing (with accounts).
     #[serde(default)]
     pub devices: DevicesConfig,
+    /// `[keys]`: the keys identity assertions are signed with (with accounts).
+    #[serde(default)]
+    pub keys: KeysConfig,
     /// `[[route]]`: the apps.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -156,6 +164,8 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Device credentials.
     pub devices: DeviceSettings,
+    /// Signing keys (kept in the store, so only used with accounts).
+    pub keys: KeySettings,
     /// Routes, in file order.
     pub routes: Vec<RouteSettings>,
     /// Matcher over `routes`.
@@ -186,6 +196,11 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         .sessions
         .validate(&mut c, file.accounts.is_some() && file.server.tls.is_none());
     let devices = file.devices.validate(&mut c);
+    let keys_in_postgres = file.accounts.is_some()
+        && file.database.url.as_deref().is_some_and(|u| {
+            vestibule_store::Backend::of_url(u) == Ok(vestibule_store::Backend::Postgres)
+        });
+    let keys = file.keys.validate(&mut c, keys_in_postgres);
     check_roles(&mut c, file);
 
     if file.routes.is_empty() {
@@ -245,6 +260,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
                 accounts,
                 sessions,
                 devices,
+                keys,
                 routes,
                 route_table,
             })
