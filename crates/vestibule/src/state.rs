@@ -46,6 +46,10 @@ pub struct AppState {
     pub account_services: Option<AccountServices>,
     /// How identities are read, when a `[source]` is configured.
     pub identity_reader: Option<IdentityReader>,
+    /// The keys identity assertions are signed with, published at
+    /// `/.vestibule/jwks.json`; loaded (or made) by [`crate::app::spawn`]
+    /// when the store exists.
+    pub signing_keys: Option<Arc<crate::keys::KeyRing>>,
 }
 
 /// The services that exist only with `[accounts]`, over one store.
@@ -219,6 +223,7 @@ impl AppState {
             device_auth,
             account_services,
             identity_reader,
+            signing_keys: None,
         })
     }
 }

@@ -24,5 +24,6 @@ mod readme;
 mod redirects;
 mod router;
 mod service;
+mod signing_keys;
 mod support;
 mod verify;
