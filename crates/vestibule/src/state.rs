@@ -50,6 +50,8 @@ pub struct AppState {
     /// `/.vestibule/jwks.json`; loaded (or made) by [`crate::app::spawn`]
     /// when the store exists.
     pub signing_keys: Option<Arc<crate::keys::KeyRing>>,
+    /// Assertion signing and its cache, when a route sends assertions.
+    pub assertions: Option<crate::keys::assertion::Assertions>,
 }
 
 /// The services that exist only with `[accounts]`, over one store.
@@ -213,6 +215,10 @@ impl AppState {
             }
             _ => None,
         };
+        let assertions = settings
+            .assertions
+            .clone()
+            .map(crate::keys::assertion::Assertions::new);
         Ok(Self {
             settings,
             client,
@@ -224,6 +230,7 @@ impl AppState {
             account_services,
             identity_reader,
             signing_keys: None,
+            assertions,
         })
     }
 }

@@ -29,6 +29,8 @@ pub struct Pass {
     /// Where the request carried a device credential, which must not reach
     /// the app.
     pub credential: Option<Carrier>,
+    /// The identity comes from that device credential (not the SSO front).
+    pub by_device: bool,
 }
 
 /// Decides whether a request may pass, and as whom.
@@ -115,18 +117,20 @@ pub async fn decide(
     // A device credential, on routes that accept one. The SSO front's
     // identity wins when both are present; the credential is stripped
     // either way, so the secret never reaches the app.
-    let (identity, credential) = if public {
-        (identity, None)
+    let (identity, credential, by_device) = if public {
+        (identity, None, false)
     } else {
         match presented_credential(state, route, &req) {
-            Ok(None) => (identity, None),
+            Ok(None) => (identity, None, false),
             // A malformed value in a carrier that is ours is still ours to
             // strip when the front's identity carries the request.
-            Err((carrier, _)) if identity.is_some() && carrier.is_some() => (identity, carrier),
+            Err((carrier, _)) if identity.is_some() && carrier.is_some() => {
+                (identity, carrier, false)
+            }
             Err((_, r)) => return Err(refuse(r)),
-            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier)),
+            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), false),
             Ok(Some(p)) => match verify_credential(state, route, &ctx, &p).await {
-                Ok(id) => (Some(id), Some(p.carrier)),
+                Ok(id) => (Some(id), Some(p.carrier), true),
                 Err(r) => return Err(refuse(r)),
             },
         }
@@ -138,6 +142,7 @@ pub async fn decide(
             identity: if forward_identity { identity } else { None },
             ctx,
             credential,
+            by_device,
         }),
         Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
         Decision::Forbidden => Err(refuse(Refusal::Forbidden {
@@ -237,4 +242,28 @@ async fn verify_credential(
             retry_after: retry_after.as_secs_f64().ceil() as u64,
         }),
     }
+}
+
+/// The signed assertion to send the app with a request that passed, on
+/// routes with `assertion = true` and an identity to vouch for. `Err`
+/// (answered 503) when it cannot be signed: the route promised the app an
+/// assertion, so the request does not go without one.
+pub fn assertion(state: &AppState, pass: &Pass) -> Result<Option<http::HeaderValue>, String> {
+    use crate::keys::assertion::AuthMethod;
+    let route = &state.settings.routes[pass.route];
+    let (Some(audience), Some(identity)) = (&route.assertion_audience, &pass.identity) else {
+        return Ok(None);
+    };
+    let (Some(assertions), Some(ring)) = (&state.assertions, &state.signing_keys) else {
+        return Err("assertion signing keys are not loaded".into());
+    };
+    let method = match (&state.identity_reader, pass.by_device) {
+        (_, true) => AuthMethod::Device,
+        (Some(crate::state::IdentityReader::Jwt { .. }), false) => AuthMethod::Jwt,
+        _ => AuthMethod::Header,
+    };
+    let now = crate::accounts::now_ms() / 1000;
+    assertions
+        .assertion(ring, identity, method, audience, now)
+        .map(Some)
 }

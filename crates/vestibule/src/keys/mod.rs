@@ -23,6 +23,7 @@
 //! every instance then reloads the rows, so all build the same set.
 //! Retiring is idempotent (the first retirement stands).
 
+pub mod assertion;
 pub mod kek;
 
 use std::sync::{Arc, RwLock};

@@ -9,6 +9,7 @@ mod accounts;
 mod admin_cli;
 mod advisories;
 mod assertions;
+mod assertions_out;
 mod careless_app;
 mod check_cli;
 mod devices;

@@ -1,0 +1,135 @@
+//! Signed identity assertions for apps: a compact JWS per (identity,
+//! audience), cached until shortly before it expires so that signing does
+//! not dominate the hot path.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use http::HeaderValue;
+use serde_json::json;
+use vestibule_core::identity::Identity;
+
+use super::KeyRing;
+use crate::config::AssertionSettings;
+
+/// The JWS `typ` of an assertion: an explicit type, so that no other JWT
+/// this key could sign passes for one (RFC 8725 §3.11).
+pub const ASSERTION_TYP: &str = "vestibule-id+jwt";
+
+/// Most assertions kept in the cache; when full, expired ones are dropped,
+/// and if that is not enough, all of them.
+pub const CACHE_CAPACITY: usize = 10_000;
+
+/// A cached assertion is reused until this long before its `exp`, so that
+/// an app never receives one about to expire.
+pub const REUSE_MARGIN_SECS: i64 = 10;
+
+/// How the identity was established: the `auth_method` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// Identity headers from the SSO front.
+    Header,
+    /// A signed assertion from the SSO front.
+    Jwt,
+    /// A device credential.
+    Device,
+}
+
+impl AuthMethod {
+    /// The claim's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Jwt => "jwt",
+            Self::Device => "device",
+        }
+    }
+}
+
+/// Signs assertions, and caches them.
+#[derive(Debug)]
+pub struct Assertions {
+    settings: AssertionSettings,
+    cache: Mutex<HashMap<String, (HeaderValue, i64)>>,
+}
+
+impl Assertions {
+    /// Assertions as `settings` say.
+    pub fn new(settings: AssertionSettings) -> Self {
+        Self {
+            settings,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The header the assertion is sent in.
+    pub fn header(&self) -> &http::HeaderName {
+        &self.settings.header
+    }
+
+    /// The assertion for `identity` towards `audience`, at `now_secs`
+    /// (unix seconds), signed by the ring's current key: a cached one when
+    /// it has more than [`REUSE_MARGIN_SECS`] left.
+    pub fn assertion(
+        &self,
+        ring: &KeyRing,
+        identity: &Identity,
+        method: AuthMethod,
+        audience: &str,
+        now_secs: i64,
+    ) -> Result<HeaderValue, String> {
+        let set = ring.current();
+        let key = set.current();
+        // Everything the token says but the times.
+        let about = json!({
+            "iss": self.settings.issuer,
+            "aud": audience,
+            "sub": identity.subject,
+            "preferred_username": identity.username,
+            "email": identity.email,
+            "name": identity.display_name,
+            "groups": identity.groups,
+            "auth_method": method.as_str(),
+        });
+        let cache_key = format!("{}\n{about}", key.kid());
+        let margin = REUSE_MARGIN_SECS.min(self.lifetime_secs() / 2);
+        {
+            let cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((value, exp)) = cache.get(&cache_key)
+                && now_secs < exp - margin
+            {
+                return Ok(value.clone());
+            }
+        }
+        let exp = now_secs + self.lifetime_secs();
+        let mut claims = about;
+        // RFC 7519 §4.1.4-6: NumericDate seconds.
+        claims["iat"] = json!(now_secs);
+        claims["nbf"] = json!(now_secs);
+        claims["exp"] = json!(exp);
+        let token = key
+            .sign(Some(ASSERTION_TYP), claims.to_string().as_bytes())
+            .map_err(|e| format!("cannot sign an assertion: {e}"))?;
+        let value = HeaderValue::from_str(&token)
+            .map_err(|_| "a signed assertion is not a header value".to_owned())?;
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, (_, e)| now_secs < *e - margin);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(cache_key, (value.clone(), exp));
+        Ok(value)
+    }
+
+    fn lifetime_secs(&self) -> i64 {
+        i64::try_from(self.settings.lifetime.as_secs()).unwrap_or(i64::MAX)
+    }
+}
