@@ -29,8 +29,9 @@ pub struct Pass {
     /// Where the request carried a device credential, which must not reach
     /// the app.
     pub credential: Option<Carrier>,
-    /// The identity comes from that device credential (not the SSO front).
-    pub by_device: bool,
+    /// The device whose credential the identity comes from (not the SSO
+    /// front's).
+    pub device_id: Option<i64>,
 }
 
 /// Decides whether a request may pass, and as whom.
@@ -117,20 +118,20 @@ pub async fn decide(
     // A device credential, on routes that accept one. The SSO front's
     // identity wins when both are present; the credential is stripped
     // either way, so the secret never reaches the app.
-    let (identity, credential, by_device) = if public {
-        (identity, None, false)
+    let (identity, credential, device_id) = if public {
+        (identity, None, None)
     } else {
         match presented_credential(state, route, &req) {
-            Ok(None) => (identity, None, false),
+            Ok(None) => (identity, None, None),
             // A malformed value in a carrier that is ours is still ours to
             // strip when the front's identity carries the request.
             Err((carrier, _)) if identity.is_some() && carrier.is_some() => {
-                (identity, carrier, false)
+                (identity, carrier, None)
             }
             Err((_, r)) => return Err(refuse(r)),
-            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), false),
+            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), None),
             Ok(Some(p)) => match verify_credential(state, route, &ctx, &p).await {
-                Ok(id) => (Some(id), Some(p.carrier), true),
+                Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
                 Err(r) => return Err(refuse(r)),
             },
         }
@@ -142,7 +143,7 @@ pub async fn decide(
             identity: if forward_identity { identity } else { None },
             ctx,
             credential,
-            by_device,
+            device_id,
         }),
         Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
         Decision::Forbidden => Err(refuse(Refusal::Forbidden {
@@ -184,13 +185,13 @@ fn presented_credential(
     }
 }
 
-/// The owner a device credential stands for.
+/// The owner a device credential stands for, and the device's id.
 async fn verify_credential(
     state: &AppState,
     route: usize,
     ctx: &ClientContext,
     presented: &Presented,
-) -> Result<Identity, Refusal> {
+) -> Result<(Identity, i64), Refusal> {
     let rs = &state.settings.routes[route];
     let Some(devices) = state.devices() else {
         return Err(Refusal::BadCredential {
@@ -220,7 +221,10 @@ async fn verify_credential(
         detail: format!("{detail} (sent as {})", carrier.as_str()),
     };
     match verdict {
-        Verdict::Allowed { identity } => Ok(*identity),
+        Verdict::Allowed {
+            identity,
+            device_id,
+        } => Ok((*identity, device_id)),
         Verdict::Unknown => Err(bad(
             "This device credential is not recognised: it was revoked, or mistyped.",
             "unknown device credential",
@@ -257,9 +261,9 @@ pub fn assertion(state: &AppState, pass: &Pass) -> Result<Option<http::HeaderVal
     let (Some(assertions), Some(ring)) = (&state.assertions, &state.signing_keys) else {
         return Err("assertion signing keys are not loaded".into());
     };
-    let method = match (&state.identity_reader, pass.by_device) {
-        (_, true) => AuthMethod::Device,
-        (Some(crate::state::IdentityReader::Jwt { .. }), false) => AuthMethod::Jwt,
+    let method = match (&state.identity_reader, pass.device_id) {
+        (_, Some(device)) => AuthMethod::Device(device),
+        (Some(crate::state::IdentityReader::Jwt { .. }), None) => AuthMethod::Jwt,
         _ => AuthMethod::Header,
     };
     let now = crate::accounts::now_ms() / 1000;

@@ -31,8 +31,8 @@ pub enum AuthMethod {
     Header,
     /// A signed assertion from the SSO front.
     Jwt,
-    /// A device credential.
-    Device,
+    /// A device credential: the device's id.
+    Device(i64),
 }
 
 impl AuthMethod {
@@ -41,7 +41,7 @@ impl AuthMethod {
         match self {
             Self::Header => "header",
             Self::Jwt => "jwt",
-            Self::Device => "device",
+            Self::Device(_) => "device",
         }
     }
 }
@@ -81,7 +81,7 @@ impl Assertions {
         let set = ring.current();
         let key = set.current();
         // Everything the token says but the times.
-        let about = json!({
+        let mut about = json!({
             "iss": self.settings.issuer,
             "aud": audience,
             "sub": identity.subject,
@@ -91,6 +91,9 @@ impl Assertions {
             "groups": identity.groups,
             "auth_method": method.as_str(),
         });
+        if let AuthMethod::Device(id) = method {
+            about["device_id"] = json!(id);
+        }
         let cache_key = format!("{}\n{about}", key.kid());
         let margin = REUSE_MARGIN_SECS.min(self.lifetime_secs() / 2);
         {

@@ -26,7 +26,7 @@ fn gateway_config(data: &Path, upstream: SocketAddr) -> String {
             "signed",
             "/",
             upstream,
-            "host = \"App.Test\"\nassertion = true"
+            "host = \"App.Test\"\nassertion = true\ncredentials = [\"bearer\"]"
         ),
         route(
             "other",
@@ -138,6 +138,50 @@ async fn apps_receive_a_verifiable_assertion_in_path_and_from_forward_auth() {
         .await,
     );
     assert!(anon.is_empty(), "{anon:?}");
+
+    // A device credential: the owner, with `auth_method` and `device_id`.
+    let store = vestibule_store::open(&vestibule_store::StoreConfig::new(format!(
+        "sqlite://{}",
+        data.join("vestibule.db").display()
+    )))
+    .await
+    .unwrap();
+    let owner = store
+        .account_by_identity(&vestibule_store::IdentityKey::new("authentik", "a-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let secret = vestibule_core::credential::device_token(rand::random())
+        .expose()
+        .to_owned();
+    let device = store
+        .create_device(&vestibule_store::NewDevice {
+            account_id: owner.id,
+            name: "phone".into(),
+            kind: "bearer".into(),
+            routes: vec!["signed".into()],
+            secret_hash: vestibule_core::secret::hash_token(&secret),
+            basic_user: None,
+            created_at: 0,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {secret}");
+    let by_device = received(
+        &Raw::get(
+            gw.addr,
+            TRUSTED,
+            "/d",
+            &[("Authorization", bearer.as_str())],
+        )
+        .await,
+    );
+    let (_, device_claims) = verify(&by_device[0], &set);
+    assert_eq!(device_claims["auth_method"], "device");
+    assert_eq!(device_claims["device_id"], device.id);
+    assert_eq!(device_claims["preferred_username"], "alice");
+    assert!(claims.get("device_id").is_none());
 
     // Forward-auth: the 200 answer carries the assertion for the original
     // request's route.
