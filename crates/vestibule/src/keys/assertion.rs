@@ -136,3 +136,113 @@ impl Assertions {
         i64::try_from(self.settings.lifetime.as_secs()).unwrap_or(i64::MAX)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{KeySettings, SigningAlgorithm};
+
+    async fn ring(dir: &tempfile::TempDir) -> KeyRing {
+        let url = format!("sqlite://{}", dir.path().join("v.db").display());
+        let store: Arc<dyn vestibule_store::Store> =
+            vestibule_store::open(&vestibule_store::StoreConfig::new(url))
+                .await
+                .unwrap();
+        let settings = KeySettings {
+            algorithm: SigningAlgorithm::EdDsa,
+            rotate_every: Duration::from_secs(86_400),
+            publish_ahead: Duration::from_secs(3600),
+            kek: None,
+        };
+        KeyRing::open(store, settings).await.unwrap()
+    }
+
+    fn assertions() -> Assertions {
+        Assertions::new(AssertionSettings {
+            header: http::HeaderName::from_static("x-vestibule-assertion"),
+            lifetime: Duration::from_secs(60),
+            issuer: "https://sso".into(),
+        })
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            source: "headers".into(),
+            subject: "a-1".into(),
+            username: "alice".into(),
+            groups: vec!["users".into()],
+            ..Identity::default()
+        }
+    }
+
+    fn claims(v: &HeaderValue) -> serde_json::Value {
+        let token = v.to_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_assertion_is_reused_until_shortly_before_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(&dir).await;
+        let a = assertions();
+        let t = 1_000_000;
+        let first = a
+            .assertion(&ring, &alice(), AuthMethod::Header, "app", t)
+            .unwrap();
+        assert_eq!(claims(&first)["exp"], t + 60);
+        // Reused while more than REUSE_MARGIN_SECS are left.
+        let later = t + 60 - REUSE_MARGIN_SECS - 1;
+        assert_eq!(
+            a.assertion(&ring, &alice(), AuthMethod::Header, "app", later)
+                .unwrap(),
+            first
+        );
+        // Then a fresh one.
+        let fresh = a
+            .assertion(&ring, &alice(), AuthMethod::Header, "app", later + 1)
+            .unwrap();
+        assert_ne!(fresh, first);
+        assert_eq!(claims(&fresh)["iat"], later + 1);
+        // Anything the token says makes another entry.
+        let other_aud = a
+            .assertion(&ring, &alice(), AuthMethod::Header, "other", t)
+            .unwrap();
+        assert_eq!(claims(&other_aud)["aud"], "other");
+        let mut admin = alice();
+        admin.groups.push("admins".into());
+        let more_groups = a
+            .assertion(&ring, &admin, AuthMethod::Header, "app", t)
+            .unwrap();
+        assert_eq!(
+            claims(&more_groups)["groups"],
+            serde_json::json!(["users", "admins"])
+        );
+        let device = a
+            .assertion(&ring, &alice(), AuthMethod::Device(7), "app", t)
+            .unwrap();
+        assert_eq!(claims(&device)["device_id"], 7);
+        assert_eq!(claims(&device)["auth_method"], "device");
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(&dir).await;
+        let a = assertions();
+        for i in 0..=CACHE_CAPACITY {
+            a.assertion(&ring, &alice(), AuthMethod::Header, &i.to_string(), 10)
+                .unwrap();
+        }
+        let held = a.cache.lock().unwrap().len();
+        assert!(held <= CACHE_CAPACITY, "{held}");
+        assert!(held >= 1);
+    }
+}
