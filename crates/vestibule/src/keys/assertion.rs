@@ -3,6 +3,7 @@
 //! not dominate the hot path.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 
 use http::HeaderValue;
@@ -25,7 +26,7 @@ pub const CACHE_CAPACITY: usize = 10_000;
 pub const REUSE_MARGIN_SECS: i64 = 10;
 
 /// How the identity was established: the `auth_method` claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthMethod {
     /// Identity headers from the SSO front.
     Header,
@@ -50,7 +51,39 @@ impl AuthMethod {
 #[derive(Debug)]
 pub struct Assertions {
     settings: AssertionSettings,
-    cache: Mutex<HashMap<String, (HeaderValue, i64)>>,
+    /// Keyed by a keyed hash (SipHash, random keys: a client cannot aim
+    /// collisions) of what the token says; an entry is used only when it
+    /// says exactly that, so a collision is a miss, never another's token.
+    cache: Mutex<HashMap<u64, Cached>>,
+    hasher: RandomState,
+}
+
+/// One signed assertion and everything it says but the times.
+#[derive(Debug)]
+struct Cached {
+    kid: String,
+    audience: String,
+    subject: String,
+    username: String,
+    email: Option<String>,
+    name: Option<String>,
+    groups: Vec<String>,
+    method: AuthMethod,
+    value: HeaderValue,
+    exp: i64,
+}
+
+impl Cached {
+    fn says(&self, kid: &str, audience: &str, id: &Identity, method: AuthMethod) -> bool {
+        self.kid == kid
+            && self.audience == audience
+            && self.subject == id.subject
+            && self.username == id.username
+            && self.email == id.email
+            && self.name == id.display_name
+            && self.groups == id.groups
+            && self.method == method
+    }
 }
 
 impl Assertions {
@@ -59,6 +92,7 @@ impl Assertions {
         Self {
             settings,
             cache: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
         }
     }
 
@@ -69,7 +103,8 @@ impl Assertions {
 
     /// The assertion for `identity` towards `audience`, at `now_secs`
     /// (unix seconds), signed by the ring's current key: a cached one when
-    /// it has more than [`REUSE_MARGIN_SECS`] left.
+    /// it has more than [`REUSE_MARGIN_SECS`] left. A cache hit allocates
+    /// nothing.
     pub fn assertion(
         &self,
         ring: &KeyRing,
@@ -80,8 +115,32 @@ impl Assertions {
     ) -> Result<HeaderValue, String> {
         let set = ring.current();
         let key = set.current();
-        // Everything the token says but the times.
-        let mut about = json!({
+        let hash = self.hasher.hash_one((
+            key.kid(),
+            audience,
+            &identity.subject,
+            &identity.username,
+            &identity.email,
+            &identity.display_name,
+            &identity.groups,
+            method,
+        ));
+        let margin = REUSE_MARGIN_SECS.min(self.lifetime_secs() / 2);
+        {
+            let cache = self
+                .cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(c) = cache.get(&hash)
+                && now_secs < c.exp - margin
+                && c.says(key.kid(), audience, identity, method)
+            {
+                return Ok(c.value.clone());
+            }
+        }
+        let exp = now_secs + self.lifetime_secs();
+        // RFC 7519 §4.1.4-6: NumericDate seconds.
+        let mut claims = json!({
             "iss": self.settings.issuer,
             "aud": audience,
             "sub": identity.subject,
@@ -90,29 +149,13 @@ impl Assertions {
             "name": identity.display_name,
             "groups": identity.groups,
             "auth_method": method.as_str(),
+            "iat": now_secs,
+            "nbf": now_secs,
+            "exp": exp,
         });
         if let AuthMethod::Device(id) = method {
-            about["device_id"] = json!(id);
+            claims["device_id"] = json!(id);
         }
-        let cache_key = format!("{}\n{about}", key.kid());
-        let margin = REUSE_MARGIN_SECS.min(self.lifetime_secs() / 2);
-        {
-            let cache = self
-                .cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((value, exp)) = cache.get(&cache_key)
-                && now_secs < exp - margin
-            {
-                return Ok(value.clone());
-            }
-        }
-        let exp = now_secs + self.lifetime_secs();
-        let mut claims = about;
-        // RFC 7519 §4.1.4-6: NumericDate seconds.
-        claims["iat"] = json!(now_secs);
-        claims["nbf"] = json!(now_secs);
-        claims["exp"] = json!(exp);
         let token = key
             .sign(Some(ASSERTION_TYP), claims.to_string().as_bytes())
             .map_err(|e| format!("cannot sign an assertion: {e}"))?;
@@ -123,12 +166,26 @@ impl Assertions {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, (_, e)| now_secs < *e - margin);
+            cache.retain(|_, c| now_secs < c.exp - margin);
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
         }
-        cache.insert(cache_key, (value.clone(), exp));
+        cache.insert(
+            hash,
+            Cached {
+                kid: key.kid().to_owned(),
+                audience: audience.to_owned(),
+                subject: identity.subject.clone(),
+                username: identity.username.clone(),
+                email: identity.email.clone(),
+                name: identity.display_name.clone(),
+                groups: identity.groups.clone(),
+                method,
+                value: value.clone(),
+                exp,
+            },
+        );
         Ok(value)
     }
 
