@@ -42,6 +42,9 @@ use kek::Kek;
 /// computed from the rows at each reload).
 pub const RELOAD_EVERY: Duration = Duration::from_secs(60);
 
+/// The pause after a failed reload before the next attempt.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// The longest an assertion lives, and verifiers' leeway on `exp`: a
 /// retired key stays published for these (and [`RELOAD_EVERY`]) after it
 /// stopped signing.
@@ -216,6 +219,10 @@ impl KeyRing {
                 tokio::time::sleep(wait).await;
                 if let Err(e) = self.rotate(false, false).await {
                     tracing::warn!(error = %e, "could not rotate or reload the signing keys; retrying");
+                    // The switch time may have passed already: without a
+                    // pause this would retry in a tight loop while the
+                    // store is away.
+                    tokio::time::sleep(RETRY_AFTER).await;
                 }
             }
         })
