@@ -11,11 +11,19 @@ use crate::keys::{KeyRing, Rotation};
 pub(super) async fn list(ctx: &Ctx, json: bool) -> Result<(), Fail> {
     let rows = ctx.store.signing_keys().await?;
     let now = now_ms();
+    // The key that signs: the newest unretired one whose time has come
+    // (an older one is retired by the gateways at their next reload).
+    let signing = rows
+        .iter()
+        .filter(|r| r.retired_at.is_none() && r.signs_from <= now)
+        .max_by_key(|r| (r.signs_from, r.created_at, r.kid.as_str()))
+        .map(|r| r.kid.as_str());
     let state = |r: &vestibule_store::StoredSigningKey| match (r.retired_at, r.verify_until) {
         (Some(_), Some(until)) if until <= now => "expired",
         (Some(_), _) => "retired",
         (None, _) if r.signs_from > now => "published",
-        (None, _) => "signing",
+        (None, _) if Some(r.kid.as_str()) == signing => "signing",
+        (None, _) => "replaced",
     };
     if json {
         print_json(&json!(
