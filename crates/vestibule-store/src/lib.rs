@@ -85,7 +85,8 @@ pub use error::StoreError;
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{
     Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device,
-    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, hex,
+    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, PrivateKeyFormat,
+    Session, StoredSigningKey, hex,
 };
 
 /// A boxed, `Send` future: what every [`Store`] method returns, so that
@@ -450,6 +451,38 @@ pub trait Store: Send + Sync {
     /// returns how many rows were deleted in all. No change is published:
     /// an expired device is refused by its expiry ([`Device::is_live`]).
     fn purge_expired(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    // ---- signing keys --------------------------------------------------
+
+    /// Stores a new signing key unless a key that is not retired was
+    /// created after `unless_created_after` (unix ms); says whether it
+    /// stored it. One conditional `INSERT`, so of several instances that
+    /// decide at once to create the first key (`i64::MIN`) or to rotate
+    /// (the newest acceptable creation time), exactly one wins; the others
+    /// reload with [`Store::signing_keys`]. The caller seals the private
+    /// key. [`StoreError::Conflict`] if the kid exists. No change is
+    /// published: instances reload keys on their own schedule.
+    fn insert_signing_key<'a>(
+        &'a self,
+        key: &'a StoredSigningKey,
+        unless_created_after: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Every stored signing key, oldest first (by `created_at`, then kid).
+    fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<StoredSigningKey>, StoreError>>;
+
+    /// Retires a key that is not retired yet: it stops signing at `now`
+    /// and stays published until `verify_until`. `false` if there is no
+    /// such key or it was retired already (the first retirement stands).
+    fn retire_signing_key<'a>(
+        &'a self,
+        kid: &'a str,
+        now: i64,
+        verify_until: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Deletes retired keys with `verify_until <= now`; returns how many.
+    fn purge_signing_keys(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     // ---- audit ---------------------------------------------------------
 

@@ -41,6 +41,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_session_client.sql"),
         include_str!("../migrations/postgres/0004_session_client.sql"),
     ),
+    (
+        5,
+        "signing keys",
+        include_str!("../migrations/sqlite/0005_signing_keys.sql"),
+        include_str!("../migrations/postgres/0005_signing_keys.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

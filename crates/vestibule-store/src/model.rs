@@ -484,6 +484,74 @@ impl Change {
     }
 }
 
+/// How a signing key's private half is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrivateKeyFormat {
+    /// PKCS#8 DER as is: no key-encryption key was configured.
+    Plain,
+    /// PKCS#8 DER sealed with AES-256-GCM under the key-encryption key: a
+    /// 12-byte nonce, then the ciphertext and its 16-byte tag. The key's
+    /// kid is the additional authenticated data, so a sealed key moved to
+    /// another row does not open.
+    Aes256Gcm,
+}
+
+impl PrivateKeyFormat {
+    /// The stored text: `plain` or `aes256gcm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Aes256Gcm => "aes256gcm",
+        }
+    }
+}
+
+/// A key vestibule signs identity assertions with, as stored. The store
+/// neither encrypts nor interprets the key: the caller seals
+/// `private_key` and reads `public_jwk`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    /// The key id (an RFC 7638 thumbprint): the primary key.
+    pub kid: String,
+    /// The JWS `alg` the key signs with (`ES256`, `EdDSA`, `RS256`).
+    pub alg: String,
+    /// How `private_key` is stored.
+    pub private_format: PrivateKeyFormat,
+    /// The private key, as `private_format` says.
+    pub private_key: Vec<u8>,
+    /// The public key as a JWK (JSON text), as published.
+    pub public_jwk: String,
+    /// Unix ms; the key is published from then on.
+    pub created_at: i64,
+    /// Unix ms from which the key signs: later than `created_at`, so that
+    /// caches of the published set hold it before any token names it.
+    pub signs_from: i64,
+    /// Unix ms when the key stopped signing; `None` while it may sign.
+    pub retired_at: Option<i64>,
+    /// Unix ms until which a retired key stays published (the expiry of
+    /// the last token it signed); `None` while it may sign.
+    pub verify_until: Option<i64>,
+}
+
+/// The private key is never shown.
+impl fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_format", &self.private_format)
+            .field(
+                "private_key",
+                &format_args!("<{} bytes>", self.private_key.len()),
+            )
+            .field("created_at", &self.created_at)
+            .field("signs_from", &self.signs_from)
+            .field("retired_at", &self.retired_at)
+            .field("verify_until", &self.verify_until)
+            .finish()
+    }
+}
+
 /// Lowercase hex: how a digest (a session id's SHA-256…) is written on the
 /// change feed, shown to admins and named in forms.
 pub fn hex(bytes: &[u8]) -> String {
@@ -552,6 +620,16 @@ pub(crate) fn decode_pairing_state(pairing: i64, text: &str) -> Result<PairingSt
     text.parse().map_err(|bad: String| {
         StoreError::Corrupt(format!("pairing {pairing} has an unknown state {bad:?}"))
     })
+}
+
+pub(crate) fn decode_private_format(kid: &str, text: &str) -> Result<PrivateKeyFormat, StoreError> {
+    match text {
+        "plain" => Ok(PrivateKeyFormat::Plain),
+        "aes256gcm" => Ok(PrivateKeyFormat::Aes256Gcm),
+        other => Err(StoreError::Corrupt(format!(
+            "signing key {kid} has an unknown private key format `{other}`"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -21,13 +21,14 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use crate::model::{
-    decode_hash, decode_pairing_state, decode_status, decode_string_list, encode_groups,
+    decode_hash, decode_pairing_state, decode_private_format, decode_status, decode_string_list,
+    encode_groups,
 };
 use crate::{
     ACQUIRE_TIMEOUT, Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter,
     Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount,
-    NewDevice, Pairing, PairingPoll, PairingState, Session, Store, StoreConfig, StoreError, feed,
-    migrations,
+    NewDevice, Pairing, PairingPoll, PairingState, Session, Store, StoreConfig, StoreError,
+    StoredSigningKey, feed, migrations,
 };
 
 /// Columns of `accounts`, in [`account_from_row`]'s order.
@@ -397,6 +398,22 @@ fn pairing_from_row(row: &AnyRow) -> Result<Pairing, StoreError> {
         claimed_at: get(row, "claimed_at")?,
         claimed_ip: get(row, "claimed_ip")?,
         device_id: get(row, "device_id")?,
+    })
+}
+
+fn signing_key_from_row(row: &AnyRow) -> Result<StoredSigningKey, StoreError> {
+    let kid: String = get(row, "kid")?;
+    let format: String = get(row, "private_format")?;
+    Ok(StoredSigningKey {
+        private_format: decode_private_format(&kid, &format)?,
+        alg: get(row, "alg")?,
+        private_key: get(row, "private_key")?,
+        public_jwk: get(row, "public_jwk")?,
+        created_at: get(row, "created_at")?,
+        signs_from: get(row, "signs_from")?,
+        retired_at: get(row, "retired_at")?,
+        verify_until: get(row, "verify_until")?,
+        kid,
     })
 }
 
@@ -1190,6 +1207,89 @@ impl Store for SqlStore {
                 .await?;
             tx.commit().await?;
             Ok(pairings.rows_affected() + devices.rows_affected())
+        })
+    }
+
+    fn insert_signing_key<'a>(
+        &'a self,
+        key: &'a StoredSigningKey,
+        unless_created_after: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // SQLite serialises writers (`BEGIN IMMEDIATE`); on PostgreSQL
+            // two READ COMMITTED inserts could both see no newer key, so
+            // the table is locked against other writers for the check.
+            let mut tx = self.begin().await?;
+            if self.backend == Backend::Postgres {
+                sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let done = sqlx::query(
+                "INSERT INTO signing_keys \
+                 (kid, alg, private_format, private_key, public_jwk, created_at, signs_from, \
+                  retired_at, verify_until) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
+                 WHERE NOT EXISTS (SELECT 1 FROM signing_keys \
+                                   WHERE retired_at IS NULL AND created_at > $10)",
+            )
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(key.private_format.as_str())
+            .bind(&key.private_key[..])
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .bind(key.signs_from)
+            .bind(key.retired_at)
+            .bind(key.verify_until)
+            .bind(unless_created_after)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "a signing key with this kid already exists"))?;
+            tx.commit().await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn signing_keys(&self) -> BoxFuture<'_, Result<Vec<StoredSigningKey>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT kid, alg, private_format, private_key, public_jwk, created_at, \
+                 signs_from, retired_at, verify_until FROM signing_keys ORDER BY created_at, kid",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            all(&rows, signing_key_from_row)
+        })
+    }
+
+    fn retire_signing_key<'a>(
+        &'a self,
+        kid: &'a str,
+        now: i64,
+        verify_until: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE signing_keys SET retired_at = $2, verify_until = $3 \
+                 WHERE kid = $1 AND retired_at IS NULL",
+            )
+            .bind(kid)
+            .bind(now)
+            .bind(verify_until)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn purge_signing_keys(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM signing_keys WHERE verify_until <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
         })
     }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use vestibule_store::{
     Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend, BulkLoad, Change, Device,
-    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, Store,
-    StoreConfig, StoreError, testkit,
+    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, PrivateKeyFormat,
+    Session, Store, StoreConfig, StoreError, StoredSigningKey, testkit,
 };
 
 /// Cases taking a fresh store, opened by `$open`, in modules `$sqlite` and
@@ -82,6 +82,8 @@ on_both_backends!(
     case_pairing_expiry_and_purge,
     case_pairing_redeem_conflict_keeps_it_confirmed,
     case_pairing_races,
+    case_signing_keys,
+    case_signing_key_races,
 );
 
 // Cases that also bulk-load (`BulkLoad`, not part of `Store`).
@@ -2102,4 +2104,106 @@ async fn case_accounts_bulk(store: Arc<dyn BulkLoad>) {
             .is_none()
     );
     assert_eq!(store.accounts(None, 10_000).await.unwrap().len(), 1500);
+}
+
+fn signing_key(kid: &str, created_at: i64) -> StoredSigningKey {
+    StoredSigningKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        private_format: PrivateKeyFormat::Aes256Gcm,
+        // Bytes of every value, so a backend that mangles one shows.
+        private_key: (0..=255u8).collect(),
+        public_jwk: format!(r#"{{"kty":"EC","kid":"{kid}"}}"#),
+        created_at,
+        signs_from: created_at + 3_600_000,
+        retired_at: None,
+        verify_until: None,
+    }
+}
+
+async fn case_signing_keys(store: Arc<dyn Store>) {
+    assert!(store.signing_keys().await.unwrap().is_empty());
+
+    // The first key: stored when there is no key at all.
+    let first = signing_key("k1", 1_000);
+    assert!(store.insert_signing_key(&first, i64::MIN).await.unwrap());
+    assert_eq!(store.signing_keys().await.unwrap(), vec![first.clone()]);
+
+    // A second "first key" loses: k1 is not retired.
+    assert!(
+        !store
+            .insert_signing_key(&signing_key("k1b", 1_001), i64::MIN)
+            .await
+            .unwrap()
+    );
+    // A rotation wanted only if no key newer than 500: refused too.
+    assert!(
+        !store
+            .insert_signing_key(&signing_key("k2", 2_000), 500)
+            .await
+            .unwrap()
+    );
+    // Only if no key newer than 1 000 (k1 is not newer): stored.
+    let mut second = signing_key("k2", 2_000);
+    second.private_format = PrivateKeyFormat::Plain;
+    second.alg = "EdDSA".into();
+    assert!(store.insert_signing_key(&second, 1_000).await.unwrap());
+    // The same kid again: a conflict, whatever the condition says.
+    assert!(matches!(
+        store
+            .insert_signing_key(&signing_key("k2", 3_000), 2_000)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Retire k1: once; the first retirement stands.
+    assert!(store.retire_signing_key("k1", 5_000, 9_000).await.unwrap());
+    assert!(!store.retire_signing_key("k1", 6_000, 99_000).await.unwrap());
+    assert!(
+        !store
+            .retire_signing_key("nope", 6_000, 99_000)
+            .await
+            .unwrap()
+    );
+    let keys = store.signing_keys().await.unwrap();
+    let retired = StoredSigningKey {
+        retired_at: Some(5_000),
+        verify_until: Some(9_000),
+        ..first
+    };
+    assert_eq!(keys, vec![retired.clone(), second.clone()]);
+
+    // A retired key does not block a new first key (k2 does, though).
+    assert!(
+        !store
+            .insert_signing_key(&signing_key("k3", 3_000), 1_000)
+            .await
+            .unwrap()
+    );
+
+    // Purge: only retired keys past `verify_until`.
+    assert_eq!(store.purge_signing_keys(8_999).await.unwrap(), 0);
+    assert_eq!(store.purge_signing_keys(9_000).await.unwrap(), 1);
+    assert_eq!(store.signing_keys().await.unwrap(), vec![second]);
+    assert_eq!(store.purge_signing_keys(i64::MAX).await.unwrap(), 0);
+}
+
+/// Instances starting together each try to create the first key: exactly
+/// one is stored, and every instance then loads that one.
+async fn case_signing_key_races(store: Arc<dyn Store>) {
+    let tries = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .insert_signing_key(&signing_key(&format!("racer{i}"), 1_000 + i), i64::MIN)
+                .await
+                .unwrap()
+        })
+    });
+    let mut won = 0;
+    for t in tries {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.signing_keys().await.unwrap().len(), 1);
 }

@@ -26,6 +26,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     let verify_path = state.settings.verify_path.clone();
     Router::new()
         .route("/.vestibule/healthz", get(healthz))
+        .route(JWKS_PATH, get(jwks))
         .route(&verify_path, get(crate::http::forward_auth::verify))
         .merge(crate::web::router())
         .merge(crate::api::router())
@@ -39,9 +40,36 @@ pub fn admin_app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route(JWKS_PATH, get(jwks))
         .route("/livez", get(crate::service::health::livez))
         .route("/readyz", get(crate::service::health::readyz))
         .with_state(state)
+}
+
+/// Where the public keys of the assertion signing keys are published, on
+/// the main and the admin listeners.
+pub const JWKS_PATH: &str = "/.vestibule/jwks.json";
+
+/// The JWK Set of the signing keys (RFC 7517 §5), as
+/// `application/jwk-set+json` (§8.5.1), cacheable for less than a new key
+/// is published ahead of signing. 404 without a store (no keys).
+async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    let Some(ring) = &state.signing_keys else {
+        return crate::http::responses::plain(
+            StatusCode::NOT_FOUND,
+            "no signing keys: assertions need [accounts] (the keys live in its store)",
+        );
+    };
+    let mut resp = ring.published().to_json().into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&ring.cache_control()) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    resp
 }
 
 async fn healthz() -> Response {
@@ -124,9 +152,16 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         Some(a) => Some(open_store(a).await?),
         None => None,
     };
-    let state = Arc::new(AppState::new(settings, store)?);
-    let mut tasks = Vec::new();
+    let keys = settings.keys.clone();
+    let mut state = AppState::new(settings, store.clone())?;
     let mut background = Vec::new();
+    if let Some(store) = store {
+        let ring = Arc::new(crate::keys::KeyRing::open(store, keys).await?);
+        background.push(ring.clone().maintain());
+        state.signing_keys = Some(ring);
+    }
+    let state = Arc::new(state);
+    let mut tasks = Vec::new();
     if let Some(IdentityReader::Jwt { keys, .. }) = &state.identity_reader {
         // The first load is awaited so a working key server is in use from
         // the first request; a failing one is retried in the background.

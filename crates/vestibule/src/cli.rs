@@ -92,6 +92,14 @@ pub enum Command {
         #[command(subcommand)]
         command: admin_cli::DevicesCommand,
     },
+    /// List or rotate the keys assertions are signed with.
+    Keys {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin_cli::KeysCommand,
+    },
     /// Read the audit log, newest first (--follow: chronological, until Ctrl-C).
     Audit {
         #[command(flatten)]
@@ -321,6 +329,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Users { db, command } => admin_cli::users(&db.config, command).await,
         Command::Sessions { db, command } => admin_cli::sessions(&db.config, command).await,
         Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
+        Command::Keys { db, command } => admin_cli::keys(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
         Command::Migrate { db } => admin_cli::migrate(&db.config).await,
         Command::Backup { db, file } => crate::admin::backup::backup(&db.config, &file).await,

@@ -46,6 +46,7 @@ pub mod config;
 pub mod devices;
 pub mod http;
 pub mod identity;
+pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod ratelimited_log;

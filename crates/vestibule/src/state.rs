@@ -46,6 +46,12 @@ pub struct AppState {
     pub account_services: Option<AccountServices>,
     /// How identities are read, when a `[source]` is configured.
     pub identity_reader: Option<IdentityReader>,
+    /// The keys identity assertions are signed with, published at
+    /// `/.vestibule/jwks.json`; loaded (or made) by [`crate::app::spawn`]
+    /// when the store exists.
+    pub signing_keys: Option<Arc<crate::keys::KeyRing>>,
+    /// Assertion signing and its cache, when a route sends assertions.
+    pub assertions: Option<crate::keys::assertion::Assertions>,
 }
 
 /// The services that exist only with `[accounts]`, over one store.
@@ -209,6 +215,10 @@ impl AppState {
             }
             _ => None,
         };
+        let assertions = settings
+            .assertions
+            .clone()
+            .map(crate::keys::assertion::Assertions::new);
         Ok(Self {
             settings,
             client,
@@ -219,6 +229,8 @@ impl AppState {
             device_auth,
             account_services,
             identity_reader,
+            signing_keys: None,
+            assertions,
         })
     }
 }

@@ -10,8 +10,8 @@ use vestibule_store::AccountStatus;
 
 use super::context::{finish, open};
 use super::{
-    audit as audit_log, devices as device_cmds, migrate as migrate_cmd, sessions as session_cmds,
-    users as user_cmds,
+    audit as audit_log, devices as device_cmds, keys as key_cmds, migrate as migrate_cmd,
+    sessions as session_cmds, users as user_cmds,
 };
 use crate::accounts::admin::StatusAction;
 use crate::config::HumanDuration;
@@ -145,6 +145,28 @@ pub enum DevicesCommand {
     },
 }
 
+/// `vestibule keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the assertion signing keys: published, signing, retired.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new signing key now, whatever the schedule. It is published at
+    /// once and signs after `[keys] publish_ahead`, so verifiers' caches
+    /// know it first; the key it replaces stays published until its tokens
+    /// have expired.
+    Rotate {
+        /// Sign with the new key at once (a key that must go now, e.g. one
+        /// that leaked). Verifiers that cached the key set refetch it on
+        /// the unknown kid.
+        #[arg(long)]
+        immediately: bool,
+    },
+}
+
 /// `vestibule audit …`.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
@@ -225,6 +247,18 @@ pub async fn devices(config: &Path, cmd: DevicesCommand) -> ExitCode {
         DevicesCommand::Revoke { user, .. } => {
             device_cmds::revoke_all(&ctx, user.as_deref().unwrap_or("")).await
         }
+    })
+}
+
+/// Runs `vestibule keys …`.
+pub async fn keys(config: &Path, cmd: KeysCommand) -> ExitCode {
+    let ctx = match open(config).await {
+        Ok(c) => c,
+        Err(f) => return f.exit(),
+    };
+    finish(match cmd {
+        KeysCommand::List { json } => key_cmds::list(&ctx, json).await,
+        KeysCommand::Rotate { immediately } => key_cmds::rotate(&ctx, immediately).await,
     })
 }
 

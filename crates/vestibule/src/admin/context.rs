@@ -52,6 +52,13 @@ pub(super) fn finish(r: Result<(), Fail>) -> ExitCode {
 
 /// Loads and validates the configuration and returns its `[accounts]`.
 pub(super) fn account_settings(path: &Path) -> Result<(AccountSettings, Option<String>), Fail> {
+    settings_with_accounts(path).map(|(a, source, _)| (a, source))
+}
+
+/// [`account_settings`], and the `[keys]` settings.
+pub(super) fn settings_with_accounts(
+    path: &Path,
+) -> Result<(AccountSettings, Option<String>, config::KeySettings), Fail> {
     let file = config::load(path).map_err(|e| Fail::Setup(e.to_string()))?;
     let (settings, diags) = config::validate(&file);
     let Some(settings) = settings else {
@@ -68,7 +75,7 @@ pub(super) fn account_settings(path: &Path) -> Result<(AccountSettings, Option<S
         .as_ref()
         .map(|s| s.name().to_owned());
     match settings.accounts {
-        Some(a) => Ok((a, source)),
+        Some(a) => Ok((a, source, settings.keys)),
         None => Err(Fail::Setup(format!(
             "{} has no [accounts] section: accounts are off, so there is no account database",
             path.display()
@@ -99,10 +106,12 @@ pub(super) struct Ctx {
     pub(super) actor: Actor,
     /// The configured identity source's name, when there is one.
     pub(super) source: Option<String>,
+    /// `[keys]`.
+    pub(super) keys: config::KeySettings,
 }
 
 pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
-    let (a, source) = account_settings(path)?;
+    let (a, source, keys) = settings_with_accounts(path)?;
     // A relative `data_dir` is resolved against the working directory: run
     // from elsewhere, it would name a new, empty database. Refuse that
     // rather than create one.
@@ -137,6 +146,7 @@ pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
             guard: None,
         },
         source,
+        keys,
     })
 }
 

@@ -1,5 +1,5 @@
-//! The admin commands: `vestibule users`, `sessions`, `devices`, `audit`
-//! and `migrate`.
+//! The admin commands: `vestibule users`, `sessions`, `devices`, `keys`,
+//! `audit` and `migrate`.
 //!
 //! They open the database the gateway's configuration names and work on it
 //! while gateways run. Every change goes through the store, which publishes
@@ -31,6 +31,7 @@ pub mod cli;
 mod audit;
 mod context;
 mod devices;
+mod keys;
 mod migrate;
 mod output;
 mod sessions;

@@ -10,11 +10,13 @@
 //! offending key and a fix.
 
 mod accounts;
+mod assertions;
 mod auth;
 mod devices;
 mod diagnostic;
 mod duration;
 mod env;
+mod keys;
 mod listen;
 mod log;
 mod routes;
@@ -35,6 +37,9 @@ pub use accounts::{
     DEFAULT_DB_MAX_CONNECTIONS, DEFAULT_SESSION_ABSOLUTE, DEFAULT_SESSION_IDLE, DatabaseConfig,
     SessionSettings, SessionsConfig,
 };
+pub use assertions::{
+    AssertionSettings, AssertionsConfig, DEFAULT_ASSERTION_HEADER, DEFAULT_ASSERTION_LIFETIME,
+};
 pub use auth::{AuthConfig, DEFAULT_VERIFY_PATH, ForwardAuthConfig};
 pub use devices::{
     DEFAULT_CREDENTIAL_FAILURES_PER_MINUTE, DEFAULT_PAIRING_TTL, DeviceSettings, DevicesConfig,
@@ -42,6 +47,10 @@ pub use devices::{
 pub use diagnostic::{Diagnostic, Severity};
 pub use duration::HumanDuration;
 pub use env::{ENV_PREFIX, apply_env_overlay};
+pub use keys::{
+    DEFAULT_PUBLISH_AHEAD, DEFAULT_ROTATE_EVERY, KekSource, KeySettings, KeysConfig,
+    SigningAlgorithm,
+};
 pub use listen::{
     ClientIpConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_REQUEST_HEADERS,
@@ -99,6 +108,12 @@ pub struct FileConfig {
     /// `[devices]`: per-device credentials and pairing (with accounts).
     #[serde(default)]
     pub devices: DevicesConfig,
+    /// `[keys]`: the keys identity assertions are signed with (with accounts).
+    #[serde(default)]
+    pub keys: KeysConfig,
+    /// `[assertions]`: signed identities sent to apps.
+    #[serde(default)]
+    pub assertions: AssertionsConfig,
     /// `[[route]]`: the apps.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -156,6 +171,10 @@ pub struct Settings {
     pub sessions: SessionSettings,
     /// Device credentials.
     pub devices: DeviceSettings,
+    /// Signing keys (kept in the store, so only used with accounts).
+    pub keys: KeySettings,
+    /// Signed identities for apps, when a route asks for them.
+    pub assertions: Option<AssertionSettings>,
     /// Routes, in file order.
     pub routes: Vec<RouteSettings>,
     /// Matcher over `routes`.
@@ -186,6 +205,16 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         .sessions
         .validate(&mut c, file.accounts.is_some() && file.server.tls.is_none());
     let devices = file.devices.validate(&mut c);
+    let keys_in_postgres = file.accounts.is_some()
+        && file.database.url.as_deref().is_some_and(|u| {
+            vestibule_store::Backend::of_url(u) == Ok(vestibule_store::Backend::Postgres)
+        });
+    let keys = file.keys.validate(&mut c, keys_in_postgres);
+    let assertions = file.assertions.validate(
+        &mut c,
+        file.routes.iter().any(|r| r.assertion),
+        file.accounts.is_some(),
+    );
     check_roles(&mut c, file);
 
     if file.routes.is_empty() {
@@ -216,7 +245,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     let route_table = route_table(&mut c, file)
         .filter(|_| routes.len() == file.routes.len())
         .and_then(|t| t.with_policies(routes.iter().map(|r| r.policy.clone()).collect()));
-    let identity_headers = identity_headers(identity_source.as_ref(), &routes);
+    let identity_headers = identity_headers(identity_source.as_ref(), &routes, &file.assertions);
 
     let settings = match route_table {
         Some(route_table) if !c.has_error() && routes.len() == file.routes.len() => {
@@ -245,6 +274,8 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
                 accounts,
                 sessions,
                 devices,
+                keys,
+                assertions,
                 routes,
                 route_table,
             })
@@ -343,8 +374,14 @@ fn route_table(c: &mut Collector, file: &FileConfig) -> Option<RouteTable> {
 /// Every header that could carry an identity: the built-in spellings, the
 /// source's own and every route's profile. All are stripped from requests
 /// before forwarding, so a client cannot send one past vestibule.
-fn identity_headers(source: Option<&IdentitySource>, routes: &[RouteSettings]) -> IdentityHeaders {
-    let mut headers = IdentityHeaders::builtin();
+fn identity_headers(
+    source: Option<&IdentitySource>,
+    routes: &[RouteSettings],
+    assertions: &AssertionsConfig,
+) -> IdentityHeaders {
+    // The assertion header is ours, on every route, whether or not any
+    // route sends one: a client's copy never reaches an app.
+    let mut headers = IdentityHeaders::builtin().with_names([assertions.header.as_str()]);
     match source.map(|s| &s.kind) {
         Some(SourceKind::Headers(d)) => headers = headers.with_names(d.header_names()),
         Some(SourceKind::Jwt(j)) => headers = headers.with_names([j.header.as_str()]),

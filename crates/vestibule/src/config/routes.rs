@@ -148,6 +148,13 @@ pub struct RouteConfig {
     pub credential_query: String,
     /// Overrides `devices.max_sso_age` for this route. Default: `devices.max_sso_age`.
     pub max_sso_age: Option<HumanDuration>,
+    /// Send the app a signed identity assertion (`[assertions]`). Default
+    /// `false`.
+    #[serde(default)]
+    pub assertion: bool,
+    /// The assertion's `aud`. Default: the route's `host` (required when
+    /// the route has no exact host).
+    pub assertion_audience: Option<String>,
 }
 
 /// `route.auth`: who may pass.
@@ -319,6 +326,8 @@ pub struct RouteSettings {
     pub carriers: Carriers,
     /// Owner must have been seen through SSO within this (route, else global).
     pub max_sso_age: Option<Duration>,
+    /// The `aud` of the assertion sent to the app; `None`: no assertion.
+    pub assertion_audience: Option<String>,
 }
 
 /// What a route takes from other sections.
@@ -438,6 +447,7 @@ impl RouteConfig {
                 "use e.g. \"30d\", or remove it to use devices.max_sso_age",
             );
         }
+        let assertion_audience = self.assertion_audience(c, &key);
         Some(RouteSettings {
             name,
             upstream_authority: authority?,
@@ -457,7 +467,32 @@ impl RouteConfig {
             max_body_bytes: self.max_body_bytes,
             carriers: carriers?,
             max_sso_age: self.max_sso_age.or(cx.max_sso_age).map(|d| d.0),
+            assertion_audience: assertion_audience?,
         })
+    }
+
+    /// The assertion's audience: `Some(None)` without an assertion,
+    /// `None` on an error.
+    fn assertion_audience(&self, c: &mut Collector, key: &str) -> Option<Option<String>> {
+        if !self.assertion {
+            return Some(None);
+        }
+        let exact_host = self
+            .host
+            .as_deref()
+            .filter(|h| !h.starts_with("*."))
+            .map(str::to_ascii_lowercase);
+        match self.assertion_audience.clone().or(exact_host) {
+            Some(aud) if !aud.trim().is_empty() => Some(Some(aud)),
+            _ => {
+                c.error(
+                    format!("{key}.assertion_audience"),
+                    "the route has no exact `host` to use as the assertion's audience",
+                    "set `assertion_audience`, e.g. to the app's URL",
+                );
+                None
+            }
+        }
     }
 
     /// The upstream's authority and base path (no trailing `/`).

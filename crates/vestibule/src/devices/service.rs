@@ -49,6 +49,8 @@ pub enum Verdict {
     Allowed {
         /// The owner, with roles.
         identity: Box<Identity>,
+        /// The device (its id in the store), for the assertion's `device_id`.
+        device_id: i64,
     },
     /// No such credential (never issued, mistyped or revoked).
     Unknown,
@@ -465,6 +467,7 @@ impl Devices {
         };
         Ok(Verdict::Allowed {
             identity: Box::new(identity),
+            device_id: entry.id,
         })
     }
 

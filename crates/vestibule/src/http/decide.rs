@@ -31,6 +31,9 @@ pub struct Pass {
     /// Where the request carried a device credential, which must not reach
     /// the app.
     pub credential: Option<Carrier>,
+    /// The device whose credential the identity comes from (not the SSO
+    /// front's).
+    pub device_id: Option<i64>,
 }
 
 /// Decides whether a request may pass, and as whom.
@@ -117,18 +120,20 @@ pub async fn decide(
     // A device credential, on routes that accept one. The SSO front's
     // identity wins when both are present; the credential is stripped
     // either way, so the secret never reaches the app.
-    let (identity, credential) = if public {
-        (identity, None)
+    let (identity, credential, device_id) = if public {
+        (identity, None, None)
     } else {
         match presented_credential(state, route, &req) {
-            Ok(None) => (identity, None),
+            Ok(None) => (identity, None, None),
             // A malformed value in a carrier that is ours is still ours to
             // strip when the front's identity carries the request.
-            Err((carrier, _)) if identity.is_some() && carrier.is_some() => (identity, carrier),
+            Err((carrier, _)) if identity.is_some() && carrier.is_some() => {
+                (identity, carrier, None)
+            }
             Err((_, r)) => return Err(refuse(r)),
-            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier)),
+            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), None),
             Ok(Some(p)) => match verify_credential(state, route, &ctx, &p).await {
-                Ok(id) => (Some(id), Some(p.carrier)),
+                Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
                 Err(r) => return Err(refuse(r)),
             },
         }
@@ -140,6 +145,7 @@ pub async fn decide(
             identity: if forward_identity { identity } else { None },
             ctx,
             credential,
+            device_id,
         }),
         Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
         Decision::Forbidden => Err(refuse(Refusal::Forbidden {
@@ -181,13 +187,13 @@ fn presented_credential(
     }
 }
 
-/// The owner a device credential stands for.
+/// The owner a device credential stands for, and the device's id.
 async fn verify_credential(
     state: &AppState,
     route: usize,
     ctx: &ClientContext,
     presented: &Presented,
-) -> Result<Identity, Refusal> {
+) -> Result<(Identity, i64), Refusal> {
     let rs = &state.settings.routes[route];
     let Some(devices) = state.devices() else {
         return Err(Refusal::BadCredential {
@@ -217,7 +223,10 @@ async fn verify_credential(
         detail: format!("{detail} (sent as {})", carrier.as_str()),
     };
     match verdict {
-        Verdict::Allowed { identity } => Ok(*identity),
+        Verdict::Allowed {
+            identity,
+            device_id,
+        } => Ok((*identity, device_id)),
         Verdict::Unknown => Err(bad(
             "This device credential is not recognised: it was revoked, or mistyped.",
             "unknown device credential",
@@ -253,4 +262,28 @@ async fn verify_credential(
             retry_after: retry_after.as_secs_f64().ceil() as u64,
         }),
     }
+}
+
+/// The signed assertion to send the app with a request that passed, on
+/// routes with `assertion = true` and an identity to vouch for. `Err`
+/// (answered 503) when it cannot be signed: the route promised the app an
+/// assertion, so the request does not go without one.
+pub fn assertion(state: &AppState, pass: &Pass) -> Result<Option<http::HeaderValue>, String> {
+    use crate::keys::assertion::AuthMethod;
+    let route = &state.settings.routes[pass.route];
+    let (Some(audience), Some(identity)) = (&route.assertion_audience, &pass.identity) else {
+        return Ok(None);
+    };
+    let (Some(assertions), Some(ring)) = (&state.assertions, &state.signing_keys) else {
+        return Err("assertion signing keys are not loaded".into());
+    };
+    let method = match (&state.identity_reader, pass.device_id) {
+        (_, Some(device)) => AuthMethod::Device(device),
+        (Some(crate::state::IdentityReader::Jwt { .. }), None) => AuthMethod::Jwt,
+        _ => AuthMethod::Header,
+    };
+    let now = crate::accounts::now_ms() / 1000;
+    assertions
+        .assertion(ring, identity, method, audience, now)
+        .map(Some)
 }

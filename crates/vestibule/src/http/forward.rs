@@ -289,6 +289,22 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
             headers.insert(name, value);
         }
     }
+    match crate::http::decide::assertion(state, &pass) {
+        Ok(Some(value)) => {
+            if let Some(a) = &state.assertions {
+                headers.insert(a.header().clone(), value);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(route = %route.name, error = %e, "no assertion could be signed; refusing");
+            state.metrics.request(&route.name, "unavailable");
+            return responses::plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "vestibule cannot vouch for this request right now; try again shortly.",
+            );
+        }
+    }
     if let Some(proto) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto.clone());

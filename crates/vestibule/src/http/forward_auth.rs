@@ -173,10 +173,30 @@ pub async fn verify(
                 user = pass.identity.as_ref().map_or("-", |i| i.username.as_str()),
                 client_ip = %ip_for_log(pass.ctx.client_ip),
             );
+            let assertion = match crate::http::decide::assertion(&state, &pass) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(route = %route.name, error = %e, "no assertion could be signed; refusing");
+                    return plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "vestibule cannot vouch for this request right now; try again shortly.",
+                    );
+                }
+            };
             let mut resp = plain(StatusCode::OK, "ok");
             let h = resp.headers_mut();
             for (name, value) in route.profile.render(pass.identity.as_ref()) {
                 h.insert(name, value);
+            }
+            if let Some(a) = &state.assertions {
+                // Always sent on routes with assertions (empty without an
+                // identity), so the front overwrites a client's copy.
+                if route.assertion_audience.is_some() {
+                    h.insert(
+                        a.header().clone(),
+                        assertion.unwrap_or_else(|| http::HeaderValue::from_static("")),
+                    );
+                }
             }
             h.insert(
                 AUTHORIZATION_HEADER,

@@ -313,3 +313,38 @@ async fn database_outage_fails_closed_and_recovers_by_itself() {
         "{cached_seen:?}"
     );
 }
+
+/// Two gateways starting together on one fresh PostgreSQL database make
+/// one signing key between them and publish the same set; with the keys
+/// unencrypted there, `check` warns.
+#[tokio::test]
+async fn gateways_on_one_database_share_one_signing_key() {
+    let url = testkit::postgres_url();
+    let (a, b) = tokio::join!(gateway(&url, "60s"), gateway(&url, "60s"));
+    let jwks = |gw: &Gateway| {
+        let addr = gw.addr;
+        async move {
+            let r = Raw::get(addr, TRUSTED, "/.vestibule/jwks.json", &[]).await;
+            assert_eq!(r.status, 200);
+            r.body
+        }
+    };
+    let (from_a, from_b) = (jwks(&a).await, jwks(&b).await);
+    assert_eq!(from_a, from_b);
+    assert_eq!(vestibule_jose::Jwks::parse(&from_a).unwrap().len(), 1);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(["check", "--config"])
+        .arg(a._dir.path().join("vestibule.toml"))
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("keys.kek_file"), "{text}");
+}

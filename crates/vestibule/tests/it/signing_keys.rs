@@ -1,0 +1,185 @@
+//! The assertion signing keys through the real binary: made at first
+//! start, sealed under the key-encryption key, published at
+//! `/.vestibule/jwks.json` on both listeners, listed and rotated by
+//! `vestibule keys`, and shared by every gateway on the same database.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const KEK_VAR: &str = "TEST_KEK_FOR_VESTIBULE_KEYS";
+/// 32 bytes, base64.
+const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn gateway_config(data: &Path, upstream: std::net::SocketAddr) -> String {
+    let src = format!(
+        "[source.headers]\ndialect = \"authentik\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n[keys]\nkek_env = \"{KEK_VAR}\"\n",
+        data.display()
+    );
+    config(&src, &route("app", "/", upstream, ""))
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn keys_cli(cfg: &Path, args: &[&str], kek: Option<&str>) -> Out {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"));
+    cmd.arg("keys")
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env("USER", "tester")
+        .env_remove("SUDO_USER")
+        .env_remove("VESTIBULE_CONFIG")
+        .env_remove("RUST_LOG")
+        .env_remove(KEK_VAR);
+    if let Some(k) = kek {
+        cmd.env(KEK_VAR, k);
+    }
+    let out = cmd.output().await.unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+async fn listed(cfg: &Path) -> Vec<Value> {
+    let o = keys_cli(cfg, &["list", "--json"], Some(KEK)).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    serde_json::from_str::<Value>(&o.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The published key ids, in publishing order, after checking the
+/// response's headers and that the set parses as a JWK Set.
+async fn published(addr: std::net::SocketAddr) -> Vec<String> {
+    let r = Raw::get(addr, TRUSTED, "/.vestibule/jwks.json", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/jwk-set+json"));
+    // Half of the default `publish_ahead` (1h): a cached set holds a new
+    // key before it signs.
+    assert_eq!(r.header("cache-control"), Some("public, max-age=1800"));
+    let set = vestibule_jose::Jwks::parse(&r.body).unwrap();
+    assert!(set.skipped().is_empty(), "{:?}", set.skipped());
+    let json: Value = serde_json::from_slice(&r.body).unwrap();
+    json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            for private in ["d", "p", "q", "dp", "dq", "qi"] {
+                assert!(
+                    k.get(private).is_none(),
+                    "a private member `{private}` is published"
+                );
+            }
+            k["kid"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn kid_and_state(keys: &[Value]) -> Vec<(String, String)> {
+    keys.iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn keys_are_made_sealed_published_rotated_and_shared() {
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = gateway_config(&data, up);
+    let gw = Gateway::start_in(dir, &text, &[(KEK_VAR, KEK)]).await;
+    let cfg = gw._dir.path().join("vestibule.toml");
+
+    // First start: one key, signing, sealed, published on both listeners.
+    let keys = listed(&cfg).await;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["alg"], "ES256");
+    assert_eq!(keys[0]["sealed"], true);
+    assert_eq!(keys[0]["state"], "signing");
+    let first = keys[0]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(published(gw.addr).await, vec![first.clone()]);
+    assert_eq!(published(gw.admin.unwrap()).await, vec![first.clone()]);
+
+    // Rotating needs the key-encryption key (listing does not).
+    let o = keys_cli(&cfg, &["rotate"], None).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains(KEK_VAR), "{}", o.stderr);
+    assert_eq!(listed(&cfg).await.len(), 1);
+
+    // On command: published ahead, the first key still signs.
+    let o = keys_cli(&cfg, &["rotate"], Some(KEK)).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let keys = listed(&cfg).await;
+    let ahead = keys[1]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        kid_and_state(&keys),
+        vec![
+            (first.clone(), "signing".to_owned()),
+            (ahead.clone(), "published".to_owned())
+        ]
+    );
+    assert!(o.stdout.contains(&ahead), "{}", o.stdout);
+
+    // Immediately: the new key signs, the first one is retired but stays
+    // published (its tokens may still be live).
+    let o = keys_cli(&cfg, &["rotate", "--immediately"], Some(KEK)).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let keys = listed(&cfg).await;
+    let now_signing = keys[2]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(
+        kid_and_state(&keys),
+        vec![
+            (first.clone(), "retired".to_owned()),
+            (ahead.clone(), "published".to_owned()),
+            (now_signing.clone(), "signing".to_owned()),
+        ]
+    );
+
+    // A second gateway on the same database serves the same set: the
+    // signing key first, then the one ahead, then the retired one.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = Gateway::start_in(second_dir, &text, &[(KEK_VAR, KEK)]).await;
+    assert_eq!(
+        published(second.addr).await,
+        vec![now_signing, ahead, first]
+    );
+    assert_eq!(
+        listed(&cfg).await.len(),
+        3,
+        "the second gateway made no key of its own"
+    );
+
+    // Without its key-encryption key a gateway refuses to start.
+    let third_dir = tempfile::tempdir().unwrap();
+    let cfg3 = third_dir.path().join("vestibule.toml");
+    std::fs::write(&cfg3, &text).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(["serve", "--config"])
+        .arg(&cfg3)
+        .env_remove(KEK_VAR)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(KEK_VAR), "{stderr}");
+}
