@@ -37,6 +37,7 @@ impl OutEncoding {
 
 /// An identity field a profile header carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Alike dialect.rs Field: that is the fields read in; this is the fields written out, without Provider.
 pub enum OutField {
     /// The stable subject.
     Subject,
