@@ -958,6 +958,11 @@ mod tests {
         format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
     }
 
+    /// `Basic` with `user:password` given as raw bytes (not UTF-8 on purpose).
+    fn basic_raw(user_password: &[u8]) -> Vec<u8> {
+        format!("Basic {}", STANDARD.encode(user_password)).into_bytes()
+    }
+
     fn headers(lines: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (name, value) in lines {
@@ -1317,11 +1322,7 @@ mod tests {
                 Carrier::Basic,
                 vec![(
                     "authorization",
-                    format!(
-                        "Basic {}",
-                        STANDARD.encode([b"\xffu:".as_slice(), t.as_bytes()].concat())
-                    )
-                    .into_bytes(),
+                    basic_raw(&[b"\xffu:".as_slice(), t.as_bytes()].concat()),
                 )],
                 None,
             ),
@@ -1329,11 +1330,7 @@ mod tests {
                 Carrier::Basic,
                 vec![(
                     "authorization",
-                    format!(
-                        "Basic {}",
-                        STANDARD.encode([b"u:".as_slice(), t.as_bytes(), b"\xff"].concat())
-                    )
-                    .into_bytes(),
+                    basic_raw(&[b"u:".as_slice(), t.as_bytes(), b"\xff"].concat()),
                 )],
                 None,
             ),
