@@ -166,7 +166,7 @@ impl std::error::Error for IdentityError {}
 /// Why a custom dialect was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-// Alike net.rs CidrError, route.rs RouteError: each parser's own error enum and Display, one arm a variant.
+// Alike net.rs CidrError, route.rs RouteError: each parser's own error enum and Display.
 pub enum DialectError {
     /// Not a valid HTTP header name.
     BadHeaderName(String),
@@ -191,7 +191,7 @@ impl fmt::Display for DialectError {
 impl std::error::Error for DialectError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Alike profile.rs OutField: the fields a dialect reads in (with Provider); OutField is what a profile writes out.
+// Alike profile.rs OutField: these are read in (with Provider); OutField is written out.
 enum Field {
     Subject = 0,
     Username,

@@ -83,7 +83,7 @@ pub fn normalize_host(host: &str) -> String {
 /// Why a route table or a request could not be matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-// Alike net.rs CidrError, dialect.rs DialectError: each parser's own error enum and Display, one arm a variant.
+// Alike net.rs CidrError, dialect.rs DialectError: each parser's own error enum and Display.
 pub enum RouteError {
     /// A route's host is not a hostname or `*.domain`.
     BadHost(String),
