@@ -77,6 +77,7 @@ pub fn is_pairing_claim_token(s: &str) -> bool {
 /// configuration layer refuses those (here they would make every request
 /// ambiguous, or read the application's credentials as ours).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+// Alike identity.rs Identity in shape only: documented public fields.
 pub struct Carriers {
     /// `Authorization: Basic base64(user:vst_…)`: the only thing many
     /// Subsonic, WebDAV and CalDAV clients can send.
@@ -335,6 +336,14 @@ fn from_auth_header(
     if lines > 1 {
         return Err(CarrierError::Ambiguous);
     }
+    presented(carrier, read)
+}
+
+/// One carrier's reading, as what was presented or why it is malformed.
+fn presented(
+    carrier: Carrier,
+    read: Result<(Option<String>, Secret), &'static str>,
+) -> Result<Option<Presented>, CarrierError> {
     match read {
         Ok((basic_user, token)) => Ok(Some(Presented {
             carrier,
@@ -431,17 +440,7 @@ fn from_custom_header(
     let read = std::str::from_utf8(trim_ows(value.as_bytes()))
         .map_err(|_| NOT_UTF8)
         .and_then(token_from);
-    match read {
-        Ok(token) => Ok(Some(Presented {
-            carrier: Carrier::Header,
-            token,
-            basic_user: None,
-        })),
-        Err(reason) => Err(CarrierError::Malformed {
-            carrier: Carrier::Header,
-            reason,
-        }),
-    }
+    presented(Carrier::Header, read.map(|token| (None, token)))
 }
 
 /// The query parameter is ours by configuration. Pairs are split on `&`
@@ -465,17 +464,7 @@ fn from_query(query: &str, name: &str) -> Result<Option<Presented>, CarrierError
     let read = String::from_utf8(decoded)
         .map_err(|_| NOT_UTF8)
         .and_then(|value| token_from(&value));
-    match read {
-        Ok(token) => Ok(Some(Presented {
-            carrier: Carrier::Query,
-            token,
-            basic_user: None,
-        })),
-        Err(reason) => Err(CarrierError::Malformed {
-            carrier: Carrier::Query,
-            reason,
-        }),
-    }
+    presented(Carrier::Query, read.map(|token| (None, token)))
 }
 
 /// The value as a credential, if it is a well-formed one.
@@ -969,6 +958,11 @@ mod tests {
         format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
     }
 
+    /// `Basic` with `user:password` given as raw bytes (not UTF-8 on purpose).
+    fn basic_raw(user_password: &[u8]) -> Vec<u8> {
+        format!("Basic {}", STANDARD.encode(user_password)).into_bytes()
+    }
+
     fn headers(lines: &[(&str, &[u8])]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (name, value) in lines {
@@ -1328,11 +1322,7 @@ mod tests {
                 Carrier::Basic,
                 vec![(
                     "authorization",
-                    format!(
-                        "Basic {}",
-                        STANDARD.encode([b"\xffu:".as_slice(), t.as_bytes()].concat())
-                    )
-                    .into_bytes(),
+                    basic_raw(&[b"\xffu:".as_slice(), t.as_bytes()].concat()),
                 )],
                 None,
             ),
@@ -1340,11 +1330,7 @@ mod tests {
                 Carrier::Basic,
                 vec![(
                     "authorization",
-                    format!(
-                        "Basic {}",
-                        STANDARD.encode([b"u:".as_slice(), t.as_bytes(), b"\xff"].concat())
-                    )
-                    .into_bytes(),
+                    basic_raw(&[b"u:".as_slice(), t.as_bytes(), b"\xff"].concat()),
                 )],
                 None,
             ),

@@ -295,7 +295,9 @@ fn decode_q(text: &[u8]) -> Result<Vec<u8>, ValueError> {
     Ok(out)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+/// One hexadecimal digit's value, either case: the Q encoding here and
+/// percent-encoding in `path` (RFC 3986 §2.1) both read it.
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -320,6 +322,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    // Alike within: the four Decoding settings, one constant each.
     const B64: Decoding = Decoding {
         base64_prefix: true,
         rfc2047: false,

@@ -63,6 +63,7 @@ impl Preset {
 
 /// An operator-defined dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Alike jwt/mapping.rs ClaimMapping: one header name for each identity field it fills.
 pub struct CustomDialect {
     /// Header carrying the stable subject (required).
     pub subject: String,
@@ -165,6 +166,7 @@ impl std::error::Error for IdentityError {}
 /// Why a custom dialect was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Alike net.rs CidrError, route.rs RouteError: each parser's own error enum and Display.
 pub enum DialectError {
     /// Not a valid HTTP header name.
     BadHeaderName(String),
@@ -189,6 +191,7 @@ impl fmt::Display for DialectError {
 impl std::error::Error for DialectError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Alike profile.rs OutField: these are read in (with Provider); OutField is written out.
 enum Field {
     Subject = 0,
     Username,
@@ -271,6 +274,7 @@ impl Dialect {
     /// A built-in dialect.
     pub fn preset(preset: Preset) -> Self {
         let plain = Decoding::default();
+        // Alike within: one builder chain a preset, each a table of header names.
         let b = match preset {
             Preset::Authelia => Builder::new(preset.name(), ',', plain)
                 .field(Field::Subject, &["remote-user"])

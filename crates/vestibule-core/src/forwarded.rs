@@ -588,6 +588,7 @@ mod tests {
     }
 
     #[test]
+    // Alike spoofed_leftmost_entries_are_skipped: one hops/assert pair a case.
     fn non_address_hops_stop_the_walk() {
         let peer = Peer::tcp(ip("10.0.0.1"));
         for header in ["1.2.3.4, unknown, 10.0.0.3", "1.2.3.4, garbage, 10.0.0.3"] {

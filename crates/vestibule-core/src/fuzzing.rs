@@ -302,6 +302,17 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
+/// A `name:value` line as a header field, or `None` where there is no
+/// colon or either side is not valid in a field.
+fn header_line(line: &[u8]) -> Option<(http::HeaderName, http::HeaderValue)> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    Some((
+        http::HeaderName::from_bytes(name).ok()?,
+        http::HeaderValue::from_bytes(value).ok()?,
+    ))
+}
+
 /// Header normalisation and dialect mapping: the input is header lines
 /// (`name: value`, split on `\n`), the first byte picks the dialect. Checks
 /// that the identity-header set agrees with normalisation and that any
@@ -318,14 +329,7 @@ pub fn dialect_extract(data: &[u8]) {
     let ids = IdentityHeaders::builtin().with_names(dialect.header_names());
     let mut headers = http::HeaderMap::new();
     for line in rest.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name),
-            http::HeaderValue::from_bytes(value),
-        ) else {
+        let Some((name, value)) = header_line(line) else {
             continue;
         };
         // The set must not depend on spelling.
@@ -600,14 +604,7 @@ pub fn credential_carriers(data: &[u8]) {
             query = Some(String::from_utf8_lossy(q).into_owned());
             continue;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = (&line[..colon], &line[colon + 1..]);
-        let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name),
-            http::HeaderValue::from_bytes(value),
-        ) else {
+        let Some((name, value)) = header_line(line) else {
             continue;
         };
         headers.append(name, value);

@@ -429,6 +429,7 @@ mod tests {
     }
 
     #[test]
+    // Alike every_spelling_of_every_preset_is_an_identity_header: the same loop, the opposite list.
     fn ordinary_headers_are_not_identity_headers() {
         let set = IdentityHeaders::builtin();
         for name in [

@@ -27,6 +27,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// Why a trusted-network entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Alike dialect.rs DialectError, route.rs RouteError: each parser's own error enum and Display.
 pub enum CidrError {
     /// The entry is neither an IP address nor `address/prefix`.
     Malformed(String),
@@ -277,6 +278,7 @@ mod tests {
     }
 
     #[test]
+    // Alike bare_ipv4_is_a_single_host and below: parse, then contains/not-contains asserts.
     fn bare_ipv6_is_a_single_host_not_a_slash_32() {
         // Grafana appends /32 to every entry without a slash, IPv6 included.
         let t = TrustedNetworks::parse(&["2001:db8::23"]).unwrap();

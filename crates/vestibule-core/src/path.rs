@@ -29,6 +29,8 @@
 
 use std::fmt;
 
+use crate::decode::hex_value;
+
 /// Paths longer than this many bytes are refused. Servers commonly cap the
 /// whole request line at 8 KiB; no route needs more.
 pub const MAX_PATH_LEN: usize = 8 * 1024;
@@ -301,15 +303,6 @@ fn remove_dot_segments(path: &[u8]) -> Vec<u8> {
     result
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +363,7 @@ mod tests {
     }
 
     #[test]
+    // Alike refused_paths below: case tables, one assert_eq! a case.
     fn encoded_dot_segments_are_resolved() {
         assert_eq!(readings("/public/%2e%2e/admin"), ["/admin"]);
         assert_eq!(readings("/public/.%2E/admin"), ["/admin"]);

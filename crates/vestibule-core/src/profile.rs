@@ -37,6 +37,7 @@ impl OutEncoding {
 
 /// An identity field a profile header carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Alike dialect.rs Field: that is what a dialect reads in; this, what a profile writes out.
 pub enum OutField {
     /// The stable subject.
     Subject,

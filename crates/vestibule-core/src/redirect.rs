@@ -748,6 +748,7 @@ mod tests {
     }
 
     #[test]
+    // Alike within: a case table, one assert_eq! a case.
     fn origins_parse_strictly() {
         assert_eq!(
             origin("https://a.example"),

@@ -83,6 +83,7 @@ pub fn normalize_host(host: &str) -> String {
 /// Why a route table or a request could not be matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Alike net.rs CidrError, dialect.rs DialectError: each parser's own error enum and Display.
 pub enum RouteError {
     /// A route's host is not a hostname or `*.domain`.
     BadHost(String),
@@ -110,6 +111,7 @@ impl std::error::Error for RouteError {}
 /// Why a request matched no single route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Alike vestibule-jose jws.rs JwsError in shape only: an error enum and its Display.
 pub enum MatchError {
     /// The path is malformed.
     BadPath(PathError),

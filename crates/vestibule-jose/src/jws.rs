@@ -14,6 +14,7 @@ use crate::jwk::{Jwks, VerifyingKey};
 /// Why a JWS was refused. Display strings are short, never contain the
 /// token, and show an untrusted `alg` only cut and sanitised.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Alike vestibule-core JwtError: core mirrors these flat for the binary; jose knows no core.
 pub enum JwsError {
     /// Not a compact JWS with a JSON header object (and, from
     /// [`Verified::claims_object`], a JSON payload object).

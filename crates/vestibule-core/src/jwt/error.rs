@@ -13,6 +13,7 @@ use crate::decode::ValueError;
 /// Display strings are short and never contain the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Alike vestibule-jose JwsError: mirrored flat for the binary's matches, plus claim checks.
 pub enum JwtError {
     /// Longer than [`Expectations::max_token_bytes`](super::Expectations::max_token_bytes).
     TooLong,

@@ -9,6 +9,7 @@ use crate::identity::Identity;
 
 /// Which claim each identity field is read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Alike identity.rs Identity, dialect.rs CustomDialect: a claim name per identity field.
 pub struct ClaimMapping {
     /// The stable subject (usually `sub`).
     pub subject: String,

@@ -229,6 +229,7 @@ impl Accounts {
         }
     }
 
+    // Alike devices/service.rs cached: another cache, keyed by identity, same TTL filter.
     fn cached(&self, key: &IdentityKey) -> Option<Cached> {
         let cache = self.cache.read().ok()?;
         cache

@@ -123,6 +123,7 @@ pub enum SessionsCommand {
 
 /// `vestibule devices …`.
 #[derive(Debug, Subcommand)]
+// Alike SessionsCommand above: the same List arguments; Revoke differs (one device or all).
 pub enum DevicesCommand {
     /// List device credentials, in id order.
     List {

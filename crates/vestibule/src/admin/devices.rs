@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use vestibule_store::StoreError;
 
 use super::context::{Ctx, Fail, find, usernames};
-use super::output::{Table, describe, print_json, when};
+use super::output::{Table, describe, print_json, print_none, when};
 use crate::accounts::admin::clean;
 use crate::accounts::now_ms;
 
@@ -40,10 +40,7 @@ pub(super) async fn list(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<()
         return Ok(());
     }
     if list.is_empty() {
-        match &account {
-            Some(a) => println!("{} has no devices", describe(a)),
-            None => println!("no devices"),
-        }
+        print_none(account.as_ref(), "devices");
         return Ok(());
     }
     let now = now_ms();

@@ -106,6 +106,16 @@ pub(super) fn describe(a: &Account) -> String {
     format!("account {} ({})", a.id, clean(&a.username))
 }
 
+/// What an empty listing prints: `account 3 (ann) has no devices`, or
+/// `no devices` when the listing was not limited to one account.
+pub(super) fn print_none(account: Option<&Account>, what: &str) {
+    match account {
+        Some(a) => println!("{} has no {what}", describe(a)),
+        None => println!("no {what}"),
+    }
+}
+
+// Alike web/mod.rs tests: each tests its own `when` (seconds here, minutes on pages).
 #[cfg(test)]
 mod tests {
     use super::*;

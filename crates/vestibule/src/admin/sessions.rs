@@ -3,7 +3,7 @@
 use vestibule_store::hex;
 
 use super::context::{Ctx, Fail, find, usernames};
-use super::output::{Table, describe, print_json, session_json, when};
+use super::output::{Table, describe, print_json, print_none, session_json, when};
 use crate::accounts::admin::clean;
 use crate::accounts::now_ms;
 
@@ -22,10 +22,7 @@ pub(super) async fn list(ctx: &Ctx, user: Option<&str>, json: bool) -> Result<()
         return Ok(());
     }
     if list.is_empty() {
-        match &account {
-            Some(a) => println!("{} has no sessions", describe(a)),
-            None => println!("no sessions"),
-        }
+        print_none(account.as_ref(), "sessions");
         return Ok(());
     }
     let names = usernames(ctx, list.iter().map(|s| s.account_id)).await?;

@@ -44,6 +44,7 @@ pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What a presented credential is worth on a route.
 #[derive(Debug, Clone)]
+// Alike core DeviceJudgement: adds Unknown, RateLimited, identity and kind, which http/ matches on.
 pub enum Verdict {
     /// Valid: act as the owner.
     Allowed {
@@ -306,6 +307,7 @@ impl Devices {
         }
     }
 
+    // Alike accounts/service.rs cached: another cache, keyed by token hash, same TTL filter.
     fn cached(&self, hash: &[u8; 32]) -> Option<Cached> {
         let cache = self.cache.read().ok()?;
         cache
@@ -413,6 +415,7 @@ impl Devices {
         Ok(verdict)
     }
 
+    // Alike verify above: the same arguments; verify wraps this in the failure rate limit.
     async fn verify_unlimited(
         &self,
         presented: &Presented,

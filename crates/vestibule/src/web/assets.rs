@@ -38,6 +38,7 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
     }
     let mut r = STYLESHEET.into_response();
     let h = r.headers_mut();
+    // Alike web/security_headers.rs: one insert a header; these are the stylesheet's own.
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/css; charset=utf-8"),

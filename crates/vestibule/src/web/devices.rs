@@ -609,6 +609,7 @@ pub(super) async fn revoke(
 }
 
 /// `POST /.vestibule/admin/devices/revoke`: an admin revokes anyone's.
+// Alike revoke above: a handler's extractors; an admin revokes anyone's, and a miss is a bare 404.
 pub(super) async fn admin_revoke(
     State(state): State<Arc<AppState>>,
     s: AdminSession,

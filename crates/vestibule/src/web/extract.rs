@@ -328,6 +328,7 @@ impl Deref for SignedIn {
     }
 }
 
+// Alike Identified above and AdminSession below, and flash.rs Flash: the axum extractor shape.
 impl FromRequestParts<Arc<AppState>> for SignedIn {
     type Rejection = PageError;
 

@@ -109,6 +109,7 @@ impl Notice {
 /// the cookie.
 pub struct Flash(pub Option<Notice>);
 
+// Alike extract.rs SignedIn, Identified: the axum extractor shape.
 impl FromRequestParts<Arc<AppState>> for Flash {
     type Rejection = PageError;
 

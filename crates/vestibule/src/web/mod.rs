@@ -242,6 +242,7 @@ macro_rules! csrf_field {
 pub(crate) use csrf_field;
 csrf_field!(SessionForm, AdminForm);
 
+// Alike devices.rs revoke and admin_action below: a CSRF-checked form handler's extractors.
 async fn revoke_one(
     State(state): State<Arc<AppState>>,
     s: SignedIn,
@@ -527,6 +528,7 @@ async fn admin_confirm(
     }))
 }
 
+// Alike revoke_one above: a CSRF-checked form handler's extractors.
 async fn admin_action(
     State(state): State<Arc<AppState>>,
     s: AdminSession,
@@ -594,6 +596,7 @@ fn lockout_refused(why: Lockout) -> PageError {
     )
 }
 
+// Alike admin/output.rs tests: each tests its own `when` (minutes here, seconds in the CLI).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,19 +98,22 @@ pub(super) fn identity_refused(e: &SourceError) -> PageError {
     PageError::refused(status, "Sign-in not accepted", message, "")
 }
 
-async fn audit(
-    accounts: &Accounts,
-    action: &str,
-    subject: String,
-    ctx: &ClientContext,
-    outcome: &str,
-    detail: &str,
-) {
-    let e = AuditEntry::new(now_ms(), subject.as_str(), action, subject.as_str())
-        .with_client_ip(ctx.client_ip)
-        .with_outcome(outcome)
-        .with_detail(detail);
-    crate::accounts::record_audit(&**accounts.store(), &e).await;
+/// Where one page request's session entries go in the audit log.
+struct SessionAudit<'a> {
+    accounts: &'a Accounts,
+    ctx: &'a ClientContext,
+}
+
+impl SessionAudit<'_> {
+    /// Records `action` on the session of `(source, subject)`, done.
+    async fn record(&self, action: &str, (source, subject): (&str, &str), detail: &str) {
+        let subject = format!("{source}:{subject}");
+        let e = AuditEntry::new(now_ms(), subject.as_str(), action, subject.as_str())
+            .with_client_ip(self.ctx.client_ip)
+            .with_outcome("ok")
+            .with_detail(detail);
+        crate::accounts::record_audit(&**self.accounts.store(), &e).await;
+    }
 }
 
 /// Authenticates a page request and finds, starts or ends its session;
@@ -133,6 +136,10 @@ pub(super) async fn page_session(
     };
     let https = https(&ctx, headers);
     let store = accounts.store().clone();
+    let audit = SessionAudit {
+        accounts: &accounts,
+        ctx: &ctx,
+    };
     let presented = presented_token(headers, https).map(str::to_owned);
     let existing = match &presented {
         Some(t) => store.session(&hash_token(t)).await?,
@@ -146,15 +153,13 @@ pub(super) async fn page_session(
         // The front no longer vouches for anyone: end the session.
         if let Some(s) = &existing {
             let _ = store.revoke_session(&s.id_hash).await;
-            audit(
-                &accounts,
-                "session-end",
-                format!("{}:{}", s.source, s.subject),
-                &ctx,
-                "ok",
-                "identity header gone",
-            )
-            .await;
+            audit
+                .record(
+                    "session-end",
+                    (&s.source, &s.subject),
+                    "identity header gone",
+                )
+                .await;
         }
         // A browser goes to the SSO portal, as it would for an app.
         let login = state
@@ -257,15 +262,9 @@ pub(super) async fn page_session(
         } else {
             "privileges changed"
         };
-        audit(
-            &accounts,
-            "session-end",
-            format!("{}:{}", s.source, s.subject),
-            &ctx,
-            "ok",
-            why,
-        )
-        .await;
+        audit
+            .record("session-end", (&s.source, &s.subject), why)
+            .await;
     }
 
     let mut random = [0u8; 32];
@@ -300,15 +299,9 @@ pub(super) async fn page_session(
     ) {
         slot.set(c);
     }
-    audit(
-        &accounts,
-        "session-start",
-        format!("{}:{}", key.source, key.subject),
-        &ctx,
-        "ok",
-        "",
-    )
-    .await;
+    audit
+        .record("session-start", (&key.source, &key.subject), "")
+        .await;
     Ok(PageSession {
         identity,
         account_id,
