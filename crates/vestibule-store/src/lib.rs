@@ -89,6 +89,9 @@ pub use model::{
     Session, StoredSigningKey, hex,
 };
 
+// Alike `sql.rs`: the trait's method signatures are repeated by its one
+// implementation, as Rust requires.
+
 /// A boxed, `Send` future: what every [`Store`] method returns, so that
 /// `dyn Store` works. The same type as `futures::future::BoxFuture`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

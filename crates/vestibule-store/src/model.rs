@@ -17,6 +17,9 @@ pub enum AccountStatus {
     Disabled,
 }
 
+// Alike `PairingState` and the other stored enums below: each has its own
+// stored spellings (`as_str`, `Display`, `FromStr`), which a shared macro
+// would only obscure.
 impl AccountStatus {
     /// The stored text: `active`, `pending` or `disabled`.
     pub fn as_str(self) -> &'static str {

@@ -8,6 +8,12 @@
 //! `busy_timeout` instead of failing on a lock upgrade) and the change
 //! record (a `changes` row on SQLite, `pg_notify` on PostgreSQL).
 
+//
+// Alike throughout: every `Store` method here is one statement (or one
+// short transaction) written out in full: bind, fetch, decode. Their
+// shapes repeat on purpose; a generic helper would hide the SQL, which is
+// what a reader of this file needs to see next to its decoding.
+
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 

@@ -203,16 +203,21 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Reads the configuration file, or says why not (exit 2).
+fn load_file(path: &std::path::Path) -> Result<config::FileConfig, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config, strict } => {
-            let file = match config::load(&config) {
+            let file = match load_file(&config) {
                 Ok(f) => f,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let (_, diags) = config::validate(&file);
             print_diagnostics(&diags);
@@ -228,12 +233,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::from(check_exit_code(&diags, strict))
         }
         Command::Serve { config } => {
-            let file = match config::load(&config) {
+            let file = match load_file(&config) {
                 Ok(f) => f,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let (settings, diags) = config::validate(&file);
             let Some(settings) = settings else {

@@ -122,6 +122,8 @@ impl ForwardAuthConfig {
 }
 
 #[cfg(test)]
+// Alike every config section's tests: each checks its own defaults and
+// overlay from the same empty file.
 mod tests {
     use super::*;
     use crate::config::parse_for_test as parse;

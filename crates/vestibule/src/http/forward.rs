@@ -296,6 +296,8 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
             }
         }
         Ok(None) => {}
+        // Alike the URI error below: each failure logs its own cause, counts
+        // its own outcome and answers its own status.
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "no assertion could be signed; refusing");
             state.metrics.request(&route.name, "unavailable");

@@ -367,6 +367,8 @@ pub fn refusal_response(
             "This device has not been confirmed by a browser sign-in for too long.",
             "Sign in once in a browser through your SSO portal; this device will work again right away.",
         ),
+        // Alike the `Unavailable` arm: a page plus `Retry-After`, each with
+        // its own status, text and delay.
         Refusal::TooManyFailures { retry_after, .. } => {
             let mut r = page(
                 StatusCode::TOO_MANY_REQUESTS,
