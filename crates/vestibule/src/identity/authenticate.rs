@@ -168,7 +168,7 @@ fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap
             let store = accounts.store().clone();
             let entry = vestibule_store::AuditEntry::new(
                 crate::accounts::now_ms(),
-                format!("{:?}", ctx.peer),
+                ctx.peer.to_string(),
                 "spoof-attempt",
                 names.join(","),
             )
