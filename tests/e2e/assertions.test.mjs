@@ -18,14 +18,15 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { Processes, assertPortFree, vestibuleBin, vestibuleEnv } from './processes.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.join(HERE, '..', '..');
@@ -63,21 +64,6 @@ const ALICE = [
 
 // ---------------------------------------------------------------- helpers
 
-function vestibuleBin() {
-  const bin = process.env.E2E_VESTIBULE_BIN;
-  if (!bin || !fs.existsSync(bin)) {
-    throw new Error('E2E_VESTIBULE_BIN must name the vestibule binary: build it with '
-      + '`cargo build -p vestibule --bin vestibule` and set it to the absolute path of target/debug/vestibule');
-  }
-  return bin;
-}
-
-/** The environment without `VESTIBULE_*` variables, which vestibule reads as configuration. */
-function cleanEnv(extra = {}) {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_')));
-  return { ...env, ...extra };
-}
-
 /** Fails, saying what to install, unless both verifiers' libraries are here. */
 function assertPrerequisites() {
   if (!fs.existsSync(path.join(HERE, 'node_modules', 'jose', 'package.json'))) {
@@ -104,39 +90,7 @@ function nodeSnippet(dir) {
   return file;
 }
 
-const children = [];
-
-function start(name, cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  const rec = { name, child, out: '', exited: null };
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stdout.on('data', (d) => { rec.out += d; });
-  child.stderr.on('data', (d) => { rec.out += d; });
-  child.on('exit', (code, signal) => { rec.exited = { code, signal }; });
-  child.on('error', (e) => { rec.out += `\nspawn error: ${e.message}`; rec.exited = { error: e }; });
-  children.push(rec);
-  return rec;
-}
-
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms).unref(); });
-
-async function waitForOutput(rec, text, ms = 15000) {
-  const end = Date.now() + ms;
-  while (!rec.out.includes(text)) {
-    if (rec.exited) throw new Error(`${rec.name} exited (${JSON.stringify(rec.exited)}):\n${rec.out}`);
-    if (Date.now() > end) throw new Error(`${rec.name}: no "${text}" after ${ms} ms:\n${rec.out}`);
-    await sleep(50);
-  }
-}
-
-async function assertPortFree(port) {
-  const open = await new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  });
-  if (open) throw new Error(`127.0.0.1:${port} is already in use (a leftover test run?)`);
-}
+const procs = new Processes();
 
 /** GET with node:http: `headers` is a list of [name, value] pairs sent as given. */
 function get(port, urlPath, { host = `127.0.0.1:${port}`, headers = [] } = {}) {
@@ -296,20 +250,20 @@ async function setUp() {
   // A second key, published ahead of signing: the gateway then publishes
   // two, and a token can name the one that did not sign it.
   for (const args of [['migrate'], ['keys', 'rotate']]) {
-    const r = spawnSync(bin, [...args, '--config', cfg], { env: cleanEnv(), encoding: 'utf8', timeout: 20000 });
+    const r = spawnSync(bin, [...args, '--config', cfg], { env: vestibuleEnv(), encoding: 'utf8', timeout: 20000 });
     assert.equal(r.status, 0, `vestibule ${args.join(' ')}: ${r.stderr}`);
   }
 
-  const whoami = start('whoami', bin, ['whoami', '--listen', `127.0.0.1:${WHOAMI_PORT}`], { env: cleanEnv() });
-  const gateway = start('vestibule', bin, ['serve', '--config', cfg], { env: cleanEnv({ RUST_LOG: 'info' }) });
-  await waitForOutput(whoami, `listening on http://127.0.0.1:${WHOAMI_PORT}`);
-  await waitForOutput(gateway, `listening on http://127.0.0.1:${VESTIBULE_PORT}`);
+  const whoami = procs.start('whoami', bin, ['whoami', '--listen', `127.0.0.1:${WHOAMI_PORT}`], { env: vestibuleEnv() });
+  const gateway = procs.start('vestibule', bin, ['serve', '--config', cfg], { env: vestibuleEnv() });
+  await procs.waitForOutput(whoami, `listening on http://127.0.0.1:${WHOAMI_PORT}`);
+  await procs.waitForOutput(gateway, `listening on http://127.0.0.1:${VESTIBULE_PORT}`);
 
   for (const v of VERIFIERS) {
     const [cmd, args, env] = v.start(dir);
-    const rec = start(v.id, cmd, args, {
+    const rec = procs.start(v.id, cmd, args, {
       cwd: dir,
-      env: cleanEnv({
+      env: vestibuleEnv({
         ...env,
         JWKS_URL: `http://127.0.0.1:${VESTIBULE_PORT}/.vestibule/jwks.json`,
         ISSUER,
@@ -318,7 +272,7 @@ async function setUp() {
         PORT: String(v.port),
       }),
     });
-    await waitForOutput(rec, `listening on http://127.0.0.1:${v.port}`);
+    await procs.waitForOutput(rec, `listening on http://127.0.0.1:${v.port}`);
   }
   const r = await get(VESTIBULE_PORT, '/.vestibule/jwks.json');
   jwks = json(r);
@@ -326,11 +280,7 @@ async function setUp() {
 }
 
 after(async () => {
-  for (const rec of children) if (!rec.exited) rec.child.kill('SIGTERM');
-  const end = Date.now() + 5000;
-  while (children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
-  for (const rec of children) if (!rec.exited) rec.child.kill('SIGKILL');
-  if (failed) for (const rec of children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
+  await procs.stopAll(failed);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -8,13 +8,14 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { Processes, assertPortFree, vestibuleBin, vestibuleEnv } from './processes.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DOC = path.join(HERE, '..', '..', 'docs', 'integrations', 'georchestra-mellon.md');
@@ -53,29 +54,6 @@ function preauthHeaders() {
 
 // ---------------------------------------------------------------- helpers
 
-function vestibuleBin() {
-  const bin = process.env.E2E_VESTIBULE_BIN;
-  if (!bin) {
-    throw new Error('E2E_VESTIBULE_BIN is not set: build with `cargo build -p vestibule --bin vestibule` '
-      + 'and set E2E_VESTIBULE_BIN to the absolute path of target/debug/vestibule');
-  }
-  if (!fs.existsSync(bin)) {
-    throw new Error(`E2E_VESTIBULE_BIN=${bin} does not exist: build it with \`cargo build -p vestibule --bin vestibule\``);
-  }
-  return bin;
-}
-
-/**
- * The environment for vestibule: without `VESTIBULE_*` variables, which
- * vestibule reads as configuration keys (`E2E_VESTIBULE_BIN` would be the
- * unknown key `bin`, and `serve` would refuse to start).
- */
-function vestibuleEnv() {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_')));
-  env.RUST_LOG ??= 'info';
-  return env;
-}
-
 /** The body of the first ```lang fenced block of a Markdown file, exactly. */
 function fencedBlock(file, lang) {
   const text = fs.readFileSync(file, 'utf8');
@@ -85,40 +63,7 @@ function fencedBlock(file, lang) {
   return m[1];
 }
 
-const children = [];
-
-function start(name, cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  const rec = { name, child, out: '', exited: null };
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stdout.on('data', (d) => { rec.out += d; });
-  child.stderr.on('data', (d) => { rec.out += d; });
-  child.on('exit', (code, signal) => { rec.exited = { code, signal }; });
-  child.on('error', (e) => { rec.out += `\nspawn error: ${e.message}`; rec.exited = { error: e }; });
-  children.push(rec);
-  return rec;
-}
-
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms).unref(); });
-
-async function waitForOutput(rec, text, ms = 15000) {
-  const end = Date.now() + ms;
-  while (!rec.out.includes(text)) {
-    if (rec.exited) throw new Error(`${rec.name} exited (${JSON.stringify(rec.exited)}):\n${rec.out}`);
-    if (Date.now() > end) throw new Error(`${rec.name}: no "${text}" after ${ms} ms:\n${rec.out}`);
-    await sleep(50);
-  }
-}
-
-/** Fails unless nothing listens on `port` yet (a leftover would answer instead). */
-async function assertPortFree(port) {
-  const open = await new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  });
-  if (open) throw new Error(`127.0.0.1:${port} is already in use: stop whatever listens there (a leftover test run?)`);
-}
+const procs = new Processes();
 
 /** One request with node:http; `headers` is a list of [name, value] pairs sent as given. */
 function request(url, { headers = [], localAddress } = {}) {
@@ -202,18 +147,14 @@ async function setUp() {
   for (const port of [VESTIBULE_PORT, WHOAMI_PORT]) await assertPortFree(port);
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vestibule-e2e-georchestra-'));
   fs.writeFileSync(path.join(dir, 'vestibule.toml'), fencedBlock(DOC, 'toml'));
-  const whoami = start('whoami', bin, ['whoami', '--listen', `127.0.0.1:${WHOAMI_PORT}`], { env: vestibuleEnv() });
-  const vestibule = start('vestibule', bin, ['serve', '--config', path.join(dir, 'vestibule.toml')], { env: vestibuleEnv() });
-  await waitForOutput(whoami, `whoami: listening on http://127.0.0.1:${WHOAMI_PORT}`);
-  await waitForOutput(vestibule, `vestibule: listening on http://127.0.0.1:${VESTIBULE_PORT}`);
+  const whoami = procs.start('whoami', bin, ['whoami', '--listen', `127.0.0.1:${WHOAMI_PORT}`], { env: vestibuleEnv() });
+  const vestibule = procs.start('vestibule', bin, ['serve', '--config', path.join(dir, 'vestibule.toml')], { env: vestibuleEnv() });
+  await procs.waitForOutput(whoami, `whoami: listening on http://127.0.0.1:${WHOAMI_PORT}`);
+  await procs.waitForOutput(vestibule, `vestibule: listening on http://127.0.0.1:${VESTIBULE_PORT}`);
 }
 
 after(async () => {
-  for (const rec of children) if (!rec.exited) rec.child.kill('SIGTERM');
-  const end = Date.now() + 5000;
-  while (children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
-  for (const rec of children) if (!rec.exited) rec.child.kill('SIGKILL');
-  if (failed) for (const rec of children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
+  await procs.stopAll(failed);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -1,0 +1,81 @@
+// What the end-to-end tests that start vestibule and other servers share:
+// the binary under test, its environment, child processes whose output is
+// kept for the failure report, and loopback port checks.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+
+export const sleep = (ms) => new Promise((r) => { setTimeout(r, ms).unref(); });
+
+/** The vestibule binary under test, from `E2E_VESTIBULE_BIN`. */
+export function vestibuleBin() {
+  const bin = process.env.E2E_VESTIBULE_BIN;
+  if (!bin) {
+    throw new Error('E2E_VESTIBULE_BIN is not set: build with `cargo build -p vestibule --bin vestibule` '
+      + 'and set E2E_VESTIBULE_BIN to the absolute path of target/debug/vestibule');
+  }
+  if (!fs.existsSync(bin)) {
+    throw new Error(`E2E_VESTIBULE_BIN=${bin} does not exist: build it with \`cargo build -p vestibule --bin vestibule\``);
+  }
+  return bin;
+}
+
+/**
+ * The environment for vestibule (and anything started beside it), plus
+ * `extra`: without `VESTIBULE_*` variables, which vestibule reads as
+ * configuration keys (`E2E_VESTIBULE_BIN` would be the unknown key `bin`,
+ * and `serve` would refuse to start).
+ */
+export function vestibuleEnv(extra = {}) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_')));
+  env.RUST_LOG ??= 'info';
+  return { ...env, ...extra };
+}
+
+/** Fails unless nothing listens on `port` yet (a leftover would answer instead). */
+export async function assertPortFree(port) {
+  const open = await new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  });
+  if (open) throw new Error(`127.0.0.1:${port} is already in use: stop whatever listens there (a leftover test run?)`);
+}
+
+/** Child processes of one test file, stopped together by `stopAll()`. */
+export class Processes {
+  children = [];
+
+  /** Starts a child, keeping its output for the failure report. */
+  start(name, cmd, args, opts = {}) {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    const rec = { name, child, out: '', exited: null };
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d) => { rec.out += d; });
+    child.stderr.on('data', (d) => { rec.out += d; });
+    child.on('exit', (code, signal) => { rec.exited = { code, signal }; });
+    child.on('error', (e) => { rec.out += `\nspawn error: ${e.message}`; rec.exited = { error: e }; });
+    this.children.push(rec);
+    return rec;
+  }
+
+  /** Waits until `rec`'s output contains `text`. */
+  async waitForOutput(rec, text, ms = 15000) {
+    const end = Date.now() + ms;
+    while (!rec.out.includes(text)) {
+      if (rec.exited) throw new Error(`${rec.name} exited (${JSON.stringify(rec.exited)}):\n${rec.out}`);
+      if (Date.now() > end) throw new Error(`${rec.name}: no "${text}" after ${ms} ms:\n${rec.out}`);
+      await sleep(50);
+    }
+  }
+
+  /** SIGTERM to every child, SIGKILL after 5 s; with `report`, prints every child's output. */
+  async stopAll(report) {
+    for (const rec of this.children) if (!rec.exited) rec.child.kill('SIGTERM');
+    const end = Date.now() + 5000;
+    while (this.children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
+    for (const rec of this.children) if (!rec.exited) rec.child.kill('SIGKILL');
+    if (report) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
+  }
+}
