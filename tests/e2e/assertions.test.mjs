@@ -173,7 +173,6 @@ const CASES = [
 // ---------------------------------------------------------------- set-up
 
 let dir;
-let failed = false;
 /** The gateway's keys: kid -> KeyObject (private), read from its store. */
 const privateKeys = new Map();
 let jwks;
@@ -231,14 +230,7 @@ function readStoreKeys() {
   }
 }
 
-before(async () => {
-  try {
-    await setUp();
-  } catch (e) {
-    failed = true;
-    throw e;
-  }
-});
+before(() => procs.track(setUp));
 
 async function setUp() {
   assertPrerequisites();
@@ -280,13 +272,11 @@ async function setUp() {
 }
 
 after(async () => {
-  await procs.stopAll(failed);
+  await procs.stopAll();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const t = (name, fn) => test(name, async (ctx) => {
-  try { await fn(ctx); } catch (e) { failed = true; throw e; }
-});
+const t = (name, fn) => test(name, (ctx) => procs.track(() => fn(ctx)));
 
 /** Through the gateway as alice, from the trusted front, to `v`'s host. */
 const viaGateway = (v, urlPath, extra = []) => get(VESTIBULE_PORT, urlPath, {

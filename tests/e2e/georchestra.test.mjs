@@ -131,16 +131,8 @@ function assertAnonymous(s, why) {
 // ---------------------------------------------------------------- set-up
 
 let dir;
-let failed = false;
 
-before(async () => {
-  try {
-    await setUp();
-  } catch (e) {
-    failed = true;
-    throw e;
-  }
-});
+before(() => procs.track(setUp));
 
 async function setUp() {
   const bin = vestibuleBin();
@@ -154,13 +146,11 @@ async function setUp() {
 }
 
 after(async () => {
-  await procs.stopAll(failed);
+  await procs.stopAll();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const t = (name, fn) => test(name, async (ctx) => {
-  try { await fn(ctx); } catch (e) { failed = true; throw e; }
-});
+const t = (name, fn) => test(name, (ctx) => procs.track(() => fn(ctx)));
 
 // ---------------------------------------------------------------- tests
 

@@ -46,6 +46,19 @@ export async function assertPortFree(port) {
 export class Processes {
   children = [];
 
+  /** Set when a hook or test failed: `stopAll()` then prints every child's output. */
+  failed = false;
+
+  /** Runs `fn`, noting a failure. */
+  async track(fn) {
+    try {
+      return await fn();
+    } catch (e) {
+      this.failed = true;
+      throw e;
+    }
+  }
+
   /** Starts a child, keeping its output for the failure report. */
   start(name, cmd, args, opts = {}) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
@@ -70,12 +83,12 @@ export class Processes {
     }
   }
 
-  /** SIGTERM to every child, SIGKILL after 5 s; with `report`, prints every child's output. */
-  async stopAll(report) {
+  /** SIGTERM to every child, SIGKILL after 5 s; after a failure, prints every child's output. */
+  async stopAll() {
     for (const rec of this.children) if (!rec.exited) rec.child.kill('SIGTERM');
     const end = Date.now() + 5000;
     while (this.children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
     for (const rec of this.children) if (!rec.exited) rec.child.kill('SIGKILL');
-    if (report) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
+    if (this.failed) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
   }
 }

@@ -8,21 +8,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vestibule::accounts::{Accounts, Resolution};
-use vestibule_core::identity::Identity;
 use vestibule_core::policy::{Provisioning, RoutePolicy};
 use vestibule_store::StoreConfig;
 
-fn alice() -> Identity {
-    Identity {
-        source: "authelia".into(),
-        subject: "alice".into(),
-        username: "alice".into(),
-        email: Some("alice@example.com".into()),
-        display_name: Some("Alice Liddell".into()),
-        groups: vec!["admins".into(), "users".into()],
-        ..Default::default()
-    }
-}
+mod support;
+use support::alice;
 
 fn cache_hit(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
