@@ -80,10 +80,19 @@ trusted_proxies = ["127.0.0.1"]
 data_dir = "$WORK/data"
 [accounts]
 cache_ttl = "60s"
+[assertions]
+issuer = "https://bench.invalid"
 [[route]]
 name = "bench"
 upstream = "http://127.0.0.1:$P_UP"
 credentials = ["bearer"]
+# Scenario 8: the same app and identity as scenario 4, plus a signed
+# assertion (its audience: the host).
+[[route]]
+name = "signed"
+host = "signed.bench"
+upstream = "http://127.0.0.1:$P_UP"
+assertion = true
 EOF
 # One account (the authelia user "bench-0") and one device credential for
 # scenario 6; the scale section below seeds far more in a store of its own.
@@ -165,6 +174,12 @@ for p in $P_NGX_PROXY $P_NGX_AUTHV $P_NGX_AUTHS $P_CADDY_PROXY $P_CADDY_AUTHV; d
 
 ID=(-H "Remote-User: bench-0" -H "Remote-Groups: users" -H "Remote-Email: bench-0@example.com" -H "Remote-Name: Bench User 0")
 BEARER=(-H "Authorization: Bearer $TOKEN")
+SIGNED=(-H "Host: signed.bench")
+
+# Scenario 8 measures nothing unless its route really signs: whoami shows
+# what it received.
+curl -fsS "${ID[@]}" "${SIGNED[@]}" -H "Accept: application/json" "http://127.0.0.1:$P_VEST/" \
+  | grep -qi '"x-vestibule-assertion"' || { echo "bench: scenario 8's route sent no assertion" >&2; exit 1; }
 
 # name | description | url | extra wrk args (identity headers)
 SCENARIOS=(
@@ -173,6 +188,7 @@ SCENARIOS=(
   "3|Caddy reverse_proxy|http://127.0.0.1:$P_CADDY_PROXY/_bench|"
   "4|vestibule in-path, trusted headers (authelia), remote profile|http://127.0.0.1:$P_VEST/_bench|id"
   "6|vestibule in-path, Bearer device credential|http://127.0.0.1:$P_VEST/_bench|bearer"
+  "8|vestibule in-path, trusted headers, with a signed assertion (4 on a route with assertion = true)|http://127.0.0.1:$P_VEST/_bench|signed"
   "9|nginx auth_request → vestibule verify → upstream|http://127.0.0.1:$P_NGX_AUTHV/_bench|id"
   "10|nginx auth_request → static 200 → upstream|http://127.0.0.1:$P_NGX_AUTHS/_bench|"
   "11|Caddy forward_auth → vestibule verify → upstream|http://127.0.0.1:$P_CADDY_AUTHV/_bench|id"
@@ -181,7 +197,6 @@ SCENARIOS=(
 PENDING=(
   "5|in-path with a session cookie|pending: sessions authenticate only vestibule's own pages; app routes take the front's headers (an OIDC login would change that)"
   "7|in-path with an opaque OAuth access token|pending: OAuth server"
-  "8|in-path with a signed assertion added|pending: signed assertions"
 )
 
 # Latency values from wrk come as 123.45us / 1.23ms / 1.02s: normalise to ms.
@@ -193,6 +208,7 @@ run_one() { # id url kind -> "rps p50 p99 non2xx"
   case "$kind" in
     id) args=("${ID[@]}") ;;
     bearer) args=("${BEARER[@]}") ;;
+    signed) args=("${ID[@]}" "${SIGNED[@]}") ;;
     verify) args=("${ID[@]}" -H "X-Original-URI: /_bench" -H "X-Forwarded-Host: bench") ;;
   esac
   local out
@@ -324,6 +340,10 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     IFS='|' read -r id desc why <<<"$s"
     echo "| $id | $desc | — | — | — | — | $why |"
   done
+  echo
+  read -r s4 _ _ <<<"$(stats ${RPS[4]})"
+  read -r s8 _ _ <<<"$(stats ${RPS[8]})"
+  echo "Signed assertions (8 ÷ 4, medians; target ≥ 0.95): $(awk -v a="$s8" -v b="$s4" 'BEGIN { printf "%.3f", (b>0)? a/b : 0 }')"
   echo
   echo "Memory and scale: device credentials in the store (SQLite); a working set of at most $WARM_MAX of them used once each (the warm-up: each a cache miss), then requests cycling through that working set for ${DURATION}s (cache hits)."
   echo
