@@ -12,7 +12,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -22,6 +22,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import Provider from 'oidc-provider';
+
+import { Processes, assertPortFree, sleep, vestibuleBin, vestibuleEnv } from './processes.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DOC = path.join(HERE, '..', '..', 'docs', 'integrations', 'apache-openidc.md');
@@ -58,18 +60,6 @@ const OP_KEY = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const OP_JWK = { ...OP_KEY.privateKey.export({ format: 'jwk' }), kid: OP_KID, use: 'sig', alg: 'RS256' };
 
 // ---------------------------------------------------------------- helpers
-
-function vestibuleBin() {
-  const bin = process.env.E2E_VESTIBULE_BIN;
-  if (!bin) {
-    throw new Error('E2E_VESTIBULE_BIN is not set: build with `cargo build -p vestibule --bin vestibule` '
-      + 'and set E2E_VESTIBULE_BIN to the absolute path of target/debug/vestibule');
-  }
-  if (!fs.existsSync(bin)) {
-    throw new Error(`E2E_VESTIBULE_BIN=${bin} does not exist: build it with \`cargo build -p vestibule --bin vestibule\``);
-  }
-  return bin;
-}
 
 /**
  * The body of the `index`-th (from 0) ```lang fenced block of a Markdown
@@ -134,47 +124,7 @@ function idTokenClaims(aud, overrides = {}) {
   };
 }
 
-/**
- * The environment for vestibule: without `VESTIBULE_*` variables, which
- * vestibule reads as configuration keys (`E2E_VESTIBULE_BIN` would be the
- * unknown key `bin`, and `serve` would refuse to start).
- */
-function vestibuleEnv() {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VESTIBULE_')));
-  env.RUST_LOG ??= 'info';
-  return env;
-}
-
-const children = [];
-
-/**
- * Starts a child process, keeping its output for the failure report. A
- * `detached` child gets its own process group, which after() stops whole.
- */
-function start(name, cmd, args, opts = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-  const rec = { name, child, out: '', exited: null, group: Boolean(opts.detached) };
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stdout.on('data', (d) => { rec.out += d; });
-  child.stderr.on('data', (d) => { rec.out += d; });
-  child.on('exit', (code, signal) => { rec.exited = { code, signal }; });
-  child.on('error', (e) => { rec.out += `\nspawn error: ${e.message}`; rec.exited = { error: e }; });
-  children.push(rec);
-  return rec;
-}
-
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms).unref(); });
-
-/** Waits until `rec`'s output contains `text`. */
-async function waitForOutput(rec, text, ms = 15000) {
-  const end = Date.now() + ms;
-  while (!rec.out.includes(text)) {
-    if (rec.exited) throw new Error(`${rec.name} exited (${JSON.stringify(rec.exited)}):\n${rec.out}`);
-    if (Date.now() > end) throw new Error(`${rec.name}: no "${text}" after ${ms} ms:\n${rec.out}`);
-    await sleep(50);
-  }
-}
+const procs = new Processes();
 
 /** Waits until a TCP port accepts connections. */
 async function waitForPort(port, rec, ms = 15000) {
@@ -189,15 +139,6 @@ async function waitForPort(port, rec, ms = 15000) {
     if (Date.now() > end) throw new Error(`port ${port} not open after ${ms} ms`);
     await sleep(50);
   }
-}
-
-/** Fails unless nothing listens on `port` yet (a leftover would answer instead). */
-async function assertPortFree(port) {
-  const open = await new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-    s.on('error', () => resolve(false));
-  });
-  if (open) throw new Error(`127.0.0.1:${port} is already in use: stop whatever listens there (a leftover test run?)`);
 }
 
 /**
@@ -316,7 +257,6 @@ function seenHeaders(res) {
 let dir;
 let provider;
 let opServer;
-let failed = false;
 
 /**
  * One SSO front: an Apache configuration of the doc and the vestibule
@@ -345,14 +285,7 @@ const fronts = {
   },
 };
 
-before(async () => {
-  try {
-    await setUp();
-  } catch (e) {
-    failed = true;
-    throw e;
-  }
-});
+before(() => procs.track(setUp));
 
 /** Writes a front's two files from the doc; `__DIR__` is the only substitution. */
 function prepareFront(front) {
@@ -370,12 +303,12 @@ function prepareFront(front) {
 
 /** Starts a front's vestibule and Apache. */
 async function startFront(front, bin) {
-  const vestibule = start(`vestibule (${front.name})`, bin, ['serve', '--config', path.join(front.dir, 'vestibule.toml')], { env: vestibuleEnv() });
+  const vestibule = procs.start(`vestibule (${front.name})`, bin, ['serve', '--config', path.join(front.dir, 'vestibule.toml')], { env: vestibuleEnv() });
   // Its own process group, so that after() can stop the parent and its children.
   // /usr/sbin is not on every user's PATH.
   const apache2 = fs.existsSync('/usr/sbin/apache2') ? '/usr/sbin/apache2' : 'apache2';
-  const apache = start(`apache (${front.name})`, apache2, ['-f', path.join(front.dir, 'httpd.conf'), '-DFOREGROUND'], { detached: true });
-  await waitForOutput(vestibule, `vestibule: listening on ${front.vestibule}`);
+  const apache = procs.start(`apache (${front.name})`, apache2, ['-f', path.join(front.dir, 'httpd.conf'), '-DFOREGROUND'], { detached: true });
+  await procs.waitForOutput(vestibule, `vestibule: listening on ${front.vestibule}`);
   await waitForPort(front.apachePort, apache);
   // Apache writes its pid file once it has bound its port and started.
   const end = Date.now() + 10000;
@@ -458,8 +391,8 @@ async function setUp() {
   assert.equal(tomlString(fronts.jwt.toml, 'jwks_url'), discovery.jwks_uri);
   assert.match(fronts.jwt.toml, new RegExp(`^audience = \\["${fronts.jwt.clientId}"\\]$`, 'm'), 'audience = the variant\'s client ID');
 
-  const whoami = start('whoami', bin, ['whoami', '--listen', `127.0.0.1:${WHOAMI_PORT}`], { env: vestibuleEnv() });
-  await waitForOutput(whoami, `whoami: listening on http://127.0.0.1:${WHOAMI_PORT}`);
+  const whoami = procs.start('whoami', bin, ['whoami', '--listen', `127.0.0.1:${WHOAMI_PORT}`], { env: vestibuleEnv() });
+  await procs.waitForOutput(whoami, `whoami: listening on http://127.0.0.1:${WHOAMI_PORT}`);
   for (const front of Object.values(fronts)) await startFront(front, bin);
 
   // The variant's vestibule answers 503 until it has fetched the provider's
@@ -475,23 +408,13 @@ async function setUp() {
 }
 
 after(async () => {
-  const stop = (rec, signal) => {
-    if (rec.exited) return;
-    try {
-      if (rec.group) process.kill(-rec.child.pid, signal);
-      else rec.child.kill(signal);
-    } catch { /* already gone */ }
-  };
-  for (const rec of children) stop(rec, 'SIGTERM');
-  const end = Date.now() + 5000;
-  while (children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
-  for (const rec of children) stop(rec, 'SIGKILL');
+  const report = procs.failed || Boolean(process.env.KEEP_E2E_DIR);
+  await procs.stopAll({ report });
   if (opServer) {
     opServer.closeAllConnections?.();
     await new Promise((r) => opServer.close(r));
   }
-  if (failed || process.env.KEEP_E2E_DIR) {
-    for (const rec of children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
+  if (report) {
     for (const front of Object.values(fronts)) {
       const log = front.dir && path.join(front.dir, 'error.log');
       if (log && fs.existsSync(log)) console.error(`----- apache (${front.name}) error.log -----\n${fs.readFileSync(log, 'utf8')}`);
@@ -501,9 +424,7 @@ after(async () => {
 });
 
 /** Wraps a test body so that a failure prints the peers' logs in after(). */
-const t = (name, fn) => test(name, async (ctx) => {
-  try { await fn(ctx); } catch (e) { failed = true; throw e; }
-});
+const t = (name, fn) => test(name, (ctx) => procs.track(() => fn(ctx)));
 
 // ---------------------------------------------------------------- tests
 

@@ -59,10 +59,14 @@ export class Processes {
     }
   }
 
-  /** Starts a child, keeping its output for the failure report. */
+  /**
+   * Starts a child, keeping its output for the failure report. A
+   * `detached` child gets its own process group, which `stopAll()` stops
+   * whole (for servers that fork, like Apache).
+   */
   start(name, cmd, args, opts = {}) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
-    const rec = { name, child, out: '', exited: null };
+    const rec = { name, child, out: '', exited: null, group: Boolean(opts.detached) };
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (d) => { rec.out += d; });
@@ -83,12 +87,22 @@ export class Processes {
     }
   }
 
-  /** SIGTERM to every child, SIGKILL after 5 s; after a failure, prints every child's output. */
-  async stopAll() {
-    for (const rec of this.children) if (!rec.exited) rec.child.kill('SIGTERM');
+  /**
+   * SIGTERM to every child, SIGKILL after 5 s; with `report` (by default
+   * after a failure), prints every child's output.
+   */
+  async stopAll({ report = this.failed } = {}) {
+    const stop = (rec, signal) => {
+      if (rec.exited) return;
+      try {
+        if (rec.group) process.kill(-rec.child.pid, signal);
+        else rec.child.kill(signal);
+      } catch { /* already gone */ }
+    };
+    for (const rec of this.children) stop(rec, 'SIGTERM');
     const end = Date.now() + 5000;
     while (this.children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
-    for (const rec of this.children) if (!rec.exited) rec.child.kill('SIGKILL');
-    if (this.failed) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
+    for (const rec of this.children) stop(rec, 'SIGKILL');
+    if (report) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
   }
 }
