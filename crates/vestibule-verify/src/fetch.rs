@@ -1,5 +1,6 @@
 //! The gateway's JWK Set over HTTP(S), cached: fetched on first use,
-//! again after [`MAX_AGE`], and at once (at most every [`MIN_REFETCH`])
+//! again after [`MAX_AGE`], and at once (at most every `min_refetch`,
+//! by default [`MIN_REFETCH`])
 //! when a token names an unknown `kid` — which is how a rotation reaches
 //! the app: the gateway publishes a new key before it signs with it.
 
@@ -14,7 +15,8 @@ use tokio::net::TcpStream;
 use crate::Error;
 use crate::jwk::Jwks;
 
-/// The shortest time between two fetches, whatever asks for them.
+/// The shortest time between two fetches, whatever asks for them, unless
+/// the verifier says otherwise.
 pub(crate) const MIN_REFETCH: Duration = Duration::from_secs(10);
 /// A key set older than this is fetched again before it is used; if that
 /// fails, nothing verifies (a key the gateway withdrew stops working).
@@ -84,7 +86,11 @@ impl RemoteJwks {
     /// a fresh one when the cache is stale or lacks `kid` and the rate
     /// limit allows a fetch. The set returned may still lack `kid` (then
     /// the token names a key the gateway does not publish).
-    pub(crate) async fn keys_for(&self, kid: &str) -> Result<Arc<Jwks>, Error> {
+    pub(crate) async fn keys_for(
+        &self,
+        kid: &str,
+        min_refetch: Duration,
+    ) -> Result<Arc<Jwks>, Error> {
         if let Some(keys) = self.cached(Some(kid)) {
             return Ok(keys);
         }
@@ -93,7 +99,7 @@ impl RemoteJwks {
         if let Some(keys) = self.cached(Some(kid)) {
             return Ok(keys);
         }
-        if last_attempt.is_some_and(|t| t.elapsed() < MIN_REFETCH) {
+        if last_attempt.is_some_and(|t| t.elapsed() < min_refetch) {
             return self.cached(None).ok_or(Error::KeysUnavailable);
         }
         *last_attempt = Some(Instant::now());

@@ -13,6 +13,9 @@ use crate::jwk::Jwks;
 pub struct Verifier {
     policy: Arc<Policy>,
     keys: Keys,
+    /// The shortest time between two fetches of the key set.
+    #[cfg(feature = "fetch")]
+    min_refetch: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +33,8 @@ impl Verifier {
         Self {
             policy: Arc::new(policy),
             keys: Keys::Pinned(Arc::new(keys)),
+            #[cfg(feature = "fetch")]
+            min_refetch: crate::fetch::MIN_REFETCH,
         }
     }
 
@@ -75,7 +80,18 @@ impl Verifier {
         Ok(Self {
             policy: Arc::new(policy),
             keys: Keys::Fetched(Arc::new(crate::fetch::RemoteJwks::new(jwks_url, tls)?)),
+            min_refetch: crate::fetch::MIN_REFETCH,
         })
+    }
+
+    /// The shortest time between two fetches of the key set (default
+    /// 10 s), whatever asks for them: unknown `kid`s, a stale cache, or a
+    /// failed fetch. No effect on a pinned verifier.
+    #[cfg(feature = "fetch")]
+    #[must_use]
+    pub fn with_min_refetch(mut self, interval: std::time::Duration) -> Self {
+        self.min_refetch = interval;
+        self
     }
 
     /// The policy this verifier checks.
@@ -98,7 +114,7 @@ impl Verifier {
                 // The header is read (not trusted) first, for the `kid` to
                 // look up; everything is checked again by `verify_at`.
                 let kid = crate::jws::key_id(token)?;
-                let keys = remote.keys_for(&kid).await?;
+                let keys = remote.keys_for(&kid, self.min_refetch).await?;
                 self.policy.verify_at(token, &keys, now)
             }
         }
