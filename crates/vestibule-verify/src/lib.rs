@@ -97,3 +97,8 @@ pub const DEFAULT_HEADER: &str = "x-vestibule-assertion";
 /// Base64url without padding, RFC 7515 §2: `=` and non-zero trailing bits
 /// are refused, so every segment has exactly one spelling.
 pub(crate) use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+
+/// The README's example, compiled as a doctest so that it stays true.
+#[cfg(all(doctest, feature = "fetch", feature = "tower"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
