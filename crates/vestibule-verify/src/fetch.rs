@@ -113,7 +113,9 @@ impl RemoteJwks {
     }
 
     /// One GET over HTTP/1.1; anything but `200` with a body under
-    /// [`MAX_JWKS_BYTES`] is a failure.
+    /// [`MAX_JWKS_BYTES`] is a failure. The same shape as the binary's
+    /// `identity/jwks.rs` fetch, on purpose: this crate is published on
+    /// its own and can depend on no vestibule crate.
     async fn get(&self) -> Result<Bytes, Error> {
         let unavailable = |_| Error::KeysUnavailable;
         let host = self.url.host().ok_or(Error::KeysUnavailable)?;
