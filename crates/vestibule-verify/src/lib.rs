@@ -24,10 +24,10 @@
 //!
 //! ## Features
 //!
-//! - `fetch`: [`Verifier::fetch`] reads the JWK Set from the gateway over
+//! - `fetch`: `Verifier::fetch` reads the JWK Set from the gateway over
 //!   HTTP or HTTPS (rustls with aws-lc-rs, Mozilla's roots), caches it and
 //!   fetches it again when a token names a key it does not have.
-//! - `tower`: [`AssertionLayer`], which refuses requests without a valid
+//! - `tower`: `AssertionLayer`, which refuses requests without a valid
 //!   assertion with `401` and puts the [`Identity`] into the request's
 //!   extensions.
 //!
