@@ -74,7 +74,10 @@ pub(crate) fn verify(token: &str, keys: &Jwks, allowed: &[Algorithm]) -> Result<
         .decode(parts.signature)
         .map_err(|_| Error::Malformed)?;
     // RFC 7515 §5.2 step 8: the signing input is the two encoded segments.
-    let input = &token.as_bytes()[..parts.header.len() + 1 + parts.payload.len()];
+    let input = token
+        .get(..parts.header.len() + 1 + parts.payload.len())
+        .ok_or(Error::Malformed)?
+        .as_bytes();
     let ok = match (&key.material, alg) {
         // RFC 7518 §3.4: R || S, 64 bytes, not DER.
         (KeyMaterial::P256(point), Algorithm::ES256) => {
