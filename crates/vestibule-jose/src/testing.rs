@@ -292,3 +292,138 @@ impl TestSigner {
         }
     }
 }
+
+/// The `typ` of a vestibule identity assertion (RFC 8725 §3.11), as the
+/// gateway's `keys::assertion` signs it.
+pub const ASSERTION_TYP: &str = "vestibule-id+jwt";
+
+/// A valid vestibule identity assertion: `claims` under `alg`, `kid` and
+/// `typ: vestibule-id+jwt`, signed by `signer`.
+pub fn assertion(signer: &TestSigner, claims: &Value) -> String {
+    let header = json!({"alg": signer.alg.as_str(), "kid": signer.kid, "typ": ASSERTION_TYP});
+    signer.sign_with_header(&header, claims)
+}
+
+/// The rejection matrix for verifiers of vestibule identity assertions:
+/// `(name, token)` pairs that every verifier (vestibule-verify, npm
+/// `jose`, PyJWT) must refuse, when it trusts the JWK Set
+/// `TestSigner::jwks_json(&[signer, other])`, expects `claims["iss"]` and
+/// `claims["aud"]`, and runs at about `claims["iat"]` (which, with
+/// `claims["nbf"]` and `claims["exp"]`, must make `claims` valid:
+/// [`assertion`]`(signer, claims)` must verify).
+///
+/// `other` must be another key of the same set (a second published key).
+/// The names: `tampered_payload`, `tampered_signature`, `alg_none`,
+/// `kid_swapped`, `hs256_with_public_jwk`, `hs256_with_public_key_bytes`,
+/// `expired`, `not_yet_valid`, `wrong_aud`, `wrong_typ`, `wrong_iss`.
+///
+/// # Panics
+/// If `claims` lacks a numeric `iat` or `aud`/`iss`.
+pub fn forged_assertions(
+    signer: &TestSigner,
+    other: &TestSigner,
+    claims: &Value,
+) -> Vec<(&'static str, String)> {
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let iat = claims["iat"].as_i64().expect("claims need a numeric iat");
+    let with = |changes: Value| {
+        let mut c = claims.clone();
+        if let (Value::Object(c), Value::Object(changes)) = (&mut c, changes) {
+            c.extend(changes);
+        }
+        c
+    };
+    let valid = assertion(signer, claims);
+    let mut segments = valid.split('.');
+    let (header_b64, _, sig_b64) = (
+        segments.next().expect("header"),
+        segments.next().expect("payload"),
+        segments.next().expect("signature"),
+    );
+
+    // The signed header and signature, over other claims (say, another
+    // user): what an attacker who edits a captured token sends.
+    let tampered_payload = format!(
+        "{header_b64}.{}.{sig_b64}",
+        b64(
+            with(json!({"sub": "someone-else", "preferred_username": "root"}))
+                .to_string()
+                .as_bytes()
+        )
+    );
+    // One bit of the signature flipped.
+    let mut sig = URL_SAFE_NO_PAD.decode(sig_b64).expect("signature");
+    if let Some(first) = sig.first_mut() {
+        *first ^= 0x01;
+    }
+    let tampered_signature = format!(
+        "{}.{}",
+        valid.rsplit_once('.').expect("three segments").0,
+        b64(&sig)
+    );
+    // RFC 7518 §3.6: the unsecured JWS, empty signature.
+    let alg_none = format!(
+        "{}.{}.",
+        b64(
+            json!({"alg": "none", "kid": signer.kid, "typ": ASSERTION_TYP})
+                .to_string()
+                .as_bytes()
+        ),
+        b64(claims.to_string().as_bytes())
+    );
+    // Signed by `signer`, but naming `other`'s key.
+    let kid_swapped = signer.sign_with_header(
+        &json!({"alg": signer.alg.as_str(), "kid": other.kid, "typ": ASSERTION_TYP}),
+        claims,
+    );
+    // RFC 8725 §2.1: HMAC keyed with what the verifier has, the public key.
+    let hs256 = |secret: &[u8]| {
+        let input = format!(
+            "{}.{}",
+            b64(
+                json!({"alg": "HS256", "kid": signer.kid, "typ": ASSERTION_TYP})
+                    .to_string()
+                    .as_bytes()
+            ),
+            b64(claims.to_string().as_bytes())
+        );
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+        let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", b64(tag.as_ref()))
+    };
+    let hs256_with_public_jwk = hs256(signer.jwk().to_string().as_bytes());
+    let hs256_with_public_key_bytes = hs256(&signer.public_key_bytes());
+    let expired = assertion(
+        signer,
+        &with(json!({"iat": iat - 7200, "nbf": iat - 7200, "exp": iat - 3600})),
+    );
+    let not_yet_valid = assertion(
+        signer,
+        &with(json!({"iat": iat + 3600, "nbf": iat + 3600, "exp": iat + 3660})),
+    );
+    let wrong_aud = assertion(
+        signer,
+        &with(json!({"aud": format!("not-{}", claims["aud"].as_str().expect("aud"))})),
+    );
+    let wrong_typ = signer.sign_with_header(
+        &json!({"alg": signer.alg.as_str(), "kid": signer.kid, "typ": "JWT"}),
+        claims,
+    );
+    let wrong_iss = assertion(
+        signer,
+        &with(json!({"iss": format!("{}.evil", claims["iss"].as_str().expect("iss"))})),
+    );
+    vec![
+        ("tampered_payload", tampered_payload),
+        ("tampered_signature", tampered_signature),
+        ("alg_none", alg_none),
+        ("kid_swapped", kid_swapped),
+        ("hs256_with_public_jwk", hs256_with_public_jwk),
+        ("hs256_with_public_key_bytes", hs256_with_public_key_bytes),
+        ("expired", expired),
+        ("not_yet_valid", not_yet_valid),
+        ("wrong_aud", wrong_aud),
+        ("wrong_typ", wrong_typ),
+        ("wrong_iss", wrong_iss),
+    ]
+}

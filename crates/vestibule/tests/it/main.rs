@@ -28,3 +28,7 @@ mod service;
 mod signing_keys;
 mod support;
 mod verify;
+mod verify_crate;
+// vestibule-verify's example app, served as it is by `verify_crate`.
+#[path = "../../../vestibule-verify/examples/support/whoami_app.rs"]
+mod whoami_app;
