@@ -1,5 +1,5 @@
 //! Verifies the signed identity assertions that the
-//! [vestibule](https://github.com/vestibule-gateway/vestibule) identity
+//! vestibule identity
 //! gateway sends to apps in `X-Vestibule-Assertion`.
 //!
 //! An assertion is a compact JWS (RFC 7515) whose header says
