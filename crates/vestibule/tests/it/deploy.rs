@@ -410,6 +410,8 @@ async fn authentik_nginx_guide_as_written() {
     .await;
 
     // Not signed in, whatever the client claims: the outpost's sign-in.
+    // (Alike frontends.rs's login-redirect check in shape: a request and
+    // its Location; the fronts and the expected URL differ.)
     let r = expect(
         &nginx,
         18780,

@@ -205,6 +205,8 @@ async fn sighup_applies_routes_live_and_names_what_needs_a_restart() {
     .unwrap();
     hangup(&gw).await;
     let log = until_logged(&gw, "reload: applied [[route]]", 1).await;
+    // Alike identity.rs's group checks in shape (status per identity);
+    // here they show that the routes changed under a running gateway.
     assert!(log.contains("reload: needs a restart: [server]"), "{log}");
     assert!(!log.contains("needs a restart: [[route]]"), "{log}");
     assert_eq!(
