@@ -2,7 +2,8 @@
 //! files (`docs/deploy/<guide>/…`) must appear in the guide verbatim, and
 //! this test boots real Caddy, nginx and PostgreSQL with those very files.
 //! Only paths are filled in (`/var/lib/vestibule`, the PostgreSQL URL, the
-//! key-encryption key file); ports are the files' own.
+//! key-encryption key file); ports are the files' own: 193xx, apart from
+//! `frontends.rs` (184xx–186xx) and the e2e tests (187xx).
 //!
 //! Authelia and authentik are not installed here: [`sso_standin`] answers
 //! their forward-auth endpoints (`/api/authz/forward-auth`,
@@ -284,22 +285,22 @@ async fn expect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authelia_caddy_guide_as_written() {
     let guide = Guide::load("authelia-caddy");
-    for port in [18680, 18681, 18682, 18684] {
+    for port in [19300, 19301, 19302, 19304] {
         assert_port_free("authelia-caddy", port);
     }
-    sso_standin::start(18683).await;
-    let _app = start_whoami_process("authelia-caddy", 18682).await;
+    sso_standin::start(19303).await;
+    let _app = start_whoami_process("authelia-caddy", 19302).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data").display().to_string();
     let toml = guide.vestibule_toml(&[("/var/lib/vestibule", &data)]);
     let gw = Gateway::start_in(dir, &toml, &[]).await;
-    assert_eq!(gw.addr.port(), 18681);
+    assert_eq!(gw.addr.port(), 19301);
     let mut caddy = start_front(&guide, "caddy", "Caddyfile");
-    wait_for_port(&mut caddy, 18680).await;
+    wait_for_port(&mut caddy, 19300).await;
 
     let alice = [("Cookie", "authelia_session=alice")];
     let bob = [("Cookie", "authelia_session=bob")];
-    let r = expect(&caddy, 18680, "alice, /", "/", &alice, 200).await;
+    let r = expect(&caddy, 19300, "alice, /", "/", &alice, 200).await;
     assert_eq!(app_saw(&r, "remote-user"), ["alice"]);
     assert_eq!(app_saw(&r, "remote-groups"), ["admins,users"]);
     assert_eq!(app_saw(&r, "remote-email"), ["alice@example.com"]);
@@ -307,7 +308,7 @@ async fn authelia_caddy_guide_as_written() {
     // A client's own Remote-User, any spelling, never wins.
     let r = expect(
         &caddy,
-        18680,
+        19300,
         "bob claiming to be admin",
         "/",
         &[
@@ -320,12 +321,12 @@ async fn authelia_caddy_guide_as_written() {
     .await;
     assert_eq!(app_saw(&r, "remote-user"), ["bob"]);
 
-    expect(&caddy, 18680, "alice, /admin", "/admin/x", &alice, 200).await;
-    expect(&caddy, 18680, "bob, /admin", "/admin/x", &bob, 403).await;
+    expect(&caddy, 19300, "alice, /admin", "/admin/x", &alice, 200).await;
+    expect(&caddy, 19300, "bob, /admin", "/admin/x", &bob, 403).await;
 
     // Not signed in: Authelia's portal, with the way back (the test
     // client sends `Host: app.test`).
-    let r = expect(&caddy, 18680, "nobody, /", "/page", &[], 302).await;
+    let r = expect(&caddy, 19300, "nobody, /", "/page", &[], 302).await;
     let location = r.header("location").unwrap_or_default();
     assert!(
         location == "https://auth.example.com/?rd=http%3A%2F%2Fapp.test%2Fpage",
@@ -336,7 +337,7 @@ async fn authelia_caddy_guide_as_written() {
     // even when the client names someone.
     let r = expect(
         &caddy,
-        18680,
+        19300,
         "nobody, /share",
         "/share/album",
         &[("Remote-User", "alice")],
@@ -357,21 +358,21 @@ async fn authelia_caddy_guide_as_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentik_nginx_guide_as_written() {
     let guide = Guide::load("authentik-nginx");
-    for port in [18780, 18781, 18782, 18784] {
+    for port in [19310, 19311, 19312, 19314] {
         assert_port_free("authentik-nginx", port);
     }
-    sso_standin::start(18783).await;
-    let _app = start_whoami_process("authentik-nginx", 18782).await;
+    sso_standin::start(19313).await;
+    let _app = start_whoami_process("authentik-nginx", 19312).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data").display().to_string();
     let toml = guide.vestibule_toml(&[("/var/lib/vestibule", &data)]);
     let gw = Gateway::start_in(dir, &toml, &[]).await;
-    assert_eq!(gw.addr.port(), 18781);
+    assert_eq!(gw.addr.port(), 19311);
     let mut nginx = start_front(&guide, "nginx", "nginx.conf");
-    wait_for_port(&mut nginx, 18780).await;
+    wait_for_port(&mut nginx, 19310).await;
 
     let alice = [("Cookie", "authentik_proxy_standin=alice")];
-    let r = expect(&nginx, 18780, "alice, /", "/", &alice, 200).await;
+    let r = expect(&nginx, 19310, "alice, /", "/", &alice, 200).await;
     assert_eq!(app_saw(&r, "remote-user"), ["alice"]);
     assert_eq!(app_saw(&r, "remote-groups"), ["admins,users"]);
     assert!(
@@ -384,7 +385,7 @@ async fn authentik_nginx_guide_as_written() {
     // sets X-authentik-* from the outpost's answer, vestibule the rest.
     let r = expect(
         &nginx,
-        18780,
+        19310,
         "bob claiming to be alice",
         "/",
         &[
@@ -398,10 +399,10 @@ async fn authentik_nginx_guide_as_written() {
     .await;
     assert_eq!(app_saw(&r, "remote-user"), ["bob"]);
 
-    expect(&nginx, 18780, "alice, /admin", "/admin/", &alice, 200).await;
+    expect(&nginx, 19310, "alice, /admin", "/admin/", &alice, 200).await;
     expect(
         &nginx,
-        18780,
+        19310,
         "bob, /admin",
         "/admin/",
         &[("Cookie", "authentik_proxy_standin=bob")],
@@ -414,7 +415,7 @@ async fn authentik_nginx_guide_as_written() {
     // its Location; the fronts and the expected URL differ.)
     let r = expect(
         &nginx,
-        18780,
+        19310,
         "nobody",
         "/page",
         &[("X-authentik-username", "alice")],
@@ -423,7 +424,7 @@ async fn authentik_nginx_guide_as_written() {
     .await;
     assert_eq!(
         r.header("location"),
-        Some("http://app.test:18780/outpost.goauthentik.io/start?rd=http://app.test/page")
+        Some("http://app.test:19310/outpost.goauthentik.io/start?rd=http://app.test/page")
     );
 
     let r = Raw::get(
@@ -455,14 +456,14 @@ fn drop_in_environment(text: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgresql_instances_guide_as_written() {
     let guide = Guide::load("postgresql-instances");
-    for port in [18880, 18881, 18882, 18884, 18885, 18886] {
+    for port in [19320, 19321, 19322, 19324, 19325, 19326] {
         assert_port_free("postgresql-instances", port);
     }
     let url = tokio::task::spawn_blocking(testkit::postgres_url)
         .await
         .unwrap();
-    sso_standin::start(18883).await;
-    let _app = start_whoami_process("postgresql-instances", 18882).await;
+    sso_standin::start(19323).await;
+    let _app = start_whoami_process("postgresql-instances", 19322).await;
 
     let kek_dir = tempfile::tempdir().unwrap();
     let kek = kek_dir.path().join("kek");
@@ -489,14 +490,14 @@ async fn postgresql_instances_guide_as_written() {
     assert_eq!(env.len(), 2, "{env:?}");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let b = Gateway::start_in(tempfile::tempdir().unwrap(), &toml, &env).await;
-    assert_eq!((a.addr.port(), b.addr.port()), (18881, 18885));
+    assert_eq!((a.addr.port(), b.addr.port()), (19321, 19325));
     let mut nginx = start_front(&guide, "nginx", "nginx.conf");
-    wait_for_port(&mut nginx, 18880).await;
+    wait_for_port(&mut nginx, 19320).await;
 
     // Both instances serve alice (round robin), each from its own cache.
     let alice = [("Cookie", "authentik_proxy_standin=alice")];
     for _ in 0..6 {
-        let r = expect(&nginx, 18880, "alice", "/", &alice, 200).await;
+        let r = expect(&nginx, 19320, "alice", "/", &alice, 200).await;
         assert_eq!(app_saw(&r, "remote-user"), ["alice"]);
     }
     for gw in [&a, &b] {
@@ -528,7 +529,7 @@ async fn postgresql_instances_guide_as_written() {
     loop {
         let mut refused = 0;
         for _ in 0..4 {
-            let r = Raw::get(front_addr(18880), TRUSTED, "/", &alice).await;
+            let r = Raw::get(front_addr(19320), TRUSTED, "/", &alice).await;
             refused += usize::from(r.status == 403);
         }
         if refused == 4 {
@@ -548,7 +549,7 @@ async fn postgresql_instances_guide_as_written() {
 
     cli(&["users", "enable", "alice"]);
     let started = Instant::now();
-    while Raw::get(front_addr(18880), TRUSTED, "/", &alice)
+    while Raw::get(front_addr(19320), TRUSTED, "/", &alice)
         .await
         .status
         != 200
