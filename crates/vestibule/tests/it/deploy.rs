@@ -282,21 +282,38 @@ async fn expect(
     r
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authelia_caddy_guide_as_written() {
-    let guide = Guide::load("authelia-caddy");
-    for port in [19300, 19301, 19302, 19304] {
-        assert_port_free("authelia-caddy", port);
+/// Boots a one-instance guide: its ports are `base` (the front), `base + 1`
+/// (vestibule), `+ 2` (the app), `+ 3` (the SSO stand-in), `+ 4` (admin).
+/// Returns the front, vestibule and the app, each stopped on drop.
+async fn one_instance_guide(
+    name: &'static str,
+    front: &'static str,
+    front_file: &str,
+    base: u16,
+) -> (FrontProcess, Gateway, tokio::process::Child) {
+    let guide = Guide::load(name);
+    for port in [base, base + 1, base + 2, base + 4] {
+        assert_port_free(name, port);
     }
-    sso_standin::start(19303).await;
-    let _app = start_whoami_process("authelia-caddy", 19302).await;
+    sso_standin::start(base + 3).await;
+    let app = start_whoami_process(name, base + 2).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data").display().to_string();
     let toml = guide.vestibule_toml(&[("/var/lib/vestibule", &data)]);
     let gw = Gateway::start_in(dir, &toml, &[]).await;
-    assert_eq!(gw.addr.port(), 19301);
-    let mut caddy = start_front(&guide, "caddy", "Caddyfile");
-    wait_for_port(&mut caddy, 19300).await;
+    assert_eq!(
+        gw.addr.port(),
+        base + 1,
+        "{name}: vestibule's listen address"
+    );
+    let mut proc = start_front(&guide, front, front_file);
+    wait_for_port(&mut proc, base).await;
+    (proc, gw, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authelia_caddy_guide_as_written() {
+    let (caddy, gw, _app) = one_instance_guide("authelia-caddy", "caddy", "Caddyfile", 19300).await;
 
     let alice = [("Cookie", "authelia_session=alice")];
     let bob = [("Cookie", "authelia_session=bob")];
@@ -357,19 +374,8 @@ async fn authelia_caddy_guide_as_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentik_nginx_guide_as_written() {
-    let guide = Guide::load("authentik-nginx");
-    for port in [19310, 19311, 19312, 19314] {
-        assert_port_free("authentik-nginx", port);
-    }
-    sso_standin::start(19313).await;
-    let _app = start_whoami_process("authentik-nginx", 19312).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data").display().to_string();
-    let toml = guide.vestibule_toml(&[("/var/lib/vestibule", &data)]);
-    let gw = Gateway::start_in(dir, &toml, &[]).await;
-    assert_eq!(gw.addr.port(), 19311);
-    let mut nginx = start_front(&guide, "nginx", "nginx.conf");
-    wait_for_port(&mut nginx, 19310).await;
+    let (nginx, gw, _app) =
+        one_instance_guide("authentik-nginx", "nginx", "nginx.conf", 19310).await;
 
     let alice = [("Cookie", "authentik_proxy_standin=alice")];
     let r = expect(&nginx, 19310, "alice, /", "/", &alice, 200).await;
