@@ -260,7 +260,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             // SIGHUP's handler goes in before anyone is told where we listen:
             // a reload asked for right after start must not kill the process
             // (SIGHUP's default action).
-            let reload_task = match crate::service::reload::on_sighup(reloader) {
+            let reload_task = match crate::service::reload::on_sighup(
+                reloader.applying_to(running.state.clone()),
+            ) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("error: cannot handle SIGHUP: {e}");

@@ -1,6 +1,6 @@
 //! Shared, read-mostly state of a running gateway.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -12,9 +12,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use vestibule_core::dialect::{Dialect, ValueLimits};
+use vestibule_core::headers::IdentityHeaders;
+use vestibule_core::redirect::RedirectPolicy;
+use vestibule_core::route::RouteTable;
 
 use crate::accounts::Accounts;
-use crate::config::{Settings, SourceKind};
+use crate::config::{RouteSettings, Settings, SourceKind};
 use crate::devices::Devices;
 use crate::identity::jwks::SigningKeys;
 use crate::metrics::{AuthLabels, Metrics, RequestLabels, RouteLabel};
@@ -33,9 +36,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Gate for the "untrusted peer sent identity headers" warning.
     pub spoof_log: RateLimitedLog,
-    /// Per-route metric handles, by route index, created once so the hot
-    /// path increments an atomic instead of hashing labels.
-    pub route_metrics: Vec<RouteMetrics>,
+    /// The routes and what depends on them, replaced whole by a reload
+    /// (`SIGHUP`); read them with [`AppState::routes`].
+    routes: RwLock<Arc<Routes>>,
     /// Handles of `vestibule_auth_decisions_total{source="headers"}`.
     pub header_auth: AuthCounters,
     /// Handles of `vestibule_auth_decisions_total{source="device"}`.
@@ -92,6 +95,74 @@ impl IdentityReader {
     }
 }
 
+/// The routes as one unit: their settings, the matcher over them, the
+/// identity header spellings their profiles add, the return addresses
+/// their hosts allow, and their metric handles, all by the same index.
+///
+/// A request takes one snapshot ([`AppState::routes`]) and keeps it from
+/// the decision to the response, so a route index never meets another
+/// table, even when a reload swaps the routes in between.
+pub struct Routes {
+    /// Routes, in file order.
+    pub list: Vec<RouteSettings>,
+    /// Matcher over `list`.
+    pub table: RouteTable,
+    /// Every identity header spelling, stripped before forwarding.
+    pub identity_headers: IdentityHeaders,
+    /// Where `rd` and `return_to` may send a browser.
+    pub redirects: RedirectPolicy,
+    /// Metric handles by route index, created once so the hot path
+    /// increments an atomic instead of hashing labels.
+    pub metrics: Vec<RouteMetrics>,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The route names say which table this is; the rest is derived.
+        f.debug_struct("Routes")
+            .field(
+                "names",
+                &self.list.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routes {
+    /// The routes of checked `settings`, with their metric handles.
+    pub fn new(settings: &Settings, metrics: &Metrics) -> Self {
+        let request = |route: &str, outcome: &'static str| {
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: route.to_owned(),
+                    outcome,
+                })
+                .clone()
+        };
+        Self {
+            list: settings.routes.clone(),
+            table: settings.route_table.clone(),
+            identity_headers: settings.identity_headers.clone(),
+            redirects: settings.redirects.clone(),
+            metrics: settings
+                .routes
+                .iter()
+                .map(|r| RouteMetrics {
+                    forwarded: request(&r.name, "forwarded"),
+                    verified: request(&r.name, "verified"),
+                    upstream: metrics
+                        .upstream_duration
+                        .get_or_create(&RouteLabel {
+                            route: r.name.clone(),
+                        })
+                        .clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The hot metrics of one route.
 pub struct RouteMetrics {
     /// `outcome="forwarded"`.
@@ -126,6 +197,21 @@ pub struct DeviceAuthCounters {
 }
 
 impl AppState {
+    /// The routes now: one snapshot, to be kept for the whole request.
+    pub fn routes(&self) -> Arc<Routes> {
+        // A panic while swapping cannot leave a half-written `Arc`.
+        self.routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts new routes in place of the running ones, atomically: requests
+    /// already holding a snapshot finish with it, later ones get these.
+    pub fn replace_routes(&self, routes: Routes) {
+        *self.routes.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(routes);
+    }
+
     /// The accounts service, with `[accounts]`.
     pub fn accounts(&self) -> Option<&Arc<Accounts>> {
         self.account_services.as_ref().map(|s| &s.accounts)
@@ -145,29 +231,7 @@ impl AppState {
     ) -> Result<Self, String> {
         let client = upstream_client(settings.connect_timeout, settings.pool_idle_timeout, None);
         let metrics = Metrics::new();
-        let request = |route: &str, outcome: &'static str| {
-            metrics
-                .requests
-                .get_or_create(&RequestLabels {
-                    route: route.to_owned(),
-                    outcome,
-                })
-                .clone()
-        };
-        let route_metrics = settings
-            .routes
-            .iter()
-            .map(|r| RouteMetrics {
-                forwarded: request(&r.name, "forwarded"),
-                verified: request(&r.name, "verified"),
-                upstream: metrics
-                    .upstream_duration
-                    .get_or_create(&RouteLabel {
-                        route: r.name.clone(),
-                    })
-                    .clone(),
-            })
-            .collect();
+        let routes = RwLock::new(Arc::new(Routes::new(&settings, &metrics)));
         let auth = |source: &'static str, result: &'static str| {
             metrics
                 .auth_decisions
@@ -224,7 +288,7 @@ impl AppState {
             client,
             metrics,
             spoof_log: RateLimitedLog::new(Duration::from_secs(10)),
-            route_metrics,
+            routes,
             header_auth,
             device_auth,
             account_services,

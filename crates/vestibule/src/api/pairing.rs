@@ -366,8 +366,8 @@ pub async fn pair_poll(
                 _ => String::new(),
             };
             let header_names: Vec<String> = state
-                .settings
-                .routes
+                .routes()
+                .list
                 .iter()
                 .filter(|r| device.routes.contains(&r.name))
                 .filter_map(|r| r.carriers.header.as_ref().map(|h| h.as_str().to_owned()))

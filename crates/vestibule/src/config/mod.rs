@@ -175,7 +175,9 @@ pub struct Settings {
     pub keys: KeySettings,
     /// Signed identities for apps, when a route asks for them.
     pub assertions: Option<AssertionSettings>,
-    /// Routes, in file order.
+    /// Routes, in file order. The request path reads them (and
+    /// `route_table`, `identity_headers`, `redirects`) from
+    /// `AppState::routes`, which a reload can replace, never from here.
     pub routes: Vec<RouteSettings>,
     /// Matcher over `routes`.
     pub route_table: RouteTable,

@@ -16,14 +16,19 @@ use crate::http::refusal::Refusal;
 use crate::identity::authenticate::{SourceError, authenticate};
 use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::policy::authorize::{authorize, find_route};
-use crate::state::AppState;
+use std::sync::Arc;
+
+use crate::state::{AppState, Routes};
 use crate::urls::RequestView;
 
 /// A request that may pass.
 #[derive(Debug, Clone)]
 pub struct Pass {
-    /// Index into `settings.routes`.
+    /// Index into `routes`.
     pub route: usize,
+    /// The snapshot of the routes the decision was made on; the response
+    /// uses the same one.
+    pub routes: Arc<Routes>,
     /// The identity to inject (`None` for anonymous or public).
     pub identity: Option<Identity>,
     /// Trust facts.
@@ -36,16 +41,34 @@ pub struct Pass {
     pub device_id: Option<i64>,
 }
 
+/// A refused request, with what answering and logging it needs.
+#[derive(Debug)]
+pub struct Refused {
+    /// Why.
+    pub refusal: Refusal,
+    /// Trust facts.
+    pub ctx: ClientContext,
+    /// The snapshot of the routes the refusal's route index points into.
+    pub routes: Arc<Routes>,
+}
+
 /// Decides whether a request may pass, and as whom.
 pub async fn decide(
     state: &AppState,
     conn: ConnInfo,
     req: RequestView<'_>,
-) -> Result<Pass, (Refusal, ClientContext)> {
+) -> Result<Pass, Refused> {
     let ctx = client_identity::resolve(&state.settings, conn, req.headers);
-    let refuse = |r: Refusal| (r, ctx);
+    // One snapshot for the whole request: a reload may swap the routes
+    // meanwhile, and an index must never meet another table.
+    let routes = state.routes();
+    let refuse = |refusal: Refusal| Refused {
+        refusal,
+        ctx,
+        routes: routes.clone(),
+    };
 
-    let route = match find_route(state, req.host, req.path) {
+    let route = match find_route(&routes, req.host, req.path) {
         Ok(Some(r)) => r,
         Ok(None) => return Err(refuse(Refusal::NoRoute)),
         Err(e) => {
@@ -89,8 +112,7 @@ pub async fn decide(
     };
 
     // Public routes forward nobody, so they need no account either.
-    let public =
-        state.settings.routes[route].policy.auth == vestibule_core::policy::AuthMode::Public;
+    let public = routes.list[route].policy.auth == vestibule_core::policy::AuthMode::Public;
     let identity = match (identity, state.accounts(), &state.settings.identity_source) {
         (Some(id), Some(accounts), Some(source)) if !public => {
             match accounts
@@ -123,7 +145,7 @@ pub async fn decide(
     let (identity, credential, device_id) = if public {
         (identity, None, None)
     } else {
-        match presented_credential(state, route, &req) {
+        match presented_credential(&routes, route, &req) {
             Ok(None) => (identity, None, None),
             // A malformed value in a carrier that is ours is still ours to
             // strip when the front's identity carries the request.
@@ -132,16 +154,17 @@ pub async fn decide(
             }
             Err((_, r)) => return Err(refuse(r)),
             Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), None),
-            Ok(Some(p)) => match verify_credential(state, route, &ctx, &p).await {
+            Ok(Some(p)) => match verify_credential(state, &routes, route, &ctx, &p).await {
                 Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
                 Err(r) => return Err(refuse(r)),
             },
         }
     };
 
-    match authorize(state, route, identity.as_ref()) {
+    match authorize(&routes, route, identity.as_ref()) {
         Decision::Allow { forward_identity } => Ok(Pass {
             route,
+            routes: routes.clone(),
             identity: if forward_identity { identity } else { None },
             ctx,
             credential,
@@ -158,11 +181,11 @@ pub async fn decide(
 /// The device credential a request carries, on routes that accept one.
 /// An error names the carrier when it is known (a malformed value).
 fn presented_credential(
-    state: &AppState,
+    routes: &Routes,
     route: usize,
     req: &RequestView<'_>,
 ) -> Result<Option<Presented>, (Option<Carrier>, Refusal)> {
-    let rs = &state.settings.routes[route];
+    let rs = &routes.list[route];
     if !rs.carriers.any() {
         return Ok(None);
     }
@@ -190,11 +213,12 @@ fn presented_credential(
 /// The owner a device credential stands for, and the device's id.
 async fn verify_credential(
     state: &AppState,
+    routes: &Routes,
     route: usize,
     ctx: &ClientContext,
     presented: &Presented,
 ) -> Result<(Identity, i64), Refusal> {
-    let rs = &state.settings.routes[route];
+    let rs = &routes.list[route];
     let Some(devices) = state.devices() else {
         return Err(Refusal::BadCredential {
             route,
@@ -270,7 +294,7 @@ async fn verify_credential(
 /// assertion, so the request does not go without one.
 pub fn assertion(state: &AppState, pass: &Pass) -> Result<Option<http::HeaderValue>, String> {
     use crate::keys::assertion::AuthMethod;
-    let route = &state.settings.routes[pass.route];
+    let route = &pass.routes.list[pass.route];
     let (Some(audience), Some(identity)) = (&route.assertion_audience, &pass.identity) else {
         return Ok(None);
     };

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use vestibule_core::credential::{Carrier, remove_query_param, strip_credential_headers};
 use vestibule_core::upgrade::{Upgrade, check_upgrade};
 
-use crate::http::decide::{Pass, decide};
+use crate::http::decide::{Pass, Refused, decide};
 use crate::http::refusal::{Via, ip_for_log, log_refusal, refusal_response};
 use crate::http::responses;
 use crate::identity::client_identity::{ClientContext, ConnInfo};
@@ -70,6 +70,7 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
     };
     match decide(&state, conn, view).await {
         Ok(pass) => {
+            let routes = pass.routes.clone();
             // Build the access-log fields only when the line will be written.
             let log =
                 tracing::enabled!(target: "vestibule::access", tracing::Level::INFO).then(|| {
@@ -85,7 +86,7 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
             if let Some((route, user, client_ip, method, path)) = log {
                 tracing::info!(
                     target: "vestibule::access",
-                    route = %state.settings.routes[route].name,
+                    route = %routes.list[route].name,
                     method = %method,
                     path = %path,
                     status = resp.status().as_u16(),
@@ -96,9 +97,14 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
             }
             resp
         }
-        Err((refusal, ctx)) => {
+        Err(Refused {
+            refusal,
+            ctx,
+            routes,
+        }) => {
             log_refusal(
                 &state,
+                &routes,
                 &refusal,
                 &ctx,
                 req.uri().path(),
@@ -108,7 +114,7 @@ pub async fn proxy(State(state): State<Arc<AppState>>, req: Request) -> Response
                 },
             );
             refusal_response(
-                &state,
+                &routes,
                 &refusal,
                 &ctx,
                 &view_for_response(&req, host.as_deref()),
@@ -231,7 +237,8 @@ fn set_forwarding_headers(
 }
 
 async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
-    let route = &state.settings.routes[pass.route];
+    let routes = pass.routes.clone();
+    let route = &routes.list[pass.route];
     let (mut parts, body) = req.into_parts();
     // The upstream errors below are pages for a browser.
     let html = responses::wants_html(&parts.headers);
@@ -271,7 +278,7 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
 
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
-    state.settings.identity_headers.strip(headers);
+    routes.identity_headers.strip(headers);
     // A device credential is vestibule's secret, never the app's.
     if let Some(carrier) = pass.credential {
         strip_credential_headers(headers, carrier, &route.carriers);
@@ -357,7 +364,7 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         state.client.request(upstream_req),
     )
     .await;
-    let hot = &state.route_metrics[pass.route];
+    let hot = &routes.metrics[pass.route];
     hot.upstream.observe(sent.elapsed().as_secs_f64());
     let mut resp = match result {
         Err(_) => {

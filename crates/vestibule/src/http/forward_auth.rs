@@ -34,7 +34,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use vestibule_core::path::target_path;
 
-use crate::http::decide::decide;
+use crate::http::decide::{Refused, decide};
 use crate::http::refusal::{
     Refusal, Via, ip_for_log, log_refusal, log_verify_refusal, login_location, refusal_response,
 };
@@ -162,8 +162,9 @@ pub async fn verify(
             )
         }
         Ok(pass) => {
-            let route = &state.settings.routes[pass.route];
-            state.route_metrics[pass.route].verified.inc();
+            let routes = pass.routes.clone();
+            let route = &routes.list[pass.route];
+            routes.metrics[pass.route].verified.inc();
             tracing::info!(
                 target: "vestibule::access",
                 route = %route.name,
@@ -207,11 +208,15 @@ pub async fn verify(
             );
             resp
         }
-        Err((refusal, ctx)) => {
-            log_refusal(&state, &refusal, &ctx, view.path, Via::Verify);
+        Err(Refused {
+            refusal,
+            ctx,
+            routes,
+        }) => {
+            log_refusal(&state, &routes, &refusal, &ctx, view.path, Via::Verify);
             match &refusal {
                 Refusal::Unauthenticated { route } => {
-                    let login = login_location(&state, *route, &ctx, &view);
+                    let login = login_location(&routes, *route, &ctx, &view);
                     let want_redirect = matches!(q.redirect.as_deref(), Some("1" | "true"));
                     match login {
                         Some(loc) if want_redirect && wants_html(headers) => redirect(&loc),
@@ -238,7 +243,7 @@ pub async fn verify(
                     "No app is configured at this address.",
                 ),
                 _ => {
-                    let mut resp = refusal_response(&state, &refusal, &ctx, &view);
+                    let mut resp = refusal_response(&routes, &refusal, &ctx, &view);
                     resp.headers_mut().remove(header::LOCATION);
                     resp
                 }

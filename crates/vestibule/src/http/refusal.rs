@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use crate::http::responses::{page, plain, redirect, wants_html};
 use crate::identity::client_identity::ClientContext;
-use crate::state::AppState;
+use crate::state::{AppState, Routes};
 use crate::urls::{RequestView, fill_login_url};
 
 /// A request that may not pass, with what to tell the client and the log.
@@ -29,42 +29,42 @@ pub enum Refusal {
     /// wrong issuer or audience, expired): 401, never a login redirect,
     /// which could loop between vestibule and the front.
     BadAssertion {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
         /// Logged.
         detail: String,
     },
     /// Identity needed: 401, or 302 to the login URL for browsers.
     Unauthenticated {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
     },
     /// Identity not allowed: 403.
     Forbidden {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
         /// Who was refused.
         username: String,
     },
     /// The account exists but waits for approval: 403 and an explanation.
     AccountPending {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
     },
     /// The account is disabled: 403.
     AccountDisabled {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
     },
     /// No account, and provisioning creates none: 403.
     NoAccount {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
     },
     /// A device credential that is unknown, revoked, expired or malformed:
     /// 401 with a challenge.
     BadCredential {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
         /// Shown to the client.
         public: &'static str,
@@ -73,24 +73,24 @@ pub enum Refusal {
     },
     /// A valid device credential that does not cover this route: 403.
     CredentialNotForRoute {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
     },
     /// The credential's owner has not been seen through SSO recently: 403.
     SsoStale {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
     },
     /// Too many failed credential attempts: 429.
     TooManyFailures {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
         /// Seconds until the next attempt may succeed.
         retry_after: u64,
     },
     /// The database is needed and unreachable: 503 (fail closed).
     Unavailable {
-        /// Index into `settings.routes`.
+        /// Index into the routes snapshot the decision was made on.
         route: usize,
         /// Logged.
         detail: String,
@@ -190,6 +190,7 @@ pub enum Via<'a> {
 /// [`Refusal`] is logged.
 pub fn log_refusal(
     state: &AppState,
+    routes: &Routes,
     refusal: &Refusal,
     ctx: &ClientContext,
     path: &str,
@@ -197,7 +198,7 @@ pub fn log_refusal(
 ) {
     let route_name = refusal
         .route()
-        .map_or("none", |r| state.settings.routes[r].name.as_str());
+        .map_or("none", |r| routes.list[r].name.as_str());
     state.metrics.request(route_name, refusal.outcome());
     if let Some(detail) = refusal.needs_attention() {
         // A trusted front sending bad identity, or a path crafted to
@@ -274,12 +275,12 @@ pub fn refusal_detail(r: &Refusal) -> String {
 
 /// The login redirect for a route, if one is configured.
 pub fn login_location(
-    state: &AppState,
+    routes: &Routes,
     route: usize,
     ctx: &ClientContext,
     req: &RequestView<'_>,
 ) -> Option<String> {
-    let template = state.settings.routes[route].login_url.as_ref()?;
+    let template = routes.list[route].login_url.as_ref()?;
     Some(fill_login_url(template, ctx, req))
 }
 
@@ -287,11 +288,11 @@ pub fn login_location(
 /// §11.6.1) on routes that take device credentials. WebDAV and Subsonic
 /// clients send Basic credentials only after a Basic challenge.
 fn with_challenge(
-    state: &AppState,
+    routes: &Routes,
     route: usize,
     mut resp: axum::response::Response,
 ) -> axum::response::Response {
-    let c = &state.settings.routes[route].carriers;
+    let c = &routes.list[route].carriers;
     let h = resp.headers_mut();
     if c.basic {
         h.append(
@@ -310,7 +311,7 @@ fn with_challenge(
 
 /// The response for a refusal.
 pub fn refusal_response(
-    state: &AppState,
+    routes: &Routes,
     refusal: &Refusal,
     ctx: &ClientContext,
     req: &RequestView<'_>,
@@ -331,10 +332,10 @@ pub fn refusal_response(
             "Check the address, or start from the start page.",
         ),
         Refusal::Unauthenticated { route } => {
-            match login_location(state, *route, ctx, req).filter(|_| wants_html(req.headers)) {
+            match login_location(routes, *route, ctx, req).filter(|_| wants_html(req.headers)) {
                 Some(loc) => redirect(&loc),
                 None => with_challenge(
-                    state,
+                    routes,
                     *route,
                     page(
                         StatusCode::UNAUTHORIZED,
@@ -347,7 +348,7 @@ pub fn refusal_response(
             }
         }
         Refusal::BadCredential { route, public, .. } => {
-            with_challenge(state, *route, plain(StatusCode::UNAUTHORIZED, public))
+            with_challenge(routes, *route, plain(StatusCode::UNAUTHORIZED, public))
         }
         Refusal::BadAssertion { .. } => page(
             StatusCode::UNAUTHORIZED,

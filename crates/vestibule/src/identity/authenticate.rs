@@ -133,12 +133,14 @@ async fn read_assertion(
 const MAX_ASSERTION_BYTES: usize = 16 * 1024;
 
 fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap) {
-    let ids = &state.settings.identity_headers;
+    // A fresh snapshot: this only counts and logs spoof attempts, and the
+    // request's own snapshot strips the headers before forwarding.
+    let routes = state.routes();
+    let ids = &routes.identity_headers;
     // A device credential header is expected from anyone, trusted or not.
     let is_credential = |n: &http::HeaderName| {
-        state
-            .settings
-            .routes
+        routes
+            .list
             .iter()
             .any(|r| r.carriers.header.as_ref() == Some(n))
     };

@@ -4,18 +4,19 @@ use vestibule_core::identity::Identity;
 use vestibule_core::policy::Decision;
 use vestibule_core::route::MatchError;
 
-use crate::state::AppState;
+use crate::state::Routes;
 
-/// Finds the route for a host and raw path (no query).
+/// Finds the route for a host and raw path (no query), in one snapshot of
+/// the routes ([`crate::state::AppState::routes`]).
 pub fn find_route(
-    state: &AppState,
+    routes: &Routes,
     host: Option<&str>,
     path: &str,
 ) -> Result<Option<usize>, MatchError> {
-    state.settings.route_table.find(host, path)
+    routes.table.find(host, path)
 }
 
-/// Applies a route's policy.
-pub fn authorize(state: &AppState, route: usize, identity: Option<&Identity>) -> Decision {
-    state.settings.routes[route].policy.evaluate(identity)
+/// Applies a route's policy; `route` indexes the same snapshot.
+pub fn authorize(routes: &Routes, route: usize, identity: Option<&Identity>) -> Decision {
+    routes.list[route].policy.evaluate(identity)
 }

@@ -1,55 +1,78 @@
 //! `SIGHUP` (`systemctl reload vestibule`): re-read and check the
-//! configuration file, and say precisely what a restart would change.
+//! configuration file, apply what can change without a restart, and name
+//! what cannot.
 //!
-//! This round applies nothing at runtime: the route table, policies,
-//! profiles, identity sources and listeners are read by the request path
-//! straight from the `Settings` the gateway started with, and swapping
-//! them safely under live requests is its own change. So a reload is a
-//! safe "what would change" check that never half-applies anything:
+//! - A file with errors is reported (each diagnostic, as `vestibule check`
+//!   would) and the running configuration stays, whole.
+//! - `[[route]]` applies live: the routes, their matcher, the identity
+//!   header spellings their profiles add, the return addresses their hosts
+//!   allow and their metric handles are built as one [`Routes`] and swapped
+//!   in at once ([`AppState::replace_routes`]). A request in flight keeps
+//!   the snapshot it started with; the next one gets the new routes. The
+//!   new routes are checked together with the *running* rest of the file,
+//!   so they never lean on a change that has not been applied (a role of a
+//!   changed `[accounts.roles]`, for example); if they do, or if they would
+//!   turn signed assertions on or off (their keys and cache exist from the
+//!   start or not at all), they wait for a restart like the rest.
+//! - Every other changed section is logged as `needs a restart: <section>`
+//!   (`systemctl restart vestibule`). Listeners, the identity source, the
+//!   database, accounts, sessions, devices, keys and assertions are built
+//!   once at start.
 //!
-//! - a file with errors is reported (each diagnostic) and the running
-//!   configuration stays, exactly as `vestibule check` would report it;
-//! - a valid file is compared section by section with the one the
-//!   gateway started with, and every changed section is named as needing a
-//!   restart (`systemctl restart vestibule`);
-//! - an unchanged file says so.
-//!
-//! The comparison is against the running configuration, not the last
-//! reload: until a restart, every reload reports all pending changes.
+//! The comparison is against what runs: the file at start, with the routes
+//! of the last reload that applied them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
 use crate::config::{self, FileConfig, Severity};
+use crate::state::{AppState, Routes};
 
-/// What one reload found.
+/// What one reload found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The file could not be read or has errors; nothing changes.
     Invalid(Vec<String>),
     /// The file describes the running configuration.
     Unchanged,
-    /// These sections differ from the running configuration and need a
-    /// restart; nothing was applied.
-    NeedsRestart(Vec<&'static str>),
+    /// The file is valid and differs from what runs.
+    Changed {
+        /// Sections applied now (`[[route]]`, or nothing).
+        applied: Vec<&'static str>,
+        /// Sections that differ and wait for a restart.
+        needs_restart: Vec<&'static str>,
+    },
 }
 
-/// The configuration file and the configuration the gateway runs with.
+/// The configuration file, what runs, and the state to apply routes to.
 pub struct Reloader {
     path: PathBuf,
     running: FileConfig,
+    state: Option<Arc<AppState>>,
 }
 
 impl Reloader {
     /// `running` is the configuration `path` held when the gateway started.
     pub fn new(path: PathBuf, running: FileConfig) -> Self {
-        Self { path, running }
+        Self {
+            path,
+            running,
+            state: None,
+        }
     }
 
-    /// Re-reads and checks the file, and compares it with the running one.
-    pub fn check(&self) -> Outcome {
+    /// Applies live changes to `state` (without it, a reload only checks).
+    pub fn applying_to(mut self, state: Arc<AppState>) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Re-reads and checks the file, applies the routes if they changed
+    /// and can be applied, and names the rest.
+    pub fn apply(&mut self) -> Outcome {
         let file = match config::load(&self.path) {
             Ok(f) => f,
             Err(e) => return Outcome::Invalid(vec![e.to_string()]),
@@ -64,17 +87,50 @@ impl Reloader {
                     .collect(),
             );
         }
-        let changed = changed_sections(&self.running, &file);
-        if changed.is_empty() {
-            Outcome::Unchanged
-        } else {
-            Outcome::NeedsRestart(changed)
+        let mut needs_restart = changed_sections(&self.running, &file);
+        if needs_restart.is_empty() {
+            return Outcome::Unchanged;
+        }
+        let mut applied = Vec::new();
+        if let Some(at) = needs_restart.iter().position(|s| *s == ROUTES)
+            && let Some(state) = &self.state
+            && let Some(routes) = self.routes_alone(&file, state)
+        {
+            state.replace_routes(routes);
+            self.running.routes = file.routes;
+            needs_restart.remove(at);
+            applied.push(ROUTES);
+        }
+        Outcome::Changed {
+            applied,
+            needs_restart,
         }
     }
 
-    /// [`check`](Self::check), and the log lines that report it.
-    pub fn reload(&self) -> Outcome {
-        let outcome = self.check();
+    /// The new routes on top of the running rest of the file, if that
+    /// passes the checks and keeps assertions as they are.
+    fn routes_alone(&self, file: &FileConfig, state: &AppState) -> Option<Routes> {
+        let mut mixed = self.running.clone();
+        mixed.routes = file.routes.clone();
+        let (settings, diags) = config::validate(&mixed);
+        let Some(settings) = settings else {
+            for d in diags.iter().filter(|d| d.severity == Severity::Error) {
+                tracing::warn!("reload: [[route]] depends on a change that needs a restart: {d}");
+            }
+            return None;
+        };
+        if settings.assertions.is_some() != state.assertions.is_some() {
+            tracing::warn!(
+                "reload: [[route]] turns signed assertions on or off, which needs a restart"
+            );
+            return None;
+        }
+        Some(Routes::new(&settings, &state.metrics))
+    }
+
+    /// [`apply`](Self::apply), and the log lines that report it.
+    pub fn reload(&mut self) -> Outcome {
+        let outcome = self.apply();
         let file = self.path.display();
         match &outcome {
             Outcome::Invalid(errors) => {
@@ -88,24 +144,34 @@ impl Reloader {
             Outcome::Unchanged => {
                 tracing::info!("reload: {file} is valid and matches the running configuration")
             }
-            Outcome::NeedsRestart(sections) => {
-                let list = sections.join(", ");
-                tracing::warn!(
-                    "reload: {file} is valid; changed since start: {list}; these need a restart \
-                     to apply (systemctl restart vestibule); nothing was applied"
-                );
+            Outcome::Changed {
+                applied,
+                needs_restart,
+            } => {
+                for section in applied {
+                    tracing::info!("reload: applied {section} from {file}");
+                }
+                for section in needs_restart {
+                    tracing::warn!(
+                        "reload: needs a restart: {section} (systemctl restart vestibule); \
+                         the running {section} stays until then"
+                    );
+                }
             }
         }
         outcome
     }
 }
 
+/// How `changed_sections` names the routes.
+const ROUTES: &str = "[[route]]";
+
 /// The top-level sections that differ, as the file spells them. Compared through `Debug`, which
 /// shows every field (`FileConfig` is read-only data without `PartialEq`);
 /// the strings are compared, never logged, so secrets in them stay put.
 pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
     macro_rules! differing {
-        ($($name:literal => $field:ident),* $(,)?) => {
+        ($($name:expr => $field:ident),* $(,)?) => {
             [$(($name, format!("{:?}", a.$field) != format!("{:?}", b.$field))),*]
         };
     }
@@ -121,7 +187,9 @@ pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
         "[accounts]" => accounts,
         "[sessions]" => sessions,
         "[devices]" => devices,
-        "[[route]]" => routes,
+        "[keys]" => keys,
+        "[assertions]" => assertions,
+        ROUTES => routes,
     )
     .into_iter()
     .filter(|&(_, changed)| changed)
@@ -132,7 +200,7 @@ pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
 /// Installs the `SIGHUP` handler now (so a reload right after start is
 /// not the default action, which would end the process) and runs a
 /// [`Reloader::reload`] on each signal.
-pub fn on_sighup(reloader: Reloader) -> std::io::Result<JoinHandle<()>> {
+pub fn on_sighup(mut reloader: Reloader) -> std::io::Result<JoinHandle<()>> {
     let mut hangup = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hangup.recv().await.is_some() {

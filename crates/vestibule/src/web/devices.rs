@@ -54,15 +54,15 @@ struct RouteChoice {
 }
 
 fn route_choices(state: &AppState, s: &PageSession) -> Vec<RouteChoice> {
-    state
-        .settings
-        .routes
+    let routes = state.routes();
+    routes
+        .list
         .iter()
         .enumerate()
         .filter(|(_, r)| r.carriers.any())
         .filter(|(i, _)| {
             matches!(
-                crate::policy::authorize::authorize(state, *i, Some(&s.identity)),
+                crate::policy::authorize::authorize(&routes, *i, Some(&s.identity)),
                 Decision::Allow {
                     forward_identity: true
                 }
@@ -366,9 +366,9 @@ fn snippets(
 ) -> Vec<Snippet> {
     let mut out = Vec::new();
     let token = secret.expose();
-    let carriers: Vec<_> = state
-        .settings
-        .routes
+    let routes_now = state.routes();
+    let carriers: Vec<_> = routes_now
+        .list
         .iter()
         .filter(|r| routes.contains(&r.name))
         .map(|r| &r.carriers)
@@ -469,8 +469,8 @@ pub(super) async fn create(
     // The kind decides how the credential may be sent: refuse one that
     // could not be used on an app it is meant for.
     if let Some(r) = state
-        .settings
-        .routes
+        .routes()
+        .list
         .iter()
         .find(|r| routes.contains(&r.name) && !r.carriers.take(kind))
     {

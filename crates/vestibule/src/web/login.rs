@@ -90,7 +90,7 @@ fn target(
         (None, None) => None,
     };
     let dest = match raw {
-        Some(raw) => Some(state.settings.redirects.check(raw, &here).map_err(|e| {
+        Some(raw) => Some(state.routes().redirects.check(raw, &here).map_err(|e| {
             tracing::info!(error = %e, "return address refused");
             format!("The return address was refused: {e}.")
         })?),

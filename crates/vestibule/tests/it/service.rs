@@ -178,30 +178,56 @@ async fn until_logged(gw: &Gateway, needle: &str, n: usize) -> String {
 }
 
 #[tokio::test]
-async fn sighup_checks_the_file_and_names_what_needs_a_restart() {
+async fn sighup_applies_routes_live_and_names_what_needs_a_restart() {
     let up = start_whoami().await;
-    let original = config(&authelia(), &route("app", "/", up, ""));
+    let gateway_config =
+        |routes: &str| config(&authelia(), routes).replace("level = \"warn\"", "level = \"info\"");
+    let original = gateway_config(&route("app", "/", up, ""));
     let gw = Gateway::start(&original).await;
     let path = gw._dir.path().join("vestibule.toml");
     let alice = [("Remote-User", "alice")];
+    let admin = [("Remote-User", "root"), ("Remote-Groups", "admins")];
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &alice).await.status,
+        200
+    );
 
-    // A changed route: reported as needing a restart, not applied.
+    // A new route, and a [server] change: the route applies at once (alice
+    // is now refused under /admins/, an admin is not), [server] waits.
+    let with_admins = gateway_config(
+        &(route("app", "/", up, "")
+            + &route("admins", "/admins/", up, "allow_groups = [\"admins\"]")),
+    );
     std::fs::write(
         &path,
-        config(&authelia(), &route("app", "/", up, "")) + &route("other", "/other/", up, ""),
+        with_admins.replace("[server]\n", "[server]\nmax_connections = 999\n"),
     )
     .unwrap();
     hangup(&gw).await;
-    let log = until_logged(&gw, "need a restart", 1).await;
-    let line = log.lines().find(|l| l.contains("need a restart")).unwrap();
-    assert!(
-        line.contains("[[route]]") && !line.contains("[server]"),
-        "{line}"
+    let log = until_logged(&gw, "reload: applied [[route]]", 1).await;
+    // Alike identity.rs's group checks in shape (status per identity);
+    // here they show that the routes changed under a running gateway.
+    assert!(log.contains("reload: needs a restart: [server]"), "{log}");
+    assert!(!log.contains("needs a restart: [[route]]"), "{log}");
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &alice).await.status,
+        403
     );
-    assert!(line.contains("nothing was applied"), "{line}");
-    assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &alice).await.status, 200);
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &admin).await.status,
+        200
+    );
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/other", &alice).await.status,
+        200
+    );
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("route=\"admins\",outcome=\"forbidden\""),
+        "the new route is counted under its name:\n{metrics}"
+    );
 
-    // A file with errors: each error is logged, the gateway keeps serving.
+    // A file with errors: each error is logged, the running routes stay.
     std::fs::write(
         &path,
         original.replace("dialect = \"authelia\"", "dialect = \"nope\""),
@@ -213,9 +239,45 @@ async fn sighup_checks_the_file_and_names_what_needs_a_restart() {
         log.contains("nope"),
         "the error names the bad value:\n{log}"
     );
-    assert_eq!(Raw::get(gw.addr, TRUSTED, "/", &alice).await.status, 200);
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &alice).await.status,
+        403
+    );
 
-    // The process survived both signals.
+    // Routes that lean on a change needing a restart ([accounts], for
+    // device credentials) wait for it too; the running routes stay.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        &path,
+        gateway_config(&route("app", "/", up, "credentials = [\"bearer\"]"))
+            + &format!(
+                "\n[accounts]\n\n[database]\ndata_dir = \"{}\"\n",
+                data.path().display()
+            ),
+    )
+    .unwrap();
+    hangup(&gw).await;
+    let log = until_logged(&gw, "reload: needs a restart: [[route]]", 1).await;
+    assert!(log.contains("reload: needs a restart: [accounts]"), "{log}");
+    assert!(
+        log.contains("depends on a change that needs a restart"),
+        "{log}"
+    );
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &alice).await.status,
+        403
+    );
+
+    // Back to the first routes: applied, alice is in again.
+    std::fs::write(&path, &original).unwrap();
+    hangup(&gw).await;
+    until_logged(&gw, "reload: applied [[route]]", 2).await;
+    assert_eq!(
+        Raw::get(gw.addr, TRUSTED, "/admins/x", &alice).await.status,
+        200
+    );
+
+    // The process survived every signal.
     assert_eq!(admin_get(&gw, "/livez").await.status, 200);
 }
 

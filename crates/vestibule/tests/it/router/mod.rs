@@ -12,6 +12,7 @@ mod login;
 mod own;
 mod pages;
 mod proxy;
+mod reload;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -1,18 +1,24 @@
-//! README.md stays honest:
+//! The docs stay honest:
 //!
-//! - every ```toml block passes `check` without errors (blocks marked with
-//!   `<!-- fragment -->` on the line before the fence must still parse:
+//! - docs/configuration.md names every field of the configuration structs
+//!   (those deriving `Deserialize`) in `src/config/`, in that struct's own
+//!   `### ` section when the page has one, and shows the defaults the code
+//!   uses; a missing field is reported by struct, file and field;
+//! - every ```toml block of it passes `check` without errors (blocks marked
+//!   with `<!-- fragment -->` on the line before the fence must still parse:
 //!   no unknown keys, right types);
-//! - the configuration reference names every field of the configuration
-//!   structs (those deriving `Deserialize`) in `src/config/`, in that
-//!   struct's own section when the README has one;
-//! - the reference shows the defaults the code uses.
+//! - the commands the README and the docs show exist (`.ci/run`, and every
+//!   `vestibule <subcommand>`);
+//! - every relative link in the README and the docs reaches a file.
 
 use std::collections::BTreeMap;
 
 use vestibule::config::{self, Severity};
 
-const README_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+const REPO_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+const CONFIGURATION_PATH: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+const CONFIGURATION_NAME: &str = "docs/configuration.md";
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config");
 
 const REFERENCE_HEADING: &str = "## Configuration reference";
@@ -23,9 +29,9 @@ fn read(path: &str) -> String {
 }
 
 /// Every `.rs` file of the configuration module (one per section), in name
-/// order, concatenated, each without its `#[cfg(test)]` tail (test values
-/// are not defaults).
-fn read_config_sources() -> String {
+/// order, as (file name, text), each without its `#[cfg(test)]` tail (test
+/// values are not defaults).
+fn read_config_files() -> Vec<(String, String)> {
     let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(CONFIG_DIR)
         .unwrap_or_else(|e| panic!("cannot list {CONFIG_DIR}: {e}"))
         .map(|entry| entry.unwrap().path())
@@ -36,13 +42,35 @@ fn read_config_sources() -> String {
         .iter()
         .map(|p| {
             let text = read(&p.to_string_lossy());
-            match text.find("#[cfg(test)]") {
+            let text = match text.find("#[cfg(test)]") {
                 Some(i) => text[..i].to_owned(),
                 None => text,
-            }
+            };
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, text)
         })
+        .collect()
+}
+
+/// The configuration sources concatenated (for the defaults).
+fn read_config_sources() -> String {
+    read_config_files()
+        .into_iter()
+        .map(|(_, text)| text)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Every configuration struct, with the file it is declared in.
+fn config_structs_by_file() -> Vec<(String, ConfigStruct)> {
+    read_config_files()
+        .into_iter()
+        .flat_map(|(file, text)| {
+            config_structs(&text)
+                .into_iter()
+                .map(move |s| (file.clone(), s))
+        })
+        .collect()
 }
 
 /// One fenced ```toml block.
@@ -55,8 +83,8 @@ struct TomlBlock {
 
 /// Every ```toml block, in order. Fences of other languages are skipped
 /// whole, so a ```toml line inside them is not mistaken for a block.
-fn toml_blocks(readme: &str) -> Vec<TomlBlock> {
-    let lines: Vec<&str> = readme.lines().collect();
+fn toml_blocks(markdown: &str) -> Vec<TomlBlock> {
+    let lines: Vec<&str> = markdown.lines().collect();
     let mut blocks = Vec::new();
     let mut i = 0;
     while i < lines.len() {
@@ -73,11 +101,7 @@ fn toml_blocks(readme: &str) -> Vec<TomlBlock> {
             body.push(lines[i]);
             i += 1;
         }
-        assert!(
-            i < lines.len(),
-            "README.md:{}: unclosed code fence",
-            start + 1
-        );
+        assert!(i < lines.len(), "line {}: unclosed code fence", start + 1);
         i += 1;
         if is_toml {
             blocks.push(TomlBlock {
@@ -229,11 +253,11 @@ fn enum_defaults(src: &str) -> Vec<String> {
 }
 
 /// The text from `## Configuration reference` to the next `## ` heading.
-fn reference(readme: &str) -> &str {
-    let start = readme
+fn reference(page: &str) -> &str {
+    let start = page
         .find(&format!("\n{REFERENCE_HEADING}\n"))
-        .unwrap_or_else(|| panic!("README.md has no `{REFERENCE_HEADING}` section"));
-    let body = &readme[start + 1..];
+        .unwrap_or_else(|| panic!("{CONFIGURATION_NAME} has no `{REFERENCE_HEADING}` section"));
+    let body = &page[start + 1..];
     let end = body[REFERENCE_HEADING.len()..]
         .find("\n## ")
         .map_or(body.len(), |e| e + REFERENCE_HEADING.len());
@@ -282,16 +306,19 @@ fn names_field(text: &str, field: &str) -> bool {
 }
 
 #[test]
-fn readme_toml_blocks_pass_check() {
-    let readme = read(README_PATH);
-    let blocks = toml_blocks(&readme);
+fn configuration_toml_blocks_pass_check() {
+    let page = read(CONFIGURATION_PATH);
+    let blocks = toml_blocks(&page);
     assert!(
         blocks.iter().any(|b| !b.fragment),
-        "README.md has no complete ```toml configuration"
+        "{CONFIGURATION_NAME} has no complete ```toml configuration"
     );
     for b in &blocks {
         let file = config::parse_with_env(&b.text, std::iter::empty()).unwrap_or_else(|e| {
-            panic!("README.md:{}: the ```toml block does not load: {e}", b.line)
+            panic!(
+                "{CONFIGURATION_NAME}:{}: the ```toml block does not load: {e}",
+                b.line
+            )
         });
         if b.fragment {
             continue;
@@ -304,7 +331,7 @@ fn readme_toml_blocks_pass_check() {
             .collect();
         assert!(
             errors.is_empty(),
-            "README.md:{}: the ```toml block fails `vestibule check` \
+            "{CONFIGURATION_NAME}:{}: the ```toml block fails `vestibule check` \
              (mark partial examples with {FRAGMENT_MARKER} on the line before the fence):\n{}",
             b.line,
             errors.join("\n")
@@ -313,16 +340,16 @@ fn readme_toml_blocks_pass_check() {
 }
 
 #[test]
-fn readme_reference_names_every_config_field() {
-    let readme = read(README_PATH);
-    let reference = reference(&readme);
+fn configuration_reference_names_every_config_field() {
+    let page = read(CONFIGURATION_PATH);
+    let reference = reference(&page);
     let sections = subsections(reference);
-    let structs = config_structs(&read_config_sources());
+    let structs = config_structs_by_file();
 
     // Guard against the parser silently finding nothing.
     let all: Vec<&str> = structs
         .iter()
-        .flat_map(|s| s.fields.iter().map(String::as_str))
+        .flat_map(|(_, s)| s.fields.iter().map(String::as_str))
         .collect();
     for expected in [
         "listen",
@@ -342,7 +369,7 @@ fn readme_reference_names_every_config_field() {
     );
 
     let mut missing = Vec::new();
-    for s in &structs {
+    for (file, s) in &structs {
         // A struct whose section has its own `### ` heading must be documented
         // there; the others anywhere in the reference.
         let (where_, text) = match s
@@ -350,26 +377,36 @@ fn readme_reference_names_every_config_field() {
             .as_ref()
             .and_then(|k| sections.get(k).map(|t| (k, t)))
         {
-            Some((k, t)) => (format!("### `{k}`"), t.as_str()),
-            None => (REFERENCE_HEADING.to_owned(), reference),
+            Some((k, t)) => (format!("the table under ### `{k}`"), t.as_str()),
+            None => match &s.section {
+                Some(k) => (
+                    format!("a new ### `{k}` section (there is none yet)"),
+                    reference,
+                ),
+                None => (format!("`{REFERENCE_HEADING}`"), reference),
+            },
         };
         for f in &s.fields {
             if !names_field(text, f) {
-                missing.push(format!("`{f}` ({}) under {where_}", s.name));
+                missing.push(format!(
+                    "field `{f}` of struct `{}` (src/config/{file}): add a row for `{f}`, with its default, to {where_}",
+                    s.name
+                ));
             }
         }
     }
     assert!(
         missing.is_empty(),
-        "README.md's configuration reference does not document:\n  {}",
+        "{CONFIGURATION_NAME} does not document {} configuration field(s):\n  {}",
+        missing.len(),
         missing.join("\n  ")
     );
 }
 
 #[test]
-fn readme_reference_shows_code_defaults() {
-    let readme = read(README_PATH);
-    let reference = reference(&readme);
+fn configuration_reference_shows_code_defaults() {
+    let page = read(CONFIGURATION_PATH);
+    let reference = reference(&page);
     let src = read_config_sources();
     let mut defaults = enum_defaults(&src);
     for line in src.lines().map(str::trim) {
@@ -400,7 +437,7 @@ fn readme_reference_shows_code_defaults() {
         .collect();
     assert!(
         missing.is_empty(),
-        "README.md's configuration reference does not show these defaults (in backticks): {missing:?}"
+        "{CONFIGURATION_NAME}'s reference does not show these defaults of src/config/ (in backticks): {missing:?}"
     );
 }
 
@@ -430,4 +467,266 @@ fn block_and_field_parsers_work() {
     assert!(names_field("`[server.tls]`", "tls"));
     assert!(!names_field("`server.tls`", "tls"));
     assert!(!names_field("`path_prefix`", "path"));
+}
+
+/// The README and every Markdown page under docs/ (and SECURITY.md), as
+/// (path relative to the repository, text).
+fn markdown_pages() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(REPO_ROOT);
+    let mut paths = vec![root.join("README.md"), root.join("SECURITY.md")];
+    walk(&root.join("docs"), &mut paths);
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            (rel, read(&p.to_string_lossy()))
+        })
+        .collect()
+}
+
+/// The lines of every ```sh block.
+fn shell_lines(markdown: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut in_sh = None;
+    for line in markdown.lines() {
+        match (in_sh, line.trim().strip_prefix("```")) {
+            (None, Some(lang)) => in_sh = Some(lang.trim() == "sh"),
+            (Some(_), Some("")) => in_sh = None,
+            (Some(true), _) => out.push(line),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The `vestibule` subcommand path a shell line runs, if it runs vestibule:
+/// `sudo -u vestibule vestibule users list` → `["users", "list"]`,
+/// `cargo run --release -- demo` → `["demo"]`. Words after the subcommands
+/// (flags, placeholders such as `ACCOUNT`) are left out; `a|b` alternatives
+/// are kept whole for the caller to split.
+fn vestibule_invocation(line: &str) -> Option<Vec<String>> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let start = if let Some(dd) = words.iter().position(|w| *w == "--")
+        && words.starts_with(&["cargo", "run"])
+    {
+        dd + 1
+    } else {
+        // The binary itself: `vestibule`, `/usr/bin/vestibule`,
+        // `target/release/vestibule`, after `sudo [-u user]`.
+        let at = words.iter().enumerate().position(|(i, w)| {
+            (*w == "vestibule" || w.ends_with("/vestibule")) && !(i > 0 && words[i - 1] == "-u")
+        })?;
+        if !words[..at]
+            .iter()
+            .all(|w| matches!(*w, "sudo" | "-u" | "vestibule"))
+        {
+            return None;
+        }
+        at + 1
+    };
+    Some(
+        words[start..]
+            .iter()
+            .take_while(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-' || c == '|')
+                    && !w.starts_with('-')
+            })
+            .map(|w| (*w).to_owned())
+            .collect(),
+    )
+}
+
+#[test]
+fn commands_the_docs_show_exist() {
+    use clap::CommandFactory;
+    let cli = vestibule::cli::Cli::command();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (page, text) in markdown_pages() {
+        for line in shell_lines(&text) {
+            if line.trim_start().starts_with("bash ") {
+                let script = line.split_whitespace().nth(1).unwrap();
+                if !std::path::Path::new(REPO_ROOT).join(script).is_file() {
+                    wrong.push(format!("{page}: `{line}`: no file {script}"));
+                }
+                checked += 1;
+                continue;
+            }
+            let Some(words) = vestibule_invocation(line) else {
+                continue;
+            };
+            checked += 1;
+            let mut command = &cli;
+            for word in &words {
+                if !command.has_subcommands() {
+                    break;
+                }
+                let mut next = None;
+                for alternative in word.split('|') {
+                    match command.find_subcommand(alternative) {
+                        Some(sub) => next = Some(sub),
+                        None => wrong.push(format!(
+                            "{page}: `{}`: `{alternative}` is not a subcommand of `{}`",
+                            line.trim(),
+                            command.get_name()
+                        )),
+                    }
+                }
+                match next {
+                    Some(sub) => command = sub,
+                    None => break,
+                }
+            }
+        }
+    }
+    assert!(
+        checked >= 10,
+        "too few commands found in the docs: {checked}"
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+
+    // The README's two commands, in its own words.
+    let readme = read(&format!("{REPO_ROOT}/README.md"));
+    for command in ["cargo run --release -- demo", "bash .ci/run"] {
+        assert!(
+            shell_lines(&readme).iter().any(|l| l.trim() == command),
+            "README.md no longer shows `{command}`"
+        );
+    }
+}
+
+/// Pages other branches add at the same time as this one (assertions, LDAP,
+/// client certificates): a link to one is checked once the page exists.
+const PAGES_ADDED_IN_PARALLEL: [&str; 3] = [
+    "docs/assertions.md",
+    "docs/ldap.md",
+    "docs/client-certificates.md",
+];
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, everything but
+/// letters, digits, `-` and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of a page's headings (outside code fences).
+fn anchors(markdown: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced && line.starts_with('#') {
+            out.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+#[test]
+fn relative_links_reach_a_file_and_heading() {
+    let pages = markdown_pages();
+    let root = std::path::Path::new(REPO_ROOT);
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for (page, text) in &pages {
+        let dir = std::path::Path::new(page).parent().unwrap();
+        for target in text.split("](").skip(1).filter_map(|t| t.split(')').next()) {
+            if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                continue;
+            }
+            checked += 1;
+            let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let resolved = if file.is_empty() {
+                std::path::PathBuf::from(page)
+            } else {
+                normalise(&dir.join(file))
+            };
+            let resolved_name = resolved.to_string_lossy().into_owned();
+            if !root.join(&resolved).exists() {
+                if !PAGES_ADDED_IN_PARALLEL.contains(&resolved_name.as_str()) {
+                    broken.push(format!("{page}: ({target}): no file {resolved_name}"));
+                }
+                continue;
+            }
+            if !fragment.is_empty() {
+                let target_text = read(&root.join(&resolved).to_string_lossy());
+                if !anchors(&target_text).iter().any(|a| a == fragment) {
+                    broken.push(format!(
+                        "{page}: ({target}): no heading #{fragment} in {resolved_name}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "too few links found: {checked}");
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// `docs/../SECURITY.md` → `SECURITY.md` (without touching the disk).
+fn normalise(path: &std::path::Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn invocation_and_anchor_parsers_work() {
+    let words = |l| vestibule_invocation(l).map(|w| w.join(" "));
+    assert_eq!(
+        words("sudo -u vestibule vestibule users list --json").as_deref(),
+        Some("users list")
+    );
+    assert_eq!(
+        words("cargo run --release -- demo").as_deref(),
+        Some("demo")
+    );
+    assert_eq!(
+        words("target/release/vestibule generate-assets target/x").as_deref(),
+        Some("generate-assets")
+    );
+    assert_eq!(
+        words("vestibule users approve|disable ACCOUNT").as_deref(),
+        Some("users approve|disable")
+    );
+    assert_eq!(words("sudo systemctl reload vestibule"), None);
+    assert_eq!(words("journalctl -u vestibule -f"), None);
+    assert_eq!(anchor(" `[[server.unix]]`"), "serverunix");
+    assert_eq!(
+        anchor(" Security model in brief"),
+        "security-model-in-brief"
+    );
+    assert_eq!(
+        normalise(std::path::Path::new("docs/deploy/../../SECURITY.md")),
+        std::path::PathBuf::from("SECURITY.md")
+    );
 }
