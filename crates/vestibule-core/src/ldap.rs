@@ -550,7 +550,9 @@ impl Person {
             given_name: id.given_name.clone(),
             family_name: id.family_name.clone(),
             mail: id.email.clone(),
-            display_name: id.display_name.clone(),
+            // The name a person is shown by: the display name, else
+            // "given family", else the user name.
+            display_name: Some(id.name_for_display()),
             provider: id.provider.clone(),
             object_id,
         })

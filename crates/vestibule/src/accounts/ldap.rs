@@ -75,11 +75,11 @@ impl From<DirectoryError> for StoreError {
 type Result<T> = std::result::Result<T, DirectoryError>;
 
 /// A test-only crash point: the process aborts (no destructor, no store
-/// write) where `VESTIBULE_FAILPOINT` names it. Compiled only with the
+/// write) where `FAILPOINTS` names it (not a `VESTIBULE_` variable: those are configuration keys). Compiled only with the
 /// `failpoints` feature, which only the integration tests turn on.
 #[cfg(feature = "failpoints")]
 fn failpoint(name: &str) {
-    if std::env::var("VESTIBULE_FAILPOINT").is_ok_and(|v| v == name) {
+    if std::env::var("FAILPOINTS").is_ok_and(|v| v == name) {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
     }

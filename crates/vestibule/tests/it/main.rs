@@ -16,6 +16,7 @@ mod devices;
 mod durability;
 mod frontends;
 mod identity;
+mod ldap;
 mod limits;
 mod one_way_in;
 mod pages;

@@ -1,0 +1,777 @@
+//! Accounts written to a real LDAP directory: Debian's `slapd`, started on
+//! loopback with a private configuration (mdb in a temporary directory,
+//! core/cosine/inetorgperson/nis plus geOrchestra's schema), and the real
+//! gateway taking geOrchestra `preauth-*` logins. The directory is read back
+//! with `ldapsearch`.
+
+use std::collections::BTreeMap;
+use std::net::TcpStream as StdTcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vestibule_store::{AccountStatus, IdentityKey, Store, StoreConfig};
+
+use crate::support::*;
+
+const GEO_BASE: &str = "dc=georchestra,dc=org";
+const GEN_BASE: &str = "dc=example,dc=org";
+const PASSWORD: &str = "slapd-test-password";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ldap")
+}
+
+/// A private `slapd` on a loopback port, stopped on drop.
+pub struct Slapd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+    pub base: String,
+}
+
+impl Slapd {
+    /// Starts slapd with `tree` (LDIF) loaded under `base`.
+    pub fn start(base: &str, tree: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("db")).unwrap();
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\n\
+             include /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\n\
+             include /etc/ldap/schema/nis.schema\n\
+             include {schema}\n\
+             pidfile {d}/slapd.pid\n\
+             modulepath /usr/lib/ldap\n\
+             moduleload back_mdb\n\
+             database mdb\n\
+             suffix \"{base}\"\n\
+             rootdn \"cn=admin,{base}\"\n\
+             rootpw {PASSWORD}\n\
+             directory {d}/db\n\
+             maxsize 10485760\n",
+            schema = fixtures().join("georchestra.schema").display(),
+            d = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("slapd.conf"), conf).unwrap();
+        std::fs::write(dir.path().join("tree.ldif"), tree).unwrap();
+        let out = Command::new("/usr/sbin/slapadd")
+            .arg("-f")
+            .arg(dir.path().join("slapd.conf"))
+            .arg("-l")
+            .arg(dir.path().join("tree.ldif"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Self {
+            child: None,
+            dir,
+            port,
+            base: base.to_owned(),
+        };
+        s.start_again();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts slapd on the same port and database.
+    pub fn start_again(&mut self) {
+        let child = Command::new("/usr/sbin/slapd")
+            .arg("-f")
+            .arg(self.dir.path().join("slapd.conf"))
+            .arg("-h")
+            .arg(self.url() + "/")
+            // Foreground, no debug output.
+            .arg("-d")
+            .arg("0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        while StdTcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "slapd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops slapd (SIGKILL: a directory that vanishes).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `ldapsearch` as the admin: entries (DN → attribute → values),
+    /// attribute names lowercased.
+    pub fn search(
+        &self,
+        base: &str,
+        filter: &str,
+    ) -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
+        let out = Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &self.url()])
+            .args(["-D", &format!("cn=admin,{}", self.base), "-w", PASSWORD])
+            .args(["-b", base, filter])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut entries = BTreeMap::new();
+        for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+            let mut dn = String::new();
+            let mut attrs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for line in block.lines() {
+                let Some((k, v)) = line.split_once(":: ").or_else(|| line.split_once(": ")) else {
+                    continue;
+                };
+                if k == "dn" {
+                    dn = v.to_owned();
+                } else {
+                    attrs
+                        .entry(k.to_ascii_lowercase())
+                        .or_default()
+                        .push(v.to_owned());
+                }
+            }
+            // Attribute values are sets (RFC 4512 §2.3): compare them sorted.
+            for v in attrs.values_mut() {
+                v.sort();
+            }
+            entries.insert(dn, attrs);
+        }
+        entries
+    }
+
+    /// The DNs under `base` matching `filter`.
+    pub fn dns(&self, base: &str, filter: &str) -> Vec<String> {
+        self.search(base, filter).into_keys().collect()
+    }
+
+    /// The members of `group_dn`.
+    pub fn members(&self, group_dn: &str) -> Vec<String> {
+        let mut m = self
+            .search(group_dn, "(objectClass=*)")
+            .into_values()
+            .next()
+            .and_then(|mut a| a.remove("member"))
+            .unwrap_or_default();
+        m.sort();
+        m
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Setup {
+    gw: Gateway,
+    ldap: Slapd,
+    store: Arc<dyn Store>,
+    dir_path: PathBuf,
+    config: String,
+}
+
+fn geo_tree() -> String {
+    std::fs::read_to_string(fixtures().join("georchestra-tree.ldif")).unwrap()
+}
+
+fn generic_tree() -> String {
+    format!(
+        "dn: {GEN_BASE}\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: ou=people,{GEN_BASE}\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=pending,{GEN_BASE}\nobjectClass: organizationalUnit\nou: pending\n\n\
+         dn: ou=groups,{GEN_BASE}\nobjectClass: organizationalUnit\nou: groups\n"
+    )
+}
+
+/// The gateway in front of a whoami app, with `[accounts.ldap]` on `ldap`.
+async fn start_gateway(
+    ldap: &Slapd,
+    dir: tempfile::TempDir,
+    provisioning: &str,
+    ldap_extra: &str,
+    env: &[(&str, &str)],
+) -> (Gateway, String) {
+    let up = start_whoami().await;
+    let data = dir.path().join("data");
+    let pw = dir.path().join("ldap-password");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let src = format!(
+        "[source.headers]\ndialect = \"georchestra\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"{provisioning}\"\n\n\
+         [database]\ndata_dir = \"{data}\"\n\n[accounts]\ncache_ttl = \"60s\"\n\n\
+         [accounts.ldap]\nurl = \"{url}\"\nbind_dn = \"cn=admin,{base}\"\nbind_password_file = \"{pw}\"\nbase_dn = \"{base}\"\ntimeout = \"2s\"\n{ldap_extra}\n",
+        data = data.display(),
+        url = ldap.url(),
+        base = ldap.base,
+        pw = pw.display(),
+    );
+    let routes = route("app", "/", up, "profile = \"georchestra\"");
+    let config = config(&src, &routes);
+    let gw = Gateway::start_in(dir, &config, env).await;
+    (gw, config)
+}
+
+async fn setup(base: &str, tree: &str, provisioning: &str, ldap_extra: &str) -> Setup {
+    setup_with_env(base, tree, provisioning, ldap_extra, &[]).await
+}
+
+async fn setup_with_env(
+    base: &str,
+    tree: &str,
+    provisioning: &str,
+    ldap_extra: &str,
+    env: &[(&str, &str)],
+) -> Setup {
+    let ldap = Slapd::start(base, tree);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_owned();
+    let (gw, config) = start_gateway(&ldap, dir, provisioning, ldap_extra, env).await;
+    let store = vestibule_store::open(&StoreConfig::new(format!(
+        "sqlite://{}",
+        dir_path.join("data/vestibule.db").display()
+    )))
+    .await
+    .unwrap();
+    Setup {
+        gw,
+        ldap,
+        store,
+        dir_path,
+        config,
+    }
+}
+
+/// A geOrchestra pre-authenticated login, as the front sends it.
+struct Login<'a> {
+    username: &'a str,
+    email: &'a str,
+    first: &'a str,
+    last: &'a str,
+    org: Option<&'a str>,
+    roles: Option<&'a str>,
+    subject: &'a str,
+}
+
+impl<'a> Login<'a> {
+    fn alice() -> Self {
+        Self {
+            username: "Alice",
+            email: "alice@example.org",
+            first: "Alice",
+            last: "Liddell",
+            org: Some("PSC"),
+            roles: None,
+            subject: "sub-alice",
+        }
+    }
+
+    async fn send(&self, gw: &Gateway) -> Raw {
+        let mut h = vec![
+            ("sec-georchestra-preauthenticated", "true"),
+            ("preauth-username", self.username),
+            ("preauth-email", self.email),
+            ("preauth-firstname", self.first),
+            ("preauth-lastname", self.last),
+            ("preauth-provider", "myidp"),
+            ("preauth-provider-id", self.subject),
+        ];
+        if let Some(o) = self.org {
+            h.push(("preauth-org", o));
+        }
+        if let Some(r) = self.roles {
+            h.push(("preauth-roles", r));
+        }
+        Raw::get(gw.addr, TRUSTED, "/", &h).await
+    }
+}
+
+const GEO_ROLES: &str = "[accounts.ldap.roles]\nSUPERUSER = [\"ROLE_SUPERUSER\"]\n";
+
+fn geo_extra(more: &str) -> String {
+    format!("layout = \"georchestra\"\n{more}\n{GEO_ROLES}")
+}
+
+fn user_dn(uid: &str) -> String {
+    format!("uid={uid},ou=users,{GEO_BASE}")
+}
+
+#[tokio::test]
+async fn georchestra_first_login_writes_user_org_and_roles() {
+    let s = setup(GEO_BASE, &geo_tree(), "auto", &geo_extra("")).await;
+    let login = Login {
+        roles: Some("ROLE_SUPERUSER;ROLE_ADMINISTRATOR"),
+        ..Login::alice()
+    };
+    let r = login.send(&s.gw).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+
+    // The user, exactly.
+    let users = s
+        .ldap
+        .search(&format!("ou=users,{GEO_BASE}"), "(uid=alice)");
+    let dn = user_dn("alice");
+    assert_eq!(users.keys().collect::<Vec<_>>(), [&dn]);
+    let a = &users[&dn];
+    assert_eq!(
+        a["objectclass"],
+        [
+            "georchestraUser",
+            "inetOrgPerson",
+            "organizationalPerson",
+            "person",
+            "shadowAccount",
+            "top"
+        ]
+    );
+    assert_eq!(a["uid"], ["alice"]);
+    assert_eq!(a["cn"], ["Alice Liddell"]);
+    assert_eq!(a["sn"], ["Liddell"]);
+    assert_eq!(a["givenname"], ["Alice"]);
+    assert_eq!(a["mail"], ["alice@example.org"]);
+    assert_eq!(a["oauth2provider"], ["myidp"]);
+    assert_eq!(a["oauth2uid"], ["sub-alice"]);
+    let uuid = &a["georchestraobjectidentifier"][0];
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    assert_eq!(&uuid[14..15], "4", "a version 4 UUID: {uuid}");
+    let mut names: Vec<&String> = a.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cn",
+            "georchestraobjectidentifier",
+            "givenname",
+            "mail",
+            "oauth2provider",
+            "oauth2uid",
+            "objectclass",
+            "sn",
+            "uid"
+        ]
+    );
+
+    // The organisation: two entries linked by seeAlso, one member.
+    let orgs = s
+        .ldap
+        .search(&format!("ou=orgs,{GEO_BASE}"), "(|(cn=PSC)(o=PSC))");
+    let group = &orgs[&format!("cn=PSC,ou=orgs,{GEO_BASE}")];
+    assert_eq!(group["objectclass"], ["groupOfMembers", "top"]);
+    assert_eq!(group["member"], [dn.clone()]);
+    assert_eq!(group["seealso"], [format!("o=PSC,ou=orgs,{GEO_BASE}")]);
+    let ext = &orgs[&format!("o=PSC,ou=orgs,{GEO_BASE}")];
+    assert_eq!(
+        ext["objectclass"],
+        ["georchestraOrg", "organization", "top"]
+    );
+    assert_eq!(ext["businesscategory"], ["Other"]);
+
+    // Roles: USER always, SUPERUSER mapped, ADMINISTRATOR (unmapped) not.
+    assert_eq!(
+        s.ldap.members(&format!("cn=USER,ou=roles,{GEO_BASE}")),
+        [dn.clone()]
+    );
+    assert_eq!(
+        s.ldap.members(&format!("cn=SUPERUSER,ou=roles,{GEO_BASE}")),
+        [dn.clone()]
+    );
+    assert!(
+        s.ldap
+            .members(&format!("cn=ADMINISTRATOR,ou=roles,{GEO_BASE}"))
+            .is_empty()
+    );
+    assert!(
+        s.gw.stderr().contains("ROLE_ADMINISTRATOR"),
+        "the dropped role is logged: {}",
+        s.gw.stderr()
+    );
+
+    // The store records the entry as written.
+    let account = s
+        .store
+        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    let link = s.store.directory_entry(account.id).await.unwrap().unwrap();
+    assert_eq!((link.dn.as_str(), link.written), (dn.as_str(), true));
+    assert_eq!(&link.object_id, uuid);
+
+    // A second login changes nothing in the directory.
+    let before = s.ldap.search(GEO_BASE, "(objectClass=*)");
+    assert_eq!(login.send(&s.gw).await.status, 200);
+    assert_eq!(s.ldap.search(GEO_BASE, "(objectClass=*)"), before);
+}
+
+#[tokio::test]
+async fn georchestra_sync_modifies_in_place_and_deletes_nothing() {
+    let s = setup(GEO_BASE, &geo_tree(), "auto", &geo_extra("")).await;
+    assert_eq!(Login::alice().send(&s.gw).await.status, 200);
+    let dn = user_dn("alice");
+    let first = s.ldap.search(&dn, "(objectClass=*)")[&dn].clone();
+    let changed = Login {
+        email: "alice@wonderland.example",
+        last: "Pleasance",
+        org: Some("C2C"),
+        roles: Some("ROLE_SUPERUSER"),
+        ..Login::alice()
+    };
+    let r = changed.send(&s.gw).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+    let after = s.ldap.search(&dn, "(objectClass=*)")[&dn].clone();
+    assert_eq!(after["mail"], ["alice@wonderland.example"]);
+    assert_eq!(after["sn"], ["Pleasance"]);
+    assert_eq!(after["cn"], ["Alice Pleasance"]);
+    assert_eq!(
+        after["georchestraobjectidentifier"],
+        first["georchestraobjectidentifier"]
+    );
+    // Newly mapped role added; the old organisation keeps its entries, the
+    // user moves to the new one (one organisation per user).
+    assert_eq!(
+        s.ldap.members(&format!("cn=SUPERUSER,ou=roles,{GEO_BASE}")),
+        [dn.clone()]
+    );
+    assert!(
+        s.ldap
+            .members(&format!("cn=PSC,ou=orgs,{GEO_BASE}"))
+            .is_empty()
+    );
+    assert_eq!(
+        s.ldap.members(&format!("cn=C2C,ou=orgs,{GEO_BASE}")),
+        [dn.clone()]
+    );
+    assert_eq!(
+        s.ldap
+            .dns(&format!("ou=orgs,{GEO_BASE}"), "(objectClass=*)")
+            .len(),
+        5
+    );
+    // Roles are never removed by a sync.
+    let fewer = Login {
+        roles: None,
+        ..changed
+    };
+    assert_eq!(fewer.send(&s.gw).await.status, 200);
+    assert_eq!(
+        s.ldap.members(&format!("cn=SUPERUSER,ou=roles,{GEO_BASE}")),
+        [dn]
+    );
+}
+
+#[tokio::test]
+async fn georchestra_moderation_waits_in_pendingusers_until_approved() {
+    let s = setup(GEO_BASE, &geo_tree(), "approval", &geo_extra("")).await;
+    let r = Login::alice().send(&s.gw).await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text().contains("waiting for an administrator"),
+        "{}",
+        r.text()
+    );
+    let pending = format!("uid=alice,ou=pendingusers,{GEO_BASE}");
+    assert_eq!(s.ldap.dns(GEO_BASE, "(uid=alice)"), [pending.clone()]);
+    // The organisation lists the pending DN (as geOrchestra's console does).
+    assert_eq!(
+        s.ldap.members(&format!("cn=PSC,ou=orgs,{GEO_BASE}")),
+        [pending]
+    );
+
+    // Approved with the CLI: the next login moves the entry to ou=users and
+    // rewrites the memberships.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(["users", "approve", "Alice", "--config"])
+        .env("USER", "tester")
+        .env_remove("SUDO_USER")
+        .env_remove("VESTIBULE_CONFIG")
+        .arg(s.dir_path.join("vestibule.toml"))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dn = user_dn("alice");
+    until_status(200, async || Login::alice().send(&s.gw).await.status).await;
+    assert_eq!(s.ldap.dns(GEO_BASE, "(uid=alice)"), [dn.clone()]);
+    assert_eq!(
+        s.ldap.members(&format!("cn=PSC,ou=orgs,{GEO_BASE}")),
+        [dn.clone()]
+    );
+    assert_eq!(
+        s.ldap.members(&format!("cn=USER,ou=roles,{GEO_BASE}")),
+        [dn]
+    );
+}
+
+#[tokio::test]
+async fn georchestra_conflict_on_mail_waits_for_an_admin_and_overwrites_nothing() {
+    let s = setup(GEO_BASE, &geo_tree(), "auto", &geo_extra("")).await;
+    assert_eq!(Login::alice().send(&s.gw).await.status, 200);
+    let before = s.ldap.search(GEO_BASE, "(objectClass=*)");
+    // Another person (other subject, other uid) with alice's mail.
+    let mallory = Login {
+        username: "mallory",
+        subject: "sub-mallory",
+        ..Login::alice()
+    };
+    let r = mallory.send(&s.gw).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("already used"), "{}", r.text());
+    // Same uid, other subject: a conflict too.
+    let twin = Login {
+        email: "twin@example.org",
+        subject: "sub-twin",
+        ..Login::alice()
+    };
+    assert_eq!(twin.send(&s.gw).await.status, 403);
+    assert_eq!(s.ldap.search(GEO_BASE, "(objectClass=*)"), before);
+}
+
+#[tokio::test]
+async fn georchestra_directory_down_is_503_then_recovers() {
+    let mut s = setup(GEO_BASE, &geo_tree(), "auto", &geo_extra("")).await;
+    s.ldap.stop();
+    let r = Login::alice().send(&s.gw).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    s.ldap.start_again();
+    let r = Login::alice().send(&s.gw).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+    assert_eq!(s.ldap.dns(GEO_BASE, "(uid=alice)"), [user_dn("alice")]);
+    assert_eq!(
+        s.ldap.dns(GEO_BASE, "(cn=PSC)"),
+        [format!("cn=PSC,ou=orgs,{GEO_BASE}")]
+    );
+}
+
+#[tokio::test]
+async fn georchestra_a_failed_write_leaves_no_half_entry() {
+    // EDITOR's group does not exist and cannot be created (an object
+    // class the schema does not know), after the organisation and the
+    // user were written: both go again.
+    let s2 = setup(
+        GEO_BASE,
+        &geo_tree(),
+        "auto",
+        "layout = \"georchestra\"\nrole_object_classes = [\"top\", \"noSuchClass\"]\n[accounts.ldap.roles]\nEDITOR = [\"ROLE_EDITOR\"]\n",
+    )
+    .await;
+    let login = Login {
+        roles: Some("ROLE_EDITOR"),
+        org: Some("NEWORG"),
+        ..Login::alice()
+    };
+    let r = login.send(&s2.gw).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(s2.ldap.dns(GEO_BASE, "(uid=alice)").is_empty());
+    assert!(s2.ldap.dns(GEO_BASE, "(|(cn=NEWORG)(o=NEWORG))").is_empty());
+    assert!(
+        s2.ldap
+            .members(&format!("cn=USER,ou=roles,{GEO_BASE}"))
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn georchestra_kill_between_the_directory_and_the_store_is_reconciled() {
+    let ldap = Slapd::start(GEO_BASE, &geo_tree());
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().to_owned();
+    let (mut gw, config) = start_gateway(
+        &ldap,
+        dir,
+        "auto",
+        &geo_extra(""),
+        &[("FAILPOINTS", "ldap-after-directory-writes")],
+    )
+    .await;
+    // The process dies after the directory writes, before the store says so.
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut conn = Raw::connect(gw.addr, TRUSTED).await;
+        let req = request(
+            "GET",
+            "/",
+            &[
+                ("sec-georchestra-preauthenticated", "true"),
+                ("preauth-username", "alice"),
+                ("preauth-email", "alice@example.org"),
+                ("preauth-firstname", "Alice"),
+                ("preauth-lastname", "Liddell"),
+                ("preauth-org", "PSC"),
+                ("preauth-provider", "myidp"),
+                ("preauth-provider-id", "sub-alice"),
+            ],
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        conn.write_all(&req).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = conn.read_to_end(&mut buf).await;
+        buf
+    })
+    .await
+    .unwrap();
+    assert!(r.is_empty(), "no answer from a dead process");
+    let status = gw.child.wait().await.unwrap();
+    assert!(!status.success());
+    assert!(
+        gw.stderr()
+            .contains("failpoint ldap-after-directory-writes")
+    );
+    let dn = user_dn("alice");
+    assert_eq!(ldap.dns(GEO_BASE, "(uid=alice)"), [dn.clone()]);
+    let store = vestibule_store::open(&StoreConfig::new(format!(
+        "sqlite://{}",
+        dir_path.join("data/vestibule.db").display()
+    )))
+    .await
+    .unwrap();
+    let account = store
+        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    let link = store.directory_entry(account.id).await.unwrap().unwrap();
+    assert!(!link.written, "the store still says: reconcile me");
+
+    // Restarted without the failpoint: the next login adopts the entry
+    // (same object identifier), writes nothing twice, and marks it written.
+    let before = ldap.search(GEO_BASE, "(objectClass=*)");
+    let dir2 = tempfile::tempdir().unwrap();
+    let gw2 = Gateway::start_in(dir2, &config, &[]).await;
+    assert_eq!(
+        Login {
+            username: "alice",
+            ..Login::alice()
+        }
+        .send(&gw2)
+        .await
+        .status,
+        200,
+        "{}",
+        gw2.stderr()
+    );
+    assert_eq!(ldap.search(GEO_BASE, "(objectClass=*)"), before);
+    let link = store.directory_entry(account.id).await.unwrap().unwrap();
+    assert!(link.written);
+    assert_eq!(link.dn, dn);
+}
+
+#[tokio::test]
+async fn generic_layout_writes_inetorgperson_entries_and_groups() {
+    let s = setup(
+        GEN_BASE,
+        &generic_tree(),
+        "auto",
+        "layout = \"inetorgperson\"\n[accounts.ldap.roles]\napp-users = [\"ROLE_USER\"]\n",
+    )
+    .await;
+    let login = Login {
+        roles: Some("ROLE_USER;ROLE_ADMINISTRATOR"),
+        ..Login::alice()
+    };
+    let r = login.send(&s.gw).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+    let dn = format!("uid=alice,ou=people,{GEN_BASE}");
+    let e = s.ldap.search(GEN_BASE, "(uid=alice)");
+    assert_eq!(e.keys().collect::<Vec<_>>(), [&dn]);
+    let a = &e[&dn];
+    assert_eq!(
+        a["objectclass"],
+        ["inetOrgPerson", "organizationalPerson", "person", "top"]
+    );
+    assert_eq!(a["cn"], ["Alice Liddell"]);
+    assert_eq!(a["displayname"], ["Alice Liddell"]);
+    assert_eq!(a["mail"], ["alice@example.org"]);
+    assert!(!a.contains_key("oauth2uid"));
+    // The mapped group is created with the member; nothing for ADMINISTRATOR.
+    assert_eq!(
+        s.ldap
+            .members(&format!("cn=app-users,ou=groups,{GEN_BASE}")),
+        [dn.clone()]
+    );
+    assert_eq!(
+        s.ldap
+            .dns(
+                &format!("ou=groups,{GEN_BASE}"),
+                "(objectClass=groupOfNames)"
+            )
+            .len(),
+        1
+    );
+
+    // Sync, conflict.
+    let changed = Login {
+        email: "alice@wonderland.example",
+        ..login
+    };
+    assert_eq!(changed.send(&s.gw).await.status, 200);
+    assert_eq!(
+        s.ldap.search(&dn, "(objectClass=*)")[&dn]["mail"],
+        ["alice@wonderland.example"]
+    );
+    let other = Login {
+        username: "bob",
+        subject: "sub-bob",
+        ..changed
+    };
+    assert_eq!(other.send(&s.gw).await.status, 403);
+    assert!(s.ldap.dns(GEN_BASE, "(uid=bob)").is_empty());
+}
+
+#[tokio::test]
+async fn generic_layout_moderation_and_outage() {
+    let mut s = setup(
+        GEN_BASE,
+        &generic_tree(),
+        "approval",
+        "layout = \"inetorgperson\"\n",
+    )
+    .await;
+    s.ldap.stop();
+    assert_eq!(Login::alice().send(&s.gw).await.status, 503);
+    s.ldap.start_again();
+    assert_eq!(Login::alice().send(&s.gw).await.status, 403);
+    assert_eq!(
+        s.ldap.dns(GEN_BASE, "(uid=alice)"),
+        [format!("uid=alice,ou=pending,{GEN_BASE}")]
+    );
+    let account = s
+        .store
+        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.status, AccountStatus::Pending);
+    s.store
+        .set_status(account.id, AccountStatus::Active, 1)
+        .await
+        .unwrap();
+    until_status(200, async || Login::alice().send(&s.gw).await.status).await;
+    assert_eq!(
+        s.ldap.dns(GEN_BASE, "(uid=alice)"),
+        [format!("uid=alice,ou=people,{GEN_BASE}")]
+    );
+    let _ = &s.config;
+}
