@@ -32,8 +32,14 @@ pub struct Slapd {
 }
 
 impl Slapd {
-    /// Starts slapd with `tree` (LDIF) loaded under `base`.
+    /// Starts slapd with `tree` (LDIF) loaded under `base`, with
+    /// geOrchestra's schema.
     pub fn start(base: &str, tree: &str) -> Self {
+        Self::start_with(base, tree, true)
+    }
+
+    /// Starts slapd, with or without geOrchestra's schema.
+    pub fn start_with(base: &str, tree: &str, georchestra_schema: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("db")).unwrap();
         let conf = format!(
@@ -41,7 +47,7 @@ impl Slapd {
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              include /etc/ldap/schema/nis.schema\n\
-             include {schema}\n\
+             {schema}\n\
              pidfile {d}/slapd.pid\n\
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
@@ -51,7 +57,14 @@ impl Slapd {
              rootpw {PASSWORD}\n\
              directory {d}/db\n\
              maxsize 10485760\n",
-            schema = fixtures().join("georchestra.schema").display(),
+            schema = if georchestra_schema {
+                format!(
+                    "include {}",
+                    fixtures().join("georchestra.schema").display()
+                )
+            } else {
+                String::new()
+            },
             d = dir.path().display(),
         );
         std::fs::write(dir.path().join("slapd.conf"), conf).unwrap();
@@ -774,4 +787,56 @@ async fn generic_layout_moderation_and_outage() {
         [format!("uid=alice,ou=people,{GEN_BASE}")]
     );
     let _ = &s.config;
+}
+
+/// `vestibule check --online`: `config` with the LDAP part pointed at
+/// `ldap`; (exit code, stderr).
+async fn check_online(ldap: &Slapd, layout: &str, password: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, password).unwrap();
+    let cfg = dir.path().join("vestibule.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source.headers]\ndialect = \"georchestra\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n\
+             [database]\ndata_dir = \"{data}\"\n\n[accounts]\n[accounts.ldap]\nurl = \"{url}\"\n\
+             bind_dn = \"cn=admin,{base}\"\nbind_password_file = \"{pw}\"\nbase_dn = \"{base}\"\nlayout = \"{layout}\"\n\n\
+             [[route]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"http://127.0.0.1:9\"\n",
+            data = dir.path().join("data").display(),
+            url = ldap.url(),
+            base = ldap.base,
+            pw = pw.display(),
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
+        .args(["check", "--online", "--config"])
+        .arg(&cfg)
+        .env_remove("VESTIBULE_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn check_online_binds_searches_and_names_a_missing_schema() {
+    let geo = Slapd::start(GEO_BASE, &geo_tree());
+    let (code, err) = check_online(&geo, "georchestra", PASSWORD).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("bound, base searched"), "{err}");
+    let (code, err) = check_online(&geo, "georchestra", "wrong").await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bind as cn=admin"), "{err}");
+    // A directory without geOrchestra's schema.
+    let plain = Slapd::start_with(GEN_BASE, &generic_tree(), false);
+    let (code, err) = check_online(&plain, "georchestra", PASSWORD).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no object class georchestraUser"), "{err}");
+    let (code, err) = check_online(&plain, "inetorgperson", PASSWORD).await;
+    assert_eq!(code, 0, "{err}");
 }
