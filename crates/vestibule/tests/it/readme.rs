@@ -16,6 +16,15 @@ const README_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config");
 
 const REFERENCE_HEADING: &str = "## Configuration reference";
+
+/// Configuration files (in `src/config/`) documented in their own page's
+/// `## Configuration reference` instead of README.md's, with the field of
+/// a README section that opens them: (file, page, field).
+const OWN_PAGES: &[(&str, &str, &str)] = &[("ldap.rs", "docs/ldap.md", "ldap")];
+
+fn page_path(page: &str) -> String {
+    format!("{}/../../{page}", env!("CARGO_MANIFEST_DIR"))
+}
 const FRAGMENT_MARKER: &str = "<!-- fragment -->";
 
 fn read(path: &str) -> String {
@@ -26,10 +35,16 @@ fn read(path: &str) -> String {
 /// order, concatenated, each without its `#[cfg(test)]` tail (test values
 /// are not defaults).
 fn read_config_sources() -> String {
+    read_config_sources_where(|name| OWN_PAGES.iter().all(|(f, _, _)| *f != name))
+}
+
+/// Like [`read_config_sources`], for the files whose name `keep` accepts.
+fn read_config_sources_where(keep: impl Fn(&str) -> bool) -> String {
     let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(CONFIG_DIR)
         .unwrap_or_else(|e| panic!("cannot list {CONFIG_DIR}: {e}"))
         .map(|entry| entry.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter(|p| keep(&p.file_name().unwrap_or_default().to_string_lossy()))
         .collect();
     paths.sort();
     paths
@@ -354,7 +369,10 @@ fn readme_reference_names_every_config_field() {
             None => (REFERENCE_HEADING.to_owned(), reference),
         };
         for f in &s.fields {
-            if !names_field(text, f) {
+            let on_own_page = OWN_PAGES.iter().any(|(_, page, field)| {
+                field == f && read(&page_path(page)).contains(&format!("\n{REFERENCE_HEADING}\n"))
+            });
+            if !names_field(text, f) && !on_own_page {
                 missing.push(format!("`{f}` ({}) under {where_}", s.name));
             }
         }
@@ -369,9 +387,42 @@ fn readme_reference_names_every_config_field() {
 #[test]
 fn readme_reference_shows_code_defaults() {
     let readme = read(README_PATH);
-    let reference = reference(&readme);
-    let src = read_config_sources();
-    let mut defaults = enum_defaults(&src);
+    let missing = defaults_not_shown(reference(&readme), &read_config_sources(), 10);
+    assert!(
+        missing.is_empty(),
+        "README.md's configuration reference does not show these defaults (in backticks): {missing:?}"
+    );
+}
+
+/// Pages with their own configuration reference name every field of
+/// their file's structs, and show its defaults.
+#[test]
+fn own_pages_document_their_config_files() {
+    for (file, page, _) in OWN_PAGES {
+        let text = read(&page_path(page));
+        let reference = reference(&text);
+        let src = read_config_sources_where(|name| name == *file);
+        let structs = config_structs(&src);
+        assert!(!structs.is_empty(), "no configuration struct in {file}");
+        let missing: Vec<String> = structs
+            .iter()
+            .flat_map(|s| s.fields.iter().map(move |f| (s, f)))
+            .filter(|(_, f)| !names_field(reference, f))
+            .map(|(s, f)| format!("`{f}` ({})", s.name))
+            .collect();
+        assert!(missing.is_empty(), "{page} does not document: {missing:?}");
+        let defaults = defaults_not_shown(reference, &src, 2);
+        assert!(
+            defaults.is_empty(),
+            "{page} does not show these defaults: {defaults:?}"
+        );
+    }
+}
+
+/// The defaults `src` uses (at least `at_least` of them) that `reference`
+/// does not show in backticks.
+fn defaults_not_shown(reference: &str, src: &str, at_least: usize) -> Vec<String> {
+    let mut defaults = enum_defaults(src);
     for line in src.lines().map(str::trim) {
         // `pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";` and
         // `pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;`
@@ -389,19 +440,15 @@ fn readme_reference_shows_code_defaults() {
         }
     }
     assert!(
-        defaults.len() >= 10,
+        defaults.len() >= at_least,
         "too few defaults found in {CONFIG_DIR}: {defaults:?}"
     );
-    let missing: Vec<&String> = defaults
-        .iter()
+    defaults
+        .into_iter()
         .filter(|d| {
             !reference.contains(&format!("`{d}`")) && !reference.contains(&format!("`[{d}]`"))
         })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "README.md's configuration reference does not show these defaults (in backticks): {missing:?}"
-    );
+        .collect()
 }
 
 #[test]
