@@ -759,7 +759,7 @@ mod tests {
             .unwrap();
         assert_eq!(group.dn, "cn=Ville\\, de Paris,ou=orgs,dc=g");
         assert_eq!(ext.dn, "o=Ville\\, de Paris,ou=orgs,dc=g");
-        assert_eq!(group.get("seeAlso").unwrap(), [ext.dn.clone()]);
+        assert_eq!(group.get("seeAlso").unwrap(), std::slice::from_ref(&ext.dn));
         assert_eq!(group.get("member").unwrap(), ["uid=a,ou=users,dc=g"]);
         assert!(
             Layout::inetorgperson("dc=g")
