@@ -37,8 +37,9 @@ const NO_SUCH_ATTRIBUTE: u32 = 16;
 /// What a sync decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Synced {
-    /// The entry is written and up to date, at this DN.
-    Written(String),
+    /// The entry is written and up to date; its roles as read back (the
+    /// `cn` of every role group that lists it), when roles are forwarded.
+    Written(Option<Vec<String>>),
     /// The entry cannot be written without an admin: the uid or the mail
     /// belongs to another entry, or the front sent too little.
     NeedsAdmin(String),
@@ -365,7 +366,7 @@ impl Directory {
                 }
                 self.mark_written(store, account.id, &dn, &p.object_id)
                     .await?;
-                Ok(Synced::Written(dn))
+                Ok(Synced::Written(self.forwarded_roles(l, &dn).await?))
             }
             None => {
                 let entry = match layout.user_entry(p, pending) {
@@ -405,7 +406,7 @@ impl Directory {
                 self.mark_written(store, account.id, &dn, &p.object_id)
                     .await?;
                 tracing::info!(account = account.id, dn = %dn, "directory entry created");
-                Ok(Synced::Written(dn))
+                Ok(Synced::Written(self.forwarded_roles(l, &dn).await?))
             }
         }
     }
@@ -667,6 +668,64 @@ impl Directory {
             })
             .await?;
         Ok(())
+    }
+
+    /// Whether the app gets the directory's roles instead of the front's
+    /// groups.
+    pub fn forwards_roles(&self) -> bool {
+        self.s.forward_roles.is_some()
+    }
+
+    /// The groups to forward for `account`, read from the directory: its
+    /// roles with the configured prefix. `None` when roles are not
+    /// forwarded or the account has no written entry.
+    pub async fn roles_of(
+        &self,
+        store: &dyn Store,
+        account: &Account,
+    ) -> Result<Option<Vec<String>>> {
+        if self.s.forward_roles.is_none() {
+            return Ok(None);
+        }
+        let Some(link) = store
+            .directory_entry(account.id)
+            .await?
+            .filter(|l| l.written)
+        else {
+            return Ok(None);
+        };
+        let mut c = self.conn().await?;
+        let roles = self.forwarded_roles(c.get(), &link.dn).await?;
+        c.done();
+        Ok(roles)
+    }
+
+    /// The roles of `dn` (role groups listing it, under the role
+    /// template's container), prefixed, sorted.
+    async fn forwarded_roles(&self, l: &mut Ldap, dn: &str) -> Result<Option<Vec<String>>> {
+        let Some(prefix) = &self.s.forward_roles else {
+            return Ok(None);
+        };
+        let template = &self.s.layout.role_dn_template;
+        let container = template
+            .split_once(',')
+            .map_or(template.as_str(), |(_, c)| c)
+            .replace("{base}", &self.s.layout.base_dn);
+        let filter = format!(
+            "({}={})",
+            self.s.layout.member_attribute,
+            escape_filter_value(dn)
+        );
+        let mut roles: Vec<String> = self
+            .search(l, &container, &filter)
+            .await?
+            .iter()
+            .filter_map(|g| first(g, "cn"))
+            .map(|cn| format!("{prefix}{cn}"))
+            .collect();
+        roles.sort();
+        roles.dedup();
+        Ok(Some(roles))
     }
 
     /// Whether the account's recorded entry sits where its status says.

@@ -52,6 +52,9 @@ struct Cached {
     /// Whether the directory entry (`[accounts.ldap]`) is known written
     /// and in place; always true without a directory.
     in_directory: bool,
+    /// The groups to forward instead of the front's: the account's roles
+    /// read back from the directory (`[accounts.ldap] forward_roles`).
+    directory_groups: Option<Vec<String>>,
     fetched: Instant,
     last_write: Instant,
 }
@@ -337,12 +340,13 @@ impl Accounts {
                 },
             },
         };
+        let mut directory_groups = entry.directory_groups.clone();
         if let Some(dir) = &self.directory {
             let attrs = attributes_of(&id);
             match entry.account.status {
                 AccountStatus::Disabled if !entry.in_directory => {
                     dir.on_disabled(&*self.store, &entry.account).await?;
-                    self.mark_in_directory(&key);
+                    self.mark_in_directory(&key, None);
                 }
                 AccountStatus::Disabled => {}
                 status if !entry.in_directory || differs(&entry.account, &attrs) => {
@@ -356,12 +360,23 @@ impl Accounts {
                     account.org = attrs.org;
                     let pending = status == AccountStatus::Pending;
                     match dir.sync(&*self.store, &account, &id, pending).await? {
-                        super::ldap::Synced::Written(_) => self.mark_in_directory(&key),
+                        super::ldap::Synced::Written(groups) => {
+                            self.mark_in_directory(&key, groups.clone());
+                            directory_groups = groups;
+                        }
                         super::ldap::Synced::NeedsAdmin(reason) => {
                             self.audit("directory", &key, client_ip, "conflict", &reason)
                                 .await;
                             return Ok(Resolution::DirectoryConflict(reason));
                         }
+                    }
+                }
+                AccountStatus::Active if directory_groups.is_none() && dir.forwards_roles() => {
+                    // Written before, roles not read since this entry was
+                    // cached: read them back now.
+                    directory_groups = dir.roles_of(&*self.store, &entry.account).await?;
+                    if directory_groups.is_some() {
+                        self.mark_in_directory(&key, directory_groups.clone());
                     }
                 }
                 _ => {}
@@ -374,6 +389,11 @@ impl Accounts {
         }
         self.refresh_behind(&key, &entry, &id);
         self.note_sighting(entry.account.id);
+        // After the refresh, which compares the front's groups with the
+        // account's: the app gets the directory's roles instead.
+        if let Some(groups) = directory_groups {
+            id.groups = groups;
+        }
         id.roles = roles_for(&id.groups, &self.roles);
         Ok(Resolution::Active {
             identity: Box::new(id),
@@ -393,11 +413,12 @@ impl Accounts {
         })
     }
 
-    fn mark_in_directory(&self, key: &IdentityKey) {
+    fn mark_in_directory(&self, key: &IdentityKey, groups: Option<Vec<String>>) {
         if let Ok(mut cache) = self.cache.write()
             && let Some(c) = cache.by_key.get_mut(key)
         {
             c.in_directory = true;
+            c.directory_groups = groups;
         }
     }
 
@@ -412,6 +433,7 @@ impl Accounts {
         let c = Cached {
             account,
             in_directory,
+            directory_groups: None,
             fetched: now,
             // A fresh fetch has not been touched by us yet: allow one write.
             last_write: if just_written {

@@ -99,6 +99,11 @@ pub struct LdapConfig {
     /// Organisation of accounts the front sends none for (georchestra).
     /// Default none: no organisation.
     pub default_org: Option<String>,
+    /// Send the app the account's directory roles, read back after each
+    /// write and at each cache refresh, as its groups (geOrchestra's
+    /// `sec-roles`: `ROLE_` + role), instead of the groups the front sent.
+    /// Default true (georchestra), false (inetorgperson).
+    pub forward_roles: Option<bool>,
     /// `leave` or `move` the entry of a disabled account. Default `leave`.
     #[serde(default)]
     pub disabled: DisabledEntries,
@@ -140,6 +145,9 @@ pub struct LdapSettings {
     pub role_object_classes: Vec<String>,
     /// Organisation when the front sends none.
     pub default_org: Option<String>,
+    /// Forward the directory's roles as groups, with this prefix
+    /// (`ROLE_` for geOrchestra); `None`: forward the front's groups.
+    pub forward_roles: Option<String>,
     /// Container disabled accounts move to, if they move.
     pub disabled_dn: Option<String>,
     /// Pool size.
@@ -402,6 +410,11 @@ impl LdapConfig {
             role_object_classes,
             layout,
             default_org: self.default_org.clone().filter(|o| !o.trim().is_empty()),
+            forward_roles: match (self.layout, self.forward_roles) {
+                (LayoutPreset::Georchestra, None | Some(true)) => Some("ROLE_".into()),
+                (LayoutPreset::Inetorgperson, Some(true)) => Some(String::new()),
+                (_, _) => None,
+            },
             disabled_dn,
             pool_size: self.pool_size,
             timeout: self.timeout.0,

@@ -173,6 +173,31 @@ impl Slapd {
         entries
     }
 
+    /// `ldapmodify` as the admin.
+    pub fn modify(&self, ldif: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ldapmodify")
+            .args(["-x", "-H", &self.url()])
+            .args(["-D", &format!("cn=admin,{}", self.base), "-w", PASSWORD])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The DNs under `base` matching `filter`.
     pub fn dns(&self, base: &str, filter: &str) -> Vec<String> {
         self.search(base, filter).into_keys().collect()
@@ -430,10 +455,37 @@ async fn georchestra_first_login_writes_user_org_and_roles() {
     assert_eq!((link.dn.as_str(), link.written), (dn.as_str(), true));
     assert_eq!(&link.object_id, uuid);
 
+    // geOrchestra's sec-roles carry the roles read back from the
+    // directory, not what the front sent.
+    assert_eq!(
+        r.seen_headers()["sec-roles"],
+        ["ROLE_SUPERUSER;ROLE_USER"],
+        "{}",
+        r.text()
+    );
+
     // A second login changes nothing in the directory.
     let before = s.ldap.search(GEO_BASE, "(objectClass=*)");
     assert_eq!(login.send(&s.gw).await.status, 200);
     assert_eq!(s.ldap.search(GEO_BASE, "(objectClass=*)"), before);
+
+    // An admin grants ADMINISTRATOR in the directory (as geOrchestra's
+    // console does): the next read-back (here: a fresh gateway, so a cold
+    // cache) forwards it.
+    s.ldap.modify(&format!(
+        "dn: cn=ADMINISTRATOR,ou=roles,{GEO_BASE}\nchangetype: modify\nadd: member\nmember: {dn}\n"
+    ));
+    let gw2 = Gateway::start_in(tempfile::tempdir().unwrap(), &s.config, &[]).await;
+    let r = login.send(&gw2).await;
+    assert_eq!(r.status, 200, "{}", gw2.stderr());
+    assert_eq!(
+        r.seen_headers()["sec-roles"],
+        ["ROLE_ADMINISTRATOR;ROLE_SUPERUSER;ROLE_USER"]
+    );
+    assert_eq!(
+        s.ldap.search(GEO_BASE, "(objectClass=*)").len(),
+        before.len()
+    );
 }
 
 #[tokio::test]
@@ -712,6 +764,11 @@ async fn generic_layout_writes_inetorgperson_entries_and_groups() {
     };
     let r = login.send(&s.gw).await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+    // forward_roles is off by default here: the app gets the front's groups.
+    assert_eq!(
+        r.seen_headers()["sec-roles"],
+        ["ROLE_USER;ROLE_ADMINISTRATOR"]
+    );
     let dn = format!("uid=alice,ou=people,{GEN_BASE}");
     let e = s.ldap.search(GEN_BASE, "(uid=alice)");
     assert_eq!(e.keys().collect::<Vec<_>>(), [&dn]);
