@@ -903,3 +903,46 @@ async fn check_online_binds_searches_and_names_a_missing_schema() {
     let (code, err) = check_online(&plain, "inetorgperson", PASSWORD).await;
     assert_eq!(code, 0, "{err}");
 }
+
+#[tokio::test]
+async fn generic_layout_moves_a_disabled_account_when_asked() {
+    let tree = format!(
+        "{}\ndn: ou=disabledusers,{GEN_BASE}\nobjectClass: organizationalUnit\nou: disabledusers\n",
+        generic_tree()
+    );
+    let s = setup(
+        GEN_BASE,
+        &tree,
+        "auto",
+        "layout = \"inetorgperson\"\ndisabled = \"move\"\n[accounts.ldap.roles]\napp-users = [\"ROLE_USER\"]\n",
+    )
+    .await;
+    let login = Login {
+        roles: Some("ROLE_USER"),
+        ..Login::alice()
+    };
+    assert_eq!(login.send(&s.gw).await.status, 200);
+    let account = s
+        .store
+        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    s.store
+        .set_status(account.id, AccountStatus::Disabled, 1)
+        .await
+        .unwrap();
+    until_status(403, async || login.send(&s.gw).await.status).await;
+    let moved = format!("uid=alice,ou=disabledusers,{GEN_BASE}");
+    assert_eq!(
+        s.ldap.dns(GEN_BASE, "(uid=alice)"),
+        std::slice::from_ref(&moved)
+    );
+    assert_eq!(
+        s.ldap
+            .members(&format!("cn=app-users,ou=groups,{GEN_BASE}")),
+        std::slice::from_ref(&moved)
+    );
+    let link = s.store.directory_entry(account.id).await.unwrap().unwrap();
+    assert_eq!(link.dn, moved);
+}
