@@ -311,16 +311,11 @@ impl Layout {
             ]
             .map(String::from)
             .to_vec(),
-            attributes: vec![
-                ("uid".into(), Field::Uid),
-                ("cn".into(), Field::CommonName),
-                ("sn".into(), Field::FamilyName),
-                ("givenName".into(), Field::GivenName),
-                ("mail".into(), Field::Mail),
-                ("georchestraObjectIdentifier".into(), Field::ObjectId),
-                ("oAuth2Provider".into(), Field::Provider),
-                ("oAuth2Uid".into(), Field::ProviderSubject),
-            ],
+            attributes: person_attributes(&[
+                ("georchestraObjectIdentifier", Field::ObjectId),
+                ("oAuth2Provider", Field::Provider),
+                ("oAuth2Uid", Field::ProviderSubject),
+            ]),
             role_dn_template: "cn={role},ou=roles,{base}".into(),
             member_attribute: "member".into(),
             orgs_rdn: Some("ou=orgs".into()),
@@ -338,14 +333,7 @@ impl Layout {
             object_classes: ["top", "person", "organizationalPerson", "inetOrgPerson"]
                 .map(String::from)
                 .to_vec(),
-            attributes: vec![
-                ("uid".into(), Field::Uid),
-                ("cn".into(), Field::CommonName),
-                ("sn".into(), Field::FamilyName),
-                ("givenName".into(), Field::GivenName),
-                ("mail".into(), Field::Mail),
-                ("displayName".into(), Field::DisplayName),
-            ],
+            attributes: person_attributes(&[("displayName", Field::DisplayName)]),
             role_dn_template: "cn={role},ou=groups,{base}".into(),
             member_attribute: "member".into(),
             orgs_rdn: None,
@@ -510,6 +498,22 @@ impl Layout {
             _ => p.uid.clone(),
         }
     }
+}
+
+/// `uid`, `cn`, `sn`, `givenName`, `mail` (what both layouts write), then
+/// `more`.
+fn person_attributes(more: &[(&str, Field)]) -> Vec<(String, Field)> {
+    [
+        ("uid", Field::Uid),
+        ("cn", Field::CommonName),
+        ("sn", Field::FamilyName),
+        ("givenName", Field::GivenName),
+        ("mail", Field::Mail),
+    ]
+    .iter()
+    .chain(more)
+    .map(|(a, f)| ((*a).to_owned(), *f))
+    .collect()
 }
 
 fn join_dn(rdn: &str, base: &str) -> String {

@@ -346,14 +346,7 @@ impl Directory {
                 }
                 // Record the DN before the memberships: a crash now is
                 // reconciled by the same path.
-                store
-                    .put_directory_entry(&DirectoryEntry {
-                        account_id: account.id,
-                        dn: dn.clone(),
-                        object_id: p.object_id.clone(),
-                        written: false,
-                        updated_at: super::now_ms(),
-                    })
+                self.record(store, account.id, &dn, &p.object_id, false)
                     .await?;
                 let mut created = Created::default();
                 if let Some(org) = &org {
@@ -364,7 +357,7 @@ impl Directory {
                     self.ensure_member(l, &layout.role_dn(role), role, &dn, &mut created)
                         .await?;
                 }
-                self.mark_written(store, account.id, &dn, &p.object_id)
+                self.record(store, account.id, &dn, &p.object_id, true)
                     .await?;
                 Ok(Synced::Written(self.forwarded_roles(l, &dn).await?))
             }
@@ -383,14 +376,7 @@ impl Directory {
                     ..entry
                 };
                 // 1. The store says what is about to be written.
-                store
-                    .put_directory_entry(&DirectoryEntry {
-                        account_id: account.id,
-                        dn: dn.clone(),
-                        object_id: p.object_id.clone(),
-                        written: false,
-                        updated_at: super::now_ms(),
-                    })
+                self.record(store, account.id, &dn, &p.object_id, false)
                     .await?;
                 // 2. Organisation, user, roles; undone on failure.
                 let mut created = Created::default();
@@ -403,7 +389,7 @@ impl Directory {
                 }
                 failpoint("ldap-after-directory-writes");
                 // 3. Done.
-                self.mark_written(store, account.id, &dn, &p.object_id)
+                self.record(store, account.id, &dn, &p.object_id, true)
                     .await?;
                 tracing::info!(account = account.id, dn = %dn, "directory entry created");
                 Ok(Synced::Written(self.forwarded_roles(l, &dn).await?))
@@ -749,19 +735,22 @@ impl Directory {
         self.s.layout.users_dn(pending)
     }
 
-    async fn mark_written(
+    /// Records the account's entry in the store: `written = false` before
+    /// directory writes, `true` after the last one.
+    async fn record(
         &self,
         store: &dyn Store,
         account_id: i64,
         dn: &str,
         object_id: &str,
+        written: bool,
     ) -> Result<()> {
         store
             .put_directory_entry(&DirectoryEntry {
                 account_id,
                 dn: dn.to_owned(),
                 object_id: object_id.to_owned(),
-                written: true,
+                written,
                 updated_at: super::now_ms(),
             })
             .await?;

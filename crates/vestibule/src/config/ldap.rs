@@ -372,7 +372,7 @@ impl LdapConfig {
             );
         }
         let tls_config = if tls || self.starttls {
-            match client_tls(self.ca_file.as_ref()) {
+            match client_tls(self.ca_file.as_deref()) {
                 Ok(cfg) => Some(Arc::new(cfg)),
                 Err(e) => {
                     c.error(
@@ -423,8 +423,8 @@ impl LdapConfig {
 }
 
 /// A rustls client configuration on aws-lc-rs, trusting `ca_file` or the
-/// Mozilla roots.
-fn client_tls(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, String> {
+/// Mozilla roots (LDAP here, and the JWK Set fetch).
+pub fn client_tls(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

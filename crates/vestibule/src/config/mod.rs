@@ -54,7 +54,7 @@ pub use keys::{
 };
 pub use ldap::{
     DEFAULT_LDAP_POOL_SIZE, DEFAULT_LDAP_TIMEOUT, DisabledEntries, LayoutPreset, LdapConfig,
-    LdapSettings,
+    LdapSettings, client_tls,
 };
 pub use listen::{
     ClientIpConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,

@@ -344,6 +344,15 @@ impl<'a> Login<'a> {
     }
 }
 
+/// The account of `Login::alice()`'s subject.
+async fn alice_account(store: &dyn Store) -> vestibule_store::Account {
+    store
+        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
+        .await
+        .unwrap()
+        .expect("alice's account")
+}
+
 const GEO_ROLES: &str = "[accounts.ldap.roles]\nSUPERUSER = [\"ROLE_SUPERUSER\"]\n";
 
 fn geo_extra(more: &str) -> String {
@@ -445,12 +454,7 @@ async fn georchestra_first_login_writes_user_org_and_roles() {
     );
 
     // The store records the entry as written.
-    let account = s
-        .store
-        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
-        .await
-        .unwrap()
-        .unwrap();
+    let account = alice_account(&*s.store).await;
     let link = s.store.directory_entry(account.id).await.unwrap().unwrap();
     assert_eq!((link.dn.as_str(), link.written), (dn.as_str(), true));
     assert_eq!(&link.object_id, uuid);
@@ -718,11 +722,7 @@ async fn georchestra_kill_between_the_directory_and_the_store_is_reconciled() {
     )))
     .await
     .unwrap();
-    let account = store
-        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
-        .await
-        .unwrap()
-        .unwrap();
+    let account = alice_account(&*store).await;
     let link = store.directory_entry(account.id).await.unwrap().unwrap();
     assert!(!link.written, "the store still says: reconcile me");
 
@@ -833,12 +833,7 @@ async fn generic_layout_moderation_and_outage() {
         s.ldap.dns(GEN_BASE, "(uid=alice)"),
         [format!("uid=alice,ou=pending,{GEN_BASE}")]
     );
-    let account = s
-        .store
-        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
-        .await
-        .unwrap()
-        .unwrap();
+    let account = alice_account(&*s.store).await;
     assert_eq!(account.status, AccountStatus::Pending);
     s.store
         .set_status(account.id, AccountStatus::Active, 1)
@@ -922,12 +917,7 @@ async fn generic_layout_moves_a_disabled_account_when_asked() {
         ..Login::alice()
     };
     assert_eq!(login.send(&s.gw).await.status, 200);
-    let account = s
-        .store
-        .account_by_identity(&IdentityKey::new("georchestra", "sub-alice"))
-        .await
-        .unwrap()
-        .unwrap();
+    let account = alice_account(&*s.store).await;
     s.store
         .set_status(account.id, AccountStatus::Disabled, 1)
         .await
