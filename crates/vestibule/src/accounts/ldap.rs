@@ -799,27 +799,27 @@ impl Directory {
                 escape_filter_value(provider),
                 escape_filter_value(&p.subject)
             );
-            if let Some(e) = self
-                .search(l, &layout.base_dn, &filter)
-                .await?
-                .into_iter()
-                .next()
-            {
+            if let Some(e) = self.search_one(l, &layout.base_dn, &filter).await? {
                 return Ok(Some(e));
             }
         }
         if let (Some(a), Some(link)) = (id_attr, link) {
             let filter = format!("({a}={})", escape_filter_value(&link.object_id));
-            if let Some(e) = self
-                .search(l, &layout.base_dn, &filter)
-                .await?
-                .into_iter()
-                .next()
-            {
+            if let Some(e) = self.search_one(l, &layout.base_dn, &filter).await? {
                 return Ok(Some(e));
             }
         }
         Ok(None)
+    }
+
+    /// The first entry `search` finds, if any.
+    async fn search_one(
+        &self,
+        l: &mut Ldap,
+        base: &str,
+        filter: &str,
+    ) -> Result<Option<SearchEntry>> {
+        Ok(self.search(l, base, filter).await?.into_iter().next())
     }
 
     async fn search(&self, l: &mut Ldap, base: &str, filter: &str) -> Result<Vec<SearchEntry>> {
