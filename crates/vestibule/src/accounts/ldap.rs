@@ -93,6 +93,10 @@ pub struct Directory {
     s: LdapSettings,
     idle: Mutex<Vec<Ldap>>,
     permits: Semaphore,
+    /// Held for a whole sync. Writes are rare (first logins, changes), and
+    /// a browser's parallel first requests would otherwise race to create
+    /// the same entry: the second now waits, then finds it written.
+    writing: tokio::sync::Mutex<()>,
 }
 
 /// A connection borrowed from the pool; returned on [`Pooled::done`].
@@ -141,6 +145,7 @@ impl Directory {
             s,
             idle: Mutex::new(Vec::new()),
             permits,
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -260,6 +265,9 @@ impl Directory {
         id: &Identity,
         pending: bool,
     ) -> Result<Synced> {
+        let _writing = tokio::time::timeout(self.s.timeout, self.writing.lock())
+            .await
+            .map_err(|_| DirectoryError("another directory write is taking too long".into()))?;
         let link = store.directory_entry(account.id).await?;
         let object_id = link
             .as_ref()

@@ -492,6 +492,27 @@ async fn georchestra_first_login_writes_user_org_and_roles() {
     );
 }
 
+/// A browser's parallel first requests: every one passes, one entry.
+#[tokio::test]
+async fn georchestra_parallel_first_logins_write_one_entry() {
+    let s = setup(GEO_BASE, &geo_tree(), "auto", &geo_extra("")).await;
+    let gw = &s.gw;
+    let statuses = futures_util::future::join_all(
+        (0..8).map(|_| async move { Login::alice().send(gw).await.status }),
+    )
+    .await;
+    assert!(
+        statuses.iter().all(|&c| c == 200),
+        "{statuses:?}\n{}",
+        s.gw.stderr()
+    );
+    assert_eq!(s.ldap.dns(GEO_BASE, "(uid=alice)"), [user_dn("alice")]);
+    assert_eq!(
+        s.ldap.members(&format!("cn=PSC,ou=orgs,{GEO_BASE}")),
+        [user_dn("alice")]
+    );
+}
+
 #[tokio::test]
 async fn georchestra_sync_modifies_in_place_and_deletes_nothing() {
     let s = setup(GEO_BASE, &geo_tree(), "auto", &geo_extra("")).await;
