@@ -639,18 +639,29 @@ impl Directory {
         Ok(new_dn)
     }
 
-    /// The entry of a disabled account moves under `disabled_dn` when
-    /// configured; otherwise it is left alone.
-    pub async fn on_disabled(&self, store: &dyn Store, account: &Account) -> Result<()> {
-        let Some(target) = self.s.disabled_dn.clone() else {
+    /// Moves the account's written entry to where its status says: out
+    /// of the pending container once approved, under `disabled_dn` when
+    /// disabled and entries move. Nothing to do without a written entry.
+    /// Called by `vestibule users approve|enable|disable`, the admin page,
+    /// and the login that finds an entry out of place.
+    pub async fn relocate(&self, store: &dyn Store, account: &Account) -> Result<()> {
+        let Some(link) = store
+            .directory_entry(account.id)
+            .await?
+            .filter(|l| l.written)
+        else {
             return Ok(());
         };
-        let Some(link) = store.directory_entry(account.id).await? else {
-            return Ok(());
-        };
+        let target = self.target_container(
+            account,
+            account.status == vestibule_store::AccountStatus::Pending,
+        );
         if parent_is(&link.dn, &target) {
             return Ok(());
         }
+        let _writing = tokio::time::timeout(self.s.timeout, self.writing.lock())
+            .await
+            .map_err(|_| DirectoryError("another directory write is taking too long".into()))?;
         let mut c = self.conn().await?;
         let dn = self.move_entry(c.get(), &link.dn, &target).await?;
         c.done();

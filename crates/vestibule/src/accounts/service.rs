@@ -345,7 +345,7 @@ impl Accounts {
             let attrs = attributes_of(&id);
             match entry.account.status {
                 AccountStatus::Disabled if !entry.in_directory => {
-                    dir.on_disabled(&*self.store, &entry.account).await?;
+                    dir.relocate(&*self.store, &entry.account).await?;
                     self.mark_in_directory(&key, None);
                 }
                 AccountStatus::Disabled => {}

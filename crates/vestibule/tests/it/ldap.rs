@@ -590,8 +590,8 @@ async fn georchestra_moderation_waits_in_pendingusers_until_approved() {
         [pending]
     );
 
-    // Approved with the CLI: the next login moves the entry to ou=users and
-    // rewrites the memberships.
+    // Approved with the CLI: the entry moves to ou=users at once, with its
+    // memberships rewritten; the next login passes.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .args(["users", "approve", "Alice", "--config"])
         .env("USER", "tester")
@@ -607,7 +607,6 @@ async fn georchestra_moderation_waits_in_pendingusers_until_approved() {
         String::from_utf8_lossy(&out.stderr)
     );
     let dn = user_dn("alice");
-    until_status(200, async || Login::alice().send(&s.gw).await.status).await;
     assert_eq!(
         s.ldap.dns(GEO_BASE, "(uid=alice)"),
         std::slice::from_ref(&dn)
@@ -618,8 +617,17 @@ async fn georchestra_moderation_waits_in_pendingusers_until_approved() {
     );
     assert_eq!(
         s.ldap.members(&format!("cn=USER,ou=roles,{GEO_BASE}")),
-        [dn]
+        std::slice::from_ref(&dn)
     );
+    let link = s
+        .store
+        .directory_entry(alice_account(&*s.store).await.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((link.dn.as_str(), link.written), (dn.as_str(), true));
+    until_status(200, async || Login::alice().send(&s.gw).await.status).await;
+    assert_eq!(s.ldap.dns(GEO_BASE, "(uid=alice)"), [dn]);
 }
 
 #[tokio::test]
