@@ -652,6 +652,9 @@ impl Directory {
         else {
             return Ok(());
         };
+        if self.left_alone(account) {
+            return Ok(());
+        }
         let target = self.target_container(
             account,
             account.status == vestibule_store::AccountStatus::Pending,
@@ -736,13 +739,19 @@ impl Directory {
     /// Whether the account's recorded entry sits where its status says.
     pub fn in_place(&self, account: &Account, link: &DirectoryEntry) -> bool {
         link.written
-            && parent_is(
-                &link.dn,
-                &self.target_container(
-                    account,
-                    account.status == vestibule_store::AccountStatus::Pending,
-                ),
-            )
+            && (self.left_alone(account)
+                || parent_is(
+                    &link.dn,
+                    &self.target_container(
+                        account,
+                        account.status == vestibule_store::AccountStatus::Pending,
+                    ),
+                ))
+    }
+
+    /// A disabled account's entry stays where it is with `disabled = "leave"`.
+    fn left_alone(&self, account: &Account) -> bool {
+        account.status == vestibule_store::AccountStatus::Disabled && self.s.disabled_dn.is_none()
     }
 
     fn target_container(&self, account: &Account, pending: bool) -> String {

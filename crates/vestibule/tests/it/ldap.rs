@@ -965,3 +965,35 @@ async fn generic_layout_moves_a_disabled_account_when_asked() {
     let link = s.store.directory_entry(account.id).await.unwrap().unwrap();
     assert_eq!(link.dn, moved);
 }
+
+#[tokio::test]
+async fn a_disabled_account_is_left_alone_by_default() {
+    let s = setup(
+        GEN_BASE,
+        &generic_tree(),
+        "approval",
+        "layout = \"inetorgperson\"\n",
+    )
+    .await;
+    assert_eq!(Login::alice().send(&s.gw).await.status, 403);
+    let pending = format!("uid=alice,ou=pending,{GEN_BASE}");
+    assert_eq!(
+        s.ldap.dns(GEN_BASE, "(uid=alice)"),
+        std::slice::from_ref(&pending)
+    );
+    let account = alice_account(&*s.store).await;
+    s.store
+        .set_status(account.id, AccountStatus::Disabled, 1)
+        .await
+        .unwrap();
+    until_status(403, async || {
+        let r = Login::alice().send(&s.gw).await;
+        if r.text().contains("disabled") {
+            r.status
+        } else {
+            0
+        }
+    })
+    .await;
+    assert_eq!(s.ldap.dns(GEN_BASE, "(uid=alice)"), [pending]);
+}
