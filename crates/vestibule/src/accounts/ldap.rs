@@ -182,8 +182,8 @@ impl Directory {
             .map_err(|_| DirectoryError("pool closed".into()))?;
         let reused = self.idle.lock().ok().and_then(|mut v| v.pop());
         let ldap = match reused {
-            Some(l) => {
-                let mut l = l;
+            // A connection whose server went away is replaced.
+            Some(mut l) => {
                 if l.is_closed() {
                     self.connect().await?
                 } else {
@@ -347,7 +347,10 @@ impl Directory {
                         .into_iter()
                         .map(|(a, v)| Mod::Replace(a, v.into_iter().collect()))
                         .collect();
-                    l.modify(&dn, mods).await?.success()?;
+                    l.with_timeout(self.s.timeout)
+                        .modify(&dn, mods)
+                        .await?
+                        .success()?;
                 }
                 if !parent_is(&dn, &container) {
                     dn = self.move_entry(l, &dn, &container).await?;
