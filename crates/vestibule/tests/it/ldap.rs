@@ -668,6 +668,22 @@ async fn georchestra_directory_down_is_503_then_recovers() {
         s.ldap.dns(GEO_BASE, "(cn=PSC)"),
         [format!("cn=PSC,ou=orgs,{GEO_BASE}")]
     );
+
+    // The directory goes away while the pool holds a bound connection: the
+    // next new user gets 503, and once it is back, the first login after
+    // that passes (the dead connection is not reused).
+    s.ldap.stop();
+    let bob = Login {
+        username: "bob",
+        email: "bob@example.org",
+        subject: "sub-bob",
+        ..Login::alice()
+    };
+    assert_eq!(bob.send(&s.gw).await.status, 503);
+    s.ldap.start_again();
+    let r = bob.send(&s.gw).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+    assert_eq!(s.ldap.dns(GEO_BASE, "(uid=bob)"), [user_dn("bob")]);
 }
 
 #[tokio::test]
