@@ -327,8 +327,8 @@ t('the trusted front sending a header twice or under two spellings is refused', 
 // directory's port, the password file and the data directory are changed,
 // and a listener and the route are added around it.
 
-const LDAP_PORT = 18794;
-const LDAP_VESTIBULE_PORT = 18795;
+const LDAP_PORT = 18796;
+const LDAP_VESTIBULE_PORT = 18797;
 const LDAP_BASE = 'dc=georchestra,dc=org';
 const LDAP_PASSWORD = 'e2e-slapd-password';
 const FIXTURES = path.join(HERE, '..', '..', 'crates', 'vestibule', 'tests', 'fixtures', 'ldap');
