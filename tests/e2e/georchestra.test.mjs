@@ -249,3 +249,153 @@ t('the trusted front sending a header twice or under two spellings is refused', 
   });
   assert.equal(comma.status, 400, `role with a comma: ${comma.status} ${comma.body.slice(0, 300)}`);
 });
+
+// ------------------------------------------------- LDAP: accounts in slapd
+//
+// The page's second ```toml block ([accounts.ldap], layout = "georchestra")
+// on Debian's slapd, started here on loopback with a private configuration
+// and geOrchestra's schema (crates/vestibule/tests/fixtures/ldap). Only the
+// directory's port, the password file and the data directory are changed,
+// and a listener and the route are added around it.
+
+const LDAP_PORT = 18796;
+const LDAP_VESTIBULE_PORT = 18797;
+const LDAP_BASE = 'dc=georchestra,dc=org';
+const LDAP_PASSWORD = 'e2e-slapd-password';
+const FIXTURES = path.join(HERE, '..', '..', 'crates', 'vestibule', 'tests', 'fixtures', 'ldap');
+
+/** Every ```lang fenced block of a Markdown file, in order. */
+function fencedBlocks(file, lang) {
+  const text = fs.readFileSync(file, 'utf8');
+  const re = new RegExp('^```' + lang + '\\n([\\s\\S]*?)^```$', 'gm');
+  return [...text.matchAll(re)].map((m) => m[1]);
+}
+
+async function waitForPort(port, ms = 10000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const open = await new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > end) throw new Error(`nothing listens on ${port}`);
+    await sleep(20);
+  }
+}
+
+/** `ldapsearch` as the admin: Map DN → Map attribute (lowercased) → sorted values; `::` values decoded. */
+function ldapsearch(base, filter) {
+  const r = spawnSync('ldapsearch', ['-x', '-LLL', '-o', 'ldif-wrap=no', '-H', `ldap://127.0.0.1:${LDAP_PORT}`,
+    '-D', `cn=admin,${LDAP_BASE}`, '-w', LDAP_PASSWORD, '-b', base, filter], { encoding: 'utf8', timeout: 10000 });
+  assert.equal(r.status, 0, `ldapsearch: ${r.stderr}`);
+  const entries = new Map();
+  for (const block of r.stdout.split('\n\n').filter((b) => b.trim())) {
+    let dn = '';
+    const attrs = new Map();
+    for (const line of block.split('\n')) {
+      const m = /^([^:]+)(::?) (.*)$/.exec(line);
+      if (!m) continue;
+      const value = m[2] === '::' ? Buffer.from(m[3], 'base64').toString('utf8') : m[3];
+      if (m[1] === 'dn') { dn = value; continue; }
+      const k = m[1].toLowerCase();
+      if (!attrs.has(k)) attrs.set(k, []);
+      attrs.get(k).push(value);
+    }
+    for (const v of attrs.values()) v.sort();
+    entries.set(dn, attrs);
+  }
+  return entries;
+}
+
+t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-roles comes back from it', async () => {
+  for (const port of [LDAP_PORT, LDAP_VESTIBULE_PORT]) await assertPortFree(port);
+  const ldapDir = path.join(dir, 'ldap');
+  fs.mkdirSync(path.join(ldapDir, 'db'), { recursive: true });
+  const conf = path.join(ldapDir, 'slapd.conf');
+  fs.writeFileSync(conf, [
+    'include /etc/ldap/schema/core.schema',
+    'include /etc/ldap/schema/cosine.schema',
+    'include /etc/ldap/schema/inetorgperson.schema',
+    'include /etc/ldap/schema/nis.schema',
+    `include ${path.join(FIXTURES, 'georchestra.schema')}`,
+    `pidfile ${ldapDir}/slapd.pid`,
+    'modulepath /usr/lib/ldap',
+    'moduleload back_mdb',
+    'database mdb',
+    `suffix "${LDAP_BASE}"`,
+    `rootdn "cn=admin,${LDAP_BASE}"`,
+    `rootpw ${LDAP_PASSWORD}`,
+    `directory ${ldapDir}/db`,
+    'maxsize 10485760',
+    '',
+  ].join('\n'));
+  const added = spawnSync('/usr/sbin/slapadd', ['-f', conf, '-l', path.join(FIXTURES, 'georchestra-tree.ldif')], { encoding: 'utf8' });
+  assert.equal(added.status, 0, `slapadd: ${added.stderr}`);
+  start('slapd', '/usr/sbin/slapd', ['-f', conf, '-h', `ldap://127.0.0.1:${LDAP_PORT}/`, '-d', '0']);
+  await waitForPort(LDAP_PORT);
+
+  // The page's LDAP block, pointed at this slapd.
+  const block = fencedBlocks(DOC, 'toml').find((b) => b.includes('[accounts.ldap]'));
+  assert.ok(block, 'the page has a ```toml block with [accounts.ldap]');
+  assert.match(block, /^layout = "georchestra"$/m);
+  fs.writeFileSync(path.join(ldapDir, 'password'), `${LDAP_PASSWORD}\n`);
+  const config = [
+    `[server]\nlisten = ["127.0.0.1:${LDAP_VESTIBULE_PORT}"]\nadmin_listen = ""\n`,
+    `[database]\ndata_dir = "${path.join(ldapDir, 'data')}"\n`,
+    block
+      .replace(/^url = "ldap:\/\/127\.0\.0\.1:389".*$/m, `url = "ldap://127.0.0.1:${LDAP_PORT}"`)
+      .replace(/^bind_password_file = .*$/m, `bind_password_file = "${path.join(ldapDir, 'password')}"`),
+    `[[route]]\nname = "georchestra"\npath_prefix = "/"\nupstream = "http://127.0.0.1:${WHOAMI_PORT}"\nprofile = "georchestra"\n`,
+  ].join('\n');
+  assert.match(config, new RegExp(`url = "ldap://127.0.0.1:${LDAP_PORT}"`));
+  fs.writeFileSync(path.join(ldapDir, 'vestibule.toml'), config);
+  const checked = spawnSync(vestibuleBin(), ['check', '--online', '--config', path.join(ldapDir, 'vestibule.toml')], {
+    env: vestibuleEnv(), encoding: 'utf8', timeout: 10000,
+  });
+  assert.equal(checked.status, 0, `vestibule check --online: exit ${checked.status}\n${checked.stderr}`);
+  const v = start('vestibule-ldap', vestibuleBin(), ['serve', '--config', path.join(ldapDir, 'vestibule.toml')], { env: vestibuleEnv() });
+  await waitForOutput(v, `vestibule: listening on http://127.0.0.1:${LDAP_VESTIBULE_PORT}`);
+
+  // The first login, as Apache sends it: ROLE_USER;ROLE_GN_EDITOR.
+  const s = seen(await request(`http://127.0.0.1:${LDAP_VESTIBULE_PORT}/`, {
+    headers: preauthHeaders(),
+    localAddress: '127.0.0.1',
+  }));
+  // Read back from the directory: USER (always); GN_EDITOR is not mapped.
+  assert.equal(s.one('sec-roles'), 'ROLE_USER');
+  assert.equal(s.one('sec-username'), USER.username);
+
+  const dn = `uid=${USER.username},ou=users,${LDAP_BASE}`;
+  const users = ldapsearch(`ou=users,${LDAP_BASE}`, '(objectClass=*)');
+  assert.deepEqual([...users.keys()].filter((k) => k !== `ou=users,${LDAP_BASE}`), [dn]);
+  const u = users.get(dn);
+  assert.deepEqual(u.get('objectclass'),
+    ['georchestraUser', 'inetOrgPerson', 'organizationalPerson', 'person', 'shadowAccount', 'top']);
+  assert.deepEqual(u.get('uid'), [USER.username]);
+  assert.deepEqual(u.get('cn'), [`${USER.firstname} ${USER.lastname}`]);
+  assert.deepEqual(u.get('sn'), [USER.lastname]);
+  assert.deepEqual(u.get('givenname'), [USER.firstname]);
+  assert.deepEqual(u.get('mail'), [USER.email]);
+  assert.deepEqual(u.get('oauth2provider'), ['renater']);
+  assert.deepEqual(u.get('oauth2uid'), [USER.username]);
+  assert.match(u.get('georchestraobjectidentifier')[0], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.deepEqual([...u.keys()].sort(), ['cn', 'georchestraobjectidentifier', 'givenname', 'mail',
+    'oauth2provider', 'oauth2uid', 'objectclass', 'sn', 'uid']);
+
+  const orgs = ldapsearch(`ou=orgs,${LDAP_BASE}`, '(objectClass=*)');
+  const group = orgs.get(`cn=${USER.org},ou=orgs,${LDAP_BASE}`);
+  assert.ok(group, `no organisation group: ${[...orgs.keys()].join(', ')}`);
+  assert.deepEqual(group.get('objectclass'), ['groupOfMembers', 'top']);
+  assert.deepEqual(group.get('member'), [dn]);
+  assert.deepEqual(group.get('seealso'), [`o=${USER.org},ou=orgs,${LDAP_BASE}`]);
+  const ext = orgs.get(`o=${USER.org},ou=orgs,${LDAP_BASE}`);
+  assert.deepEqual(ext.get('objectclass'), ['georchestraOrg', 'organization', 'top']);
+
+  const members = (role) => ldapsearch(`cn=${role},ou=roles,${LDAP_BASE}`, '(objectClass=*)')
+    .get(`cn=${role},ou=roles,${LDAP_BASE}`).get('member') ?? [];
+  assert.deepEqual(members('USER'), [dn]);
+  assert.deepEqual(members('SUPERUSER'), []);
+  assert.deepEqual(members('ADMINISTRATOR'), []);
+  assert.ok(ldapsearch(`ou=roles,${LDAP_BASE}`, '(cn=GN_EDITOR)').size === 0, 'an unmapped role group was created');
+});

@@ -1143,6 +1143,36 @@ pub fn user_agent(data: &[u8]) {
     assert!(!summary.browser.is_empty() && !summary.os.is_empty());
 }
 
+/// LDAP values from the front: a DN value escaped (RFC 4514) reads back
+/// as itself and carries no bare special character; any string the strict
+/// reader accepts round-trips; a filter value (RFC 4515) keeps no
+/// metacharacter; a normalised uid is a fixed point.
+pub fn ldap_values(data: &[u8]) {
+    use crate::ldap::{escape_dn_value, escape_filter_value, normalize_uid, unescape_dn_value};
+
+    let text = String::from_utf8_lossy(data);
+    let escaped = escape_dn_value(&text);
+    assert_eq!(unescape_dn_value(&escaped).as_deref(), Ok(&*text));
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            chars.next();
+            continue;
+        }
+        assert!(
+            !",+;=<>\"\0".contains(c) && !c.is_ascii_control(),
+            "{escaped:?}"
+        );
+    }
+    if let Ok(v) = unescape_dn_value(&text) {
+        assert_eq!(unescape_dn_value(&escape_dn_value(&v)), Ok(v));
+    }
+    assert!(!escape_filter_value(&text).contains(['*', '(', ')', '\0']));
+    if let Ok(uid) = normalize_uid(&text) {
+        assert_eq!(normalize_uid(&uid), Ok(uid.clone()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

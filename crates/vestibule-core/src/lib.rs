@@ -61,6 +61,7 @@ pub mod fuzzing;
 pub mod headers;
 pub mod identity;
 pub mod jwt;
+pub mod ldap;
 pub mod net;
 pub mod path;
 pub mod policy;

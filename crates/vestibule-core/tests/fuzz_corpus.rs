@@ -112,3 +112,8 @@ fn cookie_strip() {
 fn user_agent() {
     replay("user_agent", fuzzing::user_agent);
 }
+
+#[test]
+fn ldap_values() {
+    replay("ldap_values", fuzzing::ldap_values);
+}

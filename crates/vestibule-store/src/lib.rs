@@ -85,8 +85,8 @@ pub use error::StoreError;
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{
     Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device,
-    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, PrivateKeyFormat,
-    Session, StoredSigningKey, hex,
+    DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState,
+    PrivateKeyFormat, Session, StoredSigningKey, hex,
 };
 
 // Alike `sql.rs`: the trait's method signatures are repeated by its one
@@ -293,6 +293,19 @@ pub trait Store: Send + Sync {
         &'a self,
         account_id: i64,
         key: &'a IdentityKey,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The LDAP entry an account is written to, if any.
+    fn directory_entry(
+        &self,
+        account_id: i64,
+    ) -> BoxFuture<'_, Result<Option<DirectoryEntry>, StoreError>>;
+
+    /// Records (inserts or replaces) the LDAP entry of an account.
+    /// [`StoreError::NotFound`] if the account does not exist.
+    fn put_directory_entry<'a>(
+        &'a self,
+        entry: &'a DirectoryEntry,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// The identities linked to an account, ordered by (source, subject).

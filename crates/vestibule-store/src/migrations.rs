@@ -47,6 +47,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_signing_keys.sql"),
         include_str!("../migrations/postgres/0005_signing_keys.sql"),
     ),
+    (
+        6,
+        "directory entries",
+        include_str!("../migrations/sqlite/0006_directory_entries.sql"),
+        include_str!("../migrations/postgres/0006_directory_entries.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

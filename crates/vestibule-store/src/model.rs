@@ -77,6 +77,23 @@ pub struct Account {
     pub last_seen_at: i64,
 }
 
+/// The LDAP entry an account is written to (`[accounts.ldap]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    /// The account.
+    pub account_id: i64,
+    /// The entry's DN, as vestibule wrote it (or means to write it).
+    pub dn: String,
+    /// The UUID the entry carries, which tells it from someone else's.
+    pub object_id: String,
+    /// Whether every directory write for the account is done. `false`
+    /// after a crash or a failure between the store and the directory:
+    /// the next login reconciles.
+    pub written: bool,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
 /// What identifies a person: the identity source's name (e.g. `headers`)
 /// and the subject that source vouches for. The only login key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -32,9 +32,9 @@ use crate::model::{
 };
 use crate::{
     ACQUIRE_TIMEOUT, Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter,
-    Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, IdentityKey, NewAccount,
-    NewDevice, Pairing, PairingPoll, PairingState, Session, Store, StoreConfig, StoreError,
-    StoredSigningKey, feed, migrations,
+    Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, DirectoryEntry,
+    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, Store,
+    StoreConfig, StoreError, StoredSigningKey, feed, migrations,
 };
 
 /// Columns of `accounts`, in [`account_from_row`]'s order.
@@ -764,6 +764,58 @@ impl Store for SqlStore {
                 Ok((found, found))
             })
             .await
+        })
+    }
+
+    fn directory_entry(
+        &self,
+        account_id: i64,
+    ) -> BoxFuture<'_, Result<Option<DirectoryEntry>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT account_id, dn, object_id, written, updated_at \
+                 FROM directory_entries WHERE account_id = $1",
+            )
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref()
+                .map(|r| -> Result<DirectoryEntry, StoreError> {
+                    Ok(DirectoryEntry {
+                        account_id: get(r, "account_id")?,
+                        dn: get(r, "dn")?,
+                        object_id: get(r, "object_id")?,
+                        written: get::<i64>(r, "written")? != 0,
+                        updated_at: get(r, "updated_at")?,
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn put_directory_entry<'a>(
+        &'a self,
+        e: &'a DirectoryEntry,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "INSERT INTO directory_entries (account_id, dn, object_id, written, updated_at) \
+                 SELECT id, $2, $3, $4, $5 FROM accounts WHERE id = $1 \
+                 ON CONFLICT (account_id) DO UPDATE SET dn = excluded.dn, \
+                 object_id = excluded.object_id, written = excluded.written, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(e.account_id)
+            .bind(&e.dn)
+            .bind(&e.object_id)
+            .bind(i64::from(e.written))
+            .bind(e.updated_at)
+            .execute(&self.pool)
+            .await?;
+            match done.rows_affected() {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
         })
     }
 

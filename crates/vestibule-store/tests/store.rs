@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use vestibule_store::{
     Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend, BulkLoad, Change, Device,
-    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, PrivateKeyFormat,
-    Session, Store, StoreConfig, StoreError, StoredSigningKey, testkit,
+    DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState,
+    PrivateKeyFormat, Session, Store, StoreConfig, StoreError, StoredSigningKey, testkit,
 };
 
 /// Cases taking a fresh store, opened by `$open`, in modules `$sqlite` and
@@ -64,6 +64,7 @@ macro_rules! on_both_backends_by_url {
 on_both_backends!(
     open => sqlite, postgres:
     case_create_and_look_up,
+    case_directory_entries,
     case_identity_is_unique,
     case_never_matched_by_email_or_username,
     case_link_identity,
@@ -252,6 +253,40 @@ async fn case_create_and_look_up(store: Arc<dyn Store>) {
         (None, None, vec![], AccountStatus::Pending)
     );
     assert!(bare.id > created.id);
+}
+
+/// The LDAP entry of an account: recorded, replaced in place, gone with
+/// the account, refused for an account that does not exist.
+async fn case_directory_entries(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "alice", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(store.directory_entry(a.id).await.unwrap(), None);
+    let mut e = DirectoryEntry {
+        account_id: a.id,
+        dn: "uid=alice,ou=pendingusers,dc=g".into(),
+        object_id: "0b8f0d4e-3f5a-4c52-9d07-5b1f3a2e6c11".into(),
+        written: false,
+        updated_at: 2_000,
+    };
+    store.put_directory_entry(&e).await.unwrap();
+    assert_eq!(store.directory_entry(a.id).await.unwrap(), Some(e.clone()));
+    e.dn = "uid=alice,ou=users,dc=g".into();
+    e.written = true;
+    e.updated_at = 3_000;
+    store.put_directory_entry(&e).await.unwrap();
+    assert_eq!(store.directory_entry(a.id).await.unwrap(), Some(e.clone()));
+    let orphan = DirectoryEntry {
+        account_id: a.id + 1000,
+        ..e.clone()
+    };
+    assert!(matches!(
+        store.put_directory_entry(&orphan).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.delete_account(a.id).await.unwrap());
+    assert_eq!(store.directory_entry(a.id).await.unwrap(), None);
 }
 
 async fn case_identity_is_unique(store: Arc<dyn Store>) {

@@ -48,6 +48,11 @@ pub enum Command {
         /// Treat warnings as failures (exit 1).
         #[arg(long)]
         strict: bool,
+        /// Also connect to what the configuration names: bind to the LDAP
+        /// directory (`[accounts.ldap]`), search its base and check its
+        /// schema has the layout's object classes. A failure is an error.
+        #[arg(long)]
+        online: bool,
     },
     /// Start a demo SSO front, vestibule and a whoami app on loopback.
     Demo {
@@ -214,12 +219,39 @@ fn load_file(path: &std::path::Path) -> Result<config::FileConfig, ExitCode> {
 /// Runs the command line.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { config, strict } => {
+        Command::Check {
+            config,
+            strict,
+            online,
+        } => {
             let file = match load_file(&config) {
                 Ok(f) => f,
                 Err(code) => return code,
             };
-            let (_, diags) = config::validate(&file);
+            let (settings, mut diags) = config::validate(&file);
+            if online
+                && let Some(l) = settings
+                    .as_ref()
+                    .and_then(|s| s.accounts.as_ref())
+                    .and_then(|a| a.ldap.clone())
+            {
+                let url = l.url.clone();
+                match crate::accounts::ldap::Directory::new(l)
+                    .check_online()
+                    .await
+                {
+                    Ok(()) => eprintln!(
+                        "{url}: bound, base searched, schema has the layout's object classes"
+                    ),
+                    Err(e) => diags.push(config::Diagnostic {
+                        severity: Severity::Error,
+                        key: "accounts.ldap".into(),
+                        message: e.to_string(),
+                        fix: "check url, bind_dn, the password, base_dn and the directory's schema"
+                            .into(),
+                    }),
+                }
+            }
             print_diagnostics(&diags);
             let errors = diags
                 .iter()

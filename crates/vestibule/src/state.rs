@@ -267,7 +267,12 @@ impl AppState {
         };
         let account_services = match (store, &settings.accounts) {
             (Some(store), Some(a)) => {
-                let accounts = Arc::new(Accounts::new(store.clone(), a.cache_ttl, a.roles.clone()));
+                let mut accounts = Accounts::new(store.clone(), a.cache_ttl, a.roles.clone());
+                if let Some(l) = &a.ldap {
+                    accounts = accounts
+                        .with_directory(Arc::new(crate::accounts::ldap::Directory::new(l.clone())));
+                }
+                let accounts = Arc::new(accounts);
                 let devices = Arc::new(Devices::new(
                     store,
                     accounts.clone(),

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod housekeeping;
+pub mod ldap;
 mod service;
 
 pub use service::*;

@@ -41,11 +41,20 @@ pub enum Resolution {
     Disabled,
     /// No account, and the policy creates none.
     NoAccount,
+    /// The account's directory entry cannot be written without an admin
+    /// (its uid or mail belongs to another entry): the reason.
+    DirectoryConflict(String),
 }
 
 #[derive(Debug, Clone)]
 struct Cached {
     account: Account,
+    /// Whether the directory entry (`[accounts.ldap]`) is known written
+    /// and in place; always true without a directory.
+    in_directory: bool,
+    /// The groups to forward instead of the front's: the account's roles
+    /// read back from the directory (`[accounts.ldap] forward_roles`).
+    directory_groups: Option<Vec<String>>,
     fetched: Instant,
     last_write: Instant,
 }
@@ -87,6 +96,8 @@ pub struct Accounts {
     /// ms), so that device credentials revive the moment their owner signs
     /// in, without waiting for the once-a-minute "last seen" write.
     sightings: RwLock<HashMap<i64, i64>>,
+    /// The LDAP directory accounts are written to, if any.
+    directory: Option<Arc<super::ldap::Directory>>,
 }
 
 /// Spawns a task that hands every change `store` publishes to `apply`, for
@@ -174,7 +185,20 @@ impl Accounts {
             ttl,
             roles,
             sightings: RwLock::new(HashMap::new()),
+            directory: None,
         }
+    }
+
+    /// Writes accounts to `directory` too.
+    #[must_use]
+    pub fn with_directory(mut self, directory: Arc<super::ldap::Directory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// The LDAP directory, if accounts are written to one.
+    pub fn directory(&self) -> Option<&Arc<super::ldap::Directory>> {
+        self.directory.as_ref()
     }
 
     /// When this process last saw `account_id` through the SSO front.
@@ -257,7 +281,10 @@ impl Accounts {
         let entry = match cached {
             Some(c) => c,
             None => match self.store.account_by_identity(&key).await? {
-                Some(account) => self.remember(key.clone(), account, false),
+                Some(account) => {
+                    let in_directory = self.in_directory(&account).await?;
+                    self.remember(key.clone(), account, false, in_directory)
+                }
                 None => match provisioning.first_sighting(&id) {
                     FirstSighting::Refuse => {
                         self.audit(
@@ -308,11 +335,53 @@ impl Accounts {
                             "new identity seen",
                         )
                         .await;
-                        self.remember(key.clone(), account, true)
+                        self.remember(key.clone(), account, true, self.directory.is_none())
                     }
                 },
             },
         };
+        let mut directory_groups = entry.directory_groups.clone();
+        if let Some(dir) = &self.directory {
+            let attrs = attributes_of(&id);
+            match entry.account.status {
+                AccountStatus::Disabled if !entry.in_directory => {
+                    dir.relocate(&*self.store, &entry.account).await?;
+                    self.mark_in_directory(&key, None);
+                }
+                AccountStatus::Disabled => {}
+                status if !entry.in_directory || differs(&entry.account, &attrs) => {
+                    // The directory is written before the request goes on:
+                    // all or nothing, and a failure is a 503.
+                    let mut account = entry.account.clone();
+                    account.username = attrs.username;
+                    account.email = attrs.email;
+                    account.display_name = attrs.display_name;
+                    account.groups = attrs.groups;
+                    account.org = attrs.org;
+                    let pending = status == AccountStatus::Pending;
+                    match dir.sync(&*self.store, &account, &id, pending).await? {
+                        super::ldap::Synced::Written(groups) => {
+                            self.mark_in_directory(&key, groups.clone());
+                            directory_groups = groups;
+                        }
+                        super::ldap::Synced::NeedsAdmin(reason) => {
+                            self.audit("directory", &key, client_ip, "conflict", &reason)
+                                .await;
+                            return Ok(Resolution::DirectoryConflict(reason));
+                        }
+                    }
+                }
+                AccountStatus::Active if directory_groups.is_none() && dir.forwards_roles() => {
+                    // Written before, roles not read since this entry was
+                    // cached: read them back now.
+                    directory_groups = dir.roles_of(&*self.store, &entry.account).await?;
+                    if directory_groups.is_some() {
+                        self.mark_in_directory(&key, directory_groups.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
         match entry.account.status {
             AccountStatus::Pending => return Ok(Resolution::Pending),
             AccountStatus::Disabled => return Ok(Resolution::Disabled),
@@ -320,6 +389,11 @@ impl Accounts {
         }
         self.refresh_behind(&key, &entry, &id);
         self.note_sighting(entry.account.id);
+        // After the refresh, which compares the front's groups with the
+        // account's: the app gets the directory's roles instead.
+        if let Some(groups) = directory_groups {
+            id.groups = groups;
+        }
         id.roles = roles_for(&id.groups, &self.roles);
         Ok(Resolution::Active {
             identity: Box::new(id),
@@ -327,10 +401,39 @@ impl Accounts {
         })
     }
 
-    fn remember(&self, key: IdentityKey, account: Account, just_written: bool) -> Cached {
+    /// Whether `account`'s directory entry is written and in place (true
+    /// without a directory).
+    async fn in_directory(&self, account: &Account) -> Result<bool, StoreError> {
+        let Some(dir) = &self.directory else {
+            return Ok(true);
+        };
+        Ok(match self.store.directory_entry(account.id).await? {
+            Some(link) => dir.in_place(account, &link),
+            None => false,
+        })
+    }
+
+    fn mark_in_directory(&self, key: &IdentityKey, groups: Option<Vec<String>>) {
+        if let Ok(mut cache) = self.cache.write()
+            && let Some(c) = cache.by_key.get_mut(key)
+        {
+            c.in_directory = true;
+            c.directory_groups = groups;
+        }
+    }
+
+    fn remember(
+        &self,
+        key: IdentityKey,
+        account: Account,
+        just_written: bool,
+        in_directory: bool,
+    ) -> Cached {
         let now = Instant::now();
         let c = Cached {
             account,
+            in_directory,
+            directory_groups: None,
             fetched: now,
             // A fresh fetch has not been touched by us yet: allow one write.
             last_write: if just_written {

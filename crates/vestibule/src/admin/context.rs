@@ -108,6 +108,8 @@ pub(super) struct Ctx {
     pub(super) source: Option<String>,
     /// `[keys]`.
     pub(super) keys: config::KeySettings,
+    /// `[accounts.ldap]`: status changes move the directory entry too.
+    pub(super) directory: Option<crate::accounts::ldap::Directory>,
 }
 
 pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
@@ -135,7 +137,9 @@ pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
         Ok(s) if !s.is_empty() && s != user => format!(" (through sudo by {s})"),
         _ => String::new(),
     };
+    let directory = a.ldap.clone().map(crate::accounts::ldap::Directory::new);
     Ok(Ctx {
+        directory,
         store,
         actor: Actor {
             name: format!("cli:{user}"),

@@ -110,6 +110,16 @@ pub(super) async fn set_status(ctx: &Ctx, spec: &str, action: StatusAction) -> R
                 StatusAction::Disable => "disabled",
             };
             println!("{verb} {}: {detail}", describe(&a));
+            if let Some(dir) = &ctx.directory
+                && let Some(now) = ctx.store.account(a.id).await?
+            {
+                match dir.relocate(&*ctx.store, &now).await {
+                    Ok(()) => {}
+                    Err(e) => eprintln!(
+                        "warning: the directory entry was not moved ({e}); it moves at the account's next login"
+                    ),
+                }
+            }
             Ok(())
         }
     }

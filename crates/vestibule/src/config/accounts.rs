@@ -69,6 +69,9 @@ pub struct AccountsConfig {
     /// `/.vestibule/admin`. Default none (use the `vestibule users` CLI).
     #[serde(default)]
     pub admin_groups: Vec<String>,
+    /// `[accounts.ldap]`: also write accounts to an LDAP directory.
+    /// Default off.
+    pub ldap: Option<super::ldap::LdapConfig>,
 }
 
 fn default_cache_ttl() -> HumanDuration {
@@ -116,6 +119,8 @@ pub struct AccountSettings {
     pub sqlite_dir: Option<PathBuf>,
     /// Groups allowed on the admin page.
     pub admin_groups: Vec<String>,
+    /// The LDAP directory accounts are written to.
+    pub ldap: Option<super::ldap::LdapSettings>,
 }
 
 /// Session timeouts.
@@ -164,6 +169,7 @@ impl AccountsConfig {
             },
             sqlite_dir,
             admin_groups: self.admin_groups.clone(),
+            ldap: self.ldap.as_ref().and_then(|l| l.validate(c)),
         })
     }
 }

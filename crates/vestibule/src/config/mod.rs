@@ -17,6 +17,7 @@ mod diagnostic;
 mod duration;
 mod env;
 mod keys;
+mod ldap;
 mod listen;
 mod log;
 mod routes;
@@ -50,6 +51,10 @@ pub use env::{ENV_PREFIX, apply_env_overlay};
 pub use keys::{
     DEFAULT_PUBLISH_AHEAD, DEFAULT_ROTATE_EVERY, KekSource, KeySettings, KeysConfig,
     SigningAlgorithm,
+};
+pub use ldap::{
+    DEFAULT_LDAP_POOL_SIZE, DEFAULT_LDAP_TIMEOUT, DisabledEntries, LayoutPreset, LdapConfig,
+    LdapSettings, client_tls,
 };
 pub use listen::{
     ClientIpConfig, DEFAULT_ADMIN_LISTEN, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_LISTEN,

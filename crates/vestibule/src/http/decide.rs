@@ -128,6 +128,9 @@ pub async fn decide(
                 Ok(Resolution::Pending) => return Err(refuse(Refusal::AccountPending { route })),
                 Ok(Resolution::Disabled) => return Err(refuse(Refusal::AccountDisabled { route })),
                 Ok(Resolution::NoAccount) => return Err(refuse(Refusal::NoAccount { route })),
+                Ok(Resolution::DirectoryConflict(detail)) => {
+                    return Err(refuse(Refusal::DirectoryConflict { route, detail }));
+                }
                 Err(e) => {
                     return Err(refuse(Refusal::Unavailable {
                         route,

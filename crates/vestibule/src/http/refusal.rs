@@ -51,6 +51,14 @@ pub enum Refusal {
         /// Index into the routes snapshot the decision was made on.
         route: usize,
     },
+    /// The account's directory entry needs an admin (its uid or mail
+    /// belongs to another entry): 403.
+    DirectoryConflict {
+        /// Index into the routes snapshot the decision was made on.
+        route: usize,
+        /// Why (logged, not shown).
+        detail: String,
+    },
     /// The account is disabled: 403.
     AccountDisabled {
         /// Index into the routes snapshot the decision was made on.
@@ -108,6 +116,7 @@ impl Refusal {
             | Self::BadAssertion { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. }
             | Self::AccountPending { .. }
+            | Self::DirectoryConflict { .. }
             | Self::AccountDisabled { .. }
             | Self::NoAccount { .. }
             | Self::CredentialNotForRoute { .. }
@@ -126,6 +135,7 @@ impl Refusal {
             Self::BadAssertion { .. } => "bad_assertion",
             Self::Forbidden { .. } => "forbidden",
             Self::AccountPending { .. } => "account_pending",
+            Self::DirectoryConflict { .. } => "directory_conflict",
             Self::AccountDisabled { .. } => "account_disabled",
             Self::NoAccount { .. } => "no_account",
             Self::BadCredential { .. } => "bad_credential",
@@ -154,6 +164,7 @@ impl Refusal {
             | Self::BadAssertion { route, .. }
             | Self::Forbidden { route, .. }
             | Self::AccountPending { route }
+            | Self::DirectoryConflict { route, .. }
             | Self::AccountDisabled { route }
             | Self::NoAccount { route }
             | Self::BadCredential { route, .. }
@@ -259,6 +270,7 @@ pub fn refusal_detail(r: &Refusal) -> String {
             format!("{username} is not allowed by the route policy")
         }
         Refusal::AccountPending { .. } => "account pending approval".into(),
+        Refusal::DirectoryConflict { detail, .. } => detail.clone(),
         Refusal::AccountDisabled { .. } => "account disabled".into(),
         Refusal::NoAccount { .. } => "no account, and provisioning creates none".into(),
         Refusal::BadCredential { detail, .. } => detail.clone(),
@@ -397,6 +409,13 @@ pub fn refusal_response(
             "Waiting for approval",
             "Your account has been created and is waiting for an administrator's approval.",
             "You will be able to use this app once it is approved. There is nothing else to do now.",
+        ),
+        Refusal::DirectoryConflict { .. } => page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Waiting for an administrator",
+            "Your account could not be set up in the directory: your user name or email address is already used by another account.",
+            "An administrator has been told; you will be able to use this app once they have sorted it out.",
         ),
         Refusal::AccountDisabled { .. } => page(
             StatusCode::FORBIDDEN,

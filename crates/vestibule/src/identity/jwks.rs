@@ -63,29 +63,7 @@ pub struct SigningKeys {
 impl SigningKeys {
     /// Prepares the key set; nothing is read until [`SigningKeys::refresh`].
     pub fn new(settings: JwtSettings) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        match &settings.jwks_ca {
-            Some(path) => {
-                use rustls_pki_types::CertificateDer;
-                use rustls_pki_types::pem::PemObject;
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                for cert in certs {
-                    let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config = crate::config::client_tls(settings.jwks_ca.as_deref())?;
         Ok(Self {
             settings,
             current: RwLock::new(None),

@@ -564,6 +564,15 @@ async fn admin_action(
     if let Err(err) = r.audit {
         tracing::warn!(error = %err, "could not write the audit log");
     }
+    // The directory entry follows the status (`[accounts.ldap]`); if the
+    // directory is down, the account's next login moves it.
+    if matches!(r.done, Done::Changed(_))
+        && let Some(dir) = state.accounts().and_then(|a| a.directory())
+        && let Some(now) = store.account(account.id).await?
+        && let Err(e) = dir.relocate(&**store, &now).await
+    {
+        tracing::warn!(account = account.id, error = %e, "directory entry not moved; the next login moves it");
+    }
     let notice = match r.done {
         Done::Gone => return Err(not_found()),
         Done::Refused(why) => return Err(lockout_refused(why)),

@@ -219,6 +219,14 @@ pub(super) async fn page_session(
                 "",
             ));
         }
+        Resolution::DirectoryConflict(_) => {
+            return Err(PageError::refused(
+                StatusCode::FORBIDDEN,
+                "Waiting for an administrator",
+                "Your user name or email address is already used by another account in the directory.",
+                "An administrator has to sort it out; there is nothing else to do now.",
+            ));
+        }
         Resolution::NoAccount => {
             return Err(PageError::refused(
                 StatusCode::FORBIDDEN,

@@ -18,6 +18,7 @@ mod docs;
 mod durability;
 mod frontends;
 mod identity;
+mod ldap;
 mod limits;
 mod one_way_in;
 mod pages;
