@@ -68,6 +68,21 @@ const BUILTIN_NAMES: &[&str] = &[
     "cf-access-jwt-assertion",
     "cf-access-authenticated-user-email",
     "x-goog-iap-jwt-assertion",
+    // Client certificates forwarded by TLS-terminating fronts (issue 18):
+    // nginx/HAProxy/Caddy snippets, authentik, Traefik, Envoy, AWS ALB and
+    // RFC 9440. A client-sent copy must never reach vestibule's reader or
+    // an app (OpenShift router CVE-2026-46579).
+    "x-client-cert",
+    "x-client-verify",
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+    "x-forwarded-client-cert",
+    "x-amzn-mtls-clientcert",
+    "x-amzn-mtls-clientcert-leaf",
+    "client-cert",
+    "client-cert-chain",
 ];
 
 /// Identity header name prefixes, normalised: every header starting with one
@@ -84,6 +99,7 @@ const BUILTIN_PREFIXES: &[&str] = &[
     "x-pomerium-",  // Pomerium
     "x-vestibule-", // our own assertion and future headers
     "x-goog-authenticated-",
+    "x-ssl-client-", // OpenShift router, FortiClient, many nginx snippets
 ];
 
 /// FNV-1a: a fast hash for a small, fixed set of short keys. Only lookups of

@@ -112,3 +112,8 @@ fn cookie_strip() {
 fn user_agent() {
     replay("user_agent", fuzzing::user_agent);
 }
+
+#[test]
+fn client_cert_header() {
+    replay("client_cert_header", fuzzing::client_cert_header);
+}
