@@ -630,6 +630,7 @@ pub fn credential_carriers(data: &[u8]) {
         Carrier::ProxyAuthorization => carriers.proxy_authorization,
         Carrier::Header => carriers.header.is_some(),
         Carrier::Query => carriers.query.is_some(),
+        Carrier::ClientCertificate => false,
     };
     assert!(enabled, "{:?} is not enabled", presented.carrier);
     if let Some(user) = &presented.basic_user {

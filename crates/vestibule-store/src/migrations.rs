@@ -47,6 +47,14 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_signing_keys.sql"),
         include_str!("../migrations/postgres/0005_signing_keys.sql"),
     ),
+    // 6 is taken by another change on a parallel branch; the two are
+    // independent (sqlx applies any version not yet recorded).
+    (
+        7,
+        "client certificates",
+        include_str!("../migrations/sqlite/0007_client_certificates.sql"),
+        include_str!("../migrations/postgres/0007_client_certificates.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

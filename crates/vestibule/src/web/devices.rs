@@ -139,6 +139,10 @@ struct DevicesPage {
     pairings: Vec<PairingRow>,
     routes: Vec<RouteChoice>,
     expiries: Vec<(u32, &'static str)>,
+    /// Whether certificate devices can be made (`[client_certs]`).
+    certificates: bool,
+    /// The app picker of the certificate form.
+    cert_apps: Vec<(&'static str, &'static str)>,
     csrf: String,
     chrome: Chrome,
 }
@@ -189,6 +193,8 @@ pub(super) async fn devices(
             .collect(),
         routes: route_choices(&state, &s),
         expiries: EXPIRY_CHOICES.to_vec(),
+        certificates: state.client_ca.is_some(),
+        cert_apps: super::certificates::APPS.to_vec(),
         csrf: s.csrf.clone(),
         chrome: Chrome::new(Nav::Devices, super::is_admin(&state, &s), flash),
     };
@@ -196,7 +202,7 @@ pub(super) async fn devices(
 }
 
 /// The routes a form asked for, checked against what the person may choose.
-fn chosen_routes(
+pub(super) fn chosen_routes(
     state: &AppState,
     s: &PageSession,
     fields: &Fields,
@@ -336,6 +342,8 @@ pub(crate) fn device_qr(kind: CredentialKind, server: &str, user: &str, token: &
             "send_as": "Bearer",
         })
         .to_string(),
+        // A certificate is a file, imported on the device: no QR code.
+        CredentialKind::Certificate => String::new(),
     }
 }
 
@@ -479,7 +487,7 @@ pub(super) async fn create(
                 "`{}` does not take app passwords (HTTP Basic): create a token for it.",
                 r.name
             ),
-            CredentialKind::Token => format!(
+            CredentialKind::Token | CredentialKind::Certificate => format!(
                 "`{}` only takes app passwords (HTTP Basic): create an app password for it.",
                 r.name
             ),
