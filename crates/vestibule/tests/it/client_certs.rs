@@ -1,0 +1,566 @@
+//! Client certificates per device (issue 18), through the real binary:
+//! issuing from the devices page (password shown once, PKCS#12 and PEM),
+//! `curl --cert` on vestibule's own TLS listener with the PEM and with the
+//! PKCS#12 converted by Debian's `openssl pkcs12` (both forms, with and
+//! without `-legacy`, algorithms checked), refusals (revoked, expired,
+//! foreign CA) as readable 403s, revocation on the next request including
+//! a resumed TLS session, 421 for a coalesced request, and the forwarded
+//! header from trusted peers only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vestibule_core::client_cert::CertFingerprint;
+use vestibule_store::{NewDevice, StoreConfig};
+
+use crate::devices::{FORM, Setup, between, now_ms, page_session, post, refs, sign_in, sso};
+use crate::support::*;
+
+/// The certificate hostname, and the host of everything else.
+const MTLS_HOST: &str = "mtls.test";
+
+struct Env {
+    s: Setup,
+    dir: tempfile::TempDir,
+    /// The server certificate (self-signed, for both names), as a root.
+    server_cert: CertificateDer<'static>,
+}
+
+/// A gateway with authentik identities from 127.0.0.1, accounts, its own
+/// TLS listener requesting certificates on `mtls.test`, certificates
+/// forwarded in `X-Client-Cert` (base64 DER) by trusted peers, and the
+/// route `api` (bearer, so owners may pick it for a device).
+async fn setup() -> Env {
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server =
+        rcgen::generate_simple_self_signed(vec![MTLS_HOST.to_owned(), "app.test".to_owned()])
+            .unwrap();
+    let (cert_path, key_path) = (files.path().join("srv.pem"), files.path().join("srv.key"));
+    std::fs::write(&cert_path, server.cert.pem()).unwrap();
+    std::fs::write(&key_path, server.signing_key.serialize_pem()).unwrap();
+    let src = format!(
+        "[source.headers]\ndialect = \"authentik\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\ncache_ttl = \"60s\"\n\n\
+         [client_certs]\nenabled = true\nhostnames = [\"{MTLS_HOST}\"]\nvalidity = \"30d\"\n\
+         crl_url = \"https://sso.test/.vestibule/client-ca.crl\"\n\
+         forwarded_header = \"X-Client-Cert\"\nforwarded_format = \"base64-der\"\n",
+        data.display()
+    );
+    let routes = [
+        route("api", "/api", up, "credentials = [\"bearer\"]"),
+        route("plain", "/plain", up, ""),
+    ]
+    .concat();
+    let tls = format!(
+        "[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let cfg = config(&src, &routes).replacen("[log]", &format!("{tls}\n[log]"), 1);
+    let gw = Gateway::start_in(dir, &cfg, &[]).await;
+    let store = vestibule_store::open(&StoreConfig::new(format!(
+        "sqlite://{}",
+        data.join("vestibule.db").display()
+    )))
+    .await
+    .unwrap();
+    Env {
+        s: Setup { gw, store },
+        dir: files,
+        server_cert: server.cert.der().clone(),
+    }
+}
+
+/// What the devices page hands out for one certificate.
+struct Issued {
+    password: String,
+    p12: Vec<u8>,
+    pem: String,
+    device_id: i64,
+}
+
+/// Makes a certificate device for alice on `api` through the page.
+async fn issue(env: &Env, name: &str, key: &str, pkcs12: &str) -> Issued {
+    let s = &env.s;
+    let (h, csrf, html) = page_session(s, "a-1", "alice").await;
+    assert!(html.contains("id=\"add-certificate\""), "{html}");
+    let before: Vec<i64> = s
+        .store
+        .devices_of(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    let body = format!("csrf={csrf}&name={name}&app=cli&route=api&key={key}&pkcs12={pkcs12}");
+    let r = post(
+        &s.gw,
+        "/.vestibule/devices/certificate",
+        &refs(&h),
+        FORM,
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = r.header("location").unwrap().to_owned();
+    let r = Raw::get(s.gw.addr, TRUSTED, &page, &refs(&h)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let password = between(
+        &r.text(),
+        "id=\"p12-password\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
+    assert!(password.len() >= 20, "{password}");
+    // Shown once: a reload gets 410, and the password is not on it.
+    let again = Raw::get(s.gw.addr, TRUSTED, &page, &refs(&h)).await;
+    assert_eq!(again.status, 410);
+    assert!(!again.text().contains(&password));
+    let p12 = Raw::get(s.gw.addr, TRUSTED, &format!("{page}/device.p12"), &refs(&h)).await;
+    assert_eq!(p12.status, 200);
+    assert_eq!(p12.header("content-type"), Some("application/x-pkcs12"));
+    let pem = Raw::get(s.gw.addr, TRUSTED, &format!("{page}/device.pem"), &refs(&h)).await;
+    assert_eq!(pem.status, 200);
+    // Another signed-in person cannot fetch the files.
+    let (mh, _, _) = page_session(s, "m-1", "mallory").await;
+    let stolen = Raw::get(
+        s.gw.addr,
+        TRUSTED,
+        &format!("{page}/device.p12"),
+        &refs(&mh),
+    )
+    .await;
+    assert_eq!(stolen.status, 410);
+    let device = s
+        .store
+        .devices_of(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| !before.contains(&d.id))
+        .expect("a new device");
+    assert_eq!(device.kind, "certificate");
+    Issued {
+        password,
+        p12: p12.body,
+        pem: pem.text(),
+        device_id: device.id,
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// `curl --cert` to `https://<host>:<port><path>` on the TLS listener,
+/// resolving every name to 127.0.0.1; returns (status, body).
+async fn curl(
+    env: &Env,
+    host: &str,
+    path: &str,
+    cert: Option<&Path>,
+    extra: &[&str],
+) -> (u16, String) {
+    let port = env.s.gw.tls.unwrap().port();
+    // tokio's: the upstream runs on this test's runtime.
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"));
+    if let Some(c) = cert {
+        cmd.arg("--cert").arg(c);
+    }
+    cmd.args(extra).arg(format!("https://{host}:{port}{path}"));
+    let out = cmd.output().await.expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    // On a failure (status 0), curl's own message says why.
+    let body = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
+    (code.trim().parse().unwrap_or(0), body)
+}
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn issued_certificates_open_everywhere_and_authenticate_with_curl() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let dir = env.dir.path();
+
+    // The PEM, straight into curl: alice, with the route's identity.
+    let issued = issue(&env, "Phone", "rsa-2048", "compatible").await;
+    let pem = write(dir, "phone.pem", issued.pem.as_bytes());
+    let (status, body) = curl(&env, MTLS_HOST, "/api/x", Some(&pem), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("alice"), "{body}");
+
+    // The leaf: RSA-2048, clientAuth, named for the user and device, with
+    // the CRL URL, signed directly by the CA.
+    let (ok, text) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-text"]);
+    assert!(ok, "{text}");
+    for want in [
+        "Public-Key: (2048 bit)",
+        "TLS Web Client Authentication",
+        "CN = alice",
+        "OU = Phone",
+        "Issuer: CN = vestibule device CA",
+        "URI:https://sso.test/.vestibule/client-ca.crl",
+    ] {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+
+    // The compatible PKCS#12: 3DES for both bags and an SHA-1 MAC, which
+    // OpenSSL 3 opens without -legacy, and with it.
+    let p12 = write(dir, "phone.p12", &issued.p12);
+    let pass = format!("pass:{}", issued.password);
+    let (ok, info) = openssl(&[
+        "pkcs12",
+        "-info",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        &pass,
+        "-noout",
+    ]);
+    assert!(ok, "{info}");
+    assert!(info.contains("MAC: sha1"), "{info}");
+    assert_eq!(
+        info.matches("pbeWithSHA1And3-KeyTripleDES-CBC").count(),
+        2,
+        "both bags 3DES: {info}"
+    );
+    assert!(!info.contains("RC2") && !info.contains("AES"), "{info}");
+    for legacy in [false, true] {
+        let out = dir.join(format!("converted-{legacy}.pem"));
+        let mut args = vec![
+            "pkcs12",
+            "-in",
+            p12.to_str().unwrap(),
+            "-passin",
+            &pass,
+            "-nodes",
+            "-out",
+            out.to_str().unwrap(),
+        ];
+        if legacy {
+            args.push("-legacy");
+        }
+        let (ok, text) = openssl(&args);
+        assert!(ok, "openssl pkcs12 (legacy {legacy}): {text}");
+        let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&out), &[]).await;
+        assert_eq!(status, 200, "legacy {legacy}: {body}");
+    }
+    // A wrong password does not open it.
+    let (ok, _) = openssl(&[
+        "pkcs12",
+        "-info",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        "pass:wrong",
+        "-noout",
+    ]);
+    assert!(!ok);
+
+    // The AES form, P-256: PBES2/AES-256-CBC and an SHA-256 MAC.
+    let aes = issue(&env, "Laptop", "p256", "aes").await;
+    let p12 = write(dir, "laptop.p12", &aes.p12);
+    let pass = format!("pass:{}", aes.password);
+    let (ok, info) = openssl(&[
+        "pkcs12",
+        "-info",
+        "-in",
+        p12.to_str().unwrap(),
+        "-passin",
+        &pass,
+        "-noout",
+    ]);
+    assert!(ok, "{info}");
+    assert!(info.contains("MAC: sha256"), "{info}");
+    assert_eq!(info.matches("AES-256-CBC").count(), 2, "{info}");
+    for legacy in [false, true] {
+        let out = dir.join(format!("laptop-{legacy}.pem"));
+        let mut args = vec![
+            "pkcs12",
+            "-in",
+            p12.to_str().unwrap(),
+            "-passin",
+            &pass,
+            "-nodes",
+            "-out",
+            out.to_str().unwrap(),
+        ];
+        if legacy {
+            args.push("-legacy");
+        }
+        let (ok, text) = openssl(&args);
+        assert!(ok, "{text}");
+        let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&out), &[]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (ok, text) = openssl(&[
+        "x509",
+        "-in",
+        dir.join("laptop-false.pem").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok && text.contains("prime256v1"), "{text}");
+
+    // The public CA bundle names the issuer the leaves chain to.
+    let ca = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.pem", &[]).await;
+    assert_eq!(ca.status, 200);
+    let ca_path = write(dir, "ca.pem", &ca.body);
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        ca_path.to_str().unwrap(),
+        "-purpose",
+        "sslclient",
+        pem.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_expired_certificates_get_a_readable_403() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let dir = env.dir.path();
+    let issued = issue(&env, "Phone", "p256", "compatible").await;
+    let pem = write(dir, "phone.pem", issued.pem.as_bytes());
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&pem), &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // No certificate: no identity.
+    let (status, _) = curl(&env, MTLS_HOST, "/api/", None, &[]).await;
+    assert_eq!(status, 401);
+
+    // A certificate from another CA: the handshake completes, the page says why.
+    let foreign = rcgen::generate_simple_self_signed(vec!["phone".to_owned()]).unwrap();
+    let foreign_pem = format!(
+        "{}{}",
+        foreign.cert.pem(),
+        foreign.signing_key.serialize_pem()
+    );
+    let foreign_path = write(dir, "foreign.pem", foreign_pem.as_bytes());
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&foreign_path), &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not one of this gateway"), "{body}");
+
+    // A certificate device that has expired: its own message.
+    env.s
+        .store
+        .create_device(&NewDevice {
+            account_id: env.s.store.devices_of(None).await.unwrap()[0].account_id,
+            name: "old".into(),
+            kind: "certificate".into(),
+            routes: vec!["api".into()],
+            secret_hash: CertFingerprint::of_der(foreign.cert.der()).0,
+            basic_user: None,
+            created_at: now_ms() - 10_000,
+            expires_at: Some(now_ms() - 1_000),
+        })
+        .await
+        .unwrap();
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&foreign_path), &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("expired"), "{body}");
+
+    // Revoked on the page: refused on the next request, and on the CRL.
+    let (h, csrf, _) = page_session(&env.s, "a-1", "alice").await;
+    let body = format!("csrf={csrf}&id={}", issued.device_id);
+    let r = post(
+        &env.s.gw,
+        "/.vestibule/devices/revoke",
+        &refs(&h),
+        FORM,
+        &body,
+    )
+    .await;
+    assert!(r.status == 303 || r.status == 200, "{}", r.text());
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&pem), &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    let crl = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.crl", &[]).await;
+    assert_eq!(crl.status, 200);
+    assert_eq!(crl.header("content-type"), Some("application/pkix-crl"));
+    let crl_path = write(dir, "ca.crl", &crl.body);
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        crl_path.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok, "{text}");
+    let (_, serial) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
+    assert!(
+        text.to_ascii_uppercase().replace(':', "").contains(&serial),
+        "{serial} not in {text}"
+    );
+}
+
+#[tokio::test]
+async fn certificate_hosts_answer_421_to_coalesced_requests() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", "p256", "compatible").await;
+    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
+    // A connection made for mtls.test, asked for app.test.
+    let (status, _) = curl(
+        &env,
+        MTLS_HOST,
+        "/api/",
+        Some(&pem),
+        &["-H", "Host: app.test"],
+    )
+    .await;
+    assert_eq!(status, 421);
+    // A connection made for app.test (no certificate asked), asked for
+    // mtls.test.
+    let (status, _) = curl(&env, "app.test", "/api/", None, &["-H", "Host: mtls.test"]).await;
+    assert_eq!(status, 421);
+    // app.test never asks for a certificate: curl's is not sent, the
+    // request is anonymous.
+    let (status, _) = curl(&env, "app.test", "/api/", Some(&pem), &[]).await;
+    assert_eq!(status, 401);
+}
+
+/// A TLS client with session resumption (rustls' in-memory cache).
+fn resuming_client(env: &Env, pem: &str) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(env.server_cert.clone()).unwrap();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(certs, key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// One GET over a new TLS connection; (status, resumed).
+async fn get_over(env: &Env, connector: &tokio_rustls::TlsConnector) -> (u16, bool) {
+    let tcp = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
+    let mut tls = connector
+        .connect(MTLS_HOST.try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!("GET /api/ HTTP/1.1\r\nHost: {MTLS_HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    // Ignore the close_notify-less end some servers send.
+    let _ = tls.read_to_end(&mut buf).await;
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    (Raw::parse(&buf).status, resumed)
+}
+
+#[tokio::test]
+async fn revocation_holds_on_a_resumed_tls_session() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", "p256", "compatible").await;
+    let connector = resuming_client(&env, &issued.pem);
+    assert_eq!(get_over(&env, &connector).await, (200, false));
+    // The next connection resumes the session (the verifier does not run).
+    assert_eq!(get_over(&env, &connector).await, (200, true));
+    assert!(
+        env.s
+            .store
+            .revoke_device(issued.device_id, None)
+            .await
+            .unwrap()
+    );
+    let status = until_status(403, async || get_over(&env, &connector).await.0).await;
+    assert!(status < std::time::Duration::from_secs(2));
+    // Still resumed, still refused: the per-request lookup decides.
+    assert_eq!(get_over(&env, &connector).await, (403, true));
+}
+
+#[tokio::test]
+async fn forwarded_certificates_count_only_from_trusted_peers() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", "rsa-2048", "compatible").await;
+    let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let gw = &env.s.gw;
+    // From the trusted front: alice.
+    let r = Raw::get(gw.addr, TRUSTED, "/api/", &[("X-Client-Cert", &b64)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("alice"));
+    // The header never reaches the app.
+    assert!(!r.seen_headers().contains_key("x-client-cert"));
+    // From anyone else: ignored (and stripped).
+    let r = Raw::get(gw.addr, UNTRUSTED, "/api/", &[("X-Client-Cert", &b64)]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // Caddy's unexpanded placeholder and an empty value: no certificate.
+    for v in ["{http.request.tls.client.certificate_der_base64}", ""] {
+        let r = Raw::get(gw.addr, TRUSTED, "/api/", &[("X-Client-Cert", v)]).await;
+        assert_eq!(r.status, 401, "{v:?}: {}", r.text());
+    }
+    // Two copies under two spellings: 400.
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/api/",
+        &[("X-Client-Cert", &b64), ("X_Client_Cert", &b64)],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Not base64: 400.
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/api/",
+        &[("X-Client-Cert", "not base64!")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // The front's SSO identity wins over a certificate.
+    let mut h = sso("b-1", "bob");
+    h.push(("X-Client-Cert".into(), b64.clone()));
+    let r = Raw::get(gw.addr, TRUSTED, "/api/", &refs(&h)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("bob") && !r.text().contains("alice"));
+}
