@@ -24,9 +24,11 @@ use crate::support::*;
 /// The certificate hostname, and the host of everything else.
 const MTLS_HOST: &str = "mtls.test";
 
-struct Env {
-    s: Setup,
-    dir: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) s: Setup,
+    pub(crate) dir: tempfile::TempDir,
+    /// The server certificate and key files (PEM).
+    pub(crate) server_files: (PathBuf, PathBuf),
     /// The server certificate (self-signed, for both names), as a root.
     server_cert: CertificateDer<'static>,
 }
@@ -36,6 +38,12 @@ struct Env {
 /// forwarded in `X-Client-Cert` (base64 DER) by trusted peers, and the
 /// route `api` (bearer, so owners may pick it for a device).
 async fn setup() -> Env {
+    setup_forwarding("base64-der", None).await
+}
+
+/// [`setup`], with the forwarded certificate in `format`, and the front's
+/// verification result in `verify_header` when given.
+async fn setup_forwarding(format: &str, verify_header: Option<&str>) -> Env {
     let up = start_whoami().await;
     let dir = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
@@ -51,8 +59,11 @@ async fn setup() -> Env {
          [database]\ndata_dir = \"{}\"\n\n[accounts]\ncache_ttl = \"60s\"\n\n\
          [client_certs]\nenabled = true\nhostnames = [\"{MTLS_HOST}\"]\nvalidity = \"30d\"\n\
          crl_url = \"https://sso.test/.vestibule/client-ca.crl\"\n\
-         forwarded_header = \"X-Client-Cert\"\nforwarded_format = \"base64-der\"\n",
-        data.display()
+         forwarded_header = \"X-Client-Cert\"\nforwarded_format = \"{format}\"\n{}",
+        data.display(),
+        verify_header.map_or_else(String::new, |h| format!(
+            "forwarded_verify_header = \"{h}\"\n"
+        ))
     );
     let routes = [
         route("api", "/api", up, "credentials = [\"bearer\"]"),
@@ -74,6 +85,7 @@ async fn setup() -> Env {
     .unwrap();
     Env {
         s: Setup { gw, store },
+        server_files: (cert_path, key_path),
         dir: files,
         server_cert: server.cert.der().clone(),
     }
@@ -563,4 +575,250 @@ async fn forwarded_certificates_count_only_from_trusted_peers() {
     let r = Raw::get(gw.addr, TRUSTED, "/api/", &refs(&h)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains("bob") && !r.text().contains("alice"));
+}
+
+// ---- real fronts terminating TLS and forwarding the certificate -------------
+
+/// A front's configuration, with `{front}`, `{vestibule}`, `{cert}`,
+/// `{key}`, `{combined}` (certificate and key in one file) and `{ca}`
+/// (vestibule's CA bundle) to fill in. The same lines are in
+/// docs/client-certificates.md.
+const NGINX_CONF: &str = r#"daemon off;
+worker_processes 1;
+error_log error.log;
+pid nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp;
+    uwsgi_temp_path tmp; scgi_temp_path tmp;
+    server {
+        listen 127.0.0.1:{front} ssl;
+        server_name mtls.test;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        # Ask for a certificate, hint vestibule's CA, let vestibule decide.
+        ssl_verify_client optional_no_ca;
+        ssl_client_certificate {ca};
+        location / {
+            proxy_pass http://127.0.0.1:{vestibule};
+            proxy_set_header Host $host;
+            # Overwrites (or, when empty, drops) any client-sent copy.
+            proxy_set_header X-Client-Cert $ssl_client_escaped_cert;
+            proxy_set_header X-Client-Verify $ssl_client_verify;
+        }
+    }
+}
+"#;
+
+const CADDYFILE: &str = r#"{
+    admin off
+    auto_https off
+}
+https://mtls.test:{front} {
+    bind 127.0.0.1
+    tls {cert} {key} {
+        client_auth {
+            mode verify_if_given
+            trusted_ca_cert_file {ca}
+        }
+    }
+    reverse_proxy 127.0.0.1:{vestibule} {
+        # Overwrites any client-sent copy; Caddy 2.6 sends the placeholder
+        # itself when there is no certificate, which vestibule reads as none.
+        header_up X-Client-Cert {http.request.tls.client.certificate_der_base64}
+    }
+}
+"#;
+
+const HAPROXY_CFG: &str = r#"defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend mtls
+    bind 127.0.0.1:{front} ssl crt {combined} verify optional ca-file {ca}
+    # Without this line a client-sent X-Client-Cert reaches vestibule.
+    http-request del-header X-Client-Cert
+    http-request set-header X-Client-Cert %[ssl_c_der,base64] if { ssl_c_used ssl_c_verify 0 }
+    default_backend vestibule
+backend vestibule
+    server vestibule 127.0.0.1:{vestibule}
+"#;
+
+/// Starts `front` (`nginx`, `caddy`, `haproxy`) terminating TLS on a free
+/// port before `env`'s vestibule; returns it and its port.
+async fn start_front(env: &Env, front: &'static str) -> (crate::frontends::FrontProcess, u16) {
+    let exe = crate::frontends::find_binary(front, front, front);
+    let port = closed_port().await.port();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let d = dir.path();
+    let ca = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.pem", &[]).await;
+    assert_eq!(ca.status, 200);
+    let ca_path = write(d, "ca.pem", &ca.body);
+    let (cert, key) = &env.server_files;
+    let combined = format!(
+        "{}{}",
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap()
+    );
+    let combined = write(d, "combined.pem", combined.as_bytes());
+    // Every file must be readable by the front's unprivileged workers.
+    for f in [&ca_path, &combined] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (srv_cert, srv_key) = (
+        write(d, "srv.pem", &std::fs::read(cert).unwrap()),
+        write(d, "srv.key", &std::fs::read(key).unwrap()),
+    );
+    let fill = |t: &str| {
+        t.replace("{front}", &port.to_string())
+            .replace("{vestibule}", &env.s.gw.addr.port().to_string())
+            .replace("{cert}", srv_cert.to_str().unwrap())
+            .replace("{key}", srv_key.to_str().unwrap())
+            .replace("{combined}", combined.to_str().unwrap())
+            .replace("{ca}", ca_path.to_str().unwrap())
+    };
+    std::fs::create_dir_all(d.join("tmp")).unwrap();
+    let log = std::fs::File::create(d.join("front.log")).unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.current_dir(d)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log));
+    match front {
+        "nginx" => {
+            let conf = write(d, "nginx.conf", fill(NGINX_CONF).as_bytes());
+            cmd.arg("-p")
+                .arg(format!("{}/", d.display()))
+                .arg("-c")
+                .arg(conf);
+        }
+        "caddy" => {
+            let conf = write(d, "Caddyfile", fill(CADDYFILE).as_bytes());
+            cmd.env("HOME", d)
+                .env("XDG_CONFIG_HOME", d.join("config"))
+                .env("XDG_DATA_HOME", d.join("data"))
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(conf);
+        }
+        _ => {
+            let conf = write(d, "haproxy.cfg", fill(HAPROXY_CFG).as_bytes());
+            cmd.arg("-db").arg("-f").arg(conf);
+        }
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{front}: cannot start: {e}"));
+    let mut process = crate::frontends::FrontProcess {
+        name: front,
+        child,
+        dir,
+    };
+    crate::frontends::wait_for_port(&mut process, port).await;
+    (process, port)
+}
+
+/// `curl` through a front on `port`.
+async fn curl_front(port: u16, cert: Option<&Path>, headers: &[&str]) -> (u16, String) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
+        .arg("--resolve")
+        .arg(format!("{MTLS_HOST}:{port}:127.0.0.1"));
+    if let Some(c) = cert {
+        cmd.arg("--cert").arg(c);
+    }
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(format!("https://{MTLS_HOST}:{port}/api/"));
+    let out = cmd.output().await.expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let body = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
+    (code.trim().parse().unwrap_or(0), body)
+}
+
+/// One front: the issued certificate is alice; a client that sends the
+/// header itself (even with alice's real, public certificate) is ignored;
+/// no certificate is anonymous; `foreign` (when the front forwards a
+/// certificate it could not verify) is no certificate.
+async fn exercise_front(
+    front: &'static str,
+    format: &str,
+    verify_header: Option<&str>,
+    foreign_forwarded: bool,
+) {
+    let env = setup_forwarding(format, verify_header).await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", "rsa-2048", "compatible").await;
+    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
+    let (process, port) = start_front(&env, front).await;
+    let logs = || process.logs();
+
+    let (status, body) = curl_front(port, Some(&pem), &[]).await;
+    assert_eq!(status, 200, "{front}: {body}\n{}", logs());
+    assert!(body.contains("alice"), "{front}: {body}");
+    assert!(
+        !body.to_ascii_lowercase().contains("x-client-cert"),
+        "{front}: {body}"
+    );
+
+    let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+    let spoof = format!(
+        "X-Client-Cert: {}",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let (status, body) = curl_front(port, None, &[&spoof]).await;
+    assert_eq!(
+        status, 401,
+        "{front}: a client-sent header must not count: {body}"
+    );
+    let (status, body) = curl_front(port, None, &[]).await;
+    assert_eq!(status, 401, "{front}: {body}");
+
+    if foreign_forwarded {
+        let foreign = rcgen::generate_simple_self_signed(vec!["phone".to_owned()]).unwrap();
+        let f = format!(
+            "{}{}",
+            foreign.cert.pem(),
+            foreign.signing_key.serialize_pem()
+        );
+        let f = write(env.dir.path(), "foreign.pem", f.as_bytes());
+        let (status, body) = curl_front(port, Some(&f), &[]).await;
+        assert_eq!(
+            status, 401,
+            "{front}: a failed verification is no certificate: {body}"
+        );
+    }
+
+    // Revoked: refused on the next request through the front.
+    assert!(
+        env.s
+            .store
+            .revoke_device(issued.device_id, None)
+            .await
+            .unwrap()
+    );
+    until_status(403, async || curl_front(port, Some(&pem), &[]).await.0).await;
+}
+
+#[tokio::test]
+async fn nginx_forwards_the_escaped_certificate() {
+    exercise_front("nginx", "nginx-escaped-pem", Some("X-Client-Verify"), true).await;
+}
+
+#[tokio::test]
+async fn caddy_forwards_the_der_base64_certificate() {
+    exercise_front("caddy", "base64-der", None, false).await;
+}
+
+#[tokio::test]
+async fn haproxy_forwards_the_der_base64_certificate() {
+    exercise_front("haproxy", "base64-der", None, false).await;
 }

@@ -199,7 +199,7 @@ fn block(page: &str, doc: &str, lang: &str) -> String {
 
 /// Finds a front's executable (nginx and haproxy live in /usr/sbin, which is
 /// not on every PATH), or fails naming the package to install.
-fn find_binary(front: &str, name: &str, package: &str) -> PathBuf {
+pub(crate) fn find_binary(front: &str, name: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let extra = [
         "/usr/sbin",
@@ -234,15 +234,15 @@ fn assert_port_free(front: &str, port: u16) {
 
 /// A started front, stopped by PID on drop: SIGTERM (nginx's master then
 /// stops its workers), SIGKILL if it is still there after 5 s.
-struct FrontProcess {
-    name: &'static str,
-    child: StdChild,
-    dir: tempfile::TempDir,
+pub(crate) struct FrontProcess {
+    pub(crate) name: &'static str,
+    pub(crate) child: StdChild,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl FrontProcess {
     /// The front's own output and logs, for failure messages.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         for f in ["front.log", "error.log"] {
             if let Ok(text) = std::fs::read_to_string(self.dir.path().join(f)) {
@@ -622,7 +622,7 @@ async fn start_whoami_process(front: &str, port: u16) -> Child {
 }
 
 /// Waits until the front accepts connections, or fails with its logs.
-async fn wait_for_port(front: &mut FrontProcess, port: u16) {
+pub(crate) async fn wait_for_port(front: &mut FrontProcess, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Some(status)) = front.child.try_wait() {
