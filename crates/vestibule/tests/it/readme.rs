@@ -16,6 +16,22 @@ const README_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"
 const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/config");
 
 const REFERENCE_HEADING: &str = "## Configuration reference";
+/// Feature pages with a configuration reference of their own (under the
+/// same heading), for sections README.md does not carry.
+const FEATURE_PAGES: &[&str] = &[concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../docs/client-certificates.md"
+)];
+
+/// README.md's configuration reference, followed by the feature pages'.
+fn all_references(readme: &str) -> String {
+    let mut out = reference(readme).to_owned();
+    for page in FEATURE_PAGES {
+        out.push('\n');
+        out.push_str(reference(&read(page)));
+    }
+    out
+}
 const FRAGMENT_MARKER: &str = "<!-- fragment -->";
 
 fn read(path: &str) -> String {
@@ -315,7 +331,8 @@ fn readme_toml_blocks_pass_check() {
 #[test]
 fn readme_reference_names_every_config_field() {
     let readme = read(README_PATH);
-    let reference = reference(&readme);
+    let reference = all_references(&readme);
+    let reference = reference.as_str();
     let sections = subsections(reference);
     let structs = config_structs(&read_config_sources());
 
@@ -369,7 +386,7 @@ fn readme_reference_names_every_config_field() {
 #[test]
 fn readme_reference_shows_code_defaults() {
     let readme = read(README_PATH);
-    let reference = reference(&readme);
+    let reference = all_references(&readme);
     let src = read_config_sources();
     let mut defaults = enum_defaults(&src);
     for line in src.lines().map(str::trim) {
