@@ -65,8 +65,11 @@ async fn setup_forwarding(format: &str, verify_header: Option<&str>) -> Env {
             "forwarded_verify_header = \"{h}\"\n"
         ))
     );
+    let ws = start_ws_echo().await;
     let routes = [
         route("api", "/api", up, "credentials = [\"bearer\"]"),
+        route("count", "/_count", up, "credentials = [\"bearer\"]"),
+        route("ws", "/ws", ws, "credentials = [\"bearer\"]"),
         route("plain", "/plain", up, ""),
     ]
     .concat();
@@ -91,6 +94,28 @@ async fn setup_forwarding(format: &str, verify_header: Option<&str>) -> Env {
     }
 }
 
+/// A WebSocket server that echoes every data frame back.
+async fn start_ws_echo() -> std::net::SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// What the devices page hands out for one certificate.
 struct Issued {
     password: String,
@@ -112,7 +137,9 @@ async fn issue(env: &Env, name: &str, key: &str, pkcs12: &str) -> Issued {
         .iter()
         .map(|d| d.id)
         .collect();
-    let body = format!("csrf={csrf}&name={name}&app=cli&route=api&key={key}&pkcs12={pkcs12}");
+    let body = format!(
+        "csrf={csrf}&name={name}&app=cli&route=api&route=count&route=ws&key={key}&pkcs12={pkcs12}"
+    );
     let r = post(
         &s.gw,
         "/.vestibule/devices/certificate",
@@ -821,4 +848,78 @@ async fn caddy_forwards_the_der_base64_certificate() {
 #[tokio::test]
 async fn haproxy_forwards_the_der_base64_certificate() {
     exercise_front("haproxy", "base64-der", None, false).await;
+}
+
+#[tokio::test]
+async fn websocket_and_a_100_mib_upload_with_a_certificate() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", "p256", "compatible").await;
+
+    let d = env.s.store.device(issued.device_id).await.unwrap().unwrap();
+    assert_eq!(d.routes, ["api", "count", "ws"]);
+    // A WebSocket on the certificate connection (HTTP/1.1 upgrade).
+    let connector = resuming_client(&env, &issued.pem);
+    let tcp = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
+    let tls = connector
+        .connect(MTLS_HOST.try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let req = format!("wss://{MTLS_HOST}/ws/socket")
+        .into_client_request()
+        .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    let m = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.into_text().unwrap().as_str(), "hello");
+    // Without the certificate the upgrade never reaches the app.
+    let anonymous = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
+    let plain = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(env.server_cert.clone()).unwrap();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    };
+    let tls = plain
+        .connect(MTLS_HOST.try_into().unwrap(), anonymous)
+        .await
+        .unwrap();
+    let req = format!("wss://{MTLS_HOST}/ws/socket")
+        .into_client_request()
+        .unwrap();
+    let err = tokio_tungstenite::client_async(req, tls).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+
+    // 100 MiB up, streamed, counted by the app.
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let body = env.dir.path().join("upload.bin");
+    std::fs::File::create(&body).unwrap().set_len(SIZE).unwrap();
+    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
+    let (status, text) = curl(
+        &env,
+        MTLS_HOST,
+        "/_count",
+        Some(&pem),
+        &["-X", "POST", "--upload-file", body.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let counted: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(counted["bytes"], SIZE);
 }
