@@ -1104,6 +1104,9 @@ mod tests {
                 Carrier::ProxyAuthorization => others.proxy_authorization = false,
                 Carrier::Header => others.header = None,
                 Carrier::Query => others.query = None,
+                Carrier::ClientCertificate => {
+                    panic!("find_credential found a client certificate in headers")
+                }
             }
             assert_eq!(
                 find_credential(&h, query.as_deref(), &others),

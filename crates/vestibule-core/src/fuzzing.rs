@@ -1144,40 +1144,6 @@ pub fn user_agent(data: &[u8]) {
     assert!(!summary.browser.is_empty() && !summary.os.is_empty());
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_line_is_not_one_empty_line() {
-        // First fuzzing crash (a harness bug, not a parser bug): empty input
-        // means no header line, which is no hop, while one empty line is one
-        // invalid hop. The join check must not compare the two.
-        assert_eq!(parse_x_forwarded_for([]), []);
-        assert_eq!(parse_x_forwarded_for([&b""[..]]), [Hop::Invalid]);
-        forwarded_xff(b"");
-    }
-
-    #[test]
-    fn targets_accept_trivial_inputs() {
-        for data in [&b""[..], b"\x00", b"\x00/", b"\xff\xff\xff"] {
-            forwarded_xff(data);
-            forwarded_rfc7239(data);
-            decode_value(data);
-            encode_roundtrip(data);
-            path_interpretations(data);
-            trusted_network(data);
-            credential_carriers(data);
-            redirect_target(data);
-            jwt_verify(data);
-            jwks_parse(data);
-            route_find(data);
-            upgrade_header(data);
-            jose_jws(data);
-        }
-    }
-}
-
 /// The forwarded client-certificate reader (`client_cert`): the first byte
 /// picks the format, the rest is header lines (`name: value`). Never
 /// panics; an accepted value is one DER certificate whose fingerprint is
@@ -1239,5 +1205,39 @@ pub fn client_cert_header(data: &[u8]) {
             assert!(copies > 1 || (source.verify_header.is_some() && verify_copies > 1));
         }
         Err(CertHeaderError::Malformed(_)) => assert_eq!(copies, 1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_line_is_not_one_empty_line() {
+        // First fuzzing crash (a harness bug, not a parser bug): empty input
+        // means no header line, which is no hop, while one empty line is one
+        // invalid hop. The join check must not compare the two.
+        assert_eq!(parse_x_forwarded_for([]), []);
+        assert_eq!(parse_x_forwarded_for([&b""[..]]), [Hop::Invalid]);
+        forwarded_xff(b"");
+    }
+
+    #[test]
+    fn targets_accept_trivial_inputs() {
+        for data in [&b""[..], b"\x00", b"\x00/", b"\xff\xff\xff"] {
+            forwarded_xff(data);
+            forwarded_rfc7239(data);
+            decode_value(data);
+            encode_roundtrip(data);
+            path_interpretations(data);
+            trusted_network(data);
+            credential_carriers(data);
+            redirect_target(data);
+            jwt_verify(data);
+            jwks_parse(data);
+            route_find(data);
+            upgrade_header(data);
+            jose_jws(data);
+        }
     }
 }

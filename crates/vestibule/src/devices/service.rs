@@ -550,6 +550,19 @@ impl Devices {
     }
 }
 
+/// What a presented credential is looked up by: the SHA-256 of a secret,
+/// or, for a client certificate, the SHA-256 of its leaf, which the
+/// "token" holds as hex (the device row stores exactly that digest).
+fn presented_hash(presented: &Presented) -> [u8; 32] {
+    if presented.carrier == vestibule_core::credential::Carrier::ClientCertificate
+        && let Some(fp) =
+            vestibule_core::client_cert::CertFingerprint::from_hex(presented.token.expose())
+    {
+        return fp.0;
+    }
+    hash_token(presented.token.expose())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,17 +588,4 @@ mod tests {
         assert!(l.blocked_for(None, Some("carol")).is_some());
         assert!(l.blocked_for(None, Some("dave")).is_none());
     }
-}
-
-/// What a presented credential is looked up by: the SHA-256 of a secret,
-/// or, for a client certificate, the SHA-256 of its leaf, which the
-/// "token" holds as hex (the device row stores exactly that digest).
-fn presented_hash(presented: &Presented) -> [u8; 32] {
-    if presented.carrier == vestibule_core::credential::Carrier::ClientCertificate
-        && let Some(fp) =
-            vestibule_core::client_cert::CertFingerprint::from_hex(presented.token.expose())
-    {
-        return fp.0;
-    }
-    hash_token(presented.token.expose())
 }
