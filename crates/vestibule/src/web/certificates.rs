@@ -124,9 +124,28 @@ pub(super) async fn create(
     let (Some(settings), Some(devices)) = (&state.settings.client_certs, state.devices()) else {
         return Err(PageError::Status(StatusCode::NOT_FOUND));
     };
-    let name =
-        super::devices::check_name(fields.get("name").unwrap_or("")).map_err(PageError::BadForm)?;
-    let routes = super::devices::chosen_routes(&state, &s, &fields)?;
+    // Renewal: a new certificate (and device entry) with the old one's
+    // name and apps; the old one keeps working until its owner revokes it,
+    // so the new one can be installed first.
+    let (name, routes) = match fields.get("renew") {
+        Some(id) => {
+            let old = match id.parse::<i64>() {
+                Ok(id) => devices.store().device(id).await?,
+                Err(_) => None,
+            };
+            match old {
+                Some(d) if d.account_id == s.account_id && d.kind == "certificate" => {
+                    (d.name, d.routes)
+                }
+                _ => return Err(PageError::not_found("You have no such certificate device.")),
+            }
+        }
+        None => (
+            super::devices::check_name(fields.get("name").unwrap_or(""))
+                .map_err(PageError::BadForm)?,
+            super::devices::chosen_routes(&state, &s, &fields)?,
+        ),
+    };
     let key = match fields.get("key") {
         None | Some("") => settings.key,
         Some(k) => LeafKey::from_form(k)

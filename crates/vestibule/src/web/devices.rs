@@ -105,7 +105,13 @@ pub(super) struct DeviceRow {
     pub(super) expires: String,
     pub(super) last_used: String,
     pub(super) owner: String,
+    /// A certificate device: the page offers to renew it.
+    pub(super) renewable: bool,
 }
+
+/// How long before a certificate expires the devices page asks for a
+/// renewal: 30 days.
+const RENEW_REMINDER_MS: i64 = 30 * 86_400_000;
 
 fn device_row(d: &Device, owner: String) -> DeviceRow {
     DeviceRow {
@@ -114,7 +120,16 @@ fn device_row(d: &Device, owner: String) -> DeviceRow {
         kind: d.kind.clone(),
         routes: d.routes.join(", "),
         created: when(d.created_at),
-        expires: d.expires_at.map_or_else(|| "never".to_owned(), when),
+        expires: match d.expires_at {
+            None => "never".to_owned(),
+            // A certificate must be reinstalled on the device: say so
+            // early enough to do it.
+            Some(at) if d.kind == "certificate" && at - now_ms() < RENEW_REMINDER_MS => {
+                format!("{}: renew it soon", when(at))
+            }
+            Some(at) => when(at),
+        },
+        renewable: d.kind == "certificate",
         last_used: match (&d.last_used_at, &d.last_used_ip) {
             (Some(t), Some(ip)) => format!("{} from {ip}", when(*t)),
             (Some(t), None) => when(*t),

@@ -923,3 +923,54 @@ async fn websocket_and_a_100_mib_upload_with_a_certificate() {
     let counted: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(counted["bytes"], SIZE);
 }
+
+#[tokio::test]
+async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let first = issue(&env, "Phone", "p256", "compatible").await;
+    let (h, csrf, html) = page_session(&env.s, "a-1", "alice").await;
+    assert!(html.contains("name=\"renew\""), "{html}");
+    // Someone else's device cannot be renewed into one's own.
+    let (mh, mcsrf, _) = page_session(&env.s, "m-1", "mallory").await;
+    let body = format!("csrf={mcsrf}&renew={}", first.device_id);
+    let r = post(
+        &env.s.gw,
+        "/.vestibule/devices/certificate",
+        &refs(&mh),
+        FORM,
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let body = format!("csrf={csrf}&renew={}", first.device_id);
+    let r = post(
+        &env.s.gw,
+        "/.vestibule/devices/certificate",
+        &refs(&h),
+        FORM,
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = r.header("location").unwrap().to_owned();
+    let pem = Raw::get(
+        env.s.gw.addr,
+        TRUSTED,
+        &format!("{page}/device.pem"),
+        &refs(&h),
+    )
+    .await;
+    assert_eq!(pem.status, 200);
+    let devices = env.s.store.devices_of(None).await.unwrap();
+    assert_eq!(devices.len(), 2);
+    assert!(
+        devices
+            .iter()
+            .all(|d| d.name == "Phone" && d.routes == ["api", "count", "ws"])
+    );
+    let old = write(env.dir.path(), "old.pem", first.pem.as_bytes());
+    let new = write(env.dir.path(), "new.pem", &pem.body);
+    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
+    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&new), &[]).await.0, 200);
+}
