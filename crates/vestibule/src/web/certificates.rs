@@ -300,37 +300,41 @@ pub(crate) async fn ca_pem(State(state): State<Arc<AppState>>) -> Response {
     let Some(ca) = &state.client_ca else {
         return not_enabled();
     };
-    match ca.bundle_pem().await {
-        Ok(pem) => {
-            let mut r = pem.into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-pem-file"),
-            );
-            r
-        }
-        Err(e) => store_down(&e),
-    }
+    typed(
+        ca.bundle_pem().await.map(String::into_bytes),
+        "application/x-pem-file",
+    )
 }
 
 /// `GET /.vestibule/client-ca.crl`: the current CRL, DER
-/// (`application/pkix-crl`, RFC 2585 §4.2).
+/// (`application/pkix-crl`, RFC 2585 §4.2), never cached for long: it is
+/// made on each request so a revocation shows at once.
 pub(crate) async fn crl(State(state): State<Arc<AppState>>) -> Response {
     let Some(ca) = &state.client_ca else {
         return not_enabled();
     };
-    match ca.crl_der().await {
-        Ok(der) => {
-            let mut r = der.into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/pkix-crl"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let mut r = typed(ca.crl_der().await, "application/pkix-crl");
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// `body` with its content type, or 503 when the CA could not be read.
+fn typed(body: Result<Vec<u8>, String>, content_type: &'static str) -> Response {
+    match body {
+        Ok(b) => {
+            let mut r = b.into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             r
         }
-        Err(e) => store_down(&e),
+        Err(e) => {
+            tracing::warn!(error = %e, "client CA unavailable");
+            crate::http::responses::plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the client CA is unavailable; try again shortly",
+            )
+        }
     }
 }
 
@@ -338,13 +342,5 @@ fn not_enabled() -> Response {
     crate::http::responses::plain(
         StatusCode::NOT_FOUND,
         "client certificates are not enabled ([client_certs] enabled = true)",
-    )
-}
-
-fn store_down(e: &str) -> Response {
-    tracing::warn!(error = %e, "client CA unavailable");
-    crate::http::responses::plain(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the client CA is unavailable; try again shortly",
     )
 }

@@ -116,6 +116,16 @@ async fn start_ws_echo() -> std::net::SocketAddr {
     addr
 }
 
+/// A gateway ([`setup`]) where alice signed in and made a certificate
+/// device (`key`, `form`) on the page; its PEM is written as `phone.pem`.
+async fn alice_with_certificate(key: &str, form: &str) -> (Env, Issued, PathBuf) {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", key, form).await;
+    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
+    (env, issued, pem)
+}
+
 /// What the devices page hands out for one certificate.
 struct Issued {
     password: String,
@@ -201,8 +211,8 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-/// `curl --cert` to `https://<host>:<port><path>` on the TLS listener,
-/// resolving every name to 127.0.0.1; returns (status, body).
+/// `curl --cert` to `https://<host>:<port><path>` on vestibule's own TLS
+/// listener; returns (status, body).
 async fn curl(
     env: &Env,
     host: &str,
@@ -210,7 +220,18 @@ async fn curl(
     cert: Option<&Path>,
     extra: &[&str],
 ) -> (u16, String) {
-    let port = env.s.gw.tls.unwrap().port();
+    curl_at(env.s.gw.tls.unwrap().port(), host, path, cert, extra).await
+}
+
+/// `curl --cert` to `https://<host>:<port><path>`, resolving `host` to
+/// 127.0.0.1; returns (status, body, with curl's own message on failure).
+async fn curl_at(
+    port: u16,
+    host: &str,
+    path: &str,
+    cert: Option<&Path>,
+    extra: &[&str],
+) -> (u16, String) {
     // tokio's: the upstream runs on this test's runtime.
     let mut cmd = tokio::process::Command::new("curl");
     cmd.args(["-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
@@ -223,7 +244,6 @@ async fn curl(
     let out = cmd.output().await.expect("curl runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    // On a failure (status 0), curl's own message says why.
     let body = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
     (code.trim().parse().unwrap_or(0), body)
 }
@@ -243,15 +263,38 @@ fn openssl(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Opens `issued`'s PKCS#12 with Debian's `openssl pkcs12` (refused with a
+/// wrong password), converts it to PEM without and with `-legacy`, and
+/// uses each with curl; returns `openssl pkcs12 -info` (the algorithms).
+async fn open_p12(env: &Env, issued: &Issued, name: &str) -> String {
+    let dir = env.dir.path();
+    let p12 = write(dir, &format!("{name}.p12"), &issued.p12);
+    let p12 = p12.to_str().unwrap();
+    let info = |pass: &str| openssl(&["pkcs12", "-info", "-in", p12, "-passin", pass, "-noout"]);
+    let (ok, text) = info(&format!("pass:{}", issued.password));
+    assert!(ok, "{text}");
+    assert!(!info("pass:wrong").0, "opened with a wrong password");
+    for legacy in [false, true] {
+        let out = dir.join(format!("{name}-{legacy}.pem"));
+        let pass = format!("pass:{}", issued.password);
+        let mut args = vec!["pkcs12", "-in", p12, "-passin", &pass, "-nodes", "-out"];
+        args.push(out.to_str().unwrap());
+        if legacy {
+            args.push("-legacy");
+        }
+        let (ok, text) = openssl(&args);
+        assert!(ok, "openssl pkcs12 (legacy {legacy}): {text}");
+        let (status, body) = curl(env, MTLS_HOST, "/api/", Some(&out), &[]).await;
+        assert_eq!(status, 200, "legacy {legacy}: {body}");
+    }
+    text
+}
+
 #[tokio::test]
 async fn issued_certificates_open_everywhere_and_authenticate_with_curl() {
-    let env = setup().await;
-    sign_in(&env.s, "a-1", "alice").await;
-    let dir = env.dir.path();
-
     // The PEM, straight into curl: alice, with the route's identity.
-    let issued = issue(&env, "Phone", "rsa-2048", "compatible").await;
-    let pem = write(dir, "phone.pem", issued.pem.as_bytes());
+    let (env, issued, pem) = alice_with_certificate("rsa-2048", "compatible").await;
+    let dir = env.dir.path();
     let (status, body) = curl(&env, MTLS_HOST, "/api/x", Some(&pem), &[]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("alice"), "{body}");
@@ -273,18 +316,7 @@ async fn issued_certificates_open_everywhere_and_authenticate_with_curl() {
 
     // The compatible PKCS#12: 3DES for both bags and an SHA-1 MAC, which
     // OpenSSL 3 opens without -legacy, and with it.
-    let p12 = write(dir, "phone.p12", &issued.p12);
-    let pass = format!("pass:{}", issued.password);
-    let (ok, info) = openssl(&[
-        "pkcs12",
-        "-info",
-        "-in",
-        p12.to_str().unwrap(),
-        "-passin",
-        &pass,
-        "-noout",
-    ]);
-    assert!(ok, "{info}");
+    let info = open_p12(&env, &issued, "phone").await;
     assert!(info.contains("MAC: sha1"), "{info}");
     assert_eq!(
         info.matches("pbeWithSHA1And3-KeyTripleDES-CBC").count(),
@@ -292,74 +324,12 @@ async fn issued_certificates_open_everywhere_and_authenticate_with_curl() {
         "both bags 3DES: {info}"
     );
     assert!(!info.contains("RC2") && !info.contains("AES"), "{info}");
-    for legacy in [false, true] {
-        let out = dir.join(format!("converted-{legacy}.pem"));
-        let mut args = vec![
-            "pkcs12",
-            "-in",
-            p12.to_str().unwrap(),
-            "-passin",
-            &pass,
-            "-nodes",
-            "-out",
-            out.to_str().unwrap(),
-        ];
-        if legacy {
-            args.push("-legacy");
-        }
-        let (ok, text) = openssl(&args);
-        assert!(ok, "openssl pkcs12 (legacy {legacy}): {text}");
-        let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&out), &[]).await;
-        assert_eq!(status, 200, "legacy {legacy}: {body}");
-    }
-    // A wrong password does not open it.
-    let (ok, _) = openssl(&[
-        "pkcs12",
-        "-info",
-        "-in",
-        p12.to_str().unwrap(),
-        "-passin",
-        "pass:wrong",
-        "-noout",
-    ]);
-    assert!(!ok);
 
     // The AES form, P-256: PBES2/AES-256-CBC and an SHA-256 MAC.
     let aes = issue(&env, "Laptop", "p256", "aes").await;
-    let p12 = write(dir, "laptop.p12", &aes.p12);
-    let pass = format!("pass:{}", aes.password);
-    let (ok, info) = openssl(&[
-        "pkcs12",
-        "-info",
-        "-in",
-        p12.to_str().unwrap(),
-        "-passin",
-        &pass,
-        "-noout",
-    ]);
-    assert!(ok, "{info}");
+    let info = open_p12(&env, &aes, "laptop").await;
     assert!(info.contains("MAC: sha256"), "{info}");
     assert_eq!(info.matches("AES-256-CBC").count(), 2, "{info}");
-    for legacy in [false, true] {
-        let out = dir.join(format!("laptop-{legacy}.pem"));
-        let mut args = vec![
-            "pkcs12",
-            "-in",
-            p12.to_str().unwrap(),
-            "-passin",
-            &pass,
-            "-nodes",
-            "-out",
-            out.to_str().unwrap(),
-        ];
-        if legacy {
-            args.push("-legacy");
-        }
-        let (ok, text) = openssl(&args);
-        assert!(ok, "{text}");
-        let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&out), &[]).await;
-        assert_eq!(status, 200, "{body}");
-    }
     let (ok, text) = openssl(&[
         "x509",
         "-in",
@@ -386,11 +356,8 @@ async fn issued_certificates_open_everywhere_and_authenticate_with_curl() {
 
 #[tokio::test]
 async fn unknown_revoked_and_expired_certificates_get_a_readable_403() {
-    let env = setup().await;
-    sign_in(&env.s, "a-1", "alice").await;
+    let (env, issued, pem) = alice_with_certificate("p256", "compatible").await;
     let dir = env.dir.path();
-    let issued = issue(&env, "Phone", "p256", "compatible").await;
-    let pem = write(dir, "phone.pem", issued.pem.as_bytes());
     let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&pem), &[]).await;
     assert_eq!(status, 200, "{body}");
 
@@ -471,10 +438,7 @@ async fn unknown_revoked_and_expired_certificates_get_a_readable_403() {
 
 #[tokio::test]
 async fn certificate_hosts_answer_421_to_coalesced_requests() {
-    let env = setup().await;
-    sign_in(&env.s, "a-1", "alice").await;
-    let issued = issue(&env, "Phone", "p256", "compatible").await;
-    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
+    let (env, _, pem) = alice_with_certificate("p256", "compatible").await;
     // A connection made for mtls.test, asked for app.test.
     let (status, _) = curl(
         &env,
@@ -495,22 +459,29 @@ async fn certificate_hosts_answer_421_to_coalesced_requests() {
     assert_eq!(status, 401);
 }
 
-/// A TLS client with session resumption (rustls' in-memory cache).
-fn resuming_client(env: &Env, pem: &str) -> tokio_rustls::TlsConnector {
+/// A TLS client trusting the gateway's certificate, with session
+/// resumption (rustls' in-memory cache), presenting the certificate and key
+/// in `pem` when given.
+fn tls_client(env: &Env, pem: Option<&str>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(env.server_cert.clone()).unwrap();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .unwrap();
+    .with_root_certificates(roots);
+    let mut cfg = match pem {
+        Some(pem) => {
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+            builder.with_client_auth_cert(certs, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
@@ -536,10 +507,8 @@ async fn get_over(env: &Env, connector: &tokio_rustls::TlsConnector) -> (u16, bo
 
 #[tokio::test]
 async fn revocation_holds_on_a_resumed_tls_session() {
-    let env = setup().await;
-    sign_in(&env.s, "a-1", "alice").await;
-    let issued = issue(&env, "Phone", "p256", "compatible").await;
-    let connector = resuming_client(&env, &issued.pem);
+    let (env, issued, _) = alice_with_certificate("p256", "compatible").await;
+    let connector = tls_client(&env, Some(&issued.pem));
     assert_eq!(get_over(&env, &connector).await, (200, false));
     // The next connection resumes the session (the verifier does not run).
     assert_eq!(get_over(&env, &connector).await, (200, true));
@@ -558,9 +527,7 @@ async fn revocation_holds_on_a_resumed_tls_session() {
 
 #[tokio::test]
 async fn forwarded_certificates_count_only_from_trusted_peers() {
-    let env = setup().await;
-    sign_in(&env.s, "a-1", "alice").await;
-    let issued = issue(&env, "Phone", "rsa-2048", "compatible").await;
+    let (env, issued, _) = alice_with_certificate("rsa-2048", "compatible").await;
     let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
     let gw = &env.s.gw;
@@ -751,24 +718,10 @@ async fn start_front(env: &Env, front: &'static str) -> (crate::frontends::Front
     (process, port)
 }
 
-/// `curl` through a front on `port`.
+/// `curl` through a front on `port`, with extra header lines.
 async fn curl_front(port: u16, cert: Option<&Path>, headers: &[&str]) -> (u16, String) {
-    let mut cmd = tokio::process::Command::new("curl");
-    cmd.args(["-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
-        .arg("--resolve")
-        .arg(format!("{MTLS_HOST}:{port}:127.0.0.1"));
-    if let Some(c) = cert {
-        cmd.arg("--cert").arg(c);
-    }
-    for h in headers {
-        cmd.arg("-H").arg(h);
-    }
-    cmd.arg(format!("https://{MTLS_HOST}:{port}/api/"));
-    let out = cmd.output().await.expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let body = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
-    (code.trim().parse().unwrap_or(0), body)
+    let extra: Vec<&str> = headers.iter().flat_map(|h| ["-H", *h]).collect();
+    curl_at(port, MTLS_HOST, "/api/", cert, &extra).await
 }
 
 /// One front: the issued certificate is alice; a client that sends the
@@ -856,14 +809,11 @@ async fn websocket_and_a_100_mib_upload_with_a_certificate() {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    let env = setup().await;
-    sign_in(&env.s, "a-1", "alice").await;
-    let issued = issue(&env, "Phone", "p256", "compatible").await;
-
+    let (env, issued, pem) = alice_with_certificate("p256", "compatible").await;
     let d = env.s.store.device(issued.device_id).await.unwrap().unwrap();
     assert_eq!(d.routes, ["api", "count", "ws"]);
     // A WebSocket on the certificate connection (HTTP/1.1 upgrade).
-    let connector = resuming_client(&env, &issued.pem);
+    let connector = tls_client(&env, Some(&issued.pem));
     let tcp = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
     let tls = connector
         .connect(MTLS_HOST.try_into().unwrap(), tcp)
@@ -883,19 +833,7 @@ async fn websocket_and_a_100_mib_upload_with_a_certificate() {
     assert_eq!(m.into_text().unwrap().as_str(), "hello");
     // Without the certificate the upgrade never reaches the app.
     let anonymous = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
-    let plain = {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(env.server_cert.clone()).unwrap();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
-    };
+    let plain = tls_client(&env, None);
     let tls = plain
         .connect(MTLS_HOST.try_into().unwrap(), anonymous)
         .await
@@ -910,7 +848,6 @@ async fn websocket_and_a_100_mib_upload_with_a_certificate() {
     const SIZE: u64 = 100 * 1024 * 1024;
     let body = env.dir.path().join("upload.bin");
     std::fs::File::create(&body).unwrap().set_len(SIZE).unwrap();
-    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
     let (status, text) = curl(
         &env,
         MTLS_HOST,
@@ -926,9 +863,7 @@ async fn websocket_and_a_100_mib_upload_with_a_certificate() {
 
 #[tokio::test]
 async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() {
-    let env = setup().await;
-    sign_in(&env.s, "a-1", "alice").await;
-    let first = issue(&env, "Phone", "p256", "compatible").await;
+    let (env, first, old) = alice_with_certificate("p256", "compatible").await;
     let (h, csrf, html) = page_session(&env.s, "a-1", "alice").await;
     assert!(html.contains("name=\"renew\""), "{html}");
     // Someone else's device cannot be renewed into one's own.
@@ -969,7 +904,6 @@ async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() 
             .iter()
             .all(|d| d.name == "Phone" && d.routes == ["api", "count", "ws"])
     );
-    let old = write(env.dir.path(), "old.pem", first.pem.as_bytes());
     let new = write(env.dir.path(), "new.pem", &pem.body);
     assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
     assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&new), &[]).await.0, 200);
