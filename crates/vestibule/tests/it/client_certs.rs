@@ -126,6 +126,11 @@ async fn alice_with_certificate(key: &str, form: &str) -> (Env, Issued, PathBuf)
     (env, issued, pem)
 }
 
+/// A page form POST as the session whose headers are `h`.
+async fn form_post(env: &Env, h: &[(String, String)], path: &str, body: &str) -> Raw {
+    post(&env.s.gw, path, &refs(h), FORM, body).await
+}
+
 /// What the devices page hands out for one certificate.
 struct Issued {
     password: String,
@@ -399,14 +404,7 @@ async fn unknown_revoked_and_expired_certificates_get_a_readable_403() {
     // Revoked on the page: refused on the next request, and on the CRL.
     let (h, csrf, _) = page_session(&env.s, "a-1", "alice").await;
     let body = format!("csrf={csrf}&id={}", issued.device_id);
-    let r = post(
-        &env.s.gw,
-        "/.vestibule/devices/revoke",
-        &refs(&h),
-        FORM,
-        &body,
-    )
-    .await;
+    let r = form_post(&env, &h, "/.vestibule/devices/revoke", &body).await;
     assert!(r.status == 303 || r.status == 200, "{}", r.text());
     let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&pem), &[]).await;
     assert_eq!(status, 403, "{body}");
@@ -869,24 +867,10 @@ async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() 
     // Someone else's device cannot be renewed into one's own.
     let (mh, mcsrf, _) = page_session(&env.s, "m-1", "mallory").await;
     let body = format!("csrf={mcsrf}&renew={}", first.device_id);
-    let r = post(
-        &env.s.gw,
-        "/.vestibule/devices/certificate",
-        &refs(&mh),
-        FORM,
-        &body,
-    )
-    .await;
+    let r = form_post(&env, &mh, "/.vestibule/devices/certificate", &body).await;
     assert_eq!(r.status, 404, "{}", r.text());
     let body = format!("csrf={csrf}&renew={}", first.device_id);
-    let r = post(
-        &env.s.gw,
-        "/.vestibule/devices/certificate",
-        &refs(&h),
-        FORM,
-        &body,
-    )
-    .await;
+    let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
     assert_eq!(r.status, 303, "{}", r.text());
     let page = r.header("location").unwrap().to_owned();
     let pem = Raw::get(
