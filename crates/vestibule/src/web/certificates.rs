@@ -56,6 +56,8 @@ pub(crate) struct IssuedFiles {
     form: Pkcs12Form,
     /// Taken by the first view of the page.
     password: Option<String>,
+    /// The fallback token, when one was asked for; shown with the password.
+    fallback: Option<vestibule_core::secret::Secret>,
     p12: Vec<u8>,
     pem: String,
     expires_at: i64,
@@ -99,6 +101,8 @@ struct CertificatePage {
     app: String,
     form: &'static str,
     password: String,
+    /// The fallback token, shown once with the password.
+    fallback: Option<String>,
     expires: String,
     chrome: Chrome,
 }
@@ -160,6 +164,10 @@ pub(super) async fn create(
     if !APPS.iter().any(|(a, _)| *a == app) {
         return Err(PageError::BadForm("Pick an app from the list.".into()));
     }
+    let want_fallback = fields.get("fallback") == Some("on");
+    if want_fallback {
+        check_fallback_routes(&state, &routes)?;
+    }
     let leaf = ca
         .issue(&LeafRequest {
             username: &s.identity.username,
@@ -196,6 +204,10 @@ pub(super) async fn create(
         ),
     )
     .await;
+    let fallback = match want_fallback {
+        true => Some(fallback_token(&state, &s, &name, &routes, leaf.not_after).await?),
+        false => None,
+    };
     let password = pkcs12::one_time_password();
     let friendly = format!("{} — {}", s.identity.username, name);
     let p12 = pkcs12::write(&leaf.cert_der, &leaf.key_pkcs8, &friendly, &password, form)
@@ -209,6 +221,7 @@ pub(super) async fn create(
             app: app.to_owned(),
             form,
             password: Some(password),
+            fallback,
             p12,
             pem: leaf.pem(),
             expires_at: now + REVEAL_TTL_MS,
@@ -217,6 +230,63 @@ pub(super) async fn create(
         now,
     );
     Ok(see_other(&format!("/.vestibule/devices/certificate/{id}")))
+}
+
+/// A fallback token needs every app to take tokens; checked before
+/// anything is issued.
+fn check_fallback_routes(state: &AppState, routes: &[String]) -> Result<(), PageError> {
+    match state
+        .settings
+        .routes
+        .iter()
+        .find(|r| routes.contains(&r.name) && !r.carriers.take(CredentialKind::Token))
+    {
+        Some(r) => Err(PageError::BadForm(format!(
+            "`{}` does not take tokens: make the certificate without a fallback token.",
+            r.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A token device paired with a certificate device, for an app's code
+/// paths that skip the certificate (Immich uploads and backup have): the
+/// same name with "(fallback token)", the same apps and expiry. Its own row,
+/// so the devices page shows when each was last used: "with certificate"
+/// and "without". [`check_fallback_routes`] first.
+async fn fallback_token(
+    state: &AppState,
+    s: &SignedIn,
+    name: &str,
+    routes: &[String],
+    expires_at: i64,
+) -> Result<vestibule_core::secret::Secret, PageError> {
+    let devices = state
+        .devices()
+        .ok_or(PageError::Status(StatusCode::NOT_FOUND))?;
+    let secret = vestibule_core::credential::device_token(super::devices::random32());
+    let device = devices
+        .store()
+        .create_device(&NewDevice {
+            account_id: s.account_id,
+            name: format!("{name} (fallback token)"),
+            kind: CredentialKind::Token.as_str().to_owned(),
+            routes: routes.to_vec(),
+            secret_hash: vestibule_core::secret::hash_token(secret.expose()),
+            basic_user: Some(s.identity.username.clone()),
+            created_at: now_ms(),
+            expires_at: Some(expires_at),
+        })
+        .await?;
+    audit(
+        state,
+        s,
+        "device-create",
+        format!("device:{}", device.id),
+        format!("{name} (fallback token) for {}", routes.join(",")),
+    )
+    .await;
+    Ok(secret)
 }
 
 fn devices_issued(state: &AppState) -> &IssuedCertificates {
@@ -231,11 +301,19 @@ pub(super) async fn created(
 ) -> Result<Response, PageError> {
     let now = now_ms();
     let shown = devices_issued(&state).with(&id, &s.id_hash, now, |f| {
-        f.password
-            .take()
-            .map(|p| (p, f.name.clone(), f.app.clone(), f.form, f.not_after))
+        let fallback = f.fallback.take().map(|t| t.expose().to_owned());
+        f.password.take().map(|p| {
+            (
+                p,
+                fallback,
+                f.name.clone(),
+                f.app.clone(),
+                f.form,
+                f.not_after,
+            )
+        })
     });
-    let Some(Some((password, name, app, form, not_after))) = shown else {
+    let Some(Some((password, fallback, name, app, form, not_after))) = shown else {
         return Err(PageError::refused(
             StatusCode::GONE,
             "Already shown",
@@ -250,6 +328,7 @@ pub(super) async fn created(
         app,
         form: form.as_str(),
         password,
+        fallback,
         expires: super::when(not_after),
         chrome,
     }))

@@ -70,6 +70,7 @@ async fn setup_forwarding(format: &str, verify_header: Option<&str>) -> Env {
         route("api", "/api", up, "credentials = [\"bearer\"]"),
         route("count", "/_count", up, "credentials = [\"bearer\"]"),
         route("ws", "/ws", ws, "credentials = [\"bearer\"]"),
+        route("music", "/music", up, "credentials = [\"basic\"]"),
         route("plain", "/plain", up, ""),
     ]
     .concat();
@@ -891,4 +892,57 @@ async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() 
     let new = write(env.dir.path(), "new.pem", &pem.body);
     assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
     assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&new), &[]).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_fallback_token_is_its_own_device_beside_the_certificate() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let (h, csrf, _) = page_session(&env.s, "a-1", "alice").await;
+    // `music` takes no tokens: refused before anything is issued.
+    let body = format!("csrf={csrf}&name=Phone&app=ios-immich&route=music&fallback=on");
+    let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("does not take tokens"), "{}", r.text());
+    assert!(env.s.store.devices_of(None).await.unwrap().is_empty());
+
+    let body = format!("csrf={csrf}&name=Phone&app=ios-immich&route=api&fallback=on");
+    let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = Raw::get(
+        env.s.gw.addr,
+        TRUSTED,
+        r.header("location").unwrap(),
+        &refs(&h),
+    )
+    .await;
+    let token = between(
+        &page.text(),
+        "id=\"fallback-token\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
+    // The token works without a certificate, from anywhere.
+    let bearer = format!("Bearer {token}");
+    let r = Raw::get(
+        env.s.gw.addr,
+        UNTRUSTED,
+        "/api/",
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("alice"));
+    // Two rows, each with its own "last used".
+    let mut names: Vec<String> = env
+        .s
+        .store
+        .devices_of(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| format!("{} {}", d.kind, d.name))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["certificate Phone", "token Phone (fallback token)"]);
 }
