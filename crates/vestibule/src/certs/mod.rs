@@ -437,3 +437,112 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        let url = format!("sqlite://{}", dir.path().join("v.db").display());
+        vestibule_store::open(&vestibule_store::StoreConfig::new(url))
+            .await
+            .unwrap()
+    }
+
+    fn kek(byte: u8) -> Kek {
+        Kek::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    fn request(key: LeafKey) -> LeafRequest<'static> {
+        LeafRequest {
+            username: "alice",
+            device: "Phone",
+            key,
+            validity: Duration::from_secs(86_400),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ca_is_made_once_sealed_and_opens_only_with_its_kek() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let ca = ClientCa::open(store.clone(), Some(kek(1)), None)
+            .await
+            .unwrap();
+        let rows = store.client_cas().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].private_format, PrivateKeyFormat::Aes256Gcm);
+        // The sealed bytes are not the PKCS#8 key (no DER SEQUENCE header).
+        assert_ne!(rows[0].private_key.first(), Some(&0x30));
+        // A second instance shares it.
+        let again = ClientCa::open(store.clone(), Some(kek(1)), None)
+            .await
+            .unwrap();
+        assert_eq!(store.client_cas().await.unwrap().len(), 1);
+        assert_eq!(
+            ca.current_pem().await.unwrap(),
+            again.current_pem().await.unwrap()
+        );
+        ca.issue(&request(LeafKey::P256)).await.unwrap();
+        // Another key-encryption key, or none, cannot sign with it.
+        let wrong = ClientCa::open(store.clone(), Some(kek(2)), None)
+            .await
+            .unwrap();
+        assert!(wrong.issue(&request(LeafKey::P256)).await.is_err());
+        let none = ClientCa::open(store, None, None).await.unwrap();
+        let err = none.issue(&request(LeafKey::P256)).await.unwrap_err();
+        assert!(err.contains("no key-encryption key"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn leaves_chain_to_the_current_ca_and_rotation_keeps_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let ca = ClientCa::open(store.clone(), None, Some("https://sso.test/crl".into()))
+            .await
+            .unwrap();
+        let first_ca = store.client_cas().await.unwrap()[0].clone();
+        assert_eq!(first_ca.private_format, PrivateKeyFormat::Plain);
+        let leaf = ca.issue(&request(LeafKey::Rsa2048)).await.unwrap();
+        assert_eq!(leaf.ca_id, first_ca.id);
+        assert_eq!(leaf.serial.len(), 32);
+        assert!(leaf.pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(leaf.pem().contains("-----BEGIN PRIVATE KEY-----\n"));
+        // The leaf verifies under the CA as a client certificate (what a
+        // front that checks chains does).
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(first_ca.cert_der.clone()))
+            .unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .build()
+        .unwrap();
+        verifier
+            .verify_client_cert(
+                &CertificateDer::from(leaf.cert_der.clone()),
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
+            .unwrap();
+        // Rotation: new leaves from the new CA; both CAs in the bundle.
+        let new_id = ca.rotate().await.unwrap();
+        assert_ne!(new_id, first_ca.id);
+        assert_eq!(
+            ca.issue(&request(LeafKey::P256)).await.unwrap().ca_id,
+            new_id
+        );
+        assert_eq!(
+            ca.bundle_pem()
+                .await
+                .unwrap()
+                .matches("BEGIN CERTIFICATE")
+                .count(),
+            2
+        );
+        // The new CA makes its own CRL.
+        assert!(!ca.crl_der().await.unwrap().is_empty());
+    }
+}
