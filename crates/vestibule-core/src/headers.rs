@@ -384,6 +384,32 @@ mod tests {
     use http::HeaderValue;
     use proptest::prelude::*;
 
+    /// Every front's client-certificate header, in any spelling, is an
+    /// identity header: a client's copy never reaches vestibule's reader
+    /// unless a trusted front set it, nor an app.
+    #[test]
+    fn client_certificate_headers_are_identity_headers() {
+        let ids = IdentityHeaders::builtin();
+        for name in [
+            "X-Client-Cert",
+            "x_client_cert",
+            "X-Client-Verify",
+            "ssl-client-cert",
+            "SSL_Client_Cert",
+            "X-SSL-Client-Cert",
+            "x_ssl_client_s_dn",
+            "X-Forwarded-Tls-Client-Cert",
+            "X-Forwarded-Tls-Client-Cert-Info",
+            "x-forwarded-client-cert",
+            "X-Amzn-Mtls-Clientcert",
+            "Client-Cert",
+            "client_cert_chain",
+        ] {
+            assert!(ids.contains(name), "{name}");
+        }
+        assert!(!ids.contains("x-client-certainty"));
+    }
+
     #[test]
     fn path_overrides_and_odd_forwarding_spellings_are_removed() {
         let mut h = HeaderMap::new();
