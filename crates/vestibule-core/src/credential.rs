@@ -116,6 +116,9 @@ impl Carriers {
                     || self.header.is_some()
                     || self.query.is_some()
             }
+            // A certificate travels in TLS, not in a route's carriers: the
+            // device's route list decides where it is good.
+            CredentialKind::Certificate => true,
         }
     }
 }
@@ -133,6 +136,11 @@ pub enum Carrier {
     Header,
     /// The configured query parameter.
     Query,
+    /// A TLS client certificate (issue 18): presented in vestibule's own
+    /// handshake, or forwarded by a trusted front; the "token" is the
+    /// leaf's SHA-256, lowercase hex ([`crate::client_cert`]). Never found
+    /// by [`find_credential`].
+    ClientCertificate,
 }
 
 impl Carrier {
@@ -144,6 +152,7 @@ impl Carrier {
             Self::ProxyAuthorization => "proxy-authorization",
             Self::Header => "header",
             Self::Query => "query",
+            Self::ClientCertificate => "client-certificate",
         }
     }
 }
@@ -269,7 +278,9 @@ pub fn strip_credential_headers(headers: &mut HeaderMap, carrier: Carrier, carri
                 headers.remove(name);
             }
         }
-        Carrier::Query => {}
+        // Not a header: the query has its own remover, and a forwarded
+        // certificate header is an identity header, stripped always.
+        Carrier::Query | Carrier::ClientCertificate => {}
     }
 }
 
@@ -556,6 +567,9 @@ pub enum CredentialKind {
     Token,
     /// A password: HTTP Basic only.
     AppPassword,
+    /// A TLS client certificate, identified by its SHA-256: only as
+    /// [`Carrier::ClientCertificate`].
+    Certificate,
 }
 
 impl CredentialKind {
@@ -565,6 +579,7 @@ impl CredentialKind {
         match kind {
             "token" | "paired" => Some(Self::Token),
             "app-password" => Some(Self::AppPassword),
+            "certificate" => Some(Self::Certificate),
             _ => None,
         }
     }
@@ -574,6 +589,7 @@ impl CredentialKind {
         match self {
             Self::Token => "token",
             Self::AppPassword => "app-password",
+            Self::Certificate => "certificate",
         }
     }
 
@@ -587,6 +603,7 @@ impl CredentialKind {
     /// The kind of credential the way `presented` was sent is meant for.
     pub fn of_presentation(presented: &Presented) -> Self {
         let as_password = match presented.carrier {
+            Carrier::ClientCertificate => return Self::Certificate,
             Carrier::Basic => true,
             Carrier::Bearer | Carrier::Header | Carrier::Query => false,
             // Either scheme: `basic_user` is set exactly when it was Basic.
@@ -1087,6 +1104,9 @@ mod tests {
                 Carrier::ProxyAuthorization => others.proxy_authorization = false,
                 Carrier::Header => others.header = None,
                 Carrier::Query => others.query = None,
+                Carrier::ClientCertificate => {
+                    panic!("find_credential found a client certificate in headers")
+                }
             }
             assert_eq!(
                 find_credential(&h, query.as_deref(), &others),

@@ -630,6 +630,7 @@ pub fn credential_carriers(data: &[u8]) {
         Carrier::ProxyAuthorization => carriers.proxy_authorization,
         Carrier::Header => carriers.header.is_some(),
         Carrier::Query => carriers.query.is_some(),
+        Carrier::ClientCertificate => false,
     };
     assert!(enabled, "{:?} is not enabled", presented.carrier);
     if let Some(user) = &presented.basic_user {
@@ -1170,6 +1171,70 @@ pub fn ldap_values(data: &[u8]) {
     assert!(!escape_filter_value(&text).contains(['*', '(', ')', '\0']));
     if let Ok(uid) = normalize_uid(&text) {
         assert_eq!(normalize_uid(&uid), Ok(uid.clone()));
+    }
+}
+
+/// The forwarded client-certificate reader (`client_cert`): the first byte
+/// picks the format, the rest is header lines (`name: value`). Never
+/// panics; an accepted value is one DER certificate whose fingerprint is
+/// the SHA-256 of what the format decodes to; a second copy of the header
+/// is always refused.
+pub fn client_cert_header(data: &[u8]) {
+    use crate::client_cert::{
+        CertFormat, CertHeaderError, ForwardedCertSource, parse_cert_value, read_forwarded_cert,
+    };
+    use crate::headers::same_name;
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let format = CertFormat::ALL[usize::from(selector) % CertFormat::ALL.len()];
+    let source = ForwardedCertSource {
+        header: "X-Client-Cert".into(),
+        format,
+        verify_header: (selector & 0x80 != 0).then(|| "X-Client-Verify".into()),
+    };
+    // The raw bytes as one value, whatever they hold.
+    let _ = parse_cert_value(rest, format);
+    let mut headers = HeaderMap::new();
+    for line in rest.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(&line[colon + 1..]),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    let copies = headers
+        .keys()
+        .filter(|n| same_name(n.as_str(), &source.header))
+        .map(|n| headers.get_all(n).iter().count())
+        .sum::<usize>();
+    match read_forwarded_cert(&headers, &source) {
+        Ok(Some(fp)) => {
+            assert_eq!(copies, 1);
+            let value = headers
+                .iter()
+                .find(|(n, _)| same_name(n.as_str(), &source.header))
+                .map(|(_, v)| v.as_bytes())
+                .expect("the header was read");
+            assert_eq!(parse_cert_value(value, format), Ok(Some(fp)));
+        }
+        Ok(None) => assert!(copies <= 1),
+        Err(CertHeaderError::Duplicate) => {
+            let verify_copies = headers
+                .keys()
+                .filter(|n| same_name(n.as_str(), "X-Client-Verify"))
+                .map(|n| headers.get_all(n).iter().count())
+                .sum::<usize>();
+            assert!(copies > 1 || (source.verify_header.is_some() && verify_copies > 1));
+        }
+        Err(CertHeaderError::Malformed(_)) => assert_eq!(copies, 1),
     }
 }
 

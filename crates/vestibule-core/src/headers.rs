@@ -68,6 +68,21 @@ const BUILTIN_NAMES: &[&str] = &[
     "cf-access-jwt-assertion",
     "cf-access-authenticated-user-email",
     "x-goog-iap-jwt-assertion",
+    // Client certificates forwarded by TLS-terminating fronts (issue 18):
+    // nginx/HAProxy/Caddy snippets, authentik, Traefik, Envoy, AWS ALB and
+    // RFC 9440. A client-sent copy must never reach vestibule's reader or
+    // an app (OpenShift router CVE-2026-46579).
+    "x-client-cert",
+    "x-client-verify",
+    "ssl-client-cert",
+    "ssl-client-verify",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+    "x-forwarded-client-cert",
+    "x-amzn-mtls-clientcert",
+    "x-amzn-mtls-clientcert-leaf",
+    "client-cert",
+    "client-cert-chain",
 ];
 
 /// Identity header name prefixes, normalised: every header starting with one
@@ -84,6 +99,7 @@ const BUILTIN_PREFIXES: &[&str] = &[
     "x-pomerium-",  // Pomerium
     "x-vestibule-", // our own assertion and future headers
     "x-goog-authenticated-",
+    "x-ssl-client-", // OpenShift router, FortiClient, many nginx snippets
 ];
 
 /// FNV-1a: a fast hash for a small, fixed set of short keys. Only lookups of
@@ -367,6 +383,32 @@ mod tests {
     use super::*;
     use http::HeaderValue;
     use proptest::prelude::*;
+
+    /// Every front's client-certificate header, in any spelling, is an
+    /// identity header: a client's copy never reaches vestibule's reader
+    /// unless a trusted front set it, nor an app.
+    #[test]
+    fn client_certificate_headers_are_identity_headers() {
+        let ids = IdentityHeaders::builtin();
+        for name in [
+            "X-Client-Cert",
+            "x_client_cert",
+            "X-Client-Verify",
+            "ssl-client-cert",
+            "SSL_Client_Cert",
+            "X-SSL-Client-Cert",
+            "x_ssl_client_s_dn",
+            "X-Forwarded-Tls-Client-Cert",
+            "X-Forwarded-Tls-Client-Cert-Info",
+            "x-forwarded-client-cert",
+            "X-Amzn-Mtls-Clientcert",
+            "Client-Cert",
+            "client_cert_chain",
+        ] {
+            assert!(ids.contains(name), "{name}");
+        }
+        assert!(!ids.contains("x-client-certainty"));
+    }
 
     #[test]
     fn path_overrides_and_odd_forwarding_spellings_are_removed() {

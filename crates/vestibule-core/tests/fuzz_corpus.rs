@@ -117,3 +117,8 @@ fn user_agent() {
 fn ldap_values() {
     replay("ldap_values", fuzzing::ldap_values);
 }
+
+#[test]
+fn client_cert_header() {
+    replay("client_cert_header", fuzzing::client_cert_header);
+}

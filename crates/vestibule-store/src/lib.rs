@@ -84,9 +84,9 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{
-    Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter, Change, Device,
-    DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState,
-    PrivateKeyFormat, Session, StoredSigningKey, hex,
+    Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter, Change,
+    ClientCertificate, Device, DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing,
+    PairingPoll, PairingState, PrivateKeyFormat, Session, StoredClientCa, StoredSigningKey, hex,
 };
 
 // Alike `sql.rs`: the trait's method signatures are repeated by its one
@@ -377,7 +377,9 @@ pub trait Store: Send + Sync {
     /// account (a signed-in user revoking their own device). `false` if
     /// nothing was deleted (no such device, or another account's).
     /// Publishes [`Change::Device`] when it deleted one. A pairing that
-    /// issued the device keeps its row, with `device_id` set to `None`.
+    /// issued the device keeps its row, with `device_id` set to `None`; a
+    /// client certificate issued to it is marked revoked now (for the
+    /// CRL), in the same transaction.
     fn revoke_device(&self, id: i64, owner: Option<i64>)
     -> BoxFuture<'_, Result<bool, StoreError>>;
 
@@ -499,6 +501,37 @@ pub trait Store: Send + Sync {
 
     /// Deletes retired keys with `verify_until <= now`; returns how many.
     fn purge_signing_keys(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    // ---- client-certificate CA (issue 18) ------------------------------
+
+    /// Stores a new client CA unless one that is not retired was created
+    /// after `unless_created_after`; says whether it stored it (one
+    /// conditional `INSERT`, like [`Store::insert_signing_key`]). When
+    /// stored, every older CA that was not retired is retired at
+    /// `ca.created_at`.
+    fn insert_client_ca<'a>(
+        &'a self,
+        ca: &'a StoredClientCa,
+        unless_created_after: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Every client CA, oldest first (by `created_at`, then id).
+    fn client_cas(&self) -> BoxFuture<'_, Result<Vec<StoredClientCa>, StoreError>>;
+
+    /// Records a certificate issued to a device.
+    /// [`StoreError::Conflict`] if the serial exists.
+    fn record_client_certificate<'a>(
+        &'a self,
+        cert: &'a ClientCertificate,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The certificates of CA `ca_id` that are revoked (or whose device is
+    /// gone) and not yet expired at `now`, by serial: the CRL.
+    fn revoked_client_certificates<'a>(
+        &'a self,
+        ca_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Vec<ClientCertificate>, StoreError>>;
 
     // ---- audit ---------------------------------------------------------
 

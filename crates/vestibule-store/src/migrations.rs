@@ -53,6 +53,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_directory_entries.sql"),
         include_str!("../migrations/postgres/0006_directory_entries.sql"),
     ),
+    (
+        7,
+        "client certificates",
+        include_str!("../migrations/sqlite/0007_client_certificates.sql"),
+        include_str!("../migrations/postgres/0007_client_certificates.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

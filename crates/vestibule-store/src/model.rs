@@ -572,6 +572,58 @@ impl fmt::Debug for StoredSigningKey {
     }
 }
 
+/// The client-certificate CA (issue 18), as stored. The caller seals
+/// `private_key` exactly as for [`StoredSigningKey`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredClientCa {
+    /// The CA's id (its certificate's SHA-256, hex): the primary key.
+    pub id: String,
+    /// The self-signed CA certificate, DER.
+    pub cert_der: Vec<u8>,
+    /// How `private_key` is stored.
+    pub private_format: PrivateKeyFormat,
+    /// The CA's PKCS#8 private key, as `private_format` says.
+    pub private_key: Vec<u8>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms when a newer CA replaced it; `None` for the current one.
+    pub retired_at: Option<i64>,
+}
+
+/// The private key is never shown.
+impl fmt::Debug for StoredClientCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredClientCa")
+            .field("id", &self.id)
+            .field("private_format", &self.private_format)
+            .field(
+                "private_key",
+                &format_args!("<{} bytes>", self.private_key.len()),
+            )
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+/// A certificate issued to a device (the device's own row holds its
+/// SHA-256 as `secret_hash`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The serial number, lowercase hex: the primary key.
+    pub serial: String,
+    /// The CA that signed it ([`StoredClientCa::id`]).
+    pub ca_id: String,
+    /// The device it was issued to; `None` once the device is deleted.
+    pub device_id: Option<i64>,
+    /// Unix ms.
+    pub issued_at: i64,
+    /// Unix ms: the certificate's notAfter.
+    pub not_after: i64,
+    /// Unix ms of its revocation; `None` while not revoked.
+    pub revoked_at: Option<i64>,
+}
+
 /// Lowercase hex: how a digest (a session id's SHA-256…) is written on the
 /// change feed, shown to admins and named in forms.
 pub fn hex(bytes: &[u8]) -> String {

@@ -32,9 +32,9 @@ use crate::model::{
 };
 use crate::{
     ACQUIRE_TIMEOUT, Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter,
-    Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, Device, DirectoryEntry,
-    IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState, Session, Store,
-    StoreConfig, StoreError, StoredSigningKey, feed, migrations,
+    Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, ClientCertificate, Device,
+    DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState,
+    Session, Store, StoreConfig, StoreError, StoredClientCa, StoredSigningKey, feed, migrations,
 };
 
 /// Columns of `accounts`, in [`account_from_row`]'s order.
@@ -420,6 +420,30 @@ fn signing_key_from_row(row: &AnyRow) -> Result<StoredSigningKey, StoreError> {
         retired_at: get(row, "retired_at")?,
         verify_until: get(row, "verify_until")?,
         kid,
+    })
+}
+
+fn client_ca_from_row(row: &AnyRow) -> Result<StoredClientCa, StoreError> {
+    let id: String = get(row, "id")?;
+    let format: String = get(row, "private_format")?;
+    Ok(StoredClientCa {
+        private_format: decode_private_format(&id, &format)?,
+        cert_der: get(row, "cert_der")?,
+        private_key: get(row, "private_key")?,
+        created_at: get(row, "created_at")?,
+        retired_at: get(row, "retired_at")?,
+        id,
+    })
+}
+
+fn client_certificate_from_row(row: &AnyRow) -> Result<ClientCertificate, StoreError> {
+    Ok(ClientCertificate {
+        serial: get(row, "serial")?,
+        ca_id: get(row, "ca_id")?,
+        device_id: get(row, "device_id")?,
+        issued_at: get(row, "issued_at")?,
+        not_after: get(row, "not_after")?,
+        revoked_at: get(row, "revoked_at")?,
     })
 }
 
@@ -1037,6 +1061,22 @@ impl Store for SqlStore {
     ) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
             self.revoking(Change::Device(id), async |conn| {
+                // Its certificates go on the CRL from now (the row's
+                // `device_id` becomes NULL with the delete below).
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                sqlx::query(
+                    "UPDATE client_certificates SET revoked_at = $3 \
+                     WHERE device_id = $1 AND revoked_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM devices \
+                                 WHERE id = $1 AND ($2 IS NULL OR account_id = $2))",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
                 // An issued pairing's `device_id` becomes NULL (ON DELETE SET NULL).
                 let done = sqlx::query(
                     "DELETE FROM devices WHERE id = $1 AND ($2 IS NULL OR account_id = $2)",
@@ -1338,6 +1378,108 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
             Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn insert_client_ca<'a>(
+        &'a self,
+        ca: &'a StoredClientCa,
+        unless_created_after: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // As for signing keys: SQLite serialises writers, PostgreSQL
+            // needs the table locked for the check.
+            let mut tx = self.begin().await?;
+            if self.backend == Backend::Postgres {
+                sqlx::query("LOCK TABLE client_cas IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let done = sqlx::query(
+                "INSERT INTO client_cas \
+                 (id, cert_der, private_format, private_key, created_at, retired_at) \
+                 SELECT $1, $2, $3, $4, $5, NULL \
+                 WHERE NOT EXISTS (SELECT 1 FROM client_cas \
+                                   WHERE retired_at IS NULL AND created_at > $6)",
+            )
+            .bind(&ca.id)
+            .bind(&ca.cert_der[..])
+            .bind(ca.private_format.as_str())
+            .bind(&ca.private_key[..])
+            .bind(ca.created_at)
+            .bind(unless_created_after)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "a client CA with this id already exists"))?;
+            let stored = done.rows_affected() > 0;
+            if stored {
+                sqlx::query(
+                    "UPDATE client_cas SET retired_at = $2 WHERE id <> $1 AND retired_at IS NULL",
+                )
+                .bind(&ca.id)
+                .bind(ca.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(stored)
+        })
+    }
+
+    fn client_cas(&self) -> BoxFuture<'_, Result<Vec<StoredClientCa>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, cert_der, private_format, private_key, created_at, retired_at \
+                 FROM client_cas ORDER BY created_at, id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            all(&rows, client_ca_from_row)
+        })
+    }
+
+    fn record_client_certificate<'a>(
+        &'a self,
+        cert: &'a ClientCertificate,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO client_certificates \
+                 (serial, ca_id, device_id, issued_at, not_after, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&cert.serial)
+            .bind(&cert.ca_id)
+            .bind(cert.device_id)
+            .bind(cert.issued_at)
+            .bind(cert.not_after)
+            .bind(cert.revoked_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                StoreError::from_sqlx(e, "a client certificate with this serial exists")
+            })?;
+            Ok(())
+        })
+    }
+
+    fn revoked_client_certificates<'a>(
+        &'a self,
+        ca_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Vec<ClientCertificate>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT serial, ca_id, device_id, issued_at, not_after, revoked_at \
+                 FROM client_certificates \
+                 WHERE ca_id = $1 AND not_after > $2 \
+                 AND (revoked_at IS NOT NULL OR device_id IS NULL) ORDER BY serial",
+            )
+            .bind(ca_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            all(&rows, client_certificate_from_row)
         })
     }
 

@@ -11,6 +11,7 @@ use vestibule_store::{
     DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState,
     PrivateKeyFormat, Session, Store, StoreConfig, StoreError, StoredSigningKey, testkit,
 };
+use vestibule_store::{ClientCertificate, StoredClientCa};
 
 /// Cases taking a fresh store, opened by `$open`, in modules `$sqlite` and
 /// `$postgres`.
@@ -84,6 +85,7 @@ on_both_backends!(
     case_pairing_redeem_conflict_keeps_it_confirmed,
     case_pairing_races,
     case_signing_keys,
+    case_client_ca_and_certificates,
     case_signing_key_races,
 );
 
@@ -2241,4 +2243,148 @@ async fn case_signing_key_races(store: Arc<dyn Store>) {
     }
     assert_eq!(won, 1);
     assert_eq!(store.signing_keys().await.unwrap().len(), 1);
+}
+
+fn client_ca(id: &str, created_at: i64) -> StoredClientCa {
+    StoredClientCa {
+        id: id.into(),
+        cert_der: (0..=255u8).rev().collect(),
+        private_format: PrivateKeyFormat::Aes256Gcm,
+        private_key: (0..=255u8).collect(),
+        created_at,
+        retired_at: None,
+    }
+}
+
+fn client_cert(serial: &str, ca_id: &str, device_id: i64, not_after: i64) -> ClientCertificate {
+    ClientCertificate {
+        serial: serial.into(),
+        ca_id: ca_id.into(),
+        device_id: Some(device_id),
+        issued_at: 1_000,
+        not_after,
+        revoked_at: None,
+    }
+}
+
+/// The client CA (issue 18): made once when several race, rotation
+/// retires the previous one; issued certificates reach the CRL when their
+/// device is revoked (marked at revocation) or deleted with its account,
+/// and leave it when they expire.
+async fn case_client_ca_and_certificates(store: Arc<dyn Store>) {
+    assert!(store.client_cas().await.unwrap().is_empty());
+    let first = client_ca("ca1", 1_000);
+    assert!(store.insert_client_ca(&first, i64::MIN).await.unwrap());
+    // A second "first CA" loses: one already exists.
+    assert!(
+        !store
+            .insert_client_ca(&client_ca("ca1b", 1_001), i64::MIN)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.client_cas().await.unwrap(), vec![first.clone()]);
+    // Rotation: the new one is current, the old one retired at its creation.
+    assert!(
+        store
+            .insert_client_ca(&client_ca("ca2", 2_000), 1_999)
+            .await
+            .unwrap()
+    );
+    let cas = store.client_cas().await.unwrap();
+    assert_eq!(cas.len(), 2);
+    assert_eq!(cas[0].retired_at, Some(2_000));
+    assert_eq!(cas[1].retired_at, None);
+    assert!(matches!(
+        store
+            .insert_client_ca(&client_ca("ca2", 3_000), 2_999)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let alice = store
+        .create_account(new_account("t", "alice", 100))
+        .await
+        .unwrap();
+    let bob = store
+        .create_account(new_account("t", "bob", 100))
+        .await
+        .unwrap();
+    let a1 = store.create_device(&new_device(alice.id, 1)).await.unwrap();
+    let a2 = store.create_device(&new_device(alice.id, 2)).await.unwrap();
+    let b1 = store.create_device(&new_device(bob.id, 3)).await.unwrap();
+    for (serial, d, not_after) in [
+        ("0a", a1.id, 50_000),
+        ("0b", a2.id, 50_000),
+        ("0c", b1.id, 50_000),
+        ("0d", a2.id, 5_000),
+    ] {
+        store
+            .record_client_certificate(&client_cert(serial, "ca2", d, not_after))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store
+            .record_client_certificate(&client_cert("0a", "ca2", a1.id, 1))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .revoked_client_certificates("ca2", 4_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Another owner's revocation changes nothing, not even the CRL.
+    assert!(!store.revoke_device(a1.id, Some(bob.id)).await.unwrap());
+    assert!(
+        store
+            .revoked_client_certificates("ca2", 4_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.revoke_device(a2.id, Some(alice.id)).await.unwrap());
+    let crl = store
+        .revoked_client_certificates("ca2", 4_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        crl.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
+        ["0b", "0d"]
+    );
+    assert!(
+        crl.iter()
+            .all(|c| c.revoked_at.is_some() && c.device_id.is_none())
+    );
+    // Expired certificates leave the CRL.
+    let crl = store
+        .revoked_client_certificates("ca2", 6_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        crl.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
+        ["0b"]
+    );
+    // A device deleted with its account: on the CRL, without a time of its own.
+    assert!(store.delete_account(bob.id).await.unwrap());
+    let crl = store
+        .revoked_client_certificates("ca2", 6_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        crl.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
+        ["0b", "0c"]
+    );
+    assert_eq!(crl[1].revoked_at, None);
+    // Another CA's list is its own.
+    assert!(
+        store
+            .revoked_client_certificates("ca1", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -27,6 +27,8 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/.vestibule/healthz", get(healthz))
         .route(JWKS_PATH, get(jwks))
+        .route(CLIENT_CA_PATH, get(crate::web::certificates::ca_pem))
+        .route(CLIENT_CRL_PATH, get(crate::web::certificates::crl))
         .route(&verify_path, get(crate::http::forward_auth::verify))
         .merge(crate::web::router())
         .merge(crate::api::router())
@@ -45,6 +47,12 @@ pub fn admin_app(state: Arc<AppState>) -> Router {
         .route("/readyz", get(crate::service::health::readyz))
         .with_state(state)
 }
+
+/// The client-certificate CA certificates (PEM), for fronts that check
+/// certificates themselves.
+pub const CLIENT_CA_PATH: &str = "/.vestibule/client-ca.pem";
+/// The client-certificate CRL (DER), regenerated on every request.
+pub const CLIENT_CRL_PATH: &str = "/.vestibule/client-ca.crl";
 
 /// Where the public keys of the assertion signing keys are published, on
 /// the main and the admin listeners.
@@ -137,10 +145,6 @@ pub fn create_data_dir(a: &crate::config::AccountSettings) -> Result<(), String>
 
 /// Binds every listener in `settings` and starts serving.
 pub async fn spawn(settings: Settings) -> Result<Running, String> {
-    let tls = match &settings.tls {
-        Some(t) => Some((listen::tls_acceptor(&t.cert, &t.key)?, t.listen.clone())),
-        None => None,
-    };
     let limits = listen::Limits {
         header_read_timeout: settings.header_read_timeout,
         max_request_headers: settings.max_request_headers,
@@ -153,13 +157,44 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         None => None,
     };
     let keys = settings.keys.clone();
+    let client_certs = settings.client_certs.clone();
+    let tls_files = settings.tls.clone();
     let mut state = AppState::new(settings, store.clone())?;
     let mut background = Vec::new();
     if let Some(store) = store {
+        if let Some(cc) = &client_certs {
+            let kek = keys
+                .kek
+                .as_ref()
+                .map(crate::keys::kek::Kek::load)
+                .transpose()?;
+            let ca = crate::certs::ClientCa::open(store.clone(), kek, cc.crl_url.clone()).await?;
+            state.client_ca = Some(Arc::new(ca));
+        }
         let ring = Arc::new(crate::keys::KeyRing::open(store, keys).await?);
         background.push(ring.clone().maintain());
         state.signing_keys = Some(ring);
     }
+    let tls = match &tls_files {
+        Some(t) => {
+            let (hosts, verifier) = match (&client_certs, &state.client_ca) {
+                (Some(cc), Some(ca)) if !cc.hostnames.is_empty() => {
+                    let cas: Vec<Vec<u8>> =
+                        ca.all().await?.into_iter().map(|r| r.cert_der).collect();
+                    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                    let v: Arc<dyn rustls::server::danger::ClientCertVerifier> =
+                        Arc::new(crate::certs::tls::AnyClientCert::new(&cas, provider)?);
+                    (cc.hostnames.clone(), Some(v))
+                }
+                _ => (Vec::new(), None),
+            };
+            Some((
+                listen::TlsSetup::load(&t.cert, &t.key, hosts, verifier)?,
+                t.listen.clone(),
+            ))
+        }
+        None => None,
+    };
     let state = Arc::new(state);
     let mut tasks = Vec::new();
     if let Some(IdentityReader::Jwt { keys, .. }) = &state.identity_reader {

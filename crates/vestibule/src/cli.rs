@@ -105,6 +105,14 @@ pub enum Command {
         #[command(subcommand)]
         command: admin_cli::KeysCommand,
     },
+    /// Show, rotate or export the client-certificate CA.
+    Ca {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin_cli::CaCommand,
+    },
     /// Read the audit log, newest first (--follow: chronological, until Ctrl-C).
     Audit {
         #[command(flatten)]
@@ -366,6 +374,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Sessions { db, command } => admin_cli::sessions(&db.config, command).await,
         Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
         Command::Keys { db, command } => admin_cli::keys(&db.config, command).await,
+        Command::Ca { db, command } => admin_cli::ca(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,
         Command::Migrate { db } => admin_cli::migrate(&db.config).await,
         Command::Backup { db, file } => crate::admin::backup::backup(&db.config, &file).await,

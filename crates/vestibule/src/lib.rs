@@ -41,6 +41,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod devices;

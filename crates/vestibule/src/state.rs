@@ -55,6 +55,11 @@ pub struct AppState {
     pub signing_keys: Option<Arc<crate::keys::KeyRing>>,
     /// Assertion signing and its cache, when a route sends assertions.
     pub assertions: Option<crate::keys::assertion::Assertions>,
+    /// The client-certificate CA, when `[client_certs]` is enabled; opened
+    /// (or made) by [`crate::app::spawn`].
+    pub client_ca: Option<Arc<crate::certs::ClientCa>>,
+    /// Certificates just issued, waiting for their page and downloads.
+    pub issued_certificates: crate::web::certificates::IssuedCertificates,
 }
 
 /// The services that exist only with `[accounts]`, over one store.
@@ -300,6 +305,8 @@ impl AppState {
             identity_reader,
             signing_keys: None,
             assertions,
+            client_ca: None,
+            issued_certificates: Default::default(),
         })
     }
 }

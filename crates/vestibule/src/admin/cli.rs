@@ -10,8 +10,8 @@ use vestibule_store::AccountStatus;
 
 use super::context::{finish, open};
 use super::{
-    audit as audit_log, devices as device_cmds, keys as key_cmds, migrate as migrate_cmd,
-    sessions as session_cmds, users as user_cmds,
+    audit as audit_log, ca as ca_cmds, devices as device_cmds, keys as key_cmds,
+    migrate as migrate_cmd, sessions as session_cmds, users as user_cmds,
 };
 use crate::accounts::admin::StatusAction;
 use crate::config::HumanDuration;
@@ -168,6 +168,19 @@ pub enum KeysCommand {
     },
 }
 
+/// `vestibule ca …`.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// List the client-certificate CAs: the current one and retired ones.
+    Show,
+    /// Make a new CA that signs new device certificates; those of the
+    /// previous one stay valid until they expire or are revoked.
+    Rotate,
+    /// Print every CA certificate still valid (PEM), for a front that
+    /// checks client certificates itself.
+    Export,
+}
+
 /// `vestibule audit …`.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
@@ -260,6 +273,19 @@ pub async fn keys(config: &Path, cmd: KeysCommand) -> ExitCode {
     finish(match cmd {
         KeysCommand::List { json } => key_cmds::list(&ctx, json).await,
         KeysCommand::Rotate { immediately } => key_cmds::rotate(&ctx, immediately).await,
+    })
+}
+
+/// Runs `vestibule ca …`.
+pub async fn ca(config: &Path, cmd: CaCommand) -> ExitCode {
+    let ctx = match open(config).await {
+        Ok(c) => c,
+        Err(f) => return f.exit(),
+    };
+    finish(match cmd {
+        CaCommand::Show => ca_cmds::show(&ctx).await,
+        CaCommand::Rotate => ca_cmds::rotate(&ctx).await,
+        CaCommand::Export => ca_cmds::export(&ctx).await,
     })
 }
 

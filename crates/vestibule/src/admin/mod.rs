@@ -29,6 +29,7 @@ pub mod backup;
 pub mod cli;
 
 mod audit;
+mod ca;
 mod context;
 mod devices;
 mod keys;

@@ -12,6 +12,7 @@
 mod accounts;
 mod assertions;
 mod auth;
+mod client_certs;
 mod devices;
 mod diagnostic;
 mod duration;
@@ -42,6 +43,7 @@ pub use assertions::{
     AssertionSettings, AssertionsConfig, DEFAULT_ASSERTION_HEADER, DEFAULT_ASSERTION_LIFETIME,
 };
 pub use auth::{AuthConfig, DEFAULT_VERIFY_PATH, ForwardAuthConfig};
+pub use client_certs::{ClientCertSettings, ClientCertsConfig, DEFAULT_CERT_VALIDITY};
 pub use devices::{
     DEFAULT_CREDENTIAL_FAILURES_PER_MINUTE, DEFAULT_PAIRING_TTL, DeviceSettings, DevicesConfig,
 };
@@ -116,6 +118,9 @@ pub struct FileConfig {
     /// `[keys]`: the keys identity assertions are signed with (with accounts).
     #[serde(default)]
     pub keys: KeysConfig,
+    /// `[client_certs]`.
+    #[serde(default)]
+    pub client_certs: ClientCertsConfig,
     /// `[assertions]`: signed identities sent to apps.
     #[serde(default)]
     pub assertions: AssertionsConfig,
@@ -178,6 +183,8 @@ pub struct Settings {
     pub devices: DeviceSettings,
     /// Signing keys (kept in the store, so only used with accounts).
     pub keys: KeySettings,
+    /// `[client_certs]`; `None` when off.
+    pub client_certs: Option<ClientCertSettings>,
     /// Signed identities for apps, when a route asks for them.
     pub assertions: Option<AssertionSettings>,
     /// Routes, in file order. The request path reads them (and
@@ -217,6 +224,12 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             vestibule_store::Backend::of_url(u) == Ok(vestibule_store::Backend::Postgres)
         });
     let keys = file.keys.validate(&mut c, keys_in_postgres);
+    let client_certs = file.client_certs.validate(
+        &mut c,
+        file.accounts.is_some(),
+        file.server.tls.is_some(),
+        identity_source.is_some(),
+    );
     let assertions = file.assertions.validate(
         &mut c,
         file.routes.iter().any(|r| r.assertion),
@@ -252,7 +265,12 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     let route_table = route_table(&mut c, file)
         .filter(|_| routes.len() == file.routes.len())
         .and_then(|t| t.with_policies(routes.iter().map(|r| r.policy.clone()).collect()));
-    let identity_headers = identity_headers(identity_source.as_ref(), &routes, &file.assertions);
+    let identity_headers = identity_headers(
+        client_certs.as_ref(),
+        identity_source.as_ref(),
+        &routes,
+        &file.assertions,
+    );
 
     let settings = match route_table {
         Some(route_table) if !c.has_error() && routes.len() == file.routes.len() => {
@@ -282,6 +300,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
                 sessions,
                 devices,
                 keys,
+                client_certs,
                 assertions,
                 routes,
                 route_table,
@@ -382,6 +401,7 @@ fn route_table(c: &mut Collector, file: &FileConfig) -> Option<RouteTable> {
 /// source's own and every route's profile. All are stripped from requests
 /// before forwarding, so a client cannot send one past vestibule.
 fn identity_headers(
+    client_certs: Option<&ClientCertSettings>,
     source: Option<&IdentitySource>,
     routes: &[RouteSettings],
     assertions: &AssertionsConfig,
@@ -389,6 +409,11 @@ fn identity_headers(
     // The assertion header is ours, on every route, whether or not any
     // route sends one: a client's copy never reaches an app.
     let mut headers = IdentityHeaders::builtin().with_names([assertions.header.as_str()]);
+    // The configured client-certificate headers, under every spelling.
+    if let Some(src) = &client_certs.and_then(|c| c.forwarded.as_ref()) {
+        headers = headers.with_names([src.header.as_str()]);
+        headers = headers.with_names(src.verify_header.iter().map(String::as_str));
+    }
     match source.map(|s| &s.kind) {
         Some(SourceKind::Headers(d)) => headers = headers.with_names(d.header_names()),
         Some(SourceKind::Jwt(j)) => headers = headers.with_names([j.header.as_str()]),

@@ -444,3 +444,64 @@ fn prefixes_differing_only_in_case_with_incomparable_policies_warn() {
     let d = diags(&two("allow_groups = [\"a\"]", ""));
     assert!(d.is_empty(), "{d:#?}");
 }
+
+/// `[client_certs]` (issue 18): what each mode needs.
+#[test]
+fn client_certificates_need_accounts_tls_and_trusted_peers() {
+    const ACCOUNTS: &str = "\n[database]\ndata_dir = \"/var/lib/vestibule\"\n[accounts]\n";
+    // Any existing file passes the check (it is read only when serving).
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let tls = format!(
+        "[server.tls]\nlisten = [\"127.0.0.1:8443\"]\ncert = \"{file}\"\nkey = \"{file}\"\n"
+    );
+    let base = BASE.replacen("[source.headers]", &format!("{tls}\n[source.headers]"), 1);
+    let on = |extra: &str| format!("{base}{ACCOUNTS}\n[client_certs]\nenabled = true\n{extra}");
+    // Enabled with accounts: clean, and the settings carry the defaults.
+    let file = parse_with_env(&on(""), std::iter::empty()).unwrap();
+    let (settings, d) = validate(&file);
+    assert!(d.iter().all(|d| d.severity != Severity::Error), "{d:#?}");
+    let cc = settings.unwrap().client_certs.unwrap();
+    assert_eq!(cc.validity, Duration::from_secs(365 * 86_400));
+    assert_eq!(cc.key, crate::certs::LeafKey::Rsa2048);
+    assert_eq!(cc.pkcs12, crate::certs::pkcs12::Pkcs12Form::Compatible);
+    assert!(cc.hostnames.is_empty() && cc.forwarded.is_none());
+    // Without accounts.
+    refused(
+        &format!("{base}\n[client_certs]\nenabled = true\n"),
+        "client_certs.enabled",
+    );
+    // Set up but not enabled.
+    refused(
+        &format!("{base}{ACCOUNTS}\n[client_certs]\nhostnames = [\"a.test\"]\n"),
+        "client_certs.enabled",
+    );
+    // Hostnames need vestibule's own TLS listener.
+    refused(
+        &format!("{BASE}{ACCOUNTS}\n[client_certs]\nenabled = true\nhostnames = [\"a.test\"]\n"),
+        "client_certs.hostnames",
+    );
+    refused(&on("hostnames = [\"*.test\"]"), "client_certs.hostnames");
+    // A forwarded header needs its format, a known one, and trusted peers.
+    refused(
+        &on("forwarded_header = \"X-Client-Cert\""),
+        "client_certs.forwarded_header",
+    );
+    refused(
+        &on("forwarded_header = \"X-Client-Cert\"\nforwarded_format = \"pem\""),
+        "client_certs.forwarded_format",
+    );
+    let no_source = on("forwarded_header = \"X-Client-Cert\"\nforwarded_format = \"base64-der\"")
+        .replace(&format!("[source.headers]\n{SRC}\n"), "");
+    refused(&no_source, "client_certs.forwarded_header");
+    refused(&on("validity = \"1000d\""), "client_certs.validity");
+    refused(&on("crl_url = \"/crl\""), "client_certs.crl_url");
+    refused(&on("key = \"rsa-1024\""), "client_certs.key");
+    // The configured header is stripped like an identity header.
+    let file = parse_with_env(
+        &on("forwarded_header = \"X-My-Cert\"\nforwarded_format = \"rfc9440\""),
+        std::iter::empty(),
+    )
+    .unwrap();
+    let s = validate(&file).0.unwrap();
+    assert!(s.identity_headers.contains("x_my_cert"));
+}

@@ -423,7 +423,7 @@ impl Devices {
         max_sso_age: Option<Duration>,
         client_ip: Option<IpAddr>,
     ) -> Result<Verdict, StoreError> {
-        let hash = hash_token(presented.token.expose());
+        let hash = presented_hash(presented);
         let mut entry = match self.cached(&hash) {
             Some(c) => c,
             None => match self.fetch(hash, false).await? {
@@ -548,6 +548,19 @@ impl Devices {
         .with_outcome(outcome);
         crate::accounts::record_audit(&*self.store, &e).await;
     }
+}
+
+/// What a presented credential is looked up by: the SHA-256 of a secret,
+/// or, for a client certificate, the SHA-256 of its leaf, which the
+/// "token" holds as hex (the device row stores exactly that digest).
+fn presented_hash(presented: &Presented) -> [u8; 32] {
+    if presented.carrier == vestibule_core::credential::Carrier::ClientCertificate
+        && let Some(fp) =
+            vestibule_core::client_cert::CertFingerprint::from_hex(presented.token.expose())
+    {
+        return fp.0;
+    }
+    hash_token(presented.token.expose())
 }
 
 #[cfg(test)]

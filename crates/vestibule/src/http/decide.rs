@@ -145,8 +145,29 @@ pub async fn decide(
     // A device credential, on routes that accept one. The SSO front's
     // identity wins when both are present; the credential is stripped
     // either way, so the secret never reaches the app.
+    let certificate = if public {
+        None
+    } else {
+        presented_certificate(state, &routes, route, conn, &ctx, &req).map_err(refuse)?
+    };
     let (identity, credential, device_id) = if public {
         (identity, None, None)
+    } else if let Some(cert) = certificate.filter(|_| identity.is_none()) {
+        // One credential per request: a certificate and a token at once
+        // could name two devices.
+        match presented_credential(&routes, route, &req) {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => {
+                return Err(refuse(Refusal::BadRequest {
+                    public: "The request carries a client certificate and another device credential; send one.".into(),
+                    detail: "client certificate and device credential together".into(),
+                }));
+            }
+        }
+        match verify_credential(state, &routes, route, &ctx, &cert).await {
+            Ok((id, device)) => (Some(id), Some(cert.carrier), Some(device)),
+            Err(r) => return Err(refuse(r)),
+        }
     } else {
         match presented_credential(&routes, route, &req) {
             Ok(None) => (identity, None, None),
@@ -179,6 +200,41 @@ pub async fn decide(
             username: identity.map(|i| i.username).unwrap_or_default(),
         })),
     }
+}
+
+/// The client certificate a request comes with: from vestibule's own TLS
+/// handshake, or, from a trusted peer only, in the configured forwarded
+/// header (a malformed or repeated one is 400). Read only with
+/// `[client_certs]` on; for anyone else the header is an identity header,
+/// stripped unread.
+fn presented_certificate(
+    state: &AppState,
+    routes: &Routes,
+    route: usize,
+    conn: ConnInfo,
+    ctx: &ClientContext,
+    req: &RequestView<'_>,
+) -> Result<Option<Presented>, Refusal> {
+    let Some(cc) = &state.settings.client_certs else {
+        return Ok(None);
+    };
+    let fingerprint = match (conn.client_cert, &cc.forwarded) {
+        (Some(fp), _) => Some(fp),
+        (None, Some(source)) if ctx.trusted_for_identity => {
+            vestibule_core::client_cert::read_forwarded_cert(req.headers, source).map_err(|e| {
+                Refusal::BadRequest {
+                    public: format!("The client certificate the proxy forwarded was refused: {e}."),
+                    detail: format!("{e} (route {})", routes.list[route].name),
+                }
+            })?
+        }
+        _ => None,
+    };
+    Ok(fingerprint.map(|fp| Presented {
+        carrier: Carrier::ClientCertificate,
+        token: vestibule_core::secret::Secret::from_exposed(fp.to_hex()),
+        basic_user: None,
+    }))
 }
 
 /// The device credential a request carries, on routes that accept one.
@@ -244,6 +300,34 @@ async fn verify_credential(
         _ => counters.refused.inc(),
     };
     let carrier = presented.carrier;
+    if carrier == Carrier::ClientCertificate {
+        let refused = |public: &'static str, detail: &str| Refusal::CertificateRefused {
+            route,
+            public,
+            detail: detail.to_owned(),
+        };
+        match verdict {
+            Verdict::Unknown => {
+                return Err(refused(
+                    "This client certificate is not one of this gateway's devices: it was revoked, or issued elsewhere. Make a new one on your devices page.",
+                    "unknown or revoked client certificate",
+                ));
+            }
+            Verdict::Expired => {
+                return Err(refused(
+                    "This client certificate has expired. Renew it on your devices page.",
+                    "expired client certificate",
+                ));
+            }
+            Verdict::WrongCarrier { .. } => {
+                return Err(refused(
+                    "This client certificate is not one of this gateway's devices.",
+                    "client certificate matches a device of another kind",
+                ));
+            }
+            _ => {}
+        }
+    }
     let bad = |public: &'static str, detail: &str| Refusal::BadCredential {
         route,
         public,
@@ -269,6 +353,9 @@ async fn verify_credential(
                 }
                 Some(CredentialKind::Token) => {
                     "This is a token: send it as a Bearer token or in the app's credential header, not as a password."
+                }
+                Some(CredentialKind::Certificate) => {
+                    "This device holds a client certificate: install it on the device instead of sending a secret."
                 }
                 None => {
                     "This device credential is of a kind this gateway does not know. Create a new one."

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use vestibule_core::client_cert::CertFingerprint;
 use vestibule_core::net::Peer;
 
 use crate::identity::client_identity::ConnInfo;
@@ -45,7 +46,7 @@ pub struct Limits {
 /// A bound listener, before it serves.
 pub enum Bound {
     /// TCP, optionally with TLS.
-    Tcp(TcpListener, Option<TlsAcceptor>),
+    Tcp(TcpListener, Option<TlsSetup>),
     /// A Unix socket and whether its peers are trusted.
     Unix(UnixListener, bool, PathBuf),
 }
@@ -80,6 +81,16 @@ impl Bound {
 
 /// Loads a rustls acceptor (aws-lc-rs, TLS 1.2 and 1.3, ALPN h2 and http/1.1).
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcceptor, String> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(cert, key, None)?)))
+}
+
+/// A rustls server configuration (aws-lc-rs, TLS 1.2 and 1.3, ALPN h2 and
+/// http/1.1), asking for a client certificate when `client_auth` is given.
+fn server_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_auth: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<rustls::ServerConfig, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
@@ -88,14 +99,91 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read the private key from {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_auth {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("bad certificate or key: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(config)
+}
+
+/// A TLS listener's configurations: the plain one, and the one asking for
+/// a client certificate, chosen per connection by the SNI before the
+/// handshake (`LazyConfigAcceptor`).
+#[derive(Clone)]
+pub struct TlsSetup {
+    plain: Arc<rustls::ServerConfig>,
+    client_certs: Option<Arc<rustls::ServerConfig>>,
+    cert_hosts: Arc<[String]>,
+}
+
+impl TlsSetup {
+    /// Loads the server certificate; with `cert_hosts` non-empty, a client
+    /// certificate is requested on those hostnames (lowercase) with
+    /// `verifier` ([`crate::certs::tls::AnyClientCert`]).
+    pub fn load(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        cert_hosts: Vec<String>,
+        verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<Self, String> {
+        let plain = Arc::new(server_config(cert, key, None)?);
+        let client_certs = match verifier {
+            Some(v) if !cert_hosts.is_empty() => Some(Arc::new(server_config(cert, key, Some(v))?)),
+            _ => None,
+        };
+        Ok(Self {
+            plain,
+            client_certs,
+            cert_hosts: cert_hosts.into(),
+        })
+    }
+
+    /// The index of the certificate hostname `sni` names, if any.
+    fn cert_host(&self, sni: Option<&str>) -> Option<u16> {
+        let sni = sni?;
+        self.client_certs.as_ref()?;
+        self.cert_hosts
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(sni))
+            .and_then(|i| u16::try_from(i).ok())
+    }
+
+    /// Runs the handshake with the configuration the SNI picks; returns the
+    /// stream and the connection's facts about client certificates.
+    async fn accept(
+        &self,
+        stream: tokio::net::TcpStream,
+    ) -> std::io::Result<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        Option<u16>,
+        Option<CertFingerprint>,
+    )> {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await?;
+        let cert_host = self.cert_host(start.client_hello().server_name());
+        let config = match (cert_host, &self.client_certs) {
+            (Some(_), Some(c)) => c.clone(),
+            _ => self.plain.clone(),
+        };
+        let tls = start.into_stream(config).await?;
+        // Also set on a resumed session (restored without the verifier):
+        // the per-request lookup decides either way.
+        let fingerprint = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|leaf| CertFingerprint::of_der(leaf));
+        Ok((tls, cert_host, fingerprint))
+    }
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -139,15 +227,16 @@ pub async fn serve(
                     match &bound {
                         Bound::Tcp(_, Some(tls)) => {
                             let tls = tls.clone();
+                            let cert_hosts = tls.cert_hosts.clone();
                             let router = router.clone();
                             let builder = builder.clone();
                             let watcher = graceful.watcher();
                             tokio::spawn(async move {
                                 let _permit = permit;
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                                    Ok(Ok(stream)) => {
-                                        let conn = ConnInfo { peer, tls: true };
-                                        let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(router, conn)).into_owned();
+                                    Ok(Ok((stream, cert_host, client_cert))) => {
+                                        let conn = ConnInfo { peer, tls: true, cert_host, client_cert };
+                                        let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), Tagged { router, conn, cert_hosts }).into_owned();
                                         if let Err(e) = watcher.watch(c).await {
                                             tracing::debug!(error = %e, "connection ended with an error");
                                         }
@@ -157,11 +246,11 @@ pub async fn serve(
                                 }
                             });
                         }
-                        _ => spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer, tls: false }, permit),
+                        _ => spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo::plain(peer), permit),
                     }
                 }
                 Ok(Accepted::Unix(stream, trusted)) => {
-                    spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo { peer: Peer::Unix { trusted }, tls: false }, permit);
+                    spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo::plain(Peer::Unix { trusted }), permit);
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -207,6 +296,8 @@ async fn accept(bound: &Bound) -> std::io::Result<Accepted> {
 struct Tagged {
     router: Router,
     conn: ConnInfo,
+    /// The TLS listener's certificate hostnames (empty elsewhere).
+    cert_hosts: Arc<[String]>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for Tagged {
@@ -235,6 +326,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Tagged {
             );
             return futures_util::future::Either::Right(std::future::ready(Ok(resp)));
         }
+        if let Some(resp) = misdirected(&req, self.conn, &self.cert_hosts) {
+            return futures_util::future::Either::Right(std::future::ready(Ok(resp)));
+        }
         req.extensions_mut().insert(self.conn);
         // Router is always ready; cloning it clones an Arc.
         futures_util::future::Either::Left(tower::Service::call(&mut self.router.clone(), req))
@@ -242,7 +336,48 @@ impl hyper::service::Service<http::Request<Incoming>> for Tagged {
 }
 
 fn service(router: Router, conn: ConnInfo) -> Tagged {
-    Tagged { router, conn }
+    Tagged {
+        router,
+        conn,
+        cert_hosts: Arc::from(Vec::new()),
+    }
+}
+
+/// 421 Misdirected Request (RFC 9110 §15.5.20) for a request a browser
+/// coalesced onto a TLS connection made for another name (RFC 9113
+/// §9.1.1): a request for a certificate hostname on a connection that did
+/// not ask for a certificate, or for another hostname on one that did. The
+/// client retries on a new connection, with the right SNI.
+fn misdirected(
+    req: &http::Request<Incoming>,
+    conn: ConnInfo,
+    cert_hosts: &[String],
+) -> Option<axum::response::Response> {
+    if !conn.tls || cert_hosts.is_empty() {
+        return None;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            let h = req.headers().get(http::header::HOST)?.to_str().ok()?;
+            Some(
+                h.parse::<http::uri::Authority>()
+                    .map(|a| a.host().to_owned())
+                    .unwrap_or_else(|_| h.to_owned()),
+            )
+        })?;
+    let host = host.trim_end_matches('.');
+    let wanted = cert_hosts.iter().position(|h| h.eq_ignore_ascii_case(host));
+    let on = conn.cert_host.map(usize::from);
+    if wanted == on {
+        return None;
+    }
+    Some(crate::http::responses::plain(
+        http::StatusCode::MISDIRECTED_REQUEST,
+        "Misdirected request: this connection was made for another host name; retry on a new connection.",
+    ))
 }
 
 fn spawn_conn<I>(

@@ -79,6 +79,16 @@ pub enum Refusal {
         /// Logged.
         detail: String,
     },
+    /// A client certificate that names no live certificate device
+    /// (unknown, revoked, expired): a readable 403, not a TLS alert.
+    CertificateRefused {
+        /// Index into the routes snapshot the decision was made on.
+        route: usize,
+        /// Shown to the client.
+        public: &'static str,
+        /// Logged.
+        detail: String,
+    },
     /// A valid device credential that does not cover this route: 403.
     CredentialNotForRoute {
         /// Index into the routes snapshot the decision was made on.
@@ -120,6 +130,7 @@ impl Refusal {
             | Self::AccountDisabled { .. }
             | Self::NoAccount { .. }
             | Self::CredentialNotForRoute { .. }
+            | Self::CertificateRefused { .. }
             | Self::SsoStale { .. } => StatusCode::FORBIDDEN,
             Self::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -140,6 +151,7 @@ impl Refusal {
             Self::NoAccount { .. } => "no_account",
             Self::BadCredential { .. } => "bad_credential",
             Self::CredentialNotForRoute { .. } => "credential_not_for_route",
+            Self::CertificateRefused { .. } => "certificate_refused",
             Self::SsoStale { .. } => "sso_stale",
             Self::TooManyFailures { .. } => "rate_limited",
             Self::Unavailable { .. } => "unavailable",
@@ -168,6 +180,7 @@ impl Refusal {
             | Self::AccountDisabled { route }
             | Self::NoAccount { route }
             | Self::BadCredential { route, .. }
+            | Self::CertificateRefused { route, .. }
             | Self::CredentialNotForRoute { route }
             | Self::SsoStale { route }
             | Self::TooManyFailures { route, .. }
@@ -273,7 +286,9 @@ pub fn refusal_detail(r: &Refusal) -> String {
         Refusal::DirectoryConflict { detail, .. } => detail.clone(),
         Refusal::AccountDisabled { .. } => "account disabled".into(),
         Refusal::NoAccount { .. } => "no account, and provisioning creates none".into(),
-        Refusal::BadCredential { detail, .. } => detail.clone(),
+        Refusal::BadCredential { detail, .. } | Refusal::CertificateRefused { detail, .. } => {
+            detail.clone()
+        }
         Refusal::CredentialNotForRoute { .. } => {
             "device credential not valid for this route".into()
         }
@@ -362,6 +377,13 @@ pub fn refusal_response(
         Refusal::BadCredential { route, public, .. } => {
             with_challenge(routes, *route, plain(StatusCode::UNAUTHORIZED, public))
         }
+        Refusal::CertificateRefused { public, .. } => page(
+            StatusCode::FORBIDDEN,
+            wants_html(req.headers),
+            "Certificate not accepted",
+            public,
+            "Your devices page lists the certificates that are valid.",
+        ),
         Refusal::BadAssertion { .. } => page(
             StatusCode::UNAUTHORIZED,
             wants_html(req.headers),

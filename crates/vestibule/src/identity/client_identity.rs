@@ -19,15 +19,28 @@ pub struct ConnInfo {
     pub peer: Peer,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// On vestibule's own TLS listener, the index of the certificate
+    /// hostname (`[client_certs] hostnames`) the SNI named: a client
+    /// certificate was requested on this connection.
+    pub cert_host: Option<u16>,
+    /// The SHA-256 of the client certificate presented in the handshake.
+    pub client_cert: Option<vestibule_core::client_cert::CertFingerprint>,
 }
 
 impl ConnInfo {
     /// What a request without connection facts is treated as: an untrusted
     /// peer with no address. Fails closed.
-    pub const UNKNOWN: Self = Self {
-        peer: Peer::Unix { trusted: false },
-        tls: false,
-    };
+    pub const UNKNOWN: Self = Self::plain(Peer::Unix { trusted: false });
+
+    /// A connection without TLS.
+    pub const fn plain(peer: Peer) -> Self {
+        Self {
+            peer,
+            tls: false,
+            cert_host: None,
+            client_cert: None,
+        }
+    }
 }
 
 /// The trust facts for one request.

@@ -170,6 +170,25 @@ const ROUTES: &str = "[[route]]";
 /// shows every field (`FileConfig` is read-only data without `PartialEq`);
 /// the strings are compared, never logged, so secrets in them stay put.
 pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
+    // Every section, by name: a section added to `FileConfig` and not
+    // listed below is a compile error here, not a change a reload ignores.
+    let FileConfig {
+        server: _,
+        log: _,
+        source: _,
+        client_ip: _,
+        upstream: _,
+        auth: _,
+        forward_auth: _,
+        database: _,
+        accounts: _,
+        sessions: _,
+        devices: _,
+        keys: _,
+        client_certs: _,
+        assertions: _,
+        routes: _,
+    } = a;
     macro_rules! differing {
         ($($name:expr => $field:ident),* $(,)?) => {
             [$(($name, format!("{:?}", a.$field) != format!("{:?}", b.$field))),*]
@@ -188,6 +207,7 @@ pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
         "[sessions]" => sessions,
         "[devices]" => devices,
         "[keys]" => keys,
+        "[client_certs]" => client_certs,
         "[assertions]" => assertions,
         ROUTES => routes,
     )

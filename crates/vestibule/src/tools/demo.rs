@@ -55,6 +55,12 @@ admin_groups = ["admins"]
 [accounts.roles]
 admin = ["admins"]
 
+[client_certs]
+# Certificate devices (docs/client-certificates.md): made on the devices
+# page. The demo has no TLS listener of its own, so using one needs a
+# front that terminates TLS and forwards it.
+enabled = true
+
 [auth]
 login_url = "{front}/.demo/login?rd={url}"
 # /.vestibule/logout ends vestibule's session, then the front's.

@@ -105,7 +105,13 @@ pub(super) struct DeviceRow {
     pub(super) expires: String,
     pub(super) last_used: String,
     pub(super) owner: String,
+    /// A certificate device: the page offers to renew it.
+    pub(super) renewable: bool,
 }
+
+/// How long before a certificate expires the devices page asks for a
+/// renewal: 30 days.
+const RENEW_REMINDER_MS: i64 = 30 * 86_400_000;
 
 fn device_row(d: &Device, owner: String) -> DeviceRow {
     DeviceRow {
@@ -114,7 +120,16 @@ fn device_row(d: &Device, owner: String) -> DeviceRow {
         kind: d.kind.clone(),
         routes: d.routes.join(", "),
         created: when(d.created_at),
-        expires: d.expires_at.map_or_else(|| "never".to_owned(), when),
+        expires: match d.expires_at {
+            None => "never".to_owned(),
+            // A certificate must be reinstalled on the device: say so
+            // early enough to do it.
+            Some(at) if d.kind == "certificate" && at - now_ms() < RENEW_REMINDER_MS => {
+                format!("{}: renew it soon", when(at))
+            }
+            Some(at) => when(at),
+        },
+        renewable: d.kind == "certificate",
         last_used: match (&d.last_used_at, &d.last_used_ip) {
             (Some(t), Some(ip)) => format!("{} from {ip}", when(*t)),
             (Some(t), None) => when(*t),
@@ -139,6 +154,10 @@ struct DevicesPage {
     pairings: Vec<PairingRow>,
     routes: Vec<RouteChoice>,
     expiries: Vec<(u32, &'static str)>,
+    /// Whether certificate devices can be made (`[client_certs]`).
+    certificates: bool,
+    /// The app picker of the certificate form.
+    cert_apps: Vec<(&'static str, &'static str)>,
     csrf: String,
     chrome: Chrome,
 }
@@ -189,6 +208,8 @@ pub(super) async fn devices(
             .collect(),
         routes: route_choices(&state, &s),
         expiries: EXPIRY_CHOICES.to_vec(),
+        certificates: state.client_ca.is_some(),
+        cert_apps: super::certificates::APPS.to_vec(),
         csrf: s.csrf.clone(),
         chrome: Chrome::new(Nav::Devices, super::is_admin(&state, &s), flash),
     };
@@ -196,7 +217,7 @@ pub(super) async fn devices(
 }
 
 /// The routes a form asked for, checked against what the person may choose.
-fn chosen_routes(
+pub(super) fn chosen_routes(
     state: &AppState,
     s: &PageSession,
     fields: &Fields,
@@ -336,6 +357,8 @@ pub(crate) fn device_qr(kind: CredentialKind, server: &str, user: &str, token: &
             "send_as": "Bearer",
         })
         .to_string(),
+        // A certificate is a file, imported on the device: no QR code.
+        CredentialKind::Certificate => String::new(),
     }
 }
 
@@ -479,7 +502,7 @@ pub(super) async fn create(
                 "`{}` does not take app passwords (HTTP Basic): create a token for it.",
                 r.name
             ),
-            CredentialKind::Token => format!(
+            CredentialKind::Token | CredentialKind::Certificate => format!(
                 "`{}` only takes app passwords (HTTP Basic): create an app password for it.",
                 r.name
             ),

@@ -6,6 +6,7 @@
 //! answered with 303 after the write is on disk.
 
 pub mod assets;
+pub(crate) mod certificates;
 pub mod chrome;
 pub mod cookies;
 pub(crate) mod devices;
@@ -59,6 +60,18 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/.vestibule/devices/new", post(devices::create))
         .route("/.vestibule/devices/created/{id}", get(devices::created))
         .route("/.vestibule/devices/revoke", post(devices::revoke))
+        .route(
+            "/.vestibule/devices/certificate",
+            post(certificates::create),
+        )
+        .route(
+            "/.vestibule/devices/certificate/{id}",
+            get(certificates::created),
+        )
+        .route(
+            "/.vestibule/devices/certificate/{id}/{file}",
+            get(certificates::download),
+        )
         .route("/.vestibule/devices/pair", post(devices::pair_start))
         .route(
             "/.vestibule/devices/pair/{id}",

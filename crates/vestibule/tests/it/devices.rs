@@ -12,9 +12,9 @@ use vestibule_store::{AccountStatus, IdentityKey, NewDevice, Store, StoreConfig}
 
 use crate::support::*;
 
-struct Setup {
-    gw: Gateway,
-    store: Arc<dyn Store>,
+pub(crate) struct Setup {
+    pub(crate) gw: Gateway,
+    pub(crate) store: Arc<dyn Store>,
 }
 
 /// A gateway with authentik identities from 127.0.0.1, auto provisioning,
@@ -58,7 +58,7 @@ async fn setup(devices_section: &str) -> Setup {
     Setup { gw, store }
 }
 
-fn sso(uid: &str, user: &str) -> Vec<(String, String)> {
+pub(crate) fn sso(uid: &str, user: &str) -> Vec<(String, String)> {
     vec![
         ("X-authentik-uid".into(), uid.into()),
         ("X-authentik-username".into(), user.into()),
@@ -67,12 +67,12 @@ fn sso(uid: &str, user: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn refs(h: &[(String, String)]) -> Vec<(&str, &str)> {
+pub(crate) fn refs(h: &[(String, String)]) -> Vec<(&str, &str)> {
     h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
 }
 
 /// Signs `user` in once through the front, so the account exists.
-async fn sign_in(s: &Setup, uid: &str, user: &str) -> i64 {
+pub(crate) async fn sign_in(s: &Setup, uid: &str, user: &str) -> i64 {
     let r = Raw::get(s.gw.addr, TRUSTED, "/plain", &refs(&sso(uid, user))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     s.store
@@ -124,7 +124,7 @@ async fn device_of_kind(
     (d.id, token)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -615,7 +615,7 @@ async fn failures_are_rate_limited_per_address_and_per_user() {
 
 // ---- pages and pairing ---------------------------------------------------
 
-fn cookie_of(r: &Raw) -> String {
+pub(crate) fn cookie_of(r: &Raw) -> String {
     r.headers
         .iter()
         .filter(|(n, _)| n == "set-cookie")
@@ -624,7 +624,7 @@ fn cookie_of(r: &Raw) -> String {
         .expect("a session cookie")
 }
 
-fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+pub(crate) fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     let i = html
         .find(start)
         .unwrap_or_else(|| panic!("{start:?} not in {html}"))
@@ -632,7 +632,7 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     html[i..].split(end).next().unwrap()
 }
 
-async fn post(
+pub(crate) async fn post(
     gw: &Gateway,
     path: &str,
     headers: &[(&str, &str)],
@@ -651,10 +651,14 @@ async fn post(
     Raw::send(gw.addr, TRUSTED, req.as_bytes()).await
 }
 
-const FORM: &str = "application/x-www-form-urlencoded";
+pub(crate) const FORM: &str = "application/x-www-form-urlencoded";
 
 /// A signed-in page visit: the session cookie and the CSRF token.
-async fn page_session(s: &Setup, uid: &str, user: &str) -> (Vec<(String, String)>, String, String) {
+pub(crate) async fn page_session(
+    s: &Setup,
+    uid: &str,
+    user: &str,
+) -> (Vec<(String, String)>, String, String) {
     let h = sso(uid, user);
     let r = Raw::get(s.gw.addr, TRUSTED, "/.vestibule/devices", &refs(&h)).await;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -12,6 +12,7 @@ mod assertions;
 mod assertions_out;
 mod careless_app;
 mod check_cli;
+mod client_certs;
 mod deploy;
 mod devices;
 mod docs;

@@ -58,8 +58,8 @@ async fn app() -> App {
 /// Sends `req` as if from the trusted front, over TLS when `tls`.
 async fn send(app: &App, mut req: Request<Body>, tls: bool) -> Response {
     req.extensions_mut().insert(ConnInfo {
-        peer: Peer::tcp(FRONT),
         tls,
+        ..ConnInfo::plain(Peer::tcp(FRONT))
     });
     app.router.clone().oneshot(req).await.unwrap()
 }

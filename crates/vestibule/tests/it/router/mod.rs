@@ -143,10 +143,7 @@ impl Call {
             host: Some("app.test".into()),
             headers: Vec::new(),
             body: Vec::new(),
-            conn: ConnInfo {
-                peer: Peer::tcp(TRUSTED),
-                tls: false,
-            },
+            conn: ConnInfo::plain(Peer::tcp(TRUSTED)),
         }
     }
 

@@ -28,10 +28,7 @@ fn view(headers: &HeaderMap) -> RequestView<'_> {
     }
 }
 
-const CONN: ConnInfo = ConnInfo {
-    peer: Peer::Tcp(TRUSTED),
-    tls: false,
-};
+const CONN: ConnInfo = ConnInfo::plain(Peer::Tcp(TRUSTED));
 
 #[tokio::test]
 async fn a_decision_keeps_its_routes_and_the_next_gets_the_new_ones() {

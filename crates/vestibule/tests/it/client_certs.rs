@@ -1,0 +1,948 @@
+//! Client certificates per device (issue 18), through the real binary:
+//! issuing from the devices page (password shown once, PKCS#12 and PEM),
+//! `curl --cert` on vestibule's own TLS listener with the PEM and with the
+//! PKCS#12 converted by Debian's `openssl pkcs12` (both forms, with and
+//! without `-legacy`, algorithms checked), refusals (revoked, expired,
+//! foreign CA) as readable 403s, revocation on the next request including
+//! a resumed TLS session, 421 for a coalesced request, and the forwarded
+//! header from trusted peers only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vestibule_core::client_cert::CertFingerprint;
+use vestibule_store::{NewDevice, StoreConfig};
+
+use crate::devices::{FORM, Setup, between, now_ms, page_session, post, refs, sign_in, sso};
+use crate::support::*;
+
+/// The certificate hostname, and the host of everything else.
+const MTLS_HOST: &str = "mtls.test";
+
+pub(crate) struct Env {
+    pub(crate) s: Setup,
+    pub(crate) dir: tempfile::TempDir,
+    /// The server certificate and key files (PEM).
+    pub(crate) server_files: (PathBuf, PathBuf),
+    /// The server certificate (self-signed, for both names), as a root.
+    server_cert: CertificateDer<'static>,
+}
+
+/// A gateway with authentik identities from 127.0.0.1, accounts, its own
+/// TLS listener requesting certificates on `mtls.test`, certificates
+/// forwarded in `X-Client-Cert` (base64 DER) by trusted peers, and the
+/// route `api` (bearer, so owners may pick it for a device).
+async fn setup() -> Env {
+    setup_forwarding("base64-der", None).await
+}
+
+/// [`setup`], with the forwarded certificate in `format`, and the front's
+/// verification result in `verify_header` when given.
+async fn setup_forwarding(format: &str, verify_header: Option<&str>) -> Env {
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server =
+        rcgen::generate_simple_self_signed(vec![MTLS_HOST.to_owned(), "app.test".to_owned()])
+            .unwrap();
+    let (cert_path, key_path) = (files.path().join("srv.pem"), files.path().join("srv.key"));
+    std::fs::write(&cert_path, server.cert.pem()).unwrap();
+    std::fs::write(&key_path, server.signing_key.serialize_pem()).unwrap();
+    let src = format!(
+        "[source.headers]\ndialect = \"authentik\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\ncache_ttl = \"60s\"\n\n\
+         [client_certs]\nenabled = true\nhostnames = [\"{MTLS_HOST}\"]\nvalidity = \"30d\"\n\
+         crl_url = \"https://sso.test/.vestibule/client-ca.crl\"\n\
+         forwarded_header = \"X-Client-Cert\"\nforwarded_format = \"{format}\"\n{}",
+        data.display(),
+        verify_header.map_or_else(String::new, |h| format!(
+            "forwarded_verify_header = \"{h}\"\n"
+        ))
+    );
+    let ws = start_ws_echo().await;
+    let routes = [
+        route("api", "/api", up, "credentials = [\"bearer\"]"),
+        route("count", "/_count", up, "credentials = [\"bearer\"]"),
+        route("ws", "/ws", ws, "credentials = [\"bearer\"]"),
+        route("music", "/music", up, "credentials = [\"basic\"]"),
+        route("plain", "/plain", up, ""),
+    ]
+    .concat();
+    let tls = format!(
+        "[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let cfg = config(&src, &routes).replacen("[log]", &format!("{tls}\n[log]"), 1);
+    let gw = Gateway::start_in(dir, &cfg, &[]).await;
+    let store = vestibule_store::open(&StoreConfig::new(format!(
+        "sqlite://{}",
+        data.join("vestibule.db").display()
+    )))
+    .await
+    .unwrap();
+    Env {
+        s: Setup { gw, store },
+        server_files: (cert_path, key_path),
+        dir: files,
+        server_cert: server.cert.der().clone(),
+    }
+}
+
+/// A WebSocket server that echoes every data frame back.
+async fn start_ws_echo() -> std::net::SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A gateway ([`setup`]) where alice signed in and made a certificate
+/// device (`key`, `form`) on the page; its PEM is written as `phone.pem`.
+async fn alice_with_certificate(key: &str, form: &str) -> (Env, Issued, PathBuf) {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", key, form).await;
+    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
+    (env, issued, pem)
+}
+
+/// A page form POST as the session whose headers are `h`.
+async fn form_post(env: &Env, h: &[(String, String)], path: &str, body: &str) -> Raw {
+    post(&env.s.gw, path, &refs(h), FORM, body).await
+}
+
+/// What the devices page hands out for one certificate.
+struct Issued {
+    password: String,
+    p12: Vec<u8>,
+    pem: String,
+    device_id: i64,
+}
+
+/// Makes a certificate device for alice on `api` through the page.
+async fn issue(env: &Env, name: &str, key: &str, pkcs12: &str) -> Issued {
+    let s = &env.s;
+    let (h, csrf, html) = page_session(s, "a-1", "alice").await;
+    assert!(html.contains("id=\"add-certificate\""), "{html}");
+    let before: Vec<i64> = s
+        .store
+        .devices_of(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    let body = format!(
+        "csrf={csrf}&name={name}&app=cli&route=api&route=count&route=ws&key={key}&pkcs12={pkcs12}"
+    );
+    let r = post(
+        &s.gw,
+        "/.vestibule/devices/certificate",
+        &refs(&h),
+        FORM,
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = r.header("location").unwrap().to_owned();
+    let r = Raw::get(s.gw.addr, TRUSTED, &page, &refs(&h)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let password = between(
+        &r.text(),
+        "id=\"p12-password\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
+    assert!(password.len() >= 20, "{password}");
+    // Shown once: a reload gets 410, and the password is not on it.
+    let again = Raw::get(s.gw.addr, TRUSTED, &page, &refs(&h)).await;
+    assert_eq!(again.status, 410);
+    assert!(!again.text().contains(&password));
+    let p12 = Raw::get(s.gw.addr, TRUSTED, &format!("{page}/device.p12"), &refs(&h)).await;
+    assert_eq!(p12.status, 200);
+    assert_eq!(p12.header("content-type"), Some("application/x-pkcs12"));
+    let pem = Raw::get(s.gw.addr, TRUSTED, &format!("{page}/device.pem"), &refs(&h)).await;
+    assert_eq!(pem.status, 200);
+    // Another signed-in person cannot fetch the files.
+    let (mh, _, _) = page_session(s, "m-1", "mallory").await;
+    let stolen = Raw::get(
+        s.gw.addr,
+        TRUSTED,
+        &format!("{page}/device.p12"),
+        &refs(&mh),
+    )
+    .await;
+    assert_eq!(stolen.status, 410);
+    let device = s
+        .store
+        .devices_of(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| !before.contains(&d.id))
+        .expect("a new device");
+    assert_eq!(device.kind, "certificate");
+    Issued {
+        password,
+        p12: p12.body,
+        pem: pem.text(),
+        device_id: device.id,
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// `curl --cert` to `https://<host>:<port><path>` on vestibule's own TLS
+/// listener; returns (status, body).
+async fn curl(
+    env: &Env,
+    host: &str,
+    path: &str,
+    cert: Option<&Path>,
+    extra: &[&str],
+) -> (u16, String) {
+    curl_at(env.s.gw.tls.unwrap().port(), host, path, cert, extra).await
+}
+
+/// `curl --cert` to `https://<host>:<port><path>`, resolving `host` to
+/// 127.0.0.1; returns (status, body, with curl's own message on failure).
+async fn curl_at(
+    port: u16,
+    host: &str,
+    path: &str,
+    cert: Option<&Path>,
+    extra: &[&str],
+) -> (u16, String) {
+    // tokio's: the upstream runs on this test's runtime.
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}"])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"));
+    if let Some(c) = cert {
+        cmd.arg("--cert").arg(c);
+    }
+    cmd.args(extra).arg(format!("https://{host}:{port}{path}"));
+    let out = cmd.output().await.expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let body = format!("{body}{}", String::from_utf8_lossy(&out.stderr));
+    (code.trim().parse().unwrap_or(0), body)
+}
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Opens `issued`'s PKCS#12 with Debian's `openssl pkcs12` (refused with a
+/// wrong password), converts it to PEM without and with `-legacy`, and
+/// uses each with curl; returns `openssl pkcs12 -info` (the algorithms).
+async fn open_p12(env: &Env, issued: &Issued, name: &str) -> String {
+    let dir = env.dir.path();
+    let p12 = write(dir, &format!("{name}.p12"), &issued.p12);
+    let p12 = p12.to_str().unwrap();
+    let info = |pass: &str| openssl(&["pkcs12", "-info", "-in", p12, "-passin", pass, "-noout"]);
+    let (ok, text) = info(&format!("pass:{}", issued.password));
+    assert!(ok, "{text}");
+    assert!(!info("pass:wrong").0, "opened with a wrong password");
+    for legacy in [false, true] {
+        let out = dir.join(format!("{name}-{legacy}.pem"));
+        let pass = format!("pass:{}", issued.password);
+        let mut args = vec!["pkcs12", "-in", p12, "-passin", &pass, "-nodes", "-out"];
+        args.push(out.to_str().unwrap());
+        if legacy {
+            args.push("-legacy");
+        }
+        let (ok, text) = openssl(&args);
+        assert!(ok, "openssl pkcs12 (legacy {legacy}): {text}");
+        let (status, body) = curl(env, MTLS_HOST, "/api/", Some(&out), &[]).await;
+        assert_eq!(status, 200, "legacy {legacy}: {body}");
+    }
+    text
+}
+
+#[tokio::test]
+async fn issued_certificates_open_everywhere_and_authenticate_with_curl() {
+    // The PEM, straight into curl: alice, with the route's identity.
+    let (env, issued, pem) = alice_with_certificate("rsa-2048", "compatible").await;
+    let dir = env.dir.path();
+    let (status, body) = curl(&env, MTLS_HOST, "/api/x", Some(&pem), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("alice"), "{body}");
+
+    // The leaf: RSA-2048, clientAuth, named for the user and device, with
+    // the CRL URL, signed directly by the CA.
+    let (ok, text) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-text"]);
+    assert!(ok, "{text}");
+    for want in [
+        "Public-Key: (2048 bit)",
+        "TLS Web Client Authentication",
+        "CN = alice",
+        "OU = Phone",
+        "Issuer: CN = vestibule device CA",
+        "URI:https://sso.test/.vestibule/client-ca.crl",
+    ] {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+
+    // The compatible PKCS#12: 3DES for both bags and an SHA-1 MAC, which
+    // OpenSSL 3 opens without -legacy, and with it.
+    let info = open_p12(&env, &issued, "phone").await;
+    assert!(info.contains("MAC: sha1"), "{info}");
+    assert_eq!(
+        info.matches("pbeWithSHA1And3-KeyTripleDES-CBC").count(),
+        2,
+        "both bags 3DES: {info}"
+    );
+    assert!(!info.contains("RC2") && !info.contains("AES"), "{info}");
+
+    // The AES form, P-256: PBES2/AES-256-CBC and an SHA-256 MAC.
+    let aes = issue(&env, "Laptop", "p256", "aes").await;
+    let info = open_p12(&env, &aes, "laptop").await;
+    assert!(info.contains("MAC: sha256"), "{info}");
+    assert_eq!(info.matches("AES-256-CBC").count(), 2, "{info}");
+    let (ok, text) = openssl(&[
+        "x509",
+        "-in",
+        dir.join("laptop-false.pem").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok && text.contains("prime256v1"), "{text}");
+
+    // The public CA bundle names the issuer the leaves chain to.
+    let ca = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.pem", &[]).await;
+    assert_eq!(ca.status, 200);
+    let ca_path = write(dir, "ca.pem", &ca.body);
+    let (ok, text) = openssl(&[
+        "verify",
+        "-CAfile",
+        ca_path.to_str().unwrap(),
+        "-purpose",
+        "sslclient",
+        pem.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+}
+
+#[tokio::test]
+async fn unknown_revoked_and_expired_certificates_get_a_readable_403() {
+    let (env, issued, pem) = alice_with_certificate("p256", "compatible").await;
+    let dir = env.dir.path();
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&pem), &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // No certificate: no identity.
+    let (status, _) = curl(&env, MTLS_HOST, "/api/", None, &[]).await;
+    assert_eq!(status, 401);
+
+    // A certificate from another CA: the handshake completes, the page says why.
+    let foreign = rcgen::generate_simple_self_signed(vec!["phone".to_owned()]).unwrap();
+    let foreign_pem = format!(
+        "{}{}",
+        foreign.cert.pem(),
+        foreign.signing_key.serialize_pem()
+    );
+    let foreign_path = write(dir, "foreign.pem", foreign_pem.as_bytes());
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&foreign_path), &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("not one of this gateway"), "{body}");
+
+    // A certificate device that has expired: its own message.
+    env.s
+        .store
+        .create_device(&NewDevice {
+            account_id: env.s.store.devices_of(None).await.unwrap()[0].account_id,
+            name: "old".into(),
+            kind: "certificate".into(),
+            routes: vec!["api".into()],
+            secret_hash: CertFingerprint::of_der(foreign.cert.der()).0,
+            basic_user: None,
+            created_at: now_ms() - 10_000,
+            expires_at: Some(now_ms() - 1_000),
+        })
+        .await
+        .unwrap();
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&foreign_path), &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("expired"), "{body}");
+
+    // Revoked on the page: refused on the next request, and on the CRL.
+    let (h, csrf, _) = page_session(&env.s, "a-1", "alice").await;
+    let body = format!("csrf={csrf}&id={}", issued.device_id);
+    let r = form_post(&env, &h, "/.vestibule/devices/revoke", &body).await;
+    assert!(r.status == 303 || r.status == 200, "{}", r.text());
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&pem), &[]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    let crl = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.crl", &[]).await;
+    assert_eq!(crl.status, 200);
+    assert_eq!(crl.header("content-type"), Some("application/pkix-crl"));
+    let crl_path = write(dir, "ca.crl", &crl.body);
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        crl_path.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok, "{text}");
+    let (_, serial) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
+    assert!(
+        text.to_ascii_uppercase().replace(':', "").contains(&serial),
+        "{serial} not in {text}"
+    );
+}
+
+#[tokio::test]
+async fn certificate_hosts_answer_421_to_coalesced_requests() {
+    let (env, _, pem) = alice_with_certificate("p256", "compatible").await;
+    // A connection made for mtls.test, asked for app.test.
+    let (status, _) = curl(
+        &env,
+        MTLS_HOST,
+        "/api/",
+        Some(&pem),
+        &["-H", "Host: app.test"],
+    )
+    .await;
+    assert_eq!(status, 421);
+    // A connection made for app.test (no certificate asked), asked for
+    // mtls.test.
+    let (status, _) = curl(&env, "app.test", "/api/", None, &["-H", "Host: mtls.test"]).await;
+    assert_eq!(status, 421);
+    // app.test never asks for a certificate: curl's is not sent, the
+    // request is anonymous.
+    let (status, _) = curl(&env, "app.test", "/api/", Some(&pem), &[]).await;
+    assert_eq!(status, 401);
+}
+
+/// A TLS client trusting the gateway's certificate, with session
+/// resumption (rustls' in-memory cache), presenting the certificate and key
+/// in `pem` when given.
+fn tls_client(env: &Env, pem: Option<&str>) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(env.server_cert.clone()).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let mut cfg = match pem {
+        Some(pem) => {
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+            builder.with_client_auth_cert(certs, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// One GET over a new TLS connection; (status, resumed).
+async fn get_over(env: &Env, connector: &tokio_rustls::TlsConnector) -> (u16, bool) {
+    let tcp = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
+    let mut tls = connector
+        .connect(MTLS_HOST.try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!("GET /api/ HTTP/1.1\r\nHost: {MTLS_HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    // Ignore the close_notify-less end some servers send.
+    let _ = tls.read_to_end(&mut buf).await;
+    let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    (Raw::parse(&buf).status, resumed)
+}
+
+#[tokio::test]
+async fn revocation_holds_on_a_resumed_tls_session() {
+    let (env, issued, _) = alice_with_certificate("p256", "compatible").await;
+    let connector = tls_client(&env, Some(&issued.pem));
+    assert_eq!(get_over(&env, &connector).await, (200, false));
+    // The next connection resumes the session (the verifier does not run).
+    assert_eq!(get_over(&env, &connector).await, (200, true));
+    assert!(
+        env.s
+            .store
+            .revoke_device(issued.device_id, None)
+            .await
+            .unwrap()
+    );
+    let status = until_status(403, async || get_over(&env, &connector).await.0).await;
+    assert!(status < std::time::Duration::from_secs(2));
+    // Still resumed, still refused: the per-request lookup decides.
+    assert_eq!(get_over(&env, &connector).await, (403, true));
+}
+
+#[tokio::test]
+async fn forwarded_certificates_count_only_from_trusted_peers() {
+    let (env, issued, _) = alice_with_certificate("rsa-2048", "compatible").await;
+    let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let gw = &env.s.gw;
+    // From the trusted front: alice.
+    let r = Raw::get(gw.addr, TRUSTED, "/api/", &[("X-Client-Cert", &b64)]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("alice"));
+    // The header never reaches the app.
+    assert!(!r.seen_headers().contains_key("x-client-cert"));
+    // From anyone else: ignored (and stripped).
+    let r = Raw::get(gw.addr, UNTRUSTED, "/api/", &[("X-Client-Cert", &b64)]).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // Caddy's unexpanded placeholder and an empty value: no certificate.
+    for v in ["{http.request.tls.client.certificate_der_base64}", ""] {
+        let r = Raw::get(gw.addr, TRUSTED, "/api/", &[("X-Client-Cert", v)]).await;
+        assert_eq!(r.status, 401, "{v:?}: {}", r.text());
+    }
+    // Two copies under two spellings: 400.
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/api/",
+        &[("X-Client-Cert", &b64), ("X_Client_Cert", &b64)],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Not base64: 400.
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/api/",
+        &[("X-Client-Cert", "not base64!")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // The front's SSO identity wins over a certificate.
+    let mut h = sso("b-1", "bob");
+    h.push(("X-Client-Cert".into(), b64.clone()));
+    let r = Raw::get(gw.addr, TRUSTED, "/api/", &refs(&h)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("bob") && !r.text().contains("alice"));
+}
+
+// ---- real fronts terminating TLS and forwarding the certificate -------------
+
+/// A front's configuration, with `{front}`, `{vestibule}`, `{cert}`,
+/// `{key}`, `{combined}` (certificate and key in one file) and `{ca}`
+/// (vestibule's CA bundle) to fill in. The same lines are in
+/// docs/client-certificates.md.
+const NGINX_CONF: &str = r#"daemon off;
+worker_processes 1;
+error_log error.log;
+pid nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp;
+    uwsgi_temp_path tmp; scgi_temp_path tmp;
+    server {
+        listen 127.0.0.1:{front} ssl;
+        server_name mtls.test;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        # Ask for a certificate, hint vestibule's CA, let vestibule decide.
+        ssl_verify_client optional_no_ca;
+        ssl_client_certificate {ca};
+        location / {
+            proxy_pass http://127.0.0.1:{vestibule};
+            proxy_set_header Host $host;
+            # Overwrites (or, when empty, drops) any client-sent copy.
+            proxy_set_header X-Client-Cert $ssl_client_escaped_cert;
+            proxy_set_header X-Client-Verify $ssl_client_verify;
+        }
+    }
+}
+"#;
+
+const CADDYFILE: &str = r#"{
+    admin off
+    auto_https off
+}
+https://mtls.test:{front} {
+    bind 127.0.0.1
+    tls {cert} {key} {
+        client_auth {
+            mode verify_if_given
+            trusted_ca_cert_file {ca}
+        }
+    }
+    reverse_proxy 127.0.0.1:{vestibule} {
+        # Overwrites any client-sent copy; Caddy 2.6 sends the placeholder
+        # itself when there is no certificate, which vestibule reads as none.
+        header_up X-Client-Cert {http.request.tls.client.certificate_der_base64}
+    }
+}
+"#;
+
+const HAPROXY_CFG: &str = r#"defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend mtls
+    bind 127.0.0.1:{front} ssl crt {combined} verify optional ca-file {ca}
+    # Without this line a client-sent X-Client-Cert reaches vestibule.
+    http-request del-header X-Client-Cert
+    http-request set-header X-Client-Cert %[ssl_c_der,base64] if { ssl_c_used ssl_c_verify 0 }
+    default_backend vestibule
+backend vestibule
+    server vestibule 127.0.0.1:{vestibule}
+"#;
+
+/// Starts `front` (`nginx`, `caddy`, `haproxy`) terminating TLS on a free
+/// port before `env`'s vestibule; returns it and its port.
+async fn start_front(env: &Env, front: &'static str) -> (crate::frontends::FrontProcess, u16) {
+    let exe = crate::frontends::find_binary(front, front, front);
+    let port = closed_port().await.port();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let d = dir.path();
+    let ca = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.pem", &[]).await;
+    assert_eq!(ca.status, 200);
+    let ca_path = write(d, "ca.pem", &ca.body);
+    let (cert, key) = &env.server_files;
+    let combined = format!(
+        "{}{}",
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read_to_string(key).unwrap()
+    );
+    let combined = write(d, "combined.pem", combined.as_bytes());
+    // Every file must be readable by the front's unprivileged workers.
+    for f in [&ca_path, &combined] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (srv_cert, srv_key) = (
+        write(d, "srv.pem", &std::fs::read(cert).unwrap()),
+        write(d, "srv.key", &std::fs::read(key).unwrap()),
+    );
+    let fill = |t: &str| {
+        t.replace("{front}", &port.to_string())
+            .replace("{vestibule}", &env.s.gw.addr.port().to_string())
+            .replace("{cert}", srv_cert.to_str().unwrap())
+            .replace("{key}", srv_key.to_str().unwrap())
+            .replace("{combined}", combined.to_str().unwrap())
+            .replace("{ca}", ca_path.to_str().unwrap())
+    };
+    std::fs::create_dir_all(d.join("tmp")).unwrap();
+    let log = std::fs::File::create(d.join("front.log")).unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.current_dir(d)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(log.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(log));
+    match front {
+        "nginx" => {
+            let conf = write(d, "nginx.conf", fill(NGINX_CONF).as_bytes());
+            cmd.arg("-p")
+                .arg(format!("{}/", d.display()))
+                .arg("-c")
+                .arg(conf);
+        }
+        "caddy" => {
+            let conf = write(d, "Caddyfile", fill(CADDYFILE).as_bytes());
+            cmd.env("HOME", d)
+                .env("XDG_CONFIG_HOME", d.join("config"))
+                .env("XDG_DATA_HOME", d.join("data"))
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(conf);
+        }
+        _ => {
+            let conf = write(d, "haproxy.cfg", fill(HAPROXY_CFG).as_bytes());
+            cmd.arg("-db").arg("-f").arg(conf);
+        }
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{front}: cannot start: {e}"));
+    let mut process = crate::frontends::FrontProcess {
+        name: front,
+        child,
+        dir,
+    };
+    crate::frontends::wait_for_port(&mut process, port).await;
+    (process, port)
+}
+
+/// `curl` through a front on `port`, with extra header lines.
+async fn curl_front(port: u16, cert: Option<&Path>, headers: &[&str]) -> (u16, String) {
+    let extra: Vec<&str> = headers.iter().flat_map(|h| ["-H", *h]).collect();
+    curl_at(port, MTLS_HOST, "/api/", cert, &extra).await
+}
+
+/// One front: the issued certificate is alice; a client that sends the
+/// header itself (even with alice's real, public certificate) is ignored;
+/// no certificate is anonymous; `foreign` (when the front forwards a
+/// certificate it could not verify) is no certificate.
+async fn exercise_front(
+    front: &'static str,
+    format: &str,
+    verify_header: Option<&str>,
+    foreign_forwarded: bool,
+) {
+    let env = setup_forwarding(format, verify_header).await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let issued = issue(&env, "Phone", "rsa-2048", "compatible").await;
+    let pem = write(env.dir.path(), "phone.pem", issued.pem.as_bytes());
+    let (process, port) = start_front(&env, front).await;
+    let logs = || process.logs();
+
+    let (status, body) = curl_front(port, Some(&pem), &[]).await;
+    assert_eq!(status, 200, "{front}: {body}\n{}", logs());
+    assert!(body.contains("alice"), "{front}: {body}");
+    assert!(
+        !body.to_ascii_lowercase().contains("x-client-cert"),
+        "{front}: {body}"
+    );
+
+    let der = CertificateDer::from_pem_slice(issued.pem.as_bytes()).unwrap();
+    let spoof = format!(
+        "X-Client-Cert: {}",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let (status, body) = curl_front(port, None, &[&spoof]).await;
+    assert_eq!(
+        status, 401,
+        "{front}: a client-sent header must not count: {body}"
+    );
+    let (status, body) = curl_front(port, None, &[]).await;
+    assert_eq!(status, 401, "{front}: {body}");
+
+    if foreign_forwarded {
+        let foreign = rcgen::generate_simple_self_signed(vec!["phone".to_owned()]).unwrap();
+        let f = format!(
+            "{}{}",
+            foreign.cert.pem(),
+            foreign.signing_key.serialize_pem()
+        );
+        let f = write(env.dir.path(), "foreign.pem", f.as_bytes());
+        let (status, body) = curl_front(port, Some(&f), &[]).await;
+        assert_eq!(
+            status, 401,
+            "{front}: a failed verification is no certificate: {body}"
+        );
+    }
+
+    // Revoked: refused on the next request through the front.
+    assert!(
+        env.s
+            .store
+            .revoke_device(issued.device_id, None)
+            .await
+            .unwrap()
+    );
+    until_status(403, async || curl_front(port, Some(&pem), &[]).await.0).await;
+}
+
+#[tokio::test]
+async fn nginx_forwards_the_escaped_certificate() {
+    exercise_front("nginx", "nginx-escaped-pem", Some("X-Client-Verify"), true).await;
+}
+
+#[tokio::test]
+async fn caddy_forwards_the_der_base64_certificate() {
+    exercise_front("caddy", "base64-der", None, false).await;
+}
+
+#[tokio::test]
+async fn haproxy_forwards_the_der_base64_certificate() {
+    exercise_front("haproxy", "base64-der", None, false).await;
+}
+
+#[tokio::test]
+async fn websocket_and_a_100_mib_upload_with_a_certificate() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let (env, issued, pem) = alice_with_certificate("p256", "compatible").await;
+    let d = env.s.store.device(issued.device_id).await.unwrap().unwrap();
+    assert_eq!(d.routes, ["api", "count", "ws"]);
+    // A WebSocket on the certificate connection (HTTP/1.1 upgrade).
+    let connector = tls_client(&env, Some(&issued.pem));
+    let tcp = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
+    let tls = connector
+        .connect(MTLS_HOST.try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let req = format!("wss://{MTLS_HOST}/ws/socket")
+        .into_client_request()
+        .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hello")).await.unwrap();
+    let m = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.into_text().unwrap().as_str(), "hello");
+    // Without the certificate the upgrade never reaches the app.
+    let anonymous = Raw::connect(env.s.gw.tls.unwrap(), TRUSTED).await;
+    let plain = tls_client(&env, None);
+    let tls = plain
+        .connect(MTLS_HOST.try_into().unwrap(), anonymous)
+        .await
+        .unwrap();
+    let req = format!("wss://{MTLS_HOST}/ws/socket")
+        .into_client_request()
+        .unwrap();
+    let err = tokio_tungstenite::client_async(req, tls).await.unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+
+    // 100 MiB up, streamed, counted by the app.
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let body = env.dir.path().join("upload.bin");
+    std::fs::File::create(&body).unwrap().set_len(SIZE).unwrap();
+    let (status, text) = curl(
+        &env,
+        MTLS_HOST,
+        "/_count",
+        Some(&pem),
+        &["-X", "POST", "--upload-file", body.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let counted: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(counted["bytes"], SIZE);
+}
+
+#[tokio::test]
+async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() {
+    let (env, first, old) = alice_with_certificate("p256", "compatible").await;
+    let (h, csrf, html) = page_session(&env.s, "a-1", "alice").await;
+    assert!(html.contains("name=\"renew\""), "{html}");
+    // Someone else's device cannot be renewed into one's own.
+    let (mh, mcsrf, _) = page_session(&env.s, "m-1", "mallory").await;
+    let body = format!("csrf={mcsrf}&renew={}", first.device_id);
+    let r = form_post(&env, &mh, "/.vestibule/devices/certificate", &body).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let body = format!("csrf={csrf}&renew={}", first.device_id);
+    let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = r.header("location").unwrap().to_owned();
+    let pem = Raw::get(
+        env.s.gw.addr,
+        TRUSTED,
+        &format!("{page}/device.pem"),
+        &refs(&h),
+    )
+    .await;
+    assert_eq!(pem.status, 200);
+    let devices = env.s.store.devices_of(None).await.unwrap();
+    assert_eq!(devices.len(), 2);
+    assert!(
+        devices
+            .iter()
+            .all(|d| d.name == "Phone" && d.routes == ["api", "count", "ws"])
+    );
+    let new = write(env.dir.path(), "new.pem", &pem.body);
+    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
+    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&new), &[]).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_fallback_token_is_its_own_device_beside_the_certificate() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let (h, csrf, _) = page_session(&env.s, "a-1", "alice").await;
+    // `music` takes no tokens: refused before anything is issued.
+    let body = format!("csrf={csrf}&name=Phone&app=ios-immich&route=music&fallback=on");
+    let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("does not take tokens"), "{}", r.text());
+    assert!(env.s.store.devices_of(None).await.unwrap().is_empty());
+
+    let body = format!("csrf={csrf}&name=Phone&app=ios-immich&route=api&fallback=on");
+    let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let page = Raw::get(
+        env.s.gw.addr,
+        TRUSTED,
+        r.header("location").unwrap(),
+        &refs(&h),
+    )
+    .await;
+    let token = between(
+        &page.text(),
+        "id=\"fallback-token\" class=\"secret\" readonly value=\"",
+        "\"",
+    )
+    .to_owned();
+    // The token works without a certificate, from anywhere.
+    let bearer = format!("Bearer {token}");
+    let r = Raw::get(
+        env.s.gw.addr,
+        UNTRUSTED,
+        "/api/",
+        &[("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("alice"));
+    // Two rows, each with its own "last used".
+    let mut names: Vec<String> = env
+        .s
+        .store
+        .devices_of(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| format!("{} {}", d.kind, d.name))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["certificate Phone", "token Phone (fallback token)"]);
+}
