@@ -201,11 +201,10 @@ fn loopback_host(url: &str) -> bool {
 impl LdapConfig {
     /// Checks `[accounts.ldap]`.
     pub(super) fn validate(&self, c: &mut Collector) -> Option<LdapSettings> {
-        let key = |k: &str| format!("accounts.ldap.{k}");
         let tls = self.url.starts_with("ldaps://");
         if !tls && !self.url.starts_with("ldap://") {
             c.error(
-                key("url"),
+                "accounts.ldap.url",
                 "the directory URL must start with ldaps:// or ldap://",
                 "write e.g. ldaps://ldap.example.org",
             );
@@ -213,14 +212,14 @@ impl LdapConfig {
         }
         if tls && self.starttls {
             c.error(
-                key("starttls"),
+                "accounts.ldap.starttls",
                 "StartTLS on an ldaps:// connection, which is TLS already",
                 "remove starttls, or use ldap:// with it",
             );
         }
         if !tls && !self.starttls && !loopback_host(&self.url) && !self.dangerous_plaintext {
             c.error(
-                key("url"),
+                "accounts.ldap.url",
                 "plain ldap:// to a host that is not loopback sends the bind password and every entry in clear",
                 "use ldaps://, or starttls = true; dangerous_plaintext = true allows it anyway",
             );
@@ -230,7 +229,7 @@ impl LdapConfig {
                 Ok(s) => s.trim_end_matches(['\n', '\r']).to_owned(),
                 Err(e) => {
                     c.error(
-                        key("bind_password_file"),
+                        "accounts.ldap.bind_password_file",
                         format!("cannot read {}: {e}", path.display()),
                         "create the file, readable by vestibule only",
                     );
@@ -241,7 +240,7 @@ impl LdapConfig {
                 Ok(s) => s,
                 Err(_) => {
                     c.error(
-                        key("bind_password_env"),
+                        "accounts.ldap.bind_password_env",
                         format!("the environment variable {var} is not set"),
                         "set it in the service's environment",
                     );
@@ -250,7 +249,7 @@ impl LdapConfig {
             },
             _ => {
                 c.error(
-                    key("bind_password_file"),
+                    "accounts.ldap.bind_password_file",
                     "exactly one of bind_password_file and bind_password_env is needed",
                     "point bind_password_file at a file holding the password",
                 );
@@ -263,7 +262,7 @@ impl LdapConfig {
         };
         if self.base_dn.trim().is_empty() {
             c.error(
-                key("base_dn"),
+                "accounts.ldap.base_dn",
                 "the base DN is empty",
                 "write e.g. dc=example,dc=org",
             );
@@ -283,7 +282,7 @@ impl LdapConfig {
         if let Some(v) = &self.role_dn_template {
             if !v.contains("{role}") {
                 c.error(
-                    key("role_dn_template"),
+                    "accounts.ldap.role_dn_template",
                     "the template has no {role}, so every role would be one group",
                     "write e.g. cn={role},ou=groups,{base}",
                 );
@@ -296,7 +295,7 @@ impl LdapConfig {
                 match field_named(name) {
                     Some(f) => mapped.push((attr.clone(), f)),
                     None => c.error(
-                        key("attributes"),
+                        "accounts.ldap.attributes",
                         format!("`{name}` (for {attr}) is not an account field"),
                         "use uid, cn, sn, given_name, mail, display_name, provider, provider_subject or object_id",
                     ),
@@ -310,7 +309,7 @@ impl LdapConfig {
             .any(|(a, _)| a.eq_ignore_ascii_case(&layout.rdn_attribute))
         {
             c.error(
-                key("attributes"),
+                "accounts.ldap.attributes",
                 format!(
                     "the naming attribute {} is not among the attributes written",
                     layout.rdn_attribute
@@ -326,7 +325,7 @@ impl LdapConfig {
                 .any(|g| g.contains('*') || g.trim().is_empty())
             {
                 c.error(
-                    key("roles"),
+                    "accounts.ldap.roles",
                     format!("role {role} is granted by a wildcard or empty group, which passes anything through"),
                     "list the exact group names that grant it",
                 );
@@ -352,21 +351,21 @@ impl LdapConfig {
                 });
         if self.default_org.is_some() && layout.orgs_rdn.is_none() {
             c.warn(
-                key("default_org"),
+                "accounts.ldap.default_org",
                 "the inetorgperson layout has no organisations; default_org is unused",
                 "remove it, or use layout = \"georchestra\"",
             );
         }
         if self.pool_size == 0 || self.pool_size > 64 {
             c.error(
-                key("pool_size"),
+                "accounts.ldap.pool_size",
                 format!("{} is outside 1..=64", self.pool_size),
                 "keep the default, 4",
             );
         }
         if self.timeout.0.is_zero() {
             c.error(
-                key("timeout"),
+                "accounts.ldap.timeout",
                 "a zero timeout fails every operation",
                 "use e.g. \"5s\"",
             );
@@ -376,7 +375,7 @@ impl LdapConfig {
                 Ok(cfg) => Some(Arc::new(cfg)),
                 Err(e) => {
                     c.error(
-                        key("ca_file"),
+                        "accounts.ldap.ca_file",
                         e,
                         "point ca_file at a PEM file of CA certificates",
                     );
