@@ -142,6 +142,94 @@ fn decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
+/// Why a request target's form is refused (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// `CONNECT`: vestibule is a reverse proxy, not a tunnel.
+    Connect,
+    /// Authority-form (`host:port`) with a method other than `CONNECT`
+    /// (RFC 9112 §3.2.3).
+    AuthorityForm,
+    /// Asterisk-form (`*`) with a method other than `OPTIONS` (RFC 9112
+    /// §3.2.4).
+    AsteriskForm,
+    /// Absolute-form with a scheme other than `http` or `https`.
+    Scheme,
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "CONNECT is not served: this is a reverse proxy",
+            Self::AuthorityForm => "an authority-form request target is only for CONNECT",
+            Self::AsteriskForm => "a `*` request target is only for OPTIONS",
+            Self::Scheme => "an absolute-form request target must be http or https",
+        })
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+/// Checks that a request target has a form its method allows (RFC 9112
+/// §3.2): origin-form (a path), absolute-form with `http`/`https` (whose
+/// authority [`crate::headers::check_host`] compares with `Host`), or `*`
+/// for `OPTIONS`; never `CONNECT`.
+pub fn check_target_form(
+    connect: bool,
+    options: bool,
+    scheme: Option<&str>,
+    has_authority: bool,
+    path: &str,
+) -> Result<(), TargetError> {
+    if connect {
+        return Err(TargetError::Connect);
+    }
+    match scheme {
+        Some(s) if !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https") => {
+            return Err(TargetError::Scheme);
+        }
+        None if has_authority => return Err(TargetError::AuthorityForm),
+        _ => {}
+    }
+    if path == "*" && !options {
+        return Err(TargetError::AsteriskForm);
+    }
+    Ok(())
+}
+
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 9110 §7.2, RFC
+/// 3986 §3.2.2): a bracketed IP literal, or a reg-name of unreserved,
+/// sub-delims and percent-escapes, then an optional all-digit port. No
+/// userinfo (`@`), path, query or white space: the app must not find a
+/// second host inside it. An empty value is allowed (RFC 9112 §3.2).
+pub fn host_value_ok(host: &[u8]) -> bool {
+    let (name, port) = if host.first() == Some(&b'[') {
+        let Some(end) = host.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &host[1..end];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V'))
+        {
+            return false;
+        }
+        (&host[..0], &host[end + 1..])
+    } else {
+        match host.iter().position(|&b| b == b':') {
+            Some(i) => (&host[..i], &host[i..]),
+            None => (host, &host[host.len()..]),
+        }
+    };
+    let name_ok = name
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
+    name_ok && port_ok
+}
+
 /// Whether `body` is exactly one well-formed chunked body (RFC 9112 §7.1),
 /// with nothing after it: `chunk-size` is `1*HEXDIG` (fitting a `u64`),
 /// each chunk extension is `;` `token` [`=` (`token` / `quoted-string`)]
@@ -282,6 +370,60 @@ mod tests {
             cl.iter().map(|s| s.as_bytes()),
             te.iter().map(|s| s.as_bytes()),
         )
+    }
+
+    #[test]
+    fn target_forms() {
+        assert_eq!(check_target_form(false, false, None, false, "/x"), Ok(()));
+        assert_eq!(
+            check_target_form(false, false, Some("HTTP"), true, "/x"),
+            Ok(())
+        );
+        assert_eq!(check_target_form(false, true, None, false, "*"), Ok(()));
+        assert_eq!(
+            check_target_form(true, false, None, true, "/"),
+            Err(TargetError::Connect)
+        );
+        assert_eq!(
+            check_target_form(false, false, None, true, "/"),
+            Err(TargetError::AuthorityForm)
+        );
+        assert_eq!(
+            check_target_form(false, false, None, false, "*"),
+            Err(TargetError::AsteriskForm)
+        );
+        assert_eq!(
+            check_target_form(false, false, Some("ftp"), true, "/"),
+            Err(TargetError::Scheme)
+        );
+    }
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            "",
+            "app.test",
+            "app.test:8080",
+            "127.0.0.1",
+            "[::1]:443",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(host_value_ok(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "a b",
+            "user@app.test",
+            "app.test/x",
+            "app.test:80x",
+            "app.test:80:81",
+            "[::1",
+            "app.test\\x",
+            "a?b",
+            "a#b",
+            "[]",
+        ] {
+            assert!(!host_value_ok(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]
