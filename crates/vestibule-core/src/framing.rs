@@ -142,6 +142,24 @@ fn decimal(s: &[u8]) -> Option<u64> {
     })
 }
 
+/// Whether a field name is a look-alike of `Content-Length` or
+/// `Transfer-Encoding`: the same with `_` for `-` (`Transfer_Encoding`).
+/// hyper frames by the exact names only, but CGI, WSGI and Rack map both
+/// spellings to one variable, so an app behind vestibule could frame the
+/// body by a field vestibule ignored. Refused as ambiguous framing.
+pub fn is_framing_lookalike(name: &[u8]) -> bool {
+    [&b"content-length"[..], b"transfer-encoding"]
+        .iter()
+        .any(|real| {
+            name.len() == real.len()
+                && !name.eq_ignore_ascii_case(real)
+                && name
+                    .iter()
+                    .zip(real.iter())
+                    .all(|(&n, &r)| n.to_ascii_lowercase() == r || (n == b'_' && r == b'-'))
+        })
+}
+
 /// Why a request target's form is refused (RFC 9112 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -423,6 +441,30 @@ mod tests {
             "[]",
         ] {
             assert!(!host_value_ok(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn framing_lookalikes() {
+        for name in [
+            "Transfer_Encoding",
+            "content_length",
+            "CONTENT_length",
+            "Transfer_encoding",
+        ] {
+            assert_eq!(
+                is_framing_lookalike(name.as_bytes()),
+                name.contains('_'),
+                "{name}"
+            );
+        }
+        for name in [
+            "Content-Length",
+            "transfer-encoding",
+            "x_content_length",
+            "content-lengths",
+        ] {
+            assert!(!is_framing_lookalike(name.as_bytes()), "{name}");
         }
     }
 

@@ -70,6 +70,15 @@ pub fn check_head<B>(req: &Request<B>) -> Option<Response> {
     ) {
         return refused(&e);
     }
+    if let Some(name) = req
+        .headers()
+        .keys()
+        .find(|n| vestibule_core::framing::is_framing_lookalike(n.as_str().as_bytes()))
+    {
+        return refused(&format!(
+            "the field `{name}` reads as a framing field where `_` is `-`"
+        ));
+    }
     if http1 {
         let lines = |name| {
             req.headers()

@@ -21,6 +21,8 @@ use crate::support::*;
 struct Recorder {
     addr: SocketAddr,
     contacted: Arc<AtomicUsize>,
+    /// The request heads received, as sent by the gateway.
+    heads: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Recorder {
@@ -29,9 +31,12 @@ impl Recorder {
         let addr = l.local_addr().unwrap();
         let contacted = Arc::new(AtomicUsize::new(0));
         let count = contacted.clone();
+        let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
         tokio::spawn(async move {
             while let Ok((mut s, _)) = l.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -41,6 +46,8 @@ impl Recorder {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    seen.lock().unwrap().push(buf[..end].to_vec());
                     if buf.starts_with(b"POST /hold") {
                         while let Ok(n) = s.read(&mut chunk).await {
                             if n == 0 {
@@ -55,7 +62,11 @@ impl Recorder {
                 });
             }
         });
-        Self { addr, contacted }
+        Self {
+            addr,
+            contacted,
+            heads,
+        }
     }
 
     fn contacted(&self) -> usize {
@@ -315,4 +326,115 @@ async fn forward_auth_refuses_bad_framing_and_the_reserved_prefix() {
         assert_eq!(r.status, 400, "{uri}: {}", r.text());
     }
     assert_eq!(up.contacted(), 0);
+}
+
+/// The Transfer-Encoding obfuscations of James Kettle's `smuggler`
+/// (github.com/defparam/smuggler, MIT licence, configs/exhaustive.py),
+/// re-expressed here: the named gadgets, and every control byte and every
+/// byte 0x7F-0xFF before, inside and after the field. Each goes in a
+/// request that also has `Content-Length`. Whatever the gateway does, it
+/// answers 400 or forwards a head framed exactly one way: at most one
+/// `Content-Length`/`Transfer-Encoding` field in any spelling where `_` is
+/// `-`.
+fn smuggler_gadgets() -> Vec<Vec<u8>> {
+    let mut g: Vec<Vec<u8>> = [
+        &b" Transfer-Encoding: chunked"[..],
+        b"Transfer-Encoding:\tchunked",
+        b"Transfer-Encoding\t:\tchunked",
+        b"Transfer Encoding: chunked",
+        b"Transfer_Encoding: chunked",
+        b"Transfer Encoding:chunked",
+        b"Transfer-Encoding : chunked",
+        b"Transfer-Encoding:  chunked",
+        b"Transfer-Encoding:\x0bchunked",
+        b"Transfer-Encoding: chunked, cow",
+        b"Transfer-Encoding: cow, chunked",
+        b"Content-Encoding: chunked",
+        b"Transfer-Encoding:\n chunked",
+        b"Transfer-Encoding: \"chunked\"",
+        b"Transfer-Encoding: 'chunked'",
+        b"Transfer-Encoding: chunk",
+        b"TrAnSFer-EnCODinG: cHuNkeD",
+        b"TRANSFER-ENCODING: CHUNKED",
+        b"Transfer-Encoding: chunked\r",
+        b"Transfer-Encoding: chunked\t",
+        b"Transfer-Encoding: cow\r\nTransfer-Encoding: chunked",
+        b"Transfer\r-Encoding: chunked",
+        b"Transfer-Encoding: cow chunked bar",
+        b"Transfer-Encoding:\xffchunked",
+        b"Transfer-Encoding: ch\x96nked",
+        b"Transf\x82r-Encoding: chunked",
+        b"X:X\rTransfer-Encoding: chunked",
+        b"X:X\nTransfer-Encoding: chunked",
+    ]
+    .iter()
+    .map(|b| b.to_vec())
+    .collect();
+    for byte in (0x01u8..0x20).chain(0x7f..=0xff) {
+        let at = |before: &[u8], after: &[u8]| [before, &[byte][..], after].concat();
+        g.push(at(b"Transfer-Encoding:", b"chunked"));
+        g.push(at(b"Transfer-Encoding", b": chunked"));
+        g.push(at(b"", b"Transfer-Encoding: chunked"));
+        g.push(at(b"Transfer-Encoding: chunked", b""));
+    }
+    g
+}
+
+/// The framing fields of a forwarded head, names with `_` read as `-`.
+fn framing_fields(head: &[u8]) -> usize {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .filter_map(|line| line.iter().position(|&b| b == b':').map(|i| &line[..i]))
+        .map(|name| {
+            String::from_utf8_lossy(name)
+                .trim()
+                .to_ascii_lowercase()
+                .replace('_', "-")
+        })
+        .filter(|n| n == "content-length" || n == "transfer-encoding")
+        .count()
+}
+
+#[tokio::test]
+async fn smuggler_obfuscations_are_refused_or_framed_one_way() {
+    let up = Recorder::start().await;
+    let gw = in_path(&up).await;
+    let mut refused = 0;
+    let gadgets = smuggler_gadgets();
+    for gadget in &gadgets {
+        let mut req = b"POST /?cb=1 HTTP/1.1\r\n".to_vec();
+        req.extend_from_slice(gadget);
+        req.extend_from_slice(
+            b"\r\nHost: app.test\r\nConnection: close\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+        );
+        let before = up.heads.lock().unwrap().len();
+        let r = exchange(gw.addr, &req).await;
+        let what = String::from_utf8_lossy(gadget);
+        if r.status == 400 {
+            refused += 1;
+            assert_eq!(
+                up.heads.lock().unwrap().len(),
+                before,
+                "{what:?} reached the upstream"
+            );
+            continue;
+        }
+        assert_eq!(r.status, 200, "{what:?}: {}", r.text());
+        let heads = up.heads.lock().unwrap();
+        assert_eq!(heads.len(), before + 1, "{what:?}");
+        let head = heads.last().unwrap();
+        assert_eq!(
+            framing_fields(head),
+            1,
+            "{what:?} was forwarded framed two ways: {}",
+            String::from_utf8_lossy(head)
+        );
+    }
+    // Most obfuscations are refused outright; the rest were plain
+    // spellings hyper reads the one way (`TRANSFER-ENCODING: CHUNKED`).
+    assert!(
+        refused * 2 > gadgets.len(),
+        "{refused} of {}",
+        gadgets.len()
+    );
 }
