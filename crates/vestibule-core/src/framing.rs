@@ -577,7 +577,7 @@ mod tests {
             (false, false) => None,
             (true, false) => {
                 let t = elements(te);
-                (http11 && t.len() == 1 && t[0].to_ascii_lowercase() == "chunked")
+                (http11 && t.len() == 1 && t[0].eq_ignore_ascii_case("chunked"))
                     .then_some(BodyFraming::Chunked)
             }
             (false, true) => {

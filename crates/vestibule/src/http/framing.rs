@@ -56,10 +56,10 @@ pub fn check_head<B>(req: &Request<B>) -> Option<Response> {
     ) {
         return refused(&e);
     }
-    if let Some(host) = req.headers().get(header::HOST) {
-        if !vestibule_core::framing::host_value_ok(host.as_bytes()) {
-            return refused(&"the Host header is not a host name with an optional port");
-        }
+    if let Some(host) = req.headers().get(header::HOST)
+        && !vestibule_core::framing::host_value_ok(host.as_bytes())
+    {
+        return refused(&"the Host header is not a host name with an optional port");
     }
     if let Err(e) = vestibule_core::framing::check_target_form(
         req.method() == Method::CONNECT,

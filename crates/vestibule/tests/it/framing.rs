@@ -85,7 +85,7 @@ async fn in_path(up: &Recorder) -> Gateway {
 
 /// Sends `request` on a fresh connection and reads until the gateway
 /// closes it (the test fails if it does not, within 10 s).
-async fn exchange(addr: SocketAddr, request: &[u8]) -> Raw {
+async fn exchange_raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut s = Raw::connect(addr, UNTRUSTED).await;
     s.write_all(request).await.unwrap();
     let mut buf = Vec::new();
@@ -98,7 +98,12 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Raw {
             )
         })
         .unwrap();
-    Raw::parse(&buf)
+    buf
+}
+
+/// [`exchange_raw`], parsed as one response.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> Raw {
+    Raw::parse(&exchange_raw(addr, request).await)
 }
 
 /// Requests whose head is malformed or ambiguous: each gets 400, the
@@ -235,13 +240,7 @@ async fn length_with_chunked_cannot_smuggle_a_second_request() {
     let up = Recorder::start().await;
     let gw = in_path(&up).await;
     let smuggled = b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /.vestibule/smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n";
-    let mut s = Raw::connect(gw.addr, UNTRUSTED).await;
-    s.write_all(smuggled).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .expect("the connection was closed")
-        .unwrap();
+    let buf = exchange_raw(gw.addr, smuggled).await;
     let text = String::from_utf8_lossy(&buf);
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
 }
