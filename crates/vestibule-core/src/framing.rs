@@ -634,6 +634,26 @@ mod tests {
             prop_assert!(!chunked_body_ok(&body));
         }
 
+        /// httparse (hyper's parser) agrees on the size of every chunk-size
+        /// line the strict grammar accepts: the strict reading is never a
+        /// different framing from the server's, only a narrower one.
+        #[test]
+        fn chunk_sizes_agree_with_httparse(
+            size in "[0-9a-fA-F]{1,15}",
+            ext in "(;[a-z]{1,4}(=([a-z0-9]{1,4}|\"[a-z ]{0,4}\"))?){0,2}",
+        ) {
+            let line = format!("{size}{ext}\r\n");
+            let strict = chunk_size_line(line.trim_end().as_bytes());
+            prop_assert!(strict.is_some(), "{}", line);
+            match httparse::parse_chunk_size(line.as_bytes()) {
+                Ok(httparse::Status::Complete((consumed, n))) => {
+                    prop_assert_eq!(consumed, line.len());
+                    prop_assert_eq!(strict, Some(n));
+                }
+                other => prop_assert!(false, "httparse: {:?} for {:?}", other, line),
+            }
+        }
+
         #[test]
         fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = chunked_body_ok(&body);
