@@ -1238,6 +1238,83 @@ pub fn client_cert_header(data: &[u8]) {
     }
 }
 
+/// [`request_body_framing`](crate::framing::request_body_framing) and
+/// [`chunked_body_ok`](crate::framing::chunked_body_ok). The first byte's
+/// low bit is the HTTP version (1 = 1.1); the rest is field lines split at
+/// `\n`, each `C` (Content-Length) or `T` (Transfer-Encoding) then its
+/// value. A framing is only ever decided from exactly one field's single
+/// element; the whole input is also run through the chunked grammar, and
+/// a body that passes it is rebuilt chunk by chunk and passes again.
+pub fn request_framing(data: &[u8]) {
+    use crate::framing::{BodyFraming, chunked_body_ok, request_body_framing};
+
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let http11 = flags & 1 == 1;
+    let mut cl: Vec<&[u8]> = Vec::new();
+    let mut te: Vec<&[u8]> = Vec::new();
+    for line in rest.split(|&b| b == b'\n') {
+        match line.split_first() {
+            Some((b'C', v)) => cl.push(v),
+            Some((b'T', v)) => te.push(v),
+            _ => {}
+        }
+    }
+    match request_body_framing(http11, cl.iter().copied(), te.iter().copied()) {
+        Ok(BodyFraming::Empty) => assert!(cl.is_empty() && te.is_empty()),
+        Ok(BodyFraming::Chunked) => assert!(http11 && cl.is_empty() && !te.is_empty()),
+        Ok(BodyFraming::Length(n)) => {
+            assert!(te.is_empty());
+            let digits: Vec<u8> = cl
+                .iter()
+                .flat_map(|l| l.iter().copied())
+                .filter(u8::is_ascii_digit)
+                .collect();
+            assert_eq!(
+                std::str::from_utf8(&digits)
+                    .ok()
+                    .and_then(|d| d.parse().ok()),
+                Some(n)
+            );
+        }
+        Err(_) => assert!(!cl.is_empty() || !te.is_empty()),
+    }
+    if chunked_body_ok(rest) {
+        assert!(rest.ends_with(b"\r\n\r\n"));
+    }
+}
+
+/// [`reaches_reserved_prefix`](crate::path::reaches_reserved_prefix): the
+/// input is a request path. When any reading of it lies under
+/// `/.vestibule`, route matching must not be the only guard: the check is
+/// compared with a case-folded pass over the readings.
+pub fn reserved_prefix(data: &[u8]) {
+    use crate::path::{path_interpretations, reaches_reserved_prefix};
+
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
+    let found = reaches_reserved_prefix(path, "/.vestibule");
+    match path_interpretations(path) {
+        Err(e) => assert_eq!(found, Err(e)),
+        Ok(readings) => {
+            let ascii = readings.iter().any(|r| {
+                let l = r.to_ascii_lowercase();
+                l == "/.vestibule" || l.starts_with("/.vestibule/")
+            });
+            // ASCII folding finds a subset of what Unicode folding finds.
+            if ascii {
+                assert_eq!(found, Ok(true));
+            }
+            // A plain path under the prefix is always found.
+            if path.starts_with("/.vestibule/") {
+                assert_eq!(found, Ok(true));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,6 +54,7 @@ pub mod credential;
 pub mod decode;
 pub mod dialect;
 pub mod forwarded;
+pub mod framing;
 /// Fuzz entry points: only for tests and the `fuzzing` feature (the fuzz
 /// crate, the corpus replay), never in a release build.
 #[cfg(any(test, feature = "fuzzing"))]

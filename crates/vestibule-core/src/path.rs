@@ -95,6 +95,32 @@ pub fn target_query(target: &str) -> Option<&str> {
     before_fragment.split_once('?').map(|(_, q)| q)
 }
 
+/// Whether any reading of `raw_path` (see [`path_interpretations`]), in any
+/// letter case, is `prefix` or lies below it, segment-wise. `prefix` is a
+/// clean absolute path without a trailing `/` (vestibule's own
+/// `/.vestibule`). A path reserved this way is answered by vestibule or
+/// refused, never forwarded: an app that decodes `%2e`, resolves `..`,
+/// merges `//` or folds case would otherwise serve a request vestibule
+/// judged to be the app's.
+///
+/// Case is compared ASCII-insensitively and, for non-ASCII paths, also on
+/// the Unicode lower- and uppercased reading (`ſ` uppercases to `S`).
+pub fn reaches_reserved_prefix(raw_path: &str, prefix: &str) -> Result<bool, PathError> {
+    let below = |path: &str, prefix: &str| {
+        let (p, x) = (path.as_bytes(), prefix.as_bytes());
+        p.len() >= x.len()
+            && p[..x.len()].eq_ignore_ascii_case(x)
+            && (p.len() == x.len() || p[x.len()] == b'/')
+    };
+    let readings = path_interpretations(raw_path)?;
+    Ok(readings.iter().any(|r| {
+        below(r, prefix)
+            || (!r.is_ascii()
+                && (below(&r.to_lowercase(), &prefix.to_lowercase())
+                    || below(&r.to_uppercase(), &prefix.to_uppercase())))
+    }))
+}
+
 /// Every reasonable reading of `raw_path` (a path, without query).
 ///
 /// The readings are the product of three choices, each made by some widely
@@ -305,6 +331,68 @@ fn remove_dot_segments(path: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reserved_prefix_is_found_in_every_reading() {
+        let reserved = |p: &str| reaches_reserved_prefix(p, "/.vestibule");
+        for p in [
+            "/.vestibule",
+            "/.vestibule/",
+            "/.vestibule/login",
+            "/.VESTIBULE/login",
+            "/.VeStIbUlE/x",
+            "/%2evestibule/x",
+            "/%2Evestibule/x",
+            "/%2e%76estibule/x",
+            "//.vestibule/x",
+            "/app/../.vestibule/x",
+            "/app/%2e%2e/.vestibule/x",
+            "/app%2f..%2f.vestibule/x",
+            "/.vestibule;x=1/login",
+            "/./.vestibule/x",
+            "/.ve\u{17f}tibule/x",
+        ] {
+            assert_eq!(reserved(p), Ok(true), "{p}");
+        }
+        for p in [
+            "/",
+            "/app",
+            "/.vestibulex",
+            "/app/.vestibule",
+            "/vestibule/x",
+        ] {
+            assert_eq!(reserved(p), Ok(false), "{p}");
+        }
+        assert_eq!(reserved("/.vestibule\\x"), Err(PathError::Backslash));
+        assert_eq!(reserved("/.vestibule%5Cx"), Err(PathError::Backslash));
+    }
+
+    proptest! {
+        /// Any path under the prefix, spelt with some letters uppercased,
+        /// some bytes percent-encoded and a detour through a dot segment,
+        /// is still found.
+        #[test]
+        fn reserved_prefix_survives_spelling(
+            tail in "[a-z]{0,8}",
+            upper in proptest::collection::vec(any::<bool>(), 10),
+            encode in proptest::collection::vec(any::<bool>(), 10),
+            detour: bool,
+        ) {
+            let mut path = String::from(if detour { "/x/.." } else { "" });
+            path.push('/');
+            for (i, c) in ".vestibule".chars().enumerate() {
+                let c = if upper[i] { c.to_ascii_uppercase() } else { c };
+                if encode[i] {
+                    path.push_str(&format!("%{:02X}", c as u32));
+                } else {
+                    path.push(c);
+                }
+            }
+            path.push('/');
+            path.push_str(&tail);
+            prop_assert_eq!(reaches_reserved_prefix(&path, "/.vestibule"), Ok(true), "{}", path);
+        }
+    }
+
     use super::*;
 
     #[test]

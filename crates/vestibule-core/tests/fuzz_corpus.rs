@@ -122,3 +122,13 @@ fn ldap_values() {
 fn client_cert_header() {
     replay("client_cert_header", fuzzing::client_cert_header);
 }
+
+#[test]
+fn request_framing() {
+    replay("request_framing", fuzzing::request_framing);
+}
+
+#[test]
+fn reserved_prefix() {
+    replay("reserved_prefix", fuzzing::reserved_prefix);
+}

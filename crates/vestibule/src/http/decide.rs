@@ -68,6 +68,29 @@ pub async fn decide(
         routes: routes.clone(),
     };
 
+    // vestibule's own prefix is never an app's: its endpoints are routed
+    // before this pipeline, so a request that gets here under any reading
+    // or letter case of the prefix (`/%2evestibule/`, `/x/../.VESTIBULE/`)
+    // is one an app could serve as vestibule's page. Refused, not
+    // forwarded.
+    match vestibule_core::path::reaches_reserved_prefix(req.path, crate::app::OWN_PREFIX) {
+        Ok(false) => {}
+        Ok(true) => {
+            return Err(refuse(Refusal::BadRequest {
+                public: format!(
+                    "This path is a spelling of vestibule's reserved `{}/` prefix, and not one of its pages.",
+                    crate::app::OWN_PREFIX
+                ),
+                detail: format!("reserved prefix {} reached", crate::app::OWN_PREFIX),
+            }));
+        }
+        Err(e) => {
+            return Err(refuse(Refusal::BadRequest {
+                public: "The request path is malformed or ambiguous.".into(),
+                detail: e.to_string(),
+            }));
+        }
+    }
     let route = match find_route(&routes, req.host, req.path) {
         Ok(Some(r)) => r,
         Ok(None) => return Err(refuse(Refusal::NoRoute)),

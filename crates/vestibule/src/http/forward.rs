@@ -242,6 +242,9 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
     // The upstream errors below are pages for a browser.
     let html = responses::wants_html(&parts.headers);
+    // A chunked body found malformed while streaming fails the upstream
+    // request; the client is told 400, not 502.
+    let (body, client_body_failed) = crate::http::framing::watch_body(body);
     // Body cap: refuse up front when the length is announced, and cut a
     // streamed body that runs past it.
     let body = match route.max_body_bytes {
@@ -384,6 +387,11 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "The request body is too large for this app.",
             );
+        }
+        Ok(Err(e)) if client_body_failed.get() => {
+            tracing::debug!(route = %route.name, error = %e, "the client's request body was malformed");
+            state.metrics.request(&route.name, "bad_request");
+            return crate::http::framing::bad_body();
         }
         Ok(Err(e)) => {
             let source =

@@ -309,21 +309,8 @@ impl hyper::service::Service<http::Request<Incoming>> for Tagged {
     >;
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
-        // Routing, policy and the app must all see one target host; hyper
-        // leaves RFC 9112 §3.2 to the server.
-        if let Err(e) = vestibule_core::headers::check_host(
-            req.version() == http::Version::HTTP_11,
-            req.uri().authority().map(|a| a.as_str()),
-            req.headers()
-                .get_all(http::header::HOST)
-                .iter()
-                .map(|v| v.as_bytes()),
-        ) {
-            tracing::debug!(error = %e, "request refused");
-            let resp = crate::http::responses::plain(
-                http::StatusCode::BAD_REQUEST,
-                &format!("Bad request: {e}."),
-            );
+        // Host, target form and body framing, before anything else.
+        if let Some(resp) = crate::http::framing::check_head(&req) {
             return futures_util::future::Either::Right(std::future::ready(Ok(resp)));
         }
         if let Some(resp) = misdirected(&req, self.conn, &self.cert_hosts) {

@@ -1,6 +1,8 @@
 //! The HTTP side of a request: accepting it, deciding it once, and either
 //! forwarding it to the app (in-path) or answering the front (forward-auth).
 //!
+//! - [`framing`]: the request head's host, target form and body framing,
+//!   checked before anything else (400 and a closed connection).
 //! - [`listen`]: accept connections (TCP, TLS, Unix), record the socket peer.
 //! - [`decide`]: the one decision for in-path and forward-auth alike.
 //! - [`forward`]: in-path: strip identity spellings, inject the profile,
@@ -14,6 +16,7 @@
 pub mod decide;
 pub mod forward;
 pub mod forward_auth;
+pub mod framing;
 pub mod listen;
 pub mod refusal;
 pub mod responses;

@@ -17,6 +17,7 @@ mod deploy;
 mod devices;
 mod docs;
 mod durability;
+mod framing;
 mod frontends;
 mod identity;
 mod ldap;
