@@ -15,7 +15,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,10 @@ pub struct UpstreamPool {
     idle: Mutex<HashMap<Authority, VecDeque<Idle>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    /// Whether the sweeper that closes connections idle for longer than
+    /// `idle_timeout` runs (started with the first connection, as the pool
+    /// may be made outside a runtime).
+    sweeping: AtomicBool,
 }
 
 /// A connection whose last response has been read to the end.
@@ -85,7 +90,31 @@ impl UpstreamPool {
             idle: Mutex::new(HashMap::new()),
             connect_timeout,
             idle_timeout,
+            sweeping: AtomicBool::new(false),
         })
+    }
+
+    /// Closes, every half `idle_timeout`, the connections idle for longer
+    /// than it, until the pool is dropped.
+    fn start_sweeper(self: &Arc<Self>) {
+        if self.sweeping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let pool: Weak<Self> = Arc::downgrade(self);
+        let period = (self.idle_timeout / 2).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(pool) = pool.upgrade() else { return };
+                let mut map = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                map.retain(|_, queue| {
+                    queue.retain(|i| {
+                        i.since.elapsed() <= pool.idle_timeout && !i.sender.is_closed()
+                    });
+                    !queue.is_empty()
+                });
+            }
+        });
     }
 
     /// Sends `req` (its URI in origin form, its `Host` set) to `authority`
@@ -179,7 +208,10 @@ impl UpstreamPool {
         });
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<Body>, UpstreamError> {
+    async fn connect(
+        self: &Arc<Self>,
+        authority: &Authority,
+    ) -> Result<SendRequest<Body>, UpstreamError> {
         // `[::1]` in an authority is `::1` to the resolver.
         let host = authority
             .host()
@@ -196,6 +228,7 @@ impl UpstreamPool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Http)?;
+        self.start_sweeper();
         tokio::spawn(async move {
             // WebSocket: the connection is handed over, not closed.
             if let Err(e) = conn.with_upgrades().await {
@@ -211,6 +244,14 @@ impl UpstreamPool {
 pub struct PooledBody {
     inner: Incoming,
     owner: Option<Owner>,
+}
+
+impl std::fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("connection_held", &self.owner.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 struct Owner {
@@ -264,5 +305,122 @@ impl http_body::Body for PooledBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::AtomicUsize;
+
+    /// An HTTP/1.1 app that counts its connections; `/close` answers with
+    /// `Connection: close`.
+    async fn app() -> (Authority, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(|req: http::Request<Incoming>| async move {
+                            let mut resp = http::Response::new(http_body_util::Full::new(
+                                Bytes::from_static(b"ok"),
+                            ));
+                            if req.uri().path() == "/close" {
+                                resp.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
+                            }
+                            Ok::<_, std::convert::Infallible>(resp)
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (authority, accepted)
+    }
+
+    fn get(authority: &Authority, path: &str) -> http::Request<Body> {
+        http::Request::builder()
+            .uri(path)
+            .header(http::header::HOST, authority.as_str())
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    async fn read(resp: http::Response<PooledBody>) -> Bytes {
+        resp.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_the_end_is_used_again() {
+        let (authority, accepted) = app().await;
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..3 {
+            let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
+            assert_eq!(read(resp).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_dropped_half_read_takes_its_connection_along() {
+        let (authority, accepted) = app().await;
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let unread = pool.send(&authority, get(&authority, "/")).await.unwrap();
+        // In use: a second request needs a connection of its own.
+        let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
+        assert_eq!(read(resp).await, "ok");
+        drop(unread);
+        let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
+        assert_eq!(read(resp).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_app_closed_is_replaced() {
+        let (authority, accepted) = app().await;
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let resp = pool
+            .send(&authority, get(&authority, "/close"))
+            .await
+            .unwrap();
+        assert_eq!(read(resp).await, "ok");
+        let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
+        assert_eq!(read(resp).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_not_used() {
+        let (authority, accepted) = app().await;
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_millis(50));
+        let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
+        assert_eq!(read(resp).await, "ok");
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
+        assert_eq!(read(resp).await, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        drop(listener);
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let err = pool
+            .send(&authority, get(&authority, "/"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
     }
 }
