@@ -129,27 +129,29 @@ if [ "$MODE" = soak ]; then
   # ---- soak: mixed scenarios 4, 6 and 12 on the gateway, paced ----------
   # Peak first (a few seconds unpaced), then windows of the soak at ~80 % of it.
   # Pacing: at the peak a connection waits conns/peak seconds per request;
-  # 80 % of it means an extra 0.25 x conns/peak, spent as 1 ms pauses taken
-  # with probability DELAY_P (see bench/soak.lua).
+  # 80 % of it means an extra 0.25 x conns/peak of pause per request,
+  # DELAY_MS (see bench/soak.lua), corrected after each window from the
+  # rate it achieved.
   rss() { awk '/VmRSS/ {print $2}' "/proc/$VEST_PID/status"; }
   soak_wrk() { # seconds delay_p -> wrk output
-    TOKEN="$TOKEN" DELAY_P="$2" "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1s" --latency \
+    TOKEN="$TOKEN" DELAY_MS="$2" "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1s" --latency \
       -s bench/soak.lua "http://127.0.0.1:$P_VEST/_bench" 2>&1
   }
   if [ "$SOAK_SECONDS" -ge 300 ]; then PEAK_S=5; else PEAK_S=2; fi
   out=$(soak_wrk "$PEAK_S" 0)
   PEAK=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   [ -n "$PEAK" ] || { echo "bench: soak: no peak measured" >&2; echo "$out" >&2; exit 1; }
-  DELAY_P=$(awk -v c="$CONNECTIONS" -v r="$PEAK" 'BEGIN { d = 0.25 * c / r * 1000; if (d > 1) d = 1; printf "%.4f", d }')
+  TARGET=$(awk -v r="$PEAK" 'BEGIN { printf "%.0f", 0.8 * r }')
+  DELAY_MS=$(awk -v c="$CONNECTIONS" -v r="$PEAK" 'BEGIN { printf "%.4f", 0.25 * c / r * 1000 }')
   if [ "$SOAK_SECONDS" -ge 300 ]; then WINDOW=60; else WINDOW=5; fi
   WINDOWS=$(( (SOAK_SECONDS + WINDOW - 1) / WINDOW ))
   TABLE="$OUT_DIR/soak.md"
   SOAK_FAILED=0
   ROWS=()
   RSS_AFTER_WARM=""
-  echo "bench: soak ${SOAK_SECONDS}s in ${WINDOWS} windows of ${WINDOW}s; peak ${PEAK} req/s; pause probability ${DELAY_P}"
+  echo "bench: soak ${SOAK_SECONDS}s in ${WINDOWS} windows of ${WINDOW}s; peak ${PEAK} req/s, target ${TARGET}; mean pause ${DELAY_MS} ms"
   for w in $(seq 1 "$WINDOWS"); do
-    out=$(soak_wrk "$WINDOW" "$DELAY_P")
+    out=$(soak_wrk "$WINDOW" "$DELAY_MS")
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
     p90=$(to_ms "$(awk '$1=="90%" {print $2}' <<<"$out")")
@@ -163,6 +165,13 @@ if [ "$MODE" = soak ]; then
     if [ -z "$rps" ] || [ "${bad:-0}" != "0" ] || [ "${sockerr:-0}" != "0" ] || [ "${total:-0}" = "0" ]; then
       echo "bench: soak window $w: non-2xx ${bad:-0}, socket errors ${sockerr:-0}, of ${total:-0}" >&2
       SOAK_FAILED=1
+    fi
+    # Pacing is coarse (1 ms timers): steer the mean pause towards
+    # the target from what this window achieved (cycle time per connection
+    # is conns/rate; the difference is the pause still missing, in ms).
+    if [ -n "$rps" ]; then
+      DELAY_MS=$(awk -v p="$DELAY_MS" -v c="$CONNECTIONS" -v r="$rps" -v t="$TARGET" 'BEGIN {
+        p += (c / t - c / r) * 1000; if (p < 0) p = 0; if (p > 50) p = 50; printf "%.4f", p }')
     fi
     printf '  soak %3d  %8s req/s  p50 %s  p90 %s  p99 %s ms  errors %s  RSS %d KiB\n' \
       "$w" "$rps" "$p50" "$p90" "$p99" "$(( ${bad:-0} + ${sockerr:-0} ))" "$r"
@@ -179,7 +188,7 @@ if [ "$MODE" = soak ]; then
     echo
     echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r); pinning: $PINNING"
-    echo "- ${SOAK_SECONDS} s, mixed requests (4: trusted headers, 6: Bearer device credential, 12: verify) in turn, $CONNECTIONS connections; peak (${PEAK_S} s unpaced) ${PEAK} req/s, paced towards 80 % of it"
+    echo "- ${SOAK_SECONDS} s, mixed requests (4: trusted headers, 6: Bearer device credential, 12: verify) in turn, $CONNECTIONS connections; peak (${PEAK_S} s unpaced) ${PEAK} req/s, paced towards 80 % of it (${TARGET} req/s; the mean pause is steered after each window)"
     echo "- RSS after the warm-up window ${RSS_AFTER_WARM} KiB, at the end ${RSS_END} KiB: ${DRIFT} %"
     echo
     echo "| s | req/s | p50 ms | p90 ms | p99 ms | errors | RSS KiB |"

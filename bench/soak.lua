@@ -6,17 +6,19 @@
 --   in-path with a Bearer device credential (scenario 6, $TOKEN),
 --   the verify endpoint, as a front's auth_request would call it (scenario 12).
 -- Pacing: wrk has no rate limit, but a script may delay a connection's next
--- request by whole milliseconds. $DELAY_P is the probability of a 1 ms
--- pause before a request: run.sh computes it from the measured peak so the
--- average rate lands near the target (the achieved rate is reported).
+-- request by whole milliseconds. $DELAY_MS is the mean pause before a
+-- request, made of whole milliseconds and one more taken at random for
+-- the fraction: run.sh computes it from the measured peak and corrects it
+-- after each window so the average rate lands near the target (the
+-- achieved rate is reported).
 
 local kinds = {}
 local i = 0
-local p = 0
+local mean = 0
 
 function init(args)
   local token = os.getenv("TOKEN")
-  p = tonumber(os.getenv("DELAY_P")) or 0
+  mean = tonumber(os.getenv("DELAY_MS")) or 0
   local id = {
     ["Remote-User"] = "bench-0",
     ["Remote-Groups"] = "users",
@@ -36,8 +38,9 @@ function init(args)
 end
 
 function delay()
-  if math.random() < p then return 1 end
-  return 0
+  local whole = math.floor(mean)
+  if math.random() < mean - whole then return whole + 1 end
+  return whole
 end
 
 function request()
