@@ -241,6 +241,9 @@ http {
       proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
     }
   }
+  # Scenario 13: scenario 9's server block, word for word but for the auth
+  # server (a minimal 200 instead of vestibule), so the baseline differs
+  # from 9 in nothing else.
   server {
     listen 127.0.0.1:$P_NGX_AUTHH;
     location = /_auth200 {
