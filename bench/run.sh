@@ -5,6 +5,10 @@
 #   bench/run.sh            full run: 10 s per measurement, 3 rounds (~6 min)
 #   bench/run.sh --smoke    1 s per measurement, 1 round: checks every scenario
 #                           answers 2xx and the table is produced; asserts no speed
+#   bench/run.sh --soak [S] S seconds (default 600) of mixed in-path and verify
+#                           requests at about 80 % of the measured peak: fails on
+#                           any error; reports latency percentiles over time and
+#                           RSS (flat within 5 % after warm-up)
 #
 # Loopback only. Every server is started here and stopped by PID on exit.
 set -euo pipefail
@@ -14,6 +18,8 @@ MODE=full
 DURATION=10
 ROUNDS=3
 if [ "${1:-}" = "--smoke" ]; then MODE=smoke; DURATION=1; ROUNDS=1; fi
+SOAK_SECONDS=600
+if [ "${1:-}" = "--soak" ]; then MODE=soak; SOAK_SECONDS=${2:-600}; fi
 CONNECTIONS=64
 THREADS=2
 OUT_DIR=bench/results
@@ -51,8 +57,9 @@ trap cleanup EXIT
 
 # Fixed loopback ports (outside the ephemeral range).
 P_UP=19100      # upstream (whoami /_bench)
+P_AUTH_BASE=19103 # scenario 13's auth server: a second whoami, answering /_bench
 P_VEST=19101    # vestibule in-path and verify
-P_NGX_PROXY=19110; P_NGX_AUTHV=19111; P_NGX_AUTHS=19112
+P_NGX_PROXY=19110; P_NGX_AUTHV=19111; P_NGX_AUTHS=19112; P_NGX_AUTHH=19113
 P_CADDY_PROXY=19120; P_CADDY_AUTHV=19121
 
 wait_port() {
@@ -63,9 +70,19 @@ wait_port() {
   echo "bench: nothing listens on $1" >&2; exit 1
 }
 
+# Latency values from wrk come as 123.45us / 1.23ms / 1.02s: normalise to ms.
+to_ms() { awk -v v="$1" 'BEGIN { n=v; sub(/[a-z]+$/, "", n); u=v; sub(/^[0-9.]+/, "", u);
+  if (u=="us") n/=1000; else if (u=="s") n*=1000; printf "%.3f", n }'; }
+
 "${PIN_SERVER[@]}" "$BIN" whoami --listen 127.0.0.1:$P_UP >"$WORK/whoami.log" 2>&1 &
 PIDS+=($!)
 wait_port $P_UP
+# Scenario 13's auth server: the same minimal hyper handler (`/_bench`
+# answers 200 `ok`), in a process of its own on its own port, so nginx's
+# auth subrequest leaves nginx as scenario 9's does, and costs only a hop.
+"${PIN_SERVER[@]}" "$BIN" whoami --listen 127.0.0.1:$P_AUTH_BASE >"$WORK/whoami-auth.log" 2>&1 &
+PIDS+=($!)
+wait_port $P_AUTH_BASE
 
 cat >"$WORK/vestibule.toml" <<EOF
 [server]
@@ -108,6 +125,82 @@ STARTUP_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
 sleep 0.5
 RSS_IDLE_KB=$(awk '/VmRSS/ {print $2}' "/proc/$VEST_PID/status")
 
+if [ "$MODE" = soak ]; then
+  # ---- soak: mixed scenarios 4, 6 and 12 on the gateway, paced ----------
+  # Peak first (a few seconds unpaced), then windows of the soak at ~80 % of it.
+  # Pacing: at the peak a connection waits conns/peak seconds per request;
+  # 80 % of it means an extra 0.25 x conns/peak of pause per request,
+  # DELAY_MS (see bench/soak.lua), corrected after each window from the
+  # rate it achieved.
+  rss() { awk '/VmRSS/ {print $2}' "/proc/$VEST_PID/status"; }
+  soak_wrk() { # seconds delay_p -> wrk output
+    TOKEN="$TOKEN" DELAY_MS="$2" "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1s" --latency \
+      -s bench/soak.lua "http://127.0.0.1:$P_VEST/_bench" 2>&1
+  }
+  if [ "$SOAK_SECONDS" -ge 300 ]; then PEAK_S=5; else PEAK_S=2; fi
+  out=$(soak_wrk "$PEAK_S" 0)
+  PEAK=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  [ -n "$PEAK" ] || { echo "bench: soak: no peak measured" >&2; echo "$out" >&2; exit 1; }
+  TARGET=$(awk -v r="$PEAK" 'BEGIN { printf "%.0f", 0.8 * r }')
+  DELAY_MS=$(awk -v c="$CONNECTIONS" -v r="$PEAK" 'BEGIN { printf "%.4f", 0.25 * c / r * 1000 }')
+  if [ "$SOAK_SECONDS" -ge 300 ]; then WINDOW=60; else WINDOW=5; fi
+  WINDOWS=$(( (SOAK_SECONDS + WINDOW - 1) / WINDOW ))
+  TABLE="$OUT_DIR/soak.md"
+  SOAK_FAILED=0
+  ROWS=()
+  RSS_AFTER_WARM=""
+  echo "bench: soak ${SOAK_SECONDS}s in ${WINDOWS} windows of ${WINDOW}s; peak ${PEAK} req/s, target ${TARGET}; mean pause ${DELAY_MS} ms"
+  for w in $(seq 1 "$WINDOWS"); do
+    out=$(soak_wrk "$WINDOW" "$DELAY_MS")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+    p90=$(to_ms "$(awk '$1=="90%" {print $2}' <<<"$out")")
+    p99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+    bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+    sockerr=$(awk '/Socket errors:/ {s=0; for (i=3;i<=NF;i+=2) s+=$(i+1); print s}' <<<"$out")
+    total=$(awk '/requests in/ {print $1}' <<<"$out")
+    r=$(rss)
+    # The first window is the warm-up; RSS is compared from the second on.
+    if [ "$w" -eq 2 ] || { [ "$WINDOWS" -eq 1 ] && [ "$w" -eq 1 ]; }; then RSS_AFTER_WARM=$r; fi
+    if [ -z "$rps" ] || [ "${bad:-0}" != "0" ] || [ "${sockerr:-0}" != "0" ] || [ "${total:-0}" = "0" ]; then
+      echo "bench: soak window $w: non-2xx ${bad:-0}, socket errors ${sockerr:-0}, of ${total:-0}" >&2
+      SOAK_FAILED=1
+    fi
+    # Pacing is coarse (1 ms timers): steer the mean pause towards
+    # the target from what this window achieved (cycle time per connection
+    # is conns/rate; the difference is the pause still missing, in ms).
+    if [ -n "$rps" ]; then
+      DELAY_MS=$(awk -v p="$DELAY_MS" -v c="$CONNECTIONS" -v r="$rps" -v t="$TARGET" 'BEGIN {
+        p += (c / t - c / r) * 1000; if (p < 0) p = 0; if (p > 50) p = 50; printf "%.4f", p }')
+    fi
+    printf '  soak %3d  %8s req/s  p50 %s  p90 %s  p99 %s ms  errors %s  RSS %d KiB\n' \
+      "$w" "$rps" "$p50" "$p90" "$p99" "$(( ${bad:-0} + ${sockerr:-0} ))" "$r"
+    ROWS+=("| $(( w * WINDOW )) | ${rps%.*} | $p50 | $p90 | $p99 | $(( ${bad:-0} + ${sockerr:-0} )) | $r |")
+  done
+  RSS_END=$(rss)
+  DRIFT=$(awk -v a="$RSS_AFTER_WARM" -v b="$RSS_END" 'BEGIN { printf "%.1f", (b - a) * 100 / a }')
+  if awk -v d="$DRIFT" 'BEGIN { exit !(d > 5 || d < -5) }'; then
+    echo "bench: soak: RSS moved ${DRIFT} % after the warm-up (limit 5 %)" >&2
+    SOAK_FAILED=1
+  fi
+  {
+    echo "### vestibule soak"
+    echo
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r); pinning: $PINNING"
+    echo "- ${SOAK_SECONDS} s, mixed requests (4: trusted headers, 6: Bearer device credential, 12: verify) in turn, $CONNECTIONS connections; peak (${PEAK_S} s unpaced) ${PEAK} req/s, paced towards 80 % of it (${TARGET} req/s; the mean pause is steered after each window)"
+    echo "- RSS after the warm-up window ${RSS_AFTER_WARM} KiB, at the end ${RSS_END} KiB: ${DRIFT} %"
+    echo
+    echo "| s | req/s | p50 ms | p90 ms | p99 ms | errors | RSS KiB |"
+    echo "|---|---|---|---|---|---|---|"
+    for r in "${ROWS[@]}"; do echo "$r"; done
+  } >"$TABLE"
+  cat "$TABLE"
+  if [ "$SOAK_FAILED" -ne 0 ]; then echo "bench: soak failed" >&2; exit 1; fi
+  echo "bench: soak table written to $TABLE"
+  exit 0
+fi
+
 mkdir -p "$WORK/nginx/logs"
 cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -118,6 +211,7 @@ http {
   access_log off;
   upstream app { server 127.0.0.1:$P_UP; keepalive 128; }
   upstream vest { server 127.0.0.1:$P_VEST; keepalive 128; }
+  upstream auth200 { server 127.0.0.1:$P_AUTH_BASE; keepalive 128; }
   server {
     listen 127.0.0.1:$P_NGX_PROXY;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -147,6 +241,24 @@ http {
       proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
     }
   }
+  # Scenario 13: scenario 9's server block, word for word but for the auth
+  # server (a minimal 200 instead of vestibule), so the baseline differs
+  # from 9 in nothing else.
+  server {
+    listen 127.0.0.1:$P_NGX_AUTHH;
+    location = /_auth200 {
+      internal;
+      proxy_pass http://auth200/_bench;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_set_header X-Forwarded-Host \$host;
+    }
+    location / {
+      auth_request /_auth200;
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+    }
+  }
 }
 EOF
 "${PIN_SERVER[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
@@ -170,7 +282,7 @@ http://127.0.0.1:$P_CADDY_AUTHV {
 EOF
 GOMAXPROCS=1 "${PIN_SERVER[@]}" caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
 PIDS+=($!)
-for p in $P_NGX_PROXY $P_NGX_AUTHV $P_NGX_AUTHS $P_CADDY_PROXY $P_CADDY_AUTHV; do wait_port "$p"; done
+for p in $P_NGX_PROXY $P_NGX_AUTHV $P_NGX_AUTHS $P_NGX_AUTHH $P_CADDY_PROXY $P_CADDY_AUTHV; do wait_port "$p"; done
 
 ID=(-H "Remote-User: bench-0" -H "Remote-Groups: users" -H "Remote-Email: bench-0@example.com" -H "Remote-Name: Bench User 0")
 BEARER=(-H "Authorization: Bearer $TOKEN")
@@ -191,6 +303,7 @@ SCENARIOS=(
   "8|vestibule in-path, trusted headers, with a signed assertion (4 on a route with assertion = true)|http://127.0.0.1:$P_VEST/_bench|signed"
   "9|nginx auth_request → vestibule verify → upstream|http://127.0.0.1:$P_NGX_AUTHV/_bench|id"
   "10|nginx auth_request → static 200 → upstream|http://127.0.0.1:$P_NGX_AUTHS/_bench|"
+  "13|nginx auth_request → minimal hyper 200 server (own port) → upstream|http://127.0.0.1:$P_NGX_AUTHH/_bench|id"
   "11|Caddy forward_auth → vestibule verify → upstream|http://127.0.0.1:$P_CADDY_AUTHV/_bench|id"
   "12|vestibule verify endpoint, directly|http://127.0.0.1:$P_VEST/.vestibule/verify|verify"
 )
@@ -199,9 +312,6 @@ PENDING=(
   "7|in-path with an opaque OAuth access token|pending: OAuth server"
 )
 
-# Latency values from wrk come as 123.45us / 1.23ms / 1.02s: normalise to ms.
-to_ms() { awk -v v="$1" 'BEGIN { n=v; sub(/[a-z]+$/, "", n); u=v; sub(/^[0-9.]+/, "", u);
-  if (u=="us") n/=1000; else if (u=="s") n*=1000; printf "%.3f", n }'; }
 
 run_one() { # id url kind -> "rps p50 p99 non2xx"
   local url=$2 kind=$3 args=()
@@ -344,6 +454,12 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   read -r s4 _ _ <<<"$(stats ${RPS[4]})"
   read -r s8 _ _ <<<"$(stats ${RPS[8]})"
   echo "Signed assertions (8 ÷ 4, medians; target ≥ 0.95): $(awk -v a="$s8" -v b="$s4" 'BEGIN { printf "%.3f", (b>0)? a/b : 0 }')"
+  echo
+  read -r s6 _ _ <<<"$(stats ${RPS[6]})"
+  read -r s9 _ _ <<<"$(stats ${RPS[9]})"
+  read -r s13 _ _ <<<"$(stats ${RPS[13]})"
+  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b>0)? a/b : 0 }'; }
+  echo "Targets (medians): 4 ÷ 2 = $(ratio "$s4" "$nginx"), 6 ÷ 2 = $(ratio "$s6" "$nginx") (≥ 1.0); 9 ÷ 13 = $(ratio "$s9" "$s13") (≥ 0.9)"
   echo
   echo "Memory and scale: device credentials in the store (SQLite); a working set of at most $WARM_MAX of them used once each (the warm-up: each a cache miss), then requests cycling through that working set for ${DURATION}s (cache hits)."
   echo

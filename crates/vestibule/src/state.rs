@@ -30,8 +30,8 @@ pub type UpstreamClient = Client<HttpConnector, Body>;
 pub struct AppState {
     /// The checked configuration.
     pub settings: Settings,
-    /// Pooled HTTP/1.1 client towards the apps.
-    pub client: UpstreamClient,
+    /// Pooled HTTP/1.1 connections towards the apps.
+    pub upstream: Arc<crate::http::upstream::UpstreamPool>,
     /// Metrics registry.
     pub metrics: Metrics,
     /// Gate for the "untrusted peer sent identity headers" warning.
@@ -234,7 +234,10 @@ impl AppState {
         settings: Settings,
         store: Option<Arc<dyn vestibule_store::Store>>,
     ) -> Result<Self, String> {
-        let client = upstream_client(settings.connect_timeout, settings.pool_idle_timeout, None);
+        let upstream = crate::http::upstream::UpstreamPool::new(
+            settings.connect_timeout,
+            settings.pool_idle_timeout,
+        );
         let metrics = Metrics::new();
         let routes = RwLock::new(Arc::new(Routes::new(&settings, &metrics)));
         let auth = |source: &'static str, result: &'static str| {
@@ -295,7 +298,7 @@ impl AppState {
             .map(crate::keys::assertion::Assertions::new);
         Ok(Self {
             settings,
-            client,
+            upstream,
             metrics,
             spoof_log: RateLimitedLog::new(Duration::from_secs(10)),
             routes,

@@ -326,7 +326,12 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     } else {
         Some(route.upstream_authority.as_str())
     };
-    match host_value.and_then(|h| HeaderValue::from_str(h).ok()) {
+    // HTTP/1.1 requires `Host` (RFC 9112 §3.2): without a usable original,
+    // the upstream's own authority.
+    let host = host_value
+        .and_then(|h| HeaderValue::from_str(h).ok())
+        .or_else(|| HeaderValue::from_str(route.upstream_authority.as_str()).ok());
+    match host {
         Some(h) => {
             headers.insert(header::HOST, h);
         }
@@ -340,12 +345,14 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         (Some(Carrier::Query), Some(name)) => std::borrow::Cow::Owned(remove_query_param(pq, name)),
         _ => std::borrow::Cow::Borrowed(pq),
     };
-    let uri = match Uri::builder()
-        .scheme("http")
-        .authority(route.upstream_authority.clone())
-        .path_and_query(format!("{}{pq}", route.upstream_base_path))
-        .build()
-    {
+    // Origin form (RFC 9112 §3.2.1): the connection already names the
+    // upstream, and `Host` was set above.
+    let target = if route.upstream_base_path.is_empty() {
+        Uri::try_from(pq.as_ref())
+    } else {
+        Uri::try_from(format!("{}{pq}", route.upstream_base_path))
+    };
+    let uri = match target {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(route = %route.name, error = %e, "could not build the upstream URI");
@@ -364,7 +371,7 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     let sent = Instant::now();
     let result = tokio::time::timeout(
         state.settings.response_timeout,
-        state.client.request(upstream_req),
+        state.upstream.send(&route.upstream_authority, upstream_req),
     )
     .await;
     let hot = &routes.metrics[pass.route];
@@ -424,7 +431,11 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let route_name = route.name.clone();
+        let (mut parts, upstream_body) = resp.into_parts();
         tokio::spawn(async move {
+            // The upstream connection's sender lives in its body: kept
+            // until the splice ends.
+            let _upstream_connection = upstream_body;
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok((client, upstream)) => {
                     let mut client = TokioIo::new(client);
@@ -437,7 +448,6 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
                 Err(e) => tracing::debug!(route = %route_name, error = %e, "upgrade failed"),
             }
         });
-        let (mut parts, _) = resp.into_parts();
         let proto = parts.headers.get(header::UPGRADE).cloned();
         remove_hop_by_hop(&mut parts.headers);
         parts

@@ -9,6 +9,7 @@
 //!   stream to the upstream.
 //! - [`forward_auth`]: the verify endpoint a front's `auth_request` /
 //!   `forward_auth` calls.
+//! - [`upstream`]: the pooled HTTP/1.1 connections to the apps.
 //! - [`refusal`]: what a refusal is, how it is answered, and the one
 //!   place it is logged.
 //! - [`responses`]: plain, redirect and page answers shared by both.
@@ -20,3 +21,4 @@ pub mod framing;
 pub mod listen;
 pub mod refusal;
 pub mod responses;
+pub mod upstream;
