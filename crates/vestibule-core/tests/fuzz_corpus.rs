@@ -122,3 +122,8 @@ fn ldap_values() {
 fn client_cert_header() {
     replay("client_cert_header", fuzzing::client_cert_header);
 }
+
+#[test]
+fn oidc_tokens() {
+    replay("oidc_tokens", fuzzing::oidc_tokens);
+}
