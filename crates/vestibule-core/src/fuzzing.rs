@@ -1316,6 +1316,28 @@ pub fn oidc_tokens(data: &[u8]) {
     }
 }
 
+/// The provider's discovery document (OIDC Discovery §3, §4.3) and the
+/// authorization response at the callback (RFC 6749 §4.1.2, RFC 9207).
+pub fn oidc_provider_responses(data: &[u8]) {
+    use crate::oidc::{check_callback, is_secure_url, parse_discovery};
+
+    let issuer = "https://sso.example.com";
+    if let Ok(m) = parse_discovery(data, issuer) {
+        assert_eq!(m.issuer, issuer);
+        for url in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri] {
+            assert!(is_secure_url(url), "{url}");
+        }
+    }
+    let query = String::from_utf8_lossy(data);
+    for sends_iss in [false, true] {
+        if let Ok(code) = check_callback(&query, "st-1", issuer, sends_iss) {
+            assert!(!code.is_empty());
+            assert!(query.contains("state=st-1"));
+            assert!(!sends_iss || query.contains("iss="));
+        }
+    }
+}
+
 /// The claims of a compact JWS, read without verifying (only after it
 /// verified).
 fn vestibule_jose_claims(token: &str) -> serde_json::Value {
@@ -1358,6 +1380,7 @@ mod tests {
             upgrade_header(data);
             jose_jws(data);
             oidc_tokens(data);
+            oidc_provider_responses(data);
         }
     }
 }

@@ -17,6 +17,7 @@
 //! the `jti` replay store for logout tokens ([`LogoutToken::replay_until`]
 //! says how long to remember one).
 
+mod discovery;
 mod id_token;
 mod logout_token;
 #[cfg(test)]
@@ -24,6 +25,10 @@ mod tests;
 
 use std::fmt;
 
+pub use discovery::{
+    CallbackError, DiscoveryError, MAX_DISCOVERY_BYTES, ProviderMetadata, check_callback,
+    is_secure_url, parse_discovery, pkce_challenge,
+};
 pub use id_token::{IdToken, IdTokenExpectations, token_hash, verify_id_token};
 pub use logout_token::{
     BACKCHANNEL_LOGOUT_EVENT, LogoutToken, LogoutTokenExpectations, verify_logout_token,

@@ -127,3 +127,8 @@ fn client_cert_header() {
 fn oidc_tokens() {
     replay("oidc_tokens", fuzzing::oidc_tokens);
 }
+
+#[test]
+fn oidc_provider_responses() {
+    replay("oidc_provider_responses", fuzzing::oidc_provider_responses);
+}

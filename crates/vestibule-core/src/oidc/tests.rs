@@ -422,3 +422,182 @@ proptest! {
         prop_assert!(verify_id_token(&s, &fx().jwks, &id_expect(None)).is_err());
     }
 }
+
+fn discovery(extra: &[(&str, Value)]) -> Vec<u8> {
+    let mut d = json!({
+        "issuer": ISS,
+        "authorization_endpoint": "https://idp.example.com/auth",
+        "token_endpoint": "https://idp.example.com/token",
+        "jwks_uri": "https://idp.example.com/jwks",
+        "response_types_supported": ["code", "id_token"],
+        "end_session_endpoint": "https://idp.example.com/logout",
+        "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+    });
+    for (k, v) in extra {
+        d[*k] = v.clone();
+    }
+    d.to_string().into_bytes()
+}
+
+#[test]
+fn discovery_is_read_and_checked() {
+    let m = parse_discovery(&discovery(&[]), ISS).unwrap();
+    assert_eq!(m.token_endpoint, "https://idp.example.com/token");
+    assert_eq!(
+        m.end_session_endpoint.as_deref(),
+        Some("https://idp.example.com/logout")
+    );
+    assert!(m.sends_iss_in_response && m.backchannel_logout_supported);
+    assert_eq!(m.id_token_algorithms, ["RS256", "ES256"]);
+    use DiscoveryError as E;
+    for (doc, issuer, want) in [
+        (
+            discovery(&[]),
+            "https://idp.example.com/",
+            E::IssuerMismatch,
+        ),
+        (
+            discovery(&[("issuer", json!("https://evil.example.com"))]),
+            ISS,
+            E::IssuerMismatch,
+        ),
+        (
+            discovery(&[("token_endpoint", json!("http://idp.example.com/token"))]),
+            ISS,
+            E::BadEndpoint("token_endpoint"),
+        ),
+        (
+            discovery(&[("jwks_uri", json!(null))]),
+            ISS,
+            E::BadEndpoint("jwks_uri"),
+        ),
+        (
+            discovery(&[("end_session_endpoint", json!("javascript:x"))]),
+            ISS,
+            E::BadEndpoint("end_session_endpoint"),
+        ),
+        (
+            discovery(&[(
+                "authorization_endpoint",
+                json!("https://u@idp.example.com/auth"),
+            )]),
+            ISS,
+            E::BadEndpoint("authorization_endpoint"),
+        ),
+        (
+            discovery(&[("response_types_supported", json!(["id_token"]))]),
+            ISS,
+            E::Unsupported("response_types_supported"),
+        ),
+        (
+            discovery(&[("code_challenge_methods_supported", json!(["plain"]))]),
+            ISS,
+            E::Unsupported("code_challenge_methods_supported"),
+        ),
+        (
+            discovery(&[("backchannel_logout_supported", json!("yes"))]),
+            ISS,
+            E::Malformed,
+        ),
+        (
+            br#"{"issuer":"a","issuer":"a"}"#.to_vec(),
+            "a",
+            E::Malformed,
+        ),
+        (b"[]".to_vec(), ISS, E::Malformed),
+    ] {
+        assert_eq!(parse_discovery(&doc, issuer), Err(want));
+    }
+    // Loopback http is a test provider; any other http is not.
+    assert!(is_secure_url("http://127.0.0.1:9000/token"));
+    assert!(is_secure_url("http://[::1]/x") && is_secure_url("http://localhost/x"));
+    assert!(!is_secure_url("http://10.0.0.1/x") && !is_secure_url("https://idp.example.com/#x"));
+}
+
+#[test]
+fn callback_checks_iss_then_state_then_code() {
+    use CallbackError as E;
+    let iss = "iss=https%3A%2F%2Fidp.example.com";
+    assert_eq!(
+        check_callback(&format!("code=abc&state=s1&{iss}"), "s1", ISS, true),
+        Ok("abc".to_owned())
+    );
+    assert_eq!(
+        check_callback("code=a+b%2F&state=s1", "s1", ISS, false),
+        Ok("a b/".to_owned())
+    );
+    for (q, sends, want) in [
+        ("code=abc&state=s1".to_owned(), true, E::WrongIssuer),
+        (
+            "code=abc&state=s1&iss=https%3A%2F%2Fevil.example.com".to_owned(),
+            false,
+            E::WrongIssuer,
+        ),
+        (format!("code=abc&state=s2&{iss}"), true, E::WrongState),
+        (format!("code=abc&{iss}"), true, E::WrongState),
+        (
+            format!("code=abc&state=s1&state=s1&{iss}"),
+            true,
+            E::Malformed,
+        ),
+        (format!("code=abc&state=%FF&{iss}"), true, E::Malformed),
+        (
+            format!("error=access_denied&state=s1&{iss}"),
+            true,
+            E::Provider("access_denied".to_owned()),
+        ),
+        (
+            format!("error=access_denied&state=s2&{iss}"),
+            true,
+            E::WrongState,
+        ),
+        (format!("state=s1&{iss}"), true, E::MissingCode),
+        (format!("code=&state=s1&{iss}"), true, E::MissingCode),
+    ] {
+        assert_eq!(check_callback(&q, "s1", ISS, sends), Err(want), "{q}");
+    }
+    assert_eq!(
+        check_callback("code=abc&state=", "", ISS, false),
+        Err(E::WrongState)
+    );
+}
+
+#[test]
+fn pkce_s256_is_base64url_of_sha256() {
+    // FIPS 180-2's "abc" vector (ba7816bf…f20015ad), base64url without
+    // padding (RFC 7636 §4.2, RFC 4648 §5).
+    assert_eq!(
+        pkce_challenge("abc"),
+        "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+    );
+    let c = pkce_challenge("dBjftJeZ4CVP-mJ92TStwZ-pn1Pc3nAEDf8NQDpYhRo");
+    assert_eq!(c.len(), 43);
+    assert!(
+        c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+}
+
+proptest! {
+    /// Any query: a code comes back only with exactly one matching state,
+    /// an issuer that is right (or absent when allowed) and no error.
+    #[test]
+    fn callback_accepts_only_a_matching_state(q in "[a-z=&%+0-9sAF]{0,60}", state in "[a-z0-9]{1,4}", sends in any::<bool>()) {
+        if let Ok(code) = check_callback(&q, &state, ISS, sends) {
+            prop_assert!(!code.is_empty());
+            prop_assert!(q.split('&').filter(|p| p.starts_with("state=")).count() == 1);
+            prop_assert!(!sends);
+            prop_assert!(!q.split('&').any(|p| p.starts_with("error=") || p == "error"));
+        }
+    }
+
+    /// Any bytes as a discovery document: refused or checked.
+    #[test]
+    fn discovery_never_accepts_insecure_endpoints(doc in "\\PC{0,120}") {
+        if let Ok(m) = parse_discovery(doc.as_bytes(), ISS) {
+            prop_assert!(is_secure_url(&m.token_endpoint) && is_secure_url(&m.jwks_uri));
+        }
+    }
+}
