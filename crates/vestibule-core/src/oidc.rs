@@ -153,3 +153,28 @@ fn issued_at_within(
     }
     Ok(iat)
 }
+
+/// The JWS checks both tokens share: the length bound, then signature,
+/// algorithm, key and `typ` through vestibule-jose (no JWE: five segments
+/// are malformed), before the claims object is parsed (RFC 8725 §3.4).
+fn verified_claims(
+    token: &str,
+    jwks: &vestibule_jose::Jwks,
+    policy: &vestibule_jose::Policy<'_>,
+    max_token_bytes: usize,
+) -> Result<
+    (
+        vestibule_jose::Algorithm,
+        serde_json::Map<String, serde_json::Value>,
+    ),
+    OidcTokenError,
+> {
+    if token.len() > max_token_bytes {
+        return Err(JwtError::TooLong.into());
+    }
+    let verified = vestibule_jose::Compact::parse(token)
+        .and_then(|c| c.verify(jwks, policy))
+        .map_err(JwtError::from)?;
+    let claims = verified.claims_object().map_err(JwtError::from)?;
+    Ok((verified.algorithm(), claims))
+}

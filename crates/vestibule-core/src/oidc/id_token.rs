@@ -5,9 +5,9 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use subtle::ConstantTimeEq as _;
-use vestibule_jose::{Algorithm, Compact, Jwks, Policy};
+use vestibule_jose::{Algorithm, Jwks, Policy};
 
-use super::{OidcTokenError, issued_at_within, optional_str};
+use super::{OidcTokenError, issued_at_within, optional_str, verified_claims};
 use crate::jwt::{Claims, Expectations, JwtError, check_claims};
 
 /// What the relying party expects of an ID token.
@@ -67,21 +67,15 @@ pub fn verify_id_token(
     jwks: &Jwks,
     expect: &IdTokenExpectations<'_>,
 ) -> Result<IdToken, OidcTokenError> {
-    if token.len() > expect.max_token_bytes {
-        return Err(JwtError::TooLong.into());
-    }
     let policy = Policy {
         algorithms: expect.algorithms,
         types: ID_TOKEN_TYPES,
         type_required: false,
     };
-    let verified = Compact::parse(token)
-        .and_then(|c| c.verify(jwks, &policy))
-        .map_err(JwtError::from)?;
-    let algorithm = verified.algorithm();
+    let (algorithm, raw) = verified_claims(token, jwks, &policy, expect.max_token_bytes)?;
     let audiences = [expect.client_id.to_owned()];
     let claims = check_claims(
-        verified.claims_object().map_err(JwtError::from)?,
+        raw,
         &Expectations {
             issuer: expect.issuer,
             audiences: &audiences,

@@ -1,9 +1,9 @@
 //! The logout token of OIDC Back-Channel Logout 1.0, checked per §2.6.
 
 use serde_json::Value;
-use vestibule_jose::{Algorithm, Compact, Jwks, Policy};
+use vestibule_jose::{Algorithm, Jwks, Policy};
 
-use super::{OidcTokenError, issued_at_within, optional_str};
+use super::{OidcTokenError, issued_at_within, optional_str, verified_claims};
 use crate::jwt::{JwtError, audiences_of, issuer_is, numeric_date};
 
 /// The member of `events` that makes a JWT a logout token (§2.4).
@@ -73,18 +73,12 @@ pub fn verify_logout_token(
     jwks: &Jwks,
     expect: &LogoutTokenExpectations<'_>,
 ) -> Result<LogoutToken, OidcTokenError> {
-    if token.len() > expect.max_token_bytes {
-        return Err(JwtError::TooLong.into());
-    }
     let policy = Policy {
         algorithms: expect.algorithms,
         types: LOGOUT_TOKEN_TYPES,
         type_required: false,
     };
-    let raw = Compact::parse(token)
-        .and_then(|c| c.verify(jwks, &policy))
-        .and_then(|v| v.claims_object())
-        .map_err(JwtError::from)?;
+    let (_, raw) = verified_claims(token, jwks, &policy, expect.max_token_bytes)?;
 
     let issuer = issuer_is(&raw, expect.issuer)?;
     if expect.client_id.is_empty() || !audiences_of(&raw)?.iter().any(|a| a == expect.client_id) {

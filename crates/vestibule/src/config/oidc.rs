@@ -321,22 +321,10 @@ impl OidcSourceConfig {
                 "use the default \"2m\"",
             );
         }
-        let provisioning = match self.provisioning {
-            ProvisioningPolicy::ExistingOnly => Provisioning::ExistingOnly,
-            ProvisioningPolicy::Auto => Provisioning::Auto,
-            ProvisioningPolicy::Approval => Provisioning::Approval,
-            ProvisioningPolicy::AutoIfGroup => {
-                if self.provision_groups.is_empty() {
-                    ok = false;
-                    c.error(
-                        "source.oidc.provision_groups",
-                        "provisioning = \"auto-if-group\" without any group would create nobody",
-                        "list the groups, e.g. provision_groups = [\"family\"]",
-                    );
-                }
-                Provisioning::AutoIfGroup(self.provision_groups.clone())
-            }
-        };
+        let provisioning =
+            self.provisioning
+                .checked(c, "source.oidc.provision_groups", &self.provision_groups);
+        ok &= provisioning.is_some();
         let mapping = self.claims.apply(self.preset.mapping());
         if !ok {
             return None;
@@ -357,43 +345,23 @@ impl OidcSourceConfig {
             strict_logout_tokens: self.strict_logout_tokens,
             ca: self.ca.clone(),
             mapping,
-            provisioning,
+            provisioning: provisioning?,
         })
     }
 
     fn client_secret(&self, c: &mut Collector) -> Option<ClientSecret> {
-        let secret = match (&self.client_secret_file, &self.client_secret_env) {
-            (Some(path), None) => match std::fs::read_to_string(path) {
-                Ok(s) => s.trim_end_matches(['\n', '\r']).to_owned(),
-                Err(e) => {
-                    c.error(
-                        "source.oidc.client_secret_file",
-                        format!("cannot read {}: {e}", path.display()),
-                        "create the file, readable by vestibule only",
-                    );
-                    return None;
-                }
-            },
-            (None, Some(var)) => match std::env::var(var) {
-                Ok(s) => s,
-                Err(_) => {
-                    c.error(
-                        "source.oidc.client_secret_env",
-                        format!("the environment variable {var} is not set"),
-                        "set it in the service's environment",
-                    );
-                    return None;
-                }
-            },
-            _ => {
-                c.error(
-                    "source.oidc.client_secret_file",
-                    "exactly one of client_secret_file and client_secret_env is needed",
-                    "point client_secret_file at a file holding the client secret",
-                );
-                return None;
-            }
-        };
+        let secret = super::diagnostic::secret_from_file_or_env(
+            c,
+            (
+                "source.oidc.client_secret_file",
+                self.client_secret_file.as_deref(),
+            ),
+            (
+                "source.oidc.client_secret_env",
+                self.client_secret_env.as_deref(),
+            ),
+            "client secret",
+        )?;
         if secret.is_empty() {
             c.error(
                 "source.oidc.client_secret_file",

@@ -140,6 +140,35 @@ pub enum ProvisioningPolicy {
     Approval,
 }
 
+impl ProvisioningPolicy {
+    /// The policy, with `provision_groups`; `None` (an error at
+    /// `groups_key`) for `auto-if-group` without groups, which would
+    /// create nobody.
+    pub(super) fn checked(
+        self,
+        c: &mut Collector,
+        groups_key: &str,
+        groups: &[String],
+    ) -> Option<Provisioning> {
+        Some(match self {
+            Self::ExistingOnly => Provisioning::ExistingOnly,
+            Self::Auto => Provisioning::Auto,
+            Self::Approval => Provisioning::Approval,
+            Self::AutoIfGroup => {
+                if groups.is_empty() {
+                    c.error(
+                        groups_key,
+                        "provisioning = \"auto-if-group\" without any group would create nobody",
+                        "list the groups, e.g. provision_groups = [\"family\"]",
+                    );
+                    return None;
+                }
+                Provisioning::AutoIfGroup(groups.to_vec())
+            }
+        })
+    }
+}
+
 /// `account_key`: what identifies an account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -585,21 +614,14 @@ impl SourceCommonConfig {
                 );
             }
         }
-        let provisioning = match self.provisioning {
-            ProvisioningPolicy::ExistingOnly => Provisioning::ExistingOnly,
-            ProvisioningPolicy::Auto => Provisioning::Auto,
-            ProvisioningPolicy::Approval => Provisioning::Approval,
-            ProvisioningPolicy::AutoIfGroup => {
-                if self.provision_groups.is_empty() {
-                    c.error(
-                        format!("{key}.provision_groups"),
-                        "provisioning = \"auto-if-group\" without any group would create nobody",
-                        "list the groups, e.g. provision_groups = [\"family\"]",
-                    );
-                }
-                Provisioning::AutoIfGroup(self.provision_groups.clone())
-            }
-        };
+        let provisioning = self
+            .provisioning
+            .checked(
+                c,
+                &format!("{key}.provision_groups"),
+                &self.provision_groups,
+            )
+            .unwrap_or(Provisioning::Approval);
         Some(IdentitySource {
             kind: kind?,
             trusted,
