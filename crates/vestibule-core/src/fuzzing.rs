@@ -1315,6 +1315,117 @@ pub fn reserved_prefix(data: &[u8]) {
     }
 }
 
+/// Logout tokens (Back-Channel Logout 1.0 §2.6) and ID tokens (OIDC Core
+/// §3.1.3.7): the input as a token, then (after a selector byte choosing
+/// the key and `typ`) as the claims of a token signed with the provider's
+/// key. Whatever verifies meets every rule; one changed byte never does.
+pub fn oidc_tokens(data: &[u8]) {
+    use crate::oidc::{
+        BACKCHANNEL_LOGOUT_EVENT, IdTokenExpectations, LogoutTokenExpectations, verify_id_token,
+        verify_logout_token,
+    };
+    use serde_json::Value;
+
+    let fx = jwt_fixture();
+    let logout_expect = LogoutTokenExpectations {
+        issuer: "https://sso.example.com",
+        client_id: "app",
+        algorithms: &crate::jwt::Algorithm::ALL,
+        now: JWT_NOW,
+        leeway: 60,
+        max_age: 300,
+        require_expiry: false,
+        max_token_bytes: 16 * 1024,
+    };
+    let id_expect = IdTokenExpectations {
+        issuer: "https://sso.example.com",
+        client_id: "app",
+        trusted_audiences: &[],
+        algorithms: &crate::jwt::Algorithm::ALL,
+        nonce: "n-1",
+        access_token: Some("at-1"),
+        now: JWT_NOW,
+        leeway: 60,
+        max_age: 600,
+        max_token_bytes: 16 * 1024,
+    };
+    let check = |token: &str| {
+        if let Ok(t) = verify_logout_token(token, &fx.jwks, &logout_expect) {
+            assert_eq!(t.issuer, "https://sso.example.com");
+            assert!(t.subject.is_some() || t.session_id.is_some());
+            assert!(!t.token_id.is_empty());
+            assert!(t.replay_until >= JWT_NOW && t.issued_at <= JWT_NOW + 60);
+            let claims: Value = vestibule_jose_claims(token);
+            assert!(claims.get("nonce").is_none());
+            assert!(claims["events"][BACKCHANNEL_LOGOUT_EVENT].is_object());
+        }
+        if let Ok(t) = verify_id_token(token, &fx.jwks, &id_expect) {
+            assert_eq!(t.claims.issuer, "https://sso.example.com");
+            assert!(t.claims.audiences.iter().all(|a| a == "app"));
+            assert!(!t.claims.subject.is_empty() && t.claims.subject.len() <= 255);
+            let claims: Value = vestibule_jose_claims(token);
+            assert_eq!(claims["nonce"], "n-1");
+        }
+    };
+    check(&String::from_utf8_lossy(data));
+
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
+    let signer = if selector & 1 == 0 { &fx.ed } else { &fx.es };
+    let mut header = signer.header();
+    match (selector >> 1) % 3 {
+        0 => header["typ"] = Value::from("logout+jwt"),
+        1 => drop(header.as_object_mut().map(|h| h.remove("typ"))),
+        _ => {}
+    }
+    let token = signer.sign_bytes(header.to_string().as_bytes(), payload);
+    check(&token);
+    let accepted = verify_logout_token(&token, &fx.jwks, &logout_expect).is_ok()
+        || verify_id_token(&token, &fx.jwks, &id_expect).is_ok();
+    if accepted {
+        let mut bytes = token.into_bytes();
+        let i = (usize::from(selector) * 131 + payload.len()) % bytes.len();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(bytes).expect("tokens are ASCII");
+        assert!(verify_logout_token(&changed, &fx.jwks, &logout_expect).is_err());
+        assert!(verify_id_token(&changed, &fx.jwks, &id_expect).is_err());
+    }
+}
+
+/// The provider's discovery document (OIDC Discovery §3, §4.3) and the
+/// authorization response at the callback (RFC 6749 §4.1.2, RFC 9207).
+pub fn oidc_provider_responses(data: &[u8]) {
+    use crate::oidc::{check_callback, is_secure_url, parse_discovery};
+
+    let issuer = "https://sso.example.com";
+    if let Ok(m) = parse_discovery(data, issuer) {
+        assert_eq!(m.issuer, issuer);
+        for url in [&m.authorization_endpoint, &m.token_endpoint, &m.jwks_uri] {
+            assert!(is_secure_url(url), "{url}");
+        }
+    }
+    let query = String::from_utf8_lossy(data);
+    for sends_iss in [false, true] {
+        if let Ok(code) = check_callback(&query, "st-1", issuer, sends_iss) {
+            assert!(!code.is_empty());
+            assert!(query.contains("state=st-1"));
+            assert!(!sends_iss || query.contains("iss="));
+        }
+    }
+}
+
+/// The claims of a compact JWS, read without verifying (only after it
+/// verified).
+fn vestibule_jose_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("three segments");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1345,6 +1456,8 @@ mod tests {
             route_find(data);
             upgrade_header(data);
             jose_jws(data);
+            oidc_tokens(data);
+            oidc_provider_responses(data);
         }
     }
 }

@@ -64,6 +64,7 @@ mod presets;
 mod tests;
 
 pub use claims::{Claims, Expectations, verify};
+pub(crate) use claims::{audiences_of, check_claims, issuer_is, numeric_date};
 pub use error::JwtError;
 pub use header::{AssertionHeaderError, assertion_in};
 pub use mapping::{ClaimMapping, identity_from_claims};

@@ -65,6 +65,7 @@ pub mod identity;
 pub mod jwt;
 pub mod ldap;
 pub mod net;
+pub mod oidc;
 pub mod path;
 pub mod policy;
 pub mod profile;

@@ -132,3 +132,13 @@ fn request_framing() {
 fn reserved_prefix() {
     replay("reserved_prefix", fuzzing::reserved_prefix);
 }
+
+#[test]
+fn oidc_tokens() {
+    replay("oidc_tokens", fuzzing::oidc_tokens);
+}
+
+#[test]
+fn oidc_provider_responses() {
+    replay("oidc_provider_responses", fuzzing::oidc_provider_responses);
+}

@@ -69,3 +69,10 @@ pub use sign::{KeyError, SigningKey};
 /// segment has exactly one spelling (base64's `URL_SAFE_NO_PAD` is exactly
 /// that).
 pub(crate) use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+
+/// Parses `bytes` as one JSON object whose member names are unique (RFC
+/// 8259 §4 leaves duplicates to the parser; vestibule refuses them
+/// everywhere, as in JOSE headers and claims). `None` for anything else.
+pub fn unique_json_object(bytes: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    json::unique_object(bytes).ok()
+}

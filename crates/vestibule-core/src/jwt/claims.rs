@@ -63,6 +63,11 @@ impl Claims {
         }
     }
 
+    /// The whole verified claims object.
+    pub(crate) fn raw(&self) -> &Map<String, Value> {
+        &self.raw
+    }
+
     /// The claim `name`, `null` read as absent.
     pub(super) fn present(&self, name: &str) -> Option<&Value> {
         self.raw.get(name).filter(|v| !v.is_null())
@@ -103,7 +108,7 @@ const ASSERTION_TYPES: &[&str] = &["JWT"];
 
 /// A NumericDate (RFC 7519 §2): seconds, possibly fractional. Fractions are
 /// rounded towards refusal: `exp` down, `nbf` and `iat` up.
-fn numeric_date(
+pub(crate) fn numeric_date(
     claims: &Map<String, Value>,
     name: &str,
     up: bool,
@@ -131,33 +136,43 @@ fn numeric_date(
     }
 }
 
-fn check_claims(raw: Map<String, Value>, expect: &Expectations<'_>) -> Result<Claims, JwtError> {
-    let leeway = expect.leeway.max(0);
-    let now = expect.now;
+/// `iss`, exactly `expected` (RFC 7519 §4.1.1, RFC 8725 §3.8); an empty
+/// one matches nothing.
+pub(crate) fn issuer_is(raw: &Map<String, Value>, expected: &str) -> Result<String, JwtError> {
+    match raw.get("iss") {
+        Some(Value::String(iss)) if !iss.is_empty() && iss == expected => Ok(iss.clone()),
+        _ => Err(JwtError::WrongIssuer),
+    }
+}
 
-    let issuer = match raw.get("iss") {
-        Some(Value::String(iss)) if !iss.is_empty() && iss == expect.issuer => iss.clone(),
-        _ => return Err(JwtError::WrongIssuer),
+/// `aud` as a list: a string or an array of strings (RFC 7519 §4.1.3),
+/// empty when absent.
+pub(crate) fn audiences_of(raw: &Map<String, Value>) -> Result<Vec<String>, JwtError> {
+    let bad = || JwtError::BadClaim {
+        claim: "aud".to_owned(),
+        reason: "is not a string or an array of strings",
     };
-
-    let audiences: Vec<String> = match raw.get("aud") {
-        None => Vec::new(),
-        Some(Value::String(a)) => vec![a.clone()],
+    match raw.get("aud") {
+        None => Ok(Vec::new()),
+        Some(Value::String(a)) => Ok(vec![a.clone()]),
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| v.as_str().map(str::to_owned))
             .collect::<Option<_>>()
-            .ok_or_else(|| JwtError::BadClaim {
-                claim: "aud".to_owned(),
-                reason: "is not a string or an array of strings",
-            })?,
-        Some(_) => {
-            return Err(JwtError::BadClaim {
-                claim: "aud".to_owned(),
-                reason: "is not a string or an array of strings",
-            });
-        }
-    };
+            .ok_or_else(bad),
+        Some(_) => Err(bad()),
+    }
+}
+
+pub(crate) fn check_claims(
+    raw: Map<String, Value>,
+    expect: &Expectations<'_>,
+) -> Result<Claims, JwtError> {
+    let leeway = expect.leeway.max(0);
+    let now = expect.now;
+
+    let issuer = issuer_is(&raw, expect.issuer)?;
+    let audiences = audiences_of(&raw)?;
     if !expect.audiences.is_empty() && !audiences.iter().any(|a| expect.audiences.contains(a)) {
         return Err(JwtError::WrongAudience);
     }

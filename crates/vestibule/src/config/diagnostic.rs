@@ -135,3 +135,52 @@ pub(super) fn check_login_url(c: &mut Collector, key: &str, url: &str) {
         ),
     }
 }
+
+/// A secret read from the file at `file_key` or the environment variable
+/// at `env_key` (exactly one of them), with a trailing newline dropped from
+/// a file. `what` names it in the fix ("password", "client secret"). Each
+/// problem is reported at its key; the secret itself never is.
+pub(super) fn secret_from_file_or_env(
+    c: &mut Collector,
+    (file_key, file): (&str, Option<&std::path::Path>),
+    (env_key, env): (&str, Option<&str>),
+    what: &str,
+) -> Option<String> {
+    let field = |k: &str| k.rsplit('.').next().unwrap_or(k).to_owned();
+    match (file, env) {
+        (Some(path), None) => match std::fs::read_to_string(path) {
+            Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_owned()),
+            Err(e) => {
+                c.error(
+                    file_key,
+                    format!("cannot read {}: {e}", path.display()),
+                    "create the file, readable by vestibule only",
+                );
+                None
+            }
+        },
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                c.error(
+                    env_key,
+                    format!("the environment variable {var} is not set"),
+                    "set it in the service's environment",
+                );
+                None
+            }
+        },
+        _ => {
+            c.error(
+                file_key,
+                format!(
+                    "exactly one of {} and {} is needed",
+                    field(file_key),
+                    field(env_key)
+                ),
+                format!("point {} at a file holding the {what}", field(file_key)),
+            );
+            None
+        }
+    }
+}

@@ -224,38 +224,18 @@ impl LdapConfig {
                 "use ldaps://, or starttls = true; dangerous_plaintext = true allows it anyway",
             );
         }
-        let password = match (&self.bind_password_file, &self.bind_password_env) {
-            (Some(path), None) => match std::fs::read_to_string(path) {
-                Ok(s) => s.trim_end_matches(['\n', '\r']).to_owned(),
-                Err(e) => {
-                    c.error(
-                        "accounts.ldap.bind_password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                        "create the file, readable by vestibule only",
-                    );
-                    return None;
-                }
-            },
-            (None, Some(var)) => match std::env::var(var) {
-                Ok(s) => s,
-                Err(_) => {
-                    c.error(
-                        "accounts.ldap.bind_password_env",
-                        format!("the environment variable {var} is not set"),
-                        "set it in the service's environment",
-                    );
-                    return None;
-                }
-            },
-            _ => {
-                c.error(
-                    "accounts.ldap.bind_password_file",
-                    "exactly one of bind_password_file and bind_password_env is needed",
-                    "point bind_password_file at a file holding the password",
-                );
-                return None;
-            }
-        };
+        let password = super::diagnostic::secret_from_file_or_env(
+            c,
+            (
+                "accounts.ldap.bind_password_file",
+                self.bind_password_file.as_deref(),
+            ),
+            (
+                "accounts.ldap.bind_password_env",
+                self.bind_password_env.as_deref(),
+            ),
+            "password",
+        )?;
         let mut layout = match self.layout {
             LayoutPreset::Georchestra => Layout::georchestra(&self.base_dn),
             LayoutPreset::Inetorgperson => Layout::inetorgperson(&self.base_dn),

@@ -21,6 +21,7 @@ mod keys;
 mod ldap;
 mod listen;
 mod log;
+mod oidc;
 mod routes;
 mod sources;
 
@@ -64,6 +65,10 @@ pub use listen::{
     ForwardedHeaderKind, ServerConfig, TlsConfig, TlsSettings, UnixListenerConfig,
 };
 pub use log::{LogConfig, LogFormat};
+pub use oidc::{
+    ClientSecret, DEFAULT_LOGOUT_TOKEN_MAX_AGE, DEFAULT_OIDC_LEEWAY, OIDC_BACKCHANNEL_LOGOUT_PATH,
+    OIDC_CALLBACK_PATH, OidcLogin, OidcPreset, OidcSourceConfig,
+};
 pub use routes::{
     CredentialCarrier, CustomProfileConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CREDENTIAL_HEADER,
     DEFAULT_CREDENTIAL_QUERY, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProfileEncoding,

@@ -1,0 +1,233 @@
+//! The provider's metadata (OpenID Connect Discovery 1.0 §3) and the
+//! authorization response at the callback (RFC 6749 §4.1.2, RFC 9207).
+
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq as _;
+
+/// The longest discovery document read, in bytes.
+pub const MAX_DISCOVERY_BYTES: usize = 64 * 1024;
+
+/// What vestibule uses of a provider's discovery document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderMetadata {
+    /// `issuer`, equal to the configured one (Discovery §4.3).
+    pub issuer: String,
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: String,
+    /// `token_endpoint`.
+    pub token_endpoint: String,
+    /// `jwks_uri`.
+    pub jwks_uri: String,
+    /// `userinfo_endpoint`, when offered.
+    pub userinfo_endpoint: Option<String>,
+    /// `end_session_endpoint` (RP-Initiated Logout 1.0 §2.1), when offered.
+    pub end_session_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3):
+    /// when true, a callback without `iss` is refused.
+    pub sends_iss_in_response: bool,
+    /// `backchannel_logout_supported` (Back-Channel Logout §2.1).
+    pub backchannel_logout_supported: bool,
+    /// `id_token_signing_alg_values_supported`, as listed.
+    pub id_token_algorithms: Vec<String>,
+}
+
+/// Why a discovery document was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiscoveryError {
+    /// Not a JSON object, too long, or a member twice.
+    Malformed,
+    /// `issuer` is not exactly the configured issuer (§4.3: this stops a
+    /// provider impersonating another).
+    IssuerMismatch,
+    /// A required endpoint is missing, or an endpoint is not `https`
+    /// (`http` only to a loopback host).
+    BadEndpoint(&'static str),
+    /// `response_types_supported` lacks `code`, or
+    /// `code_challenge_methods_supported` is listed without `S256`.
+    Unsupported(&'static str),
+}
+
+impl std::fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed => f.write_str("the discovery document is not a JSON object"),
+            Self::IssuerMismatch => f.write_str("the discovery document names another issuer"),
+            Self::BadEndpoint(m) => write!(f, "`{m}` is missing or not an https URL"),
+            Self::Unsupported(m) => write!(f, "`{m}` does not list what vestibule needs"),
+        }
+    }
+}
+
+impl std::error::Error for DiscoveryError {}
+
+/// An absolute `https` URL with a host, or `http` to a loopback host.
+pub fn is_secure_url(s: &str) -> bool {
+    let Ok(u) = s.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = u.host().filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    if s.contains('#') || u.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return false;
+    }
+    match u.scheme_str() {
+        Some("https") => true,
+        Some("http") => {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| crate::net::canonical_ip(ip).is_loopback())
+        }
+        _ => false,
+    }
+}
+
+/// Reads a discovery document fetched from
+/// `<issuer>/.well-known/openid-configuration` (Discovery §4).
+pub fn parse_discovery(json: &[u8], issuer: &str) -> Result<ProviderMetadata, DiscoveryError> {
+    if json.len() > MAX_DISCOVERY_BYTES {
+        return Err(DiscoveryError::Malformed);
+    }
+    let doc: Map<String, Value> =
+        vestibule_jose::unique_json_object(json).ok_or(DiscoveryError::Malformed)?;
+    // §4.3: "MUST be identical", so byte for byte, trailing slash included.
+    match doc.get("issuer") {
+        Some(Value::String(i)) if !issuer.is_empty() && i == issuer => {}
+        _ => return Err(DiscoveryError::IssuerMismatch),
+    }
+    let endpoint = |name: &'static str, required: bool| -> Result<Option<String>, DiscoveryError> {
+        match doc.get(name) {
+            None | Some(Value::Null) if !required => Ok(None),
+            Some(Value::String(s)) if is_secure_url(s) => Ok(Some(s.clone())),
+            _ => Err(DiscoveryError::BadEndpoint(name)),
+        }
+    };
+    let strings = |name: &'static str| -> Result<Option<Vec<String>>, DiscoveryError> {
+        match doc.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or(DiscoveryError::Malformed),
+            Some(_) => Err(DiscoveryError::Malformed),
+        }
+    };
+    let flag = |name: &'static str| -> Result<bool, DiscoveryError> {
+        match doc.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(DiscoveryError::Malformed),
+        }
+    };
+    // §3: REQUIRED; the code flow needs `code`.
+    if !strings("response_types_supported")?.is_some_and(|t| t.iter().any(|t| t == "code")) {
+        return Err(DiscoveryError::Unsupported("response_types_supported"));
+    }
+    // RFC 8414 §2: absent means the provider did not say; vestibule sends
+    // PKCE S256 anyway. Listed without S256, the provider would ignore it.
+    if strings("code_challenge_methods_supported")?.is_some_and(|m| !m.iter().any(|m| m == "S256"))
+    {
+        return Err(DiscoveryError::Unsupported(
+            "code_challenge_methods_supported",
+        ));
+    }
+    Ok(ProviderMetadata {
+        issuer: issuer.to_owned(),
+        authorization_endpoint: endpoint("authorization_endpoint", true)?.unwrap_or_default(),
+        token_endpoint: endpoint("token_endpoint", true)?.unwrap_or_default(),
+        jwks_uri: endpoint("jwks_uri", true)?.unwrap_or_default(),
+        userinfo_endpoint: endpoint("userinfo_endpoint", false)?,
+        end_session_endpoint: endpoint("end_session_endpoint", false)?,
+        sends_iss_in_response: flag("authorization_response_iss_parameter_supported")?,
+        backchannel_logout_supported: flag("backchannel_logout_supported")?,
+        id_token_algorithms: strings("id_token_signing_alg_values_supported")?.unwrap_or_default(),
+    })
+}
+
+/// Why an authorization response at the callback was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallbackError {
+    /// Not `application/x-www-form-urlencoded` UTF-8, or a parameter twice
+    /// (RFC 6749 §3.1).
+    Malformed,
+    /// `iss` differs from the issuer, or is missing while the provider
+    /// says it sends it (RFC 9207 §2.4): a mix-up attack.
+    WrongIssuer,
+    /// `state` is missing or not the one this browser was given
+    /// (RFC 6749 §10.12, RFC 9700 §4.7.1).
+    WrongState,
+    /// The provider answered with `error` (RFC 6749 §4.1.2.1); the value,
+    /// cut to 64 printable ASCII characters.
+    Provider(String),
+    /// Neither `code` nor `error`.
+    MissingCode,
+}
+
+/// Checks the query of the redirect back from the provider: `iss` first
+/// (RFC 9207 §2.4 makes it the first check), then `state` in constant
+/// time, then `error` or `code`. Returns the authorization code.
+pub fn check_callback(
+    query: &str,
+    expected_state: &str,
+    issuer: &str,
+    provider_sends_iss: bool,
+) -> Result<String, CallbackError> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = (form_decode(k)?, form_decode(v)?);
+        if params.iter().any(|(n, _)| *n == k) {
+            return Err(CallbackError::Malformed);
+        }
+        params.push((k, v));
+    }
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match get("iss") {
+        Some(iss) if iss == issuer && !issuer.is_empty() => {}
+        None if !provider_sends_iss => {}
+        _ => return Err(CallbackError::WrongIssuer),
+    }
+    let state_ok = get("state").is_some_and(|s| {
+        !expected_state.is_empty() && bool::from(s.as_bytes().ct_eq(expected_state.as_bytes()))
+    });
+    if !state_ok {
+        return Err(CallbackError::WrongState);
+    }
+    if let Some(e) = get("error") {
+        let shown: String = e
+            .chars()
+            .take(64)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect();
+        return Err(CallbackError::Provider(shown));
+    }
+    match get("code") {
+        Some(code) if !code.is_empty() => Ok(code.to_owned()),
+        _ => Err(CallbackError::MissingCode),
+    }
+}
+
+/// One `application/x-www-form-urlencoded` name or value: `+` is a space,
+/// `%XX` a byte, the result UTF-8.
+fn form_decode(s: &str) -> Result<String, CallbackError> {
+    let spaced = s.replace('+', " ");
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+    String::from_utf8(bytes).map_err(|_| CallbackError::Malformed)
+}
+
+/// The PKCE `S256` challenge of a verifier (RFC 7636 §4.2):
+/// `BASE64URL(SHA256(ASCII(code_verifier)))`.
+pub fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine as _;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+}
