@@ -147,7 +147,7 @@ pub enum CodeExchange {
     /// refresh token was issued) that hold the new tokens.
     Issued {
         /// The code as stored (nonce, auth_time… for the ID token).
-        code: NewAuthorizationCode,
+        code: Box<NewAuthorizationCode>,
         /// The new grant.
         grant: OidcGrant,
         /// The new refresh family.

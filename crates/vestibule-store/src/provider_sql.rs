@@ -454,7 +454,7 @@ impl ProviderStore for SqlStore {
                 family_id = Some(id);
             }
             insert_access(
-                &mut *tx,
+                &mut tx,
                 &tokens.access,
                 &code.client_id,
                 Some(code.account_id),
@@ -471,7 +471,7 @@ impl ProviderStore for SqlStore {
                 .await?;
             tx.commit().await?;
             Ok(CodeExchange::Issued {
-                code,
+                code: Box::new(code),
                 grant,
                 family_id,
             })
@@ -582,7 +582,7 @@ impl ProviderStore for SqlStore {
                 .map_err(|e| StoreError::from_sqlx(e, "a refresh token with this digest exists"))?;
                 let grant = &record.grant;
                 insert_access(
-                    &mut *tx,
+                    &mut tx,
                     &rotation.access,
                     &grant.client_id,
                     Some(grant.account_id),

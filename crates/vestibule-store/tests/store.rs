@@ -2637,7 +2637,7 @@ async fn case_oidc_code_single_use_and_replay(store: Arc<dyn Store>) {
     else {
         panic!("the first redemption issues");
     };
-    assert_eq!(redeemed, code);
+    assert_eq!(*redeemed, code);
     assert_eq!(
         (
             grant.account_id,

@@ -21,6 +21,7 @@ mod keys;
 mod ldap;
 mod listen;
 mod log;
+mod oidc_provider;
 mod routes;
 mod sources;
 
@@ -64,6 +65,12 @@ pub use listen::{
     ForwardedHeaderKind, ServerConfig, TlsConfig, TlsSettings, UnixListenerConfig,
 };
 pub use log::{LogConfig, LogFormat};
+pub use oidc_provider::{
+    AccessTokenFormat, ClientKind, ConsentMode, DEFAULT_ACCESS_TOKEN_LIFETIME,
+    DEFAULT_CLIENT_SCOPES, DEFAULT_CODE_LIFETIME, DEFAULT_ID_TOKEN_LIFETIME, DEFAULT_REFRESH_GRACE,
+    DEFAULT_REFRESH_TOKEN_ABSOLUTE, DEFAULT_REFRESH_TOKEN_IDLE, GrantType, OidcClientConfig,
+    OidcClientSettings, OidcProviderConfig, OidcProviderSettings,
+};
 pub use routes::{
     CredentialCarrier, CustomProfileConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CREDENTIAL_HEADER,
     DEFAULT_CREDENTIAL_QUERY, DEFAULT_POOL_IDLE_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, ProfileEncoding,
@@ -124,6 +131,9 @@ pub struct FileConfig {
     /// `[assertions]`: signed identities sent to apps.
     #[serde(default)]
     pub assertions: AssertionsConfig,
+    /// `[oidc_provider]`: vestibule as an OpenID Connect provider; absent
+    /// (default): off.
+    pub oidc_provider: Option<OidcProviderConfig>,
     /// `[[route]]`: the apps.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -187,6 +197,8 @@ pub struct Settings {
     pub client_certs: Option<ClientCertSettings>,
     /// Signed identities for apps, when a route asks for them.
     pub assertions: Option<AssertionSettings>,
+    /// The OpenID Connect provider, when configured.
+    pub oidc_provider: Option<OidcProviderSettings>,
     /// Routes, in file order. The request path reads them (and
     /// `route_table`, `identity_headers`, `redirects`) from
     /// `AppState::routes`, which a reload can replace, never from here.
@@ -235,6 +247,10 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         file.routes.iter().any(|r| r.assertion),
         file.accounts.is_some(),
     );
+    let oidc_provider = file
+        .oidc_provider
+        .as_ref()
+        .and_then(|p| p.validate(&mut c, file.accounts.is_some()));
     check_roles(&mut c, file);
 
     if file.routes.is_empty() {
@@ -302,6 +318,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
                 keys,
                 client_certs,
                 assertions,
+                oidc_provider,
                 routes,
                 route_table,
             })
