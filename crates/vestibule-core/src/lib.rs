@@ -64,6 +64,7 @@ pub mod identity;
 pub mod jwt;
 pub mod ldap;
 pub mod net;
+pub mod oidc_provider;
 pub mod path;
 pub mod policy;
 pub mod profile;

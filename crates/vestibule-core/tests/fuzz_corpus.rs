@@ -122,3 +122,8 @@ fn ldap_values() {
 fn client_cert_header() {
     replay("client_cert_header", fuzzing::client_cert_header);
 }
+
+#[test]
+fn oidc_redirect_pkce() {
+    replay("oidc_redirect_pkce", fuzzing::oidc_redirect_pkce);
+}
