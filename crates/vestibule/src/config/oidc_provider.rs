@@ -385,17 +385,20 @@ impl OidcProviderConfig {
                 "keep the default, \"10s\"",
             );
         }
-        for (key, d) in [
-            ("access_token_lifetime", self.access_token_lifetime.0),
-            ("id_token_lifetime", self.id_token_lifetime.0),
-            ("refresh_token_idle", self.refresh_token_idle.0),
-        ] {
+        let lifetimes = [
+            (
+                "oidc_provider.access_token_lifetime",
+                self.access_token_lifetime.0,
+            ),
+            ("oidc_provider.id_token_lifetime", self.id_token_lifetime.0),
+            (
+                "oidc_provider.refresh_token_idle",
+                self.refresh_token_idle.0,
+            ),
+        ];
+        for (field, d) in lifetimes {
             if d.is_zero() {
-                c.error(
-                    format!("oidc_provider.{key}"),
-                    "must be more than 0 s",
-                    "keep the default",
-                );
+                c.error(field, "must be more than 0 s", "keep the default");
             }
         }
         if self.refresh_token_absolute.0 < self.refresh_token_idle.0 {
