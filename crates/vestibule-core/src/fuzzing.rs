@@ -1426,6 +1426,33 @@ fn vestibule_jose_claims(token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
+/// The provider's redirect and PKCE rules on arbitrary input: never
+/// panics; a URI always matches itself; a match between different strings
+/// happens only for loopback IP literals, differing only in the port; a
+/// verifier matches only the challenge computed from it.
+pub fn oidc_redirect_pkce(data: &[u8]) {
+    use crate::oidc_provider::{check_challenge, redirect_uri_matches, verifier_matches};
+
+    let text = String::from_utf8_lossy(data);
+    let (registered, presented) = text.split_once('\n').unwrap_or((&text, ""));
+    assert!(redirect_uri_matches(registered, registered));
+    if registered != presented && redirect_uri_matches(registered, presented) {
+        let loopback = |s: &str| s.starts_with("http://127.0.0.1") || s.starts_with("http://[::1]");
+        assert!(
+            loopback(registered) && loopback(presented),
+            "{registered:?} ~ {presented:?}"
+        );
+    }
+    let _ = check_challenge(registered, Some("S256"));
+    if verifier_matches(registered, presented) {
+        use base64::Engine;
+        let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, registered.as_bytes()),
+        );
+        assert_eq!(computed, presented);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,7 @@ pub mod jwt;
 pub mod ldap;
 pub mod net;
 pub mod oidc;
+pub mod oidc_provider;
 pub mod path;
 pub mod policy;
 pub mod profile;

@@ -142,3 +142,8 @@ fn oidc_tokens() {
 fn oidc_provider_responses() {
     replay("oidc_provider_responses", fuzzing::oidc_provider_responses);
 }
+
+#[test]
+fn oidc_redirect_pkce() {
+    replay("oidc_redirect_pkce", fuzzing::oidc_redirect_pkce);
+}

@@ -73,6 +73,8 @@ mod error;
 mod feed;
 mod migrations;
 mod model;
+pub mod provider;
+mod provider_sql;
 mod sql;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -201,7 +203,9 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<(), StoreError> {
     result
 }
 
-/// Persistence for accounts, sessions, devices, pairings and the audit log.
+/// Persistence for accounts, sessions, devices, pairings and the audit log;
+/// the OpenID Connect provider's rows are in its supertrait
+/// [`ProviderStore`](provider::ProviderStore).
 ///
 /// Dyn-compatible: every method returns a [`BoxFuture`]. Methods that take
 /// an id of a row that does not exist return [`StoreError::NotFound`],
@@ -209,7 +213,7 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<(), StoreError> {
 /// calls, which say what they did with a `bool`, a count, an `Option` or a
 /// [`PairingPoll`]. Every write runs in one transaction and is durable
 /// once the call returns `Ok`.
-pub trait Store: Send + Sync {
+pub trait Store: provider::ProviderStore + Send + Sync {
     /// Which database this store runs on.
     fn backend(&self) -> Backend;
 

@@ -59,6 +59,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_client_certificates.sql"),
         include_str!("../migrations/postgres/0007_client_certificates.sql"),
     ),
+    (
+        8,
+        "oidc provider",
+        include_str!("../migrations/sqlite/0008_oidc_provider.sql"),
+        include_str!("../migrations/postgres/0008_oidc_provider.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

@@ -272,7 +272,7 @@ impl SqlStore {
     }
 
     /// A write transaction.
-    async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -331,7 +331,7 @@ impl SqlStore {
 }
 
 /// One column, or `Corrupt`.
-fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, StoreError>
+pub(crate) fn get<'r, T>(row: &'r AnyRow, column: &str) -> Result<T, StoreError>
 where
     T: Decode<'r, Any> + Type<Any>,
 {
@@ -522,7 +522,10 @@ fn audit_from_row(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
-fn all<T>(rows: &[AnyRow], f: fn(&AnyRow) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+pub(crate) fn all<T>(
+    rows: &[AnyRow],
+    f: fn(&AnyRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     rows.iter().map(f).collect()
 }
 

@@ -2388,3 +2388,677 @@ async fn case_client_ca_and_certificates(store: Arc<dyn Store>) {
             .is_empty()
     );
 }
+
+// ---- OpenID Connect provider (issue 14) --------------------------------
+
+on_both_backends!(
+    open => sqlite_provider, postgres_provider:
+    case_oidc_clients_and_consents,
+    case_oidc_code_single_use_and_replay,
+    case_oidc_refresh_rotation_grace_and_reuse,
+    case_oidc_refresh_races,
+    case_oidc_access_tokens_revocation_and_purge,
+);
+
+use vestibule_store::provider::{
+    CodeExchange, CodeTokens, NewAuthorizationCode, NewToken, RefreshOutcome, Rotation,
+    StoredOidcClient,
+};
+
+/// A 32-byte digest stand-in: distinct per `n`.
+fn digest(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn oidc_code(n: u8, client_id: &str, account_id: i64, now: i64) -> NewAuthorizationCode {
+    NewAuthorizationCode {
+        code_hash: digest(n),
+        client_id: client_id.to_owned(),
+        account_id,
+        redirect_uri: "http://127.0.0.1:49152/cb".to_owned(),
+        scopes: "email offline_access openid".to_owned(),
+        nonce: Some("n-0S6_WzA2Mj".to_owned()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned()),
+        session_ref: Some("s1".to_owned()),
+        auth_time: now - 5_000,
+        amr: vec!["pwd".to_owned(), "mfa".to_owned()],
+        created_at: now,
+        expires_at: now + 60_000,
+    }
+}
+
+fn code_tokens(access: u8, refresh: Option<u8>, now: i64) -> CodeTokens {
+    CodeTokens {
+        access: NewToken {
+            token_hash: digest(access),
+            expires_at: now + 300_000,
+        },
+        refresh: refresh.map(|r| {
+            (
+                NewToken {
+                    token_hash: digest(r),
+                    expires_at: now + 3_600_000,
+                },
+                now + 86_400_000,
+            )
+        }),
+    }
+}
+
+fn rotation(refresh: u8, access: u8, now: i64) -> Rotation {
+    Rotation {
+        refresh: NewToken {
+            token_hash: digest(refresh),
+            expires_at: now + 3_600_000,
+        },
+        access: NewToken {
+            token_hash: digest(access),
+            expires_at: now + 300_000,
+        },
+        sealed: vec![refresh, access, 0xee],
+        grace_ms: 10_000,
+    }
+}
+
+/// An account and a code for it, redeemed by `app`; returns the account id
+/// and the refresh family.
+async fn redeemed_grant(store: &Arc<dyn Store>, subject: &str, n: u8, now: i64) -> (i64, i64) {
+    let account = store
+        .create_account(new_account("idp", subject, now))
+        .await
+        .unwrap();
+    store
+        .create_authorization_code(&oidc_code(n, "app", account.id, now))
+        .await
+        .unwrap();
+    match store
+        .exchange_code(
+            &digest(n),
+            "app",
+            now + 1,
+            &code_tokens(n + 1, Some(n + 2), now),
+        )
+        .await
+        .unwrap()
+    {
+        CodeExchange::Issued {
+            family_id: Some(family),
+            ..
+        } => (account.id, family),
+        other => panic!("not issued: {other:?}"),
+    }
+}
+
+async fn case_oidc_clients_and_consents(store: Arc<dyn Store>) {
+    let confidential = StoredOidcClient {
+        client_id: "grafana".into(),
+        secret_hash: Some(digest(1)),
+        settings_json: r#"{"name":"Grafana"}"#.into(),
+        created_at: 1_000,
+        updated_at: 1_000,
+    };
+    let public = StoredOidcClient {
+        client_id: "immich-mobile".into(),
+        secret_hash: None,
+        settings_json: "{}".into(),
+        created_at: 1_001,
+        updated_at: 1_001,
+    };
+    store.create_oidc_client(&public).await.unwrap();
+    store.create_oidc_client(&confidential).await.unwrap();
+    assert!(matches!(
+        store.create_oidc_client(&confidential).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.oidc_clients().await.unwrap(),
+        vec![confidential.clone(), public.clone()]
+    );
+    assert_eq!(
+        store.oidc_client("grafana").await.unwrap(),
+        Some(confidential.clone())
+    );
+    assert_eq!(store.oidc_client("GRAFANA").await.unwrap(), None);
+    // Rotation replaces the digest; a public client gets no secret.
+    assert!(
+        store
+            .set_oidc_client_secret("grafana", &digest(2), 2_000)
+            .await
+            .unwrap()
+    );
+    let rotated = store.oidc_client("grafana").await.unwrap().unwrap();
+    assert_eq!(rotated.secret_hash, Some(digest(2)));
+    assert_eq!(rotated.updated_at, 2_000);
+    assert!(
+        !store
+            .set_oidc_client_secret("immich-mobile", &digest(3), 2_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_oidc_client_secret("nobody", &digest(3), 2_000)
+            .await
+            .unwrap()
+    );
+
+    // Consents: one per user and client, replaced on a new consent.
+    let account = store
+        .create_account(new_account("idp", "alice", 1_000))
+        .await
+        .unwrap();
+    assert_eq!(store.consent(account.id, "grafana").await.unwrap(), None);
+    store
+        .put_consent(account.id, "grafana", "openid profile", 3_000)
+        .await
+        .unwrap();
+    store
+        .put_consent(account.id, "grafana", "email openid profile", 4_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .consent(account.id, "grafana")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("email openid profile")
+    );
+    assert!(matches!(
+        store.put_consent(999_999, "grafana", "openid", 4_000).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Removing a client takes its consents and grants with it.
+    store
+        .create_authorization_code(&oidc_code(10, "grafana", account.id, 5_000))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .exchange_code(
+                &digest(10),
+                "grafana",
+                5_001,
+                &code_tokens(11, Some(12), 5_000)
+            )
+            .await
+            .unwrap(),
+        CodeExchange::Issued { .. }
+    ));
+    assert!(store.delete_oidc_client("grafana").await.unwrap());
+    assert!(!store.delete_oidc_client("grafana").await.unwrap());
+    assert_eq!(store.consent(account.id, "grafana").await.unwrap(), None);
+    assert!(store.grants_of(account.id).await.unwrap().is_empty());
+    assert_eq!(store.access_token(&digest(11)).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&digest(12)).await.unwrap(), None);
+    assert_eq!(store.authorization_code(&digest(10)).await.unwrap(), None);
+    assert_eq!(store.oidc_clients().await.unwrap(), vec![public]);
+}
+
+async fn case_oidc_code_single_use_and_replay(store: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let account = store
+        .create_account(new_account("idp", "bob", now))
+        .await
+        .unwrap();
+    let code = oidc_code(1, "app", account.id, now);
+    store.create_authorization_code(&code).await.unwrap();
+    assert!(matches!(
+        store.create_authorization_code(&code).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut for_nobody = oidc_code(9, "app", 999_999, now);
+    for_nobody.amr.clear();
+    assert!(matches!(
+        store.create_authorization_code(&for_nobody).await,
+        Err(StoreError::NotFound)
+    ));
+    let stored = store.authorization_code(&digest(1)).await.unwrap().unwrap();
+    assert_eq!(stored.code, code);
+    assert_eq!((stored.redeemed_at, stored.grant_id), (None, None));
+
+    // Another client cannot redeem it, and does not use it up.
+    assert_eq!(
+        store
+            .exchange_code(&digest(1), "other", now + 1, &code_tokens(2, Some(3), now))
+            .await
+            .unwrap(),
+        CodeExchange::Invalid
+    );
+    let CodeExchange::Issued {
+        code: redeemed,
+        grant,
+        family_id: Some(family),
+    } = store
+        .exchange_code(&digest(1), "app", now + 1, &code_tokens(2, Some(3), now))
+        .await
+        .unwrap()
+    else {
+        panic!("the first redemption issues");
+    };
+    assert_eq!(*redeemed, code);
+    assert_eq!(
+        (
+            grant.account_id,
+            grant.client_id.as_str(),
+            grant.scopes.as_str()
+        ),
+        (account.id, "app", "email offline_access openid")
+    );
+    assert_eq!(
+        (grant.auth_time, grant.session_ref.as_deref()),
+        (now - 5_000, Some("s1"))
+    );
+    assert_eq!(
+        store.grants_of(account.id).await.unwrap(),
+        vec![grant.clone()]
+    );
+    let access = store.access_token(&digest(2)).await.unwrap().unwrap();
+    assert_eq!(
+        (access.account_id, access.grant_id, access.family_id),
+        (Some(account.id), Some(grant.id), Some(family))
+    );
+    let refresh = store.refresh_token(&digest(3)).await.unwrap().unwrap();
+    assert!(refresh.is_active(now + 2));
+    assert_eq!(refresh.family_expires_at, now + 86_400_000);
+    let stored = store.authorization_code(&digest(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.redeemed_at, stored.grant_id),
+        (Some(now + 1), Some(grant.id))
+    );
+
+    // A replay (by anyone) revokes everything the code issued.
+    assert_eq!(
+        store
+            .exchange_code(&digest(1), "app", now + 2, &code_tokens(4, Some(5), now))
+            .await
+            .unwrap(),
+        CodeExchange::Replayed {
+            revoked_grant: Some(grant.id)
+        }
+    );
+    assert_eq!(store.access_token(&digest(2)).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&digest(3)).await.unwrap(), None);
+    assert_eq!(store.access_token(&digest(4)).await.unwrap(), None);
+    assert!(store.grants_of(account.id).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .exchange_code(&digest(1), "app", now + 3, &code_tokens(4, Some(5), now))
+            .await
+            .unwrap(),
+        CodeExchange::Replayed {
+            revoked_grant: None
+        }
+    );
+
+    // Expired and unknown codes are invalid; no refresh token when none is asked.
+    store
+        .create_authorization_code(&oidc_code(20, "app", account.id, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .exchange_code(
+                &digest(20),
+                "app",
+                now + 60_000,
+                &code_tokens(21, None, now)
+            )
+            .await
+            .unwrap(),
+        CodeExchange::Invalid
+    );
+    assert_eq!(
+        store
+            .exchange_code(&digest(30), "app", now, &code_tokens(21, None, now))
+            .await
+            .unwrap(),
+        CodeExchange::Invalid
+    );
+    store
+        .create_authorization_code(&oidc_code(40, "app", account.id, now))
+        .await
+        .unwrap();
+    let CodeExchange::Issued {
+        family_id: None,
+        grant,
+        ..
+    } = store
+        .exchange_code(&digest(40), "app", now + 1, &code_tokens(41, None, now))
+        .await
+        .unwrap()
+    else {
+        panic!("issued without a refresh token");
+    };
+    // The owner check on revoking a grant.
+    assert!(
+        !store
+            .revoke_grant(grant.id, Some(account.id + 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_grant(grant.id, Some(account.id))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.access_token(&digest(41)).await.unwrap(), None);
+    // Deleting the account takes its codes.
+    store
+        .create_authorization_code(&oidc_code(50, "app", account.id, now))
+        .await
+        .unwrap();
+    assert!(store.delete_account(account.id).await.unwrap());
+    assert_eq!(store.authorization_code(&digest(50)).await.unwrap(), None);
+}
+
+async fn case_oidc_refresh_rotation_grace_and_reuse(store: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let (account, family) = redeemed_grant(&store, "carol", 1, now).await;
+    // digest(3) is the first refresh token.
+    let rotated = store
+        .rotate_refresh(&digest(3), "app", now + 10, &rotation(10, 11, now + 10))
+        .await
+        .unwrap();
+    let RefreshOutcome::Rotated {
+        grant,
+        refresh_expires_at,
+    } = rotated
+    else {
+        panic!("rotates: {rotated:?}");
+    };
+    assert_eq!((grant.account_id, grant.last_used_at), (account, now + 10));
+    assert_eq!(refresh_expires_at, now + 10 + 3_600_000);
+    let parent = store.refresh_token(&digest(3)).await.unwrap().unwrap();
+    assert_eq!(parent.rotated_at, Some(now + 10));
+    assert!(!parent.is_active(now + 11));
+    let successor = store.refresh_token(&digest(10)).await.unwrap().unwrap();
+    assert_eq!(successor.family_id, family);
+    assert!(successor.is_active(now + 11));
+    assert_eq!(
+        store
+            .access_token(&digest(11))
+            .await
+            .unwrap()
+            .unwrap()
+            .family_id,
+        Some(family)
+    );
+
+    // A retry inside the window gets the sealed successors, stores nothing.
+    assert_eq!(
+        store
+            .rotate_refresh(&digest(3), "app", now + 10_010, &rotation(12, 13, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::GraceRetry {
+            grant: grant.clone(),
+            sealed: vec![10, 11, 0xee]
+        }
+    );
+    assert_eq!(store.refresh_token(&digest(12)).await.unwrap(), None);
+    // Another client presenting it is refused and revokes nothing.
+    assert_eq!(
+        store
+            .rotate_refresh(&digest(3), "thief", now + 20, &rotation(12, 13, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+    assert!(
+        store
+            .refresh_token(&digest(10))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(now + 21)
+    );
+
+    // Outside the window: the family dies with its access tokens.
+    assert_eq!(
+        store
+            .rotate_refresh(&digest(3), "app", now + 10_011, &rotation(12, 13, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Reused {
+            family_id: family,
+            grant: grant.clone()
+        }
+    );
+    let dead = store.refresh_token(&digest(10)).await.unwrap().unwrap();
+    assert_eq!(dead.family_revoked_at, Some(now + 10_011));
+    assert!(!dead.is_active(now + 10_012));
+    assert_eq!(store.access_token(&digest(11)).await.unwrap(), None);
+    assert_eq!(store.access_token(&digest(2)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .rotate_refresh(&digest(10), "app", now + 10_012, &rotation(12, 13, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+
+    // Inside the window, but the successor was used already: reuse.
+    let (_, family2) = redeemed_grant(&store, "dave", 20, now).await;
+    assert!(matches!(
+        store
+            .rotate_refresh(&digest(22), "app", now + 10, &rotation(30, 31, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated { .. }
+    ));
+    assert!(matches!(
+        store
+            .rotate_refresh(&digest(30), "app", now + 20, &rotation(32, 33, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated { .. }
+    ));
+    assert!(matches!(
+        store
+            .rotate_refresh(&digest(22), "app", now + 30, &rotation(34, 35, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Reused { family_id, .. } if family_id == family2
+    ));
+
+    // Sliding expiry is capped at the family's absolute expiry; an expired
+    // current token is invalid and revokes nothing.
+    let (_, _) = redeemed_grant(&store, "erin", 40, now).await;
+    let RefreshOutcome::Rotated {
+        refresh_expires_at, ..
+    } = store
+        .rotate_refresh(
+            &digest(42),
+            "app",
+            now + 100,
+            &rotation(50, 51, now + 86_400_000),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("rotates before the cap");
+    };
+    assert_eq!(refresh_expires_at, now + 86_400_000);
+    assert_eq!(
+        store
+            .rotate_refresh(&digest(50), "app", now + 86_400_000, &rotation(52, 53, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+    assert_eq!(
+        store
+            .refresh_token(&digest(50))
+            .await
+            .unwrap()
+            .unwrap()
+            .family_revoked_at,
+        None
+    );
+
+    // Revocation (RFC 7009) by the right client only.
+    let (_, family4) = redeemed_grant(&store, "frank", 60, now).await;
+    assert!(
+        !store
+            .revoke_refresh_family(&digest(62), "thief", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_refresh_family(&digest(62), "app", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_refresh_family(&digest(62), "app", now)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.access_token(&digest(61)).await.unwrap(), None);
+    assert_eq!(
+        store
+            .refresh_token(&digest(62))
+            .await
+            .unwrap()
+            .unwrap()
+            .family_id,
+        family4
+    );
+}
+
+async fn case_oidc_refresh_races(store: Arc<dyn Store>) {
+    // Parallel refreshes with one token: exactly one rotates, the others
+    // get the same sealed successors back (none revokes the family).
+    let now = 1_000_000;
+    let (_, _) = redeemed_grant(&store, "gina", 1, now).await;
+    let mut tasks = Vec::new();
+    for i in 0..4u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .rotate_refresh(
+                    &digest(3),
+                    "app",
+                    now + 10,
+                    &rotation(100 + i, 110 + i, now),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut rotated = Vec::new();
+    let mut retries = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            RefreshOutcome::Rotated { .. } => rotated.push(()),
+            RefreshOutcome::GraceRetry { sealed, .. } => retries.push(sealed),
+            other => panic!("a parallel refresh got {other:?}"),
+        }
+    }
+    assert_eq!((rotated.len(), retries.len()), (1, 3));
+    let winner = retries[0].clone();
+    assert!(retries.iter().all(|s| *s == winner));
+    assert!(
+        store
+            .refresh_token(&digest(winner[0]))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(now + 11)
+    );
+}
+
+async fn case_oidc_access_tokens_revocation_and_purge(store: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let cc = NewToken {
+        token_hash: digest(200),
+        expires_at: now + 300_000,
+    };
+    store
+        .create_client_access_token("service", "metrics:read", &cc, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_client_access_token("service", "metrics:read", &cc, now)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let record = store.access_token(&digest(200)).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            record.client_id.as_str(),
+            record.account_id,
+            record.grant_id,
+            record.scopes.as_str()
+        ),
+        ("service", None, None, "metrics:read")
+    );
+    assert_eq!(record.expires_at, now + 300_000);
+    // Only the client it was issued to revokes it.
+    assert!(
+        !store
+            .revoke_access_token(&digest(200), "app")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .revoke_access_token(&digest(200), "service")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_access_token(&digest(200), "service")
+            .await
+            .unwrap()
+    );
+
+    // Purge: expired access tokens, unredeemed expired codes, redeemed codes
+    // past the retention, families past their absolute expiry, and sealed
+    // successors past the grace window.
+    let (account, _) = redeemed_grant(&store, "hank", 1, now).await;
+    store
+        .create_authorization_code(&oidc_code(90, "app", account, now))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .rotate_refresh(&digest(3), "app", now + 10, &rotation(10, 11, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated { .. }
+    ));
+    // Before anything expired, only the sealed successor is dropped.
+    assert_eq!(
+        store
+            .purge_provider(now + 20, now - 1, now + 20)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store
+            .rotate_refresh(&digest(3), "app", now + 30, &rotation(12, 13, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Reused { .. }
+    ));
+    let purged = store
+        .purge_provider(now + 86_400_000, now + 86_400_000, now + 86_400_000)
+        .await
+        .unwrap();
+    // Access token 2 (revoked with the family: already gone), code 90,
+    // code 1 (redeemed), the family; the rotated tokens go with the family.
+    assert_eq!(purged, 3);
+    assert_eq!(store.authorization_code(&digest(1)).await.unwrap(), None);
+    assert_eq!(store.authorization_code(&digest(90)).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&digest(3)).await.unwrap(), None);
+    assert_eq!(store.grants_of(account).await.unwrap().len(), 1);
+}

@@ -22,6 +22,7 @@ mod ldap;
 mod listen;
 mod log;
 mod oidc;
+mod oidc_provider;
 mod routes;
 mod sources;
 
@@ -68,6 +69,12 @@ pub use log::{LogConfig, LogFormat};
 pub use oidc::{
     ClientSecret, DEFAULT_LOGOUT_TOKEN_MAX_AGE, DEFAULT_OIDC_LEEWAY, OIDC_BACKCHANNEL_LOGOUT_PATH,
     OIDC_CALLBACK_PATH, OidcLogin, OidcPreset, OidcSourceConfig,
+};
+pub use oidc_provider::{
+    AccessTokenFormat, ClientKind, ConsentMode, DEFAULT_ACCESS_TOKEN_LIFETIME,
+    DEFAULT_CLIENT_SCOPES, DEFAULT_CODE_LIFETIME, DEFAULT_ID_TOKEN_LIFETIME, DEFAULT_REFRESH_GRACE,
+    DEFAULT_REFRESH_TOKEN_ABSOLUTE, DEFAULT_REFRESH_TOKEN_IDLE, GrantType, OidcClientConfig,
+    OidcClientSettings, OidcProviderConfig, OidcProviderSettings,
 };
 pub use routes::{
     CredentialCarrier, CustomProfileConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CREDENTIAL_HEADER,
@@ -129,6 +136,9 @@ pub struct FileConfig {
     /// `[assertions]`: signed identities sent to apps.
     #[serde(default)]
     pub assertions: AssertionsConfig,
+    /// `[oidc_provider]`: vestibule as an OpenID Connect provider; absent
+    /// (default): off.
+    pub oidc_provider: Option<OidcProviderConfig>,
     /// `[[route]]`: the apps.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteConfig>,
@@ -192,6 +202,8 @@ pub struct Settings {
     pub client_certs: Option<ClientCertSettings>,
     /// Signed identities for apps, when a route asks for them.
     pub assertions: Option<AssertionSettings>,
+    /// The OpenID Connect provider, when configured.
+    pub oidc_provider: Option<OidcProviderSettings>,
     /// Routes, in file order. The request path reads them (and
     /// `route_table`, `identity_headers`, `redirects`) from
     /// `AppState::routes`, which a reload can replace, never from here.
@@ -240,6 +252,20 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         file.routes.iter().any(|r| r.assertion),
         file.accounts.is_some(),
     );
+    let oidc_provider = file
+        .oidc_provider
+        .as_ref()
+        .and_then(|p| p.validate(&mut c, file.accounts.is_some()));
+    if oidc_provider.is_some() {
+        // Its store and rules exist; its endpoints do not yet. Nobody can
+        // sign in through it, so nothing is let through: a warning, so the
+        // operator is not misled into expecting apps to log in.
+        c.warn(
+            "oidc_provider",
+            "[oidc_provider] is checked, but this build serves no provider endpoints yet: apps cannot sign in through it",
+            "remove [oidc_provider] for now, or keep it to have the configuration checked",
+        );
+    }
     check_roles(&mut c, file);
 
     if file.routes.is_empty() {
@@ -307,6 +333,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
                 keys,
                 client_certs,
                 assertions,
+                oidc_provider,
                 routes,
                 route_table,
             })

@@ -505,3 +505,137 @@ fn client_certificates_need_accounts_tls_and_trusted_peers() {
     let s = validate(&file).0.unwrap();
     assert!(s.identity_headers.contains("x_my_cert"));
 }
+
+/// `[oidc_provider]` (issue 14): defaults, and each refusal.
+#[test]
+fn oidc_provider_defaults_and_refusals() {
+    const ACCOUNTS: &str = "\n[database]\ndata_dir = \"/var/lib/vestibule\"\n[accounts]\n";
+    const SECRET: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let with = |provider: &str, client: &str| {
+        format!(
+            "{BASE}{ACCOUNTS}\n[oidc_provider]\nissuer = \"https://sso.example.com\"\n{provider}\n\
+             [[oidc_provider.client]]\nclient_id = \"grafana\"\nkind = \"confidential\"\n\
+             secret_sha256 = \"{SECRET}\"\n\
+             redirect_uris = [\"https://grafana.example.com/login/generic_oauth\"]\n{client}\n"
+        )
+    };
+    let file = parse_with_env(&with("", ""), std::iter::empty()).unwrap();
+    let (settings, d) = validate(&file);
+    assert!(d.iter().all(|d| d.severity != Severity::Error), "{d:#?}");
+    let p = settings.unwrap().oidc_provider.unwrap();
+    assert_eq!(p.issuer, "https://sso.example.com");
+    assert_eq!(p.code_lifetime, Duration::from_secs(60));
+    assert_eq!(p.refresh_grace, Duration::from_secs(10));
+    let client = &p.clients[0];
+    assert_eq!(client.name, "grafana");
+    assert_eq!(client.secret_hash.unwrap()[0], 0x9f);
+    assert_eq!(client.id_token_alg, SigningAlgorithm::Rs256);
+    assert_eq!(client.access_token_format, AccessTokenFormat::Opaque);
+    assert_eq!(client.consent, ConsentMode::Explicit);
+    assert!(client.require_pkce);
+    assert_eq!(
+        client.grants,
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    );
+    assert_eq!(client.access_token_lifetime, Duration::from_secs(600));
+    assert_eq!(client.refresh_token_idle, Duration::from_secs(14 * 86_400));
+    assert_eq!(
+        client.refresh_token_absolute,
+        Duration::from_secs(90 * 86_400)
+    );
+    assert_eq!(client.scopes, DEFAULT_CLIENT_SCOPES);
+
+    // The provider needs the store.
+    refused(&with("", "").replace(ACCOUNTS, "\n"), "oidc_provider");
+    refused(
+        &with("", "").replace("https://sso.example.com", "http://sso.example.com"),
+        "oidc_provider.issuer",
+    );
+    refused(
+        &with("", "").replace("https://sso.example.com", "https://sso.example.com/?x"),
+        "oidc_provider.issuer",
+    );
+    refused(
+        &with("code_lifetime = \"11m\"", ""),
+        "oidc_provider.code_lifetime",
+    );
+    refused(
+        &with("refresh_grace = \"2m\"", ""),
+        "oidc_provider.refresh_grace",
+    );
+    refused(
+        &with("refresh_token_absolute = \"1d\"", ""),
+        "oidc_provider.refresh_token_absolute",
+    );
+    let client = "oidc_provider.client[0]";
+    refused(
+        &with("", "").replace("\"grafana\"", "\"graf ana\""),
+        &format!("{client}.client_id"),
+    );
+    refused(
+        &with("", "").replace(&format!("secret_sha256 = \"{SECRET}\"\n"), ""),
+        &format!("{client}.secret_sha256"),
+    );
+    refused(
+        &with("", "").replace(SECRET, "abc"),
+        &format!("{client}.secret_sha256"),
+    );
+    refused(
+        &with("", "").replace("\"confidential\"", "\"public\""),
+        &format!("{client}.secret_sha256"),
+    );
+    refused(
+        &with("", "").replace("https://grafana.example.com", "http://grafana.example.com"),
+        &format!("{client}.redirect_uris[0]"),
+    );
+    refused(
+        &with("", "").replace("generic_oauth\"", "generic_oauth#x\""),
+        &format!("{client}.redirect_uris[0]"),
+    );
+    refused(
+        &with("", "require_pkce = false")
+            .replace(&format!("secret_sha256 = \"{SECRET}\"\n"), "")
+            .replace("\"confidential\"", "\"public\""),
+        &format!("{client}.require_pkce"),
+    );
+    refused(
+        &with("", "grants = [\"client_credentials\"]")
+            .replace(&format!("secret_sha256 = \"{SECRET}\"\n"), "")
+            .replace("\"confidential\"", "\"public\""),
+        &format!("{client}.grants"),
+    );
+    refused(
+        &with("", "scopes = [\"openid\", \"a\\\"b\"]"),
+        &format!("{client}.scopes[1]"),
+    );
+    refused(
+        &with("", "id_token_alg = \"HS256\""),
+        &format!("{client}.id_token_alg"),
+    );
+    refused(
+        &with("", "consent = \"never\""),
+        &format!("{client}.consent"),
+    );
+    refused(
+        &with(
+            "",
+            "backchannel_logout_uri = \"http://app.example.com/bcl\"",
+        ),
+        &format!("{client}.backchannel_logout_uri"),
+    );
+    // The same id twice.
+    let twice = format!(
+        "{}\n[[oidc_provider.client]]\nclient_id = \"grafana\"\nkind = \"public\"\n\
+         redirect_uris = [\"app.immich:///oauth-callback\"]\n",
+        with("", "")
+    );
+    refused(&twice, "oidc_provider.client[1].client_id");
+    // A public native client with a loopback and a private-use redirect.
+    let native = format!(
+        "{}\n[[oidc_provider.client]]\nclient_id = \"cli\"\nkind = \"public\"\n\
+         redirect_uris = [\"http://127.0.0.1/cb\", \"app.immich:///oauth-callback\"]\n",
+        with("", "")
+    );
+    let d = diags(&native);
+    assert!(d.iter().all(|d| d.severity != Severity::Error), "{d:#?}");
+}

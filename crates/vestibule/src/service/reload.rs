@@ -187,6 +187,7 @@ pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
         keys: _,
         client_certs: _,
         assertions: _,
+        oidc_provider: _,
         routes: _,
     } = a;
     macro_rules! differing {
@@ -209,6 +210,7 @@ pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
         "[keys]" => keys,
         "[client_certs]" => client_certs,
         "[assertions]" => assertions,
+        "[oidc_provider]" => oidc_provider,
         ROUTES => routes,
     )
     .into_iter()

@@ -1,0 +1,665 @@
+//! `[oidc_provider]` and `[[oidc_provider.client]]`: vestibule as an
+//! OpenID Connect provider for apps (issue 14). Clients declared here are
+//! GitOps clients; `vestibule clients` manages others in the store.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::diagnostic::{Collector, Severity};
+use super::{HumanDuration, SigningAlgorithm};
+
+/// Default `oidc_provider.code_lifetime`.
+pub const DEFAULT_CODE_LIFETIME: &str = "60s";
+/// Default `oidc_provider.access_token_lifetime`.
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: &str = "10m";
+/// Default `oidc_provider.id_token_lifetime`.
+pub const DEFAULT_ID_TOKEN_LIFETIME: &str = "10m";
+/// Default `oidc_provider.refresh_token_idle`.
+pub const DEFAULT_REFRESH_TOKEN_IDLE: &str = "14d";
+/// Default `oidc_provider.refresh_token_absolute`.
+pub const DEFAULT_REFRESH_TOKEN_ABSOLUTE: &str = "90d";
+/// Default `oidc_provider.refresh_grace`.
+pub const DEFAULT_REFRESH_GRACE: &str = "10s";
+/// Default `oidc_provider.client.scopes`.
+pub const DEFAULT_CLIENT_SCOPES: &[&str] =
+    &["openid", "profile", "email", "groups", "offline_access"];
+
+/// RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes
+/// is RECOMMENDED."
+const MAX_CODE_LIFETIME: Duration = Duration::from_secs(600);
+/// Longer than this, a grace retry stops being a retry (RFC 9700 §4.14.2
+/// wants the window of a stolen rotated token short).
+const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+
+/// `[oidc_provider]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// The issuer identifier (OIDC Discovery §3, RFC 8414 §2): an https URL
+    /// without query or fragment (http only on a loopback host), compared
+    /// byte for byte, never taken from `Host` or forwarded headers.
+    /// Required.
+    pub issuer: String,
+    /// How long an authorization code may be redeemed. Default `"60s"`, at
+    /// most `"10m"`.
+    #[serde(default = "default_code_lifetime")]
+    pub code_lifetime: HumanDuration,
+    /// Access token lifetime unless a client sets its own. Default `"10m"`.
+    #[serde(default = "default_access_token_lifetime")]
+    pub access_token_lifetime: HumanDuration,
+    /// ID token lifetime. Default `"10m"`.
+    #[serde(default = "default_id_token_lifetime")]
+    pub id_token_lifetime: HumanDuration,
+    /// A refresh token expires when unused this long (sliding), unless a
+    /// client sets its own. Default `"14d"`.
+    #[serde(default = "default_refresh_token_idle")]
+    pub refresh_token_idle: HumanDuration,
+    /// No refresh token of a grant lives longer than this after the login
+    /// (absolute cap), unless a client sets its own. Default `"90d"`.
+    #[serde(default = "default_refresh_token_absolute")]
+    pub refresh_token_absolute: HumanDuration,
+    /// After a rotation, a retry with the rotated token gets the same
+    /// successor tokens for this long; later it revokes the family.
+    /// Default `"10s"`, at most `"60s"`.
+    #[serde(default = "default_refresh_grace")]
+    pub refresh_grace: HumanDuration,
+    /// Clients declared in the file. Default none.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<OidcClientConfig>,
+}
+
+/// Public or confidential (RFC 6749 §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientKind {
+    /// Holds a secret (a server-side app).
+    Confidential,
+    /// Cannot keep a secret (native, mobile, single-page apps).
+    Public,
+}
+
+/// A grant type a client may use (RFC 6749 §4, §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §4.1.
+    AuthorizationCode,
+    /// RFC 6749 §6.
+    RefreshToken,
+    /// RFC 6749 §4.4: confidential clients only.
+    ClientCredentials,
+}
+
+/// Whether the consent page is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    /// Ask the user, remember the answer per user, client and scopes.
+    #[default]
+    Explicit,
+    /// First-party apps: never ask.
+    Implicit,
+}
+
+/// How access tokens are issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenFormat {
+    /// A random string, looked up in the store (revocable at once).
+    #[default]
+    Opaque,
+    /// A signed JWT (RFC 9068).
+    Jwt,
+}
+
+/// `[[oidc_provider.client]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcClientConfig {
+    /// The `client_id`: letters, digits, `.`, `_` and `-`, at most 64.
+    /// Required.
+    pub client_id: String,
+    /// Shown on the consent page. Default: the client id.
+    pub name: Option<String>,
+    /// `"confidential"` or `"public"`. Required.
+    pub kind: ClientKind,
+    /// SHA-256 of the client secret, 64 hex digits (`printf %s "$secret" |
+    /// sha256sum`). Required for a confidential client, refused for a
+    /// public one.
+    pub secret_sha256: Option<String>,
+    /// Redirect URIs, matched exactly (RFC 9700 §4.1.3); a loopback
+    /// `http://127.0.0.1/…` or `http://[::1]/…` one matches any port
+    /// (RFC 8252 §7.3). At least one.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return to, matched exactly. Default
+    /// none.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grant types. Default `["authorization_code", "refresh_token"]`.
+    #[serde(default = "default_grants")]
+    pub grants: Vec<GrantType>,
+    /// Scopes the client may ask for. Default `["openid", "profile",
+    /// "email", "groups", "offline_access"]`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// `"explicit"` (default) or `"implicit"` (no consent page).
+    #[serde(default)]
+    pub consent: ConsentMode,
+    /// The ID token's signature algorithm: `"RS256"` (default: what every
+    /// relying party accepts), `"ES256"` or `"EdDSA"`.
+    #[serde(default = "default_id_token_alg")]
+    pub id_token_alg: SigningAlgorithm,
+    /// `"opaque"` (default) or `"jwt"` (RFC 9068).
+    #[serde(default)]
+    pub access_token_format: AccessTokenFormat,
+    /// This client's access token lifetime. Default: the provider's.
+    pub access_token_lifetime: Option<HumanDuration>,
+    /// This client's sliding refresh lifetime. Default: the provider's.
+    pub refresh_token_idle: Option<HumanDuration>,
+    /// This client's absolute refresh cap. Default: the provider's.
+    pub refresh_token_absolute: Option<HumanDuration>,
+    /// OIDC Back-Channel Logout 1.0 endpoint. Default none.
+    pub backchannel_logout_uri: Option<String>,
+    /// Only members of one of these groups may use the client. Default
+    /// none (every account).
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// Whether PKCE (RFC 7636, S256) is required. Default `true`; `false`
+    /// only for confidential clients that send none (Gitea, Portainer,
+    /// MinIO). A request that sends a challenge always needs its verifier.
+    #[serde(default = "default_true")]
+    pub require_pkce: bool,
+}
+
+fn default_code_lifetime() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_CODE_LIFETIME).unwrap_or_default()
+}
+fn default_access_token_lifetime() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_ACCESS_TOKEN_LIFETIME).unwrap_or_default()
+}
+fn default_id_token_lifetime() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_ID_TOKEN_LIFETIME).unwrap_or_default()
+}
+fn default_refresh_token_idle() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_REFRESH_TOKEN_IDLE).unwrap_or_default()
+}
+fn default_refresh_token_absolute() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_REFRESH_TOKEN_ABSOLUTE).unwrap_or_default()
+}
+fn default_refresh_grace() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_REFRESH_GRACE).unwrap_or_default()
+}
+fn default_grants() -> Vec<GrantType> {
+    vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+}
+fn default_scopes() -> Vec<String> {
+    DEFAULT_CLIENT_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+fn default_id_token_alg() -> SigningAlgorithm {
+    SigningAlgorithm::Rs256
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[oidc_provider]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcProviderSettings {
+    /// The issuer, exactly as configured.
+    pub issuer: String,
+    /// Code lifetime.
+    pub code_lifetime: Duration,
+    /// ID token lifetime.
+    pub id_token_lifetime: Duration,
+    /// Grace window for a retried refresh.
+    pub refresh_grace: Duration,
+    /// The file's clients.
+    pub clients: Vec<OidcClientSettings>,
+}
+
+/// One client, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcClientSettings {
+    /// `client_id`.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// Public or confidential.
+    pub kind: ClientKind,
+    /// SHA-256 of the secret (confidential clients).
+    pub secret_hash: Option<[u8; 32]>,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Allowed grant types.
+    pub grants: Vec<GrantType>,
+    /// Allowed scopes.
+    pub scopes: Vec<String>,
+    /// Consent mode.
+    pub consent: ConsentMode,
+    /// ID token algorithm.
+    pub id_token_alg: SigningAlgorithm,
+    /// Access token format.
+    pub access_token_format: AccessTokenFormat,
+    /// Access token lifetime.
+    pub access_token_lifetime: Duration,
+    /// Sliding refresh lifetime.
+    pub refresh_token_idle: Duration,
+    /// Absolute refresh cap.
+    pub refresh_token_absolute: Duration,
+    /// Back-channel logout endpoint.
+    pub backchannel_logout_uri: Option<String>,
+    /// Groups allowed to use the client (empty: all).
+    pub allowed_groups: Vec<String>,
+    /// PKCE required.
+    pub require_pkce: bool,
+}
+
+/// Whether `host` (as written in a URL authority) is a loopback literal or
+/// `localhost`.
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "127.0.0.1" | "[::1]" | "localhost")
+}
+
+/// The problem with `uri` as a redirect URI, if any: absolute, no
+/// fragment (RFC 6749 §3.1.2); `https`, `http` on a loopback host
+/// (RFC 8252 §7.3, §8.3), or a private-use scheme with a period in it
+/// (RFC 8252 §7.1: reverse domain name, e.g. `app.immich:/cb`).
+pub(crate) fn redirect_uri_problem(uri: &str) -> Option<&'static str> {
+    if uri.contains('#') {
+        return Some("a redirect URI must not have a fragment (RFC 6749 §3.1.2)");
+    }
+    if uri
+        .chars()
+        .any(|c| c.is_ascii_whitespace() || c.is_control())
+    {
+        return Some("a redirect URI has no spaces or control characters");
+    }
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Some("a redirect URI must be absolute (RFC 6749 §3.1.2)");
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return Some("a redirect URI must start with a scheme");
+    }
+    match scheme {
+        "https" | "http" => {
+            let Some(after) = rest.strip_prefix("//") else {
+                return Some("an http(s) redirect URI must have a host");
+            };
+            let authority = after.split(['/', '?']).next().unwrap_or("");
+            if authority.is_empty() || authority.contains('@') {
+                return Some("an http(s) redirect URI must have a host and no user info");
+            }
+            let host = match authority.rsplit_once(':') {
+                Some((h, port)) if !h.ends_with(']') || authority.starts_with('[') => {
+                    if port.chars().all(|c| c.is_ascii_digit()) {
+                        h
+                    } else {
+                        authority
+                    }
+                }
+                _ => authority,
+            };
+            if scheme == "http" && !is_loopback_host(&host.to_ascii_lowercase()) {
+                return Some(
+                    "plain http is allowed only on a loopback host (RFC 8252 §8.3); use https",
+                );
+            }
+            None
+        }
+        _ if !scheme.contains('.') => Some(
+            "a private-use scheme must be a reverse domain name with a period, e.g. `app.example` (RFC 8252 §7.1)",
+        ),
+        _ => None,
+    }
+}
+
+/// The problem with `issuer`, if any (OIDC Discovery §3; RFC 8414 §2).
+fn issuer_problem(issuer: &str) -> Option<&'static str> {
+    if issuer.contains(['?', '#']) {
+        return Some("the issuer has no query or fragment");
+    }
+    match redirect_uri_problem(issuer) {
+        Some(_) => Some("the issuer must be an https URL (http only on a loopback host)"),
+        None if issuer.starts_with("https://") || issuer.starts_with("http://") => None,
+        None => Some("the issuer must be an https URL (http only on a loopback host)"),
+    }
+}
+
+/// `s` as 32 bytes from 64 hex digits.
+fn sha256_hex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl OidcProviderConfig {
+    /// Checks `[oidc_provider]`. `accounts`: the store exists (codes,
+    /// grants and tokens live there).
+    pub(super) fn validate(
+        &self,
+        c: &mut Collector,
+        accounts: bool,
+    ) -> Option<OidcProviderSettings> {
+        if !accounts {
+            c.error(
+                "oidc_provider",
+                "the provider keeps codes, grants and tokens in the store, and [accounts] is not configured",
+                "configure [accounts] and [database]",
+            );
+        }
+        if let Some(problem) = issuer_problem(&self.issuer) {
+            c.error(
+                "oidc_provider.issuer",
+                problem,
+                "e.g. issuer = \"https://sso.example.com\"",
+            );
+        }
+        if self.code_lifetime.0.is_zero() || self.code_lifetime.0 > MAX_CODE_LIFETIME {
+            c.error(
+                "oidc_provider.code_lifetime",
+                "a code must live more than 0 s and at most 10 minutes (RFC 6749 §4.1.2)",
+                "keep the default, \"60s\"",
+            );
+        }
+        if self.refresh_grace.0 > MAX_REFRESH_GRACE {
+            c.error(
+                "oidc_provider.refresh_grace",
+                "a grace window over a minute leaves a stolen rotated token usable too long (RFC 9700 §4.14.2)",
+                "keep the default, \"10s\"",
+            );
+        }
+        let lifetimes = [
+            (
+                "oidc_provider.access_token_lifetime",
+                self.access_token_lifetime.0,
+            ),
+            ("oidc_provider.id_token_lifetime", self.id_token_lifetime.0),
+            (
+                "oidc_provider.refresh_token_idle",
+                self.refresh_token_idle.0,
+            ),
+        ];
+        for (field, d) in lifetimes {
+            if d.is_zero() {
+                c.error(field, "must be more than 0 s", "keep the default");
+            }
+        }
+        if self.refresh_token_absolute.0 < self.refresh_token_idle.0 {
+            c.error(
+                "oidc_provider.refresh_token_absolute",
+                "the absolute cap is shorter than the sliding lifetime",
+                "make refresh_token_absolute at least refresh_token_idle",
+            );
+        }
+        let mut clients = Vec::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            if self.clients[..i]
+                .iter()
+                .any(|o| o.client_id == client.client_id)
+            {
+                c.error(
+                    format!("oidc_provider.client[{i}].client_id"),
+                    format!("two clients have the id `{}`", client.client_id),
+                    "give each client its own id",
+                );
+            }
+            if let Some(s) = client.validate(c, i, self) {
+                clients.push(s);
+            }
+        }
+        Some(OidcProviderSettings {
+            issuer: self.issuer.clone(),
+            code_lifetime: self.code_lifetime.0,
+            id_token_lifetime: self.id_token_lifetime.0,
+            refresh_grace: self.refresh_grace.0,
+            clients,
+        })
+    }
+}
+
+impl OidcClientConfig {
+    fn validate(
+        &self,
+        c: &mut Collector,
+        i: usize,
+        provider: &OidcProviderConfig,
+    ) -> Option<OidcClientSettings> {
+        let key = |field: &str| format!("oidc_provider.client[{i}].{field}");
+        let errors = |c: &Collector| {
+            c.diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count()
+        };
+        let errors_before = errors(c);
+        let id_ok = !self.client_id.is_empty()
+            && self.client_id.len() <= 64
+            && self
+                .client_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+        if !id_ok {
+            c.error(
+                key("client_id"),
+                format!("`{}` is not a client id", self.client_id),
+                "use letters, digits, `.`, `_` and `-`, at most 64, e.g. \"grafana\"",
+            );
+        }
+        let secret_hash = match (self.kind, &self.secret_sha256) {
+            (ClientKind::Confidential, None) => {
+                c.error(
+                    key("secret_sha256"),
+                    "a confidential client needs the SHA-256 of its secret",
+                    "secret_sha256 = the output of `printf %s \"$SECRET\" | sha256sum`, or kind = \"public\"",
+                );
+                None
+            }
+            (ClientKind::Public, Some(_)) => {
+                c.error(
+                    key("secret_sha256"),
+                    "a public client has no secret (RFC 6749 §2.1)",
+                    "remove secret_sha256, or kind = \"confidential\"",
+                );
+                None
+            }
+            (ClientKind::Public, None) => None,
+            (ClientKind::Confidential, Some(hex)) => {
+                let parsed = sha256_hex(hex);
+                if parsed.is_none() {
+                    c.error(
+                        key("secret_sha256"),
+                        "not 64 hex digits",
+                        "printf %s \"$SECRET\" | sha256sum",
+                    );
+                }
+                parsed
+            }
+        };
+        if self.grants.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+            c.error(
+                key("redirect_uris"),
+                "a client with the authorization_code grant needs at least one redirect URI",
+                "e.g. redirect_uris = [\"https://grafana.example.com/login/generic_oauth\"]",
+            );
+        }
+        for (j, uri) in self.redirect_uris.iter().enumerate() {
+            if let Some(problem) = redirect_uri_problem(uri) {
+                c.error(
+                    format!("{}[{j}]", key("redirect_uris")),
+                    problem,
+                    "give the exact URI the app sends",
+                );
+            }
+        }
+        for (j, uri) in self.post_logout_redirect_uris.iter().enumerate() {
+            if let Some(problem) = redirect_uri_problem(uri) {
+                c.error(
+                    format!("{}[{j}]", key("post_logout_redirect_uris")),
+                    problem,
+                    "give the exact URI the app sends",
+                );
+            }
+        }
+        if let Some(uri) = &self.backchannel_logout_uri
+            && (redirect_uri_problem(uri).is_some()
+                || !(uri.starts_with("https://") || uri.starts_with("http://")))
+        {
+            c.error(
+                key("backchannel_logout_uri"),
+                "the back-channel logout URI must be an https URL (http only on loopback)",
+                "e.g. \"https://app.example.com/backchannel-logout\"",
+            );
+        }
+        if self.grants.is_empty() {
+            c.error(key("grants"), "no grant type", "keep the default");
+        }
+        if self.kind == ClientKind::Public && self.grants.contains(&GrantType::ClientCredentials) {
+            c.error(
+                key("grants"),
+                "client_credentials is for confidential clients only (RFC 6749 §4.4)",
+                "remove it, or make the client confidential",
+            );
+        }
+        if self.kind == ClientKind::Public && !self.require_pkce {
+            c.error(
+                key("require_pkce"),
+                "a public client must use PKCE (RFC 9700 §2.1.1)",
+                "remove require_pkce = false",
+            );
+        }
+        for (j, scope) in self.scopes.iter().enumerate() {
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            let ok = !scope.is_empty()
+                && scope
+                    .bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !ok {
+                c.error(
+                    format!("{}[{j}]", key("scopes")),
+                    format!("`{scope}` is not a scope token (RFC 6749 §3.3)"),
+                    "printable ASCII without spaces, `\"` or `\\`",
+                );
+            }
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            c.warn(
+                key("scopes"),
+                "without `openid` the client gets plain OAuth, no ID token",
+                "add \"openid\" unless this is a service client",
+            );
+        }
+        if errors(c) > errors_before {
+            return None;
+        }
+        let idle = self
+            .refresh_token_idle
+            .map_or(provider.refresh_token_idle.0, |d| d.0);
+        let absolute = self
+            .refresh_token_absolute
+            .map_or(provider.refresh_token_absolute.0, |d| d.0);
+        if absolute < idle {
+            c.error(
+                key("refresh_token_absolute"),
+                "the absolute cap is shorter than the sliding lifetime",
+                "make refresh_token_absolute at least refresh_token_idle",
+            );
+        }
+        Some(OidcClientSettings {
+            client_id: self.client_id.clone(),
+            name: self.name.clone().unwrap_or_else(|| self.client_id.clone()),
+            kind: self.kind,
+            secret_hash,
+            redirect_uris: self.redirect_uris.clone(),
+            post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
+            grants: self.grants.clone(),
+            scopes: self.scopes.clone(),
+            consent: self.consent,
+            id_token_alg: self.id_token_alg,
+            access_token_format: self.access_token_format,
+            access_token_lifetime: self
+                .access_token_lifetime
+                .map_or(provider.access_token_lifetime.0, |d| d.0),
+            refresh_token_idle: idle,
+            refresh_token_absolute: absolute,
+            backchannel_logout_uri: self.backchannel_logout_uri.clone(),
+            allowed_groups: self.allowed_groups.clone(),
+            require_pkce: self.require_pkce,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_per_rfc_8252_and_6749() {
+        for ok in [
+            "https://grafana.example.com/login/generic_oauth",
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:49152/callback",
+            "http://[::1]:8080/cb",
+            "http://localhost:3000/cb",
+            "app.immich:///oauth-callback",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert_eq!(redirect_uri_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "/relative",
+            "https://app.example.com/cb#frag",
+            "http://app.example.com/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://user@127.0.0.1/cb",
+            "myapp:/cb",
+            "https:///nohost",
+            "https://a.example/c b",
+            "1http://x/",
+        ] {
+            assert!(redirect_uri_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn issuers_per_discovery_section_3() {
+        assert_eq!(issuer_problem("https://sso.example.com"), None);
+        assert_eq!(issuer_problem("https://sso.example.com/realm"), None);
+        assert_eq!(issuer_problem("http://127.0.0.1:8080"), None);
+        for bad in [
+            "https://sso.example.com?x=1",
+            "https://sso.example.com#f",
+            "http://sso.example.com",
+            "app.example:/x",
+            "sso.example.com",
+        ] {
+            assert!(issuer_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_digests_are_64_hex_digits() {
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        assert_eq!(sha256_hex(hex).unwrap()[0], 0x9f);
+        assert_eq!(sha256_hex(&hex.to_uppercase()).unwrap()[31], 0x08);
+        assert_eq!(sha256_hex(&hex[1..]), None);
+        assert_eq!(sha256_hex(&format!("{}zz", &hex[2..])), None);
+        assert_eq!(sha256_hex("ü".repeat(32).as_str()), None);
+    }
+}
