@@ -332,7 +332,7 @@ t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-ro
   ].join('\n'));
   const added = spawnSync('/usr/sbin/slapadd', ['-f', conf, '-l', path.join(FIXTURES, 'georchestra-tree.ldif')], { encoding: 'utf8' });
   assert.equal(added.status, 0, `slapadd: ${added.stderr}`);
-  start('slapd', '/usr/sbin/slapd', ['-f', conf, '-h', `ldap://127.0.0.1:${LDAP_PORT}/`, '-d', '0']);
+  procs.start('slapd', '/usr/sbin/slapd', ['-f', conf, '-h', `ldap://127.0.0.1:${LDAP_PORT}/`, '-d', '0']);
   await waitForPort(LDAP_PORT);
 
   // The page's LDAP block, pointed at this slapd.
@@ -354,8 +354,8 @@ t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-ro
     env: vestibuleEnv(), encoding: 'utf8', timeout: 10000,
   });
   assert.equal(checked.status, 0, `vestibule check --online: exit ${checked.status}\n${checked.stderr}`);
-  const v = start('vestibule-ldap', vestibuleBin(), ['serve', '--config', path.join(ldapDir, 'vestibule.toml')], { env: vestibuleEnv() });
-  await waitForOutput(v, `vestibule: listening on http://127.0.0.1:${LDAP_VESTIBULE_PORT}`);
+  const v = procs.start('vestibule-ldap', vestibuleBin(), ['serve', '--config', path.join(ldapDir, 'vestibule.toml')], { env: vestibuleEnv() });
+  await procs.waitForOutput(v, `vestibule: listening on http://127.0.0.1:${LDAP_VESTIBULE_PORT}`);
 
   // The first login, as Apache sends it: ROLE_USER;ROLE_GN_EDITOR.
   const s = seen(await request(`http://127.0.0.1:${LDAP_VESTIBULE_PORT}/`, {
