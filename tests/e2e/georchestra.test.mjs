@@ -11,11 +11,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Processes, assertPortFree, vestibuleBin, vestibuleEnv } from './processes.mjs';
+import { Processes, assertPortFree, sleep, vestibuleBin, vestibuleEnv } from './processes.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DOC = path.join(HERE, '..', '..', 'docs', 'integrations', 'georchestra-mellon.md');
