@@ -529,6 +529,27 @@ pub trait Store: provider::ProviderStore + Send + Sync {
         cert: &'a ClientCertificate,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Renews certificate device `device_id` of account `owner` in place,
+    /// in one transaction: the device's `secret_hash` becomes `new_hash`
+    /// (the new leaf's SHA-256) and its `expires_at` `new_expiry`; every
+    /// certificate recorded for it that is not yet revoked is marked
+    /// revoked at `now` (so it is on the CRL); `cert` is recorded for it
+    /// (its own `device_id` is ignored). `false`, and nothing written, if
+    /// the device is not `owner`'s, of kind `certificate`, and live at
+    /// `now`. Publishes [`Change::Device`] when it renewed, so every
+    /// instance drops the old credential from its cache.
+    /// [`StoreError::Conflict`] if `new_hash` or the serial is taken.
+    #[allow(clippy::too_many_arguments)]
+    fn renew_certificate_device<'a>(
+        &'a self,
+        device_id: i64,
+        owner: i64,
+        new_hash: &'a [u8; 32],
+        new_expiry: i64,
+        cert: &'a ClientCertificate,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     /// The certificates of CA `ca_id` that are revoked (or whose device is
     /// gone) and not yet expired at `now`, by serial: the CRL.
     fn revoked_client_certificates<'a>(

@@ -1466,6 +1466,65 @@ impl Store for SqlStore {
         })
     }
 
+    fn renew_certificate_device<'a>(
+        &'a self,
+        device_id: i64,
+        owner: i64,
+        new_hash: &'a [u8; 32],
+        new_expiry: i64,
+        cert: &'a ClientCertificate,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.revoking(Change::Device(device_id), async |conn| {
+                // The kind is the store's free text; `certificate` is what
+                // the gateway writes for a client-certificate device.
+                let done = sqlx::query(
+                    "UPDATE devices SET secret_hash = $3, expires_at = $4 \
+                     WHERE id = $1 AND account_id = $2 AND kind = 'certificate' \
+                     AND (expires_at IS NULL OR expires_at > $5)",
+                )
+                .bind(device_id)
+                .bind(owner)
+                .bind(&new_hash[..])
+                .bind(new_expiry)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, DEVICE_CONFLICT))?;
+                if done.rows_affected() == 0 {
+                    return Ok((false, false));
+                }
+                sqlx::query(
+                    "UPDATE client_certificates SET revoked_at = $2 \
+                     WHERE device_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(device_id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO client_certificates \
+                     (serial, ca_id, device_id, issued_at, not_after, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&cert.serial)
+                .bind(&cert.ca_id)
+                .bind(device_id)
+                .bind(cert.issued_at)
+                .bind(cert.not_after)
+                .bind(cert.revoked_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    StoreError::from_sqlx(e, "a client certificate with this serial exists")
+                })?;
+                Ok((true, true))
+            })
+            .await
+        })
+    }
+
     fn revoked_client_certificates<'a>(
         &'a self,
         ca_id: &'a str,

@@ -86,6 +86,7 @@ on_both_backends!(
     case_pairing_races,
     case_signing_keys,
     case_client_ca_and_certificates,
+    case_certificate_renewal,
     case_signing_key_races,
 );
 
@@ -2386,6 +2387,139 @@ async fn case_client_ca_and_certificates(store: Arc<dyn Store>) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// Renewing a certificate device (issue 18): the same row gets the new
+/// leaf's digest and expiry, the old certificate goes on the CRL and the
+/// new one is recorded, all at once and published; another owner's, a
+/// non-certificate, an expired or a revoked device is left untouched.
+async fn case_certificate_renewal(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .insert_client_ca(&client_ca("ca", 1_000), i64::MIN)
+            .await
+            .unwrap()
+    );
+    let alice = store
+        .create_account(new_account("t", "alice", 100))
+        .await
+        .unwrap();
+    let bob = store
+        .create_account(new_account("t", "bob", 100))
+        .await
+        .unwrap();
+    let cert_device = |secret: u8, expires_at: Option<i64>| NewDevice {
+        kind: "certificate".into(),
+        expires_at,
+        ..new_device(alice.id, secret)
+    };
+    let phone = store
+        .create_device(&cert_device(1, Some(50_000)))
+        .await
+        .unwrap();
+    let expired = store
+        .create_device(&cert_device(2, Some(2_000)))
+        .await
+        .unwrap();
+    let token = store.create_device(&new_device(alice.id, 3)).await.unwrap();
+    store
+        .record_client_certificate(&client_cert("01", "ca", phone.id, 50_000))
+        .await
+        .unwrap();
+    let mut rx = store.subscribe();
+    let new_cert = |serial: &str| ClientCertificate {
+        // Ignored: the certificate is recorded for the renewed device.
+        device_id: None,
+        issued_at: 3_000,
+        ..client_cert(serial, "ca", 0, 90_000)
+    };
+
+    // Refused, with nothing written or published: another owner, a token
+    // device, an expired certificate device.
+    for (id, owner) in [
+        (phone.id, bob.id),
+        (token.id, alice.id),
+        (expired.id, alice.id),
+    ] {
+        assert!(
+            !store
+                .renew_certificate_device(id, owner, &[9; 32], 90_000, &new_cert("02"), 3_000)
+                .await
+                .unwrap()
+        );
+    }
+    no_change(&mut rx, Duration::from_millis(200)).await;
+    assert!(store.device_by_secret(&[9; 32]).await.unwrap().is_none());
+    assert!(
+        store
+            .revoked_client_certificates("ca", 3_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A digest another device holds: a conflict, and the old state stays.
+    assert!(matches!(
+        store
+            .renew_certificate_device(phone.id, alice.id, &[3; 32], 90_000, &new_cert("02"), 3_000)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.device_by_secret(&[1; 32]).await.unwrap().unwrap().id,
+        phone.id
+    );
+    assert!(
+        store
+            .revoked_client_certificates("ca", 3_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    no_change(&mut rx, Duration::from_millis(200)).await;
+
+    assert!(
+        store
+            .renew_certificate_device(phone.id, alice.id, &[9; 32], 90_000, &new_cert("02"), 3_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(next_change(&mut rx).await, Change::Device(phone.id));
+    // The same row: id, name and creation kept; the old digest is gone.
+    assert!(store.device_by_secret(&[1; 32]).await.unwrap().is_none());
+    let renewed = store.device_by_secret(&[9; 32]).await.unwrap().unwrap();
+    assert_eq!(
+        renewed,
+        Device {
+            expires_at: Some(90_000),
+            ..device_as_created(phone.id, &cert_device(1, None))
+        }
+    );
+    let crl = store
+        .revoked_client_certificates("ca", 3_000)
+        .await
+        .unwrap();
+    assert_eq!(crl.len(), 1);
+    assert_eq!(crl[0].serial, "01");
+    assert_eq!(crl[0].revoked_at, Some(3_000));
+    assert_eq!(crl[0].device_id, Some(phone.id));
+    // The new certificate is the device's: revoking the device lists both.
+    assert!(store.revoke_device(phone.id, Some(alice.id)).await.unwrap());
+    let crl = store
+        .revoked_client_certificates("ca", 3_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        crl.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
+        ["01", "02"]
+    );
+    assert_eq!(crl[0].revoked_at, Some(3_000));
+    // A revoked device cannot be renewed back.
+    assert!(
+        !store
+            .renew_certificate_device(phone.id, alice.id, &[8; 32], 90_000, &new_cert("03"), 4_000)
+            .await
+            .unwrap()
     );
 }
 
