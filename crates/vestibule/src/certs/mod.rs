@@ -369,16 +369,21 @@ impl ClientCa {
     /// Records an issued certificate against its device.
     pub async fn record(&self, leaf: &IssuedLeaf, device_id: i64) -> Result<(), String> {
         self.store
-            .record_client_certificate(&ClientCertificate {
-                serial: leaf.serial.clone(),
-                ca_id: leaf.ca_id.clone(),
-                device_id: Some(device_id),
-                issued_at: now_ms(),
-                not_after: leaf.not_after,
-                revoked_at: None,
-            })
+            .record_client_certificate(&self.recorded(leaf, device_id))
             .await
             .map_err(store_error)
+    }
+
+    /// The store's row for `leaf`, issued now to device `device_id`.
+    pub fn recorded(&self, leaf: &IssuedLeaf, device_id: i64) -> ClientCertificate {
+        ClientCertificate {
+            serial: leaf.serial.clone(),
+            ca_id: leaf.ca_id.clone(),
+            device_id: Some(device_id),
+            issued_at: now_ms(),
+            not_after: leaf.not_after,
+            revoked_at: None,
+        }
     }
 
     /// The current CRL (RFC 5280 §5) of the current CA, DER: every

@@ -128,22 +128,30 @@ pub(super) async fn create(
     let (Some(settings), Some(devices)) = (&state.settings.client_certs, state.devices()) else {
         return Err(PageError::Status(StatusCode::NOT_FOUND));
     };
-    // Renewal: a new certificate (and device entry) with the old one's
-    // name and apps; the old one keeps working until its owner revokes it,
-    // so the new one can be installed first.
-    let (name, routes) = match fields.get("renew") {
+    // Renewal (issue 18): a new certificate for the same device, with its
+    // name and apps; the old certificate stops working as the new one is
+    // recorded (see `renew_certificate_device`).
+    let renewing = match fields.get("renew") {
         Some(id) => {
             let old = match id.parse::<i64>() {
                 Ok(id) => devices.store().device(id).await?,
                 Err(_) => None,
             };
             match old {
-                Some(d) if d.account_id == s.account_id && d.kind == "certificate" => {
-                    (d.name, d.routes)
+                Some(d)
+                    if d.account_id == s.account_id
+                        && d.kind == CredentialKind::Certificate.as_str()
+                        && d.is_live(now_ms()) =>
+                {
+                    Some(d)
                 }
                 _ => return Err(PageError::not_found("You have no such certificate device.")),
             }
         }
+        None => None,
+    };
+    let (name, routes) = match &renewing {
+        Some(d) => (d.name.clone(), d.routes.clone()),
         None => (
             super::devices::check_name(fields.get("name").unwrap_or(""))
                 .map_err(PageError::BadForm)?,
@@ -164,7 +172,8 @@ pub(super) async fn create(
     if !APPS.iter().any(|(a, _)| *a == app) {
         return Err(PageError::BadForm("Pick an app from the list.".into()));
     }
-    let want_fallback = fields.get("fallback") == Some("on");
+    // A renewed device keeps the fallback token it has, if any.
+    let want_fallback = renewing.is_none() && fields.get("fallback") == Some("on");
     if want_fallback {
         check_fallback_routes(&state, &routes)?;
     }
@@ -178,27 +187,51 @@ pub(super) async fn create(
         .await
         .map_err(unavailable)?;
     let now = now_ms();
-    let device = devices
-        .store()
-        .create_device(&NewDevice {
-            account_id: s.account_id,
-            name: name.clone(),
-            kind: CredentialKind::Certificate.as_str().to_owned(),
-            routes: routes.clone(),
-            secret_hash: leaf.fingerprint().0,
-            basic_user: None,
-            created_at: now,
-            expires_at: Some(leaf.not_after),
-        })
-        .await?;
-    ca.record(&leaf, device.id).await.map_err(unavailable)?;
+    let fingerprint = leaf.fingerprint().0;
+    let (device_id, action, verb) = match &renewing {
+        Some(old) => {
+            let renewed = devices
+                .store()
+                .renew_certificate_device(
+                    old.id,
+                    s.account_id,
+                    &fingerprint,
+                    leaf.not_after,
+                    &ca.recorded(&leaf, old.id),
+                    now,
+                )
+                .await?;
+            if !renewed {
+                // Revoked or expired since it was read above.
+                return Err(PageError::not_found("You have no such certificate device."));
+            }
+            (old.id, "device-renew", "renewed with")
+        }
+        None => {
+            let device = devices
+                .store()
+                .create_device(&NewDevice {
+                    account_id: s.account_id,
+                    name: name.clone(),
+                    kind: CredentialKind::Certificate.as_str().to_owned(),
+                    routes: routes.clone(),
+                    secret_hash: fingerprint,
+                    basic_user: None,
+                    created_at: now,
+                    expires_at: Some(leaf.not_after),
+                })
+                .await?;
+            ca.record(&leaf, device.id).await.map_err(unavailable)?;
+            (device.id, "device-create", "with")
+        }
+    };
     audit(
         &state,
         &s,
-        "device-create",
-        format!("device:{}", device.id),
+        action,
+        format!("device:{device_id}"),
         format!(
-            "{name} (client certificate {}) for {}",
+            "{name} ({verb} client certificate {}) for {}",
             leaf.serial,
             routes.join(",")
         ),

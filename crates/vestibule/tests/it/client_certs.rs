@@ -211,6 +211,34 @@ async fn issue(env: &Env, name: &str, key: &str, pkcs12: &str) -> Issued {
     }
 }
 
+/// The certificate in `pem` is on the gateway's CRL, as `openssl crl` reads it.
+async fn assert_on_crl(env: &Env, pem: &Path) {
+    let dir = env.dir.path();
+    let crl = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.crl", &[]).await;
+    assert_eq!(crl.status, 200);
+    assert_eq!(crl.header("content-type"), Some("application/pkix-crl"));
+    let crl_path = write(dir, "ca.crl", &crl.body);
+    let (ok, text) = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        crl_path.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]);
+    assert!(ok, "{text}");
+    let (_, serial) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
+    assert!(
+        text.to_ascii_uppercase().replace(':', "").contains(&serial),
+        "{serial} not in {text}"
+    );
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -410,29 +438,7 @@ async fn unknown_revoked_and_expired_certificates_get_a_readable_403() {
     let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&pem), &[]).await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("revoked"), "{body}");
-    let crl = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.crl", &[]).await;
-    assert_eq!(crl.status, 200);
-    assert_eq!(crl.header("content-type"), Some("application/pkix-crl"));
-    let crl_path = write(dir, "ca.crl", &crl.body);
-    let (ok, text) = openssl(&[
-        "crl",
-        "-inform",
-        "DER",
-        "-in",
-        crl_path.to_str().unwrap(),
-        "-noout",
-        "-text",
-    ]);
-    assert!(ok, "{text}");
-    let (_, serial) = openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"]);
-    let serial = serial
-        .trim()
-        .trim_start_matches("serial=")
-        .to_ascii_uppercase();
-    assert!(
-        text.to_ascii_uppercase().replace(':', "").contains(&serial),
-        "{serial} not in {text}"
-    );
+    assert_on_crl(&env, &pem).await;
 }
 
 #[tokio::test]
@@ -861,19 +867,44 @@ async fn websocket_and_a_100_mib_upload_with_a_certificate() {
 }
 
 #[tokio::test]
-async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() {
+async fn renewal_replaces_the_certificate_of_the_same_device() {
     let (env, first, old) = alice_with_certificate("p256", "compatible").await;
+    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
+    // "Last used" is written behind the request.
+    let mut before = None;
+    for _ in 0..50 {
+        let d = env.s.store.device(first.device_id).await.unwrap().unwrap();
+        if d.last_used_at.is_some() {
+            before = Some(d);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let before = before.expect("last used recorded");
     let (h, csrf, html) = page_session(&env.s, "a-1", "alice").await;
     assert!(html.contains("name=\"renew\""), "{html}");
+    assert!(html.contains("stops working"), "{html}");
     // Someone else's device cannot be renewed into one's own.
     let (mh, mcsrf, _) = page_session(&env.s, "m-1", "mallory").await;
     let body = format!("csrf={mcsrf}&renew={}", first.device_id);
     let r = form_post(&env, &mh, "/.vestibule/devices/certificate", &body).await;
     assert_eq!(r.status, 404, "{}", r.text());
-    let body = format!("csrf={csrf}&renew={}", first.device_id);
+    // Nor without the form's CSRF token.
+    let body = format!("renew={}", first.device_id);
+    let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
+
+    let body = format!("csrf={csrf}&renew={}&key=rsa-2048&pkcs12=aes&app=cli", first.device_id);
     let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
     assert_eq!(r.status, 303, "{}", r.text());
     let page = r.header("location").unwrap().to_owned();
+    // The one-time page, as on first issue.
+    let shown = Raw::get(env.s.gw.addr, TRUSTED, &page, &refs(&h)).await;
+    assert_eq!(shown.status, 200, "{}", shown.text());
+    assert!(shown.text().contains("id=\"p12-password\""));
+    let again = Raw::get(env.s.gw.addr, TRUSTED, &page, &refs(&h)).await;
+    assert_eq!(again.status, 410);
     let pem = Raw::get(
         env.s.gw.addr,
         TRUSTED,
@@ -882,16 +913,43 @@ async fn renewal_makes_a_second_certificate_and_keeps_the_first_until_revoked() 
     )
     .await;
     assert_eq!(pem.status, 200);
+    let pem = pem.text();
+    assert!(pem.contains("BEGIN PRIVATE KEY"), "{pem}");
+    // The same device: id, name, apps, creation and "last used" kept; a
+    // new expiry.
     let devices = env.s.store.devices_of(None).await.unwrap();
-    assert_eq!(devices.len(), 2);
-    assert!(
-        devices
-            .iter()
-            .all(|d| d.name == "Phone" && d.routes == ["api", "count", "ws"])
-    );
-    let new = write(env.dir.path(), "new.pem", &pem.body);
-    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
-    assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&new), &[]).await.0, 200);
+    assert_eq!(devices.len(), 1);
+    let after = &devices[0];
+    assert_eq!(after.id, first.device_id);
+    assert_eq!(after.name, "Phone");
+    assert_eq!(after.routes, ["api", "count", "ws"]);
+    assert_eq!(after.created_at, before.created_at);
+    assert_eq!(after.last_used_at, before.last_used_at);
+    assert!(after.expires_at >= before.expires_at);
+    let new = write(env.dir.path(), "new.pem", pem.as_bytes());
+    // The key type asked for on the renew form.
+    let (ok, text) = openssl(&["x509", "-in", new.to_str().unwrap(), "-noout", "-text"]);
+    assert!(ok && text.contains("rsaEncryption"), "{text}");
+    // The old certificate is refused on the next request, the new one
+    // accepted, and the old one is on the CRL.
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = curl(&env, MTLS_HOST, "/api/", Some(&new), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("alice"), "{body}");
+    assert_on_crl(&env, &old).await;
+    let audit = env
+        .s
+        .store
+        .audit(&vestibule_store::AuditFilter {
+            since: None,
+            action: Some("device-renew".into()),
+            subject: Some(format!("device:{}", first.device_id)),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
 }
 
 #[tokio::test]
