@@ -539,7 +539,6 @@ pub trait Store: provider::ProviderStore + Send + Sync {
     /// `now`. Publishes [`Change::Device`] when it renewed, so every
     /// instance drops the old credential from its cache.
     /// [`StoreError::Conflict`] if `new_hash` or the serial is taken.
-    #[allow(clippy::too_many_arguments)]
     fn renew_certificate_device<'a>(
         &'a self,
         device_id: i64,

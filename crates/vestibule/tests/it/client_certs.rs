@@ -895,7 +895,10 @@ async fn renewal_replaces_the_certificate_of_the_same_device() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(curl(&env, MTLS_HOST, "/api/", Some(&old), &[]).await.0, 200);
 
-    let body = format!("csrf={csrf}&renew={}&key=rsa-2048&pkcs12=aes&app=cli", first.device_id);
+    let body = format!(
+        "csrf={csrf}&renew={}&key=rsa-2048&pkcs12=aes&app=cli",
+        first.device_id
+    );
     let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
     assert_eq!(r.status, 303, "{}", r.text());
     let page = r.header("location").unwrap().to_owned();
