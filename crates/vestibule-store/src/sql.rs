@@ -479,6 +479,32 @@ async fn insert_account(
 }
 
 /// Inserts one device (in the caller's transaction or not) and returns it.
+/// Inserts `cert`'s row, for device `device_id`.
+async fn insert_client_certificate<'c, E>(
+    conn: E,
+    cert: &ClientCertificate,
+    device_id: Option<i64>,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    sqlx::query(
+        "INSERT INTO client_certificates \
+         (serial, ca_id, device_id, issued_at, not_after, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&cert.serial)
+    .bind(&cert.ca_id)
+    .bind(device_id)
+    .bind(cert.issued_at)
+    .bind(cert.not_after)
+    .bind(cert.revoked_at)
+    .execute(conn)
+    .await
+    .map_err(|e| StoreError::from_sqlx(e, "a client certificate with this serial exists"))?;
+    Ok(())
+}
+
 async fn insert_device<'c, E>(conn: E, d: &NewDevice) -> Result<Device, StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
@@ -1445,25 +1471,7 @@ impl Store for SqlStore {
         &'a self,
         cert: &'a ClientCertificate,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO client_certificates \
-                 (serial, ca_id, device_id, issued_at, not_after, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&cert.serial)
-            .bind(&cert.ca_id)
-            .bind(cert.device_id)
-            .bind(cert.issued_at)
-            .bind(cert.not_after)
-            .bind(cert.revoked_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                StoreError::from_sqlx(e, "a client certificate with this serial exists")
-            })?;
-            Ok(())
-        })
+        Box::pin(async move { insert_client_certificate(&self.pool, cert, cert.device_id).await })
     }
 
     fn renew_certificate_device<'a>(
@@ -1503,22 +1511,7 @@ impl Store for SqlStore {
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO client_certificates \
-                     (serial, ca_id, device_id, issued_at, not_after, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&cert.serial)
-                .bind(&cert.ca_id)
-                .bind(device_id)
-                .bind(cert.issued_at)
-                .bind(cert.not_after)
-                .bind(cert.revoked_at)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| {
-                    StoreError::from_sqlx(e, "a client certificate with this serial exists")
-                })?;
+                insert_client_certificate(&mut *conn, cert, Some(device_id)).await?;
                 Ok((true, true))
             })
             .await
