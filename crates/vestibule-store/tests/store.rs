@@ -2257,6 +2257,21 @@ fn client_ca(id: &str, created_at: i64) -> StoredClientCa {
     }
 }
 
+/// Two accounts, alice and bob, created at 100.
+async fn alice_and_bob(store: &Arc<dyn Store>) -> (Account, Account) {
+    let mut made = Vec::with_capacity(2);
+    for name in ["alice", "bob"] {
+        made.push(
+            store
+                .create_account(new_account("t", name, 100))
+                .await
+                .unwrap(),
+        );
+    }
+    let bob = made.pop().unwrap();
+    (made.pop().unwrap(), bob)
+}
+
 fn client_cert(serial: &str, ca_id: &str, device_id: i64, not_after: i64) -> ClientCertificate {
     ClientCertificate {
         serial: serial.into(),
@@ -2302,14 +2317,7 @@ async fn case_client_ca_and_certificates(store: Arc<dyn Store>) {
         Err(StoreError::Conflict(_))
     ));
 
-    let alice = store
-        .create_account(new_account("t", "alice", 100))
-        .await
-        .unwrap();
-    let bob = store
-        .create_account(new_account("t", "bob", 100))
-        .await
-        .unwrap();
+    let (alice, bob) = alice_and_bob(&store).await;
     let a1 = store.create_device(&new_device(alice.id, 1)).await.unwrap();
     let a2 = store.create_device(&new_device(alice.id, 2)).await.unwrap();
     let b1 = store.create_device(&new_device(bob.id, 3)).await.unwrap();
@@ -2401,14 +2409,7 @@ async fn case_certificate_renewal(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
-    let alice = store
-        .create_account(new_account("t", "alice", 100))
-        .await
-        .unwrap();
-    let bob = store
-        .create_account(new_account("t", "bob", 100))
-        .await
-        .unwrap();
+    let (alice, bob) = alice_and_bob(&store).await;
     let cert_device = |secret: u8, expires_at: Option<i64>| NewDevice {
         kind: "certificate".into(),
         expires_at,
