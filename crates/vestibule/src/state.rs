@@ -3,10 +3,6 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use axum::body::Body;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -22,9 +18,6 @@ use crate::devices::Devices;
 use crate::identity::jwks::SigningKeys;
 use crate::metrics::{AuthLabels, Metrics, RequestLabels, RouteLabel};
 use crate::ratelimited_log::RateLimitedLog;
-
-/// The pooled upstream client.
-pub type UpstreamClient = Client<HttpConnector, Body>;
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -312,21 +305,4 @@ impl AppState {
             issued_certificates: Default::default(),
         })
     }
-}
-
-/// A pooled HTTP/1.1 client. `local_ip` binds outgoing sockets (the demo
-/// front uses it to connect from its own loopback address).
-pub fn upstream_client(
-    connect_timeout: Duration,
-    pool_idle_timeout: Duration,
-    local_ip: Option<std::net::IpAddr>,
-) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.set_local_address(local_ip);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(pool_idle_timeout)
-        .pool_timer(TokioTimer::new())
-        .build(connector)
 }

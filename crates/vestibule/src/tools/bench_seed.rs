@@ -186,7 +186,7 @@ pub async fn warm(args: WarmArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let client = crate::state::upstream_client(
+    let client = crate::tools::tool_client(
         std::time::Duration::from_secs(5),
         std::time::Duration::from_secs(90),
         None,

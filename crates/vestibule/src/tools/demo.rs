@@ -27,7 +27,7 @@ use serde::Deserialize;
 use vestibule_core::headers::IdentityHeaders;
 
 use crate::config;
-use crate::state::{UpstreamClient, upstream_client};
+use crate::tools::{ToolClient, tool_client};
 
 /// The address the demo front connects from; vestibule trusts only it.
 pub const FRONT_SOURCE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -113,7 +113,7 @@ struct DemoUser {
 struct Front {
     origin: String,
     vestibule: SocketAddr,
-    client: UpstreamClient,
+    client: ToolClient,
     sessions: Mutex<HashMap<String, DemoUser>>,
 }
 
@@ -272,7 +272,7 @@ pub async fn run(
     let front = Arc::new(Front {
         origin: origin.clone(),
         vestibule: vestibule_addr,
-        client: upstream_client(
+        client: tool_client(
             Duration::from_secs(5),
             Duration::from_secs(90),
             Some(IpAddr::V4(FRONT_SOURCE_IP)),
