@@ -1453,6 +1453,60 @@ pub fn oidc_redirect_pkce(data: &[u8]) {
     }
 }
 
+/// The provider's authorization request on arbitrary input (a query
+/// string, `&`-separated `name=value`): never panics; an accepted request
+/// asked for `code`, only allowed scopes and an S256 challenge when one is
+/// needed; the parameters written back read the same; a `Host` that is
+/// the issuer's is one whose text could name it.
+pub fn oidc_authorize_request(data: &[u8]) {
+    use crate::oidc_provider::{
+        AuthorizationParams, ClientRules, check_authorization, is_issuer_authority,
+        needs_reauthentication, parse_max_age, parse_prompt, parse_scope, response_url,
+    };
+
+    let text = String::from_utf8_lossy(data);
+    let pairs: Vec<(&str, &str)> = text
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect();
+    let p = AuthorizationParams::from_pairs(pairs.iter().copied());
+    let allowed: Vec<String> = ["openid", "profile", "email"].map(String::from).to_vec();
+    for (public, require_pkce) in [(true, true), (false, true), (false, false)] {
+        let rules = ClientRules {
+            public,
+            require_pkce,
+            code_grant: true,
+            scopes: &allowed,
+        };
+        if let Ok(r) = check_authorization(&p, rules) {
+            assert_eq!(p.response_type.as_deref(), Some("code"));
+            assert!(p.malformed.is_none() && !p.request && !p.request_uri);
+            assert!(r.scopes.iter().all(|s| allowed.contains(s)));
+            assert!(!r.scopes.is_empty());
+            if public || require_pkce {
+                assert_eq!(r.code_challenge.as_ref().map(String::len), Some(43));
+            }
+            assert!(!(r.prompt.none && (r.prompt.login || r.prompt.consent)));
+            let _ = needs_reauthentication(&r, 0, i64::MAX);
+            let _ = needs_reauthentication(&r, i64::MAX, i64::MIN);
+        }
+    }
+    if p.malformed.is_none() {
+        let again = AuthorizationParams::from_pairs(p.to_pairs(false));
+        assert_eq!(again.to_pairs(false), p.to_pairs(false));
+    }
+    let _ = parse_scope(&text);
+    let _ = parse_prompt(&text);
+    let _ = parse_max_age(&text);
+    let (issuer, host) = text.split_once('\n').unwrap_or((&text, ""));
+    if is_issuer_authority(issuer, host) {
+        let bare = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+        assert!(issuer.to_ascii_lowercase().contains(bare.trim_start_matches('[')));
+    }
+    let url = response_url(issuer, &[("state", host)]);
+    assert!(url.starts_with(issuer));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1485,6 +1539,7 @@ mod tests {
             jose_jws(data);
             oidc_tokens(data);
             oidc_provider_responses(data);
+            oidc_authorize_request(data);
         }
     }
 }

@@ -147,3 +147,8 @@ fn oidc_provider_responses() {
 fn oidc_redirect_pkce() {
     replay("oidc_redirect_pkce", fuzzing::oidc_redirect_pkce);
 }
+
+#[test]
+fn oidc_authorize_request() {
+    replay("oidc_authorize_request", fuzzing::oidc_authorize_request);
+}
