@@ -1501,7 +1501,11 @@ pub fn oidc_authorize_request(data: &[u8]) {
     let (issuer, host) = text.split_once('\n').unwrap_or((&text, ""));
     if is_issuer_authority(issuer, host) {
         let bare = host.split(':').next().unwrap_or("").to_ascii_lowercase();
-        assert!(issuer.to_ascii_lowercase().contains(bare.trim_start_matches('[')));
+        assert!(
+            issuer
+                .to_ascii_lowercase()
+                .contains(bare.trim_start_matches('['))
+        );
     }
     let url = response_url(issuer, &[("state", host)]);
     assert!(url.starts_with(issuer));

@@ -24,16 +24,24 @@ pub const OWN_PREFIX: &str = "/.vestibule";
 /// the pipeline to the apps.
 pub fn app(state: Arc<AppState>) -> Router {
     let verify_path = state.settings.verify_path.clone();
-    Router::new()
+    let router = Router::new()
         .route("/.vestibule/healthz", get(healthz))
         .route(JWKS_PATH, get(jwks))
         .route(CLIENT_CA_PATH, get(crate::web::certificates::ca_pem))
         .route(CLIENT_CRL_PATH, get(crate::web::certificates::crl))
         .route(&verify_path, get(crate::http::forward_auth::verify))
         .merge(crate::web::router())
-        .merge(crate::api::router())
-        .fallback(crate::http::forward::proxy)
-        .with_state(state)
+        .merge(crate::api::router());
+    // The provider's endpoints, and its metadata in front of the apps
+    // (the documents live outside /.vestibule/, on the issuer's host).
+    let router = if state.provider.is_some() {
+        router
+            .merge(crate::provider::routes())
+            .fallback(crate::provider::discovery::or_proxy)
+    } else {
+        router.fallback(crate::http::forward::proxy)
+    };
+    router.with_state(state)
 }
 
 /// The admin router: `/metrics`, `/healthz`, and the probes `/livez` and

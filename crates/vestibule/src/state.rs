@@ -3,7 +3,6 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -53,6 +52,9 @@ pub struct AppState {
     pub client_ca: Option<Arc<crate::certs::ClientCa>>,
     /// Certificates just issued, waiting for their page and downloads.
     pub issued_certificates: crate::web::certificates::IssuedCertificates,
+    /// The OpenID provider, when `[oidc_provider]` is configured (it
+    /// needs the store, which the configuration check insists on).
+    pub provider: Option<Arc<crate::provider::ProviderState>>,
 }
 
 /// The services that exist only with `[accounts]`, over one store.
@@ -266,6 +268,13 @@ impl AppState {
             refused: auth("device", "refused"),
             rate_limited: auth("device", "rate_limited"),
         };
+        let provider = match (&store, &settings.oidc_provider) {
+            (Some(store), Some(p)) => Some(Arc::new(crate::provider::ProviderState::new(
+                p.clone(),
+                store.clone(),
+            ))),
+            _ => None,
+        };
         let account_services = match (store, &settings.accounts) {
             (Some(store), Some(a)) => {
                 let mut accounts = Accounts::new(store.clone(), a.cache_ttl, a.roles.clone());
@@ -303,6 +312,7 @@ impl AppState {
             assertions,
             client_ca: None,
             issued_certificates: Default::default(),
+            provider,
         })
     }
 }

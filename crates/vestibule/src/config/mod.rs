@@ -71,10 +71,10 @@ pub use oidc::{
     OIDC_CALLBACK_PATH, OidcLogin, OidcPreset, OidcSourceConfig,
 };
 pub use oidc_provider::{
-    AccessTokenFormat, ClientKind, ConsentMode, DEFAULT_ACCESS_TOKEN_LIFETIME,
+    AccessTokenFormat, ClientDefaults, ClientKind, ConsentMode, DEFAULT_ACCESS_TOKEN_LIFETIME,
     DEFAULT_CLIENT_SCOPES, DEFAULT_CODE_LIFETIME, DEFAULT_ID_TOKEN_LIFETIME, DEFAULT_REFRESH_GRACE,
     DEFAULT_REFRESH_TOKEN_ABSOLUTE, DEFAULT_REFRESH_TOKEN_IDLE, GrantType, OidcClientConfig,
-    OidcClientSettings, OidcProviderConfig, OidcProviderSettings,
+    OidcClientSettings, OidcProviderConfig, OidcProviderSettings, issuer_path,
 };
 pub use routes::{
     CredentialCarrier, CustomProfileConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CREDENTIAL_HEADER,
@@ -256,16 +256,6 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         .oidc_provider
         .as_ref()
         .and_then(|p| p.validate(&mut c, file.accounts.is_some()));
-    if oidc_provider.is_some() {
-        // Its store and rules exist; its endpoints do not yet. Nobody can
-        // sign in through it, so nothing is let through: a warning, so the
-        // operator is not misled into expecting apps to log in.
-        c.warn(
-            "oidc_provider",
-            "[oidc_provider] is checked, but this build serves no provider endpoints yet: apps cannot sign in through it",
-            "remove [oidc_provider] for now, or keep it to have the configuration checked",
-        );
-    }
     check_roles(&mut c, file);
 
     if file.routes.is_empty() {

@@ -218,8 +218,22 @@ pub struct OidcProviderSettings {
     pub id_token_lifetime: Duration,
     /// Grace window for a retried refresh.
     pub refresh_grace: Duration,
+    /// The lifetimes a client gets unless it sets its own (stored clients
+    /// are checked against them when read).
+    pub client_defaults: ClientDefaults,
     /// The file's clients.
     pub clients: Vec<OidcClientSettings>,
+}
+
+/// The provider's lifetimes, which a client may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientDefaults {
+    /// `oidc_provider.access_token_lifetime`.
+    pub access_token_lifetime: Duration,
+    /// `oidc_provider.refresh_token_idle`.
+    pub refresh_token_idle: Duration,
+    /// `oidc_provider.refresh_token_absolute`.
+    pub refresh_token_absolute: Duration,
 }
 
 /// One client, checked.
@@ -336,6 +350,13 @@ fn issuer_problem(issuer: &str) -> Option<&'static str> {
     }
 }
 
+/// The path of an issuer URL (empty for none), without a trailing `/`.
+pub fn issuer_path(issuer: &str) -> &str {
+    let rest = issuer.split_once("://").map_or("", |(_, r)| r);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    path.trim_end_matches('/')
+}
+
 /// `s` as 32 bytes from 64 hex digits.
 fn sha256_hex(s: &str) -> Option<[u8; 32]> {
     if s.len() != 64 {
@@ -408,6 +429,21 @@ impl OidcProviderConfig {
                 "make refresh_token_absolute at least refresh_token_idle",
             );
         }
+        // vestibule's own endpoints live under /.vestibule/, where the
+        // discovery document of an issuer with such a path would never be
+        // reached (OIDC Discovery §4.1 puts it under the issuer's path).
+        if issuer_path(&self.issuer).starts_with(crate::app::OWN_PREFIX) {
+            c.error(
+                "oidc_provider.issuer",
+                "the issuer's path is under /.vestibule/, where its discovery document cannot be served",
+                "use an issuer without a path, e.g. \"https://sso.example.com\"",
+            );
+        }
+        let defaults = ClientDefaults {
+            access_token_lifetime: self.access_token_lifetime.0,
+            refresh_token_idle: self.refresh_token_idle.0,
+            refresh_token_absolute: self.refresh_token_absolute.0,
+        };
         let mut clients = Vec::new();
         for (i, client) in self.clients.iter().enumerate() {
             if self.clients[..i]
@@ -420,7 +456,8 @@ impl OidcProviderConfig {
                     "give each client its own id",
                 );
             }
-            if let Some(s) = client.validate(c, i, self) {
+            let prefix = format!("oidc_provider.client[{i}]");
+            if let Some(s) = client.validate(c, &prefix, defaults) {
                 clients.push(s);
             }
         }
@@ -429,19 +466,60 @@ impl OidcProviderConfig {
             code_lifetime: self.code_lifetime.0,
             id_token_lifetime: self.id_token_lifetime.0,
             refresh_grace: self.refresh_grace.0,
+            client_defaults: defaults,
             clients,
         })
     }
 }
 
 impl OidcClientConfig {
+    /// A client kept in the store (`vestibule clients`): its registration
+    /// (`settings_json`, the fields of `[[oidc_provider.client]]` as a JSON
+    /// object, without `client_id` and `secret_sha256`, which are columns
+    /// of their own) checked by the same rules as a client of the file.
+    /// `Err` holds the problems, for the log.
+    pub fn from_stored(
+        client_id: &str,
+        secret_hash: Option<&[u8; 32]>,
+        settings_json: &str,
+        defaults: ClientDefaults,
+    ) -> Result<OidcClientSettings, String> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(settings_json).map_err(|e| format!("not JSON: {e}"))?;
+        let Some(object) = value.as_object_mut() else {
+            return Err("not a JSON object".into());
+        };
+        for column in ["client_id", "secret_sha256"] {
+            if object.contains_key(column) {
+                return Err(format!("`{column}` is a column, not a setting"));
+            }
+        }
+        object.insert("client_id".into(), client_id.into());
+        if let Some(hash) = secret_hash {
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            object.insert("secret_sha256".into(), hex.into());
+        }
+        let config: Self = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        let mut c = Collector::default();
+        match config.validate(&mut c, &format!("client `{client_id}`"), defaults) {
+            Some(s) if !c.diags.iter().any(|d| d.severity == Severity::Error) => Ok(s),
+            _ => Err(c
+                .diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| format!("{}: {}", d.key, d.message))
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
+    }
+
     fn validate(
         &self,
         c: &mut Collector,
-        i: usize,
-        provider: &OidcProviderConfig,
+        prefix: &str,
+        provider: ClientDefaults,
     ) -> Option<OidcClientSettings> {
-        let key = |field: &str| format!("oidc_provider.client[{i}].{field}");
+        let key = |field: &str| format!("{prefix}.{field}");
         let errors = |c: &Collector| {
             c.diags
                 .iter()
@@ -570,10 +648,10 @@ impl OidcClientConfig {
         }
         let idle = self
             .refresh_token_idle
-            .map_or(provider.refresh_token_idle.0, |d| d.0);
+            .map_or(provider.refresh_token_idle, |d| d.0);
         let absolute = self
             .refresh_token_absolute
-            .map_or(provider.refresh_token_absolute.0, |d| d.0);
+            .map_or(provider.refresh_token_absolute, |d| d.0);
         if absolute < idle {
             c.error(
                 key("refresh_token_absolute"),
@@ -595,7 +673,7 @@ impl OidcClientConfig {
             access_token_format: self.access_token_format,
             access_token_lifetime: self
                 .access_token_lifetime
-                .map_or(provider.access_token_lifetime.0, |d| d.0),
+                .map_or(provider.access_token_lifetime, |d| d.0),
             refresh_token_idle: idle,
             refresh_token_absolute: absolute,
             backchannel_logout_uri: self.backchannel_logout_uri.clone(),
@@ -661,5 +739,50 @@ mod tests {
         assert_eq!(sha256_hex(&hex[1..]), None);
         assert_eq!(sha256_hex(&format!("{}zz", &hex[2..])), None);
         assert_eq!(sha256_hex("ü".repeat(32).as_str()), None);
+    }
+
+    #[test]
+    fn stored_clients_are_checked_like_the_files() {
+        let d = ClientDefaults {
+            access_token_lifetime: Duration::from_secs(600),
+            refresh_token_idle: Duration::from_secs(60),
+            refresh_token_absolute: Duration::from_secs(120),
+        };
+        let ok = OidcClientConfig::from_stored(
+            "cli",
+            None,
+            r#"{"kind":"public","redirect_uris":["http://127.0.0.1/cb"],"consent":"implicit"}"#,
+            d,
+        )
+        .unwrap();
+        assert_eq!(ok.client_id, "cli");
+        assert_eq!(ok.access_token_lifetime, Duration::from_secs(600));
+        assert!(ok.require_pkce);
+        let secret = [7u8; 32];
+        let conf = OidcClientConfig::from_stored(
+            "app",
+            Some(&secret),
+            r#"{"kind":"confidential","redirect_uris":["https://a.example/cb"]}"#,
+            d,
+        )
+        .unwrap();
+        assert_eq!(conf.secret_hash, Some(secret));
+        for bad in [
+            "not json",
+            "[]",
+            r#"{"kind":"public"}"#,
+            r#"{"kind":"public","redirect_uris":["http://a.example/cb"]}"#,
+            r#"{"kind":"public","redirect_uris":["http://127.0.0.1/cb"],"client_id":"x"}"#,
+            r#"{"kind":"public","redirect_uris":["http://127.0.0.1/cb"],"unknown":1}"#,
+            r#"{"kind":"confidential","redirect_uris":["http://127.0.0.1/cb"]}"#,
+        ] {
+            assert!(
+                OidcClientConfig::from_stored("c", None, bad, d).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(issuer_path("https://a.example"), "");
+        assert_eq!(issuer_path("https://a.example/"), "");
+        assert_eq!(issuer_path("https://a.example/realm/"), "/realm");
     }
 }

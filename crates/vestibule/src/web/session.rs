@@ -47,6 +47,9 @@ pub struct PageSession {
     pub https: bool,
     /// Trust facts.
     pub ctx: ClientContext,
+    /// When the session started (unix ms): when vestibule last saw the
+    /// person sign in, the OpenID provider's `auth_time`.
+    pub created_at: i64,
 }
 
 fn csrf_for(token: &Secret, identity: &Identity) -> String {
@@ -259,6 +262,7 @@ pub(super) async fn page_session(
                 csrf,
                 https,
                 ctx,
+                created_at: s.created_at,
             });
         }
         // Someone else, expired, or new privileges: end it, then start over.
@@ -317,6 +321,7 @@ pub(super) async fn page_session(
         csrf,
         https,
         ctx,
+        created_at: now,
     })
 }
 
