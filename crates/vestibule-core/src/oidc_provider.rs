@@ -999,6 +999,26 @@ mod tests {
     }
 
     proptest! {
+        /// The fuzz target's invariants on generated requests built from
+        /// the parameter names the provider reads (random bytes rarely
+        /// form one).
+        #[test]
+        fn authorize_requests_fuzz_invariants(
+            pairs in proptest::collection::vec(
+                (proptest::sample::select(PARAM_NAMES.to_vec()), "[a-zA-Z0-9 _.~+-]{0,50}"),
+                0..14,
+            ),
+            good in any::<bool>(),
+        ) {
+            let mut q: Vec<String> = Vec::new();
+            if good {
+                q.push("response_type=code&scope=openid&code_challenge_method=S256".into());
+                q.push("code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into());
+            }
+            q.extend(pairs.iter().map(|(k, v)| format!("{k}={v}")));
+            crate::fuzzing::oidc_authorize_request(q.join("&").as_bytes());
+        }
+
         /// Scope parsing never panics; what it returns is made of scope
         /// tokens without repeats, and joining them parses back to itself.
         #[test]

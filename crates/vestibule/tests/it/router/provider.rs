@@ -460,6 +460,14 @@ async fn only_the_code_flow_and_allowed_scopes() {
         .await;
     assert_eq!(r.status, 303);
     assert_code(&r, cb);
+    // Not a form (OIDC Core §3.1.2.1): nothing is known good, a page.
+    let r = Call::post(AUTHORIZE)
+        .json("{}")
+        .html()
+        .headers(&ALICE)
+        .send(&gw.app)
+        .await;
+    assert_page(&r, 400);
 }
 
 #[tokio::test]
