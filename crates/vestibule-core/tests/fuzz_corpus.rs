@@ -147,3 +147,8 @@ fn oidc_provider_responses() {
 fn oidc_redirect_pkce() {
     replay("oidc_redirect_pkce", fuzzing::oidc_redirect_pkce);
 }
+
+#[test]
+fn oidc_token_request() {
+    replay("oidc_token_request", fuzzing::oidc_token_request);
+}
