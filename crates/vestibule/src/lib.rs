@@ -50,6 +50,7 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod policy;
+pub mod provider;
 pub mod ratelimited_log;
 pub mod service;
 pub mod state;

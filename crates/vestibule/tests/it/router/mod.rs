@@ -11,6 +11,7 @@ mod devices;
 mod login;
 mod own;
 mod pages;
+mod provider;
 mod proxy;
 mod reload;
 
