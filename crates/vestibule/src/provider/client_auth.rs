@@ -117,7 +117,7 @@ pub fn authenticate<'a>(
     let refused = AuthError::InvalidClient { basic_tried };
     // Hashed before the lookup, so an unknown client costs what a known
     // one does.
-    let presented = secret.as_deref().map(|s| sha256(s));
+    let presented = secret.as_deref().map(sha256);
     let client = find_client(settings, &client_id).ok_or(refused.clone())?;
     match (client.kind, presented, client.secret_hash) {
         (ClientKind::Confidential, Some(presented), Some(expected))
