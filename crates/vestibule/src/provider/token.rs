@@ -276,7 +276,7 @@ async fn authorization_code(
             .await
         {
             Ok(CodeExchange::Replayed { revoked_grant }) => {
-                replay_logged(client, c.account_id, revoked_grant)
+                replay_logged(p, client, c.account_id, revoked_grant).await
             }
             Ok(_) => invalid_grant("invalid authorization code"),
             Err(e) => server_error(e),
@@ -352,7 +352,7 @@ async fn authorization_code(
         CodeExchange::Issued { code, .. } => code,
         // Another request redeemed it between the lookup and now.
         CodeExchange::Replayed { revoked_grant } => {
-            return replay_logged(client, c.account_id, revoked_grant);
+            return replay_logged(p, client, c.account_id, revoked_grant).await;
         }
         CodeExchange::Invalid => return invalid_grant("invalid authorization code"),
     };
@@ -390,8 +390,10 @@ async fn authorization_code(
     )
 }
 
-/// A replayed code: logged as a security event, `invalid_grant`.
-fn replay_logged(
+/// A replayed code: logged and audited as a security event,
+/// `invalid_grant`.
+async fn replay_logged(
+    p: &Provider<'_>,
     client: &OidcClientSettings,
     account_id: i64,
     revoked_grant: Option<i64>,
@@ -403,7 +405,38 @@ fn replay_logged(
         revoked_grant,
         "authorization code presented again: the grant it created is revoked"
     );
+    audit_security(
+        p,
+        "oidc.code-replay",
+        client,
+        account_id,
+        format!("grant {revoked_grant:?} revoked"),
+    )
+    .await;
     invalid_grant("the code was already used")
+}
+
+/// Appends a security event to the audit log (actor: the client; subject:
+/// the account). A failure to write it is logged, never a reason to answer
+/// differently.
+async fn audit_security(
+    p: &Provider<'_>,
+    action: &str,
+    client: &OidcClientSettings,
+    account_id: i64,
+    detail: String,
+) {
+    let e = vestibule_store::AuditEntry::new(
+        now_ms(),
+        format!("client:{}", client.client_id),
+        action,
+        format!("account:{account_id}"),
+    )
+    .with_outcome("denied")
+    .with_detail(detail);
+    if let Err(err) = p.store.append_audit(&e).await {
+        tracing::warn!(error = %err, action, "could not write the audit entry");
+    }
 }
 
 /// The successor tokens of a rotation, sealed for a grace retry.
@@ -553,6 +586,14 @@ async fn refresh(
                 family_id,
                 "refresh token reuse: a rotated refresh token came back after the grace window; its family is revoked"
             );
+            audit_security(
+                p,
+                "oidc.refresh-reuse",
+                client,
+                grant.account_id,
+                format!("refresh family {family_id} of grant {} revoked", grant.id),
+            )
+            .await;
             return invalid_grant("the refresh token was already used");
         }
         RefreshOutcome::Invalid => return invalid_grant("invalid refresh token"),

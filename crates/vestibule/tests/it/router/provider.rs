@@ -577,6 +577,7 @@ async fn a_replayed_code_revokes_what_it_issued() {
     )
     .await;
     oauth_error(&r, 400, "invalid_grant");
+    assert_eq!(security_events(&gw, "oidc.code-replay", ann).await, 1);
 }
 
 async fn refresh(gw: &Gw, token: &str, scope: Option<&str>) -> Resp {
@@ -654,6 +655,26 @@ async fn refresh_tokens_rotate_with_a_grace_window_then_reuse_revokes_the_family
         "{}",
         gw.state.metrics.render()
     );
+    assert_eq!(security_events(&gw, "oidc.refresh-reuse", ann).await, 1);
+}
+
+/// How many audit entries of `action` name the account.
+async fn security_events(gw: &Gw, action: &str, account: i64) -> usize {
+    let entries = gw
+        .store()
+        .audit(&vestibule_store::AuditFilter {
+            since: None,
+            action: Some(action.into()),
+            subject: Some(format!("account:{account}")),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    for e in &entries {
+        assert_eq!(e.outcome, "denied");
+        assert!(e.actor.starts_with("client:"), "{e:?}");
+    }
+    entries.len()
 }
 
 #[tokio::test]
