@@ -1511,6 +1511,44 @@ pub fn oidc_authorize_request(data: &[u8]) {
     assert!(url.starts_with(issuer));
 }
 
+/// The token endpoint's and userinfo's readers of client input: a form
+/// body, `Authorization: Basic` client credentials, a Bearer token and a
+/// scope. None panics; a parsed form has at most [`MAX_PARAMS`] values and
+/// gives no empty value; Basic credentials never have an empty client id;
+/// a Bearer token is the value's tail; a narrowed scope is within the
+/// grant.
+///
+/// [`MAX_PARAMS`]: crate::oidc_token::MAX_PARAMS
+pub fn oidc_token_request(data: &[u8]) {
+    use crate::oidc_token::{
+        MAX_PARAMS, basic_client, bearer_token, narrow_scope, parse_form, parse_scope,
+    };
+
+    if let Ok(form) = parse_form(data) {
+        let mut n = 0;
+        for name in ["grant_type", "code", "client_id", "scope", "a", ""] {
+            if let Some(v) = form.get(name) {
+                assert!(!v.is_empty());
+                n += 1;
+            }
+        }
+        assert!(n <= MAX_PARAMS);
+    }
+    if let Some(c) = basic_client(data) {
+        assert!(!c.client_id.is_empty());
+    }
+    if let Some(t) = bearer_token(data) {
+        assert!(!t.is_empty() && data.ends_with(t.as_bytes()));
+    }
+    let text = String::from_utf8_lossy(data);
+    let (granted, asked) = text.split_once('\n').unwrap_or((&text, ""));
+    if let Ok(narrowed) = narrow_scope(granted, Some(asked)) {
+        let g = parse_scope(granted).unwrap_or_default();
+        let n = parse_scope(&narrowed).unwrap_or_default();
+        assert!(n.is_subset(&g));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

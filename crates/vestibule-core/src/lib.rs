@@ -67,6 +67,7 @@ pub mod ldap;
 pub mod net;
 pub mod oidc;
 pub mod oidc_provider;
+pub mod oidc_token;
 pub mod path;
 pub mod policy;
 pub mod profile;

@@ -152,3 +152,8 @@ fn oidc_redirect_pkce() {
 fn oidc_authorize_request() {
     replay("oidc_authorize_request", fuzzing::oidc_authorize_request);
 }
+
+#[test]
+fn oidc_token_request() {
+    replay("oidc_token_request", fuzzing::oidc_token_request);
+}

@@ -421,6 +421,14 @@ impl PublicJwks {
         Self { keys }
     }
 
+    /// Several sets published as one, in the order given (each set's own
+    /// order kept): one document for keys of several algorithms.
+    pub fn merged(sets: impl IntoIterator<Item = PublicJwks>) -> Self {
+        Self {
+            keys: sets.into_iter().flat_map(|s| s.keys).collect(),
+        }
+    }
+
     /// The keys, in publishing order.
     pub fn keys(&self) -> &[PublicJwk] {
         &self.keys

@@ -476,9 +476,10 @@ pub trait Store: provider::ProviderStore + Send + Sync {
 
     // ---- signing keys --------------------------------------------------
 
-    /// Stores a new signing key unless a key that is not retired was
-    /// created after `unless_created_after` (unix ms); says whether it
-    /// stored it. One conditional `INSERT`, so of several instances that
+    /// Stores a new signing key unless a key of the same algorithm that is
+    /// not retired was created after `unless_created_after` (unix ms); says
+    /// whether it stored it. Each algorithm is its own family (assertions
+    /// sign with one, ID tokens with others), created and rotated apart. One conditional `INSERT`, so of several instances that
     /// decide at once to create the first key (`i64::MIN`) or to rotate
     /// (the newest acceptable creation time), exactly one wins; the others
     /// reload with [`Store::signing_keys`]. The caller seals the private

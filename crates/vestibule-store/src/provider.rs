@@ -207,6 +207,10 @@ pub struct Rotation {
     /// How long after a rotation a retry gets [`RefreshOutcome::GraceRetry`]
     /// (ms).
     pub grace_ms: i64,
+    /// The new access token's scopes when the client narrowed them
+    /// (RFC 6749 §6: a subset of the grant's, checked by the caller);
+    /// `None`: the grant's.
+    pub access_scopes: Option<String>,
 }
 
 /// What [`ProviderStore::rotate_refresh`] did.

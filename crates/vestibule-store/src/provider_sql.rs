@@ -588,7 +588,7 @@ impl ProviderStore for SqlStore {
                     Some(grant.account_id),
                     Some(grant.id),
                     Some(family_id),
-                    &grant.scopes,
+                    rotation.access_scopes.as_deref().unwrap_or(&grant.scopes),
                     now,
                 )
                 .await?;

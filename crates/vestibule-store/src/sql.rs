@@ -1358,7 +1358,8 @@ impl Store for SqlStore {
                   retired_at, verify_until) \
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 \
                  WHERE NOT EXISTS (SELECT 1 FROM signing_keys \
-                                   WHERE retired_at IS NULL AND created_at > $10)",
+                                   WHERE retired_at IS NULL AND alg = $2 \
+                                   AND created_at > $10)",
             )
             .bind(&key.kid)
             .bind(&key.alg)

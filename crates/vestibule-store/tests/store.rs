@@ -2211,19 +2211,38 @@ async fn case_signing_keys(store: Arc<dyn Store>) {
     };
     assert_eq!(keys, vec![retired.clone(), second.clone()]);
 
-    // A retired key does not block a new first key (k2 does, though).
-    assert!(
-        !store
-            .insert_signing_key(&signing_key("k3", 3_000), 1_000)
-            .await
-            .unwrap()
-    );
+    // A retired key does not block a new key of its algorithm (k2, of the
+    // same algorithm as k3, does, though).
+    let third = StoredSigningKey {
+        alg: "EdDSA".into(),
+        ..signing_key("k3", 3_000)
+    };
+    assert!(!store.insert_signing_key(&third, 1_000).await.unwrap());
 
     // Purge: only retired keys past `verify_until`.
     assert_eq!(store.purge_signing_keys(8_999).await.unwrap(), 0);
     assert_eq!(store.purge_signing_keys(9_000).await.unwrap(), 1);
-    assert_eq!(store.signing_keys().await.unwrap(), vec![second]);
+    assert_eq!(store.signing_keys().await.unwrap(), vec![second.clone()]);
     assert_eq!(store.purge_signing_keys(i64::MAX).await.unwrap(), 0);
+
+    // Each algorithm is its own family: a first RS256 key is stored while
+    // the EdDSA key k2 is live, and a second first RS256 key loses.
+    let rsa = StoredSigningKey {
+        alg: "RS256".into(),
+        ..signing_key("k4", 4_000)
+    };
+    assert!(store.insert_signing_key(&rsa, i64::MIN).await.unwrap());
+    let rsa_again = StoredSigningKey {
+        alg: "RS256".into(),
+        ..signing_key("k5", 4_001)
+    };
+    assert!(
+        !store
+            .insert_signing_key(&rsa_again, i64::MIN)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.signing_keys().await.unwrap(), vec![second, rsa]);
 }
 
 /// Instances starting together each try to create the first key: exactly
@@ -2592,6 +2611,7 @@ fn rotation(refresh: u8, access: u8, now: i64) -> Rotation {
         },
         sealed: vec![refresh, access, 0xee],
         grace_ms: 10_000,
+        access_scopes: None,
     }
 }
 

@@ -165,6 +165,8 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         None => None,
     };
     let keys = settings.keys.clone();
+    // The ID token algorithms get key families of their own (issue 14).
+    let id_token_algs = crate::provider::id_token::algorithms(settings.oidc_provider.as_ref());
     let client_certs = settings.client_certs.clone();
     let tls_files = settings.tls.clone();
     let mut state = AppState::new(settings, store.clone())?;
@@ -179,7 +181,7 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
             let ca = crate::certs::ClientCa::open(store.clone(), kek, cc.crl_url.clone()).await?;
             state.client_ca = Some(Arc::new(ca));
         }
-        let ring = Arc::new(crate::keys::KeyRing::open(store, keys).await?);
+        let ring = Arc::new(crate::keys::KeyRing::open_with(store, keys, &id_token_algs).await?);
         background.push(ring.clone().maintain());
         state.signing_keys = Some(ring);
     }

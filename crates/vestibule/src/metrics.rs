@@ -44,6 +44,9 @@ pub struct Metrics {
     pub spoofed_headers_stripped: Counter,
     /// Time from sending a request upstream to its response headers.
     pub upstream_duration: Family<RouteLabel, Histogram>,
+    /// Rotated OIDC refresh tokens presented again after the grace window:
+    /// each revoked its family (RFC 9700 §4.14.2), and may be a theft.
+    pub oidc_refresh_reuse: Counter,
 }
 
 impl Default for Metrics {
@@ -59,6 +62,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let auth_decisions = Family::<AuthLabels, Counter>::default();
         let spoofed_headers_stripped = Counter::default();
+        let oidc_refresh_reuse = Counter::default();
         let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -85,12 +89,18 @@ impl Metrics {
             "Time until the upstream's response headers",
             upstream_duration.clone(),
         );
+        registry.register(
+            "oidc_refresh_token_reuse",
+            "Rotated refresh tokens presented after the grace window (family revoked)",
+            oidc_refresh_reuse.clone(),
+        );
         Self {
             registry,
             requests,
             auth_decisions,
             spoofed_headers_stripped,
             upstream_duration,
+            oidc_refresh_reuse,
         }
     }
 

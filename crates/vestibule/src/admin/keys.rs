@@ -11,18 +11,20 @@ use crate::keys::{KeyRing, Rotation};
 pub(super) async fn list(ctx: &Ctx, json: bool) -> Result<(), Fail> {
     let rows = ctx.store.signing_keys().await?;
     let now = now_ms();
-    // The key that signs: the newest unretired one whose time has come
-    // (an older one is retired by the gateways at their next reload).
-    let signing = rows
-        .iter()
-        .filter(|r| r.retired_at.is_none() && r.signs_from <= now)
-        .max_by_key(|r| (r.signs_from, r.created_at, r.kid.as_str()))
-        .map(|r| r.kid.as_str());
+    // The key that signs, per algorithm (each is its own family): the
+    // newest unretired one whose time has come (an older one is retired by
+    // the gateways at their next reload).
+    let signing = |alg: &str| {
+        rows.iter()
+            .filter(|r| r.alg == alg && r.retired_at.is_none() && r.signs_from <= now)
+            .max_by_key(|r| (r.signs_from, r.created_at, r.kid.as_str()))
+            .map(|r| r.kid.as_str())
+    };
     let state = |r: &vestibule_store::StoredSigningKey| match (r.retired_at, r.verify_until) {
         (Some(_), Some(until)) if until <= now => "expired",
         (Some(_), _) => "retired",
         (None, _) if r.signs_from > now => "published",
-        (None, _) if Some(r.kid.as_str()) == signing => "signing",
+        (None, _) if Some(r.kid.as_str()) == signing(&r.alg) => "signing",
         (None, _) => "replaced",
     };
     if json {
@@ -74,20 +76,41 @@ pub(super) async fn rotate(ctx: &Ctx, immediately: bool) -> Result<(), Fail> {
     let ring = KeyRing::open(ctx.store.clone(), ctx.keys.clone())
         .await
         .map_err(Fail::Setup)?;
-    let outcome = ring.rotate(true, immediately).await.map_err(Fail::Setup)?;
-    let Rotation::Added { kid, signs_from } = outcome else {
+    // Every family (assertions, ID tokens) rotates together: a forced
+    // rotation is what one does after a leak.
+    let outcomes = ring
+        .rotate_all(true, immediately)
+        .await
+        .map_err(Fail::Setup)?;
+    let added: Vec<(String, i64)> = outcomes
+        .into_iter()
+        .filter_map(|(_, r)| match r {
+            Rotation::Added { kid, signs_from } => Some((kid, signs_from)),
+            Rotation::NotNeeded => None,
+        })
+        .collect();
+    if added.is_empty() {
         return Err(Fail::Refused(
             "another instance added a key at the same moment; see `vestibule keys list`".into(),
         ));
-    };
-    if immediately {
-        println!("key {kid} signs now; the previous key stays published until its tokens expire");
-    } else {
-        println!(
-            "key {kid} is published and signs from {} (UTC); running gateways pick it up within a minute",
-            when(signs_from)
-        );
     }
+    for (kid, signs_from) in &added {
+        if immediately {
+            println!(
+                "key {kid} signs now; the previous key stays published until its tokens expire"
+            );
+        } else {
+            println!(
+                "key {kid} is published and signs from {} (UTC); running gateways pick it up within a minute",
+                when(*signs_from)
+            );
+        }
+    }
+    let kid = added
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let e = AuditEntry::new(
         now_ms(),
         ctx.actor.name.as_str(),

@@ -22,6 +22,20 @@
 //! than the one I saw exists". Of instances deciding together, one wins;
 //! every instance then reloads the rows, so all build the same set.
 //! Retiring is idempotent (the first retirement stands).
+//!
+//! ## One family per algorithm
+//!
+//! Assertions sign with `[keys] algorithm`; the OpenID Connect provider
+//! signs ID tokens with RS256 by default and ES256 or EdDSA per client
+//! (issue 14). Each algorithm in use is a **family** of its own: its first
+//! key is made at the first start that needs it, it rotates on the same
+//! schedule, and its keys live through the same lifecycle; the conditional
+//! insert is per algorithm. The JWK Set publishes every family, each key
+//! with its `kid`, `use: "sig"` and `alg`. A family stays in use while it
+//! has a key that is not retired, so one made for a client that was later
+//! removed (or an assertion algorithm since changed) keeps rotating and
+//! being published: nothing it signed fails verification after a
+//! configuration change.
 
 pub mod assertion;
 pub mod kek;
@@ -61,12 +75,17 @@ pub struct KeyRing {
     store: Arc<dyn Store>,
     kek: Option<Kek>,
     settings: KeySettings,
+    /// The families: the assertion algorithm first.
+    algorithms: Vec<Algorithm>,
     set: RwLock<Arc<Loaded>>,
 }
 
 /// A loaded set, and when its next key starts signing.
 struct Loaded {
+    /// The assertion algorithm's family.
     set: Arc<KeySet>,
+    /// The other families, in [`KeyRing::algorithms`] order.
+    others: Vec<(Algorithm, Arc<KeySet>)>,
     next_signs_from: Option<i64>,
 }
 
@@ -93,28 +112,50 @@ impl KeyRing {
     /// the store has none (one instance wins; the rest load its key), and
     /// loads the set.
     pub async fn open(store: Arc<dyn Store>, settings: KeySettings) -> Result<Self, String> {
+        Self::open_with(store, settings, &[]).await
+    }
+
+    /// [`KeyRing::open`], with a family for each of `extra` too (the ID
+    /// token algorithms of the OpenID Connect provider), besides the
+    /// assertion algorithm and every family that has a live key.
+    pub async fn open_with(
+        store: Arc<dyn Store>,
+        settings: KeySettings,
+        extra: &[Algorithm],
+    ) -> Result<Self, String> {
         let kek = settings.kek.as_ref().map(Kek::load).transpose()?;
         let now = now_ms();
         let rows = store.signing_keys().await.map_err(store_error)?;
-        if !rows.iter().any(|r| r.retired_at.is_none()) {
-            // The first key signs at once: no verifier can have cached a
-            // set without it, as there was none.
-            let (key, row) = new_key(settings.algorithm.jose(), kek.as_ref(), now, now)?;
-            if store
-                .insert_signing_key(&row, i64::MIN)
-                .await
-                .map_err(store_error)?
-            {
-                tracing::info!(kid = key.kid(), alg = %key.algorithm(), "first signing key created");
-            }
+        let algorithms = algorithms_in_use(settings.algorithm.jose(), extra, &rows);
+        for &alg in &algorithms {
+            first_key(&*store, kek.as_ref(), alg, &rows, now).await?;
         }
-        let set = load_set(&*store, kek.as_ref(), now, verify_grace()).await?;
+        let set = load_set(&*store, kek.as_ref(), &algorithms, now, verify_grace()).await?;
         Ok(Self {
             store,
             kek,
             settings,
+            algorithms,
             set: RwLock::new(Arc::new(set)),
         })
+    }
+
+    /// The algorithms of the families, the assertion algorithm first.
+    pub fn algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// The set of the family of `alg`, if the ring has one.
+    pub fn for_algorithm(&self, alg: Algorithm) -> Option<Arc<KeySet>> {
+        let loaded = self.loaded();
+        if loaded.set.current().algorithm() == alg {
+            return Some(loaded.set.clone());
+        }
+        loaded
+            .others
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, s)| s.clone())
     }
 
     /// The set loaded last.
@@ -122,9 +163,15 @@ impl KeyRing {
         self.loaded().set.clone()
     }
 
-    /// The JWK Set to publish now.
+    /// The JWK Set to publish now: every family's keys, the assertion
+    /// family first.
     pub fn published(&self) -> PublicJwks {
-        self.current().published(now_ms())
+        let loaded = self.loaded();
+        let now = now_ms();
+        PublicJwks::merged(
+            std::iter::once(loaded.set.published(now))
+                .chain(loaded.others.iter().map(|(_, s)| s.published(now))),
+        )
     }
 
     /// `Cache-Control` for the published set.
@@ -142,7 +189,14 @@ impl KeyRing {
     /// `verify_until`.
     pub async fn reload(&self) -> Result<(), String> {
         let now = now_ms();
-        let set = load_set(&*self.store, self.kek.as_ref(), now, verify_grace()).await?;
+        let set = load_set(
+            &*self.store,
+            self.kek.as_ref(),
+            &self.algorithms,
+            now,
+            verify_grace(),
+        )
+        .await?;
         *self
             .set
             .write()
@@ -167,44 +221,75 @@ impl KeyRing {
     /// must go now; verifiers that cached the set refetch on the unknown
     /// kid). Reloads afterwards either way.
     pub async fn rotate(&self, force: bool, immediately: bool) -> Result<Rotation, String> {
-        let now = now_ms();
         let rows = self.store.signing_keys().await.map_err(store_error)?;
+        let alg = self.settings.algorithm.jose();
+        let outcome = self
+            .rotate_family(alg, &rows, now_ms(), force, immediately)
+            .await?;
+        self.reload().await?;
+        Ok(outcome)
+    }
+
+    /// [`KeyRing::rotate`] for every family: what each did, in
+    /// [`KeyRing::algorithms`] order.
+    pub async fn rotate_all(
+        &self,
+        force: bool,
+        immediately: bool,
+    ) -> Result<Vec<(Algorithm, Rotation)>, String> {
+        let rows = self.store.signing_keys().await.map_err(store_error)?;
+        let now = now_ms();
+        let mut out = Vec::with_capacity(self.algorithms.len());
+        for &alg in &self.algorithms {
+            let outcome = self
+                .rotate_family(alg, &rows, now, force, immediately)
+                .await?;
+            out.push((alg, outcome));
+        }
+        self.reload().await?;
+        Ok(out)
+    }
+
+    /// Adds the next key of the family of `alg` when due (or `force`d);
+    /// `rows` are the stored keys as read just before.
+    async fn rotate_family(
+        &self,
+        alg: Algorithm,
+        rows: &[StoredSigningKey],
+        now: i64,
+        force: bool,
+        immediately: bool,
+    ) -> Result<Rotation, String> {
         let newest = rows
             .iter()
-            .filter(|r| r.retired_at.is_none())
+            .filter(|r| r.retired_at.is_none() && r.alg == alg.as_str())
             .map(|r| r.created_at)
             .max()
             .unwrap_or(i64::MIN);
         let due = newest.saturating_add(ms(self.settings.rotate_every))
             <= now.saturating_add(ms(self.settings.publish_ahead));
-        let mut outcome = Rotation::NotNeeded;
-        if force || due {
-            let signs_from = if immediately {
-                now
-            } else {
-                now + ms(self.settings.publish_ahead)
-            };
-            let (key, row) = new_key(
-                self.settings.algorithm.jose(),
-                self.kek.as_ref(),
-                now,
-                signs_from,
-            )?;
-            if self
-                .store
-                .insert_signing_key(&row, newest)
-                .await
-                .map_err(store_error)?
-            {
-                tracing::info!(kid = key.kid(), signs_from, "next signing key published");
-                outcome = Rotation::Added {
-                    kid: key.kid().to_owned(),
-                    signs_from,
-                };
-            }
+        if !(force || due) {
+            return Ok(Rotation::NotNeeded);
         }
-        self.reload().await?;
-        Ok(outcome)
+        let signs_from = if immediately {
+            now
+        } else {
+            now + ms(self.settings.publish_ahead)
+        };
+        let (key, row) = new_key(alg, self.kek.as_ref(), now, signs_from)?;
+        if !self
+            .store
+            .insert_signing_key(&row, newest)
+            .await
+            .map_err(store_error)?
+        {
+            return Ok(Rotation::NotNeeded);
+        }
+        tracing::info!(kid = key.kid(), alg = %alg, signs_from, "next signing key published");
+        Ok(Rotation::Added {
+            kid: key.kid().to_owned(),
+            signs_from,
+        })
     }
 
     /// Spawns the task that rotates when due and reloads, every
@@ -217,7 +302,7 @@ impl KeyRing {
                     .unwrap_or(RELOAD_EVERY)
                     .min(RELOAD_EVERY);
                 tokio::time::sleep(wait).await;
-                if let Err(e) = self.rotate(false, false).await {
+                if let Err(e) = self.rotate_all(false, false).await {
                     tracing::warn!(error = %e, "could not rotate or reload the signing keys; retrying");
                     // The switch time may have passed already: without a
                     // pause this would retry in a tight loop while the
@@ -250,6 +335,57 @@ fn verify_grace() -> Duration {
 
 fn store_error(e: vestibule_store::StoreError) -> String {
     format!("signing keys: {e}")
+}
+
+/// The families a ring holds: `primary` (assertions), then `extra`, then
+/// the algorithm of every live stored key, each once. A stored algorithm
+/// this build does not know is left out (its rows fail nothing).
+fn algorithms_in_use(
+    primary: Algorithm,
+    extra: &[Algorithm],
+    rows: &[StoredSigningKey],
+) -> Vec<Algorithm> {
+    let stored = rows
+        .iter()
+        .filter(|r| r.retired_at.is_none())
+        .filter_map(|r| Algorithm::parse(&r.alg));
+    let mut out: Vec<Algorithm> = Vec::new();
+    for alg in std::iter::once(primary)
+        .chain(extra.iter().copied())
+        .chain(stored)
+    {
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    out
+}
+
+/// Makes the first key of the family of `alg` when it has no live key in
+/// `rows`. It signs at once: no verifier can have cached a set without it,
+/// as there was none. Of instances doing this together, one wins.
+async fn first_key(
+    store: &dyn Store,
+    kek: Option<&Kek>,
+    alg: Algorithm,
+    rows: &[StoredSigningKey],
+    now: i64,
+) -> Result<(), String> {
+    if rows
+        .iter()
+        .any(|r| r.retired_at.is_none() && r.alg == alg.as_str())
+    {
+        return Ok(());
+    }
+    let (key, row) = new_key(alg, kek, now, now)?;
+    if store
+        .insert_signing_key(&row, i64::MIN)
+        .await
+        .map_err(store_error)?
+    {
+        tracing::info!(kid = key.kid(), alg = %key.algorithm(), "first signing key created");
+    }
+    Ok(())
 }
 
 /// A new key for `alg`, and its row (sealed with `kek` when there is one).
@@ -309,16 +445,52 @@ fn open_row(row: &StoredSigningKey, kek: Option<&Kek>) -> Result<SigningKey, Str
     Ok(key)
 }
 
-/// Builds the set from the stored rows at `now`, and persists the
-/// retirement of keys a newer signing key replaced.
+/// Builds the sets of the families of `algorithms` (the assertion family
+/// first) from the stored rows at `now`, and persists the retirement of
+/// keys a newer signing key of their family replaced.
 async fn load_set(
     store: &dyn Store,
     kek: Option<&Kek>,
+    algorithms: &[Algorithm],
     now: i64,
     grace: Duration,
 ) -> Result<Loaded, String> {
     let rows = store.signing_keys().await.map_err(store_error)?;
-    let plan = plan(&rows, now, ms(grace))?;
+    let mut sets = Vec::with_capacity(algorithms.len());
+    let mut next_signs_from: Option<i64> = None;
+    for &alg in algorithms {
+        let family: Vec<StoredSigningKey> = rows
+            .iter()
+            .filter(|r| r.alg == alg.as_str())
+            .cloned()
+            .collect();
+        let (set, next) = load_family(store, kek, &family, now, grace).await?;
+        next_signs_from = match (next_signs_from, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        sets.push((alg, Arc::new(set)));
+    }
+    if sets.is_empty() {
+        return Err("no signing key is stored".to_owned());
+    }
+    let (_, set) = sets.remove(0);
+    Ok(Loaded {
+        set,
+        others: sets,
+        next_signs_from,
+    })
+}
+
+/// The set of one family from its rows, and when its next key signs.
+async fn load_family(
+    store: &dyn Store,
+    kek: Option<&Kek>,
+    rows: &[StoredSigningKey],
+    now: i64,
+    grace: Duration,
+) -> Result<(KeySet, Option<i64>), String> {
+    let plan = plan(rows, now, ms(grace))?;
     for (kid, retired_at, verify_until) in &plan.retire {
         store
             .retire_signing_key(kid, *retired_at, *verify_until)
@@ -343,10 +515,7 @@ async fn load_set(
                 .map_err(|e| e.to_string())?;
         }
     }
-    Ok(Loaded {
-        set: Arc::new(set),
-        next_signs_from: plan.next_signs_from,
-    })
+    Ok((set, plan.next_signs_from))
 }
 
 /// Which stored key plays which part at `now`.
@@ -509,6 +678,63 @@ mod tests {
         let jwks: serde_json::Value = serde_json::from_str(&a.published().to_json()).unwrap();
         assert_eq!(jwks["keys"][0]["kid"], rows[0].kid.as_str());
         assert!(jwks["keys"][0].get("d").is_none());
+    }
+
+    #[tokio::test]
+    async fn one_family_per_algorithm_each_rotated_and_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let extra = [Algorithm::RS256, Algorithm::EdDSA, Algorithm::RS256];
+        let ring = KeyRing::open_with(store.clone(), settings(None), &extra)
+            .await
+            .unwrap();
+        assert_eq!(
+            ring.algorithms(),
+            [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA]
+        );
+        // Assertions keep their algorithm.
+        assert_eq!(ring.current().current().algorithm(), Algorithm::ES256);
+        for alg in ring.algorithms() {
+            let set = ring.for_algorithm(*alg).unwrap();
+            assert_eq!(set.current().algorithm(), *alg);
+        }
+        assert!(ring.for_algorithm(Algorithm::ES384).is_none());
+        let jwks: serde_json::Value = serde_json::from_str(&ring.published().to_json()).unwrap();
+        let algs: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                assert_eq!(k["use"], "sig");
+                assert!(k["kid"].as_str().is_some_and(|s| !s.is_empty()));
+                k["alg"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(algs, ["ES256", "RS256", "EdDSA"]);
+        // Every family rotates; a ring opened without the extra algorithms
+        // (the `keys` command) still holds them, as they have live keys.
+        let rotated = ring.rotate_all(true, false).await.unwrap();
+        assert_eq!(rotated.len(), 3);
+        assert!(
+            rotated
+                .iter()
+                .all(|(_, r)| matches!(r, Rotation::Added { .. }))
+        );
+        assert_eq!(store.signing_keys().await.unwrap().len(), 6);
+        let other = KeyRing::open(store.clone(), settings(None)).await.unwrap();
+        assert_eq!(other.algorithms().len(), 3);
+        assert_eq!(other.published().keys().len(), 6);
+        assert_eq!(
+            other
+                .for_algorithm(Algorithm::RS256)
+                .unwrap()
+                .current()
+                .kid(),
+            ring.for_algorithm(Algorithm::RS256)
+                .unwrap()
+                .current()
+                .kid()
+        );
     }
 
     #[tokio::test]

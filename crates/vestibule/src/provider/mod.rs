@@ -12,23 +12,35 @@
 //!   front of the proxy, not in [`routes`]).
 //! - [`authorize`] and [`consent`]: the authorization endpoint and the
 //!   consent page.
+//! - [`token`] (code exchange, refresh rotation, `client_credentials`),
+//!   [`userinfo`], [`id_token`] (ID tokens and RFC 9068 access tokens)
+//!   and [`client_auth`] (`client_secret_basic`, `client_secret_post`,
+//!   `none`), with the little they share below.
 //!
 //! The issuer is the configured string, byte for byte; every absolute URL
 //! the provider writes starts with the issuer's origin, never with a `Host`
 //! or forwarded header.
 
 pub mod authorize;
+pub mod client_auth;
 pub mod clients;
 pub mod consent;
 pub mod discovery;
+pub mod id_token;
+pub mod token;
+pub mod userinfo;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use vestibule_store::Store;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+use vestibule_store::{Account, AccountStatus, Store, StoreError};
 
-use crate::config::OidcProviderSettings;
+use crate::config::{OidcClientSettings, OidcProviderSettings};
+use crate::keys::KeyRing;
 use crate::state::AppState;
 use crate::web::{extract, security_headers};
 
@@ -116,6 +128,106 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(CONSENT_PATH, post(consent::answer))
         .layer(axum::middleware::from_fn(extract::layer))
         .layer(axum::middleware::from_fn(security_headers::provider_layer))
+        // The JSON endpoints apps call: no page session, no page headers;
+        // each answers `Cache-Control: no-store` itself (RFC 6749 §5.1).
+        .route(TOKEN_PATH, post(token::token))
+        .route(
+            USERINFO_PATH,
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+}
+
+/// The client `client_id`, from the file or the store (see
+/// [`clients::ClientRegistry::find`]).
+pub(crate) async fn find_client(
+    p: &Provider<'_>,
+    client_id: &str,
+) -> Result<Option<Arc<OidcClientSettings>>, StoreError> {
+    p.clients.find(p.store.as_ref(), client_id).await
+}
+
+/// What the back half needs: present only when `[oidc_provider]` is on
+/// and the store and keys are open.
+pub(crate) struct Provider<'a> {
+    pub settings: &'a OidcProviderSettings,
+    pub store: &'a Arc<dyn Store>,
+    pub keys: &'a KeyRing,
+    pub clients: &'a clients::ClientRegistry,
+}
+
+/// The provider of `state`, if on.
+pub(crate) fn provider(state: &AppState) -> Option<Provider<'_>> {
+    let p = state.provider.as_deref()?;
+    Some(Provider {
+        settings: &p.settings,
+        store: &p.store,
+        keys: state.signing_keys.as_deref()?,
+        clients: &p.clients,
+    })
+}
+
+/// 404 when the provider is not configured: the endpoints do not exist.
+pub(crate) fn not_configured() -> Response {
+    crate::http::responses::plain(StatusCode::NOT_FOUND, "no OpenID Connect provider here")
+}
+
+/// Whether `account` may get tokens for `client` now: active (not pending,
+/// not disabled), and in one of the client's `allowed_groups` when it has
+/// some. Checked at every code exchange, refresh and userinfo call: a
+/// refresh that does not look keeps deleted users alive (oauth2-proxy
+/// #1354).
+pub(crate) fn account_allowed(account: &Account, client: &OidcClientSettings) -> bool {
+    account.status == AccountStatus::Active
+        && (client.allowed_groups.is_empty()
+            || account
+                .groups
+                .iter()
+                .any(|g| client.allowed_groups.contains(g)))
+}
+
+/// 32 random bytes, base64url: the body of every token issued here.
+pub(crate) fn random_token(prefix: &str) -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// SHA-256 of a token or code: how the store keys them.
+pub(crate) fn sha256(value: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A JSON response that no cache may keep (RFC 6749 §5.1: tokens;
+/// §5.2: errors too).
+pub(crate) fn no_store_json(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// An RFC 6749 §5.2 error: `error` and a human `error_description`.
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    no_store_json(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
+}
+
+/// Unix ms to unix seconds.
+pub(crate) fn secs(ms: i64) -> i64 {
+    ms.div_euclid(1000)
 }
 
 #[cfg(test)]

@@ -183,3 +183,58 @@ async fn keys_are_made_sealed_published_rotated_and_shared() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(KEK_VAR), "{stderr}");
 }
+
+/// With `[oidc_provider]`, `serve` makes a key family per algorithm in use
+/// (ES256 for assertions, RS256 for ID tokens by default, EdDSA for the
+/// client that asks for it); each signs, all are published with their
+/// algorithm, and `vestibule keys rotate` rotates every family.
+#[tokio::test]
+async fn the_provider_adds_a_family_per_id_token_algorithm() {
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = format!(
+        "{}\n[oidc_provider]\nissuer = \"http://127.0.0.1:9999\"\n\n\
+         [[oidc_provider.client]]\nclient_id = \"app\"\nkind = \"public\"\n\
+         redirect_uris = [\"http://127.0.0.1/cb\"]\nid_token_alg = \"EdDSA\"\n",
+        gateway_config(&data, up)
+    );
+    let gw = Gateway::start_in(dir, &text, &[(KEK_VAR, KEK)]).await;
+    let cfg = gw._dir.path().join("vestibule.toml");
+    let keys = listed(&cfg).await;
+    let mut algs: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|k| (k["alg"].as_str().unwrap(), k["state"].as_str().unwrap()))
+        .collect();
+    algs.sort_unstable();
+    assert_eq!(
+        algs,
+        [
+            ("ES256", "signing"),
+            ("EdDSA", "signing"),
+            ("RS256", "signing")
+        ]
+    );
+    assert_eq!(published(gw.addr).await.len(), 3);
+    let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/jwks.json", &[]).await;
+    let json: Value = serde_json::from_slice(&r.body).unwrap();
+    for k in json["keys"].as_array().unwrap() {
+        assert_eq!(k["use"], "sig", "{k}");
+        assert!(k["alg"].is_string() && k["kid"].is_string(), "{k}");
+    }
+    // The command knows nothing of the provider, yet rotates every
+    // family that has a live key.
+    let o = keys_cli(&cfg, &["rotate"], Some(KEK)).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let keys = listed(&cfg).await;
+    assert_eq!(keys.len(), 6);
+    for alg in ["ES256", "RS256", "EdDSA"] {
+        let mut states: Vec<&str> = keys
+            .iter()
+            .filter(|k| k["alg"] == alg)
+            .map(|k| k["state"].as_str().unwrap())
+            .collect();
+        states.sort_unstable();
+        assert_eq!(states, ["published", "signing"], "{alg}");
+    }
+}
