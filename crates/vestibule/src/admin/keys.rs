@@ -84,8 +84,9 @@ pub(super) async fn rotate(ctx: &Ctx, immediately: bool) -> Result<(), Fail> {
         println!("key {kid} signs now; the previous key stays published until its tokens expire");
     } else {
         println!(
-            "key {kid} is published and signs from {} (UTC); running gateways pick it up within a minute",
-            when(signs_from)
+            "key {kid} is published and signs from {} (UTC); running gateways pick it up within {} (`[keys] reload_every`)",
+            when(signs_from),
+            crate::config::HumanDuration(ctx.keys.reload_every)
         );
     }
     let e = AuditEntry::new(
