@@ -196,6 +196,50 @@ async fn apps_receive_a_verifiable_assertion_in_path_and_from_forward_auth() {
     assert_eq!(fa_claims["aud"], "app.test");
     assert_eq!(fa_claims["preferred_username"], "alice");
 
+    // Forward-auth cannot strip a client's copy (the front builds the
+    // request to the app), so a described request carrying one, in any
+    // spelling, is refused and audited as a spoof attempt.
+    for spelling in [
+        "X-Vestibule-Assertion",
+        "x-vestibule-assertion",
+        "X_Vestibule_Assertion",
+    ] {
+        let mut spoofed = fa.clone();
+        spoofed.push((spelling, token));
+        let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/verify", &spoofed).await;
+        assert_eq!(r.status, 400, "{spelling}: {}", r.text());
+        assert!(r.header("x-vestibule-assertion").is_none());
+        assert!(r.header("remote-user").is_none());
+    }
+    let mut audited = Vec::new();
+    for _ in 0..100 {
+        audited = store
+            .audit(&vestibule_store::AuditFilter {
+                since: None,
+                action: Some("spoof-attempt".into()),
+                subject: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        if !audited.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Rate-limited like every spoof attempt: the first one is recorded.
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].subject, "x-vestibule-assertion");
+    assert_eq!(audited[0].outcome, "refused");
+    assert!(
+        !format!("{audited:?}").contains(token),
+        "the audit never holds the token"
+    );
+    assert!(
+        gw.stderr()
+            .contains("carried a client's own assertion header")
+    );
+
     // Rotation: a key that signs at once; the gateway picks it up at its
     // next reload (`keys::RELOAD_EVERY`, a minute), so a second gateway on
     // the same database shows what every gateway does after it.
