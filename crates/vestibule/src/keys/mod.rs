@@ -88,6 +88,9 @@ impl KeyRing {
     /// loads the set.
     pub async fn open(store: Arc<dyn Store>, settings: KeySettings) -> Result<Self, String> {
         let kek = settings.kek.as_ref().map(Kek::load).transpose()?;
+        if let Some(kek) = &kek {
+            seal_plain_keys(&*store, kek).await?;
+        }
         let now = now_ms();
         let rows = store.signing_keys().await.map_err(store_error)?;
         if !rows.iter().any(|r| r.retired_at.is_none()) {
@@ -246,6 +249,29 @@ fn verify_grace(settings: &KeySettings) -> Duration {
 
 fn store_error(e: vestibule_store::StoreError) -> String {
     format!("signing keys: {e}")
+}
+
+/// With a key-encryption key configured, seals in place every signing key
+/// still stored plain (made before one was configured): one conditional
+/// update per key, so of instances starting together one seals each key
+/// and the rest change nothing. Logged and audited by kid, never the key.
+async fn seal_plain_keys(store: &dyn Store, kek: &Kek) -> Result<(), String> {
+    for row in store.signing_keys().await.map_err(store_error)? {
+        if row.private_format != PrivateKeyFormat::Plain {
+            continue;
+        }
+        // Only a row that holds the key its kid names is sealed under it.
+        open_row(&row, None)?;
+        let sealed = kek.seal(&row.kid, &row.private_key)?;
+        if store
+            .seal_signing_key(&row.kid, &sealed)
+            .await
+            .map_err(store_error)?
+        {
+            kek::audit_sealed(store, format!("key:{}", row.kid)).await;
+        }
+    }
+    Ok(())
 }
 
 /// A new key for `alg`, and its row (sealed with `kek` when there is one).
