@@ -264,3 +264,88 @@ async fn apps_receive_a_verifiable_assertion_in_path_and_from_forward_auth() {
     // The old key is still published: the old assertion still verifies.
     assert_eq!(verify(&tokens[0], &set).0, kid);
 }
+
+/// Behind a front that sends signed assertions (`[source.jwt]`), the app's
+/// assertion says `auth_method: jwt`, in the header `[assertions] header`
+/// names; a client's copy of that header, in any spelling, is removed
+/// in-path and refused in forward-auth.
+#[tokio::test]
+async fn a_jwt_identity_is_vouched_for_as_jwt_in_the_configured_header() {
+    use vestibule_core::jwt::testing::TestSigner;
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let front = TestSigner::es256("front");
+    let jwks_file = dir.path().join("front-jwks.json");
+    std::fs::write(&jwks_file, TestSigner::jwks_json(&[&front])).unwrap();
+    let data = dir.path().join("data");
+    let src = format!(
+        "[source.jwt]\npreset = \"authentik\"\nissuer = \"https://front.test\"\naudience = [\"vestibule\"]\n\
+         jwks_file = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n\
+         [assertions]\nissuer = \"https://sso.example.test\"\nheader = \"X-Signed-Identity\"\n",
+        jwks_file.display(),
+        data.display()
+    );
+    let text = config(
+        &src,
+        &route("app", "/", up, "host = \"app.test\"\nassertion = true"),
+    );
+    let gw = Gateway::start_in(dir, &text, &[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = front.sign(&serde_json::json!({
+        "iss": "https://front.test",
+        "aud": "vestibule",
+        "sub": "u-1",
+        "iat": now,
+        "exp": now + 300,
+        "preferred_username": "alice",
+        "groups": ["users"],
+    }));
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[
+            ("X-authentik-jwt", token.as_str()),
+            ("X-Signed-Identity", "forged"),
+            ("x_signed_identity", "forged"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.seen_headers();
+    let ours: Vec<&String> = seen
+        .iter()
+        .filter(|(n, _)| {
+            n.replace('_', "-")
+                .eq_ignore_ascii_case("x-signed-identity")
+        })
+        .flat_map(|(_, v)| v)
+        .collect();
+    assert_eq!(ours.len(), 1, "{seen:?}");
+    let (_, claims) = verify(ours[0], &jwks(&gw).await);
+    assert_eq!(claims["auth_method"], "jwt");
+    assert_eq!(claims["sub"], "u-1");
+    assert_eq!(claims["preferred_username"], "alice");
+    assert_eq!(claims["aud"], "app.test");
+
+    // Forward-auth: the answer carries it under the configured name; a
+    // client's copy, any spelling, is refused.
+    let fa = [
+        ("X-Forwarded-Uri", "/"),
+        ("X-Forwarded-Host", "app.test"),
+        ("X-authentik-jwt", token.as_str()),
+    ];
+    let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/verify", &fa).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("x-signed-identity").is_some());
+    for spelling in ["X-Signed-Identity", "X_SIGNED_IDENTITY"] {
+        let mut spoofed = fa.to_vec();
+        spoofed.push((spelling, "forged"));
+        let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/verify", &spoofed).await;
+        assert_eq!(r.status, 400, "{spelling}: {}", r.text());
+    }
+}
