@@ -241,7 +241,8 @@ async fn apps_receive_a_verifiable_assertion_in_path_and_from_forward_auth() {
     );
 
     // Rotation: a key that signs at once; the gateway picks it up at its
-    // next reload (`keys::RELOAD_EVERY`, a minute), so a second gateway on
+    // next reload (`[keys] reload_every`, a minute by default; watched between
+    // two gateways in key_rotation.rs), so a second gateway on
     // the same database shows what every gateway does after it.
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .args(["keys", "rotate", "--immediately", "--config"])
