@@ -507,6 +507,16 @@ pub trait Store: provider::ProviderStore + Send + Sync {
     /// Deletes retired keys with `verify_until <= now`; returns how many.
     fn purge_signing_keys(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
+    /// Replaces a signing key stored plain with `sealed`, its private key
+    /// sealed under the key-encryption key, only while it is still plain:
+    /// of instances sealing at once the first stands and the others change
+    /// nothing. `false` if there is no such key or it was sealed already.
+    fn seal_signing_key<'a>(
+        &'a self,
+        kid: &'a str,
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     // ---- client-certificate CA (issue 18) ------------------------------
 
     /// Stores a new client CA unless one that is not retired was created
@@ -522,6 +532,14 @@ pub trait Store: provider::ProviderStore + Send + Sync {
 
     /// Every client CA, oldest first (by `created_at`, then id).
     fn client_cas(&self) -> BoxFuture<'_, Result<Vec<StoredClientCa>, StoreError>>;
+
+    /// Replaces a client CA's plain private key with `sealed`, like
+    /// [`Store::seal_signing_key`].
+    fn seal_client_ca_key<'a>(
+        &'a self,
+        id: &'a str,
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Records a certificate issued to a device.
     /// [`StoreError::Conflict`] if the serial exists.

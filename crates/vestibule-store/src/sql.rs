@@ -229,6 +229,24 @@ impl Drop for SqlStore {
 }
 
 impl SqlStore {
+    /// One conditional `UPDATE` (`sql` binds id, the sealed format, the
+    /// sealed bytes and the plain format): whether it sealed the row.
+    async fn seal_plain_key(
+        &self,
+        sql: &'static str,
+        id: &str,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(id)
+            .bind(crate::PrivateKeyFormat::Aes256Gcm.as_str())
+            .bind(sealed)
+            .bind(crate::PrivateKeyFormat::Plain.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Connects, migrates and starts the change feed.
     pub(crate) async fn open(cfg: &StoreConfig) -> Result<Self, StoreError> {
         let (pool, backend) = connect(cfg).await?;
@@ -1409,6 +1427,32 @@ impl Store for SqlStore {
             .await?;
             Ok(done.rows_affected() > 0)
         })
+    }
+
+    fn seal_signing_key<'a>(
+        &'a self,
+        kid: &'a str,
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.seal_plain_key(
+            "UPDATE signing_keys SET private_format = $2, private_key = $3 \
+             WHERE kid = $1 AND private_format = $4",
+            kid,
+            sealed,
+        ))
+    }
+
+    fn seal_client_ca_key<'a>(
+        &'a self,
+        id: &'a str,
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.seal_plain_key(
+            "UPDATE client_cas SET private_format = $2, private_key = $3 \
+             WHERE id = $1 AND private_format = $4",
+            id,
+            sealed,
+        ))
     }
 
     fn insert_client_ca<'a>(

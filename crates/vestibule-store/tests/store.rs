@@ -2225,6 +2225,19 @@ async fn case_signing_keys(store: Arc<dyn Store>) {
     assert_eq!(store.signing_keys().await.unwrap(), vec![second.clone()]);
     assert_eq!(store.purge_signing_keys(i64::MAX).await.unwrap(), 0);
 
+    // Sealing a key stored plain: once, in place. A sealed key, or an
+    // unknown kid, is left alone.
+    let sealed: Vec<u8> = (0..=255u8).rev().collect();
+    assert!(store.seal_signing_key("k2", &sealed).await.unwrap());
+    assert!(!store.seal_signing_key("k2", b"again").await.unwrap());
+    assert!(!store.seal_signing_key("nope", &sealed).await.unwrap());
+    let second = StoredSigningKey {
+        private_format: PrivateKeyFormat::Aes256Gcm,
+        private_key: sealed,
+        ..second
+    };
+    assert_eq!(store.signing_keys().await.unwrap(), vec![second.clone()]);
+
     // Each algorithm is its own family: a first RS256 key is stored while
     // the EdDSA key k2 is live, and a second first RS256 key loses.
     let rsa = StoredSigningKey {
@@ -2335,6 +2348,18 @@ async fn case_client_ca_and_certificates(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::Conflict(_))
     ));
+    // Sealing a CA key stored plain: once, in place; a sealed one is left
+    // alone.
+    let mut plain = client_ca("ca3", 3_000);
+    plain.private_format = PrivateKeyFormat::Plain;
+    assert!(store.insert_client_ca(&plain, 2_999).await.unwrap());
+    assert!(!store.seal_client_ca_key("ca2", b"x").await.unwrap());
+    assert!(store.seal_client_ca_key("ca3", b"sealed").await.unwrap());
+    assert!(!store.seal_client_ca_key("ca3", b"again").await.unwrap());
+    let cas = store.client_cas().await.unwrap();
+    assert_eq!(cas[2].private_format, PrivateKeyFormat::Aes256Gcm);
+    assert_eq!(cas[2].private_key, b"sealed");
+    assert_eq!(cas[1].private_key, client_ca("ca2", 0).private_key);
 
     let (alice, bob) = alice_and_bob(&store).await;
     let a1 = store.create_device(&new_device(alice.id, 1)).await.unwrap();

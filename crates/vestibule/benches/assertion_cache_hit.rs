@@ -29,6 +29,7 @@ fn setup(rt: &tokio::runtime::Runtime, dir: &tempfile::TempDir) -> (KeyRing, Ass
                 algorithm: SigningAlgorithm::Es256,
                 rotate_every: Duration::from_secs(30 * 86_400),
                 publish_ahead: Duration::from_secs(3600),
+                reload_every: Duration::from_secs(60),
                 kek: None,
             },
         )

@@ -101,8 +101,9 @@ pub(super) async fn rotate(ctx: &Ctx, immediately: bool) -> Result<(), Fail> {
             );
         } else {
             println!(
-                "key {kid} is published and signs from {} (UTC); running gateways pick it up within a minute",
-                when(*signs_from)
+                "key {kid} is published and signs from {} (UTC); running gateways pick it up within {} (`[keys] reload_every`)",
+                when(*signs_from),
+                crate::config::HumanDuration(ctx.keys.reload_every)
             );
         }
     }

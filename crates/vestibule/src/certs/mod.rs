@@ -207,10 +207,38 @@ impl ClientCa {
             kek,
             crl_url,
         };
+        ca.seal_plain_keys().await?;
         if ca.current_row().await?.is_none() {
             ca.rotate_from(i64::MIN).await?;
         }
         Ok(ca)
+    }
+
+    /// With a key-encryption key configured, seals in place every CA key
+    /// still stored plain (made before one was configured), like the
+    /// signing keys (`crate::keys`): one conditional update each, audited
+    /// by CA id, never the key.
+    async fn seal_plain_keys(&self) -> Result<(), String> {
+        let Some(kek) = &self.kek else {
+            return Ok(());
+        };
+        for row in self.store.client_cas().await.map_err(store_error)? {
+            if row.private_format != PrivateKeyFormat::Plain {
+                continue;
+            }
+            // Only a readable key is sealed.
+            self.open_key(&row)?;
+            let sealed = kek.seal(&row.id, &row.private_key)?;
+            if self
+                .store
+                .seal_client_ca_key(&row.id, &sealed)
+                .await
+                .map_err(store_error)?
+            {
+                crate::keys::kek::audit_sealed(&*self.store, format!("ca:{}", row.id)).await;
+            }
+        }
+        Ok(())
     }
 
     async fn current_row(&self) -> Result<Option<StoredClientCa>, String> {
@@ -506,6 +534,54 @@ mod tests {
         let none = ClientCa::open(store, None, None).await.unwrap();
         let err = none.issue(&request(LeafKey::P256)).await.unwrap_err();
         assert!(err.contains("no key-encryption key"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_ca_made_before_a_kek_is_sealed_in_place_once_a_kek_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let plain_ca = ClientCa::open(store.clone(), None, None).await.unwrap();
+        let pem = plain_ca.current_pem().await.unwrap();
+        let before = store.client_cas().await.unwrap()[0].clone();
+        assert_eq!(before.private_format, PrivateKeyFormat::Plain);
+        // Two instances start with the key-encryption key together.
+        let (a, b) = tokio::join!(
+            ClientCa::open(store.clone(), Some(kek(1)), None),
+            ClientCa::open(store.clone(), Some(kek(1)), None),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let rows = store.client_cas().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, before.id);
+        assert_eq!(rows[0].private_format, PrivateKeyFormat::Aes256Gcm);
+        assert!(KeyPair::try_from(&rows[0].private_key[..]).is_err());
+        assert!(
+            !rows[0]
+                .private_key
+                .windows(before.private_key.len())
+                .any(|w| w == &before.private_key[..])
+        );
+        // The same CA, and it still signs.
+        assert_eq!(a.current_pem().await.unwrap(), pem);
+        assert_eq!(b.current_pem().await.unwrap(), pem);
+        a.issue(&request(LeafKey::P256)).await.unwrap();
+        // Audited once, by id.
+        let audited = store
+            .audit(&vestibule_store::AuditFilter {
+                since: None,
+                action: Some("key-seal".into()),
+                subject: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(audited.len(), 1, "{audited:?}");
+        assert_eq!(audited[0].subject, format!("ca:{}", before.id));
+        // Opening again changes nothing.
+        ClientCa::open(store.clone(), Some(kek(1)), None)
+            .await
+            .unwrap();
+        assert_eq!(store.client_cas().await.unwrap()[0], rows[0]);
     }
 
     #[tokio::test]

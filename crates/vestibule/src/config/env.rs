@@ -17,7 +17,7 @@
 pub const ENV_PREFIX: &str = "VESTIBULE_";
 
 /// Variables with the prefix that are not config keys.
-const NOT_KEYS: &[&str] = &["VESTIBULE_CONFIG"];
+const NOT_KEYS: &[&str] = &["VESTIBULE_CONFIG", super::keys::TEST_SHORT_KEY_SCHEDULE_ENV];
 
 /// Applies every `VESTIBULE_…` variable in `env` to `table`. `sections`
 /// are the top-level keys of the file (see [`struct_fields`]): a variable

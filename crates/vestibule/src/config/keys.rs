@@ -13,6 +13,31 @@ use super::diagnostic::Collector;
 pub const DEFAULT_ROTATE_EVERY: &str = "30d";
 /// Default `keys.publish_ahead`.
 pub const DEFAULT_PUBLISH_AHEAD: &str = "1h";
+/// Default `keys.reload_every`.
+pub const DEFAULT_RELOAD_EVERY: &str = "60s";
+
+/// The shortest `publish_ahead`: verifiers cache the key set for half of
+/// it, and under 2 minutes a new key could sign before they see it.
+pub(crate) const MIN_PUBLISH_AHEAD: Duration = Duration::from_secs(120);
+
+/// TEST ONLY. In a debug build (never in a release build, where it is
+/// ignored), this environment variable set to `1` lowers the floor on
+/// `publish_ahead` from [`MIN_PUBLISH_AHEAD`] to
+/// [`TEST_MIN_PUBLISH_AHEAD`], so that the integration tests can watch
+/// scheduled and commanded rotations between real gateways happen in
+/// seconds. `check` warns while it is in effect.
+pub const TEST_SHORT_KEY_SCHEDULE_ENV: &str = "VESTIBULE_TEST_ONLY_SHORT_KEY_SCHEDULE";
+/// The floor on `publish_ahead` under [`TEST_SHORT_KEY_SCHEDULE_ENV`].
+pub(crate) const TEST_MIN_PUBLISH_AHEAD: Duration = Duration::from_secs(2);
+
+/// The shortest `reload_every`: each reload reads the key table.
+pub(crate) const MIN_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether the test-only short schedule is in effect: a debug build, and
+/// [`TEST_SHORT_KEY_SCHEDULE_ENV`] is `1`.
+fn short_schedule_for_tests() -> bool {
+    cfg!(debug_assertions) && std::env::var(TEST_SHORT_KEY_SCHEDULE_ENV).is_ok_and(|v| v == "1")
+}
 
 /// The algorithms vestibule signs assertions with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -57,6 +82,13 @@ pub struct KeysConfig {
     /// with `Cache-Control: max-age` of half of it. Default `"1h"`.
     #[serde(default = "default_publish_ahead")]
     pub publish_ahead: HumanDuration,
+    /// How often every gateway reloads the keys from the store (and rotates
+    /// when due, and drops keys past their last token's expiry). A key added
+    /// elsewhere (another instance, `vestibule keys rotate`) is published
+    /// by this gateway within this time; at most half of `publish_ahead`.
+    /// Default `"60s"`.
+    #[serde(default = "default_reload_every")]
+    pub reload_every: HumanDuration,
     /// A file holding the key-encryption key: 32 random bytes, base64
     /// (standard alphabet, padded; surrounding whitespace ignored), e.g.
     /// from `openssl rand -base64 32`. Private keys are then sealed in the
@@ -73,6 +105,7 @@ impl Default for KeysConfig {
             algorithm: SigningAlgorithm::default(),
             rotate_every: default_rotate_every(),
             publish_ahead: default_publish_ahead(),
+            reload_every: default_reload_every(),
             kek_file: None,
             kek_env: None,
         }
@@ -84,6 +117,9 @@ fn default_rotate_every() -> HumanDuration {
 }
 fn default_publish_ahead() -> HumanDuration {
     HumanDuration::parse(DEFAULT_PUBLISH_AHEAD).unwrap_or_default()
+}
+fn default_reload_every() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_RELOAD_EVERY).unwrap_or_default()
 }
 
 /// Where the key-encryption key comes from.
@@ -104,6 +140,8 @@ pub struct KeySettings {
     pub rotate_every: Duration,
     /// How long a new key is published before it signs.
     pub publish_ahead: Duration,
+    /// How often the keys are reloaded from the store.
+    pub reload_every: Duration,
     /// The key-encryption key's source; `None`: keys are stored plain.
     pub kek: Option<KekSource>,
 }
@@ -125,13 +163,25 @@ impl KeysConfig {
             algorithm: self.algorithm,
             rotate_every: self.rotate_every.0,
             publish_ahead: self.publish_ahead.0,
+            reload_every: self.reload_every.0,
             kek: match (&self.kek_file, &self.kek_env) {
                 (Some(file), _) => Some(KekSource::File(file.clone())),
                 (None, Some(var)) => Some(KekSource::Env(var.clone())),
                 (None, None) => None,
             },
         };
-        if keys.publish_ahead < Duration::from_secs(120) {
+        let floor = if short_schedule_for_tests() {
+            c.warn(
+                "keys.publish_ahead",
+                "TEST ONLY: the floor on `publish_ahead` is lowered by \
+                 VESTIBULE_TEST_ONLY_SHORT_KEY_SCHEDULE (debug build)",
+                "unset VESTIBULE_TEST_ONLY_SHORT_KEY_SCHEDULE outside the test suite",
+            );
+            TEST_MIN_PUBLISH_AHEAD
+        } else {
+            MIN_PUBLISH_AHEAD
+        };
+        if keys.publish_ahead < floor {
             c.error(
                 "keys.publish_ahead",
                 "verifiers cache the key set for half of this: under 2 minutes a new key \
@@ -145,6 +195,21 @@ impl KeysConfig {
                 "keys must be rotated at least twice as far apart as `publish_ahead`, \
                  or a key would be replaced before it ever signed",
                 "keep the default, \"30d\"",
+            );
+        }
+        if keys.reload_every < MIN_RELOAD_EVERY {
+            c.error(
+                "keys.reload_every",
+                "each reload reads the key table: under a second is load for nothing",
+                "keep the default, \"60s\"",
+            );
+        } else if keys.publish_ahead >= floor && keys.reload_every > keys.publish_ahead / 2 {
+            c.error(
+                "keys.reload_every",
+                "a new key must be published by every gateway for at least the key set's \
+                 cache time (half of `publish_ahead`) before it signs, so gateways must \
+                 reload within the other half",
+                "keep the default, \"60s\", or lengthen `publish_ahead`",
             );
         }
         if self.kek_file.is_some() && self.kek_env.is_some() {
@@ -193,6 +258,7 @@ mod tests {
         assert_eq!(k.rotate_every, Duration::from_secs(30 * 86_400));
         assert_eq!(k.publish_ahead, Duration::from_secs(3600));
         assert_eq!(k.jwks_max_age(), Duration::from_secs(1800));
+        assert_eq!(k.reload_every, Duration::from_secs(60));
         assert_eq!(k.kek, None);
     }
 
@@ -233,6 +299,18 @@ mod tests {
             errors_at("[keys]\nrotate_every = \"1h\"", false),
             vec![("keys.rotate_every".into(), true)]
         );
+        assert_eq!(
+            errors_at("[keys]\nreload_every = \"500ms\"", false),
+            vec![("keys.reload_every".into(), true)]
+        );
+        assert_eq!(
+            errors_at(
+                "[keys]\npublish_ahead = \"3m\"\nreload_every = \"2m\"",
+                false
+            ),
+            vec![("keys.reload_every".into(), true)]
+        );
+        assert!(errors_at("[keys]\nreload_every = \"5s\"", false).is_empty());
         assert_eq!(
             errors_at("[keys]\nkek_file = \"/k\"\nkek_env = \"K\"", false),
             vec![("keys.kek_env".into(), true)]

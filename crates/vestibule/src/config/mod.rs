@@ -53,8 +53,8 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use duration::HumanDuration;
 pub use env::{ENV_PREFIX, apply_env_overlay};
 pub use keys::{
-    DEFAULT_PUBLISH_AHEAD, DEFAULT_ROTATE_EVERY, KekSource, KeySettings, KeysConfig,
-    SigningAlgorithm,
+    DEFAULT_PUBLISH_AHEAD, DEFAULT_RELOAD_EVERY, DEFAULT_ROTATE_EVERY, KekSource, KeySettings,
+    KeysConfig, SigningAlgorithm, TEST_SHORT_KEY_SCHEDULE_ENV,
 };
 pub use ldap::{
     DEFAULT_LDAP_POOL_SIZE, DEFAULT_LDAP_TIMEOUT, DisabledEntries, LayoutPreset, LdapConfig,

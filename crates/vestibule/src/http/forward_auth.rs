@@ -25,6 +25,16 @@
 //! taking the strictest route. An `Upgrade` other than WebSocket, or
 //! `HTTP2-Settings`, among the headers the front passes on is refused with a
 //! 400: a 200 would let the front open an h2c tunnel to the app.
+//!
+//! A described request that carries the assertion header (`[assertions]
+//! header`, any spelling: any case, `_` for `-`) is refused with a 400 and
+//! logged and audited as a spoof attempt. In forward-auth the front, not
+//! vestibule, builds the request to the app, so vestibule cannot strip a
+//! client's copy; nginx `auth_request`, Caddy `forward_auth` and the HAProxy
+//! script all pass the client's headers to this endpoint, so refusing here
+//! keeps any spelling the front would let through from reaching the app.
+//! The documented front configs also overwrite the exact spelling with
+//! vestibule's answer.
 
 use std::sync::Arc;
 
@@ -103,6 +113,62 @@ fn original(headers: &HeaderMap) -> Result<Original, String> {
     Ok(Original { host, uri })
 }
 
+/// The spelling of the assertion header (`[assertions] header`) that the
+/// described request carries, if any: every spelling counts, as CGI, PHP and
+/// WSGI apps read `X_Vestibule_Assertion` as `X-Vestibule-Assertion`. `None`
+/// when no route sends assertions, or when the identity source is a signed
+/// assertion read from that same header (then it is the SSO front's, and the
+/// pipeline verifies it).
+fn client_assertion<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
+    let ours = state.assertions.as_ref()?.header().as_str();
+    if let Some(crate::state::IdentityReader::Jwt { keys, .. }) = &state.identity_reader
+        && vestibule_core::headers::same_name(keys.settings().header.as_str(), ours)
+    {
+        return None;
+    }
+    headers
+        .keys()
+        .map(http::HeaderName::as_str)
+        .find(|n| vestibule_core::headers::same_name(n, ours))
+}
+
+/// Logs, counts and audits (rate-limited, like every spoof attempt) a
+/// described request that carried its own assertion header.
+fn refuse_client_assertion(
+    state: &AppState,
+    conn: ConnInfo,
+    headers: &HeaderMap,
+    uri: &str,
+    name: &str,
+) {
+    let ctx = crate::identity::client_identity::resolve(&state.settings, conn, headers);
+    log_verify_refusal(
+        state,
+        &conn.peer,
+        target_path(uri),
+        "bad_request",
+        &format!("the request carries its own `{name}`, the assertion header only vestibule sends"),
+    );
+    state.metrics.spoofed_headers_stripped.inc();
+    if let Some(suppressed) = state.spoof_log.check() {
+        tracing::warn!(
+            peer = %conn.peer,
+            client_ip = %ip_for_log(ctx.client_ip),
+            headers = %name,
+            suppressed_since_last = suppressed,
+            "a forward-auth request carried a client's own assertion header; refused"
+        );
+        crate::identity::authenticate::audit_spoof_attempt(
+            state,
+            &conn.peer,
+            ctx.client_ip,
+            name,
+            "refused",
+            suppressed,
+        );
+    }
+}
+
 /// The verify handler.
 pub async fn verify(
     State(state): State<Arc<AppState>>,
@@ -139,6 +205,13 @@ pub async fn verify(
             );
         }
     };
+    if let Some(name) = client_assertion(&state, headers) {
+        refuse_client_assertion(&state, conn, headers, &orig.uri, name);
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "Bad forward-auth request: it carries its own identity assertion header; only vestibule sends that header.",
+        );
+    }
     let view = RequestView {
         host: orig.host.as_deref(),
         path: target_path(&orig.uri),

@@ -166,18 +166,39 @@ fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap
         );
         // The audit log gets the same rate-limited line, written behind the
         // request.
-        if let Some(accounts) = state.accounts() {
-            let store = accounts.store().clone();
-            let entry = vestibule_store::AuditEntry::new(
-                crate::accounts::now_ms(),
-                ctx.peer.to_string(),
-                "spoof-attempt",
-                names.join(","),
-            )
-            .with_client_ip(ctx.client_ip)
-            .with_outcome("stripped")
-            .with_detail(format!("{suppressed} more since the last entry"));
-            tokio::spawn(async move { crate::accounts::record_audit(&*store, &entry).await });
-        }
+        audit_spoof_attempt(
+            state,
+            &ctx.peer,
+            ctx.client_ip,
+            &names.join(","),
+            "stripped",
+            suppressed,
+        );
+    }
+}
+
+/// Writes a `spoof-attempt` audit entry behind the request (the caller
+/// has rate-limited it with `state.spoof_log`): who sent it, which
+/// headers (names only, never values), and what was done (`outcome`).
+pub fn audit_spoof_attempt(
+    state: &AppState,
+    peer: &vestibule_core::net::Peer,
+    client_ip: Option<std::net::IpAddr>,
+    names: &str,
+    outcome: &str,
+    suppressed: u64,
+) {
+    if let Some(accounts) = state.accounts() {
+        let store = accounts.store().clone();
+        let entry = vestibule_store::AuditEntry::new(
+            crate::accounts::now_ms(),
+            peer.to_string(),
+            "spoof-attempt",
+            names.to_owned(),
+        )
+        .with_client_ip(client_ip)
+        .with_outcome(outcome)
+        .with_detail(format!("{suppressed} more since the last entry"));
+        tokio::spawn(async move { crate::accounts::record_audit(&*store, &entry).await });
     }
 }

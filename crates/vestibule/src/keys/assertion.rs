@@ -25,15 +25,26 @@ pub const CACHE_CAPACITY: usize = 10_000;
 /// an app never receives one about to expire.
 pub const REUSE_MARGIN_SECS: i64 = 10;
 
-/// How the identity was established: the `auth_method` claim.
+/// How the identity was established: the `auth_method` claim. The five
+/// values are the ones issue 13 fixes and docs/assertions.md lists; a
+/// value appears only once a request can carry that kind of identity to an
+/// app route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuthMethod {
-    /// Identity headers from the SSO front.
+    /// `header`: identity headers from the SSO front (`[source.headers]`).
     Header,
-    /// A signed assertion from the SSO front.
+    /// `jwt`: a signed assertion from the SSO front (`[source.jwt]`).
     Jwt,
-    /// A device credential: the device's id.
+    /// `device`: a device credential; the claim `device_id` holds its id.
     Device(i64),
+    /// `session`: vestibule's own login session (a `vestibule_session`
+    /// cookie). Reserved: sessions open vestibule's pages only, and no app
+    /// route accepts one yet, so nothing sends this value until that
+    /// carrier exists (issues 14 and 15).
+    Session,
+    /// `oauth`: an OAuth access token vestibule issued. Reserved like
+    /// [`AuthMethod::Session`]: no app route accepts such a token yet.
+    OAuth,
 }
 
 impl AuthMethod {
@@ -43,6 +54,8 @@ impl AuthMethod {
             Self::Header => "header",
             Self::Jwt => "jwt",
             Self::Device(_) => "device",
+            Self::Session => "session",
+            Self::OAuth => "oauth",
         }
     }
 }
@@ -212,6 +225,7 @@ mod tests {
             algorithm: SigningAlgorithm::EdDsa,
             rotate_every: Duration::from_secs(86_400),
             publish_ahead: Duration::from_secs(3600),
+            reload_every: Duration::from_secs(60),
             kek: None,
         };
         KeyRing::open(store, settings).await.unwrap()
@@ -287,6 +301,26 @@ mod tests {
             .unwrap();
         assert_eq!(claims(&device)["device_id"], 7);
         assert_eq!(claims(&device)["auth_method"], "device");
+    }
+
+    #[test]
+    fn auth_method_has_the_five_documented_values() {
+        let all = [
+            AuthMethod::Header,
+            AuthMethod::Jwt,
+            AuthMethod::Device(1),
+            AuthMethod::Session,
+            AuthMethod::OAuth,
+        ];
+        assert_eq!(
+            all.map(AuthMethod::as_str),
+            ["header", "jwt", "device", "session", "oauth"]
+        );
+        // docs/assertions.md lists each value it may carry.
+        let doc = include_str!("../../../../docs/assertions.md");
+        for v in all.map(AuthMethod::as_str) {
+            assert!(doc.contains(&format!("`{v}`")), "docs/assertions.md: `{v}`");
+        }
     }
 
     #[tokio::test]

@@ -24,6 +24,22 @@ impl fmt::Debug for Kek {
     }
 }
 
+/// Records that a private key stored plain (before a key-encryption key
+/// was configured) was sealed in place: `subject` names the key
+/// (`key:<kid>`, `ca:<id>`), never its bytes.
+pub async fn audit_sealed(store: &dyn vestibule_store::Store, subject: String) {
+    tracing::info!(key = %subject, "private key stored plain sealed with the key-encryption key");
+    let entry = vestibule_store::AuditEntry::new(
+        crate::accounts::now_ms(),
+        "vestibule",
+        "key-seal",
+        subject,
+    )
+    .with_outcome("ok")
+    .with_detail("stored plain before a key-encryption key was configured; sealed in place");
+    crate::accounts::record_audit(store, &entry).await;
+}
+
 impl Kek {
     /// Reads the key from its source: 32 bytes in standard, padded base64,
     /// surrounding whitespace ignored. The error never shows the text.

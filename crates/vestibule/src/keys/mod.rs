@@ -13,7 +13,7 @@
 //! 3. **Retired** at the next key's `signs_from`: it stays published until
 //!    `verify_until` = retirement + [`KeyRing::verify_grace`] (the
 //!    longest assertion lifetime, the verifiers' leeway, and how late an
-//!    instance may notice the switch), then it is purged.
+//!    instance may notice the switch: `reload_every`), then it is purged.
 //!
 //! ## Races between instances
 //!
@@ -50,18 +50,12 @@ use crate::accounts::now_ms;
 use crate::config::KeySettings;
 use kek::Kek;
 
-/// How often every instance reloads the keys, rotates when due and purges
-/// keys past `verify_until`. Also the longest an instance may keep signing
-/// with a key after the next one's `signs_from` (the switch itself is
-/// computed from the rows at each reload).
-pub const RELOAD_EVERY: Duration = Duration::from_secs(60);
-
 /// The pause after a failed reload before the next attempt.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The longest an assertion lives, and verifiers' leeway on `exp`: a
-/// retired key stays published for these (and [`RELOAD_EVERY`]) after it
-/// stopped signing.
+/// retired key stays published for these (and `[keys] reload_every`, how
+/// late an instance may notice the switch) after it stopped signing.
 pub const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(300);
 /// See [`MAX_ASSERTION_LIFETIME`].
 pub const VERIFIER_LEEWAY: Duration = Duration::from_secs(60);
@@ -124,13 +118,23 @@ impl KeyRing {
         extra: &[Algorithm],
     ) -> Result<Self, String> {
         let kek = settings.kek.as_ref().map(Kek::load).transpose()?;
+        if let Some(kek) = &kek {
+            seal_plain_keys(&*store, kek).await?;
+        }
         let now = now_ms();
         let rows = store.signing_keys().await.map_err(store_error)?;
         let algorithms = algorithms_in_use(settings.algorithm.jose(), extra, &rows);
         for &alg in &algorithms {
             first_key(&*store, kek.as_ref(), alg, &rows, now).await?;
         }
-        let set = load_set(&*store, kek.as_ref(), &algorithms, now, verify_grace()).await?;
+        let set = load_set(
+            &*store,
+            kek.as_ref(),
+            &algorithms,
+            now,
+            verify_grace(&settings),
+        )
+        .await?;
         Ok(Self {
             store,
             kek,
@@ -180,8 +184,8 @@ impl KeyRing {
     }
 
     /// How long a retired key stays published after it stopped signing.
-    pub fn verify_grace() -> Duration {
-        verify_grace()
+    pub fn verify_grace(&self) -> Duration {
+        verify_grace(&self.settings)
     }
 
     /// Reloads the set from the store, persisting the retirement of keys
@@ -194,7 +198,7 @@ impl KeyRing {
             self.kek.as_ref(),
             &self.algorithms,
             now,
-            verify_grace(),
+            self.verify_grace(),
         )
         .await?;
         *self
@@ -293,14 +297,16 @@ impl KeyRing {
     }
 
     /// Spawns the task that rotates when due and reloads, every
-    /// [`RELOAD_EVERY`] (and right when a published key starts signing).
+    /// `[keys] reload_every` (and right when a published key starts
+    /// signing). This is also the longest an instance may keep signing with
+    /// a key after the next one's `signs_from`, or go without publishing a
+    /// key another instance added (the switch itself is computed from the
+    /// rows at each reload).
     pub fn maintain(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let every = self.settings.reload_every;
             loop {
-                let wait = self
-                    .next_switch_in()
-                    .unwrap_or(RELOAD_EVERY)
-                    .min(RELOAD_EVERY);
+                let wait = self.next_switch_in().unwrap_or(every).min(every);
                 tokio::time::sleep(wait).await;
                 if let Err(e) = self.rotate_all(false, false).await {
                     tracing::warn!(error = %e, "could not rotate or reload the signing keys; retrying");
@@ -329,8 +335,8 @@ impl KeyRing {
     }
 }
 
-fn verify_grace() -> Duration {
-    MAX_ASSERTION_LIFETIME + VERIFIER_LEEWAY + RELOAD_EVERY
+fn verify_grace(settings: &KeySettings) -> Duration {
+    MAX_ASSERTION_LIFETIME + VERIFIER_LEEWAY + settings.reload_every
 }
 
 fn store_error(e: vestibule_store::StoreError) -> String {
@@ -384,6 +390,29 @@ async fn first_key(
         .map_err(store_error)?
     {
         tracing::info!(kid = key.kid(), alg = %key.algorithm(), "first signing key created");
+    }
+    Ok(())
+}
+
+/// With a key-encryption key configured, seals in place every signing key
+/// still stored plain (made before one was configured): one conditional
+/// update per key, so of instances starting together one seals each key
+/// and the rest change nothing. Logged and audited by kid, never the key.
+async fn seal_plain_keys(store: &dyn Store, kek: &Kek) -> Result<(), String> {
+    for row in store.signing_keys().await.map_err(store_error)? {
+        if row.private_format != PrivateKeyFormat::Plain {
+            continue;
+        }
+        // Only a row that holds the key its kid names is sealed under it.
+        open_row(&row, None)?;
+        let sealed = kek.seal(&row.kid, &row.private_key)?;
+        if store
+            .seal_signing_key(&row.kid, &sealed)
+            .await
+            .map_err(store_error)?
+        {
+            kek::audit_sealed(store, format!("key:{}", row.kid)).await;
+        }
     }
     Ok(())
 }
@@ -586,6 +615,7 @@ mod tests {
             algorithm: SigningAlgorithm::Es256,
             rotate_every: Duration::from_secs(30 * 86_400),
             publish_ahead: Duration::from_secs(3600),
+            reload_every: Duration::from_secs(60),
             kek,
         }
     }
@@ -781,7 +811,7 @@ mod tests {
         let retired_at = first_row.retired_at.expect("the first key is retired");
         assert_eq!(
             first_row.verify_until,
-            Some(retired_at + ms(KeyRing::verify_grace()))
+            Some(retired_at + ms(ring.verify_grace()))
         );
         // Another instance loads the same set.
         let other = KeyRing::open(store, settings(None)).await.unwrap();

@@ -196,8 +196,53 @@ async fn apps_receive_a_verifiable_assertion_in_path_and_from_forward_auth() {
     assert_eq!(fa_claims["aud"], "app.test");
     assert_eq!(fa_claims["preferred_username"], "alice");
 
+    // Forward-auth cannot strip a client's copy (the front builds the
+    // request to the app), so a described request carrying one, in any
+    // spelling, is refused and audited as a spoof attempt.
+    for spelling in [
+        "X-Vestibule-Assertion",
+        "x-vestibule-assertion",
+        "X_Vestibule_Assertion",
+    ] {
+        let mut spoofed = fa.clone();
+        spoofed.push((spelling, token));
+        let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/verify", &spoofed).await;
+        assert_eq!(r.status, 400, "{spelling}: {}", r.text());
+        assert!(r.header("x-vestibule-assertion").is_none());
+        assert!(r.header("remote-user").is_none());
+    }
+    let mut audited = Vec::new();
+    for _ in 0..100 {
+        audited = store
+            .audit(&vestibule_store::AuditFilter {
+                since: None,
+                action: Some("spoof-attempt".into()),
+                subject: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        if !audited.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Rate-limited like every spoof attempt: the first one is recorded.
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].subject, "x-vestibule-assertion");
+    assert_eq!(audited[0].outcome, "refused");
+    assert!(
+        !format!("{audited:?}").contains(token),
+        "the audit never holds the token"
+    );
+    assert!(
+        gw.stderr()
+            .contains("carried a client's own assertion header")
+    );
+
     // Rotation: a key that signs at once; the gateway picks it up at its
-    // next reload (`keys::RELOAD_EVERY`, a minute), so a second gateway on
+    // next reload (`[keys] reload_every`, a minute by default; watched between
+    // two gateways in key_rotation.rs), so a second gateway on
     // the same database shows what every gateway does after it.
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .args(["keys", "rotate", "--immediately", "--config"])
@@ -219,4 +264,89 @@ async fn apps_receive_a_verifiable_assertion_in_path_and_from_forward_auth() {
     assert_ne!(new_kid, kid);
     // The old key is still published: the old assertion still verifies.
     assert_eq!(verify(&tokens[0], &set).0, kid);
+}
+
+/// Behind a front that sends signed assertions (`[source.jwt]`), the app's
+/// assertion says `auth_method: jwt`, in the header `[assertions] header`
+/// names; a client's copy of that header, in any spelling, is removed
+/// in-path and refused in forward-auth.
+#[tokio::test]
+async fn a_jwt_identity_is_vouched_for_as_jwt_in_the_configured_header() {
+    use vestibule_core::jwt::testing::TestSigner;
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let front = TestSigner::es256("front");
+    let jwks_file = dir.path().join("front-jwks.json");
+    std::fs::write(&jwks_file, TestSigner::jwks_json(&[&front])).unwrap();
+    let data = dir.path().join("data");
+    let src = format!(
+        "[source.jwt]\npreset = \"authentik\"\nissuer = \"https://front.test\"\naudience = [\"vestibule\"]\n\
+         jwks_file = \"{}\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n\
+         [assertions]\nissuer = \"https://sso.example.test\"\nheader = \"X-Signed-Identity\"\n",
+        jwks_file.display(),
+        data.display()
+    );
+    let text = config(
+        &src,
+        &route("app", "/", up, "host = \"app.test\"\nassertion = true"),
+    );
+    let gw = Gateway::start_in(dir, &text, &[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = front.sign(&serde_json::json!({
+        "iss": "https://front.test",
+        "aud": "vestibule",
+        "sub": "u-1",
+        "iat": now,
+        "exp": now + 300,
+        "preferred_username": "alice",
+        "groups": ["users"],
+    }));
+    let r = Raw::get(
+        gw.addr,
+        TRUSTED,
+        "/",
+        &[
+            ("X-authentik-jwt", token.as_str()),
+            ("X-Signed-Identity", "forged"),
+            ("x_signed_identity", "forged"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.seen_headers();
+    let ours: Vec<&String> = seen
+        .iter()
+        .filter(|(n, _)| {
+            n.replace('_', "-")
+                .eq_ignore_ascii_case("x-signed-identity")
+        })
+        .flat_map(|(_, v)| v)
+        .collect();
+    assert_eq!(ours.len(), 1, "{seen:?}");
+    let (_, claims) = verify(ours[0], &jwks(&gw).await);
+    assert_eq!(claims["auth_method"], "jwt");
+    assert_eq!(claims["sub"], "u-1");
+    assert_eq!(claims["preferred_username"], "alice");
+    assert_eq!(claims["aud"], "app.test");
+
+    // Forward-auth: the answer carries it under the configured name; a
+    // client's copy, any spelling, is refused.
+    let fa = [
+        ("X-Forwarded-Uri", "/"),
+        ("X-Forwarded-Host", "app.test"),
+        ("X-authentik-jwt", token.as_str()),
+    ];
+    let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/verify", &fa).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("x-signed-identity").is_some());
+    for spelling in ["X-Signed-Identity", "X_SIGNED_IDENTITY"] {
+        let mut spoofed = fa.to_vec();
+        spoofed.push((spelling, "forged"));
+        let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/verify", &spoofed).await;
+        assert_eq!(r.status, 400, "{spelling}: {}", r.text());
+    }
 }

@@ -751,6 +751,36 @@ async fn exercise(s: &Stack) {
     )
     .await;
 
+    // (3b) Nor does a client's own signed assertion header, in any
+    // spelling (docs/assertions.md): the front overwrites or drops it, or
+    // vestibule refuses the request.
+    for spelling in [
+        "X-Vestibule-Assertion",
+        "x-vestibule-assertion",
+        "X_Vestibule_Assertion",
+    ] {
+        for (who, path, id) in [("bob", "/app", &BOB[..]), ("anonymous", "/public", &[][..])] {
+            let r = s
+                .get(path, &with(id, &[(spelling, "eyJhbGciOiJub25lIn0.e30.")]))
+                .await;
+            if r.status == 200 {
+                let seen = s.expect_app(&format!("{who} with a client's {spelling}"), r);
+                assert!(
+                    seen.all("x-vestibule-assertion").is_empty(),
+                    "{name}: {who}'s own {spelling} reached the app: {:?}",
+                    seen.headers
+                );
+            } else {
+                assert!(
+                    r.status >= 400,
+                    "{name}: {who} with {spelling}: {} {}",
+                    r.status,
+                    r.text()
+                );
+            }
+        }
+    }
+
     // (4) A public route carries no identity, even for a signed-in user.
     let seen = s
         .app_sees("signed-in user on /public", "/public/page", &BOB)
@@ -1220,6 +1250,21 @@ async fn nginx_auth_request_as_documented() {
         vestibule: 18481,
         app: 18482,
     };
+    // docs/assertions.md shows the lines that overwrite a client's
+    // assertion header: they are lines of the config run here.
+    let conf = block("nginx.md", &read_page("nginx.md"), "nginx");
+    let assertions_doc = read_page("../assertions.md");
+    let fragment = fenced_blocks(&assertions_doc)
+        .into_iter()
+        .find(|(info, _)| info == "nginx-fragment")
+        .expect("docs/assertions.md shows the nginx lines for the assertion header")
+        .1;
+    for line in fragment.lines() {
+        assert!(
+            conf.lines().any(|l| l.trim() == line.trim()),
+            "docs/assertions.md shows `{line}`, which docs/integrations/nginx.md does not run"
+        );
+    }
     let mut stack = Stack::start(Kind::Nginx, ports).await;
     exercise(&stack).await;
     exercise_device_credentials(&mut stack).await;

@@ -20,6 +20,7 @@ mod durability;
 mod framing;
 mod frontends;
 mod identity;
+mod key_rotation;
 mod ldap;
 mod limits;
 mod one_way_in;

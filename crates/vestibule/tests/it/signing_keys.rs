@@ -238,3 +238,136 @@ async fn the_provider_adds_a_family_per_id_token_algorithm() {
         assert_eq!(states, ["published", "signing"], "{alg}");
     }
 }
+
+/// The kid of the assertion an app receives through `addr`, after
+/// verifying it against the set `addr` publishes.
+async fn signed_by(addr: std::net::SocketAddr) -> String {
+    let alice = [
+        ("X-authentik-uid", "a-1"),
+        ("X-authentik-username", "alice"),
+    ];
+    let r = Raw::get(addr, TRUSTED, "/", &alice).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j: Value = r.json();
+    let token = j["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p[0].as_str()
+                .unwrap()
+                .eq_ignore_ascii_case("x-vestibule-assertion")
+        })
+        .map(|p| p[1].as_str().unwrap().to_owned())
+        .expect("the app received an assertion");
+    let set = Raw::get(addr, TRUSTED, "/.vestibule/jwks.json", &[]).await;
+    let set = vestibule_jose::Jwks::parse(&set.body).unwrap();
+    let policy = vestibule_jose::Policy {
+        algorithms: &[vestibule_jose::Algorithm::ES256],
+        types: &["vestibule-id+jwt"],
+        type_required: true,
+    };
+    let v = vestibule_jose::Compact::parse(&token)
+        .unwrap()
+        .verify(&set, &policy)
+        .unwrap();
+    v.kid().unwrap().to_owned()
+}
+
+/// Stops `gw`, keeping its directory (configuration and data).
+async fn stop(gw: Gateway) -> tempfile::TempDir {
+    let Gateway {
+        mut child, _dir, ..
+    } = gw;
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+    _dir
+}
+
+/// A key made before a key-encryption key was configured is sealed in
+/// place when a gateway starts with one: the row no longer holds the
+/// PKCS#8 key, the gateway still signs with it, the published set is the
+/// same, and the sealing is audited once (a later start changes nothing).
+#[tokio::test]
+async fn keys_stored_plain_are_sealed_when_a_kek_is_configured() {
+    let up = start_whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = |keys: &str| {
+        let src = format!(
+            "[source.headers]\ndialect = \"authentik\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+             [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n{keys}\
+             [assertions]\nissuer = \"https://sso.example.test\"\n",
+            data.display()
+        );
+        config(
+            &src,
+            &route("app", "/", up, "host = \"app.test\"\nassertion = true"),
+        )
+    };
+    let plain_text = text("");
+    let sealed_text = text(&format!("[keys]\nkek_env = \"{KEK_VAR}\"\n\n"));
+    let store_url = format!("sqlite://{}", data.join("vestibule.db").display());
+
+    // Without a key-encryption key: stored plain.
+    let gw = Gateway::start_in(dir, &plain_text, &[]).await;
+    let before = published(gw.addr).await;
+    let plain_kid = signed_by(gw.addr).await;
+    let cfg = gw._dir.path().join("vestibule.toml");
+    assert_eq!(listed(&cfg).await[0]["sealed"], false);
+    let store = vestibule_store::open(&vestibule_store::StoreConfig::new(store_url.clone()))
+        .await
+        .unwrap();
+    let plain_row = store.signing_keys().await.unwrap().remove(0);
+    assert_eq!(
+        plain_row.private_format,
+        vestibule_store::PrivateKeyFormat::Plain
+    );
+    let dir = stop(gw).await;
+
+    // With one: sealed in place at start.
+    let gw = Gateway::start_in(dir, &sealed_text, &[(KEK_VAR, KEK)]).await;
+    let rows = store.signing_keys().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.kid, plain_row.kid);
+    assert_eq!(plain_kid, plain_row.kid);
+    assert_eq!(
+        row.private_format,
+        vestibule_store::PrivateKeyFormat::Aes256Gcm
+    );
+    assert!(
+        !row.private_key
+            .windows(plain_row.private_key.len())
+            .any(|w| w == &plain_row.private_key[..]),
+        "the sealed row still holds the PKCS#8 key"
+    );
+    assert!(
+        vestibule_jose::SigningKey::from_pkcs8_der(
+            vestibule_jose::Algorithm::ES256,
+            &row.private_key
+        )
+        .is_err()
+    );
+    assert_eq!(listed(&cfg).await[0]["sealed"], true);
+    // The same set, and the key still signs.
+    assert_eq!(published(gw.addr).await, before);
+    assert_eq!(signed_by(gw.addr).await, plain_row.kid);
+    let audited = store
+        .audit(&vestibule_store::AuditFilter {
+            since: None,
+            action: Some("key-seal".into()),
+            subject: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].subject, format!("key:{}", plain_row.kid));
+
+    // Starting again changes nothing.
+    let dir = stop(gw).await;
+    let gw = Gateway::start_in(dir, &sealed_text, &[(KEK_VAR, KEK)]).await;
+    assert_eq!(store.signing_keys().await.unwrap()[0], rows[0]);
+    assert_eq!(published(gw.addr).await, before);
+}
