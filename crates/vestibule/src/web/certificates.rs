@@ -302,7 +302,7 @@ async fn fallback_token(
         .store()
         .create_device(&NewDevice {
             account_id: s.account_id,
-            name: format!("{name} (fallback token)"),
+            name: super::devices::fallback_name(name),
             kind: CredentialKind::Token.as_str().to_owned(),
             routes: routes.to_vec(),
             secret_hash: vestibule_core::secret::hash_token(secret.expose()),
