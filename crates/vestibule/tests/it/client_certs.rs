@@ -435,6 +435,22 @@ async fn issued_certificates_open_everywhere_and_authenticate_with_curl() {
     ]);
     assert!(ok && text.contains("prime256v1"), "{text}");
 
+    // The private keys are nowhere in the database (nor its journal).
+    for (what, pem) in [("rsa", &issued.pem), ("p256", &aes.pem)] {
+        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let key = key.secret_der();
+        let data = env.s.gw._dir.path().join("data");
+        for f in std::fs::read_dir(&data).unwrap() {
+            let f = f.unwrap().path();
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key),
+                "{what} key in {}",
+                f.display()
+            );
+        }
+    }
+
     // The public CA bundle names the issuer the leaves chain to.
     let ca = Raw::get(env.s.gw.addr, TRUSTED, "/.vestibule/client-ca.pem", &[]).await;
     assert_eq!(ca.status, 200);
@@ -512,6 +528,52 @@ async fn unknown_revoked_and_expired_certificates_get_a_readable_403() {
     assert!(body.contains("revoked"), "{body}");
     assert_ne!(crl().await, before);
     assert_on_crl(&env, &pem).await;
+}
+
+/// What `openssl s_client` says of a handshake with SNI `host` (it lists
+/// the CA names a CertificateRequest hints, RFC 8446 §4.3.2
+/// `certificate_authorities`, RFC 5246 §7.4.4).
+async fn handshake_seen_by_openssl(env: &Env, host: &str) -> String {
+    let out = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(env.s.gw.tls.unwrap().to_string())
+        .args(["-servername", host])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn only_certificate_hosts_ask_and_they_hint_only_vestibules_ca() {
+    let env = setup().await;
+    let text = handshake_seen_by_openssl(&env, MTLS_HOST).await;
+    let names = text
+        .split("Acceptable client certificate CA names")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CertificateRequest on {MTLS_HOST}: {text}"));
+    let names: Vec<&str> = names
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.contains(':') || l.contains("CN"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(names.len(), 1, "{text}");
+    assert!(
+        names[0].contains("CN") && names[0].contains("vestibule device CA"),
+        "{text}"
+    );
+    // Another host name on the same listener asks for nothing.
+    let text = handshake_seen_by_openssl(&env, "app.test").await;
+    assert!(
+        text.contains("No client certificate CA names sent"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Acceptable client certificate CA names"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
