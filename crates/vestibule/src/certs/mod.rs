@@ -161,15 +161,13 @@ pub struct ClientCa {
     store: Arc<dyn Store>,
     kek: Option<Kek>,
     crl_url: Option<String>,
-    /// The last CRL signed, and what it was signed over.
-    crl: std::sync::Mutex<Option<SignedCrl>>,
+    /// The last CRL each CA signed (by CA id), and what it was signed over.
+    crl: std::sync::Mutex<std::collections::HashMap<String, SignedCrl>>,
 }
 
 /// A signed CRL and the revocations it lists: it is served as long as the
-/// store's revocations of the current CA are exactly these.
+/// store's revocations of its CA are exactly these.
 struct SignedCrl {
-    /// The CA that signed it.
-    ca_id: String,
     /// `(serial, revocation time)` of every listed certificate, in the
     /// store's order.
     listed: Vec<(String, Option<i64>)>,
@@ -224,7 +222,7 @@ impl ClientCa {
             store,
             kek,
             crl_url,
-            crl: std::sync::Mutex::new(None),
+            crl: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         if ca.current_row().await?.is_none() {
             ca.rotate_from(i64::MIN).await?;
@@ -407,17 +405,35 @@ impl ClientCa {
 
     /// The current CRL (RFC 5280 §5) of the current CA, DER: every
     /// certificate it issued whose device was revoked and that has not
-    /// expired.
+    /// expired. See [`ClientCa::crl_of`].
+    pub async fn crl_der(&self) -> Result<Vec<u8>, String> {
+        let row = self.current_row().await?.ok_or("no client CA")?;
+        self.crl_of(&row).await
+    }
+
+    /// The CRL of every CA still valid ([`ClientCa::all`]), newest first,
+    /// as PEM (RFC 7468 §5, `X509 CRL`): after a rotation, the retired CA's
+    /// certificates are still accepted until they expire, so a front that
+    /// checks revocation itself needs its CRL too (nginx `ssl_crl` and
+    /// HAProxy `crl-file` read several from one file).
+    pub async fn crl_bundle_pem(&self) -> Result<String, String> {
+        let mut out = String::new();
+        for row in self.all().await? {
+            out.push_str(&pem_block("X509 CRL", &self.crl_of(&row).await?));
+        }
+        Ok(out)
+    }
+
+    /// The CRL of CA `row`, DER.
     ///
     /// Signed once per change, not per request: the revocations are read
     /// from the store on every call (so a revocation made by any instance,
     /// or by `vestibule devices revoke`, is on the very next CRL), and a new
-    /// CRL is signed only when they differ from the cached one's, when the
-    /// CA was rotated, or when the cached one is [`CRL_REFRESH`] old. Two
-    /// fetches with nothing revoked in between get the same bytes (the same
-    /// `cRLNumber`).
-    pub async fn crl_der(&self) -> Result<Vec<u8>, String> {
-        let row = self.current_row().await?.ok_or("no client CA")?;
+    /// CRL is signed only when they differ from the cached one's, or when
+    /// the cached one is [`CRL_REFRESH`] old. A rotation makes another CA
+    /// current, with a CRL of its own. Two fetches with nothing revoked in
+    /// between get the same bytes (the same `cRLNumber`).
+    async fn crl_of(&self, row: &StoredClientCa) -> Result<Vec<u8>, String> {
         let now = now_ms();
         let revoked = self
             .store
@@ -428,14 +444,17 @@ impl ClientCa {
             .iter()
             .map(|c| (c.serial.clone(), c.revoked_at))
             .collect();
-        if let Some(c) = self.crl.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
-            && c.ca_id == row.id
-            && c.listed == listed
-            && now - c.signed_at < ms(CRL_REFRESH)
-        {
-            return Ok(c.der.clone());
-        }
-        let key = self.open_key(&row)?;
+        let previous = {
+            let cache = self.crl.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&row.id) {
+                Some(c) if c.listed == listed && now - c.signed_at < ms(CRL_REFRESH) => {
+                    return Ok(c.der.clone());
+                }
+                Some(c) => c.signed_at,
+                None => i64::MIN,
+            }
+        };
+        let key = self.open_key(row)?;
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(&row.cert_der[..]), &key)
             .map_err(|e| format!("cannot read the CA certificate: {e}"))?;
         let mut revoked_certs = Vec::with_capacity(revoked.len());
@@ -453,12 +472,6 @@ impl ClientCa {
         // Milliseconds since the epoch increase with every CRL made
         // (RFC 5280 §5.2.3: monotonically increasing); a CRL made in the
         // same millisecond as the cached one still gets a larger number.
-        let previous = self
-            .crl
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(i64::MIN, |c| c.signed_at);
         let signed_at = now.max(previous.saturating_add(1));
         let params = CertificateRevocationListParams {
             this_update: datetime(now)?,
@@ -473,12 +486,14 @@ impl ClientCa {
             .map_err(|e| format!("cannot sign the CRL: {e}"))?
             .der()
             .to_vec();
-        *self.crl.lock().unwrap_or_else(|p| p.into_inner()) = Some(SignedCrl {
-            ca_id: row.id,
-            listed,
-            signed_at,
-            der: der.clone(),
-        });
+        self.crl.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            row.id.clone(),
+            SignedCrl {
+                listed,
+                signed_at,
+                der: der.clone(),
+            },
+        );
         Ok(der)
     }
 }
@@ -630,14 +645,19 @@ mod tests {
         other.rotate().await.unwrap();
         let rotated = ca.crl_der().await.unwrap();
         assert_ne!(rotated, first);
-        let cached = ca.crl.lock().unwrap().as_ref().unwrap().ca_id.clone();
-        assert_eq!(cached, ca.current_row().await.unwrap().unwrap().id);
+        let current = ca.current_row().await.unwrap().unwrap().id;
         assert_eq!(ca.crl_der().await.unwrap(), rotated);
+        // Both CAs' CRLs, newest first, for fronts that check themselves.
+        let bundle = ca.crl_bundle_pem().await.unwrap();
+        assert_eq!(bundle.matches("-----BEGIN X509 CRL-----\n").count(), 2);
+        assert!(bundle.starts_with(&pem_block("X509 CRL", &rotated)));
+        assert!(bundle.ends_with(&pem_block("X509 CRL", &first)));
         // An old cached CRL is signed again, with a larger number.
-        let before = ca.crl.lock().unwrap().as_ref().unwrap().signed_at;
-        ca.crl.lock().unwrap().as_mut().unwrap().signed_at -= ms(CRL_REFRESH);
+        let signed_at = |ca: &ClientCa| ca.crl.lock().unwrap()[&current].signed_at;
+        let before = signed_at(&ca);
+        ca.crl.lock().unwrap().get_mut(&current).unwrap().signed_at -= ms(CRL_REFRESH);
         let refreshed = ca.crl_der().await.unwrap();
         assert_ne!(refreshed, rotated);
-        assert!(ca.crl.lock().unwrap().as_ref().unwrap().signed_at >= before);
+        assert!(signed_at(&ca) > before);
     }
 }

@@ -1539,7 +1539,7 @@ async fn ca_cli(env: &Env, args: &[&str]) -> (i32, String) {
 
 #[tokio::test]
 async fn ca_show_export_and_rotate_from_the_cli() {
-    let (env, _, old_leaf) = alice_with_certificate("p256", "compatible").await;
+    let (env, old_device, old_leaf) = alice_with_certificate("p256", "compatible").await;
     let first = env.s.store.client_cas().await.unwrap();
     assert_eq!(first.len(), 1);
 
@@ -1631,4 +1631,64 @@ async fn ca_show_export_and_rotate_from_the_cli() {
         "-noout",
     ]);
     assert!(ok && text.contains("verify OK"), "{text}");
+
+    // A certificate of the retired CA revoked after the rotation: refused,
+    // and on the retired CA's CRL, which fronts get with the current one.
+    assert!(
+        env.s
+            .store
+            .revoke_device(old_device.device_id, None)
+            .await
+            .unwrap()
+    );
+    // (Revoked behind the gateway's back: it learns through the change feed.)
+    until_status(403, async || {
+        curl(&env, MTLS_HOST, "/api/", Some(&old_leaf), &[]).await.0
+    })
+    .await;
+    let crls = Raw::get(
+        env.s.gw.addr,
+        TRUSTED,
+        "/.vestibule/client-ca-crls.pem",
+        &[],
+    )
+    .await;
+    assert_eq!(crls.status, 200);
+    let crls = crls.text();
+    let blocks: Vec<String> = crls
+        .split_inclusive("-----END X509 CRL-----\n")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(blocks.len(), 2, "{crls}");
+    let old_ca = write(
+        env.dir.path(),
+        "old-ca.pem",
+        vestibule::certs::pem_block("CERTIFICATE", &first[0].cert_der).as_bytes(),
+    );
+    let (_, serial) = openssl(&[
+        "x509",
+        "-in",
+        old_leaf.to_str().unwrap(),
+        "-noout",
+        "-serial",
+    ]);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase();
+    for (block, ca, listed) in [(&blocks[0], &only_new, false), (&blocks[1], &old_ca, true)] {
+        let file = write(env.dir.path(), "one.crl.pem", block.as_bytes());
+        let (ok, text) = openssl(&[
+            "crl",
+            "-in",
+            file.to_str().unwrap(),
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ]);
+        assert!(ok && text.contains("verify OK"), "{text}");
+        let has = text.to_ascii_uppercase().replace(':', "").contains(&serial);
+        assert_eq!(has, listed, "{serial} in {text}");
+    }
 }
