@@ -1692,3 +1692,53 @@ async fn ca_show_export_and_rotate_from_the_cli() {
         assert_eq!(has, listed, "{serial} in {text}");
     }
 }
+
+#[tokio::test]
+async fn every_app_in_the_picker_gets_its_own_install_steps() {
+    let env = setup().await;
+    sign_in(&env.s, "a-1", "alice").await;
+    let (h, csrf, html) = page_session(&env.s, "a-1", "alice").await;
+    // The picker of the certificate form, as the page offers it.
+    let form = between(&html, "id=\"add-certificate\"", "</form>");
+    let picker = between(form, "<select name=\"app\">", "</select>");
+    let apps: Vec<&str> = picker
+        .split("<option value=\"")
+        .skip(1)
+        .map(|o| &o[..o.find('"').unwrap()])
+        .collect();
+    // The steps each app's page must give (issue 18: Android system-wide,
+    // in-app import for Home Assistant, Immich and paperless on iOS,
+    // Nextcloud desktop, curl).
+    let steps = [
+        ("android", "Install a certificate"),
+        ("ios-ha", "Companion app"),
+        ("ios-immich", "Import client certificate"),
+        ("ios-paperless", "paperless-mobile"),
+        ("desktop", "Configure client-side TLS certificate"),
+        ("cli", "curl --cert"),
+    ];
+    assert_eq!(apps, steps.map(|(a, _)| a), "{picker}");
+    for (i, (app, want)) in steps.into_iter().enumerate() {
+        let body = format!("csrf={csrf}&name=D{i}&app={app}&route=api&key=p256");
+        let r = form_post(&env, &h, "/.vestibule/devices/certificate", &body).await;
+        assert_eq!(r.status, 303, "{app}: {}", r.text());
+        let page = Raw::get(
+            env.s.gw.addr,
+            TRUSTED,
+            r.header("location").unwrap(),
+            &refs(&h),
+        )
+        .await;
+        let install = between(&page.text(), "<div id=\"install\"", "</div>").to_owned();
+        assert!(
+            install.contains(&format!("data-app=\"{app}\"")),
+            "{install}"
+        );
+        assert!(install.contains(want), "{app}: {want} not in {install}");
+        for (other, theirs) in steps {
+            if other != app && !want.contains(theirs) {
+                assert!(!install.contains(theirs), "{app} shows {other}'s steps");
+            }
+        }
+    }
+}
