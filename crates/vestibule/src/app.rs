@@ -29,6 +29,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(JWKS_PATH, get(jwks))
         .route(CLIENT_CA_PATH, get(crate::web::certificates::ca_pem))
         .route(CLIENT_CRL_PATH, get(crate::web::certificates::crl))
+        .route(CLIENT_CRLS_PATH, get(crate::web::certificates::crls))
         .route(&verify_path, get(crate::http::forward_auth::verify))
         .merge(crate::web::router())
         .merge(crate::api::router());
@@ -61,6 +62,8 @@ pub fn admin_app(state: Arc<AppState>) -> Router {
 pub const CLIENT_CA_PATH: &str = "/.vestibule/client-ca.pem";
 /// The client-certificate CRL (DER), regenerated on every request.
 pub const CLIENT_CRL_PATH: &str = "/.vestibule/client-ca.crl";
+/// The CRLs of every client CA still valid, PEM (after a rotation).
+pub const CLIENT_CRLS_PATH: &str = "/.vestibule/client-ca-crls.pem";
 
 /// Where the public keys of the assertion signing keys are published, on
 /// the main and the admin listeners.

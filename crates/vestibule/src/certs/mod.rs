@@ -41,6 +41,9 @@ const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 86_400);
 /// How long a CRL is announced as current (`nextUpdate`); it is
 /// regenerated on every revocation anyway.
 const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
+/// A cached CRL is signed again once it is this old, well before its
+/// `nextUpdate`, so a front that fetches it never holds a stale one.
+const CRL_REFRESH: Duration = Duration::from_secs(86_400);
 
 /// The key type of a device certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -158,6 +161,19 @@ pub struct ClientCa {
     store: Arc<dyn Store>,
     kek: Option<Kek>,
     crl_url: Option<String>,
+    /// The last CRL each CA signed (by CA id), and what it was signed over.
+    crl: std::sync::Mutex<std::collections::HashMap<String, SignedCrl>>,
+}
+
+/// A signed CRL and the revocations it lists: it is served as long as the
+/// store's revocations of its CA are exactly these.
+struct SignedCrl {
+    /// `(serial, revocation time)` of every listed certificate, in the
+    /// store's order.
+    listed: Vec<(String, Option<i64>)>,
+    /// When it was signed (Unix ms).
+    signed_at: i64,
+    der: Vec<u8>,
 }
 
 impl std::fmt::Debug for ClientCa {
@@ -206,6 +222,7 @@ impl ClientCa {
             store,
             kek,
             crl_url,
+            crl: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         ca.seal_plain_keys().await?;
         if ca.current_row().await?.is_none() {
@@ -416,18 +433,58 @@ impl ClientCa {
 
     /// The current CRL (RFC 5280 §5) of the current CA, DER: every
     /// certificate it issued whose device was revoked and that has not
-    /// expired. Made on request, so it is current the moment a device is
-    /// revoked.
+    /// expired. See [`ClientCa::crl_of`].
     pub async fn crl_der(&self) -> Result<Vec<u8>, String> {
-        let ca = self.open_current().await?;
-        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(&ca.row.cert_der[..]), &ca.key)
-            .map_err(|e| format!("cannot read the CA certificate: {e}"))?;
+        let row = self.current_row().await?.ok_or("no client CA")?;
+        self.crl_of(&row).await
+    }
+
+    /// The CRL of every CA still valid ([`ClientCa::all`]), newest first,
+    /// as PEM (RFC 7468 §5, `X509 CRL`): after a rotation, the retired CA's
+    /// certificates are still accepted until they expire, so a front that
+    /// checks revocation itself needs its CRL too (nginx `ssl_crl` and
+    /// HAProxy `crl-file` read several from one file).
+    pub async fn crl_bundle_pem(&self) -> Result<String, String> {
+        let mut out = String::new();
+        for row in self.all().await? {
+            out.push_str(&pem_block("X509 CRL", &self.crl_of(&row).await?));
+        }
+        Ok(out)
+    }
+
+    /// The CRL of CA `row`, DER.
+    ///
+    /// Signed once per change, not per request: the revocations are read
+    /// from the store on every call (so a revocation made by any instance,
+    /// or by `vestibule devices revoke`, is on the very next CRL), and a new
+    /// CRL is signed only when they differ from the cached one's, or when
+    /// the cached one is [`CRL_REFRESH`] old. A rotation makes another CA
+    /// current, with a CRL of its own. Two fetches with nothing revoked in
+    /// between get the same bytes (the same `cRLNumber`).
+    async fn crl_of(&self, row: &StoredClientCa) -> Result<Vec<u8>, String> {
         let now = now_ms();
         let revoked = self
             .store
-            .revoked_client_certificates(&ca.row.id, now)
+            .revoked_client_certificates(&row.id, now)
             .await
             .map_err(store_error)?;
+        let listed: Vec<(String, Option<i64>)> = revoked
+            .iter()
+            .map(|c| (c.serial.clone(), c.revoked_at))
+            .collect();
+        let previous = {
+            let cache = self.crl.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&row.id) {
+                Some(c) if c.listed == listed && now - c.signed_at < ms(CRL_REFRESH) => {
+                    return Ok(c.der.clone());
+                }
+                Some(c) => c.signed_at,
+                None => i64::MIN,
+            }
+        };
+        let key = self.open_key(row)?;
+        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(&row.cert_der[..]), &key)
+            .map_err(|e| format!("cannot read the CA certificate: {e}"))?;
         let mut revoked_certs = Vec::with_capacity(revoked.len());
         for c in &revoked {
             let serial = unhex(&c.serial).ok_or_else(|| format!("bad serial {}", c.serial))?;
@@ -440,20 +497,32 @@ impl ClientCa {
                 invalidity_date: None,
             });
         }
+        // Milliseconds since the epoch increase with every CRL made
+        // (RFC 5280 §5.2.3: monotonically increasing); a CRL made in the
+        // same millisecond as the cached one still gets a larger number.
+        let signed_at = now.max(previous.saturating_add(1));
         let params = CertificateRevocationListParams {
             this_update: datetime(now)?,
             next_update: datetime(now + ms(CRL_VALIDITY))?,
-            // Milliseconds since the epoch increase with every CRL made
-            // (RFC 5280 §5.2.3: monotonically increasing).
-            crl_number: SerialNumber::from(u64::try_from(now).unwrap_or(0)),
+            crl_number: SerialNumber::from(u64::try_from(signed_at).unwrap_or(0)),
             issuing_distribution_point: None,
             revoked_certs,
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
-        let crl = params
+        let der = params
             .signed_by(&issuer)
-            .map_err(|e| format!("cannot sign the CRL: {e}"))?;
-        Ok(crl.der().to_vec())
+            .map_err(|e| format!("cannot sign the CRL: {e}"))?
+            .der()
+            .to_vec();
+        self.crl.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            row.id.clone(),
+            SignedCrl {
+                listed,
+                signed_at,
+                der: der.clone(),
+            },
+        );
+        Ok(der)
     }
 }
 
@@ -634,5 +703,37 @@ mod tests {
         );
         // The new CA makes its own CRL.
         assert!(!ca.crl_der().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_crl_is_signed_once_per_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let ca = ClientCa::open(store.clone(), None, None).await.unwrap();
+        // Nothing changed: the same CRL, byte for byte (one signature).
+        let first = ca.crl_der().await.unwrap();
+        assert_eq!(ca.crl_der().await.unwrap(), first);
+        // Another instance sharing the store signs its own.
+        let other = ClientCa::open(store.clone(), None, None).await.unwrap();
+        assert!(!other.crl_der().await.unwrap().is_empty());
+        // A rotation (here by the other instance): the next CRL is the
+        // new CA's, on both.
+        other.rotate().await.unwrap();
+        let rotated = ca.crl_der().await.unwrap();
+        assert_ne!(rotated, first);
+        let current = ca.current_row().await.unwrap().unwrap().id;
+        assert_eq!(ca.crl_der().await.unwrap(), rotated);
+        // Both CAs' CRLs, newest first, for fronts that check themselves.
+        let bundle = ca.crl_bundle_pem().await.unwrap();
+        assert_eq!(bundle.matches("-----BEGIN X509 CRL-----\n").count(), 2);
+        assert!(bundle.starts_with(&pem_block("X509 CRL", &rotated)));
+        assert!(bundle.ends_with(&pem_block("X509 CRL", &first)));
+        // An old cached CRL is signed again, with a larger number.
+        let signed_at = |ca: &ClientCa| ca.crl.lock().unwrap()[&current].signed_at;
+        let before = signed_at(&ca);
+        ca.crl.lock().unwrap().get_mut(&current).unwrap().signed_at -= ms(CRL_REFRESH);
+        let refreshed = ca.crl_der().await.unwrap();
+        assert_ne!(refreshed, rotated);
+        assert!(signed_at(&ca) > before);
     }
 }

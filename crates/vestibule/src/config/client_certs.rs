@@ -102,6 +102,7 @@ impl ClientCertsConfig {
         accounts: bool,
         tls: bool,
         trusted_peers: bool,
+        browser_hosts: &[(String, String)],
     ) -> Option<ClientCertSettings> {
         if !self.enabled {
             if !self.hostnames.is_empty() || self.forwarded_header.is_some() {
@@ -146,6 +147,23 @@ impl ClientCertsConfig {
                     format!("client_certs.hostnames[{i}]"),
                     format!("`{h}` is not a host name"),
                     "give a plain DNS name, e.g. \"ha-mtls.example.org\"",
+                );
+            }
+        }
+        // Never on the SSO or pages host (issue 18): a browser that holds
+        // a certificate vestibule's CA issued would be prompted for it on
+        // every sign-in, and a CertificateRequest cannot be taken back
+        // per path (rustls has neither renegotiation nor post-handshake
+        // auth, RFC 8446 §4.6.2).
+        for (i, h) in hostnames.iter().enumerate() {
+            if let Some((field, _)) = browser_hosts.iter().find(|(_, b)| b == h) {
+                c.error(
+                    format!("client_certs.hostnames[{i}]"),
+                    format!(
+                        "`{h}` is the host of `{field}`, where browsers sign in or open vestibule's pages: \
+                         they would be asked for a client certificate there"
+                    ),
+                    "give certificate devices a host name of their own, e.g. \"ha-mtls.example.org\"",
                 );
             }
         }
@@ -200,4 +218,59 @@ impl ClientCertsConfig {
             forwarded,
         })
     }
+}
+
+/// The hosts browsers sign in on or open vestibule's pages on, each with
+/// the setting that names it: the SSO front's login and logout pages,
+/// vestibule's own OIDC callback and provider, and the CRL's address (on
+/// the pages host). Lowercase, without a trailing dot; unparsable URLs are
+/// left to their own checks.
+pub(super) fn browser_hosts(file: &super::FileConfig) -> Vec<(String, String)> {
+    let mut urls: Vec<(String, &str)> = Vec::new();
+    fn add<'a>(urls: &mut Vec<(String, &'a str)>, field: String, url: Option<&'a String>) {
+        if let Some(u) = url {
+            urls.push((field, u.as_str()));
+        }
+    }
+    add(
+        &mut urls,
+        "auth.login_url".into(),
+        file.auth.login_url.as_ref(),
+    );
+    add(
+        &mut urls,
+        "auth.logout_url".into(),
+        file.auth.logout_url.as_ref(),
+    );
+    for (i, r) in file.routes.iter().enumerate() {
+        add(
+            &mut urls,
+            format!("route[{i}].login_url"),
+            r.login_url.as_ref(),
+        );
+    }
+    if let Some(o) = file.source.oidc.as_ref().filter(|o| o.enabled) {
+        add(
+            &mut urls,
+            "source.oidc.redirect_url".into(),
+            Some(&o.redirect_url),
+        );
+    }
+    if let Some(p) = &file.oidc_provider {
+        add(&mut urls, "oidc_provider.issuer".into(), Some(&p.issuer));
+    }
+    add(
+        &mut urls,
+        "client_certs.crl_url".into(),
+        file.client_certs.crl_url.as_ref(),
+    );
+    urls.into_iter()
+        .filter_map(|(field, url)| {
+            // `{url}` placeholders in login URLs are in the query, after
+            // the authority; make them parse.
+            let uri: http::Uri = url.replace(['{', '}'], "").parse().ok()?;
+            let host = uri.host()?.trim_end_matches('.').to_ascii_lowercase();
+            Some((field, host))
+        })
+        .collect()
 }

@@ -246,6 +246,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         file.accounts.is_some(),
         file.server.tls.is_some(),
         identity_source.is_some(),
+        &client_certs::browser_hosts(file),
     );
     let assertions = file.assertions.validate(
         &mut c,

@@ -12,8 +12,10 @@
 //! private key, the file and its password live in memory for minutes.
 //!
 //! And the public endpoints fronts need: `/.vestibule/client-ca.pem` (every
-//! CA certificate still valid) and `/.vestibule/client-ca.crl` (RFC 5280
-//! CRL, DER, made on each request so a revocation shows at once).
+//! CA certificate still valid), `/.vestibule/client-ca-crls.pem` (the CRL
+//! of each) and `/.vestibule/client-ca.crl` (the current CA's RFC 5280
+//! CRL, DER; the revocations are read on each request, so a revocation
+//! shows on the next fetch).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -302,7 +304,7 @@ async fn fallback_token(
         .store()
         .create_device(&NewDevice {
             account_id: s.account_id,
-            name: format!("{name} (fallback token)"),
+            name: super::devices::fallback_name(name),
             kind: CredentialKind::Token.as_str().to_owned(),
             routes: routes.to_vec(),
             secret_hash: vestibule_core::secret::hash_token(secret.expose()),
@@ -418,14 +420,27 @@ pub(crate) async fn ca_pem(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
-/// `GET /.vestibule/client-ca.crl`: the current CRL, DER
-/// (`application/pkix-crl`, RFC 2585 §4.2), never cached for long: it is
-/// made on each request so a revocation shows at once.
+/// `GET /.vestibule/client-ca.crl`: the current CA's CRL, DER
+/// (`application/pkix-crl`, RFC 2585 §4.2), `no-cache`: the revocations are
+/// read on each request, so a revocation shows on the next fetch.
 pub(crate) async fn crl(State(state): State<Arc<AppState>>) -> Response {
     let Some(ca) = &state.client_ca else {
         return not_enabled();
     };
-    let mut r = typed(ca.crl_der().await, "application/pkix-crl");
+    no_cache(typed(ca.crl_der().await, "application/pkix-crl"))
+}
+
+/// `GET /.vestibule/client-ca-crls.pem`: the CRL of every CA still valid,
+/// PEM, for fronts that check revocation themselves after a rotation.
+pub(crate) async fn crls(State(state): State<Arc<AppState>>) -> Response {
+    let Some(ca) = &state.client_ca else {
+        return not_enabled();
+    };
+    let body = ca.crl_bundle_pem().await.map(String::into_bytes);
+    no_cache(typed(body, "application/x-pem-file"))
+}
+
+fn no_cache(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r

@@ -103,17 +103,69 @@ pub(super) struct DeviceRow {
     pub(super) routes: String,
     pub(super) created: String,
     pub(super) expires: String,
+    /// Whether the page asks for a renewal (a certificate close to expiry).
+    pub(super) renew_soon: bool,
     pub(super) last_used: String,
+    /// For a certificate device paired with a fallback token: when the
+    /// token was last used, i.e. the device seen without its certificate.
+    pub(super) last_used_without: Option<String>,
     pub(super) owner: String,
     /// A certificate device: the page offers to renew it.
     pub(super) renewable: bool,
 }
 
 /// How long before a certificate expires the devices page asks for a
-/// renewal: 30 days.
+/// renewal: 30 days, or a quarter of the configured validity when that is
+/// shorter (a 30-day certificate is not "to renew soon" the day it is made).
 const RENEW_REMINDER_MS: i64 = 30 * 86_400_000;
 
-fn device_row(d: &Device, owner: String) -> DeviceRow {
+/// The renewal reminder window on this gateway (see [`RENEW_REMINDER_MS`]).
+pub(super) fn renew_window_ms(state: &AppState) -> i64 {
+    state
+        .settings
+        .client_certs
+        .as_ref()
+        .map_or(RENEW_REMINDER_MS, |c| {
+            RENEW_REMINDER_MS.min(i64::try_from(c.validity.as_millis() / 4).unwrap_or(i64::MAX))
+        })
+}
+
+/// The name of the token device made beside certificate device `name`
+/// (`web::certificates`' fallback token).
+pub(super) fn fallback_name(name: &str) -> String {
+    format!("{name} (fallback token)")
+}
+
+fn seen(d: &Device) -> String {
+    match (&d.last_used_at, &d.last_used_ip) {
+        (Some(t), Some(ip)) => format!("{} from {ip}", when(*t)),
+        (Some(t), None) => when(*t),
+        _ => "never".to_owned(),
+    }
+}
+
+/// `d` as a row; `all` is every device of the same listing, where a
+/// certificate device finds its fallback token (same owner, the token's
+/// name), so the row says when the device was last seen with its
+/// certificate and when without (issue 18).
+fn device_row(d: &Device, owner: String, all: &[Device], renew_window_ms: i64) -> DeviceRow {
+    let certificate = d.kind == "certificate";
+    let fallback = certificate
+        .then(|| {
+            let name = fallback_name(&d.name);
+            all.iter()
+                .find(|t| t.account_id == d.account_id && t.kind == "token" && t.name == name)
+        })
+        .flatten();
+    let is_fallback = d.kind == "token"
+        && all.iter().any(|c| {
+            c.account_id == d.account_id
+                && c.kind == "certificate"
+                && fallback_name(&c.name) == d.name
+        });
+    let renew_soon = certificate
+        && d.expires_at
+            .is_some_and(|at| at - now_ms() < renew_window_ms);
     DeviceRow {
         id: d.id,
         name: d.name.clone(),
@@ -124,17 +176,18 @@ fn device_row(d: &Device, owner: String) -> DeviceRow {
             None => "never".to_owned(),
             // A certificate must be reinstalled on the device: say so
             // early enough to do it.
-            Some(at) if d.kind == "certificate" && at - now_ms() < RENEW_REMINDER_MS => {
-                format!("{}: renew it soon", when(at))
-            }
+            Some(at) if renew_soon => format!("{}: renew it soon", when(at)),
             Some(at) => when(at),
         },
-        renewable: d.kind == "certificate",
-        last_used: match (&d.last_used_at, &d.last_used_ip) {
-            (Some(t), Some(ip)) => format!("{} from {ip}", when(*t)),
-            (Some(t), None) => when(*t),
-            _ => "never".to_owned(),
+        renew_soon,
+        renewable: certificate,
+        last_used: match (certificate, is_fallback) {
+            (true, _) => format!("with the certificate: {}", seen(d)),
+            (false, true) => format!("without the certificate: {}", seen(d)),
+            _ => seen(d),
         },
+        last_used_without: fallback
+            .map(|t| format!("without the certificate (fallback token): {}", seen(t))),
         owner,
     }
 }
@@ -204,7 +257,14 @@ pub(super) async fn devices(
         pairings,
         devices: list
             .iter()
-            .map(|d| device_row(d, s.identity.username.clone()))
+            .map(|d| {
+                device_row(
+                    d,
+                    s.identity.username.clone(),
+                    &list,
+                    renew_window_ms(&state),
+                )
+            })
             .collect(),
         routes: route_choices(&state, &s),
         expiries: EXPIRY_CHOICES.to_vec(),
@@ -708,7 +768,12 @@ pub(super) async fn all_devices(
             };
             slot.insert(name);
         }
-        out.push(device_row(d, owners[&d.account_id].clone()));
+        out.push(device_row(
+            d,
+            owners[&d.account_id].clone(),
+            &list,
+            renew_window_ms(state),
+        ));
     }
     Ok(out)
 }

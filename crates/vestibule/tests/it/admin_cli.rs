@@ -39,14 +39,14 @@ async fn setup(provisioning: &str) -> Setup {
 
 /// What a CLI run printed.
 #[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `vestibule <args> --config <cfg>` as user `tester`.
-async fn cli(cfg: &Path, args: &[&str]) -> Out {
+pub(crate) async fn cli(cfg: &Path, args: &[&str]) -> Out {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .args(args)
         .arg("--config")

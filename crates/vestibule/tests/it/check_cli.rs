@@ -221,3 +221,39 @@ fn the_demo_prints_a_working_admin_command_for_its_database() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 18: a client certificate is never asked for on the host where
+/// browsers sign in or open vestibule's pages; `check` names the clash.
+#[test]
+fn a_certificate_hostname_on_the_sso_or_pages_host_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Any existing file passes `check` (it is read only when serving).
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let base = format!(
+        "{CLEAN}\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{file}\"\nkey = \"{file}\"\n\
+         [database]\ndata_dir = \"{}\"\n[accounts]\n\
+         [auth]\nlogin_url = \"https://SSO.example.org/login?rd={{url}}\"\n\
+         [client_certs]\nenabled = true\n\
+         crl_url = \"https://pages.example.org/.vestibule/client-ca.crl\"\n",
+        dir.path().display()
+    );
+    // A host of its own: clean.
+    let ok = format!("{base}hostnames = [\"ha-mtls.example.org\"]\n");
+    let (code, out) = run(&["check"], &ok, &[]);
+    assert_eq!(code, 0, "{out}");
+    // The SSO front's login host (any case, a trailing dot): refused.
+    let sso = format!("{base}hostnames = [\"ha-mtls.example.org\", \"sso.example.org.\"]\n");
+    let (code, out) = run(&["check"], &sso, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("error: client_certs.hostnames[1]"), "{out}");
+    assert!(out.contains("auth.login_url"), "{out}");
+    // The pages host, where the CRL is published: refused.
+    let pages = format!("{base}hostnames = [\"pages.example.org\"]\n");
+    let (code, out) = run(&["check"], &pages, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("error: client_certs.hostnames[0]"), "{out}");
+    assert!(out.contains("client_certs.crl_url"), "{out}");
+    // `serve` refuses it too.
+    let (code, out) = run(&["serve"], &pages, &[]);
+    assert_eq!(code, 2, "{out}");
+}
