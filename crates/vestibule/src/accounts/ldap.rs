@@ -336,6 +336,14 @@ impl Directory {
         let container = self.target_container(account, pending);
         match ours {
             Some(existing) => {
+                // An entry adopted from elsewhere (written by geOrchestra's
+                // console, matched by oAuth2Provider/oAuth2Uid) keeps its
+                // identifier; the store records that one.
+                let object_id = layout
+                    .attribute_for(Field::ObjectId)
+                    .and_then(|a| first(&existing, a))
+                    .unwrap_or(&p.object_id)
+                    .to_owned();
                 let mut dn = existing.dn.clone();
                 let current: Vec<(String, Vec<String>)> = existing.attrs.into_iter().collect();
                 let changes = match layout.sync_changes(p, &current) {
@@ -362,7 +370,7 @@ impl Directory {
                 }
                 // Record the DN before the memberships: a crash now is
                 // reconciled by the same path.
-                self.record(store, account.id, &dn, &p.object_id, false)
+                self.record(store, account.id, &dn, &object_id, false)
                     .await?;
                 let mut created = Created::default();
                 if let Some(org) = &org {
@@ -373,7 +381,12 @@ impl Directory {
                     self.ensure_member(l, &layout.role_dn(role), role, &dn, &mut created)
                         .await?;
                 }
-                self.record(store, account.id, &dn, &p.object_id, true)
+                if self.s.revoke_roles {
+                    for role in self.s.roles.not_granted(&mapped.roles) {
+                        self.remove_member(l, &layout.role_dn(&role), &dn).await?;
+                    }
+                }
+                self.record(store, account.id, &dn, &object_id, true)
                     .await?;
                 Ok(Synced::Written(self.forwarded_roles(l, &dn).await?))
             }
@@ -596,16 +609,46 @@ impl Directory {
         }
     }
 
+    /// Adds (`add`) or deletes `member` in `group_dn`'s member attribute;
+    /// the result code is the caller's to judge.
+    async fn change_member(
+        &self,
+        l: &mut Ldap,
+        group_dn: &str,
+        member: &str,
+        add: bool,
+    ) -> Result<ldap3::LdapResult> {
+        let attr = self.s.layout.member_attribute.clone();
+        let value = HashSet::from([member.to_owned()]);
+        let m = if add {
+            Mod::Add(attr, value)
+        } else {
+            Mod::Delete(attr, value)
+        };
+        Ok(l.with_timeout(self.s.timeout)
+            .modify(group_dn, vec![m])
+            .await?)
+    }
+
+    /// Removes `member` from `group_dn` (`revoke_roles`); nothing to do
+    /// when it is not a member or the group does not exist.
+    async fn remove_member(&self, l: &mut Ldap, group_dn: &str, member: &str) -> Result<()> {
+        let r = self.change_member(l, group_dn, member, false).await?;
+        match r.rc {
+            0 => {
+                tracing::info!(group = %group_dn, member = %member, "directory role revoked");
+                Ok(())
+            }
+            NO_SUCH_ATTRIBUTE | NO_SUCH_OBJECT => Ok(()),
+            _ => Err(DirectoryError(format!(
+                "removing a member of {group_dn}: {r}"
+            ))),
+        }
+    }
+
     /// Adds `member` to `group_dn`.
     async fn add_member(&self, l: &mut Ldap, group_dn: &str, member: &str) -> Result<Membership> {
-        let m = Mod::Add(
-            self.s.layout.member_attribute.clone(),
-            HashSet::from([member.to_owned()]),
-        );
-        let r = l
-            .with_timeout(self.s.timeout)
-            .modify(group_dn, vec![m])
-            .await?;
+        let r = self.change_member(l, group_dn, member, true).await?;
         match r.rc {
             0 => Ok(Membership::Added),
             ATTRIBUTE_OR_VALUE_EXISTS => Ok(Membership::AlreadyThere),

@@ -1825,3 +1825,186 @@ async fn a_directory_that_never_answers_is_503_within_the_timeout() {
     .await;
     assert_eq!(code, 2, "{err}");
 }
+
+/// `revoke_roles = true`: a mapped role follows the front's groups; USER
+/// (always) and a role an admin granted that no rule names stay.
+async fn revoked_roles_follow_the_front(kind: Kind) {
+    let more = match kind {
+        Kind::Georchestra => "revoke_roles = true",
+        // groupOfNames must keep a member (RFC 4519 §3.5): groupOfMembers.
+        Kind::Generic => "revoke_roles = true\nrole_object_classes = [\"top\", \"groupOfMembers\"]",
+    };
+    let s = kind.setup("auto", more).await;
+    assert_eq!(alice_superuser().send(&s.gw).await.status, 200);
+    let dn = kind.user_dn("alice");
+    let superuser = kind.role_dn("SUPERUSER");
+    assert_eq!(s.ldap.members(&superuser), [dn.as_str()]);
+    // An admin grants ADMINISTRATOR by hand (no rule maps it).
+    let admin = kind.role_dn("ADMINISTRATOR");
+    s.ldap.modify(&match kind {
+        Kind::Georchestra => {
+            format!("dn: {admin}\nchangetype: modify\nadd: member\nmember: {dn}\n")
+        }
+        Kind::Generic => format!(
+            "dn: {admin}\nchangetype: add\nobjectClass: top\nobjectClass: groupOfMembers\ncn: ADMINISTRATOR\nmember: {dn}\n"
+        ),
+    });
+    // The front stops sending ROLE_SUPERUSER: the role goes, the rest stays.
+    let fewer = Login {
+        roles: Some("ROLE_OTHER"),
+        ..Login::alice()
+    };
+    let r = fewer.send(&s.gw).await;
+    assert_eq!(r.status, 200, "{}", s.gw.stderr());
+    assert!(s.ldap.members(&superuser).is_empty());
+    assert_eq!(s.ldap.members(&admin), [dn.as_str()]);
+    if kind == Kind::Georchestra {
+        assert_eq!(s.ldap.members(&kind.role_dn("USER")), [dn.as_str()]);
+        assert_eq!(
+            r.seen_headers()["sec-roles"],
+            ["ROLE_ADMINISTRATOR;ROLE_USER"]
+        );
+    }
+    // Sent again: granted again.
+    assert_eq!(alice_superuser().send(&s.gw).await.status, 200);
+    assert_eq!(s.ldap.members(&superuser), [dn.as_str()]);
+}
+
+per_layout!(revoked_roles_follow_the_front: georchestra_revoke_roles_follows_the_front, generic_revoke_roles_follows_the_front);
+
+/// An entry geOrchestra's console wrote before vestibule (another uid,
+/// the same `oAuth2Provider`/`oAuth2Uid`) is adopted, not duplicated and
+/// not a conflict: it keeps its uid and identifier, gets the front's names,
+/// and `default_org` gives the organisation the front did not send.
+#[tokio::test]
+async fn georchestra_adopts_an_entry_by_its_oauth2_identity_and_uses_default_org() {
+    let existing = format!("uid=alice.l,ou=users,{GEO_BASE}");
+    let uuid = "0b9a3c1e-5f6d-4c2b-9a8e-7d6c5b4a3f21";
+    let tree = format!(
+        "{}\n\ndn: {existing}\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n\
+         objectClass: inetOrgPerson\nobjectClass: shadowAccount\nobjectClass: georchestraUser\n\
+         uid: alice.l\ncn: A L\nsn: L\nmail: alice@example.org\ngeorchestraObjectIdentifier: {uuid}\n\
+         oAuth2Provider: myidp\noAuth2Uid: sub-alice\n",
+        geo_tree().trim_end()
+    );
+    let s = setup(
+        GEO_BASE,
+        &tree,
+        "auto",
+        &geo_extra("default_org = \"GUEST\""),
+    )
+    .await;
+    let r = Login {
+        org: None,
+        ..Login::alice()
+    }
+    .send(&s.gw)
+    .await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+    assert_eq!(
+        s.ldap.dns(GEO_BASE, "(oAuth2Uid=sub-alice)"),
+        [existing.as_str()]
+    );
+    assert!(s.ldap.dns(GEO_BASE, "(uid=alice)").is_empty());
+    let e = &s.ldap.search(&existing, "(objectClass=*)")[existing.as_str()];
+    assert_eq!(e["uid"], ["alice.l"]);
+    assert_eq!(e["cn"], ["Alice Liddell"]);
+    assert_eq!(e["sn"], ["Liddell"]);
+    assert_eq!(e["givenname"], ["Alice"]);
+    assert_eq!(e["georchestraobjectidentifier"], [uuid]);
+    let link = s
+        .store
+        .directory_entry(alice_account(&*s.store).await.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (link.dn.as_str(), link.object_id.as_str(), link.written),
+        (existing.as_str(), uuid, true)
+    );
+    assert_eq!(
+        s.ldap.members(&format!("cn=GUEST,ou=orgs,{GEO_BASE}")),
+        [existing.as_str()]
+    );
+    assert_eq!(
+        s.ldap
+            .dns(&format!("ou=orgs,{GEO_BASE}"), "(o=GUEST)")
+            .len(),
+        2,
+        "the group and the organization entry"
+    );
+    assert_eq!(
+        s.ldap.members(&format!("cn=USER,ou=roles,{GEO_BASE}")),
+        [existing.as_str()]
+    );
+}
+
+/// The generic layout with every override: container, naming attribute,
+/// object classes, attribute mapping, group DN template.
+#[tokio::test]
+async fn generic_layout_overrides_reach_the_directory() {
+    let tree = format!(
+        "{}\ndn: ou=staff,{GEN_BASE}\nobjectClass: organizationalUnit\nou: staff\n\n\
+         dn: ou=teams,{GEN_BASE}\nobjectClass: organizationalUnit\nou: teams\n",
+        generic_tree()
+    );
+    let s = setup(
+        GEN_BASE,
+        &tree,
+        "auto",
+        &Kind::Generic.extra(
+            "users_rdn = \"ou=staff\"\nrdn_attribute = \"cn\"\n\
+             object_classes = [\"top\", \"person\", \"organizationalPerson\", \"inetOrgPerson\"]\n\
+             attributes = { cn = \"uid\", sn = \"sn\", mail = \"mail\", employeeNumber = \"object_id\", displayName = \"display_name\" }\n\
+             role_dn_template = \"cn=app-{role},ou=teams,{base}\"",
+            ROLES,
+        ),
+    )
+    .await;
+    let r = alice_superuser().send(&s.gw).await;
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.gw.stderr());
+    let dn = format!("cn=alice,ou=staff,{GEN_BASE}");
+    let entries = s.ldap.search(GEN_BASE, "(sn=Liddell)");
+    assert_eq!(entries.keys().collect::<Vec<_>>(), [&dn]);
+    let e = &entries[&dn];
+    let mut names: Vec<&String> = e.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cn",
+            "displayname",
+            "employeenumber",
+            "mail",
+            "objectclass",
+            "sn"
+        ]
+    );
+    assert_eq!(e["cn"], ["alice"]);
+    assert_eq!(e["displayname"], ["Alice Liddell"]);
+    let link = s
+        .store
+        .directory_entry(alice_account(&*s.store).await.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e["employeenumber"], [link.object_id.as_str()]);
+    assert_eq!(
+        s.ldap
+            .members(&format!("cn=app-SUPERUSER,ou=teams,{GEN_BASE}")),
+        [dn.as_str()]
+    );
+    // A later login with a new email finds it by the recorded DN and its
+    // identifier, and modifies it in place.
+    let count = s.ldap.search(GEN_BASE, "(objectClass=*)").len();
+    let changed = Login {
+        email: "alice@wonderland.example",
+        ..alice_superuser()
+    };
+    assert_eq!(changed.send(&s.gw).await.status, 200, "{}", s.gw.stderr());
+    assert_eq!(
+        s.ldap.search(&dn, "(objectClass=*)")[&dn]["mail"],
+        ["alice@wonderland.example"]
+    );
+    assert_eq!(s.ldap.search(GEN_BASE, "(objectClass=*)").len(), count);
+}
