@@ -237,6 +237,21 @@ impl RoleMap {
             dropped,
         }
     }
+
+    /// The roles a rule names that `granted` (what [`RoleMap::map`] gave)
+    /// does not hold: what `revoke_roles` removes at a sync. Never a role
+    /// every account has, never a role no rule names (an admin's grant in
+    /// the directory that vestibule knows nothing of). Sorted.
+    pub fn not_granted(&self, granted: &[String]) -> Vec<String> {
+        let out: BTreeSet<String> = self
+            .rules
+            .iter()
+            .map(|(role, _)| role)
+            .filter(|r| !granted.contains(r) && !self.always.contains(r))
+            .cloned()
+            .collect();
+        out.into_iter().collect()
+    }
 }
 
 /// A value of the account that an attribute can carry.
@@ -753,6 +768,8 @@ mod tests {
         assert_eq!(got.roles, ["SUPERUSER", "USER"]);
         assert_eq!(got.dropped, ["ROLE_ADMINISTRATOR"]);
         assert_eq!(m.map(&[]).roles, ["USER"]);
+        assert!(m.not_granted(&got.roles).is_empty());
+        assert_eq!(m.not_granted(&m.map(&[]).roles), ["SUPERUSER"]);
     }
 
     #[test]
@@ -822,6 +839,28 @@ mod tests {
             prop_assert_eq!(got.roles.contains(&"SUPERUSER".to_owned()), groups.contains(&"ROLE_SUPERUSER".to_owned()));
             for g in &groups {
                 prop_assert!(g == "ROLE_SUPERUSER" || got.dropped.contains(g));
+            }
+        }
+
+        #[test]
+        fn revocation_takes_only_mapped_roles_not_granted(groups in proptest::collection::vec("[A-Z_]{1,12}", 0..8)) {
+            let m = RoleMap::new(
+                vec!["USER".into()],
+                vec![
+                    ("SUPERUSER".into(), vec!["ROLE_SUPERUSER".into()]),
+                    ("USER".into(), vec!["ROLE_USER".into()]),
+                    ("EDITOR".into(), vec!["ROLE_EDITOR".into(), "ROLE_SUPERUSER".into()]),
+                ],
+            );
+            let granted = m.map(&groups).roles;
+            let gone = m.not_granted(&granted);
+            for r in &gone {
+                prop_assert!(!granted.contains(r));
+                prop_assert!(r == "SUPERUSER" || r == "EDITOR", "{}", r);
+            }
+            // Mapped roles are split exactly between granted and revoked.
+            for r in ["SUPERUSER", "EDITOR"] {
+                prop_assert!(granted.iter().any(|g| g == r) != gone.iter().any(|g| g == r));
             }
         }
     }

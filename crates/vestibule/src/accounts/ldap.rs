@@ -336,6 +336,14 @@ impl Directory {
         let container = self.target_container(account, pending);
         match ours {
             Some(existing) => {
+                // An entry adopted from elsewhere (written by geOrchestra's
+                // console, matched by oAuth2Provider/oAuth2Uid) keeps its
+                // identifier; the store records that one.
+                let object_id = layout
+                    .attribute_for(Field::ObjectId)
+                    .and_then(|a| first(&existing, a))
+                    .unwrap_or(&p.object_id)
+                    .to_owned();
                 let mut dn = existing.dn.clone();
                 let current: Vec<(String, Vec<String>)> = existing.attrs.into_iter().collect();
                 let changes = match layout.sync_changes(p, &current) {
@@ -351,13 +359,18 @@ impl Directory {
                         .modify(&dn, mods)
                         .await?
                         .success()?;
+                    failpoint("ldap-after-sync-modify");
                 }
                 if !parent_is(&dn, &container) {
                     dn = self.move_entry(l, &dn, &container).await?;
+                } else if link.as_ref().is_some_and(|k| !same_dn(&k.dn, &dn)) {
+                    // Found elsewhere than recorded: a move a crash cut
+                    // short. Finish it: the groups still naming the old DN.
+                    self.heal_memberships(l, &dn).await?;
                 }
                 // Record the DN before the memberships: a crash now is
                 // reconciled by the same path.
-                self.record(store, account.id, &dn, &p.object_id, false)
+                self.record(store, account.id, &dn, &object_id, false)
                     .await?;
                 let mut created = Created::default();
                 if let Some(org) = &org {
@@ -368,7 +381,12 @@ impl Directory {
                     self.ensure_member(l, &layout.role_dn(role), role, &dn, &mut created)
                         .await?;
                 }
-                self.record(store, account.id, &dn, &p.object_id, true)
+                if self.s.revoke_roles {
+                    for role in self.s.roles.not_granted(&mapped.roles) {
+                        self.remove_member(l, &layout.role_dn(&role), &dn).await?;
+                    }
+                }
+                self.record(store, account.id, &dn, &object_id, true)
                     .await?;
                 Ok(Synced::Written(self.forwarded_roles(l, &dn).await?))
             }
@@ -430,6 +448,7 @@ impl Directory {
             .success()
             .map_err(|e| DirectoryError(format!("adding {}: {e}", entry.dn)))?;
         created.entries.push(entry.dn.clone());
+        failpoint("ldap-after-user-entry");
         for role in roles {
             self.ensure_member(l, &self.s.layout.role_dn(role), role, &entry.dn, created)
                 .await?;
@@ -590,16 +609,46 @@ impl Directory {
         }
     }
 
+    /// Adds (`add`) or deletes `member` in `group_dn`'s member attribute;
+    /// the result code is the caller's to judge.
+    async fn change_member(
+        &self,
+        l: &mut Ldap,
+        group_dn: &str,
+        member: &str,
+        add: bool,
+    ) -> Result<ldap3::LdapResult> {
+        let attr = self.s.layout.member_attribute.clone();
+        let value = HashSet::from([member.to_owned()]);
+        let m = if add {
+            Mod::Add(attr, value)
+        } else {
+            Mod::Delete(attr, value)
+        };
+        Ok(l.with_timeout(self.s.timeout)
+            .modify(group_dn, vec![m])
+            .await?)
+    }
+
+    /// Removes `member` from `group_dn` (`revoke_roles`); nothing to do
+    /// when it is not a member or the group does not exist.
+    async fn remove_member(&self, l: &mut Ldap, group_dn: &str, member: &str) -> Result<()> {
+        let r = self.change_member(l, group_dn, member, false).await?;
+        match r.rc {
+            0 => {
+                tracing::info!(group = %group_dn, member = %member, "directory role revoked");
+                Ok(())
+            }
+            NO_SUCH_ATTRIBUTE | NO_SUCH_OBJECT => Ok(()),
+            _ => Err(DirectoryError(format!(
+                "removing a member of {group_dn}: {r}"
+            ))),
+        }
+    }
+
     /// Adds `member` to `group_dn`.
     async fn add_member(&self, l: &mut Ldap, group_dn: &str, member: &str) -> Result<Membership> {
-        let m = Mod::Add(
-            self.s.layout.member_attribute.clone(),
-            HashSet::from([member.to_owned()]),
-        );
-        let r = l
-            .with_timeout(self.s.timeout)
-            .modify(group_dn, vec![m])
-            .await?;
+        let r = self.change_member(l, group_dn, member, true).await?;
         match r.rc {
             0 => Ok(Membership::Added),
             ATTRIBUTE_OR_VALUE_EXISTS => Ok(Membership::AlreadyThere),
@@ -613,33 +662,98 @@ impl Directory {
     /// Moves `dn` under `container`, and rewrites the memberships that
     /// named it (no referential-integrity overlay is assumed).
     async fn move_entry(&self, l: &mut Ldap, dn: &str, container: &str) -> Result<String> {
-        let rdn = dn.split_once(',').map_or(dn, |(r, _)| r).to_owned();
+        let rdn = rdn_of(dn).to_owned();
         let new_dn = format!("{rdn},{container}");
         l.with_timeout(self.s.timeout)
             .modifydn(dn, &rdn, true, Some(container))
             .await?
             .success()
             .map_err(|e| DirectoryError(format!("moving {dn} under {container}: {e}")))?;
-        let attr = self.s.layout.member_attribute.clone();
-        let filter = format!("({attr}={})", escape_filter_value(dn));
-        for g in self
-            .search(l, &self.s.layout.base_dn.clone(), &filter)
-            .await?
-        {
-            let mods = vec![
-                Mod::Delete(attr.clone(), HashSet::from([dn.to_owned()])),
-                Mod::Add(attr.clone(), HashSet::from([new_dn.clone()])),
-            ];
-            let r = l.with_timeout(self.s.timeout).modify(&g.dn, mods).await?;
-            if r.rc != 0 && r.rc != NO_SUCH_ATTRIBUTE {
-                return Err(DirectoryError(format!(
-                    "rewriting a member of {}: {r}",
-                    g.dn
-                )));
-            }
-        }
+        // A crash here leaves the groups naming the old DN and the store
+        // recording it: the next sync or relocation finds the entry by its
+        // RDN in the new container and calls `heal_memberships`.
+        failpoint("ldap-after-move");
+        self.heal_memberships(l, &new_dn).await?;
         tracing::info!(from = %dn, to = %new_dn, "directory entry moved");
         Ok(new_dn)
+    }
+
+    /// The containers an entry vestibule wrote can sit in: active users,
+    /// pending users, and disabled users when entries move.
+    fn containers(&self) -> Vec<String> {
+        let mut v = vec![self.s.layout.users_dn(false), self.s.layout.users_dn(true)];
+        v.extend(self.s.disabled_dn.clone());
+        v.dedup_by(|a, b| same_dn(a, b));
+        v
+    }
+
+    /// Rewrites every membership naming `dn`'s RDN in one of the other
+    /// containers to `dn`. Idempotent: it finishes a move that a crash
+    /// interrupted between the `modrdn` and the group rewrites.
+    async fn heal_memberships(&self, l: &mut Ldap, dn: &str) -> Result<()> {
+        let rdn = rdn_of(dn);
+        let attr = self.s.layout.member_attribute.clone();
+        let base = self.s.layout.base_dn.clone();
+        for container in self.containers() {
+            if parent_is(dn, &container) {
+                continue;
+            }
+            let stale = format!("{rdn},{container}");
+            let filter = format!("({attr}={})", escape_filter_value(&stale));
+            for g in self.search(l, &base, &filter).await? {
+                let mods = vec![
+                    Mod::Delete(attr.clone(), HashSet::from([stale.clone()])),
+                    Mod::Add(attr.clone(), HashSet::from([dn.to_owned()])),
+                ];
+                let r = l.with_timeout(self.s.timeout).modify(&g.dn, mods).await?;
+                // 16: gone meanwhile; 20: the new DN is listed already.
+                if r.rc == ATTRIBUTE_OR_VALUE_EXISTS {
+                    let m = Mod::Delete(attr.clone(), HashSet::from([stale.clone()]));
+                    l.with_timeout(self.s.timeout)
+                        .modify(&g.dn, vec![m])
+                        .await?;
+                } else if r.rc != 0 && r.rc != NO_SUCH_ATTRIBUTE {
+                    return Err(DirectoryError(format!(
+                        "rewriting a member of {}: {r}",
+                        g.dn
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry recorded at `dn`, or, when that DN is gone, the entry
+    /// with the same RDN in another of vestibule's containers: a move
+    /// (`users approve|disable|enable`) that a crash cut short before the
+    /// store recorded the new DN.
+    async fn locate(&self, l: &mut Ldap, dn: &str) -> Result<Option<SearchEntry>> {
+        if let Some(e) = self.read(l, dn).await? {
+            return Ok(Some(e));
+        }
+        let rdn = rdn_of(dn);
+        for container in self.containers() {
+            if parent_is(dn, &container) {
+                continue;
+            }
+            if let Some(e) = self.read(l, &format!("{rdn},{container}")).await? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The entry at `dn`, if there is one.
+    async fn read(&self, l: &mut Ldap, dn: &str) -> Result<Option<SearchEntry>> {
+        let r = l
+            .with_timeout(self.s.timeout)
+            .search(dn, Scope::Base, "(objectClass=*)", vec!["*"])
+            .await?;
+        match r.1.rc {
+            0 => Ok(r.0.into_iter().next().map(SearchEntry::construct)),
+            NO_SUCH_OBJECT => Ok(None),
+            _ => Err(DirectoryError(format!("reading {dn}: {}", r.1))),
+        }
     }
 
     /// Moves the account's written entry to where its status says: out
@@ -669,7 +783,20 @@ impl Directory {
             .await
             .map_err(|_| DirectoryError("another directory write is taking too long".into()))?;
         let mut c = self.conn().await?;
-        let dn = self.move_entry(c.get(), &link.dn, &target).await?;
+        let l = c.get();
+        let Some(found) = self.locate(l, &link.dn).await? else {
+            return Err(DirectoryError(format!(
+                "the entry {} is gone from the directory",
+                link.dn
+            )));
+        };
+        let dn = if parent_is(&found.dn, &target) {
+            // Moved already, by an attempt a crash cut short.
+            self.heal_memberships(l, &found.dn).await?;
+            found.dn
+        } else {
+            self.move_entry(l, &found.dn, &target).await?
+        };
         c.done();
         store
             .put_directory_entry(&DirectoryEntry {
@@ -799,25 +926,17 @@ impl Directory {
     ) -> Result<Option<SearchEntry>> {
         let layout = &self.s.layout;
         let id_attr = layout.attribute_for(Field::ObjectId);
-        if let Some(link) = link {
-            let r = l
-                .with_timeout(self.s.timeout)
-                .search(&link.dn, Scope::Base, "(objectClass=*)", vec!["*"])
-                .await?;
-            if r.1.rc == 0 {
-                if let Some(e) = r.0.into_iter().next().map(SearchEntry::construct) {
-                    let carries_ours = match id_attr {
-                        Some(a) => first(&e, a) == Some(link.object_id.as_str()),
-                        // Without an identifier attribute, the recorded DN
-                        // and the uid are what we have.
-                        None => first(&e, &layout.rdn_attribute) == Some(p.uid.as_str()),
-                    };
-                    if carries_ours {
-                        return Ok(Some(e));
-                    }
-                }
-            } else if r.1.rc != NO_SUCH_OBJECT {
-                return Err(DirectoryError(format!("reading {}: {}", link.dn, r.1)));
+        if let Some(link) = link
+            && let Some(e) = self.locate(l, &link.dn).await?
+        {
+            let carries_ours = match id_attr {
+                Some(a) => first(&e, a) == Some(link.object_id.as_str()),
+                // Without an identifier attribute, the recorded DN
+                // and the uid are what we have.
+                None => first(&e, &layout.rdn_attribute) == Some(p.uid.as_str()),
+            };
+            if carries_ours {
+                return Ok(Some(e));
             }
         }
         if let (Some(pa), Some(sa), Some(provider)) = (
@@ -879,9 +998,23 @@ fn same_dn(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// The first RDN of `dn` (vestibule's RDNs are escaped, RFC 4514 §2.4,
+/// so an unescaped comma is the separator).
+fn rdn_of(dn: &str) -> &str {
+    let mut escaped = false;
+    for (i, ch) in dn.char_indices() {
+        match ch {
+            '\\' if !escaped => escaped = true,
+            ',' if !escaped => return &dn[..i],
+            _ => escaped = false,
+        }
+    }
+    dn
+}
+
 fn parent_is(dn: &str, container: &str) -> bool {
-    dn.split_once(',')
-        .is_some_and(|(_, parent)| same_dn(parent, container))
+    dn.get(rdn_of(dn).len() + 1..)
+        .is_some_and(|parent| same_dn(parent, container))
 }
 
 /// A random (version 4) UUID, RFC 9562 §5.4.
@@ -898,4 +1031,19 @@ fn random_uuid() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdn_and_parent_respect_escaped_commas() {
+        let dn = r"uid=sue\, grabbit,ou=users,dc=g";
+        assert_eq!(rdn_of(dn), r"uid=sue\, grabbit");
+        assert!(parent_is(dn, "ou=users,dc=g"));
+        assert!(parent_is(r"uid=a\\,ou=users,dc=g", "ou=users,dc=g"));
+        assert!(!parent_is("uid=a", ""));
+        assert!(parent_is("UID=a,OU=Users,dc=g", "ou=users,dc=g"));
+    }
 }

@@ -104,6 +104,12 @@ pub struct LdapConfig {
     /// `sec-roles`: `ROLE_` + role), instead of the groups the front sent.
     /// Default true (georchestra), false (inetorgperson).
     pub forward_roles: Option<bool>,
+    /// Remove, at a sync, the membership of a role that `roles` maps and the
+    /// account's groups no longer grant (the front stopped sending the
+    /// group). `always_roles` and roles no rule names are never removed.
+    /// Default false: a sync only adds roles.
+    #[serde(default)]
+    pub revoke_roles: bool,
     /// `leave` or `move` the entry of a disabled account. Default `leave`.
     #[serde(default)]
     pub disabled: DisabledEntries,
@@ -148,6 +154,8 @@ pub struct LdapSettings {
     /// Forward the directory's roles as groups, with this prefix
     /// (`ROLE_` for geOrchestra); `None`: forward the front's groups.
     pub forward_roles: Option<String>,
+    /// Remove mapped roles the account's groups no longer grant.
+    pub revoke_roles: bool,
     /// Container disabled accounts move to, if they move.
     pub disabled_dn: Option<String>,
     /// Pool size.
@@ -283,18 +291,21 @@ impl LdapConfig {
             }
             layout.attributes = mapped;
         }
+        // The DN's value is the uid, and RFC 4512 §2.3.1 wants the RDN's
+        // value among the entry's values of that attribute: the naming
+        // attribute must carry the uid field, or every add fails.
         if !layout
             .attributes
             .iter()
-            .any(|(a, _)| a.eq_ignore_ascii_case(&layout.rdn_attribute))
+            .any(|(a, f)| a.eq_ignore_ascii_case(&layout.rdn_attribute) && *f == Field::Uid)
         {
             c.error(
                 "accounts.ldap.attributes",
                 format!(
-                    "the naming attribute {} is not among the attributes written",
+                    "the naming attribute {} does not carry the uid (the value the DN is made of)",
                     layout.rdn_attribute
                 ),
-                "map it, e.g. uid = \"uid\"",
+                format!("map it: {} = \"uid\"", layout.rdn_attribute),
             );
         }
         for (role, groups) in &self.roles {
@@ -329,6 +340,18 @@ impl LdapConfig {
                     ],
                     LayoutPreset::Inetorgperson => vec!["top".into(), "groupOfNames".into()],
                 });
+        if self.revoke_roles
+            && role_object_classes
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case("groupOfNames"))
+        {
+            // RFC 4519 §3.5: groupOfNames MUST have a member.
+            c.warn(
+                "accounts.ldap.revoke_roles",
+                "a groupOfNames role group cannot lose its last member: a login that would empty one gets 503",
+                "use groupOfMembers (role_object_classes), or give each group a placeholder member",
+            );
+        }
         if self.default_org.is_some() && layout.orgs_rdn.is_none() {
             c.warn(
                 "accounts.ldap.default_org",
@@ -394,6 +417,7 @@ impl LdapConfig {
                 (LayoutPreset::Inetorgperson, Some(true)) => Some(String::new()),
                 (_, _) => None,
             },
+            revoke_roles: self.revoke_roles,
             disabled_dn,
             pool_size: self.pool_size,
             timeout: self.timeout.0,
@@ -481,6 +505,37 @@ mod tests {
         assert!(c.diags.is_empty(), "{:?}", c.diags);
         let (_, c) = ldap("url = \"ldaps://ldap.example.org\"\nstarttls = true");
         assert!(c.diags.iter().any(|d| d.key == "accounts.ldap.starttls"));
+    }
+
+    #[test]
+    fn the_naming_attribute_carries_the_uid() {
+        let (_, c) = ldap("url = \"ldap://127.0.0.1\"\nrdn_attribute = \"cn\"");
+        assert!(
+            c.diags.iter().any(|d| d.key == "accounts.ldap.attributes"),
+            "{:?}",
+            c.diags
+        );
+        let (s, c) = ldap(
+            "url = \"ldap://127.0.0.1\"\nrdn_attribute = \"cn\"\nattributes = { cn = \"uid\", sn = \"sn\" }",
+        );
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
+        assert_eq!(s.unwrap().layout.rdn_attribute, "cn");
+    }
+
+    #[test]
+    fn revoking_from_groups_of_names_is_warned_of() {
+        let (s, c) = ldap("url = \"ldap://127.0.0.1\"\nrevoke_roles = true");
+        assert!(s.unwrap().revoke_roles);
+        assert!(
+            c.diags
+                .iter()
+                .any(|d| d.key == "accounts.ldap.revoke_roles"),
+            "{:?}",
+            c.diags
+        );
+        let (_, c) =
+            ldap("url = \"ldap://127.0.0.1\"\nrevoke_roles = true\nlayout = \"georchestra\"");
+        assert!(c.diags.is_empty(), "{:?}", c.diags);
     }
 
     #[test]

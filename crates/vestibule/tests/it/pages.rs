@@ -31,7 +31,7 @@ async fn setup(extra: &str) -> Setup {
     Setup { gw, store, db }
 }
 
-fn cookie_of(r: &Raw) -> Option<String> {
+pub(crate) fn cookie_of(r: &Raw) -> Option<String> {
     r.headers
         .iter()
         .filter(|(n, _)| n == "set-cookie")
@@ -39,11 +39,11 @@ fn cookie_of(r: &Raw) -> Option<String> {
         .find(|v| !v.contains("Max-Age=0"))
 }
 
-fn pair(set_cookie: &str) -> String {
+pub(crate) fn pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     let i = html.find("name=\"csrf\" value=\"").expect("no csrf field") + 19;
     html[i..].split('"').next().unwrap().to_owned()
 }
