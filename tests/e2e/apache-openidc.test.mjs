@@ -15,7 +15,6 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 
 import Provider from 'oidc-provider';
 
+import { CookieJar, request } from './http.mjs';
 import { Processes, assertPortFree, sleep, vestibuleBin, vestibuleEnv } from './processes.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -138,76 +138,6 @@ async function waitForPort(port, rec, ms = 15000) {
     if (rec?.exited) throw new Error(`${rec.name} exited (${JSON.stringify(rec.exited)}):\n${rec.out}`);
     if (Date.now() > end) throw new Error(`port ${port} not open after ${ms} ms`);
     await sleep(50);
-  }
-}
-
-/**
- * One HTTP/1.1 request with node:http (not fetch: fetch sends
- * `Sec-Fetch-Mode: cors`, and mod_auth_openidc answers such requests 401
- * instead of redirecting). `headers` is a list of [name, value] pairs, sent
- * as given (so `Remote_User` keeps its underscore).
- */
-function request(url, { method = 'GET', headers = [], body, localAddress } = {}) {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    // With headers given as a list, node:http adds no Host of its own.
-    const flat = ['Host', u.host];
-    // node:http writes header values as latin1: pass UTF-8 bytes through it.
-    for (const [n, v] of headers) flat.push(n, Buffer.from(v, 'utf8').toString('latin1'));
-    if (body !== undefined) flat.push('Content-Type', 'application/x-www-form-urlencoded', 'Content-Length', String(Buffer.byteLength(body)));
-    const req = http.request({
-      host: u.hostname,
-      port: u.port,
-      path: u.pathname + u.search,
-      method,
-      headers: flat,
-      localAddress,
-      agent: false,
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.setTimeout(10000, () => req.destroy(new Error(`timeout: ${method} ${url}`)));
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
-
-/** A cookie jar good enough for one host: name, value and path. */
-class CookieJar {
-  constructor() { this.cookies = new Map(); }
-
-  store(setCookie) {
-    for (const line of setCookie ?? []) {
-      const [pair, ...attrs] = line.split(';');
-      const eq = pair.indexOf('=');
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      let cpath = '/';
-      let expired = value === '';
-      for (const a of attrs) {
-        const [k, v = ''] = a.split('=');
-        const key = k.trim().toLowerCase();
-        if (key === 'path') cpath = v.trim() || '/';
-        if (key === 'max-age' && Number(v) <= 0) expired = true;
-        if (key === 'expires' && Date.parse(v) < Date.now()) expired = true;
-      }
-      const id = `${name}\0${cpath}`;
-      if (expired) this.cookies.delete(id);
-      else this.cookies.set(id, { name, value, path: cpath });
-    }
-  }
-
-  header(url) {
-    const p = new URL(url).pathname;
-    const v = [...this.cookies.values()]
-      .filter((c) => p === c.path || p.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`))
-      .map((c) => `${c.name}=${c.value}`)
-      .join('; ');
-    return v ? [['Cookie', v]] : [];
   }
 }
 

@@ -1,14 +1,31 @@
-// geOrchestra's pre-authentication contract, as produced by the Apache
-// mod_auth_mellon configuration of docs/integrations/georchestra-mellon.md.
-// No SAML IdP can run here, so the test plays Apache: it sends vestibule the
-// headers that configuration produces and checks what the app receives. The
-// vestibule configuration is the page's ```toml block, byte for byte.
+// geOrchestra's pre-authentication, as docs/integrations/georchestra-mellon.md
+// configures it, in two parts:
+//
+//  - Real front (the last two tests): the page's ```apache block runs in a
+//    private Apache 2.4 with Debian's mod_auth_mellon (ports and file paths
+//    changed only), against a SAML 2.0 IdP run in this process with samlify
+//    (signed Response, RSA-SHA256). A client with a cookie jar signs in at
+//    /login/saml: mellon's AuthnRequest (HTTP-Redirect), the IdP's Response
+//    (HTTP-POST), mellon's session, then the doc's RequestHeader lines send
+//    the preauth-* headers to a vestibule running the page's [accounts.ldap]
+//    block against Debian's slapd. The test checks the user, organisation and
+//    role membership with ldapsearch, the sec-* headers the app gets (roles
+//    read back from slapd), that Apache strips forged headers, and that
+//    mellon refuses a Response changed after signing.
+//  - Header edge cases (the first tests): vestibule alone, running the
+//    page's first ```toml block byte for byte, gets the headers that Apache
+//    configuration produces, sent by the test from a trusted and from an
+//    untrusted address: duplicates, spellings, markers and encodings that a
+//    well-behaved Apache would never send.
 //
 // Run: E2E_VESTIBULE_BIN=/abs/path/to/vestibule node --test georchestra.test.mjs
+// (needs apache2, libapache2-mod-auth-mellon, slapd, ldap-utils, openssl;
+// Apache starts as root and drops to www-data when run as root).
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -16,6 +33,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import saml from 'samlify';
+
+import { CookieJar, request } from './http.mjs';
 import { Processes, assertPortFree, sleep, vestibuleBin, vestibuleEnv } from './processes.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -66,30 +86,9 @@ function fencedBlock(file, lang) {
 
 const procs = new Processes();
 
-/** One request with node:http; `headers` is a list of [name, value] pairs sent as given. */
-function request(url, { headers = [], localAddress } = {}) {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const flat = ['Host', u.host, 'Accept', 'application/json'];
-    // node:http writes header values as latin1: pass UTF-8 bytes through it.
-    for (const [n, v] of headers) flat.push(n, Buffer.from(v, 'utf8').toString('latin1'));
-    const req = http.request({
-      host: u.hostname,
-      port: u.port,
-      path: u.pathname + u.search,
-      headers: flat,
-      localAddress,
-      agent: false,
-    }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.setTimeout(10000, () => req.destroy(new Error(`timeout: GET ${url}`)));
-    req.on('error', reject);
-    req.end();
-  });
+/** A GET asking whoami for JSON; `headers` is a list of [name, value] pairs sent as given. */
+function get(url, { headers = [], localAddress } = {}) {
+  return request(url, { headers: [['Accept', 'application/json'], ...headers], localAddress });
 }
 
 /** whoami's JSON: every header line as received, by lowercased name. */
@@ -167,7 +166,7 @@ t('the doc\'s configuration uses the georchestra dialect and profile and passes 
 });
 
 t('from the trusted front, preauth-* becomes geOrchestra sec-* headers', async () => {
-  const s = seen(await request(`${VESTIBULE}/geonetwork/srv/eng/catalog.search`, {
+  const s = seen(await get(`${VESTIBULE}/geonetwork/srv/eng/catalog.search`, {
     headers: preauthHeaders(),
     localAddress: '127.0.0.1',
   }));
@@ -194,14 +193,14 @@ t('ASCII values are sent plain, and unpadded {base64} input is accepted', async 
     if (n === 'preauth-org') return [n, 'geOrchestra'];
     return [n, v];
   });
-  const s = seen(await request(`${VESTIBULE}/`, { headers, localAddress: '127.0.0.1' }));
+  const s = seen(await get(`${VESTIBULE}/`, { headers, localAddress: '127.0.0.1' }));
   assert.equal(s.one('sec-firstname'), 'Pierre');
   assert.equal(s.one('sec-lastname'), '{base64}Wm/Dqw==');
   assert.equal(s.one('sec-org'), 'geOrchestra');
 });
 
 t('client-sent sec-* headers never reach the app, even through the trusted front', async () => {
-  const s = seen(await request(`${VESTIBULE}/console/`, {
+  const s = seen(await get(`${VESTIBULE}/console/`, {
     headers: [
       ...preauthHeaders(),
       ['sec-username', 'admin'],
@@ -219,7 +218,7 @@ t('client-sent sec-* headers never reach the app, even through the trusted front
 });
 
 t('the same headers from an untrusted address yield no identity', async () => {
-  const s = seen(await request(`${VESTIBULE}/geonetwork/`, {
+  const s = seen(await get(`${VESTIBULE}/geonetwork/`, {
     headers: [...preauthHeaders(), ['sec-username', 'admin'], ['preauth_username', 'admin']],
     localAddress: '127.0.0.2',
   }));
@@ -229,41 +228,64 @@ t('the same headers from an untrusted address yield no identity', async () => {
 
 t('preauth-* without the `true` marker yields no identity', async () => {
   const without = preauthHeaders().filter(([n]) => n !== 'sec-georchestra-preauthenticated');
-  assertAnonymous(seen(await request(`${VESTIBULE}/`, { headers: without, localAddress: '127.0.0.1' })), 'no marker');
+  assertAnonymous(seen(await get(`${VESTIBULE}/`, { headers: without, localAddress: '127.0.0.1' })), 'no marker');
 
   const wrong = [['sec-georchestra-preauthenticated', 'false'], ...without];
-  assertAnonymous(seen(await request(`${VESTIBULE}/`, { headers: wrong, localAddress: '127.0.0.1' })), 'marker false');
+  assertAnonymous(seen(await get(`${VESTIBULE}/`, { headers: wrong, localAddress: '127.0.0.1' })), 'marker false');
 
   const encoded = [['sec-georchestra-preauthenticated', b64('true')], ...without];
-  assertAnonymous(seen(await request(`${VESTIBULE}/`, { headers: encoded, localAddress: '127.0.0.1' })), 'marker {base64}');
+  assertAnonymous(seen(await get(`${VESTIBULE}/`, { headers: encoded, localAddress: '127.0.0.1' })), 'marker {base64}');
 });
 
 t('the trusted front sending a header twice or under two spellings is refused', async () => {
-  const twice = await request(`${VESTIBULE}/`, {
+  const twice = await get(`${VESTIBULE}/`, {
     headers: [...preauthHeaders(), ['preauth_username', 'admin']],
     localAddress: '127.0.0.1',
   });
   assert.equal(twice.status, 400, `two spellings: ${twice.status} ${twice.body.slice(0, 300)}`);
-  const comma = await request(`${VESTIBULE}/`, {
+  const comma = await get(`${VESTIBULE}/`, {
     headers: preauthHeaders().map(([n, v]) => (n === 'preauth-roles' ? [n, 'ROLE_USER;ROLE_A,ROLE_B'] : [n, v])),
     localAddress: '127.0.0.1',
   });
   assert.equal(comma.status, 400, `role with a comma: ${comma.status} ${comma.body.slice(0, 300)}`);
 });
 
-// ------------------------------------------------- LDAP: accounts in slapd
+// ------------------------- the real front: Apache + mod_auth_mellon + SAML IdP
 //
-// The page's second ```toml block ([accounts.ldap], layout = "georchestra")
-// on Debian's slapd, started here on loopback with a private configuration
-// and geOrchestra's schema (crates/vestibule/tests/fixtures/ldap). Only the
-// directory's port, the password file and the data directory are changed,
-// and a listener and the route are added around it.
+// The page's ```apache block runs in a private Apache 2.4 with Debian's
+// mod_auth_mellon, on loopback with its own ServerRoot (no system service).
+// Only ports and file paths are changed: the listener, the TLS and SP key
+// files, the IdP metadata file, and the vestibule it proxies to (the one with
+// the page's [accounts.ldap] block, on its own port). The SAML IdP is samlify
+// in this process: it publishes its metadata, reads mellon's AuthnRequest
+// (HTTP-Redirect binding, signature checked against mellon's SP metadata)
+// and answers with a Response signed with RSA-SHA256 (HTTP-POST binding),
+// which the test's client posts to mellon like a browser's auto-submitting
+// form. vestibule writes the account to Debian's slapd, started here with
+// geOrchestra's schema (crates/vestibule/tests/fixtures/ldap).
 
+const APACHE_PORT = 18798;
+const IDP_PORT = 18799;
+const APACHE = `https://127.0.0.1:${APACHE_PORT}`;
+const IDP = `http://127.0.0.1:${IDP_PORT}`;
+const IDP_ENTITY_ID = `${IDP}/metadata`;
 const LDAP_PORT = 18796;
 const LDAP_VESTIBULE_PORT = 18797;
 const LDAP_BASE = 'dc=georchestra,dc=org';
 const LDAP_PASSWORD = 'e2e-slapd-password';
 const FIXTURES = path.join(HERE, '..', '..', 'crates', 'vestibule', 'tests', 'fixtures', 'ldap');
+
+// The SAML attributes the doc's MellonSetEnv lines read (by OID, URI name
+// format), with the values the IdP asserts for USER. Roles are
+// eduPersonEntitlement: one value per role, which mellon merges with ";".
+const SAML_ATTRIBUTES = [
+  ['urn:oid:1.3.6.1.4.1.5923.1.1.1.6', [USER.username]], // eduPersonPrincipalName
+  ['urn:oid:0.9.2342.19200300.100.1.3', [USER.email]], // mail
+  ['urn:oid:2.5.4.42', [USER.firstname]], // givenName
+  ['urn:oid:2.5.4.4', [USER.lastname]], // sn
+  ['urn:oid:2.5.4.10', [USER.org]], // o
+  ['urn:oid:1.3.6.1.4.1.5923.1.1.1.7', ['ROLE_SUPERUSER', 'ROLE_ADMINISTRATOR', 'ROLE_GN_EDITOR']], // eduPersonEntitlement
+];
 
 /** Every ```lang fenced block of a Markdown file, in order. */
 function fencedBlocks(file, lang) {
@@ -272,7 +294,7 @@ function fencedBlocks(file, lang) {
   return [...text.matchAll(re)].map((m) => m[1]);
 }
 
-async function waitForPort(port, ms = 10000) {
+async function waitForPort(port, rec, ms = 10000) {
   const end = Date.now() + ms;
   for (;;) {
     const open = await new Promise((resolve) => {
@@ -280,6 +302,7 @@ async function waitForPort(port, ms = 10000) {
       s.on('error', () => resolve(false));
     });
     if (open) return;
+    if (rec?.exited) throw new Error(`${rec.name} exited (${JSON.stringify(rec.exited)}):\n${rec.out}`);
     if (Date.now() > end) throw new Error(`nothing listens on ${port}`);
     await sleep(20);
   }
@@ -309,9 +332,148 @@ function ldapsearch(base, filter) {
   return entries;
 }
 
-t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-roles comes back from it', async () => {
-  for (const port of [LDAP_PORT, LDAP_VESTIBULE_PORT]) await assertPortFree(port);
-  const ldapDir = path.join(dir, 'ldap');
+/** Runs a command, failing the test with its output if it fails. */
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30000, ...opts });
+  assert.equal(r.status, 0, `${cmd} ${args.join(' ')}: exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+const xmlEscape = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+/**
+ * A browser: keeps Apache's cookies (never sent to the IdP, another origin),
+ * follows redirects, and submits the IdP's auto-submitting POST form as a
+ * browser's script would. Returns the final response and the hops.
+ */
+async function browse(jar, ca, url, extraHeaders = []) {
+  const hops = [];
+  let method = 'GET';
+  let body;
+  for (let hop = 0; hop < 20; hop++) {
+    hops.push(`${method} ${url}`);
+    const toApache = url.startsWith(APACHE);
+    const res = await request(url, {
+      method,
+      body,
+      ca,
+      // JSON from whoami at the end of the way (mellon does not look at Accept).
+      headers: [['Accept', 'application/json'], ...extraHeaders, ...(toApache ? jar.header(url) : [])],
+    });
+    if (toApache) jar.store(res.headers['set-cookie']);
+    if ([301, 302, 303, 307, 308].includes(res.status)) {
+      url = new URL(res.headers.location, url).href;
+      method = 'GET';
+      body = undefined;
+      continue;
+    }
+    const form = /<form method="post" action="([^"]+)">([\s\S]*?)<\/form>/.exec(res.body);
+    if (res.status === 200 && !toApache && form) {
+      const fields = [...form[2].matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g)]
+        .map(([, n, v]) => `${n}=${encodeURIComponent(v.replaceAll('&quot;', '"').replaceAll('&amp;', '&'))}`);
+      url = form[1].replaceAll('&amp;', '&');
+      method = 'POST';
+      body = fields.join('&');
+      continue;
+    }
+    return { res, hops };
+  }
+  throw new Error(`too many hops:\n${hops.join('\n')}`);
+}
+
+/** The IdP's Response for one AuthnRequest, as the test wrote it (before base64). */
+const issuedResponses = [];
+/** When set, the IdP changes its signed Response with it before sending it. */
+let tamperWith = null;
+
+/**
+ * The SAML IdP, with samlify: its metadata, and its SSO endpoint for the
+ * HTTP-Redirect binding answering with the HTTP-POST binding
+ * (SAML 2.0 Bindings §3.4 and §3.5).
+ */
+function startIdp(spMetadataXml, key, cert) {
+  // samlify refuses to parse without a schema validator. The messages it
+  // parses here are mellon's AuthnRequests, whose signature it checks; the
+  // XML parser under test is mellon's (lasso), not this one.
+  saml.setSchemaValidator({ validate: async () => 'skipped' });
+  const idp = saml.IdentityProvider({
+    entityID: IDP_ENTITY_ID,
+    privateKey: key,
+    signingCert: cert,
+    wantAuthnRequestsSigned: true,
+    requestSignatureAlgorithm: 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256',
+    nameIDFormat: ['urn:oasis:names:tc:SAML:2.0:nameid-format:transient'],
+    singleSignOnService: [{ Binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', Location: `${IDP}/sso` }],
+  });
+  // wantMessageSigned: the whole Response is signed too (mellon checks it).
+  const sp = saml.ServiceProvider({ metadata: spMetadataXml, wantMessageSigned: true });
+
+  const server = http.createServer(async (req, res) => {
+    try {
+      const u = new URL(req.url, IDP);
+      if (u.pathname === '/metadata') {
+        res.writeHead(200, { 'Content-Type': 'application/samlmetadata+xml' });
+        res.end(idp.getMetadata());
+        return;
+      }
+      assert.equal(u.pathname, '/sso');
+      // The signed part of a Redirect-binding message is the query as sent,
+      // without Signature (Bindings §3.4.4.1).
+      const raw = req.url.slice(req.url.indexOf('?') + 1);
+      const octetString = raw.split('&').filter((p) => !p.startsWith('Signature=')).join('&');
+      const query = Object.fromEntries(u.searchParams);
+      const parsed = await idp.parseLoginRequest(sp, 'redirect', { query, octetString });
+      const requestId = parsed.extract.request.id;
+      const acs = sp.entityMeta.getAssertionConsumerService('post');
+      const { context, entityEndpoint } = await idp.createLoginResponse(sp, parsed, 'post', {}, () => {
+        const now = new Date();
+        const at = (s) => new Date(now.getTime() + s * 1000).toISOString();
+        const assertionId = `_${crypto.randomUUID()}`;
+        const attrs = SAML_ATTRIBUTES.map(([name, values]) => `<saml:Attribute Name="${name}" NameFormat="urn:oasis:names:tc:SAML:2.0:attrname-format:uri">${
+          values.map((v) => `<saml:AttributeValue>${xmlEscape(v)}</saml:AttributeValue>`).join('')}</saml:Attribute>`).join('');
+        const xml = `<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="_${crypto.randomUUID()}" Version="2.0" IssueInstant="${at(0)}" Destination="${acs}" InResponseTo="${requestId}">`
+          + `<saml:Issuer>${IDP_ENTITY_ID}</saml:Issuer>`
+          + '<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>'
+          + `<saml:Assertion ID="${assertionId}" Version="2.0" IssueInstant="${at(0)}">`
+          + `<saml:Issuer>${IDP_ENTITY_ID}</saml:Issuer>`
+          + `<saml:Subject><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:transient">_${crypto.randomUUID()}</saml:NameID>`
+          + `<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer"><saml:SubjectConfirmationData NotOnOrAfter="${at(300)}" Recipient="${acs}" InResponseTo="${requestId}"/></saml:SubjectConfirmation></saml:Subject>`
+          + `<saml:Conditions NotBefore="${at(-60)}" NotOnOrAfter="${at(300)}"><saml:AudienceRestriction><saml:Audience>${xmlEscape(sp.entityMeta.getEntityID())}</saml:Audience></saml:AudienceRestriction></saml:Conditions>`
+          + `<saml:AuthnStatement AuthnInstant="${at(0)}" SessionIndex="${assertionId}"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>`
+          + `<saml:AttributeStatement>${attrs}</saml:AttributeStatement>`
+          + '</saml:Assertion></samlp:Response>';
+        return { id: assertionId, context: xml };
+      }, u.searchParams.get('RelayState') ?? '');
+      let xml = Buffer.from(context, 'base64').toString('utf8');
+      // A forgery: a value changed after the signature was made.
+      if (tamperWith) xml = tamperWith(xml);
+      issuedResponses.push(xml);
+      const sent = tamperWith ? Buffer.from(xml, 'utf8').toString('base64') : context;
+      const relay = u.searchParams.get('RelayState');
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      res.end(`<!doctype html><html><body onload="document.forms[0].submit()"><form method="post" action="${xmlEscape(entityEndpoint)}">`
+        + `<input type="hidden" name="SAMLResponse" value="${xmlEscape(sent)}"/>`
+        + (relay ? `<input type="hidden" name="RelayState" value="${xmlEscape(relay)}"/>` : '')
+        + '</form></body></html>');
+    } catch (e) {
+      res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end(`IdP error: ${e?.stack ?? e}`);
+    }
+  });
+  return { idp, server };
+}
+
+let idpServer;
+
+after(async () => {
+  if (idpServer) {
+    idpServer.closeAllConnections?.();
+    await new Promise((r) => idpServer.close(r));
+  }
+});
+
+/** Starts slapd with geOrchestra's tree, and the vestibule with the page's [accounts.ldap] block. */
+async function startLdapVestibule(ldapDir) {
   fs.mkdirSync(path.join(ldapDir, 'db'), { recursive: true });
   const conf = path.join(ldapDir, 'slapd.conf');
   fs.writeFileSync(conf, [
@@ -331,12 +493,12 @@ t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-ro
     'maxsize 10485760',
     '',
   ].join('\n'));
-  const added = spawnSync('/usr/sbin/slapadd', ['-f', conf, '-l', path.join(FIXTURES, 'georchestra-tree.ldif')], { encoding: 'utf8' });
-  assert.equal(added.status, 0, `slapadd: ${added.stderr}`);
-  procs.start('slapd', '/usr/sbin/slapd', ['-f', conf, '-h', `ldap://127.0.0.1:${LDAP_PORT}/`, '-d', '0']);
-  await waitForPort(LDAP_PORT);
+  run('/usr/sbin/slapadd', ['-f', conf, '-l', path.join(FIXTURES, 'georchestra-tree.ldif')]);
+  const slapd = procs.start('slapd', '/usr/sbin/slapd', ['-f', conf, '-h', `ldap://127.0.0.1:${LDAP_PORT}/`, '-d', '0']);
+  await waitForPort(LDAP_PORT, slapd);
 
-  // The page's LDAP block, pointed at this slapd.
+  // The page's LDAP block, pointed at this slapd; the route is the first
+  // block's (optional identity, the georchestra profile).
   const block = fencedBlocks(DOC, 'toml').find((b) => b.includes('[accounts.ldap]'));
   assert.ok(block, 'the page has a ```toml block with [accounts.ldap]');
   assert.match(block, /^layout = "georchestra"$/m);
@@ -347,7 +509,7 @@ t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-ro
     block
       .replace(/^url = "ldap:\/\/127\.0\.0\.1:389".*$/m, `url = "ldap://127.0.0.1:${LDAP_PORT}"`)
       .replace(/^bind_password_file = .*$/m, `bind_password_file = "${path.join(ldapDir, 'password')}"`),
-    `[[route]]\nname = "georchestra"\npath_prefix = "/"\nupstream = "http://127.0.0.1:${WHOAMI_PORT}"\nprofile = "georchestra"\n`,
+    `[[route]]\nname = "georchestra"\npath_prefix = "/"\nupstream = "http://127.0.0.1:${WHOAMI_PORT}"\nauth = "optional"\nprofile = "georchestra"\n`,
   ].join('\n');
   assert.match(config, new RegExp(`url = "ldap://127.0.0.1:${LDAP_PORT}"`));
   fs.writeFileSync(path.join(ldapDir, 'vestibule.toml'), config);
@@ -357,16 +519,164 @@ t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-ro
   assert.equal(checked.status, 0, `vestibule check --online: exit ${checked.status}\n${checked.stderr}`);
   const v = procs.start('vestibule-ldap', vestibuleBin(), ['serve', '--config', path.join(ldapDir, 'vestibule.toml')], { env: vestibuleEnv() });
   await procs.waitForOutput(v, `vestibule: listening on http://127.0.0.1:${LDAP_VESTIBULE_PORT}`);
+}
 
-  // The first login, as Apache sends it: ROLE_USER;ROLE_GN_EDITOR.
-  const s = seen(await request(`http://127.0.0.1:${LDAP_VESTIBULE_PORT}/`, {
-    headers: preauthHeaders(),
-    localAddress: '127.0.0.1',
-  }));
-  // Read back from the directory: USER (always); GN_EDITOR is not mapped.
-  assert.equal(s.one('sec-roles'), 'ROLE_USER');
+/**
+ * The page's ```apache block in a private Apache, with ports and paths
+ * changed only. Returns the CA (the TLS certificate) the client trusts.
+ */
+async function startApache(apacheDir, idpMetadataXml) {
+  const mellonDir = path.join(apacheDir, 'mellon');
+  fs.mkdirSync(mellonDir, { recursive: true });
+  // TLS for the virtual host: a self-signed certificate for 127.0.0.1.
+  const tlsCert = path.join(apacheDir, 'georchestra.example.org.pem');
+  const tlsKey = path.join(apacheDir, 'georchestra.example.org.key');
+  run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=georchestra.example.org',
+    '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', tlsKey, '-out', tlsCert]);
+  // The SP key, certificate and metadata, as the page says: with
+  // mellon_create_metadata, for the entity ID the block names and this
+  // Apache's /mellon endpoint.
+  const apacheBlock = fencedBlocks(DOC, 'apache');
+  assert.equal(apacheBlock.length, 1, 'the page has one ```apache block');
+  const entityId = /^\s*MellonSPentityId (\S+)$/m.exec(apacheBlock[0])?.[1];
+  assert.equal(entityId, 'https://georchestra.example.org/mellon/metadata');
+  run('/usr/sbin/mellon_create_metadata', [entityId, `${APACHE}/mellon`], { cwd: mellonDir });
+  const base = entityId.replace(/[^0-9A-Za-z.]/g, '_').replace(/__*/g, '_');
+  fs.renameSync(path.join(mellonDir, `${base}.key`), path.join(mellonDir, 'sp.key'));
+  fs.renameSync(path.join(mellonDir, `${base}.cert`), path.join(mellonDir, 'sp.cert'));
+  const spMetadata = fs.readFileSync(path.join(mellonDir, `${base}.xml`), 'utf8');
+  fs.writeFileSync(path.join(mellonDir, 'federation-metadata.xml'), idpMetadataXml);
+  // Apache starts as root and its workers run as www-data, which reads the
+  // SP key and the metadata: open the test's private directory to it.
+  for (const p of [dir, apacheDir, mellonDir, ...fs.readdirSync(mellonDir).map((f) => path.join(mellonDir, f))]) {
+    fs.chmodSync(p, fs.statSync(p).isDirectory() ? 0o755 : 0o644);
+  }
+
+  // Ports and paths only; each replacement must hit.
+  let vhost = apacheBlock[0];
+  const swap = (from, to, times) => {
+    const n = vhost.split(from).length - 1;
+    assert.equal(n, times, `the doc's Apache block has ${JSON.stringify(from)} ${n} times, expected ${times}`);
+    vhost = vhost.replaceAll(from, to);
+  };
+  swap('<VirtualHost *:443>', `<VirtualHost 127.0.0.1:${APACHE_PORT}>`, 1);
+  swap('/etc/ssl/certs/georchestra.example.org.pem', tlsCert, 1);
+  swap('/etc/ssl/private/georchestra.example.org.key', tlsKey, 1);
+  swap('/etc/apache2/mellon/', `${mellonDir}/`, 3);
+  swap(`http://127.0.0.1:${VESTIBULE_PORT}/`, `http://127.0.0.1:${LDAP_VESTIBULE_PORT}/`, 2);
+  const modules = ['mpm_event', 'authn_core', 'authz_core', 'authz_user', 'alias', 'headers',
+    'proxy', 'proxy_http', 'socache_shmcb', 'ssl', 'auth_mellon'];
+  const conf = [
+    '# The server around the page\'s virtual host (Debian\'s apache2.conf, reduced).',
+    `ServerRoot "${apacheDir}"`,
+    `DefaultRuntimeDir "${apacheDir}"`,
+    `PidFile "${apacheDir}/httpd.pid"`,
+    `ErrorLog "${apacheDir}/error.log"`,
+    'LogLevel warn ssl:error',
+    'ServerName 127.0.0.1',
+    `Listen 127.0.0.1:${APACHE_PORT}`,
+    'User www-data',
+    'Group www-data',
+    `Define APACHE_LOG_DIR ${apacheDir}`,
+    ...modules.map((m) => `LoadModule ${m}_module /usr/lib/apache2/modules/mod_${m}.so`),
+    '',
+    vhost,
+  ].join('\n');
+  const confFile = path.join(apacheDir, 'httpd.conf');
+  fs.writeFileSync(confFile, conf);
+  const apache2 = fs.existsSync('/usr/sbin/apache2') ? '/usr/sbin/apache2' : 'apache2';
+  run(apache2, ['-t', '-f', confFile]);
+  const apache = procs.start('apache', apache2, ['-f', confFile, '-DFOREGROUND'], { detached: true });
+  await waitForPort(APACHE_PORT, apache);
+  const end = Date.now() + 10000;
+  while (!fs.existsSync(path.join(apacheDir, 'httpd.pid'))) {
+    if (apache.exited || Date.now() > end) throw new Error(`apache did not start: ${apache.out}`);
+    await sleep(50);
+  }
+  return { ca: fs.readFileSync(tlsCert), spMetadata };
+}
+
+/** Apache's error log, for failure messages. */
+function apacheLog() {
+  // The server's log, then the virtual host's (the doc's ErrorLog).
+  return ['error.log', 'georchestra-error.log'].map((f) => {
+    const log = path.join(dir, 'apache', f);
+    return fs.existsSync(log) ? `----- apache ${f} -----\n${fs.readFileSync(log, 'utf8')}` : `(no apache ${f})`;
+  }).join('\n');
+}
+
+t('a SAML login through Apache + mod_auth_mellon creates the user, organisation and role membership in slapd', async () => {
+  for (const port of [LDAP_PORT, LDAP_VESTIBULE_PORT, APACHE_PORT, IDP_PORT]) await assertPortFree(port);
+  await startLdapVestibule(path.join(dir, 'ldap'));
+
+  // The IdP's key and certificate, and its metadata (what the federation
+  // publishes), before Apache reads it.
+  const idpDir = path.join(dir, 'idp');
+  fs.mkdirSync(idpDir);
+  run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=e2e SAML IdP',
+    '-keyout', path.join(idpDir, 'idp.key'), '-out', path.join(idpDir, 'idp.pem')]);
+  const idpKey = fs.readFileSync(path.join(idpDir, 'idp.key'), 'utf8');
+  const idpCert = fs.readFileSync(path.join(idpDir, 'idp.pem'), 'utf8');
+  const metadataIdp = saml.IdentityProvider({
+    entityID: IDP_ENTITY_ID,
+    signingCert: idpCert,
+    wantAuthnRequestsSigned: true,
+    singleSignOnService: [{ Binding: 'urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect', Location: `${IDP}/sso` }],
+  }).getMetadata();
+
+  const { ca, spMetadata } = await startApache(path.join(dir, 'apache'), metadataIdp);
+  const started = startIdp(spMetadata, idpKey, idpCert);
+  idpServer = started.server;
+  idpServer.listen(IDP_PORT, '127.0.0.1');
+  await new Promise((resolve, reject) => { idpServer.once('listening', resolve); idpServer.once('error', reject); });
+
+  // mod_auth_mellon answers its own endpoint (not proxied to vestibule).
+  const md = await request(`${APACHE}/mellon/metadata`, { ca });
+  assert.equal(md.status, 200, md.body.slice(0, 300));
+  assert.match(md.body, /entityID="https:\/\/georchestra\.example\.org\/mellon\/metadata"/);
+
+  // An anonymous visitor with forged headers: Apache strips them, and
+  // vestibule sees no identity (and writes nothing).
+  const jar = new CookieJar();
+  const forged = [['sec-georchestra-preauthenticated', 'true'], ['preauth-username', 'admin'], ['preauth_username', 'admin'],
+    ['preauth-roles', 'ROLE_SUPERUSER'], ['sec-username', 'admin']];
+  const anon = await browse(jar, ca, `${APACHE}/geonetwork/`, forged);
+  assertAnonymous(seen(anon.res), 'anonymous through Apache');
+  assert.deepEqual(anon.hops, [`GET ${APACHE}/geonetwork/`]);
+
+  // The login: /login/saml → mellon → the IdP (Redirect binding) → mellon's
+  // postResponse (POST binding) → back to /login/saml → / through vestibule.
+  const login = await browse(jar, ca, `${APACHE}/login/saml`, forged);
+  const idpHop = login.hops.find((h) => h.startsWith(`GET ${IDP}/sso?`));
+  assert.ok(idpHop, `no hop to the IdP:\n${login.hops.join('\n')}`);
+  const sso = new URL(idpHop.slice(4)).searchParams;
+  assert.equal(sso.get('SigAlg'), 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256', 'mellon signs its AuthnRequest with RSA-SHA256');
+  assert.ok(login.hops.includes(`POST ${APACHE}/mellon/postResponse`), login.hops.join('\n'));
+  assert.equal(login.hops.at(-1), `GET ${APACHE}/`,
+    `${login.hops.join('\n')}\n${login.res.status} ${login.res.body.slice(0, 500)}\n${apacheLog()}`);
+  // What the IdP sent: a Response signed with RSA-SHA256 (mellon's metadata
+  // does not ask for signed assertions, so samlify signs the whole message).
+  assert.equal(issuedResponses.length, 1);
+  assert.equal(issuedResponses[0].match(/<ds:Signature /g)?.length, 1, issuedResponses[0]);
+  assert.match(issuedResponses[0], /<ds:SignatureMethod Algorithm="http:\/\/www\.w3\.org\/2001\/04\/xmldsig-more#rsa-sha256"\/>/);
+  assert.ok(jar.value('mellon-cookie') && jar.value('mellon-cookie') !== 'cookietest', `mellon set no session cookie: ${[...jar.cookies.keys()]}`);
+
+  const s = seen(login.res);
+  assert.equal(s.body.uri, '/');
   assert.equal(s.one('sec-username'), USER.username);
+  assert.equal(s.one('sec-email'), USER.email);
+  assert.equal(s.one('sec-firstname'), b64(USER.firstname));
+  assert.equal(s.one('sec-lastname'), b64(USER.lastname));
+  assert.equal(s.one('sec-org'), b64(USER.org));
+  // Read back from the directory: USER (always) and SUPERUSER (mapped);
+  // ROLE_ADMINISTRATOR and ROLE_GN_EDITOR from the IdP are not mapped.
+  assert.equal(s.one('sec-roles'), 'ROLE_SUPERUSER;ROLE_USER');
+  assert.equal(s.one('sec-proxy'), 'true');
+  for (const name of s.headers.keys()) {
+    assert.ok(!/^(preauth[-_]|sec[-_]georchestra)/.test(name), `${name} reached the app`);
+  }
 
+  // The entries in slapd.
   const dn = `uid=${USER.username},ou=users,${LDAP_BASE}`;
   const users = ldapsearch(`ou=users,${LDAP_BASE}`, '(objectClass=*)');
   assert.deepEqual([...users.keys()].filter((k) => k !== `ou=users,${LDAP_BASE}`), [dn]);
@@ -394,9 +704,43 @@ t('the page\'s [accounts.ldap] block writes the first login to slapd, and sec-ro
   assert.deepEqual(ext.get('objectclass'), ['georchestraOrg', 'organization', 'top']);
 
   const members = (role) => ldapsearch(`cn=${role},ou=roles,${LDAP_BASE}`, '(objectClass=*)')
-    .get(`cn=${role},ou=roles,${LDAP_BASE}`).get('member') ?? [];
+    .get(`cn=${role},ou=roles,${LDAP_BASE}`)?.get('member') ?? [];
   assert.deepEqual(members('USER'), [dn]);
-  assert.deepEqual(members('SUPERUSER'), []);
+  assert.deepEqual(members('SUPERUSER'), [dn]);
   assert.deepEqual(members('ADMINISTRATOR'), []);
   assert.ok(ldapsearch(`ou=roles,${LDAP_BASE}`, '(cn=GN_EDITOR)').size === 0, 'an unmapped role group was created');
+
+  // The next request rides mellon's session: same identity, no IdP hop,
+  // and forged headers are still replaced by the session's.
+  const again = await browse(jar, ca, `${APACHE}/geonetwork/srv/eng/catalog.search`, forged);
+  assert.deepEqual(again.hops, [`GET ${APACHE}/geonetwork/srv/eng/catalog.search`]);
+  const s2 = seen(again.res);
+  assert.equal(s2.one('sec-username'), USER.username);
+  assert.equal(s2.one('sec-roles'), 'ROLE_SUPERUSER;ROLE_USER');
+  assert.equal(issuedResponses.length, 1, 'no second SAML login');
+});
+
+t('mellon refuses a Response changed after the IdP signed it, and no identity reaches vestibule', async () => {
+  assert.ok(idpServer, 'the SAML login test started the IdP');
+  const before = issuedResponses.length;
+  const ca = fs.readFileSync(path.join(dir, 'apache', 'georchestra.example.org.pem'));
+  // A role added inside the signed assertion: the signature no longer matches.
+  tamperWith = (xml) => xml.replace('<saml:AttributeValue>ROLE_GN_EDITOR</saml:AttributeValue>',
+    '<saml:AttributeValue>ROLE_GN_EDITOR</saml:AttributeValue><saml:AttributeValue>ROLE_ADMINISTRATOR_2</saml:AttributeValue>');
+  try {
+    const jar = new CookieJar();
+    const r = await browse(jar, ca, `${APACHE}/login/saml`);
+    assert.equal(issuedResponses.length, before + 1);
+    assert.match(issuedResponses.at(-1), /ROLE_ADMINISTRATOR_2/, 'the forgery was sent');
+    assert.equal(r.hops.at(-1), `POST ${APACHE}/mellon/postResponse`, r.hops.join('\n'));
+    assert.ok(r.res.status >= 400, `mellon accepted a forged Response: ${r.res.status}`);
+    assert.ok([undefined, 'cookietest'].includes(jar.value('mellon-cookie')),
+      'mellon opened a session for a forged Response');
+    // Without a session, the next request is anonymous.
+    assertAnonymous(seen((await browse(jar, ca, `${APACHE}/geonetwork/`)).res), 'after a forged Response');
+    // Lasso's own words: the signature check is what refused it.
+    assert.match(apacheLog(), /Failed to verify signature/);
+  } finally {
+    tamperWith = null;
+  }
 });
