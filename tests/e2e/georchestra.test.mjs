@@ -340,6 +340,7 @@ function run(cmd, args, opts = {}) {
 }
 
 const xmlEscape = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const xmlUnescape = (s) => s.replace(/&quot;/g, '"').replace(/&gt;/g, '>').replace(/&lt;/g, '<').replace(/&amp;/g, '&');
 
 /**
  * A browser: keeps Apache's cookies (never sent to the IdP, another origin),
@@ -370,8 +371,8 @@ async function browse(jar, ca, url, extraHeaders = []) {
     const form = /<form method="post" action="([^"]+)">([\s\S]*?)<\/form>/.exec(res.body);
     if (res.status === 200 && !toApache && form) {
       const fields = [...form[2].matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g)]
-        .map(([, n, v]) => `${n}=${encodeURIComponent(v.replaceAll('&quot;', '"').replaceAll('&amp;', '&'))}`);
-      url = form[1].replaceAll('&amp;', '&');
+        .map(([, n, v]) => `${n}=${encodeURIComponent(xmlUnescape(v))}`);
+      url = xmlUnescape(form[1]);
       method = 'POST';
       body = fields.join('&');
       continue;
