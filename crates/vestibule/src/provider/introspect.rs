@@ -150,7 +150,7 @@ pub async fn introspect(
     };
     let params = match form_params(&headers, &body) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(why) => return super::bad_form(&why),
     };
     let client = match authenticate(&p, &headers, &params).await {
         Ok((client, Method::SecretBasic | Method::SecretPost)) => client,

@@ -233,12 +233,12 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
 
 /// The form of a `POST` to the token, revocation or introspection
 /// endpoint: `application/x-www-form-urlencoded` only (RFC 6749 §3.2,
-/// RFC 7009 §2.1, RFC 7662 §2.1), parsed strictly (each parameter once);
-/// anything else is a 400 `invalid_request`.
+/// RFC 7009 §2.1, RFC 7662 §2.1), parsed strictly (each parameter once).
+/// Anything else is a 400 `invalid_request`: [`bad_form`] of the reason.
 pub(crate) fn form_params(
     headers: &http::HeaderMap,
     body: &[u8],
-) -> Result<vestibule_core::oidc_token::Params, Response> {
+) -> Result<vestibule_core::oidc_token::Params, String> {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -248,19 +248,14 @@ pub(crate) fn form_params(
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if !form_type {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return Err("the body must be application/x-www-form-urlencoded".into());
     }
-    vestibule_core::oidc_token::parse_form(body).map_err(|e| {
-        oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &format!("malformed form: {e:?}"),
-        )
-    })
+    vestibule_core::oidc_token::parse_form(body).map_err(|e| format!("malformed form: {e:?}"))
+}
+
+/// The 400 `invalid_request` of a [`form_params`] refusal.
+pub(crate) fn bad_form(why: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)
 }
 
 /// Unix ms to unix seconds.

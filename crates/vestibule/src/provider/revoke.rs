@@ -94,7 +94,7 @@ pub async fn revoke(
     };
     let params = match form_params(&headers, &body) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(why) => return super::bad_form(&why),
     };
     let client = match authenticate(&p, &headers, &params).await {
         Ok((client, _)) => client,

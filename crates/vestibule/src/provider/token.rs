@@ -89,7 +89,7 @@ pub async fn token(
     // RFC 6749 §3.2: "application/x-www-form-urlencoded".
     let params = match super::form_params(&headers, &body) {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(why) => return super::bad_form(&why),
     };
     let client = match authenticate(&p, &headers, &params).await {
         Ok((client, _)) => client,
