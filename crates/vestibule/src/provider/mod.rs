@@ -16,6 +16,8 @@
 //!   [`userinfo`], [`id_token`] (ID tokens and RFC 9068 access tokens)
 //!   and [`client_auth`] (`client_secret_basic`, `client_secret_post`,
 //!   `none`), with the little they share below.
+//! - [`revoke`] (RFC 7009) and [`introspect`] (RFC 7662): what a client
+//!   may do with a token it holds.
 //!
 //! The issuer is the configured string, byte for byte; every absolute URL
 //! the provider writes starts with the issuer's origin, never with a `Host`
@@ -27,6 +29,8 @@ pub mod clients;
 pub mod consent;
 pub mod discovery;
 pub mod id_token;
+pub mod introspect;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;
 
@@ -131,6 +135,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         // The JSON endpoints apps call: no page session, no page headers;
         // each answers `Cache-Control: no-store` itself (RFC 6749 §5.1).
         .route(TOKEN_PATH, post(token::token))
+        .route(REVOKE_PATH, post(revoke::revoke))
+        .route(INTROSPECT_PATH, post(introspect::introspect))
         .route(
             USERINFO_PATH,
             get(userinfo::userinfo).post(userinfo::userinfo),
@@ -223,6 +229,33 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
         status,
         &json!({ "error": error, "error_description": description }),
     )
+}
+
+/// The form of a `POST` to the token, revocation or introspection
+/// endpoint: `application/x-www-form-urlencoded` only (RFC 6749 §3.2,
+/// RFC 7009 §2.1, RFC 7662 §2.1), parsed strictly (each parameter once).
+/// Anything else is a 400 `invalid_request`: [`bad_form`] of the reason.
+pub(crate) fn form_params(
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<vestibule_core::oidc_token::Params, String> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err("the body must be application/x-www-form-urlencoded".into());
+    }
+    vestibule_core::oidc_token::parse_form(body).map_err(|e| format!("malformed form: {e:?}"))
+}
+
+/// The 400 `invalid_request` of a [`form_params`] refusal.
+pub(crate) fn bad_form(why: &str) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)
 }
 
 /// Unix ms to unix seconds.

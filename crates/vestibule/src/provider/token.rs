@@ -34,11 +34,11 @@ use aws_lc_rs::hkdf;
 use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vestibule_core::oidc_provider::verifier_matches;
-use vestibule_core::oidc_token::{Params, narrow_scope, parse_form, parse_scope};
+use vestibule_core::oidc_token::{Params, narrow_scope, parse_scope};
 use vestibule_store::Account;
 use vestibule_store::provider::{
     CodeExchange, CodeTokens, NewToken, OidcGrant, RefreshOutcome, Rotation,
@@ -87,23 +87,9 @@ pub async fn token(
         return super::not_configured();
     };
     // RFC 6749 §3.2: "application/x-www-form-urlencoded".
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return bad_request(
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        );
-    }
-    let params = match parse_form(&body) {
+    let params = match super::form_params(&headers, &body) {
         Ok(p) => p,
-        Err(e) => return bad_request("invalid_request", &format!("malformed form: {e:?}")),
+        Err(why) => return super::bad_form(&why),
     };
     let client = match authenticate(&p, &headers, &params).await {
         Ok((client, _)) => client,

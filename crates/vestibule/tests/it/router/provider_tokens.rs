@@ -18,14 +18,14 @@ use vestibule_store::{AccountStatus, NewAccount};
 
 use super::*;
 
-const TOKEN: &str = "/.vestibule/oidc/token";
-const USERINFO: &str = "/.vestibule/oidc/userinfo";
-const ISSUER: &str = "https://sso.example.test";
-const WEB_CB: &str = "https://app.example.test/cb";
-const SECRET: &str = "web-secret";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const ALL_SCOPES: &str = "email groups offline_access openid profile";
+pub(super) const TOKEN: &str = "/.vestibule/oidc/token";
+pub(super) const USERINFO: &str = "/.vestibule/oidc/userinfo";
+pub(super) const ISSUER: &str = "https://sso.example.test";
+pub(super) const WEB_CB: &str = "https://app.example.test/cb";
+pub(super) const SECRET: &str = "web-secret";
+pub(super) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub(super) const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(super) const ALL_SCOPES: &str = "email groups offline_access openid profile";
 
 fn sha256_hex(s: &str) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
@@ -68,7 +68,7 @@ fn provider_config() -> String {
 
 /// The gateway of [`provider_config`], with its key ring open as `serve`
 /// opens it (a family per ID token algorithm).
-async fn provider_gw() -> Gw {
+pub(super) async fn provider_gw() -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let text = provider_config().replace("@DATA@", &dir.path().join("data").display().to_string());
     let file = vestibule::config::parse_with_env(&text, std::iter::empty()).unwrap();
@@ -92,7 +92,7 @@ async fn provider_gw() -> Gw {
     }
 }
 
-async fn account(gw: &Gw, user: &str, groups: &[&str]) -> i64 {
+pub(super) async fn account(gw: &Gw, user: &str, groups: &[&str]) -> i64 {
     gw.store()
         .create_account(NewAccount {
             key: IdentityKey::new("authelia", user),
@@ -110,16 +110,16 @@ async fn account(gw: &Gw, user: &str, groups: &[&str]) -> i64 {
 }
 
 /// What an authorization request left: a code for `client`.
-struct CodeSpec<'a> {
-    client: &'a str,
-    account: i64,
-    redirect_uri: &'a str,
-    scopes: &'a str,
-    challenge: Option<&'a str>,
-    expires_in_ms: i64,
+pub(super) struct CodeSpec<'a> {
+    pub(super) client: &'a str,
+    pub(super) account: i64,
+    pub(super) redirect_uri: &'a str,
+    pub(super) scopes: &'a str,
+    pub(super) challenge: Option<&'a str>,
+    pub(super) expires_in_ms: i64,
 }
 
-async fn code(gw: &Gw, spec: CodeSpec<'_>) -> String {
+pub(super) async fn code(gw: &Gw, spec: CodeSpec<'_>) -> String {
     let code = format!(
         "code-{}",
         URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
@@ -145,7 +145,7 @@ async fn code(gw: &Gw, spec: CodeSpec<'_>) -> String {
     code
 }
 
-fn web_code(account: i64) -> CodeSpec<'static> {
+pub(super) fn web_code(account: i64) -> CodeSpec<'static> {
     CodeSpec {
         client: "web",
         account,
@@ -156,7 +156,7 @@ fn web_code(account: i64) -> CodeSpec<'static> {
     }
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(super) fn form(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -167,11 +167,11 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub(super) fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-async fn post_token(gw: &Gw, auth: Option<&str>, pairs: &[(&str, &str)]) -> Resp {
+pub(super) async fn post_token(gw: &Gw, auth: Option<&str>, pairs: &[(&str, &str)]) -> Resp {
     let mut call = Call::post(TOKEN).form(&form(pairs));
     if let Some(a) = auth {
         call = call.header("Authorization", a);
@@ -179,7 +179,7 @@ async fn post_token(gw: &Gw, auth: Option<&str>, pairs: &[(&str, &str)]) -> Resp
     call.send(&gw.app).await
 }
 
-async fn exchange(gw: &Gw, code: &str) -> Resp {
+pub(super) async fn exchange(gw: &Gw, code: &str) -> Resp {
     post_token(
         gw,
         Some(&basic("web", SECRET)),
@@ -194,14 +194,14 @@ async fn exchange(gw: &Gw, code: &str) -> Resp {
 }
 
 #[track_caller]
-fn oauth_error(r: &Resp, status: u16, error: &str) {
+pub(super) fn oauth_error(r: &Resp, status: u16, error: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.json()["error"], error, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
 }
 
 #[track_caller]
-fn tokens_ok(r: &Resp) -> serde_json::Value {
+pub(super) fn tokens_ok(r: &Resp) -> serde_json::Value {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -211,14 +211,14 @@ fn tokens_ok(r: &Resp) -> serde_json::Value {
     j
 }
 
-async fn jwks(gw: &Gw) -> (Jwks, serde_json::Value) {
+pub(super) async fn jwks(gw: &Gw) -> (Jwks, serde_json::Value) {
     let r = Call::get("/.vestibule/jwks.json").send(&gw.app).await;
     assert_eq!(r.status, 200, "{}", r.text());
     (Jwks::parse(&r.body).unwrap(), r.json())
 }
 
 /// Verifies a JWT against the published set: its header and claims.
-async fn verify(
+pub(super) async fn verify(
     gw: &Gw,
     jwt: &str,
     alg: Algorithm,
@@ -242,7 +242,7 @@ async fn verify(
     v.claims_object().unwrap().into_iter().collect()
 }
 
-async fn userinfo_get(gw: &Gw, token: &str) -> Resp {
+pub(super) async fn userinfo_get(gw: &Gw, token: &str) -> Resp {
     Call::get(USERINFO)
         .header("Authorization", &format!("Bearer {token}"))
         .send(&gw.app)
@@ -580,7 +580,7 @@ async fn a_replayed_code_revokes_what_it_issued() {
     assert_eq!(security_events(&gw, "oidc.code-replay", ann).await, 1);
 }
 
-async fn refresh(gw: &Gw, token: &str, scope: Option<&str>) -> Resp {
+pub(super) async fn refresh(gw: &Gw, token: &str, scope: Option<&str>) -> Resp {
     let mut p = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
     if let Some(s) = scope {
         p.push(("scope", s));
