@@ -66,14 +66,14 @@ fn received(r: &Raw) -> Vec<String> {
         .collect()
 }
 
-async fn jwks(gw: &Gateway) -> Jwks {
+pub(crate) async fn jwks(gw: &Gateway) -> Jwks {
     let r = Raw::get(gw.addr, TRUSTED, "/.vestibule/jwks.json", &[]).await;
     assert_eq!(r.status, 200);
     Jwks::parse(&r.body).unwrap()
 }
 
 /// Verifies `token` against the published keys; returns its kid and claims.
-fn verify(token: &str, set: &Jwks) -> (String, Value) {
+pub(crate) fn verify(token: &str, set: &Jwks) -> (String, Value) {
     let policy = Policy {
         algorithms: &[Algorithm::ES256],
         types: &["vestibule-id+jwt"],
