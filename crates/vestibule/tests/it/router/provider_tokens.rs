@@ -68,7 +68,7 @@ fn provider_config() -> String {
 
 /// The gateway of [`provider_config`], with its key ring open as `serve`
 /// opens it (a family per ID token algorithm).
-async fn provider_gw() -> Gw {
+pub(super) async fn provider_gw() -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let text = provider_config().replace("@DATA@", &dir.path().join("data").display().to_string());
     let file = vestibule::config::parse_with_env(&text, std::iter::empty()).unwrap();
@@ -92,7 +92,7 @@ async fn provider_gw() -> Gw {
     }
 }
 
-async fn account(gw: &Gw, user: &str, groups: &[&str]) -> i64 {
+pub(super) async fn account(gw: &Gw, user: &str, groups: &[&str]) -> i64 {
     gw.store()
         .create_account(NewAccount {
             key: IdentityKey::new("authelia", user),
