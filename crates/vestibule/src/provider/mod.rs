@@ -23,6 +23,7 @@
 //! or forwarded header.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;

@@ -261,3 +261,61 @@ async fn bad_requests_get_a_page_and_end_nothing() {
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some(BYE));
 }
+
+/// The logout token (Back-Channel Logout 1.0 §2.4), as an RP verifies it
+/// (core::oidc, the login mode's own checks) against the published JWK
+/// Set: `typ` logout+jwt, both `sub` and `sid`, the event, no `nonce`,
+/// `exp - iat` ≤ 120 s, a fresh `jti` each time.
+#[tokio::test]
+async fn logout_tokens_verify_as_an_rp_checks_them() {
+    use vestibule::provider::backchannel::{LOGOUT_TOKEN_TYP, mint_logout_token};
+    use vestibule_core::oidc::{LogoutTokenExpectations, verify_logout_token};
+    use vestibule_jose::{Compact, Jwks};
+
+    let gw = gw().await;
+    let ring = gw.state.signing_keys.as_ref().unwrap();
+    let jwks = Jwks::parse(ring.published().to_json().as_bytes()).unwrap();
+    let now = now_ms() / 1000;
+    for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+        let sid = id_token::sid("session-one");
+        let mint = || mint_logout_token(ring, alg, ISSUER, "rp", "42", &sid, now).unwrap();
+        let (a, b) = (mint(), mint());
+        let header = Compact::parse(&a).unwrap().header().clone();
+        assert_eq!(header["typ"], LOGOUT_TOKEN_TYP);
+        assert_eq!(header["alg"], alg.as_str());
+        let t = verify_logout_token(
+            &a,
+            &jwks,
+            &LogoutTokenExpectations {
+                issuer: ISSUER,
+                client_id: "rp",
+                algorithms: &[alg],
+                now,
+                leeway: 0,
+                max_age: 120,
+                require_expiry: true,
+                max_token_bytes: 16_384,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        assert_eq!(t.subject.as_deref(), Some("42"));
+        assert_eq!(t.session_id.as_deref(), Some(sid.as_str()));
+        assert!(t.expires_at.unwrap() - t.issued_at <= 120);
+        let tb = verify_logout_token(
+            &b,
+            &jwks,
+            &LogoutTokenExpectations {
+                issuer: ISSUER,
+                client_id: "rp",
+                algorithms: &[alg],
+                now,
+                leeway: 0,
+                max_age: 120,
+                require_expiry: true,
+                max_token_bytes: 16_384,
+            },
+        )
+        .unwrap();
+        assert_ne!(t.token_id, tb.token_id, "a fresh jti per token");
+    }
+}
