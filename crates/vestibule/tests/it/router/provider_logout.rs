@@ -280,42 +280,24 @@ async fn logout_tokens_verify_as_an_rp_checks_them() {
         let sid = id_token::sid("session-one");
         let mint = || mint_logout_token(ring, alg, ISSUER, "rp", "42", &sid, now).unwrap();
         let (a, b) = (mint(), mint());
+        let expect = LogoutTokenExpectations {
+            issuer: ISSUER,
+            client_id: "rp",
+            algorithms: &[alg],
+            now,
+            leeway: 0,
+            max_age: 120,
+            require_expiry: true,
+            max_token_bytes: 16_384,
+        };
         let header = Compact::parse(&a).unwrap().header().clone();
         assert_eq!(header["typ"], LOGOUT_TOKEN_TYP);
         assert_eq!(header["alg"], alg.as_str());
-        let t = verify_logout_token(
-            &a,
-            &jwks,
-            &LogoutTokenExpectations {
-                issuer: ISSUER,
-                client_id: "rp",
-                algorithms: &[alg],
-                now,
-                leeway: 0,
-                max_age: 120,
-                require_expiry: true,
-                max_token_bytes: 16_384,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+        let t = verify_logout_token(&a, &jwks, &expect).unwrap_or_else(|e| panic!("{alg:?}: {e}"));
         assert_eq!(t.subject.as_deref(), Some("42"));
         assert_eq!(t.session_id.as_deref(), Some(sid.as_str()));
         assert!(t.expires_at.unwrap() - t.issued_at <= 120);
-        let tb = verify_logout_token(
-            &b,
-            &jwks,
-            &LogoutTokenExpectations {
-                issuer: ISSUER,
-                client_id: "rp",
-                algorithms: &[alg],
-                now,
-                leeway: 0,
-                max_age: 120,
-                require_expiry: true,
-                max_token_bytes: 16_384,
-            },
-        )
-        .unwrap();
+        let tb = verify_logout_token(&b, &jwks, &expect).unwrap();
         assert_ne!(t.token_id, tb.token_id, "a fresh jti per token");
     }
 }
