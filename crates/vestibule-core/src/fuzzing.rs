@@ -1549,6 +1549,27 @@ pub fn oidc_token_request(data: &[u8]) {
     }
 }
 
+/// End-session requests (RP-Initiated Logout 1.0): parsing is total, and
+/// a post-logout redirect only ever goes to a registered URI.
+pub fn oidc_end_session(data: &[u8]) {
+    use crate::oidc_logout::{parse_end_session, post_logout_redirect, requesting_client};
+
+    if let Ok(r) = parse_end_session(data) {
+        let registered: Vec<String> = r.client_id.iter().cloned().collect();
+        let asked = r.post_logout_redirect_uri.as_deref();
+        match post_logout_redirect(&registered, asked, r.state.as_deref()) {
+            Some(url) => {
+                let asked = asked.unwrap_or_default();
+                assert!(registered.iter().any(|x| x == asked) && url.starts_with(asked));
+            }
+            None => assert!(asked.is_none_or(|a| !registered.iter().any(|x| x == a))),
+        }
+        if let Ok(Some(c)) = requesting_client(r.state.as_deref(), r.client_id.as_deref()) {
+            assert!(Some(c) == r.state.as_deref() || Some(c) == r.client_id.as_deref());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1582,6 +1603,7 @@ mod tests {
             oidc_tokens(data);
             oidc_provider_responses(data);
             oidc_authorize_request(data);
+            oidc_end_session(data);
         }
     }
 }

@@ -66,6 +66,7 @@ pub mod jwt;
 pub mod ldap;
 pub mod net;
 pub mod oidc;
+pub mod oidc_logout;
 pub mod oidc_provider;
 pub mod oidc_token;
 pub mod path;

@@ -172,6 +172,16 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     let id_token_algs = crate::provider::id_token::algorithms(settings.oidc_provider.as_ref());
     let client_certs = settings.client_certs.clone();
     let tls_files = settings.tls.clone();
+    // The same client id in the file and the store is a configuration
+    // error (issue 14): refuse to start rather than guess which holds.
+    if let (Some(store), Some(p)) = (&store, &settings.oidc_provider) {
+        let clashes = crate::provider::clients::clashes(p, store.as_ref())
+            .await
+            .map_err(|e| format!("cannot read the stored OpenID Connect clients: {e}"))?;
+        if let Some(id) = clashes.first() {
+            return Err(crate::provider::clients::clash_message(id));
+        }
+    }
     let mut state = AppState::new(settings, store.clone())?;
     let mut background = Vec::new();
     if let Some(store) = store {

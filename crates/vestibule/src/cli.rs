@@ -1,5 +1,5 @@
 //! The command line: `serve`, `check`, `demo`, `whoami`, and the admin
-//! commands `users`, `sessions`, `devices`, `audit`, `migrate` (in
+//! commands `users`, `sessions`, `devices`, `clients`, `audit`, `migrate` (in
 //! [`crate::admin::cli`]), `backup` and `restore` (in
 //! [`crate::admin::backup`]).
 
@@ -88,6 +88,15 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: admin_cli::SessionsCommand,
+    },
+    /// Register, list, show, re-key or remove the OpenID Connect clients
+    /// kept in the store (`[[oidc_provider.client]]` declares others).
+    Clients {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin_cli::ClientsCommand,
     },
     /// List or revoke device credentials.
     Devices {
@@ -216,6 +225,49 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// `check`'s look at the store: a client id both in the file and in the
+/// store is an error. Done only when the store can be opened without
+/// creating it (an SQLite file that exists, or a reachable PostgreSQL);
+/// when it cannot be opened, a warning says it was not looked at.
+async fn stored_client_clashes(s: &config::Settings) -> Vec<config::Diagnostic> {
+    let (Some(p), Some(a)) = (&s.oidc_provider, &s.accounts) else {
+        return Vec::new();
+    };
+    let skipped = |why: String| {
+        vec![config::Diagnostic {
+            severity: Severity::Warning,
+            key: "oidc_provider.client".into(),
+            message: format!("the store's clients were not compared with the file's: {why}"),
+            fix: "run `vestibule check` where the database is reachable".into(),
+        }]
+    };
+    // No database yet: nothing is stored, so nothing can clash (and
+    // `check` must not create one).
+    if let Some(file) = crate::admin::sqlite_file(&a.store.url)
+        && !file.exists()
+    {
+        return Vec::new();
+    }
+    let store = match vestibule_store::open(&a.store).await {
+        Ok(st) => st,
+        Err(e) => return skipped(e.to_string()),
+    };
+    match crate::provider::clients::clashes(p, store.as_ref()).await {
+        Ok(ids) => ids
+            .iter()
+            .map(|id| config::Diagnostic {
+                severity: Severity::Error,
+                key: "oidc_provider.client".into(),
+                message: crate::provider::clients::clash_message(id),
+                fix: format!(
+                    "remove it from the file, or `vestibule clients remove {id}` from the store"
+                ),
+            })
+            .collect(),
+        Err(e) => skipped(e.to_string()),
+    }
+}
+
 /// Reads the configuration file, or says why not (exit 2).
 fn load_file(path: &std::path::Path) -> Result<config::FileConfig, ExitCode> {
     config::load(path).map_err(|e| {
@@ -259,6 +311,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                             .into(),
                     }),
                 }
+            }
+            if let Some(s) = &settings {
+                diags.extend(stored_client_clashes(s).await);
             }
             print_diagnostics(&diags);
             let errors = diags
@@ -373,6 +428,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Users { db, command } => admin_cli::users(&db.config, command).await,
         Command::Sessions { db, command } => admin_cli::sessions(&db.config, command).await,
         Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
+        Command::Clients { db, command } => admin_cli::clients(&db.config, command).await,
         Command::Keys { db, command } => admin_cli::keys(&db.config, command).await,
         Command::Ca { db, command } => admin_cli::ca(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,

@@ -10,8 +10,8 @@ use vestibule_store::AccountStatus;
 
 use super::context::{finish, open};
 use super::{
-    audit as audit_log, ca as ca_cmds, devices as device_cmds, keys as key_cmds,
-    migrate as migrate_cmd, sessions as session_cmds, users as user_cmds,
+    audit as audit_log, ca as ca_cmds, clients as client_cmds, devices as device_cmds,
+    keys as key_cmds, migrate as migrate_cmd, sessions as session_cmds, users as user_cmds,
 };
 use crate::accounts::admin::StatusAction;
 use crate::config::HumanDuration;
@@ -181,6 +181,84 @@ pub enum CaCommand {
     Export,
 }
 
+/// `vestibule clients add`.
+#[derive(Debug, Args)]
+pub struct ClientAddArgs {
+    /// The `client_id`: letters, digits, `.`, `_` and `-`, at most 64.
+    pub client_id: String,
+    /// A public client (native, mobile, single-page): no secret, PKCE.
+    #[arg(long)]
+    pub public: bool,
+    /// Shown on the consent page (default: the client id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A redirect URI, matched exactly (repeat for several).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return to (repeat for several).
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A grant type (repeat; default authorization_code and
+    /// refresh_token).
+    #[arg(long = "grant")]
+    pub grants: Vec<String>,
+    /// A scope the client may ask for (repeat; default openid profile
+    /// email groups offline_access).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// `explicit` (default) or `implicit`.
+    #[arg(long)]
+    pub consent: Option<String>,
+    /// `RS256` (default), `ES256` or `EdDSA`.
+    #[arg(long)]
+    pub id_token_alg: Option<String>,
+    /// `opaque` (default) or `jwt`.
+    #[arg(long)]
+    pub access_token_format: Option<String>,
+    /// OIDC Back-Channel Logout endpoint (https, or http on loopback).
+    #[arg(long)]
+    pub backchannel_logout_uri: Option<String>,
+    /// Only members of this group may use it (repeat for several).
+    #[arg(long = "allowed-group")]
+    pub allowed_groups: Vec<String>,
+    /// A confidential client that sends no PKCE (Gitea, Portainer,
+    /// MinIO).
+    #[arg(long)]
+    pub no_pkce: bool,
+}
+
+/// `vestibule clients …`: the OpenID Connect clients kept in the store.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client. A confidential client's secret is printed once.
+    Add(Box<ClientAddArgs>),
+    /// List clients: the configuration file's and the store's.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one stored client's registration.
+    Show {
+        /// The `client_id`.
+        client_id: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a stored confidential client a new secret (printed once); the
+    /// old one stops working at once.
+    RotateSecret {
+        /// The `client_id`.
+        client_id: String,
+    },
+    /// Remove a stored client with its consents, codes, grants and tokens.
+    Remove {
+        /// The `client_id`.
+        client_id: String,
+    },
+}
+
 /// `vestibule audit …`.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
@@ -286,6 +364,23 @@ pub async fn ca(config: &Path, cmd: CaCommand) -> ExitCode {
         CaCommand::Show => ca_cmds::show(&ctx).await,
         CaCommand::Rotate => ca_cmds::rotate(&ctx).await,
         CaCommand::Export => ca_cmds::export(&ctx).await,
+    })
+}
+
+/// Runs `vestibule clients …`.
+pub async fn clients(config: &Path, cmd: ClientsCommand) -> ExitCode {
+    let ctx = match open(config).await {
+        Ok(c) => c,
+        Err(f) => return f.exit(),
+    };
+    finish(match cmd {
+        ClientsCommand::Add(args) => client_cmds::add(&ctx, *args).await,
+        ClientsCommand::List { json } => client_cmds::list(&ctx, json).await,
+        ClientsCommand::Show { client_id, json } => client_cmds::show(&ctx, &client_id, json).await,
+        ClientsCommand::RotateSecret { client_id } => {
+            client_cmds::rotate_secret(&ctx, &client_id).await
+        }
+        ClientsCommand::Remove { client_id } => client_cmds::remove(&ctx, &client_id).await,
     })
 }
 

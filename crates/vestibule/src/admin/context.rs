@@ -52,13 +52,23 @@ pub(super) fn finish(r: Result<(), Fail>) -> ExitCode {
 
 /// Loads and validates the configuration and returns its `[accounts]`.
 pub(super) fn account_settings(path: &Path) -> Result<(AccountSettings, Option<String>), Fail> {
-    settings_with_accounts(path).map(|(a, source, _)| (a, source))
+    settings_with_accounts(path).map(|s| (s.accounts, s.source))
 }
 
-/// [`account_settings`], and the `[keys]` settings.
-pub(super) fn settings_with_accounts(
-    path: &Path,
-) -> Result<(AccountSettings, Option<String>, config::KeySettings), Fail> {
+/// What the admin commands read from a valid configuration.
+pub(super) struct AdminSettings {
+    /// `[accounts]`.
+    pub(super) accounts: AccountSettings,
+    /// The identity source's name.
+    pub(super) source: Option<String>,
+    /// `[keys]`.
+    pub(super) keys: config::KeySettings,
+    /// `[oidc_provider]`, when configured.
+    pub(super) provider: Option<config::OidcProviderSettings>,
+}
+
+/// [`account_settings`], and the `[keys]` and `[oidc_provider]` settings.
+pub(super) fn settings_with_accounts(path: &Path) -> Result<AdminSettings, Fail> {
     let file = config::load(path).map_err(|e| Fail::Setup(e.to_string()))?;
     let (settings, diags) = config::validate(&file);
     let Some(settings) = settings else {
@@ -75,7 +85,12 @@ pub(super) fn settings_with_accounts(
         .as_ref()
         .map(|s| s.name().to_owned());
     match settings.accounts {
-        Some(a) => Ok((a, source, settings.keys)),
+        Some(accounts) => Ok(AdminSettings {
+            accounts,
+            source,
+            keys: settings.keys,
+            provider: settings.oidc_provider,
+        }),
         None => Err(Fail::Setup(format!(
             "{} has no [accounts] section: accounts are off, so there is no account database",
             path.display()
@@ -91,7 +106,7 @@ pub(super) fn account_settings_for(path: &Path) -> Result<AccountSettings, ExitC
 }
 
 /// The file behind a `sqlite:` URL.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -110,10 +125,17 @@ pub(super) struct Ctx {
     pub(super) keys: config::KeySettings,
     /// `[accounts.ldap]`: status changes move the directory entry too.
     pub(super) directory: Option<crate::accounts::ldap::Directory>,
+    /// `[oidc_provider]`: `vestibule clients` refuses the file's client ids.
+    pub(super) provider: Option<config::OidcProviderSettings>,
 }
 
 pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
-    let (a, source, keys) = settings_with_accounts(path)?;
+    let AdminSettings {
+        accounts: a,
+        source,
+        keys,
+        provider,
+    } = settings_with_accounts(path)?;
     // A relative `data_dir` is resolved against the working directory: run
     // from elsewhere, it would name a new, empty database. Refuse that
     // rather than create one.
@@ -151,20 +173,29 @@ pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
         },
         source,
         keys,
+        provider,
     })
 }
 
 impl Ctx {
     /// Appends the audit entry for a command that acted on `account`.
     pub(super) async fn audit(&self, action: &str, account: i64, outcome: &str, detail: &str) {
-        let e = AuditEntry::new(
-            now_ms(),
-            self.actor.name.as_str(),
-            action,
-            format!("account:{account}"),
-        )
-        .with_outcome(outcome)
-        .with_detail(format!("{detail}{}", self.actor.note));
+        self.audit_subject(action, &format!("account:{account}"), outcome, detail)
+            .await;
+    }
+
+    /// Appends the audit entry for a command that acted on `subject`
+    /// (`account:<id>`, `client:<id>`).
+    pub(super) async fn audit_subject(
+        &self,
+        action: &str,
+        subject: &str,
+        outcome: &str,
+        detail: &str,
+    ) {
+        let e = AuditEntry::new(now_ms(), self.actor.name.as_str(), action, subject)
+            .with_outcome(outcome)
+            .with_detail(format!("{detail}{}", self.actor.note));
         self.warn_if_unaudited(self.store.append_audit(&e).await);
     }
 

@@ -1,5 +1,5 @@
 //! The admin commands: `vestibule users`, `sessions`, `devices`, `keys`,
-//! `audit` and `migrate`.
+//! `clients`, `audit` and `migrate`.
 //!
 //! They open the database the gateway's configuration names and work on it
 //! while gateways run. Every change goes through the store, which publishes
@@ -30,6 +30,7 @@ pub mod cli;
 
 mod audit;
 mod ca;
+mod clients;
 mod context;
 mod devices;
 mod keys;
@@ -37,3 +38,5 @@ mod migrate;
 mod output;
 mod sessions;
 mod users;
+
+pub(crate) use context::sqlite_file;

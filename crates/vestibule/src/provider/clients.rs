@@ -9,11 +9,13 @@
 //! one that fails them is treated as unknown (and logged), never half
 //! used.
 //!
-//! The same `client_id` in the file and in the store is an error, but
-//! `vestibule check` reads only the file, so it cannot see it: it is
-//! caught here, at run time, where such a client is refused as unknown
-//! (an error in the log names it), because which registration holds would
-//! be ambiguous.
+//! The same `client_id` in the file and in the store is an error: `serve`
+//! refuses to start and `check` reports it when it can open the store
+//! ([`clashes`]), and `vestibule clients add` refuses an id the file
+//! declares. A clash that appears while running (a file edited and
+//! reloaded) is still caught here, where such a client is refused as
+//! unknown (an error in the log names it), because which registration
+//! holds would be ambiguous.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +77,29 @@ impl ClientRegistry {
             (None, None) => Ok(None),
         }
     }
+}
+
+/// The ids declared in the file and registered in the store alike, in
+/// the file's order: each one is a configuration error.
+pub async fn clashes(
+    settings: &OidcProviderSettings,
+    store: &dyn Store,
+) -> Result<Vec<String>, StoreError> {
+    let stored = store.oidc_clients().await?;
+    Ok(settings
+        .clients
+        .iter()
+        .filter(|c| stored.iter().any(|s| s.client_id == c.client_id))
+        .map(|c| c.client_id.clone())
+        .collect())
+}
+
+/// The configuration error for one id of [`clashes`].
+pub fn clash_message(client_id: &str) -> String {
+    format!(
+        "the client `{client_id}` is declared in [[oidc_provider.client]] and registered in the \
+         store (`vestibule clients`); which registration holds would be ambiguous"
+    )
 }
 
 /// Whether `identity` may use `client`: any account when the client names

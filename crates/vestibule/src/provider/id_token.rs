@@ -186,7 +186,12 @@ pub fn mint_access_token(
     sign(keys, alg, ACCESS_TOKEN_TYP, &Value::Object(claims))
 }
 
-fn sign(keys: &KeyRing, alg: Algorithm, typ: &str, claims: &Value) -> Result<String, String> {
+pub(crate) fn sign(
+    keys: &KeyRing,
+    alg: Algorithm,
+    typ: &str,
+    claims: &Value,
+) -> Result<String, String> {
     let set = keys
         .for_algorithm(alg)
         .ok_or_else(|| format!("no {alg} signing key (the key ring was opened without it)"))?;

@@ -12,6 +12,7 @@
 //!   front of the proxy, not in [`routes`]).
 //! - [`authorize`] and [`consent`]: the authorization endpoint and the
 //!   consent page.
+//! - [`logout`]: RP-initiated logout (`end_session`).
 //! - [`token`] (code exchange, refresh rotation, `client_credentials`),
 //!   [`userinfo`], [`id_token`] (ID tokens and RFC 9068 access tokens)
 //!   and [`client_auth`] (`client_secret_basic`, `client_secret_post`,
@@ -24,12 +25,14 @@
 //! or forwarded header.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;
 pub mod discovery;
 pub mod id_token;
 pub mod introspect;
+pub mod logout;
 pub mod revoke;
 pub mod token;
 pub mod userinfo;
@@ -130,6 +133,11 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(authorize::authorize).post(authorize::authorize),
         )
         .route(CONSENT_PATH, post(consent::answer))
+        .route(
+            END_SESSION_PATH,
+            get(logout::end_session).post(logout::end_session),
+        )
+        .route(logout::CONFIRM_PATH, post(logout::confirm))
         .layer(axum::middleware::from_fn(extract::layer))
         .layer(axum::middleware::from_fn(security_headers::provider_layer))
         // The JSON endpoints apps call: no page session, no page headers;

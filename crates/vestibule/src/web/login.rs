@@ -134,27 +134,24 @@ pub(super) async fn login(
     }
 }
 
-/// `GET|POST /.vestibule/logout?return_to=…`: ends vestibule's page
-/// session, then hands over to the SSO front's sign-out (`auth.logout_url`)
-/// or goes to the return address.
-pub(super) async fn logout(
-    State(state): State<Arc<AppState>>,
-    Client { ctx, .. }: Client,
-    Extension(slot): Extension<CookieSlot>,
-    headers: HeaderMap,
-    uri: http::Uri,
-    q: Result<Query<ReturnQuery>, QueryRejection>,
-) -> Result<Response, PageError> {
-    let q = return_query(q)?;
-    let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
-    let https = https(&ctx, &headers);
+/// Ends the page session the request presents, if any, and clears its
+/// cookie: the one logout rule, shared by `/.vestibule/logout` and the
+/// provider's end-session endpoint. The session row is revoked (and the
+/// end audited, `detail` saying which way) before the browser is told it
+/// is signed out: a store error is a 503, never a false "signed out".
+pub(crate) async fn end_page_session(
+    state: &AppState,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+    slot: &CookieSlot,
+    detail: &str,
+) -> Result<(), PageError> {
+    let https = https(ctx, headers);
     if let Some(accounts) = state.accounts()
-        && let Some(token) = presented_token(&headers, https)
+        && let Some(token) = presented_token(headers, https)
     {
         let store = accounts.store();
         let hash = hash_token(token);
-        // The session must be gone before the browser is told it is
-        // signed out: an error here is a 503, not a false "signed out".
         let ended = match store.session(&hash).await {
             Ok(Some(s)) => store
                 .revoke_session(&hash)
@@ -168,7 +165,7 @@ pub(super) async fn logout(
                 let entry =
                     vestibule_store::AuditEntry::new(now_ms(), who.clone(), "session-end", who)
                         .with_client_ip(ctx.client_ip)
-                        .with_detail("logout");
+                        .with_detail(detail);
                 crate::accounts::record_audit(&**store, &entry).await;
             }
             Ok(None) => {}
@@ -184,6 +181,23 @@ pub(super) async fn logout(
         }
     }
     slot.set(cookies::clear(https));
+    Ok(())
+}
+
+/// `GET|POST /.vestibule/logout?return_to=…`: ends vestibule's page
+/// session, then hands over to the SSO front's sign-out (`auth.logout_url`)
+/// or goes to the return address.
+pub(super) async fn logout(
+    State(state): State<Arc<AppState>>,
+    Client { ctx, .. }: Client,
+    Extension(slot): Extension<CookieSlot>,
+    headers: HeaderMap,
+    uri: http::Uri,
+    q: Result<Query<ReturnQuery>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let q = return_query(q)?;
+    let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
+    end_page_session(&state, &ctx, &headers, &slot, "logout").await?;
     Ok(match (&state.settings.logout_url, dest) {
         (Some(template), dest) => {
             let back = dest.unwrap_or_else(|| format!("{here}/"));

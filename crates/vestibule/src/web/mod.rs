@@ -12,7 +12,7 @@ pub mod cookies;
 pub(crate) mod devices;
 pub mod extract;
 pub mod flash;
-mod login;
+pub(crate) mod login;
 pub mod security_headers;
 pub mod session;
 
@@ -132,7 +132,7 @@ fn done(slot: &CookieSlot, s: &PageSession, to: &str, notice: Notice) -> Respons
     see_other(to)
 }
 
-fn see_other(to: &str) -> Response {
+pub(crate) fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);

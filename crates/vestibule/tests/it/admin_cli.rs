@@ -560,3 +560,267 @@ async fn devices_are_listed_and_revoked_while_the_gateway_runs() {
     let o = cli(&s.cfg, &["audit", "--action", "device-revoke", "--json"]).await;
     assert_eq!(o.stdout.lines().count(), 2, "{}", o.stdout);
 }
+
+/// A configuration with `[oidc_provider]` declaring the client `filed`,
+/// and its migrated SQLite store (no gateway needed: the commands work on
+/// the database).
+async fn provider_setup() -> (tempfile::TempDir, PathBuf, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let src = format!(
+        "[source.headers]\ndialect = \"authentik\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n\
+         [oidc_provider]\nissuer = \"https://sso.example.com\"\n\n\
+         [[oidc_provider.client]]\nclient_id = \"filed\"\nkind = \"public\"\n\
+         redirect_uris = [\"http://127.0.0.1/cb\"]\n",
+        data.display()
+    );
+    let text = config(&src, &route("app", "/", "127.0.0.1:9".parse().unwrap(), ""));
+    let cfg = dir.path().join("vestibule.toml");
+    std::fs::write(&cfg, text).unwrap();
+    assert_eq!(cli(&cfg, &["migrate"]).await.code, 0);
+    let store = vestibule_store::open(&StoreConfig::new(format!(
+        "sqlite://{}",
+        data.join("vestibule.db").display()
+    )))
+    .await
+    .unwrap();
+    (dir, cfg, store)
+}
+
+fn sha256(s: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().try_into().unwrap()
+}
+
+/// `vestibule clients add|list|show|rotate-secret|remove` on a real SQLite
+/// store: the secret is shown once and stored as its SHA-256, the file's
+/// ids and invalid registrations are refused, every change is audited,
+/// and `check` reports an id both in the file and in the store.
+#[tokio::test]
+async fn clients_are_registered_rekeyed_and_removed() {
+    let (_dir, cfg, store) = provider_setup().await;
+
+    let o = cli(
+        &cfg,
+        &[
+            "clients",
+            "add",
+            "grafana",
+            "--name",
+            "Grafana",
+            "--redirect-uri",
+            "https://grafana.example.com/login/generic_oauth",
+            "--post-logout-redirect-uri",
+            "https://grafana.example.com/login",
+            "--backchannel-logout-uri",
+            "https://grafana.example.com/bcl",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let secret = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client secret: "))
+        .expect("the secret is printed")
+        .to_owned();
+    // 256 bits, base64url without padding.
+    assert_eq!(secret.len(), 43, "{secret}");
+    let stored = store.oidc_client("grafana").await.unwrap().unwrap();
+    assert_eq!(stored.secret_hash, Some(sha256(&secret)));
+    assert!(!stored.settings_json.contains(&secret));
+    let settings: serde_json::Value = serde_json::from_str(&stored.settings_json).unwrap();
+    assert_eq!(settings["kind"], "confidential");
+    assert_eq!(
+        settings["post_logout_redirect_uris"][0],
+        "https://grafana.example.com/login"
+    );
+
+    // A public client has no secret.
+    let o = cli(
+        &cfg,
+        &[
+            "clients",
+            "add",
+            "immich-app",
+            "--public",
+            "--redirect-uri",
+            "app.immich:///oauth-callback",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stdout.contains("secret:"), "{}", o.stdout);
+    assert_eq!(
+        store
+            .oidc_client("immich-app")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash,
+        None
+    );
+
+    // Refused: an id of the file (1), one already stored (1), a
+    // registration the provider would refuse (2: plain http off loopback).
+    let o = cli(
+        &cfg,
+        &[
+            "clients",
+            "add",
+            "filed",
+            "--redirect-uri",
+            "https://x.example/cb",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("configuration file declares"),
+        "{}",
+        o.stderr
+    );
+    let o = cli(
+        &cfg,
+        &[
+            "clients",
+            "add",
+            "grafana",
+            "--redirect-uri",
+            "https://x.example/cb",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 1);
+    let o = cli(
+        &cfg,
+        &[
+            "clients",
+            "add",
+            "bad",
+            "--redirect-uri",
+            "http://app.example.com/cb",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("loopback"), "{}", o.stderr);
+    assert!(store.oidc_client("bad").await.unwrap().is_none());
+    let o = cli(
+        &cfg,
+        &[
+            "clients",
+            "add",
+            "bad",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+            "--backchannel-logout-uri",
+            "http://app.example.com/bcl",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 2, "a plain-http back-channel URI off loopback");
+
+    // list: the file's and the store's.
+    let o = cli(&cfg, &["clients", "list", "--json"]).await;
+    assert_eq!(o.code, 0);
+    let list: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let ids: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["client_id"].as_str().unwrap(),
+                c["origin"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("filed", "file"),
+            ("grafana", "store"),
+            ("immich-app", "store")
+        ]
+    );
+    let o = cli(&cfg, &["clients", "show", "grafana"]).await;
+    assert_eq!(o.code, 0);
+    assert!(o.stdout.contains("state:      valid"), "{}", o.stdout);
+    assert!(!o.stdout.contains(&secret));
+
+    // rotate-secret: a new secret, the old digest gone; not for a public
+    // client.
+    let o = cli(&cfg, &["clients", "rotate-secret", "grafana"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let fresh = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("new secret for grafana: "))
+        .unwrap()
+        .to_owned();
+    assert_ne!(fresh, secret);
+    assert_eq!(
+        store
+            .oidc_client("grafana")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash,
+        Some(sha256(&fresh))
+    );
+    assert_eq!(
+        cli(&cfg, &["clients", "rotate-secret", "immich-app"])
+            .await
+            .code,
+        1
+    );
+
+    // check: an id in both places is an error once the store has it.
+    assert_eq!(cli(&cfg, &["check"]).await.code, 0);
+    store
+        .create_oidc_client(&vestibule_store::provider::StoredOidcClient {
+            client_id: "filed".into(),
+            secret_hash: None,
+            settings_json: r#"{"kind":"public","redirect_uris":["http://127.0.0.1/cb"]}"#.into(),
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .unwrap();
+    let o = cli(&cfg, &["check"]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("`filed` is declared"), "{}", o.stderr);
+
+    // remove.
+    assert_eq!(cli(&cfg, &["clients", "remove", "grafana"]).await.code, 0);
+    assert!(store.oidc_client("grafana").await.unwrap().is_none());
+    assert_eq!(cli(&cfg, &["clients", "remove", "grafana"]).await.code, 1);
+
+    let audit = store
+        .audit(&vestibule_store::AuditFilter {
+            since: None,
+            action: None,
+            subject: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let mut actions: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .filter(|e| e.action.starts_with("client-"))
+        .map(|e| (e.action.as_str(), e.subject.as_str(), e.outcome.as_str()))
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            ("client-add", "client:grafana", "conflict"),
+            ("client-add", "client:grafana", "ok"),
+            ("client-add", "client:immich-app", "ok"),
+            ("client-remove", "client:grafana", "ok"),
+            ("client-rotate-secret", "client:grafana", "ok"),
+        ]
+    );
+}
