@@ -25,6 +25,7 @@ pub mod authorize;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;
+pub mod device;
 pub mod discovery;
 pub mod id_token;
 pub mod token;
@@ -77,6 +78,9 @@ pub struct ProviderState {
     pub origin: String,
     /// The discovery documents, built once.
     pub discovery: discovery::Documents,
+    /// Wrong user codes typed on the device page, per account and address
+    /// (RFC 8628 §5.1).
+    pub device_entry: crate::devices::FailureLimiter,
 }
 
 impl ProviderState {
@@ -92,6 +96,7 @@ impl ProviderState {
             issuer,
             origin,
             discovery: discovery::Documents::default(),
+            device_entry: crate::devices::FailureLimiter::new(device::WRONG_CODES_PER_MINUTE),
         };
         p.discovery = discovery::Documents::new(&p);
         p
@@ -126,11 +131,16 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(authorize::authorize).post(authorize::authorize),
         )
         .route(CONSENT_PATH, post(consent::answer))
+        .route(
+            device::DEVICE_PAGE_PATH,
+            get(device::page).post(device::answer),
+        )
         .layer(axum::middleware::from_fn(extract::layer))
         .layer(axum::middleware::from_fn(security_headers::provider_layer))
         // The JSON endpoints apps call: no page session, no page headers;
         // each answers `Cache-Control: no-store` itself (RFC 6749 §5.1).
         .route(TOKEN_PATH, post(token::token))
+        .route(DEVICE_AUTHORIZATION_PATH, post(device::authorization))
         .route(
             USERINFO_PATH,
             get(userinfo::userinfo).post(userinfo::userinfo),

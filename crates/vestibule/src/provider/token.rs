@@ -56,19 +56,19 @@ pub const ACCESS_PREFIX: &str = "vat_";
 /// Prefix of refresh tokens.
 pub const REFRESH_PREFIX: &str = "vrt_";
 
-fn ms(d: std::time::Duration) -> i64 {
+pub(super) fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn bad_request(error: &str, description: &str) -> Response {
+pub(super) fn bad_request(error: &str, description: &str) -> Response {
     oauth_error(StatusCode::BAD_REQUEST, error, description)
 }
 
-fn invalid_grant(description: &str) -> Response {
+pub(super) fn invalid_grant(description: &str) -> Response {
     bad_request("invalid_grant", description)
 }
 
-fn server_error(e: impl std::fmt::Display) -> Response {
+pub(super) fn server_error(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "token endpoint failed");
     oauth_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,24 +86,9 @@ pub async fn token(
     let Some(p) = provider(&state) else {
         return super::not_configured();
     };
-    // RFC 6749 §3.2: "application/x-www-form-urlencoded".
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|t| {
-            t.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        return bad_request(
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        );
-    }
-    let params = match parse_form(&body) {
+    let params = match read_form(&headers, &body) {
         Ok(p) => p,
-        Err(e) => return bad_request("invalid_request", &format!("malformed form: {e:?}")),
+        Err(r) => return r,
     };
     let client = match authenticate(&p, &headers, &params).await {
         Ok((client, _)) => client,
@@ -123,15 +108,47 @@ pub async fn token(
         {
             client_credentials(&p, &client, &params).await
         }
-        Some("authorization_code" | "refresh_token" | "client_credentials") => bad_request(
+        // RFC 8628 §3.4.
+        Some(super::device::DEVICE_CODE_GRANT) if allowed(GrantType::DeviceCode) => {
+            super::device::token(&p, &client, &params).await
+        }
+        Some(
+            "authorization_code"
+            | "refresh_token"
+            | "client_credentials"
+            | super::device::DEVICE_CODE_GRANT,
+        ) => bad_request(
             "unauthorized_client",
             "this client may not use this grant type",
         ),
         Some(_) => bad_request(
             "unsupported_grant_type",
-            "grant types: authorization_code, refresh_token, client_credentials",
+            "grant types: authorization_code, refresh_token, client_credentials, \
+             urn:ietf:params:oauth:grant-type:device_code",
         ),
     }
+}
+
+/// The form body of a request to an endpoint apps call (RFC 6749 §3.2:
+/// "application/x-www-form-urlencoded"; a repeated parameter refused).
+// The error is the response itself, as every other refusal here.
+#[allow(clippy::result_large_err)]
+pub(super) fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<Params, Response> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(bad_request(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    parse_form(body).map_err(|e| bad_request("invalid_request", &format!("malformed form: {e:?}")))
 }
 
 /// Why a PKCE check fails.
@@ -168,14 +185,14 @@ pub fn check_pkce(
 }
 
 /// An access token just made: its value, and what the store keeps.
-struct Access {
-    value: String,
-    stored: NewToken,
+pub(super) struct Access {
+    pub(super) value: String,
+    pub(super) stored: NewToken,
 }
 
 /// Makes an access token for `client`: opaque, or a JWT (RFC 9068).
 #[allow(clippy::too_many_arguments)]
-fn new_access_token(
+pub(super) fn new_access_token(
     p: &Provider<'_>,
     client: &OidcClientSettings,
     subject: &str,
@@ -206,15 +223,15 @@ fn new_access_token(
 }
 
 /// What the token response says.
-struct Issued<'a> {
-    access: &'a str,
-    expires_at: i64,
-    refresh: Option<&'a str>,
-    id_token: Option<String>,
-    scope: &'a str,
+pub(super) struct Issued<'a> {
+    pub(super) access: &'a str,
+    pub(super) expires_at: i64,
+    pub(super) refresh: Option<&'a str>,
+    pub(super) id_token: Option<String>,
+    pub(super) scope: &'a str,
 }
 
-fn respond(i: &Issued<'_>, now: i64) -> Response {
+pub(super) fn respond(i: &Issued<'_>, now: i64) -> Response {
     let mut body = json!({
         "access_token": i.access,
         "token_type": "Bearer",
@@ -231,7 +248,7 @@ fn respond(i: &Issued<'_>, now: i64) -> Response {
 }
 
 /// The account a grant is for, if it may still get tokens for `client`.
-async fn allowed_account(
+pub(super) async fn allowed_account(
     p: &Provider<'_>,
     account_id: i64,
     client: &OidcClientSettings,

@@ -35,7 +35,7 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-fn sha256(s: &str) -> [u8; 32] {
+pub(super) fn sha256(s: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes()).as_ref(),
@@ -61,14 +61,18 @@ fn provider_config() -> String {
          [[oidc_provider.client]]\nclient_id = \"svc\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
          grants = [\"client_credentials\"]\nscopes = [\"api.read\", \"api.write\"]\nredirect_uris = [\"{WEB_CB}\"]\n\n\
          [[oidc_provider.client]]\nclient_id = \"staffonly\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
-         redirect_uris = [\"{WEB_CB}\"]\nallowed_groups = [\"admins\"]\n"
+         redirect_uris = [\"{WEB_CB}\"]\nallowed_groups = [\"admins\"]\n\n\
+         [[oidc_provider.client]]\nclient_id = \"tv\"\nname = \"Living-room TV\"\nkind = \"public\"\n\
+         grants = [\"device_code\", \"refresh_token\"]\n\n\
+         [[oidc_provider.client]]\nclient_id = \"tvstaff\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
+         grants = [\"device_code\"]\nallowed_groups = [\"admins\"]\n"
     );
     accounts_config("auto", &sections, "")
 }
 
 /// The gateway of [`provider_config`], with its key ring open as `serve`
 /// opens it (a family per ID token algorithm).
-async fn provider_gw() -> Gw {
+pub(super) async fn provider_gw() -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let text = provider_config().replace("@DATA@", &dir.path().join("data").display().to_string());
     let file = vestibule::config::parse_with_env(&text, std::iter::empty()).unwrap();
@@ -92,7 +96,7 @@ async fn provider_gw() -> Gw {
     }
 }
 
-async fn account(gw: &Gw, user: &str, groups: &[&str]) -> i64 {
+pub(super) async fn account(gw: &Gw, user: &str, groups: &[&str]) -> i64 {
     gw.store()
         .create_account(NewAccount {
             key: IdentityKey::new("authelia", user),
@@ -156,7 +160,7 @@ fn web_code(account: i64) -> CodeSpec<'static> {
     }
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub(super) fn form(pairs: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -167,11 +171,11 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub(super) fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-async fn post_token(gw: &Gw, auth: Option<&str>, pairs: &[(&str, &str)]) -> Resp {
+pub(super) async fn post_token(gw: &Gw, auth: Option<&str>, pairs: &[(&str, &str)]) -> Resp {
     let mut call = Call::post(TOKEN).form(&form(pairs));
     if let Some(a) = auth {
         call = call.header("Authorization", a);
@@ -194,14 +198,14 @@ async fn exchange(gw: &Gw, code: &str) -> Resp {
 }
 
 #[track_caller]
-fn oauth_error(r: &Resp, status: u16, error: &str) {
+pub(super) fn oauth_error(r: &Resp, status: u16, error: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.json()["error"], error, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
 }
 
 #[track_caller]
-fn tokens_ok(r: &Resp) -> serde_json::Value {
+pub(super) fn tokens_ok(r: &Resp) -> serde_json::Value {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -211,14 +215,14 @@ fn tokens_ok(r: &Resp) -> serde_json::Value {
     j
 }
 
-async fn jwks(gw: &Gw) -> (Jwks, serde_json::Value) {
+pub(super) async fn jwks(gw: &Gw) -> (Jwks, serde_json::Value) {
     let r = Call::get("/.vestibule/jwks.json").send(&gw.app).await;
     assert_eq!(r.status, 200, "{}", r.text());
     (Jwks::parse(&r.body).unwrap(), r.json())
 }
 
 /// Verifies a JWT against the published set: its header and claims.
-async fn verify(
+pub(super) async fn verify(
     gw: &Gw,
     jwt: &str,
     alg: Algorithm,
@@ -242,7 +246,7 @@ async fn verify(
     v.claims_object().unwrap().into_iter().collect()
 }
 
-async fn userinfo_get(gw: &Gw, token: &str) -> Resp {
+pub(super) async fn userinfo_get(gw: &Gw, token: &str) -> Resp {
     Call::get(USERINFO)
         .header("Authorization", &format!("Bearer {token}"))
         .send(&gw.app)
