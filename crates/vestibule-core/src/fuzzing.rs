@@ -1570,6 +1570,32 @@ pub fn oidc_end_session(data: &[u8]) {
     }
 }
 
+/// RFC 8628 user codes: whatever is typed either reads as a canonical code
+/// (8 letters of the base-20 alphabet) that reads back as itself and is
+/// what the input was without dashes and spaces, upper-cased, or is
+/// refused; never a panic.
+pub fn device_user_code(data: &[u8]) {
+    use crate::device_grant::{
+        USER_CODE_ALPHABET, USER_CODE_LEN, display_user_code, normalize_user_code,
+        user_code_from_bytes,
+    };
+    let typed = String::from_utf8_lossy(data);
+    if let Ok(code) = normalize_user_code(&typed) {
+        assert_eq!(code.len(), USER_CODE_LEN);
+        assert!(code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b)));
+        assert_eq!(normalize_user_code(&code).as_deref(), Ok(code.as_str()));
+        assert_eq!(
+            normalize_user_code(&display_user_code(&code)).as_deref(),
+            Ok(code.as_str())
+        );
+        let kept: String = typed.chars().filter(|c| *c != '-' && *c != ' ').collect();
+        assert_eq!(kept.to_ascii_uppercase(), code);
+    }
+    if let Some(code) = user_code_from_bytes(data) {
+        assert_eq!(normalize_user_code(&code).as_deref(), Ok(code.as_str()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,7 @@
 pub mod client_cert;
 pub mod credential;
 pub mod decode;
+pub mod device_grant;
 pub mod dialect;
 pub mod forwarded;
 pub mod framing;

@@ -157,3 +157,8 @@ fn oidc_authorize_request() {
 fn oidc_token_request() {
     replay("oidc_token_request", fuzzing::oidc_token_request);
 }
+
+#[test]
+fn device_user_code() {
+    replay("device_user_code", fuzzing::device_user_code);
+}

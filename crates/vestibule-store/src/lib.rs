@@ -69,6 +69,7 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+mod device_sql;
 mod error;
 mod feed;
 mod migrations;

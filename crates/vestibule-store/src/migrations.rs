@@ -65,6 +65,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_oidc_provider.sql"),
         include_str!("../migrations/postgres/0008_oidc_provider.sql"),
     ),
+    (
+        10,
+        "oidc device codes",
+        include_str!("../migrations/sqlite/0010_oidc_device_codes.sql"),
+        include_str!("../migrations/postgres/0010_oidc_device_codes.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

@@ -263,6 +263,82 @@ pub struct AccessTokenRecord {
     pub expires_at: i64,
 }
 
+/// A device authorization request about to be stored (RFC 8628 §3.1,
+/// §3.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeviceCode {
+    /// SHA-256 of the device code.
+    pub device_code_hash: [u8; 32],
+    /// SHA-256 of the user code in its canonical form (8 upper-case
+    /// letters, no dash).
+    pub user_code_hash: [u8; 32],
+    /// The client it was issued to.
+    pub client_id: String,
+    /// Requested scopes, space-separated.
+    pub scopes: String,
+    /// The polling interval (ms) the response announced (§3.2).
+    pub interval_ms: i64,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms (`expires_in` of the response).
+    pub expires_at: i64,
+}
+
+/// What the user said on the verification page (§3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceDecision {
+    /// Not yet: `authorization_pending` (§3.5).
+    Pending,
+    /// Approved: tokens on the next poll.
+    Approved,
+    /// Denied: `access_denied` (§3.5).
+    Denied,
+}
+
+/// Who approved a device code, as the ID token will say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceApproval {
+    /// The signed-in user.
+    pub account_id: i64,
+    /// Their vestibule session (the `sid`).
+    pub session_ref: Option<String>,
+    /// When they authenticated (unix ms).
+    pub auth_time: i64,
+    /// Authentication methods.
+    pub amr: Vec<String>,
+}
+
+/// A stored device code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCode {
+    /// What was stored (with `interval_ms` as it is now: each `slow_down`
+    /// adds 5 s).
+    pub code: NewDeviceCode,
+    /// Unix ms of the previous poll.
+    pub last_poll_at: Option<i64>,
+    /// The user's answer.
+    pub decision: DeviceDecision,
+    /// Who approved it, once approved.
+    pub approval: Option<DeviceApproval>,
+    /// Unix ms of the redemption.
+    pub redeemed_at: Option<i64>,
+}
+
+/// What [`ProviderStore::redeem_device_code`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceRedemption {
+    /// Redeemed now: the grant, and the refresh family if one was issued.
+    Issued {
+        /// The new grant.
+        grant: OidcGrant,
+        /// The new refresh family.
+        family_id: Option<i64>,
+    },
+    /// Not approved, expired, another client's, unknown or redeemed
+    /// before.
+    Invalid,
+}
+
 /// Persistence of the OpenID Connect provider; part of every
 /// [`Store`](crate::Store). Every write is one transaction.
 pub trait ProviderStore: Send + Sync {
@@ -411,13 +487,69 @@ pub trait ProviderStore: Send + Sync {
         client_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    // ---- device codes (RFC 8628) ----------------------------------------
+
+    /// Stores a device authorization request. [`StoreError::Conflict`] if
+    /// its device code or user code digest exists (draw another code).
+    fn create_device_code<'a>(
+        &'a self,
+        code: &'a NewDeviceCode,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// A device code by the digest of its user code, in whatever state.
+    fn device_code_by_user_code<'a>(
+        &'a self,
+        user_code_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<DeviceCode>, StoreError>>;
+
+    /// A device code by its digest, in whatever state.
+    fn device_code<'a>(
+        &'a self,
+        device_code_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<DeviceCode>, StoreError>>;
+
+    /// Records the user's answer on a pending, unexpired device code:
+    /// `Some(approval)` approves, `None` denies. `false` if it was not
+    /// pending or has expired (the answer is given once).
+    fn decide_device_code<'a>(
+        &'a self,
+        user_code_hash: &'a [u8; 32],
+        now: i64,
+        approval: Option<&'a DeviceApproval>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Records a poll at `now` with the code's interval from then on,
+    /// if the previous poll is still `expected_last_poll` (compare and
+    /// set: of two racing polls one wins, the other reads again). `false`
+    /// if another poll came in between or there is no such code.
+    fn record_device_poll<'a>(
+        &'a self,
+        device_code_hash: &'a [u8; 32],
+        expected_last_poll: Option<i64>,
+        now: i64,
+        interval_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Redeems an approved, unexpired, unredeemed device code issued to
+    /// `client_id` and stores the grant and `tokens` in one transaction,
+    /// as [`ProviderStore::exchange_code`] does: one conditional `UPDATE`,
+    /// so a device code is redeemed once.
+    fn redeem_device_code<'a>(
+        &'a self,
+        device_code_hash: &'a [u8; 32],
+        client_id: &'a str,
+        now: i64,
+        tokens: &'a CodeTokens,
+    ) -> BoxFuture<'a, Result<DeviceRedemption, StoreError>>;
+
     // ---- housekeeping --------------------------------------------------
 
     /// Deletes expired access tokens, expired refresh tokens of dead
     /// families (and the families), codes unredeemed past their expiry
     /// and redeemed codes that expired before `redeemed_codes_before` (a
     /// redeemed code is kept a while for replay detection), and drops
-    /// sealed successors of rotations before `sealed_before`. Returns how
+    /// sealed successors of rotations before `sealed_before`, and device
+    /// codes past their expiry. Returns how
     /// many rows were deleted or cleared.
     fn purge_provider(
         &self,

@@ -4,10 +4,12 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Transaction};
 
+use crate::device_sql;
 use crate::model::{decode_hash, decode_string_list, encode_groups};
 use crate::provider::{
-    AccessTokenRecord, AuthorizationCode, CodeExchange, CodeTokens, NewAuthorizationCode, NewToken,
-    OidcGrant, ProviderStore, RefreshOutcome, RefreshTokenRecord, Rotation, StoredOidcClient,
+    AccessTokenRecord, AuthorizationCode, CodeExchange, CodeTokens, DeviceApproval, DeviceCode,
+    DeviceRedemption, NewAuthorizationCode, NewDeviceCode, NewToken, OidcGrant, ProviderStore,
+    RefreshOutcome, RefreshTokenRecord, Rotation, StoredOidcClient,
 };
 use crate::sql::{SqlStore, all, get};
 use crate::{BoxFuture, StoreError};
@@ -149,6 +151,79 @@ async fn insert_access(
     Ok(())
 }
 
+/// Who and what a new grant is for.
+pub(crate) struct GrantSource<'a> {
+    pub account_id: i64,
+    pub client_id: &'a str,
+    pub scopes: &'a str,
+    pub session_ref: Option<&'a str>,
+    pub auth_time: i64,
+}
+
+/// Creates a grant with its refresh family (when `tokens` has a refresh
+/// token) and its access token, in the caller's transaction: what a code
+/// exchange and a device-code redemption both issue.
+pub(crate) async fn issue_grant(
+    tx: &mut Transaction<'static, Any>,
+    src: &GrantSource<'_>,
+    now: i64,
+    tokens: &CodeTokens,
+) -> Result<(OidcGrant, Option<i64>), StoreError> {
+    let grant_row = sqlx::query(
+        "INSERT INTO oidc_grants \
+         (account_id, client_id, scopes, session_ref, auth_time, created_at, last_used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         RETURNING id AS g_id, account_id AS g_account_id, client_id AS g_client_id, \
+         scopes AS g_scopes, session_ref AS g_session_ref, auth_time AS g_auth_time, \
+         created_at AS g_created_at, last_used_at AS g_last_used_at",
+    )
+    .bind(src.account_id)
+    .bind(src.client_id)
+    .bind(src.scopes)
+    .bind(src.session_ref)
+    .bind(src.auth_time)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let grant = grant_from_row(&grant_row)?;
+    let mut family_id = None;
+    if let Some((refresh, absolute)) = &tokens.refresh {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO oidc_refresh_families (grant_id, created_at, absolute_expires_at) \
+             VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(grant.id)
+        .bind(now)
+        .bind(*absolute)
+        .fetch_one(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO oidc_refresh_tokens (token_hash, family_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&refresh.token_hash[..])
+        .bind(id)
+        .bind(now)
+        .bind(refresh.expires_at.min(*absolute))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| StoreError::from_sqlx(e, "a refresh token with this digest exists"))?;
+        family_id = Some(id);
+    }
+    insert_access(
+        tx,
+        &tokens.access,
+        src.client_id,
+        Some(src.account_id),
+        Some(grant.id),
+        family_id,
+        src.scopes,
+        now,
+    )
+    .await?;
+    Ok((grant, family_id))
+}
+
 /// Revokes a family and deletes its access tokens, in the caller's
 /// transaction; `false` if it was revoked already.
 async fn revoke_family(
@@ -262,6 +337,7 @@ impl ProviderStore for SqlStore {
                 // with SET NULL, so they go first by client.
                 for sql in [
                     "DELETE FROM oidc_codes WHERE client_id = $1",
+                    "DELETE FROM oidc_device_codes WHERE client_id = $1",
                     "DELETE FROM oidc_access_tokens WHERE client_id = $1",
                     "DELETE FROM oidc_grants WHERE client_id = $1",
                     "DELETE FROM oidc_consents WHERE client_id = $1",
@@ -412,56 +488,17 @@ impl ProviderStore for SqlStore {
                 return Ok(outcome);
             };
             let code = code_from_row(&row)?.code;
-            let grant_row = sqlx::query(
-                "INSERT INTO oidc_grants \
-                 (account_id, client_id, scopes, session_ref, auth_time, created_at, last_used_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                 RETURNING id AS g_id, account_id AS g_account_id, client_id AS g_client_id, \
-                 scopes AS g_scopes, session_ref AS g_session_ref, auth_time AS g_auth_time, \
-                 created_at AS g_created_at, last_used_at AS g_last_used_at",
-            )
-            .bind(code.account_id)
-            .bind(&code.client_id)
-            .bind(&code.scopes)
-            .bind(code.session_ref.as_deref())
-            .bind(code.auth_time)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let grant = grant_from_row(&grant_row)?;
-            let mut family_id = None;
-            if let Some((refresh, absolute)) = &tokens.refresh {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO oidc_refresh_families (grant_id, created_at, absolute_expires_at) \
-                     VALUES ($1, $2, $3) RETURNING id",
-                )
-                .bind(grant.id)
-                .bind(now)
-                .bind(*absolute)
-                .fetch_one(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO oidc_refresh_tokens (token_hash, family_id, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&refresh.token_hash[..])
-                .bind(id)
-                .bind(now)
-                .bind(refresh.expires_at.min(*absolute))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::from_sqlx(e, "a refresh token with this digest exists"))?;
-                family_id = Some(id);
-            }
-            insert_access(
+            let (grant, family_id) = issue_grant(
                 &mut tx,
-                &tokens.access,
-                &code.client_id,
-                Some(code.account_id),
-                Some(grant.id),
-                family_id,
-                &code.scopes,
+                &GrantSource {
+                    account_id: code.account_id,
+                    client_id: &code.client_id,
+                    scopes: &code.scopes,
+                    session_ref: code.session_ref.as_deref(),
+                    auth_time: code.auth_time,
+                },
                 now,
+                tokens,
             )
             .await?;
             sqlx::query("UPDATE oidc_codes SET grant_id = $2 WHERE code_hash = $1")
@@ -725,6 +762,72 @@ impl ProviderStore for SqlStore {
         })
     }
 
+    fn create_device_code<'a>(
+        &'a self,
+        code: &'a NewDeviceCode,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(device_sql::create(self, code))
+    }
+
+    fn device_code_by_user_code<'a>(
+        &'a self,
+        user_code_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<DeviceCode>, StoreError>> {
+        Box::pin(device_sql::by_hash(self, "user_code_hash", user_code_hash))
+    }
+
+    fn device_code<'a>(
+        &'a self,
+        device_code_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<DeviceCode>, StoreError>> {
+        Box::pin(device_sql::by_hash(
+            self,
+            "device_code_hash",
+            device_code_hash,
+        ))
+    }
+
+    fn decide_device_code<'a>(
+        &'a self,
+        user_code_hash: &'a [u8; 32],
+        now: i64,
+        approval: Option<&'a DeviceApproval>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(device_sql::decide(self, user_code_hash, now, approval))
+    }
+
+    fn record_device_poll<'a>(
+        &'a self,
+        device_code_hash: &'a [u8; 32],
+        expected_last_poll: Option<i64>,
+        now: i64,
+        interval_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(device_sql::record_poll(
+            self,
+            device_code_hash,
+            expected_last_poll,
+            now,
+            interval_ms,
+        ))
+    }
+
+    fn redeem_device_code<'a>(
+        &'a self,
+        device_code_hash: &'a [u8; 32],
+        client_id: &'a str,
+        now: i64,
+        tokens: &'a CodeTokens,
+    ) -> BoxFuture<'a, Result<DeviceRedemption, StoreError>> {
+        Box::pin(device_sql::redeem(
+            self,
+            device_code_hash,
+            client_id,
+            now,
+            tokens,
+        ))
+    }
+
     fn purge_provider(
         &self,
         now: i64,
@@ -748,6 +851,7 @@ impl ProviderStore for SqlStore {
                     "DELETE FROM oidc_refresh_families WHERE absolute_expires_at <= $1",
                     now,
                 ),
+                ("DELETE FROM oidc_device_codes WHERE expires_at <= $1", now),
                 (
                     "UPDATE oidc_refresh_tokens SET successor_sealed = NULL \
                      WHERE rotated_at <= $1 AND successor_sealed IS NOT NULL",

@@ -2577,6 +2577,8 @@ on_both_backends!(
     case_oidc_refresh_rotation_grace_and_reuse,
     case_oidc_refresh_races,
     case_oidc_access_tokens_revocation_and_purge,
+    case_oidc_device_codes,
+    case_oidc_device_code_races,
 );
 
 use vestibule_store::provider::{
@@ -3241,4 +3243,297 @@ async fn case_oidc_access_tokens_revocation_and_purge(store: Arc<dyn Store>) {
     assert_eq!(store.authorization_code(&digest(90)).await.unwrap(), None);
     assert_eq!(store.refresh_token(&digest(3)).await.unwrap(), None);
     assert_eq!(store.grants_of(account).await.unwrap().len(), 1);
+}
+
+// ---- device codes (RFC 8628) -------------------------------------------
+
+use vestibule_store::provider::{DeviceApproval, DeviceDecision, DeviceRedemption, NewDeviceCode};
+
+fn device_code(n: u8, client_id: &str, now: i64) -> NewDeviceCode {
+    NewDeviceCode {
+        device_code_hash: digest(n),
+        user_code_hash: digest(n + 1),
+        client_id: client_id.to_owned(),
+        scopes: "offline_access openid".to_owned(),
+        interval_ms: 5_000,
+        created_at: now,
+        expires_at: now + 600_000,
+    }
+}
+
+async fn case_oidc_device_codes(store: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let account = store
+        .create_account(new_account("idp", "tv-owner", now))
+        .await
+        .unwrap();
+    store
+        .create_device_code(&device_code(10, "tv", now))
+        .await
+        .unwrap();
+    // The same user code again is a conflict: the caller draws another.
+    let mut clash = device_code(12, "tv", now);
+    clash.user_code_hash = digest(11);
+    assert!(matches!(
+        store.create_device_code(&clash).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let d = store
+        .device_code_by_user_code(&digest(11))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.code, device_code(10, "tv", now));
+    assert_eq!(
+        (d.decision, d.last_poll_at, d.redeemed_at),
+        (DeviceDecision::Pending, None, None)
+    );
+    assert_eq!(store.device_code(&digest(10)).await.unwrap(), Some(d));
+    assert!(store.device_code(&digest(11)).await.unwrap().is_none());
+
+    // Polls: compare and set on the previous poll.
+    assert!(
+        store
+            .record_device_poll(&digest(10), None, now + 1, 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_device_poll(&digest(10), None, now + 2, 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_device_poll(&digest(10), Some(now + 1), now + 2, 10_000)
+            .await
+            .unwrap()
+    );
+    let d = store.device_code(&digest(10)).await.unwrap().unwrap();
+    assert_eq!(
+        (d.last_poll_at, d.code.interval_ms),
+        (Some(now + 2), 10_000)
+    );
+
+    // Not approved yet: nothing to redeem.
+    let tokens = code_tokens(20, Some(21), now);
+    assert_eq!(
+        store
+            .redeem_device_code(&digest(10), "tv", now + 3, &tokens)
+            .await
+            .unwrap(),
+        DeviceRedemption::Invalid
+    );
+    let approval = DeviceApproval {
+        account_id: account.id,
+        session_ref: Some("s9".into()),
+        auth_time: now - 50,
+        amr: vec!["pwd".into()],
+    };
+    assert!(
+        store
+            .decide_device_code(&digest(11), now + 4, Some(&approval))
+            .await
+            .unwrap()
+    );
+    // Answered once: neither a second approval nor a denial changes it.
+    assert!(
+        !store
+            .decide_device_code(&digest(11), now + 5, None)
+            .await
+            .unwrap()
+    );
+    let d = store.device_code(&digest(10)).await.unwrap().unwrap();
+    assert_eq!(
+        (d.decision, d.approval.as_ref()),
+        (DeviceDecision::Approved, Some(&approval))
+    );
+    // Another client cannot redeem it.
+    assert_eq!(
+        store
+            .redeem_device_code(&digest(10), "other", now + 6, &tokens)
+            .await
+            .unwrap(),
+        DeviceRedemption::Invalid
+    );
+    let DeviceRedemption::Issued { grant, family_id } = store
+        .redeem_device_code(&digest(10), "tv", now + 6, &tokens)
+        .await
+        .unwrap()
+    else {
+        panic!("not issued");
+    };
+    assert_eq!(
+        (
+            grant.account_id,
+            grant.client_id.as_str(),
+            grant.scopes.as_str(),
+            grant.session_ref.as_deref(),
+            grant.auth_time
+        ),
+        (
+            account.id,
+            "tv",
+            "offline_access openid",
+            Some("s9"),
+            now - 50
+        )
+    );
+    let family_id = family_id.expect("a refresh family");
+    let r = store.refresh_token(&digest(21)).await.unwrap().unwrap();
+    assert_eq!((r.family_id, r.grant.id), (family_id, grant.id));
+    let a = store.access_token(&digest(20)).await.unwrap().unwrap();
+    assert_eq!(
+        (a.account_id, a.grant_id),
+        (Some(account.id), Some(grant.id))
+    );
+    // Redeemed once.
+    assert_eq!(
+        store
+            .redeem_device_code(&digest(10), "tv", now + 7, &code_tokens(22, None, now))
+            .await
+            .unwrap(),
+        DeviceRedemption::Invalid
+    );
+    assert_eq!(
+        store
+            .device_code(&digest(10))
+            .await
+            .unwrap()
+            .unwrap()
+            .redeemed_at,
+        Some(now + 6)
+    );
+
+    // Denied, and expired codes: no answer, no redemption.
+    store
+        .create_device_code(&device_code(30, "tv", now))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .decide_device_code(&digest(31), now + 1, None)
+            .await
+            .unwrap()
+    );
+    let d = store.device_code(&digest(30)).await.unwrap().unwrap();
+    assert_eq!((d.decision, d.approval), (DeviceDecision::Denied, None));
+    assert_eq!(
+        store
+            .redeem_device_code(&digest(30), "tv", now + 2, &code_tokens(32, None, now))
+            .await
+            .unwrap(),
+        DeviceRedemption::Invalid
+    );
+    store
+        .create_device_code(&device_code(40, "tv", now))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .decide_device_code(&digest(41), now + 600_000, Some(&approval))
+            .await
+            .unwrap()
+    );
+    store
+        .create_device_code(&device_code(50, "tv", now))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .decide_device_code(&digest(51), now + 1, Some(&approval))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .redeem_device_code(
+                &digest(50),
+                "tv",
+                now + 600_000,
+                &code_tokens(52, None, now)
+            )
+            .await
+            .unwrap(),
+        DeviceRedemption::Invalid
+    );
+
+    // Purged after expiry (the redeemed one's grant stays).
+    store.purge_provider(now + 600_000, 0, 0).await.unwrap();
+    for n in [10, 30, 40, 50] {
+        assert!(
+            store.device_code(&digest(n)).await.unwrap().is_none(),
+            "{n}"
+        );
+    }
+    assert_eq!(store.grants_of(account.id).await.unwrap().len(), 1);
+
+    // A store client's removal takes its device codes with it.
+    store
+        .create_oidc_client(&StoredOidcClient {
+            client_id: "tv2".into(),
+            secret_hash: None,
+            settings_json: "{}".into(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    store
+        .create_device_code(&device_code(60, "tv2", now))
+        .await
+        .unwrap();
+    assert!(store.delete_oidc_client("tv2").await.unwrap());
+    assert!(store.device_code(&digest(60)).await.unwrap().is_none());
+}
+
+/// Racing redemptions of one approved device code: exactly one issues
+/// tokens (one conditional UPDATE); racing polls with the same previous
+/// poll: exactly one is recorded.
+async fn case_oidc_device_code_races(store: Arc<dyn Store>) {
+    let now = 2_000_000;
+    let account = store
+        .create_account(new_account("idp", "racer", now))
+        .await
+        .unwrap();
+    store
+        .create_device_code(&device_code(70, "tv", now))
+        .await
+        .unwrap();
+    let approval = DeviceApproval {
+        account_id: account.id,
+        session_ref: None,
+        auth_time: now,
+        amr: Vec::new(),
+    };
+    assert!(
+        store
+            .decide_device_code(&digest(71), now, Some(&approval))
+            .await
+            .unwrap()
+    );
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = code_tokens(100 + i, Some(120 + i), now);
+            let r = store
+                .redeem_device_code(&digest(70), "tv", now + 1, &t)
+                .await;
+            let p = store
+                .record_device_poll(&digest(70), None, now + 1, 5_000)
+                .await;
+            (r, p)
+        }));
+    }
+    let mut issued = 0;
+    let mut polls = 0;
+    for t in tasks {
+        let (r, p) = t.await.unwrap();
+        issued += usize::from(matches!(r.unwrap(), DeviceRedemption::Issued { .. }));
+        polls += usize::from(p.unwrap());
+    }
+    assert_eq!((issued, polls), (1, 1));
+    assert_eq!(store.grants_of(account.id).await.unwrap().len(), 1);
 }

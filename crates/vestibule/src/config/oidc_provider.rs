@@ -89,6 +89,9 @@ pub enum GrantType {
     RefreshToken,
     /// RFC 6749 §4.4: confidential clients only.
     ClientCredentials,
+    /// RFC 8628 (the device authorization grant): TVs, CLIs and other
+    /// devices without a browser; public or confidential.
+    DeviceCode,
 }
 
 /// Whether the consent page is shown.

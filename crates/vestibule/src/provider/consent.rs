@@ -41,7 +41,7 @@ struct ConsentPage {
 }
 
 /// What a scope gives the client, in plain words.
-fn describe(scope: &str) -> String {
+pub(super) fn describe(scope: &str) -> String {
     match scope {
         "openid" => "Who you are on this gateway (an identifier for your account)".into(),
         "profile" => "Your name and user name".into(),

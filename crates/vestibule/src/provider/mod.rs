@@ -29,6 +29,7 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod clients;
 pub mod consent;
+pub mod device;
 pub mod discovery;
 pub mod id_token;
 pub mod introspect;
@@ -84,6 +85,9 @@ pub struct ProviderState {
     pub origin: String,
     /// The discovery documents, built once.
     pub discovery: discovery::Documents,
+    /// Wrong user codes typed on the device page, per account and address
+    /// (RFC 8628 §5.1).
+    pub device_entry: crate::devices::FailureLimiter,
 }
 
 impl ProviderState {
@@ -99,6 +103,7 @@ impl ProviderState {
             issuer,
             origin,
             discovery: discovery::Documents::default(),
+            device_entry: crate::devices::FailureLimiter::new(device::WRONG_CODES_PER_MINUTE),
         };
         p.discovery = discovery::Documents::new(&p);
         p
@@ -138,6 +143,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             get(logout::end_session).post(logout::end_session),
         )
         .route(logout::CONFIRM_PATH, post(logout::confirm))
+        .route(
+            device::DEVICE_PAGE_PATH,
+            get(device::page).post(device::answer),
+        )
         .layer(axum::middleware::from_fn(extract::layer))
         .layer(axum::middleware::from_fn(security_headers::provider_layer))
         // The JSON endpoints apps call: no page session, no page headers;
@@ -145,6 +154,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(TOKEN_PATH, post(token::token))
         .route(REVOKE_PATH, post(revoke::revoke))
         .route(INTROSPECT_PATH, post(introspect::introspect))
+        .route(DEVICE_AUTHORIZATION_PATH, post(device::authorization))
         .route(
             USERINFO_PATH,
             get(userinfo::userinfo).post(userinfo::userinfo),

@@ -56,19 +56,19 @@ pub const ACCESS_PREFIX: &str = "vat_";
 /// Prefix of refresh tokens.
 pub const REFRESH_PREFIX: &str = "vrt_";
 
-fn ms(d: std::time::Duration) -> i64 {
+pub(super) fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn bad_request(error: &str, description: &str) -> Response {
+pub(super) fn bad_request(error: &str, description: &str) -> Response {
     oauth_error(StatusCode::BAD_REQUEST, error, description)
 }
 
-fn invalid_grant(description: &str) -> Response {
+pub(super) fn invalid_grant(description: &str) -> Response {
     bad_request("invalid_grant", description)
 }
 
-fn server_error(e: impl std::fmt::Display) -> Response {
+pub(super) fn server_error(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "token endpoint failed");
     oauth_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,13 +109,23 @@ pub async fn token(
         {
             client_credentials(&p, &client, &params).await
         }
-        Some("authorization_code" | "refresh_token" | "client_credentials") => bad_request(
+        // RFC 8628 §3.4.
+        Some(super::device::DEVICE_CODE_GRANT) if allowed(GrantType::DeviceCode) => {
+            super::device::token(&p, &client, &params).await
+        }
+        Some(
+            "authorization_code"
+            | "refresh_token"
+            | "client_credentials"
+            | super::device::DEVICE_CODE_GRANT,
+        ) => bad_request(
             "unauthorized_client",
             "this client may not use this grant type",
         ),
         Some(_) => bad_request(
             "unsupported_grant_type",
-            "grant types: authorization_code, refresh_token, client_credentials",
+            "grant types: authorization_code, refresh_token, client_credentials, \
+             urn:ietf:params:oauth:grant-type:device_code",
         ),
     }
 }
@@ -154,14 +164,14 @@ pub fn check_pkce(
 }
 
 /// An access token just made: its value, and what the store keeps.
-struct Access {
-    value: String,
-    stored: NewToken,
+pub(super) struct Access {
+    pub(super) value: String,
+    pub(super) stored: NewToken,
 }
 
 /// Makes an access token for `client`: opaque, or a JWT (RFC 9068).
 #[allow(clippy::too_many_arguments)]
-fn new_access_token(
+pub(super) fn new_access_token(
     p: &Provider<'_>,
     client: &OidcClientSettings,
     subject: &str,
@@ -192,15 +202,15 @@ fn new_access_token(
 }
 
 /// What the token response says.
-struct Issued<'a> {
-    access: &'a str,
-    expires_at: i64,
-    refresh: Option<&'a str>,
-    id_token: Option<String>,
-    scope: &'a str,
+pub(super) struct Issued<'a> {
+    pub(super) access: &'a str,
+    pub(super) expires_at: i64,
+    pub(super) refresh: Option<&'a str>,
+    pub(super) id_token: Option<String>,
+    pub(super) scope: &'a str,
 }
 
-fn respond(i: &Issued<'_>, now: i64) -> Response {
+pub(super) fn respond(i: &Issued<'_>, now: i64) -> Response {
     let mut body = json!({
         "access_token": i.access,
         "token_type": "Bearer",
@@ -217,7 +227,7 @@ fn respond(i: &Issued<'_>, now: i64) -> Response {
 }
 
 /// The account a grant is for, if it may still get tokens for `client`.
-async fn allowed_account(
+pub(super) async fn allowed_account(
     p: &Provider<'_>,
     account_id: i64,
     client: &OidcClientSettings,

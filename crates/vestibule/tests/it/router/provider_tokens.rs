@@ -35,7 +35,7 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-fn sha256(s: &str) -> [u8; 32] {
+pub(super) fn sha256(s: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes()).as_ref(),
@@ -61,7 +61,11 @@ fn provider_config() -> String {
          [[oidc_provider.client]]\nclient_id = \"svc\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
          grants = [\"client_credentials\"]\nscopes = [\"api.read\", \"api.write\"]\nredirect_uris = [\"{WEB_CB}\"]\n\n\
          [[oidc_provider.client]]\nclient_id = \"staffonly\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
-         redirect_uris = [\"{WEB_CB}\"]\nallowed_groups = [\"admins\"]\n"
+         redirect_uris = [\"{WEB_CB}\"]\nallowed_groups = [\"admins\"]\n\n\
+         [[oidc_provider.client]]\nclient_id = \"tv\"\nname = \"Living-room TV\"\nkind = \"public\"\n\
+         grants = [\"device_code\", \"refresh_token\"]\n\n\
+         [[oidc_provider.client]]\nclient_id = \"tvstaff\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
+         grants = [\"device_code\"]\nallowed_groups = [\"admins\"]\n"
     );
     accounts_config("auto", &sections, "")
 }
