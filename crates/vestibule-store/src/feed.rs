@@ -232,4 +232,16 @@ mod tests {
         );
         assert_eq!(decode_or_resync("device", ""), Change::Resync);
     }
+
+    #[test]
+    fn provider_changes_round_trip() {
+        for change in [Change::Grant(7), Change::AccessToken([0xab; 32])] {
+            let (kind, key) = change.encode();
+            assert_eq!(decode_or_resync(kind, &key), change);
+            let p = pg_payload("abc", kind, &key);
+            assert_eq!(from_pg_payload(&p, "other"), Some(change));
+        }
+        assert_eq!(decode_or_resync("grant", "seven"), Change::Resync);
+        assert_eq!(decode_or_resync("access_token", "ab"), Change::Resync);
+    }
 }

@@ -472,6 +472,11 @@ pub enum Change {
     AllSessionsOf(i64),
     /// This device (by id) was revoked.
     Device(i64),
+    /// This OIDC provider grant (by id) was revoked or lost tokens: every
+    /// access token issued from it may be gone.
+    Grant(i64),
+    /// This OIDC provider access token (by its SHA-256) was revoked.
+    AccessToken([u8; 32]),
     /// Changes may have been missed (the PostgreSQL listener reconnected):
     /// drop the whole cache.
     Resync,
@@ -485,6 +490,8 @@ impl Change {
             Self::Session(hash) => ("session", hex(hash)),
             Self::AllSessionsOf(id) => ("sessions_of", id.to_string()),
             Self::Device(id) => ("device", id.to_string()),
+            Self::Grant(id) => ("grant", id.to_string()),
+            Self::AccessToken(hash) => ("access_token", hex(hash)),
             Self::Resync => ("resync", String::new()),
         }
     }
@@ -499,6 +506,8 @@ impl Change {
             "session" => unhex32(key).map(Self::Session).ok_or_else(bad),
             "sessions_of" => key.parse().map(Self::AllSessionsOf).map_err(|_| bad()),
             "device" => key.parse().map(Self::Device).map_err(|_| bad()),
+            "grant" => key.parse().map(Self::Grant).map_err(|_| bad()),
+            "access_token" => unhex32(key).map(Self::AccessToken).ok_or_else(bad),
             _ => Ok(Self::Resync),
         }
     }
