@@ -21,7 +21,9 @@ import path from 'node:path';
 import * as oidc from 'openid-client';
 import * as jose from 'jose';
 
-import { Processes, assertPortFree, sleep, vestibuleBin, vestibuleEnv } from './processes.mjs';
+import {
+  Processes, assertPortFree, sleep, trustedFrontConfig, vestibuleBin, vestibuleEnv,
+} from './processes.mjs';
 
 const PORT = 18841;
 const ISSUER = `http://127.0.0.1:${PORT}`;
@@ -39,20 +41,7 @@ let cfgPath;
 
 function gatewayConfig() {
   const client = (id, lines) => `\n[[oidc_provider.client]]\nclient_id = "${id}"\n${lines}\n`;
-  return `[server]
-listen = ["127.0.0.1:${PORT}"]
-admin_listen = ""
-
-[source.headers]
-dialect = "authelia"
-trusted_proxies = ["127.0.0.1"]
-provisioning = "auto"
-
-[database]
-data_dir = "${path.join(dir, 'data')}"
-
-[accounts]
-
+  return `${trustedFrontConfig(PORT, path.join(dir, 'data'))}
 [oidc_provider]
 issuer = "${ISSUER}"
 code_lifetime = "${CODE_LIFETIME_S}s"

@@ -106,3 +106,26 @@ export class Processes {
     if (report) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
   }
 }
+
+/**
+ * The start of a vestibule configuration for the suites whose user comes
+ * from a trusted front: vestibule on 127.0.0.1:`port`, believing
+ * authelia's Remote-* headers from 127.0.0.1, accounts made on first
+ * sight, the store in `dataDir`. The caller appends its own tables.
+ */
+export function trustedFrontConfig(port, dataDir) {
+  return `[server]
+listen = ["127.0.0.1:${port}"]
+admin_listen = ""
+
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["127.0.0.1"]
+provisioning = "auto"
+
+[database]
+data_dir = "${dataDir}"
+
+[accounts]
+`;
+}
