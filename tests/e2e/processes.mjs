@@ -101,7 +101,11 @@ export class Processes {
     };
     for (const rec of this.children) stop(rec, 'SIGTERM');
     const end = Date.now() + 5000;
-    while (this.children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
+    // A timer that holds the event loop (sleep()'s is unref'd): once the
+    // last child is gone nothing else may, and the process would end here,
+    // before the caller's clean-up (its temporary directory) runs.
+    const wait = () => new Promise((r) => { setTimeout(r, 50); });
+    while (this.children.some((r) => !r.exited) && Date.now() < end) await wait();
     for (const rec of this.children) stop(rec, 'SIGKILL');
     if (report) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
   }
