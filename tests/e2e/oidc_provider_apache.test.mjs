@@ -351,8 +351,17 @@ t('a forged logout token posted to Apache\'s back-channel endpoint ends nothing'
 // then drops the session with that sid, and within
 // BACKCHANNEL_DEADLINE_MS Apache answers the same browser with a 302 to
 // vestibule's authorize endpoint instead of the app.
-const backchannel = () => (backchannelClaimed ? {} : {
-  todo: 'vestibule does not send back-channel logout tokens yet (discovery: backchannel_logout_supported false)',
+
+/**
+ * A back-channel logout test: TODO while discovery does not claim the
+ * feature (decided when it runs, after before() has read discovery).
+ */
+const bcl = (name, fn) => test(name, (ctx) => {
+  if (!backchannelClaimed) {
+    ctx.todo('vestibule does not send back-channel logout tokens yet (discovery: backchannel_logout_supported false)');
+  }
+  // Tracked (its failure prints the peers' logs) only when it must pass.
+  return backchannelClaimed ? procs.track(fn) : fn();
 });
 
 /** Signs `who` in to Apache, checks the control case, runs `end`, waits for Apache to let go. */
@@ -368,21 +377,21 @@ async function endsApacheSession(who, what, end) {
   }
 }
 
-test('back-channel logout: signing out at vestibule\'s logout page ends the Apache session', backchannel(), () => procs.track(() => endsApacheSession(
+bcl('back-channel logout: signing out at vestibule\'s logout page ends the Apache session', () => endsApacheSession(
   ALICE, 'after /.vestibule/logout',
   async (page) => {
     const res = await page.goto(`${ISSUER}/.vestibule/logout`);
     assert.equal(res.status(), 200);
     assert.match(await page.textContent('body'), /signed out of vestibule/);
   },
-)));
+));
 
-test('back-channel logout: an admin\'s `vestibule sessions revoke` ends the Apache session', backchannel(), () => procs.track(() => endsApacheSession(
+bcl('back-channel logout: an admin\'s `vestibule sessions revoke` ends the Apache session', () => endsApacheSession(
   ALICE, 'after vestibule sessions revoke --user alice',
   async () => { cli(['sessions', 'revoke', '--user', 'alice']); },
-)));
+));
 
-test('back-channel logout: disabling the account ends the Apache session', backchannel(), () => procs.track(() => endsApacheSession(
+bcl('back-channel logout: disabling the account ends the Apache session', () => endsApacheSession(
   identity('carol', 'staff', 'Carol Example'), 'after vestibule users disable carol',
   async () => { cli(['users', 'disable', 'carol']); },
-)));
+));
