@@ -33,12 +33,26 @@ async function assertPortFree(port) {
   if (open) throw new Error(`127.0.0.1:${port} is already in use (a leftover test run?)`);
 }
 
+/** Debian's Chromium, headless, kept off the network. */
+export async function launchChromium() {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // As root, Chromium needs --no-sandbox; the rest keep it off the
+    // (closed) network.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
 /**
  * Starts `vestibule demo` on 127.0.0.1:`port` in a fresh directory (it
  * keeps its database in ./vestibule-demo-data) and Chromium; `stop()`
  * ends both and removes the directory.
  */
 export async function startDemo(port, name) {
+  // Before the demo starts, so that a missing browser leaves no process behind.
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install chromium`);
   await assertPortFree(port);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vestibule-e2e-${name}-`));
@@ -60,14 +74,7 @@ export async function startDemo(port, name) {
     if (Date.now() > end) throw new Error(`the demo did not start:\n${out}`);
     await sleep(50);
   }
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // As root, Chromium needs --no-sandbox; the rest keep it off the
-    // (closed) network.
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   const stop = async () => {
     await browser.close();
     if (demo.exitCode === null) {

@@ -21,7 +21,10 @@ import path from 'node:path';
 import * as oidc from 'openid-client';
 import * as jose from 'jose';
 
-import { Processes, assertPortFree, sleep, vestibuleBin, vestibuleEnv } from './processes.mjs';
+import { launchChromium } from './demo.mjs';
+import {
+  Processes, assertPortFree, sleep, trustedFrontConfig, vestibuleBin, vestibuleEnv,
+} from './processes.mjs';
 
 const PORT = 18841;
 const ISSUER = `http://127.0.0.1:${PORT}`;
@@ -36,23 +39,12 @@ const procs = new Processes();
 let dir;
 let bin;
 let cfgPath;
+// Chromium, started by the first test that needs it.
+let browser;
 
 function gatewayConfig() {
   const client = (id, lines) => `\n[[oidc_provider.client]]\nclient_id = "${id}"\n${lines}\n`;
-  return `[server]
-listen = ["127.0.0.1:${PORT}"]
-admin_listen = ""
-
-[source.headers]
-dialect = "authelia"
-trusted_proxies = ["127.0.0.1"]
-provisioning = "auto"
-
-[database]
-data_dir = "${path.join(dir, 'data')}"
-
-[accounts]
-
+  return `${trustedFrontConfig(PORT, path.join(dir, 'data'))}
 [oidc_provider]
 issuer = "${ISSUER}"
 code_lifetime = "${CODE_LIFETIME_S}s"
@@ -62,6 +54,7 @@ ${client('web', `name = "Web app"\nkind = "confidential"\nsecret_sha256 = "${SEC
 ${client('jwtapp', `kind = "confidential"\nsecret_sha256 = "${SECRET_SHA256}"\nconsent = "implicit"\naccess_token_format = "jwt"\nredirect_uris = ["http://127.0.0.1/cb"]`)}
 ${client('photos', `name = "Photos"\nkind = "public"\nredirect_uris = ["http://127.0.0.1/cb"]`)}
 ${client('staffonly', `kind = "public"\nconsent = "implicit"\nallowed_groups = ["admins"]\nredirect_uris = ["http://127.0.0.1/cb"]`)}
+${client('tv', `name = "Living-room TV"\nkind = "public"\ngrants = ["device_code", "refresh_token"]`)}
 ${client('svc', `kind = "confidential"\nsecret_sha256 = "${SECRET_SHA256}"\ngrants = ["client_credentials"]\nscopes = ["api.read"]`)}
 [[route]]
 name = "app"
@@ -88,6 +81,7 @@ before(() => procs.track(async () => {
 }));
 
 after(async () => {
+  await browser?.close();
   await procs.stopAll();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -438,4 +432,111 @@ test('refused: a client the user\'s groups do not allow, and a disabled user', a
     await sleep(100);
   }
   assert.equal(refused.status, 403, `${refused.headers.get('location')} ${await refused.text()}`);
+});
+
+// ------------------------------------------------- device grant (RFC 8628)
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+
+/** A Chromium page for `identity` (the trusted front's headers on every request). */
+async function browserPage(identity = ALICE) {
+  browser ??= await launchChromium();
+  const ctx = await browser.newContext({ extraHTTPHeaders: identity });
+  return ctx.newPage();
+}
+
+/** One raw poll of the token endpoint for `device_code` (openid-client hides slow_down). */
+async function pollOnce(deviceCode) {
+  const r = await fetch(`${ISSUER}/.vestibule/oidc/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: 'tv' }),
+  });
+  return { status: r.status, ...(await r.json()) };
+}
+
+/**
+ * On the device page: types `typed` (unless the box is already filled),
+ * checks the confirmation names the client and the code, and answers.
+ */
+async function answerOnDevicePage(page, url, userCode, decision, typed) {
+  await page.goto(url);
+  if (typed !== undefined) await page.fill('#user_code', typed);
+  else assert.equal(await page.inputValue('#user_code'), userCode, 'prefilled from verification_uri_complete');
+  // Prefilled or typed, the person always confirms (§5.4).
+  await page.click('#continue');
+  assert.equal(await page.textContent('#device-client'), 'Living-room TV');
+  assert.match(await page.textContent('h1'), /Allow Living-room TV on your device\?/);
+  assert.equal(await page.textContent('#device-code'), userCode);
+  assert.equal(await page.textContent('#device-user'), 'alice');
+  await page.click(`#${decision}`);
+  return page.textContent('#device-done');
+}
+
+test('device grant: approved in Chromium by typing the code in lowercase without its dash; tokens by polling', async () => {
+  const config = await publicClient('tv');
+  const m = config.serverMetadata();
+  assert.equal(m.device_authorization_endpoint, `${ISSUER}/.vestibule/oidc/device_authorization`);
+  const d = await oidc.initiateDeviceAuthorization(config, { scope: 'openid profile offline_access' });
+  // §6.1: 8 letters of a base-20 alphabet, shown XXXX-XXXX.
+  assert.match(d.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
+  assert.equal(d.verification_uri, `${ISSUER}/.vestibule/device`);
+  assert.equal(d.interval, 5);
+  // The device polls (openid-client waits `interval` between polls) while
+  // the person answers in the browser.
+  const polling = oidc.pollDeviceAuthorizationGrant(config, d);
+  polling.catch(() => {});
+  const page = await browserPage();
+  try {
+    const done = await answerOnDevicePage(page, d.verification_uri, d.user_code, 'allow', d.user_code.replace('-', '').toLowerCase());
+    assert.equal(done, 'Device signed in');
+  } finally {
+    await page.context().close();
+  }
+  const tokens = await polling;
+  assert.ok(tokens.access_token);
+  assert.ok(tokens.refresh_token, 'offline_access and the refresh_token grant');
+  const { payload } = await jose.jwtVerify(tokens.id_token, JWKS, {
+    issuer: ISSUER, audience: 'tv', typ: 'JWT', algorithms: ['RS256'],
+  });
+  assert.equal(payload.preferred_username, 'alice');
+  assert.equal(payload.nonce, undefined, 'no nonce in the device grant');
+  assert.ok(payload.sid && payload.auth_time);
+  assert.equal(payload.at_hash, atHash(tokens.access_token));
+  const info = await oidc.fetchUserInfo(config, tokens.access_token, payload.sub);
+  assert.equal(info.preferred_username, 'alice');
+  // A device code is redeemed once.
+  const again = await pollOnce(d.device_code);
+  assert.equal(again.error, 'invalid_grant');
+});
+
+test('device grant: polling sooner than the interval gets slow_down, and the interval grows by 5 s', async () => {
+  const config = await publicClient('tv');
+  const d = await oidc.initiateDeviceAuthorization(config, { scope: 'openid' });
+  assert.equal(d.interval, 5);
+  const first = await pollOnce(d.device_code);
+  assert.deepEqual([first.status, first.error], [400, 'authorization_pending']);
+  // At once again: too soon (§3.5), and the interval is now 10 s.
+  const second = await pollOnce(d.device_code);
+  assert.deepEqual([second.status, second.error], [400, 'slow_down']);
+  assert.match(second.error_description, /every 10 s/);
+  // A poll one second past the announced 5 s would be on time under the
+  // old interval; under the grown one it is still too soon.
+  await sleep((d.interval + 1) * 1000);
+  const third = await pollOnce(d.device_code);
+  assert.equal(third.error, 'slow_down', `${d.interval + 1} s after a slow_down: ${JSON.stringify(third)}`);
+  assert.match(third.error_description, /every 15 s/);
+});
+
+test('device grant: a denial on the page (arriving from verification_uri_complete) is access_denied', async () => {
+  const config = await publicClient('tv');
+  const d = await oidc.initiateDeviceAuthorization(config, { scope: 'openid' });
+  assert.equal(d.verification_uri_complete, `${d.verification_uri}?user_code=${encodeURIComponent(d.user_code)}`);
+  const page = await browserPage();
+  try {
+    assert.equal(await answerOnDevicePage(page, d.verification_uri_complete, d.user_code, 'deny'), 'Sign-in denied');
+  } finally {
+    await page.context().close();
+  }
+  await expectOAuthError(oidc.pollDeviceAuthorizationGrant(config, d), 'access_denied');
 });

@@ -101,8 +101,35 @@ export class Processes {
     };
     for (const rec of this.children) stop(rec, 'SIGTERM');
     const end = Date.now() + 5000;
-    while (this.children.some((r) => !r.exited) && Date.now() < end) await sleep(50);
+    // A timer that holds the event loop (sleep()'s is unref'd): once the
+    // last child is gone nothing else may, and the process would end here,
+    // before the caller's clean-up (its temporary directory) runs.
+    const wait = () => new Promise((r) => { setTimeout(r, 50); });
+    while (this.children.some((r) => !r.exited) && Date.now() < end) await wait();
     for (const rec of this.children) stop(rec, 'SIGKILL');
     if (report) for (const rec of this.children) console.error(`----- ${rec.name} output -----\n${rec.out}`);
   }
+}
+
+/**
+ * The start of a vestibule configuration for the suites whose user comes
+ * from a trusted front: vestibule on 127.0.0.1:`port`, believing
+ * authelia's Remote-* headers from 127.0.0.1, accounts made on first
+ * sight, the store in `dataDir`. The caller appends its own tables.
+ */
+export function trustedFrontConfig(port, dataDir) {
+  return `[server]
+listen = ["127.0.0.1:${port}"]
+admin_listen = ""
+
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["127.0.0.1"]
+provisioning = "auto"
+
+[database]
+data_dir = "${dataDir}"
+
+[accounts]
+`;
 }
