@@ -163,11 +163,7 @@ async fn login(State(app): State<Arc<DemoApp>>) -> Response {
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
     ]);
-    let to = format!(
-        "{}{}?{q}",
-        app.issuer,
-        crate::provider::AUTHORIZE_PATH
-    );
+    let to = format!("{}{}?{q}", app.issuer, crate::provider::AUTHORIZE_PATH);
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&to) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -221,7 +217,10 @@ async fn callback(
     Query(q): Query<CallbackQuery>,
     req: Request,
 ) -> Response {
-    let Some(state) = q.state.filter(|s| state_cookie(req.headers()).as_ref() == Some(s)) else {
+    let Some(state) = q
+        .state
+        .filter(|s| state_cookie(req.headers()).as_ref() == Some(s))
+    else {
         return failed("This answer does not belong to a sign-in this browser started (state).");
     };
     let Some(pending) = app.pending.lock().ok().and_then(|mut p| p.remove(&state)) else {
@@ -263,20 +262,12 @@ async fn finish(app: &DemoApp, code: &str, pending: &Pending) -> Result<AppPage,
     .await?;
     let tokens: serde_json::Value =
         serde_json::from_slice(&tokens).map_err(|e| format!("the token answer: {e}"))?;
-    let (Some(id_token), Some(access)) = (
-        tokens["id_token"].as_str(),
-        tokens["access_token"].as_str(),
-    ) else {
+    let (Some(id_token), Some(access)) =
+        (tokens["id_token"].as_str(), tokens["access_token"].as_str())
+    else {
         return Err(format!("the token endpoint answered {tokens}"));
     };
-    let jwks = call(
-        app,
-        http::Method::GET,
-        "/.vestibule/jwks.json",
-        None,
-        None,
-    )
-    .await?;
+    let jwks = call(app, http::Method::GET, "/.vestibule/jwks.json", None, None).await?;
     let set = Jwks::parse(&jwks).map_err(|e| format!("the JWK Set: {e:?}"))?;
     let verified = Compact::parse(id_token)
         .map_err(|e| format!("the ID token: {e:?}"))?
