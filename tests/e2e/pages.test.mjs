@@ -9,6 +9,9 @@
 //   message after each action, a reload after "create" makes no second
 //   device;
 // - the pairing QR code opened in a second browser (the phone) works;
+// - the demo app signs in through vestibule's OpenID Connect provider
+//   (code + PKCE, consent, ID token and userinfo shown), and revoking it
+//   on the apps page makes it ask for consent again;
 // - every refusal a browser sees is the common page.
 //
 // Run: E2E_VESTIBULE_BIN=/abs/path/to/vestibule node --test pages.test.mjs
@@ -103,7 +106,7 @@ let alice;
 
 test('the signed-in pages: design, phone width, nav, accessibility', async () => {
   alice = await signedIn('alice');
-  for (const [name, url] of [['account', '/.vestibule/account'], ['devices', '/.vestibule/devices'], ['admin', '/.vestibule/admin']]) {
+  for (const [name, url] of [['account', '/.vestibule/account'], ['devices', '/.vestibule/devices'], ['app-access', '/.vestibule/apps'], ['admin', '/.vestibule/admin']]) {
     const r = await alice.goto(`${FRONT}${url}`);
     assert.equal(r.status(), 200, name);
     assert.equal(await alice.getAttribute(`#nav-${name}`, 'aria-current'), 'page', `${name}: current page marked`);
@@ -144,6 +147,43 @@ test('a device: created, shown once, listed; a reload makes no second device', a
   assert.match(await alice.textContent('#flash'), /device is revoked/);
   await alice.reload();
   assert.equal(await alice.locator('#flash').count(), 0, 'the flash is shown once');
+});
+
+test('the demo app signs in through the OIDC provider; App access lists and revokes it', async () => {
+  const bob = await signedIn('bob');
+  const signIn = async () => {
+    await bob.goto(`${FRONT}/.demo/app`);
+    await submit(bob, '#oidc-sign-in');
+  };
+  await signIn();
+  // The consent page names the app and the scopes.
+  assert.match(await bob.textContent('#consent'), /Demo app/);
+  assert.match(await bob.textContent('#consent-scopes'), /Your email address/);
+  await submit(bob, '#allow');
+  assert.ok(bob.url().startsWith(`${FRONT}/.demo/app/callback?`), bob.url());
+  const claims = JSON.parse(await bob.textContent('#id-token-claims'));
+  assert.equal(claims.iss, FRONT);
+  assert.equal(claims.aud, 'demo-app');
+  assert.equal(claims.preferred_username, 'bob');
+  assert.equal(claims.email, 'bob@example.com');
+  assert.deepEqual(claims.groups, ['users']);
+  const userinfo = JSON.parse(await bob.textContent('#userinfo'));
+  assert.equal(userinfo.sub, claims.sub);
+  assert.equal(userinfo.email, 'bob@example.com');
+
+  // The grant on bob's App access page, then revoked.
+  await bob.goto(`${FRONT}/.vestibule/apps`);
+  const row = bob.locator('#grants tr[data-client="demo-app"]');
+  assert.equal(await row.count(), 1);
+  assert.match(await row.textContent(), /Demo app/);
+  await checkPage(bob, 'app-access-bob');
+  await submit(bob, '#grants tr[data-client="demo-app"] button');
+  assert.match(await bob.textContent('#flash'), /access is revoked/);
+  assert.ok(await bob.isVisible('#no-grants'));
+  // The consent went with it: the app asks again.
+  await signIn();
+  assert.ok(await bob.isVisible('#consent'), await bob.content());
+  await bob.context().close();
 });
 
 test('admin actions: confirmation, flash, and no self-lockout', async () => {

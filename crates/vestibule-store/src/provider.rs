@@ -394,6 +394,18 @@ pub trait ProviderStore: Send + Sync {
         now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Forgets what a user consented to for a client: the next
+    /// authorization request asks again. `false` if nothing was
+    /// remembered.
+    fn forget_consent<'a>(
+        &'a self,
+        account_id: i64,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// One grant by id, whoever holds it.
+    fn grant(&self, id: i64) -> BoxFuture<'_, Result<Option<OidcGrant>, StoreError>>;
+
     // ---- codes and grants ----------------------------------------------
 
     /// Stores a code. [`StoreError::Conflict`] if its digest exists,

@@ -391,6 +391,36 @@ impl ProviderStore for SqlStore {
         })
     }
 
+    fn forget_consent<'a>(
+        &'a self,
+        account_id: i64,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done =
+                sqlx::query("DELETE FROM oidc_consents WHERE account_id = $1 AND client_id = $2")
+                    .bind(account_id)
+                    .bind(client_id)
+                    .execute(&self.pool)
+                    .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn grant(&self, id: i64) -> BoxFuture<'_, Result<Option<OidcGrant>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                grant_columns!(),
+                " FROM oidc_grants g WHERE g.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(grant_from_row).transpose()
+        })
+    }
+
     fn create_authorization_code<'a>(
         &'a self,
         code: &'a NewAuthorizationCode,

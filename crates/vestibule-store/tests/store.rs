@@ -2750,6 +2750,14 @@ async fn case_oidc_clients_and_consents(store: Arc<dyn Store>) {
         store.put_consent(999_999, "grafana", "openid", 4_000).await,
         Err(StoreError::NotFound)
     ));
+    // Forgetting a consent: the next request asks again; once.
+    assert!(store.forget_consent(account.id, "grafana").await.unwrap());
+    assert_eq!(store.consent(account.id, "grafana").await.unwrap(), None);
+    assert!(!store.forget_consent(account.id, "grafana").await.unwrap());
+    store
+        .put_consent(account.id, "grafana", "email openid profile", 4_000)
+        .await
+        .unwrap();
 
     // Removing a client takes its consents and grants with it.
     store
@@ -2913,6 +2921,9 @@ async fn case_oidc_code_single_use_and_replay(store: Arc<dyn Store>) {
     else {
         panic!("issued without a refresh token");
     };
+    // One grant by id, whoever holds it.
+    assert_eq!(store.grant(grant.id).await.unwrap(), Some(grant.clone()));
+    assert_eq!(store.grant(grant.id + 1_000).await.unwrap(), None);
     // The owner check on revoking a grant.
     assert!(
         !store
@@ -2927,6 +2938,7 @@ async fn case_oidc_code_single_use_and_replay(store: Arc<dyn Store>) {
             .unwrap()
     );
     assert_eq!(store.access_token(&digest(41)).await.unwrap(), None);
+    assert_eq!(store.grant(grant.id).await.unwrap(), None);
     // Deleting the account takes its codes.
     store
         .create_authorization_code(&oidc_code(50, "app", account.id, now))

@@ -98,6 +98,15 @@ pub enum Command {
         #[command(subcommand)]
         command: admin_cli::ClientsCommand,
     },
+    /// List or revoke the OpenID Connect grants an account holds (apps
+    /// with access).
+    Grants {
+        #[command(flatten)]
+        db: admin_cli::ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin_cli::GrantsCommand,
+    },
     /// List or revoke device credentials.
     Devices {
         #[command(flatten)]
@@ -429,6 +438,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Sessions { db, command } => admin_cli::sessions(&db.config, command).await,
         Command::Devices { db, command } => admin_cli::devices(&db.config, command).await,
         Command::Clients { db, command } => admin_cli::clients(&db.config, command).await,
+        Command::Grants { db, command } => admin_cli::grants(&db.config, command).await,
         Command::Keys { db, command } => admin_cli::keys(&db.config, command).await,
         Command::Ca { db, command } => admin_cli::ca(&db.config, command).await,
         Command::Audit { db, args } => admin_cli::audit(&db.config, args).await,

@@ -33,6 +33,13 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+/// Labels of `vestibule_oidc_grants_revoked_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevokedByLabel {
+    /// `user` (their own, on the apps page) or `admin` (the admin page).
+    pub by: &'static str,
+}
+
 /// Every metric vestibule exports.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +54,9 @@ pub struct Metrics {
     /// Rotated OIDC refresh tokens presented again after the grace window:
     /// each revoked its family (RFC 9700 §4.14.2), and may be a theft.
     pub oidc_refresh_reuse: Counter,
+    /// OIDC grants revoked by a person (the apps page, the admin page),
+    /// by who revoked them.
+    pub oidc_grants_revoked: Family<RevokedByLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +73,7 @@ impl Metrics {
         let auth_decisions = Family::<AuthLabels, Counter>::default();
         let spoofed_headers_stripped = Counter::default();
         let oidc_refresh_reuse = Counter::default();
+        let oidc_grants_revoked = Family::<RevokedByLabel, Counter>::default();
         let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -94,6 +105,11 @@ impl Metrics {
             "Rotated refresh tokens presented after the grace window (family revoked)",
             oidc_refresh_reuse.clone(),
         );
+        registry.register(
+            "oidc_grants_revoked",
+            "OIDC grants revoked by their user or an administrator",
+            oidc_grants_revoked.clone(),
+        );
         Self {
             registry,
             requests,
@@ -101,6 +117,7 @@ impl Metrics {
             spoofed_headers_stripped,
             upstream_duration,
             oidc_refresh_reuse,
+            oidc_grants_revoked,
         }
     }
 
@@ -111,6 +128,13 @@ impl Metrics {
                 route: route.to_owned(),
                 outcome,
             })
+            .inc();
+    }
+
+    /// Counts one grant revoked by a person.
+    pub fn grant_revoked(&self, by: crate::provider::grants::By) {
+        self.oidc_grants_revoked
+            .get_or_create(&RevokedByLabel { by: by.label() })
             .inc();
     }
 

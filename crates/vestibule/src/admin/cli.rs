@@ -11,7 +11,8 @@ use vestibule_store::AccountStatus;
 use super::context::{finish, open};
 use super::{
     audit as audit_log, ca as ca_cmds, clients as client_cmds, devices as device_cmds,
-    keys as key_cmds, migrate as migrate_cmd, sessions as session_cmds, users as user_cmds,
+    grants as grant_cmds, keys as key_cmds, migrate as migrate_cmd, sessions as session_cmds,
+    users as user_cmds,
 };
 use crate::accounts::admin::StatusAction;
 use crate::config::HumanDuration;
@@ -259,6 +260,30 @@ pub enum ClientsCommand {
     },
 }
 
+/// `vestibule grants …`: apps with access (OpenID Connect grants).
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// List an account's grants, oldest first.
+    List {
+        /// Id, SOURCE:SUBJECT, or a username that matches one account.
+        account: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one grant (by its id), or every grant of an account
+    /// (`--all ACCOUNT`), with its refresh and access tokens; the user's
+    /// consent to that client is forgotten.
+    Revoke {
+        /// The grant id (see `grants list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<i64>,
+        /// Id, SOURCE:SUBJECT, or a username that matches one account.
+        #[arg(long, value_name = "ACCOUNT")]
+        all: Option<String>,
+    },
+}
+
 /// `vestibule audit …`.
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
@@ -381,6 +406,21 @@ pub async fn clients(config: &Path, cmd: ClientsCommand) -> ExitCode {
             client_cmds::rotate_secret(&ctx, &client_id).await
         }
         ClientsCommand::Remove { client_id } => client_cmds::remove(&ctx, &client_id).await,
+    })
+}
+
+/// Runs `vestibule grants …`.
+pub async fn grants(config: &Path, cmd: GrantsCommand) -> ExitCode {
+    let ctx = match open(config).await {
+        Ok(c) => c,
+        Err(f) => return f.exit(),
+    };
+    finish(match cmd {
+        GrantsCommand::List { account, json } => grant_cmds::list(&ctx, &account, json).await,
+        GrantsCommand::Revoke { id: Some(id), .. } => grant_cmds::revoke(&ctx, id).await,
+        GrantsCommand::Revoke { all, .. } => {
+            grant_cmds::revoke_all(&ctx, all.as_deref().unwrap_or("")).await
+        }
     })
 }
 

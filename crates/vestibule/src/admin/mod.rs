@@ -1,5 +1,5 @@
 //! The admin commands: `vestibule users`, `sessions`, `devices`, `keys`,
-//! `clients`, `audit` and `migrate`.
+//! `clients`, `grants`, `audit` and `migrate`.
 //!
 //! They open the database the gateway's configuration names and work on it
 //! while gateways run. Every change goes through the store, which publishes
@@ -33,6 +33,7 @@ mod ca;
 mod clients;
 mod context;
 mod devices;
+mod grants;
 mod keys;
 mod migrate;
 mod output;

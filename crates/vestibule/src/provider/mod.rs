@@ -19,6 +19,8 @@
 //!   `none`), with the little they share below.
 //! - [`revoke`] (RFC 7009) and [`introspect`] (RFC 7662): what a client
 //!   may do with a token it holds.
+//! - [`grants`]: apps with access, as people see them, and the one way a
+//!   person (the user, an admin, the CLI) revokes a grant.
 //!
 //! The issuer is the configured string, byte for byte; every absolute URL
 //! the provider writes starts with the issuer's origin, never with a `Host`
@@ -31,6 +33,7 @@ pub mod clients;
 pub mod consent;
 pub mod device;
 pub mod discovery;
+pub mod grants;
 pub mod id_token;
 pub mod introspect;
 pub mod logout;

@@ -8,6 +8,10 @@
 //! - **vestibule**, trusting identity headers from `127.0.0.3` only;
 //! - **whoami**, showing what it received.
 //!
+//! vestibule is also the demo's OpenID Connect provider (issuer: the
+//! front's origin), with one registered client, the demo app at
+//! `/.demo/app` ([`super::demo_app`]), which signs in through it.
+//!
 //! Nothing here is meant for production: the front has no passwords.
 
 use std::collections::HashMap;
@@ -65,6 +69,19 @@ enabled = true
 login_url = "{front}/.demo/login?rd={url}"
 # /.vestibule/logout ends vestibule's session, then the front's.
 logout_url = "{front}/.demo/logout?rd={url}"
+
+[oidc_provider]
+# vestibule as an OpenID Connect provider (docs/oidc-provider.md); the
+# issuer is the front's origin, where browsers reach vestibule.
+issuer = "{front}"
+
+[[oidc_provider.client]]
+# The demo app on the front ({front}/.demo/app): a public client, so
+# PKCE (S256) and no secret; it asks for consent.
+client_id = "demo-app"
+name = "Demo app"
+kind = "public"
+redirect_uris = ["{front}/.demo/app/callback"]
 
 [[route]]
 name = "public"
@@ -279,11 +296,17 @@ pub async fn run(
         ),
         sessions: Mutex::new(HashMap::new()),
     });
+    let demo_app = Arc::new(super::demo_app::DemoApp::new(
+        origin.clone(),
+        vestibule_addr,
+        front.client.clone(),
+    ));
     let app = Router::new()
         .route("/.demo/login", get(login_page).post(login))
         .route("/.demo/logout", get(logout))
         .fallback(proxy)
-        .with_state(front);
+        .with_state(front)
+        .merge(super::demo_app::routes(demo_app));
 
     print_banner(
         &origin,
@@ -339,6 +362,13 @@ fn print_banner(
                          what an app's "sign out" link should use: vestibule's session,
                          then the front's, then back to /public (only listed origins)
     {front}/.vestibule/account  your account and sessions, as vestibule keeps them
+
+  OpenID Connect (vestibule as the provider for apps that speak it):
+    {front}/.demo/app    the demo app: "Sign in with vestibule (OIDC)" runs the code
+                         flow with PKCE, asks your consent, then shows the ID token's
+                         claims and userinfo
+    {front}/.vestibule/apps  the apps holding access to your account: revoke one there
+    {front}/.well-known/openid-configuration  the provider's discovery document
 
   Devices (apps that cannot sign in: phones, WebDAV, scripts):
     sign in, open {front}/.vestibule/devices and add a device for "whoami"

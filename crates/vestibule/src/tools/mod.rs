@@ -1,10 +1,12 @@
-//! Programs beside the gateway: the demo ([`demo`]), the whoami test app
+//! Programs beside the gateway: the demo ([`demo`], with its OpenID
+//! Connect app [`demo_app`]), the whoami test app
 //! ([`whoami`]), the benchmark seeder ([`bench_seed`]), and the man page
 //! and completions for the Debian package ([`assets`]).
 
 pub mod assets;
 pub mod bench_seed;
 pub mod demo;
+pub mod demo_app;
 pub mod whoami;
 
 use std::time::Duration;

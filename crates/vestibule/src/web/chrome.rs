@@ -11,6 +11,8 @@ pub enum Nav {
     Account,
     /// `/.vestibule/devices` and the pages under it.
     Devices,
+    /// `/.vestibule/apps`: apps with access.
+    Apps,
     /// `/.vestibule/admin` and the pages under it.
     Admin,
     /// None of them (refusal pages, the pairing page a device opens).
@@ -55,6 +57,7 @@ impl Chrome {
         let is = match self.current {
             Nav::Account => entry == "account",
             Nav::Devices => entry == "devices",
+            Nav::Apps => entry == "apps",
             Nav::Admin => entry == "admin",
             Nav::None => false,
         };

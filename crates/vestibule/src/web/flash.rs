@@ -43,10 +43,12 @@ pub enum Notice {
     PairingRefused,
     /// The account was already active.
     Unchanged,
+    /// An app's grant was revoked.
+    GrantRevoked,
 }
 
 impl Notice {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Approved,
         Self::Enabled,
         Self::Disabled,
@@ -55,6 +57,7 @@ impl Notice {
         Self::PairingConfirmed,
         Self::PairingRefused,
         Self::Unchanged,
+        Self::GrantRevoked,
     ];
 
     /// The cookie's value.
@@ -68,6 +71,7 @@ impl Notice {
             Self::PairingConfirmed => "pairing-confirmed",
             Self::PairingRefused => "pairing-refused",
             Self::Unchanged => "unchanged",
+            Self::GrantRevoked => "grant-revoked",
         }
     }
 
@@ -90,6 +94,9 @@ impl Notice {
             }
             Self::PairingRefused => "The pairing is refused; nothing was issued.",
             Self::Unchanged => "Nothing to change: the account was already active.",
+            Self::GrantRevoked => {
+                "The app's access is revoked: its tokens no longer work, and it must ask for consent again."
+            }
         }
     }
 

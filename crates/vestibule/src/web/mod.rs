@@ -1,10 +1,12 @@
 //! vestibule's own pages under `/.vestibule/`: the account page (identity
 //! and sessions), the devices pages (device credentials and pairing, in
-//! [`devices`]) and the admin page (approve, disable, enable accounts;
-//! revoke anyone's devices).
+//! [`devices`]), apps with access (OpenID Connect grants, in [`apps`]) and
+//! the admin page (approve, disable, enable accounts; revoke anyone's
+//! devices and grants).
 //! Server-rendered, no JavaScript, every state change a CSRF-checked POST
 //! answered with 303 after the write is on disk.
 
+pub(crate) mod apps;
 pub mod assets;
 pub(crate) mod certificates;
 pub mod chrome;
@@ -56,6 +58,10 @@ pub fn router() -> Router<Arc<AppState>> {
             "/.vestibule/admin/devices/{id}/revoke",
             get(devices::admin_revoke_confirm),
         )
+        .route(apps::APPS_PATH, get(apps::page))
+        .route(apps::REVOKE_PATH, post(apps::revoke))
+        .route("/.vestibule/admin/apps/{id}", get(apps::admin_page))
+        .route(apps::ADMIN_REVOKE_PATH, post(apps::admin_revoke))
         .route("/.vestibule/devices", get(devices::devices))
         .route("/.vestibule/devices/new", post(devices::create))
         .route("/.vestibule/devices/created/{id}", get(devices::created))

@@ -824,3 +824,129 @@ async fn clients_are_registered_rekeyed_and_removed() {
         ]
     );
 }
+
+/// A grant for `account` at the client `filed`, as a code exchange stores
+/// it: (grant id, the access token's digest).
+async fn filed_grant(store: &Arc<dyn Store>, account: i64, n: u8) -> (i64, [u8; 32]) {
+    use vestibule_store::provider::{CodeExchange, CodeTokens, NewAuthorizationCode, NewToken};
+    let now = vestibule::accounts::now_ms();
+    let code = sha256(&format!("code-{n}"));
+    store
+        .create_authorization_code(&NewAuthorizationCode {
+            code_hash: code,
+            client_id: "filed".into(),
+            account_id: account,
+            redirect_uri: "http://127.0.0.1/cb".into(),
+            scopes: "openid email".into(),
+            nonce: None,
+            code_challenge: None,
+            session_ref: None,
+            auth_time: now,
+            amr: vec![],
+            created_at: now,
+            expires_at: now + 60_000,
+        })
+        .await
+        .unwrap();
+    let access = sha256(&format!("access-{n}"));
+    let CodeExchange::Issued { grant, .. } = store
+        .exchange_code(
+            &code,
+            "filed",
+            now,
+            &CodeTokens {
+                access: NewToken {
+                    token_hash: access,
+                    expires_at: now + 60_000,
+                },
+                refresh: None,
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the code was not exchanged");
+    };
+    (grant.id, access)
+}
+
+/// `vestibule grants list|revoke` on a real SQLite store: lists an
+/// account's grants with the client's name, revokes one by id (its access
+/// token goes, the consent is forgotten) or all of an account's, refuses
+/// an unknown id, and audits each revocation as `oidc-grant-revoke`.
+#[tokio::test]
+async fn grants_are_listed_and_revoked() {
+    let (_dir, cfg, store) = provider_setup().await;
+    let ann = store
+        .create_account(vestibule_store::NewAccount {
+            key: IdentityKey::new("authentik", "ann-uid"),
+            username: "ann".into(),
+            email: None,
+            display_name: None,
+            groups: vec![],
+            org: None,
+            status: AccountStatus::Active,
+            now: 1,
+        })
+        .await
+        .unwrap();
+    let (g1, a1) = filed_grant(&store, ann.id, 1).await;
+    let (_, a2) = filed_grant(&store, ann.id, 2).await;
+    filed_grant(&store, ann.id, 3).await;
+    store
+        .put_consent(ann.id, "filed", "openid email", 1)
+        .await
+        .unwrap();
+
+    let o = cli(&cfg, &["grants", "list", "ann"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("GRANT"), "{}", o.stdout);
+    assert_eq!(o.stdout.lines().count(), 4, "{}", o.stdout);
+    let o = cli(&cfg, &["grants", "list", "ann", "--json"]).await;
+    let j: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(j[0]["id"], g1);
+    assert_eq!(j[0]["client_id"], "filed");
+    assert_eq!(j[0]["scope"], "openid email");
+    assert_eq!(j[0]["username"], "ann");
+
+    let o = cli(&cfg, &["grants", "revoke", &g1.to_string()]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout
+            .contains(&format!("revoked grant {g1} of client filed")),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(store.access_token(&a1).await.unwrap(), None);
+    assert!(store.access_token(&a2).await.unwrap().is_some());
+    assert_eq!(store.consent(ann.id, "filed").await.unwrap(), None);
+    // Gone: exit 1.
+    assert_eq!(
+        cli(&cfg, &["grants", "revoke", &g1.to_string()]).await.code,
+        1
+    );
+
+    let o = cli(&cfg, &["grants", "revoke", "--all", "ann"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("revoked 2 grant(s)"), "{}", o.stdout);
+    assert!(store.grants_of(ann.id).await.unwrap().is_empty());
+    assert_eq!(store.access_token(&a2).await.unwrap(), None);
+    let o = cli(&cfg, &["grants", "list", "ann"]).await;
+    assert!(o.stdout.contains("has no grants"), "{}", o.stdout);
+
+    let audit = store
+        .audit(&vestibule_store::AuditFilter {
+            since: None,
+            action: Some("oidc-grant-revoke".into()),
+            subject: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    for e in &audit {
+        assert_eq!(e.actor, "cli:tester");
+        assert_eq!(e.subject, format!("account:{}", ann.id));
+        assert!(e.detail.contains("of client filed"), "{e:?}");
+    }
+}
