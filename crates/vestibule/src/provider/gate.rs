@@ -37,7 +37,6 @@ use vestibule_core::access_token::{
 use vestibule_core::credential::OwnerStanding;
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::roles_for;
-use vestibule_jose::{Algorithm, Compact, Policy};
 use vestibule_store::provider::AccessTokenRecord;
 use vestibule_store::{Account, AccountStatus, Change, IdentityKey, Store, StoreError};
 
@@ -272,27 +271,7 @@ fn verify_jwt(
     now: i64,
 ) -> Result<String, &'static str> {
     let keys = keys.ok_or("the signing keys are not loaded")?;
-    let jws = Compact::parse(token).map_err(|_| "not a JWS")?;
-    let alg = jws
-        .header()
-        .get("alg")
-        .and_then(|v| v.as_str())
-        .and_then(Algorithm::parse)
-        .ok_or("no usable alg")?;
-    let set = keys
-        .for_algorithm(alg)
-        .ok_or("signed with an algorithm vestibule does not sign with")?;
-    let verified = set
-        .verify(
-            &jws,
-            &Policy {
-                algorithms: &[alg],
-                types: &[super::id_token::ACCESS_TOKEN_TYP],
-                type_required: true,
-            },
-            now,
-        )
-        .map_err(|_| "bad signature or type")?;
-    let claims = verified.claims_object().map_err(|_| "claims unreadable")?;
+    let claims =
+        super::id_token::verify_own(keys, token, &[super::id_token::ACCESS_TOKEN_TYP], true, now)?;
     check_jwt_claims(&claims, issuer, super::secs(now)).map(|c| c.client_id)
 }
