@@ -22,6 +22,13 @@ use super::*;
 /// header.
 fn routes() -> String {
     [
+        "[assertions]\nissuer = \"https://gw.example.test\"\n\n".to_owned(),
+        route(
+            "signed",
+            "/",
+            NO_UPSTREAM,
+            "host = \"signed.test\"\nassertion = true\naccess_tokens = { clients = [\"web\"] }",
+        ),
         route(
             "api",
             "/api",
@@ -316,4 +323,29 @@ async fn a_token_and_a_device_credential_together_are_400() {
         .send(&gw.app)
         .await;
     assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[tokio::test]
+async fn the_assertion_says_auth_method_oauth() {
+    use base64::Engine;
+    let gw = gw().await;
+    let ann = account(&gw, "ann", &[]).await;
+    let t = user_token(&gw, "web", ann, "openid").await;
+    let r = Call::get("/.vestibule/verify")
+        .header("X-Original-URI", "/x")
+        .header("X-Forwarded-Host", "signed.test")
+        .header("Authorization", &bearer(&t))
+        .send(&gw.app)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let a = r.header("x-vestibule-assertion").expect("an assertion");
+    let payload = a.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["auth_method"], "oauth");
+    assert_eq!(claims["preferred_username"], "ann");
 }
