@@ -110,6 +110,34 @@ name = "signed"
 host = "signed.bench"
 upstream = "http://127.0.0.1:$P_UP"
 assertion = true
+# Scenario 7: the same app as scenario 4, reached with an opaque access
+# token of the provider: a client_credentials token of bench-svc, minted
+# at setup through the real token endpoint (a route that allows service
+# clients; the identity is the client).
+[[route]]
+name = "tokens"
+host = "tokens.bench"
+upstream = "http://127.0.0.1:$P_UP"
+access_tokens = { clients = ["bench-svc"], service_clients = true }
+[oidc_provider]
+issuer = "https://bench.invalid"
+# bench-svc: client_credentials (scenario 7, token-endpoint throughput);
+# bench-web: a first-party code client (userinfo throughput).
+[[oidc_provider.client]]
+client_id = "bench-svc"
+kind = "confidential"
+secret_sha256 = "$(printf '%s' bench-secret | sha256sum | cut -d' ' -f1)"
+grants = ["client_credentials"]
+scopes = ["bench"]
+access_token_lifetime = "1h"
+[[oidc_provider.client]]
+client_id = "bench-web"
+kind = "confidential"
+secret_sha256 = "$(printf '%s' bench-secret | sha256sum | cut -d' ' -f1)"
+redirect_uris = ["http://127.0.0.1/cb"]
+consent = "implicit"
+require_pkce = false
+access_token_lifetime = "1h"
 EOF
 # One account (the authelia user "bench-0") and one device credential for
 # scenario 6; the scale section below seeds far more in a store of its own.
@@ -287,6 +315,23 @@ for p in $P_NGX_PROXY $P_NGX_AUTHV $P_NGX_AUTHS $P_NGX_AUTHH $P_CADDY_PROXY $P_C
 ID=(-H "Remote-User: bench-0" -H "Remote-Groups: users" -H "Remote-Email: bench-0@example.com" -H "Remote-Name: Bench User 0")
 BEARER=(-H "Authorization: Bearer $TOKEN")
 SIGNED=(-H "Host: signed.bench")
+TOKEN_URL="http://127.0.0.1:$P_VEST/.vestibule/oidc/token"
+SVC_AUTH="Basic $(printf '%s' bench-svc:bench-secret | base64 -w0)"
+WEB_AUTH="Basic $(printf '%s' bench-web:bench-secret | base64 -w0)"
+# Scenario 7's token, through the real token endpoint.
+ACCESS=$(curl -fsS -H "Authorization: $SVC_AUTH" -d grant_type=client_credentials -d scope=bench "$TOKEN_URL" \
+  | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+case "$ACCESS" in vat_*) ;; *) echo "bench: no opaque access token for scenario 7" >&2; exit 1 ;; esac
+OAUTH=(-H "Host: tokens.bench" -H "Authorization: Bearer $ACCESS")
+# The userinfo row's token: bench-0 signs in through the front (trusted
+# headers), authorize answers with a code (implicit consent), the code is
+# exchanged.
+CODE_LOC=$(curl -sS -o /dev/null -w '%{redirect_url}' "${ID[@]}" \
+  "http://127.0.0.1:$P_VEST/.vestibule/oidc/authorize?response_type=code&client_id=bench-web&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&scope=openid%20profile&state=bench")
+CODE=$(sed -n 's/.*[?&]code=\([^&]*\).*/\1/p' <<<"$CODE_LOC")
+USER_ACCESS=$(curl -fsS -H "Authorization: $WEB_AUTH" -d grant_type=authorization_code -d "code=$CODE" \
+  --data-urlencode redirect_uri=http://127.0.0.1/cb "$TOKEN_URL" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[ -n "$USER_ACCESS" ] || { echo "bench: no user access token for the userinfo row (authorize answered $CODE_LOC)" >&2; exit 1; }
 
 # Scenario 8 measures nothing unless its route really signs: whoami shows
 # what it received.
@@ -300,6 +345,7 @@ SCENARIOS=(
   "3|Caddy reverse_proxy|http://127.0.0.1:$P_CADDY_PROXY/_bench|"
   "4|vestibule in-path, trusted headers (authelia), remote profile|http://127.0.0.1:$P_VEST/_bench|id"
   "6|vestibule in-path, Bearer device credential|http://127.0.0.1:$P_VEST/_bench|bearer"
+  "7|vestibule in-path, Bearer opaque OAuth access token (client_credentials, service client)|http://127.0.0.1:$P_VEST/_bench|oauth"
   "8|vestibule in-path, trusted headers, with a signed assertion (4 on a route with assertion = true)|http://127.0.0.1:$P_VEST/_bench|signed"
   "9|nginx auth_request → vestibule verify → upstream|http://127.0.0.1:$P_NGX_AUTHV/_bench|id"
   "10|nginx auth_request → static 200 → upstream|http://127.0.0.1:$P_NGX_AUTHS/_bench|"
@@ -309,7 +355,6 @@ SCENARIOS=(
 )
 PENDING=(
   "5|in-path with a session cookie|pending: sessions authenticate only vestibule's own pages; app routes take the front's headers (an OIDC login would change that)"
-  "7|in-path with an opaque OAuth access token|pending: OAuth server"
 )
 
 
@@ -318,6 +363,7 @@ run_one() { # id url kind -> "rps p50 p99 non2xx"
   case "$kind" in
     id) args=("${ID[@]}") ;;
     bearer) args=("${BEARER[@]}") ;;
+    oauth) args=("${OAUTH[@]}") ;;
     signed) args=("${ID[@]}" "${SIGNED[@]}") ;;
     verify) args=("${ID[@]}" -H "X-Original-URI: /_bench" -H "X-Forwarded-Host: bench") ;;
   esac
@@ -347,6 +393,31 @@ for round in $(seq 1 "$ROUNDS"); do
     RPS[$id]+="$rps "; P50[$id]+="$p50 "; P99[$id]+="$p99 "
     printf '  round %d  %-3s %10s req/s  p50 %7s ms  p99 %7s ms  %s\n' "$round" "$id" "$rps" "$p50" "$p99" "$desc"
   done
+done
+
+# ---- the provider's endpoints: token (client_credentials) and userinfo ----
+# Each client_credentials POST mints and stores a token (one write);
+# userinfo is a lookup and the account's claims.
+endpoint_rate() { # label args... -> "rps p50 p99 bad total"
+  local out
+  out=$("${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" 2>&1)
+  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")") \
+$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")") $(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
+}
+ENDPOINT_ROWS=()
+for e in token userinfo; do
+  case "$e" in
+    token) read -r rps p50 p99 bad total <<<"$(AUTH="$SVC_AUTH" endpoint_rate -s bench/token_endpoint.lua "$TOKEN_URL")"
+      desc="token endpoint, client_credentials POST (mints and stores a token)" ;;
+    userinfo) read -r rps p50 p99 bad total <<<"$(endpoint_rate -H "Authorization: Bearer $USER_ACCESS" "http://127.0.0.1:$P_VEST/.vestibule/oidc/userinfo")"
+      desc="userinfo GET, Bearer opaque token" ;;
+  esac
+  if [ -z "$rps" ] || [ -n "${bad:-}" ] || [ "${total:-0}" = "0" ]; then
+    echo "bench: $desc answered non-2xx (${bad:-0} of ${total:-0}) or nothing" >&2
+    FAILED=1
+  fi
+  printf '  %-9s %10s req/s  p50 %7s ms  p99 %7s ms  %s\n' "$e" "$rps" "$p50" "$p99" "$desc"
+  ENDPOINT_ROWS+=("| $desc | ${rps%.*} | $p50 | $p99 |")
 done
 
 # ---- memory and scale: many device credentials in the store -------------
@@ -454,6 +525,15 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   read -r s4 _ _ <<<"$(stats ${RPS[4]})"
   read -r s8 _ _ <<<"$(stats ${RPS[8]})"
   echo "Signed assertions (8 ÷ 4, medians; target ≥ 0.95): $(awk -v a="$s8" -v b="$s4" 'BEGIN { printf "%.3f", (b>0)? a/b : 0 }')"
+  echo
+  read -r s7 _ _ <<<"$(stats ${RPS[7]})"
+  echo "OAuth access tokens at the gate (7 ÷ 4, medians; target ≥ 0.95): $(awk -v a="$s7" -v b="$s4" 'BEGIN { printf "%.3f", (b>0)? a/b : 0 }')"
+  echo
+  echo "The provider's endpoints (one measurement of ${DURATION}s each, after the rounds):"
+  echo
+  echo "| endpoint | req/s | p50 ms | p99 ms |"
+  echo "|---|---|---|---|"
+  for r in "${ENDPOINT_ROWS[@]}"; do echo "$r"; done
   echo
   read -r s6 _ _ <<<"$(stats ${RPS[6]})"
   read -r s9 _ _ <<<"$(stats ${RPS[9]})"

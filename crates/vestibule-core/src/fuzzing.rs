@@ -1596,6 +1596,52 @@ pub fn device_user_code(data: &[u8]) {
     }
 }
 
+/// Access tokens at the gate: the first line is the issuer, each further
+/// line an `Authorization` line, and the last one (when there are three or
+/// more) also the custom header. Reading never panics; what is found is
+/// ours (a `vat_` token or an `at+jwt` of the issuer), and combining it
+/// with any device reading never yields two credentials.
+pub fn access_token_carriers(data: &[u8]) {
+    use crate::access_token::{AccessCarriers, classify, find_access_token, one_credential};
+    use crate::credential::{Carriers, find_credential};
+
+    let mut lines = data.split(|&b| b == b'\n');
+    let issuer = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+    let rest: Vec<&[u8]> = lines.collect();
+    let name = http::HeaderName::from_static("x-vestibule-token");
+    let mut h = http::HeaderMap::new();
+    for l in &rest {
+        if let Ok(v) = http::HeaderValue::from_bytes(l) {
+            h.append(http::header::AUTHORIZATION, v);
+        }
+    }
+    if rest.len() >= 2
+        && let Some(Ok(v)) = rest.last().map(|l| http::HeaderValue::from_bytes(l))
+    {
+        h.append(name.clone(), v);
+    }
+    for device_header in [false, true] {
+        let carriers = AccessCarriers {
+            bearer: true,
+            header: Some(name.clone()),
+        };
+        let access = find_access_token(&h, &carriers, &issuer, device_header);
+        if let Ok(Some(p)) = &access {
+            assert_eq!(classify(p.token.expose(), &issuer), Some(Ok(p.form)));
+        }
+        let device = find_credential(
+            &h,
+            None,
+            &Carriers {
+                bearer: true,
+                header: device_header.then(|| name.clone()),
+                ..Carriers::default()
+            },
+        );
+        let _ = one_credential(device, access);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1630,6 +1676,7 @@ mod tests {
             oidc_provider_responses(data);
             oidc_authorize_request(data);
             oidc_end_session(data);
+            access_token_carriers(data);
         }
     }
 }

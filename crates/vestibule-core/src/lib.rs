@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_token;
 pub mod client_cert;
 pub mod credential;
 pub mod decode;

@@ -162,3 +162,8 @@ fn oidc_token_request() {
 fn device_user_code() {
     replay("device_user_code", fuzzing::device_user_code);
 }
+
+#[test]
+fn access_token_carriers() {
+    replay("access_token_carriers", fuzzing::access_token_carriers);
+}

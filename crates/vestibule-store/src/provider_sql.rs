@@ -12,7 +12,7 @@ use crate::provider::{
     RefreshOutcome, RefreshTokenRecord, Rotation, StoredOidcClient,
 };
 use crate::sql::{SqlStore, all, get};
-use crate::{BoxFuture, StoreError};
+use crate::{BoxFuture, Change, StoreError};
 
 /// Columns of `oidc_grants` (prefixed `g.`), in [`grant_from_row`]'s order.
 macro_rules! grant_columns {
@@ -514,7 +514,21 @@ impl ProviderStore for SqlStore {
                     }
                     _ => CodeExchange::Invalid,
                 };
+                // Every instance's cache of the grant's access tokens
+                // drops them (the gate honours the revocation at once).
+                let revoked = match &outcome {
+                    CodeExchange::Replayed {
+                        revoked_grant: Some(id),
+                    } => Some(Change::Grant(*id)),
+                    _ => None,
+                };
+                if let Some(c) = revoked {
+                    self.record(&mut tx, c).await?;
+                }
                 tx.commit().await?;
+                if let Some(c) = revoked {
+                    self.publish(c);
+                }
                 return Ok(outcome);
             };
             let code = code_from_row(&row)?.code;
@@ -561,14 +575,18 @@ impl ProviderStore for SqlStore {
 
     fn revoke_grant(&self, id: i64, owner: Option<i64>) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            let done = sqlx::query(
-                "DELETE FROM oidc_grants WHERE id = $1 AND ($2 IS NULL OR account_id = $2)",
-            )
-            .bind(id)
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() > 0)
+            self.revoking(Change::Grant(id), async |conn| {
+                let done = sqlx::query(
+                    "DELETE FROM oidc_grants WHERE id = $1 AND ($2 IS NULL OR account_id = $2)",
+                )
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *conn)
+                .await?;
+                let deleted = done.rows_affected() > 0;
+                Ok((deleted, deleted))
+            })
+            .await
         })
     }
 
@@ -709,9 +727,13 @@ impl ProviderStore for SqlStore {
                     sealed,
                 });
             }
-            // Reuse (RFC 9700 §4.14.2): the family dies with its tokens.
+            // Reuse (RFC 9700 §4.14.2): the family dies with its tokens,
+            // on every instance's cache too.
             revoke_family(&mut tx, record.family_id, now).await?;
+            let change = Change::Grant(record.grant.id);
+            self.record(&mut tx, change).await?;
             tx.commit().await?;
+            self.publish(change);
             Ok(RefreshOutcome::Reused {
                 family_id: record.family_id,
                 grant: record.grant,
@@ -727,8 +749,8 @@ impl ProviderStore for SqlStore {
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let mut tx = self.begin().await?;
-            let family: Option<i64> = sqlx::query_scalar(
-                "SELECT t.family_id FROM oidc_refresh_tokens t \
+            let family: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT t.family_id, f.grant_id FROM oidc_refresh_tokens t \
                  JOIN oidc_refresh_families f ON f.id = t.family_id \
                  JOIN oidc_grants g ON g.id = f.grant_id \
                  WHERE t.token_hash = $1 AND g.client_id = $2",
@@ -738,10 +760,19 @@ impl ProviderStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
             let revoked = match family {
-                Some(id) => revoke_family(&mut tx, id, now).await?,
+                Some((id, _)) => revoke_family(&mut tx, id, now).await?,
                 None => false,
             };
+            // The family's access tokens are gone: caches drop the
+            // grant's (those of other families are fetched again).
+            let change = family.filter(|_| revoked).map(|(_, g)| Change::Grant(g));
+            if let Some(c) = change {
+                self.record(&mut tx, c).await?;
+            }
             tx.commit().await?;
+            if let Some(c) = change {
+                self.publish(c);
+            }
             Ok(revoked)
         })
     }
@@ -781,14 +812,18 @@ impl ProviderStore for SqlStore {
         client_id: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            let done = sqlx::query(
-                "DELETE FROM oidc_access_tokens WHERE token_hash = $1 AND client_id = $2",
-            )
-            .bind(&token_hash[..])
-            .bind(client_id)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() > 0)
+            self.revoking(Change::AccessToken(*token_hash), async |conn| {
+                let done = sqlx::query(
+                    "DELETE FROM oidc_access_tokens WHERE token_hash = $1 AND client_id = $2",
+                )
+                .bind(&token_hash[..])
+                .bind(client_id)
+                .execute(&mut *conn)
+                .await?;
+                let deleted = done.rows_affected() > 0;
+                Ok((deleted, deleted))
+            })
+            .await
         })
     }
 

@@ -299,7 +299,11 @@ impl SqlStore {
 
     /// Records `change` for other processes, inside the caller's
     /// transaction, so that it is published if and only if it commits.
-    async fn record(&self, conn: &mut AnyConnection, change: Change) -> Result<(), StoreError> {
+    pub(crate) async fn record(
+        &self,
+        conn: &mut AnyConnection,
+        change: Change,
+    ) -> Result<(), StoreError> {
         let (kind, key) = change.encode();
         match self.backend {
             Backend::Sqlite => {
@@ -322,7 +326,7 @@ impl SqlStore {
     }
 
     /// Publishes `change` in this process (after commit).
-    fn publish(&self, change: Change) {
+    pub(crate) fn publish(&self, change: Change) {
         // No subscriber is not an error.
         let _ = self.changes.send(change);
     }
@@ -330,7 +334,7 @@ impl SqlStore {
     /// Runs one revoking write: `write` in a transaction, then, if it
     /// reports that something changed, the change record, commit and
     /// publish.
-    async fn revoking<T>(
+    pub(crate) async fn revoking<T>(
         &self,
         change: Change,
         write: impl AsyncFnOnce(&mut AnyConnection) -> Result<(T, bool), StoreError>,

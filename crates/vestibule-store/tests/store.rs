@@ -2579,6 +2579,7 @@ on_both_backends!(
     case_oidc_access_tokens_revocation_and_purge,
     case_oidc_device_codes,
     case_oidc_device_code_races,
+    case_oidc_revocations_are_published,
 );
 
 use vestibule_store::provider::{
@@ -3548,4 +3549,94 @@ async fn case_oidc_device_code_races(store: Arc<dyn Store>) {
     }
     assert_eq!((issued, polls), (1, 1));
     assert_eq!(store.grants_of(account.id).await.unwrap().len(), 1);
+}
+
+/// Every provider revocation is published on the change feed (the gate's
+/// token cache drops what it names): an access token by its digest, a
+/// refresh family, a grant and a replayed code by the grant's id. Nothing
+/// is published when nothing was revoked.
+async fn case_oidc_revocations_are_published(store: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let mut rx = store.subscribe();
+    // A client_credentials token, revoked by its client only.
+    let svc = NewToken {
+        token_hash: digest(90),
+        expires_at: now + 60_000,
+    };
+    store
+        .create_client_access_token("svc", "api", &svc, now)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .revoke_access_token(&digest(90), "other")
+            .await
+            .unwrap()
+    );
+    assert!(store.revoke_access_token(&digest(90), "svc").await.unwrap());
+    assert_eq!(next_change(&mut rx).await, Change::AccessToken(digest(90)));
+    assert!(!store.revoke_access_token(&digest(90), "svc").await.unwrap());
+    no_change(&mut rx, Duration::from_millis(200)).await;
+
+    // A refresh family: its grant is named.
+    let (ann, _) = redeemed_grant(&store, "ann-pub", 100, now).await;
+    let grant = store.grants_of(ann).await.unwrap()[0].id;
+    assert!(
+        store
+            .revoke_refresh_family(&digest(102), "app", now + 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(next_change(&mut rx).await, Change::Grant(grant));
+    assert!(
+        !store
+            .revoke_refresh_family(&digest(102), "app", now + 3)
+            .await
+            .unwrap()
+    );
+    no_change(&mut rx, Duration::from_millis(200)).await;
+
+    // A grant revoked by its owner (or an admin).
+    assert!(store.revoke_grant(grant, Some(ann)).await.unwrap());
+    assert_eq!(next_change(&mut rx).await, Change::Grant(grant));
+    assert!(!store.revoke_grant(grant, None).await.unwrap());
+    no_change(&mut rx, Duration::from_millis(200)).await;
+
+    // A replayed code revokes the grant its redemption created.
+    let (bob, _) = redeemed_grant(&store, "bob-pub", 110, now).await;
+    let grant = store.grants_of(bob).await.unwrap()[0].id;
+    let replay = store
+        .exchange_code(&digest(110), "app", now + 5, &code_tokens(120, None, now))
+        .await
+        .unwrap();
+    assert_eq!(
+        replay,
+        CodeExchange::Replayed {
+            revoked_grant: Some(grant)
+        }
+    );
+    assert_eq!(next_change(&mut rx).await, Change::Grant(grant));
+
+    // A rotated refresh token reused outside the window: the family dies,
+    // and its grant is named.
+    let (carl, _) = redeemed_grant(&store, "carl-pub", 130, now).await;
+    let grant = store.grants_of(carl).await.unwrap()[0].id;
+    let mut r = rotation(150, 151, now);
+    r.grace_ms = 0;
+    assert!(matches!(
+        store
+            .rotate_refresh(&digest(132), "app", now + 10, &rotation(140, 141, now))
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated { .. }
+    ));
+    assert!(matches!(
+        store
+            .rotate_refresh(&digest(132), "app", now + 20, &r)
+            .await
+            .unwrap(),
+        RefreshOutcome::Reused { .. }
+    ));
+    assert_eq!(next_change(&mut rx).await, Change::Grant(grant));
+    no_change(&mut rx, Duration::from_millis(200)).await;
 }

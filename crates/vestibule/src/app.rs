@@ -241,6 +241,9 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     if let Some(devices) = state.devices() {
         background.push(devices.follow_changes());
     }
+    if let Some(p) = &state.provider {
+        background.push(p.gate.follow_changes(&p.store));
+    }
     let (shutdown, rx) = watch::channel(false);
     let router = app(state.clone());
 

@@ -271,6 +271,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
         max_sso_age: file.devices.max_sso_age,
         accounts: file.accounts.is_some(),
         has_source: identity_source.is_some(),
+        provider: file.oidc_provider.is_some(),
     };
     let routes: Vec<RouteSettings> = file
         .routes

@@ -155,6 +155,40 @@ pub struct RouteConfig {
     /// The assertion's `aud`. Default: the route's `host` (required when
     /// the route has no exact host).
     pub assertion_audience: Option<String>,
+    /// `[route.access_tokens]`: accept vestibule's own OAuth access tokens
+    /// (`[oidc_provider]`). Default: none accepted.
+    pub access_tokens: Option<AccessTokensConfig>,
+}
+
+/// `[route.access_tokens]`: which of the provider's access tokens the
+/// route accepts, as `Authorization: Bearer` (and, with `header = true`,
+/// in `credential_header`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessTokensConfig {
+    /// The clients whose tokens are accepted (required, non-empty; no
+    /// wildcard: a token is good only where its client is named).
+    pub clients: Vec<String>,
+    /// Scopes every token must carry. Default: none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Accept `client_credentials` tokens, which have no user: the
+    /// identity is then the client. Default `false`.
+    #[serde(default)]
+    pub service_clients: bool,
+    /// Also read the token from the route's `credential_header`. Default
+    /// `false`.
+    #[serde(default)]
+    pub header: bool,
+}
+
+/// `[route.access_tokens]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRoute {
+    /// Which tokens pass.
+    pub rule: vestibule_core::access_token::AccessRule,
+    /// Where they are read.
+    pub carriers: vestibule_core::access_token::AccessCarriers,
 }
 
 /// `route.auth`: who may pass.
@@ -328,6 +362,8 @@ pub struct RouteSettings {
     pub max_sso_age: Option<Duration>,
     /// The `aud` of the assertion sent to the app; `None`: no assertion.
     pub assertion_audience: Option<String>,
+    /// The provider's access tokens this route accepts; `None`: none.
+    pub access_tokens: Option<AccessTokenRoute>,
 }
 
 /// What a route takes from other sections.
@@ -340,6 +376,8 @@ pub(super) struct RouteContext<'a> {
     pub(super) accounts: bool,
     /// Whether an identity source is on.
     pub(super) has_source: bool,
+    /// Whether `[oidc_provider]` is present.
+    pub(super) provider: bool,
 }
 
 impl RouteConfig {
@@ -448,6 +486,7 @@ impl RouteConfig {
             );
         }
         let assertion_audience = self.assertion_audience(c, &key);
+        let access_tokens = self.access_tokens(c, &key, cx);
         Some(RouteSettings {
             name,
             upstream_authority: authority?,
@@ -468,6 +507,75 @@ impl RouteConfig {
             carriers: carriers?,
             max_sso_age: self.max_sso_age.or(cx.max_sso_age).map(|d| d.0),
             assertion_audience: assertion_audience?,
+            access_tokens: access_tokens?,
+        })
+    }
+
+    /// `[route.access_tokens]`: `Some(None)` without it, `None` on an error.
+    fn access_tokens(
+        &self,
+        c: &mut Collector,
+        key: &str,
+        cx: &RouteContext<'_>,
+    ) -> Option<Option<AccessTokenRoute>> {
+        let Some(at) = &self.access_tokens else {
+            return Some(None);
+        };
+        let akey = format!("{key}.access_tokens");
+        let mut ok = true;
+        if !cx.provider {
+            c.error(
+                &akey,
+                "access tokens are the OpenID provider's, and [oidc_provider] is not configured",
+                "add an [oidc_provider] section, or remove access_tokens",
+            );
+            ok = false;
+        }
+        if at.clients.is_empty() || at.clients.iter().any(|c| c.trim().is_empty() || c == "*") {
+            // Fail closed: no "any client" spelling.
+            c.error(
+                format!("{akey}.clients"),
+                "name the clients whose tokens this route accepts (no empty list, no wildcard)",
+                "e.g. clients = [\"my-cli\"]",
+            );
+            ok = false;
+        }
+        if self.auth == RouteAuth::Public {
+            c.warn(
+                &akey,
+                "access tokens are ignored on a public route: nobody is identified there",
+                "remove access_tokens, or set auth = \"required\"",
+            );
+        }
+        let header = if at.header {
+            let h = credential_header_name(&self.credential_header);
+            if h.is_none() {
+                c.error(
+                    format!("{key}.credential_header"),
+                    format!("`{}` cannot carry a credential", self.credential_header),
+                    "use a header of its own, such as \"X-Vestibule-Token\"",
+                );
+                ok = false;
+            }
+            h
+        } else {
+            None
+        };
+        // Device credentials share Bearer and the header with tokens; they
+        // are told apart by prefix (`vst_`, `vat_`, an at+jwt), and two at
+        // once are a 400 (`core::access_token::one_credential`).
+        ok.then(|| {
+            Some(AccessTokenRoute {
+                rule: vestibule_core::access_token::AccessRule {
+                    clients: at.clients.clone(),
+                    scopes: at.scopes.clone(),
+                    service_clients: at.service_clients,
+                },
+                carriers: vestibule_core::access_token::AccessCarriers {
+                    bearer: true,
+                    header,
+                },
+            })
         })
     }
 
@@ -633,6 +741,7 @@ mod tests {
             max_sso_age: None,
             accounts: true,
             has_source: true,
+            provider: false,
         }
     }
 

@@ -10,12 +10,17 @@ use vestibule_core::credential::{
     Carrier, CarrierError, CredentialKind, Presented, find_credential,
 };
 
+use vestibule_core::access_token::{
+    OneCredential, PresentedAccess, find_access_token, one_credential,
+};
+
 use crate::accounts::Resolution;
 use crate::devices::Verdict;
 use crate::http::refusal::Refusal;
 use crate::identity::authenticate::{SourceError, authenticate};
 use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::policy::authorize::{authorize, find_route};
+use crate::provider::gate::Verdict as GateVerdict;
 use std::sync::Arc;
 
 use crate::state::{AppState, Routes};
@@ -39,6 +44,10 @@ pub struct Pass {
     /// The device whose credential the identity comes from (not the SSO
     /// front's).
     pub device_id: Option<i64>,
+    /// The client whose access token the identity comes from
+    /// (`[route.access_tokens]`): the assertion's `auth_method` is then
+    /// `oauth`.
+    pub oauth_client: Option<String>,
 }
 
 /// A refused request, with what answering and logging it needs.
@@ -173,12 +182,13 @@ pub async fn decide(
     } else {
         presented_certificate(state, &routes, route, conn, &ctx, &req).map_err(refuse)?
     };
+    let mut oauth_client = None;
     let (identity, credential, device_id) = if public {
         (identity, None, None)
     } else if let Some(cert) = certificate.filter(|_| identity.is_none()) {
         // One credential per request: a certificate and a token at once
         // could name two devices.
-        match presented_credential(&routes, route, &req) {
+        match presented_any(state, &routes, route, &req) {
             Ok(None) => {}
             Ok(Some(_)) | Err(_) => {
                 return Err(refuse(Refusal::BadRequest {
@@ -192,7 +202,7 @@ pub async fn decide(
             Err(r) => return Err(refuse(r)),
         }
     } else {
-        match presented_credential(&routes, route, &req) {
+        match presented_any(state, &routes, route, &req) {
             Ok(None) => (identity, None, None),
             // A malformed value in a carrier that is ours is still ours to
             // strip when the front's identity carries the request.
@@ -200,11 +210,22 @@ pub async fn decide(
                 (identity, carrier, None)
             }
             Err((_, r)) => return Err(refuse(r)),
-            Ok(Some(p)) if identity.is_some() => (identity, Some(p.carrier), None),
-            Ok(Some(p)) => match verify_credential(state, &routes, route, &ctx, &p).await {
-                Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
-                Err(r) => return Err(refuse(r)),
-            },
+            Ok(Some(c)) if identity.is_some() => (identity, Some(carrier_of(&c)), None),
+            Ok(Some(OneCredential::Device(p))) => {
+                match verify_credential(state, &routes, route, &ctx, &p).await {
+                    Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
+                    Err(r) => return Err(refuse(r)),
+                }
+            }
+            Ok(Some(OneCredential::Access(a))) => {
+                match verify_access(state, &routes, route, &a).await {
+                    Ok((id, client)) => {
+                        oauth_client = Some(client);
+                        (Some(id), Some(a.carrier), None)
+                    }
+                    Err(r) => return Err(refuse(r)),
+                }
+            }
         }
     };
 
@@ -216,6 +237,7 @@ pub async fn decide(
             ctx,
             credential,
             device_id,
+            oauth_client,
         }),
         Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
         Decision::Forbidden => Err(refuse(Refusal::Forbidden {
@@ -289,6 +311,118 @@ fn presented_credential(
                 detail: e.to_string(),
             },
         )),
+    }
+}
+
+fn carrier_of(c: &OneCredential) -> Carrier {
+    match c {
+        OneCredential::Device(p) => p.carrier,
+        OneCredential::Access(a) => a.carrier,
+    }
+}
+
+/// The one credential a request carries, a device credential or one of
+/// the provider's access tokens, on routes that accept them; both at once
+/// are ambiguous (400), by `core::access_token::one_credential`.
+fn presented_any(
+    state: &AppState,
+    routes: &Routes,
+    route: usize,
+    req: &RequestView<'_>,
+) -> Result<Option<OneCredential>, (Option<Carrier>, Refusal)> {
+    let rs = &routes.list[route];
+    let (Some(at), Some(p)) = (&rs.access_tokens, &state.provider) else {
+        return presented_credential(routes, route, req).map(|d| d.map(OneCredential::Device));
+    };
+    let query = vestibule_core::path::target_query(req.path_and_query);
+    let device = if rs.carriers.any() {
+        find_credential(req.headers, query, &rs.carriers)
+    } else {
+        Ok(None)
+    };
+    let access = find_access_token(
+        req.headers,
+        &at.carriers,
+        &p.issuer,
+        rs.carriers.header.is_some() && rs.carriers.header == at.carriers.header,
+    );
+    let access_error = access.as_ref().err().cloned();
+    match one_credential(device, access) {
+        Ok(c) => Ok(c),
+        Err(CarrierError::Ambiguous) => Err((
+            None,
+            Refusal::BadRequest {
+                public: "The request carries more than one credential (device credentials or access tokens); send one.".into(),
+                detail: "ambiguous credentials (device credential and access token, or two of either)".into(),
+            },
+        )),
+        // Something with our token prefix that is not a token: RFC 6750
+        // §3.1 `invalid_token`, as for any token that does not pass.
+        Err(e @ CarrierError::Malformed { carrier, .. }) if access_error.as_ref() == Some(&e) => {
+            Err((
+                Some(carrier),
+                Refusal::BadAccessToken {
+                    route,
+                    insufficient_scope: None,
+                    detail: "malformed access token",
+                },
+            ))
+        }
+        Err(e @ CarrierError::Malformed { carrier, .. }) => Err((
+            Some(carrier),
+            Refusal::BadCredential {
+                route,
+                public: "The credential is malformed.",
+                detail: e.to_string(),
+            },
+        )),
+    }
+}
+
+/// The identity an access token stands for, and its client.
+async fn verify_access(
+    state: &AppState,
+    routes: &Routes,
+    route: usize,
+    presented: &PresentedAccess,
+) -> Result<(Identity, String), Refusal> {
+    let rs = &routes.list[route];
+    let (Some(at), Some(p)) = (&rs.access_tokens, &state.provider) else {
+        return Err(Refusal::BadAccessToken {
+            route,
+            insufficient_scope: None,
+            detail: "access tokens are not accepted here",
+        });
+    };
+    let roles = state
+        .settings
+        .accounts
+        .as_ref()
+        .map(|a| a.roles.as_slice())
+        .unwrap_or_default();
+    let verdict = p
+        .gate
+        .verify(p, state.signing_keys.as_deref(), roles, presented, &at.rule)
+        .await
+        .map_err(|e| Refusal::Unavailable {
+            route,
+            detail: e.to_string(),
+        })?;
+    match verdict {
+        GateVerdict::Allowed {
+            identity,
+            client_id,
+        } => Ok((*identity, client_id)),
+        GateVerdict::Invalid(detail) => Err(Refusal::BadAccessToken {
+            route,
+            insufficient_scope: None,
+            detail,
+        }),
+        GateVerdict::InsufficientScope => Err(Refusal::BadAccessToken {
+            route,
+            insufficient_scope: Some(at.rule.scopes.join(" ")),
+            detail: "the token lacks a scope this route requires",
+        }),
     }
 }
 
@@ -415,6 +549,7 @@ pub fn assertion(state: &AppState, pass: &Pass) -> Result<Option<http::HeaderVal
         return Err("assertion signing keys are not loaded".into());
     };
     let method = match (&state.identity_reader, pass.device_id) {
+        _ if pass.oauth_client.is_some() => AuthMethod::OAuth,
         (_, Some(device)) => AuthMethod::Device(device),
         (Some(crate::state::IdentityReader::Jwt { .. }), None) => AuthMethod::Jwt,
         _ => AuthMethod::Header,

@@ -291,6 +291,13 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
         // under every spelling.
         vestibule_core::headers::remove_every_spelling(headers, h.as_str());
     }
+    if let Some(h) = route
+        .access_tokens
+        .as_ref()
+        .and_then(|a| a.carriers.header.as_ref())
+    {
+        vestibule_core::headers::remove_every_spelling(headers, h.as_str());
+    }
     // vestibule's own cookies (the session) are vestibule's secrets too.
     vestibule_core::headers::strip_cookies(headers, crate::web::cookies::OWN_NAMES);
     set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());

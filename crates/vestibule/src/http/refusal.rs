@@ -79,6 +79,19 @@ pub enum Refusal {
         /// Logged.
         detail: String,
     },
+    /// One of vestibule's access tokens that does not pass on this route
+    /// (RFC 6750 §3.1): `invalid_token` 401 (unknown, revoked, expired,
+    /// another client's, its account disabled), or `insufficient_scope`
+    /// 403 with the scopes the route requires.
+    BadAccessToken {
+        /// Index into the routes snapshot the decision was made on.
+        route: usize,
+        /// `Some(scopes)`: the route's required scopes are missing (403).
+        insufficient_scope: Option<String>,
+        /// Logged (and sent as `error_description`: it never holds the
+        /// token).
+        detail: &'static str,
+    },
     /// A client certificate that names no live certificate device
     /// (unknown, revoked, expired): a readable 403, not a TLS alert.
     CertificateRefused {
@@ -121,7 +134,12 @@ impl Refusal {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::BadAccessToken {
+                insufficient_scope: Some(_),
+                ..
+            } => StatusCode::FORBIDDEN,
             Self::Unauthenticated { .. }
+            | Self::BadAccessToken { .. }
             | Self::BadCredential { .. }
             | Self::BadAssertion { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. }
@@ -150,6 +168,7 @@ impl Refusal {
             Self::AccountDisabled { .. } => "account_disabled",
             Self::NoAccount { .. } => "no_account",
             Self::BadCredential { .. } => "bad_credential",
+            Self::BadAccessToken { .. } => "bad_access_token",
             Self::CredentialNotForRoute { .. } => "credential_not_for_route",
             Self::CertificateRefused { .. } => "certificate_refused",
             Self::SsoStale { .. } => "sso_stale",
@@ -180,6 +199,7 @@ impl Refusal {
             | Self::AccountDisabled { route }
             | Self::NoAccount { route }
             | Self::BadCredential { route, .. }
+            | Self::BadAccessToken { route, .. }
             | Self::CertificateRefused { route, .. }
             | Self::CredentialNotForRoute { route }
             | Self::SsoStale { route }
@@ -289,6 +309,7 @@ pub fn refusal_detail(r: &Refusal) -> String {
         Refusal::BadCredential { detail, .. } | Refusal::CertificateRefused { detail, .. } => {
             detail.clone()
         }
+        Refusal::BadAccessToken { detail, .. } => format!("access token refused: {detail}"),
         Refusal::CredentialNotForRoute { .. } => {
             "device credential not valid for this route".into()
         }
@@ -336,6 +357,42 @@ fn with_challenge(
     resp
 }
 
+/// RFC 6750 §3: the `Bearer` challenge with `error` and
+/// `error_description` (§3.1), and `scope` for `insufficient_scope`; a
+/// JSON body with the same two members.
+fn access_token_challenge(
+    insufficient_scope: Option<&str>,
+    detail: &str,
+) -> axum::response::Response {
+    let (status, error) = match insufficient_scope {
+        Some(_) => (StatusCode::FORBIDDEN, "insufficient_scope"),
+        None => (StatusCode::UNAUTHORIZED, "invalid_token"),
+    };
+    // The details are fixed ASCII without quotes or backslashes; scopes
+    // are the configuration's scope tokens (RFC 6749 §3.3 excludes `"`
+    // and `\`).
+    let mut challenge =
+        format!("Bearer realm=\"vestibule\", error=\"{error}\", error_description=\"{detail}\"");
+    if let Some(scope) = insufficient_scope {
+        challenge.push_str(&format!(", scope=\"{scope}\""));
+    }
+    let body = serde_json::json!({ "error": error, "error_description": detail }).to_string();
+    let mut resp = axum::response::IntoResponse::into_response((status, body));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+        h.insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
 /// The response for a refusal.
 pub fn refusal_response(
     routes: &Routes,
@@ -377,6 +434,11 @@ pub fn refusal_response(
         Refusal::BadCredential { route, public, .. } => {
             with_challenge(routes, *route, plain(StatusCode::UNAUTHORIZED, public))
         }
+        Refusal::BadAccessToken {
+            insufficient_scope,
+            detail,
+            ..
+        } => access_token_challenge(insufficient_scope.as_deref(), detail),
         Refusal::CertificateRefused { public, .. } => page(
             StatusCode::FORBIDDEN,
             wants_html(req.headers),

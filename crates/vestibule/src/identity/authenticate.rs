@@ -137,12 +137,15 @@ fn note_spoof_attempt(state: &AppState, ctx: &ClientContext, headers: &HeaderMap
     // request's own snapshot strips the headers before forwarding.
     let routes = state.routes();
     let ids = &routes.identity_headers;
-    // A device credential header is expected from anyone, trusted or not.
+    // A device credential or access token header is expected from anyone,
+    // trusted or not.
     let is_credential = |n: &http::HeaderName| {
-        routes
-            .list
-            .iter()
-            .any(|r| r.carriers.header.as_ref() == Some(n))
+        routes.list.iter().any(|r| {
+            r.carriers.header.as_ref() == Some(n)
+                || r.access_tokens
+                    .as_ref()
+                    .is_some_and(|a| a.carriers.header.as_ref() == Some(n))
+        })
     };
     let mut names = headers
         .keys()

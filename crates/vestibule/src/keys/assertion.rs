@@ -42,8 +42,8 @@ pub enum AuthMethod {
     /// route accepts one yet, so nothing sends this value until that
     /// carrier exists (issues 14 and 15).
     Session,
-    /// `oauth`: an OAuth access token vestibule issued. Reserved like
-    /// [`AuthMethod::Session`]: no app route accepts such a token yet.
+    /// `oauth`: an OAuth access token vestibule issued, on a route with
+    /// `[route.access_tokens]` (`provider/gate.rs`).
     OAuth,
 }
 

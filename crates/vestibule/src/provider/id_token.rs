@@ -186,6 +186,41 @@ pub fn mint_access_token(
     sign(keys, alg, ACCESS_TOKEN_TYP, &Value::Object(claims))
 }
 
+/// Verifies a JWS this provider signed, at `now` (unix ms): with the key
+/// family of its `alg` (an algorithm we do not sign with is refused),
+/// current or retired-but-published key, `typ` one of `types` (required
+/// when `type_required`). Returns its claims; the caller checks them.
+pub(crate) fn verify_own(
+    keys: &KeyRing,
+    token: &str,
+    types: &[&str],
+    type_required: bool,
+    now: i64,
+) -> Result<Map<String, Value>, &'static str> {
+    let jws = vestibule_jose::Compact::parse(token).map_err(|_| "not a JWS")?;
+    let alg = jws
+        .header()
+        .get("alg")
+        .and_then(|v| v.as_str())
+        .and_then(Algorithm::parse)
+        .ok_or("no usable alg")?;
+    let set = keys
+        .for_algorithm(alg)
+        .ok_or("signed with an algorithm vestibule does not sign with")?;
+    let verified = set
+        .verify(
+            &jws,
+            &vestibule_jose::Policy {
+                algorithms: &[alg],
+                types,
+                type_required,
+            },
+            now,
+        )
+        .map_err(|_| "signature refused")?;
+    verified.claims_object().map_err(|_| "claims unreadable")
+}
+
 pub(crate) fn sign(
     keys: &KeyRing,
     alg: Algorithm,

@@ -29,7 +29,6 @@ use http::{HeaderMap, Method, StatusCode, header};
 use vestibule_core::oidc_logout::{
     EndSessionRequest, parse_end_session, post_logout_redirect, requesting_client,
 };
-use vestibule_jose::{Algorithm, Compact, Policy};
 
 use super::{Provider, find_client, provider};
 use crate::accounts::now_ms;
@@ -77,31 +76,13 @@ struct Hint {
 /// Verifies an `id_token_hint`: our signature (any family, current or
 /// retired key still published), our `iss`; expiry ignored (§2).
 fn verify_hint(p: &Provider<'_>, issuer: &str, hint: &str) -> Result<Hint, String> {
-    let jws = Compact::parse(hint).map_err(|e| format!("not a JWS: {e}"))?;
-    let alg = jws
-        .header()
-        .get("alg")
-        .and_then(|v| v.as_str())
-        .and_then(Algorithm::parse)
-        .ok_or("no usable alg")?;
-    let set = p
-        .keys
-        .for_algorithm(alg)
-        .ok_or("signed with an algorithm vestibule does not sign with")?;
-    let verified = set
-        .verify(
-            &jws,
-            &Policy {
-                algorithms: &[alg],
-                types: &[super::id_token::ID_TOKEN_TYP],
-                type_required: false,
-            },
-            now_ms(),
-        )
-        .map_err(|e| format!("signature refused: {e}"))?;
-    let claims = verified
-        .claims_object()
-        .map_err(|e| format!("claims unreadable: {e}"))?;
+    let claims = super::id_token::verify_own(
+        p.keys,
+        hint,
+        &[super::id_token::ID_TOKEN_TYP],
+        false,
+        now_ms(),
+    )?;
     if claims.get("iss").and_then(|v| v.as_str()) != Some(issuer) {
         return Err("issued by someone else".into());
     }

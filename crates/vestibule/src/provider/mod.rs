@@ -33,6 +33,7 @@ pub mod clients;
 pub mod consent;
 pub mod device;
 pub mod discovery;
+pub mod gate;
 pub mod grants;
 pub mod id_token;
 pub mod introspect;
@@ -91,6 +92,9 @@ pub struct ProviderState {
     /// Wrong user codes typed on the device page, per account and address
     /// (RFC 8628 §5.1).
     pub device_entry: crate::devices::FailureLimiter,
+    /// The access tokens routes accept (`[route.access_tokens]`), cached;
+    /// [`gate::AccessTokens::follow_changes`] keeps the cache honest.
+    pub gate: Arc<gate::AccessTokens>,
 }
 
 impl ProviderState {
@@ -107,6 +111,7 @@ impl ProviderState {
             origin,
             discovery: discovery::Documents::default(),
             device_entry: crate::devices::FailureLimiter::new(device::WRONG_CODES_PER_MINUTE),
+            gate: Arc::default(),
         };
         p.discovery = discovery::Documents::new(&p);
         p

@@ -5,6 +5,7 @@
 
 #![allow(unreachable_pub, dead_code)]
 
+mod access_tokens_pg;
 mod accounts;
 mod admin_cli;
 mod advisories;

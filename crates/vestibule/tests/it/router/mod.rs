@@ -7,6 +7,7 @@
 //! ([`ConnInfo`]), which these tests insert themselves, and checks `Host`
 //! framing, header limits and TLS, which the real-socket suites cover.
 
+mod access_tokens;
 mod devices;
 mod login;
 mod own;

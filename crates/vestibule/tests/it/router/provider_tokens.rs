@@ -46,7 +46,7 @@ pub(super) fn sha256(s: &str) -> [u8; 32] {
 /// `web` (confidential, secret basic or post, RS256), `legacy`
 /// (confidential, no PKCE), `native` (public, ES256), `jwtapp` (JWT access
 /// tokens, EdDSA ID tokens), `svc` (client_credentials only).
-fn provider_config() -> String {
+fn provider_config(routes: &str) -> String {
     let h = sha256_hex(SECRET);
     let sections = format!(
         "[oidc_provider]\nissuer = \"{ISSUER}\"\nrefresh_grace = \"1s\"\n\n\
@@ -67,14 +67,20 @@ fn provider_config() -> String {
          [[oidc_provider.client]]\nclient_id = \"tvstaff\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
          grants = [\"device_code\"]\nallowed_groups = [\"admins\"]\n"
     );
-    accounts_config("auto", &sections, "")
+    accounts_config("auto", &sections, routes)
 }
 
 /// The gateway of [`provider_config`], with its key ring open as `serve`
 /// opens it (a family per ID token algorithm).
 pub(super) async fn provider_gw() -> Gw {
+    provider_gw_with("").await
+}
+
+/// [`provider_gw`] with `routes` (`[[route]]` tables).
+pub(super) async fn provider_gw_with(routes: &str) -> Gw {
     let dir = tempfile::tempdir().unwrap();
-    let text = provider_config().replace("@DATA@", &dir.path().join("data").display().to_string());
+    let text =
+        provider_config(routes).replace("@DATA@", &dir.path().join("data").display().to_string());
     let file = vestibule::config::parse_with_env(&text, std::iter::empty()).unwrap();
     let (settings, diags) = vestibule::config::validate(&file);
     let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
