@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod backchannel_delivery;
 pub mod client_cert;
 pub mod credential;
 pub mod decode;

@@ -68,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backchannel_sql;
 pub mod backup;
 mod device_sql;
 mod error;
