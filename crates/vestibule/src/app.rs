@@ -241,6 +241,10 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     if let Some(devices) = state.devices() {
         background.push(devices.follow_changes());
     }
+    // Back-Channel Logout 1.0: deliveries queued by the store.
+    if let Some(sender) = crate::provider::backchannel::spawn_sender(state.clone()) {
+        background.push(sender);
+    }
     let (shutdown, rx) = watch::channel(false);
     let router = app(state.clone());
 

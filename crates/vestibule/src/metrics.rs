@@ -16,6 +16,14 @@ pub struct RequestLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `vestibule_oidc_backchannel_logouts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackchannelLabels {
+    /// `sent`, `failed` (retried later), `gave_up`, `dropped` (the client
+    /// is gone or has no `backchannel_logout_uri`).
+    pub outcome: &'static str,
+}
+
 /// Labels of `vestibule_auth_decisions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
@@ -47,6 +55,8 @@ pub struct Metrics {
     /// Rotated OIDC refresh tokens presented again after the grace window:
     /// each revoked its family (RFC 9700 §4.14.2), and may be a theft.
     pub oidc_refresh_reuse: Counter,
+    /// Back-channel logout deliveries by outcome.
+    pub oidc_backchannel_logouts: Family<BackchannelLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +73,7 @@ impl Metrics {
         let auth_decisions = Family::<AuthLabels, Counter>::default();
         let spoofed_headers_stripped = Counter::default();
         let oidc_refresh_reuse = Counter::default();
+        let oidc_backchannel_logouts = Family::<BackchannelLabels, Counter>::default();
         let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -94,6 +105,11 @@ impl Metrics {
             "Rotated refresh tokens presented after the grace window (family revoked)",
             oidc_refresh_reuse.clone(),
         );
+        registry.register(
+            "oidc_backchannel_logouts",
+            "Back-channel logout deliveries by outcome (sent, failed, gave_up, dropped)",
+            oidc_backchannel_logouts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -101,6 +117,7 @@ impl Metrics {
             spoofed_headers_stripped,
             upstream_duration,
             oidc_refresh_reuse,
+            oidc_backchannel_logouts,
         }
     }
 
