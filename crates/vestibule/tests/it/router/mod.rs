@@ -12,6 +12,7 @@ mod login;
 mod own;
 mod pages;
 mod provider;
+mod provider_backchannel;
 mod provider_device;
 mod provider_logout;
 mod provider_revoke;
