@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 pub mod access_token;
+pub mod backchannel_delivery;
 pub mod client_cert;
 pub mod credential;
 pub mod decode;

@@ -68,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backchannel_sql;
 pub mod backup;
 mod device_sql;
 mod error;
@@ -288,6 +289,9 @@ pub trait Store: provider::ProviderStore + Send + Sync {
     /// pairings (`ON DELETE CASCADE`); `false` if there was no such
     /// account. Publishes [`Change::Account`], which covers the account's
     /// sessions and devices: no [`Change::Device`] is published for them.
+    /// Every OIDC grant of the account ends first, in the same
+    /// transaction, with a back-channel logout queued and
+    /// [`Change::Grant`] published for each.
     fn delete_account(&self, id: i64) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// Links another identity to an account. [`StoreError::Conflict`] if
@@ -337,7 +341,10 @@ pub trait Store: provider::ProviderStore + Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Deletes a session; `false` if there was none. Publishes
-    /// [`Change::Session`].
+    /// [`Change::Session`]. In the same transaction every OIDC grant of the
+    /// session ends (its tokens die, a back-channel logout is queued, and
+    /// [`Change::Grant`] is published), as in every call below that ends
+    /// sessions (see `ProviderStore`'s outbox).
     fn revoke_session<'a>(
         &'a self,
         id_hash: &'a [u8; 32],
@@ -345,6 +352,7 @@ pub trait Store: provider::ProviderStore + Send + Sync {
 
     /// Deletes every session of an account and returns how many there
     /// were. Publishes [`Change::AllSessionsOf`] when there was one or more.
+    /// Their OIDC grants end (see [`Store::revoke_session`]).
     fn revoke_sessions_of(&self, account_id: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// Sessions of one account, or of everyone, oldest first.
@@ -354,7 +362,9 @@ pub trait Store: provider::ProviderStore + Send + Sync {
     ) -> BoxFuture<'_, Result<Vec<Session>, StoreError>>;
 
     /// Deletes sessions with `expires_at <= now` and returns how many. No
-    /// change is published: an expired session is refused by its expiry.
+    /// session change is published (an expired session is refused by its
+    /// expiry), but their OIDC grants end (see [`Store::revoke_session`])
+    /// and publish [`Change::Grant`].
     fn purge_expired_sessions(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     // ---- devices -------------------------------------------------------

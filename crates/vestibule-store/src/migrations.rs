@@ -71,6 +71,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0010_oidc_device_codes.sql"),
         include_str!("../migrations/postgres/0010_oidc_device_codes.sql"),
     ),
+    (
+        11,
+        "oidc back-channel logout outbox",
+        include_str!("../migrations/sqlite/0011_oidc_backchannel_outbox.sql"),
+        include_str!("../migrations/postgres/0011_oidc_backchannel_outbox.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

@@ -339,6 +339,36 @@ pub enum DeviceRedemption {
     Invalid,
 }
 
+/// A queued back-channel logout notification (OpenID Connect Back-Channel
+/// Logout 1.0): the grant it is about is gone already; the row lives until
+/// the client has been told or the sender gives up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackchannelLogout {
+    /// Row id.
+    pub id: i64,
+    /// The client to tell.
+    pub client_id: String,
+    /// The account (the logout token's `sub` is derived from it).
+    pub account_id: i64,
+    /// The grant that was revoked (deleted by now).
+    pub grant_id: i64,
+    /// What the `sid` is derived from: the grant's session reference, or
+    /// `grant:<id>` for a grant without one.
+    pub session_ref: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Unix ms: not sent before this.
+    pub next_attempt_at: i64,
+    /// The claim's random lease, while a sender holds it.
+    pub lease: Option<String>,
+    /// Unix ms: when the current claim lapses.
+    pub lease_until: Option<i64>,
+    /// What the last failed attempt got.
+    pub last_error: Option<String>,
+    /// Unix ms: when the session ended.
+    pub created_at: i64,
+}
+
 /// Persistence of the OpenID Connect provider; part of every
 /// [`Store`](crate::Store). Every write is one transaction.
 pub trait ProviderStore: Send + Sync {
@@ -440,7 +470,8 @@ pub trait ProviderStore: Send + Sync {
 
     /// Deletes a grant with its refresh families and access tokens; with
     /// `Some(owner)` only if it is that account's. `false` if nothing was
-    /// deleted.
+    /// deleted. Queues a back-channel logout for it and publishes
+    /// [`Change::Grant`](crate::Change::Grant), in the same transaction.
     fn revoke_grant(&self, id: i64, owner: Option<i64>) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     // ---- refresh tokens ------------------------------------------------
@@ -553,6 +584,52 @@ pub trait ProviderStore: Send + Sync {
         now: i64,
         tokens: &'a CodeTokens,
     ) -> BoxFuture<'a, Result<DeviceRedemption, StoreError>>;
+
+    // ---- back-channel logout outbox --------------------------------------
+    //
+    // Rows are queued by the calls that end sessions or grants
+    // (`revoke_session`, `revoke_sessions_of`, `purge_expired_sessions`,
+    // `delete_account`, `revoke_grant`), never by the caller.
+
+    /// Claims up to `limit` rows that are due at `now` (see
+    /// `vestibule_core::backchannel_delivery::is_due`), oldest due first,
+    /// for the holder of `lease` until `lease_until`. Each row is claimed
+    /// by one conditional `UPDATE`, so of several senders (instances) each
+    /// row goes to one.
+    fn claim_backchannel_logouts<'a>(
+        &'a self,
+        now: i64,
+        lease: &'a str,
+        lease_until: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<BackchannelLogout>, StoreError>>;
+
+    /// Deletes a row the holder of `lease` is done with (delivered, given
+    /// up, or its client is gone). `false` if the lease was lost (another
+    /// sender claimed the row after it lapsed) or the row is gone.
+    fn finish_backchannel_logout<'a>(
+        &'a self,
+        id: i64,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Records a failed attempt by the holder of `lease`: one more attempt,
+    /// `error`, the next try at `next_attempt_at`, the lease released.
+    /// `false` if the lease was lost or the row is gone.
+    fn retry_backchannel_logout<'a>(
+        &'a self,
+        id: i64,
+        lease: &'a str,
+        next_attempt_at: i64,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Every queued row, by id (for the admin and the tests).
+    fn backchannel_logouts(&self) -> BoxFuture<'_, Result<Vec<BackchannelLogout>, StoreError>>;
+
+    /// When the earliest row can next be claimed (its `next_attempt_at`,
+    /// or the end of its lease if later), `None` if the outbox is empty.
+    fn next_backchannel_logout_at(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
 
     // ---- housekeeping --------------------------------------------------
 

@@ -4,12 +4,14 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Transaction};
 
+use crate::backchannel_sql::{self, EndedBy, end_grants, outbox_columns};
 use crate::device_sql;
+use crate::model::Change;
 use crate::model::{decode_hash, decode_string_list, encode_groups};
 use crate::provider::{
-    AccessTokenRecord, AuthorizationCode, CodeExchange, CodeTokens, DeviceApproval, DeviceCode,
-    DeviceRedemption, NewAuthorizationCode, NewDeviceCode, NewToken, OidcGrant, ProviderStore,
-    RefreshOutcome, RefreshTokenRecord, Rotation, StoredOidcClient,
+    AccessTokenRecord, AuthorizationCode, BackchannelLogout, CodeExchange, CodeTokens,
+    DeviceApproval, DeviceCode, DeviceRedemption, NewAuthorizationCode, NewDeviceCode, NewToken,
+    OidcGrant, ProviderStore, RefreshOutcome, RefreshTokenRecord, Rotation, StoredOidcClient,
 };
 use crate::sql::{SqlStore, all, get};
 use crate::{BoxFuture, Change, StoreError};
@@ -575,16 +577,13 @@ impl ProviderStore for SqlStore {
 
     fn revoke_grant(&self, id: i64, owner: Option<i64>) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            self.revoking(Change::Grant(id), async |conn| {
-                let done = sqlx::query(
-                    "DELETE FROM oidc_grants WHERE id = $1 AND ($2 IS NULL OR account_id = $2)",
-                )
-                .bind(id)
-                .bind(owner)
-                .execute(&mut *conn)
-                .await?;
-                let deleted = done.rows_affected() > 0;
-                Ok((deleted, deleted))
+            self.revoking_many(async |conn| {
+                let ended =
+                    end_grants(conn, EndedBy::Grant(id, owner), crate::feed::now_ms()).await?;
+                Ok((
+                    !ended.is_empty(),
+                    ended.into_iter().map(Change::Grant).collect(),
+                ))
             })
             .await
         })
@@ -891,6 +890,114 @@ impl ProviderStore for SqlStore {
             now,
             tokens,
         ))
+    }
+
+    fn claim_backchannel_logouts<'a>(
+        &'a self,
+        now: i64,
+        lease: &'a str,
+        lease_until: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<BackchannelLogout>, StoreError>> {
+        Box::pin(async move {
+            let candidates: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM oidc_backchannel_outbox WHERE next_attempt_at <= $1 \
+                 AND (lease_until IS NULL OR lease_until <= $1) \
+                 ORDER BY next_attempt_at, id LIMIT $2",
+            )
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut claimed = Vec::with_capacity(candidates.len());
+            for id in candidates {
+                // The claim re-checks that the row is due and unleased: of
+                // two senders that both listed it, one updates it, the
+                // other's UPDATE matches nothing (PostgreSQL re-evaluates
+                // the WHERE after waiting for the first's row lock; SQLite
+                // runs one writer at a time).
+                let row = sqlx::query(concat!(
+                    "UPDATE oidc_backchannel_outbox SET lease = $2, lease_until = $3 \
+                     WHERE id = $1 AND next_attempt_at <= $4 \
+                     AND (lease_until IS NULL OR lease_until <= $4) RETURNING ",
+                    outbox_columns!()
+                ))
+                .bind(id)
+                .bind(lease)
+                .bind(lease_until)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(row) = row {
+                    claimed.push(backchannel_sql::from_row(&row)?);
+                }
+            }
+            Ok(claimed)
+        })
+    }
+
+    fn finish_backchannel_logout<'a>(
+        &'a self,
+        id: i64,
+        lease: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done =
+                sqlx::query("DELETE FROM oidc_backchannel_outbox WHERE id = $1 AND lease = $2")
+                    .bind(id)
+                    .bind(lease)
+                    .execute(&self.pool)
+                    .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn retry_backchannel_logout<'a>(
+        &'a self,
+        id: i64,
+        lease: &'a str,
+        next_attempt_at: i64,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE oidc_backchannel_outbox SET attempts = attempts + 1, \
+                 next_attempt_at = $3, last_error = $4, lease = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease = $2",
+            )
+            .bind(id)
+            .bind(lease)
+            .bind(next_attempt_at)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn backchannel_logouts(&self) -> BoxFuture<'_, Result<Vec<BackchannelLogout>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                outbox_columns!(),
+                " FROM oidc_backchannel_outbox ORDER BY id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            all(&rows, backchannel_sql::from_row)
+        })
+    }
+
+    fn next_backchannel_logout_at(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            let at: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at \
+                 THEN lease_until ELSE next_attempt_at END) FROM oidc_backchannel_outbox",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(at)
+        })
     }
 
     fn purge_provider(

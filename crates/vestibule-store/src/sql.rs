@@ -26,6 +26,7 @@ use sqlx::{
 use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
+use crate::backchannel_sql::{EndedBy, end_grants};
 use crate::model::{
     decode_hash, decode_pairing_state, decode_private_format, decode_status, decode_string_list,
     encode_groups,
@@ -339,16 +340,48 @@ impl SqlStore {
         change: Change,
         write: impl AsyncFnOnce(&mut AnyConnection) -> Result<(T, bool), StoreError>,
     ) -> Result<T, StoreError> {
+        self.revoking_many(async |conn| {
+            let (out, changed) = write(conn).await?;
+            Ok((out, if changed { vec![change] } else { Vec::new() }))
+        })
+        .await
+    }
+
+    /// [`SqlStore::revoking`] for a write that changes several things:
+    /// every change it returns is recorded in its transaction and
+    /// published after the commit.
+    pub(crate) async fn revoking_many<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut AnyConnection) -> Result<(T, Vec<Change>), StoreError>,
+    ) -> Result<T, StoreError> {
         let mut tx = self.begin().await?;
-        let (out, changed) = write(&mut *tx).await?;
-        if changed {
-            self.record(&mut tx, change).await?;
+        let (out, changes) = write(&mut *tx).await?;
+        for change in &changes {
+            self.record(&mut tx, *change).await?;
         }
         tx.commit().await?;
-        if changed {
+        for change in changes {
             self.publish(change);
         }
         Ok(out)
+    }
+
+    /// Ends the sessions whose id digests are `ended` (deleted already by
+    /// the caller, in `conn`'s transaction) for the provider: their grants
+    /// die and back-channel logouts are queued (`backchannel_sql`).
+    /// Returns the `Change::Grant` of each grant ended.
+    async fn end_provider_sessions(
+        conn: &mut AnyConnection,
+        ended: &[Vec<u8>],
+    ) -> Result<Vec<Change>, StoreError> {
+        let now = feed::now_ms();
+        let mut changes = Vec::new();
+        for id_hash in ended {
+            let r = crate::model::hex(id_hash);
+            let grants = end_grants(conn, EndedBy::Session(&r), now).await?;
+            changes.extend(grants.into_iter().map(Change::Grant));
+        }
+        Ok(changes)
     }
 }
 
@@ -829,14 +862,22 @@ impl Store for SqlStore {
 
     fn delete_account(&self, id: i64) -> BoxFuture<'_, Result<bool, StoreError>> {
         Box::pin(async move {
-            self.revoking(Change::Account(id), async |conn| {
+            self.revoking_many(async |conn| {
+                // Its sessions end: every grant of the account dies and
+                // its apps are told (back-channel logout), before the
+                // cascade would delete the grants silently.
+                let grants = end_grants(conn, EndedBy::Account(id), feed::now_ms()).await?;
                 // Identities and sessions go with it (ON DELETE CASCADE).
                 let done = sqlx::query("DELETE FROM accounts WHERE id = $1")
                     .bind(id)
                     .execute(&mut *conn)
                     .await?;
                 let found = done.rows_affected() > 0;
-                Ok((found, found))
+                let mut changes: Vec<Change> = grants.into_iter().map(Change::Grant).collect();
+                if found {
+                    changes.push(Change::Account(id));
+                }
+                Ok((found, changes))
             })
             .await
         })
@@ -1000,13 +1041,19 @@ impl Store for SqlStore {
         id_hash: &'a [u8; 32],
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
-            self.revoking(Change::Session(*id_hash), async |conn| {
+            self.revoking_many(async |conn| {
                 let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                     .bind(&id_hash[..])
                     .execute(&mut *conn)
                     .await?;
                 let found = done.rows_affected() > 0;
-                Ok((found, found))
+                // Grants of the session end even if the row was gone
+                // already: they belong to a session that no longer runs.
+                let mut changes = Self::end_provider_sessions(conn, &[id_hash.to_vec()]).await?;
+                if found {
+                    changes.push(Change::Session(*id_hash));
+                }
+                Ok((found, changes))
             })
             .await
         })
@@ -1014,12 +1061,18 @@ impl Store for SqlStore {
 
     fn revoke_sessions_of(&self, account_id: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            self.revoking(Change::AllSessionsOf(account_id), async |conn| {
-                let done = sqlx::query("DELETE FROM sessions WHERE account_id = $1")
-                    .bind(account_id)
-                    .execute(&mut *conn)
-                    .await?;
-                Ok((done.rows_affected(), done.rows_affected() > 0))
+            self.revoking_many(async |conn| {
+                let ended: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "DELETE FROM sessions WHERE account_id = $1 RETURNING id_hash",
+                )
+                .bind(account_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut changes = Self::end_provider_sessions(conn, &ended).await?;
+                if !ended.is_empty() {
+                    changes.push(Change::AllSessionsOf(account_id));
+                }
+                Ok((ended.len() as u64, changes))
             })
             .await
         })
@@ -1045,11 +1098,20 @@ impl Store for SqlStore {
 
     fn purge_expired_sessions(&self, now: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            // Nothing is published for the sessions themselves (an expired
+            // session is refused by its expiry), but their provider grants
+            // end here, with their back-channel logouts, and those are.
+            self.revoking_many(async |conn| {
+                let ended: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "DELETE FROM sessions WHERE expires_at <= $1 RETURNING id_hash",
+                )
                 .bind(now)
-                .execute(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
-            Ok(done.rows_affected())
+                let changes = Self::end_provider_sessions(conn, &ended).await?;
+                Ok((ended.len() as u64, changes))
+            })
+            .await
         })
     }
 
@@ -1761,6 +1823,85 @@ mod tests {
             status: AccountStatus::Active,
             now: 1,
         }
+    }
+
+    /// The session, its grant and the outbox row go together or not at
+    /// all: with the outbox made unwritable the logout fails whole.
+    #[tokio::test]
+    async fn a_session_ends_with_its_grants_and_their_logouts_or_not_at_all() {
+        use crate::provider::{
+            CodeExchange, CodeTokens, NewAuthorizationCode, NewToken, ProviderStore,
+        };
+        let (_dir, store) = temp_store().await;
+        let a = store.create_account(new_account("dora")).await.unwrap();
+        let s = Session {
+            id_hash: [7; 32],
+            account_id: a.id,
+            source: "headers".into(),
+            subject: "dora".into(),
+            created_at: 1,
+            last_seen_at: 1,
+            expires_at: i64::MAX,
+            csrf_hash: [0; 32],
+            user_agent: None,
+            client_ip: None,
+        };
+        store.create_session(&s).await.unwrap();
+        let now = feed::now_ms();
+        store
+            .create_authorization_code(&NewAuthorizationCode {
+                code_hash: [1; 32],
+                client_id: "app".into(),
+                account_id: a.id,
+                redirect_uri: "http://127.0.0.1/cb".into(),
+                scopes: "openid".into(),
+                nonce: None,
+                code_challenge: None,
+                session_ref: Some(crate::model::hex(&[7; 32])),
+                auth_time: now,
+                amr: vec![],
+                created_at: now,
+                expires_at: now + 60_000,
+            })
+            .await
+            .unwrap();
+        let tokens = CodeTokens {
+            access: NewToken {
+                token_hash: [2; 32],
+                expires_at: now + 60_000,
+            },
+            refresh: None,
+        };
+        let CodeExchange::Issued { grant, .. } = store
+            .exchange_code(&[1; 32], "app", now, &tokens)
+            .await
+            .unwrap()
+        else {
+            panic!("not issued")
+        };
+        sqlx::query(
+            "CREATE TRIGGER no_outbox BEFORE INSERT ON oidc_backchannel_outbox \
+                     BEGIN SELECT RAISE(ABORT, 'outbox refused'); END",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let mut rx = store.subscribe();
+        assert!(store.revoke_session(&[7; 32]).await.is_err());
+        assert!(store.session(&[7; 32]).await.unwrap().is_some());
+        assert_eq!(store.grants_of(a.id).await.unwrap(), vec![grant]);
+        assert!(store.access_token(&[2; 32]).await.unwrap().is_some());
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing is published for a rolled-back logout"
+        );
+        sqlx::query("DROP TRIGGER no_outbox")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(store.revoke_session(&[7; 32]).await.unwrap());
+        assert!(store.grants_of(a.id).await.unwrap().is_empty());
+        assert_eq!(store.backchannel_logouts().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

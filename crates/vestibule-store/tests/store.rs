@@ -102,6 +102,7 @@ on_both_backends_by_url!(
     case_change_feed_across_instances,
     case_device_revocation_across_instances,
     case_migrate_is_idempotent,
+    case_oidc_backchannel_claims_are_exclusive_across_instances,
 );
 
 async fn open(url: &str) -> Arc<dyn Store> {
@@ -2580,6 +2581,8 @@ on_both_backends!(
     case_oidc_device_codes,
     case_oidc_device_code_races,
     case_oidc_revocations_are_published,
+    case_oidc_session_end_queues_backchannel_logouts,
+    case_oidc_backchannel_retry_bookkeeping,
 );
 
 use vestibule_store::provider::{
@@ -3639,4 +3642,347 @@ async fn case_oidc_revocations_are_published(store: Arc<dyn Store>) {
     ));
     assert_eq!(next_change(&mut rx).await, Change::Grant(grant));
     no_change(&mut rx, Duration::from_millis(200)).await;
+// ---- back-channel logout outbox (migration 0011) -----------------------
+
+use vestibule_store::provider::BackchannelLogout;
+
+/// A grant of `client` from the session `[session; 32]` of `account`,
+/// issued by code `n` (access token `n + 1`, refresh token `n + 2`).
+async fn grant_from_session(
+    store: &Arc<dyn Store>,
+    account: i64,
+    client: &str,
+    session: u8,
+    n: u8,
+    now: i64,
+) -> i64 {
+    let mut code = oidc_code(n, client, account, now);
+    code.session_ref = Some(vestibule_store::hex(&[session; 32]));
+    store.create_authorization_code(&code).await.unwrap();
+    match store
+        .exchange_code(
+            &digest(n),
+            client,
+            now + 1,
+            &code_tokens(n + 1, Some(n + 2), now),
+        )
+        .await
+        .unwrap()
+    {
+        CodeExchange::Issued { grant, .. } => grant.id,
+        other => panic!("not issued: {other:?}"),
+    }
+}
+
+/// The grant issued by code `n` is gone with its tokens.
+async fn grant_is_dead(store: &Arc<dyn Store>, account: i64, grant: i64, n: u8) {
+    assert!(
+        store
+            .grants_of(account)
+            .await
+            .unwrap()
+            .iter()
+            .all(|g| g.id != grant),
+        "grant {grant} still exists"
+    );
+    assert_eq!(store.access_token(&digest(n + 1)).await.unwrap(), None);
+    assert_eq!(store.refresh_token(&digest(n + 2)).await.unwrap(), None);
+}
+
+/// The outbox rows, as (client, account, grant, session_ref).
+async fn outbox(store: &Arc<dyn Store>) -> Vec<(String, i64, i64, String)> {
+    store
+        .backchannel_logouts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.client_id, r.account_id, r.grant_id, r.session_ref))
+        .collect()
+}
+
+async fn grant_changes(rx: &mut broadcast::Receiver<Change>, n: usize) -> Vec<i64> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        if let Change::Grant(id) = next_change(rx).await {
+            got.push(id);
+        }
+    }
+    got.sort_unstable();
+    got
+}
+
+async fn case_oidc_session_end_queues_backchannel_logouts(store: Arc<dyn Store>) {
+    let now = vestibule_store_now();
+    let alice = store
+        .create_account(new_account("idp", "alice", now))
+        .await
+        .unwrap()
+        .id;
+    let bob = store
+        .create_account(new_account("idp", "bob", now))
+        .await
+        .unwrap()
+        .id;
+    let far = now + 3_600_000;
+    let mut rx = store.subscribe();
+
+    // revoke_session: both grants of session 1 die, session 2's stays.
+    store.create_session(&session(1, alice, far)).await.unwrap();
+    store.create_session(&session(2, alice, far)).await.unwrap();
+    let g1 = grant_from_session(&store, alice, "app", 1, 10, now).await;
+    let g1b = grant_from_session(&store, alice, "wiki", 1, 20, now).await;
+    let g2 = grant_from_session(&store, alice, "app", 2, 30, now).await;
+    // A code from session 1 not redeemed yet dies with it.
+    let mut pending = oidc_code(40, "app", alice, now);
+    pending.session_ref = Some(vestibule_store::hex(&[1; 32]));
+    store.create_authorization_code(&pending).await.unwrap();
+    assert!(store.revoke_session(&[1; 32]).await.unwrap());
+    grant_is_dead(&store, alice, g1, 10).await;
+    grant_is_dead(&store, alice, g1b, 20).await;
+    assert_eq!(store.authorization_code(&digest(40)).await.unwrap(), None);
+    assert!(store.access_token(&digest(31)).await.unwrap().is_some());
+    let s1 = vestibule_store::hex(&[1; 32]);
+    assert_eq!(
+        outbox(&store).await,
+        vec![
+            ("app".to_owned(), alice, g1, s1.clone()),
+            ("wiki".to_owned(), alice, g1b, s1.clone()),
+        ]
+    );
+    assert_eq!(grant_changes(&mut rx, 2).await, vec![g1, g1b]);
+    let rows = store.backchannel_logouts().await.unwrap();
+    assert!(rows.iter().all(|r| r.attempts == 0
+        && r.lease.is_none()
+        && r.last_error.is_none()
+        && r.next_attempt_at == r.created_at
+        && r.created_at >= now));
+
+    // revoke_sessions_of (admin revoke-all, account disabled).
+    assert_eq!(store.revoke_sessions_of(alice).await.unwrap(), 1);
+    grant_is_dead(&store, alice, g2, 30).await;
+    assert_eq!(outbox(&store).await.len(), 3);
+    assert_eq!(
+        outbox(&store).await[2],
+        ("app".to_owned(), alice, g2, vestibule_store::hex(&[2; 32]))
+    );
+    assert_eq!(grant_changes(&mut rx, 1).await, vec![g2]);
+
+    // purge_expired_sessions: only the expired session's grant.
+    store
+        .create_session(&session(3, bob, now - 1))
+        .await
+        .unwrap();
+    store.create_session(&session(4, bob, far)).await.unwrap();
+    let g3 = grant_from_session(&store, bob, "app", 3, 50, now).await;
+    let g4 = grant_from_session(&store, bob, "app", 4, 60, now).await;
+    assert_eq!(store.purge_expired_sessions(now).await.unwrap(), 1);
+    grant_is_dead(&store, bob, g3, 50).await;
+    assert!(store.access_token(&digest(61)).await.unwrap().is_some());
+    assert_eq!(
+        outbox(&store).await[3],
+        ("app".to_owned(), bob, g3, vestibule_store::hex(&[3; 32]))
+    );
+    assert_eq!(grant_changes(&mut rx, 1).await, vec![g3]);
+
+    // revoke_grant: only its owner (or the admin, None) revokes it.
+    assert!(!store.revoke_grant(g4, Some(alice)).await.unwrap());
+    assert_eq!(outbox(&store).await.len(), 4);
+    assert!(store.revoke_grant(g4, Some(bob)).await.unwrap());
+    grant_is_dead(&store, bob, g4, 60).await;
+    assert_eq!(
+        outbox(&store).await[4],
+        ("app".to_owned(), bob, g4, vestibule_store::hex(&[4; 32]))
+    );
+    assert_eq!(grant_changes(&mut rx, 1).await, vec![g4]);
+    assert!(!store.revoke_grant(g4, None).await.unwrap());
+    // The session itself still runs: revoking an app is not a logout.
+    assert!(store.session(&[4; 32]).await.unwrap().is_some());
+
+    // delete_account: every grant of the account, told before it goes.
+    let g5 = grant_from_session(&store, bob, "app", 4, 70, now).await;
+    assert!(store.delete_account(bob).await.unwrap());
+    assert_eq!(
+        outbox(&store).await[5],
+        ("app".to_owned(), bob, g5, vestibule_store::hex(&[4; 32]))
+    );
+    assert_eq!(store.backchannel_logouts().await.unwrap().len(), 6);
+}
+
+fn vestibule_store_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Queues `n` notifications for one account (one session, `n` clients).
+async fn queue_logouts(store: &Arc<dyn Store>, n: u8) -> i64 {
+    let now = vestibule_store_now();
+    let a = store
+        .create_account(new_account("idp", "carol", now))
+        .await
+        .unwrap()
+        .id;
+    store
+        .create_session(&session(9, a, now + 3_600_000))
+        .await
+        .unwrap();
+    for i in 0..n {
+        grant_from_session(store, a, &format!("c{i}"), 9, 10 + 3 * i, now).await;
+    }
+    store.revoke_session(&[9; 32]).await.unwrap();
+    a
+}
+
+async fn case_oidc_backchannel_retry_bookkeeping(store: Arc<dyn Store>) {
+    queue_logouts(&store, 1).await;
+    let row = store.backchannel_logouts().await.unwrap().remove(0);
+    let t = row.created_at;
+    assert_eq!(store.next_backchannel_logout_at().await.unwrap(), Some(t));
+    // Not due before its time.
+    assert!(
+        store
+            .claim_backchannel_logouts(t - 1, "L1", t + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store
+        .claim_backchannel_logouts(t, "L1", t + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].lease.as_deref(), Some("L1"));
+    assert_eq!(claimed[0].lease_until, Some(t + 60_000));
+    // Leased: the next claim waits for the lease's end.
+    assert_eq!(
+        store.next_backchannel_logout_at().await.unwrap(),
+        Some(t + 60_000)
+    );
+    assert!(
+        store
+            .claim_backchannel_logouts(t + 1, "L2", t + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A failure: one more attempt, the error, the lease released.
+    assert!(
+        !store
+            .retry_backchannel_logout(row.id, "L2", t + 1_000, "nope")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .retry_backchannel_logout(row.id, "L1", t + 1_000, "HTTP 500")
+            .await
+            .unwrap()
+    );
+    let after = store.backchannel_logouts().await.unwrap().remove(0);
+    assert_eq!(
+        (
+            after.attempts,
+            after.next_attempt_at,
+            after.lease,
+            after.lease_until,
+            after.last_error.as_deref()
+        ),
+        (1, t + 1_000, None, None, Some("HTTP 500"))
+    );
+    assert_eq!(
+        store.next_backchannel_logout_at().await.unwrap(),
+        Some(t + 1_000)
+    );
+    assert!(
+        store
+            .claim_backchannel_logouts(t + 999, "L3", t + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_backchannel_logouts(t + 1_000, "L3", t + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(
+        store
+            .retry_backchannel_logout(row.id, "L3", t + 3_000, "timed out")
+            .await
+            .unwrap()
+    );
+    let again = store
+        .claim_backchannel_logouts(t + 3_000, "L4", t + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again[0].attempts, 2);
+    // Done: only the lease holder deletes it.
+    assert!(!store.finish_backchannel_logout(row.id, "L3").await.unwrap());
+    assert!(store.finish_backchannel_logout(row.id, "L4").await.unwrap());
+    assert!(!store.finish_backchannel_logout(row.id, "L4").await.unwrap());
+    assert!(store.backchannel_logouts().await.unwrap().is_empty());
+    assert_eq!(store.next_backchannel_logout_at().await.unwrap(), None);
+}
+
+async fn case_oidc_backchannel_claims_are_exclusive_across_instances(url: String) {
+    let a = open(&url).await;
+    let b = open(&url).await;
+    queue_logouts(&a, 12).await;
+    let now = vestibule_store_now() + 1_000;
+    // Two instances claim at once, several times each: no row twice.
+    let mut tasks = Vec::new();
+    for (i, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let lease = format!("lease-{i}");
+            let got: Vec<BackchannelLogout> = store
+                .claim_backchannel_logouts(now, &lease, now + 60_000, 5)
+                .await
+                .unwrap();
+            got.into_iter()
+                .map(|r| (r.id, lease.clone()))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    let mut ids: Vec<i64> = claimed.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "a row was claimed twice: {claimed:?}");
+    // Whatever is left is claimed now; then nothing is.
+    let rest = b
+        .claim_backchannel_logouts(now, "rest", now + 60_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(before + rest.len(), 12);
+    assert!(
+        a.claim_backchannel_logouts(now, "late", now + 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A lapsed lease: the row is claimed again, and the first holder can
+    // no longer finish it.
+    let (id, first) = claimed
+        .first()
+        .cloned()
+        .unwrap_or((rest[0].id, "rest".to_owned()));
+    let later = a
+        .claim_backchannel_logouts(now + 60_000, "second", now + 120_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 12);
+    assert!(!b.finish_backchannel_logout(id, &first).await.unwrap());
+    assert!(b.finish_backchannel_logout(id, "second").await.unwrap());
+    assert_eq!(a.backchannel_logouts().await.unwrap().len(), 11);
 }

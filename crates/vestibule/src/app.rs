@@ -244,6 +244,10 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     if let Some(p) = &state.provider {
         background.push(p.gate.follow_changes(&p.store));
     }
+    // Back-Channel Logout 1.0: deliveries queued by the store.
+    if let Some(sender) = crate::provider::backchannel::spawn_sender(state.clone()) {
+        background.push(sender);
+    }
     let (shutdown, rx) = watch::channel(false);
     let router = app(state.clone());
 

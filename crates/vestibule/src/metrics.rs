@@ -16,6 +16,14 @@ pub struct RequestLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `vestibule_oidc_backchannel_logouts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackchannelLabels {
+    /// `sent`, `failed` (retried later), `gave_up`, `dropped` (the client
+    /// is gone or has no `backchannel_logout_uri`).
+    pub outcome: &'static str,
+}
+
 /// Labels of `vestibule_auth_decisions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
@@ -57,6 +65,8 @@ pub struct Metrics {
     /// OIDC grants revoked by a person (the apps page, the admin page),
     /// by who revoked them.
     pub oidc_grants_revoked: Family<RevokedByLabel, Counter>,
+    /// Back-channel logout deliveries by outcome.
+    pub oidc_backchannel_logouts: Family<BackchannelLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -74,6 +84,7 @@ impl Metrics {
         let spoofed_headers_stripped = Counter::default();
         let oidc_refresh_reuse = Counter::default();
         let oidc_grants_revoked = Family::<RevokedByLabel, Counter>::default();
+        let oidc_backchannel_logouts = Family::<BackchannelLabels, Counter>::default();
         let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -110,6 +121,11 @@ impl Metrics {
             "OIDC grants revoked by their user or an administrator",
             oidc_grants_revoked.clone(),
         );
+        registry.register(
+            "oidc_backchannel_logouts",
+            "Back-channel logout deliveries by outcome (sent, failed, gave_up, dropped)",
+            oidc_backchannel_logouts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -118,6 +134,7 @@ impl Metrics {
             upstream_duration,
             oidc_refresh_reuse,
             oidc_grants_revoked,
+            oidc_backchannel_logouts,
         }
     }
 

@@ -233,16 +233,7 @@ impl SigningKeys {
 /// One GET, HTTP/1.1, over TLS unless the URL is plain HTTP (allowed by
 /// the configuration check for loopback only).
 async fn fetch(url: &http::Uri, tls: &tokio_rustls::TlsConnector) -> Result<Vec<u8>, String> {
-    let host = url.host().ok_or("no host")?;
-    let https = url.scheme_str() == Some("https");
-    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((bare, port))
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let authority = url.authority().map_or(host, |a| a.as_str()).to_owned();
     let request = http::Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::HOST, authority)
         .header(
             http::header::ACCEPT,
             "application/jwk-set+json, application/json",
@@ -250,17 +241,7 @@ async fn fetch(url: &http::Uri, tls: &tokio_rustls::TlsConnector) -> Result<Vec<
         .header(http::header::USER_AGENT, "vestibule")
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    let response = if https {
-        let name = rustls_pki_types::ServerName::try_from(bare.to_owned())
-            .map_err(|e| format!("{url}: {e}"))?;
-        let stream = tls
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("{url}: TLS: {e}"))?;
-        send(hyper_util::rt::TokioIo::new(stream), request).await?
-    } else {
-        send(hyper_util::rt::TokioIo::new(tcp), request).await?
-    };
+    let response = request_once(url, tls, request).await?;
     if response.status() != http::StatusCode::OK {
         return Err(format!("{url} answered {}", response.status()));
     }
@@ -271,12 +252,55 @@ async fn fetch(url: &http::Uri, tls: &tokio_rustls::TlsConnector) -> Result<Vec<
     Ok(body.to_bytes().to_vec())
 }
 
-async fn send<T>(
+/// Sends `request` (its `Host` set here from `url`) on a new HTTP/1.1
+/// connection to `url`'s host, over TLS (`tls`, the system's roots or a
+/// configured CA) unless the URL is plain HTTP, which the configuration
+/// checks allow on loopback only. No redirect is followed, nothing is
+/// pooled: the JWKS fetch and the back-channel logout POST both use it.
+pub(crate) async fn request_once<B>(
+    url: &http::Uri,
+    tls: &tokio_rustls::TlsConnector,
+    mut request: http::Request<B>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let host = url.host().ok_or("no host")?;
+    let https = url.scheme_str() == Some("https");
+    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((bare, port))
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let authority = url.authority().map_or(host, |a| a.as_str()).to_owned();
+    request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&authority).map_err(|e| e.to_string())?,
+    );
+    if https {
+        let name = rustls_pki_types::ServerName::try_from(bare.to_owned())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("{url}: TLS: {e}"))?;
+        send(hyper_util::rt::TokioIo::new(stream), request).await
+    } else {
+        send(hyper_util::rt::TokioIo::new(tcp), request).await
+    }
+}
+
+async fn send<T, B>(
     io: T,
-    request: http::Request<Empty<Bytes>>,
+    request: http::Request<B>,
 ) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await

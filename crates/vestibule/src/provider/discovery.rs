@@ -112,10 +112,11 @@ fn metadata(p: &ProviderState) -> serde_json::Value {
         "request_uri_parameter_supported": false,
         // RFC 9207 §3: every authorization response carries `iss`.
         "authorization_response_iss_parameter_supported": true,
-        // OIDC Back-Channel Logout 1.0 §2.1: claimed only once logout tokens
-        // are sent (the token is minted in backchannel.rs; no sender yet).
-        "backchannel_logout_supported": false,
-        "backchannel_logout_session_supported": false,
+        // OIDC Back-Channel Logout 1.0 §2.1: logout tokens are sent
+        // (backchannel.rs), and they always carry `sid` as well as `sub`
+        // (the ID token's `sid` names the same session).
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }
 

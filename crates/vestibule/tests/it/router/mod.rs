@@ -14,6 +14,7 @@ mod own;
 mod pages;
 mod provider;
 mod provider_apps;
+mod provider_backchannel;
 mod provider_device;
 mod provider_logout;
 mod provider_revoke;

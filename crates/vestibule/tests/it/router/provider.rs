@@ -210,8 +210,8 @@ async fn discovery_is_the_configured_issuer_on_its_own_authority_only() {
                 serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
             );
             assert_eq!(m["authorization_response_iss_parameter_supported"], true);
-            assert_eq!(m["backchannel_logout_supported"], false);
-            assert_eq!(m["backchannel_logout_session_supported"], false);
+            assert_eq!(m["backchannel_logout_supported"], true);
+            assert_eq!(m["backchannel_logout_session_supported"], true);
         }
         // Another authority: the app's, as before (nothing listens there).
         for host in ["app.test", "sso.test:8443", "sso.test.evil"] {
