@@ -6,7 +6,6 @@ use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::backchannel_sql::{self, EndedBy, end_grants, outbox_columns};
 use crate::device_sql;
-use crate::model::Change;
 use crate::model::{decode_hash, decode_string_list, encode_groups};
 use crate::provider::{
     AccessTokenRecord, AuthorizationCode, BackchannelLogout, CodeExchange, CodeTokens,
