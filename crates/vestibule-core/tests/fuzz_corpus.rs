@@ -162,3 +162,8 @@ fn oidc_token_request() {
 fn device_user_code() {
     replay("device_user_code", fuzzing::device_user_code);
 }
+
+#[test]
+fn oidc_token_type_hint() {
+    replay("oidc_token_type_hint", fuzzing::oidc_token_type_hint);
+}

@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use vestibule_core::identity::Identity;
 use vestibule_store::{Store, StoreError};
 
 use crate::config::{ClientDefaults, OidcClientConfig, OidcClientSettings, OidcProviderSettings};
@@ -100,11 +99,4 @@ pub fn clash_message(client_id: &str) -> String {
         "the client `{client_id}` is declared in [[oidc_provider.client]] and registered in the \
          store (`vestibule clients`); which registration holds would be ambiguous"
     )
-}
-
-/// Whether `identity` may use `client`: any account when the client names
-/// no groups, else a member of one of them (exact names, as
-/// [`Identity::in_group`]).
-pub fn allows(client: &OidcClientSettings, identity: &Identity) -> bool {
-    client.allowed_groups.is_empty() || client.allowed_groups.iter().any(|g| identity.in_group(g))
 }

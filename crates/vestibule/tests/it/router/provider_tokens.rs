@@ -73,8 +73,14 @@ fn provider_config() -> String {
 /// The gateway of [`provider_config`], with its key ring open as `serve`
 /// opens it (a family per ID token algorithm).
 pub(super) async fn provider_gw() -> Gw {
+    provider_gw_of(&provider_config()).await
+}
+
+/// [`provider_gw`] of another configuration (`@DATA@` for the data
+/// directory).
+pub(super) async fn provider_gw_of(config: &str) -> Gw {
     let dir = tempfile::tempdir().unwrap();
-    let text = provider_config().replace("@DATA@", &dir.path().join("data").display().to_string());
+    let text = config.replace("@DATA@", &dir.path().join("data").display().to_string());
     let file = vestibule::config::parse_with_env(&text, std::iter::empty()).unwrap();
     let (settings, diags) = vestibule::config::validate(&file);
     let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
@@ -879,4 +885,67 @@ async fn the_jwk_set_has_every_family_with_kid_use_and_alg() {
     assert_eq!(algs[0], "ES256");
     algs.sort_unstable();
     assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
+}
+
+/// A stored client's `id_token_alg` gets its key family even when no
+/// client of the file uses that algorithm: made on demand at the token
+/// endpoint, so a client added by `vestibule clients` while the server
+/// runs is served too (before the fix, the ID token could not be signed:
+/// a 500).
+#[tokio::test]
+async fn a_stored_clients_algorithm_gets_its_key_family() {
+    use vestibule_store::provider::StoredOidcClient;
+    let h = sha256_hex(SECRET);
+    let gw = provider_gw_of(&accounts_config(
+        "auto",
+        &format!(
+            "[oidc_provider]\nissuer = \"{ISSUER}\"\n\n\
+             [[oidc_provider.client]]\nclient_id = \"web\"\nkind = \"confidential\"\nsecret_sha256 = \"{h}\"\n\
+             redirect_uris = [\"{WEB_CB}\"]\n"
+        ),
+        "",
+    ))
+    .await;
+    let ann = account(&gw, "ann", &[]).await;
+    // Added while the gateway runs, as `vestibule clients add` does.
+    gw.store()
+        .create_oidc_client(&StoredOidcClient {
+            client_id: "added".into(),
+            secret_hash: Some(sha256(SECRET)),
+            settings_json: format!(
+                r#"{{"kind":"confidential","redirect_uris":["{WEB_CB}"],"id_token_alg":"EdDSA"}}"#
+            ),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let c = code(
+        &gw,
+        CodeSpec {
+            client: "added",
+            ..web_code(ann)
+        },
+    )
+    .await;
+    let r = post_token(
+        &gw,
+        Some(&basic("added", SECRET)),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &c),
+            ("redirect_uri", WEB_CB),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let j = tokens_ok(&r);
+    let claims = verify(
+        &gw,
+        j["id_token"].as_str().unwrap(),
+        Algorithm::EdDSA,
+        "JWT",
+    )
+    .await;
+    assert_eq!(claims["aud"], "added");
 }
