@@ -284,7 +284,7 @@ async fn issue(
     };
     let minted = match mint_tokens(p, client, &account, scope, approval.auth_time, now) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(e) => return server_error(e),
     };
     match p
         .store

@@ -320,7 +320,7 @@ async fn authorization_code(
     };
     let minted = match mint_tokens(p, client, &account, &c.scopes, c.auth_time, now) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(e) => return server_error(e),
     };
     let exchanged = match p
         .store
@@ -384,11 +384,10 @@ pub(super) fn mint_tokens(
     scope: &str,
     auth_time: i64,
     now: i64,
-) -> Result<Minted, Response> {
+) -> Result<Minted, String> {
     let scopes = parse_scope(scope).unwrap_or_default();
     let subject = id_token::subject(account.id);
-    let access =
-        new_access_token(p, client, &subject, scope, Some(auth_time), now).map_err(server_error)?;
+    let access = new_access_token(p, client, &subject, scope, Some(auth_time), now)?;
     let refresh = (client.grants.contains(&GrantType::RefreshToken)
         && scopes.contains("offline_access"))
     .then(|| random_token(REFRESH_PREFIX));
