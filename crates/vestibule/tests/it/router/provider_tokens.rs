@@ -949,3 +949,41 @@ async fn a_stored_clients_algorithm_gets_its_key_family() {
     .await;
     assert_eq!(claims["aud"], "added");
 }
+
+/// A stored client removed, or its secret rotated, by `vestibule clients`
+/// stops working once the registry's short cache has passed
+/// (`STORED_CLIENT_TTL`, under a second): the wait is that bound, not a
+/// speed measurement.
+#[tokio::test]
+async fn a_removed_or_rotated_stored_client_stops_working_within_the_cache_ttl() {
+    use vestibule_store::provider::StoredOidcClient;
+    let gw = provider_gw().await;
+    let client = |id: &str| {
+        StoredOidcClient {
+        client_id: id.into(),
+        secret_hash: Some(sha256(SECRET)),
+        settings_json: r#"{"kind":"confidential","grants":["client_credentials"],"scopes":["api"],"redirect_uris":["https://x.test/cb"]}"#.into(),
+        created_at: 0,
+        updated_at: 0,
+    }
+    };
+    let cc = [("grant_type", "client_credentials")];
+    for id in ["gone", "rotated"] {
+        gw.store().create_oidc_client(&client(id)).await.unwrap();
+        tokens_ok(&post_token(&gw, Some(&basic(id, SECRET)), &cc).await);
+    }
+    assert!(gw.store().delete_oidc_client("gone").await.unwrap());
+    assert!(
+        gw.store()
+            .set_oidc_client_secret("rotated", &sha256("new-secret"), 1)
+            .await
+            .unwrap()
+    );
+    let ttl = vestibule::provider::clients::STORED_CLIENT_TTL;
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let r = post_token(&gw, Some(&basic("gone", SECRET)), &cc).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = post_token(&gw, Some(&basic("rotated", SECRET)), &cc).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    tokens_ok(&post_token(&gw, Some(&basic("rotated", "new-secret")), &cc).await);
+}
