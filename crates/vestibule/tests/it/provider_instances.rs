@@ -36,14 +36,6 @@ const ALICE: [(&str, &str); 3] = [
     ("X-authentik-groups", "users"),
 ];
 
-fn sha256_hex(s: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn gateway_config(url: &str, upstream: SocketAddr) -> String {
     let h = sha256_hex(SECRET);
     let src = format!(

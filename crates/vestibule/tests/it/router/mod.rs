@@ -15,6 +15,7 @@ mod provider;
 mod provider_device;
 mod provider_logout;
 mod provider_revoke;
+mod provider_support;
 mod provider_tokens;
 mod proxy;
 mod reload;

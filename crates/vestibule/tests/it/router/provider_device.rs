@@ -8,7 +8,7 @@ use vestibule_jose::Algorithm;
 use vestibule_store::AccountStatus;
 use vestibule_store::provider::NewDeviceCode;
 
-use super::provider_tokens::{
+use super::provider_support::{
     account, basic, form, oauth_error, post_token, provider_gw, sha256, tokens_ok, verify,
 };
 use super::*;
@@ -358,7 +358,7 @@ async fn a_redeemed_device_code_presented_again_revokes_its_grant() {
 /// response announces them and the stored code keeps them.
 #[tokio::test]
 async fn device_lifetimes_come_from_the_settings() {
-    let gw = super::provider_tokens::provider_gw_of(&accounts_config(
+    let gw = super::provider_support::provider_gw_of(&accounts_config(
         "auto",
         "[oidc_provider]\nissuer = \"https://sso.example.test\"\n\
          device_code_lifetime = \"2m\"\ndevice_poll_interval = \"7s\"\n\n\
