@@ -1642,6 +1642,31 @@ pub fn access_token_carriers(data: &[u8]) {
     }
 }
 
+/// `token_type_hint` of revocation and introspection (RFC 7009 §2.1,
+/// RFC 7662 §2.1): recognised only when it is exactly one of the two
+/// registered names; whatever it is, both kinds are looked up, the hinted
+/// one first; never a panic.
+pub fn oidc_token_type_hint(data: &[u8]) {
+    use crate::oidc_token::TokenKind;
+    let hint = String::from_utf8_lossy(data);
+    let kind = TokenKind::from_hint(Some(&hint));
+    match kind {
+        Some(TokenKind::Access) => assert_eq!(hint, "access_token"),
+        Some(TokenKind::Refresh) => assert_eq!(hint, "refresh_token"),
+        None => assert!(hint != "access_token" && hint != "refresh_token"),
+    }
+    let order = TokenKind::lookup_order(kind);
+    assert_ne!(order[0], order[1]);
+    if let Some(k) = kind {
+        assert_eq!(order[0], k);
+    }
+    // The form reader hands the hint over as a parameter: the same through it.
+    if let Ok(form) = crate::oidc_token::parse_form(data) {
+        let k = TokenKind::from_hint(form.get("token_type_hint"));
+        assert_eq!(TokenKind::lookup_order(k).len(), 2);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -305,6 +305,109 @@ pub fn at_hash(hash: TokenHash, access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
 }
 
+// ---- who may use a client; which tokens are active --------------------
+
+/// Whether an account may get or keep tokens for a client: `active` (not
+/// pending, not disabled), and in one of the client's `allowed_groups`
+/// when it names some (exact names). The one rule of the provider, used
+/// at authorization, at every code and device code exchange, at every
+/// refresh, at userinfo and at introspection: a check that does not look
+/// keeps deleted users alive (oauth2-proxy #1354).
+pub fn account_may_use_client(active: bool, groups: &[String], allowed_groups: &[String]) -> bool {
+    active && (allowed_groups.is_empty() || groups.iter().any(|g| allowed_groups.contains(g)))
+}
+
+/// The kinds of token revocation and introspection look up (RFC 7009
+/// §2.1, RFC 7662 §2.1: the "OAuth Token Type Hints" registry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `access_token`.
+    Access,
+    /// `refresh_token`.
+    Refresh,
+}
+
+impl TokenKind {
+    /// The `token_type_hint` of a request (untrusted): exactly
+    /// `access_token` or `refresh_token`; absent, unknown or differently
+    /// spelled values give `None`, since a hint only orders the lookups
+    /// (RFC 7009 §2.1: "If the server is unable to locate the token using
+    /// the given hint, it MUST extend its search across all of its
+    /// supported token types").
+    pub fn from_hint(value: Option<&str>) -> Option<Self> {
+        match value {
+            Some("access_token") => Some(Self::Access),
+            Some("refresh_token") => Some(Self::Refresh),
+            _ => None,
+        }
+    }
+
+    /// The kinds to try, in order: the hinted one first, then the other.
+    /// Without a hint, refresh tokens first: they carry the most, and the
+    /// refresh lookup is as cheap as the other.
+    pub fn lookup_order(hint: Option<Self>) -> [Self; 2] {
+        match hint {
+            Some(Self::Access) => [Self::Access, Self::Refresh],
+            _ => [Self::Refresh, Self::Access],
+        }
+    }
+}
+
+/// The account behind a token, as the store has it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAccount<'a> {
+    /// A token of the client itself (`client_credentials`).
+    ClientItself,
+    /// The account was deleted.
+    Gone,
+    /// The account: whether it is active, and its groups.
+    Present {
+        /// `AccountStatus::Active`.
+        active: bool,
+        /// Its groups.
+        groups: &'a [String],
+    },
+}
+
+/// What the store says of a token found by its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenFacts<'a> {
+    /// The client it was issued to.
+    pub issued_to: &'a str,
+    /// Unix ms: the earliest of the token's and (refresh) its family's
+    /// expiry.
+    pub expires_at: i64,
+    /// Rotated away, or of a revoked family.
+    pub retired: bool,
+    /// Its account.
+    pub account: TokenAccount<'a>,
+}
+
+/// Whether introspection answers `active: true` for a token `asker`
+/// presents (RFC 7662 §2.2). Only the asker's own tokens (§4: a client
+/// must not learn about tokens of others, so one app cannot probe
+/// another's), unexpired, not retired, of an account that may still use
+/// the client (`allowed_groups` of the asker), or of the client itself.
+/// Anything else is `false`, which the endpoint answers as a bare
+/// `{"active":false}`.
+pub fn introspection_active(
+    token: &TokenFacts<'_>,
+    asker: &str,
+    allowed_groups: &[String],
+    now: i64,
+) -> bool {
+    token.issued_to == asker
+        && now < token.expires_at
+        && !token.retired
+        && match token.account {
+            TokenAccount::ClientItself => true,
+            TokenAccount::Gone => false,
+            TokenAccount::Present { active, groups } => {
+                account_may_use_client(active, groups, allowed_groups)
+            }
+        }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +602,143 @@ mod tests {
             };
             for k in c.keys() {
                 prop_assert!(allowed(k), "{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn token_type_hints_only_order_the_lookups() {
+        use TokenKind::{Access, Refresh};
+        assert_eq!(TokenKind::from_hint(Some("access_token")), Some(Access));
+        assert_eq!(TokenKind::from_hint(Some("refresh_token")), Some(Refresh));
+        for unknown in [
+            None,
+            Some(""),
+            Some("id_token"),
+            Some("ACCESS_TOKEN"),
+            Some(" access_token"),
+        ] {
+            assert_eq!(TokenKind::from_hint(unknown), None);
+            assert_eq!(
+                TokenKind::lookup_order(TokenKind::from_hint(unknown)),
+                [Refresh, Access]
+            );
+        }
+        assert_eq!(TokenKind::lookup_order(Some(Access)), [Access, Refresh]);
+    }
+
+    #[test]
+    fn who_may_use_a_client() {
+        let g = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(account_may_use_client(true, &g(&[]), &g(&[])));
+        assert!(!account_may_use_client(false, &g(&["a"]), &g(&[])));
+        assert!(account_may_use_client(true, &g(&["b", "a"]), &g(&["a"])));
+        assert!(!account_may_use_client(true, &g(&["A"]), &g(&["a"])));
+        assert!(!account_may_use_client(true, &g(&[]), &g(&["a"])));
+    }
+
+    #[test]
+    fn introspection_examples() {
+        let groups = vec!["staff".to_owned()];
+        let base = TokenFacts {
+            issued_to: "app",
+            expires_at: 100,
+            retired: false,
+            account: TokenAccount::Present {
+                active: true,
+                groups: &groups,
+            },
+        };
+        assert!(introspection_active(&base, "app", &[], 99));
+        assert!(!introspection_active(&base, "other", &[], 99));
+        assert!(!introspection_active(&base, "app", &[], 100));
+        assert!(!introspection_active(
+            &TokenFacts {
+                retired: true,
+                ..base
+            },
+            "app",
+            &[],
+            1
+        ));
+        assert!(!introspection_active(
+            &TokenFacts {
+                account: TokenAccount::Gone,
+                ..base
+            },
+            "app",
+            &[],
+            1
+        ));
+        assert!(introspection_active(
+            &TokenFacts {
+                account: TokenAccount::ClientItself,
+                ..base
+            },
+            "app",
+            &["x".into()],
+            1
+        ));
+        assert!(!introspection_active(&base, "app", &["x".into()], 1));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_client_rule(
+            active: bool,
+            groups in proptest::collection::vec("[a-c]{1,2}", 0..4),
+            allowed in proptest::collection::vec("[a-c]{1,2}", 0..4),
+        ) {
+            let ok = account_may_use_client(active, &groups, &allowed);
+            // Never an inactive account; any active one when no groups are
+            // named; else exactly when the sets meet.
+            proptest::prop_assert!(!ok || active);
+            if active && allowed.is_empty() {
+                proptest::prop_assert!(ok);
+            }
+            if active && !allowed.is_empty() {
+                proptest::prop_assert_eq!(ok, groups.iter().any(|g| allowed.contains(g)));
+            }
+        }
+
+        #[test]
+        fn active_only_when_every_condition_holds(
+            mine: bool,
+            expires_at in -5i64..5,
+            now in -5i64..5,
+            retired: bool,
+            account in 0u8..4,
+            allowed in proptest::collection::vec("[a-c]", 0..3),
+        ) {
+            let groups = vec!["a".to_owned()];
+            let acc = match account {
+                0 => TokenAccount::ClientItself,
+                1 => TokenAccount::Gone,
+                2 => TokenAccount::Present { active: false, groups: &groups },
+                _ => TokenAccount::Present { active: true, groups: &groups },
+            };
+            let t = TokenFacts {
+                issued_to: if mine { "app" } else { "other" },
+                expires_at,
+                retired,
+                account: acc,
+            };
+            let got = introspection_active(&t, "app", &allowed, now);
+            let account_ok = match account {
+                0 => true,
+                1 | 2 => false,
+                _ => allowed.is_empty() || allowed.iter().any(|g| g == "a"),
+            };
+            proptest::prop_assert_eq!(got, mine && now < expires_at && !retired && account_ok);
+        }
+
+        #[test]
+        fn any_hint_gives_both_kinds(hint in proptest::option::of(".{0,20}")) {
+            let kind = TokenKind::from_hint(hint.as_deref());
+            let order = TokenKind::lookup_order(kind);
+            proptest::prop_assert_ne!(order[0], order[1]);
+            if let Some(k) = kind {
+                proptest::prop_assert_eq!(order[0], k);
             }
         }
     }

@@ -167,3 +167,8 @@ fn device_user_code() {
 fn access_token_carriers() {
     replay("access_token_carriers", fuzzing::access_token_carriers);
 }
+
+#[test]
+fn oidc_token_type_hint() {
+    replay("oidc_token_type_hint", fuzzing::oidc_token_type_hint);
+}

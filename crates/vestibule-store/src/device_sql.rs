@@ -17,7 +17,7 @@ use crate::sql::{SqlStore, get};
 
 const COLUMNS: &str = "device_code_hash, user_code_hash, client_id, scopes, created_at, \
      expires_at, interval_ms, last_poll_at, decision, account_id, session_ref, auth_time, \
-     amr_json, redeemed_at";
+     amr_json, redeemed_at, grant_id";
 
 fn from_row(row: &AnyRow) -> Result<DeviceCode, StoreError> {
     let created_at: i64 = get(row, "created_at")?;
@@ -63,6 +63,7 @@ fn from_row(row: &AnyRow) -> Result<DeviceCode, StoreError> {
         decision,
         approval,
         redeemed_at: get(row, "redeemed_at")?,
+        grant_id: get(row, "grant_id")?,
     })
 }
 

@@ -322,6 +322,9 @@ pub struct DeviceCode {
     pub approval: Option<DeviceApproval>,
     /// Unix ms of the redemption.
     pub redeemed_at: Option<i64>,
+    /// The grant the redemption created, while it exists (a code
+    /// presented again revokes it).
+    pub grant_id: Option<i64>,
 }
 
 /// What [`ProviderStore::redeem_device_code`] did.

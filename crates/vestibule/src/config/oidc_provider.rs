@@ -21,6 +21,11 @@ pub const DEFAULT_REFRESH_TOKEN_IDLE: &str = "14d";
 pub const DEFAULT_REFRESH_TOKEN_ABSOLUTE: &str = "90d";
 /// Default `oidc_provider.refresh_grace`.
 pub const DEFAULT_REFRESH_GRACE: &str = "10s";
+/// Default `oidc_provider.device_code_lifetime`.
+pub const DEFAULT_DEVICE_CODE_LIFETIME: &str = "10m";
+/// Default `oidc_provider.device_poll_interval` (RFC 8628 §3.2: "If no
+/// value is provided, clients MUST use 5 as the default").
+pub const DEFAULT_DEVICE_POLL_INTERVAL: &str = "5s";
 /// Default `oidc_provider.client.scopes`.
 pub const DEFAULT_CLIENT_SCOPES: &[&str] =
     &["openid", "profile", "email", "groups", "offline_access"];
@@ -31,6 +36,13 @@ const MAX_CODE_LIFETIME: Duration = Duration::from_secs(600);
 /// Longer than this, a grace retry stops being a retry (RFC 9700 §4.14.2
 /// wants the window of a stolen rotated token short).
 const MAX_REFRESH_GRACE: Duration = Duration::from_secs(60);
+/// A device code lives at most this long: the user code is 8 letters of
+/// 20, and the longer codes live the more of them a guesser can hit
+/// (RFC 8628 §5.1, §5.2).
+const MAX_DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// The slowest polling interval announced: slower than this and a user
+/// waits on the device long after approving.
+const MAX_DEVICE_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// `[oidc_provider]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +76,14 @@ pub struct OidcProviderConfig {
     /// Default `"10s"`, at most `"60s"`.
     #[serde(default = "default_refresh_grace")]
     pub refresh_grace: HumanDuration,
+    /// How long a device code (RFC 8628 §3.2 `expires_in`) may be
+    /// approved and redeemed. Default `"10m"`, at most `"30m"`.
+    #[serde(default = "default_device_code_lifetime")]
+    pub device_code_lifetime: HumanDuration,
+    /// The polling interval announced with a device code (RFC 8628 §3.2
+    /// `interval`), whole seconds. Default `"5s"`, from `"1s"` to `"60s"`.
+    #[serde(default = "default_device_poll_interval")]
+    pub device_poll_interval: HumanDuration,
     /// Clients declared in the file. Default none.
     #[serde(default, rename = "client")]
     pub clients: Vec<OidcClientConfig>,
@@ -194,6 +214,12 @@ fn default_refresh_token_absolute() -> HumanDuration {
 fn default_refresh_grace() -> HumanDuration {
     HumanDuration::parse(DEFAULT_REFRESH_GRACE).unwrap_or_default()
 }
+fn default_device_code_lifetime() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_DEVICE_CODE_LIFETIME).unwrap_or_default()
+}
+fn default_device_poll_interval() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_DEVICE_POLL_INTERVAL).unwrap_or_default()
+}
 fn default_grants() -> Vec<GrantType> {
     vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
 }
@@ -221,6 +247,10 @@ pub struct OidcProviderSettings {
     pub id_token_lifetime: Duration,
     /// Grace window for a retried refresh.
     pub refresh_grace: Duration,
+    /// Device code lifetime (RFC 8628 §3.2 `expires_in`).
+    pub device_code_lifetime: Duration,
+    /// Device polling interval (RFC 8628 §3.2 `interval`), whole seconds.
+    pub device_poll_interval: Duration,
     /// The lifetimes a client gets unless it sets its own (stored clients
     /// are checked against them when read).
     pub client_defaults: ClientDefaults,
@@ -409,6 +439,26 @@ impl OidcProviderConfig {
                 "keep the default, \"10s\"",
             );
         }
+        if self.device_code_lifetime.0.is_zero()
+            || self.device_code_lifetime.0 > MAX_DEVICE_CODE_LIFETIME
+        {
+            c.error(
+                "oidc_provider.device_code_lifetime",
+                "a device code must live more than 0 s and at most 30 minutes (RFC 8628 §5.2: the longer it lives, the more user codes a guesser can hit)",
+                "keep the default, \"10m\"",
+            );
+        }
+        let interval = self.device_poll_interval.0;
+        if interval < Duration::from_secs(1)
+            || interval > MAX_DEVICE_POLL_INTERVAL
+            || interval.subsec_nanos() != 0
+        {
+            c.error(
+                "oidc_provider.device_poll_interval",
+                "the polling interval is announced in whole seconds (RFC 8628 §3.2) and must be from 1 s to 60 s",
+                "keep the default, \"5s\"",
+            );
+        }
         let lifetimes = [
             (
                 "oidc_provider.access_token_lifetime",
@@ -469,6 +519,8 @@ impl OidcProviderConfig {
             code_lifetime: self.code_lifetime.0,
             id_token_lifetime: self.id_token_lifetime.0,
             refresh_grace: self.refresh_grace.0,
+            device_code_lifetime: self.device_code_lifetime.0,
+            device_poll_interval: self.device_poll_interval.0,
             client_defaults: defaults,
             clients,
         })

@@ -526,6 +526,8 @@ fn oidc_provider_defaults_and_refusals() {
     assert_eq!(p.issuer, "https://sso.example.com");
     assert_eq!(p.code_lifetime, Duration::from_secs(60));
     assert_eq!(p.refresh_grace, Duration::from_secs(10));
+    assert_eq!(p.device_code_lifetime, Duration::from_secs(600));
+    assert_eq!(p.device_poll_interval, Duration::from_secs(5));
     let client = &p.clients[0];
     assert_eq!(client.name, "grafana");
     assert_eq!(client.secret_hash.unwrap()[0], 0x9f);
@@ -563,6 +565,18 @@ fn oidc_provider_defaults_and_refusals() {
         &with("refresh_grace = \"2m\"", ""),
         "oidc_provider.refresh_grace",
     );
+    for bad in ["0s", "31m"] {
+        refused(
+            &with(&format!("device_code_lifetime = \"{bad}\""), ""),
+            "oidc_provider.device_code_lifetime",
+        );
+    }
+    for bad in ["0s", "500ms", "1500ms", "61s"] {
+        refused(
+            &with(&format!("device_poll_interval = \"{bad}\""), ""),
+            "oidc_provider.device_poll_interval",
+        );
+    }
     refused(
         &with("refresh_token_absolute = \"1d\"", ""),
         "oidc_provider.refresh_token_absolute",

@@ -69,8 +69,9 @@ pub struct KeyRing {
     store: Arc<dyn Store>,
     kek: Option<Kek>,
     settings: KeySettings,
-    /// The families: the assertion algorithm first.
-    algorithms: Vec<Algorithm>,
+    /// The families: the assertion algorithm first; grows when a client
+    /// needs one more ([`KeyRing::ensure_family`]).
+    algorithms: RwLock<Vec<Algorithm>>,
     set: RwLock<Arc<Loaded>>,
 }
 
@@ -139,14 +140,42 @@ impl KeyRing {
             store,
             kek,
             settings,
-            algorithms,
+            algorithms: RwLock::new(algorithms),
             set: RwLock::new(Arc::new(set)),
         })
     }
 
     /// The algorithms of the families, the assertion algorithm first.
-    pub fn algorithms(&self) -> &[Algorithm] {
-        &self.algorithms
+    pub fn algorithms(&self) -> Vec<Algorithm> {
+        self.algorithms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes sure the ring has a family for `alg`: a client registered in
+    /// the store, or added by `vestibule clients` while this instance
+    /// runs, may sign its ID tokens with an algorithm no family was opened
+    /// for at start. The first key is made as at start (of instances doing
+    /// this together one wins; the rest load its key), then the set is
+    /// reloaded. Called before every signature of the provider, so the
+    /// cost when the family exists is one read lock.
+    pub async fn ensure_family(&self, alg: Algorithm) -> Result<(), String> {
+        if self.for_algorithm(alg).is_some() {
+            return Ok(());
+        }
+        let rows = self.store.signing_keys().await.map_err(store_error)?;
+        first_key(&*self.store, self.kek.as_ref(), alg, &rows, now_ms()).await?;
+        {
+            let mut algs = self
+                .algorithms
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !algs.contains(&alg) {
+                algs.push(alg);
+            }
+        }
+        self.reload().await
     }
 
     /// The set of the family of `alg`, if the ring has one.
@@ -196,7 +225,7 @@ impl KeyRing {
         let set = load_set(
             &*self.store,
             self.kek.as_ref(),
-            &self.algorithms,
+            &self.algorithms(),
             now,
             self.verify_grace(),
         )
@@ -243,8 +272,9 @@ impl KeyRing {
     ) -> Result<Vec<(Algorithm, Rotation)>, String> {
         let rows = self.store.signing_keys().await.map_err(store_error)?;
         let now = now_ms();
-        let mut out = Vec::with_capacity(self.algorithms.len());
-        for &alg in &self.algorithms {
+        let algorithms = self.algorithms();
+        let mut out = Vec::with_capacity(algorithms.len());
+        for alg in algorithms {
             let outcome = self
                 .rotate_family(alg, &rows, now, force, immediately)
                 .await?;
@@ -725,8 +755,8 @@ mod tests {
         // Assertions keep their algorithm.
         assert_eq!(ring.current().current().algorithm(), Algorithm::ES256);
         for alg in ring.algorithms() {
-            let set = ring.for_algorithm(*alg).unwrap();
-            assert_eq!(set.current().algorithm(), *alg);
+            let set = ring.for_algorithm(alg).unwrap();
+            assert_eq!(set.current().algorithm(), alg);
         }
         assert!(ring.for_algorithm(Algorithm::ES384).is_none());
         let jwks: serde_json::Value = serde_json::from_str(&ring.published().to_json()).unwrap();

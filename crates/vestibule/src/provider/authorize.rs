@@ -55,7 +55,7 @@ use vestibule_core::secret::hash_token;
 use vestibule_store::provider::NewAuthorizationCode;
 use vestibule_store::{AuditEntry, hex};
 
-use super::{AUTHORIZE_PATH, ProviderState, clients};
+use super::{AUTHORIZE_PATH, ProviderState};
 use crate::accounts::now_ms;
 use crate::config::{ClientKind, ConsentMode, GrantType, OidcClientSettings};
 use crate::state::AppState;
@@ -241,11 +241,16 @@ pub(super) async fn decide(
             };
         }
     };
-    if !clients::allows(&v.client, &s.identity) {
+    // The account as the store has it now, not the session's copy (which
+    // the session cache may hold for a moment after the account is
+    // disabled or leaves a group): no code for an account that may not use
+    // the client, by the same rule as every exchange and refresh.
+    let account = p.store.account(s.account_id).await?;
+    if !account.is_some_and(|a| super::account_allowed(&a, &v.client)) {
         tracing::info!(
             client_id = %v.client.client_id,
             user = %s.identity.username,
-            "authorization refused: not in the client's allowed_groups"
+            "authorization refused: the account is not active or not in the client's allowed_groups"
         );
         return Err(PageError::refused(
             StatusCode::FORBIDDEN,

@@ -16,19 +16,44 @@
 //! reloaded) is still caught here, where such a client is refused as
 //! unknown (an error in the log names it), because which registration
 //! holds would be ambiguous.
+//!
+//! ## The cache of stored registrations
+//!
+//! Every token, revocation, introspection and authorization request looks
+//! its client up, so the store's answer for an id is kept for
+//! [`STORED_CLIENT_TTL`] (well under a second) and read again after. A
+//! client `vestibule clients` removes, or whose secret it rotates, stops
+//! working within that time at every instance. A short TTL was chosen
+//! over the change feed: the feed carries no client changes (it would
+//! need a kind of its own published by every client write on both
+//! backends, and a resync after a lost connection), while a TTL bounds
+//! staleness by construction, whatever happens to the feed, for one
+//! indexed read per client per TTL. Only ids the file declares or the
+//! store holds are kept (an id nobody registered is read each time and
+//! never fills the cache), and the cache is cleared when it reaches
+//! [`MAX_CACHED_CLIENTS`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use vestibule_core::identity::Identity;
+use vestibule_store::provider::StoredOidcClient;
 use vestibule_store::{Store, StoreError};
 
 use crate::config::{ClientDefaults, OidcClientConfig, OidcClientSettings, OidcProviderSettings};
 
-/// The clients of the file, and the defaults stored clients are read with.
+/// How long the store's answer for a client id is kept: the longest a
+/// removed client, or a rotated secret, keeps working at an instance.
+pub const STORED_CLIENT_TTL: Duration = Duration::from_millis(750);
+/// The most client ids kept; past it the cache starts again empty.
+pub const MAX_CACHED_CLIENTS: usize = 4096;
+
+/// The clients of the file, the defaults stored clients are read with,
+/// and the store's recent answers.
 pub struct ClientRegistry {
     file: HashMap<String, Arc<OidcClientSettings>>,
     defaults: ClientDefaults,
+    stored: Mutex<HashMap<String, (Instant, Option<StoredOidcClient>)>>,
 }
 
 impl ClientRegistry {
@@ -41,18 +66,48 @@ impl ClientRegistry {
                 .map(|c| (c.client_id.clone(), Arc::new(c.clone())))
                 .collect(),
             defaults: settings.client_defaults,
+            stored: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The client `client_id`: from the file or the store; `None` if it
-    /// is in neither, in both (ambiguous), or its stored registration does
-    /// not pass the checks.
+    /// The store's registration of `client_id`, as read at most
+    /// [`STORED_CLIENT_TTL`] ago.
+    async fn stored(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+    ) -> Result<Option<StoredOidcClient>, StoreError> {
+        let lock = || {
+            self.stored
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((at, s)) = lock().get(client_id)
+            && at.elapsed() < STORED_CLIENT_TTL
+        {
+            return Ok(s.clone());
+        }
+        let read_at = Instant::now();
+        let s = store.oidc_client(client_id).await?;
+        if s.is_some() || self.file.contains_key(client_id) {
+            let mut cache = lock();
+            if cache.len() >= MAX_CACHED_CLIENTS {
+                cache.clear();
+            }
+            cache.insert(client_id.to_owned(), (read_at, s.clone()));
+        }
+        Ok(s)
+    }
+
+    /// The client `client_id`: from the file or the store (as read at most
+    /// [`STORED_CLIENT_TTL`] ago); `None` if it is in neither, in both
+    /// (ambiguous), or its stored registration does not pass the checks.
     pub async fn find(
         &self,
         store: &dyn Store,
         client_id: &str,
     ) -> Result<Option<Arc<OidcClientSettings>>, StoreError> {
-        let stored = store.oidc_client(client_id).await?;
+        let stored = self.stored(store, client_id).await?;
         match (self.file.get(client_id), stored) {
             (Some(c), None) => Ok(Some(c.clone())),
             (Some(_), Some(_)) => {
@@ -100,11 +155,4 @@ pub fn clash_message(client_id: &str) -> String {
         "the client `{client_id}` is declared in [[oidc_provider.client]] and registered in the \
          store (`vestibule clients`); which registration holds would be ambiguous"
     )
-}
-
-/// Whether `identity` may use `client`: any account when the client names
-/// no groups, else a member of one of them (exact names, as
-/// [`Identity::in_group`]).
-pub fn allows(client: &OidcClientSettings, identity: &Identity) -> bool {
-    client.allowed_groups.is_empty() || client.allowed_groups.iter().any(|g| identity.in_group(g))
 }

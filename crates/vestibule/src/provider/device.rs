@@ -45,17 +45,13 @@ use vestibule_core::device_grant::{
 };
 use vestibule_core::oidc_token::{Params, parse_scope, scope_string};
 use vestibule_store::StoreError;
-use vestibule_store::provider::{
-    CodeTokens, DeviceApproval, DeviceDecision, DeviceRedemption, NewDeviceCode, NewToken,
-};
+use vestibule_store::provider::{DeviceApproval, DeviceDecision, DeviceRedemption, NewDeviceCode};
 
 use super::client_auth::authenticate;
-use super::id_token::{self, IdToken};
 use super::token::{
-    Issued, REFRESH_PREFIX, allowed_account, bad_request, invalid_grant, ms, new_access_token,
-    respond, server_error,
+    IdTokenContext, allowed_account, bad_request, invalid_grant, mint_tokens, ms, server_error,
 };
-use super::{Provider, account_allowed, provider, random_token, secs, sha256};
+use super::{Provider, account_allowed, provider, random_token, sha256};
 use crate::accounts::now_ms;
 use crate::config::{GrantType, OidcClientSettings};
 use crate::state::AppState;
@@ -67,12 +63,6 @@ use crate::web::flash::Flash;
 pub const DEVICE_PAGE_PATH: &str = "/.vestibule/device";
 /// The grant type of the token request (RFC 8628 §3.4).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-/// How long a device code lives (`expires_in`): long enough to find a
-/// phone and sign in, short enough to bound guessing (§5.1, §5.2).
-pub const DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(600);
-/// The polling interval announced (§3.2: "If no value is provided,
-/// clients MUST use 5 as the default").
-pub const INTERVAL: Duration = Duration::from_secs(5);
 /// Wrong user codes per account and per client address per minute
 /// (§5.1): with 20^8 codes and a handful live, guessing one at this rate
 /// takes centuries.
@@ -133,9 +123,9 @@ pub async fn authorization(
             user_code_hash: sha256(&user_code),
             client_id: client.client_id.clone(),
             scopes: scope.clone(),
-            interval_ms: ms(INTERVAL),
+            interval_ms: ms(ps.settings.device_poll_interval),
             created_at: now,
-            expires_at: now + ms(DEVICE_CODE_LIFETIME),
+            expires_at: now + ms(ps.settings.device_code_lifetime),
         };
         match p.store.create_device_code(&row).await {
             Ok(()) => {}
@@ -151,8 +141,8 @@ pub async fn authorization(
                 "user_code": shown,
                 "verification_uri": uri,
                 "verification_uri_complete": format!("{uri}?user_code={shown}"),
-                "expires_in": DEVICE_CODE_LIFETIME.as_secs(),
-                "interval": INTERVAL.as_secs(),
+                "expires_in": ps.settings.device_code_lifetime.as_secs(),
+                "interval": ps.settings.device_poll_interval.as_secs(),
             }),
         );
     }
@@ -192,7 +182,7 @@ pub(super) async fn token(
             Err(e) => return server_error(e),
         };
         if code.redeemed_at.is_some() {
-            return invalid_grant("the device code was already used");
+            return replayed(p, client, &code).await;
         }
         // §3.5 expired_token.
         if now >= code.code.expires_at {
@@ -242,6 +232,35 @@ pub(super) async fn token(
     issue(p, client, &hash, &code.code.scopes, &approval).await
 }
 
+/// A redeemed device code presented again: the grant its redemption
+/// created is revoked with every token issued from it, as for a replayed
+/// authorization code (RFC 6749 §4.1.2: "If an authorization code is used
+/// more than once, the authorization server MUST deny the request and
+/// SHOULD revoke (when possible) all tokens previously issued based on
+/// that authorization code"; RFC 8628 §3.5 makes the device code the
+/// code of this grant). Logged as a security event; `invalid_grant`.
+async fn replayed(
+    p: &Provider<'_>,
+    client: &OidcClientSettings,
+    code: &vestibule_store::provider::DeviceCode,
+) -> Response {
+    let revoked = match code.grant_id {
+        Some(id) => match p.store.revoke_grant(id, None).await {
+            Ok(done) => done.then_some(id),
+            Err(e) => return server_error(e),
+        },
+        None => None,
+    };
+    tracing::warn!(
+        security_event = "device_code_replay",
+        client_id = %client.client_id,
+        account_id = code.approval.as_ref().map(|a| a.account_id),
+        revoked_grant = revoked,
+        "device code presented again: the grant it created is revoked"
+    );
+    invalid_grant("the device code was already used")
+}
+
 /// Tokens for an approved device code, like a code exchange's.
 async fn issue(
     p: &Provider<'_>,
@@ -263,33 +282,13 @@ async fn issue(
         }
         Err(r) => return r,
     };
-    let scopes = parse_scope(scope).unwrap_or_default();
-    let subject = id_token::subject(account.id);
-    let access = match new_access_token(p, client, &subject, scope, Some(approval.auth_time), now) {
-        Ok(a) => a,
+    let minted = match mint_tokens(p, client, &account, scope, approval.auth_time, now) {
+        Ok(m) => m,
         Err(e) => return server_error(e),
-    };
-    let refresh = (client.grants.contains(&GrantType::RefreshToken)
-        && scopes.contains("offline_access"))
-    .then(|| random_token(REFRESH_PREFIX));
-    let family_expires_at = approval
-        .auth_time
-        .saturating_add(ms(client.refresh_token_absolute));
-    let tokens = CodeTokens {
-        access: access.stored,
-        refresh: refresh.as_ref().map(|r| {
-            (
-                NewToken {
-                    token_hash: sha256(r),
-                    expires_at: (now + ms(client.refresh_token_idle)).min(family_expires_at),
-                },
-                family_expires_at,
-            )
-        }),
     };
     match p
         .store
-        .redeem_device_code(hash, &client.client_id, now, &tokens)
+        .redeem_device_code(hash, &client.client_id, now, &minted.stored)
         .await
     {
         Ok(DeviceRedemption::Issued { .. }) => {}
@@ -297,35 +296,15 @@ async fn issue(
         Ok(DeviceRedemption::Invalid) => return invalid_grant("the device code was already used"),
         Err(e) => return server_error(e),
     }
-    let id_token = if scopes.contains("openid") {
-        let t = IdToken {
-            issuer: &p.settings.issuer,
-            client_id: &client.client_id,
-            alg: client.id_token_alg.jose(),
-            account: &account,
-            scopes: &scopes,
+    minted.respond(
+        p,
+        client,
+        &account,
+        &IdTokenContext {
             nonce: None,
-            auth_time_ms: approval.auth_time,
+            auth_time: approval.auth_time,
             session_ref: approval.session_ref.as_deref(),
             amr: &approval.amr,
-            access_token: &access.value,
-            now: secs(now),
-            lifetime: p.settings.id_token_lifetime,
-        };
-        match id_token::mint(p.keys, &t) {
-            Ok(t) => Some(t),
-            Err(e) => return server_error(e),
-        }
-    } else {
-        None
-    };
-    respond(
-        &Issued {
-            access: &access.value,
-            expires_at: access.stored.expires_at,
-            refresh: refresh.as_deref(),
-            id_token,
-            scope,
         },
         now,
     )

@@ -29,7 +29,8 @@
 //!   `client_credentials` token, as its JWT form says), `aud` (the issuer,
 //!   as in the JWT form), `iss`, and
 //!   `jti` when the token is a JWT (RFC 9068) that has one.
-//! - `token_type_hint` only orders the lookups, as in [`super::revoke`].
+//! - `token_type_hint` only orders the lookups, as in [`super::revoke`];
+//!   whether a token is active is [`introspection_active`]'s decision.
 //!
 //! Answers are `Cache-Control: no-store` (§4: "the authorization server
 //! ... SHOULD ... not be cached").
@@ -42,19 +43,20 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
-use super::client_auth::{AuthError, Method, authenticate};
+use vestibule_core::oidc_token::{TokenAccount, TokenFacts, TokenKind, introspection_active};
+use vestibule_store::AccountStatus;
+
+use super::client_auth::{AuthError, Method};
 use super::id_token::subject;
-use super::revoke::Hint;
-use super::{
-    Provider, account_allowed, form_params, no_store_json, oauth_error, provider, secs, sha256,
-};
+use super::{Provider, no_store_json, oauth_error, secs, sha256, token_request};
 use crate::accounts::now_ms;
-use crate::config::OidcClientSettings;
 use crate::state::AppState;
 
 /// What an active token says, before it becomes JSON.
 #[derive(Debug, Default)]
-struct Active {
+struct Found {
+    client_id: String,
+    retired: bool,
     scope: String,
     account_id: Option<i64>,
     token_type: Option<&'static str>,
@@ -92,51 +94,48 @@ fn jwt_id(token: &str) -> Option<String> {
     claims.get("jti")?.as_str().map(str::to_owned)
 }
 
-/// The token of `client` whose digest is `hash`, if active now, as the
-/// kind `kind`.
+/// The token whose digest is `hash`, as the kind `kind`, whatever its
+/// state: [`introspection_active`] decides.
 async fn lookup(
     p: &Provider<'_>,
-    client: &OidcClientSettings,
-    kind: Hint,
+    kind: TokenKind,
     token: &str,
     hash: &[u8; 32],
     now: i64,
-) -> Result<Option<Active>, Response> {
-    match kind {
-        Hint::Access => {
-            let Some(r) = p.store.access_token(hash).await.map_err(unavailable)? else {
-                return Ok(None);
-            };
-            if r.client_id != client.client_id || now >= r.expires_at {
-                return Ok(None);
-            }
-            Ok(Some(Active {
+) -> Result<Option<Found>, Response> {
+    Ok(match kind {
+        TokenKind::Access => p
+            .store
+            .access_token(hash)
+            .await
+            .map_err(unavailable)?
+            .map(|r| Found {
+                client_id: r.client_id,
+                retired: false,
                 scope: r.scopes,
                 account_id: r.account_id,
                 token_type: Some("Bearer"),
                 iat_ms: r.created_at,
                 exp_ms: r.expires_at,
                 jti: jwt_id(token),
-            }))
-        }
-        Hint::Refresh => {
-            let Some(r) = p.store.refresh_token(hash).await.map_err(unavailable)? else {
-                return Ok(None);
-            };
-            // Rotated, expired, or of a revoked family: not active.
-            if r.grant.client_id != client.client_id || !r.is_active(now) {
-                return Ok(None);
-            }
-            Ok(Some(Active {
+            }),
+        TokenKind::Refresh => p
+            .store
+            .refresh_token(hash)
+            .await
+            .map_err(unavailable)?
+            .map(|r| Found {
+                // Rotated, expired, or of a revoked family: retired.
+                retired: !r.is_active(now),
+                client_id: r.grant.client_id,
                 scope: r.grant.scopes,
                 account_id: Some(r.grant.account_id),
                 token_type: None,
                 iat_ms: r.created_at,
                 exp_ms: r.expires_at.min(r.family_expires_at),
                 jti: None,
-            }))
-        }
-    }
+            }),
+    })
 }
 
 /// `POST /.vestibule/oidc/introspect`.
@@ -145,56 +144,62 @@ pub async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(p) = provider(&state) else {
-        return super::not_configured();
+    let req = match token_request(&state, &headers, &body).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let params = match form_params(&headers, &body) {
-        Ok(p) => p,
-        Err(why) => return super::bad_form(&why),
-    };
-    let client = match authenticate(&p, &headers, &params).await {
-        Ok((client, Method::SecretBasic | Method::SecretPost)) => client,
-        // A public client proves nothing about itself: not enough to be
-        // told about tokens (§2.1).
-        Ok((_, Method::None)) => {
-            return AuthError::InvalidClient { basic_tried: false }.response();
-        }
-        Err(e) => return e.response(),
-    };
-    // §2.1: `token` is REQUIRED.
-    let Some(token) = params.get("token") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
-    };
-    let hash = sha256(token);
+    let (p, client) = (&req.provider, &req.client);
+    // A public client proves nothing about itself: not enough to be told
+    // about tokens (§2.1).
+    if req.method == Method::None {
+        return AuthError::InvalidClient { basic_tried: false }.response();
+    }
+    let hash = sha256(&req.token);
     let now = now_ms();
     let mut found = None;
-    for kind in Hint::order(Hint::of(params.get("token_type_hint"))) {
-        match lookup(&p, &client, kind, token, &hash, now).await {
-            Ok(Some(a)) => {
-                found = Some(a);
+    for kind in req.order {
+        match lookup(p, kind, &req.token, &hash, now).await {
+            Ok(Some(f)) => {
+                found = Some(f);
                 break;
             }
             Ok(None) => {}
             Err(resp) => return resp,
         }
     }
-    let Some(active) = found else {
+    let Some(found) = found else {
         return inactive();
     };
-    // The account is checked now, as at every refresh and userinfo call:
-    // a disabled account's tokens are not active.
-    let (sub, username) = match active.account_id {
-        None => (client.client_id.clone(), None),
+    // The account is read now, as at every refresh and userinfo call: a
+    // disabled account's tokens are not active.
+    let account = match found.account_id {
+        None => None,
         Some(id) => match p.store.account(id).await {
-            Ok(Some(a)) if account_allowed(&a, &client) => (subject(a.id), Some(a.username)),
-            Ok(_) => return inactive(),
+            Ok(a) => Some(a),
             Err(e) => return unavailable(e),
         },
     };
+    let facts = TokenFacts {
+        issued_to: &found.client_id,
+        expires_at: found.exp_ms,
+        retired: found.retired,
+        account: match &account {
+            None => TokenAccount::ClientItself,
+            Some(None) => TokenAccount::Gone,
+            Some(Some(a)) => TokenAccount::Present {
+                active: a.status == AccountStatus::Active,
+                groups: &a.groups,
+            },
+        },
+    };
+    if !introspection_active(&facts, &client.client_id, &client.allowed_groups, now) {
+        return inactive();
+    }
+    let (sub, username) = match account.flatten() {
+        None => (client.client_id.clone(), None),
+        Some(a) => (subject(a.id), Some(a.username)),
+    };
+    let active = found;
     let mut body = Map::new();
     body.insert("active".into(), true.into());
     body.insert("scope".into(), active.scope.into());

@@ -203,18 +203,59 @@ pub(crate) fn not_configured() -> Response {
     crate::http::responses::plain(StatusCode::NOT_FOUND, "no OpenID Connect provider here")
 }
 
-/// Whether `account` may get tokens for `client` now: active (not pending,
-/// not disabled), and in one of the client's `allowed_groups` when it has
-/// some. Checked at every code exchange, refresh and userinfo call: a
-/// refresh that does not look keeps deleted users alive (oauth2-proxy
-/// #1354).
+/// Whether `account` may get tokens for `client` now: the one rule,
+/// [`vestibule_core::oidc_token::account_may_use_client`], over the
+/// account as the store has it (status and groups), never a session's
+/// copy.
 pub(crate) fn account_allowed(account: &Account, client: &OidcClientSettings) -> bool {
-    account.status == AccountStatus::Active
-        && (client.allowed_groups.is_empty()
-            || account
-                .groups
-                .iter()
-                .any(|g| client.allowed_groups.contains(g)))
+    vestibule_core::oidc_token::account_may_use_client(
+        account.status == AccountStatus::Active,
+        &account.groups,
+        &client.allowed_groups,
+    )
+}
+
+/// A revocation or introspection request, read: the authenticated client
+/// (and how it authenticated), the `token` (§2.1 of RFC 7009 and RFC 7662:
+/// REQUIRED) and the order to look it up in (`token_type_hint`).
+pub(crate) struct TokenRequest<'a> {
+    pub provider: Provider<'a>,
+    pub client: Arc<OidcClientSettings>,
+    pub method: client_auth::Method,
+    pub token: String,
+    pub order: [vestibule_core::oidc_token::TokenKind; 2],
+}
+
+/// Reads a revocation or introspection request: the provider, the form,
+/// the client's authentication (as at the token endpoint), `token` and
+/// `token_type_hint`; or the response that refuses it.
+pub(crate) async fn token_request<'a>(
+    state: &'a AppState,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<TokenRequest<'a>, Response> {
+    use vestibule_core::oidc_token::TokenKind;
+    let Some(p) = provider(state) else {
+        return Err(not_configured());
+    };
+    let params = form_params(headers, body).map_err(|why| bad_form(&why))?;
+    let (client, method) = client_auth::authenticate(&p, headers, &params)
+        .await
+        .map_err(|e| e.response())?;
+    let Some(token) = params.get("token") else {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "token is required",
+        ));
+    };
+    Ok(TokenRequest {
+        order: TokenKind::lookup_order(TokenKind::from_hint(params.get("token_type_hint"))),
+        token: token.to_owned(),
+        client,
+        method,
+        provider: p,
+    })
 }
 
 /// 32 random bytes, base64url: the body of every token issued here.

@@ -37,42 +37,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use super::client_auth::authenticate;
-use super::{form_params, oauth_error, provider, sha256};
+use vestibule_core::oidc_token::TokenKind;
+
+use super::{oauth_error, sha256, token_request};
 use crate::accounts::now_ms;
 use crate::state::AppState;
-
-/// Which kind of token the client says it sends (RFC 7009 §2.1,
-/// RFC 7662 §2.1: the "OAuth Token Type Hints" registry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hint {
-    /// `access_token`.
-    Access,
-    /// `refresh_token`.
-    Refresh,
-}
-
-impl Hint {
-    /// The hint of a request; absent or unknown values give `None` (a
-    /// hint only orders the lookups).
-    pub fn of(value: Option<&str>) -> Option<Self> {
-        match value {
-            Some("access_token") => Some(Self::Access),
-            Some("refresh_token") => Some(Self::Refresh),
-            _ => None,
-        }
-    }
-
-    /// The kinds to try, in order: the hinted one first. Without a hint,
-    /// refresh tokens first: they carry the most, and the refresh
-    /// lookup is as cheap as the other.
-    pub fn order(hint: Option<Self>) -> [Self; 2] {
-        match hint {
-            Some(Self::Access) => [Self::Access, Self::Refresh],
-            _ => [Self::Refresh, Self::Access],
-        }
-    }
-}
 
 /// The RFC 7009 §2.2 success: 200, an empty body, never cached.
 fn revoked_ok() -> Response {
@@ -89,37 +58,23 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(p) = provider(&state) else {
-        return super::not_configured();
+    let req = match token_request(&state, &headers, &body).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
-    let params = match form_params(&headers, &body) {
-        Ok(p) => p,
-        Err(why) => return super::bad_form(&why),
-    };
-    let client = match authenticate(&p, &headers, &params).await {
-        Ok((client, _)) => client,
-        Err(e) => return e.response(),
-    };
-    // §2.1: `token` is REQUIRED.
-    let Some(token) = params.get("token") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
-    };
-    let hash = sha256(token);
+    let (p, client) = (&req.provider, &req.client);
+    let hash = sha256(&req.token);
     let now = now_ms();
-    for kind in Hint::order(Hint::of(params.get("token_type_hint"))) {
+    for kind in req.order {
         // Both store calls match the token *and* the client: another
         // client's token is found by neither and stays as it is.
         let done = match kind {
-            Hint::Refresh => {
+            TokenKind::Refresh => {
                 p.store
                     .revoke_refresh_family(&hash, &client.client_id, now)
                     .await
             }
-            Hint::Access => p.store.revoke_access_token(&hash, &client.client_id).await,
+            TokenKind::Access => p.store.revoke_access_token(&hash, &client.client_id).await,
         };
         match done {
             Ok(true) => {
@@ -143,25 +98,4 @@ pub async fn revoke(
         }
     }
     revoked_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hint_only_orders_the_lookups() {
-        assert_eq!(
-            Hint::order(Hint::of(Some("access_token"))),
-            [Hint::Access, Hint::Refresh]
-        );
-        assert_eq!(
-            Hint::order(Hint::of(Some("refresh_token"))),
-            [Hint::Refresh, Hint::Access]
-        );
-        for unknown in [None, Some(""), Some("id_token"), Some("ACCESS_TOKEN")] {
-            assert_eq!(Hint::of(unknown), None);
-            assert_eq!(Hint::order(Hint::of(unknown)).len(), 2);
-        }
-    }
 }

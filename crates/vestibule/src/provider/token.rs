@@ -95,6 +95,12 @@ pub async fn token(
         Ok((client, _)) => client,
         Err(e) => return e.response(),
     };
+    // The client's ID token and JWT access token algorithm has a key
+    // family, made now if none was opened for it at start (a client of
+    // the store, or added by `vestibule clients` while this runs).
+    if let Err(e) = p.keys.ensure_family(client.id_token_alg.jose()).await {
+        return server_error(e);
+    }
     let allowed = |g: GrantType| client.grants.contains(&g);
     match params.get("grant_type") {
         None => bad_request("invalid_request", "grant_type is missing"),
@@ -312,33 +318,13 @@ async fn authorization_code(
         Ok(None) => return invalid_grant("the account may not sign in to this client"),
         Err(r) => return r,
     };
-    let scopes = parse_scope(&c.scopes).unwrap_or_default();
-    let subject = id_token::subject(c.account_id);
-    let access = match new_access_token(p, client, &subject, &c.scopes, Some(c.auth_time), now) {
-        Ok(a) => a,
+    let minted = match mint_tokens(p, client, &account, &c.scopes, c.auth_time, now) {
+        Ok(m) => m,
         Err(e) => return server_error(e),
-    };
-    let refresh = (client.grants.contains(&GrantType::RefreshToken)
-        && scopes.contains("offline_access"))
-    .then(|| random_token(REFRESH_PREFIX));
-    let family_expires_at = c
-        .auth_time
-        .saturating_add(ms(client.refresh_token_absolute));
-    let tokens = CodeTokens {
-        access: access.stored,
-        refresh: refresh.as_ref().map(|r| {
-            (
-                NewToken {
-                    token_hash: sha256(r),
-                    expires_at: (now + ms(client.refresh_token_idle)).min(family_expires_at),
-                },
-                family_expires_at,
-            )
-        }),
     };
     let exchanged = match p
         .store
-        .exchange_code(&code_hash, &client.client_id, now, &tokens)
+        .exchange_code(&code_hash, &client.client_id, now, &minted.stored)
         .await
     {
         Ok(x) => x,
@@ -352,38 +338,125 @@ async fn authorization_code(
         }
         CodeExchange::Invalid => return invalid_grant("invalid authorization code"),
     };
-    let id_token = if scopes.contains("openid") {
-        let t = IdToken {
-            issuer: &p.settings.issuer,
-            client_id: &client.client_id,
-            alg: client.id_token_alg.jose(),
-            account: &account,
-            scopes: &scopes,
+    minted.respond(
+        p,
+        client,
+        &account,
+        &IdTokenContext {
             nonce: code.nonce.as_deref(),
-            auth_time_ms: code.auth_time,
+            auth_time: code.auth_time,
             session_ref: code.session_ref.as_deref(),
             amr: &code.amr,
-            access_token: &access.value,
-            now: secs(now),
-            lifetime: p.settings.id_token_lifetime,
-        };
-        match id_token::mint(p.keys, &t) {
-            Ok(t) => Some(t),
-            Err(e) => return server_error(e),
-        }
-    } else {
-        None
-    };
-    respond(
-        &Issued {
-            access: &access.value,
-            expires_at: access.stored.expires_at,
-            refresh: refresh.as_deref(),
-            id_token,
-            scope: &c.scopes,
         },
         now,
     )
+}
+
+/// Tokens minted for a grant about to be stored (a code exchange, a
+/// device code redemption): the access token, the refresh token when the
+/// client has the `refresh_token` grant and `offline_access` was granted
+/// (OIDC Core §11), and what the store keeps of them. The ID token is
+/// minted by [`Minted::respond`] once the store has taken the grant.
+pub(super) struct Minted {
+    access: Access,
+    refresh: Option<String>,
+    scope: String,
+    scopes: BTreeSet<String>,
+    /// What the store keeps: digests and expiries.
+    pub(super) stored: CodeTokens,
+}
+
+/// What the ID token of a new grant says besides the account.
+pub(super) struct IdTokenContext<'a> {
+    pub(super) nonce: Option<&'a str>,
+    pub(super) auth_time: i64,
+    pub(super) session_ref: Option<&'a str>,
+    pub(super) amr: &'a [String],
+}
+
+/// The access token and refresh family of a new grant for `account` at
+/// `client`, of `scope`, authenticated at `auth_time` (the refresh
+/// family's absolute lifetime counts from then).
+pub(super) fn mint_tokens(
+    p: &Provider<'_>,
+    client: &OidcClientSettings,
+    account: &Account,
+    scope: &str,
+    auth_time: i64,
+    now: i64,
+) -> Result<Minted, String> {
+    let scopes = parse_scope(scope).unwrap_or_default();
+    let subject = id_token::subject(account.id);
+    let access = new_access_token(p, client, &subject, scope, Some(auth_time), now)?;
+    let refresh = (client.grants.contains(&GrantType::RefreshToken)
+        && scopes.contains("offline_access"))
+    .then(|| random_token(REFRESH_PREFIX));
+    let family_expires_at = auth_time.saturating_add(ms(client.refresh_token_absolute));
+    let stored = CodeTokens {
+        access: access.stored,
+        refresh: refresh.as_ref().map(|r| {
+            (
+                NewToken {
+                    token_hash: sha256(r),
+                    expires_at: (now + ms(client.refresh_token_idle)).min(family_expires_at),
+                },
+                family_expires_at,
+            )
+        }),
+    };
+    Ok(Minted {
+        access,
+        refresh,
+        scope: scope.to_owned(),
+        scopes,
+        stored,
+    })
+}
+
+impl Minted {
+    /// The token response of a grant the store has taken: with an ID
+    /// token when `openid` was granted (OIDC Core §3.1.3.3).
+    pub(super) fn respond(
+        &self,
+        p: &Provider<'_>,
+        client: &OidcClientSettings,
+        account: &Account,
+        ctx: &IdTokenContext<'_>,
+        now: i64,
+    ) -> Response {
+        let id_token = if self.scopes.contains("openid") {
+            let t = IdToken {
+                issuer: &p.settings.issuer,
+                client_id: &client.client_id,
+                alg: client.id_token_alg.jose(),
+                account,
+                scopes: &self.scopes,
+                nonce: ctx.nonce,
+                auth_time_ms: ctx.auth_time,
+                session_ref: ctx.session_ref,
+                amr: ctx.amr,
+                access_token: &self.access.value,
+                now: secs(now),
+                lifetime: p.settings.id_token_lifetime,
+            };
+            match id_token::mint(p.keys, &t) {
+                Ok(t) => Some(t),
+                Err(e) => return server_error(e),
+            }
+        } else {
+            None
+        };
+        respond(
+            &Issued {
+                access: &self.access.value,
+                expires_at: self.access.stored.expires_at,
+                refresh: self.refresh.as_deref(),
+                id_token,
+                scope: &self.scope,
+            },
+            now,
+        )
+    }
 }
 
 /// A replayed code: logged and audited as a security event,

@@ -27,6 +27,7 @@ mod limits;
 mod one_way_in;
 mod pages;
 mod postgres;
+mod provider_instances;
 mod proxy;
 mod redirects;
 mod router;

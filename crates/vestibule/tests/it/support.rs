@@ -289,3 +289,12 @@ pub async fn until_status(want: u16, mut f: impl AsyncFnMut() -> u16) -> Duratio
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// SHA-256 of `s`, lower-case hex (a client's `secret_sha256`).
+pub fn sha256_hex(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -10,7 +10,7 @@ use vestibule_core::secret::hash_token;
 use vestibule_store::provider::NewToken;
 use vestibule_store::{AccountStatus, NewDevice};
 
-use super::provider_tokens::{
+use super::provider_support::{
     CodeSpec, SECRET, VERIFIER, WEB_CB, account, basic, code, post_token, provider_gw_with,
     tokens_ok, web_code,
 };

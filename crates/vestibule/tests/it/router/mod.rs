@@ -18,6 +18,7 @@ mod provider_backchannel;
 mod provider_device;
 mod provider_logout;
 mod provider_revoke;
+mod provider_support;
 mod provider_tokens;
 mod proxy;
 mod reload;

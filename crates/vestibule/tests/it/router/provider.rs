@@ -697,14 +697,40 @@ async fn disabled_accounts_and_users_outside_the_clients_groups_are_refused() {
     assert_code(&r, acb);
 
     set_status(&gw, "alice", AccountStatus::Disabled).await;
-    let cb = "http://127.0.0.1:8000/cb";
-    let r = Call::get(&authorize(&pkce("native", cb, "openid")))
+    let r = native_as_alice(&gw, "http://127.0.0.1:8000/cb").await;
+    assert_page(&r, 403);
+    assert!(r.text().contains("Account disabled"));
+}
+
+/// Alice's authorization request for `native`, returning to `cb`.
+async fn native_as_alice(gw: &Gw, cb: &'static str) -> Resp {
+    Call::get(&authorize(&pkce("native", cb, "openid")))
         .html()
         .headers(&ALICE)
         .send(&gw.app)
-        .await;
+        .await
+}
+
+/// Authorization reads the account from the store, not the session's
+/// cached copy: right after the account is disabled (the cache not told
+/// yet), no code is issued. Before the fix, the cached identity let a code
+/// through.
+#[tokio::test]
+async fn authorize_checks_the_account_in_the_store_not_a_cache() {
+    let gw = Gw::new(&provider_config(ISSUER)).await;
+    let cb = "http://127.0.0.1:8000/cb";
+    let r = native_as_alice(&gw, cb).await;
+    assert_code(&r, cb);
+    // Disabled in the store alone: the session cache still says active.
+    let id = gw.account_id("alice").await;
+    assert!(
+        gw.store()
+            .set_status(id, AccountStatus::Disabled, 0)
+            .await
+            .unwrap()
+    );
+    let r = native_as_alice(&gw, cb).await;
     assert_page(&r, 403);
-    assert!(r.text().contains("Account disabled"));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 use vestibule_store::AuditFilter;
 
-use super::provider_tokens::{
+use super::provider_support::{
     SECRET, basic, code, exchange, form, oauth_error, provider_gw, refresh, tokens_ok, web_code,
 };
 use super::*;

@@ -16,7 +16,7 @@ use vestibule_core::secret::hash_token;
 use vestibule_jose::{Algorithm, Compact, Policy};
 use vestibule_store::provider::{NewAuthorizationCode, StoredOidcClient};
 
-use super::provider_tokens::{
+use super::provider_support::{
     CHALLENGE, ISSUER, SECRET, VERIFIER, WEB_CB, basic, form, jwks, provider_gw, sha256,
 };
 use super::*;

@@ -8,7 +8,7 @@ use vestibule_jose::Algorithm;
 use vestibule_store::AccountStatus;
 use vestibule_store::provider::NewDeviceCode;
 
-use super::provider_tokens::{
+use super::provider_support::{
     account, basic, form, oauth_error, post_token, provider_gw, sha256, tokens_ok, verify,
 };
 use super::*;
@@ -301,4 +301,85 @@ async fn group_restricted_clients_disabled_users_and_the_wrong_code_limit() {
     let r = submit(&gw, &b, &[("user_code", &code)]).await;
     assert_eq!(r.status, 429);
     assert!(r.text().contains("Too many wrong codes"), "{}", r.text());
+}
+
+/// Approves a fresh device code of `tv` for `user` and redeems it: the
+/// device code and the token response.
+async fn approved_and_redeemed(gw: &Gw, user: &str) -> (String, serde_json::Value) {
+    let r = device_authorization(
+        gw,
+        None,
+        &[("client_id", "tv"), ("scope", "openid offline_access")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    let device_code = j["device_code"].as_str().unwrap().to_owned();
+    let user_code = j["user_code"].as_str().unwrap().to_owned();
+    let b = browser(gw, user).await;
+    let r = submit(gw, &b, &[("user_code", &user_code), ("decision", "allow")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tokens = tokens_ok(&poll(gw, &device_code).await);
+    (device_code, tokens)
+}
+
+/// A redeemed device code presented again revokes the grant it issued,
+/// with every token of it, as a replayed authorization code does (RFC 6749
+/// §4.1.2). Before the fix the tokens lived on.
+#[tokio::test]
+async fn a_redeemed_device_code_presented_again_revokes_its_grant() {
+    let gw = provider_gw().await;
+    let alice = account(&gw, "alice", &["users"]).await;
+    let (device_code, j) = approved_and_redeemed(&gw, "alice").await;
+    assert_eq!(gw.store().grants_of(alice).await.unwrap().len(), 1);
+    waited(&gw, &device_code).await;
+    oauth_error(&poll(&gw, &device_code).await, 400, "invalid_grant");
+    assert!(gw.store().grants_of(alice).await.unwrap().is_empty());
+    let access = j["access_token"].as_str().unwrap();
+    let r = Call::get("/.vestibule/oidc/userinfo")
+        .header("Authorization", &format!("Bearer {access}"))
+        .send(&gw.app)
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = post_token(
+        &gw,
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", "tv"),
+            ("refresh_token", j["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    oauth_error(&r, 400, "invalid_grant");
+}
+
+/// `device_code_lifetime` and `device_poll_interval` are settings: the
+/// response announces them and the stored code keeps them.
+#[tokio::test]
+async fn device_lifetimes_come_from_the_settings() {
+    let gw = super::provider_support::provider_gw_of(&accounts_config(
+        "auto",
+        "[oidc_provider]\nissuer = \"https://sso.example.test\"\n\
+         device_code_lifetime = \"2m\"\ndevice_poll_interval = \"7s\"\n\n\
+         [[oidc_provider.client]]\nclient_id = \"tv\"\nkind = \"public\"\n\
+         grants = [\"device_code\"]\n",
+        "",
+    ))
+    .await;
+    let r = device_authorization(&gw, None, &[("client_id", "tv")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(
+        (j["expires_in"].as_i64(), j["interval"].as_i64()),
+        (Some(120), Some(7))
+    );
+    let d = gw
+        .store()
+        .device_code(&sha256(j["device_code"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.code.interval_ms, 7_000);
+    assert_eq!(d.code.expires_at - d.code.created_at, 120_000);
 }

@@ -13,7 +13,7 @@ use vestibule_core::secret::hash_token;
 use vestibule_jose::Algorithm;
 use vestibule_store::provider::StoredOidcClient;
 
-use super::provider_tokens::provider_gw;
+use super::provider_support::provider_gw;
 use super::*;
 
 const END: &str = "/.vestibule/oidc/end_session";

@@ -1,12 +1,12 @@
 //! Revocation (RFC 7009) and introspection (RFC 7662) of the OpenID
 //! Connect provider (issue 14), in process against a real SQLite file
 //! store and the real key ring, with the clients and helpers of
-//! `provider_tokens`.
+//! `provider_support`.
 
 use vestibule::accounts::now_ms;
 use vestibule_store::AccountStatus;
 
-use super::provider_tokens::{
+use super::provider_support::{
     CodeSpec, ISSUER, SECRET, VERIFIER, WEB_CB, account, basic, code, exchange, form, oauth_error,
     post_token, provider_gw, refresh, tokens_ok, userinfo_get, web_code,
 };
