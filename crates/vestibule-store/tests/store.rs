@@ -3642,6 +3642,8 @@ async fn case_oidc_revocations_are_published(store: Arc<dyn Store>) {
     ));
     assert_eq!(next_change(&mut rx).await, Change::Grant(grant));
     no_change(&mut rx, Duration::from_millis(200)).await;
+}
+
 // ---- back-channel logout outbox (migration 0011) -----------------------
 
 use vestibule_store::provider::BackchannelLogout;
