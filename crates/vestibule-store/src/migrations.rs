@@ -71,6 +71,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0010_oidc_device_codes.sql"),
         include_str!("../migrations/postgres/0010_oidc_device_codes.sql"),
     ),
+    (
+        12,
+        "oidc login sessions",
+        include_str!("../migrations/sqlite/0012_oidc_login.sql"),
+        include_str!("../migrations/postgres/0012_oidc_login.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::net::TcpStream;
 use vestibule_core::identity::Identity;
 use vestibule_core::jwt::Jwks;
@@ -233,6 +233,36 @@ impl SigningKeys {
 /// One GET, HTTP/1.1, over TLS unless the URL is plain HTTP (allowed by
 /// the configuration check for loopback only).
 async fn fetch(url: &http::Uri, tls: &tokio_rustls::TlsConnector) -> Result<Vec<u8>, String> {
+    let (status, body) = request(
+        url,
+        tls,
+        http::Method::GET,
+        &[(
+            http::header::ACCEPT,
+            "application/jwk-set+json, application/json",
+        )],
+        Bytes::new(),
+        MAX_JWKS_BYTES,
+    )
+    .await?;
+    if status != http::StatusCode::OK {
+        return Err(format!("{url} answered {status}"));
+    }
+    Ok(body)
+}
+
+/// One request, HTTP/1.1, over TLS unless the URL is plain HTTP (only to
+/// loopback, as the configuration checks). The body read is bounded by
+/// `limit`. Also the OIDC login's client (discovery, keys, the token
+/// endpoint): one small client, no second TLS stack.
+pub(crate) async fn request(
+    url: &http::Uri,
+    tls: &tokio_rustls::TlsConnector,
+    method: http::Method,
+    headers: &[(http::HeaderName, &str)],
+    body: Bytes,
+    limit: usize,
+) -> Result<(http::StatusCode, Vec<u8>), String> {
     let host = url.host().ok_or("no host")?;
     let https = url.scheme_str() == Some("https");
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
@@ -241,15 +271,15 @@ async fn fetch(url: &http::Uri, tls: &tokio_rustls::TlsConnector) -> Result<Vec<
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     let authority = url.authority().map_or(host, |a| a.as_str()).to_owned();
-    let request = http::Request::get(url.path_and_query().map_or("/", |p| p.as_str()))
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(url.path_and_query().map_or("/", |p| p.as_str()))
         .header(http::header::HOST, authority)
-        .header(
-            http::header::ACCEPT,
-            "application/jwk-set+json, application/json",
-        )
-        .header(http::header::USER_AGENT, "vestibule")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
+        .header(http::header::USER_AGENT, "vestibule");
+    for (name, value) in headers {
+        builder = builder.header(name, *value);
+    }
+    let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
     let response = if https {
         let name = rustls_pki_types::ServerName::try_from(bare.to_owned())
             .map_err(|e| format!("{url}: {e}"))?;
@@ -261,19 +291,17 @@ async fn fetch(url: &http::Uri, tls: &tokio_rustls::TlsConnector) -> Result<Vec<
     } else {
         send(hyper_util::rt::TokioIo::new(tcp), request).await?
     };
-    if response.status() != http::StatusCode::OK {
-        return Err(format!("{url} answered {}", response.status()));
-    }
-    let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+    let status = response.status();
+    let body = Limited::new(response.into_body(), limit)
         .collect()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
-    Ok(body.to_bytes().to_vec())
+    Ok((status, body.to_bytes().to_vec()))
 }
 
 async fn send<T>(
     io: T,
-    request: http::Request<Empty<Bytes>>,
+    request: http::Request<Full<Bytes>>,
 ) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

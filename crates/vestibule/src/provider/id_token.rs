@@ -186,12 +186,9 @@ pub fn mint_access_token(
     sign(keys, alg, ACCESS_TOKEN_TYP, &Value::Object(claims))
 }
 
-pub(crate) fn sign(
-    keys: &KeyRing,
-    alg: Algorithm,
-    typ: &str,
-    claims: &Value,
-) -> Result<String, String> {
+/// Signs `claims` as a compact JWS with the ring's current `alg` key and
+/// the JWS `typ` given (tests sign logout tokens with it).
+pub fn sign(keys: &KeyRing, alg: Algorithm, typ: &str, claims: &Value) -> Result<String, String> {
     let set = keys
         .for_algorithm(alg)
         .ok_or_else(|| format!("no {alg} signing key (the key ring was opened without it)"))?;
