@@ -242,40 +242,20 @@ impl OidcLoginStore for SqlStore {
         subject: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<[u8; 32]>, StoreError>> {
         Box::pin(async move {
-            let rows = match (sid, subject) {
-                (Some(sid), Some(sub)) => {
-                    sqlx::query(
-                        "SELECT session_hash FROM oidc_login_sessions \
-                         WHERE issuer = $1 AND sid = $2 AND subject = $3",
-                    )
-                    .bind(issuer)
-                    .bind(sid)
-                    .bind(sub)
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-                (Some(sid), None) => {
-                    sqlx::query(
-                        "SELECT session_hash FROM oidc_login_sessions \
-                         WHERE issuer = $1 AND sid = $2",
-                    )
-                    .bind(issuer)
-                    .bind(sid)
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-                (None, Some(sub)) => {
-                    sqlx::query(
-                        "SELECT session_hash FROM oidc_login_sessions \
-                         WHERE issuer = $1 AND subject = $2",
-                    )
-                    .bind(issuer)
-                    .bind(sub)
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-                (None, None) => return Ok(Vec::new()),
-            };
+            if sid.is_none() && subject.is_none() {
+                return Ok(Vec::new());
+            }
+            // An absent one is bound as '' (never a stored sid or sub:
+            // both are non-empty), which the query reads as "any".
+            let rows = sqlx::query(
+                "SELECT session_hash FROM oidc_login_sessions \
+                 WHERE issuer = $1 AND ($2 = '' OR sid = $2) AND ($3 = '' OR subject = $3)",
+            )
+            .bind(issuer)
+            .bind(sid.unwrap_or(""))
+            .bind(subject.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
             rows.iter()
                 .map(|r| decode_hash("an OIDC session link", get(r, "session_hash")?))
                 .collect()

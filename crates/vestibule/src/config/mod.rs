@@ -224,9 +224,20 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     let client_ip_hops = file
         .client_ip
         .validate(&mut c, identity_source.as_ref().map(|s| &s.trusted));
-    let redirects = file
-        .auth
-        .validate(&mut c, file.routes.iter().map(|r| r.host.as_deref()));
+    // With [source.oidc], vestibule's own public origin (the redirect
+    // URL's) is a return address too: the OIDC login sends people back
+    // to the app they came from through it.
+    let own_host = identity_source.as_ref().and_then(|s| match &s.kind {
+        SourceKind::Oidc(o) => o.redirect_url.authority().map(|a| a.as_str().to_owned()),
+        _ => None,
+    });
+    let redirects = file.auth.validate(
+        &mut c,
+        file.routes
+            .iter()
+            .map(|r| r.host.as_deref())
+            .chain(std::iter::once(own_host.as_deref())),
+    );
     let verify_path = file.forward_auth.validate(&mut c);
     let accounts = file
         .accounts

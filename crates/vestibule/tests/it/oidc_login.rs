@@ -133,6 +133,22 @@ async fn at(addr: SocketAddr, from: &str, target: &str, headers: &[(&str, &str)]
     Raw::send(addr, from, r.as_bytes()).await
 }
 
+/// `url` with the query parameter `name` set to `value` (encoded).
+fn with_param(url: &str, name: &str, value: &str) -> String {
+    let (base, q) = url.split_once('?').unwrap();
+    let enc = percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+    let q: Vec<String> = q
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k == name => format!("{k}={enc}"),
+            _ => p.to_owned(),
+        })
+        .collect();
+    let out = format!("{base}?{}", q.join("&"));
+    assert_ne!(out, url, "{name} was not in the URL");
+    out
+}
+
 async fn get(url: &str, headers: &[(&str, &str)]) -> Raw {
     let (addr, target) = split(url);
     at(addr, TRUSTED, &target, headers).await
@@ -299,8 +315,7 @@ async fn callback_refuses_wrong_state_wrong_issuer_wrong_nonce_and_a_second_use(
     // Wrong state: 400, and the login is used up.
     let (authorize, login) = start_login(&p, &back).await;
     let cb = at_provider(&authorize).await;
-    let state = param(&cb, "state").unwrap();
-    let forged = cb.replace(&format!("state={state}"), "state=forged");
+    let forged = with_param(&cb, "state", "forged");
     assert_eq!(refused(&forged, &login).await, 400);
     assert_eq!(refused(&cb, &login).await, 400, "a login is taken once");
 
@@ -309,14 +324,7 @@ async fn callback_refuses_wrong_state_wrong_issuer_wrong_nonce_and_a_second_use(
     let cb = at_provider(&authorize).await;
     let iss = param(&cb, "iss").expect("the provider sends iss");
     assert_eq!(iss, p.issuer);
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    let mixed = cb.replace(
-        &format!("iss={}", enc(&iss)),
-        &format!("iss={}", enc("http://127.0.0.1:1")),
-    );
-    assert_ne!(mixed, cb);
+    let mixed = with_param(&cb, "iss", "http://127.0.0.1:1");
     assert_eq!(refused(&mixed, &login).await, 400);
 
     // Without the browser's login cookie: 400.
@@ -327,8 +335,7 @@ async fn callback_refuses_wrong_state_wrong_issuer_wrong_nonce_and_a_second_use(
     // Wrong nonce: the provider is asked with another nonce than the one
     // stored, so its ID token carries that one: 401.
     let (authorize, login) = start_login(&p, &back).await;
-    let nonce = param(&authorize, "nonce").unwrap();
-    let other = authorize.replace(&format!("nonce={nonce}"), "nonce=not-the-one-sent");
+    let other = with_param(&authorize, "nonce", "not-the-one-sent");
     let cb = at_provider(&other).await;
     assert_eq!(refused(&cb, &login).await, 401);
 
@@ -349,7 +356,13 @@ async fn upstream_keys(p: &Pair) -> vestibule::keys::KeyRing {
         .await
         .unwrap();
     let algs = vestibule::provider::id_token::algorithms(settings.oidc_provider.as_ref());
-    vestibule::keys::KeyRing::open_with(store, settings.keys.clone(), &algs)
+    // The same KEK as the upstream's, from a file: this process's
+    // environment is not the upstream's.
+    let kek = p.up._dir.path().join("kek");
+    std::fs::write(&kek, KEK).unwrap();
+    let mut keys = settings.keys.clone();
+    keys.kek = Some(vestibule::config::KekSource::File(kek));
+    vestibule::keys::KeyRing::open_with(store, keys, &algs)
         .await
         .unwrap()
 }
