@@ -345,11 +345,9 @@ async fn callback_refuses_wrong_state_wrong_issuer_wrong_nonce_and_a_second_use(
 
 /// The upstream's key ring, opened from its store with its KEK.
 async fn upstream_keys(p: &Pair) -> vestibule::keys::KeyRing {
-    let file = vestibule::config::parse_with_env(
-        &p.up_text,
-        [(KEK_VAR.to_owned(), KEK.to_owned())].into_iter(),
-    )
-    .unwrap();
+    let file =
+        vestibule::config::parse_with_env(&p.up_text, [(KEK_VAR.to_owned(), KEK.to_owned())])
+            .unwrap();
     let (settings, diags) = vestibule::config::validate(&file);
     let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
     let store = vestibule::app::open_store(settings.accounts.as_ref().unwrap())
