@@ -1394,9 +1394,15 @@ pub fn oidc_tokens(data: &[u8]) {
 }
 
 /// The provider's discovery document (OIDC Discovery §3, §4.3) and the
-/// authorization response at the callback (RFC 6749 §4.1.2, RFC 9207).
+/// authorization response at the callback (RFC 6749 §4.1.2, RFC 9207),
+/// and the token endpoint's answer (RFC 6749 §5.1, §5.2).
 pub fn oidc_provider_responses(data: &[u8]) {
-    use crate::oidc::{check_callback, is_secure_url, parse_discovery};
+    use crate::oidc::{check_callback, is_secure_url, parse_discovery, parse_token_response};
+
+    if let Ok(t) = parse_token_response(data) {
+        assert!(!t.access_token.is_empty() && !t.id_token.is_empty());
+        assert!(t.refresh_token.as_ref().is_none_or(|r| !r.is_empty()));
+    }
 
     let issuer = "https://sso.example.com";
     if let Ok(m) = parse_discovery(data, issuer) {

@@ -26,8 +26,9 @@ mod tests;
 use std::fmt;
 
 pub use discovery::{
-    CallbackError, DiscoveryError, MAX_DISCOVERY_BYTES, ProviderMetadata, check_callback,
-    is_secure_url, parse_discovery, pkce_challenge,
+    CallbackError, DiscoveryError, MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES, ProviderMetadata,
+    TokenResponse, TokenResponseError, check_callback, is_secure_url, parse_discovery,
+    parse_token_response, pkce_challenge,
 };
 pub use id_token::{IdToken, IdTokenExpectations, token_hash, verify_id_token};
 pub use logout_token::{

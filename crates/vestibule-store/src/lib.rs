@@ -75,6 +75,7 @@ mod error;
 mod feed;
 mod migrations;
 mod model;
+pub mod oidc_login;
 pub mod provider;
 mod provider_sql;
 mod sql;
@@ -215,7 +216,7 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<(), StoreError> {
 /// calls, which say what they did with a `bool`, a count, an `Option` or a
 /// [`PairingPoll`]. Every write runs in one transaction and is durable
 /// once the call returns `Ok`.
-pub trait Store: provider::ProviderStore + Send + Sync {
+pub trait Store: provider::ProviderStore + oidc_login::OidcLoginStore + Send + Sync {
     /// Which database this store runs on.
     fn backend(&self) -> Backend;
 

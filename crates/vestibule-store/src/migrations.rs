@@ -77,6 +77,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0011_oidc_backchannel_outbox.sql"),
         include_str!("../migrations/postgres/0011_oidc_backchannel_outbox.sql"),
     ),
+    (
+        12,
+        "oidc login sessions",
+        include_str!("../migrations/sqlite/0012_oidc_login.sql"),
+        include_str!("../migrations/postgres/0012_oidc_login.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

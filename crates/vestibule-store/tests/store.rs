@@ -88,6 +88,7 @@ on_both_backends!(
     case_client_ca_and_certificates,
     case_certificate_renewal,
     case_signing_key_races,
+    case_oidc_login_rows,
 );
 
 // Cases that also bulk-load (`BulkLoad`, not part of `Store`).
@@ -3987,4 +3988,125 @@ async fn case_oidc_backchannel_claims_are_exclusive_across_instances(url: String
     assert!(!b.finish_backchannel_logout(id, &first).await.unwrap());
     assert!(b.finish_backchannel_logout(id, "second").await.unwrap());
     assert_eq!(a.backchannel_logouts().await.unwrap().len(), 11);
+}
+
+/// `[source.oidc]`'s rows (migration 0012): a login under way is taken
+/// once and not after it expired; a session's link goes with the session;
+/// logout tokens name sessions by sid (narrowed by sub) or by sub alone,
+/// under their issuer only; a jti is accepted once per issuer until it
+/// expires.
+async fn case_oidc_login_rows(store: Arc<dyn Store>) {
+    use vestibule_store::oidc_login::{OidcSessionLink, PendingOidcLogin};
+    let pending = |n: u8, expires_at: i64| PendingOidcLogin {
+        login_hash: [n; 32],
+        state: format!("state-{n}"),
+        nonce: format!("nonce-{n}"),
+        verifier: format!("verifier-{n}"),
+        return_to: "https://app.example.test/".into(),
+        expires_at,
+    };
+    store
+        .put_pending_oidc_login(&pending(1, 100), 0)
+        .await
+        .unwrap();
+    store
+        .put_pending_oidc_login(&pending(2, 100), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_pending_oidc_login(&[1; 32], 50).await.unwrap(),
+        Some(pending(1, 100))
+    );
+    assert_eq!(
+        store.take_pending_oidc_login(&[1; 32], 50).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_pending_oidc_login(&[2; 32], 100).await.unwrap(),
+        None,
+        "expired"
+    );
+
+    let a = store
+        .create_account(new_account("https://idp.test", "alice", 1))
+        .await
+        .unwrap();
+    let link = |n: u8, issuer: &str, sub: &str, sid: Option<&str>| OidcSessionLink {
+        session_hash: [n; 32],
+        issuer: issuer.into(),
+        subject: sub.into(),
+        sid: sid.map(str::to_owned),
+        id_token: format!("id-token-{n}"),
+        created_at: 1,
+    };
+    let links = [
+        link(1, "https://idp.test", "alice", Some("sid-a")),
+        link(2, "https://idp.test", "alice", Some("sid-b")),
+        link(3, "https://other.test", "alice", Some("sid-a")),
+    ];
+    for l in &links {
+        store
+            .create_session(&session(l.session_hash[0], a.id, 1000))
+            .await
+            .unwrap();
+        store.link_oidc_session(l).await.unwrap();
+    }
+    assert_eq!(
+        store.oidc_session_link(&[2; 32]).await.unwrap(),
+        Some(links[1].clone())
+    );
+    let named = async |iss: &str, sid: Option<&str>, sub: Option<&str>| {
+        let mut v = store.oidc_sessions_named(iss, sid, sub).await.unwrap();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        named("https://idp.test", Some("sid-a"), None).await,
+        [[1; 32]]
+    );
+    assert_eq!(
+        named("https://idp.test", Some("sid-a"), Some("bob")).await,
+        Vec::<[u8; 32]>::new()
+    );
+    assert_eq!(
+        named("https://idp.test", None, Some("alice")).await,
+        [[1; 32], [2; 32]]
+    );
+    assert_eq!(
+        named("https://idp.test", None, None).await,
+        Vec::<[u8; 32]>::new()
+    );
+    // The link goes with its session.
+    assert!(store.revoke_session(&[1; 32]).await.unwrap());
+    assert_eq!(store.oidc_session_link(&[1; 32]).await.unwrap(), None);
+    assert_eq!(
+        named("https://idp.test", Some("sid-a"), None).await,
+        Vec::<[u8; 32]>::new()
+    );
+
+    assert!(
+        store
+            .remember_logout_jti("https://idp.test", "j1", 200, 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remember_logout_jti("https://idp.test", "j1", 200, 150)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .remember_logout_jti("https://other.test", "j1", 200, 150)
+            .await
+            .unwrap()
+    );
+    // Forgotten once past its time.
+    assert!(
+        store
+            .remember_logout_jti("https://idp.test", "j1", 400, 201)
+            .await
+            .unwrap()
+    );
 }

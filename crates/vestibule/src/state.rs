@@ -83,6 +83,11 @@ pub enum IdentityReader {
         /// Bounds on values.
         limits: ValueLimits,
     },
+    /// `[source.oidc]`: the session cookie of vestibule's own OIDC login.
+    Oidc {
+        /// The upstream provider (and the `[source.oidc]` settings).
+        upstream: Arc<crate::identity::oidc::Upstream>,
+    },
 }
 
 impl IdentityReader {
@@ -91,6 +96,7 @@ impl IdentityReader {
         match self {
             Self::Headers { .. } => "headers",
             Self::Jwt { .. } => "jwt",
+            Self::Oidc { .. } => "oidc",
         }
     }
 }
@@ -250,6 +256,9 @@ impl AppState {
                 SourceKind::Jwt(j) => IdentityReader::Jwt {
                     keys: Arc::new(SigningKeys::new(j.clone())?),
                     limits: s.limits,
+                },
+                SourceKind::Oidc(o) => IdentityReader::Oidc {
+                    upstream: Arc::new(crate::identity::oidc::Upstream::new((**o).clone())?),
                 },
             }),
             None => None,

@@ -231,3 +231,81 @@ pub fn pkce_challenge(verifier: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
 }
+
+/// The longest token endpoint response read, in bytes.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// What vestibule takes of a successful token response (RFC 6749 §5.1,
+/// OIDC Core §3.1.3.3). No `Debug`: every field is a credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenResponse {
+    /// `access_token`, only for the ID token's `at_hash`.
+    pub access_token: String,
+    /// `id_token`: OIDC Core §3.1.3.3 makes it REQUIRED.
+    pub id_token: String,
+    /// `refresh_token`, when the provider issued one.
+    pub refresh_token: Option<String>,
+}
+
+/// Why a token endpoint response was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenResponseError {
+    /// Not a JSON object, too long, or a member twice.
+    Malformed,
+    /// The provider answered an error (RFC 6749 §5.2): its `error` code,
+    /// cut to 64 printable ASCII characters.
+    Provider(String),
+    /// `token_type` is not `Bearer` (§5.1; OIDC Core §3.1.3.3).
+    NotBearer,
+    /// A required member (`access_token`, `id_token`) is missing or not a
+    /// non-empty string, or an optional one has the wrong type.
+    Missing(&'static str),
+}
+
+impl std::fmt::Display for TokenResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed => f.write_str("the token response is not a JSON object"),
+            Self::Provider(e) => write!(f, "the token endpoint answered `{e}`"),
+            Self::NotBearer => f.write_str("the token type is not Bearer"),
+            Self::Missing(m) => write!(f, "`{m}` is missing or not a string"),
+        }
+    }
+}
+
+impl std::error::Error for TokenResponseError {}
+
+/// Reads the token endpoint's JSON answer to an authorization-code grant.
+/// An `error` member wins over everything else (RFC 6749 §5.2).
+pub fn parse_token_response(json: &[u8]) -> Result<TokenResponse, TokenResponseError> {
+    if json.len() > MAX_TOKEN_RESPONSE_BYTES {
+        return Err(TokenResponseError::Malformed);
+    }
+    let doc: Map<String, Value> =
+        vestibule_jose::unique_json_object(json).ok_or(TokenResponseError::Malformed)?;
+    if let Some(e) = doc.get("error") {
+        let shown: String = e
+            .as_str()
+            .unwrap_or("?")
+            .chars()
+            .take(64)
+            .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+            .collect();
+        return Err(TokenResponseError::Provider(shown));
+    }
+    let string = |name: &'static str| match doc.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(TokenResponseError::Missing(name)),
+    };
+    // §5.1: "The value is case insensitive."
+    match string("token_type")? {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        _ => return Err(TokenResponseError::NotBearer),
+    }
+    Ok(TokenResponse {
+        access_token: string("access_token")?.ok_or(TokenResponseError::Missing("access_token"))?,
+        id_token: string("id_token")?.ok_or(TokenResponseError::Missing("id_token"))?,
+        refresh_token: string("refresh_token")?,
+    })
+}

@@ -600,4 +600,52 @@ proptest! {
             prop_assert!(is_secure_url(&m.token_endpoint) && is_secure_url(&m.jwks_uri));
         }
     }
+
+    /// Any bytes as a token response: refused, or both tokens present and
+    /// non-empty, and never when an `error` member is there.
+    #[test]
+    fn token_response_needs_both_tokens(doc in "\\PC{0,120}") {
+        if let Ok(t) = parse_token_response(doc.as_bytes()) {
+            prop_assert!(!t.access_token.is_empty() && !t.id_token.is_empty());
+            prop_assert!(!doc.contains("\"error\""));
+        }
+    }
+}
+
+/// The token endpoint's answer (RFC 6749 §5.1, §5.2; OIDC Core §3.1.3.3).
+#[test]
+fn token_response_rules() {
+    let ok =
+        br#"{"access_token":"at","token_type":"bearer","id_token":"a.b.c","refresh_token":"rt"}"#;
+    let t = parse_token_response(ok).unwrap();
+    assert_eq!(
+        (t.access_token.as_str(), t.id_token.as_str()),
+        ("at", "a.b.c")
+    );
+    assert_eq!(t.refresh_token.as_deref(), Some("rt"));
+    let cases: [(&[u8], TokenResponseError); 5] = [
+        (
+            br#"{"error":"invalid_grant","access_token":"at"}"#,
+            TokenResponseError::Provider("invalid_grant".into()),
+        ),
+        (
+            br#"{"access_token":"at","token_type":"mac","id_token":"x"}"#,
+            TokenResponseError::NotBearer,
+        ),
+        (
+            br#"{"access_token":"at","token_type":"Bearer"}"#,
+            TokenResponseError::Missing("id_token"),
+        ),
+        (
+            br#"{"access_token":"at","token_type":"Bearer","id_token":"x","id_token":"y"}"#,
+            TokenResponseError::Malformed,
+        ),
+        (
+            br#"{"access_token":7,"token_type":"Bearer","id_token":"x"}"#,
+            TokenResponseError::Missing("access_token"),
+        ),
+    ];
+    for (doc, want) in cases {
+        assert_eq!(parse_token_response(doc).err(), Some(want));
+    }
 }

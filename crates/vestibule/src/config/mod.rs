@@ -68,7 +68,7 @@ pub use listen::{
 pub use log::{LogConfig, LogFormat};
 pub use oidc::{
     ClientSecret, DEFAULT_LOGOUT_TOKEN_MAX_AGE, DEFAULT_OIDC_LEEWAY, OIDC_BACKCHANNEL_LOGOUT_PATH,
-    OIDC_CALLBACK_PATH, OidcLogin, OidcPreset, OidcSourceConfig,
+    OIDC_CALLBACK_PATH, OIDC_LOGIN_PATH, OidcLogin, OidcPreset, OidcSourceConfig,
 };
 pub use oidc_provider::{
     AccessTokenFormat, ClientDefaults, ClientKind, ConsentMode, DEFAULT_ACCESS_TOKEN_LIFETIME,
@@ -225,9 +225,20 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     let client_ip_hops = file
         .client_ip
         .validate(&mut c, identity_source.as_ref().map(|s| &s.trusted));
-    let redirects = file
-        .auth
-        .validate(&mut c, file.routes.iter().map(|r| r.host.as_deref()));
+    // With [source.oidc], vestibule's own public origin (the redirect
+    // URL's) is a return address too: the OIDC login sends people back
+    // to the app they came from through it.
+    let own_host = identity_source.as_ref().and_then(|s| match &s.kind {
+        SourceKind::Oidc(o) => o.redirect_url.authority().map(|a| a.as_str().to_owned()),
+        _ => None,
+    });
+    let redirects = file.auth.validate(
+        &mut c,
+        file.routes
+            .iter()
+            .map(|r| r.host.as_deref())
+            .chain(std::iter::once(own_host.as_deref())),
+    );
     let verify_path = file.forward_auth.validate(&mut c);
     let accounts = file
         .accounts
@@ -267,8 +278,27 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             "add a [[route]] with an upstream",
         );
     }
+    // With [source.oidc], browsers without a session go to vestibule's own
+    // OIDC login unless auth.login_url says otherwise.
+    let login_url = file.auth.login_url.clone().or_else(|| {
+        identity_source.as_ref().and_then(|s| match &s.kind {
+            SourceKind::Oidc(o) => Some(o.login_url_template()),
+            _ => None,
+        })
+    });
+    if matches!(
+        identity_source.as_ref().map(|s| &s.kind),
+        Some(SourceKind::Oidc(_))
+    ) && file.accounts.is_none()
+    {
+        c.error(
+            "source.oidc",
+            "the OIDC login keeps its sessions in the store, which needs [accounts]",
+            "add an [accounts] section (and [database])",
+        );
+    }
     let cx = RouteContext {
-        login_url: file.auth.login_url.as_deref(),
+        login_url: login_url.as_deref(),
         max_sso_age: file.devices.max_sso_age,
         accounts: file.accounts.is_some(),
         has_source: identity_source.is_some(),
@@ -317,7 +347,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
                 response_timeout: upstream.response_timeout,
                 pool_idle_timeout: upstream.pool_idle_timeout,
                 verify_path,
-                login_url: file.auth.login_url.clone(),
+                login_url,
                 logout_url: file.auth.logout_url.clone(),
                 redirects,
                 accounts,
@@ -442,7 +472,7 @@ fn identity_headers(
     match source.map(|s| &s.kind) {
         Some(SourceKind::Headers(d)) => headers = headers.with_names(d.header_names()),
         Some(SourceKind::Jwt(j)) => headers = headers.with_names([j.header.as_str()]),
-        None => {}
+        Some(SourceKind::Oidc(_)) | None => {}
     }
     for r in routes {
         headers = headers.with_names(r.profile.header_names().map(|n| n.as_str()));

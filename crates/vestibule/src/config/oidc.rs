@@ -14,6 +14,9 @@ use super::HumanDuration;
 use super::diagnostic::Collector;
 use super::sources::{AlgorithmName, JwtClaimsConfig, ProvisioningPolicy, is_loopback_host};
 
+/// Where a browser starts an OIDC login (`?return_to=` the page to go
+/// back to).
+pub const OIDC_LOGIN_PATH: &str = "/.vestibule/oidc/login";
 /// The path of the redirect URI vestibule serves (registered at the
 /// provider as `redirect_url`).
 pub const OIDC_CALLBACK_PATH: &str = "/.vestibule/oidc/callback";
@@ -191,6 +194,17 @@ pub struct OidcLogin {
     pub mapping: ClaimMapping,
     /// First-sighting policy.
     pub provisioning: Provisioning,
+}
+
+impl OidcLogin {
+    /// The `login_url` template sending a browser to vestibule's own OIDC
+    /// login, on the origin of the registered redirect URI (vestibule's
+    /// public origin), so a forward-auth front's redirect reaches it too.
+    pub fn login_url_template(&self) -> String {
+        let scheme = self.redirect_url.scheme_str().unwrap_or("https");
+        let authority = self.redirect_url.authority().map_or("", |a| a.as_str());
+        format!("{scheme}://{authority}{OIDC_LOGIN_PATH}?return_to={{url}}")
+    }
 }
 
 /// A client secret: kept out of `Debug` output and logs.

@@ -382,6 +382,7 @@ impl IdentitySource {
         match &self.kind {
             SourceKind::Headers(d) => d.name(),
             SourceKind::Jwt(j) => &j.issuer,
+            SourceKind::Oidc(o) => &o.issuer,
         }
     }
 }
@@ -393,6 +394,9 @@ pub enum SourceKind {
     Headers(Dialect),
     /// A signed JWT in one header, checked against a JWK Set.
     Jwt(JwtSettings),
+    /// vestibule's own login against an OpenID provider (`[source.oidc]`):
+    /// the identity is the session cookie that login opened.
+    Oidc(Box<super::oidc::OidcLogin>),
 }
 
 /// `[source.jwt]`, checked.
@@ -462,17 +466,20 @@ impl SourceConfig {
             );
         }
         if let Some(o) = oidc_on {
-            // Checked in full so `check` reports every mistake; refused as a
-            // whole until the login endpoints are served, so a gateway
-            // configured for it never runs without the identity it expects.
-            if o.validate(c).is_some() {
-                c.error(
-                    "source.oidc",
-                    "the OIDC login mode is checked but not served by this build yet",
-                    "keep [source.headers] or [source.jwt] with your provider's front for now",
-                );
-            }
-            return None;
+            // The login, the callback, sessions on app routes, back-channel
+            // logout and RP-initiated logout are served (docs/oidc-login.md
+            // says what is not yet: refresh tokens, linking).
+            let login = o.validate(c)?;
+            return Some(IdentitySource {
+                provisioning: login.provisioning.clone(),
+                kind: SourceKind::Oidc(Box::new(login)),
+                // Nobody sends identity headers for this source: the
+                // browser's session cookie is the identity.
+                trusted: TrustedNetworks::none(),
+                limits: ValueLimits::default(),
+                // OIDC Core §5.7: `iss` and `sub` are the stable key.
+                key_by_username: false,
+            });
         }
         match (headers_on, jwt_on) {
             (Some(h), _) => h.validate(c),

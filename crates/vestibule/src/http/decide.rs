@@ -552,6 +552,7 @@ pub fn assertion(state: &AppState, pass: &Pass) -> Result<Option<http::HeaderVal
         _ if pass.oauth_client.is_some() => AuthMethod::OAuth,
         (_, Some(device)) => AuthMethod::Device(device),
         (Some(crate::state::IdentityReader::Jwt { .. }), None) => AuthMethod::Jwt,
+        (Some(crate::state::IdentityReader::Oidc { .. }), None) => AuthMethod::Session,
         _ => AuthMethod::Header,
     };
     let now = crate::accounts::now_ms() / 1000;

@@ -23,8 +23,9 @@ pub enum SourceError {
     /// An assertion that does not verify (signature, issuer, audience,
     /// expiry...): 401.
     Assertion(JwtError),
-    /// Assertions are configured but no signing key could be loaded yet:
-    /// 503 (fail closed).
+    /// Assertions are configured but no signing key could be loaded yet,
+    /// or the store holding OIDC sessions cannot be read: 503 (fail
+    /// closed).
     KeysUnavailable,
 }
 
@@ -48,6 +49,17 @@ pub async fn authenticate(
         return Ok(None);
     };
     let counters = &state.header_auth;
+    // The OIDC login's identity is the browser's own session cookie, from
+    // anyone: no front vouches for it.
+    if let IdentityReader::Oidc { upstream } = reader {
+        let result = crate::web::oidc_login::session_identity(state, ctx, headers, upstream).await;
+        match &result {
+            Ok(Some(_)) => counters.authenticated.inc(),
+            Ok(None) => counters.anonymous.inc(),
+            Err(_) => counters.rejected.inc(),
+        };
+        return result;
+    }
     if !ctx.trusted_for_identity {
         note_spoof_attempt(state, ctx, headers);
         counters.anonymous.inc();
@@ -58,6 +70,7 @@ pub async fn authenticate(
             .extract(headers, limits)
             .map_err(SourceError::Headers),
         IdentityReader::Jwt { keys, limits } => read_assertion(keys, headers, limits).await,
+        IdentityReader::Oidc { .. } => Ok(None),
     };
     match &result {
         Ok(Some(_)) => counters.authenticated.inc(),

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use tokio::net::TcpStream;
 use vestibule_core::identity::Identity;
 use vestibule_core::jwt::Jwks;
@@ -290,6 +290,34 @@ where
     } else {
         send(hyper_util::rt::TokioIo::new(tcp), request).await
     }
+}
+
+/// One request with a small body, its answer read whole up to `limit`
+/// bytes: the OIDC login's client (discovery, keys, the token endpoint),
+/// over [`request_once`], so one small client and no second TLS stack.
+pub(crate) async fn request(
+    url: &http::Uri,
+    tls: &tokio_rustls::TlsConnector,
+    method: http::Method,
+    headers: &[(http::HeaderName, &str)],
+    body: Bytes,
+    limit: usize,
+) -> Result<(http::StatusCode, Vec<u8>), String> {
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(url.path_and_query().map_or("/", |p| p.as_str()))
+        .header(http::header::USER_AGENT, "vestibule");
+    for (name, value) in headers {
+        builder = builder.header(name, *value);
+    }
+    let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let response = request_once(url, tls, request).await?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    Ok((status, body.to_bytes().to_vec()))
 }
 
 async fn send<T, B>(

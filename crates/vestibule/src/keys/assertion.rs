@@ -37,10 +37,8 @@ pub enum AuthMethod {
     Jwt,
     /// `device`: a device credential; the claim `device_id` holds its id.
     Device(i64),
-    /// `session`: vestibule's own login session (a `vestibule_session`
-    /// cookie). Reserved: sessions open vestibule's pages only, and no app
-    /// route accepts one yet, so nothing sends this value until that
-    /// carrier exists (issues 14 and 15).
+    /// `session`: vestibule's own login session, opened by the OIDC login
+    /// of `[source.oidc]` (issue 15).
     Session,
     /// `oauth`: an OAuth access token vestibule issued, on a route with
     /// `[route.access_tokens]` (`provider/gate.rs`).

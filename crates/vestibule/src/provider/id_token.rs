@@ -221,12 +221,9 @@ pub(crate) fn verify_own(
     verified.claims_object().map_err(|_| "claims unreadable")
 }
 
-pub(crate) fn sign(
-    keys: &KeyRing,
-    alg: Algorithm,
-    typ: &str,
-    claims: &Value,
-) -> Result<String, String> {
+/// Signs `claims` as a compact JWS with the ring's current `alg` key and
+/// the JWS `typ` given (tests sign logout tokens with it).
+pub fn sign(keys: &KeyRing, alg: Algorithm, typ: &str, claims: &Value) -> Result<String, String> {
     let set = keys
         .for_algorithm(alg)
         .ok_or_else(|| format!("no {alg} signing key (the key ring was opened without it)"))?;

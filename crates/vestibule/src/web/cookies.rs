@@ -28,7 +28,14 @@ pub const PAIRING_CLAIM_NAME: &str = "vestibule_pair";
 /// of vestibule's (add any new cookie here). The flash and pairing cookies
 /// are scoped to `/.vestibule/` paths already; a browser that sends them
 /// elsewhere anyway still does not reach an app with them.
-pub const OWN_NAMES: &[&str] = &[SECURE_NAME, PLAIN_NAME, FLASH_NAME, PAIRING_CLAIM_NAME];
+pub const OWN_NAMES: &[&str] = &[
+    SECURE_NAME,
+    PLAIN_NAME,
+    FLASH_NAME,
+    PAIRING_CLAIM_NAME,
+    super::oidc_login::LOGIN_COOKIE_SECURE,
+    super::oidc_login::LOGIN_COOKIE_PLAIN,
+];
 
 /// The cookie name for a request.
 pub fn name(https: bool) -> &'static str {

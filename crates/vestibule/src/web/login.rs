@@ -45,7 +45,7 @@ fn here(ctx: &ClientContext, headers: &HeaderMap, uri: &http::Uri) -> Option<Ori
     Origin::of_url(&original_url(ctx, &view)).ok()
 }
 
-fn bad(message: String) -> PageError {
+pub(super) fn bad(message: String) -> PageError {
     PageError::refused(
         StatusCode::BAD_REQUEST,
         "Link refused",
@@ -56,7 +56,9 @@ fn bad(message: String) -> PageError {
 
 /// The query, or the 400 page for one that cannot be read (a repeated
 /// `rd`, say) instead of axum's bare text.
-fn return_query(q: Result<Query<ReturnQuery>, QueryRejection>) -> Result<ReturnQuery, PageError> {
+pub(super) fn return_query(
+    q: Result<Query<ReturnQuery>, QueryRejection>,
+) -> Result<ReturnQuery, PageError> {
     q.map(|Query(q)| q).map_err(|e| {
         tracing::info!(error = %e, "a login or logout link's query was refused");
         bad("The link's return address could not be read.".into())
@@ -64,17 +66,17 @@ fn return_query(q: Result<Query<ReturnQuery>, QueryRejection>) -> Result<ReturnQ
 }
 
 /// Who asks, where from, and where they want to go afterwards.
-struct Target {
-    ctx: ClientContext,
+pub(super) struct Target {
+    pub(super) ctx: ClientContext,
     /// The request's own origin.
-    here: Origin,
+    pub(super) here: Origin,
     /// The checked return address, if the query names one.
-    dest: Option<String>,
+    pub(super) dest: Option<String>,
 }
 
 /// Resolves the request's [`Target`]; the error is the message for the
 /// 400 page.
-fn target(
+pub(super) fn target(
     state: &AppState,
     ctx: ClientContext,
     headers: &HeaderMap,
@@ -197,7 +199,13 @@ pub(super) async fn logout(
 ) -> Result<Response, PageError> {
     let q = return_query(q)?;
     let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
+    // A session from the OIDC login also ends at the provider (read
+    // before the session ends: its record goes with it).
+    let at_provider = super::oidc_login::end_session_location(&state, &ctx, &headers).await;
     end_page_session(&state, &ctx, &headers, &slot, "logout").await?;
+    if let Some(location) = at_provider {
+        return Ok(see_other(&location));
+    }
     Ok(match (&state.settings.logout_url, dest) {
         (Some(template), dest) => {
             let back = dest.unwrap_or_else(|| format!("{here}/"));

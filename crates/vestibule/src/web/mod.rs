@@ -15,6 +15,7 @@ pub(crate) mod devices;
 pub mod extract;
 pub mod flash;
 pub(crate) mod login;
+pub(crate) mod oidc_login;
 pub mod security_headers;
 pub mod session;
 
@@ -85,6 +86,12 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/.vestibule/login", get(login::login))
         .route("/.vestibule/logout", get(login::logout).post(login::logout))
+        .route(crate::config::OIDC_LOGIN_PATH, get(oidc_login::login))
+        .route(crate::config::OIDC_CALLBACK_PATH, get(oidc_login::callback))
+        .route(
+            crate::config::OIDC_BACKCHANNEL_LOGOUT_PATH,
+            post(oidc_login::backchannel_logout),
+        )
         // Everything else under /.vestibule/ is vestibule's too: a mistyped
         // path gets vestibule's 404, never an app behind it.
         .route("/.vestibule", any(unknown_own_path))

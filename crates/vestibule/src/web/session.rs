@@ -102,9 +102,9 @@ pub(super) fn identity_refused(e: &SourceError) -> PageError {
 }
 
 /// Where one page request's session entries go in the audit log.
-struct SessionAudit<'a> {
-    accounts: &'a Accounts,
-    ctx: &'a ClientContext,
+pub(super) struct SessionAudit<'a> {
+    pub(super) accounts: &'a Accounts,
+    pub(super) ctx: &'a ClientContext,
 }
 
 impl SessionAudit<'_> {
@@ -193,56 +193,19 @@ pub(super) async fn page_session(
             "",
         ));
     };
-    let (identity, account_id) = match accounts
-        .resolve(
-            identity,
-            &source.provisioning,
-            source.key_by_username,
-            ctx.client_ip.map(|i| i.to_string()),
-        )
-        .await?
-    {
-        Resolution::Active {
-            identity,
-            account_id,
-        } => (*identity, account_id),
-        Resolution::Pending => {
-            return Err(PageError::refused(
-                StatusCode::FORBIDDEN,
-                "Waiting for approval",
-                "Your account has been created and is waiting for an administrator's approval.",
-                "There is nothing else to do now.",
-            ));
-        }
-        Resolution::Disabled => {
-            return Err(PageError::refused(
-                StatusCode::FORBIDDEN,
-                "Account disabled",
-                "Your account is disabled.",
-                "",
-            ));
-        }
-        Resolution::DirectoryConflict(_) => {
-            return Err(PageError::refused(
-                StatusCode::FORBIDDEN,
-                "Waiting for an administrator",
-                "Your user name or email address is already used by another account in the directory.",
-                "An administrator has to sort it out; there is nothing else to do now.",
-            ));
-        }
-        Resolution::NoAccount => {
-            return Err(PageError::refused(
-                StatusCode::FORBIDDEN,
-                "No account",
-                "There is no account for you here.",
-                "",
-            ));
-        }
-    };
+    let (identity, account_id) = active(
+        accounts
+            .resolve(
+                identity,
+                &source.provisioning,
+                source.key_by_username,
+                ctx.client_ip.map(|i| i.to_string()),
+            )
+            .await?,
+    )?;
     let key = Accounts::key_for(&identity, source.key_by_username);
     let now = now_ms();
     let idle = i64::try_from(state.settings.sessions.idle.as_millis()).unwrap_or(i64::MAX);
-    let absolute = i64::try_from(state.settings.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
 
     if let (Some(token), Some(s)) = (&presented, &existing) {
         let secret = Secret::from_exposed(token.clone());
@@ -279,10 +242,105 @@ pub(super) async fn page_session(
             .await;
     }
 
+    // An OIDC session is opened by the provider's login only (it records
+    // the provider's sid): here the person signs in again.
+    if matches!(source.kind, crate::config::SourceKind::Oidc(_)) {
+        slot.set(cookies::clear(https));
+        return Err(match &state.settings.login_url {
+            Some(template) => PageError::SignInAt(crate::urls::fill_login_url(
+                template,
+                &ctx,
+                &crate::urls::RequestView::of(headers, uri),
+            )),
+            None => PageError::Status(StatusCode::UNAUTHORIZED),
+        });
+    }
+    let (id_hash, csrf) = open_session(
+        state,
+        &audit,
+        (account_id, &key, &identity),
+        headers,
+        https,
+        slot,
+    )
+    .await?;
+    Ok(PageSession {
+        identity,
+        account_id,
+        id_hash,
+        csrf,
+        https,
+        ctx,
+        created_at: now,
+    })
+}
+
+fn secrets_equal_bytes(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
+}
+
+/// The account of a resolved identity, or the page saying why there is
+/// none to sign in to (shared by the header sources and the OIDC login).
+pub(super) fn active(r: Resolution) -> Result<(Identity, i64), PageError> {
+    Ok(match r {
+        Resolution::Active {
+            identity,
+            account_id,
+        } => (*identity, account_id),
+        Resolution::Pending => {
+            return Err(PageError::refused(
+                StatusCode::FORBIDDEN,
+                "Waiting for approval",
+                "Your account has been created and is waiting for an administrator's approval.",
+                "There is nothing else to do now.",
+            ));
+        }
+        Resolution::Disabled => {
+            return Err(PageError::refused(
+                StatusCode::FORBIDDEN,
+                "Account disabled",
+                "Your account is disabled.",
+                "",
+            ));
+        }
+        Resolution::DirectoryConflict(_) => {
+            return Err(PageError::refused(
+                StatusCode::FORBIDDEN,
+                "Waiting for an administrator",
+                "Your user name or email address is already used by another account in the directory.",
+                "An administrator has to sort it out; there is nothing else to do now.",
+            ));
+        }
+        Resolution::NoAccount => {
+            return Err(PageError::refused(
+                StatusCode::FORBIDDEN,
+                "No account",
+                "There is no account for you here.",
+                "",
+            ));
+        }
+    })
+}
+
+/// Opens a new session for `identity`'s account: the row, the cookie into
+/// `slot`, the audit entry. Returns the id's hash and the CSRF token.
+pub(super) async fn open_session(
+    state: &AppState,
+    audit: &SessionAudit<'_>,
+    (account_id, key, identity): (i64, &vestibule_store::IdentityKey, &Identity),
+    headers: &HeaderMap,
+    https: bool,
+    slot: &CookieSlot,
+) -> Result<([u8; 32], String), PageError> {
+    let store = audit.accounts.store();
+    let ctx = audit.ctx;
+    let now = now_ms();
+    let absolute = i64::try_from(state.settings.sessions.absolute.as_millis()).unwrap_or(i64::MAX);
     let mut random = [0u8; 32];
     rand::rng().fill_bytes(&mut random);
     let token = session_token(random);
-    let csrf = csrf_for(&token, &identity);
+    let csrf = csrf_for(&token, identity);
     let id_hash = hash_token(token.expose());
     store
         .create_session(&Session {
@@ -314,18 +372,5 @@ pub(super) async fn page_session(
     audit
         .record("session-start", (&key.source, &key.subject), "")
         .await;
-    Ok(PageSession {
-        identity,
-        account_id,
-        id_hash,
-        csrf,
-        https,
-        ctx,
-        created_at: now,
-    })
-}
-
-fn secrets_equal_bytes(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    use subtle::ConstantTimeEq;
-    bool::from(a.ct_eq(b))
+    Ok((id_hash, csrf))
 }
