@@ -702,10 +702,19 @@ pub fn judge_device(
         OwnerStanding::Disabled => return DeviceJudgement::Disabled,
         OwnerStanding::Active => {}
     }
-    if max_sso_age_ms.is_some_and(|max| now.saturating_sub(facts.owner_last_seen) > max) {
+    if !sso_fresh(facts.owner_last_seen, max_sso_age_ms, now) {
         return DeviceJudgement::SsoStale;
     }
     DeviceJudgement::Allowed
+}
+
+/// SSO freshness, the one rule for device credentials and the OIDC
+/// provider's refresh tokens: with a `max_sso_age_ms`, the account must
+/// have been seen through the SSO front (`last_seen`, unix ms) within it.
+/// Without one, anything is fresh.
+#[must_use]
+pub fn sso_fresh(last_seen: i64, max_sso_age_ms: Option<i64>, now: i64) -> bool {
+    max_sso_age_ms.is_none_or(|max| now.saturating_sub(last_seen) <= max)
 }
 
 /// Headers a device credential must never be read from: they carry
@@ -1750,5 +1759,14 @@ mod tests {
                 prop_assert_eq!(normalize_pairing_code(&code), Some(code));
             }
         }
+    }
+
+    #[test]
+    fn sso_freshness_is_inclusive_and_off_without_a_limit() {
+        assert!(sso_fresh(0, None, i64::MAX));
+        assert!(sso_fresh(1_000, Some(500), 1_500));
+        assert!(!sso_fresh(1_000, Some(500), 1_501));
+        // A sighting "in the future" (clock skew between instances) is fresh.
+        assert!(sso_fresh(2_000, Some(500), 1_000));
     }
 }

@@ -268,7 +268,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     let oidc_provider = file
         .oidc_provider
         .as_ref()
-        .and_then(|p| p.validate(&mut c, file.accounts.is_some()));
+        .and_then(|p| p.validate(&mut c, file.accounts.is_some(), file.devices.max_sso_age));
     check_roles(&mut c, file);
 
     if file.routes.is_empty() {

@@ -84,6 +84,13 @@ pub struct OidcProviderConfig {
     /// `interval`), whole seconds. Default `"5s"`, from `"1s"` to `"60s"`.
     #[serde(default = "default_device_poll_interval")]
     pub device_poll_interval: HumanDuration,
+    /// SSO freshness for refresh tokens: a refresh is refused
+    /// (`invalid_grant`) when the account has not been seen through the
+    /// SSO front (or signed in) for longer than this, as device
+    /// credentials are. Default: `devices.max_sso_age` (none when that is
+    /// unset: then only the refresh lifetimes bound a grant).
+    #[serde(default)]
+    pub max_sso_age: Option<HumanDuration>,
     /// Clients declared in the file. Default none.
     #[serde(default, rename = "client")]
     pub clients: Vec<OidcClientConfig>,
@@ -251,6 +258,8 @@ pub struct OidcProviderSettings {
     pub device_code_lifetime: Duration,
     /// Device polling interval (RFC 8628 §3.2 `interval`), whole seconds.
     pub device_poll_interval: Duration,
+    /// SSO freshness a refresh requires (`None`: not checked).
+    pub max_sso_age: Option<Duration>,
     /// The lifetimes a client gets unless it sets its own (stored clients
     /// are checked against them when read).
     pub client_defaults: ClientDefaults,
@@ -410,6 +419,7 @@ impl OidcProviderConfig {
         &self,
         c: &mut Collector,
         accounts: bool,
+        devices_max_sso_age: Option<HumanDuration>,
     ) -> Option<OidcProviderSettings> {
         if !accounts {
             c.error(
@@ -437,6 +447,13 @@ impl OidcProviderConfig {
                 "oidc_provider.refresh_grace",
                 "a grace window over a minute leaves a stolen rotated token usable too long (RFC 9700 §4.14.2)",
                 "keep the default, \"10s\"",
+            );
+        }
+        if self.max_sso_age.is_some_and(|a| a.0.is_zero()) {
+            c.error(
+                "oidc_provider.max_sso_age",
+                "a freshness of 0 s would refuse every refresh",
+                "use e.g. \"30d\", or remove it to use devices.max_sso_age",
             );
         }
         if self.device_code_lifetime.0.is_zero()
@@ -521,6 +538,7 @@ impl OidcProviderConfig {
             refresh_grace: self.refresh_grace.0,
             device_code_lifetime: self.device_code_lifetime.0,
             device_poll_interval: self.device_poll_interval.0,
+            max_sso_age: self.max_sso_age.or(devices_max_sso_age).map(|d| d.0),
             client_defaults: defaults,
             clients,
         })

@@ -588,6 +588,25 @@ async fn refresh(
         Ok(None) => return invalid_grant("the account may not sign in to this client"),
         Err(r) => return r,
     };
+    // SSO freshness bounds refresh tokens as it bounds device credentials
+    // (`max_sso_age`): an account nobody has seen through the front for
+    // that long gets no new tokens, whatever the refresh lifetimes say.
+    if let Some(max) = p.settings.max_sso_age {
+        let last_seen = state
+            .accounts()
+            .and_then(|a| a.last_sighting(account.id))
+            .unwrap_or(0)
+            .max(account.last_seen_at);
+        let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+        if !vestibule_core::credential::sso_fresh(last_seen, Some(max_ms), now) {
+            tracing::info!(
+                client = %client.client_id,
+                account = account.id,
+                "refresh refused: the account has not signed in through SSO within max_sso_age"
+            );
+            return invalid_grant("the account has not signed in recently enough");
+        }
+    }
     let subject = id_token::subject(account.id);
     let access = match new_access_token(
         p,

@@ -464,6 +464,32 @@ async fn a_refresh_checks_the_account_again() {
     assert!(j.get("id_token").is_some());
 }
 
+/// `[oidc_provider] max_sso_age`: a refresh needs the account seen
+/// through the SSO front within it, as device credentials do.
+#[tokio::test]
+async fn a_refresh_needs_a_recent_sso_sign_in_with_max_sso_age() {
+    let config = provider_config().replace(
+        "refresh_grace = \"1s\"",
+        "refresh_grace = \"1s\"\nmax_sso_age = \"1h\"",
+    );
+    let gw = provider_gw_of(&config).await;
+    let ann = account(&gw, "ann", &[]).await;
+    let j = tokens_ok(&exchange(&gw, &code(&gw, web_code(ann)).await).await);
+    // Seen just now: the refresh passes.
+    let j = tokens_ok(&refresh(&gw, j["refresh_token"].as_str().unwrap(), None).await);
+    // Last seen two hours ago: refused, and the token is not consumed.
+    let hour = 3_600_000;
+    gw.store()
+        .touch_seen(ann, now_ms() - 2 * hour)
+        .await
+        .unwrap();
+    let stale = refresh(&gw, j["refresh_token"].as_str().unwrap(), None).await;
+    oauth_error(&stale, 400, "invalid_grant");
+    // Seen again (a sign-in through the front): the same token works.
+    gw.store().touch_seen(ann, now_ms()).await.unwrap();
+    tokens_ok(&refresh(&gw, j["refresh_token"].as_str().unwrap(), None).await);
+}
+
 #[tokio::test]
 async fn client_credentials_and_grant_type_errors() {
     let gw = provider_gw().await;
