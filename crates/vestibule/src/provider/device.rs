@@ -61,6 +61,11 @@ use crate::web::flash::Flash;
 
 /// The verification page (RFC 8628 §3.2 `verification_uri`).
 pub const DEVICE_PAGE_PATH: &str = "/.vestibule/device";
+
+/// `verification_uri_complete` as a QR code (SVG), for devices that show
+/// one but cannot draw it (RFC 8628 §3.3.1: "the device could display
+/// the URI as a QR code"): `?user_code=` the code it was given.
+pub const DEVICE_QR_PATH: &str = "/.vestibule/oidc/device_qr.svg";
 /// The grant type of the token request (RFC 8628 §3.4).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Wrong user codes per account and per client address per minute
@@ -358,6 +363,50 @@ fn render(state: &AppState, s: &SignedIn, stage: Stage, status: StatusCode) -> R
 #[derive(Deserialize)]
 pub struct PageQuery {
     user_code: Option<String>,
+}
+
+/// `GET /.vestibule/oidc/device_qr.svg?user_code=…`: the QR code of
+/// `verification_uri_complete` for that code. It says nothing about the
+/// code (whether it exists, whose it is): any well-formed code gets its
+/// picture, so it cannot be used to probe for live codes. A malformed
+/// code is a 400.
+pub async fn qr(State(state): State<Arc<AppState>>, Query(q): Query<PageQuery>) -> Response {
+    let Some(ps) = state.provider.as_deref() else {
+        return super::not_configured();
+    };
+    let Some(code) = q
+        .user_code
+        .as_deref()
+        .and_then(|c| normalize_user_code(c).ok())
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(http::header::CACHE_CONTROL, "no-store")],
+            "user_code must be a user code of this provider (8 letters from BCDFGHJKLMNPQRSTVWXZ)\n",
+        )
+            .into_response();
+    };
+    let complete = format!(
+        "{}?user_code={}",
+        ps.endpoint(DEVICE_PAGE_PATH),
+        display_user_code(&code)
+    );
+    let svg = crate::web::devices::qr_svg(&complete);
+    if svg.is_empty() {
+        return server_error("could not draw the QR code");
+    }
+    (
+        StatusCode::OK,
+        [
+            (http::header::CONTENT_TYPE, "image/svg+xml"),
+            (http::header::CACHE_CONTROL, "no-store"),
+            (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // Opened on its own, the picture may run nothing.
+            (http::header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+        ],
+        svg,
+    )
+        .into_response()
 }
 
 /// `GET /.vestibule/device[?user_code=…]`: the code box, prefilled from

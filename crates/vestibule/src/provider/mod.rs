@@ -163,6 +163,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route(REVOKE_PATH, post(revoke::revoke))
         .route(INTROSPECT_PATH, post(introspect::introspect))
         .route(DEVICE_AUTHORIZATION_PATH, post(device::authorization))
+        .route(device::DEVICE_QR_PATH, get(device::qr))
         .route(
             USERINFO_PATH,
             get(userinfo::userinfo).post(userinfo::userinfo),

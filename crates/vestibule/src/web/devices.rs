@@ -326,7 +326,7 @@ pub(crate) fn random32() -> [u8; 32] {
 }
 
 /// An SVG QR code for `value` (inline in the page: no request, no script).
-fn qr_svg(value: &str) -> String {
+pub(crate) fn qr_svg(value: &str) -> String {
     match qrcode::QrCode::new(value.as_bytes()) {
         Ok(code) => {
             let svg = code

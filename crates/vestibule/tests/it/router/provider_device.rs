@@ -383,3 +383,51 @@ async fn device_lifetimes_come_from_the_settings() {
     assert_eq!(d.code.interval_ms, 7_000);
     assert_eq!(d.code.expires_at - d.code.created_at, 120_000);
 }
+
+/// `verification_uri_complete` as a QR code: the picture of exactly that
+/// URI for the code the device got, however the code is spelled; a
+/// malformed code is a 400; nothing tells whether a code is live.
+#[tokio::test]
+async fn the_qr_code_shows_verification_uri_complete() {
+    let gw = provider_gw().await;
+    let j = device_authorization(&gw, None, &[("client_id", "tv")])
+        .await
+        .json();
+    let shown = j["user_code"].as_str().unwrap();
+    let complete = j["verification_uri_complete"].as_str().unwrap();
+    let app = &gw.app;
+    let qr = |code: String| async move {
+        Call::get(&format!("/.vestibule/oidc/device_qr.svg?user_code={code}"))
+            .send(app)
+            .await
+    };
+    let r = qr(shown.to_owned()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'none'")
+    );
+    // The same picture the qrcode crate draws of verification_uri_complete.
+    let expected = qrcode::QrCode::new(complete.as_bytes())
+        .unwrap()
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build();
+    assert_eq!(r.text(), &expected[expected.find("<svg").unwrap()..]);
+    // Typed in lowercase without its dash: the same code, the same picture.
+    let typed = shown.replace('-', "").to_lowercase();
+    assert_eq!(qr(typed).await.body, r.body);
+    // A code nobody was given still gets its picture (no probing)...
+    assert_eq!(qr("BCDF-GHJK".into()).await.status, 200);
+    // ...a malformed one is a 400, and a missing one too.
+    for bad in ["AEIO-UAEI", "BCDF", "BCDF-GHJK-LM", "%3Cscript%3E"] {
+        assert_eq!(qr(bad.into()).await.status, 400, "{bad}");
+    }
+    let r = Call::get("/.vestibule/oidc/device_qr.svg")
+        .send(&gw.app)
+        .await;
+    assert_eq!(r.status, 400);
+}
