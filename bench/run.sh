@@ -398,11 +398,17 @@ done
 # ---- the provider's endpoints: token (client_credentials) and userinfo ----
 # Each client_credentials POST mints and stores a token (one write);
 # userinfo is a lookup and the account's claims.
-endpoint_rate() { # label args... -> "rps p50 p99 bad total"
-  local out
+endpoint_rate() { # args... -> "rps p50 p99 bad total"
+  local out rps p50 p99 bad total
   out=$("${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" 2>&1)
-  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(to_ms "$(awk '$1=="50%" {print $2}' <<<"$out")") \
-$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")") $(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out") $(awk '/requests in/ {print $1}' <<<"$out")"
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  # wrk prints the non-2xx line only when there were some: every field
+  # gets a value, so `read` never shifts the total into `bad`.
+  bad=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "${rps:-} $(to_ms "$p50") $(to_ms "$p99") ${bad:-0} ${total:-0}"
 }
 ENDPOINT_ROWS=()
 for e in token userinfo; do
@@ -412,7 +418,7 @@ for e in token userinfo; do
     userinfo) read -r rps p50 p99 bad total <<<"$(endpoint_rate -H "Authorization: Bearer $USER_ACCESS" "http://127.0.0.1:$P_VEST/.vestibule/oidc/userinfo")"
       desc="userinfo GET, Bearer opaque token" ;;
   esac
-  if [ -z "$rps" ] || [ -n "${bad:-}" ] || [ "${total:-0}" = "0" ]; then
+  if [ -z "$rps" ] || [ "$bad" != "0" ] || [ "${total:-0}" = "0" ]; then
     echo "bench: $desc answered non-2xx (${bad:-0} of ${total:-0}) or nothing" >&2
     FAILED=1
   fi
