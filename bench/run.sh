@@ -354,7 +354,7 @@ SCENARIOS=(
   "12|vestibule verify endpoint, directly|http://127.0.0.1:$P_VEST/.vestibule/verify|verify"
 )
 PENDING=(
-  "5|in-path with a session cookie|pending: sessions authenticate only vestibule's own pages; app routes take the front's headers (an OIDC login would change that)"
+  "5|in-path with a session cookie|pending: app routes now take [source.oidc] sessions (issue 15), but the bench has no upstream provider to sign in through yet"
 )
 
 
