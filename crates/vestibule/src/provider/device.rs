@@ -47,11 +47,10 @@ use vestibule_core::oidc_token::{Params, parse_scope, scope_string};
 use vestibule_store::StoreError;
 use vestibule_store::provider::{DeviceApproval, DeviceDecision, DeviceRedemption, NewDeviceCode};
 
-use super::client_auth::authenticate;
 use super::token::{
     IdTokenContext, allowed_account, bad_request, invalid_grant, mint_tokens, ms, server_error,
 };
-use super::{Provider, account_allowed, provider, random_token, sha256};
+use super::{Provider, account_allowed, random_token, sha256};
 use crate::accounts::now_ms;
 use crate::config::{GrantType, OidcClientSettings};
 use crate::state::AppState;
@@ -85,21 +84,19 @@ pub async fn authorization(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(p) = provider(&state) else {
-        return super::not_configured();
-    };
     let Some(ps) = state.provider.as_deref() else {
         return super::not_configured();
     };
-    let params = match super::form_params(&headers, &body) {
-        Ok(p) => p,
-        Err(why) => return super::bad_form(&why),
-    };
     // §3.1: "the client authentication requirements of Section 3.2.1 of
     // [RFC6749] apply"; a public client sends its client_id.
-    let client = match authenticate(&p, &headers, &params).await {
-        Ok((client, _)) => client,
-        Err(e) => return e.response(),
+    let super::ClientRequest {
+        provider: p,
+        params,
+        client,
+        ..
+    } = match super::client_request(&state, &headers, &body).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
     };
     if !client.grants.contains(&GrantType::DeviceCode) {
         return oauth(

@@ -227,6 +227,40 @@ pub(crate) struct TokenRequest<'a> {
     pub order: [vestibule_core::oidc_token::TokenKind; 2],
 }
 
+/// A form POST from a client to one of the provider's JSON endpoints
+/// (token, device authorization, revocation, introspection), read and
+/// its client authenticated.
+pub(crate) struct ClientRequest<'a> {
+    pub provider: Provider<'a>,
+    pub params: vestibule_core::oidc_token::Params,
+    pub client: Arc<OidcClientSettings>,
+    pub method: client_auth::Method,
+}
+
+/// Reads a client's form POST: the provider, the form (RFC 6749 §3.2:
+/// `application/x-www-form-urlencoded`) and the client's authentication
+/// (§2.3; a public client sends its `client_id`); or the response that
+/// refuses it.
+pub(crate) async fn client_request<'a>(
+    state: &'a AppState,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<ClientRequest<'a>, Response> {
+    let Some(p) = provider(state) else {
+        return Err(not_configured());
+    };
+    let params = form_params(headers, body).map_err(|why| bad_form(&why))?;
+    let (client, method) = client_auth::authenticate(&p, headers, &params)
+        .await
+        .map_err(|e| e.response())?;
+    Ok(ClientRequest {
+        provider: p,
+        params,
+        client,
+        method,
+    })
+}
+
 /// Reads a revocation or introspection request: the provider, the form,
 /// the client's authentication (as at the token endpoint), `token` and
 /// `token_type_hint`; or the response that refuses it.
@@ -236,13 +270,12 @@ pub(crate) async fn token_request<'a>(
     body: &[u8],
 ) -> Result<TokenRequest<'a>, Response> {
     use vestibule_core::oidc_token::TokenKind;
-    let Some(p) = provider(state) else {
-        return Err(not_configured());
-    };
-    let params = form_params(headers, body).map_err(|why| bad_form(&why))?;
-    let (client, method) = client_auth::authenticate(&p, headers, &params)
-        .await
-        .map_err(|e| e.response())?;
+    let ClientRequest {
+        provider: p,
+        params,
+        client,
+        method,
+    } = client_request(state, headers, body).await?;
     let Some(token) = params.get("token") else {
         return Err(oauth_error(
             StatusCode::BAD_REQUEST,

@@ -44,9 +44,8 @@ use vestibule_store::provider::{
     CodeExchange, CodeTokens, NewToken, OidcGrant, RefreshOutcome, Rotation,
 };
 
-use super::client_auth::authenticate;
 use super::id_token::{self, IdToken};
-use super::{Provider, account_allowed, oauth_error, provider, random_token, secs, sha256};
+use super::{Provider, account_allowed, oauth_error, random_token, secs, sha256};
 use crate::accounts::now_ms;
 use crate::config::{AccessTokenFormat, ClientKind, GrantType, OidcClientSettings};
 use crate::state::AppState;
@@ -83,17 +82,14 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(p) = provider(&state) else {
-        return super::not_configured();
-    };
-    // RFC 6749 §3.2: "application/x-www-form-urlencoded".
-    let params = match super::form_params(&headers, &body) {
-        Ok(p) => p,
-        Err(why) => return super::bad_form(&why),
-    };
-    let client = match authenticate(&p, &headers, &params).await {
-        Ok((client, _)) => client,
-        Err(e) => return e.response(),
+    let super::ClientRequest {
+        provider: p,
+        params,
+        client,
+        ..
+    } = match super::client_request(&state, &headers, &body).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
     };
     // The client's ID token and JWT access token algorithm has a key
     // family, made now if none was opened for it at start (a client of
