@@ -52,6 +52,7 @@ pub(super) async fn list(ctx: &Ctx, spec: &str, json: bool) -> Result<(), Fail> 
                         "created_at": g.created_at,
                         "last_used_at": g.last_used_at,
                         "origin": g.origin,
+                        "device": g.device,
                     })
                 })
                 .collect(),

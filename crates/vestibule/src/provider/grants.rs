@@ -126,6 +126,12 @@ pub struct GrantView {
     pub last_used_at: i64,
     /// Where it came from (see [`origin`]).
     pub origin: &'static str,
+    /// The browser and system of the session that granted it (from its
+    /// `User-Agent`), when that session is known and recorded one: the
+    /// device the grant was given from. A grant never outlives its
+    /// session (a session's end revokes its grants), so a grant with a
+    /// session reference finds it.
+    pub device: Option<String>,
 }
 
 /// Where a grant came from, as far as the store knows: the page session
@@ -149,6 +155,23 @@ pub async fn views(
     current_session: Option<&str>,
 ) -> Result<Vec<GrantView>, StoreError> {
     let grants = store.grants_of(account_id).await?;
+    // One read for every grant's device: the account's sessions.
+    let devices: HashMap<String, String> = if grants.iter().any(|g| g.session_ref.is_some()) {
+        store
+            .sessions_of(Some(account_id))
+            .await?
+            .into_iter()
+            .filter_map(|s| {
+                let ua = s.user_agent?;
+                Some((
+                    vestibule_store::hex(&s.id_hash),
+                    vestibule_core::user_agent::describe(&ua).to_string(),
+                ))
+            })
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let mut names: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(grants.len());
     for g in grants {
@@ -167,6 +190,7 @@ pub async fn views(
             created_at: g.created_at,
             last_used_at: g.last_used_at,
             origin: origin(&g, current_session),
+            device: g.session_ref.as_ref().and_then(|r| devices.get(r).cloned()),
             client_id: g.client_id,
         });
     }

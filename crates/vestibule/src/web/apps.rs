@@ -47,7 +47,8 @@ struct Row {
     scopes: Vec<String>,
     created: String,
     last_used: String,
-    origin: &'static str,
+    /// `origin`, with the granting session's browser when known.
+    origin: String,
 }
 
 impl From<GrantView> for Row {
@@ -59,7 +60,10 @@ impl From<GrantView> for Row {
             scopes: g.scopes,
             created: when(g.created_at),
             last_used: when(g.last_used_at),
-            origin: g.origin,
+            origin: match g.device {
+                Some(d) => format!("{} ({d})", g.origin),
+                None => g.origin.to_owned(),
+            },
         }
     }
 }

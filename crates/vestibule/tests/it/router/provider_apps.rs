@@ -8,7 +8,8 @@
 use vestibule_store::AuditFilter;
 
 use super::provider_support::{
-    SECRET, basic, code, exchange, form, oauth_error, provider_gw, refresh, tokens_ok, web_code,
+    CHALLENGE, SECRET, WEB_CB, basic, code, exchange, form, oauth_error, provider_gw, refresh,
+    sha256, tokens_ok, web_code,
 };
 use super::*;
 
@@ -243,4 +244,57 @@ async fn without_the_provider_the_apps_page_says_so() {
     assert!(r.text().contains("id=\"no-provider\""), "{}", r.text());
     let r = post_revoke(&alice, &gw, REVOKE, &alice.csrf, 1).await;
     assert_eq!(r.status, 404, "{}", r.text());
+}
+
+/// A grant given from a known session shows that session's browser (the
+/// device it was granted from), from the session's recorded User-Agent.
+#[tokio::test]
+async fn a_grant_shows_the_browser_it_was_given_from() {
+    let gw = provider_gw().await;
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+    let carol = Browser::open(
+        &gw.app,
+        "/.vestibule/account",
+        &[("Remote-User", "carol"), ("User-Agent", firefox)],
+    )
+    .await;
+    let id = gw.account_id("carol").await;
+    let session = gw.store().sessions_of(Some(id)).await.unwrap()[0].id_hash;
+    // The code as authorize stores it from this session.
+    let code = "code-from-carols-firefox";
+    let now = vestibule::accounts::now_ms();
+    gw.store()
+        .create_authorization_code(&vestibule_store::provider::NewAuthorizationCode {
+            session_ref: Some(vestibule_store::hex(&session)),
+            code_hash: sha256(code),
+            ..provider_code(id, now)
+        })
+        .await
+        .unwrap();
+    tokens_ok(&exchange(&gw, code).await);
+    let page = carol.call("GET", APPS).send(&gw.app).await.text();
+    let browser = vestibule_core::user_agent::describe(firefox).to_string();
+    assert!(browser.contains("Firefox"), "{browser}");
+    assert!(
+        page.contains(&format!("this browser session ({browser})")),
+        "{page}"
+    );
+}
+
+/// What `provider_support::code` stores for `web`, at `now`.
+fn provider_code(account: i64, now: i64) -> vestibule_store::provider::NewAuthorizationCode {
+    vestibule_store::provider::NewAuthorizationCode {
+        code_hash: [0; 32],
+        client_id: "web".into(),
+        account_id: account,
+        redirect_uri: WEB_CB.into(),
+        scopes: "openid profile".into(),
+        nonce: None,
+        code_challenge: Some(CHALLENGE.into()),
+        session_ref: None,
+        auth_time: now - 5_000,
+        amr: vec!["pwd".into()],
+        created_at: now,
+        expires_at: now + 60_000,
+    }
 }
