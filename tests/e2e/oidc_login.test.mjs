@@ -326,7 +326,7 @@ t('(b) back-channel logout from the provider ends the session', async () => {
     // The user signs out at the provider itself.
     await page.goto(`${idp.issuer}/session/end`);
     await confirmLogoutAtIdp(page);
-    const sent = idp.backchannel.slice(before);
+    const sent = idp.backchannel.slice(before).map(({ at, ...rest }) => rest);
     assert.deepEqual(sent, [{ ok: true, clientId: CLIENT_ID, sub: 'carol', sid }], 'the provider delivered its logout token, answered 200');
     await waitSignedOut(ctx, 'after the provider\'s back-channel logout');
   } finally {

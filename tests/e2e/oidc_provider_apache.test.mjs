@@ -24,16 +24,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
+import {
+  PROVIDER_DOC as DOC, apacheErrorLog, appSaw, recipeBlock, startApache,
+} from './apache_rp.mjs';
 import { launchChromium } from './demo.mjs';
 import { request } from './http.mjs';
 import {
   Processes, assertPortFree, sleep, trustedFrontConfig, vestibuleBin, vestibuleEnv,
 } from './processes.mjs';
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const DOC = path.join(HERE, '..', '..', 'docs', 'oidc-provider.md');
 
 const VESTIBULE_PORT = 18861;
 const APACHE_PORT = 18862;
@@ -66,16 +65,6 @@ let backchannelClaimed;
 
 // ---------------------------------------------------------------- helpers
 
-/** The one ```lang block of `file` that contains `marker`, exactly. */
-function recipeBlock(file, lang, marker) {
-  const text = fs.readFileSync(file, 'utf8');
-  const found = [...text.matchAll(new RegExp('^```' + lang + '\\n([\\s\\S]*?)^```$', 'gm'))]
-    .map((m) => m[1])
-    .filter((b) => b.includes(marker));
-  assert.equal(found.length, 1, `${file}: ${found.length} \`\`\`${lang} blocks contain ${JSON.stringify(marker)}`);
-  return found[0];
-}
-
 /** The recipe's addresses replaced by the test's loopback ones. */
 const localise = (block) => block.replaceAll('https://H', APACHE).replaceAll('ISSUER', ISSUER);
 
@@ -92,38 +81,6 @@ upstream = "http://127.0.0.1:9"
 `;
 }
 
-/** The test's Apache around the recipe's mod_auth_openidc block. */
-function apacheConfig() {
-  return `ServerRoot "${dir}"
-DefaultRuntimeDir "${dir}"
-PidFile "${dir}/httpd.pid"
-ErrorLog "${dir}/error.log"
-LogLevel warn auth_openidc:info
-ServerName 127.0.0.1
-Listen 127.0.0.1:${APACHE_PORT}
-User www-data
-Group www-data
-
-LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
-LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
-LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
-LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
-LoadModule alias_module /usr/lib/apache2/modules/mod_alias.so
-LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so
-LoadModule auth_openidc_module /usr/lib/apache2/modules/mod_auth_openidc.so
-ScriptSock "${dir}/cgid.sock"
-ScriptAlias /app/ "${dir}/cgi-bin/"
-
-Include "${dir}/openidc.conf"
-`;
-}
-
-// The app: what mod_auth_openidc passed, one NAME=value a line.
-const CGI = `#!/bin/sh
-printf 'Content-Type: text/plain; charset=utf-8\\r\\n\\r\\n'
-env | grep -E '^(REMOTE_USER|OIDC_CLAIM_[A-Za-z_]+)=' | sort
-`;
-
 function cli(args) {
   const r = spawnSync(vestibuleBin(), [...args, '--config', cfgPath], { env: vestibuleEnv(), encoding: 'utf8', timeout: 20000 });
   assert.equal(r.status, 0, `vestibule ${args.join(' ')}: ${r.stdout}\n${r.stderr}`);
@@ -137,14 +94,6 @@ function accountId(username) {
   const row = list.find((a) => a.username === username);
   assert.ok(row, `no account ${username}: ${JSON.stringify(rows)}`);
   return String(row.id);
-}
-
-/** The CGI's output as a Map. */
-function appSaw(text) {
-  return new Map(text.trim().split('\n').filter(Boolean).map((l) => {
-    const i = l.indexOf('=');
-    return [l.slice(0, i), l.slice(i + 1)];
-  }));
 }
 
 /**
@@ -211,25 +160,10 @@ before(() => procs.track(async () => {
   const gw = procs.start('vestibule', bin, ['serve', '--config', cfgPath], { env: vestibuleEnv() });
   await procs.waitForOutput(gw, `listening on ${ISSUER}`);
 
-  fs.writeFileSync(path.join(dir, 'openidc.conf'), localise(recipeBlock(DOC, 'apache', 'OIDCClientID apache')));
-  fs.writeFileSync(path.join(dir, 'httpd.conf'), apacheConfig());
-  fs.mkdirSync(path.join(dir, 'cgi-bin'), { mode: 0o755 });
-  fs.writeFileSync(path.join(dir, 'cgi-bin', 'claims'), CGI, { mode: 0o755 });
-  const apache2 = fs.existsSync('/usr/sbin/apache2') ? '/usr/sbin/apache2' : 'apache2';
   // The recipe reads the secret and the cookie key from the environment.
-  const apache = procs.start('apache', apache2, ['-f', path.join(dir, 'httpd.conf'), '-DFOREGROUND'], {
-    detached: true,
-    env: { ...process.env, OIDC_CLIENT_SECRET: SECRET, OIDC_CRYPTO_PASSPHRASE: PASSPHRASE },
+  await startApache(procs, dir, APACHE_PORT, localise(recipeBlock(DOC, 'apache', 'OIDCClientID apache')), {
+    OIDC_CLIENT_SECRET: SECRET, OIDC_CRYPTO_PASSPHRASE: PASSPHRASE,
   });
-  // Apache writes its pid file once it has bound its port and started.
-  const end = Date.now() + 15000;
-  while (!fs.existsSync(path.join(dir, 'httpd.pid'))) {
-    const log = path.join(dir, 'error.log');
-    if (apache.exited || Date.now() > end) {
-      throw new Error(`apache did not start (${JSON.stringify(apache.exited)}):\n${apache.out}\n${fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : ''}`);
-    }
-    await sleep(50);
-  }
   const discovery = JSON.parse((await request(`${ISSUER}/.well-known/openid-configuration`)).body);
   backchannelClaimed = discovery.backchannel_logout_supported === true;
   browser = await launchChromium();
@@ -239,8 +173,7 @@ after(async () => {
   const report = procs.failed || Boolean(process.env.KEEP_E2E_DIR);
   await browser?.close();
   await procs.stopAll({ report });
-  const log = dir && path.join(dir, 'error.log');
-  if (report && log && fs.existsSync(log)) console.error(`----- apache error.log -----\n${fs.readFileSync(log, 'utf8')}`);
+  if (report) console.error(`----- apache error.log -----\n${apacheErrorLog(dir)}`);
   if (dir && !process.env.KEEP_E2E_DIR) fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -41,7 +41,9 @@ async function formBody(req) {
  * Returns the issuer, the provider, its private signing key (`key`, a
  * KeyObject, with `kid`), what it did (`idTokens`: the last ID token issued
  * to each `sub`; `backchannel`: each logout token delivery, `{ ok, clientId,
- * sub, sid, error }`), `disabled` (a Set of user names the provider no
+ * sub, sid, error, at }`, `at` the
+ * performance.now() of the answer; `posts`: each request the provider
+ * sent, `{ url, at }`), `disabled` (a Set of user names the provider no
  * longer knows: their refresh tokens are refused), and `close()`.
  */
 export async function startUpstreamIdp({ port, clients, users }) {
@@ -52,6 +54,7 @@ export async function startUpstreamIdp({ port, clients, users }) {
   const disabled = new Set();
   const idTokens = new Map();
   const backchannel = [];
+  const posts = [];
 
   const provider = new Provider(issuer, {
     clients,
@@ -85,7 +88,11 @@ export async function startUpstreamIdp({ port, clients, users }) {
     // oidc-provider refuses to POST logout tokens to special-use addresses
     // (its SSRF guard, a dispatcher it passes to fetch); vestibule is on
     // loopback here, so the guard is left out of the test's provider.
-    fetch: (url, { dispatcher, ...options }) => globalThis.fetch(url, options),
+    // Each outgoing request is noted (`posts`, with its performance.now()).
+    fetch: (url, { dispatcher, ...options }) => {
+      posts.push({ url: String(url), at: performance.now() });
+      return globalThis.fetch(url, options);
+    },
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
     ttl: {
@@ -124,10 +131,10 @@ export async function startUpstreamIdp({ port, clients, users }) {
     idTokens.set(claims.sub, claims);
   });
   provider.on('backchannel.success', (ctx, client, sub, sid) => {
-    backchannel.push({ ok: true, clientId: client.clientId, sub, sid });
+    backchannel.push({ ok: true, clientId: client.clientId, sub, sid, at: performance.now() });
   });
   provider.on('backchannel.error', (ctx, err, client, sub, sid) => {
-    backchannel.push({ ok: false, clientId: client.clientId, sub, sid, error: `${err.message} ${err.cause ?? ''}` });
+    backchannel.push({ ok: false, clientId: client.clientId, sub, sid, at: performance.now(), error: `${err.message} ${err.cause ?? ''}` });
   });
 
   const callback = provider.callback();
@@ -191,6 +198,7 @@ export async function startUpstreamIdp({ port, clients, users }) {
     kid,
     idTokens,
     backchannel,
+    posts,
     disabled,
     close: () => new Promise((resolve) => {
       server.closeAllConnections?.();
