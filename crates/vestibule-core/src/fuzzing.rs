@@ -1366,6 +1366,20 @@ pub fn oidc_tokens(data: &[u8]) {
             let claims: Value = vestibule_jose_claims(token);
             assert_eq!(claims["nonce"], "n-1");
         }
+        // A refreshed ID token (OIDC Core §12.2): the login's subject, and
+        // the login's nonce or none.
+        let original = crate::oidc::OriginalLogin {
+            subject: "u-1",
+            auth_time: Some(JWT_NOW - 100),
+        };
+        if let Ok(t) =
+            crate::oidc::verify_refreshed_id_token(token, &fx.jwks, &id_expect, &original)
+        {
+            assert_eq!(t.claims.subject, "u-1");
+            assert!(t.auth_time.is_none_or(|a| a == JWT_NOW - 100));
+            let claims: Value = vestibule_jose_claims(token);
+            assert!(claims.get("nonce").is_none_or(|n| n == "n-1"));
+        }
     };
     check(&String::from_utf8_lossy(data));
 
@@ -1402,6 +1416,14 @@ pub fn oidc_provider_responses(data: &[u8]) {
     if let Ok(t) = parse_token_response(data) {
         assert!(!t.access_token.is_empty() && !t.id_token.is_empty());
         assert!(t.refresh_token.as_ref().is_none_or(|r| !r.is_empty()));
+    }
+    // The answer to a refresh (RFC 6749 §6) and userinfo (OIDC Core §5.3.4).
+    if let Ok(r) = crate::oidc::parse_refresh_response(data) {
+        assert!(!r.access_token.is_empty());
+        assert!(r.expires_in.is_none_or(|e| e >= 0));
+    }
+    if crate::oidc::check_userinfo(data, "u-1").is_ok() {
+        assert!(data.windows(3).any(|w| w == b"u-1"));
     }
 
     let issuer = "https://sso.example.com";

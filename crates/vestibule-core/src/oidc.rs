@@ -26,11 +26,15 @@ mod tests;
 use std::fmt;
 
 pub use discovery::{
-    CallbackError, DiscoveryError, MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES, ProviderMetadata,
-    TokenResponse, TokenResponseError, check_callback, is_secure_url, parse_discovery,
-    parse_token_response, pkce_challenge,
+    CallbackError, DiscoveryError, MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES,
+    MAX_USERINFO_BYTES, ProviderMetadata, RefreshResponse, TokenResponse, TokenResponseError,
+    UserinfoError, check_callback, check_userinfo, is_secure_url, parse_discovery,
+    parse_refresh_response, parse_token_response, pkce_challenge,
 };
-pub use id_token::{IdToken, IdTokenExpectations, token_hash, verify_id_token};
+pub use id_token::{
+    IdToken, IdTokenExpectations, OriginalLogin, token_hash, verify_id_token,
+    verify_refreshed_id_token,
+};
 pub use logout_token::{
     BACKCHANNEL_LOGOUT_EVENT, LogoutToken, LogoutTokenExpectations, verify_logout_token,
 };
@@ -79,6 +83,12 @@ pub enum OidcTokenError {
     /// A logout token has no `jti` (§2.4 makes it REQUIRED; without it a
     /// replay cannot be recognised).
     MissingTokenId,
+    /// A refreshed ID token names another subject than the login's (OIDC
+    /// Core §12.2).
+    SubjectChanged,
+    /// A refreshed ID token's `auth_time` is not the login's (OIDC Core
+    /// §12.2).
+    AuthTimeChanged,
     /// A claim has the wrong JSON type.
     BadClaim {
         /// The claim name.
@@ -113,6 +123,10 @@ impl fmt::Display for OidcTokenError {
             }
             Self::LogoutTokenWithNonce => f.write_str("the logout token carries a nonce"),
             Self::MissingTokenId => f.write_str("the logout token has no jti"),
+            Self::SubjectChanged => f.write_str("the refreshed ID token names another subject"),
+            Self::AuthTimeChanged => {
+                f.write_str("the refreshed ID token's auth_time is not the login's")
+            }
             Self::BadClaim { claim, reason } => write!(f, "claim `{claim}` {reason}"),
         }
     }

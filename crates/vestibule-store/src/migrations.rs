@@ -83,6 +83,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0012_oidc_login.sql"),
         include_str!("../migrations/postgres/0012_oidc_login.sql"),
     ),
+    (
+        13,
+        "oidc login tokens",
+        include_str!("../migrations/sqlite/0013_oidc_login_tokens.sql"),
+        include_str!("../migrations/postgres/0013_oidc_login_tokens.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

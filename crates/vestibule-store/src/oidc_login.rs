@@ -7,9 +7,36 @@
 
 use sqlx::any::AnyRow;
 
-use crate::model::decode_hash;
+use crate::model::{decode_hash, decode_private_format};
 use crate::sql::{SqlStore, get};
-use crate::{BoxFuture, StoreError};
+use crate::{BoxFuture, PrivateKeyFormat, StoreError};
+
+/// The provider's tokens of a session (migration 0013), as stored: the
+/// store neither seals nor reads them; the caller seals `tokens` with the
+/// key-encryption key when one is configured, as it does signing keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcSessionTokens {
+    /// How `tokens` is stored (`plain` or `aes256gcm`).
+    pub format: PrivateKeyFormat,
+    /// The tokens, as `format` says.
+    pub tokens: Vec<u8>,
+    /// Unix ms: the last time the provider vouched for the session (the
+    /// login, then each successful re-check).
+    pub checked_at: i64,
+    /// Unix ms: when the next re-check is due.
+    pub next_check_at: i64,
+}
+
+impl std::fmt::Debug for OidcSessionTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Refresh and ID tokens are credentials: never in logs.
+        f.debug_struct("OidcSessionTokens")
+            .field("format", &self.format)
+            .field("checked_at", &self.checked_at)
+            .field("next_check_at", &self.next_check_at)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What an OIDC login recorded with its vestibule session.
 #[derive(Clone, PartialEq, Eq)]
@@ -106,6 +133,58 @@ pub trait OidcLoginStore {
         sid: Option<&'a str>,
         subject: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<[u8; 32]>, StoreError>>;
+
+    /// Stores the provider's tokens of a linked session with its re-check
+    /// schedule (at login, or a re-check under no lease). `NotFound` when
+    /// the session has no link (it ended).
+    fn put_oidc_tokens<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+        tokens: &'a OidcSessionTokens,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The provider's tokens of a session; `None` when the session has no
+    /// link or its link predates migration 0013.
+    fn oidc_tokens<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<OidcSessionTokens>, StoreError>>;
+
+    /// Up to `limit` sessions whose re-check is due at `now` and that no
+    /// instance holds (lease passed), the most overdue first. Only a
+    /// candidate list: [`claim_oidc_recheck`](Self::claim_oidc_recheck)
+    /// decides.
+    fn oidc_rechecks_due<'a>(
+        &'a self,
+        now: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<[u8; 32]>, StoreError>>;
+
+    /// Claims a session's re-check until `lease_until` with one
+    /// conditional UPDATE: `true` for the one caller whose update found
+    /// the lease passed at `now`, `false` for every other (another instance
+    /// holds it, or the session ended).
+    fn claim_oidc_recheck<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+        now: i64,
+        lease_until: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Ends a claimed re-check and releases the lease: with `tokens`, the
+    /// provider vouched (new tokens, `checked_at`, `next_check_at`);
+    /// without, it could not be asked and only `next_check_at` moves
+    /// (`checked_at` stays, for the grace). Fenced by the `lease_until` of
+    /// the claim: `false` when the lease was lost (it expired and another
+    /// instance claimed the row) or the session ended, and nothing is
+    /// written.
+    fn finish_oidc_recheck<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+        lease_until: i64,
+        tokens: Option<&'a OidcSessionTokens>,
+        next_check_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Remembers a logout token's `jti` until `expires_at` (unix seconds);
     /// `false` when `(issuer, jti)` is already remembered: a replay
@@ -259,6 +338,136 @@ impl OidcLoginStore for SqlStore {
             rows.iter()
                 .map(|r| decode_hash("an OIDC session link", get(r, "session_hash")?))
                 .collect()
+        })
+    }
+
+    fn put_oidc_tokens<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+        tokens: &'a OidcSessionTokens,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE oidc_login_sessions SET tokens_format = $2, tokens = $3, \
+                 checked_at = $4, next_check_at = $5 WHERE session_hash = $1",
+            )
+            .bind(&session_hash[..])
+            .bind(tokens.format.as_str())
+            .bind(&tokens.tokens[..])
+            .bind(tokens.checked_at)
+            .bind(tokens.next_check_at)
+            .execute(&self.pool)
+            .await?;
+            match done.rows_affected() {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn oidc_tokens<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<OidcSessionTokens>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT tokens_format, tokens, checked_at, next_check_at \
+                 FROM oidc_login_sessions WHERE session_hash = $1 AND tokens IS NOT NULL",
+            )
+            .bind(&session_hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let format: String = get(&row, "tokens_format")?;
+            Ok(Some(OidcSessionTokens {
+                format: decode_private_format("of an OIDC session's tokens", &format)?,
+                tokens: get(&row, "tokens")?,
+                checked_at: get(&row, "checked_at")?,
+                next_check_at: get(&row, "next_check_at")?,
+            }))
+        })
+    }
+
+    fn oidc_rechecks_due<'a>(
+        &'a self,
+        now: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<[u8; 32]>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT session_hash FROM oidc_login_sessions \
+                 WHERE tokens IS NOT NULL AND next_check_at <= $1 AND lease_until <= $1 \
+                 ORDER BY next_check_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| decode_hash("an OIDC session link", get(r, "session_hash")?))
+                .collect()
+        })
+    }
+
+    fn claim_oidc_recheck<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+        now: i64,
+        lease_until: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // One statement: of instances racing for the row, the database
+            // lets one update find the lease passed.
+            let done = sqlx::query(
+                "UPDATE oidc_login_sessions SET lease_until = $3 \
+                 WHERE session_hash = $1 AND lease_until <= $2 AND tokens IS NOT NULL",
+            )
+            .bind(&session_hash[..])
+            .bind(now)
+            .bind(lease_until)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn finish_oidc_recheck<'a>(
+        &'a self,
+        session_hash: &'a [u8; 32],
+        lease_until: i64,
+        tokens: Option<&'a OidcSessionTokens>,
+        next_check_at: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let done = match tokens {
+                Some(t) => {
+                    sqlx::query(
+                        "UPDATE oidc_login_sessions SET tokens_format = $3, tokens = $4, \
+                         checked_at = $5, next_check_at = $6, lease_until = 0 \
+                         WHERE session_hash = $1 AND lease_until = $2",
+                    )
+                    .bind(&session_hash[..])
+                    .bind(lease_until)
+                    .bind(t.format.as_str())
+                    .bind(&t.tokens[..])
+                    .bind(t.checked_at)
+                    .bind(t.next_check_at)
+                    .execute(&self.pool)
+                    .await?
+                }
+                None => {
+                    sqlx::query(
+                        "UPDATE oidc_login_sessions SET next_check_at = $3, lease_until = 0 \
+                         WHERE session_hash = $1 AND lease_until = $2",
+                    )
+                    .bind(&session_hash[..])
+                    .bind(lease_until)
+                    .bind(next_check_at)
+                    .execute(&self.pool)
+                    .await?
+                }
+            };
+            Ok(done.rows_affected() == 1)
         })
     }
 

@@ -89,6 +89,7 @@ on_both_backends!(
     case_certificate_renewal,
     case_signing_key_races,
     case_oidc_login_rows,
+    case_oidc_login_tokens_and_rechecks,
 );
 
 // Cases that also bulk-load (`BulkLoad`, not part of `Store`).
@@ -104,6 +105,7 @@ on_both_backends_by_url!(
     case_device_revocation_across_instances,
     case_migrate_is_idempotent,
     case_oidc_backchannel_claims_are_exclusive_across_instances,
+    case_oidc_recheck_claims_are_exclusive_across_instances,
 );
 
 async fn open(url: &str) -> Arc<dyn Store> {
@@ -4109,4 +4111,176 @@ async fn case_oidc_login_rows(store: Arc<dyn Store>) {
             .await
             .unwrap()
     );
+}
+
+/// The provider's tokens of an OIDC session (migration 0013): a row from
+/// before it has none and keeps its plaintext ID token; tokens are stored
+/// as given (format and bytes), re-checks fall due, are claimed once,
+/// finish fenced by their lease, and go with the session.
+async fn case_oidc_login_tokens_and_rechecks(store: Arc<dyn Store>) {
+    use vestibule_store::oidc_login::{OidcSessionLink, OidcSessionTokens};
+    let a = store
+        .create_account(new_account("https://idp.test", "alice", 1))
+        .await
+        .unwrap();
+    for n in [1u8, 2] {
+        store
+            .create_session(&session(n, a.id, 1_000_000))
+            .await
+            .unwrap();
+        store
+            .link_oidc_session(&OidcSessionLink {
+                session_hash: [n; 32],
+                issuer: "https://idp.test".into(),
+                subject: "alice".into(),
+                sid: None,
+                id_token: if n == 1 {
+                    "plain-id-token".into()
+                } else {
+                    String::new()
+                },
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    // Session 1 is like a row from before 0013: its ID token is read as
+    // before, it has no tokens and is never due.
+    assert_eq!(
+        store
+            .oidc_session_link(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .id_token,
+        "plain-id-token"
+    );
+    assert_eq!(store.oidc_tokens(&[1; 32]).await.unwrap(), None);
+    assert!(
+        store
+            .oidc_rechecks_due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!store.claim_oidc_recheck(&[1; 32], 5, 50).await.unwrap());
+
+    let tokens = |bytes: &[u8], checked_at: i64, next: i64| OidcSessionTokens {
+        format: PrivateKeyFormat::Aes256Gcm,
+        tokens: bytes.to_vec(),
+        checked_at,
+        next_check_at: next,
+    };
+    let first = tokens(&[0, 1, 2, 255], 10, 100);
+    store.put_oidc_tokens(&[2; 32], &first).await.unwrap();
+    assert_eq!(
+        store.oidc_tokens(&[2; 32]).await.unwrap(),
+        Some(first.clone())
+    );
+    assert!(matches!(
+        store.put_oidc_tokens(&[9; 32], &first).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.oidc_rechecks_due(99, 10).await.unwrap().is_empty());
+    assert_eq!(store.oidc_rechecks_due(100, 10).await.unwrap(), [[2; 32]]);
+
+    // Claimed once; while the lease runs it is neither due nor claimable.
+    assert!(store.claim_oidc_recheck(&[2; 32], 100, 160).await.unwrap());
+    assert!(!store.claim_oidc_recheck(&[2; 32], 120, 180).await.unwrap());
+    assert!(store.oidc_rechecks_due(150, 10).await.unwrap().is_empty());
+    // A provider that cannot be asked: only next_check_at moves.
+    assert!(
+        store
+            .finish_oidc_recheck(&[2; 32], 160, None, 200)
+            .await
+            .unwrap()
+    );
+    let kept = store.oidc_tokens(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!((kept.checked_at, kept.next_check_at), (10, 200));
+    assert_eq!(kept.tokens, first.tokens);
+
+    // A lease that ran out is taken over; the first holder's finish is
+    // then refused and writes nothing.
+    assert!(store.claim_oidc_recheck(&[2; 32], 200, 260).await.unwrap());
+    assert!(store.claim_oidc_recheck(&[2; 32], 260, 320).await.unwrap());
+    let stale = tokens(b"stale", 250, 400);
+    assert!(
+        !store
+            .finish_oidc_recheck(&[2; 32], 260, Some(&stale), 0)
+            .await
+            .unwrap()
+    );
+    let rotated = tokens(b"rotated", 300, 500);
+    assert!(
+        store
+            .finish_oidc_recheck(&[2; 32], 320, Some(&rotated), 0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.oidc_tokens(&[2; 32]).await.unwrap(), Some(rotated));
+    assert!(
+        !store
+            .finish_oidc_recheck(&[2; 32], 320, None, 0)
+            .await
+            .unwrap()
+    );
+
+    // The tokens go with the session.
+    assert!(store.revoke_session(&[2; 32]).await.unwrap());
+    assert_eq!(store.oidc_tokens(&[2; 32]).await.unwrap(), None);
+    assert!(
+        !store
+            .claim_oidc_recheck(&[2; 32], 1_000, 1_100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_oidc_recheck(&[2; 32], 320, None, 0)
+            .await
+            .unwrap()
+    );
+}
+
+/// Two instances (two pools on one database) racing to claim the same
+/// due re-check: exactly one wins each round.
+async fn case_oidc_recheck_claims_are_exclusive_across_instances(url: String) {
+    use vestibule_store::oidc_login::{OidcSessionLink, OidcSessionTokens};
+    let (a, b) = (open(&url).await, open(&url).await);
+    let account = a
+        .create_account(new_account("https://idp.test", "racer", 1))
+        .await
+        .unwrap();
+    a.create_session(&session(7, account.id, 1_000_000))
+        .await
+        .unwrap();
+    a.link_oidc_session(&OidcSessionLink {
+        session_hash: [7; 32],
+        issuer: "https://idp.test".into(),
+        subject: "racer".into(),
+        sid: None,
+        id_token: String::new(),
+        created_at: 1,
+    })
+    .await
+    .unwrap();
+    a.put_oidc_tokens(
+        &[7; 32],
+        &OidcSessionTokens {
+            format: PrivateKeyFormat::Plain,
+            tokens: b"{}".to_vec(),
+            checked_at: 1,
+            next_check_at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    for round in 0..20i64 {
+        let now = 10 + round * 100;
+        let (x, y) = tokio::join!(
+            a.claim_oidc_recheck(&[7; 32], now, now + 50),
+            b.claim_oidc_recheck(&[7; 32], now, now + 50),
+        );
+        assert!(x.unwrap() ^ y.unwrap(), "round {round}: exactly one claims");
+    }
 }

@@ -248,6 +248,10 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     if let Some(sender) = crate::provider::backchannel::spawn_sender(state.clone()) {
         background.push(sender);
     }
+    // `[source.oidc]`: each session re-checked at the provider.
+    if let Some(rechecks) = crate::identity::oidc_recheck::spawn(state.clone()) {
+        background.push(rechecks);
+    }
     let (shutdown, rx) = watch::channel(false);
     let router = app(state.clone());
 

@@ -24,6 +24,14 @@ pub struct BackchannelLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of `vestibule_oidc_login_rechecks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecheckLabels {
+    /// `vouched` (kept), `refused` (ended at once), `unreachable` (kept
+    /// within `recheck_grace`), `expired` (ended: the grace passed).
+    pub outcome: &'static str,
+}
+
 /// Labels of `vestibule_auth_decisions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
@@ -67,6 +75,8 @@ pub struct Metrics {
     pub oidc_grants_revoked: Family<RevokedByLabel, Counter>,
     /// Back-channel logout deliveries by outcome.
     pub oidc_backchannel_logouts: Family<BackchannelLabels, Counter>,
+    /// Re-checks of `[source.oidc]` sessions at the provider, by outcome.
+    pub oidc_login_rechecks: Family<RecheckLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +95,7 @@ impl Metrics {
         let oidc_refresh_reuse = Counter::default();
         let oidc_grants_revoked = Family::<RevokedByLabel, Counter>::default();
         let oidc_backchannel_logouts = Family::<BackchannelLabels, Counter>::default();
+        let oidc_login_rechecks = Family::<RecheckLabels, Counter>::default();
         let upstream_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -126,6 +137,11 @@ impl Metrics {
             "Back-channel logout deliveries by outcome (sent, failed, gave_up, dropped)",
             oidc_backchannel_logouts.clone(),
         );
+        registry.register(
+            "oidc_login_rechecks",
+            "Re-checks of sessions from the OpenID provider login, by outcome (vouched, refused, unreachable, expired)",
+            oidc_login_rechecks.clone(),
+        );
         Self {
             registry,
             requests,
@@ -135,6 +151,7 @@ impl Metrics {
             oidc_refresh_reuse,
             oidc_grants_revoked,
             oidc_backchannel_logouts,
+            oidc_login_rechecks,
         }
     }
 

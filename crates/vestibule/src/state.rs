@@ -258,7 +258,16 @@ impl AppState {
                     limits: s.limits,
                 },
                 SourceKind::Oidc(o) => IdentityReader::Oidc {
-                    upstream: Arc::new(crate::identity::oidc::Upstream::new((**o).clone())?),
+                    upstream: Arc::new(
+                        crate::identity::oidc::Upstream::new((**o).clone())?.with_kek(
+                            settings
+                                .keys
+                                .kek
+                                .as_ref()
+                                .map(crate::keys::kek::Kek::load)
+                                .transpose()?,
+                        ),
+                    ),
                 },
             }),
             None => None,

@@ -245,6 +245,26 @@ pub struct TokenResponse {
     pub id_token: String,
     /// `refresh_token`, when the provider issued one.
     pub refresh_token: Option<String>,
+    /// `expires_in`, the access token's lifetime in seconds, when given
+    /// (RFC 6749 §5.1 RECOMMENDED).
+    pub expires_in: Option<i64>,
+}
+
+/// What vestibule takes of the answer to a refresh (RFC 6749 §6, OIDC
+/// Core §12.2): a token response "except that it might not contain an
+/// `id_token`". No `Debug`: every field is a credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshResponse {
+    /// `access_token`, for userinfo and a new ID token's `at_hash`.
+    pub access_token: String,
+    /// `id_token`, when the provider sent a new one (checked by
+    /// [`crate::oidc::verify_refreshed_id_token`]).
+    pub id_token: Option<String>,
+    /// `refresh_token`: a new one when the provider rotates them (RFC
+    /// 9700 §4.14.2), absent when the old one stays valid (RFC 6749 §6).
+    pub refresh_token: Option<String>,
+    /// `expires_in`, seconds, when given.
+    pub expires_in: Option<i64>,
 }
 
 /// Why a token endpoint response was refused.
@@ -278,6 +298,21 @@ impl std::error::Error for TokenResponseError {}
 /// Reads the token endpoint's JSON answer to an authorization-code grant.
 /// An `error` member wins over everything else (RFC 6749 §5.2).
 pub fn parse_token_response(json: &[u8]) -> Result<TokenResponse, TokenResponseError> {
+    let r = parse_refresh_response(json)?;
+    Ok(TokenResponse {
+        access_token: r.access_token,
+        id_token: r.id_token.ok_or(TokenResponseError::Missing("id_token"))?,
+        refresh_token: r.refresh_token,
+        expires_in: r.expires_in,
+    })
+}
+
+/// Reads the token endpoint's JSON answer to a refresh (RFC 6749 §6,
+/// §5.1; OIDC Core §12.2): `access_token` and a Bearer `token_type`
+/// required, `id_token` and `refresh_token` optional, `expires_in` a
+/// non-negative integer when present. An `error` member wins over
+/// everything else (§5.2).
+pub fn parse_refresh_response(json: &[u8]) -> Result<RefreshResponse, TokenResponseError> {
     if json.len() > MAX_TOKEN_RESPONSE_BYTES {
         return Err(TokenResponseError::Malformed);
     }
@@ -303,9 +338,58 @@ pub fn parse_token_response(json: &[u8]) -> Result<TokenResponse, TokenResponseE
         Some(t) if t.eq_ignore_ascii_case("bearer") => {}
         _ => return Err(TokenResponseError::NotBearer),
     }
-    Ok(TokenResponse {
+    let expires_in = match doc.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|n| *n >= 0)
+                .ok_or(TokenResponseError::Missing("expires_in"))?,
+        ),
+    };
+    Ok(RefreshResponse {
         access_token: string("access_token")?.ok_or(TokenResponseError::Missing("access_token"))?,
-        id_token: string("id_token")?.ok_or(TokenResponseError::Missing("id_token"))?,
+        id_token: string("id_token")?,
         refresh_token: string("refresh_token")?,
+        expires_in,
     })
+}
+
+/// The longest userinfo answer read, in bytes.
+pub const MAX_USERINFO_BYTES: usize = 64 * 1024;
+
+/// Why a userinfo answer does not vouch for the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserinfoError {
+    /// Not a JSON object (a signed or encrypted answer included: vestibule
+    /// never registers for those), too long, or a member twice.
+    Malformed,
+    /// `sub` is missing or is not the session's subject (OIDC Core §5.3.4:
+    /// "the UserInfo Response values MUST NOT be used").
+    WrongSubject,
+}
+
+impl std::fmt::Display for UserinfoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed => f.write_str("the userinfo answer is not a JSON object"),
+            Self::WrongSubject => f.write_str("the userinfo answer is for another subject"),
+        }
+    }
+}
+
+impl std::error::Error for UserinfoError {}
+
+/// Checks a userinfo answer (OIDC Core §5.3.2) against the session's
+/// subject: its `sub` is REQUIRED and "MUST exactly match the sub Claim
+/// in the ID Token" (§5.3.4, token substitution).
+pub fn check_userinfo(json: &[u8], subject: &str) -> Result<(), UserinfoError> {
+    if json.len() > MAX_USERINFO_BYTES {
+        return Err(UserinfoError::Malformed);
+    }
+    let doc: Map<String, Value> =
+        vestibule_jose::unique_json_object(json).ok_or(UserinfoError::Malformed)?;
+    match doc.get("sub") {
+        Some(Value::String(s)) if !subject.is_empty() && s == subject => Ok(()),
+        _ => Err(UserinfoError::WrongSubject),
+    }
 }

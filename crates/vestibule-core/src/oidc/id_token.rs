@@ -51,6 +51,31 @@ pub struct IdToken {
     pub session_id: Option<String>,
     /// `iat`, Unix seconds.
     pub issued_at: i64,
+    /// `auth_time`, Unix seconds, when present: a refreshed ID token must
+    /// carry the same (OIDC Core §12.2).
+    pub auth_time: Option<i64>,
+}
+
+/// What a refreshed ID token must share with the session's first one
+/// (OIDC Core §12.2).
+#[derive(Clone, Copy, Debug)]
+pub struct OriginalLogin<'a> {
+    /// The `sub` of the login: "its sub Claim Value MUST be the same".
+    pub subject: &'a str,
+    /// The `auth_time` of the login, when it had one: "its value MUST
+    /// represent the time of the original authentication".
+    pub auth_time: Option<i64>,
+}
+
+/// How the `nonce` claim is checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NonceRule {
+    /// A login's ID token: present and equal (§3.1.3.7 point 11).
+    Required,
+    /// A refreshed one: absent, or equal to the login's (§12.2 keeps the
+    /// other rules of the original authentication; providers differ on
+    /// repeating it).
+    IfPresent,
 }
 
 /// The `typ` an ID token may have when it has one (RFC 8725 §3.11): a
@@ -66,6 +91,38 @@ pub fn verify_id_token(
     token: &str,
     jwks: &Jwks,
     expect: &IdTokenExpectations<'_>,
+) -> Result<IdToken, OidcTokenError> {
+    verify(token, jwks, expect, NonceRule::Required)
+}
+
+/// Verifies an ID token returned by a refresh (OIDC Core §12.2): every
+/// check of [`verify_id_token`] (`iss`, `aud`, `azp`, signature, `exp`,
+/// a fresh `iat`, `at_hash`), except that `nonce` may be absent (when
+/// present it must be the login's, `expect.nonce`), and then the same
+/// `sub` as the login's and, when both have one, the same `auth_time`.
+pub fn verify_refreshed_id_token(
+    token: &str,
+    jwks: &Jwks,
+    expect: &IdTokenExpectations<'_>,
+    original: &OriginalLogin<'_>,
+) -> Result<IdToken, OidcTokenError> {
+    let t = verify(token, jwks, expect, NonceRule::IfPresent)?;
+    if original.subject.is_empty() || t.claims.subject != original.subject {
+        return Err(OidcTokenError::SubjectChanged);
+    }
+    if let (Some(was), Some(now)) = (original.auth_time, t.auth_time)
+        && was != now
+    {
+        return Err(OidcTokenError::AuthTimeChanged);
+    }
+    Ok(t)
+}
+
+fn verify(
+    token: &str,
+    jwks: &Jwks,
+    expect: &IdTokenExpectations<'_>,
+    nonce_rule: NonceRule,
 ) -> Result<IdToken, OidcTokenError> {
     let policy = Policy {
         algorithms: expect.algorithms,
@@ -114,7 +171,8 @@ pub fn verify_id_token(
         Ok(Some(n)) => {
             !expect.nonce.is_empty() && bool::from(n.as_bytes().ct_eq(expect.nonce.as_bytes()))
         }
-        _ => false,
+        Ok(None) => nonce_rule == NonceRule::IfPresent,
+        Err(_) => false,
     };
     if !nonce_ok {
         return Err(OidcTokenError::WrongNonce);
@@ -131,10 +189,12 @@ pub fn verify_id_token(
         }
     }
     let session_id = optional_str(raw, "sid")?;
+    let auth_time = crate::jwt::numeric_date(raw, "auth_time", true)?;
     Ok(IdToken {
         claims,
         session_id,
         issued_at,
+        auth_time,
     })
 }
 

@@ -649,3 +649,175 @@ fn token_response_rules() {
         assert_eq!(parse_token_response(doc).err(), Some(want));
     }
 }
+
+fn refreshed(claims: &Value, original: &OriginalLogin<'_>) -> Result<IdToken, OidcTokenError> {
+    verify_refreshed_id_token(
+        &fx().provider.sign(claims),
+        &fx().jwks,
+        &id_expect(None),
+        original,
+    )
+}
+
+const LOGIN: OriginalLogin<'static> = OriginalLogin {
+    subject: "u-1",
+    auth_time: Some(NOW - 3_000),
+};
+
+/// OIDC Core §12.2: a refreshed ID token keeps `iss`, `sub`, `aud` and
+/// `auth_time`; its `nonce` may be gone but never different.
+#[test]
+fn refreshed_id_token_keeps_the_subject_and_auth_time() {
+    let base = with(id_claims(), "auth_time", json!(NOW - 3_000));
+    assert!(refreshed(&base, &LOGIN).is_ok());
+    assert_eq!(
+        refreshed(&base, &LOGIN).unwrap().auth_time,
+        Some(NOW - 3_000)
+    );
+    assert!(refreshed(&without(base.clone(), "nonce"), &LOGIN).is_ok());
+    assert!(refreshed(&without(base.clone(), "auth_time"), &LOGIN).is_ok());
+    let cases = [
+        (
+            with(base.clone(), "sub", json!("u-2")),
+            OidcTokenError::SubjectChanged,
+        ),
+        (
+            with(base.clone(), "auth_time", json!(NOW - 10)),
+            OidcTokenError::AuthTimeChanged,
+        ),
+        (
+            with(base.clone(), "nonce", json!("another")),
+            OidcTokenError::WrongNonce,
+        ),
+        (
+            with(base.clone(), "iss", json!("https://evil.example.com")),
+            OidcTokenError::Jwt(JwtError::WrongIssuer),
+        ),
+        (
+            with(base.clone(), "iat", json!(NOW - 4_000)),
+            OidcTokenError::StaleIssuedAt,
+        ),
+    ];
+    for (claims, want) in cases {
+        assert_eq!(refreshed(&claims, &LOGIN).err(), Some(want), "{claims}");
+    }
+    // An empty original subject matches nothing.
+    let nobody = OriginalLogin {
+        subject: "",
+        auth_time: None,
+    };
+    assert_eq!(
+        refreshed(&base, &nobody).err(),
+        Some(OidcTokenError::SubjectChanged)
+    );
+    // A login's ID token still needs its nonce.
+    assert_eq!(
+        id(&without(base, "nonce")).err(),
+        Some(OidcTokenError::WrongNonce)
+    );
+}
+
+/// RFC 6749 §6 / OIDC Core §12.2: a refresh answer may lack `id_token`
+/// and `refresh_token`, never `access_token`; `error` wins.
+#[test]
+fn refresh_response_rules() {
+    let r =
+        parse_refresh_response(br#"{"access_token":"at","token_type":"Bearer","expires_in":300}"#)
+            .unwrap();
+    assert_eq!(
+        (
+            r.access_token.as_str(),
+            r.id_token,
+            r.refresh_token,
+            r.expires_in
+        ),
+        ("at", None, None, Some(300))
+    );
+    let r = parse_refresh_response(
+        br#"{"access_token":"at","token_type":"bearer","id_token":"a.b.c","refresh_token":"rt2"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.id_token.as_deref(), Some("a.b.c"));
+    assert_eq!(r.refresh_token.as_deref(), Some("rt2"));
+    let cases: [(&[u8], TokenResponseError); 4] = [
+        (
+            br#"{"error":"invalid_grant","error_description":"gone"}"#,
+            TokenResponseError::Provider("invalid_grant".into()),
+        ),
+        (
+            br#"{"token_type":"Bearer","refresh_token":"rt"}"#,
+            TokenResponseError::Missing("access_token"),
+        ),
+        (
+            br#"{"access_token":"at","token_type":"Bearer","expires_in":-1}"#,
+            TokenResponseError::Missing("expires_in"),
+        ),
+        (
+            br#"{"access_token":"at","token_type":"Bearer","expires_in":"60"}"#,
+            TokenResponseError::Missing("expires_in"),
+        ),
+    ];
+    for (doc, want) in cases {
+        assert_eq!(parse_refresh_response(doc).err(), Some(want));
+    }
+}
+
+/// OIDC Core §5.3.4: userinfo vouches only with the session's `sub`.
+#[test]
+fn userinfo_must_name_the_same_subject() {
+    assert_eq!(
+        check_userinfo(br#"{"sub":"u-1","email":"a@x"}"#, "u-1"),
+        Ok(())
+    );
+    for doc in [
+        &br#"{"sub":"u-2"}"#[..],
+        br#"{"email":"a@x"}"#,
+        br#"{"sub":1}"#,
+        br#"{"sub":"U-1"}"#,
+    ] {
+        assert_eq!(check_userinfo(doc, "u-1"), Err(UserinfoError::WrongSubject));
+    }
+    assert_eq!(
+        check_userinfo(br#"{"sub":""}"#, ""),
+        Err(UserinfoError::WrongSubject)
+    );
+    for doc in [&b"eyJ.a.b"[..], br#"{"sub":"u-1","sub":"u-2"}"#, b"[]"] {
+        assert_eq!(check_userinfo(doc, "u-1"), Err(UserinfoError::Malformed));
+    }
+}
+
+proptest! {
+    /// A refreshed ID token passes exactly when its `sub` is the login's
+    /// and its `nonce` is absent or the login's.
+    #[test]
+    fn refreshed_id_token_passes_only_for_the_same_subject(
+        sub in "[a-z0-9-]{1,12}",
+        nonce in prop::option::of(prop_oneof![Just(NONCE.to_owned()), "[a-z]{1,8}"]),
+    ) {
+        let mut c = with(id_claims(), "sub", json!(sub));
+        c = match &nonce {
+            Some(n) => with(c, "nonce", json!(n)),
+            None => without(c, "nonce"),
+        };
+        let ok = refreshed(&c, &OriginalLogin { subject: "u-1", auth_time: None }).is_ok();
+        prop_assert_eq!(ok, sub == "u-1" && nonce.as_deref().is_none_or(|n| n == NONCE));
+    }
+
+    /// Any bytes as a refresh answer: refused, or an access token present,
+    /// and never when an `error` member is there.
+    #[test]
+    fn refresh_response_needs_an_access_token(doc in "\\PC{0,120}") {
+        if let Ok(r) = parse_refresh_response(doc.as_bytes()) {
+            prop_assert!(!r.access_token.is_empty());
+            prop_assert!(!doc.contains("\"error\""));
+        }
+    }
+
+    /// Any bytes as userinfo: accepted only when it contains the subject.
+    #[test]
+    fn userinfo_accepts_only_its_subject(doc in "\\PC{0,80}", sub in "[a-z]{1,4}") {
+        if check_userinfo(doc.as_bytes(), &sub).is_ok() {
+            prop_assert!(doc.contains(&sub));
+        }
+    }
+}

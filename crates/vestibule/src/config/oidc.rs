@@ -28,6 +28,12 @@ pub const DEFAULT_OIDC_LEEWAY: &str = "60s";
 /// Default `source.oidc.logout_token_max_age`: Back-Channel Logout §2.4
 /// encourages logout tokens to live at most two minutes.
 pub const DEFAULT_LOGOUT_TOKEN_MAX_AGE: &str = "2m";
+/// Default `source.oidc.recheck_every`: how often each session's tokens
+/// are refreshed at the provider.
+pub const DEFAULT_RECHECK_EVERY: &str = "5m";
+/// Default `source.oidc.recheck_grace`: how long a session outlives a
+/// provider that cannot be reached.
+pub const DEFAULT_RECHECK_GRACE: &str = "15m";
 
 /// `[source.oidc]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -80,6 +86,14 @@ pub struct OidcSourceConfig {
     /// omit it). Default `false`: accepted when `iat` is recent.
     #[serde(default)]
     pub strict_logout_tokens: bool,
+    /// How often each session is re-checked at the provider (its refresh
+    /// token, or userinfo with its access token). Default `"5m"`.
+    #[serde(default = "default_recheck_every")]
+    pub recheck_every: HumanDuration,
+    /// How long a session is kept, since the provider last vouched for it,
+    /// while the provider cannot be reached. Default `"15m"`.
+    #[serde(default = "default_recheck_grace")]
+    pub recheck_grace: HumanDuration,
     /// PEM CA certificates for the provider's HTTPS endpoints. Default: the
     /// Mozilla roots built into vestibule.
     pub ca: Option<PathBuf>,
@@ -188,6 +202,10 @@ pub struct OidcLogin {
     pub logout_token_max_age_secs: i64,
     /// Refuse logout tokens without `exp`.
     pub strict_logout_tokens: bool,
+    /// How often a session is re-checked at the provider.
+    pub recheck_every: Duration,
+    /// How long a session outlives an unreachable provider.
+    pub recheck_grace: Duration,
     /// Extra CA certificates for the provider.
     pub ca: Option<PathBuf>,
     /// Claim names.
@@ -232,6 +250,12 @@ fn default_leeway() -> HumanDuration {
 }
 fn default_logout_token_max_age() -> HumanDuration {
     HumanDuration::parse(DEFAULT_LOGOUT_TOKEN_MAX_AGE).unwrap_or_default()
+}
+fn default_recheck_every() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_RECHECK_EVERY).unwrap_or_default()
+}
+fn default_recheck_grace() -> HumanDuration {
+    HumanDuration::parse(DEFAULT_RECHECK_GRACE).unwrap_or_default()
 }
 
 /// An absolute `https` URL with a host, or `http` to a loopback host (a
@@ -335,6 +359,23 @@ impl OidcSourceConfig {
                 "use the default \"2m\"",
             );
         }
+        let every = self.recheck_every.0;
+        if every < Duration::from_secs(1) || every > Duration::from_secs(24 * 3600) {
+            ok = false;
+            c.error(
+                "source.oidc.recheck_every",
+                "outside 1s..=24h: a user disabled at the provider keeps their session until the next re-check",
+                "use the default \"5m\"",
+            );
+        }
+        if self.recheck_grace.0 > Duration::from_secs(7 * 24 * 3600) {
+            ok = false;
+            c.error(
+                "source.oidc.recheck_grace",
+                "more than 7 days: sessions would outlive a provider gone for good",
+                "use the default \"15m\"",
+            );
+        }
         let provisioning =
             self.provisioning
                 .checked(c, "source.oidc.provision_groups", &self.provision_groups);
@@ -357,6 +398,8 @@ impl OidcSourceConfig {
             leeway_secs: i64::try_from(self.leeway.0.as_secs()).unwrap_or(0),
             logout_token_max_age_secs: i64::try_from(max_age.as_secs()).unwrap_or(0),
             strict_logout_tokens: self.strict_logout_tokens,
+            recheck_every: every,
+            recheck_grace: self.recheck_grace.0,
             ca: self.ca.clone(),
             mapping,
             provisioning: provisioning?,
@@ -477,6 +520,8 @@ mod tests {
         assert_eq!(o.leeway_secs, 60);
         assert_eq!(o.logout_token_max_age_secs, 120);
         assert!(!o.strict_logout_tokens);
+        assert_eq!(o.recheck_every, Duration::from_secs(300));
+        assert_eq!(o.recheck_grace, Duration::from_secs(900));
         assert_eq!(o.provisioning, Provisioning::Approval);
         assert_eq!(o.post_logout_redirect_url, None);
         assert_eq!(o.mapping.groups.as_deref(), Some("groups"));
@@ -593,6 +638,18 @@ mod tests {
             (
                 oidc(&secret, "logout_token_max_age = \"1h\""),
                 "source.oidc.logout_token_max_age",
+            ),
+            (
+                oidc(&secret, "recheck_every = \"0s\""),
+                "source.oidc.recheck_every",
+            ),
+            (
+                oidc(&secret, "recheck_every = \"2d\""),
+                "source.oidc.recheck_every",
+            ),
+            (
+                oidc(&secret, "recheck_grace = \"30d\""),
+                "source.oidc.recheck_grace",
             ),
             (
                 oidc(&secret, "provisioning = \"auto-if-group\""),

@@ -8,3 +8,4 @@ pub mod authenticate;
 pub mod client_identity;
 pub mod jwks;
 pub mod oidc;
+pub mod oidc_recheck;

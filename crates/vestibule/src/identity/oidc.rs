@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use vestibule_core::jwt::Jwks;
+use vestibule_core::jwt::{Jwks, JwtError};
 use vestibule_core::oidc::{
-    MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES, ProviderMetadata, TokenResponse,
-    parse_discovery, parse_token_response,
+    MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES, MAX_USERINFO_BYTES, OidcTokenError,
+    ProviderMetadata, RefreshResponse, TokenResponse, TokenResponseError, UserinfoError,
+    check_userinfo, parse_discovery, parse_refresh_response, parse_token_response,
 };
 
 use crate::config::OidcLogin;
@@ -35,9 +36,24 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest JWK Set read.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
+/// What the provider said to a re-check of a session.
+#[derive(Debug)]
+pub enum Asked<T> {
+    /// It vouched for the session.
+    Vouched(T),
+    /// It refused (RFC 6749 §5.2 `invalid_grant`, a 400 or 401, an answer
+    /// for another subject): the session must end now.
+    Refused(String),
+    /// It could not be reached or gave no usable answer (a timeout, a 5xx,
+    /// a malformed body): the session may live on within the grace.
+    Unreachable(String),
+}
+
 /// The provider, as this gateway knows it.
 pub struct Upstream {
     login: OidcLogin,
+    /// Seals the provider's tokens of each session in the store.
+    kek: Option<crate::keys::kek::Kek>,
     tls: tokio_rustls::TlsConnector,
     metadata: RwLock<Option<(Arc<ProviderMetadata>, Instant)>>,
     keys: RwLock<Option<Arc<Jwks>>>,
@@ -52,12 +68,26 @@ impl Upstream {
         let config = crate::config::client_tls(login.ca.as_deref())?;
         Ok(Self {
             login,
+            kek: None,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             metadata: RwLock::new(None),
             keys: RwLock::new(None),
             fetching: tokio::sync::Mutex::new(()),
             last_refetch: Mutex::new(None),
         })
+    }
+
+    /// Seals the sessions' provider tokens with `kek` (`[keys] kek_file`
+    /// or `kek_env`), as signing keys are.
+    #[must_use]
+    pub fn with_kek(mut self, kek: Option<crate::keys::kek::Kek>) -> Self {
+        self.kek = kek;
+        self
+    }
+
+    /// The key-encryption key, when one is configured.
+    pub fn kek(&self) -> Option<&crate::keys::kek::Kek> {
+        self.kek.as_ref()
     }
 
     /// The `[source.oidc]` settings.
@@ -185,25 +215,130 @@ impl Upstream {
         Ok(m)
     }
 
+    /// Runs a token check with the provider's keys, and once more with
+    /// keys fetched again when the token names a key id vestibule does not
+    /// have (rotation, OIDC Core §10.1.1).
+    pub async fn verify_with_keys<T>(
+        &self,
+        check: impl Fn(&Jwks) -> Result<T, OidcTokenError>,
+    ) -> Result<T, String> {
+        let keys = self.keys().await?;
+        match check(&keys) {
+            Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: Some(_) })) => {
+                match self.refetch_keys().await {
+                    Some(keys) => check(&keys),
+                    None => Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: None })),
+                }
+            }
+            other => other,
+        }
+        .map_err(|e| e.to_string())
+    }
+
     /// Exchanges an authorization code at the token endpoint (RFC 6749
     /// §4.1.3) with the PKCE verifier, authenticated with
     /// `client_secret_basic`. The answer is checked by
     /// [`parse_token_response`]; errors never contain a token.
     pub async fn exchange(&self, code: &str, verifier: &str) -> Result<TokenResponse, String> {
-        let m = self.metadata().await?;
-        let url: http::Uri = m
-            .token_endpoint
-            .parse()
-            .map_err(|_| "token_endpoint is not a URL".to_owned())?;
-        let form = |s: &str| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        };
         let body = format!(
             "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
             form(code),
             form(&self.login.redirect_url.to_string()),
             form(verifier),
         );
+        let (status, body) = self.token_request(body).await?;
+        // §5.2: errors come as 400 (or 401) with a JSON body, which the
+        // parser turns into `Provider(error)`.
+        let parsed = parse_token_response(&body).map_err(|e| e.to_string())?;
+        if status != http::StatusCode::OK {
+            return Err(format!("the token endpoint answered {status}"));
+        }
+        Ok(parsed)
+    }
+
+    /// Refreshes a session's tokens (RFC 6749 §6, OIDC Core §12), with
+    /// the same client authentication. `Refused` for an error answer
+    /// (§5.2: `invalid_grant` when the grant or the user is no longer
+    /// valid) or a 400/401; `Unreachable` for anything else that is not a
+    /// 200 with a usable body.
+    pub async fn refresh(&self, refresh_token: &str) -> Asked<RefreshResponse> {
+        let body = format!(
+            "grant_type=refresh_token&refresh_token={}",
+            form(refresh_token)
+        );
+        let (status, body) = match self.token_request(body).await {
+            Ok(r) => r,
+            Err(e) => return Asked::Unreachable(e),
+        };
+        let parsed = parse_refresh_response(&body);
+        match (status.as_u16(), parsed) {
+            (200, Ok(r)) => Asked::Vouched(r),
+            (_, Err(TokenResponseError::Provider(code))) => {
+                Asked::Refused(format!("the token endpoint answered {status} `{code}`"))
+            }
+            (400 | 401, _) => Asked::Refused(format!("the token endpoint answered {status}")),
+            (_, Err(e)) => Asked::Unreachable(format!("the token endpoint answered {status}: {e}")),
+            (_, Ok(_)) => Asked::Unreachable(format!("the token endpoint answered {status}")),
+        }
+    }
+
+    /// Asks the userinfo endpoint (OIDC Core §5.3) with a session's access
+    /// token: `Vouched` when it answers for `subject` (§5.3.4), `Refused`
+    /// for a 401 or 403 (the token is no longer valid, RFC 6750 §3.1) or
+    /// another subject, `Unreachable` otherwise.
+    pub async fn userinfo(&self, access_token: &str, subject: &str) -> Asked<()> {
+        let m = match self.metadata().await {
+            Ok(m) => m,
+            Err(e) => return Asked::Unreachable(e),
+        };
+        let Some(endpoint) = m.userinfo_endpoint.as_deref() else {
+            return Asked::Unreachable(
+                "no refresh token, and the provider has no userinfo endpoint".into(),
+            );
+        };
+        let Ok(url) = endpoint.parse::<http::Uri>() else {
+            return Asked::Unreachable("userinfo_endpoint is not a URL".into());
+        };
+        let bearer = format!("Bearer {access_token}");
+        let answer = tokio::time::timeout(
+            TIMEOUT,
+            request(
+                &url,
+                &self.tls,
+                http::Method::GET,
+                &[
+                    (http::header::ACCEPT, "application/json"),
+                    (http::header::AUTHORIZATION, &bearer),
+                ],
+                Bytes::new(),
+                MAX_USERINFO_BYTES,
+            ),
+        )
+        .await;
+        let (status, body) = match answer {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Asked::Unreachable(e),
+            Err(_) => return Asked::Unreachable(format!("{url}: no answer within {TIMEOUT:?}")),
+        };
+        match status.as_u16() {
+            200 => match check_userinfo(&body, subject) {
+                Ok(()) => Asked::Vouched(()),
+                Err(e @ UserinfoError::WrongSubject) => Asked::Refused(e.to_string()),
+                Err(e) => Asked::Unreachable(e.to_string()),
+            },
+            401 | 403 => Asked::Refused(format!("userinfo answered {status}")),
+            _ => Asked::Unreachable(format!("userinfo answered {status}")),
+        }
+    }
+
+    /// POSTs a form to the token endpoint with `client_secret_basic`:
+    /// the status and the body (errors never contain a token).
+    async fn token_request(&self, body: String) -> Result<(http::StatusCode, Vec<u8>), String> {
+        let m = self.metadata().await?;
+        let url: http::Uri = m
+            .token_endpoint
+            .parse()
+            .map_err(|_| "token_endpoint is not a URL".to_owned())?;
         // RFC 6749 §2.3.1: the id and secret are form-encoded, then joined
         // with a colon and base64-encoded.
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
@@ -212,7 +347,7 @@ impl Upstream {
             form(self.login.client_secret.expose())
         ));
         let authorization = format!("Basic {basic}");
-        let (status, body) = tokio::time::timeout(
+        tokio::time::timeout(
             TIMEOUT,
             request(
                 &url,
@@ -231,13 +366,11 @@ impl Upstream {
             ),
         )
         .await
-        .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))??;
-        // §5.2: errors come as 400 (or 401) with a JSON body, which the
-        // parser turns into `Provider(error)`.
-        let parsed = parse_token_response(&body).map_err(|e| e.to_string())?;
-        if status != http::StatusCode::OK {
-            return Err(format!("the token endpoint answered {status}"));
-        }
-        Ok(parsed)
+        .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))?
     }
+}
+
+/// `application/x-www-form-urlencoded` value encoding.
+fn form(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -44,6 +44,7 @@ use crate::accounts::{Accounts, now_ms};
 use crate::identity::authenticate::SourceError;
 use crate::identity::client_identity::ClientContext;
 use crate::identity::oidc::Upstream;
+use crate::identity::oidc_recheck::{SessionTokens, id_token_hint, store_login_tokens};
 use crate::state::{AppState, IdentityReader};
 
 /// How long a login may take, provider page included.
@@ -204,17 +205,9 @@ async fn verified_id_token(
     token: &str,
     expect: &IdTokenExpectations<'_>,
 ) -> Result<vestibule_core::oidc::IdToken, String> {
-    let keys = upstream.keys().await?;
-    match verify_id_token(token, &keys, expect) {
-        Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: Some(_) })) => {
-            match upstream.refetch_keys().await {
-                Some(keys) => verify_id_token(token, &keys, expect),
-                None => Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: None })),
-            }
-        }
-        other => other,
-    }
-    .map_err(|e| e.to_string())
+    upstream
+        .verify_with_keys(|keys| verify_id_token(token, keys, expect))
+        .await
 }
 
 /// `GET /.vestibule/oidc/callback`: the provider's answer. In order: the
@@ -345,10 +338,30 @@ pub(super) async fn callback(
             issuer: settings.issuer.clone(),
             subject: id_token.claims.subject.clone(),
             sid: id_token.session_id.clone(),
-            id_token: tokens.id_token.clone(),
+            // Kept with the other tokens, sealed when a key-encryption key
+            // is configured; the plaintext column stays for older rows.
+            id_token: String::new(),
             created_at: now,
         })
         .await?;
+    let kept = SessionTokens {
+        id_token: tokens.id_token.clone(),
+        refresh_token: tokens.refresh_token.clone(),
+        access_token: tokens.access_token.clone(),
+        access_expires_at: tokens
+            .expires_in
+            .map(|s| now.saturating_add(s.saturating_mul(1000))),
+        nonce: pending.nonce.clone(),
+        auth_time: id_token.auth_time,
+    };
+    if let Err(e) = store_login_tokens(&upstream, &*store, &id_hash, &kept, now).await {
+        // A session that cannot be re-checked is not opened.
+        let _ = store.revoke_session(&id_hash).await;
+        tracing::warn!(error = %e, "the provider's tokens of a new session could not be stored");
+        return Err(PageError::Internal(
+            "the session's tokens could not be stored",
+        ));
+    }
     Ok(see_other(&pending.return_to))
 }
 
@@ -418,12 +431,9 @@ pub(super) async fn end_session_location(
         return None;
     };
     let token = presented_token(headers, https(ctx, headers))?;
-    let link = state
-        .accounts()?
-        .store()
-        .oidc_session_link(&hash_token(token))
-        .await
-        .ok()??;
+    let store = state.accounts()?.store();
+    let link = store.oidc_session_link(&hash_token(token)).await.ok()??;
+    let hint = id_token_hint(upstream, &**store, &link).await?;
     let m = upstream.metadata().await.ok()?;
     let end = m.end_session_endpoint.as_deref()?;
     let settings = upstream.settings();
@@ -432,7 +442,7 @@ pub(super) async fn end_session_location(
         .as_ref()
         .map(ToString::to_string);
     let mut params = vec![
-        ("id_token_hint", link.id_token.as_str()),
+        ("id_token_hint", hint.as_str()),
         ("client_id", settings.client_id.as_str()),
     ];
     if let Some(p) = &post {
