@@ -60,11 +60,19 @@ const SECRET = crypto.randomBytes(32).toString('base64url');
 // How long a session may take to end once the store says so (the session
 // cache hears it on the change feed).
 const END_DEADLINE_MS = 5000;
+// `recheck_every` here: every session is re-checked at the provider each
+// second, so every test also shows that accepted re-checks keep sessions.
+const RECHECK_EVERY = '1s';
+// How long to watch re-checks pass before disabling a user, and how long a
+// refused one may take to end the session (a few re-check periods).
+const RECHECK_SETTLE_MS = 2500;
+const RECHECK_DEADLINE_MS = 10000;
 
 const USERS = {
   alice: { email: 'alice@example.test', name: 'Alice Example', groups: ['staff', 'admins'] },
   bob: { email: 'bob@example.test', name: 'Bob Example', groups: ['staff'] },
   carol: { email: 'carol@example.test', name: 'Carol Example', groups: ['staff'] },
+  frank: { email: 'frank@example.test', name: 'Frank Example', groups: ['staff'] },
   dave: { email: 'dave@example.test', name: 'Dave Example', groups: ['staff'] },
   erin: { email: 'erin@example.test', name: 'Erin Example', groups: ['staff'] },
 };
@@ -96,6 +104,13 @@ function cli(args, cfg = cfgPath) {
   return r.stdout;
 }
 
+/** The audit log's entries of `action` about `sub` at the provider (`issuer:sub`). */
+function audit(action, sub) {
+  return cli(['audit', '--action', action, '--json', '--limit', '1000']).trim().split('\n').filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((e) => e.subject === `${idp.issuer}:${sub}`);
+}
+
 async function startGateway(name, cfg, port) {
   cli(['migrate'], cfg);
   const gw = procs.start(name, vestibuleBin(), ['serve', '--config', cfg], { env: vestibuleEnv() });
@@ -123,8 +138,8 @@ async function gateAnswers(ctx, url = `${GATE}/hello`) {
 const toLogin = (a) => [302, 303].includes(a.status) && a.location.startsWith(`${LOGIN}?`);
 
 /** Waits (bounded) until the app route sends `ctx` to the login again. */
-async function waitSignedOut(ctx, what) {
-  const end = Date.now() + END_DEADLINE_MS;
+async function waitSignedOut(ctx, what, deadline = END_DEADLINE_MS) {
+  const end = Date.now() + deadline;
   let last;
   for (;;) {
     last = await gateAnswers(ctx);
@@ -132,7 +147,7 @@ async function waitSignedOut(ctx, what) {
     if (Date.now() > end) break;
     await sleep(50);
   }
-  assert.fail(`${what}: vestibule still answers ${last.status} ${last.location} ${END_DEADLINE_MS} ms later`);
+  assert.fail(`${what}: vestibule still answers ${last.status} ${last.location} ${deadline} ms later`);
 }
 
 /**
@@ -190,6 +205,9 @@ before(() => procs.track(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vestibule-e2e-oidc-login-'));
   const secretFile = path.join(dir, 'oidc-client-secret');
   fs.writeFileSync(secretFile, `${SECRET}\n`, { mode: 0o600 });
+  // As the guide makes it: `openssl rand -base64 32`.
+  const kekFile = path.join(dir, 'kek');
+  fs.writeFileSync(kekFile, `${crypto.randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
 
   idp = await startUpstreamIdp({
     port: IDP_PORT,
@@ -211,7 +229,9 @@ before(() => procs.track(async () => {
     ['https://gate.example.com', gate],
     ['https://sso.example.com', issuer],
     ['/etc/vestibule/oidc-client-secret', secretFile],
+    ['/etc/vestibule/kek', kekFile],
     ['/var/lib/vestibule', data],
+    ['recheck_every = "5m"', `recheck_every = "${RECHECK_EVERY}"`],
   ];
   cfgPath = path.join(dir, 'vestibule.toml');
   fs.writeFileSync(cfgPath, guideConfig(fill(GATE, idp.issuer, path.join(dir, 'data'))));
@@ -329,6 +349,12 @@ t('(b) back-channel logout from the provider ends the session', async () => {
     const sent = idp.backchannel.slice(before).map(({ at, ...rest }) => rest);
     assert.deepEqual(sent, [{ ok: true, clientId: CLIENT_ID, sub: 'carol', sid }], 'the provider delivered its logout token, answered 200');
     await waitSignedOut(ctx, 'after the provider\'s back-channel logout');
+    // Ended by the logout token, not by a re-check (which the provider,
+    // having revoked the grant, would now refuse too).
+    const ends = audit('session-end', 'carol');
+    assert.ok(ends.some((e) => e.detail === 'back-channel logout, 1 session(s)'), JSON.stringify(ends));
+    const rechecks = audit('oidc-recheck', 'carol');
+    assert.ok(!rechecks.some((e) => e.detail.startsWith('session ended')), JSON.stringify(rechecks));
   } finally {
     await ctx.close();
   }
@@ -424,6 +450,27 @@ t('login refused: a provider whose discovery names another issuer ⇒ an error p
     assert.equal(res.status(), 502);
     assert.match(await page.textContent('body'), /Sign-in unavailable/);
     assert.deepEqual(await ctx.cookies(MISMATCH), [], 'no cookie at all: no login was started');
+  } finally {
+    await ctx.close();
+  }
+});
+
+t('(c) the provider refusing the refresh token (user disabled there) ends the session at the next re-check', async () => {
+  const { ctx } = await signIn('frank');
+  try {
+    // Re-checks every second pass while the provider still knows frank.
+    await sleep(RECHECK_SETTLE_MS);
+    assert.equal((await appSaw(ctx)).get('remote-user'), 'frank', 'the session survives re-checks the provider accepts');
+    const refreshes = () => idp.grants.filter((g) => g.type === 'refresh_token' && g.sub === 'frank');
+    assert.ok(refreshes().some((g) => g.ok), `vestibule re-checked with frank's refresh token: ${JSON.stringify(idp.grants)}`);
+    // Disabled at the provider: its account lookup fails, so it refuses
+    // the refresh token (invalid_grant).
+    idp.disabled.add('frank');
+    await waitSignedOut(ctx, 'after the provider refused the refresh token', RECHECK_DEADLINE_MS);
+    assert.ok(refreshes().some((g) => !g.ok && g.error === 'invalid_grant'), JSON.stringify(refreshes()));
+    const rechecks = audit('oidc-recheck', 'frank');
+    assert.ok(rechecks.some((e) => e.detail.startsWith('session ended')), JSON.stringify(rechecks));
+    assert.deepEqual(audit('session-end', 'frank'), [], 'no back-channel logout was involved');
   } finally {
     await ctx.close();
   }

@@ -40,10 +40,11 @@ async function formBody(req) {
  *
  * Returns the issuer, the provider, its private signing key (`key`, a
  * KeyObject, with `kid`), what it did (`idTokens`: the last ID token issued
- * to each `sub`; `backchannel`: each logout token delivery, `{ ok, clientId,
+ * to each `sub` by a code exchange; `backchannel`: each logout token delivery, `{ ok, clientId,
  * sub, sid, error, at }`, `at` the
  * performance.now() of the answer; `posts`: each request the provider
- * sent, `{ url, at }`), `disabled` (a Set of user names the provider no
+ * sent, `{ url, at }`; `grants`: each token request, `{ type, ok, sub,
+ * error }`), `disabled` (a Set of user names the provider no
  * longer knows: their refresh tokens are refused), and `close()`.
  */
 export async function startUpstreamIdp({ port, clients, users }) {
@@ -55,6 +56,7 @@ export async function startUpstreamIdp({ port, clients, users }) {
   const idTokens = new Map();
   const backchannel = [];
   const posts = [];
+  const grants = [];
 
   const provider = new Provider(issuer, {
     clients,
@@ -125,10 +127,14 @@ export async function startUpstreamIdp({ port, clients, users }) {
   });
   provider.on('server_error', (ctx, err) => { console.error('oidc-provider server_error:', err); });
   provider.on('grant.success', (ctx) => {
+    const type = ctx.oidc.params?.grant_type;
     const token = ctx.body?.id_token;
-    if (!token) return;
-    const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
-    idTokens.set(claims.sub, claims);
+    const claims = token && JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
+    grants.push({ type, ok: true, sub: claims?.sub });
+    if (type === 'authorization_code' && claims) idTokens.set(claims.sub, claims);
+  });
+  provider.on('grant.error', (ctx, err) => {
+    grants.push({ type: ctx.oidc.params?.grant_type, ok: false, sub: ctx.oidc.entities?.RefreshToken?.accountId, error: err.error });
   });
   provider.on('backchannel.success', (ctx, client, sub, sid) => {
     backchannel.push({ ok: true, clientId: client.clientId, sub, sid, at: performance.now() });
@@ -199,6 +205,7 @@ export async function startUpstreamIdp({ port, clients, users }) {
     idTokens,
     backchannel,
     posts,
+    grants,
     disabled,
     close: () => new Promise((resolve) => {
       server.closeAllConnections?.();
