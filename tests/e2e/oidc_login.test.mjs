@@ -170,11 +170,12 @@ async function sessionCookie(ctx) {
   return (await ctx.cookies(GATE)).find((c) => c.name === 'vestibule');
 }
 
-/** A logout token signed RS256 with `key` (the provider's by default). */
-async function logoutToken(claims, { key = idp.key, kid = idp.kid, typ = 'logout+jwt' } = {}) {
-  const header = { alg: 'RS256', kid };
-  if (typ) header.typ = typ;
-  return new jose.SignJWT(claims).setProtectedHeader(header).sign(key);
+/**
+ * A logout token (`typ` logout+jwt) signed RS256 with `key`, under the
+ * provider's key id: with the provider's own key by default.
+ */
+async function logoutToken(claims, { key = idp.key } = {}) {
+  return new jose.SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: idp.kid, typ: 'logout+jwt' }).sign(key);
 }
 
 /** Logout-token claims for `sub`'s provider session `sid`, as the provider would make them. */
