@@ -522,6 +522,9 @@ pub async fn answer(
         Some("deny") => false,
         Some(_) => return Err(PageError::BadForm("Choose Allow or Deny.".into())),
     };
+    if allowed {
+        crate::web::session::provider_still_vouches(&state, &s).await?;
+    }
     let approval = DeviceApproval {
         account_id: s.account_id,
         session_ref: Some(vestibule_store::hex(&s.id_hash)),

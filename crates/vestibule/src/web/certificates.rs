@@ -130,6 +130,7 @@ pub(super) async fn create(
     let (Some(settings), Some(devices)) = (&state.settings.client_certs, state.devices()) else {
         return Err(PageError::Status(StatusCode::NOT_FOUND));
     };
+    super::session::provider_still_vouches(&state, &s).await?;
     // Renewal (issue 18): a new certificate for the same device, with its
     // name and apps; the old certificate stops working as the new one is
     // recorded (see `renew_certificate_device`).

@@ -544,6 +544,7 @@ pub(super) async fn create(
     let devices = devices_on(&state)?;
     let name = check_name(fields.get("name").unwrap_or("")).map_err(PageError::BadForm)?;
     let routes = chosen_routes(&state, &s, &fields)?;
+    super::session::provider_still_vouches(&state, &s).await?;
     let kind = match fields.get("kind").unwrap_or("token") {
         "token" => CredentialKind::Token,
         "app-password" => CredentialKind::AppPassword,
@@ -821,6 +822,7 @@ pub(super) async fn pair_start(
 ) -> Result<Response, PageError> {
     let devices = devices_on(&state)?;
     let routes = chosen_routes(&state, &s, &fields)?;
+    super::session::provider_still_vouches(&state, &s).await?;
     let mut random = [0u8; 8];
     rand::rng().fill_bytes(&mut random);
     let code = pairing_code(random);
@@ -936,6 +938,9 @@ pub(super) async fn pair_decide(
         "refuse" => false,
         _ => return Err(PageError::BadForm("Confirm or refuse.".into())),
     };
+    if confirm {
+        super::session::provider_still_vouches(&state, &s).await?;
+    }
     if !devices
         .store()
         .decide_pairing(id, s.account_id, confirm, now_ms())

@@ -374,3 +374,30 @@ pub(super) async fn open_session(
         .await;
     Ok((id_hash, csrf))
 }
+
+/// Before a sensitive step (a device credential, a pairing, approving a
+/// device code): a session from the `[source.oidc]` login is re-checked
+/// at the provider now ([`crate::identity::oidc_recheck::recheck_now`]).
+/// Refused: the session has ended, and the step is refused with a page
+/// saying to sign in again; the provider unreachable: refused, try again.
+pub(crate) async fn provider_still_vouches(
+    state: &AppState,
+    s: &PageSession,
+) -> Result<(), PageError> {
+    use crate::identity::oidc_recheck::{StepRefused, recheck_now};
+    match recheck_now(state, &s.id_hash).await {
+        Ok(()) => Ok(()),
+        Err(StepRefused::Ended) => Err(PageError::refused(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "Your sign-in provider no longer accepts your sign-in, so your session here has ended. Nothing was changed.",
+            "Sign in again, then try once more.",
+        )),
+        Err(StepRefused::Unavailable) => Err(PageError::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Sign-in provider unavailable",
+            "vestibule could not confirm your sign-in with your sign-in provider, so nothing was changed.",
+            "Try again in a moment.",
+        )),
+    }
+}
