@@ -395,3 +395,91 @@ async fn the_absolute_session_lifetime_ends_an_oidc_session_that_is_still_vouche
         "not ended by a re-check"
     );
 }
+
+/// SSO freshness (`max_sso_age`) of device credentials: requests carrying
+/// the live OIDC session keep the account seen, so its device keeps
+/// working; once the upstream refuses and the re-check ends the session,
+/// the same browsing no longer counts and the device lapses.
+#[tokio::test]
+async fn an_ended_upstream_session_no_longer_keeps_device_credentials_fresh() {
+    let app = start_whoami().await;
+    let stale = route(
+        "stale",
+        "/stale",
+        app,
+        "credentials = [\"bearer\"]\nmax_sso_age = \"4s\"",
+    );
+    let p = pair("", &stale, &[]).await;
+    let cookie = sign_in(&p, &format!("http://{}/hello", p.down.addr)).await;
+    let store = down_store(&p).await;
+    let account = store
+        .session(&hash_token(&cookie))
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let token = vestibule_core::credential::device_token(rand::random())
+        .expose()
+        .to_owned();
+    let now = vestibule::accounts::now_ms();
+    store
+        .create_device(&vestibule_store::NewDevice {
+            account_id: account,
+            name: "phone".into(),
+            kind: "token".into(),
+            routes: vec!["stale".into()],
+            secret_hash: hash_token(&token),
+            basic_user: Some("alice".into()),
+            created_at: now,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {token}");
+    let device = async || {
+        Raw::get(
+            p.down.addr,
+            UNTRUSTED,
+            "/stale/x",
+            &[("Authorization", &bearer)],
+        )
+        .await
+        .status
+    };
+    // Browsing with the live session for longer than max_sso_age: the
+    // device keeps working throughout.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(6) {
+        assert!(alive(&p, &cookie).await);
+        assert_eq!(device().await, 200, "fresh while the session is live");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    disable_upstream_alice(&p).await;
+    until(Duration::from_secs(20), "the session ended", async || {
+        !alive(&p, &cookie).await
+    })
+    .await;
+    // The same browsing goes on, without a session: the device lapses
+    // (403, "sign in with a browser") within max_sso_age.
+    let ended = Instant::now();
+    loop {
+        assert!(!alive(&p, &cookie).await);
+        let r = Raw::get(
+            p.down.addr,
+            UNTRUSTED,
+            "/stale/x",
+            &[("Authorization", &bearer)],
+        )
+        .await;
+        if r.status == 403 {
+            assert!(r.text().contains("browser"), "{}", r.text());
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            ended.elapsed() < Duration::from_secs(15),
+            "the device is still fresh"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
