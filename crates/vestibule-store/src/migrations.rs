@@ -83,6 +83,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0012_oidc_login.sql"),
         include_str!("../migrations/postgres/0012_oidc_login.sql"),
     ),
+    (
+        14,
+        "oidc link mode",
+        include_str!("../migrations/sqlite/0014_oidc_link.sql"),
+        include_str!("../migrations/postgres/0014_oidc_link.sql"),
+    ),
 ];
 
 /// The migrator for one backend.
