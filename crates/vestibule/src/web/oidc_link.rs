@@ -27,6 +27,7 @@ use axum::extract::{Form, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use vestibule_core::oidc_link::{AskingSession, LinkRefusal, may_link};
 use vestibule_core::secret::hash_token;
 use vestibule_store::{AccountStatus, AuditEntry, IdentityKey, StoreError};
 
@@ -157,29 +158,37 @@ pub(super) async fn finish(
     let idle = i64::try_from(state.settings.sessions.idle.as_millis()).unwrap_or(i64::MAX);
     let https = https(ctx, headers);
     let presented = presented_token(headers, https).map(hash_token);
-    // The same session, compared in constant time: a callback reaching
-    // another browser, or this browser after a sign-out or a sign-in as
-    // someone else, links nothing.
-    let same = presented.is_some_and(|h| {
-        use subtle::ConstantTimeEq;
-        bool::from(h.ct_eq(&session_hash))
-    });
-    let session = if same {
-        store.session(&session_hash).await?
-    } else {
-        None
-    };
-    let live = session.as_ref().is_some_and(|x| {
-        x.account_id == account_id && x.is_live(now) && now - x.last_seen_at < idle
-    });
-    let active = match live {
-        true => store
+    // A callback reaching another browser, or this browser after a
+    // sign-out or a sign-in as someone else, links nothing (core's rule,
+    // `vestibule_core::oidc_link::may_link`, which compares the presented
+    // session with the asking one in constant time).
+    let asking = store.session(&session_hash).await?;
+    let active = match &asking {
+        Some(x) if x.account_id == account_id => store
             .account(account_id)
             .await?
             .is_some_and(|a| a.status == AccountStatus::Active),
-        false => false,
+        _ => false,
     };
-    if !live || !active {
+    let decision = may_link(
+        presented.as_ref(),
+        &session_hash,
+        account_id,
+        asking.map(|x| AskingSession {
+            account_id: x.account_id,
+            expires_at: x.expires_at,
+            last_seen_at: x.last_seen_at,
+        }),
+        active,
+        now,
+        idle,
+    );
+    if let Err(why) = decision {
+        let detail = match why {
+            LinkRefusal::NotTheAskingSession => "the browser presents another session",
+            LinkRefusal::SessionEnded => "the session that asked is no longer signed in",
+            LinkRefusal::AccountInactive => "the account is not active",
+        };
         record(
             state,
             ctx,
@@ -187,7 +196,7 @@ pub(super) async fn finish(
             account_id,
             key,
             "refused",
-            "the session that asked is no longer signed in here",
+            detail,
         )
         .await;
         return Err(refused(
