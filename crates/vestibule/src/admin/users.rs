@@ -154,6 +154,7 @@ pub(super) async fn link(ctx: &Ctx, spec: &str, identity: &str) -> Result<(), Fa
     let a = find(&*ctx.store, spec).await?;
     if let Some(source) = &ctx.source
         && *source != key.source
+        && ctx.also_source.as_deref() != Some(key.source.as_str())
     {
         eprintln!(
             "warning: this gateway's identity source is `{source}`; it never sees identities \
