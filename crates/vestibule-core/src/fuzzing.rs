@@ -1695,6 +1695,50 @@ pub fn oidc_token_type_hint(data: &[u8]) {
     }
 }
 
+/// The link rule of issue 15 on arbitrary input (two 32-byte hashes, then
+/// the session's and the clock's numbers): never panics; a link is allowed
+/// only when the presented session is the asking one, of the asking
+/// account, unexpired, and the account is active.
+pub fn oidc_link(data: &[u8]) {
+    use crate::oidc_link::{AskingSession, may_link};
+
+    let mut bytes = data.iter().copied().chain(std::iter::repeat(0));
+    let mut hash = || -> [u8; 32] { std::array::from_fn(|_| bytes.next().unwrap_or(0)) };
+    let (presented, asked) = (hash(), hash());
+    let rest = data.get(64..).unwrap_or(&[]);
+    let int = |i: usize| -> i64 {
+        let mut b = [0u8; 8];
+        for (j, x) in b.iter_mut().enumerate() {
+            *x = rest.get(i * 8 + j).copied().unwrap_or(0);
+        }
+        i64::from_le_bytes(b)
+    };
+    let flags = rest.get(48).copied().unwrap_or(0);
+    let session = (flags & 1 == 1).then(|| AskingSession {
+        account_id: int(0),
+        expires_at: int(1),
+        last_seen_at: int(2),
+    });
+    let presented = (flags & 2 == 2).then_some(presented);
+    let active = flags & 4 == 4;
+    let (account, now, idle) = (int(3), int(4), int(5));
+    if may_link(
+        presented.as_ref(),
+        &asked,
+        account,
+        session,
+        active,
+        now,
+        idle,
+    )
+    .is_ok()
+    {
+        assert_eq!(presented, Some(asked));
+        let s = session.expect("a session");
+        assert!(s.account_id == account && active && now < s.expires_at);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

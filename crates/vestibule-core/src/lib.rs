@@ -69,6 +69,7 @@ pub mod jwt;
 pub mod ldap;
 pub mod net;
 pub mod oidc;
+pub mod oidc_link;
 pub mod oidc_logout;
 pub mod oidc_provider;
 pub mod oidc_token;

@@ -172,3 +172,8 @@ fn access_token_carriers() {
 fn oidc_token_type_hint() {
     replay("oidc_token_type_hint", fuzzing::oidc_token_type_hint);
 }
+
+#[test]
+fn oidc_link() {
+    replay("oidc_link", fuzzing::oidc_link);
+}

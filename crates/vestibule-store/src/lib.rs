@@ -305,6 +305,17 @@ pub trait Store: provider::ProviderStore + oidc_login::OidcLoginStore + Send + S
         key: &'a IdentityKey,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Unlinks an identity from an account, unless it is the account's
+    /// last one (one conditional statement); ends the sessions that
+    /// identity opened on the account. `false` if nothing was unlinked
+    /// (not this account's, or its last). Publishes [`Change::Account`]
+    /// and [`Change::Session`] for each session ended.
+    fn unlink_identity<'a>(
+        &'a self,
+        account_id: i64,
+        key: &'a IdentityKey,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     /// The LDAP entry an account is written to, if any.
     fn directory_entry(
         &self,

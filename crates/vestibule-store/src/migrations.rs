@@ -89,6 +89,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0013_oidc_login_tokens.sql"),
         include_str!("../migrations/postgres/0013_oidc_login_tokens.sql"),
     ),
+    (
+        14,
+        "oidc link mode",
+        include_str!("../migrations/sqlite/0014_oidc_link.sql"),
+        include_str!("../migrations/postgres/0014_oidc_link.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

@@ -81,6 +81,10 @@ pub struct PendingOidcLogin {
     pub return_to: String,
     /// Unix ms.
     pub expires_at: i64,
+    /// Link mode (migration 0014): the account that asked to link the
+    /// provider's identity, and the SHA-256 of the session it asked from.
+    /// `None` for an ordinary sign-in.
+    pub link: Option<(i64, [u8; 32])>,
 }
 
 impl std::fmt::Debug for PendingOidcLogin {
@@ -88,6 +92,7 @@ impl std::fmt::Debug for PendingOidcLogin {
         f.debug_struct("PendingOidcLogin")
             .field("return_to", &self.return_to)
             .field("expires_at", &self.expires_at)
+            .field("link_account", &self.link.map(|(a, _)| a))
             .finish_non_exhaustive()
     }
 }
@@ -223,8 +228,9 @@ impl OidcLoginStore for SqlStore {
                 .await?;
             sqlx::query(
                 "INSERT INTO oidc_pending_logins \
-                 (login_hash, state, nonce, verifier, return_to, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 (login_hash, state, nonce, verifier, return_to, expires_at, \
+                  link_account_id, link_session_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&login.login_hash[..])
             .bind(&login.state)
@@ -232,6 +238,8 @@ impl OidcLoginStore for SqlStore {
             .bind(&login.verifier)
             .bind(&login.return_to)
             .bind(login.expires_at)
+            .bind(login.link.map(|(a, _)| a))
+            .bind(login.link.map(|(_, h)| h.to_vec()))
             .execute(&self.pool)
             .await
             .map_err(|e| StoreError::from_sqlx(e, "a login with this id already exists"))?;
@@ -246,7 +254,8 @@ impl OidcLoginStore for SqlStore {
     ) -> BoxFuture<'a, Result<Option<PendingOidcLogin>, StoreError>> {
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT login_hash, state, nonce, verifier, return_to, expires_at \
+                "SELECT login_hash, state, nonce, verifier, return_to, expires_at, \
+                 link_account_id, link_session_hash \
                  FROM oidc_pending_logins WHERE login_hash = $1",
             )
             .bind(&login_hash[..])
@@ -263,7 +272,21 @@ impl OidcLoginStore for SqlStore {
                 return Ok(None);
             }
             let hash: Vec<u8> = get(&row, "login_hash")?;
+            let link_account: Option<i64> = get(&row, "link_account_id")?;
+            let link_session: Option<Vec<u8>> = get(&row, "link_session_hash")?;
+            // Both or neither: a half-written link is corrupt, never an
+            // ordinary sign-in.
+            let link = match (link_account, link_session) {
+                (Some(a), Some(h)) => Some((a, decode_hash("a pending OIDC link", h)?)),
+                (None, None) => None,
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "a pending OIDC login with half a link".into(),
+                    ));
+                }
+            };
             let login = PendingOidcLogin {
+                link,
                 login_hash: decode_hash("a pending OIDC login", hash)?,
                 state: get(&row, "state")?,
                 nonce: get(&row, "nonce")?,

@@ -957,6 +957,52 @@ impl Store for SqlStore {
         })
     }
 
+    fn unlink_identity<'a>(
+        &'a self,
+        account_id: i64,
+        key: &'a IdentityKey,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.revoking_many(async |conn| {
+                // One conditional DELETE: the last identity stays, even
+                // when two unlinks race (each sees the other's row).
+                let done = sqlx::query(
+                    "DELETE FROM identities WHERE account_id = $1 AND source = $2 \
+                     AND subject = $3 AND \
+                     (SELECT COUNT(*) FROM identities WHERE account_id = $1) > 1",
+                )
+                .bind(account_id)
+                .bind(&key.source)
+                .bind(&key.subject)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok((false, Vec::new()));
+                }
+                // Its sessions no longer stand for anyone on this account.
+                let ended: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "DELETE FROM sessions WHERE account_id = $1 AND source = $2 \
+                     AND subject = $3 RETURNING id_hash",
+                )
+                .bind(account_id)
+                .bind(&key.source)
+                .bind(&key.subject)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut changes = Self::end_provider_sessions(conn, &ended).await?;
+                for h in &ended {
+                    changes.push(Change::Session(crate::model::decode_hash(
+                        "a session",
+                        h.clone(),
+                    )?));
+                }
+                changes.push(Change::Account(account_id));
+                Ok((true, changes))
+            })
+            .await
+        })
+    }
+
     fn identities(&self, account_id: i64) -> BoxFuture<'_, Result<Vec<IdentityKey>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(

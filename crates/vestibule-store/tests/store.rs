@@ -544,6 +544,58 @@ async fn case_link_identity(store: Arc<dyn Store>) {
         None
     );
     assert!(store.identities(b.id + 1000).await.unwrap().is_empty());
+
+    // Unlinking: never the last identity, never another account's; the
+    // sessions the unlinked identity opened end, the others stay.
+    let mut feed = store.subscribe();
+    let mut by_oidc = session(1, a.id, i64::MAX);
+    by_oidc.source = "oidc".into();
+    by_oidc.subject = "sub-a".into();
+    store.create_session(&by_oidc).await.unwrap();
+    let mut by_headers = session(2, a.id, i64::MAX);
+    by_headers.subject = "alice".into();
+    store.create_session(&by_headers).await.unwrap();
+    assert!(
+        !store
+            .unlink_identity(b.id, &key("oidc", "sub-a"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .unlink_identity(b.id, &key("headers", "bob"))
+            .await
+            .unwrap(),
+        "the last one stays"
+    );
+    assert!(
+        store
+            .unlink_identity(a.id, &key("oidc", "sub-a"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.identities(a.id).await.unwrap(),
+        vec![key("headers", "alice")]
+    );
+    assert_eq!(
+        store
+            .account_by_identity(&key("oidc", "sub-a"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), None);
+    assert!(store.session(&[2; 32]).await.unwrap().is_some());
+    assert_eq!(feed.recv().await.unwrap(), Change::Session([1; 32]));
+    assert_eq!(feed.recv().await.unwrap(), Change::Account(a.id));
+    assert!(
+        !store
+            .unlink_identity(a.id, &key("headers", "alice"))
+            .await
+            .unwrap(),
+        "now the last one"
+    );
 }
 
 async fn case_update_attributes_and_touch(store: Arc<dyn Store>) {
@@ -4006,6 +4058,7 @@ async fn case_oidc_login_rows(store: Arc<dyn Store>) {
         verifier: format!("verifier-{n}"),
         return_to: "https://app.example.test/".into(),
         expires_at,
+        link: None,
     };
     store
         .put_pending_oidc_login(&pending(1, 100), 0)
@@ -4027,6 +4080,16 @@ async fn case_oidc_login_rows(store: Arc<dyn Store>) {
         store.take_pending_oidc_login(&[2; 32], 100).await.unwrap(),
         None,
         "expired"
+    );
+    // Link mode (0014): the account and the session come back as written.
+    let linking = PendingOidcLogin {
+        link: Some((42, [9; 32])),
+        ..pending(3, 100)
+    };
+    store.put_pending_oidc_login(&linking, 0).await.unwrap();
+    assert_eq!(
+        store.take_pending_oidc_login(&[3; 32], 50).await.unwrap(),
+        Some(linking)
     );
 
     let a = store

@@ -41,6 +41,9 @@ pub struct AppState {
     pub account_services: Option<AccountServices>,
     /// How identities are read, when a `[source]` is configured.
     pub identity_reader: Option<IdentityReader>,
+    /// `[source.oidc]` beside `[source.headers]` or `[source.jwt]`: the
+    /// second way in (issue 15, linking); see [`AppState::oidc_upstream`].
+    pub also_oidc: Option<Arc<crate::identity::oidc::Upstream>>,
     /// The keys identity assertions are signed with, published at
     /// `/.vestibule/jwks.json`; loaded (or made) by [`crate::app::spawn`]
     /// when the store exists.
@@ -223,6 +226,15 @@ impl AppState {
         self.account_services.as_ref().map(|s| &s.accounts)
     }
 
+    /// The OIDC login's upstream, whether `[source.oidc]` is the only
+    /// source or the second one.
+    pub fn oidc_upstream(&self) -> Option<&Arc<crate::identity::oidc::Upstream>> {
+        match &self.identity_reader {
+            Some(IdentityReader::Oidc { upstream }) => Some(upstream),
+            _ => self.also_oidc.as_ref(),
+        }
+    }
+
     /// The device credentials service, with `[accounts]`.
     pub fn devices(&self) -> Option<&Arc<Devices>> {
         self.account_services.as_ref().map(|s| &s.devices)
@@ -270,6 +282,16 @@ impl AppState {
                     ),
                 },
             }),
+            None => None,
+        };
+        let also_oidc = match settings
+            .identity_source
+            .as_ref()
+            .and_then(|s| s.also_oidc.as_ref())
+        {
+            Some(o) => Some(Arc::new(crate::identity::oidc::Upstream::new(
+                (**o).clone(),
+            )?)),
             None => None,
         };
         let source = identity_reader
@@ -326,6 +348,7 @@ impl AppState {
             device_auth,
             account_services,
             identity_reader,
+            also_oidc,
             signing_keys: None,
             assertions,
             client_ca: None,

@@ -79,6 +79,14 @@ pub enum UsersCommand {
         /// The identity to attach, as SOURCE:SUBJECT.
         identity: String,
     },
+    /// Unlink an identity from an account (never its last one); the
+    /// sessions it opened end.
+    Unlink {
+        /// Id, SOURCE:SUBJECT, or a username that matches one account.
+        account: String,
+        /// The identity to detach, as SOURCE:SUBJECT.
+        identity: String,
+    },
 }
 
 /// An account status, as typed.
@@ -334,6 +342,9 @@ pub async fn users(config: &Path, cmd: UsersCommand) -> ExitCode {
         UsersCommand::Delete { account } => user_cmds::delete(&ctx, &account).await,
         UsersCommand::Link { account, identity } => {
             user_cmds::link(&ctx, &account, &identity).await
+        }
+        UsersCommand::Unlink { account, identity } => {
+            user_cmds::unlink(&ctx, &account, &identity).await
         }
     })
 }

@@ -61,6 +61,8 @@ pub(super) struct AdminSettings {
     pub(super) accounts: AccountSettings,
     /// The identity source's name.
     pub(super) source: Option<String>,
+    /// `[source.oidc]`'s issuer when it is on beside the other source.
+    pub(super) also_source: Option<String>,
     /// `[keys]`.
     pub(super) keys: config::KeySettings,
     /// `[oidc_provider]`, when configured.
@@ -84,10 +86,16 @@ pub(super) fn settings_with_accounts(path: &Path) -> Result<AdminSettings, Fail>
         .identity_source
         .as_ref()
         .map(|s| s.name().to_owned());
+    let also_source = settings
+        .identity_source
+        .as_ref()
+        .and_then(|s| s.also_oidc.as_ref())
+        .map(|o| o.issuer.clone());
     match settings.accounts {
         Some(accounts) => Ok(AdminSettings {
             accounts,
             source,
+            also_source,
             keys: settings.keys,
             provider: settings.oidc_provider,
         }),
@@ -121,6 +129,8 @@ pub(super) struct Ctx {
     pub(super) actor: Actor,
     /// The configured identity source's name, when there is one.
     pub(super) source: Option<String>,
+    /// `[source.oidc]`'s issuer when it is on beside the other source.
+    pub(super) also_source: Option<String>,
     /// `[keys]`.
     pub(super) keys: config::KeySettings,
     /// `[accounts.ldap]`: status changes move the directory entry too.
@@ -133,6 +143,7 @@ pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
     let AdminSettings {
         accounts: a,
         source,
+        also_source,
         keys,
         provider,
     } = settings_with_accounts(path)?;
@@ -172,6 +183,7 @@ pub(super) async fn open(path: &Path) -> Result<Ctx, Fail> {
             guard: None,
         },
         source,
+        also_source,
         keys,
         provider,
     })

@@ -154,6 +154,7 @@ pub(super) async fn link(ctx: &Ctx, spec: &str, identity: &str) -> Result<(), Fa
     let a = find(&*ctx.store, spec).await?;
     if let Some(source) = &ctx.source
         && *source != key.source
+        && ctx.also_source.as_deref() != Some(key.source.as_str())
     {
         eprintln!(
             "warning: this gateway's identity source is `{source}`; it never sees identities \
@@ -184,5 +185,31 @@ pub(super) async fn link(ctx: &Ctx, spec: &str, identity: &str) -> Result<(), Fa
             Err(Fail::Refused(format!("{} no longer exists", describe(&a))))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `users unlink`: detaches an identity from an account, never its last
+/// one (the store's one conditional statement decides).
+pub(super) async fn unlink(ctx: &Ctx, spec: &str, identity: &str) -> Result<(), Fail> {
+    let Some(key) = parse_identity(identity) else {
+        return Err(Fail::Setup(format!(
+            "{} is not an identity: write SOURCE:SUBJECT, e.g. authentik:2f6c…",
+            clean(identity)
+        )));
+    };
+    let a = find(&*ctx.store, spec).await?;
+    if ctx.store.unlink_identity(a.id, &key).await? {
+        let detail = format!("identity {}", key_text(&key));
+        println!("unlinked {} from {}", key_text(&key), describe(&a));
+        ctx.audit("unlink", a.id, "ok", &detail).await;
+        Ok(())
+    } else {
+        let msg = format!(
+            "the identity {} is not linked to {}, or is its last one; nothing changed",
+            key_text(&key),
+            describe(&a)
+        );
+        ctx.audit("unlink", a.id, "refused", &msg).await;
+        Err(Fail::Refused(msg))
     }
 }

@@ -229,10 +229,10 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
     // With [source.oidc], vestibule's own public origin (the redirect
     // URL's) is a return address too: the OIDC login sends people back
     // to the app they came from through it.
-    let own_host = identity_source.as_ref().and_then(|s| match &s.kind {
-        SourceKind::Oidc(o) => o.redirect_url.authority().map(|a| a.as_str().to_owned()),
-        _ => None,
-    });
+    let own_host = identity_source
+        .as_ref()
+        .and_then(IdentitySource::oidc)
+        .and_then(|o| o.redirect_url.authority().map(|a| a.as_str().to_owned()));
     let redirects = file.auth.validate(
         &mut c,
         file.routes
@@ -287,10 +287,11 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
             _ => None,
         })
     });
-    if matches!(
-        identity_source.as_ref().map(|s| &s.kind),
-        Some(SourceKind::Oidc(_))
-    ) && file.accounts.is_none()
+    if identity_source
+        .as_ref()
+        .and_then(IdentitySource::oidc)
+        .is_some()
+        && file.accounts.is_none()
     {
         c.error(
             "source.oidc",

@@ -696,16 +696,65 @@ mod tests {
         assert_eq!(o.issuer, "http://127.0.0.1:9000/");
     }
 
+    /// Issue 15: `[source.oidc]` beside `[source.headers]` or
+    /// `[source.jwt]` is the second way in (its own provisioning, keyed by
+    /// `sub`); the headers and JWT sources together stay ambiguous, and a
+    /// JWT source named like the OIDC issuer is refused (their accounts
+    /// would mix).
     #[test]
-    fn oidc_beside_another_source_is_ambiguous() {
+    fn oidc_beside_another_source_is_the_second_source() {
         let secret = secret_file("both", "s");
-        let text = format!(
-            "{}\n[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]\n",
-            oidc(&secret, "")
+        let headers = "[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"10.0.0.5\"]\nprovisioning = \"auto\"\n";
+        let jwt = |issuer: &str| {
+            format!(
+                "[source.jwt]\npreset = \"oidc\"\nissuer = \"{issuer}\"\naudience = [\"gate\"]\n\
+                 jwks_url = \"https://sso.example.com/jwks\"\nheader = \"X-Jwt\"\ntrusted_proxies = [\"10.0.0.5\"]\n"
+            )
+        };
+        let validate = |text: &str| {
+            let f = parse(text, &[]).unwrap();
+            let mut c = Collector::default();
+            let got = f.source.validate(&mut c);
+            (
+                got,
+                c.diags.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
+            )
+        };
+
+        let (got, diags) = validate(&format!(
+            "{}\n{headers}",
+            oidc(&secret, "provisioning = \"approval\"")
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        let got = got.unwrap();
+        assert!(matches!(got.kind, crate::config::SourceKind::Headers(_)));
+        let also = got.also_oidc.as_deref().unwrap();
+        assert_eq!(got.oidc().map(|o| &o.issuer), Some(&also.issuer));
+        // Each source's own first-sighting policy.
+        assert_eq!(got.policy_for("authelia"), (&Provisioning::Auto, false));
+        assert_eq!(
+            got.policy_for(&also.issuer),
+            (&Provisioning::Approval, false)
         );
-        let f = parse(&text, &[]).unwrap();
-        let mut c = Collector::default();
-        f.source.validate(&mut c);
-        assert!(c.diags.iter().any(|d| d.key == "source"), "{:?}", c.diags);
+
+        let (got, diags) = validate(&format!(
+            "{}\n{}",
+            oidc(&secret, ""),
+            jwt("https://other.example.com")
+        ));
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(got.unwrap().also_oidc.is_some());
+
+        let (got, diags) = validate(&format!(
+            "{}\n{}",
+            oidc(&secret, ""),
+            jwt("https://sso.example.com/realms/home")
+        ));
+        assert!(got.is_none());
+        assert_eq!(diags, ["source.oidc.issuer"]);
+
+        let (got, diags) = validate(&format!("{headers}\n{}", jwt("https://other.example.com")));
+        assert!(got.is_some_and(|g| g.also_oidc.is_none()));
+        assert!(diags.iter().any(|d| d == "source"), "{diags:?}");
     }
 }

@@ -35,7 +35,9 @@ pub struct SourceConfig {
     /// `[source.headers]` and `[source.jwt]` may be on.
     pub jwt: Option<JwtSourceConfig>,
     /// `[source.oidc]`: vestibule signs people in against an OpenID
-    /// provider itself. Default off. Exclusive with the other two.
+    /// provider itself. Default off. Alone, or beside one of the other
+    /// two as a second way in whose identities people link to their
+    /// account (issue 15).
     pub oidc: Option<super::oidc::OidcSourceConfig>,
 }
 
@@ -372,9 +374,33 @@ pub struct IdentitySource {
     pub provisioning: Provisioning,
     /// Key accounts on the username instead of the stable subject.
     pub key_by_username: bool,
+    /// `[source.oidc]` on beside `[source.headers]` or `[source.jwt]`
+    /// (issue 15): a second way in, vestibule's own OIDC login, whose
+    /// identities a signed-in person links to their account. Its own
+    /// provisioning applies to its first sightings; its sessions are read
+    /// only when the front vouches for nobody.
+    pub also_oidc: Option<Box<super::oidc::OidcLogin>>,
 }
 
 impl IdentitySource {
+    /// The OIDC login, whether it is the only source or the second one.
+    pub fn oidc(&self) -> Option<&super::oidc::OidcLogin> {
+        match &self.kind {
+            SourceKind::Oidc(o) => Some(o),
+            _ => self.also_oidc.as_deref(),
+        }
+    }
+
+    /// The first-sighting policy and username keying for an identity from
+    /// the source named `source`: the OIDC login's when it is that login's
+    /// issuer (always keyed by `sub`), this source's otherwise.
+    pub fn policy_for(&self, source: &str) -> (&Provisioning, bool) {
+        match self.also_oidc.as_deref() {
+            Some(o) if o.issuer == source => (&o.provisioning, false),
+            _ => (&self.provisioning, self.key_by_username),
+        }
+    }
+
     /// The source name accounts are keyed under: the dialect's name, or the
     /// assertions' issuer (OIDC Core §5.7: `iss` and `sub` together are
     /// the stable identifier).
@@ -453,38 +479,65 @@ impl SourceConfig {
         h.is_some() || j.is_some() || self.oidc_enabled().is_some()
     }
 
-    /// Checks `[source]`: at most one source, and that one.
+    /// Checks `[source]`: at most one of `[source.headers]` and
+    /// `[source.jwt]`; `[source.oidc]` alone, or beside one of them as a
+    /// second way in (issue 15, linking).
     pub(super) fn validate(&self, c: &mut Collector) -> Option<IdentitySource> {
         let (headers_on, jwt_on) = self.enabled();
         let oidc_on = self.oidc_enabled();
-        let on = [headers_on.is_some(), jwt_on.is_some(), oidc_on.is_some()];
-        if on.iter().filter(|o| **o).count() > 1 {
+        if headers_on.is_some() && jwt_on.is_some() {
             c.error(
                 "source",
-                "more than one of [source.headers], [source.jwt] and [source.oidc] is on; which one names the user would be ambiguous",
-                "keep one of them, or set enabled = false on the others",
+                "both [source.headers] and [source.jwt] are on; which one names the user would be ambiguous",
+                "keep one of them, or set enabled = false on the other",
             );
         }
-        if let Some(o) = oidc_on {
-            // The login, the callback, sessions on app routes, back-channel
-            // logout and RP-initiated logout are served (docs/oidc-login.md
-            // says what is not yet: refresh tokens, linking).
-            let login = o.validate(c)?;
-            return Some(IdentitySource {
-                provisioning: login.provisioning.clone(),
-                kind: SourceKind::Oidc(Box::new(login)),
-                // Nobody sends identity headers for this source: the
-                // browser's session cookie is the identity.
-                trusted: TrustedNetworks::none(),
-                limits: ValueLimits::default(),
-                // OIDC Core §5.7: `iss` and `sub` are the stable key.
-                key_by_username: false,
-            });
-        }
-        match (headers_on, jwt_on) {
+        // The login, the callback, sessions on app routes, back-channel
+        // logout and RP-initiated logout are served (docs/oidc-login.md
+        // says what is not yet).
+        let login = oidc_on.map(|o| o.validate(c));
+        let front = match (headers_on, jwt_on) {
             (Some(h), _) => h.validate(c),
             (None, Some(j)) => j.validate(c),
             (None, None) => None,
+        };
+        match (login, front) {
+            (None, front) => front,
+            (Some(login), None) if headers_on.is_none() && jwt_on.is_none() => {
+                let login = login?;
+                Some(IdentitySource {
+                    provisioning: login.provisioning.clone(),
+                    kind: SourceKind::Oidc(Box::new(login)),
+                    // Nobody sends identity headers for this source: the
+                    // browser's session cookie is the identity.
+                    trusted: TrustedNetworks::none(),
+                    limits: ValueLimits::default(),
+                    // OIDC Core §5.7: `iss` and `sub` are the stable key.
+                    key_by_username: false,
+                    also_oidc: None,
+                })
+            }
+            // The front's source had errors: already reported.
+            (Some(_), None) => None,
+            (Some(login), Some(mut front)) => {
+                let login = login?;
+                // Accounts are keyed by (source name, subject): one name
+                // for two sources would make one source's subjects the
+                // other's. Fail closed.
+                if front.name() == login.issuer {
+                    c.error(
+                        "source.oidc.issuer",
+                        format!(
+                            "`{}` is also the name of the other identity source; their accounts would mix",
+                            login.issuer
+                        ),
+                        "use [source.oidc] alone, or the other source alone",
+                    );
+                    return None;
+                }
+                front.also_oidc = Some(Box::new(login));
+                Some(front)
+            }
         }
     }
 }
@@ -639,6 +692,7 @@ impl SourceCommonConfig {
             },
             provisioning,
             key_by_username: self.account_key == AccountKey::Username,
+            also_oidc: None,
         })
     }
 }

@@ -147,11 +147,12 @@ pub async fn decide(
     let public = routes.list[route].policy.auth == vestibule_core::policy::AuthMode::Public;
     let identity = match (identity, state.accounts(), &state.settings.identity_source) {
         (Some(id), Some(accounts), Some(source)) if !public => {
+            let (provisioning, key_by_username) = source.policy_for(&id.source);
             match accounts
                 .resolve(
                     id,
-                    &source.provisioning,
-                    source.key_by_username,
+                    provisioning,
+                    key_by_username,
                     ctx.client_ip.map(|ip| ip.to_string()),
                 )
                 .await
@@ -553,6 +554,15 @@ pub fn assertion(state: &AppState, pass: &Pass) -> Result<Option<http::HeaderVal
         (_, Some(device)) => AuthMethod::Device(device),
         (Some(crate::state::IdentityReader::Jwt { .. }), None) => AuthMethod::Jwt,
         (Some(crate::state::IdentityReader::Oidc { .. }), None) => AuthMethod::Session,
+        // The second source's session (`[source.oidc]` beside the front).
+        (_, None)
+            if state
+                .also_oidc
+                .as_ref()
+                .is_some_and(|u| u.settings().issuer == identity.source) =>
+        {
+            AuthMethod::Session
+        }
         _ => AuthMethod::Header,
     };
     let now = crate::accounts::now_ms() / 1000;

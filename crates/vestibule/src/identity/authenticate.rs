@@ -62,8 +62,7 @@ pub async fn authenticate(
     }
     if !ctx.trusted_for_identity {
         note_spoof_attempt(state, ctx, headers);
-        counters.anonymous.inc();
-        return Ok(None);
+        return second_oidc(state, ctx, headers).await;
     }
     let result = match reader {
         IdentityReader::Headers { dialect, limits } => dialect
@@ -71,6 +70,35 @@ pub async fn authenticate(
             .map_err(SourceError::Headers),
         IdentityReader::Jwt { keys, limits } => read_assertion(keys, headers, limits).await,
         IdentityReader::Oidc { .. } => Ok(None),
+    };
+    match result {
+        // The front vouches for nobody: with `[source.oidc]` beside it, the
+        // browser's own OIDC session may. The front's identity, when it
+        // sends one, comes first: the front authenticated this request.
+        Ok(None) => second_oidc(state, ctx, headers).await,
+        other => {
+            match &other {
+                Ok(_) => counters.authenticated.inc(),
+                Err(_) => counters.rejected.inc(),
+            };
+            other
+        }
+    }
+}
+
+/// The session of `[source.oidc]` when it is the second source, counted;
+/// `Ok(None)` without one.
+async fn second_oidc(
+    state: &AppState,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, SourceError> {
+    let counters = &state.header_auth;
+    let result = match &state.also_oidc {
+        Some(upstream) => {
+            crate::web::oidc_login::session_identity(state, ctx, headers, upstream).await
+        }
+        None => Ok(None),
     };
     match &result {
         Ok(Some(_)) => counters.authenticated.inc(),

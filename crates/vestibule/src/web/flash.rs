@@ -45,10 +45,14 @@ pub enum Notice {
     Unchanged,
     /// An app's grant was revoked.
     GrantRevoked,
+    /// The OIDC provider's identity was linked to the account.
+    IdentityLinked,
+    /// An identity was unlinked from the account.
+    IdentityUnlinked,
 }
 
 impl Notice {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 11] = [
         Self::Approved,
         Self::Enabled,
         Self::Disabled,
@@ -58,6 +62,8 @@ impl Notice {
         Self::PairingRefused,
         Self::Unchanged,
         Self::GrantRevoked,
+        Self::IdentityLinked,
+        Self::IdentityUnlinked,
     ];
 
     /// The cookie's value.
@@ -72,6 +78,8 @@ impl Notice {
             Self::PairingRefused => "pairing-refused",
             Self::Unchanged => "unchanged",
             Self::GrantRevoked => "grant-revoked",
+            Self::IdentityLinked => "identity-linked",
+            Self::IdentityUnlinked => "identity-unlinked",
         }
     }
 
@@ -96,6 +104,12 @@ impl Notice {
             Self::Unchanged => "Nothing to change: the account was already active.",
             Self::GrantRevoked => {
                 "The app's access is revoked: its tokens no longer work, and it must ask for consent again."
+            }
+            Self::IdentityLinked => {
+                "Your account at the sign-in provider is linked: signing in there now reaches this account."
+            }
+            Self::IdentityUnlinked => {
+                "The sign-in is unlinked: it no longer reaches this account, and its sessions are ended."
             }
         }
     }

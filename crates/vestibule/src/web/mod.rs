@@ -15,6 +15,7 @@ pub(crate) mod devices;
 pub mod extract;
 pub mod flash;
 pub(crate) mod login;
+pub(crate) mod oidc_link;
 pub(crate) mod oidc_login;
 pub mod security_headers;
 pub mod session;
@@ -45,6 +46,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/.vestibule/account", get(account))
         .route("/.vestibule/account/sessions/revoke", post(revoke_one))
         .route("/.vestibule/account/sessions/revoke-all", post(revoke_all))
+        .route(oidc_link::LINK_PATH, post(oidc_link::start))
+        .route(oidc_link::UNLINK_PATH, post(oidc_link::unlink))
         .route("/.vestibule/admin", get(admin))
         .route("/.vestibule/admin/accounts", post(admin_action))
         .route(
@@ -196,8 +199,22 @@ struct AccountPage {
     groups: String,
     roles: String,
     sessions: Vec<SessionRow>,
+    /// The sign-ins linked to the account (issue 15).
+    identities: Vec<IdentityRow>,
+    /// Whether one may be unlinked (never the last).
+    can_unlink: bool,
+    /// The OIDC provider's issuer, when its sign-in can be linked.
+    link_provider: Option<String>,
     csrf: String,
     chrome: Chrome,
+}
+
+/// One identity linked to the account.
+struct IdentityRow {
+    source: String,
+    subject: String,
+    /// The one this session signed in with.
+    current: bool,
 }
 
 /// The account store; a signed-in request implies accounts are on, so
@@ -213,10 +230,15 @@ async fn account(
     s: SignedIn,
     flash: Flash,
 ) -> Result<Response, PageError> {
-    let sessions = accounts(&state)?
-        .store()
-        .sessions_of(Some(s.account_id))
-        .await?;
+    let store = accounts(&state)?.store();
+    let sessions = store.sessions_of(Some(s.account_id)).await?;
+    let identities = store.identities(s.account_id).await?;
+    // "Link your <provider> account", when [source.oidc] is on and the
+    // account has no sign-in from it yet (issue 15).
+    let link_provider = state
+        .oidc_upstream()
+        .map(|u| u.settings().issuer.clone())
+        .filter(|issuer| !identities.iter().any(|k| &k.source == issuer));
     let now = now_ms();
     let page = AccountPage {
         name: s.identity.name_for_display(),
@@ -242,6 +264,16 @@ async fn account(
                 current: x.id_hash == s.id_hash,
             })
             .collect(),
+        can_unlink: identities.len() > 1,
+        identities: identities
+            .into_iter()
+            .map(|k| IdentityRow {
+                current: k.source == s.identity.source && k.subject == s.identity.subject,
+                source: k.source,
+                subject: k.subject,
+            })
+            .collect(),
+        link_provider,
         csrf: s.csrf.clone(),
         chrome: Chrome::new(Nav::Account, is_admin(&state, &s), flash),
     };

@@ -45,7 +45,7 @@ use crate::identity::authenticate::SourceError;
 use crate::identity::client_identity::ClientContext;
 use crate::identity::oidc::Upstream;
 use crate::identity::oidc_recheck::{SessionTokens, id_token_hint, store_login_tokens};
-use crate::state::{AppState, IdentityReader};
+use crate::state::AppState;
 
 /// How long a login may take, provider page included.
 const LOGIN_LIFETIME_MS: i64 = 10 * 60 * 1000;
@@ -87,10 +87,9 @@ fn random_token() -> String {
 }
 
 fn upstream(state: &AppState) -> Result<&Arc<Upstream>, PageError> {
-    match &state.identity_reader {
-        Some(IdentityReader::Oidc { upstream }) => Ok(upstream),
-        _ => Err(PageError::Status(StatusCode::NOT_FOUND)),
-    }
+    state
+        .oidc_upstream()
+        .ok_or(PageError::Status(StatusCode::NOT_FOUND))
 }
 
 fn provider_unreachable(e: &str) -> PageError {
@@ -147,6 +146,22 @@ pub(super) async fn login(
     let upstream = upstream(&state)?.clone();
     let q = return_query(q)?;
     let Target { ctx, here, dest } = target(&state, ctx, &headers, &uri, &q).map_err(bad)?;
+    let return_to = dest.unwrap_or_else(|| format!("{here}/"));
+    begin(&state, &upstream, &ctx, &headers, &slot, return_to, None).await
+}
+
+/// Starts an authorization-code login (OIDC Core §3.1.2.1) and answers
+/// with the redirect to the provider: the pending row (with `link` in
+/// link mode), the login cookie.
+pub(super) async fn begin(
+    state: &AppState,
+    upstream: &Upstream,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+    slot: &CookieSlot,
+    return_to: String,
+    link: Option<(i64, [u8; 32])>,
+) -> Result<Response, PageError> {
     let Some(accounts) = state.accounts() else {
         return Err(PageError::Status(StatusCode::NOT_FOUND));
     };
@@ -170,13 +185,14 @@ pub(super) async fn login(
                 state: state_value.clone(),
                 nonce: nonce.clone(),
                 verifier: verifier.clone(),
-                return_to: dest.unwrap_or_else(|| format!("{here}/")),
+                return_to,
                 expires_at: now.saturating_add(LOGIN_LIFETIME_MS),
+                link,
             },
             now,
         )
         .await?;
-    let https = https(&ctx, &headers);
+    let https = https(ctx, headers);
     if let Some(c) = set_login_cookie(https, Some(&id)) {
         slot.set(c);
     }
@@ -306,6 +322,20 @@ pub(super) async fn callback(
             "",
         ));
     }
+    // Link mode: the provider's (issuer, sub) goes to the account that
+    // asked, or nowhere; no session is opened.
+    if let Some(link) = pending.link {
+        return super::oidc_link::finish(
+            &state,
+            &ctx,
+            &headers,
+            &slot,
+            link,
+            &Accounts::key_for(&identity, false),
+            &pending.return_to,
+        )
+        .await;
+    }
     let (identity, account_id) = active(
         accounts
             .resolve(
@@ -427,9 +457,7 @@ pub(super) async fn end_session_location(
     ctx: &ClientContext,
     headers: &HeaderMap,
 ) -> Option<String> {
-    let Some(IdentityReader::Oidc { upstream }) = &state.identity_reader else {
-        return None;
-    };
+    let upstream = state.oidc_upstream()?;
     let token = presented_token(headers, https(ctx, headers))?;
     let store = state.accounts()?.store();
     let link = store.oidc_session_link(&hash_token(token)).await.ok()??;

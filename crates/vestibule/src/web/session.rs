@@ -193,17 +193,19 @@ pub(super) async fn page_session(
             "",
         ));
     };
+    let (provisioning, key_by_username) = source.policy_for(&identity.source);
+    let from_oidc = source.oidc().is_some_and(|o| o.issuer == identity.source);
     let (identity, account_id) = active(
         accounts
             .resolve(
                 identity,
-                &source.provisioning,
-                source.key_by_username,
+                provisioning,
+                key_by_username,
                 ctx.client_ip.map(|i| i.to_string()),
             )
             .await?,
     )?;
-    let key = Accounts::key_for(&identity, source.key_by_username);
+    let key = Accounts::key_for(&identity, key_by_username);
     let now = now_ms();
     let idle = i64::try_from(state.settings.sessions.idle.as_millis()).unwrap_or(i64::MAX);
 
@@ -244,7 +246,7 @@ pub(super) async fn page_session(
 
     // An OIDC session is opened by the provider's login only (it records
     // the provider's sid): here the person signs in again.
-    if matches!(source.kind, crate::config::SourceKind::Oidc(_)) {
+    if from_oidc {
         slot.set(cookies::clear(https));
         return Err(match &state.settings.login_url {
             Some(template) => PageError::SignInAt(crate::urls::fill_login_url(

@@ -297,6 +297,34 @@ async fn cli_manages_the_accounts_of_a_running_gateway() {
         0
     );
     until(&s.gw, &who("c-9", "carol-at-work"), 200).await;
+    // Unlink (issue 15): c-9 goes, the last identity (c-2) stays.
+    let o = cli(
+        &s.cfg,
+        &["users", "unlink", &id2.to_string(), "authentik:c-9"],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        s.store
+            .account_by_identity(&IdentityKey::new("authentik", "c-9"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let o = cli(
+        &s.cfg,
+        &["users", "unlink", &id2.to_string(), "authentik:c-2"],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stderr.contains("last one"), "{}", o.stderr);
+    assert_eq!(account_id(&s.store, "c-2").await, id2);
+    let o = cli(
+        &s.cfg,
+        &["users", "link", &id2.to_string(), "authentik:c-9"],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
 
     // Every change is in the audit log, by `cli:<user>`.
     let o = cli(&s.cfg, &["audit", "--action", "approve"]).await;

@@ -19,17 +19,17 @@ use vestibule_store::{Store, StoreConfig};
 
 use crate::support::*;
 
-const KEK_VAR: &str = "TEST_KEK_FOR_OIDC_LOGIN";
-const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const SECRET_VAR: &str = "TEST_OIDC_CLIENT_SECRET";
-const SECRET: &str = "downstream-client-secret-0123456789";
-const ALICE: [(&str, &str); 4] = [
+pub(crate) const KEK_VAR: &str = "TEST_KEK_FOR_OIDC_LOGIN";
+pub(crate) const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const SECRET_VAR: &str = "TEST_OIDC_CLIENT_SECRET";
+pub(crate) const SECRET: &str = "downstream-client-secret-0123456789";
+pub(crate) const ALICE: [(&str, &str); 4] = [
     ("Remote-User", "alice"),
     ("Remote-Groups", "users"),
     ("Remote-Email", "alice@example.test"),
     ("Remote-Name", "Alice Example"),
 ];
-const HTML: (&str, &str) = ("Accept", "text/html");
+pub(crate) const HTML: (&str, &str) = ("Accept", "text/html");
 
 pub(crate) struct Pair {
     pub(crate) up: Gateway,
@@ -38,7 +38,7 @@ pub(crate) struct Pair {
     pub(crate) issuer: String,
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
         .as_ref()
         .iter()
@@ -203,7 +203,7 @@ async fn start_login(p: &Pair, return_to: &str) -> (String, String) {
 }
 
 /// Alice signs in at the provider: the callback URL it sends her to.
-async fn at_provider(authorize: &str) -> String {
+pub(crate) async fn at_provider(authorize: &str) -> String {
     let mut h = ALICE.to_vec();
     h.push(HTML);
     let r = get(authorize, &h).await;
