@@ -17,6 +17,7 @@
 //! the `jti` replay store for logout tokens ([`LogoutToken::replay_until`]
 //! says how long to remember one).
 
+mod client_assertion;
 mod discovery;
 mod id_token;
 mod logout_token;
@@ -25,6 +26,10 @@ mod tests;
 
 use std::fmt;
 
+pub use client_assertion::{
+    ClientAssertion, ClientAssertionExpectations, JWT_BEARER_ASSERTION,
+    unverified_assertion_client, verify_client_assertion,
+};
 pub use discovery::{
     CallbackError, DiscoveryError, MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES, ProviderMetadata,
     TokenResponse, TokenResponseError, check_callback, is_secure_url, parse_discovery,
@@ -112,7 +117,7 @@ impl fmt::Display for OidcTokenError {
                 f.write_str("the logout token has neither sid nor sub")
             }
             Self::LogoutTokenWithNonce => f.write_str("the logout token carries a nonce"),
-            Self::MissingTokenId => f.write_str("the logout token has no jti"),
+            Self::MissingTokenId => f.write_str("the token has no jti"),
             Self::BadClaim { claim, reason } => write!(f, "claim `{claim}` {reason}"),
         }
     }

@@ -29,6 +29,32 @@ pub struct ProviderMetadata {
     pub backchannel_logout_supported: bool,
     /// `id_token_signing_alg_values_supported`, as listed.
     pub id_token_algorithms: Vec<String>,
+    /// `token_endpoint_auth_methods_supported`, when listed (Discovery §3).
+    pub token_endpoint_auth_methods: Option<Vec<String>>,
+    /// `token_endpoint_auth_signing_alg_values_supported`, when listed
+    /// (Discovery §3: the algorithms a `private_key_jwt` assertion may be
+    /// signed with).
+    pub token_endpoint_auth_algorithms: Option<Vec<String>>,
+}
+
+impl ProviderMetadata {
+    /// Whether the provider takes `method` at its token endpoint: when it
+    /// lists its methods, `method` must be among them. When it lists none
+    /// (Discovery §3 then implies `client_secret_basic`, but providers
+    /// that take more often omit the member), the token endpoint decides.
+    pub fn accepts_client_auth(&self, method: &str) -> bool {
+        self.token_endpoint_auth_methods
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|m| m == method))
+    }
+
+    /// Whether a client assertion signed with `alg` is accepted, by the
+    /// same rule: listed means `alg` must be in the list.
+    pub fn accepts_client_assertion_alg(&self, alg: &str) -> bool {
+        self.token_endpoint_auth_algorithms
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|a| a == alg))
+    }
 }
 
 /// Why a discovery document was refused.
@@ -145,6 +171,10 @@ pub fn parse_discovery(json: &[u8], issuer: &str) -> Result<ProviderMetadata, Di
         sends_iss_in_response: flag("authorization_response_iss_parameter_supported")?,
         backchannel_logout_supported: flag("backchannel_logout_supported")?,
         id_token_algorithms: strings("id_token_signing_alg_values_supported")?.unwrap_or_default(),
+        token_endpoint_auth_methods: strings("token_endpoint_auth_methods_supported")?,
+        token_endpoint_auth_algorithms: strings(
+            "token_endpoint_auth_signing_alg_values_supported",
+        )?,
     })
 }
 

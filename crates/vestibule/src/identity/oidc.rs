@@ -9,8 +9,24 @@
 //!   when a token names a key id vestibule does not have (OIDC Core
 //!   §10.1.1: how providers rotate), at most every [`MIN_REFETCH`] so a
 //!   forged `kid` cannot make vestibule hammer the provider.
-//! - The code is exchanged with `client_secret_basic` (RFC 6749 §2.3.1,
-//!   OIDC Core §9), the PKCE verifier with it (RFC 7636 §4.5).
+//! - The code is exchanged with the PKCE verifier (RFC 7636 §4.5),
+//!   vestibule authenticated by `source.oidc.client_auth` (OIDC Core §9):
+//!   `client_secret_basic` or `client_secret_post` (RFC 6749 §2.3.1), or
+//!   `private_key_jwt` (RFC 7523 §2.2): a JWT signed with vestibule's own
+//!   signing key, whose public half the provider reads from
+//!   `/.vestibule/jwks.json` (the client's registered `jwks_uri`).
+//!
+//! ## The client assertion
+//!
+//! `iss` = `sub` = the client id (RFC 7523 §3 items 1, 2), `aud` = the
+//! provider's token endpoint URL as one string (OIDC Core §9: "SHOULD be
+//! the URL of the Authorization Server's Token Endpoint"; RFC 7523 §3
+//! item 3 allows it), `jti` 256 random bits (OIDC Core §9: providers may
+//! refuse a `jti` seen before), `iat` now and `exp` [`ASSERTION_LIFETIME`]
+//! later. The token endpoint rather than the issuer because it is what
+//! OIDC Core 1.0 asks for and what Keycloak, Authelia, authentik and
+//! kanidm all accept; a single string, never an array, so the assertion
+//! cannot be replayed at another audience named beside it.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -23,8 +39,41 @@ use vestibule_core::oidc::{
     parse_discovery, parse_token_response,
 };
 
-use crate::config::OidcLogin;
+use crate::config::{ClientAuthMethod, OidcLogin};
 use crate::identity::jwks::request;
+use crate::keys::KeyRing;
+
+/// How long a client assertion is valid: one token request, with room
+/// for clock skew at the provider.
+pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+/// `client_assertion_type` of a JWT assertion (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The claims of a `private_key_jwt` client assertion (see the module
+/// documentation), `now` in unix seconds, `jti` fresh for each request.
+pub fn client_assertion_claims(
+    client_id: &str,
+    token_endpoint: &str,
+    now: i64,
+    jti: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": token_endpoint,
+        "jti": jti,
+        "iat": now,
+        "exp": now + ASSERTION_LIFETIME.as_secs() as i64,
+    })
+}
+
+/// 256 random bits, base64url: a `jti`.
+fn random_jti() -> String {
+    use rand::RngCore as _;
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
 
 /// How long a discovery document is used before it is fetched again.
 pub const METADATA_TTL: Duration = Duration::from_secs(3600);
@@ -185,12 +234,62 @@ impl Upstream {
         Ok(m)
     }
 
+    /// Whether the provider takes the configured client authentication:
+    /// when its discovery document lists `token_endpoint_auth_methods_supported`
+    /// (and, for `private_key_jwt`, the assertion algorithms), ours must be
+    /// listed. Checked when a login starts, so a mismatch is one clear
+    /// error before the browser goes anywhere, not a refused code later.
+    pub fn check_client_auth(
+        &self,
+        m: &ProviderMetadata,
+        keys: Option<&KeyRing>,
+    ) -> Result<(), String> {
+        let method = self.login.client_auth;
+        if !m.accepts_client_auth(method.name()) {
+            return Err(format!(
+                "source.oidc.client_auth is {}, which the provider does not offer at its token endpoint (it lists {}); \
+                 pick one of those, or enable {} for the client at the provider",
+                method.name(),
+                m.token_endpoint_auth_methods
+                    .as_deref()
+                    .unwrap_or_default()
+                    .join(", "),
+                method.name(),
+            ));
+        }
+        if method == ClientAuthMethod::PrivateKeyJwt {
+            let Some(keys) = keys else {
+                return Err("private_key_jwt needs vestibule's signing keys, which live in the store ([accounts])".into());
+            };
+            let alg = keys.current().current().algorithm();
+            if !m.accepts_client_assertion_alg(alg.as_str()) {
+                return Err(format!(
+                    "the client assertion would be signed with {} ([keys] algorithm), which the provider does not list in \
+                     token_endpoint_auth_signing_alg_values_supported ({})",
+                    alg.as_str(),
+                    m.token_endpoint_auth_algorithms
+                        .as_deref()
+                        .unwrap_or_default()
+                        .join(", "),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Exchanges an authorization code at the token endpoint (RFC 6749
-    /// §4.1.3) with the PKCE verifier, authenticated with
-    /// `client_secret_basic`. The answer is checked by
-    /// [`parse_token_response`]; errors never contain a token.
-    pub async fn exchange(&self, code: &str, verifier: &str) -> Result<TokenResponse, String> {
+    /// §4.1.3) with the PKCE verifier, authenticated by
+    /// `source.oidc.client_auth` (`keys` signs a `private_key_jwt`
+    /// assertion). The answer is checked by [`parse_token_response`];
+    /// errors never contain a token or a secret.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        keys: Option<&KeyRing>,
+    ) -> Result<TokenResponse, String> {
         let m = self.metadata().await?;
+        self.check_client_auth(&m, keys)?;
         let url: http::Uri = m
             .token_endpoint
             .parse()
@@ -198,34 +297,84 @@ impl Upstream {
         let form = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
-        let body = format!(
+        let mut body = format!(
             "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={}",
             form(code),
             form(&self.login.redirect_url.to_string()),
             form(verifier),
         );
-        // RFC 6749 §2.3.1: the id and secret are form-encoded, then joined
-        // with a colon and base64-encoded.
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            form(&self.login.client_id),
-            form(self.login.client_secret.expose())
-        ));
-        let authorization = format!("Basic {basic}");
+        let secret = || {
+            self.login
+                .client_secret
+                .as_ref()
+                .map(|s| s.expose())
+                .ok_or_else(|| "no client secret".to_owned())
+        };
+        let mut authorization = None;
+        match self.login.client_auth {
+            ClientAuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: the id and secret are form-encoded, then
+                // joined with a colon and base64-encoded.
+                let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+                    "{}:{}",
+                    form(&self.login.client_id),
+                    form(secret()?)
+                ));
+                authorization = Some(format!("Basic {basic}"));
+            }
+            ClientAuthMethod::ClientSecretPost => {
+                body.push_str(&format!(
+                    "&client_id={}&client_secret={}",
+                    form(&self.login.client_id),
+                    form(secret()?)
+                ));
+            }
+            ClientAuthMethod::PrivateKeyJwt => {
+                let keys = keys.ok_or("private_key_jwt needs the signing keys")?;
+                let now = i64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs(),
+                )
+                .unwrap_or(0);
+                let claims = client_assertion_claims(
+                    &self.login.client_id,
+                    &m.token_endpoint,
+                    now,
+                    &random_jti(),
+                );
+                let jwt = keys
+                    .current()
+                    .sign(Some("JWT"), claims.to_string().as_bytes())
+                    .map_err(|e| format!("the client assertion could not be signed: {e}"))?;
+                // RFC 7523 §2.2; `client_id` too, which RFC 7521 §4.2 makes
+                // optional and some providers (authentik) look for.
+                body.push_str(&format!(
+                    "&client_id={}&client_assertion_type={}&client_assertion={}",
+                    form(&self.login.client_id),
+                    form(JWT_BEARER_ASSERTION),
+                    form(&jwt)
+                ));
+            }
+        }
+        let mut headers = vec![
+            (
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            ),
+            (http::header::ACCEPT, "application/json"),
+        ];
+        if let Some(a) = &authorization {
+            headers.push((http::header::AUTHORIZATION, a));
+        }
         let (status, body) = tokio::time::timeout(
             TIMEOUT,
             request(
                 &url,
                 &self.tls,
                 http::Method::POST,
-                &[
-                    (
-                        http::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    ),
-                    (http::header::ACCEPT, "application/json"),
-                    (http::header::AUTHORIZATION, &authorization),
-                ],
+                &headers,
                 Bytes::from(body),
                 MAX_TOKEN_RESPONSE_BYTES,
             ),
