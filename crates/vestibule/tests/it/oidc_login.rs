@@ -23,22 +23,22 @@ const KEK_VAR: &str = "TEST_KEK_FOR_OIDC_LOGIN";
 const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const SECRET_VAR: &str = "TEST_OIDC_CLIENT_SECRET";
 const SECRET: &str = "downstream-client-secret-0123456789";
-const ALICE: [(&str, &str); 4] = [
+pub(crate) const ALICE: [(&str, &str); 4] = [
     ("Remote-User", "alice"),
     ("Remote-Groups", "users"),
     ("Remote-Email", "alice@example.test"),
     ("Remote-Name", "Alice Example"),
 ];
-const HTML: (&str, &str) = ("Accept", "text/html");
+pub(crate) const HTML: (&str, &str) = ("Accept", "text/html");
 
-struct Pair {
-    up: Gateway,
-    down: Gateway,
-    up_text: String,
-    issuer: String,
+pub(crate) struct Pair {
+    pub(crate) up: Gateway,
+    pub(crate) down: Gateway,
+    pub(crate) up_text: String,
+    pub(crate) issuer: String,
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
         .as_ref()
         .iter()
@@ -85,14 +85,14 @@ async fn pair() -> Pair {
 }
 
 /// `http://host:port/path?q` → the address and the request target.
-fn split(url: &str) -> (SocketAddr, String) {
+pub(crate) fn split(url: &str) -> (SocketAddr, String) {
     let rest = url.strip_prefix("http://").unwrap();
     let i = rest.find('/').unwrap_or(rest.len());
     (rest[..i].parse().unwrap(), rest[i..].to_owned())
 }
 
 /// The value a `Set-Cookie` of the response gives `name`.
-fn set_cookie(r: &Raw, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(r: &Raw, name: &str) -> Option<String> {
     r.headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
@@ -103,14 +103,14 @@ fn set_cookie(r: &Raw, name: &str) -> Option<String> {
         })
 }
 
-fn location(r: &Raw) -> String {
+pub(crate) fn location(r: &Raw) -> String {
     r.header("location")
         .unwrap_or_else(|| panic!("no Location: {} {}", r.status, r.text()))
         .to_owned()
 }
 
 /// The query parameter `name` of `url`, decoded.
-fn param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn param(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     q.split('&').find_map(|p| {
         let (k, v) = p.split_once('=')?;
@@ -124,7 +124,12 @@ fn param(url: &str, name: &str) -> Option<String> {
 
 /// A GET from `from` with `Host` the address itself, as a browser sends
 /// it (the support client's requests say `app.test`).
-async fn at(addr: SocketAddr, from: &str, target: &str, headers: &[(&str, &str)]) -> Raw {
+pub(crate) async fn at(
+    addr: SocketAddr,
+    from: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Raw {
     let mut r = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (n, v) in headers {
         r.push_str(&format!("{n}: {v}\r\n"));
@@ -149,14 +154,14 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
     out
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> Raw {
+pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> Raw {
     let (addr, target) = split(url);
     at(addr, TRUSTED, &target, headers).await
 }
 
 /// A login started at the downstream: (the provider's authorization URL,
 /// the login cookie).
-async fn start_login(p: &Pair, return_to: &str) -> (String, String) {
+pub(crate) async fn start_login(p: &Pair, return_to: &str) -> (String, String) {
     let url = format!(
         "http://{}/.vestibule/oidc/login?return_to={}",
         p.down.addr,
@@ -185,7 +190,7 @@ async fn start_login(p: &Pair, return_to: &str) -> (String, String) {
 }
 
 /// Alice signs in at the provider: the callback URL it sends her to.
-async fn at_provider(authorize: &str) -> String {
+pub(crate) async fn at_provider(authorize: &str) -> String {
     let mut h = ALICE.to_vec();
     h.push(HTML);
     let r = get(authorize, &h).await;
@@ -194,7 +199,7 @@ async fn at_provider(authorize: &str) -> String {
 }
 
 /// The whole login: the downstream session cookie.
-async fn sign_in(p: &Pair, return_to: &str) -> String {
+pub(crate) async fn sign_in(p: &Pair, return_to: &str) -> String {
     let (authorize, login) = start_login(p, return_to).await;
     let cb = at_provider(&authorize).await;
     let r = get(&cb, &[HTML, ("Cookie", &format!("vestibule_oidc={login}"))]).await;
