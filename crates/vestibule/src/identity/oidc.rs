@@ -167,6 +167,22 @@ impl Upstream {
         }
     }
 
+    /// Fetches the discovery document and the JWK Set again now (`SIGHUP`),
+    /// whatever their age: the number of usable keys. On failure what was
+    /// held stays (the metadata as [`Upstream::metadata`] keeps it, the
+    /// keys untouched).
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let _one = self.fetching.lock().await;
+        let body = self
+            .get(&self.login.discovery_url, MAX_DISCOVERY_BYTES)
+            .await?;
+        let m = Arc::new(parse_discovery(&body, &self.login.issuer).map_err(|e| e.to_string())?);
+        if let Ok(mut slot) = self.metadata.write() {
+            *slot = Some((m, Instant::now()));
+        }
+        Ok(self.load_keys().await?.len())
+    }
+
     /// The provider's keys, fetched on first use.
     pub async fn keys(&self) -> Result<Arc<Jwks>, String> {
         if let Some(k) = self.keys.read().ok().and_then(|k| k.clone()) {

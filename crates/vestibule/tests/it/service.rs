@@ -372,3 +372,98 @@ async fn the_packaged_example_configuration_passes_check() {
         "{unit}"
     );
 }
+
+fn sha256_hex(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A code exchange with a bogus code at the provider, authenticated as
+/// `client_id` with `secret`: 400 `invalid_grant` when the client is
+/// known and its secret right, 401 `invalid_client` otherwise.
+async fn token_status(gw: &Gateway, client_id: &str, secret: &str) -> u16 {
+    let body = format!(
+        "grant_type=authorization_code&code=bogus&redirect_uri=x&code_verifier=v&client_id={client_id}&client_secret={secret}"
+    );
+    let req = format!(
+        "POST /.vestibule/oidc/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        gw.addr,
+        body.len()
+    );
+    Raw::send(gw.addr, TRUSTED, req.as_bytes()).await.status
+}
+
+#[tokio::test]
+async fn sighup_applies_oidc_clients_live_and_reloads_signing_keys() {
+    let up = start_whoami().await;
+    let port = closed_port().await;
+    let data = tempfile::tempdir().unwrap();
+    let client = |id: &str| {
+        format!(
+            "[[oidc_provider.client]]\nclient_id = \"{id}\"\nkind = \"confidential\"\nsecret_sha256 = \"{}\"\n\
+             redirect_uris = [\"https://{id}.example.com/cb\"]\n\n",
+            sha256_hex(&format!("{id}-secret"))
+        )
+    };
+    let text = |issuer: &str, clients: &str| {
+        format!(
+            "[server]\nlisten = [\"{port}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\n\n{}\n\
+             [keys]\npublish_ahead = \"4h\"\nreload_every = \"1h\"\n\n[oidc_provider]\nissuer = \"{issuer}\"\n\n{clients}{}",
+            accounts_on(&data.path().display().to_string()),
+            route("app", "/", up, ""),
+        )
+    };
+    let issuer = format!("http://{port}");
+    let gw = Gateway::start(&text(&issuer, &client("one"))).await;
+    let path = gw._dir.path().join("vestibule.toml");
+    assert_eq!(token_status(&gw, "one", "one-secret").await, 400);
+    assert_eq!(token_status(&gw, "two", "two-secret").await, 401);
+
+    // `two` added, `one` removed: applied at once, nothing else changed.
+    std::fs::write(&path, text(&issuer, &client("two"))).unwrap();
+    hangup(&gw).await;
+    let log = until_logged(&gw, "reload: applied [[oidc_provider.client]]", 1).await;
+    assert!(!log.contains("needs a restart: [oidc_provider]"), "{log}");
+    assert_eq!(token_status(&gw, "two", "two-secret").await, 400);
+    assert_eq!(token_status(&gw, "two", "wrong").await, 401);
+    assert_eq!(token_status(&gw, "one", "one-secret").await, 401);
+
+    // The issuer changes too: the whole section waits for a restart, the
+    // clients with it.
+    std::fs::write(
+        &path,
+        text(&format!("http://localhost:{}", port.port()), &client("one")),
+    )
+    .unwrap();
+    hangup(&gw).await;
+    until_logged(&gw, "reload: needs a restart: [oidc_provider]", 1).await;
+    assert_eq!(token_status(&gw, "two", "two-secret").await, 400);
+    assert_eq!(token_status(&gw, "one", "one-secret").await, 401);
+
+    // A key added to the store (as `vestibule keys rotate` at another
+    // instance would) is published here at the next SIGHUP, not at the
+    // next `reload_every` (an hour away).
+    std::fs::write(&path, text(&issuer, &client("two"))).unwrap();
+    let published = || async {
+        Raw::get(gw.addr, TRUSTED, "/.vestibule/jwks.json", &[])
+            .await
+            .json()["keys"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = published().await;
+    let (code, _, err) = vestibule(&["keys", "rotate"], &path).await;
+    assert_eq!(code, 0, "{err}");
+    hangup(&gw).await;
+    until_logged(&gw, "reload: signing keys reloaded from the store", 3).await;
+    // One new key per family in use (the assertion family and the
+    // provider's RS256), each published now.
+    assert!(published().await > before);
+
+    assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+}
