@@ -18,16 +18,16 @@ use vestibule_core::oidc::JWT_BEARER_ASSERTION;
 use crate::oidc_login::{HTML, Pair, get, location, set_cookie, sha256_hex, sign_in};
 use crate::support::*;
 
-const KEK_VAR: &str = "TEST_KEK_FOR_OIDC_CLIENT_AUTH";
-const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const SECRET_VAR: &str = "TEST_OIDC_CLIENT_AUTH_SECRET";
-const SECRET: &str = "client-auth-secret-0123456789abcdef";
+pub(crate) const KEK_VAR: &str = "TEST_KEK_FOR_OIDC_CLIENT_AUTH";
+pub(crate) const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const SECRET_VAR: &str = "TEST_OIDC_CLIENT_AUTH_SECRET";
+pub(crate) const SECRET: &str = "client-auth-secret-0123456789abcdef";
 
 /// An upstream with the client `gate` registered by `client` (its
 /// credential lines), and a second client `withsecret` (a secret client),
 /// and a downstream whose `[source.oidc]` adds `auth` (its client
 /// authentication lines).
-async fn pair(client: impl Fn(&str) -> String, auth: &str) -> Pair {
+pub(crate) async fn pair(client: impl Fn(&str) -> String, auth: &str) -> Pair {
     let app = start_whoami().await;
     let (p, d) = (closed_port().await, closed_port().await);
     let issuer = format!("http://{p}");

@@ -282,10 +282,19 @@ async fn sighup_applies_routes_live_and_names_what_needs_a_restart() {
 }
 
 async fn vestibule(args: &[&str], config: &Path) -> (i32, String, String) {
+    vestibule_with_env(args, config, &[]).await
+}
+
+async fn vestibule_with_env(
+    args: &[&str],
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .args(args)
         .arg("--config")
         .arg(config)
+        .envs(env.iter().copied())
         .env_remove("VESTIBULE_CONFIG")
         .output()
         .await
@@ -466,4 +475,50 @@ async fn sighup_applies_oidc_clients_live_and_reloads_signing_keys() {
     assert!(published().await > before);
 
     assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+}
+
+/// The `keys=` of each log line with `message`, in order.
+fn logged_key_counts(log: &str, message: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|l| {
+            l.split("keys=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sighup_fetches_the_oidc_providers_discovery_and_keys_again() {
+    use crate::oidc_client_auth::{KEK, KEK_VAR, SECRET, SECRET_VAR, pair};
+    let p = pair(
+        |_| format!("secret_sha256 = \"{}\"", sha256_hex(SECRET)),
+        &format!("client_secret_env = \"{SECRET_VAR}\""),
+    )
+    .await;
+    const FETCHED: &str = "reload: [source.oidc] discovery document and JWK Set fetched again";
+    hangup(&p.down).await;
+    let log = until_logged(&p.down, FETCHED, 1).await;
+    let first = logged_key_counts(&log, FETCHED);
+    // The provider adds keys (as `vestibule keys rotate` does) and, at its
+    // own SIGHUP, publishes them; the downstream's next SIGHUP fetches
+    // them, without waiting for an unknown kid.
+    let (code, _, err) = vestibule_with_env(
+        &["keys", "rotate"],
+        &p.up._dir.path().join("vestibule.toml"),
+        &[(KEK_VAR, KEK)],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    hangup(&p.up).await;
+    until_logged(&p.up, "reload: signing keys reloaded from the store", 1).await;
+    hangup(&p.down).await;
+    let log = until_logged(&p.down, FETCHED, 2).await;
+    let counts = logged_key_counts(&log, FETCHED);
+    assert_eq!(counts.len(), 2, "{log}");
+    assert!(counts[1] > first[0], "{counts:?}\n{log}");
 }
