@@ -406,3 +406,96 @@ impl Upstream {
         Ok(parsed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vestibule_core::jwt::ClaimMapping;
+    use vestibule_core::oidc::parse_discovery;
+
+    const ISS: &str = "https://sso.example.com";
+
+    fn upstream(client_auth: ClientAuthMethod) -> Upstream {
+        Upstream::new(OidcLogin {
+            preset: "generic",
+            issuer: ISS.into(),
+            discovery_url: "https://sso.example.com/.well-known/openid-configuration"
+                .parse()
+                .unwrap(),
+            client_id: "gate".into(),
+            client_auth,
+            client_secret: None,
+            scopes: vec!["openid".into()],
+            redirect_url: "https://gate.example.com/.vestibule/oidc/callback"
+                .parse()
+                .unwrap(),
+            post_logout_redirect_url: None,
+            allowed_groups: Vec::new(),
+            algorithms: vestibule_core::jwt::Algorithm::ALL.to_vec(),
+            leeway_secs: 60,
+            logout_token_max_age_secs: 120,
+            strict_logout_tokens: false,
+            ca: None,
+            mapping: ClaimMapping::oidc(),
+            provisioning: vestibule_core::policy::Provisioning::Approval,
+        })
+        .unwrap()
+    }
+
+    fn metadata(methods: Option<&[&str]>) -> ProviderMetadata {
+        let mut d = serde_json::json!({
+            "issuer": ISS,
+            "authorization_endpoint": "https://sso.example.com/auth",
+            "token_endpoint": "https://sso.example.com/token",
+            "jwks_uri": "https://sso.example.com/jwks",
+            "response_types_supported": ["code"],
+        });
+        if let Some(m) = methods {
+            d["token_endpoint_auth_methods_supported"] = serde_json::json!(m);
+        }
+        parse_discovery(d.to_string().as_bytes(), ISS).unwrap()
+    }
+
+    #[test]
+    fn the_method_must_be_one_the_provider_lists() {
+        let basic_only = metadata(Some(&["client_secret_basic"]));
+        assert!(
+            upstream(ClientAuthMethod::ClientSecretBasic)
+                .check_client_auth(&basic_only, None)
+                .is_ok()
+        );
+        let e = upstream(ClientAuthMethod::ClientSecretPost)
+            .check_client_auth(&basic_only, None)
+            .unwrap_err();
+        // The error names ours and what the provider offers.
+        assert!(
+            e.contains("client_secret_post") && e.contains("it lists client_secret_basic"),
+            "{e}"
+        );
+        // Not listed: the token endpoint decides.
+        assert!(
+            upstream(ClientAuthMethod::ClientSecretPost)
+                .check_client_auth(&metadata(None), None)
+                .is_ok()
+        );
+        // private_key_jwt needs the signing keys (the store).
+        let listed = metadata(Some(&["private_key_jwt"]));
+        let e = upstream(ClientAuthMethod::PrivateKeyJwt)
+            .check_client_auth(&listed, None)
+            .unwrap_err();
+        assert!(e.contains("signing keys"), "{e}");
+    }
+
+    #[test]
+    fn the_assertion_names_the_client_and_the_token_endpoint() {
+        let c = client_assertion_claims("gate", "https://sso.example.com/token", 1_000, "j");
+        assert_eq!(c["iss"], "gate");
+        assert_eq!(c["sub"], "gate");
+        assert_eq!(c["aud"], "https://sso.example.com/token");
+        assert_eq!(c["jti"], "j");
+        assert_eq!(c["iat"], 1_000);
+        assert_eq!(c["exp"], 1_060);
+        assert_eq!(random_jti().len(), 43);
+        assert_ne!(random_jti(), random_jti());
+    }
+}
