@@ -849,6 +849,48 @@ mod tests {
     }
 
     #[test]
+    fn a_jwks_uri_replaces_the_secret_of_a_confidential_client() {
+        let d = ClientDefaults {
+            access_token_lifetime: Duration::from_secs(600),
+            refresh_token_idle: Duration::from_secs(60),
+            refresh_token_absolute: Duration::from_secs(120),
+        };
+        let keyed = OidcClientConfig::from_stored(
+            "gate",
+            None,
+            r#"{"kind":"confidential","jwks_uri":"https://gate.example/.vestibule/jwks.json","redirect_uris":["https://gate.example/cb"]}"#,
+            d,
+        )
+        .unwrap();
+        assert_eq!(keyed.secret_hash, None);
+        assert_eq!(
+            keyed.jwks_uri.as_deref(),
+            Some("https://gate.example/.vestibule/jwks.json")
+        );
+        // Both a secret and keys: ambiguous. A public client with keys, a
+        // key set over plain http to another host: refused.
+        let secret = [7u8; 32];
+        let both = OidcClientConfig::from_stored(
+            "gate",
+            Some(&secret),
+            r#"{"kind":"confidential","jwks_uri":"https://gate.example/jwks","redirect_uris":["https://gate.example/cb"]}"#,
+            d,
+        )
+        .unwrap_err();
+        assert!(both.contains("jwks_uri"), "{both}");
+        for bad in [
+            r#"{"kind":"public","jwks_uri":"https://gate.example/jwks","redirect_uris":["https://gate.example/cb"]}"#,
+            r#"{"kind":"confidential","jwks_uri":"http://gate.example/jwks","redirect_uris":["https://gate.example/cb"]}"#,
+            r#"{"kind":"confidential","redirect_uris":["https://gate.example/cb"]}"#,
+        ] {
+            assert!(
+                OidcClientConfig::from_stored("gate", None, bad, d).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn stored_clients_are_checked_like_the_files() {
         let d = ClientDefaults {
             access_token_lifetime: Duration::from_secs(600),
