@@ -1321,12 +1321,26 @@ pub fn reserved_prefix(data: &[u8]) {
 /// key. Whatever verifies meets every rule; one changed byte never does.
 pub fn oidc_tokens(data: &[u8]) {
     use crate::oidc::{
-        BACKCHANNEL_LOGOUT_EVENT, IdTokenExpectations, LogoutTokenExpectations, verify_id_token,
-        verify_logout_token,
+        BACKCHANNEL_LOGOUT_EVENT, ClientAssertionExpectations, IdTokenExpectations,
+        LogoutTokenExpectations, unverified_assertion_client, verify_client_assertion,
+        verify_id_token, verify_logout_token,
     };
     use serde_json::Value;
 
     let fx = jwt_fixture();
+    let assertion_audiences = [
+        "https://sso.example.com".to_owned(),
+        "https://sso.example.com/token".to_owned(),
+    ];
+    let assertion_expect = ClientAssertionExpectations {
+        client_id: "app",
+        audiences: &assertion_audiences,
+        algorithms: &crate::jwt::Algorithm::ALL,
+        now: JWT_NOW,
+        leeway: 60,
+        max_lifetime: 300,
+        max_token_bytes: 16 * 1024,
+    };
     let logout_expect = LogoutTokenExpectations {
         issuer: "https://sso.example.com",
         client_id: "app",
@@ -1380,6 +1394,19 @@ pub fn oidc_tokens(data: &[u8]) {
             let claims: Value = vestibule_jose_claims(token);
             assert!(claims.get("nonce").is_none_or(|n| n == "n-1"));
         }
+        if let Ok(a) = verify_client_assertion(token, &fx.jwks, &assertion_expect) {
+            // RFC 7523 §3: iss = sub = the client; aud only this provider.
+            let claims: Value = vestibule_jose_claims(token);
+            assert_eq!(
+                (&claims["iss"], &claims["sub"]),
+                (&Value::from("app"), &Value::from("app"))
+            );
+            assert!(!a.token_id.is_empty() && a.replay_until <= JWT_NOW + 420);
+            assert_eq!(
+                unverified_assertion_client(token, 16 * 1024).as_deref(),
+                Some("app")
+            );
+        }
     };
     check(&String::from_utf8_lossy(data));
 
@@ -1396,7 +1423,8 @@ pub fn oidc_tokens(data: &[u8]) {
     let token = signer.sign_bytes(header.to_string().as_bytes(), payload);
     check(&token);
     let accepted = verify_logout_token(&token, &fx.jwks, &logout_expect).is_ok()
-        || verify_id_token(&token, &fx.jwks, &id_expect).is_ok();
+        || verify_id_token(&token, &fx.jwks, &id_expect).is_ok()
+        || verify_client_assertion(&token, &fx.jwks, &assertion_expect).is_ok();
     if accepted {
         let mut bytes = token.into_bytes();
         let i = (usize::from(selector) * 131 + payload.len()) % bytes.len();
@@ -1404,6 +1432,7 @@ pub fn oidc_tokens(data: &[u8]) {
         let changed = String::from_utf8(bytes).expect("tokens are ASCII");
         assert!(verify_logout_token(&changed, &fx.jwks, &logout_expect).is_err());
         assert!(verify_id_token(&changed, &fx.jwks, &id_expect).is_err());
+        assert!(verify_client_assertion(&changed, &fx.jwks, &assertion_expect).is_err());
     }
 }
 

@@ -17,6 +17,7 @@
 //! the `jti` replay store for logout tokens ([`LogoutToken::replay_until`]
 //! says how long to remember one).
 
+mod client_assertion;
 mod discovery;
 mod id_token;
 mod logout_token;
@@ -25,6 +26,10 @@ mod tests;
 
 use std::fmt;
 
+pub use client_assertion::{
+    ClientAssertion, ClientAssertionExpectations, JWT_BEARER_ASSERTION,
+    unverified_assertion_client, verify_client_assertion,
+};
 pub use discovery::{
     CallbackError, DiscoveryError, MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES,
     MAX_USERINFO_BYTES, ProviderMetadata, RefreshResponse, TokenResponse, TokenResponseError,
@@ -122,7 +127,7 @@ impl fmt::Display for OidcTokenError {
                 f.write_str("the logout token has neither sid nor sub")
             }
             Self::LogoutTokenWithNonce => f.write_str("the logout token carries a nonce"),
-            Self::MissingTokenId => f.write_str("the logout token has no jti"),
+            Self::MissingTokenId => f.write_str("the token has no jti"),
             Self::SubjectChanged => f.write_str("the refreshed ID token names another subject"),
             Self::AuthTimeChanged => {
                 f.write_str("the refreshed ID token's auth_time is not the login's")

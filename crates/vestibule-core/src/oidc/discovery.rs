@@ -29,6 +29,32 @@ pub struct ProviderMetadata {
     pub backchannel_logout_supported: bool,
     /// `id_token_signing_alg_values_supported`, as listed.
     pub id_token_algorithms: Vec<String>,
+    /// `token_endpoint_auth_methods_supported`, when listed (Discovery §3).
+    pub token_endpoint_auth_methods: Option<Vec<String>>,
+    /// `token_endpoint_auth_signing_alg_values_supported`, when listed
+    /// (Discovery §3: the algorithms a `private_key_jwt` assertion may be
+    /// signed with).
+    pub token_endpoint_auth_algorithms: Option<Vec<String>>,
+}
+
+impl ProviderMetadata {
+    /// Whether the provider takes `method` at its token endpoint: when it
+    /// lists its methods, `method` must be among them. When it lists none
+    /// (Discovery §3 then implies `client_secret_basic`, but providers
+    /// that take more often omit the member), the token endpoint decides.
+    pub fn accepts_client_auth(&self, method: &str) -> bool {
+        self.token_endpoint_auth_methods
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|m| m == method))
+    }
+
+    /// Whether a client assertion signed with `alg` is accepted, by the
+    /// same rule: listed means `alg` must be in the list.
+    pub fn accepts_client_assertion_alg(&self, alg: &str) -> bool {
+        self.token_endpoint_auth_algorithms
+            .as_ref()
+            .is_none_or(|a| a.iter().any(|a| a == alg))
+    }
 }
 
 /// Why a discovery document was refused.
@@ -145,6 +171,10 @@ pub fn parse_discovery(json: &[u8], issuer: &str) -> Result<ProviderMetadata, Di
         sends_iss_in_response: flag("authorization_response_iss_parameter_supported")?,
         backchannel_logout_supported: flag("backchannel_logout_supported")?,
         id_token_algorithms: strings("id_token_signing_alg_values_supported")?.unwrap_or_default(),
+        token_endpoint_auth_methods: strings("token_endpoint_auth_methods_supported")?,
+        token_endpoint_auth_algorithms: strings(
+            "token_endpoint_auth_signing_alg_values_supported",
+        )?,
     })
 }
 
@@ -294,6 +324,31 @@ impl std::fmt::Display for TokenResponseError {
 }
 
 impl std::error::Error for TokenResponseError {}
+
+impl TokenResponseError {
+    /// Whether a refused refresh says the user's grant is over, so a
+    /// re-checked session must end at once. RFC 6749 §5.2: `invalid_client`,
+    /// `unauthorized_client` and `unsupported_grant_type` are about our
+    /// client (a rotated secret, a changed registration), and
+    /// `server_error` / `temporarily_unavailable` about the provider; a
+    /// mistake of ours must not sign everyone out, so those are treated like
+    /// an unreachable provider (the grace applies, then the session ends).
+    /// Every other code (`invalid_grant` first of all: "expired, revoked",
+    /// the user disabled) ends the session. Not a provider error: `false`.
+    pub fn ends_the_grant(&self) -> bool {
+        match self {
+            Self::Provider(code) => !matches!(
+                code.as_str(),
+                "invalid_client"
+                    | "unauthorized_client"
+                    | "unsupported_grant_type"
+                    | "server_error"
+                    | "temporarily_unavailable"
+            ),
+            _ => false,
+        }
+    }
+}
 
 /// Reads the token endpoint's JSON answer to an authorization-code grant.
 /// An `error` member wins over everything else (RFC 6749 §5.2).

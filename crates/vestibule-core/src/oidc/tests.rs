@@ -372,6 +372,142 @@ fn an_id_token_is_never_a_logout_token_and_back() {
     assert!(verify_id_token(&logout_token, &fx().jwks, &id_expect(None)).is_err());
 }
 
+const TOKEN_ENDPOINT: &str = "https://idp.example.com/token";
+
+fn assertion_audiences() -> &'static [String] {
+    static A: OnceLock<Vec<String>> = OnceLock::new();
+    A.get_or_init(|| vec![ISS.to_owned(), TOKEN_ENDPOINT.to_owned()])
+}
+
+fn assertion_expect() -> ClientAssertionExpectations<'static> {
+    ClientAssertionExpectations {
+        client_id: CLIENT,
+        audiences: assertion_audiences(),
+        algorithms: &Algorithm::ALL,
+        now: NOW,
+        leeway: 30,
+        max_lifetime: 300,
+        max_token_bytes: 8192,
+    }
+}
+
+fn assertion_claims() -> Value {
+    json!({"iss": CLIENT, "sub": CLIENT, "aud": TOKEN_ENDPOINT, "jti": "j-1", "iat": NOW, "exp": NOW + 60})
+}
+
+#[test]
+fn client_assertion_good_one_passes() {
+    let token = fx().provider.sign(&assertion_claims());
+    let got = verify_client_assertion(&token, &fx().jwks, &assertion_expect()).unwrap();
+    assert_eq!(got.token_id, "j-1");
+    assert_eq!(got.replay_until, NOW + 60 + 30);
+    // The issuer as audience, or both in an array, pass too.
+    for aud in [json!(ISS), json!([ISS, TOKEN_ENDPOINT])] {
+        let token = fx().provider.sign(&with(assertion_claims(), "aud", aud));
+        assert!(verify_client_assertion(&token, &fx().jwks, &assertion_expect()).is_ok());
+    }
+    assert_eq!(
+        unverified_assertion_client(&token, 8192).as_deref(),
+        Some(CLIENT)
+    );
+}
+
+#[test]
+fn client_assertion_refusals_name_the_check() {
+    let refused = |claims: Value| {
+        let token = fx().provider.sign(&claims);
+        verify_client_assertion(&token, &fx().jwks, &assertion_expect()).unwrap_err()
+    };
+    let c = assertion_claims;
+    assert_eq!(
+        refused(with(c(), "iss", json!("other"))),
+        OidcTokenError::Jwt(JwtError::WrongIssuer)
+    );
+    assert!(matches!(
+        refused(with(c(), "sub", json!("other"))),
+        OidcTokenError::BadClaim { claim: "sub", .. }
+    ));
+    assert_eq!(
+        refused(with(c(), "aud", json!("https://evil.example.com/token"))),
+        OidcTokenError::Jwt(JwtError::WrongAudience)
+    );
+    // Another party named beside us: the assertion may have been made for it.
+    assert_eq!(
+        refused(with(
+            c(),
+            "aud",
+            json!([TOKEN_ENDPOINT, "https://evil.example.com"])
+        )),
+        OidcTokenError::UntrustedAudience
+    );
+    assert_eq!(
+        refused(without(c(), "aud")),
+        OidcTokenError::Jwt(JwtError::WrongAudience)
+    );
+    assert_eq!(refused(without(c(), "jti")), OidcTokenError::MissingTokenId);
+    assert_eq!(
+        refused(without(c(), "exp")),
+        OidcTokenError::Jwt(JwtError::MissingExpiry)
+    );
+    assert_eq!(
+        refused(with(c(), "exp", json!(NOW - 31))),
+        OidcTokenError::Jwt(JwtError::Expired)
+    );
+    assert!(matches!(
+        refused(with(c(), "exp", json!(NOW + 3600))),
+        OidcTokenError::BadClaim { claim: "exp", .. }
+    ));
+    assert_eq!(
+        refused(with(c(), "iat", json!(NOW + 120))),
+        OidcTokenError::Jwt(JwtError::IssuedInFuture)
+    );
+    // Signed by a key that is not the client's.
+    let foreign = fx().other.sign(&c());
+    assert!(verify_client_assertion(&foreign, &fx().jwks, &assertion_expect()).is_err());
+    // An ID token or logout token type is not a client assertion.
+    let mut header = fx().provider.header();
+    header["typ"] = json!("logout+jwt");
+    let typed = fx()
+        .provider
+        .sign_bytes(header.to_string().as_bytes(), c().to_string().as_bytes());
+    assert!(verify_client_assertion(&typed, &fx().jwks, &assertion_expect()).is_err());
+    // The unverified peek wants iss = sub.
+    let odd = fx().provider.sign(&with(c(), "iss", json!("other")));
+    assert_eq!(unverified_assertion_client(&odd, 8192), None);
+    assert_eq!(unverified_assertion_client("a.b", 8192), None);
+}
+
+proptest! {
+    /// Whatever claims a correctly signed client assertion carries, it
+    /// verifies exactly when RFC 7523 §3's rules hold.
+    #[test]
+    fn client_assertion_verifies_exactly_when_the_rules_hold(
+        iss in prop::sample::select(vec![CLIENT, "other", ""]),
+        sub in prop::sample::select(vec![json!(CLIENT), json!("other"), json!(""), json!(1)]),
+        aud in prop::sample::select(vec![json!(TOKEN_ENDPOINT), json!(ISS), json!([ISS, "x"]), json!("x"), json!([]), json!(1)]),
+        jti in prop::option::of(prop::sample::select(vec![json!("j"), json!(""), json!(2)])),
+        iat in prop::option::of(NOW - 500..NOW + 200),
+        exp in prop::option::of(NOW - 200..NOW + 800),
+    ) {
+        let mut c = json!({"iss": iss, "sub": sub, "aud": aud});
+        for (k, v) in [("jti", jti), ("iat", iat.map(Value::from)), ("exp", exp.map(Value::from))] {
+            if let Some(v) = v { c[k] = v; }
+        }
+        let token = fx().provider.sign(&c);
+        let got = verify_client_assertion(&token, &fx().jwks, &assertion_expect());
+        let aud_ok = match &c["aud"] {
+            Value::String(a) => a == ISS || a == TOKEN_ENDPOINT,
+            Value::Array(a) => !a.is_empty() && a.iter().all(|v| v == ISS || v == TOKEN_ENDPOINT),
+            _ => false,
+        };
+        let should = iss == CLIENT && c["sub"] == CLIENT && aud_ok
+            && exp.is_some_and(|e| NOW < e + 30 && e <= NOW + 330)
+            && iat.is_none_or(|t| t <= NOW + 30)
+            && c.get("jti").and_then(Value::as_str).is_some_and(|j| !j.is_empty());
+        prop_assert_eq!(got.is_ok(), should, "{} -> {:?}", c, got);
+    }
+}
+
 proptest! {
     /// Whatever claims a correctly signed logout token carries, a verified
     /// one meets every §2.6 rule; and a token that meets them verifies.
@@ -514,6 +650,43 @@ fn discovery_is_read_and_checked() {
     assert!(is_secure_url("http://127.0.0.1:9000/token"));
     assert!(is_secure_url("http://[::1]/x") && is_secure_url("http://localhost/x"));
     assert!(!is_secure_url("http://10.0.0.1/x") && !is_secure_url("https://idp.example.com/#x"));
+}
+
+#[test]
+fn token_endpoint_auth_methods_listed_must_name_the_method() {
+    // Not listed: the token endpoint decides.
+    let m = parse_discovery(&discovery(&[]), ISS).unwrap();
+    assert_eq!(m.token_endpoint_auth_methods, None);
+    assert!(m.accepts_client_auth("private_key_jwt") && m.accepts_client_assertion_alg("EdDSA"));
+    let m = parse_discovery(
+        &discovery(&[
+            (
+                "token_endpoint_auth_methods_supported",
+                json!(["client_secret_basic", "private_key_jwt"]),
+            ),
+            (
+                "token_endpoint_auth_signing_alg_values_supported",
+                json!(["RS256", "ES256"]),
+            ),
+        ]),
+        ISS,
+    )
+    .unwrap();
+    assert!(
+        m.accepts_client_auth("client_secret_basic") && m.accepts_client_auth("private_key_jwt")
+    );
+    assert!(!m.accepts_client_auth("client_secret_post"));
+    assert!(m.accepts_client_assertion_alg("ES256") && !m.accepts_client_assertion_alg("EdDSA"));
+    assert_eq!(
+        parse_discovery(
+            &discovery(&[(
+                "token_endpoint_auth_methods_supported",
+                json!("private_key_jwt")
+            )]),
+            ISS
+        ),
+        Err(DiscoveryError::Malformed)
+    );
 }
 
 #[test]
@@ -760,6 +933,33 @@ fn refresh_response_rules() {
     for (doc, want) in cases {
         assert_eq!(parse_refresh_response(doc).err(), Some(want));
     }
+}
+
+/// RFC 6749 §5.2: a refused refresh ends the session only for errors
+/// about the grant; errors about our client or the provider's health do
+/// not (they fall under the grace).
+#[test]
+fn only_grant_errors_end_the_grant() {
+    let ends = |doc: &[u8]| {
+        parse_refresh_response(doc)
+            .err()
+            .is_some_and(|e| e.ends_the_grant())
+    };
+    assert!(ends(br#"{"error":"invalid_grant"}"#));
+    assert!(ends(br#"{"error":"invalid_scope"}"#));
+    assert!(ends(br#"{"error":"access_denied"}"#));
+    for code in [
+        "invalid_client",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "server_error",
+        "temporarily_unavailable",
+    ] {
+        let doc = format!(r#"{{"error":"{code}"}}"#);
+        assert!(!ends(doc.as_bytes()), "{code}");
+    }
+    assert!(!TokenResponseError::Malformed.ends_the_grant());
+    assert!(!TokenResponseError::Missing("access_token").ends_the_grant());
 }
 
 /// OIDC Core §5.3.4: userinfo vouches only with the session's `sub`.

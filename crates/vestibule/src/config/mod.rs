@@ -67,9 +67,9 @@ pub use listen::{
 };
 pub use log::{LogConfig, LogFormat};
 pub use oidc::{
-    ClientSecret, DEFAULT_LOGOUT_TOKEN_MAX_AGE, DEFAULT_OIDC_LEEWAY, DEFAULT_RECHECK_EVERY,
-    DEFAULT_RECHECK_GRACE, OIDC_BACKCHANNEL_LOGOUT_PATH, OIDC_CALLBACK_PATH, OIDC_LOGIN_PATH,
-    OidcLogin, OidcPreset, OidcSourceConfig,
+    ClientAuthMethod, ClientSecret, DEFAULT_LOGOUT_TOKEN_MAX_AGE, DEFAULT_OIDC_LEEWAY,
+    DEFAULT_RECHECK_EVERY, DEFAULT_RECHECK_GRACE, OIDC_BACKCHANNEL_LOGOUT_PATH, OIDC_CALLBACK_PATH,
+    OIDC_LOGIN_PATH, OidcLogin, OidcPreset, OidcSourceConfig,
 };
 pub use oidc_provider::{
     AccessTokenFormat, ClientDefaults, ClientKind, ConsentMode, DEFAULT_ACCESS_TOKEN_LIFETIME,

@@ -52,8 +52,14 @@ pub struct OidcSourceConfig {
     pub issuer: String,
     /// Our client id at the provider (required).
     pub client_id: String,
-    /// File holding the client secret (`client_secret_basic`, OIDC Core
-    /// §9). Exactly one of `client_secret_file` and `client_secret_env`.
+    /// How vestibule authenticates at the provider's token endpoint (OIDC
+    /// Core §9): `client_secret_basic`, `client_secret_post` or
+    /// `private_key_jwt`. Default `"client_secret_basic"`.
+    #[serde(default)]
+    pub client_auth: ClientAuthMethod,
+    /// File holding the client secret (the two `client_secret_*` methods).
+    /// Exactly one of `client_secret_file` and `client_secret_env`; none
+    /// with `private_key_jwt`.
     pub client_secret_file: Option<PathBuf>,
     /// Environment variable holding the client secret.
     pub client_secret_env: Option<String>,
@@ -107,6 +113,38 @@ pub struct OidcSourceConfig {
     /// Default none.
     #[serde(default)]
     pub provision_groups: Vec<String>,
+}
+
+/// `source.oidc.client_auth`: how vestibule proves it is the client at the
+/// token endpoint (OIDC Core §9, RFC 6749 §2.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// The id and secret in `Authorization: Basic` (RFC 6749 §2.3.1).
+    #[default]
+    ClientSecretBasic,
+    /// The id and secret in the form body (RFC 6749 §2.3.1).
+    ClientSecretPost,
+    /// A JWT signed with vestibule's own signing keys (RFC 7523 §2.2,
+    /// OIDC Core §9); the provider verifies it with the keys vestibule
+    /// publishes at `/.vestibule/jwks.json`. No shared secret.
+    PrivateKeyJwt,
+}
+
+impl ClientAuthMethod {
+    /// The name as written in the file and in discovery documents
+    /// (`token_endpoint_auth_methods_supported`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+
+    fn uses_secret(self) -> bool {
+        !matches!(self, Self::PrivateKeyJwt)
+    }
 }
 
 /// `source.oidc.preset`: who the provider is.
@@ -184,8 +222,11 @@ pub struct OidcLogin {
     pub discovery_url: Uri,
     /// Our client id.
     pub client_id: String,
-    /// The client secret, read at start-up; never logged.
-    pub client_secret: ClientSecret,
+    /// How vestibule authenticates at the token endpoint.
+    pub client_auth: ClientAuthMethod,
+    /// The client secret, read at start-up; never logged. `None` with
+    /// `private_key_jwt`.
+    pub client_secret: Option<ClientSecret>,
     /// Requested scopes, `openid` first.
     pub scopes: Vec<String>,
     /// Our registered redirect URI.
@@ -301,7 +342,20 @@ impl OidcSourceConfig {
                 "register vestibule as a confidential client at the provider and copy its client id",
             );
         }
-        let client_secret = self.client_secret(c);
+        let client_secret = if self.client_auth.uses_secret() {
+            self.client_secret(c).map(Some)
+        } else if self.client_secret_file.is_some() || self.client_secret_env.is_some() {
+            // A secret beside a key-based method is a leftover, and an
+            // ambiguity about which one the provider checks: refused.
+            c.error(
+                "source.oidc.client_auth",
+                "private_key_jwt needs no client secret, yet client_secret_file or client_secret_env is set",
+                "remove the client secret (and delete it at the provider), or pick a client_secret_* method",
+            );
+            None
+        } else {
+            Some(None)
+        };
         let scopes = self.scopes(c);
         let redirect_url = match secure_url(&self.redirect_url) {
             Some(u) if u.path() == OIDC_CALLBACK_PATH && u.query().is_none() => Some(u),
@@ -389,6 +443,7 @@ impl OidcSourceConfig {
             issuer: self.issuer.clone(),
             discovery_url: discovery_url?,
             client_id: self.client_id.clone(),
+            client_auth: self.client_auth,
             client_secret: client_secret?,
             scopes: scopes?,
             redirect_url: redirect_url?,
@@ -509,7 +564,8 @@ mod tests {
         let (got, diags) = check(&oidc(&secret, ""));
         assert!(diags.is_empty(), "{diags:?}");
         let o = got.unwrap();
-        assert_eq!(o.client_secret.expose(), "s3cret");
+        assert_eq!(o.client_auth, ClientAuthMethod::ClientSecretBasic);
+        assert_eq!(o.client_secret.as_ref().unwrap().expose(), "s3cret");
         assert!(!format!("{o:?}").contains("s3cret"));
         assert_eq!(
             o.discovery_url.to_string(),
@@ -570,6 +626,120 @@ mod tests {
             assert_eq!(o.mapping.groups.as_deref(), groups, "{preset}");
             assert_eq!(o.preset, preset);
         }
+    }
+
+    /// The preset's defaults, read through the whole `[source.oidc]` check:
+    /// subject, username candidates, display name, email, groups claim and
+    /// the default scopes.
+    fn assert_preset(preset: &str, username: &[&str], groups: Option<&str>, scopes: &[&str]) {
+        let secret = secret_file(&format!("preset-{preset}"), "s");
+        let text = oidc(&secret, "").replace("\"keycloak\"", &format!("\"{preset}\""));
+        let o = check(&text).0.unwrap();
+        assert_eq!(o.preset, preset);
+        assert_eq!(o.mapping.subject, "sub", "{preset}");
+        assert_eq!(o.mapping.username, username, "{preset}");
+        assert_eq!(o.mapping.display_name.as_deref(), Some("name"), "{preset}");
+        assert_eq!(o.mapping.email.as_deref(), Some("email"), "{preset}");
+        assert_eq!(o.mapping.groups.as_deref(), groups, "{preset}");
+        assert_eq!(o.scopes, scopes, "{preset}");
+    }
+
+    /// Authelia: `groups` is a scope of its own; claims named as in OIDC
+    /// Core §5.1 plus `groups` (Authelia's claims reference).
+    #[test]
+    fn preset_authelia() {
+        assert_preset(
+            "authelia",
+            &["preferred_username"],
+            Some("groups"),
+            &["openid", "profile", "email", "groups"],
+        );
+    }
+
+    /// authentik: its default `profile` scope mapping returns `groups`
+    /// (group names) beside `preferred_username` (the username).
+    #[test]
+    fn preset_authentik() {
+        assert_preset(
+            "authentik",
+            &["preferred_username"],
+            Some("groups"),
+            &["openid", "profile", "email"],
+        );
+    }
+
+    /// Keycloak: `preferred_username` is the username; `groups` appears
+    /// once a "Group Membership" mapper named `groups` is added.
+    #[test]
+    fn preset_keycloak() {
+        assert_preset(
+            "keycloak",
+            &["preferred_username"],
+            Some("groups"),
+            &["openid", "profile", "email"],
+        );
+    }
+
+    /// kanidm: the `groups` scope adds `groups`; `preferred_username` is
+    /// the SPN (`name@domain`) unless the client prefers short names.
+    #[test]
+    fn preset_kanidm() {
+        assert_preset(
+            "kanidm",
+            &["preferred_username"],
+            Some("groups"),
+            &["openid", "profile", "email", "groups"],
+        );
+    }
+
+    /// Zitadel: roles are an object under
+    /// `urn:zitadel:iam:org:project:roles`, not a list: no groups claim.
+    #[test]
+    fn preset_zitadel() {
+        assert_preset(
+            "zitadel",
+            &["preferred_username"],
+            None,
+            &["openid", "profile", "email"],
+        );
+    }
+
+    /// Google: no `preferred_username` and no groups; the email is the
+    /// username.
+    #[test]
+    fn preset_google() {
+        assert_preset("google", &["email"], None, &["openid", "profile", "email"]);
+    }
+
+    #[test]
+    fn client_auth_methods_and_their_secrets() {
+        let secret = secret_file("client-auth", "s3cret");
+        let (got, diags) = check(&oidc(&secret, "client_auth = \"client_secret_post\""));
+        assert!(diags.is_empty(), "{diags:?}");
+        let o = got.unwrap();
+        assert_eq!(o.client_auth, ClientAuthMethod::ClientSecretPost);
+        assert_eq!(o.client_secret.unwrap().expose(), "s3cret");
+        // private_key_jwt: no secret wanted, and one given is refused.
+        let keyed = oidc(&secret, "client_auth = \"private_key_jwt\"");
+        let (got, diags) = check(&keyed);
+        assert_eq!(diags, ["source.oidc.client_auth"]);
+        assert!(got.is_none());
+        let without = keyed.replace(
+            &format!("client_secret_file = \"{}\"\n", secret.display()),
+            "",
+        );
+        let (got, diags) = check(&without);
+        assert!(diags.is_empty(), "{diags:?}");
+        let o = got.unwrap();
+        assert_eq!(o.client_auth, ClientAuthMethod::PrivateKeyJwt);
+        assert!(o.client_secret.is_none());
+        // A secret method without a secret is refused.
+        let no_secret = oidc(&secret, "client_auth = \"client_secret_post\"").replace(
+            &format!("client_secret_file = \"{}\"\n", secret.display()),
+            "",
+        );
+        assert_eq!(check(&no_secret).1, ["source.oidc.client_secret_file"]);
+        assert!(parse(&oidc(&secret, "client_auth = \"client_secret_jwt\""), &[]).is_err());
     }
 
     #[test]

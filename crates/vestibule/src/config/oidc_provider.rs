@@ -155,9 +155,14 @@ pub struct OidcClientConfig {
     /// `"confidential"` or `"public"`. Required.
     pub kind: ClientKind,
     /// SHA-256 of the client secret, 64 hex digits (`printf %s "$secret" |
-    /// sha256sum`). Required for a confidential client, refused for a
-    /// public one.
+    /// sha256sum`). A confidential client needs it or `jwks_uri`; refused
+    /// for a public one.
     pub secret_sha256: Option<String>,
+    /// The URL of the client's JWK Set (RFC 7591 §2 `jwks_uri`): the client
+    /// authenticates with `private_key_jwt` (OIDC Core §9, RFC 7523 §2.2),
+    /// a JWT signed with one of those keys, instead of a secret. For a
+    /// confidential client, instead of `secret_sha256`. Default none.
+    pub jwks_uri: Option<String>,
     /// Redirect URIs, matched exactly (RFC 9700 §4.1.3); a loopback
     /// `http://127.0.0.1/…` or `http://[::1]/…` one matches any port
     /// (RFC 8252 §7.3). At least one.
@@ -287,8 +292,10 @@ pub struct OidcClientSettings {
     pub name: String,
     /// Public or confidential.
     pub kind: ClientKind,
-    /// SHA-256 of the secret (confidential clients).
+    /// SHA-256 of the secret (confidential clients without `jwks_uri`).
     pub secret_hash: Option<[u8; 32]>,
+    /// The client's JWK Set URL (`private_key_jwt` clients).
+    pub jwks_uri: Option<String>,
     /// Exact redirect URIs.
     pub redirect_uris: Vec<String>,
     /// Exact post-logout redirect URIs.
@@ -614,11 +621,12 @@ impl OidcClientConfig {
             );
         }
         let secret_hash = match (self.kind, &self.secret_sha256) {
+            (ClientKind::Confidential, None) if self.jwks_uri.is_some() => None,
             (ClientKind::Confidential, None) => {
                 c.error(
                     key("secret_sha256"),
-                    "a confidential client needs the SHA-256 of its secret",
-                    "secret_sha256 = the output of `printf %s \"$SECRET\" | sha256sum`, or kind = \"public\"",
+                    "a confidential client needs the SHA-256 of its secret, or a jwks_uri",
+                    "secret_sha256 = the output of `printf %s \"$SECRET\" | sha256sum`, jwks_uri = its JWK Set URL, or kind = \"public\"",
                 );
                 None
             }
@@ -643,6 +651,31 @@ impl OidcClientConfig {
                 parsed
             }
         };
+        if let Some(uri) = &self.jwks_uri {
+            if self.kind == ClientKind::Public {
+                c.error(
+                    key("jwks_uri"),
+                    "a public client does not authenticate (RFC 6749 §2.1); a key set makes it confidential",
+                    "kind = \"confidential\", or remove jwks_uri",
+                );
+            } else if self.secret_sha256.is_some() {
+                // Two ways to authenticate one client: which one a request
+                // must use would be ambiguous, and the secret a second
+                // thing to leak.
+                c.error(
+                    key("jwks_uri"),
+                    "both secret_sha256 and jwks_uri: a client authenticates one way",
+                    "keep jwks_uri (private_key_jwt) and remove secret_sha256, or the reverse",
+                );
+            }
+            if !vestibule_core::oidc::is_secure_url(uri) {
+                c.error(
+                    key("jwks_uri"),
+                    format!("`{uri}` is not an https URL (http only to loopback)"),
+                    "e.g. \"https://gate.example.com/.vestibule/jwks.json\"",
+                );
+            }
+        }
         if self.grants.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
             c.error(
                 key("redirect_uris"),
@@ -737,6 +770,7 @@ impl OidcClientConfig {
             name: self.name.clone().unwrap_or_else(|| self.client_id.clone()),
             kind: self.kind,
             secret_hash,
+            jwks_uri: self.jwks_uri.clone(),
             redirect_uris: self.redirect_uris.clone(),
             post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
             grants: self.grants.clone(),
@@ -812,6 +846,48 @@ mod tests {
         assert_eq!(sha256_hex(&hex[1..]), None);
         assert_eq!(sha256_hex(&format!("{}zz", &hex[2..])), None);
         assert_eq!(sha256_hex("ü".repeat(32).as_str()), None);
+    }
+
+    #[test]
+    fn a_jwks_uri_replaces_the_secret_of_a_confidential_client() {
+        let d = ClientDefaults {
+            access_token_lifetime: Duration::from_secs(600),
+            refresh_token_idle: Duration::from_secs(60),
+            refresh_token_absolute: Duration::from_secs(120),
+        };
+        let keyed = OidcClientConfig::from_stored(
+            "gate",
+            None,
+            r#"{"kind":"confidential","jwks_uri":"https://gate.example/.vestibule/jwks.json","redirect_uris":["https://gate.example/cb"]}"#,
+            d,
+        )
+        .unwrap();
+        assert_eq!(keyed.secret_hash, None);
+        assert_eq!(
+            keyed.jwks_uri.as_deref(),
+            Some("https://gate.example/.vestibule/jwks.json")
+        );
+        // Both a secret and keys: ambiguous. A public client with keys, a
+        // key set over plain http to another host: refused.
+        let secret = [7u8; 32];
+        let both = OidcClientConfig::from_stored(
+            "gate",
+            Some(&secret),
+            r#"{"kind":"confidential","jwks_uri":"https://gate.example/jwks","redirect_uris":["https://gate.example/cb"]}"#,
+            d,
+        )
+        .unwrap_err();
+        assert!(both.contains("jwks_uri"), "{both}");
+        for bad in [
+            r#"{"kind":"public","jwks_uri":"https://gate.example/jwks","redirect_uris":["https://gate.example/cb"]}"#,
+            r#"{"kind":"confidential","jwks_uri":"http://gate.example/jwks","redirect_uris":["https://gate.example/cb"]}"#,
+            r#"{"kind":"confidential","redirect_uris":["https://gate.example/cb"]}"#,
+        ] {
+            assert!(
+                OidcClientConfig::from_stored("gate", None, bad, d).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ use vestibule_store::{AuditEntry, Store, hex};
 use crate::accounts::now_ms;
 use crate::identity::oidc::{Asked, Upstream};
 use crate::keys::kek::Kek;
-use crate::state::{AppState, IdentityReader};
+use crate::state::AppState;
 
 /// How long a claimed re-check holds its session: longer than a refresh
 /// and a userinfo request with their timeouts, so a slow provider does
@@ -140,12 +140,10 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The upstream of the `[source.oidc]` login, if that is the source.
+/// The upstream of the `[source.oidc]` login, whether it is the source
+/// or beside another one.
 fn upstream(state: &AppState) -> Option<&Arc<Upstream>> {
-    match &state.identity_reader {
-        Some(IdentityReader::Oidc { upstream }) => Some(upstream),
-        _ => None,
-    }
+    state.oidc_upstream()
 }
 
 /// Records a login's tokens with its new session (the callback): the
@@ -185,6 +183,7 @@ pub async fn id_token_hint(
 /// Asks the provider about one session: its new tokens when it vouches.
 async fn ask(
     upstream: &Upstream,
+    keys: Option<&crate::keys::KeyRing>,
     link: &OidcSessionLink,
     old: SessionTokens,
 ) -> Asked<SessionTokens> {
@@ -196,7 +195,7 @@ async fn ask(
             Asked::Unreachable(why) => Asked::Unreachable(why),
         };
     };
-    let answer = match upstream.refresh(&refresh_token).await {
+    let answer = match upstream.refresh(&refresh_token, keys).await {
         Asked::Vouched(a) => a,
         Asked::Refused(why) => return Asked::Refused(why),
         Asked::Unreachable(why) => return Asked::Unreachable(why),
@@ -312,7 +311,7 @@ pub async fn recheck_claimed(
         return Ok(Outcome::Ended);
     };
     let asked = match open(upstream.kek(), session_hash, &stored) {
-        Ok(tokens) => ask(upstream, &link, tokens).await,
+        Ok(tokens) => ask(upstream, state.signing_keys.as_deref(), &link, tokens).await,
         // Tokens that do not open cannot be re-checked: fail closed.
         Err(e) => Asked::Refused(e),
     };

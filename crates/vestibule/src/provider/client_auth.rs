@@ -1,6 +1,18 @@
 //! Client authentication at the token endpoint (and, later, revocation and
-//! introspection): `client_secret_basic`, `client_secret_post`, and
-//! `none` for public clients (RFC 6749 §2.3, OIDC Core §9).
+//! introspection): `client_secret_basic`, `client_secret_post`,
+//! `private_key_jwt` for clients registered with a `jwks_uri`, and `none`
+//! for public clients (RFC 6749 §2.3, OIDC Core §9).
+//!
+//! `private_key_jwt` (RFC 7523 §2.2): `client_assertion_type` is the JWT
+//! bearer type and `client_assertion` a JWT the client signed with a key
+//! of its JWK Set; `client_id`, when sent, must be the assertion's `sub`
+//! (RFC 7521 §4.2). The rules are vestibule-core's
+//! ([`vestibule_core::oidc::verify_client_assertion`]): `iss` = `sub` =
+//! the client, `aud` this provider's issuer or token endpoint URL and
+//! nothing else, `exp` within [`MAX_ASSERTION_LIFETIME`], a `jti` used
+//! once ([`super::client_keys`]). A client with a `jwks_uri` has no secret,
+//! so a secret it sends is refused like a wrong one; a client with a
+//! secret has no keys, so an assertion it sends is refused.
 //!
 //! A confidential client may use either secret method (Jellyfin's plugin
 //! mixes them; a strict check broke it with Authelia). Using both at once is
@@ -11,11 +23,26 @@
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use subtle::ConstantTimeEq;
+use vestibule_core::jwt::JwtError;
+use vestibule_core::oidc::{
+    ClientAssertionExpectations, JWT_BEARER_ASSERTION, OidcTokenError, unverified_assertion_client,
+    verify_client_assertion,
+};
 use vestibule_core::oidc_token::{Params, basic_client};
 
 use std::sync::Arc;
 
-use super::{Provider, find_client, oauth_error, sha256};
+use super::client_keys::Use;
+use super::{Provider, TOKEN_PATH, find_client, issuer_origin, oauth_error, sha256};
+
+/// The longest a client assertion may live from now (`exp - now`): long
+/// enough for a client's clock skew, short enough that remembering its
+/// `jti` costs little.
+pub const MAX_ASSERTION_LIFETIME: i64 = 300;
+/// Clock skew allowed on an assertion's `exp`, `nbf` and `iat`, seconds.
+const ASSERTION_LEEWAY: i64 = 60;
+/// The longest client assertion read.
+const MAX_ASSERTION_BYTES: usize = 8 * 1024;
 use crate::config::{ClientKind, OidcClientSettings};
 
 /// How the client authenticated.
@@ -25,6 +52,8 @@ pub enum Method {
     SecretBasic,
     /// `client_id` and `client_secret` in the body (RFC 6749 §2.3.1).
     SecretPost,
+    /// A JWT signed with one of the client's keys (RFC 7523 §2.2).
+    PrivateKeyJwt,
     /// A public client naming itself (RFC 6749 §2.1, §3.2.1).
     None,
 }
@@ -92,6 +121,15 @@ pub(crate) async fn authenticate(
             "more than one Authorization header",
         ));
     }
+    if params.has("client_assertion") || params.has("client_assertion_type") {
+        // RFC 6749 §2.3: one method per request.
+        if first.is_some() || params.has("client_secret") {
+            return Err(AuthError::InvalidRequest(
+                "a client assertion and a client secret in one request (RFC 6749 §2.3)",
+            ));
+        }
+        return assertion(p, params).await;
+    }
     let (client_id, secret, method) = match first {
         Some(value) => {
             // Anything in Authorization is an attempt at Basic: a value we
@@ -147,5 +185,91 @@ pub(crate) async fn authenticate(
         // Basic header) is refused rather than half-trusted.
         (ClientKind::Public, None, _) => Ok((client, method)),
         _ => Err(refused),
+    }
+}
+
+/// `private_key_jwt` (see the module documentation).
+async fn assertion(
+    p: &Provider<'_>,
+    params: &Params,
+) -> Result<(Arc<OidcClientSettings>, Method), AuthError> {
+    let refused = AuthError::InvalidClient { basic_tried: false };
+    // RFC 7521 §4.2: the type says how to read the assertion; another
+    // type is not one this provider reads.
+    if params.get("client_assertion_type") != Some(JWT_BEARER_ASSERTION) {
+        return Err(refused);
+    }
+    let Some(token) = params.get("client_assertion") else {
+        return Err(AuthError::InvalidRequest("client_assertion is missing"));
+    };
+    let Some(claimed) = unverified_assertion_client(token, MAX_ASSERTION_BYTES) else {
+        return Err(refused);
+    };
+    // §4.2: `client_id` is optional; when present it names the same client.
+    if params.get("client_id").is_some_and(|id| id != claimed) {
+        return Err(refused);
+    }
+    let client = match find_client(p, &claimed).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return Err(refused),
+        Err(e) => {
+            tracing::error!(error = %e, "client authentication: the store failed");
+            return Err(AuthError::Unavailable);
+        }
+    };
+    let (ClientKind::Confidential, Some(jwks_uri)) = (client.kind, client.jwks_uri.as_deref())
+    else {
+        return Err(refused);
+    };
+    let issuer = p.settings.issuer.clone();
+    let audiences = [
+        issuer.clone(),
+        format!("{}{TOKEN_PATH}", issuer_origin(&issuer)),
+    ];
+    let now = crate::accounts::now_ms() / 1000;
+    let expect = ClientAssertionExpectations {
+        client_id: &client.client_id,
+        audiences: &audiences,
+        algorithms: &vestibule_jose::Algorithm::ALL,
+        now,
+        leeway: ASSERTION_LEEWAY,
+        max_lifetime: MAX_ASSERTION_LIFETIME,
+        max_token_bytes: MAX_ASSERTION_BYTES,
+    };
+    let keys = &p.clients.assertions;
+    let jwks = keys.keys(jwks_uri).await.map_err(|e| {
+        tracing::warn!(client_id = %client.client_id, error = %e, "a client's keys could not be fetched");
+        AuthError::InvalidClient { basic_tried: false }
+    })?;
+    let verified = match verify_client_assertion(token, &jwks, &expect) {
+        Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: Some(_) })) => {
+            match keys.refetch(jwks_uri).await {
+                Some(jwks) => verify_client_assertion(token, &jwks, &expect),
+                None => Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: None })),
+            }
+        }
+        other => other,
+    };
+    let verified = verified.map_err(|e| {
+        tracing::info!(client_id = %client.client_id, error = %e, "a client assertion was refused");
+        AuthError::InvalidClient { basic_tried: false }
+    })?;
+    match keys.first_use(
+        &client.client_id,
+        &verified.token_id,
+        verified.replay_until,
+        now,
+    ) {
+        Use::First => Ok((client, Method::PrivateKeyJwt)),
+        Use::Replay => {
+            tracing::warn!(client_id = %client.client_id, "a client assertion was used twice (RFC 7523 §3 item 7)");
+            Err(AuthError::InvalidClient { basic_tried: false })
+        }
+        Use::Full => {
+            tracing::error!(
+                "too many client assertions remembered; refusing new ones until some expire"
+            );
+            Err(AuthError::Unavailable)
+        }
     }
 }

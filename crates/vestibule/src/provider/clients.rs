@@ -17,6 +17,15 @@
 //! unknown (an error in the log names it), because which registration
 //! holds would be ambiguous.
 //!
+//! ## Reload
+//!
+//! The file's clients are one map behind a lock, swapped whole by
+//! [`ClientRegistry::replace_file_clients`] when `SIGHUP` reloads a
+//! changed `[[oidc_provider.client]]` list: a request that already found
+//! its client keeps that registration; the next lookup sees the new one.
+//! A removed client stops working at once (its refresh tokens are kept,
+//! and work again if it comes back).
+//!
 //! ## The cache of stored registrations
 //!
 //! Every token, revocation, introspection and authorization request looks
@@ -34,7 +43,7 @@
 //! [`MAX_CACHED_CLIENTS`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use vestibule_store::provider::StoredOidcClient;
@@ -51,23 +60,54 @@ pub const MAX_CACHED_CLIENTS: usize = 4096;
 /// The clients of the file, the defaults stored clients are read with,
 /// and the store's recent answers.
 pub struct ClientRegistry {
-    file: HashMap<String, Arc<OidcClientSettings>>,
+    file: RwLock<Arc<HashMap<String, Arc<OidcClientSettings>>>>,
     defaults: ClientDefaults,
     stored: Mutex<HashMap<String, (Instant, Option<StoredOidcClient>)>>,
+    /// The key sets of `private_key_jwt` clients and the assertion ids
+    /// they used.
+    pub assertions: super::client_keys::AssertionKeys,
+}
+
+fn file_clients(settings: &OidcProviderSettings) -> HashMap<String, Arc<OidcClientSettings>> {
+    settings
+        .clients
+        .iter()
+        .map(|c| (c.client_id.clone(), Arc::new(c.clone())))
+        .collect()
 }
 
 impl ClientRegistry {
     /// The registry of checked settings.
     pub fn new(settings: &OidcProviderSettings) -> Self {
         Self {
-            file: settings
-                .clients
-                .iter()
-                .map(|c| (c.client_id.clone(), Arc::new(c.clone())))
-                .collect(),
+            file: RwLock::new(Arc::new(file_clients(settings))),
             defaults: settings.client_defaults,
             stored: Mutex::new(HashMap::new()),
+            assertions: super::client_keys::AssertionKeys::default(),
         }
+    }
+
+    /// The file's clients as they are now.
+    fn file(&self) -> Arc<HashMap<String, Arc<OidcClientSettings>>> {
+        self.file
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Swaps in the clients of a reloaded file (see the module
+    /// documentation); the cache of stored answers is cleared too, since
+    /// which ids the file declares decides what it keeps.
+    pub fn replace_file_clients(&self, settings: &OidcProviderSettings) {
+        let clients = Arc::new(file_clients(settings));
+        *self
+            .file
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = clients;
+        self.stored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// The store's registration of `client_id`, as read at most
@@ -89,7 +129,7 @@ impl ClientRegistry {
         }
         let read_at = Instant::now();
         let s = store.oidc_client(client_id).await?;
-        if s.is_some() || self.file.contains_key(client_id) {
+        if s.is_some() || self.file().contains_key(client_id) {
             let mut cache = lock();
             if cache.len() >= MAX_CACHED_CLIENTS {
                 cache.clear();
@@ -108,7 +148,7 @@ impl ClientRegistry {
         client_id: &str,
     ) -> Result<Option<Arc<OidcClientSettings>>, StoreError> {
         let stored = self.stored(store, client_id).await?;
-        match (self.file.get(client_id), stored) {
+        match (self.file().get(client_id), stored) {
             (Some(c), None) => Ok(Some(c.clone())),
             (Some(_), Some(_)) => {
                 tracing::error!(

@@ -68,7 +68,18 @@ impl Documents {
 
 /// The provider's metadata (OIDC Discovery §3, RFC 8414 §2).
 fn metadata(p: &ProviderState) -> serde_json::Value {
-    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    let auth_methods = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+        "none",
+    ];
+    // RFC 7523 §2.2 assertions, verified by vestibule-jose: asymmetric
+    // algorithms only (never `none` or HMAC).
+    let assertion_algs: Vec<&str> = vestibule_jose::Algorithm::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
     json!({
         "issuer": p.issuer,
         "authorization_endpoint": p.endpoint(AUTHORIZE_PATH),
@@ -95,9 +106,12 @@ fn metadata(p: &ProviderState) -> serde_json::Value {
         // pinned exactly); the others per client.
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         // RFC 7662 §2.1: introspection needs an authenticated caller.
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         // immich, user_oidc and hass-oidc-auth send PKCE only when S256 is
         // listed here; `plain` is never offered (RFC 9700 §2.1.1).
         "code_challenge_methods_supported": ["S256"],

@@ -16,7 +16,8 @@
 //! - [`token`] (code exchange, refresh rotation, `client_credentials`),
 //!   [`userinfo`], [`id_token`] (ID tokens and RFC 9068 access tokens)
 //!   and [`client_auth`] (`client_secret_basic`, `client_secret_post`,
-//!   `none`), with the little they share below.
+//!   `private_key_jwt` with [`client_keys`], `none`), with the little they
+//!   share below.
 //! - [`revoke`] (RFC 7009) and [`introspect`] (RFC 7662): what a client
 //!   may do with a token it holds.
 //! - [`grants`]: apps with access, as people see them, and the one way a
@@ -29,6 +30,7 @@
 pub mod authorize;
 pub mod backchannel;
 pub mod client_auth;
+pub mod client_keys;
 pub mod clients;
 pub mod consent;
 pub mod device;
@@ -125,7 +127,7 @@ impl ProviderState {
 
 /// `scheme://authority` of an issuer URL (checked by the configuration:
 /// `http(s)://` and an authority).
-fn issuer_origin(issuer: &str) -> &str {
+pub(crate) fn issuer_origin(issuer: &str) -> &str {
     let after = issuer.find("://").map_or(0, |i| i + 3);
     let end = issuer[after..]
         .find('/')

@@ -14,10 +14,26 @@
 //!   changed `[accounts.roles]`, for example); if they do, or if they would
 //!   turn signed assertions on or off (their keys and cache exist from the
 //!   start or not at all), they wait for a restart like the rest.
+//! - `[[oidc_provider.client]]` applies live when it is the only change in
+//!   `[oidc_provider]`: the clients, checked with the running rest of the
+//!   file, are swapped into the provider's registry at once
+//!   ([`ClientRegistry::replace_file_clients`](crate::provider::clients::ClientRegistry::replace_file_clients)).
+//!   A new client's ID-token algorithm gets its key family at its first
+//!   token (the key ring makes missing families on demand). Any other
+//!   change in `[oidc_provider]` waits for a restart, the clients with it.
 //! - Every other changed section is logged as `needs a restart: <section>`
 //!   (`systemctl restart vestibule`). Listeners, the identity source, the
 //!   database, accounts, sessions, devices, keys and assertions are built
 //!   once at start.
+//!
+//! Whatever the file says, each `SIGHUP` also refreshes what vestibule
+//! holds from elsewhere ([`refresh_remote`]), without waiting for its
+//! schedule: the signing keys are reloaded from the store (a key rotated
+//! by `vestibule keys rotate` at another instance signs here at once), the
+//! `[source.jwt]` JWK Set and the `[source.oidc]` provider's discovery
+//! document and JWK Set are fetched again, and the key sets of
+//! `private_key_jwt` clients are forgotten (fetched at their next use).
+//! Each is logged; a failed fetch keeps what was held.
 //!
 //! The comparison is against what runs: the file at start, with the routes
 //! of the last reload that applied them.
@@ -92,6 +108,20 @@ impl Reloader {
             return Outcome::Unchanged;
         }
         let mut applied = Vec::new();
+        if let Some(at) = needs_restart.iter().position(|s| *s == OIDC_PROVIDER)
+            && let Some(state) = &self.state
+            && let Some(provider) = &state.provider
+            && let Some(settings) = self.clients_alone(&file)
+        {
+            provider.clients.replace_file_clients(&settings);
+            if let (Some(running), Some(new)) =
+                (&mut self.running.oidc_provider, &file.oidc_provider)
+            {
+                running.clients = new.clients.clone();
+            }
+            needs_restart.remove(at);
+            applied.push(CLIENTS);
+        }
         if let Some(at) = needs_restart.iter().position(|s| *s == ROUTES)
             && let Some(state) = &self.state
             && let Some(routes) = self.routes_alone(&file, state)
@@ -105,6 +135,33 @@ impl Reloader {
             applied,
             needs_restart,
         }
+    }
+
+    /// The provider's settings with the file's clients on top of the
+    /// running rest of the file, when the clients are all that changed in
+    /// `[oidc_provider]` and that passes the checks.
+    fn clients_alone(&self, file: &FileConfig) -> Option<crate::config::OidcProviderSettings> {
+        let (Some(running), Some(new)) = (&self.running.oidc_provider, &file.oidc_provider) else {
+            return None;
+        };
+        let mut same_but_clients = running.clone();
+        same_but_clients.clients = new.clients.clone();
+        // Compared through `Debug`, as `changed_sections` does.
+        if format!("{same_but_clients:?}") != format!("{new:?}") {
+            return None;
+        }
+        let mut mixed = self.running.clone();
+        mixed.oidc_provider = Some(same_but_clients);
+        let (settings, diags) = config::validate(&mixed);
+        let Some(settings) = settings else {
+            for d in diags.iter().filter(|d| d.severity == Severity::Error) {
+                tracing::warn!(
+                    "reload: [[oidc_provider.client]] depends on a change that needs a restart: {d}"
+                );
+            }
+            return None;
+        };
+        settings.oidc_provider
     }
 
     /// The new routes on top of the running rest of the file, if that
@@ -165,6 +222,10 @@ impl Reloader {
 
 /// How `changed_sections` names the routes.
 const ROUTES: &str = "[[route]]";
+/// How `changed_sections` names the provider.
+const OIDC_PROVIDER: &str = "[oidc_provider]";
+/// What a reload applies of the provider: its clients.
+const CLIENTS: &str = "[[oidc_provider.client]]";
 
 /// The top-level sections that differ, as the file spells them. Compared through `Debug`, which
 /// shows every field (`FileConfig` is read-only data without `PartialEq`);
@@ -210,7 +271,7 @@ pub fn changed_sections(a: &FileConfig, b: &FileConfig) -> Vec<&'static str> {
         "[keys]" => keys,
         "[client_certs]" => client_certs,
         "[assertions]" => assertions,
-        "[oidc_provider]" => oidc_provider,
+        OIDC_PROVIDER => oidc_provider,
         ROUTES => routes,
     )
     .into_iter()
@@ -228,8 +289,58 @@ pub fn on_sighup(mut reloader: Reloader) -> std::io::Result<JoinHandle<()>> {
         while hangup.recv().await.is_some() {
             tracing::info!("reload: SIGHUP received");
             reloader.reload();
+            if let Some(state) = &reloader.state {
+                refresh_remote(state).await;
+            }
         }
     }))
+}
+
+/// Reloads what vestibule holds from the store and from other servers
+/// (see the module documentation), logging each: `reload: <what>
+/// refreshed` or, when it failed, a warning naming it (what was held
+/// stays).
+pub async fn refresh_remote(state: &AppState) {
+    if let Some(ring) = &state.signing_keys {
+        match ring.reload().await {
+            Ok(()) => tracing::info!(
+                keys = ring.published().keys().len(),
+                "reload: signing keys reloaded from the store"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "reload: signing keys could not be reloaded; the loaded ones stay")
+            }
+        }
+    }
+    if let Some(crate::state::IdentityReader::Jwt { keys, .. }) = &state.identity_reader {
+        match keys.refresh().await {
+            Ok(n) => tracing::info!(keys = n, "reload: [source.jwt] JWK Set fetched again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reload: [source.jwt] JWK Set could not be fetched; the held keys stay")
+            }
+        }
+    }
+    // The OIDC login's provider, whether it is the source or beside one.
+    if let Some(upstream) = state.oidc_upstream() {
+        match upstream.refetch().await {
+            Ok(n) => tracing::info!(
+                keys = n,
+                "reload: [source.oidc] discovery document and JWK Set fetched again"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "reload: [source.oidc] provider could not be fetched; what was held stays")
+            }
+        }
+    }
+    if let Some(p) = &state.provider {
+        let n = p.clients.assertions.forget_keys();
+        if n > 0 {
+            tracing::info!(
+                sets = n,
+                "reload: private_key_jwt clients' key sets forgotten; fetched again at their next use"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

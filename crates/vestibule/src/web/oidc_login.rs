@@ -102,6 +102,19 @@ fn provider_unreachable(e: &str) -> PageError {
     )
 }
 
+/// The provider does not take vestibule's client authentication: a
+/// configuration mismatch, named in the log and on the page (it is about
+/// the gateway, not the person).
+fn client_auth_mismatch(e: &str) -> PageError {
+    tracing::error!(error = %e, "OIDC sign-in cannot start");
+    PageError::refused(
+        StatusCode::BAD_GATEWAY,
+        "Sign-in is misconfigured",
+        "vestibule and your sign-in provider do not agree on how vestibule authenticates (source.oidc.client_auth); the log names the methods the provider offers.",
+        "Tell the administrator.",
+    )
+}
+
 fn refused(status: StatusCode, why: &str) -> PageError {
     tracing::info!(reason = %why, "an OIDC sign-in was refused");
     PageError::refused(
@@ -169,6 +182,9 @@ pub(super) async fn begin(
         .metadata()
         .await
         .map_err(|e: String| provider_unreachable(&e))?;
+    upstream
+        .check_client_auth(&m, state.signing_keys.as_deref())
+        .map_err(|e| client_auth_mismatch(&e))?;
     let settings = upstream.settings();
     let (id, state_value, nonce, verifier) = (
         random_token(),
@@ -285,7 +301,7 @@ pub(super) async fn callback(
         e => refused(StatusCode::BAD_REQUEST, &format!("{e:?}")),
     })?;
     let tokens = upstream
-        .exchange(&code, &pending.verifier)
+        .exchange(&code, &pending.verifier, state.signing_keys.as_deref())
         .await
         .map_err(|e: String| provider_unreachable(&e))?;
     let expect = IdTokenExpectations {

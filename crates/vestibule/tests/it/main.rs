@@ -24,6 +24,7 @@ mod identity;
 mod key_rotation;
 mod ldap;
 mod limits;
+mod oidc_client_auth;
 mod oidc_link;
 mod oidc_login;
 mod oidc_recheck;

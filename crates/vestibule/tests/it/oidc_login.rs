@@ -174,7 +174,7 @@ pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> Raw {
 
 /// A login started at the downstream: (the provider's authorization URL,
 /// the login cookie).
-async fn start_login(p: &Pair, return_to: &str) -> (String, String) {
+pub(crate) async fn start_login(p: &Pair, return_to: &str) -> (String, String) {
     let url = format!(
         "http://{}/.vestibule/oidc/login?return_to={}",
         p.down.addr,

@@ -282,10 +282,19 @@ async fn sighup_applies_routes_live_and_names_what_needs_a_restart() {
 }
 
 async fn vestibule(args: &[&str], config: &Path) -> (i32, String, String) {
+    vestibule_with_env(args, config, &[]).await
+}
+
+async fn vestibule_with_env(
+    args: &[&str],
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vestibule"))
         .args(args)
         .arg("--config")
         .arg(config)
+        .envs(env.iter().copied())
         .env_remove("VESTIBULE_CONFIG")
         .output()
         .await
@@ -371,4 +380,145 @@ async fn the_packaged_example_configuration_passes_check() {
         ),
         "{unit}"
     );
+}
+
+fn sha256_hex(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A code exchange with a bogus code at the provider, authenticated as
+/// `client_id` with `secret`: 400 `invalid_grant` when the client is
+/// known and its secret right, 401 `invalid_client` otherwise.
+async fn token_status(gw: &Gateway, client_id: &str, secret: &str) -> u16 {
+    let body = format!(
+        "grant_type=authorization_code&code=bogus&redirect_uri=x&code_verifier=v&client_id={client_id}&client_secret={secret}"
+    );
+    let req = format!(
+        "POST /.vestibule/oidc/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        gw.addr,
+        body.len()
+    );
+    Raw::send(gw.addr, TRUSTED, req.as_bytes()).await.status
+}
+
+#[tokio::test]
+async fn sighup_applies_oidc_clients_live_and_reloads_signing_keys() {
+    let up = start_whoami().await;
+    let port = closed_port().await;
+    let data = tempfile::tempdir().unwrap();
+    let client = |id: &str| {
+        format!(
+            "[[oidc_provider.client]]\nclient_id = \"{id}\"\nkind = \"confidential\"\nsecret_sha256 = \"{}\"\n\
+             redirect_uris = [\"https://{id}.example.com/cb\"]\n\n",
+            sha256_hex(&format!("{id}-secret"))
+        )
+    };
+    let text = |issuer: &str, clients: &str| {
+        format!(
+            "[server]\nlisten = [\"{port}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\n\n{}\n\
+             [keys]\npublish_ahead = \"4h\"\nreload_every = \"1h\"\n\n[oidc_provider]\nissuer = \"{issuer}\"\n\n{clients}{}",
+            accounts_on(&data.path().display().to_string()),
+            route("app", "/", up, ""),
+        )
+    };
+    let issuer = format!("http://{port}");
+    let gw = Gateway::start(&text(&issuer, &client("one"))).await;
+    let path = gw._dir.path().join("vestibule.toml");
+    assert_eq!(token_status(&gw, "one", "one-secret").await, 400);
+    assert_eq!(token_status(&gw, "two", "two-secret").await, 401);
+
+    // `two` added, `one` removed: applied at once, nothing else changed.
+    std::fs::write(&path, text(&issuer, &client("two"))).unwrap();
+    hangup(&gw).await;
+    let log = until_logged(&gw, "reload: applied [[oidc_provider.client]]", 1).await;
+    assert!(!log.contains("needs a restart: [oidc_provider]"), "{log}");
+    assert_eq!(token_status(&gw, "two", "two-secret").await, 400);
+    assert_eq!(token_status(&gw, "two", "wrong").await, 401);
+    assert_eq!(token_status(&gw, "one", "one-secret").await, 401);
+
+    // The issuer changes too: the whole section waits for a restart, the
+    // clients with it.
+    std::fs::write(
+        &path,
+        text(&format!("http://localhost:{}", port.port()), &client("one")),
+    )
+    .unwrap();
+    hangup(&gw).await;
+    until_logged(&gw, "reload: needs a restart: [oidc_provider]", 1).await;
+    assert_eq!(token_status(&gw, "two", "two-secret").await, 400);
+    assert_eq!(token_status(&gw, "one", "one-secret").await, 401);
+
+    // A key added to the store (as `vestibule keys rotate` at another
+    // instance would) is published here at the next SIGHUP, not at the
+    // next `reload_every` (an hour away).
+    std::fs::write(&path, text(&issuer, &client("two"))).unwrap();
+    let published = || async {
+        Raw::get(gw.addr, TRUSTED, "/.vestibule/jwks.json", &[])
+            .await
+            .json()["keys"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = published().await;
+    let (code, _, err) = vestibule(&["keys", "rotate"], &path).await;
+    assert_eq!(code, 0, "{err}");
+    hangup(&gw).await;
+    until_logged(&gw, "reload: signing keys reloaded from the store", 3).await;
+    // One new key per family in use (the assertion family and the
+    // provider's RS256), each published now.
+    assert!(published().await > before);
+
+    assert_eq!(admin_get(&gw, "/livez").await.status, 200);
+}
+
+/// The `keys=` of each log line with `message`, in order.
+fn logged_key_counts(log: &str, message: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|l| {
+            l.split("keys=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sighup_fetches_the_oidc_providers_discovery_and_keys_again() {
+    use crate::oidc_client_auth::{KEK, KEK_VAR, SECRET, SECRET_VAR, pair};
+    let p = pair(
+        |_| format!("secret_sha256 = \"{}\"", sha256_hex(SECRET)),
+        &format!("client_secret_env = \"{SECRET_VAR}\""),
+    )
+    .await;
+    const FETCHED: &str = "reload: [source.oidc] discovery document and JWK Set fetched again";
+    hangup(&p.down).await;
+    let log = until_logged(&p.down, FETCHED, 1).await;
+    let first = logged_key_counts(&log, FETCHED);
+    // The provider adds keys (as `vestibule keys rotate` does) and, at its
+    // own SIGHUP, publishes them; the downstream's next SIGHUP fetches
+    // them, without waiting for an unknown kid.
+    let (code, _, err) = vestibule_with_env(
+        &["keys", "rotate"],
+        &p.up._dir.path().join("vestibule.toml"),
+        &[(KEK_VAR, KEK)],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    hangup(&p.up).await;
+    until_logged(&p.up, "reload: signing keys reloaded from the store", 1).await;
+    hangup(&p.down).await;
+    let log = until_logged(&p.down, FETCHED, 2).await;
+    let counts = logged_key_counts(&log, FETCHED);
+    assert_eq!(counts.len(), 2, "{log}");
+    assert!(counts[1] > first[0], "{counts:?}\n{log}");
 }

@@ -207,7 +207,12 @@ async fn discovery_is_the_configured_issuer_on_its_own_authority_only() {
             assert_eq!(m["id_token_signing_alg_values_supported"][0], "RS256");
             assert_eq!(
                 m["token_endpoint_auth_methods_supported"],
-                serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+                serde_json::json!([
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "none"
+                ])
             );
             assert_eq!(m["authorization_response_iss_parameter_supported"], true);
             assert_eq!(m["backchannel_logout_supported"], true);

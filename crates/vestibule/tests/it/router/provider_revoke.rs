@@ -387,10 +387,19 @@ async fn discovery_lists_revocation_and_introspection() {
     assert_eq!(m["introspection_endpoint"], format!("{ISSUER}{INTROSPECT}"));
     assert_eq!(
         m["introspection_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
     );
     assert_eq!(
         m["revocation_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt",
+            "none"
+        ])
     );
 }
