@@ -87,6 +87,8 @@ pub enum IdentityReader {
     Oidc {
         /// The upstream provider (and the `[source.oidc]` settings).
         upstream: Arc<crate::identity::oidc::Upstream>,
+        /// What app routes know of the sessions it opened, with the store.
+        sessions: Option<Arc<crate::web::oidc_sessions::OidcSessions>>,
     },
 }
 
@@ -259,6 +261,9 @@ impl AppState {
                 },
                 SourceKind::Oidc(o) => IdentityReader::Oidc {
                     upstream: Arc::new(crate::identity::oidc::Upstream::new((**o).clone())?),
+                    sessions: store
+                        .as_ref()
+                        .map(|s| Arc::new(crate::web::oidc_sessions::OidcSessions::new(s.clone()))),
                 },
             }),
             None => None,

@@ -51,8 +51,15 @@ pub async fn authenticate(
     let counters = &state.header_auth;
     // The OIDC login's identity is the browser's own session cookie, from
     // anyone: no front vouches for it.
-    if let IdentityReader::Oidc { upstream } = reader {
-        let result = crate::web::oidc_login::session_identity(state, ctx, headers, upstream).await;
+    if let IdentityReader::Oidc { upstream, sessions } = reader {
+        let result = crate::web::oidc_login::session_identity(
+            state,
+            ctx,
+            headers,
+            upstream,
+            sessions.as_deref(),
+        )
+        .await;
         match &result {
             Ok(Some(_)) => counters.authenticated.inc(),
             Ok(None) => counters.anonymous.inc(),

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod flash;
 pub(crate) mod login;
 pub(crate) mod oidc_login;
+pub mod oidc_sessions;
 pub mod security_headers;
 pub mod session;
 
