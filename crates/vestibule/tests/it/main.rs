@@ -25,6 +25,7 @@ mod key_rotation;
 mod ldap;
 mod limits;
 mod oidc_login;
+mod oidc_login_pg;
 mod one_way_in;
 mod pages;
 mod postgres;
