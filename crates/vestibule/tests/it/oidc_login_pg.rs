@@ -10,6 +10,8 @@
 //!   drops B's cached entry), after both had it cached.
 //! - A logout token naming only `sub` ends every session of that user,
 //!   wherever it was opened, on both.
+//! - An account disabled from outside both (a third connection to the
+//!   database) is refused at both within 1 s.
 //!
 //! The one wait is the 1 s bound the issue sets for revocation to reach
 //! every instance (a poll, not a speed measurement).
@@ -157,5 +159,34 @@ async fn a_sub_only_logout_token_ends_every_session_of_the_user_on_both() {
     // None of them is left in the shared database.
     for c in cookies {
         assert!(store.session(&hash_token(c)).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn an_account_disabled_elsewhere_is_refused_at_both_within_a_second() {
+    let s = setup().await;
+    let (a, b) = (s.a.addr, s.b.addr);
+    let cookie = sign_in_at(b, &s.issuer, &format!("http://{b}/hello")).await;
+    for gw in [a, b, a, b] {
+        assert!(alive(gw, &cookie).await, "{gw}");
+    }
+    // A third instance's view of the database (an admin's CLI) disables
+    // the account: both gateways hear `Change::Account` over `LISTEN`.
+    let (store, _) = link_of(&s, &cookie).await;
+    let account = store
+        .session(&hash_token(&cookie))
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let now = vestibule::accounts::now_ms();
+    assert!(
+        store
+            .set_status(account, vestibule_store::AccountStatus::Disabled, now)
+            .await
+            .unwrap()
+    );
+    for gw in [a, b] {
+        ends_within_a_second(gw, &cookie, "disabled").await;
     }
 }
