@@ -5,6 +5,10 @@
 #   bench/run.sh            full run: 10 s per measurement, 3 rounds (~6 min)
 #   bench/run.sh --smoke    1 s per measurement, 1 round: checks every scenario
 #                           answers 2xx and the table is produced; asserts no speed
+#   BENCH_ONLY="4 5" bench/run.sh [--smoke]
+#                           only those scenarios (full: 10 s x 3 rounds), no
+#                           provider endpoints and no scale section: a quick
+#                           ratio check; the other rows and ratios are absent
 #   bench/run.sh --soak [S] S seconds (default 600) of mixed in-path and verify
 #                           requests at about 80 % of the measured peak: fails on
 #                           any error; reports latency percentiles over time and
@@ -19,6 +23,7 @@ DURATION=10
 ROUNDS=3
 if [ "${1:-}" = "--smoke" ]; then MODE=smoke; DURATION=1; ROUNDS=1; fi
 SOAK_SECONDS=600
+ONLY=${BENCH_ONLY:-}
 if [ "${1:-}" = "--soak" ]; then MODE=soak; SOAK_SECONDS=${2:-600}; fi
 CONNECTIONS=64
 THREADS=2
@@ -229,6 +234,13 @@ if [ "$MODE" = soak ]; then
   exit 0
 fi
 
+# Scenario 5: a second vestibule as the upstream OpenID provider, a third
+# with [source.oidc] against it, and one login driven with curl: the
+# session cookie is in OIDC_SESSION (see bench/oidc_session.sh).
+# shellcheck source=bench/oidc_session.sh
+. bench/oidc_session.sh
+oidc_session_setup || exit 1
+
 mkdir -p "$WORK/nginx/logs"
 cat >"$WORK/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -344,6 +356,7 @@ SCENARIOS=(
   "2|nginx proxy_pass|http://127.0.0.1:$P_NGX_PROXY/_bench|"
   "3|Caddy reverse_proxy|http://127.0.0.1:$P_CADDY_PROXY/_bench|"
   "4|vestibule in-path, trusted headers (authelia), remote profile|http://127.0.0.1:$P_VEST/_bench|id"
+  "5|vestibule in-path, session cookie of its OIDC login ([source.oidc], a second vestibule as the provider)|http://127.0.0.1:$P_OIDC_GW/_bench|session"
   "6|vestibule in-path, Bearer device credential|http://127.0.0.1:$P_VEST/_bench|bearer"
   "7|vestibule in-path, Bearer opaque OAuth access token (client_credentials, service client)|http://127.0.0.1:$P_VEST/_bench|oauth"
   "8|vestibule in-path, trusted headers, with a signed assertion (4 on a route with assertion = true)|http://127.0.0.1:$P_VEST/_bench|signed"
@@ -353,9 +366,14 @@ SCENARIOS=(
   "11|Caddy forward_auth → vestibule verify → upstream|http://127.0.0.1:$P_CADDY_AUTHV/_bench|id"
   "12|vestibule verify endpoint, directly|http://127.0.0.1:$P_VEST/.vestibule/verify|verify"
 )
-PENDING=(
-  "5|in-path with a session cookie|pending: app routes now take [source.oidc] sessions (issue 15), but the bench has no upstream provider to sign in through yet"
-)
+if [ -n "$ONLY" ]; then
+  KEPT=()
+  for s in "${SCENARIOS[@]}"; do
+    case " $ONLY " in *" ${s%%|*} "*) KEPT+=("$s") ;; esac
+  done
+  [ "${#KEPT[@]}" -gt 0 ] || { echo "bench: BENCH_ONLY='$ONLY' names no scenario" >&2; exit 1; }
+  SCENARIOS=("${KEPT[@]}")
+fi
 
 
 run_one() { # id url kind -> "rps p50 p99 non2xx"
@@ -364,6 +382,7 @@ run_one() { # id url kind -> "rps p50 p99 non2xx"
     id) args=("${ID[@]}") ;;
     bearer) args=("${BEARER[@]}") ;;
     oauth) args=("${OAUTH[@]}") ;;
+    session) args=(-H "Cookie: vestibule=$OIDC_SESSION") ;;
     signed) args=("${ID[@]}" "${SIGNED[@]}") ;;
     verify) args=("${ID[@]}" -H "X-Original-URI: /_bench" -H "X-Forwarded-Host: bench") ;;
   esac
@@ -411,7 +430,9 @@ endpoint_rate() { # args... -> "rps p50 p99 bad total"
   echo "${rps:-} $(to_ms "$p50") $(to_ms "$p99") ${bad:-0} ${total:-0}"
 }
 ENDPOINT_ROWS=()
-for e in token userinfo; do
+ENDPOINTS=(token userinfo)
+[ -z "$ONLY" ] || ENDPOINTS=()
+for e in "${ENDPOINTS[@]}"; do
   case "$e" in
     token) read -r rps p50 p99 bad total <<<"$(AUTH="$SVC_AUTH" endpoint_rate -s bench/token_endpoint.lua "$TOKEN_URL")"
       desc="token endpoint, client_credentials POST (mints and stores a token)" ;;
@@ -433,9 +454,10 @@ done
 # measurement that keeps cycling through that working set (cache hits),
 # and the RSS after it.
 if [ "$MODE" = full ]; then SCALE_SIZES=(100000 1000000); WARM_MAX=200000; else SCALE_SIZES=(1000 4000); WARM_MAX=2000; fi
+[ -z "$ONLY" ] || SCALE_SIZES=()
 P_SCALE=19102
 SCALE_ROWS=()
-for N in "${SCALE_SIZES[@]}"; do
+for N in "${SCALE_SIZES[@]+"${SCALE_SIZES[@]}"}"; do
   SD="$WORK/scale-$N"; mkdir -p "$SD"
   cat >"$SD/vestibule.toml" <<EOF
 [server]
@@ -498,11 +520,15 @@ stats() { # values... -> "median min max"
   tr ' ' '\n' <<<"$*" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {
     m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.0f %.0f %.0f", m, a[1], a[NR] }'
 }
+# A scenario's median, or nothing when it did not run (BENCH_ONLY).
+median() { [ -n "${RPS[$1]:-}" ] && stats ${RPS[$1]} | cut -d' ' -f1; }
+# a ÷ b to `digits` places, or "—" when either did not run.
+quot() { if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$1" -v b="$2" -v d="$3" 'BEGIN { printf "%.*f", d, (b>0)? a/b : 0 }'; else echo "—"; fi; }
 stats3() { tr ' ' '\n' <<<"$*" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {
     m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.3f", m }'; }
 
-read -r direct _ _ <<<"$(stats ${RPS[1]})"
-read -r nginx _ _ <<<"$(stats ${RPS[2]})"
+direct=$(median 1 || true)
+nginx=$(median 2 || true)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
   echo "### vestibule benchmark ($MODE)"
@@ -519,21 +545,17 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     IFS='|' read -r id desc url kind <<<"$s"
     read -r med min max <<<"$(stats ${RPS[$id]})"
     p50=$(stats3 ${P50[$id]}); p99=$(stats3 ${P99[$id]})
-    rn=$(awk -v a="$med" -v b="$nginx" 'BEGIN { printf "%.2f", (b>0)? a/b : 0 }')
-    rd=$(awk -v a="$med" -v b="$direct" 'BEGIN { printf "%.2f", (b>0)? a/b : 0 }')
+    rn=$(quot "$med" "$nginx" 2)
+    rd=$(quot "$med" "$direct" 2)
     echo "| $id | $desc | $med ($min–$max) | $p50 | $p99 | $rn | $rd |"
   done
-  for s in "${PENDING[@]}"; do
-    IFS='|' read -r id desc why <<<"$s"
-    echo "| $id | $desc | — | — | — | — | $why |"
-  done
   echo
-  read -r s4 _ _ <<<"$(stats ${RPS[4]})"
-  read -r s8 _ _ <<<"$(stats ${RPS[8]})"
-  echo "Signed assertions (8 ÷ 4, medians; target ≥ 0.95): $(awk -v a="$s8" -v b="$s4" 'BEGIN { printf "%.3f", (b>0)? a/b : 0 }')"
+  s4=$(median 4 || true); s5=$(median 5 || true); s7=$(median 7 || true); s8=$(median 8 || true)
+  echo "Signed assertions (8 ÷ 4, medians; target ≥ 0.95): $(quot "$s8" "$s4" 3)"
   echo
-  read -r s7 _ _ <<<"$(stats ${RPS[7]})"
-  echo "OAuth access tokens at the gate (7 ÷ 4, medians; target ≥ 0.95): $(awk -v a="$s7" -v b="$s4" 'BEGIN { printf "%.3f", (b>0)? a/b : 0 }')"
+  echo "OIDC login sessions at the gate (5 ÷ 4, medians; target ≥ 0.95): $(quot "$s5" "$s4" 3)"
+  echo
+  echo "OAuth access tokens at the gate (7 ÷ 4, medians; target ≥ 0.95): $(quot "$s7" "$s4" 3)"
   echo
   echo "The provider's endpoints (one measurement of ${DURATION}s each, after the rounds):"
   echo
@@ -541,11 +563,8 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "|---|---|---|---|"
   for r in "${ENDPOINT_ROWS[@]}"; do echo "$r"; done
   echo
-  read -r s6 _ _ <<<"$(stats ${RPS[6]})"
-  read -r s9 _ _ <<<"$(stats ${RPS[9]})"
-  read -r s13 _ _ <<<"$(stats ${RPS[13]})"
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b>0)? a/b : 0 }'; }
-  echo "Targets (medians): 4 ÷ 2 = $(ratio "$s4" "$nginx"), 6 ÷ 2 = $(ratio "$s6" "$nginx") (≥ 1.0); 9 ÷ 13 = $(ratio "$s9" "$s13") (≥ 0.9)"
+  s6=$(median 6 || true); s9=$(median 9 || true); s13=$(median 13 || true)
+  echo "Targets (medians): 4 ÷ 2 = $(quot "$s4" "$nginx" 2), 6 ÷ 2 = $(quot "$s6" "$nginx" 2) (≥ 1.0); 9 ÷ 13 = $(quot "$s9" "$s13" 2) (≥ 0.9)"
   echo
   echo "Memory and scale: device credentials in the store (SQLite); a working set of at most $WARM_MAX of them used once each (the warm-up: each a cache miss), then requests cycling through that working set for ${DURATION}s (cache hits)."
   echo

@@ -44,6 +44,9 @@ pub struct AppState {
     /// `[source.oidc]` beside `[source.headers]` or `[source.jwt]`: the
     /// second way in (issue 15, linking); see [`AppState::oidc_upstream`].
     pub also_oidc: Option<Arc<crate::identity::oidc::Upstream>>,
+    /// What app routes know of the sessions the OIDC login opened (as the
+    /// source or beside one), with the store: see `web/oidc_sessions.rs`.
+    pub oidc_sessions: Option<Arc<crate::web::oidc_sessions::OidcSessions>>,
     /// The keys identity assertions are signed with, published at
     /// `/.vestibule/jwks.json`; loaded (or made) by [`crate::app::spawn`]
     /// when the store exists.
@@ -289,10 +292,26 @@ impl AppState {
             .as_ref()
             .and_then(|s| s.also_oidc.as_ref())
         {
-            Some(o) => Some(Arc::new(crate::identity::oidc::Upstream::new(
-                (**o).clone(),
-            )?)),
+            // Sealed like the sole source's: the same key-encryption key.
+            Some(o) => Some(Arc::new(
+                crate::identity::oidc::Upstream::new((**o).clone())?.with_kek(
+                    settings
+                        .keys
+                        .kek
+                        .as_ref()
+                        .map(crate::keys::kek::Kek::load)
+                        .transpose()?,
+                ),
+            )),
             None => None,
+        };
+        let any_oidc =
+            also_oidc.is_some() || matches!(identity_reader, Some(IdentityReader::Oidc { .. }));
+        let oidc_sessions = match &store {
+            Some(s) if any_oidc => Some(Arc::new(crate::web::oidc_sessions::OidcSessions::new(
+                s.clone(),
+            ))),
+            _ => None,
         };
         let source = identity_reader
             .as_ref()
@@ -349,6 +368,7 @@ impl AppState {
             account_services,
             identity_reader,
             also_oidc,
+            oidc_sessions,
             signing_keys: None,
             assertions,
             client_ca: None,

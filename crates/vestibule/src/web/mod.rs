@@ -17,6 +17,7 @@ pub mod flash;
 pub(crate) mod login;
 pub(crate) mod oidc_link;
 pub(crate) mod oidc_login;
+pub mod oidc_sessions;
 pub mod security_headers;
 pub mod session;
 

@@ -49,8 +49,6 @@ use crate::state::AppState;
 
 /// How long a login may take, provider page included.
 const LOGIN_LIFETIME_MS: i64 = 10 * 60 * 1000;
-/// How often "last used" is written for a session.
-const SESSION_TOUCH_MS: i64 = 60_000;
 /// The longest ID or logout token read.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// The login cookie over HTTPS (`__Host-`: `Secure`, `Path=/`, no
@@ -414,52 +412,38 @@ pub(super) async fn callback(
 /// The identity of the OIDC session a request presents (the session
 /// cookie), for the one pipeline ([`crate::identity::authenticate`]): a
 /// live, not idle session opened by this provider's login, and its account
-/// as stored. `Ok(None)` without one; the store unreachable is 503.
+/// as stored, answered from [`super::oidc_sessions`] (a known session
+/// reads nothing from the store). A disabled account's session is none
+/// (fail closed, whatever the accounts cache says yet). `Ok(None)`
+/// without one; the store unreachable is 503.
 pub(crate) async fn session_identity(
     state: &AppState,
     ctx: &ClientContext,
     headers: &HeaderMap,
     upstream: &Upstream,
 ) -> Result<Option<Identity>, SourceError> {
-    let Some(accounts) = state.accounts() else {
+    let Some(sessions) = state.oidc_sessions.as_deref() else {
         return Ok(None);
     };
     let Some(token) = presented_token(headers, https(ctx, headers)) else {
         return Ok(None);
     };
-    let store = accounts.store();
-    let hash = hash_token(token);
-    let session = store.session(&hash).await.map_err(|e| {
-        tracing::warn!(error = %e, "the session store cannot be read");
-        SourceError::KeysUnavailable
-    })?;
-    let now = now_ms();
     let idle = i64::try_from(state.settings.sessions.idle.as_millis()).unwrap_or(i64::MAX);
-    let Some(s) = session.filter(|s| {
-        s.source == upstream.settings().issuer && s.is_live(now) && now - s.last_seen_at < idle
-    }) else {
-        return Ok(None);
-    };
-    let account = store.account(s.account_id).await.map_err(|e| {
-        tracing::warn!(error = %e, "the account store cannot be read");
-        SourceError::KeysUnavailable
-    })?;
-    let Some(account) = account else {
-        return Ok(None);
-    };
-    if now - s.last_seen_at > SESSION_TOUCH_MS {
-        let _ = store.touch_session(&s.id_hash, now).await;
-    }
-    Ok(Some(Identity {
-        source: s.source,
-        subject: s.subject,
-        username: account.username,
-        email: account.email,
-        display_name: account.display_name,
-        groups: account.groups,
-        org: account.org,
-        ..Identity::default()
-    }))
+    let found = sessions
+        .lookup(
+            &hash_token(token),
+            &upstream.settings().issuer,
+            now_ms(),
+            idle,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "the session store cannot be read");
+            SourceError::KeysUnavailable
+        })?;
+    Ok(found
+        .filter(|s| s.status != vestibule_store::AccountStatus::Disabled)
+        .map(|s| s.identity.clone()))
 }
 
 /// Where `/.vestibule/logout` sends a browser whose session came from the

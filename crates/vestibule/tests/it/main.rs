@@ -27,6 +27,7 @@ mod limits;
 mod oidc_client_auth;
 mod oidc_link;
 mod oidc_login;
+mod oidc_login_pg;
 mod oidc_recheck;
 mod one_way_in;
 mod pages;

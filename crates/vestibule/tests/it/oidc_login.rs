@@ -46,6 +46,92 @@ pub(crate) fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
+/// The upstream's configuration: a provider at `p` whose client `gate`
+/// may come back to each of `downstreams`.
+pub(crate) fn upstream_config(
+    p: SocketAddr,
+    dir: &std::path::Path,
+    downstreams: &[SocketAddr],
+    app: SocketAddr,
+) -> String {
+    let quoted = |f: &dyn Fn(&SocketAddr) -> String| {
+        downstreams
+            .iter()
+            .map(|d| format!("\"{}\"", f(d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "[server]\nlisten = [\"{p}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
+         [source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n[keys]\nkek_env = \"{KEK_VAR}\"\n\n\
+         [oidc_provider]\nissuer = \"http://{p}\"\n\n\
+         [[oidc_provider.client]]\nclient_id = \"gate\"\nkind = \"confidential\"\nsecret_sha256 = \"{}\"\n\
+         redirect_uris = [{}]\npost_logout_redirect_uris = [{}]\nconsent = \"implicit\"\n\n{}",
+        dir.join("data").display(),
+        sha256_hex(SECRET),
+        quoted(&|d| format!("http://{d}/.vestibule/oidc/callback")),
+        quoted(&|d| format!("http://{d}/")),
+        route("app", "/", app, ""),
+    )
+}
+
+/// A downstream gateway's configuration: `[source.oidc]` at `d` against
+/// `issuer`, over `database` (a `[database]` body).
+pub(crate) fn downstream_config(
+    d: SocketAddr,
+    issuer: &str,
+    database: &str,
+    app: SocketAddr,
+) -> String {
+    downstream_config_with(d, issuer, database, app, "", "")
+}
+
+/// [`downstream_config`] with `oidc_extra` added to `[source.oidc]` and
+/// `down_extra` sections appended.
+pub(crate) fn downstream_config_with(
+    d: SocketAddr,
+    issuer: &str,
+    database: &str,
+    app: SocketAddr,
+    oidc_extra: &str,
+    down_extra: &str,
+) -> String {
+    let callback = format!("http://{d}/.vestibule/oidc/callback");
+    format!(
+        "[server]\nlisten = [\"{d}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
+         [client_ip]\ntrusted_hops = [\"127.0.0.1\"]\n\n\
+         [source.oidc]\npreset = \"generic\"\nissuer = \"{issuer}\"\nclient_id = \"gate\"\n\
+         client_secret_env = \"{SECRET_VAR}\"\nredirect_url = \"{callback}\"\n\
+         post_logout_redirect_url = \"http://{d}/\"\nprovisioning = \"auto\"\n{oidc_extra}\n\n\
+         [database]\n{database}\n\n[accounts]\n\n{down_extra}\n\n{}",
+        route("app", "/", app, "credentials = [\"bearer\"]"),
+    )
+}
+
+/// The upstream provider, started: it and its configuration.
+pub(crate) async fn start_upstream(
+    p: SocketAddr,
+    downstreams: &[SocketAddr],
+    app: SocketAddr,
+) -> (Gateway, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = upstream_config(p, dir.path(), downstreams, app);
+    (Gateway::start_in(dir, &text, &[(KEK_VAR, KEK)]).await, text)
+}
+
+/// A downstream gateway, started.
+pub(crate) async fn start_downstream(
+    d: SocketAddr,
+    issuer: &str,
+    database: &str,
+    app: SocketAddr,
+    dir: tempfile::TempDir,
+) -> Gateway {
+    let text = downstream_config(d, issuer, database, app);
+    Gateway::start_in(dir, &text, &[(SECRET_VAR, SECRET)]).await
+}
+
 async fn pair() -> Pair {
     pair_with("", "", &[]).await
 }
@@ -61,31 +147,10 @@ pub(crate) async fn pair_with(
     let app = start_whoami().await;
     let (p, d) = (closed_port().await, closed_port().await);
     let issuer = format!("http://{p}");
-    let callback = format!("http://{d}/.vestibule/oidc/callback");
-    let up_dir = tempfile::tempdir().unwrap();
-    let up_text = format!(
-        "[server]\nlisten = [\"{p}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
-         [source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
-         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n[keys]\nkek_env = \"{KEK_VAR}\"\n\n\
-         [oidc_provider]\nissuer = \"{issuer}\"\n\n\
-         [[oidc_provider.client]]\nclient_id = \"gate\"\nkind = \"confidential\"\nsecret_sha256 = \"{}\"\n\
-         redirect_uris = [\"{callback}\"]\npost_logout_redirect_uris = [\"http://{d}/\"]\nconsent = \"implicit\"\n\n{}",
-        up_dir.path().join("data").display(),
-        sha256_hex(SECRET),
-        route("app", "/", app, ""),
-    );
-    let up = Gateway::start_in(up_dir, &up_text, &[(KEK_VAR, KEK)]).await;
+    let (up, up_text) = start_upstream(p, &[d], app).await;
     let down_dir = tempfile::tempdir().unwrap();
-    let down_text = format!(
-        "[server]\nlisten = [\"{d}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
-         [client_ip]\ntrusted_hops = [\"127.0.0.1\"]\n\n\
-         [source.oidc]\npreset = \"generic\"\nissuer = \"{issuer}\"\nclient_id = \"gate\"\n\
-         client_secret_env = \"{SECRET_VAR}\"\nredirect_url = \"{callback}\"\n\
-         post_logout_redirect_url = \"http://{d}/\"\nprovisioning = \"auto\"\n{oidc_extra}\n\n\
-         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n{down_extra}\n\n{}",
-        down_dir.path().join("data").display(),
-        route("app", "/", app, "credentials = [\"bearer\"]"),
-    );
+    let database = format!("data_dir = \"{}\"", down_dir.path().join("data").display());
+    let down_text = downstream_config_with(d, &issuer, &database, app, oidc_extra, down_extra);
     let mut env = vec![(SECRET_VAR, SECRET)];
     env.extend_from_slice(down_env);
     let down = Gateway::start_in(down_dir, &down_text, &env).await;
@@ -175,19 +240,21 @@ pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> Raw {
 /// A login started at the downstream: (the provider's authorization URL,
 /// the login cookie).
 pub(crate) async fn start_login(p: &Pair, return_to: &str) -> (String, String) {
+    start_login_at(p.down.addr, &p.issuer, return_to).await
+}
+
+/// [`start_login`] at the downstream `down` of `issuer`.
+async fn start_login_at(down: SocketAddr, issuer: &str, return_to: &str) -> (String, String) {
     let url = format!(
         "http://{}/.vestibule/oidc/login?return_to={}",
-        p.down.addr,
+        down,
         percent_encoding::utf8_percent_encode(return_to, percent_encoding::NON_ALPHANUMERIC)
     );
     let r = get(&url, &[HTML]).await;
     assert_eq!(r.status, 303, "{}", r.text());
     let cookie = set_cookie(&r, "vestibule_oidc").expect("the login cookie");
     let authorize = location(&r);
-    assert!(
-        authorize.starts_with(&format!("{}/", p.issuer)),
-        "{authorize}"
-    );
+    assert!(authorize.starts_with(&format!("{issuer}/")), "{authorize}");
     assert_eq!(
         param(&authorize, "code_challenge_method").as_deref(),
         Some("S256")
@@ -213,7 +280,12 @@ pub(crate) async fn at_provider(authorize: &str) -> String {
 
 /// The whole login: the downstream session cookie.
 pub(crate) async fn sign_in(p: &Pair, return_to: &str) -> String {
-    let (authorize, login) = start_login(p, return_to).await;
+    sign_in_at(p.down.addr, &p.issuer, return_to).await
+}
+
+/// [`sign_in`] at the downstream `down` of `issuer`.
+pub(crate) async fn sign_in_at(down: SocketAddr, issuer: &str, return_to: &str) -> String {
+    let (authorize, login) = start_login_at(down, issuer, return_to).await;
     let cb = at_provider(&authorize).await;
     let r = get(&cb, &[HTML, ("Cookie", &format!("vestibule_oidc={login}"))]).await;
     assert_eq!(r.status, 303, "{}", r.text());
@@ -364,9 +436,13 @@ async fn callback_refuses_wrong_state_wrong_issuer_wrong_nonce_and_a_second_use(
 
 /// The upstream's key ring, opened from its store with its KEK.
 async fn upstream_keys(p: &Pair) -> vestibule::keys::KeyRing {
+    upstream_ring(&p.up, &p.up_text).await
+}
+
+/// The key ring of the upstream `up` started with `up_text`.
+pub(crate) async fn upstream_ring(up: &Gateway, up_text: &str) -> vestibule::keys::KeyRing {
     let file =
-        vestibule::config::parse_with_env(&p.up_text, [(KEK_VAR.to_owned(), KEK.to_owned())])
-            .unwrap();
+        vestibule::config::parse_with_env(up_text, [(KEK_VAR.to_owned(), KEK.to_owned())]).unwrap();
     let (settings, diags) = vestibule::config::validate(&file);
     let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
     let store = vestibule::app::open_store(settings.accounts.as_ref().unwrap())
@@ -375,7 +451,7 @@ async fn upstream_keys(p: &Pair) -> vestibule::keys::KeyRing {
     let algs = vestibule::provider::id_token::algorithms(settings.oidc_provider.as_ref());
     // The same KEK as the upstream's, from a file: this process's
     // environment is not the upstream's.
-    let kek = p.up._dir.path().join("kek");
+    let kek = up._dir.path().join("kek");
     std::fs::write(&kek, KEK).unwrap();
     let mut keys = settings.keys.clone();
     keys.kek = Some(vestibule::config::KekSource::File(kek));
@@ -384,7 +460,19 @@ async fn upstream_keys(p: &Pair) -> vestibule::keys::KeyRing {
         .unwrap()
 }
 
-fn now_s() -> i64 {
+/// POSTs `token` to the back-channel logout endpoint of the gateway at `d`.
+pub(crate) async fn post_logout_token(d: SocketAddr, token: &str) -> Raw {
+    let body = format!("logout_token={token}");
+    let req = format!(
+        "POST /.vestibule/oidc/backchannel-logout HTTP/1.1\r\nHost: {d}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    Raw::send(d, TRUSTED, req.as_bytes()).await
+}
+
+pub(crate) fn now_s() -> i64 {
     vestibule::accounts::now_ms() / 1000
 }
 
@@ -415,16 +503,7 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() {
     let sign = |c: &Value| {
         vestibule::provider::id_token::sign(&ring, Algorithm::RS256, "logout+jwt", c).unwrap()
     };
-    let post = async |token: &str| {
-        let body = format!("logout_token={token}");
-        let req = format!(
-            "POST /.vestibule/oidc/backchannel-logout HTTP/1.1\r\nHost: {d}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-             Connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        Raw::send(d, TRUSTED, req.as_bytes()).await
-    };
+    let post = async |token: &str| post_logout_token(d, token).await;
     let alive = async || {
         at(d, UNTRUSTED, "/hello", &[("Cookie", &session(&cookie))])
             .await
