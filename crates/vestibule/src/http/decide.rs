@@ -152,7 +152,7 @@ pub async fn decide(
                     id,
                     &source.provisioning,
                     source.key_by_username,
-                    ctx.client_ip.map(|ip| ip.to_string()),
+                    ctx.client_ip,
                 )
                 .await
             {

@@ -199,7 +199,7 @@ pub(super) async fn page_session(
                 identity,
                 &source.provisioning,
                 source.key_by_username,
-                ctx.client_ip.map(|i| i.to_string()),
+                ctx.client_ip,
             )
             .await?,
     )?;
