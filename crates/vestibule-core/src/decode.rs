@@ -12,6 +12,7 @@
 //! caller's bound. Nothing is ever truncated: a value that does not fit is
 //! refused.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -133,9 +134,9 @@ pub fn decode_value(raw: &[u8], decoding: Decoding, max_len: usize) -> Result<St
 /// most [`MAX_ENCODED_WORD_LEN`] characters each (RFC 2047 §2), cut only
 /// between characters (§5: each word holds whole characters) and joined by
 /// single spaces, which decoding drops (§6.2).
-pub fn encode_rfc2047(value: &str) -> String {
+pub fn encode_rfc2047(value: &str) -> Cow<'_, str> {
     if is_plain(value) && !value.contains("=?") {
-        return value.to_owned();
+        return Cow::Borrowed(value);
     }
     const OVERHEAD: usize = "=?UTF-8?B??=".len();
     // Base64 turns 3 bytes into 4 characters.
@@ -156,7 +157,7 @@ pub fn encode_rfc2047(value: &str) -> String {
         chunk_len += c.len_utf8();
     }
     words.push(b_word(value.get(chunk_start..).unwrap_or("")));
-    words.join(" ")
+    Cow::Owned(words.join(" "))
 }
 
 /// Encodes `value` for a sender that uses the `{base64}` prefix.
@@ -164,11 +165,11 @@ pub fn encode_rfc2047(value: &str) -> String {
 /// A value that would decode to itself (printable ASCII, no leading or
 /// trailing space, not starting with `{base64}`) is returned unchanged;
 /// anything else becomes `{base64}` and standard padded base64 of its UTF-8.
-pub fn encode_base64_prefixed(value: &str) -> String {
+pub fn encode_base64_prefixed(value: &str) -> Cow<'_, str> {
     if is_plain(value) && !value.starts_with(BASE64_PREFIX) {
-        return value.to_owned();
+        return Cow::Borrowed(value);
     }
-    format!("{BASE64_PREFIX}{}", STANDARD.encode(value))
+    Cow::Owned(format!("{BASE64_PREFIX}{}", STANDARD.encode(value)))
 }
 
 /// Printable ASCII with nothing for OWS trimming to eat.
@@ -490,7 +491,7 @@ mod tests {
             "é".repeat(60)
         );
         // Raw too long is refused before decoding.
-        let long = encode_base64_prefixed(&"é".repeat(40));
+        let long = encode_base64_prefixed(&"é".repeat(40)).into_owned();
         assert_eq!(
             decode_value(long.as_bytes(), B64, 80),
             Err(ValueError::TooLong { max: 80 })
@@ -526,7 +527,10 @@ mod tests {
         assert_eq!(dec("=?utf-8?q?admin?=", B64).unwrap(), "=?utf-8?q?admin?=");
         assert_eq!(dec("{base64}YWRtaW4=", Q).unwrap(), "{base64}YWRtaW4=");
         // Decoding happens once: a decoded value that looks encoded stays so.
-        let twice = format!("{BASE64_PREFIX}{}", STANDARD.encode(encode_rfc2047("é")));
+        let twice = format!(
+            "{BASE64_PREFIX}{}",
+            STANDARD.encode(encode_rfc2047("é").as_bytes())
+        );
         assert_eq!(dec(&twice, BOTH).unwrap(), "=?UTF-8?B?w6k=?=");
     }
 

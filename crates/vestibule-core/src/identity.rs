@@ -40,14 +40,22 @@ impl Identity {
     /// The best name to show a person: display name, else given and family
     /// names, else the username.
     pub fn name_for_display(&self) -> String {
+        self.name_for_display_ref().into_owned()
+    }
+
+    /// [`Identity::name_for_display`], borrowed unless it has to join the
+    /// given and family names (the per-request path compares and renders
+    /// it without allocating).
+    pub fn name_for_display_ref(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
         if let Some(d) = &self.display_name {
-            return d.clone();
+            return Cow::Borrowed(d);
         }
         match (&self.given_name, &self.family_name) {
-            (Some(g), Some(f)) => format!("{g} {f}"),
-            (Some(g), None) => g.clone(),
-            (None, Some(f)) => f.clone(),
-            (None, None) => self.username.clone(),
+            (Some(g), Some(f)) => Cow::Owned(format!("{g} {f}")),
+            (Some(g), None) => Cow::Borrowed(g),
+            (None, Some(f)) => Cow::Borrowed(f),
+            (None, None) => Cow::Borrowed(&self.username),
         }
     }
 }

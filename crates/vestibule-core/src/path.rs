@@ -112,6 +112,11 @@ pub fn reaches_reserved_prefix(raw_path: &str, prefix: &str) -> Result<bool, Pat
             && p[..x.len()].eq_ignore_ascii_case(x)
             && (p.len() == x.len() || p[x.len()] == b'/')
     };
+    // One reading, itself, and ASCII: no readings to build (the common
+    // request's path).
+    if is_plain_path(raw_path) {
+        return Ok(below(raw_path, prefix));
+    }
     let readings = path_interpretations(raw_path)?;
     Ok(readings.iter().any(|r| {
         below(r, prefix)
@@ -192,6 +197,48 @@ pub fn path_interpretations(raw_path: &str) -> Result<Vec<String>, PathError> {
         }
     }
     Ok(readings)
+}
+
+/// Whether `path` has exactly one reading: it starts with `/`, has only
+/// unreserved characters and sub-delimiters other than `;`, no `%`, no `\\`,
+/// no empty segment (`//`) and no `.` or `..` segment. Such a path is
+/// ASCII, and [`path_interpretations`] would return it alone; callers
+/// take this check first so the common request allocates nothing.
+pub fn is_plain_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let ok_byte = |c: u8| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'/' | b'-'
+                    | b'_'
+                    | b'~'
+                    | b'.'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            )
+    };
+    if !b.iter().all(|&c| ok_byte(c)) {
+        return false;
+    }
+    path[1..].split('/').enumerate().all(|(i, seg)| {
+        // A trailing slash gives one empty last segment, which is fine.
+        let last = i == path[1..].split('/').count() - 1;
+        !(seg == "." || seg == ".." || (seg.is_empty() && !last))
+    })
 }
 
 /// At most this many readings come back from [`path_interpretations`]:

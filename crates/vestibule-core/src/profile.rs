@@ -11,6 +11,8 @@ use std::fmt;
 
 use http::{HeaderName, HeaderValue};
 
+use std::borrow::Cow;
+
 use crate::decode::{encode_base64_prefixed, encode_rfc2047};
 use crate::identity::Identity;
 
@@ -26,11 +28,17 @@ pub enum OutEncoding {
 }
 
 impl OutEncoding {
-    fn apply(self, value: &str) -> String {
-        match self {
-            Self::Utf8 => value.to_owned(),
-            Self::Rfc2047 => encode_rfc2047(value),
-            Self::Base64Prefix => encode_base64_prefixed(value),
+    /// `value` encoded; borrowed when it needs no encoding (plain ASCII,
+    /// the usual case).
+    fn apply(self, value: Cow<'_, str>) -> Cow<'_, str> {
+        let encoded = match self {
+            Self::Utf8 => return value,
+            Self::Rfc2047 => encode_rfc2047(&value),
+            Self::Base64Prefix => encode_base64_prefixed(&value),
+        };
+        match encoded {
+            Cow::Borrowed(_) => value,
+            Cow::Owned(e) => Cow::Owned(e),
         }
     }
 }
@@ -225,42 +233,61 @@ impl HeaderProfile {
     /// empty (and constants such as `sec-proxy` are still sent).
     pub fn render(&self, identity: Option<&Identity>) -> Vec<(HeaderName, HeaderValue)> {
         let mut out = Vec::with_capacity(self.headers.len() + self.constants.len());
-        for (name, field) in &self.headers {
-            let value = identity
-                .map(|id| self.field_value(id, *field))
-                .unwrap_or_default();
-            let encoded = self.encoding.apply(&value);
-            // Values were validated on the way in (no control characters),
-            // and encodings only produce visible ASCII, so this cannot fail;
-            // an impossible failure still fails closed to an empty value.
-            let hv = HeaderValue::from_bytes(encoded.as_bytes())
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
-            out.push((name.clone(), hv));
-        }
-        out.extend(self.constants.iter().cloned());
+        self.render_each(identity, |name, value| out.push((name.clone(), value)));
         out
     }
 
-    fn field_value(&self, id: &Identity, field: OutField) -> String {
+    /// [`HeaderProfile::render`], handing each header to `emit` instead
+    /// of collecting them: the request path inserts them in place, and a
+    /// value is then the only allocation (its bytes, which `HeaderValue`
+    /// owns).
+    pub fn render_each(
+        &self,
+        identity: Option<&Identity>,
+        mut emit: impl FnMut(&HeaderName, HeaderValue),
+    ) {
+        for (name, field) in &self.headers {
+            let value = identity.map_or(Cow::Borrowed(""), |id| self.field_value(id, *field));
+            let encoded = self.encoding.apply(value);
+            // Values were validated on the way in (no control characters),
+            // and encodings only produce visible ASCII, so this cannot fail;
+            // an impossible failure still fails closed to an empty value.
+            let hv = if encoded.is_empty() {
+                HeaderValue::from_static("")
+            } else {
+                HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+            };
+            emit(name, hv);
+        }
+        for (name, value) in &self.constants {
+            emit(name, value.clone());
+        }
+    }
+
+    fn field_value<'a>(&self, id: &'a Identity, field: OutField) -> Cow<'a, str> {
+        let or_empty = |v: &'a Option<String>| Cow::Borrowed(v.as_deref().unwrap_or(""));
         match field {
-            OutField::Subject => id.subject.clone(),
-            OutField::Username => id.username.clone(),
-            OutField::Email => id.email.clone().unwrap_or_default(),
-            OutField::DisplayName => id.name_for_display(),
-            OutField::GivenName => id
-                .given_name
-                .clone()
-                .or_else(|| id.display_name.clone())
-                .unwrap_or_default(),
+            OutField::Subject => Cow::Borrowed(&id.subject),
+            OutField::Username => Cow::Borrowed(&id.username),
+            OutField::Email => or_empty(&id.email),
+            OutField::DisplayName => id.name_for_display_ref(),
+            OutField::GivenName => or_empty(if id.given_name.is_some() {
+                &id.given_name
+            } else {
+                &id.display_name
+            }),
             OutField::FamilyName => {
                 if id.given_name.is_some() {
-                    id.family_name.clone().unwrap_or_default()
+                    or_empty(&id.family_name)
                 } else {
-                    String::new()
+                    Cow::Borrowed("")
                 }
             }
-            OutField::Groups => id.groups.join(&self.groups_separator),
-            OutField::Org => id.org.clone().unwrap_or_default(),
+            OutField::Groups => match id.groups.as_slice() {
+                [one] => Cow::Borrowed(one),
+                groups => Cow::Owned(groups.join(&self.groups_separator)),
+            },
+            OutField::Org => or_empty(&id.org),
         }
     }
 }

@@ -65,6 +65,12 @@ impl HostPattern {
 /// Normalises a `Host` header or `:authority`: lowercase, no port, no
 /// trailing dot. IPv6 literals keep their brackets.
 pub fn normalize_host(host: &str) -> String {
+    normalized_host(host).into_owned()
+}
+
+/// [`normalize_host`], borrowing when the name is already lowercase (the
+/// request path's usual case: no allocation).
+fn normalized_host(host: &str) -> std::borrow::Cow<'_, str> {
     let host = host.trim();
     let without_port = if host.starts_with('[') {
         match host.find(']') {
@@ -77,7 +83,12 @@ pub fn normalize_host(host: &str) -> String {
             _ => host,
         }
     };
-    without_port.trim_end_matches('.').to_ascii_lowercase()
+    let name = without_port.trim_end_matches('.');
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
 }
 
 /// Why a route table or a request could not be matched.
@@ -248,14 +259,24 @@ impl RouteTable {
     /// uppercased, all of them when tied (`/team` and `/TEAM` are one
     /// prefix to such an app). Both directions, as Unicode folds each way
     /// differently: `ſ` uppercases to `S`, the Kelvin sign lowercases to `k`.
+    /// Every route an ASCII `path` matches ignoring letter case (before
+    /// [`Self::find_folded`] keeps the best-ranked).
+    fn folded_matches<'a>(
+        &'a self,
+        host: &'a str,
+        path: &'a str,
+    ) -> impl Iterator<Item = usize> + 'a {
+        debug_assert!(path.is_ascii());
+        self.matching(host, move |e| {
+            has_prefix_ignore_ascii_case(path, &e.prefix_lower)
+                || has_prefix_ignore_ascii_case(path, &e.prefix_upper)
+        })
+    }
+
     fn find_folded(&self, host: &str, path: &str) -> Vec<usize> {
         let found: Vec<usize> = if path.is_ascii() {
-            // ASCII folds to ASCII: compare in place, no allocation.
-            self.matching(host, |e| {
-                has_prefix_ignore_ascii_case(path, &e.prefix_lower)
-                    || has_prefix_ignore_ascii_case(path, &e.prefix_upper)
-            })
-            .collect()
+            // ASCII folds to ASCII: compare in place.
+            self.folded_matches(host, path).collect()
         } else {
             let lower = path.to_lowercase();
             let upper = path.to_uppercase();
@@ -330,21 +351,27 @@ impl RouteTable {
     /// [`MatchError::AmbiguousPath`]); then the case-folded readings may
     /// move the request to a stricter route (see the module documentation).
     pub fn find(&self, host: Option<&str>, raw_path: &str) -> Result<Option<usize>, MatchError> {
-        let host = host.map(normalize_host).unwrap_or_default();
-        if is_plain_path(raw_path) {
+        let host = host.map(normalized_host).unwrap_or_default();
+        let host = host.as_ref();
+        if crate::path::is_plain_path(raw_path) {
             // Nothing to decode, no parameters, no empty or dot segments:
             // the path has exactly one reading, itself.
-            let Some(exact) = self.find_one(&host, raw_path) else {
+            let Some(exact) = self.find_one(host, raw_path) else {
                 return Ok(None);
             };
-            let mut folded = self.find_folded(&host, raw_path);
+            // The usual case: no route but `exact` under any letter case,
+            // decided without collecting the folded matches.
+            if self.folded_matches(host, raw_path).all(|r| r == exact) {
+                return Ok(Some(exact));
+            }
+            let mut folded = self.find_folded(host, raw_path);
             folded.retain(|&r| r != exact);
             return self.strictest(exact, &folded).map(Some);
         }
         let readings = path_interpretations(raw_path).map_err(MatchError::BadPath)?;
         let mut chosen: Option<Option<usize>> = None;
         for reading in &readings {
-            let r = self.find_one(&host, reading);
+            let r = self.find_one(host, reading);
             match chosen {
                 None => chosen = Some(r),
                 Some(c) if c == r => {}
@@ -357,7 +384,7 @@ impl RouteTable {
         };
         let mut folded: Vec<usize> = Vec::new();
         for reading in &readings {
-            for r in self.find_folded(&host, reading) {
+            for r in self.find_folded(host, reading) {
                 if r != exact && !folded.contains(&r) {
                     folded.push(r);
                 }
@@ -367,49 +394,10 @@ impl RouteTable {
     }
 }
 
-/// Whether `path` has exactly one reading: it starts with `/`, has only
-/// unreserved characters and sub-delimiters other than `;`, no `%`, no `\\`,
-/// no empty segment (`//`) and no `.` or `..` segment.
-fn is_plain_path(path: &str) -> bool {
-    let b = path.as_bytes();
-    if b.first() != Some(&b'/') {
-        return false;
-    }
-    let ok_byte = |c: u8| {
-        c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'/' | b'-'
-                    | b'_'
-                    | b'~'
-                    | b'.'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b'='
-                    | b':'
-                    | b'@'
-            )
-    };
-    if !b.iter().all(|&c| ok_byte(c)) {
-        return false;
-    }
-    path[1..].split('/').enumerate().all(|(i, seg)| {
-        // A trailing slash gives one empty last segment, which is fine.
-        let last = i == path[1..].split('/').count() - 1;
-        !(seg == "." || seg == ".." || (seg.is_empty() && !last))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::is_plain_path;
     use crate::policy::AuthMode;
 
     #[test]

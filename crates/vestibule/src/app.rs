@@ -297,7 +297,7 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         tracing::info!(listener = %b.describe(), "listening");
         tasks.push(tokio::spawn(listen::serve(
             b,
-            router.clone(),
+            listen::Dispatch::main(router.clone(), state.clone()),
             limits.clone(),
             rx.clone(),
         )));
@@ -311,7 +311,7 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
         tracing::info!(listener = %format!("http://{}", l.local_addr().map_err(|e| e.to_string())?), "admin listening");
         tasks.push(tokio::spawn(listen::serve(
             Bound::Tcp(l, None),
-            admin_app(state.clone()),
+            listen::Dispatch::router_only(admin_app(state.clone())),
             // The admin listener has its own small budget, so a flood on the
             // main listeners cannot lock operators out of /metrics.
             listen::Limits {

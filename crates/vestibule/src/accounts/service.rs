@@ -61,14 +61,16 @@ struct Cached {
 
 #[derive(Default)]
 struct Cache {
-    by_key: HashMap<IdentityKey, Cached>,
+    /// Shared with the requests that read an entry: a cache hit clones a
+    /// pointer, not the account.
+    by_key: HashMap<IdentityKey, Arc<Cached>>,
     /// Every cached key of an account: linked identities share one account,
     /// and a change to it must drop them all.
     keys_of: HashMap<i64, Vec<IdentityKey>>,
 }
 
 impl Cache {
-    fn insert(&mut self, key: IdentityKey, c: Cached) {
+    fn insert(&mut self, key: IdentityKey, c: Arc<Cached>) {
         let keys = self.keys_of.entry(c.account.id).or_default();
         if !keys.contains(&key) {
             keys.push(key.clone());
@@ -160,6 +162,16 @@ fn attributes_of(id: &Identity) -> Attributes {
         groups: id.groups.clone(),
         org: id.org.clone(),
     }
+}
+
+/// [`differs`] against the attributes `id` would give, without building
+/// them.
+fn differs_from(a: &Account, id: &Identity) -> bool {
+    a.username != id.username
+        || a.email != id.email
+        || a.display_name.as_deref() != Some(&*id.name_for_display_ref())
+        || a.groups != id.groups
+        || a.org != id.org
 }
 
 fn differs(a: &Account, attrs: &Attributes) -> bool {
@@ -254,7 +266,7 @@ impl Accounts {
     }
 
     // Alike devices/service.rs cached: another cache, keyed by identity, same TTL filter.
-    fn cached(&self, key: &IdentityKey) -> Option<Cached> {
+    fn cached(&self, key: &IdentityKey) -> Option<Arc<Cached>> {
         let cache = self.cache.read().ok()?;
         cache
             .by_key
@@ -271,7 +283,7 @@ impl Accounts {
         mut id: Identity,
         provisioning: &Provisioning,
         key_by_username: bool,
-        client_ip: Option<String>,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<Resolution, StoreError> {
         let key = Self::key_for(&id, key_by_username);
         let cached = self.cached(&key);
@@ -290,7 +302,7 @@ impl Accounts {
                         self.audit(
                             "first-sighting",
                             &key,
-                            client_ip,
+                            client_ip.map(|ip| ip.to_string()),
                             "refused",
                             "no account and provisioning creates none",
                         )
@@ -330,7 +342,7 @@ impl Accounts {
                         self.audit(
                             "provision",
                             &key,
-                            client_ip.clone(),
+                            client_ip.map(|ip| ip.to_string()),
                             status.as_str(),
                             "new identity seen",
                         )
@@ -365,8 +377,14 @@ impl Accounts {
                             directory_groups = groups;
                         }
                         super::ldap::Synced::NeedsAdmin(reason) => {
-                            self.audit("directory", &key, client_ip, "conflict", &reason)
-                                .await;
+                            self.audit(
+                                "directory",
+                                &key,
+                                client_ip.map(|ip| ip.to_string()),
+                                "conflict",
+                                &reason,
+                            )
+                            .await;
                             return Ok(Resolution::DirectoryConflict(reason));
                         }
                     }
@@ -417,6 +435,7 @@ impl Accounts {
         if let Ok(mut cache) = self.cache.write()
             && let Some(c) = cache.by_key.get_mut(key)
         {
+            let c = Arc::make_mut(c);
             c.in_directory = true;
             c.directory_groups = groups;
         }
@@ -428,9 +447,9 @@ impl Accounts {
         account: Account,
         just_written: bool,
         in_directory: bool,
-    ) -> Cached {
+    ) -> Arc<Cached> {
         let now = Instant::now();
-        let c = Cached {
+        let c = Arc::new(Cached {
             account,
             in_directory,
             directory_groups: None,
@@ -441,7 +460,7 @@ impl Accounts {
             } else {
                 now.checked_sub(TOUCH_INTERVAL).unwrap_or(now)
             },
-        };
+        });
         if let Ok(mut cache) = self.cache.write() {
             cache.insert(key, c.clone());
         }
@@ -451,11 +470,13 @@ impl Accounts {
     /// Writes changed attributes, or "last seen" once a minute, without
     /// making the request wait.
     fn refresh_behind(&self, key: &IdentityKey, entry: &Cached, id: &Identity) {
-        let attrs = attributes_of(id);
-        let changed = differs(&entry.account, &attrs);
+        // Compared in place: on the usual request nothing changed and
+        // nothing is due, and nothing is copied.
+        let changed = differs_from(&entry.account, id);
         if !changed && entry.last_write.elapsed() < TOUCH_INTERVAL {
             return;
         }
+        let attrs = attributes_of(id);
         // Claim the write in the cache first, so concurrent requests don't
         // all write.
         {
@@ -468,6 +489,7 @@ impl Accounts {
             if !changed && c.last_write.elapsed() < TOUCH_INTERVAL {
                 return;
             }
+            let c = Arc::make_mut(c);
             c.last_write = Instant::now();
             if changed {
                 c.account.username = attrs.username.clone();

@@ -149,12 +149,7 @@ pub async fn decide(
         (Some(id), Some(accounts), Some(source)) if !public => {
             let (provisioning, key_by_username) = source.policy_for(&id.source);
             match accounts
-                .resolve(
-                    id,
-                    provisioning,
-                    key_by_username,
-                    ctx.client_ip.map(|ip| ip.to_string()),
-                )
+                .resolve(id, provisioning, key_by_username, ctx.client_ip)
                 .await
             {
                 Ok(Resolution::Active { identity, .. }) => Some(*identity),

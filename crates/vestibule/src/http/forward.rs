@@ -301,11 +301,13 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     // vestibule's own cookies (the session) are vestibule's secrets too.
     vestibule_core::headers::strip_cookies(headers, crate::web::cookies::OWN_NAMES);
     set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());
-    for (name, value) in route.profile.render(pass.identity.as_ref()) {
-        if !value.is_empty() {
-            headers.insert(name, value);
-        }
-    }
+    route
+        .profile
+        .render_each(pass.identity.as_ref(), |name, value| {
+            if !value.is_empty() {
+                headers.insert(name.clone(), value);
+            }
+        });
     match crate::http::decide::assertion(state, &pass) {
         Ok(Some(value)) => {
             if let Some(a) = &state.assertions {

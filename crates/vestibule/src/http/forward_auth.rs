@@ -259,9 +259,11 @@ pub async fn verify(
             };
             let mut resp = plain(StatusCode::OK, "ok");
             let h = resp.headers_mut();
-            for (name, value) in route.profile.render(pass.identity.as_ref()) {
-                h.insert(name, value);
-            }
+            route
+                .profile
+                .render_each(pass.identity.as_ref(), |name, value| {
+                    h.insert(name.clone(), value);
+                });
             if let Some(a) = &state.assertions {
                 // Always sent on routes with assertions (empty without an
                 // identity), so the front overwrites a client's copy.

@@ -200,10 +200,70 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Where a request goes once its head is checked: the proxy pipeline
+/// directly ([`crate::http::forward::proxy`]), or, for vestibule's own
+/// paths, the axum router.
+///
+/// axum's routing (a path match, a boxed handler, extractors) costs every
+/// proxied request CPU for nothing: the apps' requests are all its
+/// fallback. So the main listeners send a request to the router only when
+/// it could be one of vestibule's: under any reading or letter case of
+/// the reserved prefix (the rule the pipeline itself refuses by,
+/// [`vestibule_core::path::reaches_reserved_prefix`]; a path it cannot
+/// read goes there too, and is refused the same way), the verify path,
+/// and the provider's metadata documents on the issuer's host. Everything
+/// the router does not serve still ends in the same pipeline, as its
+/// fallback.
+#[derive(Clone)]
+pub struct Dispatch {
+    router: Router,
+    /// With the gateway's state, every other request goes straight to
+    /// the pipeline; without (the admin listener), all to the router.
+    proxy: Option<Arc<crate::state::AppState>>,
+}
+
+impl Dispatch {
+    /// Every request to `router` (the admin listener).
+    pub fn router_only(router: Router) -> Self {
+        Self {
+            router,
+            proxy: None,
+        }
+    }
+
+    /// The main listeners: `router` ([`crate::app::app`]) for vestibule's
+    /// own paths, the pipeline for the rest.
+    pub fn main(router: Router, state: Arc<crate::state::AppState>) -> Self {
+        Self {
+            router,
+            proxy: Some(state),
+        }
+    }
+
+    /// The state to proxy `req` with, or `None` when the router takes it.
+    fn proxies<B>(&self, req: &http::Request<B>) -> Option<&Arc<crate::state::AppState>> {
+        let state = self.proxy.as_ref()?;
+        let path = req.uri().path();
+        if !matches!(
+            vestibule_core::path::reaches_reserved_prefix(path, crate::app::OWN_PREFIX),
+            Ok(false)
+        ) || path == state.settings.verify_path
+        {
+            return None;
+        }
+        if let Some(p) = &state.provider
+            && (path == p.discovery.openid_path || path == p.discovery.oauth_path)
+        {
+            return None;
+        }
+        Some(state)
+    }
+}
+
 /// Serves `bound` until `shutdown` turns true, then drains open connections.
 pub async fn serve(
     bound: Bound,
-    router: Router,
+    router: Dispatch,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -291,10 +351,10 @@ async fn accept(bound: &Bound) -> std::io::Result<Accepted> {
     }
 }
 
-/// The router, with the connection's facts put into every request.
+/// The dispatch, with the connection's facts put into every request.
 #[derive(Clone)]
 struct Tagged {
-    router: Router,
+    router: Dispatch,
     conn: ConnInfo,
     /// The TLS listener's certificate hostnames (empty elsewhere).
     cert_hosts: Arc<[String]>,
@@ -304,7 +364,10 @@ impl hyper::service::Service<http::Request<Incoming>> for Tagged {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
     type Future = futures_util::future::Either<
-        axum::routing::future::RouteFuture<std::convert::Infallible>,
+        futures_util::future::Either<
+            axum::routing::future::RouteFuture<std::convert::Infallible>,
+            ProxyFuture,
+        >,
         std::future::Ready<Result<axum::response::Response, std::convert::Infallible>>,
     >;
 
@@ -317,12 +380,31 @@ impl hyper::service::Service<http::Request<Incoming>> for Tagged {
             return futures_util::future::Either::Right(std::future::ready(Ok(resp)));
         }
         req.extensions_mut().insert(self.conn);
+        use futures_util::future::Either;
+        if let Some(state) = self.router.proxies(&req) {
+            let state = state.clone();
+            let req = req.map(axum::body::Body::new);
+            return Either::Left(Either::Right(Box::pin(async move {
+                Ok(crate::http::forward::proxy(axum::extract::State(state), req).await)
+            })));
+        }
         // Router is always ready; cloning it clones an Arc.
-        futures_util::future::Either::Left(tower::Service::call(&mut self.router.clone(), req))
+        Either::Left(Either::Left(tower::Service::call(
+            &mut self.router.router.clone(),
+            req,
+        )))
     }
 }
 
-fn service(router: Router, conn: ConnInfo) -> Tagged {
+/// A proxied request's response, as the pipeline answers it.
+type ProxyFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>
+            + Send,
+    >,
+>;
+
+fn service(router: Dispatch, conn: ConnInfo) -> Tagged {
     Tagged {
         router,
         conn,
@@ -371,7 +453,7 @@ fn spawn_conn<I>(
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     io: I,
-    router: Router,
+    router: Dispatch,
     conn: ConnInfo,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) where

@@ -352,12 +352,7 @@ pub(super) async fn callback(
     }
     let (identity, account_id) = active(
         accounts
-            .resolve(
-                identity,
-                &settings.provisioning,
-                false,
-                ctx.client_ip.map(|i| i.to_string()),
-            )
+            .resolve(identity, &settings.provisioning, false, ctx.client_ip)
             .await?,
     )?;
     // A session this browser held before ends: one browser, one session.

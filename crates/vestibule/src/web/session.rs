@@ -197,12 +197,7 @@ pub(super) async fn page_session(
     let from_oidc = source.oidc().is_some_and(|o| o.issuer == identity.source);
     let (identity, account_id) = active(
         accounts
-            .resolve(
-                identity,
-                provisioning,
-                key_by_username,
-                ctx.client_ip.map(|i| i.to_string()),
-            )
+            .resolve(identity, provisioning, key_by_username, ctx.client_ip)
             .await?,
     )?;
     let key = Accounts::key_for(&identity, key_by_username);

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# CPU time and context switches per request of vestibule in-path
+# (bench/run.sh's scenario 4: trusted Authelia headers, remote profile),
+# two builds side by side, alternated round by round (issue 17).
+#
+#   bench/cpu_per_request.sh OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS]
+#
+# Throughput on a shared machine swings with other people's load; CPU time
+# per request (`perf stat -e task-clock` on the server's process, divided by
+# the requests wrk counted) moves much less, so two builds can be compared
+# on a busy machine. The upstream's CPU is not counted. Servers on CPU 0,
+# wrk on CPU 1, 64 connections, as in bench/run.sh; its own ports, so it
+# can run beside it.
+set -euo pipefail
+
+OLD=$1 NEW=$2 ROUNDS=${3:-3} SECONDS_PER=${4:-5}
+for tool in wrk perf taskset; do
+  command -v "$tool" >/dev/null || { echo "cpu_per_request: $tool is missing" >&2; exit 1; }
+done
+P_UP=29200 P_VEST=29201
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "cpu_per_request: nothing listens on $1" >&2; exit 1
+}
+
+taskset -c 0 "$OLD" whoami --listen 127.0.0.1:$P_UP >"$WORK/whoami.log" 2>&1 &
+PIDS+=($!)
+wait_port $P_UP
+
+cat >"$WORK/vestibule.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$P_VEST"]
+admin_listen = ""
+[log]
+level = "warn"
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["127.0.0.1"]
+provisioning = "auto"
+[database]
+data_dir = "$WORK/data"
+[accounts]
+cache_ttl = "60s"
+[[route]]
+name = "bench"
+upstream = "http://127.0.0.1:$P_UP"
+credentials = ["bearer"]
+EOF
+
+ID=(-H "Remote-User: bench-0" -H "Remote-Groups: users" -H "Remote-Email: bench-0@example.com" -H "Remote-Name: Bench User 0")
+URL="http://127.0.0.1:$P_VEST/_bench"
+
+measure() { # binary -> "requests task-clock-ms context-switches"
+  taskset -c 0 "$1" serve --config "$WORK/vestibule.toml" >"$WORK/vestibule.log" 2>&1 &
+  local pid=$!
+  wait_port $P_VEST
+  # Warm-up: the account is provisioned, the cache and the upstream pool
+  # filled, before anything is counted.
+  taskset -c 1 wrk -t2 -c64 -d1s "${ID[@]}" "$URL" >/dev/null
+  perf stat -x, -e task-clock,context-switches -p "$pid" -o "$WORK/perf.csv" -- sleep "$((SECONDS_PER + 1))" &
+  local perf_pid=$!
+  sleep 0.5
+  local out
+  out=$(taskset -c 1 wrk -t2 -c64 -d"${SECONDS_PER}s" "${ID[@]}" "$URL")
+  wait "$perf_pid"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  local requests non2xx clock switches
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+  [ -z "$non2xx" ] || { echo "cpu_per_request: $non2xx non-2xx answers" >&2; exit 1; }
+  clock=$(awk -F, '$3 ~ /task-clock/ {print $1}' "$WORK/perf.csv")
+  switches=$(awk -F, '$3 ~ /context-switches/ {print $1}' "$WORK/perf.csv")
+  echo "$requests $clock $switches"
+}
+
+printf '%-5s %-4s %10s %10s %12s %12s\n' round build req/s 'µs/req' 'cs/req' 'requests'
+for round in $(seq 1 "$ROUNDS"); do
+  for which in old new; do
+    bin=$OLD; [ "$which" = new ] && bin=$NEW
+    read -r requests clock switches <<<"$(measure "$bin")"
+    # perf counts over SECONDS_PER + 1 s, wrk over SECONDS_PER: the extra
+    # second is idle (no requests), and charged to the requests anyway.
+    awk -v r="$round" -v w="$which" -v n="$requests" -v c="$clock" -v s="$switches" -v d="$SECONDS_PER" \
+      'BEGIN { printf "%-5s %-4s %10.0f %10.2f %12.3f %12d\n", r, w, n/d, c*1000/n, s/n, n }'
+  done
+done
