@@ -50,7 +50,7 @@ dialect = "authelia"
 trusted_proxies = ["127.0.0.1"]
 provisioning = "auto"
 [database]
-data_dir = "$WORK/data"
+data_dir = "$WORK/data-@WHICH@"
 [accounts]
 cache_ttl = "60s"
 [[route]]
@@ -62,8 +62,11 @@ EOF
 ID=(-H "Remote-User: bench-0" -H "Remote-Groups: users" -H "Remote-Email: bench-0@example.com" -H "Remote-Name: Bench User 0")
 URL="http://127.0.0.1:$P_VEST/_bench"
 
-measure() { # binary -> "requests task-clock-ms context-switches"
-  taskset -c 0 "$1" serve --config "$WORK/vestibule.toml" >"$WORK/vestibule.log" 2>&1 &
+measure() { # binary which -> "requests task-clock-ms context-switches"
+  # A data directory per build: the newer one migrates its schema forward,
+  # and the older one rightly refuses a schema newer than itself.
+  sed "s/@WHICH@/$2/" "$WORK/vestibule.toml" >"$WORK/vestibule-$2.toml"
+  taskset -c 0 "$1" serve --config "$WORK/vestibule-$2.toml" >"$WORK/vestibule.log" 2>&1 &
   local pid=$!
   wait_port $P_VEST
   # Warm-up: the account is provisioned, the cache and the upstream pool
@@ -89,7 +92,7 @@ printf '%-5s %-4s %10s %10s %12s %12s\n' round build req/s 'µs/req' 'cs/req' 'r
 for round in $(seq 1 "$ROUNDS"); do
   for which in old new; do
     bin=$OLD; [ "$which" = new ] && bin=$NEW
-    read -r requests clock switches <<<"$(measure "$bin")"
+    read -r requests clock switches <<<"$(measure "$bin" "$which")"
     # perf counts over SECONDS_PER + 1 s, wrk over SECONDS_PER: the extra
     # second is idle (no requests), and charged to the requests anyway.
     awk -v r="$round" -v w="$which" -v n="$requests" -v c="$clock" -v s="$switches" -v d="$SECONDS_PER" \
