@@ -262,6 +262,19 @@ impl AppState {
                 .get_or_create(&AuthLabels { source, result })
                 .clone()
         };
+        // The OIDC login's provider, as the source or beside one: its
+        // tokens sealed with the key-encryption key either way.
+        let oidc_upstream = |o: &crate::config::OidcLogin| -> Result<_, String> {
+            let kek = settings
+                .keys
+                .kek
+                .as_ref()
+                .map(crate::keys::kek::Kek::load)
+                .transpose()?;
+            Ok(Arc::new(
+                crate::identity::oidc::Upstream::new(o.clone())?.with_kek(kek),
+            ))
+        };
         let identity_reader = match &settings.identity_source {
             Some(s) => Some(match &s.kind {
                 SourceKind::Headers(dialect) => IdentityReader::Headers {
@@ -273,16 +286,7 @@ impl AppState {
                     limits: s.limits,
                 },
                 SourceKind::Oidc(o) => IdentityReader::Oidc {
-                    upstream: Arc::new(
-                        crate::identity::oidc::Upstream::new((**o).clone())?.with_kek(
-                            settings
-                                .keys
-                                .kek
-                                .as_ref()
-                                .map(crate::keys::kek::Kek::load)
-                                .transpose()?,
-                        ),
-                    ),
+                    upstream: oidc_upstream(o)?,
                 },
             }),
             None => None,
@@ -292,17 +296,7 @@ impl AppState {
             .as_ref()
             .and_then(|s| s.also_oidc.as_ref())
         {
-            // Sealed like the sole source's: the same key-encryption key.
-            Some(o) => Some(Arc::new(
-                crate::identity::oidc::Upstream::new((**o).clone())?.with_kek(
-                    settings
-                        .keys
-                        .kek
-                        .as_ref()
-                        .map(crate::keys::kek::Kek::load)
-                        .transpose()?,
-                ),
-            )),
+            Some(o) => Some(oidc_upstream(o)?),
             None => None,
         };
         let any_oidc =
