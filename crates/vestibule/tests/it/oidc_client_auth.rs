@@ -15,56 +15,32 @@
 use serde_json::{Value, json};
 use vestibule_core::oidc::JWT_BEARER_ASSERTION;
 
-use crate::oidc_login::{HTML, Pair, get, location, set_cookie, sha256_hex, sign_in};
+use crate::oidc_login::{
+    Down, HTML, Pair, SECRET, SECRET_VAR, client_block, get, location, secret_line, set_cookie,
+    sha256_hex, sign_in, start_pair,
+};
 use crate::support::*;
 
-pub(crate) const KEK_VAR: &str = "TEST_KEK_FOR_OIDC_CLIENT_AUTH";
-pub(crate) const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-pub(crate) const SECRET_VAR: &str = "TEST_OIDC_CLIENT_AUTH_SECRET";
-pub(crate) const SECRET: &str = "client-auth-secret-0123456789abcdef";
-
 /// An upstream with the client `gate` registered by `client` (its
-/// credential lines), and a second client `withsecret` (a secret client),
-/// and a downstream whose `[source.oidc]` adds `auth` (its client
-/// authentication lines).
+/// credential line, given the downstream's JWKS URL), and a second client
+/// `withsecret` (a secret client), and a downstream whose `[source.oidc]`
+/// adds `auth` (its client authentication lines).
 pub(crate) async fn pair(client: impl Fn(&str) -> String, auth: &str) -> Pair {
-    let app = start_whoami().await;
-    let (p, d) = (closed_port().await, closed_port().await);
-    let issuer = format!("http://{p}");
-    let callback = format!("http://{d}/.vestibule/oidc/callback");
-    let up_dir = tempfile::tempdir().unwrap();
-    let up_text = format!(
-        "[server]\nlisten = [\"{p}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\n\n\
-         [source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
-         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n[keys]\nkek_env = \"{KEK_VAR}\"\n\n\
-         [oidc_provider]\nissuer = \"{issuer}\"\n\n\
-         [[oidc_provider.client]]\nclient_id = \"gate\"\nkind = \"confidential\"\n{}\n\
-         redirect_uris = [\"{callback}\"]\nconsent = \"implicit\"\n\n\
-         [[oidc_provider.client]]\nclient_id = \"withsecret\"\nkind = \"confidential\"\nsecret_sha256 = \"{}\"\n\
-         redirect_uris = [\"{callback}\"]\nconsent = \"implicit\"\n\n{}",
-        up_dir.path().join("data").display(),
-        client(&format!("http://{d}/.vestibule/jwks.json")),
-        sha256_hex(SECRET),
-        route("app", "/", app, ""),
-    );
-    let up = Gateway::start_in(up_dir, &up_text, &[(KEK_VAR, KEK)]).await;
-    let down_dir = tempfile::tempdir().unwrap();
-    let down_text = format!(
-        "[server]\nlisten = [\"{d}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\n\n\
-         [client_ip]\ntrusted_hops = [\"127.0.0.1\"]\n\n\
-         [source.oidc]\npreset = \"generic\"\nissuer = \"{issuer}\"\nclient_id = \"gate\"\n\
-         {auth}\nredirect_url = \"{callback}\"\nprovisioning = \"auto\"\n\n\
-         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n{}",
-        down_dir.path().join("data").display(),
-        route("app", "/", app, ""),
-    );
-    let down = Gateway::start_in(down_dir, &down_text, &[(SECRET_VAR, SECRET)]).await;
-    Pair {
-        up,
-        down,
-        up_text,
-        issuer,
-    }
+    start_pair(
+        |d| {
+            client_block(
+                "gate",
+                &client(&format!("http://{d}/.vestibule/jwks.json")),
+                &[d],
+            ) + &client_block("withsecret", &secret_line(), &[d])
+        },
+        |_| Down {
+            oidc: format!("{auth}\nprovisioning = \"auto\""),
+            ..Down::default()
+        },
+        &[],
+    )
+    .await
 }
 
 /// Signs in at the downstream and reads the page it returns to.

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use vestibule_store::{AccountStatus, AuditFilter, IdentityKey, Store, StoreConfig};
 
 use crate::oidc_login::{
-    ALICE, HTML, KEK, KEK_VAR, SECRET, SECRET_VAR, at, at_provider, get, location, session,
-    set_cookie, sha256_hex,
+    ALICE, Down, HTML, Pair, SECRET_VAR, at, at_provider, client_block, get, location, secret_line,
+    session, set_cookie, start_pair,
 };
 use crate::support::*;
 
@@ -22,50 +22,23 @@ const BOB: [(&str, &str); 3] = [
     ("Remote-Email", "bob@example.test"),
 ];
 
-struct Pair {
-    _up: Gateway,
-    down: Gateway,
-    issuer: String,
-}
-
 /// The upstream provider, and a downstream gateway with `[source.headers]`
 /// (`auto`) and `[source.oidc]` under `oidc_provisioning`.
 async fn pair(oidc_provisioning: &str) -> Pair {
-    let app = start_whoami().await;
-    let (p, d) = (closed_port().await, closed_port().await);
-    let issuer = format!("http://{p}");
-    let callback = format!("http://{d}/.vestibule/oidc/callback");
-    let up_dir = tempfile::tempdir().unwrap();
-    let up_text = format!(
-        "[server]\nlisten = [\"{p}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
-         [source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
-         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n[keys]\nkek_env = \"{KEK_VAR}\"\n\n\
-         [oidc_provider]\nissuer = \"{issuer}\"\n\n\
-         [[oidc_provider.client]]\nclient_id = \"gate\"\nkind = \"confidential\"\nsecret_sha256 = \"{}\"\n\
-         redirect_uris = [\"{callback}\"]\nconsent = \"implicit\"\n\n{}",
-        up_dir.path().join("data").display(),
-        sha256_hex(SECRET),
-        route("app", "/", app, ""),
-    );
-    let up = Gateway::start_in(up_dir, &up_text, &[(KEK_VAR, KEK)]).await;
-    let down_dir = tempfile::tempdir().unwrap();
-    let down_text = format!(
-        "[server]\nlisten = [\"{d}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
-         [client_ip]\ntrusted_hops = [\"127.0.0.1\"]\n\n\
-         [source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
-         [source.oidc]\npreset = \"generic\"\nissuer = \"{issuer}\"\nclient_id = \"gate\"\n\
-         client_secret_env = \"{SECRET_VAR}\"\nredirect_url = \"{callback}\"\n\
-         provisioning = \"{oidc_provisioning}\"\n\n\
-         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n{}",
-        down_dir.path().join("data").display(),
-        route("app", "/", app, ""),
-    );
-    let down = Gateway::start_in(down_dir, &down_text, &[(SECRET_VAR, SECRET)]).await;
-    Pair {
-        _up: up,
-        down,
-        issuer,
-    }
+    start_pair(
+        |d| client_block("gate", &secret_line(), &[d]),
+        |_| Down {
+            before: "[source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
+                     provisioning = \"auto\"\n"
+                .to_owned(),
+            oidc: format!(
+                "client_secret_env = \"{SECRET_VAR}\"\nprovisioning = \"{oidc_provisioning}\""
+            ),
+            ..Down::default()
+        },
+        &[],
+    )
+    .await
 }
 
 async fn down_store(p: &Pair) -> Arc<dyn Store> {

@@ -46,14 +46,10 @@ pub(crate) fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-/// The upstream's configuration: a provider at `p` whose client `gate`
-/// may come back to each of `downstreams`.
-pub(crate) fn upstream_config(
-    p: SocketAddr,
-    dir: &std::path::Path,
-    downstreams: &[SocketAddr],
-    app: SocketAddr,
-) -> String {
+/// A confidential client `id` at the upstream, authenticated by
+/// `credential` (its `secret_sha256` or `jwks_uri` line), which may come
+/// back to each of `downstreams`.
+pub(crate) fn client_block(id: &str, credential: &str, downstreams: &[SocketAddr]) -> String {
     let quoted = |f: &dyn Fn(&SocketAddr) -> String| {
         downstreams
             .iter()
@@ -62,17 +58,89 @@ pub(crate) fn upstream_config(
             .join(", ")
     };
     format!(
-        "[server]\nlisten = [\"{p}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
-         [source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
-         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n[keys]\nkek_env = \"{KEK_VAR}\"\n\n\
-         [oidc_provider]\nissuer = \"http://{p}\"\n\n\
-         [[oidc_provider.client]]\nclient_id = \"gate\"\nkind = \"confidential\"\nsecret_sha256 = \"{}\"\n\
-         redirect_uris = [{}]\npost_logout_redirect_uris = [{}]\nconsent = \"implicit\"\n\n{}",
-        dir.join("data").display(),
-        sha256_hex(SECRET),
+        "[[oidc_provider.client]]\nclient_id = \"{id}\"\nkind = \"confidential\"\n{credential}\n\
+         redirect_uris = [{}]\npost_logout_redirect_uris = [{}]\nconsent = \"implicit\"\n\n",
         quoted(&|d| format!("http://{d}/.vestibule/oidc/callback")),
         quoted(&|d| format!("http://{d}/")),
+    )
+}
+
+/// The `secret_sha256` line of a client whose secret is [`SECRET`].
+pub(crate) fn secret_line() -> String {
+    format!("secret_sha256 = \"{}\"", sha256_hex(SECRET))
+}
+
+/// The upstream's configuration: a provider at `p` (its own users from a
+/// trusted front) with `clients` (their `[[oidc_provider.client]]` blocks).
+pub(crate) fn provider_config(
+    p: SocketAddr,
+    dir: &std::path::Path,
+    clients: &str,
+    app: SocketAddr,
+) -> String {
+    format!(
+        "[server]\nlisten = [\"{p}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\n\n\
+         [source.headers]\ndialect = \"authelia\"\ntrusted_proxies = [\"127.0.0.1\"]\nprovisioning = \"auto\"\n\n\
+         [database]\ndata_dir = \"{}\"\n\n[accounts]\n\n[keys]\nkek_env = \"{KEK_VAR}\"\n\n\
+         [oidc_provider]\nissuer = \"http://{p}\"\n\n{clients}{}",
+        dir.join("data").display(),
         route("app", "/", app, ""),
+    )
+}
+
+/// The upstream's configuration with one client, `gate`, whose secret is
+/// [`SECRET`] and which may come back to each of `downstreams`.
+pub(crate) fn upstream_config(
+    p: SocketAddr,
+    dir: &std::path::Path,
+    downstreams: &[SocketAddr],
+    app: SocketAddr,
+) -> String {
+    provider_config(
+        p,
+        dir,
+        &client_block("gate", &secret_line(), downstreams),
+        app,
+    )
+}
+
+/// What a downstream gateway's configuration adds to the common part
+/// ([`gateway_config`]); empty by default.
+#[derive(Default)]
+pub(crate) struct Down {
+    /// Sections before `[source.oidc]` (another source).
+    pub(crate) before: String,
+    /// `[source.oidc]` lines after its issuer, client and callback.
+    pub(crate) oidc: String,
+    /// Sections after `[accounts]`.
+    pub(crate) after: String,
+    /// The app route's own lines.
+    pub(crate) route: String,
+}
+
+/// A downstream gateway's configuration: `[source.oidc]` at `d` against
+/// `issuer` as client `gate`, over `database` (a `[database]` body), with
+/// what `down` adds.
+pub(crate) fn gateway_config(
+    d: SocketAddr,
+    issuer: &str,
+    database: &str,
+    app: SocketAddr,
+    down: &Down,
+) -> String {
+    let Down {
+        before,
+        oidc,
+        after,
+        route: route_lines,
+    } = down;
+    format!(
+        "[server]\nlisten = [\"{d}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\n\n\
+         [client_ip]\ntrusted_hops = [\"127.0.0.1\"]\n\n{before}\n\
+         [source.oidc]\npreset = \"generic\"\nissuer = \"{issuer}\"\nclient_id = \"gate\"\n\
+         redirect_url = \"http://{d}/.vestibule/oidc/callback\"\n{oidc}\n\n\
+         [database]\n{database}\n\n[accounts]\n\n{after}\n\n{}",
+        route("app", "/", app, route_lines),
     )
 }
 
@@ -97,16 +165,28 @@ pub(crate) fn downstream_config_with(
     oidc_extra: &str,
     down_extra: &str,
 ) -> String {
-    let callback = format!("http://{d}/.vestibule/oidc/callback");
-    format!(
-        "[server]\nlisten = [\"{d}\"]\nadmin_listen = \"127.0.0.1:0\"\n\n[log]\nlevel = \"warn\"\n\n\
-         [client_ip]\ntrusted_hops = [\"127.0.0.1\"]\n\n\
-         [source.oidc]\npreset = \"generic\"\nissuer = \"{issuer}\"\nclient_id = \"gate\"\n\
-         client_secret_env = \"{SECRET_VAR}\"\nredirect_url = \"{callback}\"\n\
-         post_logout_redirect_url = \"http://{d}/\"\nprovisioning = \"auto\"\n{oidc_extra}\n\n\
-         [database]\n{database}\n\n[accounts]\n\n{down_extra}\n\n{}",
-        route("app", "/", app, "credentials = [\"bearer\"]"),
+    gateway_config(
+        d,
+        issuer,
+        database,
+        app,
+        &secret_down(d, oidc_extra, down_extra),
     )
+}
+
+/// The usual downstream: client secret [`SECRET`], logout back to `/`,
+/// `auto` provisioning and `oidc_extra`; Bearer credentials on the app;
+/// `down_extra` sections appended.
+fn secret_down(d: SocketAddr, oidc_extra: &str, down_extra: &str) -> Down {
+    Down {
+        oidc: format!(
+            "client_secret_env = \"{SECRET_VAR}\"\npost_logout_redirect_url = \"http://{d}/\"\n\
+             provisioning = \"auto\"\n{oidc_extra}"
+        ),
+        after: down_extra.to_owned(),
+        route: "credentials = [\"bearer\"]".to_owned(),
+        ..Down::default()
+    }
 }
 
 /// The upstream provider, started: it and its configuration.
@@ -144,13 +224,31 @@ pub(crate) async fn pair_with(
     down_extra: &str,
     down_env: &[(&str, &str)],
 ) -> Pair {
+    start_pair(
+        |d| client_block("gate", &secret_line(), &[d]),
+        |d| secret_down(d, oidc_extra, down_extra),
+        down_env,
+    )
+    .await
+}
+
+/// Starts an app, an upstream provider with `clients(d)` and a downstream
+/// gateway at `d` with `down(d)`, each with its own SQLite file; the
+/// downstream gets [`SECRET`] in its environment, plus `down_env`.
+pub(crate) async fn start_pair(
+    clients: impl FnOnce(SocketAddr) -> String,
+    down: impl FnOnce(SocketAddr) -> Down,
+    down_env: &[(&str, &str)],
+) -> Pair {
     let app = start_whoami().await;
     let (p, d) = (closed_port().await, closed_port().await);
     let issuer = format!("http://{p}");
-    let (up, up_text) = start_upstream(p, &[d], app).await;
+    let up_dir = tempfile::tempdir().unwrap();
+    let up_text = provider_config(p, up_dir.path(), &clients(d), app);
+    let up = Gateway::start_in(up_dir, &up_text, &[(KEK_VAR, KEK)]).await;
     let down_dir = tempfile::tempdir().unwrap();
     let database = format!("data_dir = \"{}\"", down_dir.path().join("data").display());
-    let down_text = downstream_config_with(d, &issuer, &database, app, oidc_extra, down_extra);
+    let down_text = gateway_config(d, &issuer, &database, app, &down(d));
     let mut env = vec![(SECRET_VAR, SECRET)];
     env.extend_from_slice(down_env);
     let down = Gateway::start_in(down_dir, &down_text, &env).await;

@@ -494,7 +494,8 @@ fn logged_key_counts(log: &str, message: &str) -> Vec<usize> {
 
 #[tokio::test]
 async fn sighup_fetches_the_oidc_providers_discovery_and_keys_again() {
-    use crate::oidc_client_auth::{KEK, KEK_VAR, SECRET, SECRET_VAR, pair};
+    use crate::oidc_client_auth::pair;
+    use crate::oidc_login::{KEK, KEK_VAR, SECRET, SECRET_VAR};
     let p = pair(
         |_| format!("secret_sha256 = \"{}\"", sha256_hex(SECRET)),
         &format!("client_secret_env = \"{SECRET_VAR}\""),
