@@ -99,6 +99,25 @@ pub enum Asked<T> {
     Unreachable(String),
 }
 
+/// Why [`Upstream::verify_with_keys`] gave no verified token.
+#[derive(Debug)]
+pub enum KeyedCheckError {
+    /// The provider's keys could not be fetched: nothing is known of the
+    /// token.
+    NoKeys(String),
+    /// The token failed a check.
+    Refused(OidcTokenError),
+}
+
+impl std::fmt::Display for KeyedCheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoKeys(e) => write!(f, "the provider's keys cannot be fetched: {e}"),
+            Self::Refused(e) => e.fmt(f),
+        }
+    }
+}
+
 /// The provider, as this gateway knows it.
 pub struct Upstream {
     login: OidcLogin,
@@ -283,12 +302,14 @@ impl Upstream {
 
     /// Runs a token check with the provider's keys, and once more with
     /// keys fetched again when the token names a key id vestibule does not
-    /// have (rotation, OIDC Core §10.1.1).
+    /// have (rotation, OIDC Core §10.1.1). Keys that cannot be fetched are
+    /// told apart from a refused token: the first says nothing about the
+    /// token (a 503, or a re-check's grace), the second is its verdict.
     pub async fn verify_with_keys<T>(
         &self,
         check: impl Fn(&Jwks) -> Result<T, OidcTokenError>,
-    ) -> Result<T, String> {
-        let keys = self.keys().await?;
+    ) -> Result<T, KeyedCheckError> {
+        let keys = self.keys().await.map_err(KeyedCheckError::NoKeys)?;
         match check(&keys) {
             Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: Some(_) })) => {
                 match self.refetch_keys().await {
@@ -298,7 +319,7 @@ impl Upstream {
             }
             other => other,
         }
-        .map_err(|e| e.to_string())
+        .map_err(KeyedCheckError::Refused)
     }
 
     /// Whether the provider takes the configured client authentication:

@@ -38,7 +38,7 @@ use vestibule_store::oidc_login::{OidcSessionLink, OidcSessionTokens};
 use vestibule_store::{AuditEntry, Store, hex};
 
 use crate::accounts::now_ms;
-use crate::identity::oidc::{Asked, Upstream};
+use crate::identity::oidc::{Asked, KeyedCheckError, Upstream};
 use crate::keys::kek::Kek;
 use crate::state::AppState;
 
@@ -221,13 +221,19 @@ async fn ask(
             };
             // A provider that answers with a token failing the checks (a
             // key of someone else, another subject) no longer vouches.
-            if let Err(e) = upstream
+            match upstream
                 .verify_with_keys(|keys| {
                     verify_refreshed_id_token(&token, keys, &expect, &original)
                 })
                 .await
             {
-                return Asked::Refused(format!("the refreshed ID token: {e}"));
+                Ok(_) => {}
+                // Keys out of reach say nothing of the token: the grace
+                // applies, as for a provider out of reach.
+                Err(e @ KeyedCheckError::NoKeys(_)) => return Asked::Unreachable(e.to_string()),
+                Err(e @ KeyedCheckError::Refused(_)) => {
+                    return Asked::Refused(format!("the refreshed ID token: {e}"));
+                }
             }
             token
         }

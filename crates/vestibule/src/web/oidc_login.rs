@@ -28,10 +28,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use rand::RngCore;
 use vestibule_core::identity::Identity;
-use vestibule_core::jwt::JwtError;
 use vestibule_core::oidc::{
-    CallbackError, IdTokenExpectations, LogoutTokenExpectations, OidcTokenError, check_callback,
-    pkce_challenge, verify_id_token, verify_logout_token,
+    CallbackError, IdTokenExpectations, LogoutTokenExpectations, check_callback, pkce_challenge,
+    verify_id_token, verify_logout_token,
 };
 use vestibule_core::secret::{find_cookie, hash_token};
 use vestibule_store::oidc_login::{OidcSessionLink, PendingOidcLogin};
@@ -43,7 +42,7 @@ use super::session::{SessionAudit, active, https, open_session, presented_token}
 use crate::accounts::{Accounts, now_ms};
 use crate::identity::authenticate::SourceError;
 use crate::identity::client_identity::ClientContext;
-use crate::identity::oidc::Upstream;
+use crate::identity::oidc::{KeyedCheckError, Upstream};
 use crate::identity::oidc_recheck::{SessionTokens, id_token_hint, store_login_tokens};
 use crate::state::AppState;
 
@@ -238,6 +237,7 @@ async fn verified_id_token(
     upstream
         .verify_with_keys(|keys| verify_id_token(token, keys, expect))
         .await
+        .map_err(|e| e.to_string())
 }
 
 /// `GET /.vestibule/oidc/callback`: the provider's answer. In order: the
@@ -534,25 +534,16 @@ pub(super) async fn backchannel_logout(
         require_expiry: settings.strict_logout_tokens,
         max_token_bytes: MAX_TOKEN_BYTES,
     };
-    let keys = match upstream.keys().await {
-        Ok(k) => k,
-        Err(e) => {
+    let verified = upstream
+        .verify_with_keys(|keys| verify_logout_token(token, keys, &expect))
+        .await;
+    let logout = match verified {
+        Ok(t) => t,
+        Err(KeyedCheckError::NoKeys(e)) => {
             tracing::warn!(error = %e, "a logout token arrived but the provider's keys cannot be fetched");
             return backchannel_answer(StatusCode::SERVICE_UNAVAILABLE, None);
         }
-    };
-    let verified = match verify_logout_token(token, &keys, &expect) {
-        Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: Some(_) })) => {
-            match upstream.refetch_keys().await {
-                Some(keys) => verify_logout_token(token, &keys, &expect),
-                None => Err(OidcTokenError::Jwt(JwtError::UnknownKey { kid: None })),
-            }
-        }
-        other => other,
-    };
-    let logout = match verified {
-        Ok(t) => t,
-        Err(e) => {
+        Err(KeyedCheckError::Refused(e)) => {
             tracing::info!(error = %e, "a logout token was refused");
             return backchannel_answer(StatusCode::BAD_REQUEST, Some(&e.to_string()));
         }
