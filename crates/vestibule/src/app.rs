@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::http::listen::{self, Bound};
+use crate::http::workers;
 use crate::state::{AppState, IdentityReader};
 
 /// Where vestibule's own endpoints live on the main listeners.
@@ -255,23 +256,26 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
     let (shutdown, rx) = watch::channel(false);
     let router = app(state.clone());
 
-    let mut bound = Vec::new();
+    // Every main listener is bound here, once per worker, so an address
+    // in use stops startup; the workers serve them (http/workers.rs).
+    let workers = state.settings.workers;
+    let mut listeners = Vec::new();
     let mut http_addrs = Vec::new();
     let mut tls_addrs = Vec::new();
     for addr in &state.settings.listen {
-        let l = TcpListener::bind(addr)
-            .await
+        let (sockets, bound) = workers::bind_tcp(*addr, workers)
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        http_addrs.push(l.local_addr().map_err(|e| e.to_string())?);
-        bound.push(Bound::Tcp(l, None));
+        tracing::info!(listener = %format!("http://{bound}"), workers, "listening");
+        http_addrs.push(bound);
+        listeners.push(workers::Listener::Tcp(sockets, None));
     }
     if let Some((acceptor, addrs)) = tls {
         for addr in addrs {
-            let l = TcpListener::bind(addr)
-                .await
+            let (sockets, bound) = workers::bind_tcp(addr, workers)
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            tls_addrs.push(l.local_addr().map_err(|e| e.to_string())?);
-            bound.push(Bound::Tcp(l, Some(acceptor.clone())));
+            tracing::info!(listener = %format!("https://{bound}"), workers, "listening");
+            tls_addrs.push(bound);
+            listeners.push(workers::Listener::Tcp(sockets, Some(acceptor.clone())));
         }
     }
     for u in &state.settings.unix {
@@ -288,20 +292,23 @@ pub async fn spawn(settings: Settings) -> Result<Running, String> {
             std::fs::remove_file(&u.path)
                 .map_err(|e| format!("cannot replace {}: {e}", u.path.display()))?;
         }
-        let l = UnixListener::bind(&u.path)
+        let l = std::os::unix::net::UnixListener::bind(&u.path)
             .map_err(|e| format!("cannot listen on {}: {e}", u.path.display()))?;
-        bound.push(Bound::Unix(l, u.trusted, u.path.clone()));
+        let describe = format!(
+            "unix:{}{}",
+            u.path.display(),
+            if u.trusted { " (trusted)" } else { "" }
+        );
+        tracing::info!(listener = %describe, workers, "listening");
+        listeners.push(workers::Listener::Unix(l, u.trusted, u.path.clone()));
     }
-
-    for b in bound {
-        tracing::info!(listener = %b.describe(), "listening");
-        tasks.push(tokio::spawn(listen::serve(
-            b,
-            listen::Dispatch::main(router.clone(), state.clone()),
-            limits.clone(),
-            rx.clone(),
-        )));
-    }
+    tasks.extend(workers::spawn(
+        workers,
+        listeners,
+        &listen::Dispatch::main(router.clone(), state.clone()),
+        &limits,
+        &rx,
+    )?);
     let mut admin_addr = None;
     if let Some(addr) = admin_listen {
         let l = TcpListener::bind(addr)

@@ -253,6 +253,7 @@ impl AppState {
         let upstream = crate::http::upstream::UpstreamPool::new(
             settings.connect_timeout,
             settings.pool_idle_timeout,
+            settings.workers,
         );
         let metrics = Metrics::new();
         let routes = RwLock::new(Arc::new(Routes::new(&settings, &metrics)));

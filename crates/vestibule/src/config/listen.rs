@@ -19,6 +19,9 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_HEADER_READ_TIMEOUT: &str = "10s";
 /// Default `server.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10000;
+/// Most `server.workers`: far above any core count this runs on, low
+/// enough that a typo (an extra zero) is caught.
+pub(super) const MAX_WORKERS: usize = 1024;
 /// Default `server.max_request_headers`.
 pub const DEFAULT_MAX_REQUEST_HEADERS: usize = 100;
 /// Default `server.max_header_bytes`.
@@ -54,6 +57,12 @@ pub struct ServerConfig {
     /// beyond). Default 65536.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Proxy workers: OS threads, each with its own single-threaded
+    /// runtime and its own SO_REUSEPORT socket per listener. Default the
+    /// CPUs this process may run on (`std::thread::available_parallelism`,
+    /// which follows `taskset` and cgroup CPU limits); 1..=1024.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -67,8 +76,14 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_request_headers: DEFAULT_MAX_REQUEST_HEADERS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            workers: None,
         }
     }
+}
+
+/// The default `server.workers`: one per CPU this process may run on.
+pub(super) fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn default_max_connections() -> usize {
@@ -136,6 +151,7 @@ pub(super) struct ServerSettings {
     pub(super) max_connections: usize,
     pub(super) max_request_headers: usize,
     pub(super) max_header_bytes: usize,
+    pub(super) workers: usize,
 }
 
 impl ServerConfig {
@@ -205,6 +221,14 @@ impl ServerConfig {
                 );
             }
         }
+        let workers = self.workers.unwrap_or_else(default_workers);
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            c.error(
+                "server.workers",
+                format!("{workers} is outside 1..={MAX_WORKERS}"),
+                "leave it unset for one worker per CPU, or set 1 to serve from one thread",
+            );
+        }
         ServerSettings {
             listen,
             unix: self.unix.clone(),
@@ -214,6 +238,7 @@ impl ServerConfig {
             max_connections: self.max_connections,
             max_request_headers: self.max_request_headers,
             max_header_bytes: self.max_header_bytes,
+            workers,
         }
     }
 }

@@ -161,6 +161,9 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// Connection cap over all listeners.
     pub max_connections: usize,
+    /// Proxy worker threads (`server.workers`), each serving every main
+    /// listener through its own SO_REUSEPORT socket.
+    pub workers: usize,
     /// Header line cap per request.
     pub max_request_headers: usize,
     /// Request head size cap.
@@ -337,6 +340,7 @@ pub fn validate(file: &FileConfig) -> (Option<Settings>, Vec<Diagnostic>) {
                 admin_listen: server.admin_listen,
                 header_read_timeout: server.header_read_timeout,
                 max_connections: server.max_connections,
+                workers: server.workers,
                 max_request_headers: server.max_request_headers,
                 max_header_bytes: server.max_header_bytes,
                 log_json: log.json,

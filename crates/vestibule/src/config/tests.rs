@@ -412,6 +412,8 @@ fn dangerous_override_is_accepted_only_when_named() {
 fn server_limits_are_bounded() {
     for (line, key) in [
         ("max_connections = 0", "server.max_connections"),
+        ("workers = 0", "server.workers"),
+        ("workers = 1025", "server.workers"),
         ("max_request_headers = 2", "server.max_request_headers"),
         ("max_header_bytes = 100", "server.max_header_bytes"),
     ] {

@@ -270,53 +270,93 @@ pub async fn serve(
     let builder = http_builder(&limits);
     let graceful = GracefulShutdown::new();
     loop {
-        // Take a connection slot before accepting: at the cap, clients wait
-        // in the kernel's backlog instead of costing memory here.
-        let permit = tokio::select! {
-            _ = shutdown.changed() => break,
-            p = limits.connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        tokio::select! {
+        let accepted = tokio::select! {
             _ = shutdown.changed() => break,
             accepted = accept(&bound) => match accepted {
-                Ok(Accepted::Tcp(stream, addr)) => {
-                    let peer = Peer::tcp(addr.ip());
-                    match &bound {
-                        Bound::Tcp(_, Some(tls)) => {
-                            let tls = tls.clone();
-                            let cert_hosts = tls.cert_hosts.clone();
-                            let router = router.clone();
-                            let builder = builder.clone();
-                            let watcher = graceful.watcher();
-                            tokio::spawn(async move {
-                                let _permit = permit;
-                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                                    Ok(Ok((stream, cert_host, client_cert))) => {
-                                        let conn = ConnInfo { peer, tls: true, cert_host, client_cert };
-                                        let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), Tagged { router, conn, cert_hosts }).into_owned();
-                                        if let Err(e) = watcher.watch(c).await {
-                                            tracing::debug!(error = %e, "connection ended with an error");
-                                        }
-                                    }
-                                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                                }
-                            });
-                        }
-                        _ => spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo::plain(peer), permit),
-                    }
-                }
-                Ok(Accepted::Unix(stream, trusted)) => {
-                    spawn_conn(&builder, &graceful, stream, router.clone(), ConnInfo::plain(Peer::Unix { trusted }), permit);
-                }
+                Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
+            },
+        };
+        // A connection slot, taken once a connection is there: at the cap
+        // this one waits, and no further one is accepted (those clients
+        // wait in the kernel's backlog). Not before accepting: with
+        // several workers, a worker waiting on an empty socket would hold
+        // a slot that a client queued at another worker needs.
+        let permit = match limits.connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                _ = shutdown.changed() => break,
+                p = limits.connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            },
+        };
+        match accepted {
+            Accepted::Tcp(stream, addr) => {
+                let peer = Peer::tcp(addr.ip());
+                match &bound {
+                    Bound::Tcp(_, Some(tls)) => {
+                        let tls = tls.clone();
+                        let cert_hosts = tls.cert_hosts.clone();
+                        let router = router.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream))
+                                .await
+                            {
+                                Ok(Ok((stream, cert_host, client_cert))) => {
+                                    let conn = ConnInfo {
+                                        peer,
+                                        tls: true,
+                                        cert_host,
+                                        client_cert,
+                                    };
+                                    let c = builder
+                                        .serve_connection_with_upgrades(
+                                            TokioIo::new(stream),
+                                            Tagged {
+                                                router,
+                                                conn,
+                                                cert_hosts,
+                                            },
+                                        )
+                                        .into_owned();
+                                    if let Err(e) = watcher.watch(c).await {
+                                        tracing::debug!(error = %e, "connection ended with an error");
+                                    }
+                                }
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        });
+                    }
+                    _ => spawn_conn(
+                        &builder,
+                        &graceful,
+                        stream,
+                        router.clone(),
+                        ConnInfo::plain(peer),
+                        permit,
+                    ),
+                }
+            }
+            Accepted::Unix(stream, trusted) => {
+                spawn_conn(
+                    &builder,
+                    &graceful,
+                    stream,
+                    router.clone(),
+                    ConnInfo::plain(Peer::Unix { trusted }),
+                    permit,
+                );
             }
         }
     }

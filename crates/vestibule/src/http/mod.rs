@@ -13,6 +13,8 @@
 //! - [`refusal`]: what a refusal is, how it is answered, and the one
 //!   place it is logged.
 //! - [`responses`]: plain, redirect and page answers shared by both.
+//! - [`workers`]: the proxy worker threads, one current-thread runtime
+//!   and one `SO_REUSEPORT` socket per listener each.
 
 pub mod decide;
 pub mod forward;
@@ -22,3 +24,4 @@ pub mod listen;
 pub mod refusal;
 pub mod responses;
 pub mod upstream;
+pub mod workers;

@@ -12,6 +12,12 @@
 //! A sender goes back to the pool when its response body has been read to
 //! the end (then the connection is idle again); a response dropped half
 //! read, or a protocol switch, takes its connection with it.
+//!
+//! The pool has a shard per proxy worker ([`crate::http::workers`]), and
+//! one for every other thread: a connection opened by a worker has its
+//! driver task on that worker's runtime, and only that worker's requests
+//! use it, so a request and its upstream connection never wake each other
+//! across threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -32,9 +38,11 @@ use tokio::net::TcpStream;
 /// The HTTP/1.1 port when an upstream's authority names none (RFC 9110 §4.2.1).
 const HTTP_DEFAULT_PORT: u16 = 80;
 
-/// A pool of idle upstream connections, keyed by authority.
+/// A pool of idle upstream connections, keyed by authority, one shard
+/// per proxy worker.
 pub struct UpstreamPool {
-    idle: Mutex<HashMap<Authority, VecDeque<Idle>>>,
+    /// Shard 0 for threads that are not workers, `1 + i` for worker `i`.
+    shards: Box<[Mutex<Shard>]>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// Whether the sweeper that closes connections idle for longer than
@@ -42,6 +50,9 @@ pub struct UpstreamPool {
     /// may be made outside a runtime).
     sweeping: AtomicBool,
 }
+
+/// One worker's idle connections, by authority.
+type Shard = HashMap<Authority, VecDeque<Idle>>;
 
 /// A connection whose last response has been read to the end.
 struct Idle {
@@ -83,11 +94,12 @@ impl std::error::Error for UpstreamError {
 }
 
 impl UpstreamPool {
-    /// An empty pool. Connections take at most `connect_timeout` to open
-    /// and are dropped after `idle_timeout` unused.
-    pub fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
+    /// An empty pool for `workers` proxy workers. Connections take at
+    /// most `connect_timeout` to open and are dropped after `idle_timeout`
+    /// unused.
+    pub fn new(connect_timeout: Duration, idle_timeout: Duration, workers: usize) -> Arc<Self> {
         Arc::new(Self {
-            idle: Mutex::new(HashMap::new()),
+            shards: (0..=workers).map(|_| Mutex::default()).collect(),
             connect_timeout,
             idle_timeout,
             sweeping: AtomicBool::new(false),
@@ -106,13 +118,15 @@ impl UpstreamPool {
             loop {
                 tokio::time::sleep(period).await;
                 let Some(pool) = pool.upgrade() else { return };
-                let mut map = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                map.retain(|_, queue| {
-                    queue.retain(|i| {
-                        i.since.elapsed() <= pool.idle_timeout && !i.sender.is_closed()
+                for shard in &pool.shards {
+                    let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                    map.retain(|_, queue| {
+                        queue.retain(|i| {
+                            i.since.elapsed() <= pool.idle_timeout && !i.sender.is_closed()
+                        });
+                        !queue.is_empty()
                     });
-                    !queue.is_empty()
-                });
+                }
             }
         });
     }
@@ -127,9 +141,10 @@ impl UpstreamPool {
         authority: &Authority,
         req: http::Request<Body>,
     ) -> Result<http::Response<PooledBody>, UpstreamError> {
-        let req = match self.checkout(authority).await {
+        let shard = self.shard();
+        let req = match self.checkout(shard, authority).await {
             Some(mut sender) => match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.wrap(authority, sender, resp)),
+                Ok(resp) => return Ok(self.wrap(shard, authority, sender, resp)),
                 Err(mut e) => match e.take_message() {
                     Some(req) => req,
                     None => return Err(UpstreamError::Http(e.into_error())),
@@ -142,11 +157,17 @@ impl UpstreamPool {
             .send_request(req)
             .await
             .map_err(UpstreamError::Http)?;
-        Ok(self.wrap(authority, sender, resp))
+        Ok(self.wrap(shard, authority, sender, resp))
+    }
+
+    /// The calling thread's shard.
+    fn shard(&self) -> usize {
+        crate::http::workers::current().map_or(0, |w| (w + 1) % self.shards.len())
     }
 
     fn wrap(
         self: &Arc<Self>,
+        shard: usize,
         authority: &Authority,
         sender: SendRequest<Body>,
         resp: http::Response<Incoming>,
@@ -155,6 +176,7 @@ impl UpstreamPool {
         let reusable = resp.status() != http::StatusCode::SWITCHING_PROTOCOLS;
         let owner = Owner {
             pool: Arc::clone(self),
+            shard,
             authority: authority.clone(),
             sender,
             reusable,
@@ -171,10 +193,12 @@ impl UpstreamPool {
 
     /// The most recently used idle connection to `authority` that is still
     /// open and ready, if any.
-    async fn checkout(&self, authority: &Authority) -> Option<SendRequest<Body>> {
+    async fn checkout(&self, shard: usize, authority: &Authority) -> Option<SendRequest<Body>> {
         loop {
             let idle = {
-                let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut map = self.shards[shard]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 map.get_mut(authority)?.pop_back()?
             };
             if idle.since.elapsed() > self.idle_timeout || idle.sender.is_closed() {
@@ -189,11 +213,13 @@ impl UpstreamPool {
         }
     }
 
-    fn release(&self, authority: Authority, sender: SendRequest<Body>) {
+    fn release(&self, shard: usize, authority: Authority, sender: SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
-        let mut map = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let queue = map.entry(authority).or_default();
         // Oldest first: drop the ones idle too long.
         while queue
@@ -256,6 +282,9 @@ impl std::fmt::Debug for PooledBody {
 
 struct Owner {
     pool: Arc<UpstreamPool>,
+    /// The shard of the worker that opened the connection, where it goes
+    /// back whichever thread reads the body's end.
+    shard: usize,
     authority: Authority,
     sender: SendRequest<Body>,
     reusable: bool,
@@ -274,7 +303,9 @@ impl PooledBody {
         if let Some(owner) = self.owner.take()
             && owner.reusable
         {
-            owner.pool.release(owner.authority, owner.sender);
+            owner
+                .pool
+                .release(owner.shard, owner.authority, owner.sender);
         }
     }
 }
@@ -363,7 +394,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_read_to_the_end_is_used_again() {
         let (authority, accepted) = app().await;
-        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60), 1);
         for _ in 0..3 {
             let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
             assert_eq!(read(resp).await, "ok");
@@ -374,7 +405,7 @@ mod tests {
     #[tokio::test]
     async fn a_response_dropped_half_read_takes_its_connection_along() {
         let (authority, accepted) = app().await;
-        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60), 1);
         let unread = pool.send(&authority, get(&authority, "/")).await.unwrap();
         // In use: a second request needs a connection of its own.
         let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
@@ -388,7 +419,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_app_closed_is_replaced() {
         let (authority, accepted) = app().await;
-        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60), 1);
         let resp = pool
             .send(&authority, get(&authority, "/close"))
             .await
@@ -402,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn connections_idle_too_long_are_not_used() {
         let (authority, accepted) = app().await;
-        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_millis(50));
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_millis(50), 1);
         let resp = pool.send(&authority, get(&authority, "/")).await.unwrap();
         assert_eq!(read(resp).await, "ok");
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -416,7 +447,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         drop(listener);
-        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60));
+        let pool = UpstreamPool::new(Duration::from_secs(1), Duration::from_secs(60), 1);
         let err = pool
             .send(&authority, get(&authority, "/"))
             .await

@@ -105,7 +105,9 @@ async fn connection_cap_queues_further_clients() {
     let up = start_whoami().await;
     let cfg = config(&authelia(), &route("app", "/", up, "auth = \"public\"")).replace(
         "admin_listen = \"127.0.0.1:0\"",
-        "admin_listen = \"127.0.0.1:0\"\nmax_connections = 2",
+        // Two workers: the cap holds over both, and a worker waiting on an
+        // empty socket holds no slot.
+        "admin_listen = \"127.0.0.1:0\"\nmax_connections = 2\nworkers = 2",
     );
     let gw = Gateway::start(&cfg).await;
     let idle1 = Raw::connect(gw.addr, TRUSTED).await;

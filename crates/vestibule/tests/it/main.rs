@@ -45,3 +45,4 @@ mod verify_crate;
 // vestibule-verify's example app, served as it is by `verify_crate`.
 #[path = "../../../vestibule-verify/examples/support/whoami_app.rs"]
 mod whoami_app;
+mod workers;
