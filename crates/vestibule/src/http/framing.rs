@@ -10,9 +10,11 @@
 //! differ, `Transfer-Encoding` in HTTP/1.0 or not ending in `chunked`.
 //! What it accepts and would resolve silently is refused here, using the
 //! rules in [`vestibule_core::framing`]. hyper itself drops `Content-Length`
-//! when `Transfer-Encoding` is present and closes the connection after the
-//! response; it also folds repeated identical `Content-Length` lines into
-//! one. Those two cases never reach this check as such (see SECURITY.md).
+//! when `Transfer-Encoding` is present (and closes the connection after
+//! the response), so that case cannot be seen in the head: [`TrackedIo`]
+//! finds it in the connection's bytes and [`StreamWatch::check`] refuses
+//! it first. hyper also folds repeated identical `Content-Length` lines
+//! into one; that case never reaches this check as such (see SECURITY.md).
 
 use axum::response::Response;
 use http::{HeaderValue, Method, Request, StatusCode, Version, header};
