@@ -207,7 +207,7 @@ impl Tracker {
     fn line(&mut self, line: &[u8]) {
         // httparse takes CRLF or a bare LF; a CR anywhere else is an error.
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.contains(&b'\r') {
+        if memchr::memchr(b'\r', line).is_some() {
             return self.stop();
         }
         match self.state {
