@@ -27,8 +27,14 @@
 //! by hyper, which fails the body stream on the first malformed byte;
 //! [`chunked_body_ok`] is the strict reference grammar the tests compare
 //! against.
+//!
+//! [`stream`] follows the message boundaries of a whole connection, to see
+//! what hyper hides from a service: a head with both `Content-Length` and
+//! `Transfer-Encoding`.
 
 use std::fmt;
+
+pub mod stream;
 
 /// How a request's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

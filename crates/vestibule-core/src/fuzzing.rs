@@ -1285,6 +1285,39 @@ pub fn request_framing(data: &[u8]) {
     }
 }
 
+/// [`Tracker`](crate::framing::stream::Tracker), the request-stream
+/// boundary tracker: the first byte picks where the rest is cut into two
+/// or three pieces. Fed whole, in those pieces and byte by byte, it gives
+/// one verdict, head count and tracking state; a reported head is one it
+/// counted, after which it has stopped; its kept partial line never grows
+/// beyond the cap.
+pub fn request_stream(data: &[u8]) {
+    use crate::framing::stream::Tracker;
+
+    let Some((&seed, rest)) = data.split_first() else {
+        return;
+    };
+    const CAP: usize = 256;
+    let outcome = |t: &Tracker| (t.first_ambiguous(), t.heads(), t.tracking());
+    let mut whole = Tracker::new(CAP);
+    whole.feed(rest);
+    let a = usize::from(seed & 0x0f) * rest.len() / 15;
+    let b = a + usize::from(seed >> 4) * (rest.len() - a) / 15;
+    let mut pieces = Tracker::new(CAP);
+    for piece in [&rest[..a], &rest[a..b], &rest[b..]] {
+        pieces.feed(piece);
+    }
+    let mut bytewise = Tracker::new(CAP);
+    for byte in rest {
+        bytewise.feed(std::slice::from_ref(byte));
+    }
+    assert_eq!(outcome(&whole), outcome(&pieces));
+    assert_eq!(outcome(&whole), outcome(&bytewise));
+    if let Some(i) = whole.first_ambiguous() {
+        assert!(i < whole.heads() && !whole.tracking());
+    }
+}
+
 /// [`reaches_reserved_prefix`](crate::path::reaches_reserved_prefix): the
 /// input is a request path. When any reading of it lies under
 /// `/.vestibule`, route matching must not be the only guard: the check is

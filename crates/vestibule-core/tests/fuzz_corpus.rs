@@ -129,6 +129,11 @@ fn request_framing() {
 }
 
 #[test]
+fn request_stream() {
+    replay("request_stream", fuzzing::request_stream);
+}
+
+#[test]
 fn reserved_prefix() {
     replay("reserved_prefix", fuzzing::reserved_prefix);
 }

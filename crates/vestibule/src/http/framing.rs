@@ -10,9 +10,11 @@
 //! differ, `Transfer-Encoding` in HTTP/1.0 or not ending in `chunked`.
 //! What it accepts and would resolve silently is refused here, using the
 //! rules in [`vestibule_core::framing`]. hyper itself drops `Content-Length`
-//! when `Transfer-Encoding` is present and closes the connection after the
-//! response; it also folds repeated identical `Content-Length` lines into
-//! one. Those two cases never reach this check as such (see SECURITY.md).
+//! when `Transfer-Encoding` is present (and closes the connection after
+//! the response), so that case cannot be seen in the head: [`TrackedIo`]
+//! finds it in the connection's bytes and [`StreamWatch::check`] refuses
+//! it first. hyper also folds repeated identical `Content-Length` lines
+//! into one; that case never reaches this check as such (see SECURITY.md).
 
 use axum::response::Response;
 use http::{HeaderValue, Method, Request, StatusCode, Version, header};
@@ -149,5 +151,136 @@ impl http_body::Body for WatchedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// What a connection's [`TrackedIo`] learned, shared with the service that
+/// answers the connection's requests: the index of the first request head
+/// carrying both `Content-Length` and `Transfer-Encoding`, and how many
+/// HTTP/1 requests the service has been called for.
+///
+/// hyper reads such a request as chunked, closes the connection after it,
+/// and drops `Content-Length` before the service sees the request (RFC
+/// 9112 §6.1 allows that, or rejecting): the head alone cannot show it.
+/// The bytes can; [`vestibule_core::framing::stream::Tracker`] follows
+/// them as hyper frames them, and the service refuses the request with
+/// the same index.
+#[derive(Debug)]
+pub struct StreamWatch {
+    /// `u64::MAX` until a head is found.
+    first_ambiguous: std::sync::atomic::AtomicU64,
+    /// HTTP/1 requests seen by the service: the index of the next one.
+    served: std::sync::atomic::AtomicU64,
+}
+
+impl StreamWatch {
+    fn new() -> Self {
+        Self {
+            first_ambiguous: std::sync::atomic::AtomicU64::new(u64::MAX),
+            served: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The 400 answer for `req` when it is the head the connection's
+    /// tracker found with both framing fields; counts `req` either way.
+    ///
+    /// hyper calls the service for an HTTP/1 connection's requests one
+    /// after another, in the order of their heads, and the tracker has
+    /// seen a head's bytes before hyper parses it, so the count is the
+    /// head's index and the flag is already set when its turn comes.
+    pub fn check<B>(&self, req: &Request<B>) -> Option<Response> {
+        use std::sync::atomic::Ordering;
+        if !matches!(req.version(), Version::HTTP_10 | Version::HTTP_11) {
+            return None;
+        }
+        let index = self.served.fetch_add(1, Ordering::Relaxed);
+        if index != self.first_ambiguous.load(Ordering::Acquire) {
+            return None;
+        }
+        let e = vestibule_core::framing::FramingError::LengthAndTransferEncoding;
+        tracing::debug!(error = %e, "request refused before routing");
+        Some(refusal(&e.to_string()))
+    }
+}
+
+/// A server connection's byte stream, every byte read also fed to a
+/// [`vestibule_core::framing::stream::Tracker`]; writes pass through.
+/// The tracker is dropped once it has found a head or stopped following
+/// the stream (HTTP/2, an upgrade, bytes hyper refuses), so a tunnel or
+/// an HTTP/2 connection pays one branch per read after its first head.
+pub struct TrackedIo<I> {
+    inner: I,
+    tracker: Option<vestibule_core::framing::stream::Tracker>,
+    watch: std::sync::Arc<StreamWatch>,
+}
+
+/// Wraps a freshly accepted connection; `max_line` is the listener's
+/// `max_header_bytes` (hyper refuses a longer head anyway).
+pub fn track_stream<I>(inner: I, max_line: usize) -> (TrackedIo<I>, std::sync::Arc<StreamWatch>) {
+    let watch = std::sync::Arc::new(StreamWatch::new());
+    let io = TrackedIo {
+        inner,
+        tracker: Some(vestibule_core::framing::stream::Tracker::new(max_line)),
+        watch: watch.clone(),
+    };
+    (io, watch)
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TrackedIo<I> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (std::task::Poll::Ready(Ok(())), Some(tracker)) = (&polled, &mut this.tracker) {
+            if let Some(index) = tracker.feed(&buf.filled()[before..]) {
+                this.watch
+                    .first_ambiguous
+                    .store(index, std::sync::atomic::Ordering::Release);
+                this.tracker = None;
+            } else if !tracker.tracking() {
+                this.tracker = None;
+            }
+        }
+        polled
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for TrackedIo<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

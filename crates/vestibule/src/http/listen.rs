@@ -307,6 +307,7 @@ pub async fn serve(
                         let router = router.clone();
                         let builder = builder.clone();
                         let watcher = graceful.watcher();
+                        let max_line = limits.max_header_bytes;
                         tokio::spawn(async move {
                             let _permit = permit;
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream))
@@ -319,6 +320,8 @@ pub async fn serve(
                                         cert_host,
                                         client_cert,
                                     };
+                                    let (stream, framing) =
+                                        crate::http::framing::track_stream(stream, max_line);
                                     let c = builder
                                         .serve_connection_with_upgrades(
                                             TokioIo::new(stream),
@@ -326,6 +329,7 @@ pub async fn serve(
                                                 router,
                                                 conn,
                                                 cert_hosts,
+                                                framing,
                                             },
                                         )
                                         .into_owned();
@@ -345,6 +349,7 @@ pub async fn serve(
                         router.clone(),
                         ConnInfo::plain(peer),
                         permit,
+                        limits.max_header_bytes,
                     ),
                 }
             }
@@ -356,6 +361,7 @@ pub async fn serve(
                     router.clone(),
                     ConnInfo::plain(Peer::Unix { trusted }),
                     permit,
+                    limits.max_header_bytes,
                 );
             }
         }
@@ -398,6 +404,8 @@ struct Tagged {
     conn: ConnInfo,
     /// The TLS listener's certificate hostnames (empty elsewhere).
     cert_hosts: Arc<[String]>,
+    /// What the connection's byte stream showed about request framing.
+    framing: Arc<crate::http::framing::StreamWatch>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for Tagged {
@@ -412,8 +420,14 @@ impl hyper::service::Service<http::Request<Incoming>> for Tagged {
     >;
 
     fn call(&self, mut req: http::Request<Incoming>) -> Self::Future {
-        // Host, target form and body framing, before anything else.
-        if let Some(resp) = crate::http::framing::check_head(&req) {
+        // Host, target form and body framing, before anything else: first
+        // what only the bytes showed (`Content-Length` with
+        // `Transfer-Encoding`), then the head.
+        if let Some(resp) = self
+            .framing
+            .check(&req)
+            .or_else(|| crate::http::framing::check_head(&req))
+        {
             return futures_util::future::Either::Right(std::future::ready(Ok(resp)));
         }
         if let Some(resp) = misdirected(&req, self.conn, &self.cert_hosts) {
@@ -444,11 +458,16 @@ type ProxyFuture = std::pin::Pin<
     >,
 >;
 
-fn service(router: Dispatch, conn: ConnInfo) -> Tagged {
+fn service(
+    router: Dispatch,
+    conn: ConnInfo,
+    framing: Arc<crate::http::framing::StreamWatch>,
+) -> Tagged {
     Tagged {
         router,
         conn,
         cert_hosts: Arc::from(Vec::new()),
+        framing,
     }
 }
 
@@ -496,11 +515,13 @@ fn spawn_conn<I>(
     router: Dispatch,
     conn: ConnInfo,
     permit: tokio::sync::OwnedSemaphorePermit,
+    max_line: usize,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let (io, framing) = crate::http::framing::track_stream(io, max_line);
     let c = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service(router, conn))
+        .serve_connection_with_upgrades(TokioIo::new(io), service(router, conn, framing))
         .into_owned();
     let fut = graceful.watch(c);
     tokio::spawn(async move {

@@ -229,20 +229,152 @@ async fn malformed_chunks_found_while_streaming_are_400_not_502() {
     }
 }
 
-/// hyper, not vestibule, resolves `Content-Length` with
-/// `Transfer-Encoding`: it reads the body as chunked, drops the length and
-/// closes the connection after the response, so the bytes a
-/// `Content-Length` reader would take for a second request are never
-/// parsed as one. (SECURITY.md: this is the one ambiguous framing that
-/// does not get 400.)
+/// `Content-Length` with `Transfer-Encoding` (RFC 9112 §6.1, §6.3 item
+/// 3): hyper would read the body as chunked and drop the length before a
+/// service sees it, so vestibule finds the pair in the connection's bytes
+/// (`vestibule_core::framing::stream`) and answers 400 and closes, in
+/// either order and in every spelling hyper accepts. Nothing reaches the
+/// upstream, and the bytes a `Content-Length` reader would take for a
+/// second request are never answered.
 #[tokio::test]
-async fn length_with_chunked_cannot_smuggle_a_second_request() {
+async fn length_with_chunked_gets_400_and_a_closed_connection() {
     let up = Recorder::start().await;
     let gw = in_path(&up).await;
-    let smuggled = b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /.vestibule/smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n";
-    let buf = exchange_raw(gw.addr, smuggled).await;
-    let text = String::from_utf8_lossy(&buf);
-    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    let smuggled = "GET /.vestibule/smuggled HTTP/1.1\r\nHost: app.test\r\n\r\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "length first",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "chunked first",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "upper case",
+            "POST / HTTP/1.1\r\nHOST: app.test\r\nTRANSFER-ENCODING: CHUNKED\r\nCONTENT-LENGTH: 4\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "tab and trailing white space",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length:\t4\t\r\nTransfer-Encoding:\tchunked \r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "bare LF line ends",
+            "POST / HTTP/1.1\nHost: app.test\ntransfer-encoding: Chunked\ncontent-length: 4\n\n0\r\n\r\n",
+        ),
+        (
+            "a coding list ending in chunked",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "an invalid length after chunked (hyper skips it)",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "two lengths after chunked",
+            "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\nContent-Length: 9\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "forward-auth's path",
+            "POST /.vestibule/verify HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nX-Original-URI: /\r\n\r\n0\r\n\r\n",
+        ),
+    ];
+    for (what, request) in cases {
+        let buf = exchange_raw(gw.addr, format!("{request}{smuggled}").as_bytes()).await;
+        let text = String::from_utf8_lossy(&buf);
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{what}: {text}");
+        let r = Raw::parse(&buf);
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert_eq!(r.header("connection"), Some("close"), "{what}");
+        assert!(
+            r.text()
+                .contains("both Content-Length and Transfer-Encoding"),
+            "{what}: {}",
+            r.text()
+        );
+        assert_eq!(up.contacted(), 0, "{what} reached the upstream");
+    }
+}
+
+/// Sends `requests` back to back on one connection (the last one asks to
+/// close) and returns the responses' status codes and bodies, in order.
+async fn pipelined(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<(u16, String)> {
+    let buf = exchange_raw(addr, &requests.concat()).await;
+    let mut out = Vec::new();
+    let mut rest = &buf[..];
+    while !rest.is_empty() {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let r = Raw::parse(&rest[..end]);
+        let len: usize = r
+            .header("content-length")
+            .unwrap_or_else(|| panic!("no length: {:?}", String::from_utf8_lossy(rest)))
+            .parse()
+            .unwrap();
+        out.push((
+            r.status,
+            String::from_utf8_lossy(&rest[end..end + len]).into_owned(),
+        ));
+        rest = &rest[end + len..];
+    }
+    out
+}
+
+/// A valid request then one with both fields, pipelined: the first is
+/// answered by the app, the second gets 400 and the connection closes,
+/// and only the first reached the upstream.
+#[tokio::test]
+async fn a_pipelined_request_with_length_and_chunked_is_refused_alone() {
+    let up = Recorder::start().await;
+    let gw = in_path(&up).await;
+    let answers = pipelined(
+        gw.addr,
+        &[
+            b"GET /first HTTP/1.1\r\nHost: app.test\r\n\r\n".to_vec(),
+            b"POST /second HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n".to_vec(),
+            b"GET /third HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n".to_vec(),
+        ],
+    )
+    .await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers[0], (200, "upstream".to_owned()));
+    assert_eq!(answers[1].0, 400, "{answers:?}");
+    let heads = up.heads.lock().unwrap();
+    assert_eq!(heads.len(), 1);
+    assert!(heads[0].starts_with(b"GET /first "));
+}
+
+/// No false positive: bodies that contain text looking like heads with
+/// both fields, chunk extensions, trailers and bare LF heads, pipelined on
+/// one connection, are all served, each body counted whole by the app.
+#[tokio::test]
+async fn bodies_extensions_and_trailers_are_not_mistaken_for_heads() {
+    let app = start_whoami().await;
+    let routes = route("public", "/", app, "auth = \"public\"");
+    let gw = Gateway::start(&config(&authelia(), &routes)).await;
+    let lookalike =
+        "\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let requests = [
+        format!(
+            "POST /_count HTTP/1.1\r\nHost: app.test\r\nContent-Length: {}\r\n\r\n{lookalike}",
+            lookalike.len()
+        ),
+        format!(
+            "POST /_count HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+             {:x};ext=\"a;b\";x\r\n{lookalike}\r\n3 ;q=1\r\nabc\r\n0;last\r\n\
+             Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            lookalike.len()
+        ),
+        "POST /_count HTTP/1.1\nHost: app.test\nContent-Length: 2\n\nhi".to_owned(),
+        "GET /x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n".to_owned(),
+    ];
+    let requests: Vec<Vec<u8>> = requests.iter().map(|r| r.clone().into_bytes()).collect();
+    let answers = pipelined(gw.addr, &requests).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(statuses, [200, 200, 200, 200], "{answers:?}");
+    let n = lookalike.len();
+    assert_eq!(answers[0].1, format!("{{\"bytes\":{n}}}"));
+    assert_eq!(answers[1].1, format!("{{\"bytes\":{}}}", n + 3));
+    assert_eq!(answers[2].1, "{\"bytes\":2}");
 }
 
 /// vestibule's reserved prefix, spelt any way the route matcher reads a
@@ -428,9 +560,20 @@ async fn smuggler_obfuscations_are_refused_or_framed_one_way() {
             "{what:?} was forwarded framed two ways: {}",
             String::from_utf8_lossy(head)
         );
+        // Every request here has `Content-Length`: one that hyper also
+        // read as chunked is 400, so a forwarded one was framed by its
+        // length alone.
+        assert!(
+            !String::from_utf8_lossy(head)
+                .to_ascii_lowercase()
+                .contains("transfer-encoding"),
+            "{what:?} was forwarded chunked despite its Content-Length: {}",
+            String::from_utf8_lossy(head)
+        );
     }
-    // Most obfuscations are refused outright; the rest were plain
-    // spellings hyper reads the one way (`TRANSFER-ENCODING: CHUNKED`).
+    // Most obfuscations are refused outright; the rest carry no field
+    // hyper reads as `Transfer-Encoding` (a plain spelling such as
+    // `TRANSFER-ENCODING: CHUNKED` beside the `Content-Length` is 400).
     assert!(
         refused * 2 > gadgets.len(),
         "{refused} of {}",
