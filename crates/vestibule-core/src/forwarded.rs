@@ -126,23 +126,24 @@ pub fn resolve_client_ip(peer: Peer, trusted: &TrustedNetworks, hops: &[Hop]) ->
 /// issue 17): the same answer for the same lines, bounds included (lines
 /// over [`MAX_HEADER_BYTES`] are one [`Hop::Invalid`]; past [`MAX_HOPS`]
 /// hops from the right the walk stops, as at the cut's marker). `lines`
-/// is read twice: once for the byte bound, once backwards for the walk.
-pub fn resolve_client_ip_xff<'a, I>(
+/// (a `&GetAll`, a `&Vec`) is read twice: once for the byte bound, once
+/// backwards for the walk.
+pub fn resolve_client_ip_xff<'a, L, V>(
     peer: Peer,
     trusted: &TrustedNetworks,
-    lines: I,
+    lines: L,
 ) -> Option<IpAddr>
 where
-    I: IntoIterator<Item = &'a [u8]>,
-    I::IntoIter: DoubleEndedIterator + Clone,
+    L: IntoIterator<Item = &'a V> + Copy,
+    L::IntoIter: DoubleEndedIterator,
+    V: AsRef<[u8]> + ?Sized + 'a,
 {
     if !peer.is_trusted(trusted) {
         return peer.ip();
     }
-    let lines = lines.into_iter();
     let mut total = 0usize;
-    for line in lines.clone() {
-        total = total.saturating_add(line.len());
+    for line in lines {
+        total = total.saturating_add(line.as_ref().len());
         if total > MAX_HEADER_BYTES {
             // One `Hop::Invalid`: the walk ends at once.
             return peer.ip();
@@ -151,8 +152,9 @@ where
     let mut current = peer.ip();
     let mut walked = 0usize;
     let mut elements = lines
+        .into_iter()
         .rev()
-        .flat_map(|line| line.rsplit(|&b| b == b','))
+        .flat_map(|line| line.as_ref().rsplit(|&b| b == b','))
         .peekable();
     while let Some(element) = elements.next() {
         walked += 1;
@@ -769,7 +771,7 @@ mod tests {
             ),
         ) {
             let want = resolve_client_ip(peer, &proxies(), &parse_x_forwarded_for(lines.iter().map(|l| l.as_bytes())));
-            let got = resolve_client_ip_xff(peer, &proxies(), lines.iter().map(|l| l.as_bytes()));
+            let got = resolve_client_ip_xff(peer, &proxies(), &lines);
             prop_assert_eq!(got, want);
         }
 

@@ -88,7 +88,7 @@ pub fn forwarded_xff(data: &[u8]) {
     check_hops(peer, &hops, &lines);
     // The walk in place (the per-request path) answers the same.
     assert_eq!(
-        resolve_client_ip_xff(peer, &proxies(), lines.iter().copied()),
+        resolve_client_ip_xff(peer, &proxies(), &lines),
         resolve_client_ip(peer, &proxies(), &hops),
         "walked in place differs"
     );

@@ -171,7 +171,10 @@ fn attributes_of(id: &Identity) -> Attributes {
 fn differs_from(a: &Account, id: &Identity) -> bool {
     a.username != id.username
         || a.email != id.email
-        || a.display_name.as_deref() != Some(&*id.name_for_display_ref())
+        || !a
+            .display_name
+            .as_deref()
+            .is_some_and(|n| id.is_name_for_display(n))
         || a.groups != id.groups
         || a.org != id.org
 }

@@ -72,10 +72,7 @@ pub fn resolve(settings: &Settings, conn: ConnInfo, headers: &HeaderMap) -> Clie
             ForwardedHeaderKind::XForwardedFor => resolve_client_ip_xff(
                 conn.peer,
                 &settings.client_ip_hops,
-                headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .map(|v| v.as_bytes()),
+                &headers.get_all("x-forwarded-for"),
             ),
             ForwardedHeaderKind::Forwarded => {
                 let hops =
