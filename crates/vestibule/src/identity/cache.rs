@@ -269,3 +269,140 @@ impl IdentityCache {
         Ok(Some(entry))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderName, HeaderValue};
+    use proptest::prelude::*;
+    use vestibule_core::dialect::Preset;
+    use vestibule_core::profile::ProfileKind;
+
+    fn map(pairs: &[(String, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn profiles() -> Vec<HeaderProfile> {
+        [
+            ProfileKind::Remote,
+            ProfileKind::XForwarded,
+            ProfileKind::Grafana {
+                email: true,
+                name: true,
+            },
+            ProfileKind::Georchestra,
+        ]
+        .iter()
+        .map(|k| HeaderProfile::new(k).unwrap())
+        .collect()
+    }
+
+    /// One header set: identity headers of every preset (some under `_`
+    /// spellings, some repeated), values that are ambiguous, encoded or
+    /// empty, and other headers among them.
+    fn header_sets() -> impl Strategy<Value = Vec<(String, String)>> {
+        proptest::collection::vec(
+            (
+                "(remote[-_](user|groups|email|name)|x-authentik-(uid|username|groups|email)|preauth-(username|roles|email|firstname|lastname)|sec-georchestra-preauthenticated|x-forwarded-(user|email|groups|preferred-username)|tailscale-user-(login|name)|accept|cookie)",
+                "(true|alice|bob|Bob|a,b|a;b|a\\|b|x@y\\.z|=\\?utf-8\\?q\\?=C3=A9\\?=|\\{base64\\}w6k=| alice |)",
+            ),
+            0..8,
+        )
+    }
+
+    proptest! {
+        /// Cached or not, the same answer: the first reading (a miss) and
+        /// the second (a hit, or an error read again) both give what
+        /// `extract` gives, and a hit's rendering is the profile's own.
+        #[test]
+        fn the_cache_answers_what_extract_does(sets in proptest::collection::vec(header_sets(), 1..6)) {
+            let limits = ValueLimits::default();
+            for preset in Preset::ALL {
+                let dialect = Dialect::preset(preset);
+                // Small, so eviction happens within a case.
+                let cache = IdentityCache::with_capacity(3);
+                for round in 0..2 {
+                    for pairs in &sets {
+                        let headers = map(pairs);
+                        let want = dialect.extract(&headers, &limits);
+                        let got = cache.extract(&dialect, &limits, &headers);
+                        match (&want, &got) {
+                            (Ok(Some(w)), Ok(Some(e))) => {
+                                prop_assert_eq!(w, &*e.identity, "round {}", round);
+                                prop_assert_eq!(e.account_key(false), &crate::accounts::Accounts::key_for(w, false));
+                                prop_assert_eq!(e.account_key(true), &crate::accounts::Accounts::key_for(w, true));
+                                for profile in profiles() {
+                                    let mut rendered = Vec::new();
+                                    e.render_each(&profile, |n, v| rendered.push((n.clone(), v)));
+                                    prop_assert_eq!(rendered, profile.render(Some(w)));
+                                }
+                            }
+                            (Ok(None), Ok(None)) => {}
+                            (Err(w), Err(g)) => prop_assert_eq!(w, g),
+                            _ => prop_assert!(false, "{:?} cached as {:?}", want, got),
+                        }
+                        prop_assert!(cache.len() <= 3);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_hit_is_shared_and_other_bytes_are_another_identity() {
+        let dialect = Dialect::preset(Preset::Authelia);
+        let limits = ValueLimits::default();
+        let cache = IdentityCache::default();
+        let alice = map(&[("remote-user".into(), "alice".into())]);
+        let a1 = cache.extract(&dialect, &limits, &alice).unwrap().unwrap();
+        let a2 = cache.extract(&dialect, &limits, &alice).unwrap().unwrap();
+        assert!(
+            Arc::ptr_eq(&a1, &a2),
+            "the second reading is the first's entry"
+        );
+        // One byte more, a second occurrence, another spelling: each is
+        // read on its own (the last two are ambiguous, 400).
+        let alicea = map(&[("remote-user".into(), "alicea".into())]);
+        assert_eq!(
+            cache
+                .extract(&dialect, &limits, &alicea)
+                .unwrap()
+                .unwrap()
+                .identity
+                .username,
+            "alicea"
+        );
+        let twice = map(&[
+            ("remote-user".into(), "alice".into()),
+            ("remote-user".into(), "alice".into()),
+        ]);
+        assert!(cache.extract(&dialect, &limits, &twice).is_err());
+        let spelled = map(&[
+            ("remote-user".into(), "alice".into()),
+            ("remote_user".into(), "alice".into()),
+        ]);
+        assert!(cache.extract(&dialect, &limits, &spelled).is_err());
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let dialect = Dialect::preset(Preset::Authelia);
+        let limits = ValueLimits::default();
+        let cache = IdentityCache::with_capacity(16);
+        for i in 0..1000 {
+            let h = map(&[("remote-user".into(), format!("user{i}"))]);
+            let e = cache.extract(&dialect, &limits, &h).unwrap().unwrap();
+            assert_eq!(e.identity.username, format!("user{i}"));
+            assert!(cache.len() <= 16);
+        }
+        assert!(!cache.is_empty());
+    }
+}
