@@ -396,6 +396,22 @@ impl Dialect {
         }
     }
 
+    /// Every header `extract` reads, in the map's order with all
+    /// occurrences, as (slot, raw value): everything [`Dialect::extract`]'s
+    /// result depends on besides the limits. Two header maps that yield
+    /// the same sequence get the same result from `extract`, so the
+    /// sequence (its exact bytes, never a hash of them alone) is what the
+    /// per-request identity cache compares (issue 17). No allocation for
+    /// the names hyper produces (lowercase, no `_`).
+    pub fn identity_headers<'h>(
+        &'h self,
+        headers: &'h HeaderMap,
+    ) -> impl Iterator<Item = (usize, &'h [u8])> + 'h {
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((self.slot_of(name.as_str())?, value.as_bytes())))
+    }
+
     /// Reads an identity from a trusted peer's headers.
     ///
     /// Returns `Ok(None)` when no identity was sent (anonymous), and an error
@@ -905,6 +921,34 @@ mod tests {
                     }
                     prop_assert!(!id.username.chars().any(char::is_control));
                 }
+            }
+        }
+
+        /// The identity cache's premise: two requests whose identity
+        /// headers are the same sequence get the same answer from
+        /// `extract`, whatever else they carry (and where the other
+        /// headers sit among them).
+        #[test]
+        fn extract_depends_only_on_the_identity_headers(
+            names in proptest::collection::vec("(remote[-_](user|groups|email|name)|x-authentik-(uid|username|groups)|preauth-(username|roles|email)|sec-georchestra-preauthenticated|x-forwarded-(user|email|groups)|tailscale-user-(login|name))", 0..7),
+            values in proptest::collection::vec("(true|alice|bob|a,b|a;b|a\\|b|x@y|=\\?utf-8\\?q\\?x\\?=|)", 7),
+            others in proptest::collection::vec(("(accept|cookie|user-agent|x-other)", "[a-z]{0,8}"), 0..4),
+        ) {
+            let mut a = HeaderMap::new();
+            let mut b = HeaderMap::new();
+            for (k, v) in &others {
+                b.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            }
+            for (n, v) in names.iter().zip(values.iter()) {
+                let (n, v) = (HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+                a.append(n.clone(), v.clone());
+                b.append(n, v);
+            }
+            for p in Preset::ALL {
+                let d = Dialect::preset(p);
+                let (ka, kb): (Vec<_>, Vec<_>) = (d.identity_headers(&a).collect(), d.identity_headers(&b).collect());
+                prop_assert_eq!(&ka, &kb);
+                prop_assert_eq!(d.extract(&a, &ValueLimits::default()), d.extract(&b, &ValueLimits::default()));
             }
         }
     }

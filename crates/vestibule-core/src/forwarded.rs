@@ -121,6 +121,58 @@ pub fn resolve_client_ip(peer: Peer, trusted: &TrustedNetworks, hops: &[Hop]) ->
     current
 }
 
+/// [`resolve_client_ip`] over [`parse_x_forwarded_for`]'s hops, walked
+/// in place, right to left, without collecting them (the per-request path,
+/// issue 17): the same answer for the same lines, bounds included (lines
+/// over [`MAX_HEADER_BYTES`] are one [`Hop::Invalid`]; past [`MAX_HOPS`]
+/// hops from the right the walk stops, as at the cut's marker). `lines`
+/// (a `&GetAll`, a `&Vec`) is read twice: once for the byte bound, once
+/// backwards for the walk.
+pub fn resolve_client_ip_xff<'a, L, V>(
+    peer: Peer,
+    trusted: &TrustedNetworks,
+    lines: L,
+) -> Option<IpAddr>
+where
+    L: IntoIterator<Item = &'a V> + Copy,
+    L::IntoIter: DoubleEndedIterator,
+    V: AsRef<[u8]> + ?Sized + 'a,
+{
+    if !peer.is_trusted(trusted) {
+        return peer.ip();
+    }
+    let mut total = 0usize;
+    for line in lines {
+        total = total.saturating_add(line.as_ref().len());
+        if total > MAX_HEADER_BYTES {
+            // One `Hop::Invalid`: the walk ends at once.
+            return peer.ip();
+        }
+    }
+    let mut current = peer.ip();
+    let mut walked = 0usize;
+    let mut elements = lines
+        .into_iter()
+        .rev()
+        .flat_map(|line| line.as_ref().rsplit(|&b| b == b','))
+        .peekable();
+    while let Some(element) = elements.next() {
+        walked += 1;
+        // The right-most MAX_HOPS are kept and, when there were more, the
+        // left-most kept one is the cut's `Invalid` (`cap_hops`): the walk
+        // stops there.
+        if walked == MAX_HOPS && elements.peek().is_some() {
+            return current;
+        }
+        match parse_node(trim_ows(element), Syntax::Xff) {
+            Hop::Ip(addr) if trusted.contains(addr) => current = Some(addr),
+            Hop::Ip(addr) => return Some(addr),
+            Hop::Unknown | Hop::Obfuscated | Hop::Invalid => return current,
+        }
+    }
+    current
+}
+
 /// Collects the lines, or `None` once they exceed [`MAX_HEADER_BYTES`]
 /// (without reading further).
 fn bounded_lines<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Option<Vec<&'a [u8]>> {
@@ -376,6 +428,26 @@ mod tests {
 
     fn proxies() -> TrustedNetworks {
         TrustedNetworks::parse(&["10.0.0.0/8", "2001:db8:cafe::/48"]).unwrap()
+    }
+
+    #[test]
+    fn xff_walked_in_place_stops_at_the_cut_like_the_parsed_list() {
+        let peer = Peer::tcp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        for n in [MAX_HOPS - 1, MAX_HOPS, MAX_HOPS + 1, MAX_HOPS + 5] {
+            // The client, then n-1 of our proxies: the cut falls on one.
+            let mut hops = vec!["198.51.100.7".to_owned()];
+            hops.extend((1..n).map(|i| format!("10.0.{}.{}", i / 250, i % 250 + 1)));
+            let line = hops.join(", ");
+            let want =
+                resolve_client_ip(peer, &proxies(), &parse_x_forwarded_for([line.as_bytes()]));
+            let got = resolve_client_ip_xff(peer, &proxies(), [line.as_bytes()]);
+            assert_eq!(got, want, "{n} hops");
+        }
+        let big = "10.0.0.2,".repeat(MAX_HEADER_BYTES / 8);
+        assert_eq!(
+            resolve_client_ip_xff(peer, &proxies(), [big.as_bytes()]),
+            peer.ip()
+        );
     }
 
     #[test]
@@ -686,6 +758,21 @@ mod tests {
             let peer = Peer::tcp(IpAddr::V4(Ipv4Addr::from(a)));
             prop_assume!(!peer.is_trusted(&proxies()));
             prop_assert_eq!(resolve_client_ip(peer, &proxies(), &hops), peer.ip());
+        }
+
+        /// The walk in place answers what parsing then walking does.
+        #[test]
+        fn xff_walked_in_place_is_xff_parsed_then_walked(
+            peer in arb_peer(),
+            lines in prop::collection::vec(
+                prop::collection::vec(prop_oneof!["10\\.0\\.0\\.[0-9]", "203\\.0\\.113\\.[0-9]", "unknown", "[0-9a-f:\\[\\]]{0,6}", " *"], 0..40)
+                    .prop_map(|e| e.join(",")),
+                0..4,
+            ),
+        ) {
+            let want = resolve_client_ip(peer, &proxies(), &parse_x_forwarded_for(lines.iter().map(|l| l.as_bytes())));
+            let got = resolve_client_ip_xff(peer, &proxies(), &lines);
+            prop_assert_eq!(got, want);
         }
 
         #[test]

@@ -13,6 +13,7 @@ use crate::decode::{
 };
 use crate::forwarded::{
     Hop, MAX_HEADER_BYTES, MAX_HOPS, parse_forwarded, parse_x_forwarded_for, resolve_client_ip,
+    resolve_client_ip_xff,
 };
 use crate::net::{Peer, TrustedNetworks, canonical_ip, parse_trusted_network};
 use crate::path::{MAX_PATH_LEN, PathError, target_path};
@@ -85,6 +86,12 @@ pub fn forwarded_xff(data: &[u8]) {
     let (peer, lines) = peer_and_lines(data);
     let hops = parse_x_forwarded_for(lines.iter().copied());
     check_hops(peer, &hops, &lines);
+    // The walk in place (the per-request path) answers the same.
+    assert_eq!(
+        resolve_client_ip_xff(peer, &proxies(), &lines),
+        resolve_client_ip(peer, &proxies(), &hops),
+        "walked in place differs"
+    );
     // Several lines are one comma-separated list (RFC 9110 §5.3). (No line
     // at all is no list, unlike one empty line.)
     let joined = lines.join(&b","[..]);

@@ -43,6 +43,18 @@ impl Identity {
         self.name_for_display_ref().into_owned()
     }
 
+    /// Whether `name` is [`Identity::name_for_display`], compared in
+    /// place (the given and family names are not joined to compare them).
+    pub fn is_name_for_display(&self, name: &str) -> bool {
+        match (&self.display_name, &self.given_name, &self.family_name) {
+            (None, Some(g), Some(f)) => name
+                .strip_prefix(g.as_str())
+                .and_then(|rest| rest.strip_prefix(' '))
+                .is_some_and(|rest| rest == f),
+            _ => *self.name_for_display_ref() == *name,
+        }
+    }
+
     /// [`Identity::name_for_display`], borrowed unless it has to join the
     /// given and family names (the per-request path compares and renders
     /// it without allocating).
@@ -56,6 +68,28 @@ impl Identity {
             (Some(g), None) => Cow::Borrowed(g),
             (None, Some(f)) => Cow::Borrowed(f),
             (None, None) => Cow::Borrowed(&self.username),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn is_name_for_display_is_comparing_name_for_display(
+            display in proptest::option::of("[a b]{0,3}"),
+            given in proptest::option::of("[a b]{0,3}"),
+            family in proptest::option::of("[a b]{0,3}"),
+            username in "[a b]{0,3}",
+            name in "[a b]{0,7}",
+        ) {
+            let id = Identity { display_name: display, given_name: given, family_name: family, username, ..Identity::default() };
+            prop_assert_eq!(id.is_name_for_display(&name), id.name_for_display() == name);
+            let own = id.name_for_display();
+            prop_assert!(id.is_name_for_display(&own));
         }
     }
 }

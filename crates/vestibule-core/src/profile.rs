@@ -127,8 +127,9 @@ type BuiltinProfile<'a> = (
     OutEncoding,
 );
 
-/// A compiled profile.
-#[derive(Debug, Clone)]
+/// A compiled profile. Comparable, so that a rendering memoised for one
+/// profile is only ever reused for an equal one.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderProfile {
     headers: Vec<(HeaderName, OutField)>,
     constants: Vec<(HeaderName, HeaderValue)>,

@@ -46,7 +46,7 @@ fn cache_hit(c: &mut Criterion) {
             let Resolution::Active { identity, .. } = r else {
                 panic!("not active")
             };
-            black_box(policy.evaluate(Some(&identity)))
+            black_box(policy.evaluate(Some(&*identity)))
         })
     });
 }

@@ -81,6 +81,8 @@ pub enum IdentityReader {
         dialect: Box<Dialect>,
         /// Bounds on values.
         limits: ValueLimits,
+        /// The identities read so far, by their headers' bytes (issue 17).
+        cache: crate::identity::cache::IdentityCache,
     },
     /// `[source.jwt]`: a signed assertion, checked against a JWK Set.
     Jwt {
@@ -281,6 +283,7 @@ impl AppState {
                 SourceKind::Headers(dialect) => IdentityReader::Headers {
                     dialect: Box::new(dialect.clone()),
                     limits: s.limits,
+                    cache: Default::default(),
                 },
                 SourceKind::Jwt(j) => IdentityReader::Jwt {
                     keys: Arc::new(SigningKeys::new(j.clone())?),

@@ -194,11 +194,8 @@ pub(crate) async fn decision(state: &AppState, headers: &HeaderMap) -> usize {
         Ok(p) => p,
         Err(r) => panic!("refused: {:?}", r.refusal),
     };
-    let route = &pass.routes.list[pass.route];
     // As `forward` renders it: each header handed over, none collected.
     let mut rendered = 0;
-    route
-        .profile
-        .render_each(pass.identity.as_ref(), |_, v| rendered += v.len());
+    pass.render_each(|_, v| rendered += v.len());
     rendered
 }

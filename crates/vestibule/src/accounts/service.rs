@@ -30,8 +30,10 @@ pub const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 pub enum Resolution {
     /// An active account: the identity, with roles, may proceed to policy.
     Active {
-        /// The identity as the source sent it, with the account's roles.
-        identity: Box<Identity>,
+        /// The identity as the source sent it, with the account's roles:
+        /// the very one passed in, shared, when the account changes
+        /// nothing of it (the per-request path copies nothing).
+        identity: Arc<Identity>,
         /// The account's id.
         account_id: i64,
     },
@@ -169,7 +171,10 @@ fn attributes_of(id: &Identity) -> Attributes {
 fn differs_from(a: &Account, id: &Identity) -> bool {
     a.username != id.username
         || a.email != id.email
-        || a.display_name.as_deref() != Some(&*id.name_for_display_ref())
+        || !a
+            .display_name
+            .as_deref()
+            .is_some_and(|n| id.is_name_for_display(n))
         || a.groups != id.groups
         || a.org != id.org
 }
@@ -280,19 +285,33 @@ impl Accounts {
     /// needed and unreachable (the caller answers 503).
     pub async fn resolve(
         &self,
-        mut id: Identity,
+        id: Identity,
         provisioning: &Provisioning,
         key_by_username: bool,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Resolution, StoreError> {
         let key = Self::key_for(&id, key_by_username);
-        let cached = self.cached(&key);
+        self.resolve_shared(Arc::new(id), &key, provisioning, client_ip)
+            .await
+    }
+
+    /// [`Accounts::resolve`] for a shared identity and its account key
+    /// (`key_for`), as the identity cache keeps them: a cache hit borrows
+    /// the key and hands the identity back shared, allocating nothing.
+    pub async fn resolve_shared(
+        &self,
+        id: Arc<Identity>,
+        key: &IdentityKey,
+        provisioning: &Provisioning,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Result<Resolution, StoreError> {
+        let cached = self.cached(key);
         if cached.is_none() {
             reachable(&self.store)?;
         }
         let entry = match cached {
             Some(c) => c,
-            None => match self.store.account_by_identity(&key).await? {
+            None => match self.store.account_by_identity(key).await? {
                 Some(account) => {
                     let in_directory = self.in_directory(&account).await?;
                     self.remember(key.clone(), account, false, in_directory)
@@ -301,7 +320,7 @@ impl Accounts {
                     FirstSighting::Refuse => {
                         self.audit(
                             "first-sighting",
-                            &key,
+                            key,
                             client_ip.map(|ip| ip.to_string()),
                             "refused",
                             "no account and provisioning creates none",
@@ -334,14 +353,14 @@ impl Accounts {
                             // Another instance created it first: use theirs.
                             Err(StoreError::Conflict(_)) => self
                                 .store
-                                .account_by_identity(&key)
+                                .account_by_identity(key)
                                 .await?
                                 .ok_or(StoreError::NotFound)?,
                             Err(e) => return Err(e),
                         };
                         self.audit(
                             "provision",
-                            &key,
+                            key,
                             client_ip.map(|ip| ip.to_string()),
                             status.as_str(),
                             "new identity seen",
@@ -358,7 +377,7 @@ impl Accounts {
             match entry.account.status {
                 AccountStatus::Disabled if !entry.in_directory => {
                     dir.relocate(&*self.store, &entry.account).await?;
-                    self.mark_in_directory(&key, None);
+                    self.mark_in_directory(key, None);
                 }
                 AccountStatus::Disabled => {}
                 status if !entry.in_directory || differs(&entry.account, &attrs) => {
@@ -373,13 +392,13 @@ impl Accounts {
                     let pending = status == AccountStatus::Pending;
                     match dir.sync(&*self.store, &account, &id, pending).await? {
                         super::ldap::Synced::Written(groups) => {
-                            self.mark_in_directory(&key, groups.clone());
+                            self.mark_in_directory(key, groups.clone());
                             directory_groups = groups;
                         }
                         super::ldap::Synced::NeedsAdmin(reason) => {
                             self.audit(
                                 "directory",
-                                &key,
+                                key,
                                 client_ip.map(|ip| ip.to_string()),
                                 "conflict",
                                 &reason,
@@ -394,7 +413,7 @@ impl Accounts {
                     // cached: read them back now.
                     directory_groups = dir.roles_of(&*self.store, &entry.account).await?;
                     if directory_groups.is_some() {
-                        self.mark_in_directory(&key, directory_groups.clone());
+                        self.mark_in_directory(key, directory_groups.clone());
                     }
                 }
                 _ => {}
@@ -405,16 +424,26 @@ impl Accounts {
             AccountStatus::Disabled => return Ok(Resolution::Disabled),
             AccountStatus::Active => {}
         }
-        self.refresh_behind(&key, &entry, &id);
+        self.refresh_behind(key, &entry, &id);
         self.note_sighting(entry.account.id);
         // After the refresh, which compares the front's groups with the
         // account's: the app gets the directory's roles instead.
-        if let Some(groups) = directory_groups {
-            id.groups = groups;
-        }
-        id.roles = roles_for(&id.groups, &self.roles);
+        let groups = directory_groups.as_deref().unwrap_or(&id.groups);
+        let roles = roles_for(groups, &self.roles);
+        let identity = if directory_groups.is_none() && roles == id.roles {
+            // Nothing to change (no directory groups, the roles it has):
+            // the same identity, shared.
+            id
+        } else {
+            let mut id = Arc::unwrap_or_clone(id);
+            if let Some(groups) = directory_groups {
+                id.groups = groups;
+            }
+            id.roles = roles;
+            Arc::new(id)
+        };
         Ok(Resolution::Active {
-            identity: Box::new(id),
+            identity,
             account_id: entry.account.id,
         })
     }

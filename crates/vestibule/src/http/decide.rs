@@ -17,7 +17,8 @@ use vestibule_core::access_token::{
 use crate::accounts::Resolution;
 use crate::devices::Verdict;
 use crate::http::refusal::Refusal;
-use crate::identity::authenticate::{SourceError, authenticate};
+use crate::identity::authenticate::{Authenticated, SourceError, authenticate_shared};
+use crate::identity::cache::Entry;
 use crate::identity::client_identity::{self, ClientContext, ConnInfo};
 use crate::policy::authorize::{authorize, find_route};
 use crate::provider::gate::Verdict as GateVerdict;
@@ -34,8 +35,12 @@ pub struct Pass {
     /// The snapshot of the routes the decision was made on; the response
     /// uses the same one.
     pub routes: Arc<Routes>,
-    /// The identity to inject (`None` for anonymous or public).
-    pub identity: Option<Identity>,
+    /// The identity to inject (`None` for anonymous or public), shared
+    /// with the identity cache when it comes from there unchanged.
+    pub identity: Option<Arc<Identity>>,
+    /// The identity cache's entry `identity` is, with the renderings of
+    /// the route profiles: see [`Pass::render_each`].
+    pub cached: Option<Arc<Entry>>,
     /// Trust facts.
     pub ctx: ClientContext,
     /// Where the request carried a device credential, which must not reach
@@ -48,6 +53,21 @@ pub struct Pass {
     /// (`[route.access_tokens]`): the assertion's `auth_method` is then
     /// `oauth`.
     pub oauth_client: Option<String>,
+}
+
+impl Pass {
+    /// Hands every header of the route's profile, rendered for the
+    /// identity (empty values without one), to `emit`: from the identity
+    /// cache's memo when the identity is the cached one itself (a hit
+    /// clones reference counts), else rendered afresh. Either way what
+    /// `profile.render_each(identity)` gives.
+    pub fn render_each(&self, emit: impl FnMut(&http::HeaderName, http::HeaderValue)) {
+        let profile = &self.routes.list[self.route].profile;
+        match (&self.cached, &self.identity) {
+            (Some(e), Some(id)) if Arc::ptr_eq(&e.identity, id) => e.render_each(profile, emit),
+            _ => profile.render_each(self.identity.as_deref(), emit),
+        }
+    }
 }
 
 /// A refused request, with what answering and logging it needs.
@@ -121,7 +141,7 @@ pub async fn decide(
         }));
     }
 
-    let identity = match authenticate(state, &ctx, req.headers).await {
+    let identity = match authenticate_shared(state, &ctx, req.headers).await {
         Ok(id) => id,
         Err(SourceError::Headers(e)) => {
             return Err(refuse(Refusal::BadRequest {
@@ -143,16 +163,31 @@ pub async fn decide(
         }
     };
 
+    let mut cached = None;
     // Public routes forward nobody, so they need no account either.
     let public = routes.list[route].policy.auth == vestibule_core::policy::AuthMode::Public;
     let identity = match (identity, state.accounts(), &state.settings.identity_source) {
         (Some(id), Some(accounts), Some(source)) if !public => {
-            let (provisioning, key_by_username) = source.policy_for(&id.source);
-            match accounts
-                .resolve(id, provisioning, key_by_username, ctx.client_ip)
-                .await
-            {
-                Ok(Resolution::Active { identity, .. }) => Some(*identity),
+            let (provisioning, key_by_username) = source.policy_for(&id.identity().source);
+            // A cached identity brings its account key along: the lookup
+            // borrows it.
+            let resolved = match id {
+                Authenticated::Cached(e) => {
+                    let key = e.account_key(key_by_username);
+                    let r = accounts
+                        .resolve_shared(e.identity.clone(), key, provisioning, ctx.client_ip)
+                        .await;
+                    cached = Some(e);
+                    r
+                }
+                Authenticated::Fresh(id) => {
+                    accounts
+                        .resolve(id, provisioning, key_by_username, ctx.client_ip)
+                        .await
+                }
+            };
+            match resolved {
+                Ok(Resolution::Active { identity, .. }) => Some(identity),
                 Ok(Resolution::Pending) => return Err(refuse(Refusal::AccountPending { route })),
                 Ok(Resolution::Disabled) => return Err(refuse(Refusal::AccountDisabled { route })),
                 Ok(Resolution::NoAccount) => return Err(refuse(Refusal::NoAccount { route })),
@@ -167,7 +202,14 @@ pub async fn decide(
                 }
             }
         }
-        (id, _, _) => id,
+        (id, _, _) => id.map(|a| match a {
+            Authenticated::Cached(e) => {
+                let identity = e.identity.clone();
+                cached = Some(e);
+                identity
+            }
+            Authenticated::Fresh(id) => Arc::new(id),
+        }),
     };
 
     // A device credential, on routes that accept one. The SSO front's
@@ -194,7 +236,7 @@ pub async fn decide(
             }
         }
         match verify_credential(state, &routes, route, &ctx, &cert).await {
-            Ok((id, device)) => (Some(id), Some(cert.carrier), Some(device)),
+            Ok((id, device)) => (Some(Arc::new(id)), Some(cert.carrier), Some(device)),
             Err(r) => return Err(refuse(r)),
         }
     } else {
@@ -209,7 +251,7 @@ pub async fn decide(
             Ok(Some(c)) if identity.is_some() => (identity, Some(carrier_of(&c)), None),
             Ok(Some(OneCredential::Device(p))) => {
                 match verify_credential(state, &routes, route, &ctx, &p).await {
-                    Ok((id, device)) => (Some(id), Some(p.carrier), Some(device)),
+                    Ok((id, device)) => (Some(Arc::new(id)), Some(p.carrier), Some(device)),
                     Err(r) => return Err(refuse(r)),
                 }
             }
@@ -217,7 +259,7 @@ pub async fn decide(
                 match verify_access(state, &routes, route, &a).await {
                     Ok((id, client)) => {
                         oauth_client = Some(client);
-                        (Some(id), Some(a.carrier), None)
+                        (Some(Arc::new(id)), Some(a.carrier), None)
                     }
                     Err(r) => return Err(refuse(r)),
                 }
@@ -225,11 +267,12 @@ pub async fn decide(
         }
     };
 
-    match authorize(&routes, route, identity.as_ref()) {
+    match authorize(&routes, route, identity.as_deref()) {
         Decision::Allow { forward_identity } => Ok(Pass {
             route,
             routes: routes.clone(),
             identity: if forward_identity { identity } else { None },
+            cached,
             ctx,
             credential,
             device_id,
@@ -238,7 +281,7 @@ pub async fn decide(
         Decision::Unauthenticated => Err(refuse(Refusal::Unauthenticated { route })),
         Decision::Forbidden => Err(refuse(Refusal::Forbidden {
             route,
-            username: identity.map(|i| i.username).unwrap_or_default(),
+            username: identity.map(|i| i.username.clone()).unwrap_or_default(),
         })),
     }
 }

@@ -301,13 +301,11 @@ async fn forward(state: &AppState, pass: Pass, req: Request) -> Response {
     // vestibule's own cookies (the session) are vestibule's secrets too.
     vestibule_core::headers::strip_cookies(headers, crate::web::cookies::OWN_NAMES);
     set_forwarding_headers(headers, &pass.ctx, original_host.as_deref());
-    route
-        .profile
-        .render_each(pass.identity.as_ref(), |name, value| {
-            if !value.is_empty() {
-                headers.insert(name.clone(), value);
-            }
-        });
+    pass.render_each(|name, value| {
+        if !value.is_empty() {
+            headers.insert(name.clone(), value);
+        }
+    });
     match crate::http::decide::assertion(state, &pass) {
         Ok(Some(value)) => {
             if let Some(a) = &state.assertions {

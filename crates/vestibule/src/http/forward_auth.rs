@@ -259,11 +259,9 @@ pub async fn verify(
             };
             let mut resp = plain(StatusCode::OK, "ok");
             let h = resp.headers_mut();
-            route
-                .profile
-                .render_each(pass.identity.as_ref(), |name, value| {
-                    h.insert(name.clone(), value);
-                });
+            pass.render_each(|name, value| {
+                h.insert(name.clone(), value);
+            });
             if let Some(a) = &state.assertions {
                 // Always sent on routes with assertions (empty without an
                 // identity), so the front overwrites a client's copy.

@@ -5,12 +5,14 @@
 //! rate-limited warning: they are either a misconfigured front or an attack.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::HeaderMap;
 use vestibule_core::dialect::{IdentityError, ValueLimits};
 use vestibule_core::identity::Identity;
 use vestibule_core::jwt::{self, AssertionHeaderError, Expectations, JwtError};
 
+use crate::identity::cache::Entry;
 use crate::identity::client_identity::ClientContext;
 use crate::identity::jwks::SigningKeys;
 use crate::state::{AppState, IdentityReader};
@@ -39,12 +41,56 @@ impl fmt::Display for SourceError {
     }
 }
 
+/// An identity as [`authenticate_shared`] gives it.
+// Unboxed on purpose: a box would be one more allocation per request for
+// the sources read afresh, and the value is moved twice at most.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Authenticated {
+    /// From the identity cache of `[source.headers]`: shared, with its
+    /// account keys and renderings.
+    Cached(Arc<Entry>),
+    /// Read for this request alone (an assertion, an OIDC session).
+    Fresh(Identity),
+}
+
+impl Authenticated {
+    /// The identity.
+    pub fn identity(&self) -> &Identity {
+        match self {
+            Self::Cached(e) => &e.identity,
+            Self::Fresh(id) => id,
+        }
+    }
+
+    /// The identity, owned (a copy when it is cached).
+    pub fn into_identity(self) -> Identity {
+        match self {
+            Self::Cached(e) => (*e.identity).clone(),
+            Self::Fresh(id) => id,
+        }
+    }
+}
+
 /// Authenticates a request from its headers.
 pub async fn authenticate(
     state: &AppState,
     ctx: &ClientContext,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, SourceError> {
+    authenticate_shared(state, ctx, headers)
+        .await
+        .map(|a| a.map(Authenticated::into_identity))
+}
+
+/// [`authenticate`], with the identity shared when it comes from the
+/// identity cache: the per-request path, which then copies nothing.
+pub async fn authenticate_shared(
+    state: &AppState,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+) -> Result<Option<Authenticated>, SourceError> {
+    let fresh = |r: Result<Option<Identity>, SourceError>| r.map(|o| o.map(Authenticated::Fresh));
     let Some(reader) = &state.identity_reader else {
         return Ok(None);
     };
@@ -58,24 +104,31 @@ pub async fn authenticate(
             Ok(None) => counters.anonymous.inc(),
             Err(_) => counters.rejected.inc(),
         };
-        return result;
+        return fresh(result);
     }
+    // The trust decision comes first, on every request: the cache below
+    // is never consulted for a peer that may not send identity headers.
     if !ctx.trusted_for_identity {
         note_spoof_attempt(state, ctx, headers);
-        return second_oidc(state, ctx, headers).await;
+        return fresh(second_oidc(state, ctx, headers).await);
     }
     let result = match reader {
-        IdentityReader::Headers { dialect, limits } => dialect
-            .extract(headers, limits)
+        IdentityReader::Headers {
+            dialect,
+            limits,
+            cache,
+        } => cache
+            .extract(dialect, limits, headers)
+            .map(|e| e.map(Authenticated::Cached))
             .map_err(SourceError::Headers),
-        IdentityReader::Jwt { keys, limits } => read_assertion(keys, headers, limits).await,
+        IdentityReader::Jwt { keys, limits } => fresh(read_assertion(keys, headers, limits).await),
         IdentityReader::Oidc { .. } => Ok(None),
     };
     match result {
         // The front vouches for nobody: with `[source.oidc]` beside it, the
         // browser's own OIDC session may. The front's identity, when it
         // sends one, comes first: the front authenticated this request.
-        Ok(None) => second_oidc(state, ctx, headers).await,
+        Ok(None) => fresh(second_oidc(state, ctx, headers).await),
         other => {
             match &other {
                 Ok(_) => counters.authenticated.inc(),

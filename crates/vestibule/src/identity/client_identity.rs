@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
-use vestibule_core::forwarded::{parse_forwarded, parse_x_forwarded_for, resolve_client_ip};
+use vestibule_core::forwarded::{parse_forwarded, resolve_client_ip, resolve_client_ip_xff};
 use vestibule_core::net::Peer;
 
 use crate::config::{ForwardedHeaderKind, Settings};
@@ -66,18 +66,20 @@ pub fn resolve(settings: &Settings, conn: ConnInfo, headers: &HeaderMap) -> Clie
         .is_some_and(|s| conn.peer.is_trusted(&s.trusted));
     let trusted_for_forwarding = conn.peer.is_trusted(&settings.client_ip_hops);
     let client_ip = if trusted_for_forwarding {
-        let hops = match settings.client_ip_header {
-            ForwardedHeaderKind::XForwardedFor => parse_x_forwarded_for(
-                headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .map(|v| v.as_bytes()),
+        match settings.client_ip_header {
+            // Walked in place, nothing collected (issue 17): the same
+            // answer as parsing the hops, then walking them.
+            ForwardedHeaderKind::XForwardedFor => resolve_client_ip_xff(
+                conn.peer,
+                &settings.client_ip_hops,
+                &headers.get_all("x-forwarded-for"),
             ),
             ForwardedHeaderKind::Forwarded => {
-                parse_forwarded(headers.get_all("forwarded").iter().map(|v| v.as_bytes()))
+                let hops =
+                    parse_forwarded(headers.get_all("forwarded").iter().map(|v| v.as_bytes()));
+                resolve_client_ip(conn.peer, &settings.client_ip_hops, &hops)
             }
-        };
-        resolve_client_ip(conn.peer, &settings.client_ip_hops, &hops)
+        }
     } else {
         conn.peer.ip()
     };

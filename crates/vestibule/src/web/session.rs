@@ -284,7 +284,7 @@ pub(super) fn active(r: Resolution) -> Result<(Identity, i64), PageError> {
         Resolution::Active {
             identity,
             account_id,
-        } => (*identity, account_id),
+        } => (Arc::unwrap_or_clone(identity), account_id),
         Resolution::Pending => {
             return Err(PageError::refused(
                 StatusCode::FORBIDDEN,
