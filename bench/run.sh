@@ -9,6 +9,10 @@
 #                           only those scenarios (full: 10 s x 3 rounds), no
 #                           provider endpoints and no scale section: a quick
 #                           ratio check; the other rows and ratios are absent
+#   BENCH_ONLY=scale bench/run.sh [--smoke]
+#                           only the scale section (1M device credentials,
+#                           all cached), on ports of its own (19150-19152),
+#                           so it can run beside another run
 #   bench/run.sh --soak [S] S seconds (default 600) of mixed in-path and verify
 #                           requests at about 80 % of the measured peak: fails on
 #                           any error; reports latency percentiles over time and
@@ -79,9 +83,107 @@ wait_port() {
 to_ms() { awk -v v="$1" 'BEGIN { n=v; sub(/[a-z]+$/, "", n); u=v; sub(/^[0-9.]+/, "", u);
   if (u=="us") n/=1000; else if (u=="s") n*=1000; printf "%.3f", n }'; }
 
+# ---- memory and scale: many device credentials in the store -------------
+# A store of its own per size: N credentials over min(N, 100k) accounts.
+# Start-up time and idle RSS first; then a working set of credentials is
+# used once each (the cache warm-up, each one a cache miss); then a
+# measurement that keeps cycling through that working set (cache hits),
+# and the RSS after it.
+# Every credential is used once: the warm-up, whose time and rate are
+# reported, and after which all N are cached; the RSS is read right after
+# it (all N cached, no measurement yet) and after the measurement.
+run_scale() {
+if [ "$MODE" = full ]; then SCALE_SIZES=(100000 1000000); else SCALE_SIZES=(1000 4000); fi
+case "$ONLY" in ""|scale) ;; *) SCALE_SIZES=() ;; esac
+SCALE_ROWS=()
+for N in "${SCALE_SIZES[@]+"${SCALE_SIZES[@]}"}"; do
+  SD="$WORK/scale-$N"; mkdir -p "$SD"
+  cat >"$SD/vestibule.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$P_SCALE"]
+admin_listen = ""
+[log]
+level = "warn"
+[source.headers]
+dialect = "authelia"
+trusted_proxies = ["127.0.0.1"]
+[database]
+data_dir = "$SD/data"
+[accounts]
+cache_ttl = "1h"
+[[route]]
+name = "bench"
+upstream = "http://127.0.0.1:$P_UP"
+credentials = ["bearer"]
+EOF
+  ACCTS=$(( N < 100000 ? N : 100000 ))
+  S0=$(date +%s%N)
+  "$BIN" bench-seed --config "$SD/vestibule.toml" --accounts "$ACCTS" --devices "$N" \
+    --route bench --tokens-out "$SD/tokens.txt" >/dev/null
+  SEED_S=$(awk -v ns=$(( $(date +%s%N) - S0 )) 'BEGIN { printf "%.1f", ns / 1e9 }')
+  T0=$(date +%s%N)
+  "${PIN_SERVER[@]}" "$BIN" serve --config "$SD/vestibule.toml" >"$SD/out" 2>"$SD/err" &
+  SPID=$!; PIDS+=($SPID)
+  wait_port $P_SCALE
+  UP_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+  sleep 0.5
+  RSS0=$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")
+  # The warm-up: every credential once, each a cache miss (one indexed
+  # query). wrk cannot stop after a number of requests, hence bench-warm.
+  # The measurement then cycles through all of them (cache hits).
+  read -r WARM_N WARM_BAD WARM_S <<<"$("${PIN_WRK[@]}" "$BIN" bench-warm --tokens "$SD/tokens.txt" \
+    --url "http://127.0.0.1:$P_SCALE/_bench" --concurrency "$CONNECTIONS" || true)"
+  if [ -z "${WARM_N:-}" ]; then WARM_BAD="no answer"; elif [ "$WARM_BAD" = "0" ]; then WARM_BAD=""; fi
+  WARM_RATE=$(awk -v n="${WARM_N:-0}" -v s="${WARM_S:-0}" 'BEGIN { printf "%.0f", (s > 0) ? n / s : 0 }')
+  RSS_CACHED=$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")
+  out=$(TOKENS="$SD/tokens.txt" WRK_THREADS=$THREADS "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
+    --latency -s bench/tokens.lua "http://127.0.0.1:$P_SCALE/_bench" 2>&1)
+  RPS=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  P99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
+  BAD=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
+  RSS1=$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")
+  kill "$SPID"; wait "$SPID" 2>/dev/null || true
+  if [ -n "${WARM_BAD:-}" ] || [ -n "${BAD:-}" ] || [ -z "$RPS" ]; then
+    echo "bench: scale $N answered non-2xx (warm-up ${WARM_BAD:-0}, measurement ${BAD:-0})" >&2
+    FAILED=1
+  fi
+  # The target: all of 1M cached in ≤ 300 MB (MB: 10^6 bytes).
+  FITS=$(awk -v k="$RSS_CACHED" 'BEGIN { print (k * 1024 <= 300e6) ? "yes" : "no" }')
+  printf '  scale %8d credentials: seed %ss, start-up %d ms, RSS idle %d KiB, warm-up %s requests in %ss (%s/s), RSS all cached %d KiB (<= 300 MB: %s), then %s req/s, p99 %s ms, RSS %d KiB\n' \
+    "$N" "$SEED_S" "$UP_MS" "$RSS0" "$WARM_N" "$WARM_S" "$WARM_RATE" "$RSS_CACHED" "$FITS" "$RPS" "$P99" "$RSS1"
+  SCALE_ROWS+=("| $N | $ACCTS | $SEED_S | $UP_MS | $(( RSS0 / 1024 )) | $WARM_N in ${WARM_S} s ($WARM_RATE/s) | $(( RSS_CACHED * 1024 / 1000000 )) ($FITS) | $(( RSS1 * 1024 / 1000000 )) | ${RPS%.*} | $P99 |")
+  rm -rf "$SD"
+done
+}
+
+scale_table() {
+  echo "Memory and scale: device credentials in the store (SQLite); every one used once (the warm-up: each a cache miss, one query), so all are cached; then requests cycling through all of them for ${DURATION}s (cache hits). RSS in MB (10^6 bytes); target at 1M: ≤ 300 MB with all cached."
+  echo
+  echo "| credentials in store | accounts | seed s | start-up ms | RSS idle MiB | warm-up (rate) | RSS all cached MB (≤ 300) | RSS after measurement MB | req/s | p99 ms |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for r in "${SCALE_ROWS[@]}"; do echo "$r"; done
+}
+
+P_SCALE=19102
+if [ "$ONLY" = scale ]; then
+  # Ports of its own: this mode may run beside a full run.
+  P_UP=19150; P_SCALE=19152
+fi
 "${PIN_SERVER[@]}" "$BIN" whoami --listen 127.0.0.1:$P_UP >"$WORK/whoami.log" 2>&1 &
 PIDS+=($!)
 wait_port $P_UP
+if [ "$ONLY" = scale ]; then
+  FAILED=0
+  run_scale
+  TABLE="$OUT_DIR/scale.md"
+  { echo "### vestibule scale section ($MODE)"; echo
+    echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "- machine: $(nproc) CPUs, kernel $(uname -r); pinning: $PINNING"; echo
+    scale_table; } >"$TABLE"
+  echo; cat "$TABLE"
+  if [ "$FAILED" -ne 0 ]; then echo "bench: the scale section failed" >&2; exit 1; fi
+  exit 0
+fi
 # Scenario 13's auth server: the same minimal hyper handler (`/_bench`
 # answers 200 `ok`), in a process of its own on its own port, so nginx's
 # auth subrequest leaves nginx as scenario 9's does, and costs only a hop.
@@ -447,75 +549,7 @@ for e in "${ENDPOINTS[@]}"; do
   ENDPOINT_ROWS+=("| $desc | ${rps%.*} | $p50 | $p99 |")
 done
 
-# ---- memory and scale: many device credentials in the store -------------
-# A store of its own per size: N credentials over min(N, 100k) accounts.
-# Start-up time and idle RSS first; then a working set of credentials is
-# used once each (the cache warm-up, each one a cache miss); then a
-# measurement that keeps cycling through that working set (cache hits),
-# and the RSS after it.
-if [ "$MODE" = full ]; then SCALE_SIZES=(100000 1000000); WARM_MAX=200000; else SCALE_SIZES=(1000 4000); WARM_MAX=2000; fi
-[ -z "$ONLY" ] || SCALE_SIZES=()
-P_SCALE=19102
-SCALE_ROWS=()
-for N in "${SCALE_SIZES[@]+"${SCALE_SIZES[@]}"}"; do
-  SD="$WORK/scale-$N"; mkdir -p "$SD"
-  cat >"$SD/vestibule.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$P_SCALE"]
-admin_listen = ""
-[log]
-level = "warn"
-[source.headers]
-dialect = "authelia"
-trusted_proxies = ["127.0.0.1"]
-[database]
-data_dir = "$SD/data"
-[accounts]
-cache_ttl = "1h"
-[[route]]
-name = "bench"
-upstream = "http://127.0.0.1:$P_UP"
-credentials = ["bearer"]
-EOF
-  ACCTS=$(( N < 100000 ? N : 100000 ))
-  S0=$(date +%s%N)
-  "$BIN" bench-seed --config "$SD/vestibule.toml" --accounts "$ACCTS" --devices "$N" \
-    --route bench --tokens-out "$SD/tokens.txt" >/dev/null
-  SEED_S=$(awk -v ns=$(( $(date +%s%N) - S0 )) 'BEGIN { printf "%.1f", ns / 1e9 }')
-  T0=$(date +%s%N)
-  "${PIN_SERVER[@]}" "$BIN" serve --config "$SD/vestibule.toml" >"$SD/out" 2>"$SD/err" &
-  SPID=$!; PIDS+=($SPID)
-  wait_port $P_SCALE
-  UP_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
-  sleep 0.5
-  RSS0=$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")
-  # The working set: every credential once, up to WARM_MAX (a cache miss
-  # costs a few hundred microseconds of database work, so warming all of a
-  # million would not fit the run's 10 minutes). wrk cannot stop after a
-  # number of requests, hence bench-warm. The measurement then cycles
-  # through that working set.
-  WARM=$(( N < WARM_MAX ? N : WARM_MAX ))
-  head -n "$WARM" "$SD/tokens.txt" >"$SD/working-set.txt"
-  read -r WARM_N WARM_BAD WARM_S <<<"$("${PIN_WRK[@]}" "$BIN" bench-warm --tokens "$SD/working-set.txt" \
-    --url "http://127.0.0.1:$P_SCALE/_bench" --concurrency "$CONNECTIONS" || true)"
-  if [ -z "${WARM_N:-}" ]; then WARM_BAD="no answer"; elif [ "$WARM_BAD" = "0" ]; then WARM_BAD=""; fi
-  out=$(TOKENS="$SD/working-set.txt" WRK_THREADS=$THREADS "${PIN_WRK[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" \
-    --latency -s bench/tokens.lua "http://127.0.0.1:$P_SCALE/_bench" 2>&1)
-  RPS=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  P99=$(to_ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
-  BAD=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")
-  RSS1=$(awk '/VmRSS/ {print $2}' "/proc/$SPID/status")
-  kill "$SPID"; wait "$SPID" 2>/dev/null || true
-  if [ -n "${WARM_BAD:-}" ] || [ -n "${BAD:-}" ] || [ -z "$RPS" ]; then
-    echo "bench: scale $N answered non-2xx (warm-up ${WARM_BAD:-0}, measurement ${BAD:-0})" >&2
-    FAILED=1
-  fi
-  printf '  scale %8d credentials: seed %ss, start-up %d ms, RSS idle %d KiB, warm-up %s requests in %ss, then %s req/s, p99 %s ms, RSS %d KiB\n' \
-    "$N" "$SEED_S" "$UP_MS" "$RSS0" "$WARM_N" "$WARM_S" "$RPS" "$P99" "$RSS1"
-  SCALE_ROWS+=("| $N | $ACCTS | $SEED_S | $UP_MS | $(( RSS0 / 1024 )) | $WARM_N in ${WARM_S} s | $(( RSS1 / 1024 )) | ${RPS%.*} | $P99 |")
-  rm -rf "$SD"
-done
-
+run_scale
 stats() { # values... -> "median min max"
   tr ' ' '\n' <<<"$*" | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {
     m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.0f %.0f %.0f", m, a[1], a[NR] }'
@@ -566,11 +600,7 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   s6=$(median 6 || true); s9=$(median 9 || true); s13=$(median 13 || true)
   echo "Targets (medians): 4 ÷ 2 = $(quot "$s4" "$nginx" 2), 6 ÷ 2 = $(quot "$s6" "$nginx" 2) (≥ 1.0); 9 ÷ 13 = $(quot "$s9" "$s13" 2) (≥ 0.9)"
   echo
-  echo "Memory and scale: device credentials in the store (SQLite); a working set of at most $WARM_MAX of them used once each (the warm-up: each a cache miss), then requests cycling through that working set for ${DURATION}s (cache hits)."
-  echo
-  echo "| credentials in store | accounts | seed s | start-up ms | RSS idle MiB | warm-up (cached credentials) | RSS warm MiB | req/s | p99 ms |"
-  echo "|---|---|---|---|---|---|---|---|---|"
-  for r in "${SCALE_ROWS[@]}"; do echo "$r"; done
+  scale_table
 } >"$TABLE"
 echo
 cat "$TABLE"

@@ -90,8 +90,9 @@ pub use error::StoreError;
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{
     Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter, Change,
-    ClientCertificate, Device, DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing,
-    PairingPoll, PairingState, PrivateKeyFormat, Session, StoredClientCa, StoredSigningKey, hex,
+    ClientCertificate, Device, DeviceWithOwner, DirectoryEntry, IdentityKey, NewAccount, NewDevice,
+    Pairing, PairingPoll, PairingState, PrivateKeyFormat, Session, StoredClientCa,
+    StoredSigningKey, hex,
 };
 
 // Alike `sql.rs`: the trait's method signatures are repeated by its one
@@ -392,6 +393,16 @@ pub trait Store: provider::ProviderStore + oidc_login::OidcLoginStore + Send + S
         &'a self,
         secret_hash: &'a [u8; 32],
     ) -> BoxFuture<'a, Result<Option<Device>, StoreError>>;
+
+    /// A device by the digest of its secret, with its owner's account and
+    /// first identity, in ONE statement (the device's unique index on
+    /// `secret_hash`, then the primary key of `accounts` and the
+    /// `identities_account` index): the credential cache's miss. As
+    /// stored, like [`Store::device_by_secret`].
+    fn device_with_owner<'a>(
+        &'a self,
+        secret_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<DeviceWithOwner>, StoreError>>;
 
     /// One device by id, expired or not.
     fn device(&self, id: i64) -> BoxFuture<'_, Result<Option<Device>, StoreError>>;

@@ -243,6 +243,21 @@ pub struct Device {
     pub last_used_ip: Option<String>,
 }
 
+/// A device with what verifying it needs of its owner, as one lookup
+/// returns it ([`crate::Store::device_with_owner`]): the credential cache's
+/// miss is one indexed query, not three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceWithOwner {
+    /// The device, as [`crate::Store::device_by_secret`] returns it.
+    pub device: Device,
+    /// Its owning account.
+    pub owner: Account,
+    /// The owner's first identity in (source, subject) order, as
+    /// [`crate::Store::identities`] lists them; `None` for an account
+    /// without one.
+    pub key: Option<IdentityKey>,
+}
+
 impl Device {
     /// Whether the device has not expired: `expires_at` is `None` or
     /// `now < expires_at`.

@@ -34,8 +34,9 @@ use crate::model::{
 use crate::{
     ACQUIRE_TIMEOUT, Account, AccountSearch, AccountStatus, Attributes, AuditEntry, AuditFilter,
     Backend, BoxFuture, BulkLoad, CHANGE_CHANNEL_CAPACITY, Change, ClientCertificate, Device,
-    DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState,
-    Session, Store, StoreConfig, StoreError, StoredClientCa, StoredSigningKey, feed, migrations,
+    DeviceWithOwner, DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll,
+    PairingState, Session, Store, StoreConfig, StoreError, StoredClientCa, StoredSigningKey, feed,
+    migrations,
 };
 
 /// Columns of `accounts`, in [`account_from_row`]'s order.
@@ -395,20 +396,84 @@ where
 }
 
 fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
-    let id: i64 = get(row, "id")?;
-    let status: String = get(row, "status")?;
-    let groups: String = get(row, "groups_json")?;
+    account_from_columns(row, &ACCOUNT_COLUMN_NAMES)
+}
+
+/// The names [`account_columns!`] gives the columns, in its order.
+const ACCOUNT_COLUMN_NAMES: [&str; 10] = [
+    "id",
+    "username",
+    "email",
+    "display_name",
+    "groups_json",
+    "org",
+    "status",
+    "created_at",
+    "updated_at",
+    "last_seen_at",
+];
+
+/// An account from columns named `names` (in [`ACCOUNT_COLUMN_NAMES`]'s
+/// order): a join renames them, as `devices` has columns of the same names.
+fn account_from_columns(row: &AnyRow, names: &[&str; 10]) -> Result<Account, StoreError> {
+    let id: i64 = get(row, names[0])?;
+    let status: String = get(row, names[6])?;
+    let groups: String = get(row, names[4])?;
     Ok(Account {
         id,
-        username: get(row, "username")?,
-        email: get(row, "email")?,
-        display_name: get(row, "display_name")?,
+        username: get(row, names[1])?,
+        email: get(row, names[2])?,
+        display_name: get(row, names[3])?,
         groups: decode_string_list("account", id, "groups", &groups)?,
-        org: get(row, "org")?,
+        org: get(row, names[5])?,
         status: decode_status(id, &status)?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
-        last_seen_at: get(row, "last_seen_at")?,
+        created_at: get(row, names[7])?,
+        updated_at: get(row, names[8])?,
+        last_seen_at: get(row, names[9])?,
+    })
+}
+
+/// The owner's columns in [`DEVICE_WITH_OWNER`], renamed.
+const OWNER_COLUMN_NAMES: [&str; 10] = [
+    "o_id",
+    "o_username",
+    "o_email",
+    "o_display_name",
+    "o_groups_json",
+    "o_org",
+    "o_status",
+    "o_created_at",
+    "o_updated_at",
+    "o_last_seen_at",
+];
+
+/// The credential cache's miss as one statement: the device by its unique
+/// `secret_hash`, its owner by primary key, and the owner's first identity
+/// in (source, subject) order through `identities_account` (two scalar
+/// subselects, each one index probe; [`Store::identities`] lists in the
+/// same order).
+const DEVICE_WITH_OWNER: &str = "SELECT d.id, d.account_id, d.name, d.kind, d.routes_json, d.basic_user, d.created_at, \
+     d.expires_at, d.last_used_at, d.last_used_ip, \
+     a.id AS o_id, a.username AS o_username, a.email AS o_email, \
+     a.display_name AS o_display_name, a.groups_json AS o_groups_json, a.org AS o_org, \
+     a.status AS o_status, a.created_at AS o_created_at, a.updated_at AS o_updated_at, \
+     a.last_seen_at AS o_last_seen_at, \
+     (SELECT i.source FROM identities i WHERE i.account_id = a.id \
+      ORDER BY i.source, i.subject LIMIT 1) AS key_source, \
+     (SELECT i.subject FROM identities i WHERE i.account_id = a.id \
+      ORDER BY i.source, i.subject LIMIT 1) AS key_subject \
+     FROM devices d JOIN accounts a ON a.id = d.account_id WHERE d.secret_hash = $1";
+
+fn device_with_owner_from_row(row: &AnyRow) -> Result<DeviceWithOwner, StoreError> {
+    let source: Option<String> = get(row, "key_source")?;
+    let subject: Option<String> = get(row, "key_subject")?;
+    Ok(DeviceWithOwner {
+        device: device_from_row(row)?,
+        owner: account_from_columns(row, &OWNER_COLUMN_NAMES)?,
+        key: match (source, subject) {
+            (Some(source), Some(subject)) => Some(IdentityKey { source, subject }),
+            _ => None,
+        },
     })
 }
 
@@ -1182,6 +1247,19 @@ impl Store for SqlStore {
         })
     }
 
+    fn device_with_owner<'a>(
+        &'a self,
+        secret_hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<DeviceWithOwner>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(DEVICE_WITH_OWNER)
+                .bind(&secret_hash[..])
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map(device_with_owner_from_row).transpose()
+        })
+    }
+
     fn device(&self, id: i64) -> BoxFuture<'_, Result<Option<Device>, StoreError>> {
         Box::pin(async move {
             let row = sqlx::query(concat!(
@@ -1868,6 +1946,35 @@ mod tests {
             org: None,
             status: AccountStatus::Active,
             now: 1,
+        }
+    }
+
+    /// The credential cache's miss searches by index at every step (the
+    /// device by `secret_hash`, its owner by primary key, the identity
+    /// subselects by `identities_account`): no table is scanned, so its
+    /// cost does not grow with the number of devices.
+    #[tokio::test]
+    async fn the_device_with_owner_lookup_uses_indexes_only() {
+        let (_dir, store) = temp_store().await;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {DEVICE_WITH_OWNER}"
+        )))
+        .bind(&[0u8; 32][..])
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| get(r, "detail").unwrap()).collect();
+        let joined = plan.join("\n");
+        assert!(
+            plan.iter().all(|l| !l.starts_with("SCAN")),
+            "a table is scanned:\n{joined}"
+        );
+        for index in [
+            "sqlite_autoindex_devices_1",
+            "INTEGER PRIMARY KEY",
+            "identities_account",
+        ] {
+            assert!(joined.contains(index), "{index} is not used:\n{joined}");
         }
     }
 

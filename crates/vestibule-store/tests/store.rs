@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use vestibule_store::{
     Account, AccountStatus, Attributes, AuditEntry, AuditFilter, Backend, BulkLoad, Change, Device,
-    DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll, PairingState,
-    PrivateKeyFormat, Session, Store, StoreConfig, StoreError, StoredSigningKey, testkit,
+    DeviceWithOwner, DirectoryEntry, IdentityKey, NewAccount, NewDevice, Pairing, PairingPoll,
+    PairingState, PrivateKeyFormat, Session, Store, StoreConfig, StoreError, StoredSigningKey,
+    testkit,
 };
 use vestibule_store::{ClientCertificate, StoredClientCa};
 
@@ -78,6 +79,7 @@ on_both_backends!(
     case_audit_filter_order_and_limit,
     case_change_feed_in_process,
     case_devices,
+    case_device_with_owner,
     case_delete_account_cascades_devices_and_pairings,
     case_pairing_flow,
     case_pairing_refused,
@@ -4346,4 +4348,63 @@ async fn case_oidc_recheck_claims_are_exclusive_across_instances(url: String) {
         );
         assert!(x.unwrap() ^ y.unwrap(), "round {round}: exactly one claims");
     }
+}
+
+/// The cache miss's one query returns exactly what the three lookups it
+/// replaces return: the device, its owner, and the owner's first identity
+/// in (source, subject) order.
+async fn case_device_with_owner(store: Arc<dyn Store>) {
+    let a = store
+        .create_account(new_account("headers", "wendy", 7))
+        .await
+        .unwrap();
+    let b = store
+        .create_account(new_account("headers", "xavier", 8))
+        .await
+        .unwrap();
+    // Linked after, but first in (source, subject) order.
+    store
+        .link_identity(a.id, &key("authelia", "wendy"))
+        .await
+        .unwrap();
+    let n1 = NewDevice {
+        basic_user: Some("wendy-phone".into()),
+        expires_at: Some(5000),
+        ..new_device(a.id, 1)
+    };
+    let d1 = store.create_device(&n1).await.unwrap();
+    let d2 = store.create_device(&new_device(b.id, 2)).await.unwrap();
+    let a = store.account(a.id).await.unwrap().unwrap();
+    let b = store.account(b.id).await.unwrap().unwrap();
+    assert_eq!(
+        store.identities(a.id).await.unwrap()[0],
+        key("authelia", "wendy")
+    );
+    assert_eq!(
+        store.device_with_owner(&[1; 32]).await.unwrap(),
+        Some(DeviceWithOwner {
+            device: d1,
+            owner: a.clone(),
+            key: Some(key("authelia", "wendy")),
+        })
+    );
+    assert_eq!(
+        store.device_with_owner(&[2; 32]).await.unwrap(),
+        Some(DeviceWithOwner {
+            device: d2.clone(),
+            owner: b.clone(),
+            key: Some(key("headers", "xavier")),
+        })
+    );
+    assert_eq!(store.device_with_owner(&[9; 32]).await.unwrap(), None);
+    // Revoked: gone from the lookup at once.
+    assert!(store.revoke_device(d2.id, None).await.unwrap());
+    assert_eq!(store.device_with_owner(&[2; 32]).await.unwrap(), None);
+    // The owner's changes show in the next lookup (nothing is cached here).
+    store
+        .set_status(a.id, AccountStatus::Disabled, 9)
+        .await
+        .unwrap();
+    let got = store.device_with_owner(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(got.owner.status, AccountStatus::Disabled);
 }

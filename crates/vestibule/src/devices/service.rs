@@ -23,19 +23,23 @@
 //! decided by `vestibule_core::credential::judge_device`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hashbrown::HashTable;
 use vestibule_core::credential::{
     CredentialKind, DeviceFacts, DeviceJudgement, OwnerStanding, Presented, judge_device,
 };
 use vestibule_core::identity::Identity;
 use vestibule_core::policy::roles_for;
 use vestibule_core::secret::hash_token;
-use vestibule_store::{Account, AccountStatus, Change, IdentityKey, Store, StoreError};
+use vestibule_store::{
+    Account, AccountStatus, Change, DeviceWithOwner, IdentityKey, Store, StoreError,
+};
 
 use crate::accounts::now_ms;
 
@@ -88,71 +92,202 @@ impl Verdict {
     }
 }
 
-/// A credential's owner, shared by every cached device of the account.
+/// A credential's owner, shared by every cached device of the account:
+/// a million credentials of a hundred thousand accounts hold a hundred
+/// thousand owners.
 #[derive(Debug)]
 struct Owner {
     account: Account,
     key: IdentityKey,
-    fetched: Instant,
 }
+
+/// Route lists, interned: devices mostly share a few. A thin pointer
+/// (the slice's length lives behind it), 8 bytes in every entry.
+type Routes = Arc<Box<[Box<str>]>>;
 
 /// What the hot path needs of a device, and no more (no name or
-/// timestamps; the kind as one byte): with a million credentials cached, every byte counts
-/// a million times.
+/// timestamps; the kind as one byte; times as offsets from the cache's
+/// epoch; thin pointers): with a million credentials cached, every byte
+/// counts a million times. 56 bytes (checked by a test below).
 #[derive(Debug, Clone)]
 struct Cached {
-    id: i64,
     owner: Arc<Owner>,
+    routes: Routes,
+    /// The Basic user name, when it is not the owner's username (rare).
+    basic_user: Option<Arc<String>>,
+    id: i64,
+    /// Unix ms; [`NEVER`] when the device does not expire.
+    expires_at: i64,
+    /// When it was read from the store, in ms since [`Devices::epoch`].
+    fetched_ms: u64,
+    /// The second (since [`Devices::epoch`]) from which "last used" may
+    /// be written again; 0 at first, so the first use is written.
+    next_touch_s: u32,
     kind: Option<CredentialKind>,
-    expires_at: Option<i64>,
-    /// Interned: devices mostly share a few route lists.
-    routes: Arc<[Box<str>]>,
-    /// The Basic user name, when it is not the owner's username.
-    basic_user: Option<Arc<str>>,
-    fetched: Instant,
-    last_touch: Instant,
 }
 
+/// `expires_at` of a device that does not expire. A device stored with
+/// this very expiry is equivalent: `now < i64::MAX` holds for any `now`.
+const NEVER: i64 = i64::MAX;
+
+impl Cached {
+    fn expires_at(&self) -> Option<i64> {
+        (self.expires_at != NEVER).then_some(self.expires_at)
+    }
+}
+
+/// One cached credential: the digest it is found by, and its facts.
+#[derive(Debug)]
+struct Slot {
+    hash: [u8; 32],
+    c: Cached,
+}
+
+/// The credential cache: the entries in one dense vector (88 bytes each,
+/// no per-entry allocation), found through two hash tables of positions
+/// in it (4 bytes a bucket, plus hashbrown's control byte): by the
+/// credential's digest (the hot path) and by device id (revocation, which
+/// must reach the cache at once without a scan). Two `HashMap`s with the
+/// digest and the entry in every bucket cost about three times as much at
+/// a million entries (the tables double in size past 7/8 full).
 #[derive(Default)]
 struct Cache {
-    by_hash: HashMap<[u8; 32], Cached>,
-    hash_of: HashMap<i64, [u8; 32]>,
+    slots: Vec<Slot>,
+    by_hash: HashTable<u32>,
+    by_id: HashTable<u32>,
+    /// Keyed (SipHash with a random key), like `HashMap`'s default.
+    hasher: RandomState,
     owners: HashMap<i64, Arc<Owner>>,
-    route_sets: HashMap<Vec<String>, Arc<[Box<str>]>>,
+    route_sets: HashMap<Vec<String>, Routes>,
 }
 
 impl Cache {
-    fn insert(&mut self, hash: [u8; 32], c: Cached) {
-        self.hash_of.insert(c.id, hash);
-        self.by_hash.insert(hash, c);
+    fn position(&self, hash: &[u8; 32]) -> Option<usize> {
+        let slots = &self.slots;
+        self.by_hash
+            .find(self.hasher.hash_one(hash), |&i| {
+                slots[i as usize].hash == *hash
+            })
+            .map(|&i| i as usize)
     }
-    fn routes(&mut self, routes: Vec<String>) -> Arc<[Box<str>]> {
+
+    fn get(&self, hash: &[u8; 32]) -> Option<&Cached> {
+        self.position(hash).map(|i| &self.slots[i].c)
+    }
+
+    fn get_mut(&mut self, hash: &[u8; 32]) -> Option<&mut Cached> {
+        self.position(hash).map(|i| &mut self.slots[i].c)
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Caches `c` under `hash`, replacing what was cached under that digest
+    /// or for that device (a renewed certificate keeps its device id and
+    /// changes its digest): one entry per device.
+    fn insert(&mut self, hash: [u8; 32], c: Cached) {
+        if let Some(i) = self.position(&hash) {
+            self.remove_at(i);
+        }
+        self.forget_device(c.id);
+        let Ok(i) = u32::try_from(self.slots.len()) else {
+            // Four billion entries: not cached, still answered.
+            return;
+        };
+        let id = c.id;
+        self.slots.push(Slot { hash, c });
+        let Self {
+            slots,
+            by_hash,
+            by_id,
+            hasher,
+            ..
+        } = self;
+        by_hash.insert_unique(hasher.hash_one(hash), i, |&j| {
+            hasher.hash_one(slots[j as usize].hash)
+        });
+        by_id.insert_unique(hasher.hash_one(id), i, |&j| {
+            hasher.hash_one(slots[j as usize].c.id)
+        });
+    }
+
+    /// Removes entry `i`; the last entry takes its place (and its
+    /// positions in both tables are rewritten).
+    fn remove_at(&mut self, i: usize) {
+        let Self {
+            slots,
+            by_hash,
+            by_id,
+            hasher,
+            ..
+        } = self;
+        let Ok(at) = u32::try_from(i) else { return };
+        let slot = &slots[i];
+        if let Ok(e) = by_hash.find_entry(hasher.hash_one(slot.hash), |&j| j == at) {
+            e.remove();
+        }
+        if let Ok(e) = by_id.find_entry(hasher.hash_one(slot.c.id), |&j| j == at) {
+            e.remove();
+        }
+        slots.swap_remove(i);
+        let Some(moved) = slots.get(i) else {
+            return; // It was the last one.
+        };
+        let from = u32::try_from(slots.len()).unwrap_or(u32::MAX);
+        if let Some(j) = by_hash.find_mut(hasher.hash_one(moved.hash), |&j| j == from) {
+            *j = at;
+        }
+        if let Some(j) = by_id.find_mut(hasher.hash_one(moved.c.id), |&j| j == from) {
+            *j = at;
+        }
+    }
+
+    fn routes(&mut self, routes: Vec<String>) -> Routes {
         if let Some(r) = self.route_sets.get(&routes) {
             return r.clone();
         }
-        let interned: Arc<[Box<str>]> = routes.iter().map(|r| r.as_str().into()).collect();
+        let interned: Routes = Arc::new(routes.iter().map(|r| r.as_str().into()).collect());
         self.route_sets.insert(routes, interned.clone());
         interned
     }
+
+    /// The owner to share: the cached one when the store returned the same
+    /// account and key, else this one (which replaces it).
+    fn owner(&mut self, account: Account, key: IdentityKey) -> Arc<Owner> {
+        if let Some(o) = self.owners.get(&account.id)
+            && o.account == account
+            && o.key == key
+        {
+            return o.clone();
+        }
+        let o = Arc::new(Owner { account, key });
+        self.owners.insert(o.account.id, o.clone());
+        o
+    }
+
     fn forget_device(&mut self, id: i64) {
-        if let Some(h) = self.hash_of.remove(&id) {
-            self.by_hash.remove(&h);
+        let slots = &self.slots;
+        let found = self
+            .by_id
+            .find(self.hasher.hash_one(id), |&j| slots[j as usize].c.id == id)
+            .copied();
+        if let Some(i) = found {
+            self.remove_at(i as usize);
         }
     }
+
     fn forget_owner(&mut self, account_id: i64) {
         self.owners.remove(&account_id);
-        // Rare (an account change), so a scan is fine.
-        let Self {
-            by_hash, hash_of, ..
-        } = self;
-        by_hash.retain(|_, c| {
-            let keep = c.owner.account.id != account_id;
-            if !keep {
-                hash_of.remove(&c.id);
+        // Rare (an account change), so a scan is fine. From the end: the
+        // entry that fills a removed one's place has been looked at.
+        for i in (0..self.slots.len()).rev() {
+            if self.slots[i].c.owner.account.id == account_id {
+                self.remove_at(i);
             }
-            keep
-        });
+        }
     }
+
     fn clear(&mut self) {
         *self = Self::default();
     }
@@ -251,6 +386,8 @@ pub struct Devices {
     store: Arc<dyn Store>,
     accounts: Arc<crate::accounts::Accounts>,
     cache: RwLock<Cache>,
+    /// What the cache's times count from.
+    epoch: Instant,
     ttl: Duration,
     roles: Vec<(String, Vec<String>)>,
     /// Failure limits, shared with the pairing endpoint.
@@ -272,6 +409,7 @@ impl Devices {
             store,
             accounts,
             cache: RwLock::new(Cache::default()),
+            epoch: Instant::now(),
             ttl,
             roles,
             failures: FailureLimiter::new(failures_per_minute),
@@ -307,80 +445,65 @@ impl Devices {
         }
     }
 
+    /// Cached credentials, for the benches and the memory test.
+    pub fn cached_len(&self) -> usize {
+        self.cache.read().map_or(0, |c| c.len())
+    }
+
+    /// Milliseconds since [`Devices::epoch`].
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Seconds since [`Devices::epoch`].
+    fn now_s(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
     // Alike accounts/service.rs cached: another cache, keyed by token hash, same TTL filter.
     fn cached(&self, hash: &[u8; 32]) -> Option<Cached> {
         let cache = self.cache.read().ok()?;
+        let now = self.now_ms();
         cache
-            .by_hash
             .get(hash)
-            .filter(|c| c.fetched.elapsed() < self.ttl)
+            .filter(|c| Duration::from_millis(now.saturating_sub(c.fetched_ms)) < self.ttl)
             .cloned()
     }
 
-    /// The owner, from the cache while fresh (an account seen through one
-    /// device needs no query for the next), else from the store.
-    async fn owner(&self, account_id: i64) -> Result<Option<Arc<Owner>>, StoreError> {
-        let cached = self
-            .cache
-            .read()
-            .ok()
-            .and_then(|c| c.owners.get(&account_id).cloned())
-            .filter(|o| o.fetched.elapsed() < self.ttl);
-        if cached.is_some() {
-            return Ok(cached);
-        }
+    /// A cache miss: the device and its owner (account and identity key)
+    /// in one query, always fresh from the store. The owner is shared with
+    /// the account's other cached devices when it has not changed.
+    async fn fetch(&self, hash: [u8; 32]) -> Result<Option<Cached>, StoreError> {
         crate::accounts::reachable(&self.store)?;
-        let Some(account) = self.store.account(account_id).await? else {
-            return Ok(None);
-        };
-        let key = self
-            .store
-            .identities(account.id)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| IdentityKey {
-                source: "device".into(),
-                subject: account.id.to_string(),
-            });
-        let owner = Arc::new(Owner {
-            account,
+        let Some(DeviceWithOwner {
+            device,
+            owner: account,
             key,
-            fetched: Instant::now(),
+        }) = self.store.device_with_owner(&hash).await?
+        else {
+            return Ok(None);
+        };
+        let key = key.unwrap_or_else(|| IdentityKey {
+            source: "device".into(),
+            subject: account.id.to_string(),
         });
-        if let Ok(mut cache) = self.cache.write() {
-            cache.owners.insert(account_id, owner.clone());
-        }
-        Ok(Some(owner))
-    }
-
-    async fn fetch(&self, hash: [u8; 32], fresh_owner: bool) -> Result<Option<Cached>, StoreError> {
-        crate::accounts::reachable(&self.store)?;
-        let Some(device) = self.store.device_by_secret(&hash).await? else {
-            return Ok(None);
-        };
-        if fresh_owner && let Ok(mut cache) = self.cache.write() {
-            cache.owners.remove(&device.account_id);
-        }
-        let Some(owner) = self.owner(device.account_id).await? else {
-            return Ok(None);
-        };
-        let now = Instant::now();
+        let fetched_ms = self.now_ms();
         let Ok(mut cache) = self.cache.write() else {
             return Ok(None);
         };
+        let basic_user = device
+            .basic_user
+            .filter(|u| *u != account.username)
+            .map(Arc::new);
         let c = Cached {
-            id: device.id,
-            kind: CredentialKind::from_stored(&device.kind),
-            expires_at: device.expires_at,
+            owner: cache.owner(account, key),
             routes: cache.routes(device.routes),
-            basic_user: device
-                .basic_user
-                .filter(|u| *u != owner.account.username)
-                .map(Arc::from),
-            owner,
-            fetched: now,
-            last_touch: now.checked_sub(TOUCH_INTERVAL).unwrap_or(now),
+            basic_user,
+            id: device.id,
+            expires_at: device.expires_at.unwrap_or(NEVER),
+            fetched_ms,
+            next_touch_s: 0,
+            kind: CredentialKind::from_stored(&device.kind),
         };
         cache.insert(hash, c.clone());
         Ok(Some(c))
@@ -426,7 +549,7 @@ impl Devices {
         let hash = presented_hash(presented);
         let mut entry = match self.cached(&hash) {
             Some(c) => c,
-            None => match self.fetch(hash, false).await? {
+            None => match self.fetch(hash).await? {
                 Some(c) => c,
                 None => return Ok(Verdict::Unknown),
             },
@@ -438,7 +561,7 @@ impl Devices {
             // The owner may have signed in through another instance since
             // this entry was cached ("seeing them again revives it"): ask
             // the store once before refusing.
-            if let Some(fresh) = self.fetch(hash, true).await? {
+            if let Some(fresh) = self.fetch(hash).await? {
                 judgement = self.judge(&fresh, presented, route_name, max_ms, now);
                 entry = fresh;
             }
@@ -486,8 +609,8 @@ impl Devices {
         let owner = &entry.owner.account;
         let facts = DeviceFacts {
             kind: entry.kind,
-            expires_at: entry.expires_at,
-            basic_user: entry.basic_user.as_deref().unwrap_or(&owner.username),
+            expires_at: entry.expires_at(),
+            basic_user: entry.basic_user.as_deref().map_or(&owner.username, |u| u),
             routes: &entry.routes,
             owner: match owner.status {
                 AccountStatus::Active => OwnerStanding::Active,
@@ -509,21 +632,25 @@ impl Devices {
     /// Writes "last used" without making the request wait, at most once
     /// per [`TOUCH_INTERVAL`] per credential.
     fn touch_behind(&self, hash: &[u8; 32], entry: &Cached, client_ip: Option<IpAddr>) {
-        if entry.last_touch.elapsed() < TOUCH_INTERVAL {
+        let now = self.now_s();
+        if now < entry.next_touch_s {
             return;
         }
         {
             let Ok(mut cache) = self.cache.write() else {
                 return;
             };
-            let Some(c) = cache.by_hash.get_mut(hash) else {
+            let Some(c) = cache.get_mut(hash) else {
                 return;
             };
             // Claim the write, so concurrent requests don't all write.
-            if c.last_touch.elapsed() < TOUCH_INTERVAL {
+            if now < c.next_touch_s {
                 return;
             }
-            c.last_touch = Instant::now();
+            // Whole seconds: one more, so that never less than the
+            // interval passes between two writes.
+            let interval = u32::try_from(TOUCH_INTERVAL.as_secs()).unwrap_or(u32::MAX);
+            c.next_touch_s = now.saturating_add(interval).saturating_add(1);
         }
         let store = self.store.clone();
         let id = entry.id;
@@ -566,6 +693,121 @@ fn presented_hash(presented: &Presented) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The entry's size is what a million credentials multiply.
+    #[test]
+    fn a_cached_credential_is_56_bytes_and_its_slot_88() {
+        assert_eq!(std::mem::size_of::<Cached>(), 56);
+        assert_eq!(std::mem::size_of::<Slot>(), 88);
+    }
+
+    fn owner(id: i64) -> Arc<Owner> {
+        Arc::new(Owner {
+            account: Account {
+                id,
+                username: format!("u{id}"),
+                email: None,
+                display_name: None,
+                groups: vec![],
+                org: None,
+                status: AccountStatus::Active,
+                created_at: 0,
+                updated_at: 0,
+                last_seen_at: 0,
+            },
+            key: IdentityKey::new("headers", format!("u{id}")),
+        })
+    }
+
+    fn entry(id: i64, owner: &Arc<Owner>) -> Cached {
+        Cached {
+            owner: owner.clone(),
+            routes: Arc::new(Box::new([])),
+            basic_user: None,
+            id,
+            expires_at: NEVER,
+            fetched_ms: 0,
+            next_touch_s: 0,
+            kind: None,
+        }
+    }
+
+    fn digest(n: i64) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&n.to_le_bytes());
+        h
+    }
+
+    /// Every entry is found by its digest and by its id, at the position
+    /// the tables say, and nothing else is in the tables.
+    fn assert_consistent(c: &Cache) {
+        assert_eq!(c.by_hash.len(), c.slots.len());
+        assert_eq!(c.by_id.len(), c.slots.len());
+        for (i, s) in c.slots.iter().enumerate() {
+            assert_eq!(c.position(&s.hash), Some(i));
+            let by_id = c
+                .by_id
+                .find(c.hasher.hash_one(s.c.id), |&j| {
+                    c.slots[j as usize].c.id == s.c.id
+                })
+                .copied();
+            assert_eq!(by_id, Some(u32::try_from(i).unwrap()));
+        }
+    }
+
+    /// Revocation by id, an owner's change, a device re-cached under a new
+    /// digest (a renewed certificate) and removal of the last entry keep
+    /// both tables pointing at the right entries.
+    #[test]
+    fn the_cache_finds_by_digest_and_forgets_by_device_and_owner() {
+        let (a, b) = (owner(1), owner(2));
+        let mut c = Cache::default();
+        for id in 0..200 {
+            c.insert(digest(id), entry(id, if id % 3 == 0 { &a } else { &b }));
+        }
+        assert_consistent(&c);
+        assert_eq!(c.len(), 200);
+        c.forget_device(5);
+        c.forget_device(199); // the last entry
+        c.forget_device(1000); // never cached
+        assert!(c.get(&digest(5)).is_none());
+        assert!(c.get(&digest(199)).is_none());
+        assert_eq!(c.get(&digest(6)).map(|e| e.id), Some(6));
+        assert_consistent(&c);
+        // The same device under a new digest: the old one is gone.
+        c.insert(digest(1007), entry(7, &b));
+        assert!(c.get(&digest(7)).is_none());
+        assert_eq!(c.get(&digest(1007)).map(|e| e.id), Some(7));
+        // The same digest again: replaced, not doubled.
+        c.insert(digest(8), entry(8, &b));
+        assert_eq!(c.len(), 198);
+        assert_consistent(&c);
+        c.forget_owner(1);
+        assert!(c.slots.iter().all(|s| s.c.owner.account.id == 2));
+        assert_eq!(c.len(), 198 - 67); // 0, 3, …, 198 were a's
+        assert_eq!(c.get(&digest(8)).map(|e| e.id), Some(8));
+        assert!(c.get(&digest(9)).is_none());
+        assert_consistent(&c);
+        c.forget_owner(2);
+        assert_eq!(c.len(), 0);
+        assert_consistent(&c);
+    }
+
+    /// An owner returned unchanged by the store is shared; a changed one
+    /// replaces it for the entries cached from then on.
+    #[test]
+    fn owners_are_shared_while_unchanged() {
+        let mut c = Cache::default();
+        let a = owner(1);
+        let first = c.owner(a.account.clone(), a.key.clone());
+        let again = c.owner(a.account.clone(), a.key.clone());
+        assert!(Arc::ptr_eq(&first, &again));
+        let mut changed = a.account.clone();
+        changed.last_seen_at = 5;
+        let third = c.owner(changed, a.key.clone());
+        assert!(!Arc::ptr_eq(&first, &third));
+        assert_eq!(third.account.last_seen_at, 5);
+    }
 
     #[test]
     fn failures_block_after_the_budget_and_only_that_key() {
