@@ -69,6 +69,10 @@ struct Cache {
     /// Every cached key of an account: linked identities share one account,
     /// and a change to it must drop them all.
     keys_of: HashMap<i64, Vec<IdentityKey>>,
+    /// Moves with every change the store reports: a miss whose store read
+    /// began before a change does not cache what it read (a disable may
+    /// have been applied to the cache between the read and the insert).
+    changes: u64,
 }
 
 impl Cache {
@@ -87,6 +91,31 @@ impl Cache {
     fn clear(&mut self) {
         self.by_key.clear();
         self.keys_of.clear();
+    }
+    /// Applies a change the store reported.
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Account(id) => self.forget(id),
+            // Notifications may have been missed: trust nothing cached.
+            Change::Resync => self.clear(),
+            _ => return,
+        }
+        self.changes += 1;
+    }
+    /// Caches what a miss read, unless a change came in since
+    /// `changes_before` (read before the store was): that change may have
+    /// disabled the account, its removal from the cache already done.
+    fn insert_if_unchanged(
+        &mut self,
+        key: IdentityKey,
+        c: Arc<Cached>,
+        changes_before: u64,
+    ) -> bool {
+        if self.changes != changes_before {
+            return false;
+        }
+        self.insert(key, c);
+        true
     }
 }
 
@@ -246,14 +275,8 @@ impl Accounts {
     /// Spawns the task that drops cache entries as the store reports changes.
     pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         follow_store_changes(&self.store, Arc::downgrade(self), |me, change| {
-            let Ok(mut cache) = me.cache.write() else {
-                return;
-            };
-            match change {
-                Change::Account(id) => cache.forget(id),
-                // Notifications may have been missed: trust nothing cached.
-                Change::Resync => cache.clear(),
-                _ => {}
+            if let Ok(mut cache) = me.cache.write() {
+                cache.apply(change);
             }
         })
     }
@@ -309,12 +332,13 @@ impl Accounts {
         if cached.is_none() {
             reachable(&self.store)?;
         }
+        let changes_before = self.cache.read().map_or(u64::MAX, |c| c.changes);
         let entry = match cached {
             Some(c) => c,
             None => match self.store.account_by_identity(key).await? {
                 Some(account) => {
                     let in_directory = self.in_directory(&account).await?;
-                    self.remember(key.clone(), account, false, in_directory)
+                    self.remember(key.clone(), account, false, in_directory, changes_before)
                 }
                 None => match provisioning.first_sighting(&id) {
                     FirstSighting::Refuse => {
@@ -366,7 +390,13 @@ impl Accounts {
                             "new identity seen",
                         )
                         .await;
-                        self.remember(key.clone(), account, true, self.directory.is_none())
+                        self.remember(
+                            key.clone(),
+                            account,
+                            true,
+                            self.directory.is_none(),
+                            changes_before,
+                        )
                     }
                 },
             },
@@ -470,12 +500,15 @@ impl Accounts {
         }
     }
 
+    /// Wraps what a miss read for this request, and caches it unless a
+    /// change came in since `changes_before` (read before the store was).
     fn remember(
         &self,
         key: IdentityKey,
         account: Account,
         just_written: bool,
         in_directory: bool,
+        changes_before: u64,
     ) -> Arc<Cached> {
         let now = Instant::now();
         let c = Arc::new(Cached {
@@ -491,7 +524,7 @@ impl Accounts {
             },
         });
         if let Ok(mut cache) = self.cache.write() {
-            cache.insert(key, c.clone());
+            cache.insert_if_unchanged(key, c.clone(), changes_before);
         }
         c
     }
@@ -568,5 +601,55 @@ impl Accounts {
         if let Ok(mut c) = self.cache.write() {
             c.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(id: i64) -> Arc<Cached> {
+        Arc::new(Cached {
+            account: Account {
+                id,
+                username: format!("u{id}"),
+                email: None,
+                display_name: None,
+                groups: vec![],
+                org: None,
+                status: AccountStatus::Active,
+                created_at: 0,
+                updated_at: 0,
+                last_seen_at: 0,
+            },
+            in_directory: true,
+            directory_groups: None,
+            fetched: Instant::now(),
+            last_write: Instant::now(),
+        })
+    }
+
+    /// A miss that read an account before its disable was applied to the
+    /// cache does not cache it (the disable's own removal has run
+    /// already); one with no change in between does; a resync counts.
+    #[test]
+    fn a_miss_racing_a_change_is_not_cached() {
+        let key = IdentityKey::new("headers", "alice");
+        let mut c = Cache::default();
+        let before = c.changes;
+        c.apply(Change::Account(1));
+        assert!(!c.insert_if_unchanged(key.clone(), cached(1), before));
+        assert!(!c.by_key.contains_key(&key));
+        let before = c.changes;
+        assert!(c.insert_if_unchanged(key.clone(), cached(1), before));
+        let before = c.changes;
+        c.apply(Change::Resync);
+        assert!(!c.by_key.contains_key(&key));
+        assert!(!c.insert_if_unchanged(key.clone(), cached(1), before));
+        let before = c.changes;
+        c.apply(Change::Device(9));
+        assert!(c.insert_if_unchanged(key.clone(), cached(1), before));
+        c.apply(Change::Account(1));
+        assert!(!c.by_key.contains_key(&key));
     }
 }

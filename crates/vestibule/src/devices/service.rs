@@ -159,6 +159,11 @@ struct Cache {
     hasher: RandomState,
     owners: HashMap<i64, Arc<Owner>>,
     route_sets: HashMap<Vec<String>, Routes>,
+    /// Moves with every change the store reports: a miss whose store read
+    /// began before a change does not cache what it read, which may be
+    /// what the change just revoked (the change's own removal may already
+    /// have run).
+    changes: u64,
 }
 
 impl Cache {
@@ -289,7 +294,31 @@ impl Cache {
     }
 
     fn clear(&mut self) {
+        let changes = self.changes;
         *self = Self::default();
+        self.changes = changes;
+    }
+
+    /// Applies a change the store reported.
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Device(id) => self.forget_device(id),
+            Change::Account(id) => self.forget_owner(id),
+            Change::Resync => self.clear(),
+            _ => return,
+        }
+        self.changes += 1;
+    }
+
+    /// Caches what a miss read, unless a change came in since
+    /// `changes_before` (read before the store was): that change may
+    /// have revoked it, its removal already done.
+    fn insert_if_unchanged(&mut self, hash: [u8; 32], c: Cached, changes_before: u64) -> bool {
+        if self.changes != changes_before {
+            return false;
+        }
+        self.insert(hash, c);
+        true
     }
 }
 
@@ -426,14 +455,8 @@ impl Devices {
     /// changes (revoked devices, changed or deleted owners).
     pub fn follow_changes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         crate::accounts::follow_store_changes(&self.store, Arc::downgrade(self), |me, change| {
-            let Ok(mut cache) = me.cache.write() else {
-                return;
-            };
-            match change {
-                Change::Device(id) => cache.forget_device(id),
-                Change::Account(id) => cache.forget_owner(id),
-                Change::Resync => cache.clear(),
-                _ => {}
+            if let Ok(mut cache) = me.cache.write() {
+                cache.apply(change);
             }
         })
     }
@@ -442,6 +465,7 @@ impl Devices {
     pub fn forget_all(&self) {
         if let Ok(mut c) = self.cache.write() {
             c.clear();
+            c.changes += 1;
         }
     }
 
@@ -475,6 +499,7 @@ impl Devices {
     /// the account's other cached devices when it has not changed.
     async fn fetch(&self, hash: [u8; 32]) -> Result<Option<Cached>, StoreError> {
         crate::accounts::reachable(&self.store)?;
+        let changes_before = self.cache.read().map_or(u64::MAX, |c| c.changes);
         let Some(DeviceWithOwner {
             device,
             owner: account,
@@ -505,7 +530,9 @@ impl Devices {
             next_touch_s: 0,
             kind: CredentialKind::from_stored(&device.kind),
         };
-        cache.insert(hash, c.clone());
+        // Answered from the store either way; cached only when no change
+        // came in meanwhile.
+        cache.insert_if_unchanged(hash, c.clone(), changes_before);
         Ok(Some(c))
     }
 
@@ -736,6 +763,30 @@ mod tests {
         let mut h = [0u8; 32];
         h[..8].copy_from_slice(&n.to_le_bytes());
         h
+    }
+
+    /// A miss that read the store before a revocation was applied to the
+    /// cache does not cache what it read; one with no change in between
+    /// does. A resync counts as a change too.
+    #[test]
+    fn a_miss_racing_a_change_is_not_cached() {
+        let a = owner(1);
+        let mut c = Cache::default();
+        let before = c.changes;
+        c.apply(Change::Device(7));
+        assert!(!c.insert_if_unchanged(digest(7), entry(7, &a), before));
+        assert!(c.get(&digest(7)).is_none());
+        let before = c.changes;
+        assert!(c.insert_if_unchanged(digest(7), entry(7, &a), before));
+        assert!(c.get(&digest(7)).is_some());
+        let before = c.changes;
+        c.apply(Change::Resync);
+        assert!(c.get(&digest(7)).is_none());
+        assert!(!c.insert_if_unchanged(digest(8), entry(8, &a), before));
+        // A change the cache does not follow moves nothing.
+        let before = c.changes;
+        c.apply(Change::Session([0; 32]));
+        assert!(c.insert_if_unchanged(digest(9), entry(9, &a), before));
     }
 
     /// Every entry is found by its digest and by its id, at the position
