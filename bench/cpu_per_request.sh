@@ -121,8 +121,14 @@ measure() { # binary which last-round -> "requests task-clock-ms context-switche
   if [ -n "$record_pid" ]; then
     wait "$record_pid" || true
     mkdir -p "$PROFILE_DIR"
-    perf report -i "$WORK/$2.data" --stdio --no-children -g none --sort dso,sym --percent-limit 0.5 2>/dev/null \
-      | grep -v "^#" | grep -v "^$" | head -40 >"$PROFILE_DIR/$2.txt" || true
+    # Where the time goes by object (kernel, libc, the server), then the
+    # top symbols.
+    { perf report -i "$WORK/$2.data" --stdio --no-children -g none --sort dso 2>/dev/null \
+        | grep -v "^#" | grep -v "^$" | head -8
+      echo
+      perf report -i "$WORK/$2.data" --stdio --no-children -g none --sort dso,sym --percent-limit 0.5 2>/dev/null \
+        | grep -v "^#" | grep -v "^$" | head -40
+    } >"$PROFILE_DIR/$2.txt" || true
   fi
   if [ "$1" = nginx ]; then
     kill "$(cat "$WORK/nginx/nginx.pid")" 2>/dev/null || true

@@ -6,5 +6,7 @@ pub mod admin;
 pub mod housekeeping;
 pub mod ldap;
 mod service;
+#[cfg(test)]
+pub(crate) use service::tests::account as test_account;
 
 pub use service::*;

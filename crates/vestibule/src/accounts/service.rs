@@ -605,23 +605,29 @@ impl Accounts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An active account `u<id>` with nothing else set, for unit tests of
+    /// the caches.
+    pub(crate) fn account(id: i64) -> Account {
+        Account {
+            id,
+            username: format!("u{id}"),
+            email: None,
+            display_name: None,
+            groups: vec![],
+            org: None,
+            status: AccountStatus::Active,
+            created_at: 0,
+            updated_at: 0,
+            last_seen_at: 0,
+        }
+    }
 
     fn cached(id: i64) -> Arc<Cached> {
         Arc::new(Cached {
-            account: Account {
-                id,
-                username: format!("u{id}"),
-                email: None,
-                display_name: None,
-                groups: vec![],
-                org: None,
-                status: AccountStatus::Active,
-                created_at: 0,
-                updated_at: 0,
-                last_seen_at: 0,
-            },
+            account: account(id),
             in_directory: true,
             directory_groups: None,
             fetched: Instant::now(),

@@ -423,7 +423,16 @@ pub struct Devices {
     pub failures: FailureLimiter,
     /// Secrets and pairing codes the pages show after a redirect.
     pub reveals: super::reveal::Reveals,
+    /// "Last used" writes in flight (at most [`MAX_TOUCH_WRITES`]).
+    touch_writes: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most "last used" writes in flight at once. A burst of first uses
+/// (a warm-up of a million credentials, every client coming back after
+/// an outage) would otherwise queue a task per credential behind the
+/// database's writer, each holding memory; past the bound a use is not
+/// recorded now, and the next use of that credential tries again.
+pub const MAX_TOUCH_WRITES: usize = 256;
 
 impl Devices {
     /// Wraps `store`; call [`Devices::follow_changes`] once.
@@ -443,6 +452,7 @@ impl Devices {
             roles,
             failures: FailureLimiter::new(failures_per_minute),
             reveals: super::reveal::Reveals::default(),
+            touch_writes: Arc::new(tokio::sync::Semaphore::new(MAX_TOUCH_WRITES)),
         }
     }
 
@@ -663,6 +673,11 @@ impl Devices {
         if now < entry.next_touch_s {
             return;
         }
+        // Before the claim: a use that finds no slot leaves the write to
+        // the next one.
+        let Ok(slot) = self.touch_writes.clone().try_acquire_owned() else {
+            return;
+        };
         {
             let Ok(mut cache) = self.cache.write() else {
                 return;
@@ -682,6 +697,7 @@ impl Devices {
         let store = self.store.clone();
         let id = entry.id;
         tokio::spawn(async move {
+            let _slot = slot;
             let ip = client_ip.map(|i| i.to_string());
             if let Err(e) = store.touch_device(id, now_ms(), ip.as_deref()).await {
                 tracing::warn!(device = id, error = %e, "could not record the device's last use");
@@ -730,18 +746,7 @@ mod tests {
 
     fn owner(id: i64) -> Arc<Owner> {
         Arc::new(Owner {
-            account: Account {
-                id,
-                username: format!("u{id}"),
-                email: None,
-                display_name: None,
-                groups: vec![],
-                org: None,
-                status: AccountStatus::Active,
-                created_at: 0,
-                updated_at: 0,
-                last_seen_at: 0,
-            },
+            account: crate::accounts::test_account(id),
             key: IdentityKey::new("headers", format!("u{id}")),
         })
     }
