@@ -388,12 +388,13 @@ impl Dialect {
     }
 
     fn slot_of(&self, name: &str) -> Option<usize> {
-        // Fast path: hyper lowercases names, so only `_` needs folding.
-        if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
-            self.index.get(&normalize_name(name)).copied()
-        } else {
-            self.index.get(name).copied()
-        }
+        // A dialect reads a handful of headers: comparing the name with
+        // each (lengths first, then folded bytes) is cheaper than hashing
+        // it, and allocates nothing for any spelling (issue 17: this ran
+        // for every header of every request).
+        self.slots
+            .iter()
+            .position(|slot| crate::headers::same_name(slot, name))
     }
 
     /// Every header `extract` reads, in the map's order with all

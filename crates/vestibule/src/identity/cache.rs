@@ -31,7 +31,7 @@
 //! sends a new identity per request costs memory no more than this.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, RwLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -168,8 +168,31 @@ fn encode<'a>(headers: impl Iterator<Item = (usize, &'a [u8])>) -> Option<Box<[u
 
 #[derive(Default)]
 struct Map {
-    buckets: HashMap<u64, Vec<Arc<Entry>>>,
+    /// Keyed by the already keyed hash of the headers: hashing it again
+    /// would only cost time.
+    buckets: HashMap<u64, Vec<Arc<Entry>>, BuildHasherDefault<AlreadyHashed>>,
     len: usize,
+}
+
+/// A `Hasher` for keys that are themselves the output of a keyed hash:
+/// the key is the hash.
+#[derive(Default)]
+struct AlreadyHashed(u64);
+
+impl Hasher for AlreadyHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the map's key is a `u64`); any other
+        // input still hashes, just not as well.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// The cache; see the module's documentation.
