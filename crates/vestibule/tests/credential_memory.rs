@@ -9,14 +9,12 @@
 //! `cargo test -p vestibule --test credential_memory -- --nocapture`
 //! prints the figure; the test fails when it rises above the ceiling.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use vestibule::accounts::Accounts;
-use vestibule::devices::{Devices, Verdict};
-use vestibule_core::credential::{Carrier, Presented, device_token};
-use vestibule_core::secret::hash_token;
-use vestibule_store::{AccountStatus, IdentityKey, NewAccount, NewDevice, StoreConfig};
+use vestibule::devices::Verdict;
+
+#[path = "../benches/support/credentials.rs"]
+mod credentials;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -32,12 +30,6 @@ const DEVICES: usize = 5_000;
 /// depends on where N falls between two powers of two).
 const CEILING: f64 = 260.0;
 
-fn secret(i: usize) -> [u8; 32] {
-    let mut s = [0u8; 32];
-    s[..8].copy_from_slice(&(i as u64).to_le_bytes());
-    s
-}
-
 #[test]
 fn a_cached_credential_holds_no_more_than_its_ceiling() {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -46,54 +38,12 @@ fn a_cached_credential_holds_no_more_than_its_ceiling() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
-    let devices = rt.block_on(async {
-        let bulk = vestibule_store::open_for_bulk_load(&StoreConfig::new(url.clone()))
-            .await
-            .unwrap();
-        let accounts: Vec<NewAccount> = (0..ACCOUNTS)
-            .map(|i| NewAccount {
-                key: IdentityKey::new("authelia", format!("bench-{i}")),
-                username: format!("bench-{i}"),
-                email: Some(format!("bench-{i}@example.com")),
-                display_name: Some(format!("Bench User {i}")),
-                groups: vec!["users".into()],
-                org: None,
-                status: AccountStatus::Active,
-                now: 1,
-            })
-            .collect();
-        bulk.create_accounts_bulk(&accounts).await.unwrap();
-        let devices: Vec<NewDevice> = (0..DEVICES)
-            .map(|i| NewDevice {
-                account_id: (i % ACCOUNTS) as i64 + 1,
-                name: format!("bench device {i}"),
-                kind: "token".into(),
-                routes: vec!["bench".into()],
-                secret_hash: hash_token(device_token(secret(i)).expose()),
-                basic_user: Some(format!("bench-{}", i % ACCOUNTS)),
-                created_at: 1,
-                expires_at: None,
-            })
-            .collect();
-        for chunk in devices.chunks(1000) {
-            bulk.create_devices_bulk(chunk).await.unwrap();
-        }
-        drop(bulk);
-        let store = vestibule_store::open(&StoreConfig::new(url)).await.unwrap();
-        let ttl = Duration::from_secs(3600);
-        let accounts = Arc::new(Accounts::new(store.clone(), ttl, vec![]));
-        Arc::new(Devices::new(store, accounts, ttl, vec![], 10))
-    });
-    let presented = |i: usize| Presented {
-        carrier: Carrier::Bearer,
-        token: device_token(secret(i)),
-        basic_user: None,
-    };
+    let (_store, devices) = rt.block_on(credentials::seeded(&url, ACCOUNTS, DEVICES));
     let _profiler = dhat::Profiler::builder().testing().build();
     let verify = |i: usize| {
         rt.block_on(async {
             let v = devices
-                .verify(&presented(i), "bench", None, None)
+                .verify(&credentials::presented(i), "bench", None, None)
                 .await
                 .unwrap();
             assert!(matches!(v, Verdict::Allowed { .. }), "{v:?}");
