@@ -4032,10 +4032,12 @@ async fn case_oidc_backchannel_claims_are_exclusive_across_instances(url: String
     );
     // A lapsed lease: the row is claimed again, and the first holder can
     // no longer finish it.
+    // `unwrap_or_else`, not `unwrap_or`: when the four claims took all
+    // twelve rows, `rest` is empty and must not be indexed.
     let (id, first) = claimed
         .first()
         .cloned()
-        .unwrap_or((rest[0].id, "rest".to_owned()));
+        .unwrap_or_else(|| (rest[0].id, "rest".to_owned()));
     let later = a
         .claim_backchannel_logouts(now + 60_000, "second", now + 120_000, 100)
         .await
