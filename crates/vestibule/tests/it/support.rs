@@ -23,12 +23,34 @@ pub async fn start_whoami() -> SocketAddr {
     addr
 }
 
-/// A port nothing listens on.
+/// A port nothing listens on, for a server started later with it in its
+/// configuration.
+///
+/// Taken below Linux's ephemeral range (32768–60999 by default), from a
+/// per-process run of ports: a port the kernel handed out for `:0` and
+/// released could be handed out again, to the next outgoing connection of
+/// any test running in parallel, before the gateway binds it (a gateway
+/// that then exits with "address in use"). Ports under 32768 are never
+/// handed out that way; the counter keeps two tests in this process apart,
+/// and each candidate is still tried. The fixed ports the bench and e2e
+/// scripts use are all under 20000.
 pub async fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
-    a
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // A different starting point for each test binary's process.
+    let start = (std::process::id() % 60) * 200;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + n) % SPAN;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if let Ok(l) = TcpListener::bind(addr).await {
+            drop(l);
+            return addr;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// The real `vestibule serve`, killed on drop.
