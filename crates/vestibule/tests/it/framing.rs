@@ -38,17 +38,13 @@ impl Recorder {
                 count.fetch_add(1, Ordering::SeqCst);
                 let seen = seen.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    let Some(buf) = read_request_head(&mut s).await else {
+                        return;
+                    };
+                    let end = head_end(&buf).unwrap();
                     seen.lock().unwrap().push(buf[..end].to_vec());
                     if buf.starts_with(b"POST /hold") {
+                        let mut chunk = [0u8; 4096];
                         while let Ok(n) = s.read(&mut chunk).await {
                             if n == 0 {
                                 return;
@@ -303,7 +299,7 @@ async fn pipelined(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<(u16, String)>
     let mut out = Vec::new();
     let mut rest = &buf[..];
     while !rest.is_empty() {
-        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let end = head_end(rest).unwrap() + 4;
         let r = Raw::parse(&rest[..end]);
         let len: usize = r
             .header("content-length")

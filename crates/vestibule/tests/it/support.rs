@@ -23,6 +23,26 @@ pub async fn start_whoami() -> SocketAddr {
     addr
 }
 
+/// Where a head ends: the index of its blank line's `\r\n\r\n`.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// For raw test apps: reads from `s` until a whole request head has
+/// arrived, and returns everything read so far (the head, and whatever of
+/// the body came with it); `None` when the peer closed first.
+pub async fn read_request_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while head_end(&buf).is_none() {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(buf)
+}
+
 /// A port nothing listens on, for a server started later with it in its
 /// configuration.
 ///
@@ -217,9 +237,7 @@ impl Raw {
     }
 
     pub fn parse(buf: &[u8]) -> Raw {
-        let end = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
+        let end = head_end(buf)
             .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
         let mut lines = head.split("\r\n");

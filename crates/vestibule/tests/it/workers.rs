@@ -116,13 +116,8 @@ async fn slow_app(delay: Duration) -> SocketAddr {
         loop {
             let (mut s, _) = l.accept().await.unwrap();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if read_request_head(&mut s).await.is_none() {
+                    return;
                 }
                 tokio::time::sleep(delay).await;
                 let _ = s
