@@ -29,20 +29,10 @@ done
 P_UP=${PORT_BASE:-29200} P_VEST=$((${PORT_BASE:-29200} + 1))
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "cpu_per_request: nothing listens on $1" >&2; exit 1
-}
+BENCH_TAG=cpu_per_request
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap bench_cleanup EXIT
 
 # The upstream is whichever build is not nginx.
 WHOAMI=$OLD; [ "$OLD" = nginx ] && WHOAMI=$NEW
@@ -71,20 +61,14 @@ credentials = ["bearer"]
 EOF
 
 mkdir -p "$WORK/nginx/logs"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream app { server 127.0.0.1:$P_UP; keepalive 128; }
+{ nginx_conf_head $P_UP; cat <<EOF
   server {
     listen 127.0.0.1:$P_VEST;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { $NGINX_PROXY_TO_APP }
   }
 }
 EOF
+} >"$WORK/nginx/nginx.conf"
 
 ID=(-H "Remote-User: bench-0" -H "Remote-Groups: users" -H "Remote-Email: bench-0@example.com" -H "Remote-Name: Bench User 0")
 URL="http://127.0.0.1:$P_VEST/_bench"

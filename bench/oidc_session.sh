@@ -115,15 +115,10 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   PIDS=()
   PIN_SERVER=()
   P_UP=19100
-  trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-  wait_port() {
-    for _ in $(seq 1 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-      sleep 0.1
-    done
-    echo "bench: nothing listens on $1" >&2
-    exit 1
-  }
+  BENCH_TAG=oidc_session
+  # shellcheck source=bench/lib.sh
+  . bench/lib.sh
+  trap bench_cleanup EXIT
   "$BIN" whoami --listen 127.0.0.1:$P_UP >"$WORK/whoami.log" 2>&1 &
   PIDS+=($!)
   wait_port $P_UP

@@ -56,13 +56,10 @@ cargo build --release --locked -p vestibule --bin vestibule >/dev/null 2>&1 || c
 BIN=$PWD/target/release/vestibule
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  kill "$(cat "$WORK/nginx/nginx.pid" 2>/dev/null)" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_TAG=bench
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap bench_cleanup EXIT
 
 # Fixed loopback ports (outside the ephemeral range).
 P_UP=19100      # upstream (whoami /_bench)
@@ -70,14 +67,6 @@ P_AUTH_BASE=19103 # scenario 13's auth server: a second whoami, answering /_benc
 P_VEST=19101    # vestibule in-path and verify
 P_NGX_PROXY=19110; P_NGX_AUTHV=19111; P_NGX_AUTHS=19112; P_NGX_AUTHH=19113
 P_CADDY_PROXY=19120; P_CADDY_AUTHV=19121
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench: nothing listens on $1" >&2; exit 1
-}
 
 # Latency values from wrk come as 123.45us / 1.23ms / 1.02s: normalise to ms.
 to_ms() { awk -v v="$1" 'BEGIN { n=v; sub(/[a-z]+$/, "", n); u=v; sub(/^[0-9.]+/, "", u);
@@ -344,19 +333,12 @@ fi
 oidc_session_setup || exit 1
 
 mkdir -p "$WORK/nginx/logs"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream app { server 127.0.0.1:$P_UP; keepalive 128; }
+{ nginx_conf_head $P_UP; cat <<EOF
   upstream vest { server 127.0.0.1:$P_VEST; keepalive 128; }
   upstream auth200 { server 127.0.0.1:$P_AUTH_BASE; keepalive 128; }
   server {
     listen 127.0.0.1:$P_NGX_PROXY;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location / { $NGINX_PROXY_TO_APP }
   }
   server {
     listen 127.0.0.1:$P_NGX_AUTHV;
@@ -372,7 +354,7 @@ http {
       auth_request /_verify;
       auth_request_set \$user \$upstream_http_remote_user;
       proxy_set_header Remote-User \$user;
-      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      $NGINX_PROXY_TO_APP
     }
   }
   server {
@@ -380,7 +362,7 @@ http {
     location = /_static { internal; return 200; }
     location / {
       auth_request /_static;
-      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      $NGINX_PROXY_TO_APP
     }
   }
   # Scenario 13: scenario 9's server block, word for word but for the auth
@@ -398,11 +380,12 @@ http {
     }
     location / {
       auth_request /_auth200;
-      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      $NGINX_PROXY_TO_APP
     }
   }
 }
 EOF
+} >"$WORK/nginx/nginx.conf"
 "${PIN_SERVER[@]}" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' &
 PIDS+=($!)
 
