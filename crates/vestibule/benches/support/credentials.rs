@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use vestibule::accounts::Accounts;
 use vestibule::devices::Devices;
+use vestibule::tools::bench_seed::{bench_account, bench_device};
 use vestibule_core::credential::{Carrier, Presented, device_token};
 use vestibule_core::secret::hash_token;
-use vestibule_store::{AccountStatus, IdentityKey, NewAccount, NewDevice, Store, StoreConfig};
+use vestibule_store::{NewAccount, NewDevice, Store, StoreConfig};
 
 /// The secret of device `i`: distinct, and cheap to make again.
 pub(crate) fn secret(i: usize) -> [u8; 32] {
@@ -43,31 +44,18 @@ pub(crate) async fn seeded(
         .await
         .unwrap();
     let new_accounts: Vec<NewAccount> = (0..accounts)
-        .map(|i| NewAccount {
-            key: IdentityKey::new("authelia", format!("bench-{i}")),
-            username: format!("bench-{i}"),
-            email: Some(format!("bench-{i}@example.com")),
-            display_name: Some(format!("Bench User {i}")),
-            groups: vec!["users".into()],
-            org: None,
-            status: AccountStatus::Active,
-            now: 1,
-        })
+        .map(|i| bench_account("authelia", i, 1))
         .collect();
     for chunk in new_accounts.chunks(1000) {
         bulk.create_accounts_bulk(chunk).await.unwrap();
     }
     let new_devices: Vec<NewDevice> = (0..devices)
-        .map(|i| NewDevice {
+        .map(|i| {
+            let owner = i % accounts;
             // Ids from 1 in a fresh database.
-            account_id: (i % accounts) as i64 + 1,
-            name: format!("bench device {i}"),
-            kind: "token".into(),
-            routes: vec!["bench".into()],
-            secret_hash: hash_token(device_token(secret(i)).expose()),
-            basic_user: Some(format!("bench-{}", i % accounts)),
-            created_at: 1,
-            expires_at: None,
+            let account_id = owner as i64 + 1;
+            let hash = hash_token(device_token(secret(i)).expose());
+            bench_device(i, owner, account_id, "bench", hash, 1)
         })
         .collect();
     for chunk in new_devices.chunks(1000) {

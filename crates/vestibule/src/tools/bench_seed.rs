@@ -46,6 +46,45 @@ pub struct SeedArgs {
 /// Rows per bulk call: bounds memory while seeding a million.
 const BATCH: usize = 50_000;
 
+/// Synthetic account `i` of `source`: identity `<source>:bench-<i>`,
+/// username `bench-<i>`, in group `users`. Also the layout of the
+/// benches' seeded store (`benches/support/credentials.rs`).
+pub fn bench_account(source: &str, i: usize, now: i64) -> NewAccount {
+    NewAccount {
+        key: IdentityKey::new(source, format!("bench-{i}").as_str()),
+        username: format!("bench-{i}"),
+        email: Some(format!("bench-{i}@example.com")),
+        display_name: Some(format!("Bench User {i}")),
+        groups: vec!["users".into()],
+        org: None,
+        status: AccountStatus::Active,
+        now,
+    }
+}
+
+/// Synthetic device `i` of account `owner` (the `owner`-th account made by
+/// [`bench_account`], whose id is `account_id`), on `route`, with the
+/// credential whose SHA-256 is `secret_hash`; Basic user `bench-<owner>`.
+pub fn bench_device(
+    i: usize,
+    owner: usize,
+    account_id: i64,
+    route: &str,
+    secret_hash: [u8; 32],
+    now: i64,
+) -> NewDevice {
+    NewDevice {
+        account_id,
+        name: format!("bench device {i}"),
+        kind: "token".into(),
+        routes: vec![route.to_owned()],
+        secret_hash,
+        basic_user: Some(format!("bench-{owner}")),
+        created_at: now,
+        expires_at: None,
+    }
+}
+
 /// Runs `vestibule bench-seed`.
 pub async fn run(args: SeedArgs) -> ExitCode {
     match seed(&args).await {
@@ -84,17 +123,8 @@ async fn seed(args: &SeedArgs) -> Result<(), String> {
         return Err("the database has accounts already: seed only an empty, throw-away one".into());
     }
     let now = now_ms();
-    let accounts: Vec<NewAccount> = (0..args.accounts.max(1))
-        .map(|i| NewAccount {
-            key: IdentityKey::new(args.source.as_str(), format!("bench-{i}").as_str()),
-            username: format!("bench-{i}"),
-            email: Some(format!("bench-{i}@example.com")),
-            display_name: Some(format!("Bench User {i}")),
-            groups: vec!["users".into()],
-            org: None,
-            status: AccountStatus::Active,
-            now,
-        })
+    let accounts: Vec<NewAccount> = (0..args.accounts.max(1) as usize)
+        .map(|i| bench_account(&args.source, i, now))
         .collect();
     for chunk in accounts.chunks(BATCH) {
         store
@@ -124,16 +154,14 @@ async fn seed(args: &SeedArgs) -> Result<(), String> {
             let token = device_token(random);
             writeln!(out, "{}", token.expose()).map_err(|e| e.to_string())?;
             let owner = i64::from(i) % n_accounts;
-            batch.push(NewDevice {
-                account_id: first + owner,
-                name: format!("bench device {i}"),
-                kind: "token".into(),
-                routes: vec![args.route.clone()],
-                secret_hash: hash_token(token.expose()),
-                basic_user: Some(format!("bench-{owner}")),
-                created_at: now,
-                expires_at: None,
-            });
+            batch.push(bench_device(
+                i as usize,
+                owner as usize,
+                first + owner,
+                &args.route,
+                hash_token(token.expose()),
+                now,
+            ));
         }
         store
             .create_devices_bulk(&batch)
