@@ -275,6 +275,18 @@ pub trait Store: provider::ProviderStore + oidc_login::OidcLoginStore + Send + S
         now: i64,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Replaces the attributes as [`Store::update_attributes`] does, but
+    /// leaves `last_seen_at` alone: for a statement of the identity
+    /// provider that is not the person being seen (an OIDC re-check).
+    /// Returns whether an attribute changed (then [`Change::Account`] is
+    /// published); [`StoreError::NotFound`] without the account.
+    fn replace_attributes<'a>(
+        &'a self,
+        id: i64,
+        attrs: &'a Attributes,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     /// Sets `last_seen_at = now`.
     fn touch_seen(&self, id: i64, now: i64) -> BoxFuture<'_, Result<(), StoreError>>;
 

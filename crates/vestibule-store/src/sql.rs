@@ -679,6 +679,34 @@ fn linked_conflict(key: &IdentityKey) -> String {
     format!("the identity {key} is already linked to an account")
 }
 
+/// Writes account `id`'s attributes where any differs, with
+/// `updated_at = now`; whether a row changed. `last_seen_at` is not
+/// touched.
+async fn set_attributes(
+    conn: &mut AnyConnection,
+    id: i64,
+    attrs: &Attributes,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let changed = sqlx::query(
+        "UPDATE accounts SET username = $2, email = $3, display_name = $4, \
+         groups_json = $5, org = $6, updated_at = $7 \
+         WHERE id = $1 AND (username IS DISTINCT FROM $2 \
+         OR email IS DISTINCT FROM $3 OR display_name IS DISTINCT FROM $4 \
+         OR groups_json IS DISTINCT FROM $5 OR org IS DISTINCT FROM $6)",
+    )
+    .bind(id)
+    .bind(&attrs.username)
+    .bind(attrs.email.as_deref())
+    .bind(attrs.display_name.as_deref())
+    .bind(encode_groups(&attrs.groups))
+    .bind(attrs.org.as_deref())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(changed.rows_affected() > 0)
+}
+
 impl Store for SqlStore {
     fn backend(&self) -> Backend {
         self.backend
@@ -867,23 +895,32 @@ impl Store for SqlStore {
                 if seen.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                let changed = sqlx::query(
-                    "UPDATE accounts SET username = $2, email = $3, display_name = $4, \
-                     groups_json = $5, org = $6, updated_at = $7 \
-                     WHERE id = $1 AND (username IS DISTINCT FROM $2 \
-                     OR email IS DISTINCT FROM $3 OR display_name IS DISTINCT FROM $4 \
-                     OR groups_json IS DISTINCT FROM $5 OR org IS DISTINCT FROM $6)",
-                )
-                .bind(id)
-                .bind(&attrs.username)
-                .bind(attrs.email.as_deref())
-                .bind(attrs.display_name.as_deref())
-                .bind(encode_groups(&attrs.groups))
-                .bind(attrs.org.as_deref())
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                Ok(((), changed.rows_affected() > 0))
+                let changed = set_attributes(conn, id, attrs, now).await?;
+                Ok(((), changed))
+            })
+            .await
+        })
+    }
+
+    fn replace_attributes<'a>(
+        &'a self,
+        id: i64,
+        attrs: &'a Attributes,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.revoking(Change::Account(id), async |conn| {
+                let changed = set_attributes(conn, id, attrs, now).await?;
+                if !changed {
+                    let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    if found.is_none() {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+                Ok((changed, changed))
             })
             .await
         })

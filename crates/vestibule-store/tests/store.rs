@@ -648,6 +648,24 @@ async fn case_update_attributes_and_touch(store: Arc<dyn Store>) {
         store.touch_seen(a.id + 1000, 50).await,
         Err(StoreError::NotFound)
     );
+
+    // A provider's statement (an OIDC re-check) replaces attributes
+    // without counting as a sighting, and says whether anything changed.
+    let mut fewer = attrs.clone();
+    fewer.groups = vec!["users".into()];
+    let mut changes = store.subscribe();
+    assert!(store.replace_attributes(a.id, &fewer, 60).await.unwrap());
+    assert_eq!(next_change(&mut changes).await, Change::Account(a.id));
+    let got = store.account(a.id).await.unwrap().unwrap();
+    assert_eq!(got.groups, vec!["users".to_owned()]);
+    assert_eq!((got.updated_at, got.last_seen_at), (60, 40));
+    assert!(!store.replace_attributes(a.id, &fewer, 70).await.unwrap());
+    let got = store.account(a.id).await.unwrap().unwrap();
+    assert_eq!((got.updated_at, got.last_seen_at), (60, 40));
+    assert_eq!(
+        store.replace_attributes(a.id + 1000, &fewer, 80).await,
+        Err(StoreError::NotFound)
+    );
     // Attributes never change the login key.
     assert_eq!(
         store.identities(a.id).await.unwrap(),
