@@ -303,6 +303,25 @@ impl Accounts {
             .cloned()
     }
 
+    /// A provider's fresh statement of account `account_id`'s attributes
+    /// (an OIDC re-check's refreshed ID token, OIDC Core §12.2), written
+    /// when they differ from the stored ones. Not a sighting: SSO
+    /// freshness moves only with the person's requests. The change feed
+    /// then drops every cached copy on every instance, so groups taken
+    /// away at the provider stop counting here now, not at the next
+    /// login. Whether anything changed.
+    pub async fn restate(&self, account_id: i64, id: &Identity) -> Result<bool, StoreError> {
+        let Some(account) = self.store.account(account_id).await? else {
+            return Err(StoreError::NotFound);
+        };
+        if !differs_from(&account, id) {
+            return Ok(false);
+        }
+        self.store
+            .replace_attributes(account_id, &attributes_of(id), now_ms())
+            .await
+    }
+
     /// Resolves an authenticated identity to its account's verdict.
     /// `client_ip` goes to the audit log. Fails only when the store is
     /// needed and unreachable (the caller answers 503).

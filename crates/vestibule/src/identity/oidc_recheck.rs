@@ -15,6 +15,13 @@
 //!   the provider side queues its back-channel logouts.
 //! - **Unreachable**: the session is kept until `recheck_grace` has passed
 //!   since the provider last vouched for it, then ends.
+//! - **Vouched with a new ID token**: its claims are what the provider
+//!   holds now (§12.2). They go through the login's own rule
+//!   ([`identity_of`]): refused (out of every `allowed_groups`, claims
+//!   that no longer map) ends the session as above; otherwise changed
+//!   attributes, groups above all, are written to the account
+//!   ([`crate::accounts::Accounts::restate`]), and the change feed makes
+//!   every instance use them.
 //!
 //! It runs on a schedule ([`spawn`], every `recheck_every`), each due
 //! session claimed with a lease by one conditional UPDATE so two
@@ -23,8 +30,8 @@
 //! before a sensitive step ([`recheck_now`]: a device credential, a
 //! pairing, a device-code approval).
 //!
-//! SSO freshness (`max_sso_age`) is not touched here: a re-check is not
-//! the person being seen. The account is seen when a request carries its
+//! SSO freshness (`max_sso_age`) is not touched here, not even when
+//! attributes are restated: a re-check is not the person being seen. The account is seen when a request carries its
 //! live session ([`crate::accounts::Accounts::resolve`]); once a re-check
 //! ends the session nothing refreshes it, and device credentials lapse.
 
@@ -32,13 +39,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use vestibule_core::oidc::{IdTokenExpectations, OriginalLogin, verify_refreshed_id_token};
+use vestibule_core::oidc::{
+    IdToken, IdTokenExpectations, OriginalLogin, verify_refreshed_id_token,
+};
 use vestibule_store::PrivateKeyFormat;
 use vestibule_store::oidc_login::{OidcSessionLink, OidcSessionTokens};
 use vestibule_store::{AuditEntry, Store, hex};
 
 use crate::accounts::now_ms;
-use crate::identity::oidc::{Asked, KeyedCheckError, Upstream};
+use crate::identity::oidc::{Asked, KeyedCheckError, Upstream, identity_of};
 use crate::keys::kek::Kek;
 use crate::state::AppState;
 
@@ -186,11 +195,11 @@ async fn ask(
     keys: Option<&crate::keys::KeyRing>,
     link: &OidcSessionLink,
     old: SessionTokens,
-) -> Asked<SessionTokens> {
+) -> Asked<(SessionTokens, Option<IdToken>)> {
     let now = now_ms();
     let Some(refresh_token) = old.refresh_token.clone() else {
         return match upstream.userinfo(&old.access_token, &link.subject).await {
-            Asked::Vouched(()) => Asked::Vouched(old),
+            Asked::Vouched(()) => Asked::Vouched((old, None)),
             Asked::Refused(why) => Asked::Refused(why),
             Asked::Unreachable(why) => Asked::Unreachable(why),
         };
@@ -201,7 +210,7 @@ async fn ask(
         Asked::Unreachable(why) => return Asked::Unreachable(why),
     };
     let settings = upstream.settings();
-    let id_token = match answer.id_token {
+    let (id_token, refreshed) = match answer.id_token {
         Some(token) => {
             let expect = IdTokenExpectations {
                 issuer: &settings.issuer,
@@ -227,7 +236,7 @@ async fn ask(
                 })
                 .await
             {
-                Ok(_) => {}
+                Ok(verified) => (token, Some(verified)),
                 // Keys out of reach say nothing of the token: the grace
                 // applies, as for a provider out of reach.
                 Err(e @ KeyedCheckError::NoKeys(_)) => return Asked::Unreachable(e.to_string()),
@@ -235,11 +244,10 @@ async fn ask(
                     return Asked::Refused(format!("the refreshed ID token: {e}"));
                 }
             }
-            token
         }
-        None => old.id_token,
+        None => (old.id_token, None),
     };
-    Asked::Vouched(SessionTokens {
+    let tokens = SessionTokens {
         id_token,
         // RFC 6749 §6: without a new one the old one stays valid.
         refresh_token: answer.refresh_token.or(old.refresh_token),
@@ -249,7 +257,47 @@ async fn ask(
             .map(|s| now.saturating_add(s.saturating_mul(1000))),
         nonce: old.nonce,
         auth_time: old.auth_time,
-    })
+    };
+    Asked::Vouched((tokens, refreshed))
+}
+
+/// Applies what a refreshed ID token states now (OIDC Core §12.2) to the
+/// session's account: mapped and checked by the login's own rule
+/// ([`identity_of`]), so a person the login would refuse (claims that no
+/// longer map, out of every `allowed_groups`) is refused here too, and
+/// changed attributes (groups above all) are written
+/// ([`crate::accounts::Accounts::restate`]). `Err(Some(why))`: the session
+/// must end; `Err(None)`: the store failed.
+async fn restate(
+    state: &AppState,
+    upstream: &Upstream,
+    store: &dyn Store,
+    session_hash: &[u8; 32],
+    id_token: &IdToken,
+) -> Result<(), Option<String>> {
+    let identity = identity_of(upstream.settings(), id_token).map_err(|e| Some(e.to_string()))?;
+    let Some(accounts) = state.accounts() else {
+        return Ok(());
+    };
+    let Some(session) = store.session(session_hash).await.map_err(|_| None)? else {
+        return Ok(());
+    };
+    match accounts.restate(session.account_id, &identity).await {
+        Ok(changed) => {
+            if changed {
+                tracing::info!(
+                    account = session.account_id,
+                    "the OpenID provider restated the account's attributes at a re-check"
+                );
+            }
+            Ok(())
+        }
+        Err(vestibule_store::StoreError::NotFound) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the attributes of a re-checked session's account could not be written");
+            Err(None)
+        }
+    }
 }
 
 /// What a re-check did.
@@ -324,7 +372,21 @@ pub async fn recheck_claimed(
     let now = now_ms();
     let next = now.saturating_add(ms(settings.recheck_every));
     match asked {
-        Asked::Vouched(tokens) => {
+        Asked::Vouched((tokens, refreshed)) => {
+            if let Some(id_token) = &refreshed {
+                match restate(state, upstream, store, session_hash, id_token).await {
+                    Ok(()) => {}
+                    Err(Some(why)) => {
+                        count(state, "refused");
+                        let why = format!("the provider's claims now: {why}");
+                        end(store, &link, "ended", &why).await;
+                        return Ok(Outcome::Ended);
+                    }
+                    // The tokens are still written below: the refresh
+                    // token rotated at the provider must not be lost.
+                    Err(None) => {}
+                }
+            }
             let sealed = seal(upstream.kek(), session_hash, &tokens, now, next)?;
             let kept = store
                 .finish_oidc_recheck(session_hash, lease_until, Some(&sealed), next)

@@ -42,7 +42,7 @@ use super::session::{SessionAudit, active, https, open_session, presented_token}
 use crate::accounts::{Accounts, now_ms};
 use crate::identity::authenticate::SourceError;
 use crate::identity::client_identity::ClientContext;
-use crate::identity::oidc::{KeyedCheckError, Upstream};
+use crate::identity::oidc::{ClaimsRefused, KeyedCheckError, Upstream, identity_of};
 use crate::identity::oidc_recheck::{SessionTokens, id_token_hint, store_login_tokens};
 use crate::state::AppState;
 
@@ -317,25 +317,20 @@ pub(super) async fn callback(
     let id_token = verified_id_token(&upstream, &tokens.id_token, &expect)
         .await
         .map_err(|e| refused(StatusCode::UNAUTHORIZED, &format!("ID token: {e}")))?;
-    let limits = vestibule_core::dialect::ValueLimits::default();
-    let identity = vestibule_core::jwt::identity_from_claims(
-        &id_token.claims,
-        &settings.mapping,
-        &settings.issuer,
-        limits.max_value_len,
-        limits.max_groups_len,
-    )
-    .map_err(|e| refused(StatusCode::UNAUTHORIZED, &format!("claims: {e}")))?;
-    if !settings.allowed_groups.is_empty()
-        && !settings.allowed_groups.iter().any(|g| identity.in_group(g))
-    {
-        return Err(PageError::refused(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "Your account at the sign-in provider is not in a group allowed here.",
-            "",
-        ));
-    }
+    let identity = match identity_of(settings, &id_token) {
+        Ok(identity) => identity,
+        Err(e @ ClaimsRefused::Claims(_)) => {
+            return Err(refused(StatusCode::UNAUTHORIZED, &e.to_string()));
+        }
+        Err(ClaimsRefused::NotInAllowedGroup) => {
+            return Err(PageError::refused(
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "Your account at the sign-in provider is not in a group allowed here.",
+                "",
+            ));
+        }
+    };
     // Link mode: the provider's (issuer, sub) goes to the account that
     // asked, or nowhere; no session is opened.
     if let Some(link) = pending.link {

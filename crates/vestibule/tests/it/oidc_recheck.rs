@@ -483,3 +483,118 @@ async fn an_ended_upstream_session_no_longer_keeps_device_credentials_fresh() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Alice's groups at the upstream become `groups`: she browses the
+/// upstream's own app route through its trusted front with them, and the
+/// upstream writes them to her account there.
+async fn regroup_upstream_alice(p: &Pair, groups: &str) {
+    let mut h = crate::oidc_login::ALICE.to_vec();
+    h.retain(|(n, _)| *n != "Remote-Groups");
+    h.push(("Remote-Groups", groups));
+    let r = Raw::get(p.up.addr, TRUSTED, "/", &h).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// OIDC Core §12.2: the refreshed ID token states the claims as the
+/// provider holds them now. A group given at the upstream reaches the
+/// downstream account at the next re-check (a route for that group lets
+/// her in), and one taken away stops counting, without a new login;
+/// restating is not a sighting.
+#[tokio::test]
+async fn groups_changed_at_the_upstream_reach_the_account_at_the_next_recheck() {
+    let app = start_whoami().await;
+    let staff = route("staff", "/staff", app, "allow_groups = [\"staff\"]");
+    let p = pair("", &staff, &[]).await;
+    let cookie = sign_in(&p, &format!("http://{}/hello", p.down.addr)).await;
+    let store = down_store(&p).await;
+    let account = store
+        .session(&hash_token(&cookie))
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let groups = async || store.account(account).await.unwrap().unwrap().groups;
+    assert_eq!(groups().await, vec!["users".to_owned()]);
+    let at_staff = async || {
+        at(
+            p.down.addr,
+            UNTRUSTED,
+            "/staff/x",
+            &[("Cookie", &session(&cookie))],
+        )
+        .await
+        .status
+    };
+    assert_eq!(at_staff().await, 403);
+    // Her requests are sightings, written behind them: wait until the
+    // last has landed (the value holds still).
+    let last_seen = async || store.account(account).await.unwrap().unwrap().last_seen_at;
+    let mut seen = last_seen().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = last_seen().await;
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+
+    regroup_upstream_alice(&p, "users,staff").await;
+    until(
+        Duration::from_secs(30),
+        "staff reached the account",
+        async || groups().await.contains(&"staff".to_owned()),
+    )
+    .await;
+    // Nothing of hers reached the downstream since: the restated account
+    // was not seen (SSO freshness moves only with her requests).
+    let restated = store.account(account).await.unwrap().unwrap();
+    assert_eq!(restated.last_seen_at, seen, "a re-check is not a sighting");
+    assert!(restated.updated_at > seen);
+    until(
+        Duration::from_secs(5),
+        "the staff route lets her in",
+        async || at_staff().await == 200,
+    )
+    .await;
+
+    regroup_upstream_alice(&p, "users").await;
+    until(
+        Duration::from_secs(30),
+        "staff left the account",
+        async || !groups().await.contains(&"staff".to_owned()),
+    )
+    .await;
+    until(
+        Duration::from_secs(5),
+        "the staff route refuses her",
+        async || at_staff().await == 403,
+    )
+    .await;
+    assert!(alive(&p, &cookie).await, "the session itself lives on");
+    assert!(recheck_audit(&store).await.is_empty(), "nothing ended");
+}
+
+/// A person the login would refuse is refused at the re-check too: out of
+/// every `allowed_groups` at the upstream, the session ends.
+#[tokio::test]
+async fn leaving_every_allowed_group_at_the_upstream_ends_the_session() {
+    let p = pair("allowed_groups = [\"users\"]\n", "", &[]).await;
+    let cookie = sign_in(&p, &format!("http://{}/hello", p.down.addr)).await;
+    let store = down_store(&p).await;
+    assert!(alive(&p, &cookie).await);
+    regroup_upstream_alice(&p, "guests").await;
+    until(Duration::from_secs(30), "the session ended", async || {
+        !alive(&p, &cookie).await
+    })
+    .await;
+    assert!(store.session(&hash_token(&cookie)).await.unwrap().is_none());
+    until(Duration::from_secs(5), "the audit entry", async || {
+        !recheck_audit(&store).await.is_empty()
+    })
+    .await;
+    let audit = recheck_audit(&store).await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].0, "ended");
+    assert!(audit[0].1.contains("allowed_groups"), "{audit:?}");
+}
