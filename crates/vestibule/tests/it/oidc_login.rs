@@ -395,6 +395,16 @@ pub(crate) fn session(cookie: &str) -> String {
     format!("vestibule={cookie}")
 }
 
+/// The id of the account whose session `cookie` is, in `store`.
+pub(crate) async fn account_of(store: &Arc<dyn Store>, cookie: &str) -> i64 {
+    store
+        .session(&vestibule_core::secret::hash_token(cookie))
+        .await
+        .unwrap()
+        .expect("the session, in the store")
+        .account_id
+}
+
 pub(crate) async fn down_store(p: &Pair) -> Arc<dyn Store> {
     let db = p.down._dir.path().join("data").join("vestibule.db");
     vestibule_store::open(&StoreConfig::new(format!("sqlite://{}", db.display())))

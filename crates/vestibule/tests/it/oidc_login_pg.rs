@@ -29,8 +29,8 @@ use vestibule_store::oidc_login::OidcSessionLink;
 use vestibule_store::{Store, StoreConfig, testkit};
 
 use super::oidc_login::{
-    at, now_s, post_logout_token, session, sign_in_at, start_downstream, start_upstream,
-    upstream_ring,
+    account_of, at, now_s, post_logout_token, session, sign_in_at, start_downstream,
+    start_upstream, upstream_ring,
 };
 use crate::support::*;
 
@@ -173,12 +173,7 @@ async fn an_account_disabled_elsewhere_is_refused_at_both_within_a_second() {
     // A third instance's view of the database (an admin's CLI) disables
     // the account: both gateways hear `Change::Account` over `LISTEN`.
     let (store, _) = link_of(&s, &cookie).await;
-    let account = store
-        .session(&hash_token(&cookie))
-        .await
-        .unwrap()
-        .unwrap()
-        .account_id;
+    let account = account_of(&store, &cookie).await;
     let now = vestibule::accounts::now_ms();
     assert!(
         store

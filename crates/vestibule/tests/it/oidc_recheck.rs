@@ -18,7 +18,7 @@ use vestibule_store::oidc_login::OidcSessionTokens;
 use vestibule_store::{PrivateKeyFormat, Store};
 
 use crate::admin_cli::cli;
-use crate::oidc_login::{Pair, at, down_store, location, pair_with, session, sign_in};
+use crate::oidc_login::{Pair, account_of, at, down_store, location, pair_with, session, sign_in};
 use crate::support::*;
 
 const OFFLINE: &str =
@@ -412,12 +412,7 @@ async fn an_ended_upstream_session_no_longer_keeps_device_credentials_fresh() {
     let p = pair("", &stale, &[]).await;
     let cookie = sign_in(&p, &format!("http://{}/hello", p.down.addr)).await;
     let store = down_store(&p).await;
-    let account = store
-        .session(&hash_token(&cookie))
-        .await
-        .unwrap()
-        .unwrap()
-        .account_id;
+    let account = account_of(&store, &cookie).await;
     let token = vestibule_core::credential::device_token(rand::random())
         .expose()
         .to_owned();
@@ -507,12 +502,7 @@ async fn groups_changed_at_the_upstream_reach_the_account_at_the_next_recheck() 
     let p = pair("", &staff, &[]).await;
     let cookie = sign_in(&p, &format!("http://{}/hello", p.down.addr)).await;
     let store = down_store(&p).await;
-    let account = store
-        .session(&hash_token(&cookie))
-        .await
-        .unwrap()
-        .unwrap()
-        .account_id;
+    let account = account_of(&store, &cookie).await;
     let groups = async || store.account(account).await.unwrap().unwrap().groups;
     assert_eq!(groups().await, vec!["users".to_owned()]);
     let at_staff = async || {
