@@ -57,6 +57,11 @@ use crate::state::AppState;
 const LEASE_MS: i64 = 60_000;
 /// The most sessions looked at per round.
 const BATCH: u32 = 100;
+/// Re-checks in flight at once per instance. One at a time, a provider
+/// 50 ms away re-checks about 1,500 sessions in 5 minutes (the default
+/// `recheck_every`); eight at a time keeps up with tens of thousands
+/// without looking like a flood to the provider.
+const IN_FLIGHT: usize = 8;
 /// The longest ID token read.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// How long a sensitive step waits for a re-check another task holds.
@@ -499,26 +504,44 @@ pub async fn recheck_now(state: &AppState, session_hash: &[u8; 32]) -> Result<()
 }
 
 /// One round of the schedule: every due session, claimed then re-checked.
-async fn round(state: &AppState, upstream: &Upstream, store: &dyn Store) -> Result<(), String> {
+/// One round: up to [`BATCH`] due sessions, [`IN_FLIGHT`] at a time.
+/// Returns (due, claimed): a full batch of which some were claimed means
+/// more may be due, and the next round starts at once.
+async fn round(
+    state: &AppState,
+    upstream: &Upstream,
+    store: &dyn Store,
+) -> Result<(usize, usize), String> {
+    use futures_util::StreamExt as _;
     let now = now_ms();
     let due = store
         .oidc_rechecks_due(now, BATCH)
         .await
         .map_err(|e| e.to_string())?;
-    for hash in due {
-        let now = now_ms();
-        let lease = now.saturating_add(LEASE_MS);
-        // Of instances looking at the same due row, one claims it.
-        if store
-            .claim_oidc_recheck(&hash, now, lease)
-            .await
-            .map_err(|e| e.to_string())?
-            && let Err(e) = recheck_claimed(state, upstream, store, &hash, lease).await
-        {
-            tracing::warn!(error = %e, "a session re-check failed");
-        }
-    }
-    Ok(())
+    let n = due.len();
+    let claimed = std::sync::atomic::AtomicUsize::new(0);
+    futures_util::stream::iter(due)
+        .for_each_concurrent(IN_FLIGHT, |hash| {
+            let claimed = &claimed;
+            async move {
+                let now = now_ms();
+                let lease = now.saturating_add(LEASE_MS);
+                // Of instances looking at the same due row, one claims it.
+                match store.claim_oidc_recheck(&hash, now, lease).await {
+                    Ok(true) => {
+                        claimed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Err(e) = recheck_claimed(state, upstream, store, &hash, lease).await
+                        {
+                            tracing::warn!(error = %e, "a session re-check failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "a session re-check could not be claimed"),
+                }
+            }
+        })
+        .await;
+    Ok((n, claimed.into_inner()))
 }
 
 /// Starts the re-check schedule, one task per instance, when the source
@@ -534,8 +557,13 @@ pub fn spawn(state: Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
         .min(Duration::from_secs(15));
     Some(tokio::spawn(async move {
         loop {
-            if let Err(e) = round(&state, &upstream, &*store).await {
-                tracing::warn!(error = %e, "the OIDC session re-checks could not be read");
+            match round(&state, &upstream, &*store).await {
+                // Behind: more sessions are due than one round takes.
+                Ok((due, claimed)) if due == BATCH as usize && claimed > 0 => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "the OIDC session re-checks could not be read");
+                }
             }
             tokio::time::sleep(tick).await;
         }

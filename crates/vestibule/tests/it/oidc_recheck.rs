@@ -588,3 +588,37 @@ async fn leaving_every_allowed_group_at_the_upstream_ends_the_session() {
     assert_eq!(audit[0].0, "ended");
     assert!(audit[0].1.contains("allowed_groups"), "{audit:?}");
 }
+
+/// Several sessions due at once are re-checked side by side (several in
+/// flight against the one upstream): each keeps its own rotated refresh
+/// token, none is refused or lost.
+#[tokio::test]
+async fn many_sessions_due_at_once_are_each_rechecked() {
+    let p = pair("", "", &[]).await;
+    let mut cookies = Vec::new();
+    for _ in 0..12 {
+        cookies.push(sign_in(&p, &format!("http://{}/hello", p.down.addr)).await);
+    }
+    let store = down_store(&p).await;
+    let mut first = Vec::new();
+    for c in &cookies {
+        first.push(tokens(&store, c, None).await.refresh_token.unwrap());
+    }
+    until(
+        Duration::from_secs(30),
+        "every session's refresh token rotated",
+        async || {
+            for (c, f) in cookies.iter().zip(&first) {
+                if tokens(&store, c, None).await.refresh_token.as_deref() == Some(f) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    for c in &cookies {
+        assert!(alive(&p, c).await);
+    }
+    assert!(recheck_audit(&store).await.is_empty(), "nothing ended");
+}
