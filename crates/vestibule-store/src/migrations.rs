@@ -95,6 +95,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0014_oidc_link.sql"),
         include_str!("../migrations/postgres/0014_oidc_link.sql"),
     ),
+    (
+        15,
+        "client assertion jtis",
+        include_str!("../migrations/sqlite/0015_client_assertion_jtis.sql"),
+        include_str!("../migrations/postgres/0015_client_assertion_jtis.sql"),
+    ),
 ];
 
 /// The migrator for one backend.

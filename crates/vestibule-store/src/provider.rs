@@ -634,6 +634,22 @@ pub trait ProviderStore: Send + Sync {
     /// or the end of its lease if later), `None` if the outbox is empty.
     fn next_backchannel_logout_at(&self) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
 
+    // ---- client assertions ---------------------------------------------
+
+    /// Remembers the `jti` of a `private_key_jwt` assertion of
+    /// `client_id` until `expires_at` (Unix seconds); `false` when
+    /// `(client_id, jti)` is remembered already: a replay (RFC 7523 §3
+    /// item 7). One statement, so of two instances given the same
+    /// assertion at once one accepts it. Forgets the `jti`s past their
+    /// time (before `now`) first.
+    fn remember_client_assertion<'a>(
+        &'a self,
+        client_id: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
     // ---- housekeeping --------------------------------------------------
 
     /// Deletes expired access tokens, expired refresh tokens of dead

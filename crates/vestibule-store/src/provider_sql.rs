@@ -999,6 +999,32 @@ impl ProviderStore for SqlStore {
         })
     }
 
+    fn remember_client_assertion<'a>(
+        &'a self,
+        client_id: &'a str,
+        jti: &'a str,
+        expires_at: i64,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM oidc_client_assertion_jtis WHERE expires_at < $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            // The primary key decides between instances.
+            let done = sqlx::query(
+                "INSERT INTO oidc_client_assertion_jtis (client_id, jti, expires_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING",
+            )
+            .bind(client_id)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     fn purge_provider(
         &self,
         now: i64,

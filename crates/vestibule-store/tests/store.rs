@@ -108,6 +108,7 @@ on_both_backends_by_url!(
     case_migrate_is_idempotent,
     case_oidc_backchannel_claims_are_exclusive_across_instances,
     case_oidc_recheck_claims_are_exclusive_across_instances,
+    case_client_assertions_are_accepted_once_across_instances,
 );
 
 async fn open(url: &str) -> Arc<dyn Store> {
@@ -4427,4 +4428,45 @@ async fn case_device_with_owner(store: Arc<dyn Store>) {
         .unwrap();
     let got = store.device_with_owner(&[1; 32]).await.unwrap().unwrap();
     assert_eq!(got.owner.status, AccountStatus::Disabled);
+}
+
+/// `private_key_jwt` assertion ids (migration 0015, RFC 7523 §3 item 7):
+/// accepted once per client until they expire, then forgotten; of two
+/// instances given the same assertion at once, exactly one accepts it.
+async fn case_client_assertions_are_accepted_once_across_instances(url: String) {
+    let (a, b) = (open(&url).await, open(&url).await);
+    assert!(
+        a.remember_client_assertion("app", "j1", 200, 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.remember_client_assertion("app", "j1", 200, 150)
+            .await
+            .unwrap(),
+        "a replay, at the other instance"
+    );
+    assert!(
+        a.remember_client_assertion("other", "j1", 200, 150)
+            .await
+            .unwrap(),
+        "another client's ids are its own"
+    );
+    // Past its time it is forgotten (the assertion no longer verifies).
+    assert!(
+        b.remember_client_assertion("app", "j1", 400, 201)
+            .await
+            .unwrap()
+    );
+    for round in 0..20 {
+        let jti = format!("race-{round}");
+        let (x, y) = tokio::join!(
+            a.remember_client_assertion("app", &jti, 900, 300),
+            b.remember_client_assertion("app", &jti, 900, 300),
+        );
+        assert!(
+            x.unwrap() ^ y.unwrap(),
+            "round {round}: exactly one accepts"
+        );
+    }
 }

@@ -254,12 +254,31 @@ async fn assertion(
         tracing::info!(client_id = %client.client_id, error = %e, "a client assertion was refused");
         AuthError::InvalidClient { basic_tried: false }
     })?;
-    match keys.first_use(
+    // This instance's memory first (a replay here costs no write), then
+    // the database, shared by every instance: accepted once among all.
+    let first = match keys.first_use(
         &client.client_id,
         &verified.token_id,
         verified.replay_until,
         now,
     ) {
+        Use::First => p
+            .store
+            .remember_client_assertion(
+                &client.client_id,
+                &verified.token_id,
+                verified.replay_until,
+                now,
+            )
+            .await
+            .map(|first| if first { Use::First } else { Use::Replay })
+            .map_err(|e| {
+                tracing::error!(error = %e, "client authentication: the store failed");
+                AuthError::Unavailable
+            })?,
+        other => other,
+    };
+    match first {
         Use::First => Ok((client, Method::PrivateKeyJwt)),
         Use::Replay => {
             tracing::warn!(client_id = %client.client_id, "a client assertion was used twice (RFC 7523 §3 item 7)");

@@ -10,12 +10,13 @@
 //!   keeps the old set until its TTL runs out.
 //! - A used `jti` is remembered, per client, until the assertion would
 //!   have expired anyway (`exp` plus the leeway, at most a few minutes
-//!   ahead: the core check bounds `exp`). The memory is this instance's:
-//!   instances sharing a database do not share it, so an assertion caught
-//!   in transit could be replayed once at each other instance within its
-//!   lifetime (documented; TLS is what keeps it from being caught). When
-//!   [`MAX_REMEMBERED_ASSERTIONS`] live entries are held, new assertions
-//!   are refused (fail closed) rather than forgetting one still live.
+//!   ahead: the core check bounds `exp`): here, in this instance's memory,
+//!   where a replay is caught without a write, and then in the database
+//!   (`Store::remember_client_assertion`, by `client_auth.rs`), which
+//!   instances share, so an assertion is accepted once among them all.
+//!   When [`MAX_REMEMBERED_ASSERTIONS`] live entries are held here, new
+//!   assertions are refused (fail closed) rather than forgetting one still
+//!   live.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use vestibule_core::oidc::JWT_BEARER_ASSERTION;
 
 use crate::oidc_login::{
-    Down, HTML, Pair, SECRET, SECRET_VAR, client_block, get, location, secret_line, set_cookie,
-    sha256_hex, sign_in, start_pair,
+    Down, HTML, KEK, KEK_VAR, Pair, SECRET, SECRET_VAR, client_block, get, location, secret_line,
+    set_cookie, sha256_hex, sign_in, start_pair,
 };
 use crate::support::*;
 
@@ -224,4 +224,60 @@ async fn private_key_jwt_against_a_secret_client_is_refused() {
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(set_cookie(&r, "vestibule").is_none_or(|v| v.is_empty()));
     let _ = location;
+}
+
+/// A used assertion id is kept in the database, not only in the
+/// provider's memory: after the provider restarts (its memory gone, as
+/// at another instance sharing the database) the same assertion is still
+/// a replay (RFC 7523 §3 item 7).
+#[tokio::test]
+async fn a_used_assertion_is_still_a_replay_after_the_provider_restarts() {
+    let p = pair(
+        |jwks| format!("jwks_uri = \"{jwks}\""),
+        "client_auth = \"private_key_jwt\"",
+    )
+    .await;
+    let keys = down_keys(&p).await;
+    let sign = |jti: &str| {
+        keys.current()
+            .sign(
+                Some("JWT"),
+                assertion_claims(&p, jti).to_string().as_bytes(),
+            )
+            .unwrap()
+    };
+    let (used, fresh) = (sign("jti-kept"), sign("jti-fresh"));
+    let r = token_request(&p, &exchange_with(&used, "")).await;
+    assert_eq!(
+        r.status,
+        400,
+        "authenticated (the bogus code fails): {}",
+        r.text()
+    );
+
+    let Pair {
+        up,
+        down,
+        up_text,
+        issuer,
+    } = p;
+    let Gateway {
+        mut child, _dir, ..
+    } = up;
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+    let up = Gateway::start_in(_dir, &up_text, &[(KEK_VAR, KEK)]).await;
+    let p = Pair {
+        up,
+        down,
+        up_text,
+        issuer,
+    };
+    let r = token_request(&p, &exchange_with(&used, "")).await;
+    assert_eq!(r.status, 401, "a replay after the restart: {}", r.text());
+    assert_eq!(r.json()["error"], "invalid_client");
+    // A fresh one still authenticates.
+    let r = token_request(&p, &exchange_with(&fresh, "")).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_grant");
 }
