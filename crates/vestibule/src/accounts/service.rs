@@ -294,13 +294,20 @@ impl Accounts {
     }
 
     // Alike devices/service.rs cached: another cache, keyed by identity, same TTL filter.
-    fn cached(&self, key: &IdentityKey) -> Option<Arc<Cached>> {
-        let cache = self.cache.read().ok()?;
-        cache
+    /// The entry for `key` if it is younger than the TTL at `now`, and the
+    /// cache's change count (for [`Cache::insert_if_unchanged`]), both
+    /// under one read of the lock; `u64::MAX` as the count when the lock
+    /// is poisoned, so that a miss caches nothing.
+    fn cached(&self, key: &IdentityKey, now: Instant) -> (Option<Arc<Cached>>, u64) {
+        let Ok(cache) = self.cache.read() else {
+            return (None, u64::MAX);
+        };
+        let hit = cache
             .by_key
             .get(key)
-            .filter(|c| c.fetched.elapsed() < self.ttl)
-            .cloned()
+            .filter(|c| now.saturating_duration_since(c.fetched) < self.ttl)
+            .cloned();
+        (hit, cache.changes)
     }
 
     /// Resolves an authenticated identity to its account's verdict.
@@ -328,11 +335,13 @@ impl Accounts {
         provisioning: &Provisioning,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Resolution, StoreError> {
-        let cached = self.cached(key);
+        // One clock read for the request's TTL and "last seen" checks.
+        let now = Instant::now();
+        let (cached, changes_before) = self.cached(key, now);
         if cached.is_none() {
             reachable(&self.store)?;
         }
-        let changes_before = self.cache.read().map_or(u64::MAX, |c| c.changes);
+        let hit = cached.is_some();
         let entry = match cached {
             Some(c) => c,
             None => match self.store.account_by_identity(key).await? {
@@ -454,7 +463,9 @@ impl Accounts {
             AccountStatus::Disabled => return Ok(Resolution::Disabled),
             AccountStatus::Active => {}
         }
-        self.refresh_behind(key, &entry, &id);
+        // A miss awaited the store and stamped its entry since: read again.
+        let now = if hit { now } else { Instant::now() };
+        self.refresh_behind(key, &entry, &id, now);
         self.note_sighting(entry.account.id);
         // After the refresh, which compares the front's groups with the
         // account's: the app gets the directory's roles instead.
@@ -531,11 +542,11 @@ impl Accounts {
 
     /// Writes changed attributes, or "last seen" once a minute, without
     /// making the request wait.
-    fn refresh_behind(&self, key: &IdentityKey, entry: &Cached, id: &Identity) {
+    fn refresh_behind(&self, key: &IdentityKey, entry: &Cached, id: &Identity, now: Instant) {
         // Compared in place: on the usual request nothing changed and
         // nothing is due, and nothing is copied.
         let changed = differs_from(&entry.account, id);
-        if !changed && entry.last_write.elapsed() < TOUCH_INTERVAL {
+        if !changed && now.saturating_duration_since(entry.last_write) < TOUCH_INTERVAL {
             return;
         }
         let attrs = attributes_of(id);
