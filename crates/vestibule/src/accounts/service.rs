@@ -335,6 +335,10 @@ impl Accounts {
         provisioning: &Provisioning,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Resolution, StoreError> {
+        // Every await below but the cache's is of a miss, a write or the
+        // directory's: boxed, so that their futures (LDAP, audit) do not
+        // grow this one, which a cache hit moves with the decision's on
+        // every request (issue 17); they allocate anyway.
         // One clock read for the request's TTL and "last seen" checks.
         let now = Instant::now();
         let (cached, changes_before) = self.cached(key, now);
@@ -346,18 +350,18 @@ impl Accounts {
             Some(c) => c,
             None => match self.store.account_by_identity(key).await? {
                 Some(account) => {
-                    let in_directory = self.in_directory(&account).await?;
+                    let in_directory = Box::pin(self.in_directory(&account)).await?;
                     self.remember(key.clone(), account, false, in_directory, changes_before)
                 }
                 None => match provisioning.first_sighting(&id) {
                     FirstSighting::Refuse => {
-                        self.audit(
+                        Box::pin(self.audit(
                             "first-sighting",
                             key,
                             client_ip.map(|ip| ip.to_string()),
                             "refused",
                             "no account and provisioning creates none",
-                        )
+                        ))
                         .await;
                         return Ok(Resolution::NoAccount);
                     }
@@ -391,13 +395,13 @@ impl Accounts {
                                 .ok_or(StoreError::NotFound)?,
                             Err(e) => return Err(e),
                         };
-                        self.audit(
+                        Box::pin(self.audit(
                             "provision",
                             key,
                             client_ip.map(|ip| ip.to_string()),
                             status.as_str(),
                             "new identity seen",
-                        )
+                        ))
                         .await;
                         self.remember(
                             key.clone(),
@@ -415,7 +419,7 @@ impl Accounts {
             let attrs = attributes_of(&id);
             match entry.account.status {
                 AccountStatus::Disabled if !entry.in_directory => {
-                    dir.relocate(&*self.store, &entry.account).await?;
+                    Box::pin(dir.relocate(&*self.store, &entry.account)).await?;
                     self.mark_in_directory(key, None);
                 }
                 AccountStatus::Disabled => {}
@@ -429,19 +433,19 @@ impl Accounts {
                     account.groups = attrs.groups;
                     account.org = attrs.org;
                     let pending = status == AccountStatus::Pending;
-                    match dir.sync(&*self.store, &account, &id, pending).await? {
+                    match Box::pin(dir.sync(&*self.store, &account, &id, pending)).await? {
                         super::ldap::Synced::Written(groups) => {
                             self.mark_in_directory(key, groups.clone());
                             directory_groups = groups;
                         }
                         super::ldap::Synced::NeedsAdmin(reason) => {
-                            self.audit(
+                            Box::pin(self.audit(
                                 "directory",
                                 key,
                                 client_ip.map(|ip| ip.to_string()),
                                 "conflict",
                                 &reason,
-                            )
+                            ))
                             .await;
                             return Ok(Resolution::DirectoryConflict(reason));
                         }
@@ -450,7 +454,7 @@ impl Accounts {
                 AccountStatus::Active if directory_groups.is_none() && dir.forwards_roles() => {
                     // Written before, roles not read since this entry was
                     // cached: read them back now.
-                    directory_groups = dir.roles_of(&*self.store, &entry.account).await?;
+                    directory_groups = Box::pin(dir.roles_of(&*self.store, &entry.account)).await?;
                     if directory_groups.is_some() {
                         self.mark_in_directory(key, directory_groups.clone());
                     }
