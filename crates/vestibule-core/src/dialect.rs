@@ -206,12 +206,22 @@ enum Field {
 
 const FIELD_COUNT: usize = 9;
 
+/// A name length's bit in `Dialect::slot_lengths`; lengths of 63 and more
+/// share the last one.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
 /// A compiled dialect, ready to read requests.
 #[derive(Debug, Clone)]
 pub struct Dialect {
     name: String,
     /// Normalised header names, one per slot.
     slots: Vec<String>,
+    /// Bit `min(len, 63)` set for each slot's name length: most request
+    /// headers are none of the dialect's, and their length alone says so
+    /// (`same_name` never matches names of different lengths).
+    slot_lengths: u64,
     index: HashMap<String, usize>,
     /// For each field, the slots that may carry it (alternatives).
     fields: [Vec<usize>; FIELD_COUNT],
@@ -234,6 +244,7 @@ impl Builder {
             d: Dialect {
                 name: name.to_owned(),
                 slots: Vec::new(),
+                slot_lengths: 0,
                 index: HashMap::new(),
                 fields: Default::default(),
                 marker: None,
@@ -250,6 +261,7 @@ impl Builder {
         if let Some(&i) = self.d.index.get(&n) {
             return i;
         }
+        self.d.slot_lengths |= length_bit(n.len());
         self.d.slots.push(n.clone());
         self.d.index.insert(n, self.d.slots.len() - 1);
         self.d.slots.len() - 1
@@ -392,6 +404,9 @@ impl Dialect {
         // each (lengths first, then folded bytes) is cheaper than hashing
         // it, and allocates nothing for any spelling (issue 17: this ran
         // for every header of every request).
+        if self.slot_lengths & length_bit(name.len()) == 0 {
+            return None;
+        }
         self.slots
             .iter()
             .position(|slot| crate::headers::same_name(slot, name))

@@ -294,13 +294,20 @@ impl Accounts {
     }
 
     // Alike devices/service.rs cached: another cache, keyed by identity, same TTL filter.
-    fn cached(&self, key: &IdentityKey) -> Option<Arc<Cached>> {
-        let cache = self.cache.read().ok()?;
-        cache
+    /// The entry for `key` if it is younger than the TTL at `now`, and the
+    /// cache's change count (for [`Cache::insert_if_unchanged`]), both
+    /// under one read of the lock; `u64::MAX` as the count when the lock
+    /// is poisoned, so that a miss caches nothing.
+    fn cached(&self, key: &IdentityKey, now: Instant) -> (Option<Arc<Cached>>, u64) {
+        let Ok(cache) = self.cache.read() else {
+            return (None, u64::MAX);
+        };
+        let hit = cache
             .by_key
             .get(key)
-            .filter(|c| c.fetched.elapsed() < self.ttl)
-            .cloned()
+            .filter(|c| now.saturating_duration_since(c.fetched) < self.ttl)
+            .cloned();
+        (hit, cache.changes)
     }
 
     /// A provider's fresh statement of account `account_id`'s attributes
@@ -347,27 +354,33 @@ impl Accounts {
         provisioning: &Provisioning,
         client_ip: Option<std::net::IpAddr>,
     ) -> Result<Resolution, StoreError> {
-        let cached = self.cached(key);
+        // Every await below but the cache's is of a miss, a write or the
+        // directory's: boxed, so that their futures (LDAP, audit) do not
+        // grow this one, which a cache hit moves with the decision's on
+        // every request (issue 17); they allocate anyway.
+        // One clock read for the request's TTL and "last seen" checks.
+        let now = Instant::now();
+        let (cached, changes_before) = self.cached(key, now);
         if cached.is_none() {
             reachable(&self.store)?;
         }
-        let changes_before = self.cache.read().map_or(u64::MAX, |c| c.changes);
+        let hit = cached.is_some();
         let entry = match cached {
             Some(c) => c,
             None => match self.store.account_by_identity(key).await? {
                 Some(account) => {
-                    let in_directory = self.in_directory(&account).await?;
+                    let in_directory = Box::pin(self.in_directory(&account)).await?;
                     self.remember(key.clone(), account, false, in_directory, changes_before)
                 }
                 None => match provisioning.first_sighting(&id) {
                     FirstSighting::Refuse => {
-                        self.audit(
+                        Box::pin(self.audit(
                             "first-sighting",
                             key,
                             client_ip.map(|ip| ip.to_string()),
                             "refused",
                             "no account and provisioning creates none",
-                        )
+                        ))
                         .await;
                         return Ok(Resolution::NoAccount);
                     }
@@ -401,13 +414,13 @@ impl Accounts {
                                 .ok_or(StoreError::NotFound)?,
                             Err(e) => return Err(e),
                         };
-                        self.audit(
+                        Box::pin(self.audit(
                             "provision",
                             key,
                             client_ip.map(|ip| ip.to_string()),
                             status.as_str(),
                             "new identity seen",
-                        )
+                        ))
                         .await;
                         self.remember(
                             key.clone(),
@@ -425,7 +438,7 @@ impl Accounts {
             let attrs = attributes_of(&id);
             match entry.account.status {
                 AccountStatus::Disabled if !entry.in_directory => {
-                    dir.relocate(&*self.store, &entry.account).await?;
+                    Box::pin(dir.relocate(&*self.store, &entry.account)).await?;
                     self.mark_in_directory(key, None);
                 }
                 AccountStatus::Disabled => {}
@@ -439,19 +452,19 @@ impl Accounts {
                     account.groups = attrs.groups;
                     account.org = attrs.org;
                     let pending = status == AccountStatus::Pending;
-                    match dir.sync(&*self.store, &account, &id, pending).await? {
+                    match Box::pin(dir.sync(&*self.store, &account, &id, pending)).await? {
                         super::ldap::Synced::Written(groups) => {
                             self.mark_in_directory(key, groups.clone());
                             directory_groups = groups;
                         }
                         super::ldap::Synced::NeedsAdmin(reason) => {
-                            self.audit(
+                            Box::pin(self.audit(
                                 "directory",
                                 key,
                                 client_ip.map(|ip| ip.to_string()),
                                 "conflict",
                                 &reason,
-                            )
+                            ))
                             .await;
                             return Ok(Resolution::DirectoryConflict(reason));
                         }
@@ -460,7 +473,7 @@ impl Accounts {
                 AccountStatus::Active if directory_groups.is_none() && dir.forwards_roles() => {
                     // Written before, roles not read since this entry was
                     // cached: read them back now.
-                    directory_groups = dir.roles_of(&*self.store, &entry.account).await?;
+                    directory_groups = Box::pin(dir.roles_of(&*self.store, &entry.account)).await?;
                     if directory_groups.is_some() {
                         self.mark_in_directory(key, directory_groups.clone());
                     }
@@ -473,7 +486,9 @@ impl Accounts {
             AccountStatus::Disabled => return Ok(Resolution::Disabled),
             AccountStatus::Active => {}
         }
-        self.refresh_behind(key, &entry, &id);
+        // A miss awaited the store and stamped its entry since: read again.
+        let now = if hit { now } else { Instant::now() };
+        self.refresh_behind(key, &entry, &id, now);
         self.note_sighting(entry.account.id);
         // After the refresh, which compares the front's groups with the
         // account's: the app gets the directory's roles instead.
@@ -550,11 +565,11 @@ impl Accounts {
 
     /// Writes changed attributes, or "last seen" once a minute, without
     /// making the request wait.
-    fn refresh_behind(&self, key: &IdentityKey, entry: &Cached, id: &Identity) {
+    fn refresh_behind(&self, key: &IdentityKey, entry: &Cached, id: &Identity, now: Instant) {
         // Compared in place: on the usual request nothing changed and
         // nothing is due, and nothing is copied.
         let changed = differs_from(&entry.account, id);
-        if !changed && entry.last_write.elapsed() < TOUCH_INTERVAL {
+        if !changed && now.saturating_duration_since(entry.last_write) < TOUCH_INTERVAL {
             return;
         }
         let attrs = attributes_of(id);

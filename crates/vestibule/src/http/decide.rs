@@ -180,9 +180,11 @@ pub async fn decide(
                     cached = Some(e);
                     r
                 }
+                // Boxed, as the credential checks below: a path that
+                // allocates anyway, whose future inline would grow this
+                // one, moved on every request (issue 17).
                 Authenticated::Fresh(id) => {
-                    accounts
-                        .resolve(id, provisioning, key_by_username, ctx.client_ip)
+                    Box::pin(accounts.resolve(id, provisioning, key_by_username, ctx.client_ip))
                         .await
                 }
             };
@@ -235,7 +237,7 @@ pub async fn decide(
                 }));
             }
         }
-        match verify_credential(state, &routes, route, &ctx, &cert).await {
+        match Box::pin(verify_credential(state, &routes, route, &ctx, &cert)).await {
             Ok((id, device)) => (Some(Arc::new(id)), Some(cert.carrier), Some(device)),
             Err(r) => return Err(refuse(r)),
         }
@@ -250,13 +252,13 @@ pub async fn decide(
             Err((_, r)) => return Err(refuse(r)),
             Ok(Some(c)) if identity.is_some() => (identity, Some(carrier_of(&c)), None),
             Ok(Some(OneCredential::Device(p))) => {
-                match verify_credential(state, &routes, route, &ctx, &p).await {
+                match Box::pin(verify_credential(state, &routes, route, &ctx, &p)).await {
                     Ok((id, device)) => (Some(Arc::new(id)), Some(p.carrier), Some(device)),
                     Err(r) => return Err(refuse(r)),
                 }
             }
             Ok(Some(OneCredential::Access(a))) => {
-                match verify_access(state, &routes, route, &a).await {
+                match Box::pin(verify_access(state, &routes, route, &a)).await {
                     Ok((id, client)) => {
                         oauth_client = Some(client);
                         (Some(Arc::new(id)), Some(a.carrier), None)

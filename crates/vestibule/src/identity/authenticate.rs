@@ -98,7 +98,15 @@ pub async fn authenticate_shared(
     // The OIDC login's identity is the browser's own session cookie, from
     // anyone: no front vouches for it.
     if let IdentityReader::Oidc { upstream } = reader {
-        let result = crate::web::oidc_login::session_identity(state, ctx, headers, upstream).await;
+        // Boxed, as every path below that reads an identity afresh: their
+        // futures are large (store and HTTP calls), and inline they would
+        // grow the decision's own future, moved on every request, the
+        // identity cache's hits included (issue 17). These paths allocate
+        // the identity anyway.
+        let result = Box::pin(crate::web::oidc_login::session_identity(
+            state, ctx, headers, upstream,
+        ))
+        .await;
         match &result {
             Ok(Some(_)) => counters.authenticated.inc(),
             Ok(None) => counters.anonymous.inc(),
@@ -110,7 +118,7 @@ pub async fn authenticate_shared(
     // is never consulted for a peer that may not send identity headers.
     if !ctx.trusted_for_identity {
         note_spoof_attempt(state, ctx, headers);
-        return fresh(second_oidc(state, ctx, headers).await);
+        return fresh(Box::pin(second_oidc(state, ctx, headers)).await);
     }
     let result = match reader {
         IdentityReader::Headers {
@@ -121,14 +129,16 @@ pub async fn authenticate_shared(
             .extract(dialect, limits, headers)
             .map(|e| e.map(Authenticated::Cached))
             .map_err(SourceError::Headers),
-        IdentityReader::Jwt { keys, limits } => fresh(read_assertion(keys, headers, limits).await),
+        IdentityReader::Jwt { keys, limits } => {
+            fresh(Box::pin(read_assertion(keys, headers, limits)).await)
+        }
         IdentityReader::Oidc { .. } => Ok(None),
     };
     match result {
         // The front vouches for nobody: with `[source.oidc]` beside it, the
         // browser's own OIDC session may. The front's identity, when it
         // sends one, comes first: the front authenticated this request.
-        Ok(None) => fresh(second_oidc(state, ctx, headers).await),
+        Ok(None) => fresh(Box::pin(second_oidc(state, ctx, headers)).await),
         other => {
             match &other {
                 Ok(_) => counters.authenticated.inc(),

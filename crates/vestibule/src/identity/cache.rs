@@ -50,6 +50,12 @@ pub const IDENTITY_CACHE_ENTRIES: usize = 4096;
 /// made again.
 const RENDERINGS_PER_IDENTITY: usize = 8;
 
+/// The most identity headers a request's cache key is gathered from, on
+/// the stack: more than any dialect reads (a preset reads at most nine
+/// headers, a custom one six; see the test), so a request with more
+/// repeats one, which `extract` refuses; it is read without the cache.
+const GATHERED: usize = 16;
+
 /// A profile's rendered headers, shared: a hit hands out clones, which
 /// for a `HeaderValue` made once from `Bytes` is a reference count.
 type Rendering = Arc<[(HeaderName, HeaderValue)]>;
@@ -129,9 +135,9 @@ impl Entry {
     }
 
     /// Whether the stored bytes are exactly `headers`'s.
-    fn matches<'a>(&self, headers: impl Iterator<Item = (usize, &'a [u8])>) -> bool {
+    fn matches(&self, headers: &[(usize, &[u8])]) -> bool {
         let mut rest: &[u8] = &self.key;
-        for (slot, value) in headers {
+        for &(slot, value) in headers {
             let Some((head, tail)) = rest.split_at_checked(8) else {
                 return false;
             };
@@ -156,9 +162,9 @@ impl Entry {
 /// The key's bytes for `headers` (see [`Entry`]); `None` when a value or
 /// a slot does not fit a `u32` (never for a header hyper accepted, but
 /// such a request is simply not cached).
-fn encode<'a>(headers: impl Iterator<Item = (usize, &'a [u8])>) -> Option<Box<[u8]>> {
+fn encode(headers: &[(usize, &[u8])]) -> Option<Box<[u8]>> {
     let mut key = Vec::new();
-    for (slot, value) in headers {
+    for &(slot, value) in headers {
         key.extend_from_slice(&u32::try_from(slot).ok()?.to_le_bytes());
         key.extend_from_slice(&u32::try_from(value.len()).ok()?.to_le_bytes());
         key.extend_from_slice(value);
@@ -247,8 +253,25 @@ impl IdentityCache {
         limits: &ValueLimits,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<Entry>>, IdentityError> {
+        // One pass over the request's headers (each compared with the
+        // dialect's slots) yields what the hash, the comparison and the
+        // key are made from.
+        let mut read = [(0, &[][..]); GATHERED];
+        let mut n = 0;
+        for found in dialect.identity_headers(headers) {
+            let Some(place) = read.get_mut(n) else {
+                // More identity headers than the dialect has slots: one
+                // is repeated, which `extract` refuses. Read, not cached.
+                return Ok(dialect
+                    .extract(headers, limits)?
+                    .map(|id| Arc::new(Entry::new(Box::default(), id))));
+            };
+            *place = found;
+            n += 1;
+        }
+        let read = &read[..n];
         let mut h = self.hasher.build_hasher();
-        for (slot, value) in dialect.identity_headers(headers) {
+        for &(slot, value) in read {
             h.write_usize(slot);
             h.write_usize(value.len());
             h.write(value);
@@ -258,7 +281,7 @@ impl IdentityCache {
             m.buckets
                 .get(&hash)?
                 .iter()
-                .find(|e| e.matches(dialect.identity_headers(headers)))
+                .find(|e| e.matches(read))
                 .cloned()
         });
         if hit.is_some() {
@@ -267,7 +290,7 @@ impl IdentityCache {
         let Some(identity) = dialect.extract(headers, limits)? else {
             return Ok(None);
         };
-        let Some(key) = encode(dialect.identity_headers(headers)) else {
+        let Some(key) = encode(read) else {
             return Ok(Some(Arc::new(Entry::new(Box::default(), identity))));
         };
         let entry = Arc::new(Entry::new(key, identity));
@@ -281,10 +304,7 @@ impl IdentityCache {
             }
             let bucket = m.buckets.entry(hash).or_default();
             // Two requests may have raced to the same miss: keep one.
-            if !bucket
-                .iter()
-                .any(|e| e.matches(dialect.identity_headers(headers)))
-            {
+            if !bucket.iter().any(|e| e.matches(read)) {
                 bucket.push(entry.clone());
                 m.len += 1;
             }
@@ -413,6 +433,25 @@ mod tests {
         ]);
         assert!(cache.extract(&dialect, &limits, &spelled).is_err());
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_request_with_more_identity_headers_than_gathered_is_read_uncached() {
+        for preset in Preset::ALL {
+            assert!(Dialect::preset(preset).header_names().count() < GATHERED);
+        }
+        let dialect = Dialect::preset(Preset::Authelia);
+        let limits = ValueLimits::default();
+        let cache = IdentityCache::default();
+        let many: Vec<_> = (0..=GATHERED)
+            .map(|_| ("remote-user".to_owned(), "alice".to_owned()))
+            .collect();
+        let headers = map(&many);
+        assert_eq!(
+            cache.extract(&dialect, &limits, &headers).unwrap_err(),
+            dialect.extract(&headers, &limits).unwrap_err()
+        );
+        assert!(cache.is_empty());
     }
 
     #[test]
