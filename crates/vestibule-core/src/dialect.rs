@@ -5,7 +5,6 @@
 //! encodings the sender uses. [`Dialect::extract`] is only ever called for
 //! a request from a trusted peer; untrusted peers never get this far.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use http::HeaderMap;
@@ -222,7 +221,6 @@ pub struct Dialect {
     /// headers are none of the dialect's, and their length alone says so
     /// (`same_name` never matches names of different lengths).
     slot_lengths: u64,
-    index: HashMap<String, usize>,
     /// For each field, the slots that may carry it (alternatives).
     fields: [Vec<usize>; FIELD_COUNT],
     /// A slot whose value must equal (case-insensitively) the given string
@@ -245,7 +243,6 @@ impl Builder {
                 name: name.to_owned(),
                 slots: Vec::new(),
                 slot_lengths: 0,
-                index: HashMap::new(),
                 fields: Default::default(),
                 marker: None,
                 groups_separator,
@@ -258,12 +255,12 @@ impl Builder {
 
     fn slot(&mut self, header: &str) -> usize {
         let n = normalize_name(header);
-        if let Some(&i) = self.d.index.get(&n) {
+        // A dialect has a handful of slots: a search, not a map.
+        if let Some(i) = self.d.slots.iter().position(|s| *s == n) {
             return i;
         }
         self.d.slot_lengths |= length_bit(n.len());
-        self.d.slots.push(n.clone());
-        self.d.index.insert(n, self.d.slots.len() - 1);
+        self.d.slots.push(n);
         self.d.slots.len() - 1
     }
 
