@@ -501,23 +501,12 @@ impl OidcLoginStore for SqlStore {
         expires_at: i64,
         now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            sqlx::query("DELETE FROM oidc_logout_jtis WHERE expires_at < $1")
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-            // One statement, so two instances given the same token at once
-            // cannot both accept it: the primary key decides.
-            let done = sqlx::query(
-                "INSERT INTO oidc_logout_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (issuer, jti) DO NOTHING",
-            )
-            .bind(issuer)
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        Box::pin(self.remember_once(
+            "DELETE FROM oidc_logout_jtis WHERE expires_at < $1",
+            "INSERT INTO oidc_logout_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (issuer, jti) DO NOTHING",
+            (issuer, jti, expires_at),
+            now,
+        ))
     }
 }

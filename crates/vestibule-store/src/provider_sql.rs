@@ -1006,23 +1006,13 @@ impl ProviderStore for SqlStore {
         expires_at: i64,
         now: i64,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            sqlx::query("DELETE FROM oidc_client_assertion_jtis WHERE expires_at < $1")
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-            // The primary key decides between instances.
-            let done = sqlx::query(
-                "INSERT INTO oidc_client_assertion_jtis (client_id, jti, expires_at) \
-                 VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING",
-            )
-            .bind(client_id)
-            .bind(jti)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        })
+        Box::pin(self.remember_once(
+            "DELETE FROM oidc_client_assertion_jtis WHERE expires_at < $1",
+            "INSERT INTO oidc_client_assertion_jtis (client_id, jti, expires_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (client_id, jti) DO NOTHING",
+            (client_id, jti, expires_at),
+            now,
+        ))
     }
 
     fn purge_provider(

@@ -348,6 +348,28 @@ impl SqlStore {
         .await
     }
 
+    /// A token id accepted once within its scope (an issuer, a client):
+    /// `purge` (`$1` = `now`) forgets the ids past their time, then
+    /// `insert` (`$1` scope, `$2` id, `$3` expiry) adds it unless present,
+    /// in one statement, so of two instances given the same token at once
+    /// one accepts it: the primary key decides. Whether it was new.
+    pub(crate) async fn remember_once(
+        &self,
+        purge: &'static str,
+        insert: &'static str,
+        (scope, id, expires_at): (&str, &str, i64),
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query(purge).bind(now).execute(&self.pool).await?;
+        let done = sqlx::query(insert)
+            .bind(scope)
+            .bind(id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// [`SqlStore::revoking`] for a write that changes several things:
     /// every change it returns is recorded in its transaction and
     /// published after the commit.
