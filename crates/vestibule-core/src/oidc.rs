@@ -37,8 +37,8 @@ pub use discovery::{
     parse_refresh_response, parse_token_response, pkce_challenge,
 };
 pub use id_token::{
-    IdToken, IdTokenExpectations, OriginalLogin, token_hash, verify_id_token,
-    verify_refreshed_id_token,
+    ClaimsRefused, IdToken, IdTokenExpectations, OriginalLogin, allowed_identity, token_hash,
+    verify_id_token, verify_refreshed_id_token,
 };
 pub use logout_token::{
     BACKCHANNEL_LOGOUT_EVENT, LogoutToken, LogoutTokenExpectations, verify_logout_token,

@@ -95,6 +95,51 @@ pub fn verify_id_token(
     verify(token, jwks, expect, NonceRule::Required)
 }
 
+/// Why the claims of a verified ID token give no identity allowed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimsRefused {
+    /// The claims do not map to an identity (no subject or username
+    /// claim, a value too long).
+    Claims(JwtError),
+    /// The person is in none of the allowed groups.
+    NotInAllowedGroup,
+}
+
+impl std::fmt::Display for ClaimsRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Claims(e) => write!(f, "claims: {e}"),
+            Self::NotInAllowedGroup => f.write_str("in none of source.oidc.allowed_groups"),
+        }
+    }
+}
+
+/// The identity a verified ID token states, through `mapping` (the
+/// identity's source is `issuer`), when `allowed_groups` lets it in
+/// (empty: anyone): the one rule for a login's callback and for a
+/// re-check's refreshed ID token (OIDC Core §12.2: the claims as the
+/// provider holds them now).
+pub fn allowed_identity(
+    token: &IdToken,
+    mapping: &crate::jwt::ClaimMapping,
+    issuer: &str,
+    allowed_groups: &[String],
+) -> Result<crate::identity::Identity, ClaimsRefused> {
+    let limits = crate::dialect::ValueLimits::default();
+    let identity = crate::jwt::identity_from_claims(
+        &token.claims,
+        mapping,
+        issuer,
+        limits.max_value_len,
+        limits.max_groups_len,
+    )
+    .map_err(ClaimsRefused::Claims)?;
+    if !allowed_groups.is_empty() && !allowed_groups.iter().any(|g| identity.in_group(g)) {
+        return Err(ClaimsRefused::NotInAllowedGroup);
+    }
+    Ok(identity)
+}
+
 /// Verifies an ID token returned by a refresh (OIDC Core §12.2): every
 /// check of [`verify_id_token`] (`iss`, `aud`, `azp`, signature, `exp`,
 /// a fresh `iat`, `at_hash`), except that `nonce` may be absent (when

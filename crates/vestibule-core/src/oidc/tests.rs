@@ -1021,3 +1021,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn allowed_identity_maps_the_claims_and_applies_allowed_groups() {
+    let mapping = crate::jwt::ClaimMapping::oidc();
+    let token = id(&with(id_claims(), "groups", json!(["staff", "users"]))).unwrap();
+    let id = allowed_identity(&token, &mapping, ISS, &[]).unwrap();
+    assert_eq!(id.subject, "u-1");
+    assert!(id.in_group("staff"));
+    // In one of the allowed groups: let in.
+    assert!(allowed_identity(&token, &mapping, ISS, &["admins".into(), "users".into()]).is_ok());
+    // In none: refused, whatever else the claims say.
+    assert_eq!(
+        allowed_identity(&token, &mapping, ISS, &["admins".into()]),
+        Err(ClaimsRefused::NotInAllowedGroup)
+    );
+    // Claims that do not map are refused before groups are looked at.
+    let mut mapping = mapping;
+    mapping.subject = "missing".into();
+    assert!(matches!(
+        allowed_identity(&token, &mapping, ISS, &[]),
+        Err(ClaimsRefused::Claims(_))
+    ));
+}

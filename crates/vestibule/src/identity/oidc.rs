@@ -35,9 +35,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use vestibule_core::jwt::{Jwks, JwtError};
 use vestibule_core::oidc::{
-    MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES, MAX_USERINFO_BYTES, OidcTokenError,
-    ProviderMetadata, RefreshResponse, TokenResponse, TokenResponseError, UserinfoError,
-    check_userinfo, parse_discovery, parse_refresh_response, parse_token_response,
+    ClaimsRefused, MAX_DISCOVERY_BYTES, MAX_TOKEN_RESPONSE_BYTES, MAX_USERINFO_BYTES,
+    OidcTokenError, ProviderMetadata, RefreshResponse, TokenResponse, TokenResponseError,
+    UserinfoError, check_userinfo, parse_discovery, parse_refresh_response, parse_token_response,
 };
 
 use crate::config::{ClientAuthMethod, OidcLogin};
@@ -85,48 +85,18 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest JWK Set read.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
-/// Why the claims of a verified ID token give no identity allowed here.
-#[derive(Debug)]
-pub enum ClaimsRefused {
-    /// The claims do not map to an identity (no subject or username
-    /// claim, a value too long).
-    Claims(JwtError),
-    /// The person is in none of `source.oidc.allowed_groups`.
-    NotInAllowedGroup,
-}
-
-impl std::fmt::Display for ClaimsRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Claims(e) => write!(f, "claims: {e}"),
-            Self::NotInAllowedGroup => f.write_str("in none of source.oidc.allowed_groups"),
-        }
-    }
-}
-
-/// The identity a verified ID token states, through `source.oidc`'s claim
-/// mapping, when `allowed_groups` lets it in: the one rule for a login's
-/// callback and for a re-check's refreshed ID token (OIDC Core §12.2: the
-/// claims as the provider holds them now).
+/// [`vestibule_core::oidc::allowed_identity`] with `source.oidc`'s claim
+/// mapping, issuer and `allowed_groups`.
 pub fn identity_of(
     settings: &OidcLogin,
     id_token: &vestibule_core::oidc::IdToken,
 ) -> Result<vestibule_core::identity::Identity, ClaimsRefused> {
-    let limits = vestibule_core::dialect::ValueLimits::default();
-    let identity = vestibule_core::jwt::identity_from_claims(
-        &id_token.claims,
+    vestibule_core::oidc::allowed_identity(
+        id_token,
         &settings.mapping,
         &settings.issuer,
-        limits.max_value_len,
-        limits.max_groups_len,
+        &settings.allowed_groups,
     )
-    .map_err(ClaimsRefused::Claims)?;
-    if !settings.allowed_groups.is_empty()
-        && !settings.allowed_groups.iter().any(|g| identity.in_group(g))
-    {
-        return Err(ClaimsRefused::NotInAllowedGroup);
-    }
-    Ok(identity)
 }
 
 /// What the provider said to a re-check of a session.

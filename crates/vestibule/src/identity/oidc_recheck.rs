@@ -31,9 +31,10 @@
 //! pairing, a device-code approval).
 //!
 //! SSO freshness (`max_sso_age`) is not touched here, not even when
-//! attributes are restated: a re-check is not the person being seen. The account is seen when a request carries its
-//! live session ([`crate::accounts::Accounts::resolve`]); once a re-check
-//! ends the session nothing refreshes it, and device credentials lapse.
+//! attributes are restated: a re-check is not the person being seen. The
+//! account is seen when a request carries its live session
+//! ([`crate::accounts::Accounts::resolve`]); once a re-check ends the
+//! session nothing refreshes it, and device credentials lapse.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -271,20 +272,24 @@ async fn ask(
 /// ([`identity_of`]), so a person the login would refuse (claims that no
 /// longer map, out of every `allowed_groups`) is refused here too, and
 /// changed attributes (groups above all) are written
-/// ([`crate::accounts::Accounts::restate`]). `Err(Some(why))`: the session
-/// must end; `Err(None)`: the store failed.
+/// ([`crate::accounts::Accounts::restate`]).
 async fn restate(
     state: &AppState,
     upstream: &Upstream,
     store: &dyn Store,
     session_hash: &[u8; 32],
     id_token: &IdToken,
-) -> Result<(), Option<String>> {
-    let identity = identity_of(upstream.settings(), id_token).map_err(|e| Some(e.to_string()))?;
+) -> Result<(), NotRestated> {
+    let identity = identity_of(upstream.settings(), id_token)
+        .map_err(|e| NotRestated::Refused(e.to_string()))?;
     let Some(accounts) = state.accounts() else {
         return Ok(());
     };
-    let Some(session) = store.session(session_hash).await.map_err(|_| None)? else {
+    let session = store.session(session_hash).await.map_err(|e| {
+        tracing::warn!(error = %e, "a re-checked session could not be read");
+        NotRestated::StoreFailed
+    })?;
+    let Some(session) = session else {
         return Ok(());
     };
     match accounts.restate(session.account_id, &identity).await {
@@ -300,9 +305,17 @@ async fn restate(
         Err(vestibule_store::StoreError::NotFound) => Ok(()),
         Err(e) => {
             tracing::warn!(error = %e, "the attributes of a re-checked session's account could not be written");
-            Err(None)
+            Err(NotRestated::StoreFailed)
         }
     }
+}
+
+/// Why [`restate`] did not apply a refreshed ID token.
+enum NotRestated {
+    /// The login's rule refuses the person now: the session must end.
+    Refused(String),
+    /// The store failed: tried again at the next re-check.
+    StoreFailed,
 }
 
 /// What a re-check did.
@@ -381,7 +394,7 @@ pub async fn recheck_claimed(
             if let Some(id_token) = &refreshed {
                 match restate(state, upstream, store, session_hash, id_token).await {
                     Ok(()) => {}
-                    Err(Some(why)) => {
+                    Err(NotRestated::Refused(why)) => {
                         count(state, "refused");
                         let why = format!("the provider's claims now: {why}");
                         end(store, &link, "ended", &why).await;
@@ -389,7 +402,7 @@ pub async fn recheck_claimed(
                     }
                     // The tokens are still written below: the refresh
                     // token rotated at the provider must not be lost.
-                    Err(None) => {}
+                    Err(NotRestated::StoreFailed) => {}
                 }
             }
             let sealed = seal(upstream.kek(), session_hash, &tokens, now, next)?;
@@ -503,8 +516,7 @@ pub async fn recheck_now(state: &AppState, session_hash: &[u8; 32]) -> Result<()
     }
 }
 
-/// One round of the schedule: every due session, claimed then re-checked.
-/// One round: up to [`BATCH`] due sessions, [`IN_FLIGHT`] at a time.
+/// One round of the schedule: up to [`BATCH`] due sessions, [`IN_FLIGHT`] at a time.
 /// Returns (due, claimed): a full batch of which some were claimed means
 /// more may be due, and the next round starts at once.
 async fn round(

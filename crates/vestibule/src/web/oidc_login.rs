@@ -29,8 +29,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use rand::RngCore;
 use vestibule_core::identity::Identity;
 use vestibule_core::oidc::{
-    CallbackError, IdTokenExpectations, LogoutTokenExpectations, check_callback, pkce_challenge,
-    verify_id_token, verify_logout_token,
+    CallbackError, ClaimsRefused, IdTokenExpectations, LogoutTokenExpectations, check_callback,
+    pkce_challenge, verify_id_token, verify_logout_token,
 };
 use vestibule_core::secret::{find_cookie, hash_token};
 use vestibule_store::oidc_login::{OidcSessionLink, PendingOidcLogin};
@@ -42,7 +42,7 @@ use super::session::{SessionAudit, active, https, open_session, presented_token}
 use crate::accounts::{Accounts, now_ms};
 use crate::identity::authenticate::SourceError;
 use crate::identity::client_identity::ClientContext;
-use crate::identity::oidc::{ClaimsRefused, KeyedCheckError, Upstream, identity_of};
+use crate::identity::oidc::{KeyedCheckError, Upstream, identity_of};
 use crate::identity::oidc_recheck::{SessionTokens, id_token_hint, store_login_tokens};
 use crate::state::AppState;
 
